@@ -1,0 +1,68 @@
+"""Cases: CT exams, case lists with truth, and synthetic spine CT pairs.
+
+The first stage of the platform's data flow (cases → detector → reader_study → analysis).
+Everything here works in DICOM/ITK LPS patient coordinates and millimetres.
+
+Public API
+----------
+Volume, LabelVolume
+    Images that carry their geometry (array in (z, y, x) order, spacing/origin in (x, y, z)).
+Exam, read_exam, read_volume, write_volume, write_dicom_series, check_same_patient
+    Reading CT exams from DICOM series folders, NIfTI, NRRD or MHA, in HU; writing them back.
+Case, CaseList, Lesion, LesionType, LesionLocation, read_case_list, write_case_list,
+validate_case_list
+    Case lists: prior/current pairs, normal/abnormal, truth lesions.
+"""
+
+from .caselist import (
+    CASE_LIST_COLUMNS,
+    Case,
+    CaseList,
+    CaseListError,
+    CaseListProblem,
+    Lesion,
+    LesionLocation,
+    LesionType,
+    read_case_list,
+    validate_case_list,
+    write_case_list,
+)
+from .dicom import DicomSeriesInfo, list_dicom_series
+from .io import (
+    Exam,
+    ExamReadError,
+    check_hu_plausible,
+    check_same_patient,
+    read_exam,
+    read_volume,
+    write_dicom_series,
+    write_volume,
+)
+from .volume import GeometryMismatchError, LabelVolume, Volume
+
+__all__ = [
+    "CASE_LIST_COLUMNS",
+    "Case",
+    "CaseList",
+    "CaseListError",
+    "CaseListProblem",
+    "DicomSeriesInfo",
+    "Exam",
+    "ExamReadError",
+    "GeometryMismatchError",
+    "LabelVolume",
+    "Lesion",
+    "LesionLocation",
+    "LesionType",
+    "Volume",
+    "check_hu_plausible",
+    "check_same_patient",
+    "list_dicom_series",
+    "read_case_list",
+    "read_exam",
+    "read_volume",
+    "validate_case_list",
+    "write_case_list",
+    "write_dicom_series",
+    "write_volume",
+]

@@ -1,0 +1,92 @@
+"""``tsct cases …``: the study coordinator's commands for exams and case lists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    help="Import CT exams, validate case lists and generate synthetic spine CT pairs (study coordinators).",
+    no_args_is_help=True,
+)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]Error:[/] {message}")
+    raise typer.Exit(code)
+
+
+@app.command("validate")
+def validate(
+    case_list: Path = typer.Argument(..., help="The case-list CSV to check (schema: docs/case-list.md)."),
+    check_files: bool = typer.Option(True, help="Also check that every exam, label map and transform file exists."),
+) -> None:
+    """Check a case list and report every bad row at once, with row numbers and what to fix."""
+    from .caselist import CaseListError, read_case_list
+
+    try:
+        cl = read_case_list(case_list, check_files=check_files)
+    except CaseListError as exc:
+        table = Table(title=f"{len(exc.problems)} problem(s) in {exc.path}", show_lines=False)
+        table.add_column("row", justify="right")
+        table.add_column("column")
+        table.add_column("what to fix")
+        for p in exc.problems:
+            table.add_row("" if p.row is None else str(p.row), p.column or "", p.message)
+        err_console.print(table)
+        raise typer.Exit(1)
+    console.print(f"[bold green]OK[/] {case_list}: {cl.summary()}")
+
+
+@app.command("info")
+def info(
+    exam: Path = typer.Argument(..., help="A DICOM series folder or a .nii/.nii.gz/.nrrd/.mha file."),
+    series_uid: Optional[str] = typer.Option(None, help="SeriesInstanceUID, when the folder holds several series."),
+) -> None:
+    """Show an exam's geometry, HU range and identifying header fields (or the series in a folder)."""
+    from .dicom import list_dicom_series
+    from .io import ExamReadError, read_exam
+
+    try:
+        ex = read_exam(exam, series_uid=series_uid)
+    except ExamReadError as exc:
+        if exam.is_dir() and series_uid is None and len(list_dicom_series(exam)) > 1:
+            console.print(str(exc))
+            raise typer.Exit(1)
+        _fail(str(exc))
+        return
+    vol = ex.volume
+    table = Table(show_header=False, title=str(ex.source))
+    table.add_row("format", ex.format)
+    table.add_row("size (x, y, z)", " x ".join(map(str, vol.size)))
+    table.add_row("spacing (mm)", ", ".join(f"{s:.3f}" for s in vol.spacing_mm))
+    table.add_row("origin (LPS mm)", ", ".join(f"{s:.1f}" for s in vol.origin_mm))
+    table.add_row("orientation", vol.orientation)
+    table.add_row("HU range", f"{float(vol.array.min()):.0f} to {float(vol.array.max()):.0f}")
+    for key, value in ex.header.items():
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+@app.command("import")
+def import_exam(
+    exam: Path = typer.Argument(..., help="A DICOM series folder (or any supported image file)."),
+    out: Path = typer.Argument(..., help="Output image file: .nii.gz (recommended), .nii, .nrrd or .mha."),
+    series_uid: Optional[str] = typer.Option(None, help="SeriesInstanceUID, when the folder holds several series."),
+) -> None:
+    """Convert an exam into one research image file in HU, keeping its geometry."""
+    from .io import ExamReadError, read_exam, write_volume
+
+    try:
+        ex = read_exam(exam, series_uid=series_uid)
+        write_volume(ex.volume, out)
+    except (ExamReadError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(f"[bold green]Wrote[/] {out}")

@@ -1,0 +1,194 @@
+"""Reading CT exams from DICOM, NIfTI, NRRD or MHA into one type, and writing volumes back.
+
+:func:`read_exam` is the single entry point: give it a DICOM series folder or an image file and
+it returns an :class:`Exam`, a :class:`~cases.volume.Volume` in HU with the exam's identifying
+header attributes. Every problem is an :class:`ExamReadError` whose message names the file and
+says what to fix. SimpleITK converts NIfTI's RAS convention to LPS on reading, so every volume in
+the platform is in LPS millimetres whatever its source format.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from .dicom import ExamReadError, read_dicom_series, write_dicom_series
+from .volume import LabelVolume, Volume
+
+__all__ = [
+    "Exam",
+    "ExamReadError",
+    "read_exam",
+    "read_volume",
+    "write_volume",
+    "check_same_patient",
+    "check_hu_plausible",
+    "IMAGE_SUFFIXES",
+    "write_dicom_series",
+]
+
+IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+#: Lowest and highest values a CT volume in HU can hold (with padding values clipped).
+HU_RANGE = (-3024.0, 32767.0)
+
+
+@dataclass
+class Exam:
+    """One CT exam of a patient: the volume in HU and what identifies it.
+
+    ``header`` holds the DICOM attributes that derived series copy (patient, study, frame of
+    reference); for NIfTI/NRRD/MHA inputs it is empty unless a sidecar supplies it.
+    """
+
+    volume: Volume
+    source: Path
+    format: str
+    header: dict[str, Any] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def patient_id(self) -> str | None:
+        return self.header.get("PatientID")
+
+    @property
+    def study_date(self) -> str | None:
+        return self.header.get("StudyDate")
+
+    def __repr__(self) -> str:
+        who = f"patient {self.patient_id}, " if self.patient_id else ""
+        when = f"{self.study_date}, " if self.study_date else ""
+        return f"Exam({who}{when}{self.format} from {self.source}; {self.volume!r})"
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def read_volume(path: str | Path, *, label: bool = False) -> Volume:
+    """Read a NIfTI, NRRD or MHA image file as a volume (float32) or, with ``label``, a label volume."""
+    path = Path(path)
+    if not path.exists():
+        raise ExamReadError(f"{path}: file not found.")
+    if _suffix(path) not in IMAGE_SUFFIXES:
+        raise ExamReadError(f"{path}: unsupported file type '{_suffix(path)}'; use a DICOM series folder or one of {', '.join(IMAGE_SUFFIXES)}.")
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        last = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
+        raise ExamReadError(f"{path}: cannot be read as an image ({last}). The file may be truncated or not an image; re-export it.") from None
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise ExamReadError(f"{path}: has {image.GetNumberOfComponentsPerPixel()} components per voxel (colour or vector image); a CT exam is a scalar volume.")
+    if image.GetDimension() == 4 and image.GetSize()[3] == 1:
+        image = image[:, :, :, 0]
+    if image.GetDimension() != 3 or min(image.GetSize()) < 2:
+        raise ExamReadError(f"{path}: is a {image.GetDimension()}-D image of size {image.GetSize()}, not a 3-D volume. A CT exam needs several slices.")
+    if label:
+        return LabelVolume.from_sitk(sitk.Cast(image, sitk.sitkUInt16), metadata={"source": str(path)})
+    return Volume.from_sitk(sitk.Cast(image, sitk.sitkFloat32), metadata={"source": str(path), "format": _suffix(path).lstrip(".")})
+
+
+def check_hu_plausible(volume: Volume, source: str | Path) -> None:
+    """Refuse volumes whose values cannot be CT Hounsfield units.
+
+    Catches the usual mistakes: intensities normalised to [0, 1]; raw stored values without the
+    rescale intercept (air at 0 instead of -1000); MR or other non-CT images.
+    """
+    array = volume.array
+    lo, hi = float(np.min(array)), float(np.max(array))
+    if not np.isfinite(lo) or not np.isfinite(hi):
+        raise ExamReadError(f"{source}: holds NaN or infinite values; CT values must be finite HU.")
+    if hi - lo < 50:
+        raise ExamReadError(f"{source}: values span only {lo:.3g} to {hi:.3g}, which is not a CT in HU (normalised or empty image?). Supply the exam in Hounsfield units.")
+    if lo < HU_RANGE[0] - 1 or hi > HU_RANGE[1]:
+        raise ExamReadError(f"{source}: values {lo:.0f} to {hi:.0f} lie outside the HU range {HU_RANGE[0]:.0f} to {HU_RANGE[1]:.0f}.")
+    p1 = float(np.percentile(array[:: max(1, array.shape[0] // 16)], 1))
+    if lo >= 0 and p1 >= 0 and hi > 1000:
+        raise ExamReadError(
+            f"{source}: the lowest value is {lo:.0f}, so air is not near -1000: these look like raw stored values "
+            "without the rescale intercept (usually -1024). Apply RescaleSlope/RescaleIntercept, or export in HU."
+        )
+
+
+def read_exam(path: str | Path, *, series_uid: str | None = None, check_hu: bool = True) -> Exam:
+    """Read one CT exam, from a DICOM series folder or a NIfTI/NRRD/MHA file, in HU.
+
+    Parameters
+    ----------
+    path : a folder of DICOM files (one series, or several with ``series_uid``), a single DICOM
+        file (its folder's series is read), or an image file.
+    series_uid : SeriesInstanceUID to read when the folder holds several series.
+    check_hu : refuse values that cannot be HU (see :func:`check_hu_plausible`).
+
+    Raises
+    ------
+    ExamReadError
+        With the file and what to fix: not found, unreadable, not DICOM, several series and none
+        chosen, missing slices or uneven spacing, a 2-D image, values that cannot be HU.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ExamReadError(f"{path}: not found. Give a DICOM series folder or a .nii/.nii.gz/.nrrd/.mha file.")
+    if path.is_dir():
+        volume, header, files = read_dicom_series(path, series_uid=series_uid)
+        exam = Exam(volume=volume, source=path, format="dicom", header=header, files=files)
+    elif _suffix(path) in IMAGE_SUFFIXES:
+        exam = Exam(volume=read_volume(path), source=path, format=_suffix(path).lstrip("."))
+    else:
+        try:
+            import pydicom
+
+            ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+        except Exception:
+            raise ExamReadError(f"{path}: neither a DICOM file nor one of {', '.join(IMAGE_SUFFIXES)}. Give a DICOM series folder or an image file.") from None
+        uid = series_uid or str(getattr(ds, "SeriesInstanceUID", "")) or None
+        volume, header, files = read_dicom_series(path.parent, series_uid=uid)
+        exam = Exam(volume=volume, source=path.parent, format="dicom", header=header, files=files)
+    if check_hu:
+        check_hu_plausible(exam.volume, exam.source)
+    return exam
+
+
+def check_same_patient(prior: Exam, current: Exam) -> None:
+    """Refuse a prior/current pair whose headers say they are of different patients.
+
+    Compares PatientID, and PatientBirthDate when both headers have it. Files without headers
+    (NIfTI) cannot be checked and pass; registration QC catches unrelated exams later.
+    """
+    for key in ("PatientID", "PatientBirthDate"):
+        a, b = prior.header.get(key), current.header.get(key)
+        if a and b and str(a).strip() != str(b).strip():
+            raise ExamReadError(
+                f"The prior exam ({prior.source}) and current exam ({current.source}) are of different "
+                f"patients: {key} {a!r} vs {b!r}. Check the case list pairs the right exams."
+            )
+    pd, cd = prior.header.get("StudyDate"), current.header.get("StudyDate")
+    if pd and cd and str(pd) > str(cd):
+        warnings.warn(f"The 'prior' exam ({pd}) is dated after the 'current' exam ({cd}); are they swapped?", stacklevel=2)
+
+
+def write_volume(volume: Volume, path: str | Path, *, compress: bool = True) -> Path:
+    """Write a volume to NIfTI/NRRD/MHA chosen by suffix.
+
+    CT volumes (float) holding whole numbers within int16 are written as int16 HU; other float
+    data (z-maps, subtractions with fractions) stay float32; label volumes keep their integer type.
+    """
+    path = Path(path)
+    if _suffix(path) not in IMAGE_SUFFIXES:
+        raise ValueError(f"{path}: choose a suffix among {', '.join(IMAGE_SUFFIXES)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = volume.array
+    if not isinstance(volume, LabelVolume) and np.issubdtype(array.dtype, np.floating):
+        if np.all(np.isfinite(array)) and array.size and float(np.abs(array - np.rint(array)).max()) == 0.0 and array.min() >= -32768 and array.max() <= 32767:
+            volume = volume.with_array(array.astype(np.int16))
+        elif array.dtype != np.float32:
+            volume = volume.with_array(array.astype(np.float32))
+    sitk.WriteImage(volume.to_sitk(), str(path), useCompression=compress)
+    return path
+
