@@ -1,0 +1,133 @@
+"""Statistical analysis of observer studies: ROC/FROC data, figures of merit, significance tests.
+
+Part 1 (data, file formats, figures of merit, jackknife, empirical curves) is exported below;
+significance tests (DBM, Obuchowski-Rockette) and sample-size functions are added by their own
+modules.
+"""
+
+from analysis.data import Lesion, ObserverData, ObserverDataError, Problem
+from analysis.fom import (
+    EXPERIMENTAL_FOMS,
+    FOMS,
+    FomError,
+    check_fom,
+    fom_and_jackknife,
+    fom_case_ids,
+    fom_frame,
+    fom_case_set,
+    fom_matrices,
+    fom_matrix,
+    jackknife_fom_matrix,
+    pseudovalues,
+    valid_foms,
+)
+from analysis.io import (
+    TIDY_COLUMNS,
+    UnsupportedDataError,
+    read_imrmc,
+    read_jafroc_excel,
+    read_observer_data,
+    read_tidy_csv,
+    write_imrmc,
+    write_jafroc_excel,
+    write_observer_data,
+    write_tidy_csv,
+)
+from analysis.curves import (
+    CURVE_AXES,
+    CURVES,
+    average_curve,
+    curve_auc,
+    empirical_curve,
+    empirical_curves,
+)
+
+__all__ = [
+    "Lesion",
+    "ObserverData",
+    "ObserverDataError",
+    "Problem",
+    "UnsupportedDataError",
+    "FOMS",
+    "EXPERIMENTAL_FOMS",
+    "FomError",
+    "check_fom",
+    "fom_and_jackknife",
+    "fom_case_ids",
+    "fom_frame",
+    "fom_case_set",
+    "fom_matrices",
+    "fom_matrix",
+    "jackknife_fom_matrix",
+    "pseudovalues",
+    "valid_foms",
+    "TIDY_COLUMNS",
+    "read_imrmc",
+    "read_jafroc_excel",
+    "read_observer_data",
+    "read_tidy_csv",
+    "write_imrmc",
+    "write_jafroc_excel",
+    "write_observer_data",
+    "write_tidy_csv",
+    "CURVES",
+    "CURVE_AXES",
+    "average_curve",
+    "curve_auc",
+    "empirical_curve",
+    "empirical_curves",
+]
+
+# Part 2: significance tests (DBM, Obuchowski-Rockette), results objects, power and sample size.
+from analysis.power import (
+    PilotVarianceComponents,
+    pilot_variance_components,
+    power_from_dbm_components,
+    power_from_or_components,
+    power_table,
+    sample_size,
+    study_power,
+)
+from analysis.results import (
+    AnalysisResult,
+    Comparison,
+    PowerResult,
+    PowerTable,
+    Provenance,
+    SampleSizeResult,
+    SignificanceResult,
+    Table,
+    TreatmentEstimate,
+)
+from analysis.significance import (
+    COVARIANCE_METHODS,
+    U_STATISTIC_FOMS,
+    BackendNotAvailableError,
+    significance_test,
+)
+from analysis.stats import MRMCInputError, MRMCWarning
+
+__all__ += [
+    "significance_test",
+    "SignificanceResult",
+    "AnalysisResult",
+    "Comparison",
+    "TreatmentEstimate",
+    "Table",
+    "Provenance",
+    "MRMCInputError",
+    "MRMCWarning",
+    "BackendNotAvailableError",
+    "COVARIANCE_METHODS",
+    "U_STATISTIC_FOMS",
+    "PilotVarianceComponents",
+    "pilot_variance_components",
+    "power_from_or_components",
+    "power_from_dbm_components",
+    "study_power",
+    "sample_size",
+    "power_table",
+    "PowerResult",
+    "SampleSizeResult",
+    "PowerTable",
+]

@@ -1,0 +1,696 @@
+"""JAFROC Excel files (the input format of RJafroc and Windows JAFROC).
+
+A workbook has three sheets, found by case-insensitive name in any order:
+
+``TRUTH``
+    One row per normal case (``LesionID`` = 0, ``Weight`` = 0) and one row per lesion of an
+    abnormal case.  Current ("new") layout: ``CaseID | LesionID | Weight | ReaderID |
+    ModalityID | Paradigm``, where ``ReaderID``/``ModalityID`` hold the comma- or
+    space-separated list of readers/treatments that read the case and the ``Paradigm``
+    column holds ``ROC``/``FROC`` in its first data row and ``FCTRL`` (or ``CROSSED``) in the
+    second.  Older layout: ``CaseID | LesionID | Weight`` only; readers and treatments are then
+    taken from the mark sheets and the paradigm is inferred (ROC when every case has exactly
+    one rating per reader and treatment, otherwise FROC).  Further named columns (e.g.
+    ``location``, ``lesion_type``) are read as lesion attributes.
+``FP`` or ``NL``
+    One row per non-lesion localisation: ``ReaderID | ModalityID | CaseID | FP_Rating``
+    (``NL_Rating``/``NLRating`` also accepted).  ROC: the rating of each normal case.
+``TP`` or ``LL``
+    One row per lesion localisation: ``ReaderID | ModalityID | CaseID | LesionID |
+    TP_Rating`` (``LL_Rating``/``LLRating`` also accepted).  ROC: the rating of each
+    abnormal case (``LesionID`` = 1).
+
+Optional sheets written by :func:`write_jafroc_excel` and understood by
+:func:`read_jafroc_excel` (RJafroc ignores them): ``ID_MAP`` (``Kind | FileID | OriginalID
+| CaseFileID``, maps IDs in the file back to the study's own IDs) and ``READERS``
+(``ReaderID | Group``).
+
+Differences from RJafroc's reader (deliberate): any text or integer IDs are accepted
+(non-numeric, non-consecutive, lesion IDs need not be 1..n); readers and treatments keep the
+order of the TRUTH list (RJafroc labels them in string-sorted order, which mislabels 10 or more
+readers); fully blank rows are ignored; every problem of a sheet is reported at once with its
+Excel row and column.  LROC and ROI files and split-plot designs raise
+:class:`UnsupportedDataError`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.data import ObserverData, ObserverDataError, Problem, _build_from_frames
+from analysis.formats._common import (
+    UnsupportedDataError,
+    is_blank,
+    natural_sorted,
+    norm_header,
+    parse_id,
+)
+
+__all__ = ["read_jafroc_excel", "write_jafroc_excel"]
+
+_TRUTH_SPEC = {
+    "case_id": ("caseid",),
+    "lesion_id": ("lesionid",),
+    "weight": ("weight", "weights"),
+    "reader": ("readerid",),
+    "treatment": ("modalityid", "treatmentid"),
+    "paradigm": ("paradigm",),
+}
+_NL_SPEC = {
+    "reader": ("readerid",),
+    "treatment": ("modalityid", "treatmentid"),
+    "case_id": ("caseid",),
+    "rating": ("fprating", "nlrating", "rating"),
+}
+_LL_SPEC = {
+    "reader": ("readerid",),
+    "treatment": ("modalityid", "treatmentid"),
+    "case_id": ("caseid",),
+    "lesion_id": ("lesionid",),
+    "rating": ("tprating", "llrating", "rating"),
+}
+_CROSSED = {"FCTRL", "CROSSED", "FACTORIAL"}
+_LIST_SPLIT = re.compile(r"[,\s]+")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+# ----------------------------------------------------------------------------------------------
+# reading
+# ----------------------------------------------------------------------------------------------
+
+
+class _Sheet:
+    """A worksheet's rows with their Excel row numbers and a header -> column map."""
+
+    def __init__(self, title: str, rows: list[tuple[Any, ...]]):
+        self.title = title
+        self.rows = rows  # rows[0] is the header (Excel row 1)
+
+    @property
+    def header(self) -> tuple[Any, ...]:
+        return self.rows[0] if self.rows else ()
+
+    def columns(
+        self, spec: Mapping[str, Sequence[str]], required: Sequence[str], file: str,
+        problems: list[Problem],
+    ) -> tuple[dict[str, int], dict[str, str]]:
+        """Map logical column names to indices; report missing required columns."""
+        norm = [norm_header(h) for h in self.header]
+        idx: dict[str, int] = {}
+        names: dict[str, str] = {}
+        for key, aliases in spec.items():
+            for alias in aliases:
+                if alias in norm:
+                    idx[key] = norm.index(alias)
+                    names[key] = str(self.header[idx[key]])
+                    break
+        for key in required:
+            if key not in idx:
+                expected = spec[key][0]
+                problems.append(Problem(
+                    f"required column {expected!r} (e.g. "
+                    f"{'/'.join(_display(a) for a in spec[key])}) is missing; the header row has "
+                    f"{[h for h in self.header if h is not None]}.",
+                    file=file, sheet=self.title, row=1, column=_display(expected)))
+        return idx, names
+
+
+def _display(alias: str) -> str:
+    return {
+        "caseid": "CaseID", "lesionid": "LesionID", "weight": "Weight", "weights": "Weights",
+        "readerid": "ReaderID", "modalityid": "ModalityID", "treatmentid": "TreatmentID",
+        "paradigm": "Paradigm", "fprating": "FP_Rating", "nlrating": "NL_Rating",
+        "tprating": "TP_Rating", "llrating": "LL_Rating", "rating": "Rating",
+    }.get(alias, alias)
+
+
+def _load_workbook(path: Path) -> dict[str, _Sheet]:
+    import openpyxl
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    if not path.exists():
+        raise FileNotFoundError(f"No such Excel file: {str(path)!r}")
+    if path.stat().st_size == 0:
+        raise ObserverDataError(Problem("the file is empty (0 bytes); export the workbook again.",
+                                        file=str(path)))
+    import warnings
+
+    with warnings.catch_warnings():
+        # openpyxl warns about workbook extensions (data validation, ...) it does not keep
+        warnings.filterwarnings("ignore", category=UserWarning, module="openpyxl")
+        try:
+            wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError) as exc:
+            raise ObserverDataError(Problem(
+                f"cannot be opened as an .xlsx workbook ({exc}); save it from Excel as "
+                "'Excel Workbook (*.xlsx)'.", file=str(path))) from exc
+        try:
+            sheets = {}
+            for ws in wb.worksheets:
+                rows = [tuple(r) for r in ws.iter_rows(values_only=True)]
+                sheets[ws.title.strip().upper()] = _Sheet(ws.title, rows)
+        finally:
+            wb.close()
+    return sheets
+
+
+def _find(sheets: dict[str, _Sheet], names: Sequence[str], what: str, file: str) -> _Sheet:
+    found = [sheets[n] for n in names if n in sheets]
+    if not found:
+        raise ObserverDataError(Problem(
+            f"no {what} sheet: expected a sheet named {' or '.join(names)}; the workbook has "
+            f"{[s.title for s in sheets.values()]}. Rename the sheet.", file=file))
+    if len(found) > 1:
+        raise ObserverDataError(Problem(
+            f"both {found[0].title!r} and {found[1].title!r} sheets exist; keep only one "
+            f"{what} sheet.", file=file))
+    return found[0]
+
+
+def _id_map(sheets: dict[str, _Sheet], file: str) -> dict[tuple[str, str, str], str]:
+    """Parse the optional ID_MAP sheet: (kind, case_file_id or '', file_id) -> original ID."""
+    sheet = sheets.get("ID_MAP")
+    if sheet is None or not sheet.rows:
+        return {}
+    problems: list[Problem] = []
+    spec = {"kind": ("kind",), "file_id": ("fileid",), "original_id": ("originalid",),
+            "case_file_id": ("casefileid",)}
+    cols, _ = sheet.columns(spec, ["kind", "file_id", "original_id"], file, problems)
+    if problems:
+        raise ObserverDataError(problems)
+    out: dict[tuple[str, str, str], str] = {}
+    for n, row in enumerate(sheet.rows[1:], start=2):
+        cells = {k: row[i] if i < len(row) else None for k, i in cols.items()}
+        if all(is_blank(v) for v in cells.values()):
+            continue
+        kind = str(cells["kind"]).strip().lower()
+        fid, _ = parse_id(cells["file_id"])
+        orig = "" if is_blank(cells["original_id"]) else str(cells["original_id"])
+        cfid, _ = parse_id(cells.get("case_file_id"))
+        if kind not in ("case", "lesion", "reader", "treatment") or fid is None or not orig:
+            problems.append(Problem("expected Kind in case/lesion/reader/treatment and non-empty "
+                                    "FileID and OriginalID.", file=file, sheet=sheet.title, row=n))
+            continue
+        out[(kind, (cfid or "") if kind == "lesion" else "", fid)] = orig
+    if problems:
+        raise ObserverDataError(problems)
+    return out
+
+
+def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverData:
+    """Read a JAFROC Excel workbook (current six-column or older three-column TRUTH sheet).
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.xlsx`` file.
+    name : str, optional
+        Study name; default the file name without extension.
+
+    Returns
+    -------
+    ObserverData
+        Treatments and readers in the order of the TRUTH sheet's lists (current layout) or in
+        natural order of the IDs in the mark sheets (older layout: "2" before "10", as RJafroc
+        sorts them numerically); normal cases first, then abnormal cases, each in the order of
+        their first TRUTH row; lesions in TRUTH row order.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ObserverDataError
+        For every malformed input, listing all problems found, each with file, sheet, Excel
+        row and column.
+    UnsupportedDataError
+        For LROC or ROI data and designs that are not fully crossed.
+    """
+    path = Path(path)
+    file = str(path)
+    sheets = _load_workbook(path)
+    truth_sheet = _find(sheets, ["TRUTH"], "TRUTH", file)
+    nl_sheet = _find(sheets, ["FP", "NL"], "FP/NL (non-lesion localisations)", file)
+    ll_sheet = _find(sheets, ["TP", "LL"], "TP/LL (lesion localisations)", file)
+    idmap = _id_map(sheets, file)
+
+    def mapped(kind: str, fid: str, case_fid: str = "") -> str:
+        return idmap.get((kind, case_fid if kind == "lesion" else "", fid), fid)
+
+    problems: list[Problem] = []
+    for sheet in (nl_sheet, ll_sheet, truth_sheet):
+        norm = {norm_header(h) for h in sheet.header}
+        if {"modalityid1", "modalityid2"} <= norm:
+            raise UnsupportedDataError(Problem(
+                "cross-modality (two modality factors, FCTRL-X-MOD) files are not supported; "
+                "analyse one modality factor at a time with a single ModalityID column.",
+                file=file, sheet=sheet.title, row=1))
+    if not truth_sheet.rows:
+        raise ObserverDataError(Problem("the TRUTH sheet is empty.", file=file,
+                                        sheet=truth_sheet.title))
+    t_cols, t_names = truth_sheet.columns(
+        _TRUTH_SPEC, ["case_id", "lesion_id", "weight"], file, problems)
+    n_cols, n_names = nl_sheet.columns(_NL_SPEC, list(_NL_SPEC), file, problems) if nl_sheet.rows \
+        else ({}, {})
+    l_cols, l_names = ll_sheet.columns(_LL_SPEC, list(_LL_SPEC), file, problems) if ll_sheet.rows \
+        else ({}, {})
+    if problems:
+        raise ObserverDataError(problems)
+    new_format = "reader" in t_cols and "treatment" in t_cols
+    known = set(t_cols.values())
+    attr_cols = {
+        i: str(h).strip() for i, h in enumerate(truth_sheet.header)
+        if i not in known and h is not None and not is_blank(h)
+        and not isinstance(h, (int, float))
+    }
+
+    def cell(row: tuple, i: int | None) -> Any:
+        return row[i] if i is not None and i < len(row) else None
+
+    # ---- TRUTH
+    truth_recs: list[dict[str, Any]] = []
+    truth_rows: list[int] = []
+    paradigm_cells: list[Any] = []
+    reader_lists: list[tuple[int, list[str]]] = []
+    treatment_lists: list[tuple[int, list[str]]] = []
+    for n, row in enumerate(truth_sheet.rows[1:], start=2):
+        if all(is_blank(cell(row, i)) for i in t_cols.values()):
+            continue
+        if "paradigm" in t_cols:
+            paradigm_cells.append(cell(row, t_cols["paradigm"]))
+        cid, err = parse_id(cell(row, t_cols["case_id"]))
+        bad = False
+        if err or cid is None:
+            problems.append(Problem(err or "the case ID is empty; fill it in or delete the row.",
+                                    file=file, sheet=truth_sheet.title, row=n,
+                                    column=t_names["case_id"]))
+            bad = True
+        lid, err = parse_id(cell(row, t_cols["lesion_id"]))
+        if err or lid is None:
+            problems.append(Problem(
+                err or "the lesion ID is empty; use 0 for a normal case, 1, 2, ... for lesions.",
+                file=file, sheet=truth_sheet.title, row=n, column=t_names["lesion_id"]))
+            bad = True
+        w_raw = cell(row, t_cols["weight"])
+        if is_blank(w_raw):
+            w = None
+        elif isinstance(w_raw, bool) or not _is_number(w_raw):
+            problems.append(Problem(f"weight {w_raw!r} is not a number.", file=file,
+                                    sheet=truth_sheet.title, row=n, column=t_names["weight"]))
+            bad = True
+            w = None
+        else:
+            w = float(w_raw)
+        if new_format:
+            for key, store in (("reader", reader_lists), ("treatment", treatment_lists)):
+                raw = cell(row, t_cols[key])
+                ids = _split_list(raw)
+                if not ids:
+                    problems.append(Problem(
+                        f"the {t_names[key]} list is empty; list the {key}s that read this case "
+                        "(comma separated).", file=file, sheet=truth_sheet.title, row=n,
+                        column=t_names[key]))
+                    bad = True
+                else:
+                    store.append((n, [mapped(key, x) for x in ids]))
+        if bad:
+            continue
+        assert cid is not None and lid is not None
+        rec = {
+            "case_id": mapped("case", cid),
+            "lesion_id": None if lid == "0" else mapped("lesion", lid, cid),
+            "weight": w,
+        }
+        for i, attr in attr_cols.items():
+            v = cell(row, i)
+            if not is_blank(v):
+                as_id, err = parse_id(v)
+                rec[attr] = as_id if (as_id is not None and not err) else str(v).strip()
+        truth_recs.append(rec)
+        truth_rows.append(n)
+    if not truth_recs and not problems:
+        problems.append(Problem("the TRUTH sheet has no cases.", file=file,
+                                sheet=truth_sheet.title))
+
+    # ---- paradigm, design, readers, treatments
+    paradigm: str | None = None
+    treatments: list[str] | None = None
+    readers: list[str] | None = None
+    if new_format:
+        p = [str(x).strip().upper() for x in paradigm_cells if not is_blank(x)]
+        paradigm = p[0] if p else None
+        design = p[1] if len(p) > 1 else "FCTRL"
+        if paradigm in ("LROC", "ROI"):
+            raise UnsupportedDataError(Problem(
+                f"{paradigm} data are not supported (only ROC and FROC); analyse LROC data "
+                "with RJafroc or convert them to ROC.", file=file, sheet=truth_sheet.title,
+                row=2, column=t_names.get("paradigm")))
+        if paradigm not in ("ROC", "FROC"):
+            problems.append(Problem(
+                f"the first entry of the Paradigm column must be ROC or FROC, got "
+                f"{p[0] if p else 'nothing'!r}.", file=file, sheet=truth_sheet.title, row=2,
+                column=t_names.get("paradigm", "Paradigm")))
+        if design not in _CROSSED:
+            raise UnsupportedDataError(Problem(
+                f"study design {design!r} is not supported; only fully crossed designs (FCTRL: "
+                "every reader reads every case in every treatment) can be analysed.",
+                file=file, sheet=truth_sheet.title, row=3,
+                column=t_names.get("paradigm", "Paradigm")))
+        for key, lists in (("reader", reader_lists), ("treatment", treatment_lists)):
+            order: dict[str, None] = {}
+            for _, ids in lists:
+                for x in ids:
+                    order.setdefault(x, None)
+            full = list(order)
+            for n, ids in lists:
+                twice = sorted({x for x in ids if ids.count(x) > 1})
+                if twice:
+                    problems.append(Problem(
+                        f"{key} ID(s) {twice} appear more than once in the list {ids}; each "
+                        f"{key} must have a distinct ID.", file=file, sheet=truth_sheet.title,
+                        row=n, column=t_names[key]))
+                elif set(ids) != set(full):
+                    missing = [x for x in full if x not in ids]
+                    problems.append(Problem(
+                        f"this case lists {key}s {ids}, but the study has {full} (missing "
+                        f"{missing}); only fully crossed designs are supported: every {key} "
+                        f"must be listed on every row.", file=file, sheet=truth_sheet.title,
+                        row=n, column=t_names[key]))
+            if key == "reader":
+                readers = full
+            else:
+                treatments = full
+
+    # ---- mark sheets
+    def marks(sheet: _Sheet, cols: dict[str, int], names: dict[str, str], with_lesion: bool):
+        recs: list[dict[str, Any]] = []
+        rows: list[int] = []
+        for n, row in enumerate(sheet.rows[1:], start=2):
+            if all(is_blank(cell(row, i)) for i in cols.values()):
+                continue
+            rec: dict[str, Any] = {}
+            bad = False
+            keys = ["reader", "treatment", "case_id"] + (["lesion_id"] if with_lesion else [])
+            for key in keys:
+                v, err = parse_id(cell(row, cols[key]))
+                if err or v is None:
+                    problems.append(Problem(err or f"the {names[key]} cell is empty.", file=file,
+                                            sheet=sheet.title, row=n, column=names[key]))
+                    bad = True
+                rec[key] = v
+            if bad:
+                continue
+            rec["reader"] = mapped("reader", rec["reader"])
+            rec["treatment"] = mapped("treatment", rec["treatment"])
+            if with_lesion:
+                rec["lesion_id"] = mapped("lesion", rec["lesion_id"], rec["case_id"])
+            rec["case_id"] = mapped("case", rec["case_id"])
+            rec["rating"] = cell(row, cols["rating"])
+            recs.append(rec)
+            rows.append(n)
+        return recs, rows
+
+    nl_recs, nl_rows = marks(nl_sheet, n_cols, n_names, False) if n_cols else ([], [])
+    ll_recs, ll_rows = marks(ll_sheet, l_cols, l_names, True) if l_cols else ([], [])
+
+    if not new_format:
+        readers = natural_sorted({r["reader"] for r in nl_recs + ll_recs})
+        treatments = natural_sorted({r["treatment"] for r in nl_recs + ll_recs})
+
+    groups = _reader_groups(sheets, file, mapped)
+    attr_names = list(dict.fromkeys(attr_cols.values()))
+    truth_df = pd.DataFrame(truth_recs, columns=["case_id", "lesion_id", "weight", *attr_names])
+    nl_df = pd.DataFrame(nl_recs, columns=["reader", "treatment", "case_id", "rating"])
+    ll_df = pd.DataFrame(ll_recs, columns=["reader", "treatment", "case_id", "lesion_id", "rating"])
+    row_of = {"TRUTH": truth_rows, "NL": nl_rows, "LL": ll_rows}
+    title_of = {"TRUTH": truth_sheet.title, "NL": nl_sheet.title, "LL": ll_sheet.title}
+
+    def locate(table: str, index: int, column: str | None) -> Problem:
+        return Problem("", file=file, sheet=title_of[table], row=row_of[table][index],
+                       column=column)
+
+    build_paradigm = paradigm if paradigm in ("ROC", "FROC") else "FROC"
+    try:
+        data = _build_from_frames(
+            truth_df, nl_df, ll_df,
+            paradigm=build_paradigm,
+            treatments=treatments or None,
+            readers=readers or None,
+            reader_groups=None,
+            name=name if name is not None else path.stem,
+            locate=locate,
+            table_names={"truth": "TRUTH", "nl": "NL", "ll": "LL"},
+            column_names={
+                "truth": t_names,
+                "nl": n_names,
+                "ll": l_names,
+            },
+        )
+    except ObserverDataError as exc:
+        raise ObserverDataError(problems + list(exc.problems)) from None
+    if problems:
+        raise ObserverDataError(problems)
+
+    if not new_format:
+        data = _infer_old_format_paradigm(data, file)
+    if groups:
+        unknown = sorted(set(groups) - set(data.readers))
+        if unknown:
+            raise ObserverDataError(Problem(
+                f"readers {unknown} are not in the study.", file=file, sheet="READERS"))
+        data = data._replace(reader_groups=groups)
+    return data
+
+
+def _is_number(v: Any) -> bool:
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return not (isinstance(v, float) and math.isnan(v))
+    if isinstance(v, str):
+        try:
+            float(v)
+        except ValueError:
+            return False
+        return True
+    return False
+
+
+def _split_list(raw: Any) -> list[str]:
+    if is_blank(raw):
+        return []
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        v, err = parse_id(raw)
+        return [v] if v and not err else []
+    return [x for x in _LIST_SPLIT.split(str(raw).strip()) if x]
+
+
+def _reader_groups(sheets: dict[str, _Sheet], file: str, mapped) -> dict[str, str]:
+    sheet = sheets.get("READERS")
+    if sheet is None or not sheet.rows:
+        return {}
+    problems: list[Problem] = []
+    cols, _ = sheet.columns({"reader": ("readerid",), "group": ("group", "readergroup")},
+                            ["reader", "group"], file, problems)
+    if problems:
+        raise ObserverDataError(problems)
+    out = {}
+    for row in sheet.rows[1:]:
+        r, _ = parse_id(row[cols["reader"]] if cols["reader"] < len(row) else None)
+        g = row[cols["group"]] if cols["group"] < len(row) else None
+        if r is not None and not is_blank(g):
+            out[mapped("reader", r)] = str(g).strip()
+    return out
+
+
+def _infer_old_format_paradigm(data: ObserverData, file: str) -> ObserverData:
+    """Older TRUTH layout has no Paradigm column: infer ROC, ROI (unsupported) or FROC."""
+    k1 = data.n_normal
+    one_lesion = bool(np.all(data.lesions_per_case == 1))
+    nl_count = np.isfinite(data.nl).sum(axis=3)  # (I, J, K)
+    ll_all = bool(np.all(np.isfinite(data.ll[:, :, data.lesion_mask])))
+    if (
+        one_lesion
+        and data.max_nl == 1
+        and np.all(nl_count[:, :, :k1] == 1)
+        and np.all(nl_count[:, :, k1:] == 0)
+        and ll_all
+    ):
+        return data._replace(paradigm="ROC")
+    if data.max_nl >= 2 and ll_all:
+        per_case = nl_count.copy()
+        per_case[:, :, k1:] += data.lesions_per_case[None, None, :]
+        if np.all(per_case == per_case.flat[0]) and per_case.flat[0] >= 2:
+            raise UnsupportedDataError(Problem(
+                f"this looks like ROI data (every case has exactly {int(per_case.flat[0])} "
+                "rated regions); ROI analysis is not supported.", file=file))
+    return data
+
+
+# ----------------------------------------------------------------------------------------------
+# writing
+# ----------------------------------------------------------------------------------------------
+
+
+def _excel_id(s: str) -> int | str:
+    """Write canonical integers as numbers (as JAFROC files do), everything else as text."""
+    if re.fullmatch(r"-?[1-9]\d{0,14}|0", s):
+        return int(s)
+    return s
+
+
+def write_jafroc_excel(
+    data: ObserverData, path: str | Path, *, rjafroc_compatible: bool = False
+) -> Path:
+    """Write a study as a JAFROC Excel workbook (current six-column TRUTH layout).
+
+    Parameters
+    ----------
+    data : ObserverData
+        The study (ROC or FROC).
+    path : str or Path
+        Output ``.xlsx`` file (overwritten).
+    rjafroc_compatible : bool, default False
+        Write a file that RJafroc's ``DfReadDataFile(..., newExcelFileFormat = TRUE)`` reads:
+        case IDs become integers (normal cases 1..K1, abnormal cases K1+1..K), lesion IDs
+        become 1..n within each case, reader/treatment IDs that are not plain
+        letters/digits/``_.-`` are renamed, and ROC ratings of ``-inf`` become
+        ``min(finite ratings) - 1`` (which keeps every comparison, so every FOM is unchanged).
+        An ``ID_MAP`` sheet records the study's own IDs, and :func:`read_jafroc_excel` restores
+        them.  Without this option the study's IDs are written as they are (only IDs that
+        cannot be represented, e.g. lesion ID "0" or reader IDs containing commas, are mapped)
+        and ROC ``-inf`` ratings are written as the text ``-inf``.
+
+    Returns
+    -------
+    Path
+        The file written.
+
+    Notes
+    -----
+    Lesion attributes are written as extra TRUTH columns after ``Paradigm``; reader groups as a
+    ``READERS`` sheet.  Ratings are written at full double precision.
+    """
+    import openpyxl
+
+    path = Path(path)
+    idmap_rows: list[tuple[str, str | int, str, str | int | None]] = []
+
+    # --- file IDs
+    def safe_rt(ids: Sequence[str], prefix: str, kind: str) -> list[str]:
+        out = []
+        taken = set(ids)
+        for n, x in enumerate(ids):
+            ok = bool(_SAFE_ID.match(x)) if rjafroc_compatible else not re.search(r"[,\s]", x)
+            if ok:
+                out.append(x)
+                continue
+            new = f"{prefix}{n + 1}"
+            while new in taken:
+                new = "_" + new
+            taken.add(new)
+            out.append(new)
+            idmap_rows.append((kind, new, x, None))
+        return out
+
+    f_trt = safe_rt(data.treatments, "T", "treatment")
+    f_rdr = safe_rt(data.readers, "R", "reader")
+    if rjafroc_compatible:
+        f_case: list[int | str] = list(range(1, data.n_cases + 1))
+        for fid, orig in zip(f_case, data.case_ids):
+            if str(fid) != orig:
+                idmap_rows.append(("case", fid, orig, None))
+    else:
+        f_case = [_excel_id(c) for c in data.case_ids]
+    f_les: list[list[int | str]] = []
+    for k2, case in enumerate(data.lesions):
+        cfid = f_case[data.n_normal + k2]
+        ids: list[int | str] = []
+        for n, les in enumerate(case):
+            if rjafroc_compatible:
+                fid: int | str = n + 1
+            elif les.id == "0" or les.id.strip() != les.id:
+                fid = f"lesion{n + 1}"
+                while fid in [x.id for x in case]:
+                    fid = "_" + fid
+            else:
+                fid = _excel_id(les.id)
+            if str(fid) != les.id:
+                idmap_rows.append(("lesion", fid, les.id, cfid))
+            ids.append(fid)
+        f_les.append(ids)
+
+    # --- ratings
+    roc = data.paradigm == "ROC"
+    floor: float | None = None
+    if roc and rjafroc_compatible:
+        fin = np.concatenate([data.nl[np.isfinite(data.nl)], data.ll[np.isfinite(data.ll)]])
+        floor = float(fin.min() - 1.0) if fin.size else 0.0
+
+    def rating(x: float) -> float | str:
+        if x == -math.inf:
+            return floor if floor is not None else "-inf"
+        return float(x)
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "TRUTH"
+    attrs = list(data.lesion_attribute_names())
+    ws.append(["CaseID", "LesionID", "Weight", "ReaderID", "ModalityID", "Paradigm", *attrs])
+    rdr_list = ",".join(f_rdr)
+    trt_list = ",".join(f_trt)
+    par_cells = [data.paradigm, "FCTRL"]
+    truth_rows: list[list[Any]] = []
+    for k in range(data.n_normal):
+        truth_rows.append([f_case[k], 0, 0, rdr_list, trt_list, None, *([None] * len(attrs))])
+    for k2, case in enumerate(data.lesions):
+        for n, les in enumerate(case):
+            truth_rows.append([f_case[data.n_normal + k2], f_les[k2][n], les.weight, rdr_list,
+                               trt_list, None, *[les.attributes.get(a) for a in attrs]])
+    for n, row in enumerate(truth_rows):
+        if n < 2:
+            row[5] = par_cells[n]
+        ws.append(row)
+
+    fp = wb.create_sheet("FP")
+    fp.append(["ReaderID", "ModalityID", "CaseID", "FP_Rating"])
+    tp = wb.create_sheet("TP")
+    tp.append(["ReaderID", "ModalityID", "CaseID", "LesionID", "TP_Rating"])
+    for i in range(data.n_treatments):
+        for j in range(data.n_readers):
+            for k in range(data.n_cases):
+                marks = data.nl[i, j, k]
+                if roc:
+                    if k < data.n_normal:
+                        fp.append([f_rdr[j], f_trt[i], f_case[k], rating(marks[0])])
+                    continue
+                for x in marks[np.isfinite(marks)]:
+                    fp.append([f_rdr[j], f_trt[i], f_case[k], float(x)])
+            for k2, case in enumerate(data.lesions):
+                for n in range(len(case)):
+                    x = data.ll[i, j, k2, n]
+                    if roc or np.isfinite(x):
+                        tp.append([f_rdr[j], f_trt[i], f_case[data.n_normal + k2],
+                                   f_les[k2][n], rating(x)])
+
+    if data.reader_groups:
+        rs = wb.create_sheet("READERS")
+        rs.append(["ReaderID", "Group"])
+        for r, fr in zip(data.readers, f_rdr):
+            if r in data.reader_groups:
+                rs.append([fr, data.reader_groups[r]])
+    if idmap_rows:
+        ms = wb.create_sheet("ID_MAP")
+        ms.append(["Kind", "FileID", "OriginalID", "CaseFileID"])
+        for row in idmap_rows:
+            ms.append(list(row))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wb.save(path)
+    return path
