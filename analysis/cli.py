@@ -1,0 +1,349 @@
+"""``tsct analyze``: figures of merit, DBM / Obuchowski-Rockette significance tests, sample size.
+
+Commands (statisticians and study coordinators):
+
+* ``tsct analyze fom FILE`` — the figure of merit of every treatment and reader.
+* ``tsct analyze st FILE`` — is one treatment better than another?  DBM or OR analysis with
+  random readers and cases (RRRC, the primary result), fixed readers (FRRC) and fixed cases
+  (RRFC); optional JSON output (``docs/analysis-json.md``).
+* ``tsct analyze power FILE`` — how many readers and cases a full study needs, using this file
+  as the pilot.
+
+Input files: JAFROC Excel (``.xlsx``), iMRMC (``.imrmc``) or the tidy CSV (``.csv``) described
+in ``docs/analysis-data.md``.  Problems with the input print one red line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table as RichTable
+
+app = typer.Typer(
+    help=(
+        "Analyse observer studies: figures of merit (wAFROC, AUC, ...), DBM and "
+        "Obuchowski-Rockette significance tests, and sample size for a planned study."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+console = Console()
+err_console = Console(stderr=True)
+
+_FILE_HELP = "Study file: JAFROC Excel (.xlsx), iMRMC (.imrmc) or tidy CSV (.csv)."
+_FOM_HELP = (
+    "Figure of merit, as in RJafroc: wAFROC (default; FROC data), AFROC, wAFROC1, AFROC1, HrAuc, "
+    "HrSe, HrSp, MaxLLF, MaxNLF, MaxNLFAllCases, or Wilcoxon (ROC AUC; ROC data)."
+)
+
+
+def _one_line(message: str, limit: int = 600) -> str:
+    text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]Error:[/] {_one_line(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _load(path: Path):
+    """Read a study file; input problems become a one-line error and exit code 2."""
+    from analysis.io import read_observer_data
+
+    if not path.exists():
+        _fail(f"File not found: {path}")
+    if path.is_dir():
+        _fail(f"{path} is a folder; give a study file (.xlsx, .imrmc or .csv).")
+    try:
+        return read_observer_data(path)
+    except (ValueError, OSError, KeyError) as exc:
+        _fail(f"{path.name}: {exc}")
+
+
+def _num(x, digits: int = 4) -> str:
+    if x is None:
+        return "-"
+    x = float(x)
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Inf" if x > 0 else "-Inf"
+    if x != 0 and abs(x) < 10 ** (-digits):
+        return f"{x:.{digits - 1}e}"
+    return f"{x:.{digits}f}"
+
+
+def _p(x) -> str:
+    if x is None or math.isnan(float(x)):
+        return "NaN"
+    return f"{x:.2e}" if x < 1e-4 else f"{x:.4f}"
+
+
+def _fom_table(result_or_foms, treatments, readers, title: str) -> RichTable:
+    import numpy as np
+
+    foms = np.asarray(result_or_foms)
+    table = RichTable(title=title, title_justify="left")
+    table.add_column("Treatment", style="bold")
+    for r in readers:
+        table.add_column(f"Reader {r}", justify="right")
+    table.add_column("Average", justify="right", style="bold")
+    for i, t in enumerate(treatments):
+        table.add_row(t, *[_num(v) for v in foms[i]], _num(foms[i].mean()))
+    return table
+
+
+def _comparison_table(title: str, comparisons, level: str) -> RichTable:
+    per_reader = any(c.reader is not None for c in comparisons)
+    table = RichTable(title=title, title_justify="left")
+    cols = (["Reader"] if per_reader else []) + [
+        "Comparison", "Difference", "SE", "df", "t/z", "p", f"{level} CI lower", "upper"
+    ]
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("Reader", "Comparison") else "right")
+    for c in comparisons:
+        table.add_row(
+            *([c.reader] if per_reader else []),
+            f"{c.treatments[0]} - {c.treatments[1]}", _num(c.estimate), _num(c.se),
+            _num(c.df, 2) if c.df is not None else "z", _num(c.statistic, 3), _p(c.p_value),
+            _num(c.ci_lower), _num(c.ci_upper),
+        )
+    return table
+
+
+def _print_result(result) -> None:
+    level = f"{100 * (1 - result.alpha):g}%"
+    console.print(
+        f"[bold]{result.method} analysis of {result.fom}[/] — {result.n_treatments} treatments, "
+        f"{result.n_readers} readers, {result.n_cases} cases; covariance: {result.covariance}"
+    )
+    console.print(_fom_table(result.foms, result.treatments, result.readers, "Figures of merit"))
+    for name in ("RRRC", "FRRC", "RRFC"):
+        if name not in result.analyses:
+            continue
+        res = result.analyses[name]
+        from analysis.results import ANALYSIS_DESCRIPTIONS
+
+        if res.statistic_name == "chi2":
+            test = f"chi2({_num(res.df, 0)}) = {_num(res.statistic, 3)}"
+        else:
+            test = f"F({_num(res.df, 0)}, {_num(res.ddf, 2)}) = {_num(res.statistic, 3)}"
+        verdict = (
+            "[green]significant[/]" if res.p_value < result.alpha else "not significant"
+        ) if not math.isnan(res.p_value) else "[yellow]undefined[/]"
+        console.print()
+        console.print(f"[bold cyan]{name}[/] ({ANALYSIS_DESCRIPTIONS[name]})")
+        console.print(f"  Equal-FOM test: {test}, p = {_p(res.p_value)} ({verdict} at alpha = {result.alpha:g})")
+        diff = RichTable(title=f"{name}: treatment differences", title_justify="left")
+        console.print(_comparison_table(f"{name}: treatment differences", res.differences, level))
+        trt = RichTable(title=f"{name}: reader-averaged FOM per treatment", title_justify="left")
+        for col in ("Treatment", "FOM", "SE", "df", f"{level} CI lower", "upper"):
+            trt.add_column(col, justify="right" if col != "Treatment" else "left")
+        for t in res.treatment_cis:
+            trt.add_row(
+                t.treatment, _num(t.estimate), _num(t.se),
+                "z" if t.normal_reference else (_num(t.df, 2) if t.df is not None else "-"),
+                _num(t.ci_lower), _num(t.ci_upper),
+            )
+        console.print(trt)
+        if res.reader_differences:
+            console.print(
+                _comparison_table(f"{name}: treatment differences for each reader", res.reader_differences, level)
+            )
+        for w in res.warnings:
+            console.print(f"  [yellow]Warning:[/] {w}")
+    other = [w for w in result.warnings if all(w not in a.warnings for a in result.analyses.values())]
+    for w in other:
+        console.print(f"[yellow]Warning:[/] {w}")
+
+
+@app.command("fom")
+def fom_command(
+    file: Path = typer.Argument(..., help=_FILE_HELP),
+    fom: List[str] = typer.Option(["wAFROC"], "--fom", "-f", help=_FOM_HELP + " Repeat for several."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the FOMs to this JSON file."),
+) -> None:
+    """Print the figure of merit of every treatment and reader (and the reader average)."""
+    import json
+
+    from analysis.fom import fom_matrix
+    from analysis.results import Provenance
+
+    data = _load(file)
+    doc = {"foms": {}}
+    for name in fom:
+        try:
+            foms = fom_matrix(data, name)
+        except ValueError as exc:
+            _fail(str(exc))
+        console.print(_fom_table(foms, data.treatments, data.readers, f"{name} — {file.name}"))
+        doc["foms"][name] = {
+            t: {r: float(foms[i, j]) for j, r in enumerate(data.readers)} for i, t in enumerate(data.treatments)
+        }
+    if json_out is not None:
+        doc.update(Provenance.from_file(file).to_dict())
+        json_out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        console.print(f"Wrote {json_out}")
+
+
+@app.command("st")
+def st_command(
+    file: Path = typer.Argument(..., help=_FILE_HELP),
+    fom: str = typer.Option("wAFROC", "--fom", "-f", help=_FOM_HELP),
+    method: str = typer.Option(
+        "OR", "--method", "-m",
+        help="OR (Obuchowski-Rockette, default) or DBM (Dorfman-Berbaum-Metz). Both give the same RRRC result with the jackknife.",
+    ),
+    analysis: str = typer.Option(
+        "ALL", "--analysis", "-a",
+        help="RRRC (random readers and cases: the primary result), FRRC (these readers only), RRFC (these cases only) or ALL.",
+    ),
+    covariance: str = typer.Option(
+        "jackknife", "--covariance", "-c",
+        help="How case-sampling variability is estimated (OR only): jackknife (any FOM), delong or bootstrap (Wilcoxon, HrAuc, wAFROC).",
+    ),
+    alpha: float = typer.Option(0.05, "--alpha", help="Significance level; confidence intervals are 1 - alpha."),
+    n_bootstraps: int = typer.Option(2000, "--bootstraps", help="Bootstrap resamples (with --covariance bootstrap)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed of the bootstrap (same seed, same result)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full result as JSON (docs/analysis-json.md)."),
+    backend: str = typer.Option("python", "--backend", help="python (default) or rjafroc (R through rpy2; not in this build yet)."),
+) -> None:
+    """Test whether treatments differ (e.g. reading with vs without the subtraction overlay).
+
+    Prints the FOM table, then the RRRC result (generalises to new readers and cases), then
+    FRRC and RRFC.  With --json the complete result, including ANOVA tables and variance
+    components, is written for reports.
+    """
+    from analysis.results import Provenance
+    from analysis.significance import BackendNotAvailableError, significance_test
+
+    if backend.lower() not in ("python", "rjafroc"):
+        _fail(f"--backend must be python or rjafroc, not {backend!r}.")
+    data = _load(file)
+    progress = None
+    if covariance.lower() == "bootstrap":
+        from rich.progress import Progress
+
+        bar = Progress(console=err_console, transient=True)
+        task = bar.add_task("Bootstrap", total=n_bootstraps)
+        bar.start()
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # degenerate-data notes are printed from the result
+            result = significance_test(
+                data, fom, method=method, analyses=analysis, covariance=covariance, alpha=alpha,
+                n_bootstraps=n_bootstraps, random_state=seed, backend=backend.lower(),
+                provenance=Provenance.from_file(file),
+                progress=progress,
+            )
+    except BackendNotAvailableError as exc:
+        _fail(str(exc))
+    except ValueError as exc:
+        _fail(str(exc))
+    finally:
+        if progress is not None:
+            bar.stop()
+    _print_result(result)
+    if json_out is not None:
+        result.to_json(json_out)
+        console.print(f"\nWrote {json_out}")
+
+
+@app.command("power")
+def power_command(
+    file: Path = typer.Argument(..., help="Pilot study file (" + _FILE_HELP + ")"),
+    fom: str = typer.Option("wAFROC", "--fom", "-f", help=_FOM_HELP),
+    method: str = typer.Option("OR", "--method", "-m", help="Variance components from OR (default; Hillis 2011) or DBM (Hillis-Berbaum 2004)."),
+    effect_size: Optional[float] = typer.Option(
+        None, "--effect-size", "-d",
+        help="FOM difference the planned study should detect (default: the pilot's observed difference of the first two treatments).",
+    ),
+    readers: List[int] = typer.Option(
+        [], "--readers", "-j", help="Number(s) of readers in the planned study; repeat for several (default 3 to 10).",
+    ),
+    cases: Optional[int] = typer.Option(
+        None, "--cases", "-k", help="Number of cases: print the power for it instead of the cases needed.",
+    ),
+    target_power: float = typer.Option(0.8, "--target-power", help="Power the planned study should reach."),
+    analysis: str = typer.Option("RRRC", "--analysis", "-a", help="RRRC (default), FRRC, RRFC or ALL."),
+    alpha: float = typer.Option(0.05, "--alpha", help="Significance level of the planned study."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the table as JSON."),
+) -> None:
+    """How many cases (for a given number of readers) a full study needs, from this pilot study."""
+    import json
+
+    from analysis.power import PilotVarianceComponents, power_table, study_power
+    from analysis.results import Provenance, iter_analyses
+    from analysis.significance import significance_test
+
+    if not 0.0 < target_power < 1.0:
+        _fail(f"target_power must be a float in (0, 1). Got {target_power!r} instead.")
+    if not 0.0 < alpha < 1.0:
+        _fail(f"alpha must be a float in (0, 1). Got {alpha!r} instead.")
+    if any(j < 2 for j in readers):
+        _fail(f"--readers must be at least 2 (the random-reader analyses need 2 readers). Got {list(readers)}.")
+    if cases is not None and cases < 2:
+        _fail(f"--cases must be at least 2. Got {cases}.")
+    data = _load(file)
+    try:
+        analyses = iter_analyses(analysis)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pilot_result = significance_test(data, fom, method=method, analyses="RRRC")
+        pilot = PilotVarianceComponents.from_result(pilot_result)
+        readers_list = list(readers) or list(range(3, 11))
+        prov = Provenance.from_file(file)
+        d = effect_size if effect_size is not None else abs(pilot.observed_effect_size)
+        console.print(
+            f"Pilot: {file.name} ({data.n_treatments} treatments, {data.n_readers} readers, "
+            f"{pilot.n_cases_pilot} cases), {fom}, {pilot.method} variance components; effect size {d:.4f}, alpha {alpha:g}"
+        )
+        if cases is not None:
+            rows = [
+                study_power(pilot, n_readers=j, n_cases=cases, effect_size=d, analysis=a, alpha=alpha)
+                for a in analyses for j in readers_list
+            ]
+            table = RichTable(title=f"Power with {cases} cases", title_justify="left")
+            for col in ("Analysis", "Readers", "Cases", "Power", "ddf"):
+                table.add_column(col, justify="right")
+            for r in rows:
+                table.add_row(r.analysis, str(r.n_readers), str(r.n_cases), _num(r.power), _num(r.ddf, 2))
+            console.print(table)
+            doc = {"power": [r.to_dict() for r in rows]}
+        else:
+            tab = power_table(
+                pilot, readers=readers_list, target_power=target_power, effect_size=d,
+                analyses=analyses, alpha=alpha,
+            )
+            table = RichTable(title=f"Cases needed for power {target_power:g}", title_justify="left")
+            for col in ("Analysis", "Readers", "Cases", "Power"):
+                table.add_column(col, justify="right")
+            for r in tab.rows:
+                table.add_row(
+                    r.analysis, str(r.n_readers),
+                    str(r.n_cases) if r.n_cases is not None else f"> {r.max_cases}", _num(r.power),
+                )
+            console.print(table)
+            doc = tab.to_dict()
+    except ValueError as exc:
+        _fail(str(exc))
+    if json_out is not None:
+        doc.update(prov.to_dict())
+        doc.update({"fom": fom, "method": pilot.method, "effect_size": d, "alpha": alpha})
+        json_out.write_text(json.dumps(doc, indent=2, allow_nan=False, default=str) + "\n", encoding="utf-8")
+        console.print(f"Wrote {json_out}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

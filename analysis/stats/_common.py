@@ -1,0 +1,189 @@
+"""Shared validation and building blocks of the DBM and OR analyses."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from analysis.results import Comparison, TreatmentEstimate, iter_analyses
+from analysis.stats._distributions import safe_sqrt, t_quantile, t_two_sided_p
+
+__all__ = [
+    "MRMCInputError",
+    "MRMCWarning",
+    "validate_alpha",
+    "validate_ids",
+    "resolve_analyses",
+    "pairwise_comparisons",
+    "treatment_estimate",
+    "WarningLog",
+]
+
+
+class MRMCInputError(ValueError):
+    """Invalid input to an MRMC significance test or power analysis (says what to fix)."""
+
+
+class MRMCWarning(UserWarning):
+    """A statistic is undefined or degenerate for this dataset (RJafroc's behaviour is kept)."""
+
+
+class WarningLog:
+    """Collects degenerate-data notes for a result and re-emits them as :class:`MRMCWarning`."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def add(self, message: str) -> None:
+        if message not in self.messages:
+            self.messages.append(message)
+            warnings.warn(message, MRMCWarning, stacklevel=4)
+
+    def tuple(self) -> tuple[str, ...]:
+        return tuple(self.messages)
+
+
+def validate_alpha(alpha: float, where: str) -> float:
+    try:
+        value = float(alpha)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not 0.0 < value < 1.0:
+        raise MRMCInputError(f"The 'alpha' parameter of {where} must be a float in (0, 1). Got {alpha!r} instead.")
+    return value
+
+
+def validate_ids(ids: Sequence[str] | None, n: int, kind: str) -> tuple[str, ...]:
+    if ids is None:
+        return tuple(str(i + 1) for i in range(n))
+    ids = tuple(str(i) for i in ids)
+    if len(ids) != n:
+        raise MRMCInputError(f"Got {len(ids)} {kind} IDs for {n} {kind}s.")
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise MRMCInputError(f"Duplicate {kind} IDs: {dup}.")
+    return ids
+
+
+def resolve_analyses(
+    analyses: str | Iterable[str], n_treatments: int, n_readers: int, n_cases: int, log: WarningLog
+) -> tuple[str, ...]:
+    """Check the design supports the requested analyses.
+
+    With ``"ALL"`` analyses that the design cannot support are dropped with a warning (a
+    single reader supports only FRRC); an explicitly requested unsupported analysis is an error.
+    """
+    try:
+        wanted = iter_analyses(analyses)
+    except ValueError as exc:
+        raise MRMCInputError(str(exc)) from None
+    if n_treatments < 2:
+        raise MRMCInputError(
+            f"A significance test of treatments needs at least 2 treatments; the data has "
+            f"{n_treatments}. For a single treatment use the per-treatment confidence interval "
+            "of a dataset with a second treatment, or compare readers with another method."
+        )
+    if n_cases < 2:
+        raise MRMCInputError(f"The analysis needs at least 2 cases in the resampled case set; got {n_cases}.")
+    explicit_all = isinstance(analyses, str) and analyses.strip().upper() == "ALL"
+    if n_readers < 2:
+        dropped = [a for a in wanted if a in ("RRRC", "RRFC")]
+        if dropped and not explicit_all:
+            raise MRMCInputError(
+                f"{' and '.join(dropped)} treat readers as random and need at least 2 readers; "
+                "the data has 1 reader. Only the fixed-reader analysis (FRRC) is defined: pass "
+                "analyses='FRRC' (or 'ALL'), or add readers."
+            )
+        if dropped:
+            log.add(
+                "Only 1 reader: the random-reader analyses (RRRC, RRFC) are undefined and were "
+                "skipped; the fixed-reader analysis (FRRC) is reported."
+            )
+        wanted = tuple(a for a in wanted if a not in ("RRRC", "RRFC"))
+    return wanted
+
+
+def pairwise_comparisons(
+    means: np.ndarray,
+    treatments: Sequence[str],
+    se: float,
+    df: float | None,
+    alpha: float,
+    reader: str | None = None,
+) -> tuple[Comparison, ...]:
+    """All differences ``means[i] - means[i']`` for ``i < i'`` with a common SE and df.
+
+    ``df=None`` means a normal (z) reference distribution.
+    """
+    out = []
+    q = t_quantile(1.0 - alpha / 2.0, df)
+    n = len(treatments)
+    for a in range(n):
+        for b in range(a + 1, n):
+            est = float(means[a] - means[b])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                stat = est / se if se != 0 else (math.copysign(math.inf, est) if est != 0 else math.nan)
+            out.append(
+                Comparison(
+                    treatments=(treatments[a], treatments[b]),
+                    estimate=est,
+                    se=float(se),
+                    df=None if df is None else float(df),
+                    statistic=float(stat),
+                    p_value=t_two_sided_p(stat, df),
+                    ci_lower=est - q * se,
+                    ci_upper=est + q * se,
+                    alpha=alpha,
+                    reader=reader,
+                )
+            )
+    return tuple(out)
+
+
+def treatment_estimate(
+    treatment: str,
+    estimate: float,
+    variance: float,
+    df: float | None,
+    alpha: float,
+    *,
+    normal_reference: bool = False,
+    cov2: float | None = None,
+) -> TreatmentEstimate:
+    se = safe_sqrt(variance)
+    q = t_quantile(1.0 - alpha / 2.0, None if normal_reference else df)
+    return TreatmentEstimate(
+        treatment=treatment,
+        estimate=float(estimate),
+        se=se,
+        df=None if df is None else float(df),
+        ci_lower=float(estimate) - q * se,
+        ci_upper=float(estimate) + q * se,
+        alpha=alpha,
+        normal_reference=normal_reference,
+        cov2=cov2,
+    )
+
+
+def hillis_ddf(ms_den: float, ms_tr: float, df_tr: float) -> float:
+    """Hillis (2007) ``ddf_H = MSden^2 / (MS_TR^2 / df_TR)``, with R's division semantics
+    (``x/0 = inf`` for ``x > 0``, ``0/0 = NaN``)."""
+    if df_tr <= 0:
+        return math.nan
+    num = ms_den * ms_den
+    den = ms_tr * ms_tr / df_tr
+    if den == 0:
+        return math.inf if num > 0 else math.nan
+    return num / den
+
+
+def ratio(num: float, den: float) -> float:
+    """``num / den`` with R semantics for a zero denominator."""
+    if den == 0:
+        if num == 0 or math.isnan(num):
+            return math.nan
+        return math.copysign(math.inf, num)
+    return num / den

@@ -1,0 +1,141 @@
+"""Benchmark: full DBM + Obuchowski-Rockette analysis (RRRC, FRRC, RRFC) including the jackknife.
+
+Two workloads:
+
+1. ``dataset04`` (Zanca/Federica FROC: 5 treatments x 4 readers x 200 cases) with wAFROC, read
+   from ``tests/data/rjafroc/datasets/dataset04.xlsx`` (reading the file is not timed).
+   Target: < 0.1 s for DBM + OR together.
+2. A synthetic FROC study, reproducible from ``--seed``: 2 treatments x 11 readers x 2000
+   cases (half abnormal, 1-5 lesions each, 0-4 NL marks per case, reader skill and a
+   treatment effect).  Target: < 5 s and < 2 GB peak memory.  Also times the OR analysis
+   with the DeLong covariance and with a 2000-resample stratified bootstrap.
+
+Each timing is the median of ``--repeats`` runs of ``significance_test(data, fom,
+method=...)`` for both methods (FOMs, jackknife, ANOVA, all three analyses).  Peak memory is
+reported two ways: the peak of Python/NumPy allocations traced by :mod:`tracemalloc` during one
+DBM + OR run, and the process's peak resident set size (``resource.getrusage``).
+
+Usage::
+
+    python bench/bench_analysis.py [--readers 11] [--cases 2000] [--seed 1] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+import tracemalloc
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from analysis import Lesion, ObserverData, read_jafroc_excel, significance_test  # noqa: E402
+
+
+def synthetic_froc_study(
+    n_treatments: int = 2,
+    n_readers: int = 11,
+    n_cases: int = 2000,
+    *,
+    max_lesions: int = 5,
+    seed: int = 1,
+) -> ObserverData:
+    """Random fully crossed FROC study (normal cases first), reproducible from ``seed``.
+
+    Lesion ratings are ``N(mu_ij, 1)`` with ``mu_ij = 1.2 + 0.15 i + reader effect``; a lesion
+    is marked with probability 0.75; each case carries Poisson(0.7) NL marks rated ``N(0, 1)``
+    (at most 4).  Ratings are rounded to 0.1 so ties occur, as with real rating scales.
+    """
+    rng = np.random.default_rng(seed)
+    k2 = n_cases // 2
+    k1 = n_cases - k2
+    per_case = rng.integers(1, max_lesions + 1, size=k2)
+    lesions = tuple(tuple(Lesion(str(l + 1), 1.0 / n) for l in range(n)) for n in per_case)
+    max_nl = 4
+    n_marks = np.minimum(rng.poisson(0.7, size=(n_treatments, n_readers, n_cases)), max_nl)
+    nl = np.round(rng.normal(0.0, 1.0, size=(n_treatments, n_readers, n_cases, max_nl)), 1)
+    nl[np.arange(max_nl)[None, None, None, :] >= n_marks[..., None]] = -np.inf
+    mu = 1.2 + 0.15 * np.arange(n_treatments)[:, None] + rng.normal(0.0, 0.2, size=n_readers)[None, :]
+    ll = np.round(rng.normal(mu[:, :, None, None], 1.0, size=(n_treatments, n_readers, k2, max_lesions)), 1)
+    marked = rng.random(ll.shape) < 0.75
+    real = np.arange(max_lesions)[None, :] < per_case[:, None]
+    ll[~(marked & real[None, None])] = -np.inf
+    return ObserverData(
+        treatments=tuple(f"T{i + 1}" for i in range(n_treatments)),
+        readers=tuple(f"R{j + 1}" for j in range(n_readers)),
+        normal_cases=tuple(f"N{k + 1}" for k in range(k1)),
+        abnormal_cases=tuple(f"A{k + 1}" for k in range(k2)),
+        lesions=lesions,
+        nl=nl,
+        ll=ll,
+        paradigm="FROC",
+        name=f"synthetic FROC, seed {seed}",
+    )
+
+
+def _full_analysis(data: ObserverData, fom: str) -> tuple:
+    return (significance_test(data, fom, method="DBM"), significance_test(data, fom, method="OR"))
+
+
+def _time(fn, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def _report(label: str, times: list[float]) -> None:
+    print(f"  {label:44s} median {np.median(times) * 1e3:9.1f} ms   min {min(times) * 1e3:9.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--treatments", type=int, default=2)
+    parser.add_argument("--readers", type=int, default=11)
+    parser.add_argument("--cases", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--bootstraps", type=int, default=2000)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+
+    print("1) dataset04 (FROC, 5 treatments x 4 readers x 200 cases), wAFROC")
+    d04 = read_jafroc_excel(ROOT / "tests" / "data" / "rjafroc" / "datasets" / "dataset04.xlsx")
+    _full_analysis(d04, "wAFROC")  # warm-up (imports, caches)
+    _report("DBM + OR, RRRC/FRRC/RRFC, incl. jackknife", _time(lambda: _full_analysis(d04, "wAFROC"), args.repeats * 4))
+    dbm, orr = _full_analysis(d04, "wAFROC")
+    print(f"  RRRC: F = {orr['RRRC'].statistic:.4f}, ddf = {orr['RRRC'].ddf:.3f}, p = {orr['RRRC'].p_value:.3g}")
+
+    print(f"\n2) synthetic FROC study: {args.treatments} treatments x {args.readers} readers x {args.cases} cases "
+          f"(seed {args.seed})")
+    t0 = time.perf_counter()
+    data = synthetic_froc_study(args.treatments, args.readers, args.cases, seed=args.seed)
+    print(f"  generated in {time.perf_counter() - t0:.2f} s: K1 = {data.n_normal}, K2 = {data.n_abnormal}, "
+          f"lesions = {data.n_lesions}")
+    _report("DBM + OR, RRRC/FRRC/RRFC, incl. jackknife", _time(lambda: _full_analysis(data, "wAFROC"), args.repeats))
+    _report("OR with DeLong covariance", _time(lambda: significance_test(data, "wAFROC", covariance="delong"), args.repeats))
+    _report(
+        f"OR with stratified bootstrap (B = {args.bootstraps})",
+        _time(lambda: significance_test(data, "wAFROC", covariance="bootstrap", n_bootstraps=args.bootstraps,
+                                        random_state=0), 1),
+    )
+    tracemalloc.start()
+    dbm, orr = _full_analysis(data, "wAFROC")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(f"  RRRC: F = {orr['RRRC'].statistic:.4f}, ddf = {orr['RRRC'].ddf:.3f}, p = {orr['RRRC'].p_value:.3g}")
+    print(f"  peak traced allocations during DBM + OR: {peak / 2**20:.1f} MiB")
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(f"  peak resident set size of this process:  {rss_kib / 2**10:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
