@@ -1,0 +1,1 @@
+"""Alembic revisions, oldest first. Never edit a released revision; add a new one."""
