@@ -131,3 +131,35 @@ __all__ += [
     "SampleSizeResult",
     "PowerTable",
 ]
+
+# Part 3: subgroup analyses, the study report, and the optional RJafroc (R, via rpy2) backend.
+from analysis.report import ReportPaths, write_report
+from analysis.rjafroc_backend import (
+    CrosscheckReport,
+    compare_results,
+    rjafroc_available,
+    significance_test_rjafroc,
+)
+from analysis.subgroups import (
+    Subgroup,
+    SubgroupError,
+    SubgroupResult,
+    SubgroupWarning,
+    available_subgroups,
+    subgroup_analysis,
+)
+
+__all__ += [
+    "subgroup_analysis",
+    "available_subgroups",
+    "Subgroup",
+    "SubgroupResult",
+    "SubgroupError",
+    "SubgroupWarning",
+    "write_report",
+    "ReportPaths",
+    "rjafroc_available",
+    "significance_test_rjafroc",
+    "compare_results",
+    "CrosscheckReport",
+]

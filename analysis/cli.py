@@ -8,6 +8,8 @@ Commands (statisticians and study coordinators):
   (RRFC); optional JSON output (``docs/analysis-json.md``).
 * ``tsct analyze power FILE`` — how many readers and cases a full study needs, using this file
   as the pilot.
+* ``tsct analyze report FILE`` — the study report (HTML, PDF, JSON, CSV) in ``reports/<study>/``.
+* ``tsct analyze crosscheck FILE`` — our numbers beside RJafroc's (R, through rpy2), PASS/FAIL.
 
 Input files: JAFROC Excel (``.xlsx``), iMRMC (``.imrmc``) or the tidy CSV (``.csv``) described
 in ``docs/analysis-data.md``.  Problems with the input print one red line and exit with code 2.
@@ -50,7 +52,9 @@ def _one_line(message: str, limit: int = 600) -> str:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]Error:[/] {_one_line(message)}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]Error:[/] {escape(_one_line(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -214,7 +218,10 @@ def st_command(
     n_bootstraps: int = typer.Option(2000, "--bootstraps", help="Bootstrap resamples (with --covariance bootstrap)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed of the bootstrap (same seed, same result)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full result as JSON (docs/analysis-json.md)."),
-    backend: str = typer.Option("python", "--backend", help="python (default) or rjafroc (R through rpy2; not in this build yet)."),
+    backend: str = typer.Option(
+        "python", "--backend",
+        help="python (default) or rjafroc: the same analysis computed by R's RJafroc through rpy2 (needs R, RJafroc and pip install '.[rjafroc]'; jackknife only).",
+    ),
 ) -> None:
     """Test whether treatments differ (e.g. reading with vs without the subtraction overlay).
 
@@ -343,6 +350,153 @@ def power_command(
         doc.update({"fom": fom, "method": pilot.method, "effect_size": d, "alpha": alpha})
         json_out.write_text(json.dumps(doc, indent=2, allow_nan=False, default=str) + "\n", encoding="utf-8")
         console.print(f"Wrote {json_out}")
+
+
+@app.command("report")
+def report_command(
+    file: Path = typer.Argument(..., help=_FILE_HELP),
+    study: Optional[str] = typer.Option(
+        None, "--study", "-s", help="Study name: the report's title and folder name (default: the file name)."
+    ),
+    fom: str = typer.Option("wAFROC", "--fom", "-f", help=_FOM_HELP),
+    method: str = typer.Option("OR", "--method", "-m", help="OR (Obuchowski-Rockette, default) or DBM (Dorfman-Berbaum-Metz)."),
+    out: Path = typer.Option(Path("reports"), "--out", "-o", help="Parent folder; the report goes to OUT/<study>/."),
+    subgroups: str = typer.Option(
+        "auto", "--subgroups",
+        help="Comma-separated subgroups: reader_group, lesion_location, lesion_type (or lesion:<attribute>); "
+        "'auto' (default) = all the file supports; 'none' = no subgroups.",
+    ),
+    covariance: str = typer.Option(
+        "jackknife", "--covariance", "-c", help="jackknife (default), delong or bootstrap (OR only; Wilcoxon, HrAuc, wAFROC)."
+    ),
+    alpha: float = typer.Option(0.05, "--alpha", help="Significance level; confidence intervals are 1 - alpha."),
+    n_bootstraps: int = typer.Option(2000, "--bootstraps", help="Bootstrap resamples (with --covariance bootstrap)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed of the bootstrap."),
+    pdf: bool = typer.Option(True, "--pdf/--no-pdf", help="Also write report.pdf (default: yes)."),
+    backend: str = typer.Option("python", "--backend", help="python (default) or rjafroc (main analysis computed by RJafroc in R)."),
+) -> None:
+    """Write the study report (HTML, PDF, JSON, CSV) to OUT/<study>/.
+
+    The report holds the FOM table, the RRRC result first (then FRRC and RRFC), variance
+    components, subgroups, curves and a forest plot, and a methods paragraph with references.
+    Every number is also written to JSON and CSV, with the package version and the input's
+    SHA-256 (docs/analysis-report.md).
+    """
+    from rich.status import Status
+
+    from analysis.report import write_report
+    from analysis.significance import BackendNotAvailableError
+
+    data = _load(file)
+    if subgroups.strip().lower() == "auto":
+        kinds = "auto"
+    elif subgroups.strip().lower() in ("none", ""):
+        kinds = []
+    else:
+        kinds = [k.strip() for k in subgroups.split(",") if k.strip()]
+    caught: list = []
+    try:
+        with Status("Analysing", console=err_console) as status, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            paths = write_report(
+                data, out, study_name=study or file.stem, fom=fom, method=method, covariance=covariance,
+                alpha=alpha, subgroups=kinds, input_path=file, backend=backend.lower(),
+                n_bootstraps=n_bootstraps, random_state=seed, pdf=pdf,
+                progress=lambda step: status.update(f"Report: {step}"),
+            )
+    except BackendNotAvailableError as exc:
+        _fail(str(exc))
+    except ValueError as exc:
+        _fail(str(exc))
+    shown = set()
+    for w in caught:
+        msg = str(w.message)
+        if "Subgroups by" in msg and msg not in shown:
+            shown.add(msg)
+            err_console.print(f"[yellow]Warning:[/] {_one_line(msg)}", highlight=False)
+    console.print(f"Report written to [bold]{paths.directory}[/]")
+    for f in paths.files():
+        console.print(f"  {f}", highlight=False)
+
+
+def _crosscheck_table(report, show_all: bool, title: str) -> RichTable:
+    import re
+
+    key = re.compile(
+        r"^(foms|treatment_means|variance_components)\.|"
+        r"^analyses\.\w+\.(statistic|ddf|p|ms_error)$|"
+        r"^analyses\.\w+\.differences\[\d+\]\.(estimate|se|p|ci95\[\d\])$|"
+        r"^analyses\.\w+\.treatment_cis\.[^.]+\.(estimate|se|ci95\[\d\])$"
+    )
+    table = RichTable(title=title, title_justify="left")
+    for col, just in (("Quantity", "left"), ("tsct", "right"), ("RJafroc", "right"), ("rel. diff", "right"), ("", "center")):
+        table.add_column(col, justify=just)
+
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return f"{v:.12g}"
+        return str(v)
+
+    for row in report.rows:
+        if not (show_all or not row.ok or key.search(row.path)):
+            continue
+        rel = "-" if math.isnan(row.rel_diff) else f"{row.rel_diff:.1e}"
+        table.add_row(row.path, cell(row.ours), cell(row.reference), rel, "[green]ok[/]" if row.ok else "[red]FAIL[/]")
+    return table
+
+
+@app.command("crosscheck")
+def crosscheck_command(
+    file: Path = typer.Argument(..., help=_FILE_HELP),
+    fom: str = typer.Option("wAFROC", "--fom", "-f", help=_FOM_HELP),
+    method: str = typer.Option("OR", "--method", "-m", help="OR (default) or DBM."),
+    show_all: bool = typer.Option(False, "--all", help="List every number compared (default: the main ones and any mismatch)."),
+    rtol: float = typer.Option(1e-9, "--rtol", help="Relative tolerance for PASS."),
+) -> None:
+    """Compare our significance test with RJafroc's St() on the same file, number by number.
+
+    Needs R, the RJafroc package and rpy2 (pip install '.[rjafroc]'); without them it says how to
+    install them and exits with code 3.  Exit code 0 = PASS, 1 = some numbers differ by more
+    than --rtol.
+    """
+    from analysis import rjafroc_backend as rb
+    from analysis.results import Provenance
+    from analysis.significance import significance_test
+
+    ok, reason = rb.rjafroc_available()
+    if not ok:
+        from rich.markup import escape
+
+        err_console.print(f"[bold red]RJafroc is not available:[/] {escape(reason)}", highlight=False, soft_wrap=True)
+        err_console.print(
+            "The Python engine alone is at your disposal: tsct analyze st FILE. Its results were checked "
+            "against RJafroc 2.1.3 on RJafroc's example datasets to a relative 1e-9.",
+            highlight=False, soft_wrap=True,
+        )
+        raise typer.Exit(3)
+    data = _load(file)
+    prov = Provenance.from_file(file)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ours = significance_test(data, fom, method=method, provenance=prov)
+            theirs = rb.significance_test_rjafroc(data, fom, method, provenance=prov)
+    except ValueError as exc:
+        _fail(str(exc))
+    except RuntimeError as exc:
+        _fail(str(exc))
+    report = rb.compare_results(ours, theirs, rtol=rtol)
+    console.print(f"[bold]{file.name}[/]: {fom}, {ours.method}; RJafroc via {reason}")
+    console.print(_crosscheck_table(report, show_all, f"tsct {prov.package_version} beside RJafroc"))
+    n = len(report.rows)
+    if report.passed:
+        console.print(
+            f"[bold green]PASS[/]: all {n} numbers agree within a relative {rtol:g} "
+            f"(largest relative difference {report.max_rel_diff:.1e})."
+        )
+    else:
+        console.print(f"[bold red]FAIL[/]: {report.n_failed} of {n} numbers differ by more than a relative {rtol:g}.")
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -124,7 +124,9 @@ def significance_test(
     random_state : int, optional
         Seed of the bootstrap (results are reproducible for a given seed).
     backend : {"python", "rjafroc"}, default "python"
-        ``"rjafroc"`` (calling R's RJafroc through rpy2) is not available in this build.
+        ``"rjafroc"`` runs RJafroc's ``St()`` in R through rpy2 (optional: ``pip install
+        '.[rjafroc]'``, R >= 4 and ``install.packages("RJafroc")``; jackknife covariance only)
+        and returns the same result type (:mod:`analysis.rjafroc_backend`).
     provenance : Provenance, optional
         Input file and hash to record in the result (see :meth:`Provenance.from_file`).
     progress : callable, optional
@@ -142,7 +144,8 @@ def significance_test(
     analysis.FomError
         The FOM is unknown or undefined for the data.
     BackendNotAvailableError
-        ``backend="rjafroc"``.
+        ``backend="rjafroc"`` but rpy2, R or RJafroc is missing (the message says how to
+        install them).
 
     Examples
     --------
@@ -159,9 +162,11 @@ def significance_test(
 
     if backend != "python":
         if backend == "rjafroc":
-            raise BackendNotAvailableError(
-                "RJafroc backend not available in this build yet; use backend='python' (its "
-                "jackknife results equal RJafroc 2.1.3's St())."
+            from analysis.rjafroc_backend import significance_test_rjafroc
+
+            return significance_test_rjafroc(
+                data, fom, method, analyses, alpha=alpha, covariance=covariance,
+                provenance=provenance,
             )
         raise MRMCInputError(f"backend must be 'python' or 'rjafroc'. Got {backend!r} instead.")
     alpha = validate_alpha(alpha, "significance_test")
