@@ -12,6 +12,9 @@ Exam, read_exam, read_volume, write_volume, write_dicom_series, check_same_patie
 Case, CaseList, Lesion, LesionType, LesionLocation, read_case_list, write_case_list,
 validate_case_list
     Case lists: prior/current pairs, normal/abnormal, truth lesions.
+synthesize_pair, synthesize_case_set, SyntheticPair, load_true_transform, ...
+    Realistic synthetic thoracolumbar spine CT pairs with new lesions and a known transform
+    (see docs/synthetic-cases.md).
 """
 
 from .caselist import (
@@ -37,6 +40,20 @@ from .io import (
     read_volume,
     write_dicom_series,
     write_volume,
+)
+from .synth import (
+    BONE_LABELS,
+    SIZES,
+    TISSUE_LABELS,
+    SynthesisError,
+    SyntheticPair,
+    load_true_transform,
+    map_points_mm,
+    synthesize_case_set,
+    synthesize_from_parameters,
+    synthesize_pair,
+    true_bone_displacements_mm,
+    write_pair,
 )
 from .volume import GeometryMismatchError, LabelVolume, Volume
 
@@ -65,4 +82,17 @@ __all__ = [
     "write_case_list",
     "write_dicom_series",
     "write_volume",
+    # synthetic spine CT pairs
+    "BONE_LABELS",
+    "SIZES",
+    "TISSUE_LABELS",
+    "SynthesisError",
+    "SyntheticPair",
+    "load_true_transform",
+    "map_points_mm",
+    "synthesize_case_set",
+    "synthesize_from_parameters",
+    "synthesize_pair",
+    "true_bone_displacements_mm",
+    "write_pair",
 ]

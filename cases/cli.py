@@ -90,3 +90,34 @@ def import_exam(
     except (ExamReadError, ValueError) as exc:
         _fail(str(exc))
     console.print(f"[bold green]Wrote[/] {out}")
+
+
+@app.command("synth")
+def synth(
+    out_dir: Path = typer.Argument(..., help="Folder to create the case set in (cases/<case_id>/ and caselist.csv)."),
+    n_cases: int = typer.Option(20, "--n-cases", min=1, help="How many prior/current pairs to generate."),
+    abnormal_fraction: float = typer.Option(0.5, "--abnormal-fraction", min=0.0, max=1.0, help="Share of cases with new lesions in the current exam."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Random seed; the same seed gives the same cases."),
+    size: str = typer.Option("small", "--size", help="'small' (128x128x96 voxels, for tests and quick demos) or 'clinical' (512x512x300 at 0.75x0.75x1 mm)."),
+    dicom: bool = typer.Option(False, "--dicom", help="Also write each exam as a DICOM CT series and list those in the case list."),
+) -> None:
+    """Generate synthetic prior/current spine CT pairs with known truth (not patient data).
+
+    Each case gets both exams, a lesion label map, a bone label map, the true transform between
+    the exams and every generation parameter; caselist.csv lists them for `tsct cases validate`
+    and the reader study.
+    """
+    from .synth import SIZES, SynthesisError, synthesize_case_set
+
+    if size not in SIZES:
+        _fail(f"--size must be one of {', '.join(SIZES)}, got '{size}'.")
+    if out_dir.exists() and (out_dir / "caselist.csv").exists():
+        _fail(f"{out_dir} already holds a case set (caselist.csv); choose a new folder or delete it first.")
+    try:
+        path = synthesize_case_set(out_dir, n_cases=n_cases, abnormal_fraction=abnormal_fraction, seed=seed, size=size, dicom=dicom, progress=True)
+    except SynthesisError as exc:
+        _fail(str(exc))
+        return
+    n_abn = int(round(n_cases * abnormal_fraction))
+    console.print(f"[bold green]Wrote[/] {n_cases} synthetic cases ({n_abn} abnormal, {n_cases - n_abn} normal) to {out_dir}")
+    console.print(f"Case list: {path}  (check it with: tsct cases validate {path})")
