@@ -382,6 +382,33 @@ def import_marks_cmd(
         console.print(f"[bold green]{result.summary()}[/]")
 
 
+@app.command("simulate-readers")
+def simulate_readers_cmd(
+    code: str = typer.Argument(..., help="Study code (an open study)."),
+    detector_dir: Optional[Path] = typer.Option(None, "--detector-dir", help="The detector's batch output folder (DIR/<case>/zmap.nii.gz, subtraction.nii.gz); the aided reading's overlay comes from there."),
+    seed: int = typer.Option(0, help="Random seed: the same seed gives the same readings."),
+) -> None:
+    """Fill an open study with readings by simulated readers that read the images (for demos and method studies).
+
+    Unaided they see the CT alone; aided they also see the subtraction z-map. Their marks go
+    through the same reading service as the app. See docs/simulated-readers.md.
+    """
+    from rich.progress import Progress
+
+    from .simulate import simulate_readers
+
+    with _errors():
+        db = _db()
+        with Progress(console=console) as bar:
+            task = bar.add_task("simulated reading", total=None)
+
+            def _progress(done: int, total: int, what: str) -> None:
+                bar.update(task, completed=done, total=total, description=what)
+
+            summary = simulate_readers(db, code, detector_dir=detector_dir, seed=seed, progress=_progress)
+        console.print(f"[bold green]Simulated readings saved[/]: {summary}")
+
+
 @app.command("audit")
 def audit_cmd(
     code: Optional[str] = typer.Argument(None, help="Study code (default: every event)."),

@@ -1,0 +1,398 @@
+"""Simulated readers that read the images, so a whole study can run without radiologists.
+
+A simulated reader looks at what a real reader gets in each treatment and nothing else:
+
+* **unaided**: the current CT alone. It searches bone for regions whose density differs from
+  their surroundings (a local contrast map at lesion scale, in units of the bone texture's own
+  variability), so obvious lesions stand out, subtle or thin-bone ones do not, and old
+  sclerotic islands look just as suspicious as new blastic lesions;
+* **aided**: the same CT plus the temporal-subtraction z-map overlay (``zmap.nii.gz`` of the
+  detector; the plain subtraction scaled by its robust spread when no z-map exists). Coloured
+  regions (``|z| ≥ overlay_threshold``) draw the reader's attention wherever they are, and a
+  CT finding without any change on the overlay is discounted as an old finding.
+
+Readers differ by group and individually: perceptual noise (how well they judge what they look
+at), search coverage (how much of the CT evidence they inspect), the criterion for marking and
+the rating cut-points, and localisation error. None of the parameters adds an aided benefit:
+the same reader with the same parameters reads both treatments, and any difference between
+treatments comes from what the overlay images show.
+
+Marks are written through :class:`reader_study.ReadingService`, exactly as the reading app
+does, with simulated time passing between sessions so the washout is respected.
+
+Evidence units: a candidate's *evidence* is a contrast-to-noise ratio (dimensionless). A
+reader perceives ``evidence + N(0, perceptual_noise²)`` and marks the candidate when that
+exceeds ``criterion``; ratings rise by one for every ``rating_step`` above the criterion.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from .db import Database
+from .reading import ReadingService
+
+__all__ = [
+    "ReaderProfile",
+    "CaseEvidence",
+    "Candidate",
+    "default_reader_profiles",
+    "case_evidence",
+    "read_case",
+    "simulate_readers",
+    "SimulationSummary",
+    "GROUP_DEFAULTS",
+]
+
+#: Typical parameters per reader group (before per-reader variation).
+GROUP_DEFAULTS: dict[str, dict[str, float]] = {
+    "board-certified": {"perceptual_noise": 0.6, "search_coverage": 0.92, "criterion": 4.3, "localisation_sd_mm": 1.5},
+    "resident": {"perceptual_noise": 0.9, "search_coverage": 0.75, "criterion": 4.0, "localisation_sd_mm": 2.5},
+}
+
+
+@dataclass(frozen=True)
+class ReaderProfile:
+    """How one simulated reader perceives and reports.
+
+    Attributes
+    ----------
+    name, group : as in the study's readers file (group ``board-certified`` or ``resident``).
+    perceptual_noise : SD of the reader's internal noise on a candidate's evidence.
+    search_coverage : probability that a region visible on the CT is inspected at all.
+    overlay_attention : probability that a coloured overlay region is inspected (aided reading).
+    criterion : perceived evidence needed to place a mark.
+    rating_step : evidence per rating step above the criterion.
+    old_finding_discount : factor applied, in the aided reading, to a CT finding that shows no
+        change on the overlay (the reader takes it for an old, unchanged finding).
+    localisation_sd_mm : SD of the mark's position around the region's centre, per axis.
+    max_marks : most marks per case.
+    reading_time_s : mean time per case.
+    """
+
+    name: str
+    group: str
+    perceptual_noise: float
+    search_coverage: float
+    criterion: float
+    overlay_attention: float = 0.95
+    rating_step: float = 0.9
+    old_finding_discount: float = 0.6
+    localisation_sd_mm: float = 2.0
+    max_marks: int = 6
+    reading_time_s: float = 120.0
+
+
+def default_reader_profiles(names_and_groups: Sequence[tuple[str, str]], *, seed: int = 0) -> list[ReaderProfile]:
+    """Profiles for readers given as ``(name, group)``: group defaults with seeded per-reader variation."""
+    out = []
+    for name, group in names_and_groups:
+        base = GROUP_DEFAULTS.get(group, GROUP_DEFAULTS["resident"])
+        rng = np.random.default_rng([seed, int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)])
+        out.append(
+            ReaderProfile(
+                name=name,
+                group=group,
+                perceptual_noise=float(base["perceptual_noise"] * rng.uniform(0.85, 1.15)),
+                search_coverage=float(np.clip(base["search_coverage"] + rng.normal(0, 0.04), 0.5, 0.99)),
+                criterion=float(base["criterion"] + rng.normal(0, 0.2)),
+                localisation_sd_mm=float(base["localisation_sd_mm"]),
+                reading_time_s=float(rng.uniform(90, 180) * (1.3 if group == "resident" else 1.0)),
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A region a reader may look at: centre (LPS mm), CT evidence and overlay evidence."""
+
+    center_mm: tuple[float, float, float]
+    ct_evidence: float
+    overlay_evidence: float
+    polarity: int
+    ct_visible: bool
+    overlay_visible: bool
+
+
+@dataclass(frozen=True)
+class CaseEvidence:
+    """The candidate regions of one case, computed once from its images and shared by all readers."""
+
+    case_code: str
+    candidates: tuple[Candidate, ...]
+    has_overlay: bool
+
+
+def _lps_centers(labels: np.ndarray, index: Sequence[int], volume) -> list[tuple[float, float, float]]:  # noqa: ANN001
+    centers = ndimage.center_of_mass(np.ones_like(labels, dtype=np.float32), labels, index)
+    return [tuple(float(v) for v in volume.index_to_point_mm((c[2], c[1], c[0]))) for c in centers]
+
+
+def _components(score: np.ndarray, threshold: float, min_voxels: int) -> tuple[np.ndarray, list[int], list[float]]:
+    labels, n = ndimage.label(score >= threshold)
+    if n == 0:
+        return labels, [], []
+    idx = np.arange(1, n + 1)
+    sizes = ndimage.sum_labels(np.ones_like(score, dtype=np.float32), labels, idx)
+    peaks = ndimage.maximum(score, labels, idx)
+    keep = [int(i) for i, s in zip(idx, sizes) if s >= min_voxels]
+    return labels, keep, [float(peaks[i - 1]) for i in keep]
+
+
+def case_evidence(
+    case_code: str,
+    current_path: str | Path,
+    detector_dir: str | Path | None,
+    *,
+    overlay_threshold: float = 4.0,
+    lesion_scale_mm: float = 1.5,
+    background_scale_mm: float = 6.0,
+    min_region_mm3: float = 15.0,
+    merge_distance_mm: float = 6.0,
+) -> CaseEvidence:
+    """Find the regions a reader could look at in one case, with their CT and overlay evidence.
+
+    The CT map is the local contrast of bone at lesion scale against its surroundings, divided by
+    the robust spread of that contrast over the bone, so it is read like a z-score of "looks
+    different from the bone around it". The overlay map is the detector's z-map (or the scaled
+    subtraction). Regions within ``merge_distance_mm`` of each other are one candidate.
+    """
+    from cases import read_volume
+
+    current = read_volume(current_path)
+    ct = current.array.astype(np.float32)
+    spacing_zyx = np.asarray(current.spacing_mm[::-1])
+    det = Path(detector_dir) if detector_dir is not None else None
+    roi_path = det / "bone_roi.nii.gz" if det is not None else None
+    if roi_path is not None and roi_path.is_file():
+        bone = read_volume(roi_path, label=True).array > 0
+    else:
+        bone = ndimage.binary_closing(ct > 200, iterations=2)
+        bone = ndimage.binary_fill_holes(bone)
+    interior = ndimage.binary_erosion(bone, iterations=1) & (ct > 80)
+
+    # Multi-scale local contrast: small lesions against a near background, large ones against a far one.
+    weight_far = ndimage.gaussian_filter(interior.astype(np.float32), sigma=background_scale_mm * 2 / spacing_zyx)
+    ct_map = np.zeros_like(ct)
+    for scale_mm, bg_mm in ((lesion_scale_mm, background_scale_mm), (lesion_scale_mm * 2.5, background_scale_mm * 2)):
+        smooth = ndimage.gaussian_filter(ct, sigma=scale_mm / spacing_zyx)
+        weight = weight_far if bg_mm > background_scale_mm else ndimage.gaussian_filter(interior.astype(np.float32), sigma=bg_mm / spacing_zyx)
+        background = ndimage.gaussian_filter(np.where(interior, smooth, 0).astype(np.float32), sigma=bg_mm / spacing_zyx) / np.maximum(weight, 1e-3)
+        contrast = np.where(interior, smooth - background, 0.0).astype(np.float32)
+        values = contrast[interior]
+        spread = 1.4826 * float(np.median(np.abs(values - np.median(values)))) if values.size else 1.0
+        scaled = contrast / max(spread, 1.0)
+        ct_map = np.where(np.abs(scaled) > np.abs(ct_map), scaled, ct_map)
+
+    overlay_map = None
+    if det is not None:
+        zpath, spath = det / "zmap.nii.gz", det / "subtraction.nii.gz"
+        if zpath.is_file():
+            overlay_map = read_volume(zpath).array.astype(np.float32)
+        elif spath.is_file():
+            sub = read_volume(spath).array.astype(np.float32)
+            inside = sub[bone]
+            mad = 1.4826 * float(np.median(np.abs(inside - np.median(inside)))) if inside.size else 1.0
+            overlay_map = sub / max(mad, 1.0)
+        if overlay_map is not None:
+            overlay_map = np.where(ndimage.binary_dilation(bone, iterations=2), overlay_map, 0.0)
+
+    min_voxels = max(1, int(round(min_region_mm3 / current.voxel_volume_mm3)))
+    raw: list[tuple[tuple[float, float, float], float, float, int, bool, bool]] = []
+    for polarity in (+1, -1):
+        labels, keep, peaks = _components(polarity * ct_map, 2.5, min_voxels)
+        for center, peak in zip(_lps_centers(labels, keep, current), peaks):
+            raw.append((center, peak, 0.0, polarity, True, False))
+        if overlay_map is not None:
+            labels, keep, peaks = _components(polarity * overlay_map, overlay_threshold, min_voxels)
+            for center, peak in zip(_lps_centers(labels, keep, current), peaks):
+                raw.append((center, 0.0, peak, polarity, False, True))
+
+    merged: list[list] = []
+    for center, ct_e, ov_e, pol, ct_vis, ov_vis in sorted(raw, key=lambda r: -(r[1] + r[2])):
+        for m in merged:
+            if m[3] == pol and np.linalg.norm(np.subtract(m[0], center)) <= merge_distance_mm:
+                m[1] = max(m[1], ct_e)
+                m[2] = max(m[2], ov_e)
+                m[4] = m[4] or ct_vis
+                m[5] = m[5] or ov_vis
+                break
+        else:
+            merged.append([center, ct_e, ov_e, pol, ct_vis, ov_vis])
+    # Overlay evidence at CT candidates that the overlay components did not reach (below threshold).
+    if overlay_map is not None:
+        for m in merged:
+            if not m[5]:
+                idx = np.rint(current.point_to_index(m[0])).astype(int)[::-1]
+                lo = np.maximum(idx - 2, 0)
+                hi = np.minimum(idx + 3, overlay_map.shape)
+                patch = m[3] * overlay_map[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+                m[2] = float(max(patch.max(initial=0.0), 0.0))
+    candidates = tuple(Candidate(tuple(m[0]), float(m[1]), float(m[2]), int(m[3]), bool(m[4]), bool(m[5])) for m in merged)
+    return CaseEvidence(case_code=case_code, candidates=candidates, has_overlay=overlay_map is not None)
+
+
+@dataclass(frozen=True)
+class SimulatedMark:
+    """A mark a simulated reader decided to make."""
+
+    point_mm: tuple[float, float, float]
+    rating: int
+    evidence: float
+
+
+def read_case(profile: ReaderProfile, evidence: CaseEvidence, *, aided: bool, rng: np.random.Generator, rating_levels: int = 5) -> list[SimulatedMark]:
+    """One reader's marks on one case in one treatment (pure function of images, profile and rng).
+
+    Unaided, the reader inspects CT-visible regions with probability ``search_coverage`` and
+    judges their CT evidence. Aided, coloured regions are inspected with probability
+    ``overlay_attention`` too, the judged evidence is the larger of CT and overlay evidence
+    (overlay: ``|z| / 2``), and CT findings with no change on the overlay are discounted.
+    """
+    marks = []
+    for cand in evidence.candidates:
+        attend = rng.random()
+        noise = rng.normal(0.0, profile.perceptual_noise)
+        jitter = rng.normal(0.0, profile.localisation_sd_mm, size=3)
+        if aided and evidence.has_overlay:
+            inspected = (cand.ct_visible and attend < profile.search_coverage) or (cand.overlay_visible and attend < profile.overlay_attention)
+            overlay_e = min(cand.overlay_evidence, 14.0) / 2.0
+            ct_e = cand.ct_evidence * (1.0 if overlay_e >= 1.5 else profile.old_finding_discount)
+            judged = max(ct_e, overlay_e)
+        else:
+            inspected = cand.ct_visible and attend < profile.search_coverage
+            judged = cand.ct_evidence
+        if not inspected:
+            continue
+        perceived = judged + noise
+        if perceived < profile.criterion:
+            continue
+        rating = 1 + int(min(rating_levels - 1, (perceived - profile.criterion) // profile.rating_step))
+        marks.append(SimulatedMark(tuple(float(c + j) for c, j in zip(cand.center_mm, jitter)), rating, float(perceived)))
+    marks.sort(key=lambda m: -m.evidence)
+    return marks[: profile.max_marks]
+
+
+@dataclass
+class SimulationSummary:
+    """What a simulation wrote: marks and case reads per reader and treatment."""
+
+    n_marks: int = 0
+    n_reads: int = 0
+    per_reader: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.n_reads} case reads, {self.n_marks} marks by {len(self.per_reader)} readers"
+
+
+def _rating_value(level: int, scale_name: str) -> float:
+    if scale_name == "0-100":
+        return float(min(100, 10 + 20 * (level - 1)))
+    return float(level)
+
+
+def simulate_readers(
+    db: Database,
+    study_code: str,
+    *,
+    detector_dir: str | Path | None,
+    profiles: Sequence[ReaderProfile] | None = None,
+    seed: int = 0,
+    start: dt.datetime | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> SimulationSummary:
+    """Read every session of every simulated reader of an open study, writing marks via the reading service.
+
+    Parameters
+    ----------
+    db, study_code : the database and an open study whose readers are to be simulated.
+    detector_dir : the detector's batch output folder (``<detector_dir>/<case>/zmap.nii.gz`` …);
+        the aided treatment's overlay is read from there.
+    profiles : one per reader name; default: :func:`default_reader_profiles` from the readers'
+        groups.
+    seed : makes the readings reproducible.
+    start : simulated time of the first session (default: now); sessions follow one another
+        after the study's washout.
+    progress : called with (done, total, description) after each case read.
+
+    Readers that already finished their reads are skipped, so a rerun adds nothing twice (marks
+    are also saved with deterministic client keys, which makes a repeated save a no-op).
+    """
+    from sqlalchemy import select
+
+    from .models import Reader, Study, StudyReader, utcnow
+
+    with db.snapshot() as s:
+        study = s.execute(select(Study).where(Study.code == study_code)).scalar_one()
+        rows = s.execute(
+            select(Reader.id, Reader.name, Reader.group, StudyReader.reader_code)
+            .join(StudyReader, StudyReader.reader_id == Reader.id)
+            .where(StudyReader.study_id == study.id)
+            .order_by(StudyReader.reader_code)
+        ).all()
+        washout_days = float(study.washout_days)
+        scale_name = study.rating_scale
+    if profiles is None:
+        profiles = default_reader_profiles([(r.name, r.group or "resident") for r in rows], seed=seed)
+    by_name = {p.name: p for p in profiles}
+    det_root = Path(detector_dir) if detector_dir is not None else None
+    cache: dict[str, CaseEvidence] = {}
+    summary = SimulationSummary()
+    clock_now = [start or utcnow()]
+
+    services = []
+    total = 0
+    for row in rows:
+        profile = by_name.get(row.name)
+        if profile is None:
+            continue
+        svc = ReadingService(db, reader_id=row.id, study_code=study_code, clock=lambda: clock_now[0], actor=f"simulated:{row.name}")
+        services.append((row, profile, svc))
+        total += sum(v.n_reads - v.n_finished for v in svc.sessions())
+    done = 0
+    n_sessions = max((len(svc.sessions()) for _, _, svc in services), default=0)
+    for session_index in range(1, n_sessions + 1):
+        for row, profile, svc in services:
+            views = {v.session_index: v for v in svc.sessions()}
+            view = views.get(session_index)
+            if view is None or view.n_finished == view.n_reads:
+                continue
+            if view.status != "open":
+                svc.open_session(session_index)
+            counts = summary.per_reader.setdefault(row.reader_code, {"reads": 0, "marks": 0})
+            while (item := svc.next_case()) is not None and item.session_index == session_index:
+                case_view = svc.open_case(item.case_read_id)
+                if item.case_code not in cache:
+                    cache[item.case_code] = case_evidence(item.case_code, case_view.current_path, det_root / item.case_code if det_root else None)
+                aided = bool(item.overlays)
+                rng = np.random.default_rng([seed, int(row.id), item.case_read_id])
+                marks = read_case(profile, cache[item.case_code], aided=aided, rng=rng, rating_levels=5)
+                existing = {m.client_key for m in case_view.marks}
+                grid = case_view.grid.to_volume()
+                n_saved = len(case_view.marks)
+                for k, mark in enumerate(marks):
+                    key = f"sim-{seed}-{item.case_read_id}-{k}"
+                    if key in existing or not grid.contains_point(mark.point_mm):
+                        continue
+                    svc.save_mark(item.case_read_id, client_key=key, rating=_rating_value(mark.rating, scale_name), point_mm=mark.point_mm)
+                    n_saved += 1
+                    summary.n_marks += 1
+                    counts["marks"] += 1
+                reading_time = float(rng.gamma(4.0, profile.reading_time_s / 4.0))
+                clock_now[0] += dt.timedelta(seconds=reading_time)
+                svc.finish_case(item.case_read_id, no_lesion=n_saved == 0, reading_time_s=reading_time)
+                summary.n_reads += 1
+                counts["reads"] += 1
+                done += 1
+                if progress is not None:
+                    progress(done, total, f"{row.reader_code} session {session_index}: {item.case_code}")
+        clock_now[0] += dt.timedelta(days=washout_days, hours=1)
+    return summary
