@@ -63,41 +63,70 @@ def default_data_dir() -> Path:
 @app.command("app")
 def run_app(
     port: int = typer.Option(8501, help="Port to listen on."),
-    address: str = typer.Option("127.0.0.1", help="Address to bind; use 0.0.0.0 only behind a reverse proxy."),
+    address: str = typer.Option("127.0.0.1", help="Address to bind; keep 127.0.0.1 behind a reverse proxy on the same machine."),
     headless: bool = typer.Option(True, help="Do not open a browser window."),
+    base_url_path: str = typer.Option("", "--base-url-path", help="Serve under this path (e.g. 'reader') when a reverse proxy forwards https://host/reader/ to the app."),
 ) -> None:
-    """Start the reading workstation (Streamlit) for readers, coordinators and statisticians."""
-    app_file = Path(__file__).with_name("app.py")
+    """Start the reading workstation (Streamlit) for readers, coordinators and statisticians.
+
+    The database is $TSCT_DATABASE_URL (default: SQLite under $TSCT_DATA_DIR); detector outputs
+    are read from $TSCT_DETECTOR_DIR (default: $TSCT_DATA_DIR/detector/<case id>/).
+    """
+    if not isinstance(base_url_path, str):  # called as a Python function (tsct demo) without it
+        base_url_path = ""
+    app_file = Path(__file__).with_name("app_server.py")
     cmd = [
         sys.executable, "-m", "streamlit", "run", str(app_file),
         "--server.port", str(port), "--server.address", address,
         "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false",
+        "--server.enableXsrfProtection", "true", "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal",
     ]
-    console.print(f"Reading app on http://{address}:{port} (Ctrl+C to stop)")
+    if base_url_path.strip("/"):
+        cmd += ["--server.baseUrlPath", base_url_path.strip("/")]
+    shown = f"/{base_url_path.strip('/')}/" if base_url_path.strip("/") else "/"
+    console.print(f"Reading app on http://{address}:{port}{shown} (Ctrl+C to stop)")
     raise typer.Exit(subprocess.call(cmd))
 
 
 @app.command("demo")
 def demo(
-    out_dir: Path = typer.Option(None, "--out", help="Where to put the demo data (default: $TSCT_DATA_DIR or ./tsct-data)."),
-    n_cases: int = typer.Option(20, help="Number of synthetic prior/current pairs."),
-    seed: int = typer.Option(0, help="Random seed; the same seed gives the same cases."),
+    data_dir: Path = typer.Option(None, "--data-dir", help="Where the demo's data and database go (default: $TSCT_DATA_DIR or ./tsct-data)."),
+    reports_dir: Path = typer.Option(Path("reports"), "--reports", help="Where the analysis report goes (REPORTS/<study>/)."),
+    n_cases: int = typer.Option(40, help="Number of synthetic prior/current pairs (half with new lesions)."),
+    seed: int = typer.Option(0, help="Random seed; the same seed gives the same cases and readings."),
     size: str = typer.Option("small", help="'small' (about 128x128x96, fast) or 'clinical' (512x512x300)."),
+    start_app: bool = typer.Option(True, "--app/--no-app", help="Start the reading app at the end (--no-app for CI and scripts)."),
+    port: int = typer.Option(8501, help="Port of the reading app."),
 ) -> None:
-    """Run the platform's main job on embedded defaults: generate a synthetic case set and say where it went."""
-    from cases.synth import synthesize_case_set
+    """Run the platform's main job on embedded defaults: cases, detector, a locked crossover study read by simulated readers, and the JAFROC report."""
+    from rich.table import Table
+
+    from tsct_demo import DemoSettings, run_demo
 
     start = time.perf_counter()
-    out_dir = (out_dir or default_data_dir() / f"synthetic-{size}-seed{seed}").resolve()
-    case_list = synthesize_case_set(out_dir, n_cases=n_cases, seed=seed, size=size, progress=True)
-    from cases import read_case_list
-
-    cl = read_case_list(case_list)
-    console.print(f"[bold green]Synthetic case set ready[/]: {cl.summary()}")
-    console.print(f"  case list: {case_list}")
-    console.print(f"  exams:     {out_dir / 'cases'}")
-    console.print(f"Validate it with: tsct cases validate {case_list}")
-    console.print(f"Done in {time.perf_counter() - start:.1f} s.")
+    settings = DemoSettings(data_dir=(data_dir or default_data_dir()), reports_dir=reports_dir.resolve(), n_cases=n_cases, seed=seed, size=size,
+                            database_url=os.environ.get("TSCT_DATABASE_URL"))
+    result = run_demo(settings, say=console.print)
+    console.print()
+    console.print(f"[bold green]Done in {time.perf_counter() - start:.0f} s[/] ({', '.join(f'{k} {v:.0f} s' for k, v in result.timings_s.items())})")
+    console.print(f"  case list:        {result.case_list}")
+    console.print(f"  detector outputs: {result.detector_dir}")
+    console.print(f"  study database:   {result.database_url} (study {result.study_code})")
+    console.print(f"  exports:          {result.export_dir}")
+    console.print(f"  report:           {result.report_dir / 'report.html'}")
+    console.print(f"[bold]Result[/]: {result.headline}")
+    for message in result.messages:
+        console.print(f"[yellow]Note:[/] {message}")
+    table = Table(title="Accounts for the reading app")
+    for column in ("user", "password", "role"):
+        table.add_column(column)
+    for user, (password, role) in result.accounts.items():
+        table.add_row(user, password, role)
+    console.print(table)
+    if start_app:
+        os.environ.setdefault("TSCT_DETECTOR_DIR", str(result.detector_dir))
+        os.environ.setdefault("TSCT_DATABASE_URL", result.database_url if "://" in result.database_url and "***" not in result.database_url else f"sqlite:///{settings.data_dir.resolve() / 'reader-study.sqlite3'}")
+        run_app(port=port, address="127.0.0.1", headless=True)
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ Database, init_db, open_db, default_database_url
 ReadingService and its views (SessionView, WorklistItem, CaseView, MarkView, GridInfo, TrainingFeedback)
     What a reader's workstation may do, bound to one reader; no access to truth or others' marks.
 create_study, add_readers, make_design, load_design, lock_study, verify_lock, open_study,
-close_study, waive_washout, study_status, list_studies, read_readers_file, TreatmentSpec, ReaderSpec
+close_study, waive_washout, study_status, list_studies, study_readers, read_readers_file, TreatmentSpec, ReaderSpec
     The coordinator's work (functions take a Session in the caller's transaction).
 study_records, StudyRecords, export_study, import_marks, backup_database
     Scored tidy records (and ``StudyRecords.to_observer_data()`` for :mod:`analysis`), exports
@@ -25,13 +25,14 @@ plan_design, DesignPlan, BalanceReport
     Designs as pure data, with a balance check.
 score_marks, roc_ratings, AcceptanceRule, TruthLesion, MarkToScore, ScoringResult
     Pure scoring of marks against truth (LL/NL).
-create_account, login, check_login, change_password, set_account_active, AccountInfo
+create_account, login, check_login, change_password, set_account_active, find_account,
+list_accounts, reset_password, AccountInfo
     Log-ins with argon2 password hashes and roles.
 ReaderStudyError and subclasses
     Every refusal, with what to fix.
 """
 
-from .accounts import AccountInfo, LoginResult, change_password, check_login, create_account, login, set_account_active
+from .accounts import AccountInfo, LoginResult, change_password, check_login, create_account, find_account, list_accounts, login, reset_password, set_account_active
 from .audit import audit_frame
 from .coordinator import (
     DEFAULT_TREATMENTS,
@@ -44,6 +45,7 @@ from .coordinator import (
     get_study,
     list_studies,
     load_design,
+    study_readers,
     lock_study,
     make_design,
     open_study,
@@ -110,6 +112,7 @@ __all__ = [
     "study_status",
     "StudyStatus",
     "list_studies",
+    "study_readers",
     "get_study",
     "audit_frame",
     # exchange
@@ -142,6 +145,9 @@ __all__ = [
     "check_login",
     "change_password",
     "set_account_active",
+    "find_account",
+    "list_accounts",
+    "reset_password",
     "AccountInfo",
     "LoginResult",
     # rating scales

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -30,7 +31,19 @@ from .db import Database
 from .errors import AuthenticationError, DuplicateReaderError, NotFoundError, ReaderStudyError
 from .models import ACCOUNT_ROLES, Account, Reader, utcnow
 
-__all__ = ["AccountInfo", "LoginResult", "create_account", "check_login", "login", "change_password", "set_account_active", "MIN_PASSWORD_LENGTH"]
+__all__ = [
+    "AccountInfo",
+    "LoginResult",
+    "create_account",
+    "check_login",
+    "login",
+    "change_password",
+    "set_account_active",
+    "find_account",
+    "list_accounts",
+    "reset_password",
+    "MIN_PASSWORD_LENGTH",
+]
 
 MIN_PASSWORD_LENGTH = 10
 _HASHER = PasswordHasher()
@@ -198,4 +211,40 @@ def set_account_active(session: Session, username: str, active: bool, *, actor: 
         account.active = active
         session.flush()
         audit.record(session, actor=actor, action="ENABLE_ACCOUNT" if active else "DISABLE_ACCOUNT", entity="account", entity_id=account.id, username=account.username)
+    return _info(account)
+
+
+def find_account(session: Session, username: str) -> AccountInfo | None:
+    """The *active* account with this user name (case-insensitive), else ``None``; no password check.
+
+    For identities already verified elsewhere: a browser session the app issued at a password
+    log-in, or a single-sign-on (OpenID Connect) identity whose e-mail is the user name.
+    """
+    account = session.scalar(select(Account).where(func.lower(Account.username) == str(username).strip().lower()))
+    if account is None or not account.active:
+        return None
+    return _info(account)
+
+
+def list_accounts(session: Session) -> pd.DataFrame:
+    """One row per account: user name, role, linked reader's name, active, must change password, last log-in, failed log-ins (no hashes)."""
+    rows = session.execute(
+        select(Account.username, Account.role, Reader.name, Account.active, Account.must_change_password, Account.last_login_at, Account.failed_logins, Account.created_at)
+        .outerjoin(Reader, Reader.id == Account.reader_id)
+        .order_by(Account.username)
+    ).all()
+    return pd.DataFrame(rows, columns=["username", "role", "reader", "active", "must_change_password", "last_login_at", "failed_logins", "created_at"])
+
+
+def reset_password(session: Session, username: str, new_password: str, *, actor: str = "admin") -> AccountInfo:
+    """Give an account a new initial password (for a user who forgot theirs); it must be changed at the next log-in."""
+    _check_password(new_password)
+    account = session.scalar(select(Account).where(func.lower(Account.username) == username.strip().lower()))
+    if account is None:
+        raise NotFoundError(f"No account {username!r}.")
+    account.password_hash = _HASHER.hash(new_password)
+    account.must_change_password = True
+    account.failed_logins = 0
+    session.flush()
+    audit.record(session, actor=actor, action="RESET_PASSWORD", entity="account", entity_id=account.id, username=account.username)
     return _info(account)

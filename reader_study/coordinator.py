@@ -70,6 +70,7 @@ __all__ = [
     "read_readers_file",
     "get_study",
     "list_studies",
+    "study_readers",
     "create_study",
     "add_readers",
     "make_design",
@@ -250,6 +251,20 @@ def list_studies(session: Session) -> pd.DataFrame:
              "locked": study.is_locked, "design": study.design or "", "readers": n_readers, "cases": n_cases}
         )
     return pd.DataFrame(rows, columns=["code", "title", "paradigm", "scale", "status", "locked", "design", "readers", "cases"])
+
+
+def study_readers(session: Session, study_code: str) -> pd.DataFrame:
+    """One row per reader of a study: code (R01…), name, group, role, years of experience, sequence group (1-based; empty before the design)."""
+    study = get_study(session, study_code)
+    rows = session.execute(
+        select(StudyReader.reader_code, Reader.name, Reader.group, Reader.role, Reader.experience_years, StudyReader.sequence_group)
+        .join(Reader, Reader.id == StudyReader.reader_id)
+        .where(StudyReader.study_id == study.id)
+        .order_by(StudyReader.reader_code)
+    ).all()
+    frame = pd.DataFrame(rows, columns=["code", "name", "group", "role", "experience_years", "sequence_group"])
+    frame["sequence_group"] = [None if g is None else int(g) + 1 for g in frame["sequence_group"]]
+    return frame
 
 
 def _require_draft(study: Study, action: str) -> None:

@@ -13,7 +13,7 @@ TORCH_VERSION=2.13.0   # pinned: an open range pulls a multi-GB CUDA build on th
 
 # Debian packages the tests and the app need (browser tests, PostgreSQL runs). Installed only
 # when missing, and only when we can (root with apt-get); otherwise the tests that need them skip.
-DEB_PACKAGES=(${TSCT_DEB_PACKAGES:-postgresql})
+DEB_PACKAGES=(${TSCT_DEB_PACKAGES:-postgresql chromium})
 need=()
 for pkg in "${DEB_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")

@@ -1,0 +1,567 @@
+// TSCT slice viewer (Streamlit custom component v2, plain JavaScript, no build step).
+//
+// Scrolling, windowing, zoom and panning happen here in the browser; slice images come from the
+// server's image route with the reading's ticket (the server refuses any layer the treatment does
+// not show). Images are kept in a cache and the next slices in the scroll direction are prefetched.
+// Geometry: the image is placed with the formula of workstation.geometry.ViewTransform; a click is
+// sent back as a screen position plus the view, and the server converts it to voxels and mm.
+// Marks are drawn from the (slice, u, v) positions the server computed.
+
+const CACHE_LIMIT = 900;
+const PREFETCH_AHEAD = 10;
+const PREFETCH_BEHIND = 3;
+const PREFETCH_AFTER_JUMP_MS = 250;
+const DOUBLE_CLICK_MS = 500;
+const DOUBLE_CLICK_PX = 6;
+const PLANES = ["axial", "coronal", "sagittal"];
+
+function clamp(v, lo, hi) { return Math.max(lo, Math.min(hi, v)); }
+
+function transformOf(vp, g, zoom, center) {
+  const f = Math.min(vp.W / (g.nu * g.du), vp.H / (g.nv * g.dv));
+  const pu = g.du * f * zoom, pv = g.dv * f * zoom;
+  const cu = center ? center[0] : g.nu / 2, cv = center ? center[1] : g.nv / 2;
+  return {
+    f, pu, pv, cu, cv, pxPerMm: f * zoom,
+    x: (u) => vp.W / 2 + (u - cu) * pu,
+    y: (v) => vp.H / 2 + (v - cv) * pv,
+    u: (x) => cu + (x - vp.W / 2) / pu,
+    v: (y) => cv + (y - vp.H / 2) / pv,
+  };
+}
+
+function nearestIndex(positions, value) {
+  let best = 0, bestD = Infinity;
+  for (let i = 0; i < positions.length; i++) {
+    const d = Math.abs(positions[i] - value);
+    if (d < bestD) { bestD = d; best = i; }
+  }
+  return best;
+}
+
+function esc(text) {
+  return String(text).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+}
+
+class Viewer {
+  constructor(root, data, trigger) {
+    this.root = root;
+    this.data = data;
+    this.trigger = trigger;
+    this.cache = new Map();
+    this.req = 0;
+    this.drawnReq = { main: 0, side: 0 };
+    this.lastImages = { main: null, side: null };
+    this.errors = new Set();
+    const cur = data.volumes.current;
+    const presets = data.presets;
+    const S = {
+      plane: "axial",
+      slice: {},
+      center: { axial: null, coronal: null, sagittal: null },
+      sideCenter: { axial: null, coronal: null, sagittal: null },
+      priorOffset: { axial: 0, coronal: 0, sagittal: 0 },
+      preset: presets[0].name, wl: presets[0].level, ww: presets[0].width,
+      zoom: 1, overlay: true, opacity: 0.85, side: "none", dir: 1,
+      lastActivity: 0, lastBeat: 0, jumpNonce: null, localPending: null, lastClick: null,
+    };
+    for (const p of PLANES) S.slice[p] = Math.floor(cur[p].n / 2);
+    const v = data.view;
+    if (v) {
+      if (PLANES.includes(v.plane)) S.plane = v.plane;
+      if (v.slice) for (const p of PLANES) if (Number.isInteger(v.slice[p])) S.slice[p] = clamp(v.slice[p], 0, cur[p].n - 1);
+      for (const k of ["preset", "wl", "ww", "zoom", "overlay", "opacity", "side"]) if (v[k] !== undefined && v[k] !== null) S[k] = v[k];
+      if (S.side !== "none" && !data.layers[S.side]) S.side = "none";
+    }
+    this.S = S;
+    root.dataset.instance = data.instance;
+    this.build();
+    this.bind();
+    this.layout();
+    this.render();
+    this.heartbeat = setInterval(() => this.beat(), Math.max(2, data.heartbeatS) * 1000);
+  }
+
+  // ------------------------------------------------------------------ DOM
+  build() {
+    const d = this.data, S = this.S;
+    const planeButtons = PLANES.map((p) => `<button type="button" class="plane" data-plane="${p}" title="${p} (${p[0].toUpperCase()})">${p[0].toUpperCase() + p.slice(1)}</button>`).join("");
+    const presetButtons = d.presets.map((p) => `<button type="button" class="preset" data-preset="${esc(p.name)}" title="W ${p.width} / L ${p.level} (${p.key.toUpperCase()})">${esc(p.label)}</button>`).join("");
+    const hasZ = !!d.layers.zmap;
+    const sides = Object.entries(d.layers).filter(([, L]) => L.role === "side");
+    const sideOptions = [`<option value="none">none</option>`].concat(sides.map(([name, L]) => `<option value="${esc(name)}">${esc(L.label)}</option>`)).join("");
+    this.root.innerHTML = `
+      <div class="toolbar">
+        <span class="group">${planeButtons}</span>
+        <span class="group">${presetButtons}
+          <label>W <input class="ww" type="number" step="10" min="1" max="20000"></label>
+          <label>L <input class="wl" type="number" step="10" min="-2000" max="4000"></label></span>
+        <span class="group"><button type="button" class="zoom-out" title="zoom out (−)">−</button><button type="button" class="zoom-in" title="zoom in (+)">+</button><button type="button" class="zoom-reset" title="reset (R)">Reset</button></span>
+        ${hasZ ? `<span class="group overlay-group"><label><input class="overlay-toggle" type="checkbox"> z-map</label>
+          <input class="opacity" type="range" min="0" max="1" step="0.05" title="overlay opacity"></span>` : ""}
+        ${sides.length ? `<span class="group"><label>beside: <select class="side">${sideOptions}</select></label></span>` : ""}
+      </div>
+      <div class="panels">
+        <div class="vp main" data-role="main"><canvas class="img"></canvas><svg class="marks" xmlns="http://www.w3.org/2000/svg"></svg><div class="info"></div></div>
+        <div class="vp side" data-role="side"><canvas class="img"></canvas><div class="info"></div></div>
+      </div>
+      <div class="slider-row"><input class="slice" type="range" min="0" step="1"><span class="slice-label"></span></div>
+      <div class="status" role="status"></div>`;
+    const q = (sel) => this.root.querySelector(sel);
+    this.el = {
+      main: q(".vp.main"), side: q(".vp.side"),
+      mainCanvas: q(".vp.main canvas"), sideCanvas: q(".vp.side canvas"),
+      svg: q(".vp.main svg"), mainInfo: q(".vp.main .info"), sideInfo: q(".vp.side .info"),
+      slider: q("input.slice"), sliceLabel: q(".slice-label"), status: q(".status"),
+      ww: q("input.ww"), wl: q("input.wl"), overlay: q("input.overlay-toggle"), opacity: q("input.opacity"), sideSelect: q("select.side"),
+    };
+  }
+
+  bind() {
+    const el = this.el, S = this.S;
+    this.root.querySelectorAll("button.plane").forEach((b) => b.addEventListener("click", () => this.setPlane(b.dataset.plane)));
+    this.root.querySelectorAll("button.preset").forEach((b) => b.addEventListener("click", () => this.setPreset(b.dataset.preset)));
+    el.ww.addEventListener("change", () => this.setWindow(Number(el.wl.value), Number(el.ww.value)));
+    el.wl.addEventListener("change", () => this.setWindow(Number(el.wl.value), Number(el.ww.value)));
+    this.root.querySelector(".zoom-in").addEventListener("click", () => this.setZoom(S.zoom * 1.25));
+    this.root.querySelector(".zoom-out").addEventListener("click", () => this.setZoom(S.zoom / 1.25));
+    this.root.querySelector(".zoom-reset").addEventListener("click", () => this.reset());
+    if (el.overlay) el.overlay.addEventListener("change", () => { S.overlay = el.overlay.checked; this.activity(); this.render(); });
+    if (el.opacity) el.opacity.addEventListener("input", () => { S.opacity = Number(el.opacity.value); this.activity(); this.redraw("main"); });
+    if (el.sideSelect) el.sideSelect.addEventListener("change", () => { S.side = el.sideSelect.value; this.activity(); this.layout(); this.render(); });
+    el.slider.addEventListener("input", () => this.go(Number(el.slider.value)));
+
+    for (const role of ["main", "side"]) {
+      const vp = el[role];
+      vp.addEventListener("wheel", (e) => this.onWheel(e, role), { passive: false });
+      vp.addEventListener("pointerdown", (e) => this.onPointerDown(e, role));
+      vp.addEventListener("pointermove", (e) => this.onPointerMove(e));
+      vp.addEventListener("pointerup", (e) => this.onPointerUp(e));
+      vp.addEventListener("contextmenu", (e) => e.preventDefault());
+    }
+    this.onKey = (e) => this.handleKey(e);
+    document.addEventListener("keydown", this.onKey);
+    this.resizeObserver = new ResizeObserver(() => { this.layout(); this.redraw("main"); this.redraw("side"); this.drawMarks(); });
+    this.resizeObserver.observe(this.root);
+  }
+
+  destroy() {
+    document.removeEventListener("keydown", this.onKey);
+    clearInterval(this.heartbeat);
+    if (this.resizeObserver) this.resizeObserver.disconnect();
+  }
+
+  layout() {
+    const S = this.S, el = this.el;
+    const showSide = S.side !== "none" && !!this.data.layers[S.side];
+    el.side.style.display = showSide ? "block" : "none";
+    const width = Math.max(240, this.root.clientWidth || 640);
+    const panels = showSide ? 2 : 1, gap = 8;
+    const W = Math.floor((width - gap * (panels - 1)) / panels);
+    const H = Math.round(Math.max(320, Math.min(W, (window.innerHeight || 900) - 230)));
+    this.vp = { main: { W, H }, side: { W, H } };
+    const dpr = window.devicePixelRatio || 1;
+    for (const role of ["main", "side"]) {
+      const c = el[role + "Canvas"], box = el[role];
+      box.style.width = W + "px"; box.style.height = H + "px";
+      c.width = Math.round(W * dpr); c.height = Math.round(H * dpr);
+      c.style.width = W + "px"; c.style.height = H + "px";
+    }
+    el.svg.setAttribute("width", W); el.svg.setAttribute("height", H); el.svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  }
+
+  // ------------------------------------------------------------------ images
+  url(layer, plane, index) {
+    const d = this.data, S = this.S, L = d.layers[layer];
+    let u = `${d.api}/image/${encodeURIComponent(d.ticket)}/${layer}/${plane}/${index}`;
+    if (layer === "zmap") return u;
+    u += `?fmt=${d.format}`;
+    if (!L.fixed) u += `&wl=${S.wl}&ww=${S.ww}`;
+    return u;
+  }
+
+  load(u) {
+    let e = this.cache.get(u);
+    if (e) { this.cache.delete(u); this.cache.set(u, e); return e.promise; }
+    const img = new Image();
+    e = { img, ok: false, err: false };
+    img.src = u;
+    // decode() loads and decodes off the main thread, so drawing it later costs no decoding
+    e.promise = img.decode().then(() => { e.ok = true; return e; }, () => { e.err = true; this.cache.delete(u); return e; });
+    this.cache.set(u, e);
+    while (this.cache.size > CACHE_LIMIT) this.cache.delete(this.cache.keys().next().value);
+    return e.promise;
+  }
+
+  reportError(layer, u) {
+    if (this.errors.has(u)) return;
+    this.errors.add(u);
+    fetch(u, { credentials: "same-origin" }).then((r) => r.json()).then((j) => this.status(j.error || `The ${layer} image could not be loaded.`)).catch(() => this.status(`The ${layer} image could not be loaded.`));
+  }
+
+  sideIndex(plane) {
+    const d = this.data, S = this.S;
+    if (S.side === "prior") {
+      const pg = d.volumes.prior[plane];
+      const pos = d.volumes.current[plane].pos[S.slice[plane]];
+      return clamp(nearestIndex(pg.pos, pos) + S.priorOffset[plane], 0, pg.n - 1);
+    }
+    return S.slice[plane];
+  }
+
+  sideGeometry(plane) {
+    return this.S.side === "prior" ? this.data.volumes.prior[plane] : this.data.volumes.current[plane];
+  }
+
+  render() {
+    const d = this.data, S = this.S, plane = S.plane, s = S.slice[plane];
+    const reqId = ++this.req;
+    const base = this.url("ct", plane, s);
+    const wantOverlay = !!(S.overlay && d.layers.zmap && d.layers.zmap.available);
+    const overlayUrl = wantOverlay ? this.url("zmap", plane, s) : null;
+    const tag = `${plane}:${s}:${S.wl}:${S.ww}`;
+    const c = this.el.mainCanvas;
+    let baseEntry = null, overlayEntry = null;
+    // The CT is drawn as soon as it is here; the overlay joins it when it arrives. data-shown marks
+    // the complete picture (CT, plus the overlay when it is on).
+    const draw = () => {
+      if (reqId < this.drawnReq.main || !baseEntry || baseEntry.err) return;
+      this.drawnReq.main = reqId;
+      const overlay = overlayEntry && overlayEntry.ok ? overlayEntry.img : null;
+      this.lastImages.main = { base: baseEntry.img, overlay, plane, volume: "current" };
+      this.redraw("main");
+      c.dataset.base = tag;
+      c.dataset.overlay = overlay ? "1" : "0";
+      if (!wantOverlay || overlayEntry) {
+        c.dataset.shown = tag;
+        // Scrolling: prefetch the next slices at once. After a jump, wait a moment: the reader
+        // may jump again, and renders of slices nobody looks at would slow the next picture.
+        if (this.S.lastStep === 1) this.prefetch(reqId);
+        else setTimeout(() => this.prefetch(reqId), PREFETCH_AFTER_JUMP_MS);
+      }
+    };
+    this.load(base).then((e) => { baseEntry = e; if (e.err) { this.reportError("CT", base); return; } draw(); });
+    if (overlayUrl) this.load(overlayUrl).then((e) => { overlayEntry = e; if (e.err) this.reportError("z-map", overlayUrl); draw(); });
+    if (S.side !== "none" && d.layers[S.side]) {
+      const layer = S.side, si = this.sideIndex(plane);
+      const u = this.url(layer, plane, si);
+      this.load(u).then((e) => {
+        if (reqId <= this.drawnReq.side) return;
+        if (e.err) { this.reportError(d.layers[layer].label, u); return; }
+        this.drawnReq.side = reqId;
+        this.lastImages.side = { base: e.img, overlay: null, plane, volume: layer === "prior" ? "prior" : "current", index: si };
+        this.redraw("side");
+        this.el.sideCanvas.dataset.shown = `${layer}:${plane}:${si}`;
+      });
+    }
+    this.drawMarks();
+    this.updateInfo();
+  }
+
+  prefetch(reqId) {
+    // Only for the picture still wanted, and after it is on screen, so prefetching never delays it.
+    if (reqId !== this.req) return;
+    const d = this.data, S = this.S, plane = S.plane, s = S.slice[plane], n = d.volumes.current[plane].n;
+    const wantOverlay = S.overlay && d.layers.zmap && d.layers.zmap.available;
+    const urls = [];
+    for (let k = 1; k <= PREFETCH_AHEAD + PREFETCH_BEHIND; k++) {
+      const i = k <= PREFETCH_AHEAD ? s + S.dir * k : s - S.dir * (k - PREFETCH_AHEAD);
+      if (i < 0 || i >= n) continue;
+      urls.push(this.url("ct", plane, i));
+      if (wantOverlay) urls.push(this.url("zmap", plane, i));
+      if (S.side !== "none" && d.layers[S.side] && S.side !== "prior") urls.push(this.url(S.side, plane, i));
+    }
+    // Cancel prefetches that are still loading but no longer near (after a jump): they would
+    // compete with the images the reader wants now.
+    const keep = new Set(urls);
+    keep.add(this.url("ct", plane, s));
+    if (wantOverlay) keep.add(this.url("zmap", plane, s));
+    if (S.side !== "none" && d.layers[S.side]) keep.add(this.url(S.side, plane, this.sideIndex(plane)));
+    for (const u of this.prefetching || []) {
+      const e = this.cache.get(u);
+      if (e && !e.ok && !e.err && !keep.has(u)) { e.img.src = ""; this.cache.delete(u); }
+    }
+    this.prefetching = urls;
+    for (const u of urls) this.load(u);
+  }
+
+  redraw(role) {
+    const shown = this.lastImages[role];
+    const canvas = this.el[role + "Canvas"];
+    const ctx = canvas.getContext("2d");
+    const dpr = window.devicePixelRatio || 1;
+    const vp = this.vp[role];
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.fillStyle = "#000";
+    ctx.fillRect(0, 0, vp.W, vp.H);
+    if (!shown) return;
+    const g = shown.volume === "prior" ? this.data.volumes.prior[shown.plane] : this.data.volumes.current[shown.plane];
+    const center = role === "main" ? this.S.center[shown.plane] : this.S.sideCenter[shown.plane];
+    const T = transformOf(vp, g, this.S.zoom, center);
+    const x0 = T.x(0), y0 = T.y(0), w = g.nu * T.pu, h = g.nv * T.pv;
+    ctx.imageSmoothingEnabled = true;
+    ctx.drawImage(shown.base, x0, y0, w, h);
+    if (role === "main" && shown.overlay && this.S.overlay) {
+      ctx.globalAlpha = this.S.opacity;
+      ctx.imageSmoothingEnabled = false;
+      ctx.drawImage(shown.overlay, x0, y0, w, h);
+      ctx.globalAlpha = 1;
+    }
+  }
+
+  // ------------------------------------------------------------------ marks
+  drawMarks() {
+    const d = this.data, S = this.S, plane = S.plane, s = S.slice[plane];
+    const g = d.volumes.current[plane];
+    const T = transformOf(this.vp.main, g, S.zoom, S.center[plane]);
+    const R = d.markRadiusMm;
+    const parts = [];
+    let drawn = 0;
+    const circle = (pos, radiusMm, cls, label, attrs) => {
+      const [ms, mu, mv] = pos[plane];
+      const dist = Math.abs(s - ms) * g.ds;
+      if (dist > radiusMm) return;
+      const r = Math.max(3, Math.sqrt(radiusMm * radiusMm - dist * dist) * T.pxPerMm);
+      const on = Math.abs(s - ms) < 0.5 + 1e-6;
+      const cx = T.x(mu), cy = T.y(mv);
+      parts.push(`<g class="${cls} ${on ? "on" : "near"}" ${attrs}><circle cx="${cx.toFixed(1)}" cy="${cy.toFixed(1)}" r="${r.toFixed(1)}"></circle>` +
+        (on ? `<text x="${(cx + r + 3).toFixed(1)}" y="${(cy - r).toFixed(1)}">${esc(label)}</text>` : "") + `</g>`);
+      drawn += 1;
+    };
+    for (const t of d.truth || []) circle(t.pos, t.r, "truth", t.label, "");
+    for (const m of d.marks) circle(m.pos, R, "mark", `${m.n}: ${m.rating}`, `data-mark-id="${m.id}"`);
+    const pending = d.pending || (S.localPending && S.localPending.plane === plane ? S.localPending : null);
+    if (pending && pending.pos) circle(pending.pos, R, "pending", "new: rate it", `data-key="${esc(pending.key)}"`);
+    else if (pending && pending.u !== undefined && pending.slice === s) {
+      const cx = T.x(pending.u), cy = T.y(pending.v), r = Math.max(3, R * T.pxPerMm);
+      parts.push(`<g class="pending on"><circle cx="${cx.toFixed(1)}" cy="${cy.toFixed(1)}" r="${r.toFixed(1)}"></circle><text x="${(cx + r + 3).toFixed(1)}" y="${(cy - r).toFixed(1)}">saving…</text></g>`);
+    }
+    this.el.svg.innerHTML = parts.join("");
+    this.el.svg.dataset.drawn = String(drawn);
+  }
+
+  // ------------------------------------------------------------------ state changes
+  activity() { this.S.lastActivity = Date.now(); }
+
+  go(index) {
+    const S = this.S, n = this.data.volumes.current[S.plane].n;
+    const next = clamp(Math.round(index), 0, n - 1);
+    if (next === S.slice[S.plane]) return;
+    S.dir = next > S.slice[S.plane] ? 1 : -1;
+    S.lastStep = Math.abs(next - S.slice[S.plane]);
+    S.slice[S.plane] = next;
+    this.activity();
+    this.render();
+  }
+
+  step(delta) { this.go(this.S.slice[this.S.plane] + delta); }
+
+  setPlane(plane) {
+    if (!PLANES.includes(plane) || plane === this.S.plane) return;
+    this.S.plane = plane;
+    this.activity();
+    this.render();
+  }
+
+  setPreset(name) {
+    const p = this.data.presets.find((x) => x.name === name);
+    if (!p) return;
+    this.S.preset = p.name;
+    this.setWindow(p.level, p.width, p.name);
+  }
+
+  setWindow(level, width, preset) {
+    if (!Number.isFinite(level) || !Number.isFinite(width) || width < 1) return;
+    this.S.wl = Math.round(level);
+    this.S.ww = Math.round(width);
+    this.S.preset = preset || "custom";
+    this.activity();
+    this.render();
+  }
+
+  setZoom(zoom) {
+    this.S.zoom = clamp(zoom, 0.5, 16);
+    this.activity();
+    this.redraw("main"); this.redraw("side"); this.drawMarks(); this.updateInfo();
+  }
+
+  reset() {
+    const S = this.S, p = this.data.presets[0];
+    S.zoom = 1;
+    for (const k of PLANES) { S.center[k] = null; S.sideCenter[k] = null; S.priorOffset[k] = 0; }
+    this.setWindow(p.level, p.width, p.name);
+  }
+
+  // ------------------------------------------------------------------ input
+  onWheel(e, role) {
+    e.preventDefault();
+    this.activity();
+    if (e.ctrlKey) { this.setZoom(this.S.zoom * (e.deltaY < 0 ? 1.15 : 1 / 1.15)); return; }
+    const delta = Math.sign(e.deltaY) || 0;
+    if (!delta) return;
+    if (role === "side" && this.S.side === "prior") {
+      this.S.priorOffset[this.S.plane] += delta;
+      this.render();
+      return;
+    }
+    this.step(delta);
+  }
+
+  onPointerDown(e, role) {
+    this.activity();
+    const rect = this.el[role].getBoundingClientRect();
+    const S = this.S;
+    const centers = role === "main" ? S.center : S.sideCenter;
+    const g = role === "main" ? this.data.volumes.current[S.plane] : this.sideGeometry(S.plane);
+    const T = transformOf(this.vp[role], g, S.zoom, centers[S.plane]);
+    this.drag = { role, button: e.button, x0: e.clientX, y0: e.clientY, rect, moved: false, wl: S.wl, ww: S.ww, cu: T.cu, cv: T.cv, pu: T.pu, pv: T.pv };
+    try { this.el[role].setPointerCapture(e.pointerId); } catch (err) { /* synthetic events */ }
+  }
+
+  onPointerMove(e) {
+    const D = this.drag;
+    if (!D) return;
+    const dx = e.clientX - D.x0, dy = e.clientY - D.y0;
+    if (!D.moved && Math.hypot(dx, dy) < 4) return;
+    D.moved = true;
+    this.activity();
+    const S = this.S;
+    if (D.button === 2) {
+      const ww = Math.max(1, D.ww + dx * 4), wl = D.wl + dy * 2;
+      if (!this.wlFrame) this.wlFrame = requestAnimationFrame(() => { this.wlFrame = null; this.setWindow(wl, ww); });
+      return;
+    }
+    const centers = D.role === "main" ? S.center : S.sideCenter;
+    centers[S.plane] = [D.cu - dx / D.pu, D.cv - dy / D.pv];
+    this.redraw(D.role);
+    if (D.role === "main") this.drawMarks();
+  }
+
+  onPointerUp(e) {
+    const D = this.drag;
+    this.drag = null;
+    if (!D || D.moved || D.button !== 0 || D.role !== "main") return;
+    this.onClick(e.clientX - D.rect.left, e.clientY - D.rect.top);
+  }
+
+  onClick(x, y) {
+    const d = this.data, S = this.S;
+    if (!d.canMark) { this.status("Marks cannot be placed on this case."); return; }
+    const now = performance.now();
+    if (S.lastClick && now - S.lastClick.t < DOUBLE_CLICK_MS && Math.hypot(x - S.lastClick.x, y - S.lastClick.y) < DOUBLE_CLICK_PX) return;
+    S.lastClick = { t: now, x, y };
+    const plane = S.plane, s = S.slice[plane], g = d.volumes.current[plane];
+    const T = transformOf(this.vp.main, g, S.zoom, S.center[plane]);
+    const u = T.u(x), v = T.v(y);
+    if (u < 0 || v < 0 || u >= g.nu || v >= g.nv) { this.status("Click on the image to place a mark."); return; }
+    const key = `${d.instance}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
+    S.localPending = { key, plane, slice: s, u, v };
+    this.drawMarks();
+    this.status("");
+    this.send("click", { key, plane, slice: s, x, y, W: this.vp.main.W, H: this.vp.main.H, zoom: S.zoom, cu: T.cu, cv: T.cv });
+  }
+
+  handleKey(e) {
+    if (!this.root.isConnected) return;
+    const target = (e.composedPath && e.composedPath()[0]) || e.target;
+    const tag = target && target.tagName ? target.tagName.toUpperCase() : "";
+    if (tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || (target && target.isContentEditable)) return;
+    if (e.altKey || e.metaKey || (e.ctrlKey && e.key !== "Control")) return;
+    const S = this.S, d = this.data, key = e.key;
+    const pending = d.pending || S.localPending;
+    let handled = true;
+    if (key === "ArrowDown") this.step(1);
+    else if (key === "ArrowUp") this.step(-1);
+    else if (key === "PageDown") this.step(10);
+    else if (key === "PageUp") this.step(-10);
+    else if (key === "Home") this.go(0);
+    else if (key === "End") this.go(d.volumes.current[S.plane].n - 1);
+    else if (pending && d.ratingKeys.includes(key)) this.send("rate", { key: pending.key, rating: Number(key) });
+    else if (key === "Escape" && pending) { S.localPending = null; this.send("cancel", { key: pending.key }); this.drawMarks(); }
+    else if (key === "+" || key === "=") this.setZoom(S.zoom * 1.25);
+    else if (key === "-" || key === "_") this.setZoom(S.zoom / 1.25);
+    else if (key === "r" || key === "R") this.reset();
+    else if (key === "a" || key === "A") this.setPlane("axial");
+    else if (key === "c" || key === "C") this.setPlane("coronal");
+    else if (key === "s" || key === "S") this.setPlane("sagittal");
+    else if ((key === "o" || key === "O") && d.layers.zmap) { S.overlay = !S.overlay; if (this.el.overlay) this.el.overlay.checked = S.overlay; this.render(); }
+    else if ((key === "p" || key === "P") && d.layers.prior) { S.side = S.side === "prior" ? "none" : "prior"; if (this.el.sideSelect) this.el.sideSelect.value = S.side; this.layout(); this.render(); }
+    else {
+      const preset = d.presets.find((p) => p.key && p.key === key.toLowerCase());
+      if (preset) this.setPreset(preset.name);
+      else handled = false;
+    }
+    if (handled) { e.preventDefault(); this.activity(); }
+  }
+
+  // ------------------------------------------------------------------ server
+  viewState() {
+    const S = this.S;
+    return { plane: S.plane, slice: { ...S.slice }, preset: S.preset, wl: S.wl, ww: S.ww, zoom: S.zoom, overlay: S.overlay, opacity: S.opacity, side: S.side };
+  }
+
+  send(name, value) {
+    this.S.lastBeat = Date.now();
+    this.trigger(name, { ...value, view: this.viewState(), t: Date.now() });
+  }
+
+  beat() {
+    if (!this.root.isConnected) return;
+    if (this.S.lastActivity > this.S.lastBeat) this.send("beat", {});
+  }
+
+  status(text) { this.el.status.textContent = text || ""; }
+
+  updateInfo() {
+    const S = this.S, d = this.data, plane = S.plane, s = S.slice[plane], g = d.volumes.current[plane];
+    const el = this.el;
+    this.root.querySelectorAll("button.plane").forEach((b) => b.classList.toggle("active", b.dataset.plane === plane));
+    this.root.querySelectorAll("button.preset").forEach((b) => b.classList.toggle("active", b.dataset.preset === S.preset));
+    el.ww.value = S.ww; el.wl.value = S.wl;
+    if (el.overlay) el.overlay.checked = !!S.overlay;
+    if (el.opacity) el.opacity.value = S.opacity;
+    if (el.sideSelect) el.sideSelect.value = S.side;
+    el.slider.max = g.n - 1; el.slider.value = s;
+    el.sliceLabel.textContent = `${plane} ${s + 1} / ${g.n}  (${g.pos[s].toFixed(1)} mm)`;
+    el.mainInfo.textContent = `Current · ${plane} ${s + 1}/${g.n} · W ${S.ww} L ${S.wl} · ×${S.zoom.toFixed(2)}`;
+    if (S.side !== "none" && d.layers[S.side]) {
+      const si = this.sideIndex(plane), sg = this.sideGeometry(plane);
+      const offset = S.side === "prior" && S.priorOffset[plane] ? ` (offset ${S.priorOffset[plane] > 0 ? "+" : ""}${S.priorOffset[plane]})` : "";
+      el.sideInfo.textContent = `${d.layers[S.side].label} · ${plane} ${si + 1}/${sg.n}${offset}`;
+    }
+    this.root.dataset.plane = plane;
+    this.root.dataset.slice = String(s);
+  }
+
+  update(data, trigger) {
+    const ticketChanged = data.ticket !== this.data.ticket;
+    this.data = data;
+    this.trigger = trigger;
+    if (this.S.localPending && data.handledKey === this.S.localPending.key) this.S.localPending = null;
+    if (data.jump && data.jump.nonce !== this.S.jumpNonce) {
+      this.S.jumpNonce = data.jump.nonce;
+      const m = data.marks.find((x) => x.id === data.jump.mark) || (data.truth || []).find((x) => x.label === data.jump.mark);
+      if (m) {
+        const S = this.S;
+        S.slice[S.plane] = clamp(Math.round(m.pos[S.plane][0]), 0, data.volumes.current[S.plane].n - 1);
+        if (S.zoom > 1) S.center[S.plane] = [m.pos[S.plane][1], m.pos[S.plane][2]];
+      }
+    }
+    if (ticketChanged) { this.cache.clear(); this.render(); return; }
+    this.render();
+  }
+}
+
+export default function (component) {
+  const { data, setTriggerValue, parentElement } = component;
+  const root = parentElement.querySelector(".tsct-viewer");
+  if (!root || !data) return undefined;
+  let viewer = root.__tsct;
+  if (!viewer || viewer.data.instance !== data.instance) {
+    if (viewer) viewer.destroy();
+    viewer = root.__tsct = new Viewer(root, data, setTriggerValue);
+  } else {
+    viewer.update(data, setTriggerValue);
+  }
+  return () => { if (root.__tsct) { root.__tsct.destroy(); root.__tsct = null; } };
+}

@@ -1,0 +1,124 @@
+"""HTTP routes of the app server, next to Streamlit's own (mounted by ``app_server.py``).
+
+``GET  <base>/api/tsct/v1/image/<ticket>/<layer>/<plane>/<slice>?wl=<HU>&ww=<HU>&fmt=png|jpeg``
+    One slice image (see :meth:`workstation.service.ImageService.render`). 200 with the image;
+    401 unknown or expired ticket; **403 a layer the reading's treatment does not show**; 404 the
+    layer's file is missing; 400 a bad plane, slice or window. Images are cached privately by the
+    browser (the same URL always gives the same image).
+``POST <base>/api/tsct/v1/session/claim``  body ``{"code": "<claim code>"}``
+    Exchanges a one-time claim code (made at log-in) for the ``tsct_session`` cookie
+    (``HttpOnly; SameSite=Strict``; ``Secure`` behind HTTPS), so a reload keeps the reader logged in.
+``POST <base>/api/tsct/v1/session/logout``
+    Ends the cookie's session and clears the cookie.
+
+``<base>`` is ``/`` + ``server.baseUrlPath`` when the app runs under a path behind a reverse proxy.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+from .errors import ImageLayerMissingError, LayerNotAllowedError, TicketError, ViewError
+from .service import WorkstationRuntime, get_runtime
+
+__all__ = ["API_PREFIX", "SESSION_COOKIE", "make_routes", "api_base"]
+
+API_PREFIX = "/api/tsct/v1"
+SESSION_COOKIE = "tsct_session"
+
+
+def api_base(base_url_path: str = "") -> str:
+    """The URL path of the API under ``server.baseUrlPath`` (e.g. ``/reader/api/tsct/v1``)."""
+    base = str(base_url_path or "").strip("/")
+    return (f"/{base}" if base else "") + API_PREFIX
+
+
+def _is_https(request) -> bool:  # noqa: ANN001
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    return request.url.scheme == "https" or forwarded == "https"
+
+
+def _same_origin(request) -> bool:  # noqa: ANN001
+    """POSTs must come from the app's own pages (Origin, when sent, must match Host)."""
+    origin = request.headers.get("origin")
+    if not origin:
+        return True
+    host = request.headers.get("x-forwarded-host") or request.headers.get("host", "")
+    return origin.split("://", 1)[-1].rstrip("/") == host.split(",")[0].strip()
+
+
+def make_routes(base_url_path: str = "", runtime: Callable[[], WorkstationRuntime] = get_runtime) -> list:
+    """The Starlette routes of the workstation API under ``base_url_path``."""
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    prefix = api_base(base_url_path)
+    cookie_path = "/" + str(base_url_path or "").strip("/")
+    no_store = {"Cache-Control": "no-store"}
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status, headers=no_store)
+
+    async def image(request):  # noqa: ANN001, ANN202
+        p = request.path_params
+        q = request.query_params
+        try:
+            level = float(q["wl"]) if "wl" in q else None
+            width = float(q["ww"]) if "ww" in q else None
+            fmt = q.get("fmt") or None
+            rendered = await run_in_threadpool(
+                runtime().images.render, p["ticket"], p["layer"], p["plane"], int(p["index"]), level_hu=level, width_hu=width, fmt=fmt
+            )
+        except TicketError as exc:
+            return error(401, str(exc))
+        except LayerNotAllowedError as exc:
+            return error(403, str(exc))
+        except ImageLayerMissingError as exc:
+            return error(404, str(exc))
+        except ViewError as exc:
+            return error(400, str(exc))
+        except ValueError as exc:  # unreadable image files (cases.ExamReadError) and bad numbers
+            return error(422, str(exc))
+        return Response(
+            rendered.data,
+            media_type=rendered.media_type,
+            headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"},
+        )
+
+    async def claim(request):  # noqa: ANN001, ANN202
+        if not _same_origin(request):
+            return error(403, "Cross-site request refused.")
+        try:
+            body = json.loads((await request.body()) or b"{}")
+            code = str(body.get("code", ""))
+        except (ValueError, AttributeError):
+            return error(400, "Send {\"code\": \"...\"}.")
+        token = runtime().sessions.claim(code)
+        if token is None:
+            return error(401, "This log-in link is unknown, used or expired; log in again.")
+        response = JSONResponse({"ok": True}, headers=no_store)
+        response.set_cookie(
+            SESSION_COOKIE, token, httponly=True, samesite="strict", secure=_is_https(request), path=cookie_path,
+            max_age=int(runtime().sessions.idle_s),
+        )
+        return response
+
+    async def logout(request):  # noqa: ANN001, ANN202
+        if not _same_origin(request):
+            return error(403, "Cross-site request refused.")
+        rt = runtime()
+        token = request.cookies.get(SESSION_COOKIE)
+        if token:
+            rt.tickets.revoke(session_key=rt.sessions.key_of(token))
+            rt.sessions.end(token)
+        response = JSONResponse({"ok": True}, headers=no_store)
+        response.delete_cookie(SESSION_COOKIE, path=cookie_path, httponly=True, samesite="strict")
+        return response
+
+    return [
+        Route(prefix + "/image/{ticket}/{layer}/{plane}/{index:int}", image, methods=["GET"]),
+        Route(prefix + "/session/claim", claim, methods=["POST"]),
+        Route(prefix + "/session/logout", logout, methods=["POST"]),
+    ]
