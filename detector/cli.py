@@ -1,0 +1,288 @@
+"""``tsct detect …``: register prior onto current CT and make temporal subtraction images.
+
+Commands for imaging scientists and study coordinators:
+
+* ``run PRIOR CURRENT --out DIR``: one pair, outputs and QC in DIR;
+* ``batch CASELIST --out DIR``: every case of a case list into DIR/<case_id>/;
+* ``check-registration CASELIST --json OUT``: accuracy against the known deformation of
+  synthetic pairs (TRE in bone, artifact level, lesion contrast kept, run time).
+
+Bad input ends with one red line naming the file and what to fix, and exit code 2. A
+registration whose QC failed prints a red warning and exits with code 1 (outputs are written).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    help="Register prior onto current CT, make temporal subtraction images and check registration quality.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _parse_values(text: Optional[str]) -> Optional[list[int]]:
+    if not text:
+        return None
+    try:
+        return [int(v) for v in text.replace(";", ",").split(",") if v.strip()]
+    except ValueError:
+        _fail(f"--bone-label-values must be integers separated by commas (e.g. 25,26,27), got {text!r}.")
+    return None
+
+
+def _config(deformable: str):  # type: ignore[no-untyped-def]
+    from .registration import RegistrationConfig
+
+    return RegistrationConfig(deformable=deformable)  # type: ignore[arg-type]
+
+
+def _print_qc(qc, where: str = "") -> None:  # type: ignore[no-untyped-def]
+    colour = {"ok": "green", "warning": "yellow", "failed": "red"}.get(qc.status, "white")
+    console.print(f"[bold {colour}]{qc.summary().splitlines()[0]}[/]{where}", highlight=False)
+    for msg in qc.messages:
+        console.print(f"  [{colour}]- {msg}[/]", highlight=False)
+    if qc.status == "failed":
+        console.print("[bold red]Do not read this subtraction: registration QC failed.[/]")
+
+
+class _Progress:
+    """A rich progress display driven by run_pair's stage and iteration callbacks."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console)
+        self.task = self.bar.add_task("starting", total=None, detail="")
+
+    def stage(self, name: str) -> None:
+        self.bar.update(self.task, description=name, total=None, completed=0, detail="")
+
+    def iteration(self, info) -> None:  # type: ignore[no-untyped-def]
+        self.bar.update(
+            self.task,
+            description=f"{info.stage} level {info.level + 1}/{info.n_levels}",
+            total=info.n_iterations_max,
+            completed=info.iteration,
+            detail=f"metric {info.metric:.4g}",
+        )
+
+
+@app.command("run")
+def run(
+    prior: Path = typer.Argument(..., help="The prior (older) CT: a DICOM series folder or a .nii/.nii.gz/.nrrd/.mha file."),
+    current: Path = typer.Argument(..., help="The current (newer) CT of the same patient, same formats."),
+    out: Path = typer.Option(..., "--out", help="Folder for the outputs (created if needed)."),
+    bone_labels: Optional[Path] = typer.Option(None, "--bone-labels", help="Your own label map of the current exam (e.g. TotalSegmentator output) to use as bone instead of the threshold mask."),
+    bone_label_values: Optional[str] = typer.Option(None, "--bone-label-values", help="Which values of --bone-labels are bone, comma-separated (default: every non-zero label)."),
+    series_uid_prior: Optional[str] = typer.Option(None, "--series-uid-prior", help="SeriesInstanceUID of the prior series, when its folder holds several."),
+    series_uid_current: Optional[str] = typer.Option(None, "--series-uid-current", help="SeriesInstanceUID of the current series, when its folder holds several."),
+    kernel: str = typer.Option("adaptive", help="Voxel-matching kernel: 'adaptive' (from the slice spacings), 'none', or half-widths in voxels 'rx,ry,rz' (e.g. 1,1,0 = 3x3x1)."),
+    deformable: str = typer.Option("demons", help="Deformable stage: 'demons', 'diffeomorphic_demons' (fold-free, slower) or 'none' (rigid only)."),
+    dicom: Optional[bool] = typer.Option(None, "--dicom/--no-dicom", help="Write derived DICOM series (default: when the current exam is DICOM)."),
+    save_transform: bool = typer.Option(True, "--transform/--no-transform", help="Write transform.h5 (the deformation, ~25 bytes per 1.5 mm voxel)."),
+    case_id: Optional[str] = typer.Option(None, help="Case identifier written into qc.json."),
+) -> None:
+    """Register PRIOR onto CURRENT and write the warped prior, the subtraction images, the bone ROI and qc.json."""
+    from cases import ExamReadError
+
+    from ._errors import DetectorInputError
+    from .pipeline import run_pair
+
+    values = _parse_values(bone_label_values)
+    kernel_spec: object = kernel
+    if kernel not in ("adaptive", "none"):
+        try:
+            kernel_spec = tuple(int(v) for v in kernel.split(","))
+        except ValueError:
+            _fail(f"--kernel must be 'adaptive', 'none' or three integers 'rx,ry,rz', got {kernel!r}.")
+    progress = _Progress()
+    start = time.perf_counter()
+    try:
+        with progress.bar:
+            progress.stage("reading exams")
+            result = run_pair(
+                prior,
+                current,
+                out,
+                case_id=case_id,
+                config=_config(deformable),
+                bone_labels=bone_labels,
+                bone_label_values=values,
+                kernel=kernel_spec,  # type: ignore[arg-type]
+                write_dicom=dicom,
+                save_transform=save_transform,
+                prior_series_uid=series_uid_prior,
+                current_series_uid=series_uid_current,
+                on_iteration=progress.iteration,
+                on_stage=progress.stage,
+            )
+    except (ExamReadError, DetectorInputError, FileNotFoundError) as exc:
+        _fail(str(exc))
+        return
+    console.print(result.registration.summary(), highlight=False)
+    console.print(result.subtraction.summary(), highlight=False)
+    _print_qc(result.qc)
+    console.print(f"Outputs in [bold]{out}[/] ({time.perf_counter() - start:.1f} s): " + ", ".join(p.name for p in result.outputs.values()))
+    if result.qc.status == "failed":
+        raise typer.Exit(1)
+
+
+@app.command("batch")
+def batch(
+    case_list: Path = typer.Argument(..., help="Case-list CSV (schema: docs/case-list.md)."),
+    out: Path = typer.Option(..., "--out", help="Output folder; each case goes to OUT/<case_id>/."),
+    overwrite: bool = typer.Option(False, help="Re-run cases that are already finished (qc.json present)."),
+    deformable: str = typer.Option("demons", help="Deformable stage: 'demons', 'diffeomorphic_demons' or 'none'."),
+) -> None:
+    """Run every case of a case list; finished cases are skipped, failed cases are reported at the end."""
+    from cases import CaseListError
+
+    from .pipeline import run_case_list
+
+    try:
+        config = _config(deformable)
+        result = run_case_list(case_list, out, overwrite=overwrite, progress=True, config=config)
+    except CaseListError as exc:
+        _fail(str(exc))
+        return
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+        return
+    colour = "red" if result.failed or result.qc_failed else "green"
+    console.print(f"[bold {colour}]{result.summary()}[/]", highlight=False)
+    if result.failed or result.qc_failed:
+        raise typer.Exit(1)
+
+
+def _nanmean(values: list[float]) -> float | None:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return float(sum(finite) / len(finite)) if finite else None
+
+
+def _summarise(rows: list[dict]) -> dict:
+    keys = ("tre_initial_mean_mm", "tre_rigid_mean_mm", "tre_mean_mm", "tre_p95_mm", "tre_max_mm", "artifact_plain_hu", "artifact_vm_hu", "lesion_contrast_kept_plain_pct", "lesion_contrast_kept_vm_pct", "run_time_s")
+    out: dict = {"n_cases": len(rows)}
+    for key in keys:
+        vals = [r[key] for r in rows if r.get(key) is not None]
+        out[f"mean_{key}"] = _nanmean(vals)
+        out[f"max_{key}"] = max(vals) if vals else None
+    lesions = [les for r in rows for les in r.get("lesions", [])]
+    kept = [les["kept_plain_pct"] for les in lesions if les.get("kept_plain_pct") is not None]
+    out["n_lesions"] = len(lesions)
+    out["lesion_contrast_kept_plain_pct_min"] = min(kept) if kept else None
+    out["qc_status_counts"] = {s: sum(1 for r in rows if r.get("qc_status") == s) for s in sorted({r.get("qc_status") for r in rows if r.get("qc_status")})}
+    return out
+
+
+@app.command("check-registration")
+def check_registration(
+    case_list: Path = typer.Argument(..., help="Case-list CSV whose cases have a true_transform (synthetic pairs from 'tsct cases synth')."),
+    json_out: Path = typer.Option(..., "--json", help="Where to write the per-case and summary figures (JSON)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write each case's outputs to OUT/<case_id>/."),
+    bone_truth: str = typer.Option("bone.nii.gz", help="File name of a truth bone mask next to each current exam (synthetic sets write bone.nii.gz); a threshold mask is used where it is missing."),
+    max_cases: Optional[int] = typer.Option(None, help="Measure at most this many cases."),
+    deformable: str = typer.Option("demons", help="Deformable stage: 'demons', 'diffeomorphic_demons' or 'none'."),
+) -> None:
+    """Measure TRE in bone, artifact level, lesion contrast kept and run time on cases with a known transform."""
+    import SimpleITK as sitk
+
+    import cases as cases_pkg
+    from cases import CaseListError, read_case_list, read_exam, read_volume
+
+    from .evaluation import measure_registration
+    from .pipeline import run_pair
+
+    try:
+        cl = read_case_list(case_list)
+    except CaseListError as exc:
+        _fail(str(exc))
+        return
+    todo = [c for c in cl if c.true_transform is not None]
+    if not todo:
+        _fail(f"{case_list}: no case has a true_transform, so registration error cannot be measured. Use a synthetic case list ('tsct cases synth').")
+    if max_cases is not None:
+        todo = todo[:max_cases]
+    loader = getattr(cases_pkg, "load_true_transform", None) or (lambda p: sitk.ReadTransform(str(p)))
+    config = _config(deformable)
+    rows: list[dict] = []
+    errors: dict[str, str] = {}
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("cases", total=len(todo))
+        for case in todo:
+            bar.update(task, description=f"{case.case_id}: reading")
+            try:
+                prior = read_exam(case.prior)
+                current = read_exam(case.current)
+                true_t = loader(case.true_transform)
+                start = time.perf_counter()
+                result = run_pair(
+                    prior, current, (out / case.case_id) if out else None, case_id=case.case_id, config=config,
+                    on_stage=lambda name, cid=case.case_id: bar.update(task, description=f"{cid}: {name}"),
+                )
+                run_time = time.perf_counter() - start
+                bar.update(task, description=f"{case.case_id}: measuring")
+                truth_path = Path(case.current).parent / bone_truth
+                bone = read_volume(truth_path, label=True) if truth_path.is_file() else None
+                if bone is not None and not bone.same_space(current.volume):
+                    bone = bone.resample_to(current.volume)
+                labels = None
+                values: list[int] = []
+                types: list[str] = []
+                for lesion in case.lesions:
+                    if lesion.label_map is None:
+                        continue
+                    if labels is None:
+                        labels = read_volume(lesion.label_map, label=True)
+                        if not labels.same_space(current.volume):
+                            labels = labels.resample_to(current.volume)
+                    if lesion.label_value is not None:
+                        values.append(int(lesion.label_value))
+                        types.append(lesion.lesion_type.value)
+                m = measure_registration(
+                    result.registration, true_t, current.volume, prior=prior.volume, subtraction=result.subtraction,
+                    bone=bone, lesion_labels=labels, lesion_values=values or None, lesion_types=types or None,
+                    case_id=case.case_id, run_time_s=run_time, qc_status=result.qc.status,
+                )
+                rows.append(m.to_dict())
+                console.print(m.summary(), highlight=False)
+                del result, prior, current
+            except Exception as exc:  # noqa: BLE001 - report and go on with the next case
+                errors[case.case_id] = f"{type(exc).__name__}: {exc}"
+                err_console.print(f"[red]{case.case_id}: {errors[case.case_id]}[/]", highlight=False)
+            bar.advance(task)
+    report = {"case_list": str(case_list), "cases": rows, "summary": _summarise(rows), "errors": errors}
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    s = report["summary"]
+
+    def fmt(v: float | None, spec: str) -> str:
+        return "n/a" if v is None else format(v, spec)
+
+    console.print(
+        f"[bold]{s['n_cases']} case(s)[/]: TRE in bone mean {fmt(s['mean_tre_mean_mm'], '.2f')} mm, "
+        f"p95 {fmt(s['mean_tre_p95_mm'], '.2f')} mm, max {fmt(s['max_tre_max_mm'], '.2f')} mm; artifact "
+        f"{fmt(s['mean_artifact_plain_hu'], '.1f')} HU (plain), {fmt(s['mean_artifact_vm_hu'], '.1f')} HU (VM); lesion contrast kept "
+        f"{fmt(s['mean_lesion_contrast_kept_plain_pct'], '.0f')}% (plain); {fmt(s['mean_run_time_s'], '.1f')} s per case. Written to {json_out}.",
+        highlight=False,
+    )
+    if errors:
+        _fail(f"{len(errors)} case(s) could not be measured: " + "; ".join(f"{k}: {v}" for k, v in errors.items()), code=1)

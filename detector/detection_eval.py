@@ -1,0 +1,468 @@
+"""Is the z-map a better detector than plain subtraction? ``tsct detect evaluate``.
+
+Every method is run as a **stand-alone detector** on the same registered pairs and scored against
+the truth lesions of the case list (:mod:`detector.froc`):
+
+``plain``
+    plain subtraction ``current - warped prior`` in the bone ROI, divided by one robust scale per
+    case (1.4826 x MAD of the subtraction in the ROI), so thresholds are in the same "sigmas" as z;
+``voxel_matched``
+    the voxel-matched subtraction (:func:`detector.temporal_subtraction`), divided by the same scale;
+``zscore``
+    the network's z-map (:func:`detector.zscore.compute_zmap`); if the network is out of its domain
+    for a case, the case falls back to the analytic model and the report says so;
+``analytic``
+    the z-map of the analytic error model (local noise and edge strength), for reference.
+
+Candidates are connected regions with ``|score| >= seed_threshold`` (hysteresis down to
+``low_threshold`` when given) of at least ``min_volume_mm3``, rated by their peak ``|score|``;
+the FROC curve sweeps that rating. Calibration: the fraction of unchanged bone voxels (the ROI of
+normal cases, and of abnormal cases away from lesions by ``margin_mm``) with ``|score| > 3``;
+a calibrated Gaussian gives 0.27 %.
+
+The evaluation must use cases that the network was not trained on: when the case folders hold
+synthetic ``params.json`` files, their seeds are compared with the training seeds recorded in the
+model's metadata and an overlap is reported.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from cases import Case, CaseList, LabelVolume, Volume, read_case_list, read_exam, read_volume
+
+from ._errors import DetectorInputError
+from .candidates import CandidateSet, find_candidates
+from .froc import CaseMarks, DetectionScore, TruthLesion, match_candidates, score_detector, wafroc_scores
+
+__all__ = ["METHODS", "EvaluationSettings", "DetectorEvaluation", "evaluate_detectors", "EVALUATION_JSON_KEYS"]
+
+METHODS: tuple[str, ...] = ("plain", "voxel_matched", "zscore", "analytic")
+METHOD_LABELS = {
+    "plain": "plain subtraction",
+    "voxel_matched": "voxel-matched subtraction",
+    "zscore": "z-map (network)",
+    "analytic": "z-map (analytic error model)",
+}
+
+#: Keys of each method's entry in the evaluation JSON (``--json OUT``), documented in docs/detector-zscore.md.
+EVALUATION_JSON_KEYS: dict[str, str] = {
+    "method": "method name (plain, voxel_matched, zscore, analytic)",
+    "n_cases": "cases scored",
+    "n_normal_cases": "normal cases among them",
+    "n_lesions": "truth lesions",
+    "sensitivity_at_0.5_fp": "lesion sensitivity at <= 0.5 false positives per case (FROC)",
+    "sensitivity_at_1_fp": "lesion sensitivity at <= 1 false positive per case",
+    "sensitivity_at_3_fp": "lesion sensitivity at <= 3 false positives per case",
+    "wafroc": "wAFROC figure of merit (analysis.fom_matrix), detector as one reader",
+    "calibration_frac_abs_gt3": "fraction of unchanged bone voxels with |score| > 3 (0.0027 if calibrated)",
+    "max_nl_per_case": "false positives per case at the most lenient threshold (end of the FROC curve)",
+    "froc": "FROC operating points: nlf (FP per case), llf (sensitivity), thresholds (rating)",
+    "subgroups": "sensitivity at the FP rates by lesion_type, location and size (equivalent diameter)",
+}
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """How candidates are made and scored.
+
+    Parameters
+    ----------
+    margin_mm : a candidate's centre may lie this far outside a lesion's extent and still hit it.
+    seed_threshold : candidates start at ``|score| >= seed_threshold`` (the FROC's lowest rating).
+    low_threshold : hysteresis growth threshold (None: no hysteresis).
+    min_volume_mm3 : smallest candidate, mm³.
+    fp_rates : false positives per case at which sensitivity is reported.
+    size_edges_mm : equivalent-diameter bins of the size subgroups, mm.
+    """
+
+    margin_mm: float = 3.0
+    seed_threshold: float = 3.0
+    low_threshold: float | None = None
+    min_volume_mm3: float = 20.0
+    fp_rates: tuple[float, ...] = (0.5, 1.0, 3.0)
+    size_edges_mm: tuple[float, ...] = (5.0, 10.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DetectorEvaluation:
+    """Result of :func:`evaluate_detectors`.
+
+    Attributes
+    ----------
+    scores : method -> :class:`~detector.froc.DetectionScore`.
+    settings : the :class:`EvaluationSettings` used.
+    cases : one dict per case (case_id, status, n_lesions, QC status, z method used, candidates
+        per method, run time).
+    model : the network's name, version, path and SHA-256 (None for the analytic model only).
+    notes : warnings in words (out-of-domain cases, overlap with training data, failures).
+    case_list : the case list path.
+    elapsed_s : wall time, s.
+    """
+
+    scores: dict[str, DetectionScore]
+    settings: EvaluationSettings
+    cases: tuple[dict[str, Any], ...]
+    model: dict[str, Any] | None
+    notes: tuple[str, ...] = ()
+    case_list: str | None = None
+    elapsed_s: float = 0.0
+
+    def summary(self) -> str:
+        lines = [f"Stand-alone detection on {len(self.cases)} case(s) ({self.case_list or 'case list'}), hit margin {self.settings.margin_mm:g} mm:"]
+        for s in self.scores.values():
+            lines.append("  " + s.summary())
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def to_frame(self):  # type: ignore[no-untyped-def]
+        """One row per method: sensitivities, wAFROC, calibration fraction, counts."""
+        import pandas as pd
+
+        rows = []
+        for s in self.scores.values():
+            row = {"method": s.method, "n_cases": s.n_cases, "n_lesions": s.n_lesions, "wafroc": s.wafroc, "calibration_frac_abs_gt3": s.calibration_frac_abs_gt3, "max_nl_per_case": s.max_nlf}
+            for fp, v in s.sensitivity.items():
+                row[f"sensitivity_at_{fp:g}_fp"] = v
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "case_list": self.case_list,
+            "settings": self.settings.to_dict(),
+            "model": self.model,
+            "methods": {m: s.to_dict() for m, s in self.scores.items()},
+            "cases": list(self.cases),
+            "notes": list(self.notes),
+            "elapsed_s": round(self.elapsed_s, 1),
+            "keys": EVALUATION_JSON_KEYS,
+        }
+
+    def write_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(_clean(self.to_dict()), indent=1) + "\n", encoding="utf-8")
+        return path
+
+    def plot_froc(self, path: str | Path, *, max_nlf: float = 5.0) -> Path:
+        """FROC curves of every method (PNG)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6.2, 4.4), dpi=120)
+        for i, (m, s) in enumerate(self.scores.items()):
+            nlf = np.asarray(s.froc["nlf"], dtype=float)
+            llf = np.asarray(s.froc["llf"], dtype=float)
+            # step curve, extended flat to the right edge
+            x = np.append(nlf, max(max_nlf, float(nlf[-1])))
+            y = np.append(llf, llf[-1])
+            ax.step(x, y, where="post", color=f"C{i}", lw=1.8, label=f"{METHOD_LABELS.get(m, m)} (wAFROC {s.wafroc:.3f})")
+        for f in self.settings.fp_rates:
+            ax.axvline(f, color="0.85", lw=0.8, zorder=0)
+        ax.set_xlim(0, max_nlf)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("false positives per case (non-lesion localisations)")
+        ax.set_ylabel("lesion sensitivity (lesion localisation fraction)")
+        n_les = next(iter(self.scores.values())).n_lesions if self.scores else 0
+        ax.set_title(f"Stand-alone FROC, {len(self.cases)} held-out cases, {n_les} lesions", fontsize=10)
+        ax.legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path)
+        plt.close(fig)
+        return path
+
+    def write_report(self, folder: str | Path) -> dict[str, Path]:
+        """``evaluation.json``, ``froc.png`` and ``report.md`` in ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = {"json": self.write_json(folder / "evaluation.json"), "froc": self.plot_froc(folder / "froc.png")}
+        paths["markdown"] = folder / "report.md"
+        paths["markdown"].write_text(self.to_markdown(froc_image="froc.png"), encoding="utf-8")
+        return paths
+
+    def to_markdown(self, froc_image: str | None = None) -> str:
+        fps = self.settings.fp_rates
+        head = "| method | " + " | ".join(f"sens. @ {f:g} FP/case" for f in fps) + " | wAFROC | abs(score) > 3 in normal bone | FP/case at end of curve |"
+        lines = [
+            "# Stand-alone detection: plain subtraction vs voxel matching vs z-map",
+            "",
+            f"Case list: `{self.case_list}`; {len(self.cases)} cases; hit rule: candidate centre within {self.settings.margin_mm:g} mm of the lesion's voxels; "
+            f"candidates: |score| >= {self.settings.seed_threshold:g}"
+            + (f" grown to {self.settings.low_threshold:g}" if self.settings.low_threshold else "")
+            + f", >= {self.settings.min_volume_mm3:g} mm³, rated by peak |score|.",
+            "",
+        ]
+        if self.model:
+            lines += [f"Network: {self.model.get('name')} v{self.model.get('version')} (`{self.model.get('path')}`, SHA-256 {str(self.model.get('sha256'))[:12]}…).", ""]
+        lines += [head, "|" + "---|" * (len(fps) + 5)]
+        for s in self.scores.values():
+            cal = f"{100 * s.calibration_frac_abs_gt3:.2f} %" if math.isfinite(s.calibration_frac_abs_gt3) else "n/a"
+            lines.append(f"| {METHOD_LABELS.get(s.method, s.method)} | " + " | ".join(f"{s.sensitivity[f]:.2f}" for f in fps) + f" | {s.wafroc:.3f} | {cal} | {s.max_nlf:.1f} |")
+        lines += ["", "A calibrated Gaussian z gives 0.27 % of voxels with |z| > 3.", ""]
+        for key, title in (("size", "By lesion size (equivalent-sphere diameter)"), ("lesion_type", "By lesion type"), ("location", "By location")):
+            lines += [f"## {title}: sensitivity at 1 FP per case", ""]
+            groups = sorted({g for s in self.scores.values() for g in s.subgroups.get(key, {})})
+            lines.append("| group | n lesions | " + " | ".join(METHOD_LABELS.get(m, m) for m in self.scores) + " |")
+            lines.append("|" + "---|" * (len(self.scores) + 2))
+            for g in groups:
+                n = next((s.subgroups[key][g]["n_lesions"] for s in self.scores.values() if g in s.subgroups.get(key, {})), 0)
+                cells = []
+                for s in self.scores.values():
+                    v = s.subgroups.get(key, {}).get(g, {}).get("sensitivity", {}).get("1")
+                    cells.append("n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.2f}")
+                lines.append(f"| {g} | {n} | " + " | ".join(cells) + " |")
+            lines.append("")
+        if froc_image:
+            lines += [f"![FROC curves]({froc_image})", ""]
+        if self.notes:
+            lines += ["## Notes", ""] + [f"- {n}" for n in self.notes] + [""]
+        lines += ["## Cases", "", "| case | status | lesions | QC | z method | " + " | ".join(f"candidates ({m})" for m in self.scores) + " |", "|" + "---|" * (5 + len(self.scores))]
+        for c in self.cases:
+            lines.append(
+                f"| {c['case_id']} | {c['status']} | {c['n_lesions']} | {c.get('qc_status')} | {c.get('zscore_method', '-')} | "
+                + " | ".join(str(c.get("n_candidates", {}).get(m, "-")) for m in self.scores)
+                + " |"
+            )
+        lines.append("")
+        return "\n".join(lines)
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {str(k): _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+# =============================================================================================
+def _synthetic_seed(case: Case) -> int | None:
+    folder = case.current if case.current.is_dir() else case.current.parent
+    p = folder / "params.json"
+    if not p.is_file():
+        return None
+    try:
+        return int(json.loads(p.read_text(encoding="utf-8"))["request"]["seed"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _truth_lesions(case: Case, current: Volume) -> tuple[list[TruthLesion], np.ndarray | None]:
+    """Truth lesions with their voxel positions (when label maps exist) and the union mask."""
+    out = []
+    union = None
+    maps: dict[Path, LabelVolume] = {}
+    for les in case.lesions:
+        points = None
+        diameter = 2.0 * les.radius_mm if les.radius_mm is not None else None
+        if les.label_map is not None:
+            if les.label_map not in maps:
+                lab = read_volume(les.label_map, label=True)
+                if not lab.same_space(current):
+                    lab = lab.resample_to(current)
+                maps[les.label_map] = lab  # type: ignore[assignment]
+            lab = maps[les.label_map]
+            sel = lab.array == les.label_value if les.label_value is not None else lab.array != 0
+            idx = np.argwhere(sel)
+            if idx.size:
+                pts = np.asarray(current.origin_mm) + (idx[:, ::-1] * np.asarray(current.spacing_mm)) @ current.direction_matrix.T
+                points = pts
+                vol = idx.shape[0] * current.voxel_volume_mm3
+                diameter = 2.0 * (3.0 * vol / (4.0 * math.pi)) ** (1.0 / 3.0)
+                union = sel if union is None else (union | sel)
+        out.append(
+            TruthLesion(
+                lesion_id=les.lesion_id, center_mm=les.center_mm, radius_mm=les.radius_mm, points_mm=points,
+                lesion_type=les.lesion_type.value, location=les.location.value, diameter_mm=diameter, weight=les.weight,
+            )
+        )
+    return out, union
+
+
+def _registered(case: Case, work: Path, current: Volume, run_options: dict[str, Any]) -> tuple[Volume, LabelVolume, np.ndarray, str, tuple[float, ...] | None]:
+    """Warped prior, ROI, voxel-matched subtraction, QC status and the prior's own spacing."""
+    from .pipeline import OUTPUT_FILES, run_pair
+
+    case_dir = work / case.case_id
+    files = [case_dir / OUTPUT_FILES[k] for k in ("qc", "warped_prior", "bone_roi", "subtraction_vm")]
+    if all(f.is_file() for f in files):
+        report = json.loads(files[0].read_text(encoding="utf-8"))
+        status = str(report.get("status", "unknown"))
+        prior_spacing = report.get("inputs", {}).get("prior", {}).get("spacing_mm")
+        warped = read_volume(files[1])
+        roi = read_volume(files[2], label=True)
+        vm = read_volume(files[3]).array.astype(np.float32)
+    else:
+        result = run_pair(case.prior, current, case_dir, case_id=case.case_id, write_dicom=False, **run_options)
+        warped, roi, vm, status = result.warped_prior, result.bone_roi, result.subtraction.voxel_matched.array, result.qc.status
+        prior_spacing = result.qc.inputs.get("prior", {}).get("spacing_mm")
+    return warped, roi, vm, status, (tuple(float(v) for v in prior_spacing) if prior_spacing else None)  # type: ignore[return-value]
+
+
+def evaluate_detectors(
+    case_list: CaseList | str | Path,
+    work_dir: str | Path,
+    *,
+    model: Any = "default",
+    methods: Sequence[str] = METHODS,
+    settings: EvaluationSettings | None = None,
+    force_model: bool = False,
+    device: str = "cpu",
+    progress: bool = True,
+    on_case: Callable[[str, dict[str, Any]], None] | None = None,
+    **run_options: Any,
+) -> DetectorEvaluation:
+    """Score plain subtraction, voxel matching and z-maps as stand-alone detectors on a case list.
+
+    Parameters
+    ----------
+    case_list : cases with truth lesions (normal and abnormal); a CSV path or a CaseList.
+    work_dir : registration outputs are read from (or written to) ``work_dir/<case_id>/``.
+    model : the z-score network for ``"zscore"`` (``"default"``, a weights path or a loaded model).
+    methods : which of :data:`METHODS` to score.
+    settings : candidate and scoring settings.
+    force_model : use the network even on out-of-domain cases.
+    device : torch device for the network.
+    progress : show a progress bar.
+    on_case : called as ``on_case(case_id, case_info)`` after each case.
+    **run_options : passed to :func:`detector.run_pair` for cases not yet registered.
+
+    Returns
+    -------
+    DetectorEvaluation
+    """
+    from .zscore import ModelBundleError, OutOfDomainWarning, ZScoreModel, compute_zmap, load_zscore_model
+
+    import warnings
+
+    settings = settings or EvaluationSettings()
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise DetectorInputError(f"Unknown method(s) {bad}; choose among {', '.join(METHODS)}.")
+    if not isinstance(case_list, CaseList):
+        case_list = read_case_list(case_list)
+    if not case_list.cases:
+        raise DetectorInputError("The case list is empty.")
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    notes: list[str] = []
+    net_model: ZScoreModel | None = None
+    model_info = None
+    if "zscore" in methods:
+        try:
+            net_model = model if isinstance(model, ZScoreModel) else load_zscore_model(None if model == "default" else model, device=device)
+        except ModelBundleError as exc:
+            raise DetectorInputError(f"The z-score network cannot be loaded: {exc}") from None
+        model_info = {"name": net_model.name, "version": net_model.version, "path": str(net_model.path), "sha256": net_model.metadata.get("sha256")}
+        train_seeds = set(net_model.metadata.get("training_data", {}).get("synthetic_seeds_train", []))
+        overlap = [c.case_id for c in case_list if _synthetic_seed(c) in train_seeds]
+        if overlap:
+            notes.append(f"{len(overlap)} case(s) were generated with seeds the network was trained on ({', '.join(overlap[:10])}); these are not held out.")
+
+    marks: dict[str, list[CaseMarks]] = {m: [] for m in methods}
+    lesions_by_case: dict[str, list[TruthLesion]] = {}
+    weights: dict[str, dict[str, float]] = {}
+    cal_counts = {m: [0, 0] for m in methods}
+    case_rows: list[dict[str, Any]] = []
+    bar = task = None
+    if progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        bar.start()
+        task = bar.add_task("evaluating", total=len(case_list))
+    try:
+        for case in case_list:
+            t_case = time.perf_counter()
+            if bar is not None:
+                bar.update(task, description=f"{case.case_id}")  # type: ignore[arg-type]
+            current = read_exam(case.current).volume
+            warped, roi_vol, vm, qc_status, prior_spacing = _registered(case, work, current, run_options)
+            roi = roi_vol.array != 0
+            lesions, lesion_union = _truth_lesions(case, current)
+            lesions_by_case[case.case_id] = lesions
+            weights[case.case_id] = case.lesion_weights()
+            unchanged = roi.copy()
+            if lesion_union is not None:
+                from scipy import ndimage as ndi
+
+                r_vox = [max(1, int(math.ceil(settings.margin_mm / s))) for s in reversed(current.spacing_mm)]
+                grown = ndi.binary_dilation(lesion_union, structure=np.ones([2 * r + 1 for r in r_vox], bool))
+                unchanged &= ~grown
+            ts = np.where(roi, current.array.astype(np.float32) - warped.array.astype(np.float32), 0.0).astype(np.float32)
+            vals = ts[roi]
+            scale = max(1.0, float(1.4826 * np.median(np.abs(vals - np.median(vals))))) if vals.size else 1.0
+            change = current.like(ts)
+            info: dict[str, Any] = {"case_id": case.case_id, "status": case.status, "n_lesions": len(lesions), "qc_status": qc_status, "subtraction_scale_hu": scale, "n_candidates": {}}
+            for method in methods:
+                if method == "plain":
+                    score = ts / scale
+                elif method == "voxel_matched":
+                    score = np.where(roi, vm, 0.0).astype(np.float32) / scale
+                else:
+                    with warnings.catch_warnings(record=True) as caught:
+                        warnings.simplefilter("always", OutOfDomainWarning)
+                        zm = compute_zmap(
+                            current, warped, roi_vol, model=net_model if method == "zscore" else "analytic",
+                            prior_spacing_mm=prior_spacing, force=force_model, device=device,
+                        )
+                    score = zm.z.array
+                    if method == "zscore":
+                        info["zscore_method"] = zm.method
+                        if zm.method != "network" or zm.parameters.get("forced"):
+                            notes.append(f"{case.case_id}: " + "; ".join(zm.notes))
+                        del caught
+                score_vol = current.like(np.asarray(score, dtype=np.float32))
+                cands = find_candidates(
+                    score_vol, roi=roi, threshold=settings.seed_threshold, low_threshold=settings.low_threshold,
+                    min_volume_mm3=settings.min_volume_mm3, change_hu=change, score_name="z" if method in ("zscore", "analytic") else "sigma", case_id=case.case_id,
+                )
+                info["n_candidates"][method] = len(cands)
+                marks[method].append(match_candidates(case.case_id, cands, lesions, margin_mm=settings.margin_mm))
+                sel = np.abs(score[unchanged])
+                cal_counts[method][0] += int(np.count_nonzero(sel > 3.0))
+                cal_counts[method][1] += int(sel.size)
+            info["elapsed_s"] = round(time.perf_counter() - t_case, 2)
+            case_rows.append(info)
+            if on_case is not None:
+                on_case(case.case_id, info)
+            if bar is not None:
+                bar.advance(task)  # type: ignore[arg-type]
+    finally:
+        if bar is not None:
+            bar.stop()
+    waf = wafroc_scores(marks, weights)
+    scores = {
+        m: score_detector(
+            m, marks[m], lesions_by_case, fp_rates=settings.fp_rates, wafroc=waf.get(m, float("nan")),
+            calibration_frac_abs_gt3=cal_counts[m][0] / cal_counts[m][1] if cal_counts[m][1] else float("nan"), size_edges_mm=settings.size_edges_mm,
+        )
+        for m in methods
+    }
+    failed_qc = [c["case_id"] for c in case_rows if c["qc_status"] == "failed"]
+    if failed_qc:
+        notes.append(f"registration QC failed for {', '.join(failed_qc)} (scored anyway)")
+    return DetectorEvaluation(
+        scores=scores, settings=settings, cases=tuple(case_rows), model=model_info, notes=tuple(notes),
+        case_list=str(case_list.source) if case_list.source else None, elapsed_s=time.perf_counter() - start,
+    )

@@ -1,0 +1,523 @@
+"""The detector's first half end to end: register, warp, bone ROI, subtract, QC, write.
+
+:func:`run_pair` takes one prior/current pair (exams, volumes or paths) and returns everything
+in a :class:`PairResult`; with ``out_dir`` it also writes the outputs in a fixed layout that the
+later stages (z-score network, reading app) read:
+
+``<out_dir>/``
+    ``warped_prior.nii.gz``   prior CT warped onto the current exam's grid, int16 HU
+    ``subtraction.nii.gz``    current − warped prior in the bone ROI, int16 HU (0 outside)
+    ``subtraction_vm.nii.gz`` voxel-matched subtraction in the bone ROI, int16 HU (0 outside)
+    ``bone_roi.nii.gz``       the bone ROI (uint8, 1 = inside)
+    ``transform.h5``          ITK composite transform, current-exam points → prior-exam points
+    ``qc.json``               QC figures and verdict; written last, so its presence marks a
+                              finished case
+    ``dicom/warped_prior/``, ``dicom/subtraction/``, ``dicom/subtraction_vm/``
+                              derived DICOM series (only when the current exam was DICOM)
+
+:func:`run_case_list` runs a whole case list into ``<out>/<case_id>/`` folders, skips cases
+that are already finished, goes on past a failed case and reports the failures at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+from cases import CaseList, Exam, LabelVolume, Volume, read_case_list, read_exam, read_volume, write_dicom_series
+
+from ._errors import DetectorInputError
+from .bone import bone_mask, dilate_mask
+from .qc import QCReport, QCThresholds, assess_registration, header_checks
+from .registration import IterationInfo, RegistrationConfig, RegistrationResult, register
+from .subtraction import KernelSpec, SubtractionImages, temporal_subtraction
+
+__all__ = ["PairResult", "BatchResult", "run_pair", "run_case_list", "OUTPUT_FILES"]
+
+#: Output file names inside a case folder (stable: later stages read them).
+OUTPUT_FILES: dict[str, str] = {
+    "warped_prior": "warped_prior.nii.gz",
+    "subtraction": "subtraction.nii.gz",
+    "subtraction_vm": "subtraction_vm.nii.gz",
+    "bone_roi": "bone_roi.nii.gz",
+    "transform": "transform.h5",
+    "qc": "qc.json",
+}
+
+#: The lowest HU a CT holds; warped-prior voxels below it fell outside the prior's field of view.
+AIR_HU = -1024.0
+_OUTSIDE_SENTINEL = -8192.0
+
+#: Compression level of the NIfTI outputs (zlib 1: several times faster than the default 6,
+#: files about 10 % larger).
+NIFTI_COMPRESSION_LEVEL = 1
+
+
+@dataclass(frozen=True, eq=False)
+class PairResult:
+    """Everything :func:`run_pair` made for one prior/current pair.
+
+    Attributes
+    ----------
+    registration : the registration (transform, per-stage report).
+    warped_prior : the prior warped onto the current exam's grid, HU (air outside the prior).
+    subtraction : plain and voxel-matched subtraction images.
+    bone_roi : where the subtraction is read (1 = inside).
+    qc : the QC report (also in ``qc.json``).
+    timings_s : wall time per stage (``load``, ``register``, ``warp``, ``bone``, ``subtract``,
+        ``qc``, ``write_nifti``, ``write_dicom``, ``total``), s.
+    outputs : written files by kind (see :data:`OUTPUT_FILES`), empty without ``out_dir``.
+    case_id : the case identifier, if given.
+    """
+
+    registration: RegistrationResult
+    warped_prior: Volume
+    subtraction: SubtractionImages
+    bone_roi: LabelVolume
+    qc: QCReport
+    timings_s: dict[str, float]
+    outputs: dict[str, Path] = field(default_factory=dict)
+    case_id: str | None = None
+
+    def summary(self) -> str:
+        """Registration, subtraction and QC summary plus stage times."""
+        times = ", ".join(f"{k} {v:.1f}" for k, v in self.timings_s.items())
+        lines = [
+            f"Case {self.case_id}" if self.case_id else "Prior/current pair",
+            self.registration.summary(),
+            self.subtraction.summary(),
+            self.qc.summary(),
+            f"time (s): {times}",
+        ]
+        if self.outputs:
+            lines.append("outputs: " + ", ".join(str(p) for p in self.outputs.values()))
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Outcome of :func:`run_case_list`.
+
+    Attributes
+    ----------
+    out_dir : the batch output folder.
+    completed : case IDs run in this batch.
+    skipped : case IDs already finished (``qc.json`` present) and not re-run.
+    failed : case ID -> error message, for cases that raised an error.
+    qc_status : case ID -> QC status of every completed or skipped case.
+    elapsed_s : wall time of the batch, s.
+    """
+
+    out_dir: Path
+    completed: tuple[str, ...]
+    skipped: tuple[str, ...]
+    failed: dict[str, str]
+    qc_status: dict[str, str]
+    elapsed_s: float
+
+    @property
+    def qc_failed(self) -> list[str]:
+        """Cases whose registration QC failed (outputs written but not to be read)."""
+        return [cid for cid, status in self.qc_status.items() if status == "failed"]
+
+    def summary(self) -> str:
+        lines = [
+            f"{len(self.completed)} case(s) run, {len(self.skipped)} skipped (already finished), "
+            f"{len(self.failed)} failed with an error, {len(self.qc_failed)} with failed registration QC; "
+            f"{self.elapsed_s:.0f} s. Outputs in {self.out_dir}."
+        ]
+        for cid, msg in self.failed.items():
+            lines.append(f"  ERROR {cid}: {msg}")
+        for cid in self.qc_failed:
+            lines.append(f"  QC FAILED {cid}: see {self.out_dir / cid / OUTPUT_FILES['qc']}")
+        return "\n".join(lines)
+
+    def to_frame(self):  # type: ignore[no-untyped-def]
+        """One row per case: case_id, outcome (completed/skipped/error), qc_status, error."""
+        import pandas as pd
+
+        rows = []
+        for cid in (*self.completed, *self.skipped, *self.failed):
+            outcome = "error" if cid in self.failed else ("skipped" if cid in self.skipped else "completed")
+            rows.append({"case_id": cid, "outcome": outcome, "qc_status": self.qc_status.get(cid), "error": self.failed.get(cid)})
+        return pd.DataFrame(rows, columns=["case_id", "outcome", "qc_status", "error"])
+
+
+# ---------------------------------------------------------------------------------------------
+def _as_exam(item: Exam | Volume | str | Path, role: str, series_uid: str | None = None) -> tuple[Exam | None, Volume]:
+    if isinstance(item, Exam):
+        return item, item.volume
+    if isinstance(item, LabelVolume):
+        raise DetectorInputError(f"The {role} exam is a label volume; give the CT in HU.")
+    if isinstance(item, Volume):
+        return None, item
+    if isinstance(item, (str, Path)):
+        exam = read_exam(item, series_uid=series_uid)
+        return exam, exam.volume
+    raise DetectorInputError(f"The {role} exam must be a cases.Exam, a cases.Volume or a path, got {type(item).__name__}.")
+
+
+def _int16(volume: Volume) -> Volume:
+    return volume.with_array(np.clip(np.rint(volume.array), -32768, 32767).astype(np.int16))
+
+
+def _write_nifti(volume: Volume, path: Path) -> Path:
+    """NIfTI writer with a fast compression level (``cases.write_volume`` uses the default)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = volume.to_sitk()
+    sitk.WriteImage(image, str(path), True, NIFTI_COMPRESSION_LEVEL)
+    return path
+
+
+def _load_bone_labels(bone_labels: LabelVolume | str | Path | None) -> LabelVolume | None:
+    if bone_labels is None or isinstance(bone_labels, LabelVolume):
+        return bone_labels
+    return read_volume(bone_labels, label=True)  # type: ignore[return-value]
+
+
+def _describe(exam: Exam | None, volume: Volume) -> dict[str, Any]:
+    out: dict[str, Any] = {"size_xyz": list(volume.size), "spacing_mm": list(volume.spacing_mm)}
+    if exam is not None:
+        out["source"] = str(exam.source)
+        out["format"] = exam.format
+        for key in ("PatientID", "StudyDate", "StudyInstanceUID", "SeriesInstanceUID", "SeriesDescription"):
+            if key in exam.header:
+                out[key] = exam.header[key]
+    elif "source" in volume.metadata:
+        out["source"] = volume.metadata["source"]
+    return out
+
+
+def _write_dicom_outputs(result_images: dict[str, tuple[Volume, str, Sequence[str], float, float]], current: Exam, out_dir: Path, derivation: str) -> dict[str, Path]:
+    outputs = {}
+    base_number = int(current.header.get("SeriesNumber") or 0)
+    for i, (kind, (volume, description, image_type, wc, ww)) in enumerate(result_images.items()):
+        folder = out_dir / "dicom" / kind
+        if folder.exists():
+            for old in folder.glob("*.dcm"):
+                old.unlink()
+        write_dicom_series(
+            volume,
+            folder,
+            series_description=description[:64],
+            template=current.header,
+            image_type=tuple(image_type),
+            window_center_hu=wc,
+            window_width_hu=ww,
+            derivation_description=derivation,
+            series_number=base_number * 100 + 91 + i if base_number < 1000 else 9091 + i,
+        )
+        outputs[f"dicom_{kind}"] = folder
+    return outputs
+
+
+def run_pair(
+    prior: Exam | Volume | str | Path,
+    current: Exam | Volume | str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    case_id: str | None = None,
+    config: RegistrationConfig | None = None,
+    bone_labels: LabelVolume | str | Path | None = None,
+    bone_label_values: Sequence[int] | None = None,
+    roi_margin_mm: float = 3.0,
+    kernel: KernelSpec = "adaptive",
+    symmetric: bool = False,
+    qc_thresholds: QCThresholds | None = None,
+    write_dicom: bool | None = None,
+    save_transform: bool = True,
+    prior_series_uid: str | None = None,
+    current_series_uid: str | None = None,
+    on_iteration: Callable[[IterationInfo], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> PairResult:
+    """Register a prior CT onto a current CT and make the temporal subtraction images.
+
+    Parameters
+    ----------
+    prior, current : the two exams of one patient: :class:`cases.Exam`, :class:`cases.Volume`
+        (HU), or a path (DICOM series folder, NIfTI, NRRD, MHA) read with ``cases.read_exam``.
+    out_dir : when given, the outputs are written there (layout in the module docstring).
+    case_id : identifier written into ``qc.json``.
+    config : registration parameters (``RegistrationConfig()`` by default).
+    bone_labels : a label map of the current exam (e.g. TotalSegmentator output) to use as bone
+        instead of the threshold mask; ``LabelVolume`` or a file path.
+    bone_label_values : the bone values in ``bone_labels`` (default: every non-zero label).
+    roi_margin_mm : the bone mask is grown by this much to make the ROI, mm, so that lesions
+        breaking through the cortex stay inside.
+    kernel, symmetric : voxel-matching kernel and mode (see :func:`temporal_subtraction`).
+    qc_thresholds : limits of the QC verdict.
+    write_dicom : write derived DICOM series; default: when the current exam is DICOM.
+    save_transform : write ``transform.h5`` (about 3 bytes x 8 per voxel of the 1.5 mm field).
+    prior_series_uid, current_series_uid : series to read from DICOM folders holding several.
+    on_iteration : registration progress callback (see :func:`register`).
+    on_stage : called with a stage name (``"register"``, ``"warp"``, ``"bone"``, ``"subtract"``,
+        ``"qc"``, ``"write"``) when that stage starts.
+
+    Returns
+    -------
+    PairResult
+
+    Raises
+    ------
+    DetectorInputError, cases.ExamReadError
+        Unreadable or non-CT inputs, a bone label map that does not fit the current exam, a
+        request for DICOM outputs from a non-DICOM current exam. A registration that runs but
+        looks wrong does not raise: it is reported by ``result.qc.status == "failed"``.
+    """
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+
+    def stage(name: str) -> float:
+        if on_stage is not None:
+            on_stage(name)
+        return time.perf_counter()
+
+    t = time.perf_counter()
+    prior_exam, prior_vol = _as_exam(prior, "prior", prior_series_uid)
+    current_exam, current_vol = _as_exam(current, "current", current_series_uid)
+    labels = _load_bone_labels(bone_labels)
+    timings["load"] = time.perf_counter() - t
+    if write_dicom is None:
+        write_dicom = current_exam is not None and current_exam.format == "dicom"
+    elif write_dicom and (current_exam is None or current_exam.format != "dicom"):
+        raise DetectorInputError("write_dicom=True needs a current exam read from DICOM (its header is the template of the derived series).")
+    problems, notes = header_checks(
+        prior_exam.header if prior_exam else None,
+        current_exam.header if current_exam else None,
+        prior_exam.source if prior_exam else None,
+        current_exam.source if current_exam else None,
+    )
+
+    t = stage("register")
+    reg = register(current_vol, prior_vol, config=config, on_iteration=on_iteration)
+    timings["register"] = time.perf_counter() - t
+
+    t = stage("warp")
+    # Resample only the current exam's body box; the rest of the grid is air.
+    warped = reg.warp(prior_vol, default_value=_OUTSIDE_SENTINEL, outside_body_value=AIR_HU)
+    outside = warped.array < AIR_HU - 0.5
+    np.maximum(warped.array, AIR_HU, out=warped.array)
+    timings["warp"] = time.perf_counter() - t
+
+    t = stage("bone")
+    if labels is not None:
+        bone = bone_mask(current_vol, labels=labels, label_values=bone_label_values)
+    else:
+        # One threshold pass over the voxel-wise maximum of both exams: bone of either exam
+        # (a lytic lesion of the current exam is still bone in the warped prior).
+        both = np.maximum(current_vol.array, warped.array)
+        bone = bone_mask(current_vol.with_array(both))
+        del both
+    roi_with_outside = dilate_mask(bone, roi_margin_mm)
+    del bone
+    # Where the prior has no data there is nothing to subtract: those voxels leave the ROI.
+    roi = roi_with_outside.with_array(np.where(outside, 0, roi_with_outside.array).astype(np.uint8))
+    timings["bone"] = time.perf_counter() - t
+
+    t = stage("subtract")
+    subtraction = temporal_subtraction(current_vol, warped, bone_roi=roi, kernel=kernel, prior_spacing_mm=prior_vol.spacing_mm, symmetric=symmetric)
+    timings["subtract"] = time.perf_counter() - t
+
+    t = stage("qc")
+    registration_info = {
+        "rigid": reg.rigid_parameters(),
+        "stages": [
+            {"name": s.name, "elapsed_s": s.elapsed_s, "n_iterations": list(s.n_iterations), "final_metric": s.final_metric, "stop_condition": s.stop_condition}
+            for s in reg.stages
+        ],
+        "config": reg.config.to_dict(),
+        "voxel_matching_kernel_xyz": list(subtraction.kernel_size_vox),
+    }
+    qc = assess_registration(
+        current_vol,
+        warped,
+        roi_with_outside,  # overlap is measured before voxels outside the prior left the ROI
+        outside_fov=outside,
+        jacobian=reg.jacobian_determinant(),
+        rigid_parameters=reg.rigid_parameters(),
+        header_problems=problems,
+        header_warnings=notes,
+        registration=registration_info,
+        inputs={"prior": _describe(prior_exam, prior_vol), "current": _describe(current_exam, current_vol)},
+        thresholds=qc_thresholds,
+        case_id=case_id,
+    )
+    del roi_with_outside, outside
+    timings["qc"] = time.perf_counter() - t
+
+    outputs: dict[str, Path] = {}
+    if out_dir is not None:
+        t = stage("write")
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        qc_path = out / OUTPUT_FILES["qc"]
+        if qc_path.exists():
+            qc_path.unlink()  # re-running: the case is unfinished until the new qc.json lands
+        outputs["warped_prior"] = _write_nifti(_int16(warped), out / OUTPUT_FILES["warped_prior"])
+        outputs["subtraction"] = _write_nifti(_int16(subtraction.plain), out / OUTPUT_FILES["subtraction"])
+        outputs["subtraction_vm"] = _write_nifti(_int16(subtraction.voxel_matched), out / OUTPUT_FILES["subtraction_vm"])
+        outputs["bone_roi"] = _write_nifti(roi, out / OUTPUT_FILES["bone_roi"])
+        if save_transform:
+            outputs["transform"] = reg.save(out / OUTPUT_FILES["transform"])
+        timings["write_nifti"] = time.perf_counter() - t
+        if write_dicom:
+            t = time.perf_counter()
+            assert current_exam is not None
+            prior_date = prior_exam.header.get("StudyDate") if prior_exam is not None else None
+            since = f" vs prior {prior_date}" if prior_date else ""
+            kernel_txt = "x".join(map(str, subtraction.kernel_size_vox))
+            derivation = (
+                "TSCT detector: prior CT registered to this exam (rigid + "
+                f"{reg.config.deformable.replace('_', ' ')}), temporal subtraction in bone. Research use only; not for diagnosis."
+            )
+            outputs.update(
+                _write_dicom_outputs(
+                    {
+                        "warped_prior": (_int16(warped), f"TSCT warped prior{since}", ("DERIVED", "SECONDARY", "REGISTERED"), 400.0, 1800.0),
+                        "subtraction": (_int16(subtraction.plain), f"TSCT subtraction{since}", ("DERIVED", "SECONDARY", "SUBTRACTION"), 0.0, 500.0),
+                        "subtraction_vm": (_int16(subtraction.voxel_matched), f"TSCT subtraction VM {kernel_txt}{since}", ("DERIVED", "SECONDARY", "SUBTRACTION"), 0.0, 500.0),
+                    },
+                    current_exam,
+                    out,
+                    derivation,
+                )
+            )
+            timings["write_dicom"] = time.perf_counter() - t
+        timings["total"] = time.perf_counter() - t_all
+        qc_final = QCReport(
+            status=qc.status, messages=qc.messages, metrics=qc.metrics, thresholds=qc.thresholds,
+            registration={**qc.registration, "timings_s": dict(timings)}, inputs=qc.inputs, case_id=qc.case_id,
+        )
+        outputs["qc"] = qc_final.write_json(qc_path)
+        qc = qc_final
+    timings["total"] = time.perf_counter() - t_all
+    return PairResult(
+        registration=reg,
+        warped_prior=warped,
+        subtraction=subtraction,
+        bone_roi=roi,
+        qc=qc,
+        timings_s=timings,
+        outputs=outputs,
+        case_id=case_id,
+    )
+
+
+def _case_finished(case_dir: Path) -> str | None:
+    """The QC status of a finished case folder, or None if it is not finished."""
+    qc_path = case_dir / OUTPUT_FILES["qc"]
+    if not qc_path.is_file():
+        return None
+    try:
+        return str(json.loads(qc_path.read_text(encoding="utf-8")).get("status", "unknown"))
+    except (OSError, ValueError):
+        return None
+
+
+def run_case_list(
+    case_list: CaseList | str | Path,
+    out_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    progress: bool = False,
+    on_case: Callable[[str, str], None] | None = None,
+    **pair_options: Any,
+) -> BatchResult:
+    """Run :func:`run_pair` on every case of a case list, into ``<out_dir>/<case_id>/``.
+
+    Parameters
+    ----------
+    case_list : a :class:`cases.CaseList` or the path of a case-list CSV.
+    out_dir : batch output folder.
+    overwrite : re-run cases that are already finished (``qc.json`` present).
+    progress : show a progress bar (rich) with the current case and stage.
+    on_case : called as ``on_case(case_id, outcome)`` with outcome ``"completed"``,
+        ``"skipped"`` or ``"error"`` after each case.
+    **pair_options : passed to :func:`run_pair` (config, kernel, ...).
+
+    Returns
+    -------
+    BatchResult
+        Also written to ``<out_dir>/batch_report.json``. A case that raises does not stop the
+        batch: its message lands in ``failed`` and in ``<out_dir>/<case_id>/error.txt``.
+    """
+    if not isinstance(case_list, CaseList):
+        case_list = read_case_list(case_list)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    completed: list[str] = []
+    skipped: list[str] = []
+    failed: dict[str, str] = {}
+    qc_status: dict[str, str] = {}
+    start = time.perf_counter()
+
+    bar = None
+    task = None
+    if progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        bar.start()
+        task = bar.add_task("cases", total=len(case_list))
+    try:
+        for case in case_list:
+            case_dir = out / case.case_id
+            status = None if overwrite else _case_finished(case_dir)
+            if status is not None:
+                skipped.append(case.case_id)
+                qc_status[case.case_id] = status
+                outcome = "skipped"
+            else:
+                def _stage(name: str, cid: str = case.case_id) -> None:
+                    if bar is not None:
+                        bar.update(task, description=f"{cid}: {name}")  # type: ignore[arg-type]
+
+                try:
+                    result = run_pair(case.prior, case.current, case_dir, case_id=case.case_id, on_stage=_stage, **pair_options)
+                except Exception as exc:  # noqa: BLE001 - one bad case must not stop the batch
+                    message = f"{type(exc).__name__}: {exc}"
+                    failed[case.case_id] = message
+                    case_dir.mkdir(parents=True, exist_ok=True)
+                    (case_dir / "error.txt").write_text(message + "\n\n" + traceback.format_exc(), encoding="utf-8")
+                    outcome = "error"
+                else:
+                    completed.append(case.case_id)
+                    qc_status[case.case_id] = result.qc.status
+                    err = case_dir / "error.txt"
+                    if err.exists():
+                        err.unlink()
+                    outcome = "completed"
+                    del result
+            if on_case is not None:
+                on_case(case.case_id, outcome)
+            if bar is not None:
+                bar.advance(task)  # type: ignore[arg-type]
+    finally:
+        if bar is not None:
+            bar.stop()
+    batch = BatchResult(
+        out_dir=out,
+        completed=tuple(completed),
+        skipped=tuple(skipped),
+        failed=failed,
+        qc_status=qc_status,
+        elapsed_s=time.perf_counter() - start,
+    )
+    report = {
+        "case_list": str(case_list.source) if case_list.source else None,
+        "completed": list(batch.completed),
+        "skipped": list(batch.skipped),
+        "failed": batch.failed,
+        "qc_status": batch.qc_status,
+        "elapsed_s": round(batch.elapsed_s, 3),
+    }
+    (out / "batch_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return batch

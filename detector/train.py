@@ -1,0 +1,860 @@
+"""Training the z-score network on lesion-free prior/current pairs (``tsct detect train``).
+
+What it learns
+--------------
+For every bone voxel of the current exam, a Gaussian ``N(mu, sigma^2)`` of its value given the
+registered prior around it (:mod:`detector.zscore`). Only **normal** pairs (no new lesions) of a
+case list are used: the network must learn what "no change" looks like, including the artifacts
+of registration, noise and edges, and nothing else.
+
+How
+---
+1. Every normal case is registered with :func:`detector.run_pair` (or its finished outputs are
+   reused from the work folder), then the current exam, the warped prior and the bone ROI are
+   resampled onto the network's working grid and cached (``zscore_train.npz``).
+2. A few pairs are held out for validation (``validation_pairs``, chosen from the seed).
+3. Each iteration draws ``batch_size`` patches of ``patch_vox``^3 voxels centred on random bone-ROI
+   voxels (random left-right flips), and minimises the **beta-NLL** (Seitzer et al., ICLR 2022)
+
+       L = mean over ROI voxels of  sg(sigma^(2 beta)) * [ log sigma^2 / 2 + (current - mu)^2 / (2 sigma^2) ],
+
+   where ``sg`` stops the gradient. ``beta = 0`` is the Gaussian NLL; ``beta = 0.5`` keeps the
+   variance from "explaining away" hard voxels (edges) at the expense of the mean. Voxels within
+   ``loss_border_vox`` of a patch face are left out of the loss (zero padding there).
+4. Checkpoints (model, optimiser, random states, loss history) every ``checkpoint_every``
+   iterations; ``resume=True`` continues from the last one. Same seed, same data, same device:
+   same result.
+5. At the end: the weights (``.pt``, state dict only), ``.metadata.json`` (version, changelog,
+   input contract, domain of the training data, training data, settings, hardware and time,
+   SHA-256 of the weights) and a model card (``.md``) with the loss curve and calibration figures
+   (``-loss.png``, ``-calibration.png``) beside the weights.
+
+Uses a CUDA GPU when present (``device="auto"``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from cases import Case, CaseList, LabelVolume, read_case_list, read_exam, read_volume
+
+from ._errors import DetectorInputError
+from .zscore import (
+    WORKING_SPACING_MM,
+    bone_hu_statistics,
+    build_net,
+    make_working_grid,
+    metadata_path_for,
+    CONDITION_NAMES,
+    condition_vector,
+    noise_index_hu,
+    normalise_hu,
+    predict_on_grid,
+    resolve_device,
+    sha256_of,
+    to_working_grid,
+)
+
+__all__ = ["TrainingConfig", "TrainingPair", "TrainingResult", "prepare_training_pairs", "train_zscore_model", "record_evaluation"]
+
+MODEL_NAME = "tsct-zscore"
+TRAINING_CACHE = "zscore_train.npz"
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Settings of :func:`train_zscore_model`.
+
+    Parameters
+    ----------
+    iterations : optimiser steps.
+    batch_size : patches per step.
+    patch_vox : patch edge on the working grid, voxels.
+    loss_border_vox : voxels next to a patch face left out of the loss.
+    learning_rate : Adam step size (cosine decay to 5 % over the run).
+    beta : beta of the beta-NLL loss (0 = Gaussian NLL).
+    channels, n_blocks : width and depth of :class:`~detector.zscore.ZScoreNet`.
+    working_spacing_mm : the network's grid spacing, mm (isotropic).
+    checkpoint_every : iterations between checkpoints and validation passes.
+    validation_pairs : normal pairs held out for validation and the calibration figures.
+    seed : seeds patch sampling, the validation split and the weight initialisation.
+    device : ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"``.
+    num_threads : CPU threads for torch (None: torch's default).
+    version : version string written into the metadata.
+    """
+
+    iterations: int = 1500
+    batch_size: int = 8
+    patch_vox: int = 32
+    loss_border_vox: int = 3
+    learning_rate: float = 1e-3
+    beta: float = 0.5
+    channels: int = 16
+    n_blocks: int = 4
+    working_spacing_mm: float = WORKING_SPACING_MM
+    checkpoint_every: int = 100
+    validation_pairs: int = 2
+    seed: int = 0
+    device: str = "auto"
+    num_threads: int | None = None
+    version: str = "1.0.0"
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.iterations < 1 or self.batch_size < 1:
+            problems.append("iterations and batch_size must be at least 1")
+        if self.patch_vox < 8 or self.loss_border_vox < 0 or self.patch_vox - 2 * self.loss_border_vox < 4:
+            problems.append(f"patch_vox ({self.patch_vox}) must leave at least 4 voxels inside a loss border of {self.loss_border_vox}")
+        if not 0.0 <= self.beta <= 1.0:
+            problems.append(f"beta must be in [0, 1], got {self.beta}")
+        if self.learning_rate <= 0 or self.working_spacing_mm <= 0:
+            problems.append("learning_rate and working_spacing_mm must be positive")
+        if self.channels < 1 or self.n_blocks < 1 or self.checkpoint_every < 1 or self.validation_pairs < 0:
+            problems.append("channels, n_blocks and checkpoint_every must be at least 1 and validation_pairs non-negative")
+        if problems:
+            raise DetectorInputError("Invalid TrainingConfig: " + "; ".join(problems) + ".")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(eq=False)
+class TrainingPair:
+    """One registered normal pair on the working grid (HU arrays, bone ROI, noise levels)."""
+
+    case_id: str
+    current_hu: np.ndarray
+    prior_hu: np.ndarray
+    roi: np.ndarray
+    noise_current_hu: float
+    noise_prior_hu: float
+    spacing_mm: tuple[float, float, float]
+    prior_spacing_mm: tuple[float, float, float]
+    bone_stats: dict[str, float]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_roi_voxels(self) -> int:
+        return int(self.roi.sum())
+
+    @property
+    def conditions(self) -> np.ndarray:
+        """The network's exam-level inputs for this pair (:func:`detector.zscore.condition_vector`)."""
+        return condition_vector(self.noise_current_hu, self.noise_prior_hu, self.spacing_mm, self.prior_spacing_mm)
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What :func:`train_zscore_model` produced.
+
+    Attributes
+    ----------
+    weights_path, metadata_path, model_card_path : the bundle's files.
+    figures : loss curve and calibration figures (PNG).
+    iterations : iterations done in total (including resumed ones).
+    elapsed_s : training wall time of this run plus resumed runs, s.
+    history : per-iteration training loss and per-checkpoint validation figures.
+    validation : final validation figures (NLL, fraction of |z| > 3, z standard deviation).
+    """
+
+    weights_path: Path
+    metadata_path: Path
+    model_card_path: Path
+    figures: tuple[Path, ...]
+    iterations: int
+    elapsed_s: float
+    history: dict[str, Any]
+    validation: dict[str, float]
+
+    def summary(self) -> str:
+        v = self.validation
+        val = (
+            f"validation: |z| > 3 in {100 * v['frac_abs_z_gt3']:.2f} % of bone voxels (0.27 % if calibrated), "
+            f"z sd {v['z_sd']:.2f}, NLL {v['nll']:.3f}"
+            if v
+            else "no validation pairs"
+        )
+        return f"{self.iterations} iterations in {self.elapsed_s / 60:.1f} min; {val}. Weights: {self.weights_path}; model card: {self.model_card_path}"
+
+
+# =============================================================================================
+# Data
+# =============================================================================================
+def _case_provenance(case: Case) -> dict[str, Any]:
+    """Synthetic generation seed and parameters when the case folder has a ``params.json``."""
+    info: dict[str, Any] = {"case_id": case.case_id, "prior": str(case.prior), "current": str(case.current)}
+    folder = case.current if case.current.is_dir() else case.current.parent
+    for candidate in (folder / "params.json", folder.parent / "params.json"):
+        if candidate.is_file():
+            try:
+                params = json.loads(candidate.read_text(encoding="utf-8"))
+            except ValueError:
+                break
+            req = params.get("request", {})
+            info["synthetic"] = {k: req.get(k) for k in ("seed", "size", "abnormal") if k in req}
+            info["synthetic"]["generator"] = params.get("generator")
+            break
+    return info
+
+
+def _pair_outputs(case: Case, case_dir: Path, run_options: dict[str, Any]) -> tuple[Any, Any, LabelVolume, str, tuple[float, float, float]]:
+    """Current exam, warped prior, ROI, QC status and the prior's own spacing of a registered pair."""
+    from .pipeline import OUTPUT_FILES, run_pair
+
+    qc = case_dir / OUTPUT_FILES["qc"]
+    current = read_exam(case.current).volume
+    prior_spacing = None
+    if qc.is_file() and (case_dir / OUTPUT_FILES["warped_prior"]).is_file() and (case_dir / OUTPUT_FILES["bone_roi"]).is_file():
+        report = json.loads(qc.read_text(encoding="utf-8"))
+        status = str(report.get("status", "unknown"))
+        prior_spacing = report.get("inputs", {}).get("prior", {}).get("spacing_mm")
+        warped = read_volume(case_dir / OUTPUT_FILES["warped_prior"])
+        roi = read_volume(case_dir / OUTPUT_FILES["bone_roi"], label=True)
+    else:
+        result = run_pair(case.prior, current, case_dir, case_id=case.case_id, write_dicom=False, **run_options)
+        warped, roi, status = result.warped_prior, result.bone_roi, result.qc.status
+        prior_spacing = result.qc.inputs.get("prior", {}).get("spacing_mm")
+    if prior_spacing is None:
+        prior_spacing = read_exam(case.prior).volume.spacing_mm
+    return current, warped, roi, status, tuple(float(v) for v in prior_spacing)  # type: ignore[return-value]
+
+
+def prepare_training_pairs(
+    case_list: CaseList | str | Path,
+    work_dir: str | Path,
+    *,
+    working_spacing_mm: float = WORKING_SPACING_MM,
+    halo_mm: float = 20.0,
+    max_pairs: int | None = None,
+    progress: bool = True,
+    on_pair: Callable[[str, str], None] | None = None,
+    **run_options: Any,
+) -> list[TrainingPair]:
+    """Register the normal pairs of a case list and bring them onto the working grid.
+
+    Parameters
+    ----------
+    case_list : a case list or its CSV path; only ``normal`` cases are used.
+    work_dir : registration outputs go to ``work_dir/<case_id>/`` (finished ones are reused),
+        with the working-grid cache ``zscore_train.npz``.
+    working_spacing_mm : the network's grid spacing.
+    halo_mm : margin around the bone ROI kept on the working grid.
+    max_pairs : use at most this many normal cases (in list order).
+    progress : show a progress bar.
+    on_pair : called as ``on_pair(case_id, outcome)`` with ``"cached"``, ``"registered"`` or
+        ``"skipped: <why>"``.
+    **run_options : passed to :func:`detector.run_pair` (e.g. ``config``).
+
+    Raises
+    ------
+    DetectorInputError
+        When the case list has no normal case, or none could be used.
+    """
+    if not isinstance(case_list, CaseList):
+        case_list = read_case_list(case_list)
+    normals = case_list.normal_cases
+    if not normals:
+        raise DetectorInputError(f"{case_list.source or 'The case list'}: no normal case. The z-score network is trained on pairs without new lesions (status 'normal').")
+    if max_pairs is not None:
+        normals = normals[:max_pairs]
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    pairs: list[TrainingPair] = []
+    skipped: dict[str, str] = {}
+    bar = task = None
+    if progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        bar.start()
+        task = bar.add_task("training pairs", total=len(normals))
+    try:
+        for case in normals:
+            case_dir = work / case.case_id
+            cache = case_dir / TRAINING_CACHE
+            outcome = "cached"
+            if bar is not None:
+                bar.update(task, description=f"{case.case_id}: preparing")  # type: ignore[arg-type]
+            try:
+                pair = _load_cache(cache, working_spacing_mm)
+                if pair is None:
+                    outcome = "registered"
+                    current, warped, roi_vol, status, prior_spacing = _pair_outputs(case, case_dir, run_options)
+                    if status == "failed":
+                        raise DetectorInputError(f"registration QC failed (see {case_dir / 'qc.json'})")
+                    pair = _to_training_pair(case, current, warped, roi_vol, prior_spacing, working_spacing_mm, halo_mm)
+                    _save_cache(cache, pair, working_spacing_mm)
+                pairs.append(pair)
+            except Exception as exc:  # noqa: BLE001 - a bad pair is reported and left out
+                outcome = f"skipped: {type(exc).__name__}: {exc}"
+                skipped[case.case_id] = outcome
+            if on_pair is not None:
+                on_pair(case.case_id, outcome)
+            if bar is not None:
+                bar.advance(task)  # type: ignore[arg-type]
+    finally:
+        if bar is not None:
+            bar.stop()
+    if not pairs:
+        raise DetectorInputError("No normal pair could be prepared for training: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    return pairs
+
+
+def _to_training_pair(case: Case, current, warped, roi_vol: LabelVolume, prior_spacing: tuple[float, float, float], ws: float, halo_mm: float) -> TrainingPair:  # type: ignore[no-untyped-def]
+    roi = roi_vol.array != 0
+    grid = make_working_grid(current, roi, ws, halo_mm)
+    if grid is None:
+        raise DetectorInputError("empty bone ROI")
+    cur_w = to_working_grid(current.array, grid, current.spacing_mm)
+    pri_w = to_working_grid(warped.array, grid, current.spacing_mm)
+    roi_w = to_working_grid(roi.astype(np.float32), grid, current.spacing_mm, label=True) > 0.5
+    grown = _grow(roi_w)
+    return TrainingPair(
+        case_id=case.case_id,
+        current_hu=cur_w.astype(np.float32),
+        prior_hu=pri_w.astype(np.float32),
+        roi=roi_w,
+        noise_current_hu=noise_index_hu(cur_w, grown),
+        noise_prior_hu=noise_index_hu(pri_w, grown),
+        spacing_mm=tuple(float(s) for s in current.spacing_mm),  # type: ignore[arg-type]
+        prior_spacing_mm=prior_spacing,
+        bone_stats=bone_hu_statistics(pri_w, roi_w),
+        provenance=_case_provenance(case),
+    )
+
+
+def _grow(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage as ndi
+
+    return ndi.binary_dilation(mask, iterations=2) if mask.any() else mask
+
+
+def _save_cache(path: Path, pair: TrainingPair, ws: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "case_id": pair.case_id, "noise_current_hu": pair.noise_current_hu, "noise_prior_hu": pair.noise_prior_hu,
+        "spacing_mm": list(pair.spacing_mm), "prior_spacing_mm": list(pair.prior_spacing_mm), "bone_stats": pair.bone_stats, "provenance": pair.provenance, "working_spacing_mm": ws,
+    }
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, current=np.clip(np.rint(pair.current_hu), -32768, 32767).astype(np.int16), prior=np.clip(np.rint(pair.prior_hu), -32768, 32767).astype(np.int16), roi=pair.roi, meta=json.dumps(meta))
+    os.replace(tmp, path)
+
+
+def _load_cache(path: Path, ws: float) -> TrainingPair | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as data:
+            meta = json.loads(str(data["meta"]))
+            if abs(float(meta.get("working_spacing_mm", -1)) - ws) > 1e-6:
+                return None
+            return TrainingPair(
+                case_id=meta["case_id"], current_hu=data["current"].astype(np.float32), prior_hu=data["prior"].astype(np.float32),
+                roi=data["roi"].astype(bool), noise_current_hu=float(meta["noise_current_hu"]), noise_prior_hu=float(meta["noise_prior_hu"]),
+                spacing_mm=tuple(meta["spacing_mm"]), prior_spacing_mm=tuple(meta["prior_spacing_mm"]), bone_stats=meta["bone_stats"], provenance=meta.get("provenance", {}),
+            )
+    except (OSError, KeyError, ValueError):
+        return None  # unreadable or from an older layout: rebuilt from the registration outputs
+
+
+# =============================================================================================
+# Training
+# =============================================================================================
+class _PatchSampler:
+    """Random bone-centred patches from the training pairs (current is the target only)."""
+
+    def __init__(self, pairs: Sequence[TrainingPair], patch_vox: int, rng: np.random.Generator) -> None:
+        self.pairs = list(pairs)
+        self.p = int(patch_vox)
+        self.rng = rng
+        half = self.p // 2
+        self.padded = []
+        weights = []
+        for pair in self.pairs:
+            pad = ((half, self.p), (half, self.p), (half, self.p))
+            prior_n = np.pad(normalise_hu(pair.prior_hu), pad, mode="edge")
+            cur_n = np.pad(normalise_hu(pair.current_hu), pad, mode="edge")
+            roi = np.pad(pair.roi, pad, mode="constant")
+            centres = np.argwhere(pair.roi)
+            self.padded.append((prior_n, cur_n, roi, centres))
+            weights.append(len(centres))
+        w = np.asarray(weights, dtype=float)
+        self.pair_prob = w / w.sum()
+        self.conditions = [pair.conditions for pair in self.pairs]
+
+    def batch(self, batch_size: int, flip: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        p = self.p
+        n_cond = len(self.pairs[0].conditions)
+        x = np.empty((batch_size, 1 + n_cond, p, p, p), dtype=np.float32)
+        y = np.empty((batch_size, 1, p, p, p), dtype=np.float32)
+        m = np.empty((batch_size, 1, p, p, p), dtype=bool)
+        for b in range(batch_size):
+            i = int(self.rng.choice(len(self.pairs), p=self.pair_prob))
+            prior_n, cur_n, roi, centres = self.padded[i]
+            c = centres[int(self.rng.integers(len(centres)))]
+            sl = tuple(slice(int(v), int(v) + p) for v in c)  # padded by half: start = centre
+            xp, yp, mp = prior_n[sl], cur_n[sl], roi[sl]
+            if flip and self.rng.random() < 0.5:
+                xp, yp, mp = xp[..., ::-1], yp[..., ::-1], mp[..., ::-1]
+            x[b, 0] = xp
+            x[b, 1:] = self.conditions[i][:, None, None, None]
+            y[b, 0] = yp
+            m[b, 0] = mp
+        return x, y, m
+
+
+def _beta_nll(mu, log_var, target, mask, beta: float):  # type: ignore[no-untyped-def]
+    import torch
+
+    nll = 0.5 * (log_var + (target - mu) ** 2 * torch.exp(-log_var))
+    if beta > 0:
+        nll = nll * torch.exp(beta * log_var).detach()
+    w = mask.float()
+    return (nll * w).sum() / w.sum().clamp_min(1.0), ((0.5 * (log_var + (target - mu) ** 2 * torch.exp(-log_var))) * w).sum() / w.sum().clamp_min(1.0)
+
+
+def _validate(net, pairs: Sequence[TrainingPair], device) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """z on the working grid of held-out pairs: NLL (HU units), |z| > 3 fraction, calibration bins."""
+    zs, sig, res = [], [], []
+    for pair in pairs:
+        mu, sigma = predict_on_grid(net, pair.prior_hu, pair.conditions, pair.roi, device=device)
+        r = pair.roi & np.isfinite(sigma)
+        resid = pair.current_hu[r] - mu[r]
+        zs.append(resid / sigma[r])
+        sig.append(sigma[r])
+        res.append(resid)
+    net.train()
+    if not zs:
+        return {}
+    z = np.concatenate(zs)
+    s = np.concatenate(sig)
+    e = np.concatenate(res)
+    nll = float(np.mean(0.5 * np.log(2 * np.pi * s.astype(np.float64) ** 2) + 0.5 * z.astype(np.float64) ** 2))
+    edges = np.quantile(s, np.linspace(0, 1, 11))
+    bins = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (s >= lo) & (s <= hi)
+        if sel.any():
+            bins.append({"sigma_mean_hu": float(s[sel].mean()), "rmse_hu": float(np.sqrt(np.mean(e[sel].astype(np.float64) ** 2))), "n": int(sel.sum())})
+    return {
+        "nll": nll,
+        "frac_abs_z_gt3": float(np.mean(np.abs(z) > 3)),
+        "frac_abs_z_gt4": float(np.mean(np.abs(z) > 4)),
+        "z_mean": float(z.mean()),
+        "z_sd": float(z.std()),
+        "sigma_median_hu": float(np.median(s)),
+        "sigma_p95_hu": float(np.percentile(s, 95)),
+        "n_voxels": int(z.size),
+        "calibration_bins": bins,
+        "z_histogram": np.histogram(np.clip(z, -8, 8), bins=np.linspace(-8, 8, 81))[0].tolist(),
+    }
+
+
+def _hardware(device) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    import torch
+
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {"device": str(device), "cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform()}
+    if getattr(device, "type", str(device)) == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def train_zscore_model(
+    pairs: Sequence[TrainingPair],
+    out_path: str | Path,
+    *,
+    config: TrainingConfig | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    training_data: dict[str, Any] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    on_checkpoint: Callable[[int, dict[str, Any]], None] | None = None,
+) -> TrainingResult:
+    """Train the z-score network on prepared normal pairs and write the weights bundle.
+
+    Parameters
+    ----------
+    pairs : from :func:`prepare_training_pairs`.
+    out_path : the weights file to write (``.pt``); the metadata, model card and figures go
+        beside it.
+    config : training settings.
+    resume : continue from the checkpoint (same settings expected).
+    progress : show a progress bar with the running loss.
+    training_data : description of the data for the metadata (case list, split, seeds).
+    checkpoint_dir : where the checkpoint ``<stem>.ckpt.pt`` is kept (default: beside the weights).
+    on_checkpoint : called as ``on_checkpoint(iteration, validation)`` at each checkpoint.
+
+    Returns
+    -------
+    TrainingResult
+    """
+    import torch
+
+    cfg = config or TrainingConfig()
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ckpt_path = (Path(checkpoint_dir) if checkpoint_dir is not None else out.parent) / (out.stem + ".ckpt.pt")
+    ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+    if cfg.num_threads:
+        torch.set_num_threads(int(cfg.num_threads))
+    device = resolve_device(cfg.device)
+    rng = np.random.default_rng(cfg.seed)
+    order = rng.permutation(len(pairs))
+    n_val = min(cfg.validation_pairs, max(0, len(pairs) - 1))
+    val_pairs = [pairs[i] for i in order[:n_val]]
+    train_pairs = [pairs[i] for i in order[n_val:]]
+    torch.manual_seed(cfg.seed)
+    net = build_net(channels=cfg.channels, dilations=(1,) * cfg.n_blocks).to(device)
+    # channels-last 3-D layout: about 25 % faster convolutions on CPU (oneDNN) and on GPU
+    net = net.to(memory_format=torch.channels_last_3d)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(it, cfg.iterations) / cfg.iterations)))
+    history: dict[str, Any] = {"loss": [], "nll": [], "validation": []}
+    start_it = 0
+    elapsed_before = 0.0
+    sampler_rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(1)[0])
+    if resume and ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if state.get("config", {}).get("patch_vox") != cfg.patch_vox or state.get("config", {}).get("channels") != cfg.channels:
+            raise DetectorInputError(f"{ckpt_path}: the checkpoint was made with other settings ({state.get('config')}); remove it or train with those settings.")
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        history = state["history"]
+        start_it = int(state["iteration"])
+        elapsed_before = float(state.get("elapsed_s", 0.0))
+        sampler_rng.bit_generator.state = state["sampler_rng"]
+        torch.set_rng_state(state["torch_rng"])
+    sampler = _PatchSampler(train_pairs, cfg.patch_vox, sampler_rng)
+    border = cfg.loss_border_vox
+    inner = np.zeros((1, 1) + (cfg.patch_vox,) * 3, dtype=bool)
+    inner[..., border : cfg.patch_vox - border, border : cfg.patch_vox - border, border : cfg.patch_vox - border] = True
+    inner_t = torch.from_numpy(inner).to(device)
+
+    t0 = time.perf_counter()
+    bar = task = None
+    if progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        bar = Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
+        bar.start()
+        task = bar.add_task("train", total=cfg.iterations, completed=start_it, info="")
+
+    def checkpoint(it: int) -> dict[str, Any]:
+        val = _validate(net, val_pairs, device) if val_pairs else {}
+        history["validation"].append({"iteration": it, **{k: v for k, v in val.items() if k not in ("calibration_bins", "z_histogram")}})
+        torch.save(
+            {
+                "model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "history": history,
+                "iteration": it, "elapsed_s": elapsed_before + time.perf_counter() - t0, "config": cfg.to_dict(),
+                "sampler_rng": sampler_rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            },
+            ckpt_path,
+        )
+        if on_checkpoint is not None:
+            on_checkpoint(it, val)
+        return val
+
+    net.train()
+    try:
+        for it in range(start_it, cfg.iterations):
+            x, y, m = sampler.batch(cfg.batch_size)
+            xt = torch.from_numpy(x).to(device).contiguous(memory_format=torch.channels_last_3d)
+            yt = torch.from_numpy(y).to(device)
+            mt = torch.from_numpy(m).to(device) & inner_t
+            mu, log_var = net(xt)
+            loss, nll = _beta_nll(mu, log_var, yt, mt, cfg.beta)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+            sched.step()
+            history["loss"].append(float(loss.item()))
+            history["nll"].append(float(nll.item()))
+            if bar is not None:
+                recent = history["nll"][-50:]
+                bar.update(task, advance=1, info=f"NLL {np.mean(recent):+.3f}")  # type: ignore[arg-type]
+            if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.iterations:
+                checkpoint(it + 1)
+    finally:
+        if bar is not None:
+            bar.stop()
+    elapsed = elapsed_before + time.perf_counter() - t0
+    final_val = _validate(net, val_pairs, device) if val_pairs else {}
+
+    # --- the bundle -------------------------------------------------------------------------
+    net_cpu = net.to("cpu").eval()
+    torch.save({k: v.detach().clone().float() for k, v in net_cpu.state_dict().items()}, out)
+    digest = sha256_of(out)
+    figures = _write_figures(out, history, final_val)
+    metadata = _metadata(cfg, net_cpu, train_pairs, val_pairs, final_val, elapsed, device, digest, training_data or {}, len(history["loss"]))
+    meta_path = metadata_path_for(out)
+    meta_path.write_text(json.dumps(metadata, indent=1) + "\n", encoding="utf-8")
+    card = write_model_card(out, metadata, figures)
+    return TrainingResult(out, meta_path, card, tuple(figures), len(history["loss"]), elapsed, history, {k: v for k, v in final_val.items() if isinstance(v, (int, float))})
+
+
+def _range(values: Sequence[float]) -> list[float] | None:
+    v = [float(x) for x in values if x is not None and math.isfinite(x)]
+    return [min(v), max(v)] if v else None
+
+
+def _metadata(cfg: TrainingConfig, net, train_pairs, val_pairs, val, elapsed, device, digest, training_data, n_it) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    import torch
+
+    spacings = np.asarray([p.spacing_mm for p in train_pairs])
+    prior_spacings = np.asarray([p.prior_spacing_mm for p in train_pairs])
+    seeds = [p.provenance.get("synthetic", {}).get("seed") for p in train_pairs]
+    now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    return {
+        "schema": "tsct-zscore-bundle/1",
+        "name": MODEL_NAME,
+        "version": cfg.version,
+        "changelog": {cfg.version: "first release: 4-block residual 3-D CNN, beta-NLL, trained on synthetic lesion-free spine CT pairs"},
+        "created": now,
+        "intended_use": "research use only; not for diagnosis",
+        "sha256": digest,
+        "pytorch_version": torch.__version__,
+        "numpy_version": np.__version__,
+        "architecture": {
+            "class": "detector.zscore.ZScoreNet", "channels": cfg.channels, "dilations": [1] * cfg.n_blocks, "n_inputs": int(net.n_inputs),
+            "n_parameters": int(sum(p.numel() for p in net.parameters())), "receptive_radius_vox": int(net.receptive_radius_vox),
+            "padding": "zeros", "normalisation_layers": "none",
+        },
+        "input": {
+            "modality": "CT", "format": "hounsfield", "working_spacing_mm": cfg.working_spacing_mm,
+            "channels": {
+                "0": "warped prior CT on the working grid, (clip(HU, -1024, 3071) - 200) / 500",
+                **{str(i + 1): f"{name}, constant map" for i, name in enumerate(CONDITION_NAMES)},
+            },
+            "noise_index": "1.4826 x MAD of neighbour differences / sqrt(2) along x and y in soft tissue (-150..150 HU) outside the bone ROI grown by 2 voxels, on the working grid",
+            "never_sees": "the current exam's voxels inside the bone ROI (the current enters only through its soft-tissue noise index)",
+            "patch_shape_training": [cfg.patch_vox] * 3, "dtype": "float32", "inference": "fully convolutional, tiles of 64^3 with a halo of the receptive field",
+        },
+        "output": {
+            "channel_def": {"0": "mu: no-change estimate of the current, (HU - 200) / 500", "1": "log sigma^2 of the same units (clamped to [-12, 4])"},
+            "z": "(current - mu) / sigma on the current exam's grid, mu and sigma interpolated from the working grid",
+        },
+        "domain": {
+            "spacing_min_mm": spacings.min(axis=0).tolist(), "spacing_max_mm": spacings.max(axis=0).tolist(),
+            "prior_spacing_min_mm": prior_spacings.min(axis=0).tolist(), "prior_spacing_max_mm": prior_spacings.max(axis=0).tolist(), "spacing_tolerance": 0.1,
+            "bone_hu_p50": _range([p.bone_stats.get("bone_hu_p50") for p in train_pairs]),
+            "bone_hu_p95": _range([p.bone_stats.get("bone_hu_p95") for p in train_pairs]),
+            "hu_margin": 50.0,
+            "noise_current_hu": _range([p.noise_current_hu for p in train_pairs]),
+            "noise_prior_hu": _range([p.noise_prior_hu for p in train_pairs]),
+            "noise_factor": 1.3,
+        },
+        "training_data": {
+            **training_data,
+            "n_pairs_train": len(train_pairs), "n_pairs_validation": len(val_pairs),
+            "train_case_ids": [p.case_id for p in train_pairs], "validation_case_ids": [p.case_id for p in val_pairs],
+            "synthetic_seeds_train": [s for s in seeds if s is not None],
+            "n_bone_voxels_train": int(sum(p.n_roi_voxels for p in train_pairs)),
+        },
+        "training": {
+            "loss": f"beta-NLL, beta = {cfg.beta}", "optimizer": f"Adam, lr {cfg.learning_rate} with cosine decay to 5 %", "iterations": n_it,
+            "batch_size": cfg.batch_size, "patch_vox": cfg.patch_vox, "loss_border_vox": cfg.loss_border_vox, "augmentation": "random left-right flips",
+            "seed": cfg.seed, "elapsed_s": round(elapsed, 1), "hardware": _hardware(device),
+        },
+        "validation": {k: v for k, v in val.items() if k not in ("calibration_bins", "z_histogram")},
+        "validation_split": "normal pairs of the training case list held out from training (validation_case_ids), z on the working grid",
+        "eval_metrics": {},
+        "references": [
+            "Seitzer M. et al., On the Pitfalls of Heteroscedastic Uncertainty Estimation with Probabilistic Neural Networks, ICLR 2022 (beta-NLL)",
+            "Kendall A., Gal Y., What Uncertainties Do We Need in Bayesian Deep Learning for Computer Vision?, NeurIPS 2017",
+            "Hoshiai S. et al., Clinical usefulness of temporal subtraction CT in detecting vertebral bone metastases, Eur J Radiol 2019",
+        ],
+    }
+
+
+def _write_figures(out: Path, history: dict[str, Any], val: dict[str, Any]) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
+    nll = np.asarray(history["nll"], dtype=float)
+    if nll.size:
+        k = max(1, min(50, nll.size // 10))
+        smooth = np.convolve(nll, np.ones(k) / k, mode="valid")
+        ax.plot(np.arange(nll.size) + 1, nll, color="0.8", lw=0.5, label="training NLL (per batch)")
+        ax.plot(np.arange(smooth.size) + k, smooth, color="C0", label=f"training NLL ({k}-batch mean)")
+    vh = [v for v in history.get("validation", []) if "nll" in v]
+    if vh:
+        # validation NLL is in HU units (log sigma in HU); shift it onto the normalised scale
+        shift = math.log(500.0)
+        ax.plot([v["iteration"] for v in vh], [v["nll"] - shift - 0.5 * math.log(2 * math.pi) for v in vh], "o-", color="C3", label="validation NLL")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("Gaussian NLL (normalised HU units)")
+    ax.legend(fontsize=7)
+    ax.set_title("z-score network: training loss")
+    fig.tight_layout()
+    p = out.with_name(out.stem + "-loss.png")
+    fig.savefig(p)
+    plt.close(fig)
+    paths.append(p)
+    if val:
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=110)
+        edges = np.linspace(-8, 8, 81)
+        counts = np.asarray(val["z_histogram"], dtype=float)
+        centres = 0.5 * (edges[:-1] + edges[1:])
+        dens = counts / counts.sum() / np.diff(edges)
+        axes[0].semilogy(centres, np.maximum(dens, 1e-7), drawstyle="steps-mid", label="z in held-out normal bone")
+        axes[0].semilogy(centres, np.exp(-0.5 * centres**2) / math.sqrt(2 * math.pi), "k--", lw=1, label="N(0, 1)")
+        axes[0].set_ylim(1e-6, 1)
+        axes[0].set_xlabel("z")
+        axes[0].set_ylabel("density")
+        axes[0].set_title(f"|z| > 3: {100 * val['frac_abs_z_gt3']:.2f} % (calibrated: 0.27 %)", fontsize=9)
+        axes[0].legend(fontsize=7)
+        bins = val["calibration_bins"]
+        sm = [b["sigma_mean_hu"] for b in bins]
+        rm = [b["rmse_hu"] for b in bins]
+        axes[1].plot(sm, rm, "o-", label="held-out normal bone (deciles of sigma)")
+        lim = max(max(sm), max(rm)) * 1.1
+        axes[1].plot([0, lim], [0, lim], "k--", lw=1, label="ideal")
+        axes[1].set_xlabel("predicted sigma (HU)")
+        axes[1].set_ylabel("observed RMS error (HU)")
+        axes[1].set_title("calibration of sigma", fontsize=9)
+        axes[1].legend(fontsize=7)
+        fig.tight_layout()
+        p = out.with_name(out.stem + "-calibration.png")
+        fig.savefig(p)
+        plt.close(fig)
+        paths.append(p)
+    return paths
+
+
+def write_model_card(weights: str | Path, metadata: dict[str, Any], figures: Sequence[Path] = ()) -> Path:
+    """Write (or rewrite) the model card ``<stem>.md`` beside the weights from the metadata."""
+    weights = Path(weights)
+    m = metadata
+    tr = m["training"]
+    td = m["training_data"]
+    hw = tr["hardware"]
+    val = m.get("validation", {})
+    dom = m["domain"]
+    hardware = hw.get("gpu") or f"{hw.get('cpu', 'CPU')} ({hw.get('cpu_count')} cores, torch threads: {hw.get('torch_threads')})"
+    if hw.get("note"):
+        hardware += f"; {hw['note']}"
+    lines = [
+        f"# Model card: {m['name']} v{m['version']}",
+        "",
+        "**Intended use: research use only; not for diagnosis.** It produces per-voxel z-scores of change between a",
+        "registered prior and current CT of the spine for temporal-subtraction reader studies; it was trained on",
+        "synthetic data only and has not been validated on patient CT.",
+        "",
+        "## What it does",
+        "",
+        "For every bone voxel of the current CT it estimates the value the voxel would have if nothing had changed",
+        "(`mu`) and its own error (`sigma`) from the registered prior around it. `z = (current - mu) / sigma`.",
+        f"Input: the warped prior on a {m['input']['working_spacing_mm']} mm working grid; the network never sees {m['input']['never_sees']}. Plus",
+        "constant channels of exam-level conditions: the soft-tissue noise index of each exam and the voxel spacing of each exam.",
+        "",
+        "## Architecture",
+        "",
+        f"3-D residual fully convolutional network, {m['architecture']['channels']} channels, {len(m['architecture']['dilations'])} residual blocks",
+        f"(two 3x3x3 convolutions each), head with 2 outputs (`mu` residual, `log sigma^2`); {m['architecture']['n_parameters']:,} parameters;",
+        f"receptive field radius {m['architecture']['receptive_radius_vox']} voxels. Weights: `{weights.name}`, SHA-256 `{m['sha256']}` (checked on load).",
+        "",
+        "## Training data",
+        "",
+        f"- {td['n_pairs_train']} lesion-free prior/current pairs for training, {td['n_pairs_validation']} held out for validation ({', '.join(td['validation_case_ids']) or 'none'}).",
+    ]
+    if td.get("case_list"):
+        lines.append(f"- Case list: `{td['case_list']}`.")
+    if td.get("description"):
+        lines.append(f"- {td['description']}")
+    if td.get("synthetic_seeds_train"):
+        lines.append(f"- Synthetic generation seeds of the training pairs: {', '.join(str(s) for s in td['synthetic_seeds_train'])}.")
+    lines += [
+        f"- {td['n_bone_voxels_train']:,} bone-ROI voxels on the working grid.",
+        f"- Domain recorded for the out-of-domain check: voxel spacing of the current {_fmt_list(dom['spacing_min_mm'])} to {_fmt_list(dom['spacing_max_mm'])} mm,",
+        f"  of the prior {_fmt_list(dom['prior_spacing_min_mm'])} to {_fmt_list(dom['prior_spacing_max_mm'])} mm (x, y, z; ±{100 * dom['spacing_tolerance']:.0f} %),",
+        f"  median bone HU of the prior {_fmt_list(dom['bone_hu_p50'], '.0f')}, 95th percentile {_fmt_list(dom['bone_hu_p95'], '.0f')} (±{dom['hu_margin']:.0f} HU),",
+        f"  soft-tissue noise index current {_fmt_list(dom['noise_current_hu'], '.1f')}, prior {_fmt_list(dom['noise_prior_hu'], '.1f')} HU (x/÷{dom['noise_factor']}).",
+        "  Outside it the detector warns and uses the analytic error model unless forced.",
+        "",
+        "## Training settings",
+        "",
+        f"- Loss: {tr['loss']}; optimiser: {tr['optimizer']}; {tr['iterations']} iterations of {tr['batch_size']} patches of {tr['patch_vox']}^3 voxels",
+        f"  centred on bone voxels ({tr['loss_border_vox']}-voxel border left out of the loss); {tr['augmentation']}; seed {tr['seed']}.",
+        f"- Hardware: {hardware}; device `{hw.get('device')}`. Training time: {tr['elapsed_s'] / 60:.1f} min ({tr['elapsed_s']:.0f} s, validation passes included).",
+        f"- torch {m['pytorch_version']}, numpy {m['numpy_version']}.",
+        "",
+        "## Validation (held-out normal pairs of the training case list)",
+        "",
+    ]
+    if val:
+        lines += [
+            f"- Fraction of bone voxels with |z| > 3: {100 * val['frac_abs_z_gt3']:.2f} % (a calibrated Gaussian gives 0.27 %); |z| > 4: {100 * val['frac_abs_z_gt4']:.3f} % (0.006 %).",
+            f"- z mean {val['z_mean']:+.3f}, standard deviation {val['z_sd']:.3f}; sigma median {val['sigma_median_hu']:.0f} HU, 95th percentile {val['sigma_p95_hu']:.0f} HU.",
+            f"- Gaussian NLL per voxel (HU units): {val['nll']:.3f}.",
+        ]
+    else:
+        lines.append("- No validation pairs were held out.")
+    ev = m.get("eval_metrics") or {}
+    if ev:
+        lines += ["", f"## Evaluation ({m.get('eval_split', 'see docs/detector-zscore.md')})", ""]
+        for k, v in ev.items():
+            lines.append(f"- {k}: {v:.3f}" if isinstance(v, float) else f"- {k}: {v}")
+    lines += ["", "## Figures", ""]
+    for f in figures:
+        lines.append(f"![{f.stem}]({f.name})")
+    lines += [
+        "",
+        "## Limitations",
+        "",
+        "- Trained on synthetic spine CT pairs (tsct.cases.synth); real scanners, reconstruction kernels, contrast",
+        "  phases and anatomy variants are not represented. Retrain on your own normal pairs (`tsct detect train`).",
+        "- Blastic change inside already dense cortex cannot be seen (no headroom); thin posterior elements have",
+        "  large sigma, so small lesions there are missed more often.",
+        "- sigma assumes registration quality like the training pairs; a pair whose registration QC failed must not be read.",
+        "",
+    ]
+    path = weights.with_name(weights.stem + ".md")
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def _fmt_list(values: Any, spec: str = ".2f") -> str:
+    if values is None:
+        return "n/a"
+    return "[" + ", ".join(format(float(v), spec) for v in values) + "]"
+
+
+def record_evaluation(weights: str | Path, metrics: dict[str, Any], split: str) -> Path:
+    """Write evaluation figures (with the split named) into a bundle's metadata and model card.
+
+    The weights and their SHA-256 are unchanged; only ``eval_metrics`` and ``eval_split`` of the
+    metadata and the model card are rewritten.
+    """
+    weights = Path(weights)
+    meta_path = metadata_path_for(weights)
+    metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+    metadata["eval_metrics"] = metrics
+    metadata["eval_split"] = split
+    meta_path.write_text(json.dumps(metadata, indent=1) + "\n", encoding="utf-8")
+    figures = [p for p in (weights.with_name(weights.stem + "-loss.png"), weights.with_name(weights.stem + "-calibration.png")) if p.is_file()]
+    write_model_card(weights, metadata, figures)
+    return meta_path

@@ -1,0 +1,155 @@
+"""The z-score stage of a case: z-map, sigma, candidates and the colour overlay series, written.
+
+:func:`zscore_stage` runs after registration and subtraction (inside :func:`detector.run_pair`
+when ``zscore=True``) and adds to the case folder:
+
+``zmap.nii.gz``        z = (current - estimate) / sigma in the bone ROI, float32 (0 outside)
+``sigma.nii.gz``       the estimated error sigma, HU, float32 (0 outside the ROI)
+``candidates.json``    lesion candidates with their parameters (LPS mm of the current exam)
+``candidates.csv``     the same, one row per candidate
+``dicom/zscore_overlay/`` colour Secondary Capture series of the fused overlay (DICOM input only)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+from cases import LabelVolume, Volume
+
+from .candidates import CandidateSet, find_candidates
+from .overlay import OverlayStyle, write_overlay_dicom
+from .zscore import ZMap, compute_zmap
+
+__all__ = ["ZScoreSettings", "ZScoreOutputs", "zscore_stage", "ZSCORE_OUTPUT_FILES"]
+
+#: Output file names of the z-score stage inside a case folder.
+ZSCORE_OUTPUT_FILES: dict[str, str] = {
+    "zmap": "zmap.nii.gz",
+    "sigma": "sigma.nii.gz",
+    "candidates_json": "candidates.json",
+    "candidates_csv": "candidates.csv",
+    "dicom_zscore_overlay": "dicom/zscore_overlay",
+}
+
+
+@dataclass(frozen=True)
+class ZScoreSettings:
+    """Options of the z-score stage.
+
+    Parameters
+    ----------
+    model : ``"default"`` (shipped weights), a weights path, a loaded model, or ``"analytic"``.
+    force_model : use the network even outside its training domain.
+    device : torch device (``"cpu"``, ``"cuda"``, ``"auto"``).
+    threshold, low_threshold, min_volume_mm3 : candidate rule (:func:`find_candidates`).
+    style : overlay look for the DICOM series.
+    """
+
+    model: Any = "default"
+    force_model: bool = False
+    device: str = "cpu"
+    threshold: float = 4.0
+    low_threshold: float | None = 3.0
+    min_volume_mm3: float = 20.0
+    style: OverlayStyle = field(default_factory=OverlayStyle)
+
+
+@dataclass(frozen=True, eq=False)
+class ZScoreOutputs:
+    """What the z-score stage made: the map, the candidates and the files written."""
+
+    zmap: ZMap
+    candidates: CandidateSet
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        return self.zmap.summary() + "\n" + self.candidates.summary()
+
+    def qc_entry(self) -> dict[str, Any]:
+        """JSON-ready figures for ``qc.json`` (method, model version, calibration, counts)."""
+        zm = self.zmap
+        roi = zm.bone_roi.array != 0
+        sig = zm.sigma_hu.array[roi]
+        return {
+            "method": zm.method,
+            "model_version": zm.model_version,
+            "in_domain": None if zm.domain is None else zm.domain.in_domain,
+            "domain_reasons": [] if zm.domain is None else list(zm.domain.reasons),
+            "notes": list(zm.notes),
+            "sigma_median_hu": float(np.median(sig)) if sig.size else None,
+            "frac_abs_z_gt3": zm.fraction_above(3.0),
+            "n_candidates": len(self.candidates),
+            "n_blastic": len(self.candidates.by_polarity("blastic")),
+            "n_lytic": len(self.candidates.by_polarity("lytic")),
+            "candidate_rule": self.candidates.parameters,
+        }
+
+
+def _write_float(volume: Volume, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array, dtype=np.float32))
+    image.SetSpacing(volume.spacing_mm)
+    image.SetOrigin(volume.origin_mm)
+    image.SetDirection(volume.direction)
+    sitk.WriteImage(image, str(path), True, 1)
+    return path
+
+
+def zscore_stage(
+    current: Volume,
+    warped_prior: Volume,
+    bone_roi: LabelVolume,
+    out_dir: str | Path | None = None,
+    *,
+    settings: ZScoreSettings | None = None,
+    prior_spacing_mm: Sequence[float] | None = None,
+    dicom_template: dict[str, Any] | None = None,
+    series_number: int = 9099,
+    case_id: str | None = None,
+) -> ZScoreOutputs:
+    """z-map, candidates and (with ``out_dir``) their files for one registered pair.
+
+    Parameters
+    ----------
+    current, warped_prior, bone_roi : the registered pair on the current grid.
+    out_dir : the case folder; None: nothing written.
+    settings : model, candidate rule and overlay style.
+    prior_spacing_mm : the prior exam's own spacing, for the network.
+    dicom_template : header of the current exam (``Exam.header``); when given, the overlay is
+        also written as a colour DICOM series in the current exam's study.
+    series_number : DICOM series number of the overlay series.
+    case_id : written into the candidates.
+    """
+    settings = settings or ZScoreSettings()
+    zm = compute_zmap(
+        current, warped_prior, bone_roi, model=settings.model, prior_spacing_mm=prior_spacing_mm, force=settings.force_model, device=settings.device,
+    )
+    roi = bone_roi.array != 0
+    change = current.like(np.where(roi, current.array.astype(np.float32) - warped_prior.array.astype(np.float32), 0.0).astype(np.float32))
+    cands = find_candidates(
+        zm.z, roi=roi, threshold=settings.threshold, low_threshold=settings.low_threshold, min_volume_mm3=settings.min_volume_mm3,
+        change_hu=change, score_name="z", case_id=case_id,
+    )
+    cands = CandidateSet(cands.candidates, {**cands.parameters, "z_method": zm.method, "model_version": zm.model_version}, case_id)
+    outputs: dict[str, Path] = {}
+    if out_dir is not None:
+        out = Path(out_dir)
+        outputs["zmap"] = _write_float(zm.z, out / ZSCORE_OUTPUT_FILES["zmap"])
+        outputs["sigma"] = _write_float(zm.sigma_hu, out / ZSCORE_OUTPUT_FILES["sigma"])
+        outputs["candidates_json"] = cands.write_json(out / ZSCORE_OUTPUT_FILES["candidates_json"])
+        outputs["candidates_csv"] = cands.write_csv(out / ZSCORE_OUTPUT_FILES["candidates_csv"])
+        if dicom_template is not None:
+            how = f"network v{zm.model_version}" if zm.method == "network" else "analytic error model"
+            folder = out / ZSCORE_OUTPUT_FILES["dicom_zscore_overlay"]
+            write_overlay_dicom(
+                current, zm.z, folder, template=dicom_template, style=settings.style, series_number=series_number,
+                series_description=f"TSCT z-score overlay ({'network' if zm.method == 'network' else 'analytic'})",
+                derivation_description=f"TSCT z-score map ({how}) on the current CT; z = (current - estimate) / sigma from the registered prior. Research use only; not for diagnosis.",
+            )
+            outputs["dicom_zscore_overlay"] = folder
+    return ZScoreOutputs(zmap=zm, candidates=cands, outputs=outputs)
