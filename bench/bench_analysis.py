@@ -113,6 +113,7 @@ def main() -> None:
     _report("DBM + OR, RRRC/FRRC/RRFC, incl. jackknife", _time(lambda: _full_analysis(d04, "wAFROC"), args.repeats * 4))
     dbm, orr = _full_analysis(d04, "wAFROC")
     print(f"  RRRC: F = {orr['RRRC'].statistic:.4f}, ddf = {orr['RRRC'].ddf:.3f}, p = {orr['RRRC'].p_value:.3g}")
+    _rjafroc_side_by_side(d04)
 
     print(f"\n2) synthetic FROC study: {args.treatments} treatments x {args.readers} readers x {args.cases} cases "
           f"(seed {args.seed})")
@@ -135,6 +136,23 @@ def main() -> None:
     print(f"  peak traced allocations during DBM + OR: {peak / 2**20:.1f} MiB")
     rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(f"  peak resident set size of this process:  {rss_kib / 2**10:.1f} MiB")
+
+
+def _rjafroc_side_by_side(data) -> None:  # noqa: ANN001
+    """The same DBM + OR analysis through RJafroc (rpy2), timed, where R and RJafroc are installed."""
+    from analysis import rjafroc_available
+
+    ok, reason = rjafroc_available()
+    if not ok:
+        print(f"  RJafroc side by side: skipped ({reason})")
+        return
+
+    def _rjafroc() -> None:
+        for method in ("DBM", "OR"):
+            significance_test(data, "wAFROC", method=method, backend="rjafroc")
+
+    _rjafroc()  # warm-up (R start-up, package load)
+    _report("RJafroc St(): DBM + OR, all analyses", _time(_rjafroc, 3))
 
 
 if __name__ == "__main__":
