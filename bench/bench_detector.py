@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2026, help="seed of the generated pair")
     parser.add_argument("--dicom", action="store_true", help="read the exams from DICOM and time the derived DICOM series")
     parser.add_argument("--deformable", default="bspline", help="deformable stage: bspline, demons, diffeomorphic_demons, none")
+    parser.add_argument("--out", type=Path, help="keep the outputs in this folder (default: a temporary folder, deleted)")
     args = parser.parse_args()
 
     tmp = None
@@ -93,7 +94,8 @@ def main() -> None:
     def on_stage(name: str) -> None:
         marks.append((name, time.perf_counter(), time.process_time(), _rss_gb()))
 
-    out_dir = Path(tempfile.mkdtemp(prefix="tsct-bench-out-"))
+    out_tmp = None if args.out else tempfile.TemporaryDirectory(prefix="tsct-bench-out-")
+    out_dir = args.out if args.out else Path(out_tmp.name)  # type: ignore[union-attr]
     start, cpu_start = time.perf_counter(), time.process_time()
     result = run_pair(prior, current, out_dir, config=RegistrationConfig(deformable=args.deformable), on_stage=on_stage, write_dicom=args.dicom)
     end, cpu_end, rss_end = time.perf_counter(), time.process_time(), _rss_gb()
@@ -123,6 +125,8 @@ def main() -> None:
     ok_mem = rss_end <= 6.0
     print(f"target <= 45 s: {'met' if ok_time else 'NOT met'} ({total_wall:.1f} s wall, {total_cpu:.1f} s CPU); "
           f"<= 6 GB: {'met' if ok_mem else 'NOT met'} ({rss_end:.2f} GB peak, including loading)")
+    if out_tmp is not None:
+        out_tmp.cleanup()
     if tmp is not None:
         tmp.cleanup()
 

@@ -121,17 +121,6 @@ def crop(volume: Volume, box: tuple[slice, slice, slice]) -> Volume:
     return type(volume)(volume.array[box], volume.spacing_mm, origin, volume.direction, dict(volume.metadata))
 
 
-def paste(values: np.ndarray, box: tuple[slice, slice, slice], shape: tuple[int, int, int], fill: float, dtype: np.dtype) -> np.ndarray:
-    """A full-grid array of ``shape`` filled with ``fill`` holding ``values`` inside ``box``."""
-    out = np.full(shape, fill, dtype=dtype)
-    out[box] = values
-    return out
-
-
-def union_box(a: tuple[slice, ...], b: tuple[slice, ...]) -> tuple[slice, slice, slice]:
-    return tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(a, b))  # type: ignore[return-value]
-
-
 def mask_bounding_box(mask: np.ndarray, *, margin_vox: tuple[int, int, int] = (0, 0, 0)) -> tuple[slice, slice, slice] | None:
     """Array slices of the non-zero voxels' bounding box grown by ``margin_vox`` (z, y, x); None if empty."""
     out = []

@@ -10,7 +10,9 @@ multi-threaded) on the bounding box of the bone candidates:
    150-300 HU, cortex 700-1500 HU) that are connected to a voxel >= ``seed_threshold_hu`` (400 HU).
    Contrast-filled vessels and bowel (150-300 HU with nothing denser) are dropped.
 3. **Closing** with a ball of ``closing_radius_mm`` bridges thin cortical gaps, then **hole
-   filling** puts the marrow (and lytic lesions enclosed by cortex) inside the mask.
+   filling** puts the marrow (and lytic lesions enclosed by cortex) inside the mask. Both run on
+   a copy max-pooled to about 1.5 mm (8 s at full resolution on a 512x512x300 CT, 0.3 s so);
+   only voxels of blocks without bone are added, so the bone surface keeps full resolution.
 4. **Components** smaller than ``min_component_mm3`` are removed (noise specks, calcifications).
 
 A user's own label map (for example a TotalSegmentator output) can replace all of this: pass it

@@ -94,7 +94,7 @@ def run(
     series_uid_prior: Optional[str] = typer.Option(None, "--series-uid-prior", help="SeriesInstanceUID of the prior series, when its folder holds several."),
     series_uid_current: Optional[str] = typer.Option(None, "--series-uid-current", help="SeriesInstanceUID of the current series, when its folder holds several."),
     kernel: str = typer.Option("adaptive", help="Voxel-matching kernel: 'adaptive' (from the slice spacings), 'none', or half-widths in voxels 'rx,ry,rz' (e.g. 1,1,0 = 3x3x1)."),
-    deformable: str = typer.Option("demons", help="Deformable stage: 'demons', 'diffeomorphic_demons' (fold-free, slower) or 'none' (rigid only)."),
+    deformable: str = typer.Option("bspline", help="Deformable stage: 'bspline' (default: B-spline fitted in bone), 'demons', 'diffeomorphic_demons' (dense, slower) or 'none' (rigid only)."),
     dicom: Optional[bool] = typer.Option(None, "--dicom/--no-dicom", help="Write derived DICOM series (default: when the current exam is DICOM)."),
     save_transform: bool = typer.Option(True, "--transform/--no-transform", help="Write transform.h5 (the deformation, ~25 bytes per 1.5 mm voxel)."),
     case_id: Optional[str] = typer.Option(None, help="Case identifier written into qc.json."),
@@ -149,7 +149,7 @@ def batch(
     case_list: Path = typer.Argument(..., help="Case-list CSV (schema: docs/case-list.md)."),
     out: Path = typer.Option(..., "--out", help="Output folder; each case goes to OUT/<case_id>/."),
     overwrite: bool = typer.Option(False, help="Re-run cases that are already finished (qc.json present)."),
-    deformable: str = typer.Option("demons", help="Deformable stage: 'demons', 'diffeomorphic_demons' or 'none'."),
+    deformable: str = typer.Option("bspline", help="Deformable stage: 'bspline' (default), 'demons', 'diffeomorphic_demons' or 'none'."),
 ) -> None:
     """Run every case of a case list; finished cases are skipped, failed cases are reported at the end."""
     from cases import CaseListError
@@ -198,7 +198,7 @@ def check_registration(
     out: Optional[Path] = typer.Option(None, "--out", help="Also write each case's outputs to OUT/<case_id>/."),
     bone_truth: str = typer.Option("bone.nii.gz", help="File name of a truth bone mask next to each current exam (synthetic sets write bone.nii.gz); a threshold mask is used where it is missing."),
     max_cases: Optional[int] = typer.Option(None, help="Measure at most this many cases."),
-    deformable: str = typer.Option("demons", help="Deformable stage: 'demons', 'diffeomorphic_demons' or 'none'."),
+    deformable: str = typer.Option("bspline", help="Deformable stage: 'bspline' (default), 'demons', 'diffeomorphic_demons' or 'none'."),
 ) -> None:
     """Measure TRE in bone, artifact level, lesion contrast kept and run time on cases with a known transform."""
     import SimpleITK as sitk

@@ -33,6 +33,7 @@ def train(
     channels: int = typer.Option(16, help="Feature channels of the network."),
     blocks: int = typer.Option(4, help="Residual blocks of the network."),
     validation_pairs: int = typer.Option(2, help="Normal pairs held out for validation and the calibration figures."),
+    checkpoint_every: int = typer.Option(100, help="Iterations between checkpoints (and validation passes)."),
     max_pairs: Optional[int] = typer.Option(None, help="Use at most this many normal pairs."),
     seed: int = typer.Option(0, help="Seed of patch sampling, validation split and initial weights."),
     device: str = typer.Option("auto", help="'auto' (a CUDA GPU when present, else CPU), 'cpu' or 'cuda'."),
@@ -50,7 +51,7 @@ def train(
     try:
         config = TrainingConfig(
             iterations=iterations, batch_size=batch_size, patch_vox=patch, learning_rate=learning_rate, beta=beta, channels=channels,
-            n_blocks=blocks, validation_pairs=validation_pairs, seed=seed, device=device, num_threads=threads, version=version,
+            n_blocks=blocks, validation_pairs=validation_pairs, checkpoint_every=checkpoint_every, seed=seed, device=device, num_threads=threads, version=version,
         )
         cl = read_case_list(case_list)
         console.print(f"Preparing training pairs from {case_list}: {len(cl.normal_cases)} normal case(s); registration outputs in {work_dir}.")

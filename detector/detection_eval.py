@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -39,7 +39,7 @@ import numpy as np
 from cases import Case, CaseList, LabelVolume, Volume, read_case_list, read_exam, read_volume
 
 from ._errors import DetectorInputError
-from .candidates import CandidateSet, find_candidates
+from .candidates import find_candidates
 from .froc import CaseMarks, DetectionScore, TruthLesion, match_candidates, score_detector, wafroc_scores
 
 __all__ = ["METHODS", "EvaluationSettings", "DetectorEvaluation", "evaluate_detectors", "EVALUATION_JSON_KEYS"]

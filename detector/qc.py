@@ -309,8 +309,8 @@ def assess_registration(
     if j01 is not None and j99 is not None and (j01 < t.jacobian_range[0] or j99 > t.jacobian_range[1]):
         failed = True
         messages.append(
-            f"The deformation changes bone volume locally by {min(j01, 2 - j99) - 1:+.0%} to {max(j99, 2 - j01) - 1:+.0%} "
-            f"(1st-99th percentile of the Jacobian {j01:.2f}-{j99:.2f}, limits {t.jacobian_range[0]}-{t.jacobian_range[1]}): "
+            f"The deformation changes bone volume locally by {j01 - 1:+.0%} to {j99 - 1:+.0%} "
+            f"(1st-99th percentile of the Jacobian {j01:.2f} to {j99:.2f}, limits {t.jacobian_range[0]}-{t.jacobian_range[1]}): "
             "more than repositioning does; different patients or a failed registration."
         )
     signs: list[str] = []

@@ -8,18 +8,21 @@ neighbourhood instead of the single value at the same place: the current value i
 
     vm = current - clip(current, min_K(warped_prior), max_K(warped_prior)),
 
-which is zero wherever a slightly shifted prior could explain the current value. With
+which is zero wherever a slightly shifted prior could explain the current value. Itai et al.
+match against the closest of the neighbourhood's voxel *values*; the range form used here also
+admits the values in between (a prior sampled at an intermediate position), as the issue
+specifies, and costs two separable min/max filters. With
 ``symmetric=True`` the prior is also matched against the current's neighbourhood range and the
 smaller change of the same sign is kept (Tanaka et al. 2020).
 
 The neighbourhood ``K`` is a box of ``(2 r_x + 1) x (2 r_y + 1) x (2 r_z + 1)`` voxels. A large
-box also matches away real lesions: a 3x3x3 box removed most lytic signal in textured cancellous
-bone in trials, because the trabecular texture spreads the prior's range over ±60 HU. The
-``"adaptive"`` kernel follows Tanaka et al. 2020: its half-width along each axis covers the
-positional uncertainty of the discretised exams, half the coarser of the two exams' spacings,
-so thick slices search along z only when the prior is coarser than the current, and thin
-isotropic exams search in-plane only (see :func:`adaptive_kernel_radius` and docs/detector.md
-for the measurements behind the rule).
+box also matches away real lesions, because the trabecular texture spreads the prior's range
+over ±60 HU. Measured on 8 small and 2 clinical-size synthetic pairs (docs/detector.md): plain
+subtraction kept 99-101 % of the lytic change; 3x3x1 kept 62-67 % while cutting the artifact
+level in bone about four-fold; 3x3x3 kept 43-55 %; symmetric matching kept 26-33 % or less.
+The ``"adaptive"`` kernel follows Tanaka et al. 2020: in-plane 3x3, and along z only as far as
+half the prior's slice spacing reaches beyond the current's (thick prior slices), never for
+thick current slices (see :func:`adaptive_kernel_radius`).
 
 Everything outside the bone ROI is set to 0: the subtraction is read in bone only.
 """

@@ -41,9 +41,10 @@ def test_check_registration_writes_documented_json(tmp_path):
     assert set(report) == {"case_list", "cases", "summary", "errors"}
     case = report["cases"][0]
     assert set(case) == set(CHECK_JSON_KEYS)
-    assert case["tre_mean_mm"] < 0.6 and case["tre_initial_mean_mm"] > case["tre_mean_mm"]
+    assert case["tre_mean_mm"] < 0.35 and case["tre_p95_mm"] < 0.9 and case["tre_initial_mean_mm"] > 3.0
     assert case["run_time_s"] > 0 and case["qc_status"] in ("ok", "warning")
     assert case["n_lesions"] >= 1 and case["lesions"][0]["lesion_type"] in ("lytic", "blastic", "mixed")
+    assert all(80 <= les["kept_plain_pct"] <= 120 for les in case["lesions"] if les["n_voxels"] >= 20)
     assert report["summary"]["n_cases"] == 1 and report["summary"]["mean_tre_mean_mm"] == case["tre_mean_mm"]
     assert "TRE in bone" in result.output
 

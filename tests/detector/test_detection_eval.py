@@ -5,41 +5,16 @@ from __future__ import annotations
 import json
 import math
 
-import numpy as np
 import pytest
 
-from cases import Case, CaseList, Lesion, write_case_list, write_volume
 from detector.detection_eval import EVALUATION_JSON_KEYS, EvaluationSettings, evaluate_detectors
 
-from .zscore_toy import BLASTIC_CENTRE, LYTIC_CENTRE, toy_pair
+from .zscore_toy import write_toy_study
 
 
 @pytest.fixture(scope="module")
 def toy_study(tmp_path_factory):
-    root = tmp_path_factory.mktemp("toy-eval")
-    work = root / "work"
-    cases = []
-    for i, abnormal in enumerate((False, True, False, True)):
-        pair = toy_pair(seed=100 + i, lesions=abnormal)
-        folder = root / "cases" / f"T{i}"
-        prior = write_volume(pair.prior, folder / "prior.nii.gz")
-        current = write_volume(pair.current, folder / "current.nii.gz")
-        lesions = ()
-        if abnormal:
-            labels = write_volume(pair.lesions, folder / "lesions.nii.gz")
-            lesions = tuple(
-                Lesion(f"T{i}-{k}", tuple(float(v) for v in pair.current.index_to_point_mm(c[::-1])), t, "vertebral_body", radius_mm=6.0, label_map=labels, label_value=k)
-                for k, (t, c) in enumerate((("lytic", LYTIC_CENTRE), ("blastic", BLASTIC_CENTRE)), start=1)
-            )
-        cases.append(Case(f"T{i}", prior, current, abnormal, lesions))
-        out = work / f"T{i}"
-        write_volume(pair.prior, out / "warped_prior.nii.gz")
-        write_volume(pair.roi, out / "bone_roi.nii.gz")
-        vm = np.where(pair.roi.array != 0, pair.current.array - pair.prior.array, 0).astype(np.float32)
-        write_volume(pair.current.like(vm), out / "subtraction_vm.nii.gz")
-        (out / "qc.json").write_text(json.dumps({"status": "ok", "inputs": {"prior": {"spacing_mm": [1.5, 1.5, 1.5]}}}))
-    path = write_case_list(CaseList(tuple(cases)), root / "caselist.csv")
-    return path, work
+    return write_toy_study(tmp_path_factory.mktemp("toy-eval"))
 
 
 def test_evaluation_scores_every_method(toy_study, tmp_path):

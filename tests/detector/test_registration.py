@@ -21,8 +21,8 @@ def test_tre_in_bone_small_pair(reg_run, reg_pair):
     )
     assert m.tre_initial_mean_mm > 5.0  # the pair really is misaligned to start with
     assert m.tre_rigid_mean_mm < 3.0
-    assert m.tre_mean_mm < 0.45
-    assert m.tre_p95_mm < 1.0
+    assert m.tre_mean_mm < 0.3
+    assert m.tre_p95_mm < 0.7
     assert m.tre_mean_mm < 0.5 * m.tre_rigid_mean_mm  # the deformable stage earns its keep
     assert m.n_tre_points > 10_000
 

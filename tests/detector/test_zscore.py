@@ -23,7 +23,7 @@ from detector.zscore import (
     predict_on_grid,
 )
 
-from .zscore_toy import BLASTIC_CENTRE, LYTIC_CENTRE, toy_pair, untrained_model
+from .zscore_toy import toy_pair, untrained_model
 
 torch = pytest.importorskip("torch")
 

@@ -87,3 +87,41 @@ def untrained_model(domain: dict | None = None, seed: int = 0):  # type: ignore[
             p.add_(0.05 * torch.randn_like(p))
     meta = {"name": "toy", "version": "0.0.1", "architecture": {"channels": 4, "dilations": [1, 1], "n_inputs": 7}, "input": {"working_spacing_mm": 1.5}, "domain": domain or {}}
     return ZScoreModel(net=net.eval(), metadata=meta, path=None, device=torch.device("cpu"))
+
+
+def write_toy_study(root, abnormal=(False, True, False, True)):  # type: ignore[no-untyped-def]
+    """Toy cases on disk with their "registration outputs" already in ``root/work/<case_id>/``.
+
+    Returns (case-list path, work folder). The work folders hold what ``detector.run_pair``
+    writes and the z-score stages read (warped prior = prior, bone ROI, voxel-matched
+    subtraction = plain subtraction, ``qc.json`` with status and the prior's spacing).
+    """
+    import json
+    from pathlib import Path
+
+    from cases import Case, CaseList, Lesion, write_case_list, write_volume
+
+    root = Path(root)
+    work = root / "work"
+    cases = []
+    for i, is_abnormal in enumerate(abnormal):
+        pair = toy_pair(seed=100 + i, lesions=is_abnormal)
+        folder = root / "cases" / f"T{i}"
+        prior = write_volume(pair.prior, folder / "prior.nii.gz")
+        current = write_volume(pair.current, folder / "current.nii.gz")
+        lesions = ()
+        if is_abnormal:
+            labels = write_volume(pair.lesions, folder / "lesions.nii.gz")
+            lesions = tuple(
+                Lesion(f"T{i}-{k}", tuple(float(v) for v in pair.current.index_to_point_mm(c[::-1])), t, "vertebral_body", radius_mm=6.0, label_map=labels, label_value=k)
+                for k, (t, c) in enumerate((("lytic", LYTIC_CENTRE), ("blastic", BLASTIC_CENTRE)), start=1)
+            )
+        cases.append(Case(f"T{i}", prior, current, is_abnormal, lesions))
+        out = work / f"T{i}"
+        write_volume(pair.prior, out / "warped_prior.nii.gz")
+        write_volume(pair.roi, out / "bone_roi.nii.gz")
+        vm = np.where(pair.roi.array != 0, pair.current.array - pair.prior.array, 0).astype(np.float32)
+        write_volume(pair.current.like(vm), out / "subtraction_vm.nii.gz")
+        (out / "qc.json").write_text(json.dumps({"status": "ok", "inputs": {"prior": {"spacing_mm": [1.5, 1.5, 1.5]}}}))
+    path = write_case_list(CaseList(tuple(cases)), root / "caselist.csv")
+    return path, work
