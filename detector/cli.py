@@ -286,3 +286,9 @@ def check_registration(
     )
     if errors:
         _fail(f"{len(errors)} case(s) could not be measured: " + "; ".join(f"{k}: {v}" for k, v in errors.items()), code=1)
+
+
+# The z-score network's commands (train, evaluate) live in cli_zscore.py.
+from .cli_zscore import register_commands as _register_zscore_commands  # noqa: E402
+
+_register_zscore_commands(app)
