@@ -24,6 +24,24 @@ measure_registration, RegistrationMeasurement
 QCReport, DetectorInputError
     The QC verdict (``qc.json``) and the error raised for unusable input.
 
+Detector, part 2 (docs/detector-zscore.md):
+
+compute_zmap, ZMap, load_zscore_model, ZScoreModel, DomainCheck, analytic_sigma
+    The z-score map z = (current - estimate) / sigma from a network that sees only the
+    registered prior (shipped weights ``detector/weights/zscore-v1.pt``), with a domain check and
+    the analytic error model as documented fallback.
+find_candidates, CandidateSet, Candidate
+    Lesion candidates: connected regions of |z| above a threshold, with hysteresis.
+render_overlay, OverlayStyle, write_overlay_dicom
+    The colour overlay (green increase, orange decrease) for the reading app and as a DICOM
+    Secondary Capture series.
+zscore_stage, ZScoreSettings, ZScoreOutputs
+    The z-score stage of a case folder (``run_pair(..., zscore=True)`` calls it).
+train_zscore_model, prepare_training_pairs, TrainingConfig
+    Training on the normal pairs of a case list (``tsct detect train``).
+evaluate_detectors, EvaluationSettings, DetectorEvaluation
+    Plain vs voxel-matched subtraction vs z-map as stand-alone detectors (``tsct detect evaluate``).
+
 See docs/detector.md for parameters, measurements, output layout and JSON keys.
 """
 
@@ -34,6 +52,12 @@ from .pipeline import BatchResult, PairResult, run_case_list, run_pair
 from .qc import QCReport
 from .registration import IterationInfo, RegistrationConfig, RegistrationResult, register
 from .subtraction import SubtractionImages, temporal_subtraction
+from .candidates import Candidate, CandidateSet, find_candidates
+from .detection_eval import DetectorEvaluation, EvaluationSettings, evaluate_detectors
+from .overlay import OverlayStyle, render_overlay, write_overlay_dicom
+from .train import TrainingConfig, prepare_training_pairs, train_zscore_model
+from .zscore import DomainCheck, ModelBundleError, OutOfDomainWarning, ZMap, ZScoreModel, analytic_sigma, compute_zmap, load_zscore_model
+from .zscore_outputs import ZScoreOutputs, ZScoreSettings, zscore_stage
 
 __all__ = [
     "BatchResult",
@@ -51,4 +75,28 @@ __all__ = [
     "run_case_list",
     "run_pair",
     "temporal_subtraction",
+    # part 2: z-score map, candidates, overlay, training, evaluation
+    "Candidate",
+    "CandidateSet",
+    "DetectorEvaluation",
+    "DomainCheck",
+    "EvaluationSettings",
+    "ModelBundleError",
+    "OutOfDomainWarning",
+    "OverlayStyle",
+    "TrainingConfig",
+    "ZMap",
+    "ZScoreModel",
+    "ZScoreOutputs",
+    "ZScoreSettings",
+    "analytic_sigma",
+    "compute_zmap",
+    "evaluate_detectors",
+    "find_candidates",
+    "load_zscore_model",
+    "prepare_training_pairs",
+    "render_overlay",
+    "train_zscore_model",
+    "write_overlay_dicom",
+    "zscore_stage",
 ]

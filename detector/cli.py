@@ -5,7 +5,13 @@ Commands for imaging scientists and study coordinators:
 * ``run PRIOR CURRENT --out DIR``: one pair, outputs and QC in DIR;
 * ``batch CASELIST --out DIR``: every case of a case list into DIR/<case_id>/;
 * ``check-registration CASELIST --json OUT``: accuracy against the known deformation of
-  synthetic pairs (TRE in bone, artifact level, lesion contrast kept, run time).
+  synthetic pairs (TRE in bone, artifact level, lesion contrast kept, run time);
+* ``train CASELIST --out WEIGHTS``: train the z-score network on the normal pairs of a case list;
+* ``evaluate CASELIST --work DIR``: plain subtraction vs voxel matching vs z-map as stand-alone
+  detectors (FROC, sensitivity at 0.5/1/3 FP per case, wAFROC, calibration).
+
+``run`` and ``batch`` also make the z-score map, its sigma, the lesion candidates and (for DICOM
+input) the colour overlay series unless ``--no-zscore`` is given (docs/detector-zscore.md).
 
 Bad input ends with one red line naming the file and what to fix, and exit code 2. A
 registration whose QC failed prints a red warning and exits with code 1 (outputs are written).
@@ -62,6 +68,20 @@ def _print_qc(qc, where: str = "") -> None:  # type: ignore[no-untyped-def]
         console.print("[bold red]Do not read this subtraction: registration QC failed.[/]")
 
 
+def _zscore_settings(model: str, force_model: bool, device: str, threshold: float = 4.0, low_threshold: Optional[float] = 3.0, min_volume: float = 20.0, palette: str = "green-orange"):  # type: ignore[no-untyped-def]
+    from ._errors import DetectorInputError
+    from .overlay import OverlayStyle
+    from .zscore_outputs import ZScoreSettings
+
+    if model not in ("default", "analytic") and not Path(model).is_file():
+        _fail(f"--model {model}: no such weights file. Use 'default' (the shipped network), 'analytic' or the path of a .pt file written by 'tsct detect train'.")
+    try:
+        style = OverlayStyle(threshold=threshold, palette=palette)
+    except DetectorInputError as exc:
+        _fail(str(exc))
+    return ZScoreSettings(model=model, force_model=force_model, device=device, threshold=threshold, low_threshold=low_threshold, min_volume_mm3=min_volume, style=style)
+
+
 class _Progress:
     """A rich progress display driven by run_pair's stage and iteration callbacks."""
 
@@ -98,14 +118,23 @@ def run(
     dicom: Optional[bool] = typer.Option(None, "--dicom/--no-dicom", help="Write derived DICOM series (default: when the current exam is DICOM)."),
     save_transform: bool = typer.Option(True, "--transform/--no-transform", help="Write transform.h5 (the deformation, ~25 bytes per 1.5 mm voxel)."),
     case_id: Optional[str] = typer.Option(None, help="Case identifier written into qc.json."),
+    zscore: bool = typer.Option(True, "--zscore/--no-zscore", help="Also make the z-score map, its sigma, lesion candidates and (DICOM input) the colour overlay series."),
+    model: str = typer.Option("default", help="z-score model: 'default' (the shipped network), the path of your own weights (.pt), or 'analytic' (no network)."),
+    force_model: bool = typer.Option(False, help="Use the network even when the pair is outside its training domain (otherwise the analytic error model is used, with a warning)."),
+    threshold: float = typer.Option(4.0, help="|z| from which voxels are coloured and candidates start."),
+    low_threshold: float = typer.Option(3.0, help="Candidates grow over connected voxels with |z| >= this (hysteresis)."),
+    min_volume: float = typer.Option(20.0, help="Smallest lesion candidate, mm³."),
+    palette: str = typer.Option("green-orange", help="Overlay colours: 'green-orange' (increase green, decrease orange) or 'blue-red' (Hoshiai et al.)."),
+    device: str = typer.Option("cpu", help="Torch device for the network: 'cpu', 'cuda' or 'auto'."),
 ) -> None:
-    """Register PRIOR onto CURRENT and write the warped prior, the subtraction images, the bone ROI and qc.json."""
+    """Register PRIOR onto CURRENT and write the warped prior, the subtraction images, the bone ROI, the z-score map with lesion candidates, and qc.json."""
     from cases import ExamReadError
 
     from ._errors import DetectorInputError
     from .pipeline import run_pair
 
     values = _parse_values(bone_label_values)
+    settings = _zscore_settings(model, force_model, device, threshold, low_threshold, min_volume, palette) if zscore else None
     kernel_spec: object = kernel
     if kernel not in ("adaptive", "none"):
         try:
@@ -132,12 +161,17 @@ def run(
                 current_series_uid=series_uid_current,
                 on_iteration=progress.iteration,
                 on_stage=progress.stage,
+                zscore=zscore,
+                zscore_settings=settings,
             )
-    except (ExamReadError, DetectorInputError, FileNotFoundError) as exc:
+    except (ExamReadError, DetectorInputError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
         return
     console.print(result.registration.summary(), highlight=False)
     console.print(result.subtraction.summary(), highlight=False)
+    if result.zscore is not None:
+        colour = "yellow" if result.zscore.zmap.notes else "white"
+        console.print(f"[{colour}]{result.zscore.summary()}[/]", highlight=False)
     _print_qc(result.qc)
     console.print(f"Outputs in [bold]{out}[/] ({time.perf_counter() - start:.1f} s): " + ", ".join(p.name for p in result.outputs.values()))
     if result.qc.status == "failed":
@@ -150,15 +184,26 @@ def batch(
     out: Path = typer.Option(..., "--out", help="Output folder; each case goes to OUT/<case_id>/."),
     overwrite: bool = typer.Option(False, help="Re-run cases that are already finished (qc.json present)."),
     deformable: str = typer.Option("bspline", help="Deformable stage: 'bspline' (default), 'demons', 'diffeomorphic_demons' or 'none'."),
+    zscore: bool = typer.Option(True, "--zscore/--no-zscore", help="Also make each case's z-score map, sigma, lesion candidates and (DICOM input) colour overlay series."),
+    model: str = typer.Option("default", help="z-score model: 'default' (the shipped network), the path of your own weights (.pt), or 'analytic'."),
+    force_model: bool = typer.Option(False, help="Use the network even on pairs outside its training domain."),
+    device: str = typer.Option("cpu", help="Torch device for the network: 'cpu', 'cuda' or 'auto'."),
 ) -> None:
     """Run every case of a case list; finished cases are skipped, failed cases are reported at the end."""
+    import warnings
+
     from cases import CaseListError
 
     from .pipeline import run_case_list
+    from .zscore import OutOfDomainWarning
 
+    settings = _zscore_settings(model, force_model, device) if zscore else None
     try:
         config = _config(deformable)
-        result = run_case_list(case_list, out, overwrite=overwrite, progress=True, config=config)
+        with warnings.catch_warnings():
+            # out-of-domain pairs are recorded per case in qc.json ("zscore" notes); one line each would flood the bar
+            warnings.simplefilter("ignore", OutOfDomainWarning)
+            result = run_case_list(case_list, out, overwrite=overwrite, progress=True, config=config, zscore=zscore, zscore_settings=settings)
     except CaseListError as exc:
         _fail(str(exc))
         return
@@ -235,7 +280,7 @@ def check_registration(
                 true_t = loader(case.true_transform)
                 start = time.perf_counter()
                 result = run_pair(
-                    prior, current, (out / case.case_id) if out else None, case_id=case.case_id, config=config,
+                    prior, current, (out / case.case_id) if out else None, case_id=case.case_id, config=config, zscore=False,
                     on_stage=lambda name, cid=case.case_id: bar.update(task, description=f"{cid}: {name}"),
                 )
                 run_time = time.perf_counter() - start
@@ -292,3 +337,9 @@ def check_registration(
 from .cli_zscore import register_commands as _register_zscore_commands  # noqa: E402
 
 _register_zscore_commands(app)
+
+
+# The z-score network's commands (train, evaluate) live in their own module.
+from .cli_zscore import register_commands  # noqa: E402
+
+register_commands(app)

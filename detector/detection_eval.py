@@ -312,7 +312,7 @@ def _registered(case: Case, work: Path, current: Volume, run_options: dict[str, 
         roi = read_volume(files[2], label=True)
         vm = read_volume(files[3]).array.astype(np.float32)
     else:
-        result = run_pair(case.prior, current, case_dir, case_id=case.case_id, write_dicom=False, **run_options)
+        result = run_pair(case.prior, current, case_dir, case_id=case.case_id, write_dicom=False, **{"zscore": False, **run_options})
         warped, roi, vm, status = result.warped_prior, result.bone_roi, result.subtraction.voxel_matched.array, result.qc.status
         prior_spacing = result.qc.inputs.get("prior", {}).get("spacing_mm")
     return warped, roi, vm, status, (tuple(float(v) for v in prior_spacing) if prior_spacing else None)  # type: ignore[return-value]

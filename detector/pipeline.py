@@ -10,10 +10,14 @@ later stages (z-score network, reading app) read:
     ``subtraction_vm.nii.gz`` voxel-matched subtraction in the bone ROI, int16 HU (0 outside)
     ``bone_roi.nii.gz``       the bone ROI (uint8, 1 = inside)
     ``transform.h5``          ITK composite transform, current-exam points → prior-exam points
+    ``zmap.nii.gz``, ``sigma.nii.gz``, ``candidates.json``, ``candidates.csv``
+                              the z-score map, its sigma (HU) and the lesion candidates
+                              (``zscore=True``, the default; see :mod:`detector.zscore_outputs`)
     ``qc.json``               QC figures and verdict; written last, so its presence marks a
                               finished case
-    ``dicom/warped_prior/``, ``dicom/subtraction/``, ``dicom/subtraction_vm/``
-                              derived DICOM series (only when the current exam was DICOM)
+    ``dicom/warped_prior/``, ``dicom/subtraction/``, ``dicom/subtraction_vm/``,
+    ``dicom/zscore_overlay/`` derived DICOM series (only when the current exam was DICOM); the
+                              overlay is a colour Secondary Capture series
 
 :func:`run_case_list` runs a whole case list into ``<out>/<case_id>/`` folders, skips cases
 that are already finished, goes on past a failed case and reports the failures at the end.
@@ -75,6 +79,8 @@ class PairResult:
         ``qc``, ``write_nifti``, ``write_dicom``, ``total``), s.
     outputs : written files by kind (see :data:`OUTPUT_FILES`), empty without ``out_dir``.
     case_id : the case identifier, if given.
+    zscore : the z-score map and lesion candidates (:class:`~detector.zscore_outputs.ZScoreOutputs`),
+        None when run with ``zscore=False``.
     """
 
     registration: RegistrationResult
@@ -85,14 +91,16 @@ class PairResult:
     timings_s: dict[str, float]
     outputs: dict[str, Path] = field(default_factory=dict)
     case_id: str | None = None
+    zscore: Any = None
 
     def summary(self) -> str:
-        """Registration, subtraction and QC summary plus stage times."""
+        """Registration, subtraction, z-score and QC summary plus stage times."""
         times = ", ".join(f"{k} {v:.1f}" for k, v in self.timings_s.items())
         lines = [
             f"Case {self.case_id}" if self.case_id else "Prior/current pair",
             self.registration.summary(),
             self.subtraction.summary(),
+            *([self.zscore.summary()] if self.zscore is not None else []),
             self.qc.summary(),
             f"time (s): {times}",
         ]
@@ -269,6 +277,8 @@ def run_pair(
     current_series_uid: str | None = None,
     on_iteration: Callable[[IterationInfo], None] | None = None,
     on_stage: Callable[[str], None] | None = None,
+    zscore: bool = True,
+    zscore_settings: Any = None,
 ) -> PairResult:
     """Register a prior CT onto a current CT and make the temporal subtraction images.
 
@@ -294,7 +304,13 @@ def run_pair(
     prior_series_uid, current_series_uid : series to read from DICOM folders holding several.
     on_iteration : registration progress callback (see :func:`register`).
     on_stage : called with a stage name (``"register"``, ``"warp"``, ``"bone"``, ``"subtract"``,
-        ``"qc"``, ``"write"``) when that stage starts.
+        ``"qc"``, ``"zscore"``, ``"write"``) when that stage starts.
+    zscore : also compute the z-score map and lesion candidates (and write ``zmap.nii.gz``,
+        ``sigma.nii.gz``, ``candidates.json``/``.csv`` and, for DICOM input, the colour overlay
+        series). The shipped network is used where the pair fits its training domain, else the
+        analytic error model, with a note in ``qc.json``.
+    zscore_settings : a :class:`~detector.zscore_outputs.ZScoreSettings` (model, device,
+        candidate rule, overlay style); None: the defaults.
 
     Returns
     -------
@@ -397,6 +413,18 @@ def run_pair(
     del roi_with_outside, outside
     timings["qc"] = time.perf_counter() - t
 
+    zscore_result = None
+    if zscore:
+        from .zscore_outputs import zscore_stage
+
+        t = stage("zscore")
+        zscore_result = zscore_stage(current_vol, warped, roi, None, settings=zscore_settings, prior_spacing_mm=prior_spacing, case_id=case_id)
+        qc = QCReport(
+            status=qc.status, messages=qc.messages, metrics=qc.metrics, thresholds=qc.thresholds,
+            registration=qc.registration, inputs=qc.inputs, case_id=qc.case_id, zscore=zscore_result.qc_entry(),
+        )
+        timings["zscore"] = time.perf_counter() - t
+
     outputs: dict[str, Path] = {}
     if out_dir is not None:
         t = stage("write")
@@ -411,6 +439,10 @@ def run_pair(
         outputs["bone_roi"] = _write_nifti(roi, out / OUTPUT_FILES["bone_roi"])
         if save_transform:
             outputs["transform"] = reg.save(out / OUTPUT_FILES["transform"])
+        if zscore_result is not None:
+            from .zscore_outputs import write_zscore_files
+
+            outputs.update(write_zscore_files(zscore_result, current_vol, out, style=getattr(zscore_settings, "style", None)))
         timings["write_nifti"] = time.perf_counter() - t
         if write_dicom:
             t = time.perf_counter()
@@ -434,11 +466,21 @@ def run_pair(
                     derivation,
                 )
             )
+            if zscore_result is not None:
+                from .zscore_outputs import write_zscore_files
+
+                base_number = int(current_exam.header.get("SeriesNumber") or 0)
+                outputs.update(
+                    write_zscore_files(
+                        zscore_result, current_vol, out, style=getattr(zscore_settings, "style", None), dicom_template=current_exam.header,
+                        series_number=base_number * 100 + 99 if base_number < 1000 else 9099, nifti=False,
+                    )
+                )
             timings["write_dicom"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t_all
         qc_final = QCReport(
             status=qc.status, messages=qc.messages, metrics=qc.metrics, thresholds=qc.thresholds,
-            registration={**qc.registration, "timings_s": dict(timings)}, inputs=qc.inputs, case_id=qc.case_id,
+            registration={**qc.registration, "timings_s": dict(timings)}, inputs=qc.inputs, case_id=qc.case_id, zscore=qc.zscore,
         )
         outputs["qc"] = qc_final.write_json(qc_path)
         qc = qc_final
@@ -452,6 +494,7 @@ def run_pair(
         timings_s=timings,
         outputs=outputs,
         case_id=case_id,
+        zscore=zscore_result,
     )
 
 

@@ -48,6 +48,7 @@ QC_JSON_KEYS: dict[str, str] = {
     "registration": "rigid parameters, per-stage iterations, final metric, stop condition, time, config",
     "inputs": "prior/current source, grid size and spacing, PatientID/StudyDate where known",
     "case_id": "the case identifier (batch mode) or null",
+    "zscore": "z-score stage: method (network/analytic), model version, in_domain and why not, notes, sigma_median_hu, frac_abs_z_gt3, candidate counts and rule; null when it did not run",
 }
 
 #: Metric keys inside ``metrics`` and their meaning.
@@ -120,6 +121,7 @@ class QCReport:
     registration: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)
     case_id: str | None = None
+    zscore: dict[str, Any] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -136,6 +138,7 @@ class QCReport:
             "thresholds": asdict(self.thresholds),
             "registration": _jsonable(self.registration),
             "inputs": _jsonable(self.inputs),
+            "zscore": _jsonable(self.zscore) if self.zscore else None,
         }
 
     def write_json(self, path: str | Path) -> Path:

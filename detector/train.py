@@ -221,7 +221,7 @@ def _pair_outputs(case: Case, case_dir: Path, run_options: dict[str, Any]) -> tu
         warped = read_volume(case_dir / OUTPUT_FILES["warped_prior"])
         roi = read_volume(case_dir / OUTPUT_FILES["bone_roi"], label=True)
     else:
-        result = run_pair(case.prior, current, case_dir, case_id=case.case_id, write_dicom=False, **run_options)
+        result = run_pair(case.prior, current, case_dir, case_id=case.case_id, write_dicom=False, **{"zscore": False, **run_options})
         warped, roi, status = result.warped_prior, result.bone_roi, result.qc.status
         prior_spacing = result.qc.inputs.get("prior", {}).get("spacing_mm")
     if prior_spacing is None:

@@ -25,7 +25,7 @@ from .candidates import CandidateSet, find_candidates
 from .overlay import OverlayStyle, write_overlay_dicom
 from .zscore import ZMap, compute_zmap
 
-__all__ = ["ZScoreSettings", "ZScoreOutputs", "zscore_stage", "ZSCORE_OUTPUT_FILES"]
+__all__ = ["ZScoreSettings", "ZScoreOutputs", "zscore_stage", "write_zscore_files", "ZSCORE_OUTPUT_FILES"]
 
 #: Output file names of the z-score stage inside a case folder.
 ZSCORE_OUTPUT_FILES: dict[str, str] = {
@@ -90,6 +90,42 @@ class ZScoreOutputs:
         }
 
 
+def write_zscore_files(
+    result: ZScoreOutputs,
+    current: Volume,
+    out_dir: str | Path,
+    *,
+    style: OverlayStyle | None = None,
+    dicom_template: dict[str, Any] | None = None,
+    series_number: int = 9099,
+    nifti: bool = True,
+) -> dict[str, Path]:
+    """Write a z-score stage's files into a case folder (names in :data:`ZSCORE_OUTPUT_FILES`).
+
+    ``nifti``: the z-map, sigma and candidate files. The colour overlay series is written only
+    with ``dicom_template`` (the current exam's DICOM header), so that it joins the current
+    exam's study.
+    """
+    out = Path(out_dir)
+    zm, cands = result.zmap, result.candidates
+    outputs: dict[str, Path] = {}
+    if nifti:
+        outputs["zmap"] = _write_float(zm.z, out / ZSCORE_OUTPUT_FILES["zmap"])
+        outputs["sigma"] = _write_float(zm.sigma_hu, out / ZSCORE_OUTPUT_FILES["sigma"])
+        outputs["candidates_json"] = cands.write_json(out / ZSCORE_OUTPUT_FILES["candidates_json"])
+        outputs["candidates_csv"] = cands.write_csv(out / ZSCORE_OUTPUT_FILES["candidates_csv"])
+    if dicom_template is not None:
+        how = f"network v{zm.model_version}" if zm.method == "network" else "analytic error model"
+        folder = out / ZSCORE_OUTPUT_FILES["dicom_zscore_overlay"]
+        write_overlay_dicom(
+            current, zm.z, folder, template=dicom_template, style=style or OverlayStyle(), series_number=series_number,
+            series_description=f"TSCT z-score overlay ({'network' if zm.method == 'network' else 'analytic'})",
+            derivation_description=f"TSCT z-score map ({how}) on the current CT; z = (current - estimate) / sigma from the registered prior. Research use only; not for diagnosis.",
+        )
+        outputs["dicom_zscore_overlay"] = folder
+    return outputs
+
+
 def _write_float(volume: Volume, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array, dtype=np.float32))
@@ -136,20 +172,8 @@ def zscore_stage(
         change_hu=change, score_name="z", case_id=case_id,
     )
     cands = CandidateSet(cands.candidates, {**cands.parameters, "z_method": zm.method, "model_version": zm.model_version}, case_id)
-    outputs: dict[str, Path] = {}
-    if out_dir is not None:
-        out = Path(out_dir)
-        outputs["zmap"] = _write_float(zm.z, out / ZSCORE_OUTPUT_FILES["zmap"])
-        outputs["sigma"] = _write_float(zm.sigma_hu, out / ZSCORE_OUTPUT_FILES["sigma"])
-        outputs["candidates_json"] = cands.write_json(out / ZSCORE_OUTPUT_FILES["candidates_json"])
-        outputs["candidates_csv"] = cands.write_csv(out / ZSCORE_OUTPUT_FILES["candidates_csv"])
-        if dicom_template is not None:
-            how = f"network v{zm.model_version}" if zm.method == "network" else "analytic error model"
-            folder = out / ZSCORE_OUTPUT_FILES["dicom_zscore_overlay"]
-            write_overlay_dicom(
-                current, zm.z, folder, template=dicom_template, style=settings.style, series_number=series_number,
-                series_description=f"TSCT z-score overlay ({'network' if zm.method == 'network' else 'analytic'})",
-                derivation_description=f"TSCT z-score map ({how}) on the current CT; z = (current - estimate) / sigma from the registered prior. Research use only; not for diagnosis.",
-            )
-            outputs["dicom_zscore_overlay"] = folder
+    result = ZScoreOutputs(zmap=zm, candidates=cands)
+    if out_dir is None:
+        return result
+    outputs = write_zscore_files(result, current, out_dir, style=settings.style, dicom_template=dicom_template, series_number=series_number)
     return ZScoreOutputs(zmap=zm, candidates=cands, outputs=outputs)
