@@ -486,6 +486,7 @@ def train_zscore_model(
     progress: bool = True,
     training_data: dict[str, Any] | None = None,
     checkpoint_dir: str | Path | None = None,
+    changelog: dict[str, str] | None = None,
     on_checkpoint: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> TrainingResult:
     """Train the z-score network on prepared normal pairs and write the weights bundle.
@@ -500,6 +501,8 @@ def train_zscore_model(
     progress : show a progress bar with the running loss.
     training_data : description of the data for the metadata (case list, split, seeds).
     checkpoint_dir : where the checkpoint ``<stem>.ckpt.pt`` is kept (default: beside the weights).
+    changelog : version -> one line, written into the metadata (default: one line for
+        ``config.version``).
     on_checkpoint : called as ``on_checkpoint(iteration, validation)`` at each checkpoint.
 
     Returns
@@ -606,6 +609,8 @@ def train_zscore_model(
     digest = sha256_of(out)
     figures = _write_figures(out, history, final_val)
     metadata = _metadata(cfg, net_cpu, train_pairs, val_pairs, final_val, elapsed, device, digest, training_data or {}, len(history["loss"]))
+    if changelog:
+        metadata["changelog"] = {**changelog, **({} if cfg.version in changelog else metadata["changelog"])}
     meta_path = metadata_path_for(out)
     meta_path.write_text(json.dumps(metadata, indent=1) + "\n", encoding="utf-8")
     card = write_model_card(out, metadata, figures)
@@ -628,7 +633,7 @@ def _metadata(cfg: TrainingConfig, net, train_pairs, val_pairs, val, elapsed, de
         "schema": "tsct-zscore-bundle/1",
         "name": MODEL_NAME,
         "version": cfg.version,
-        "changelog": {cfg.version: "first release: 4-block residual 3-D CNN, beta-NLL, trained on synthetic lesion-free spine CT pairs"},
+        "changelog": {cfg.version: "trained with tsct detect train (4-block residual 3-D CNN, beta-NLL)"},
         "created": now,
         "intended_use": "research use only; not for diagnosis",
         "sha256": digest,
@@ -821,6 +826,8 @@ def write_model_card(weights: str | Path, metadata: dict[str, Any], figures: Seq
     lines += ["", "## Figures", ""]
     for f in figures:
         lines.append(f"![{f.stem}]({f.name})")
+    if m.get("changelog"):
+        lines += ["", "## Changelog", ""] + [f"- {v}: {text}" for v, text in m["changelog"].items()]
     lines += [
         "",
         "## Limitations",

@@ -50,3 +50,23 @@ def test_stage_writes_every_output(tmp_path, model):
     json.dumps(entry)
     assert entry["method"] == out.zmap.method and entry["n_candidates"] == len(cands)
 
+
+
+def test_run_pair_writes_zscore_outputs_and_finds_both_lesions(reg_pair, reg_run):
+    """End to end on a registered synthetic DICOM pair (shared fixture of the pipeline tests)."""
+    out = reg_run["out"]
+    result = reg_run["result"]
+    for key in ("zmap", "sigma", "candidates_json", "candidates_csv", "dicom_zscore_overlay"):
+        assert key in result.outputs and result.outputs[key].exists(), key
+    qc = json.loads((out / "qc.json").read_text())
+    assert qc["zscore"]["method"] == result.zscore.zmap.method
+    assert qc["zscore"]["n_candidates"] == len(result.zscore.candidates)
+    sc = sorted((out / ZSCORE_OUTPUT_FILES["dicom_zscore_overlay"]).glob("*.dcm"))
+    ds = pydicom.dcmread(sc[0])
+    assert ds.StudyInstanceUID == reg_run["current"].header["StudyInstanceUID"]
+    assert ds.FrameOfReferenceUID == reg_run["current"].header["FrameOfReferenceUID"]
+    cands = CandidateSet.read_json(out / "candidates.json")
+    for lesion in reg_pair.lesions:
+        polarity = "lytic" if lesion.lesion_type.value == "lytic" else "blastic"
+        hits = [c for c in cands.by_polarity(polarity) if np.linalg.norm(np.asarray(c.center_mm) - np.asarray(lesion.center_mm)) <= lesion.radius_mm + 3.0]
+        assert hits, f"{lesion.lesion_type.value} lesion at {lesion.center_mm} not found"
