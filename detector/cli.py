@@ -68,7 +68,7 @@ def _print_qc(qc, where: str = "") -> None:  # type: ignore[no-untyped-def]
         console.print("[bold red]Do not read this subtraction: registration QC failed.[/]")
 
 
-def _zscore_settings(model: str, force_model: bool, device: str, threshold: float = 4.0, low_threshold: Optional[float] = 3.0, min_volume: float = 20.0, palette: str = "green-orange"):  # type: ignore[no-untyped-def]
+def _zscore_settings(model: str, force_model: bool, device: str, threshold: float = 4.0, low_threshold: Optional[float] = 3.0, min_volume: float = 20.0, palette: str = "green-orange", recalibrate: bool = True):  # type: ignore[no-untyped-def]
     from ._errors import DetectorInputError
     from .overlay import OverlayStyle
     from .zscore_outputs import ZScoreSettings
@@ -79,7 +79,7 @@ def _zscore_settings(model: str, force_model: bool, device: str, threshold: floa
         style = OverlayStyle(threshold=threshold, palette=palette)
     except DetectorInputError as exc:
         _fail(str(exc))
-    return ZScoreSettings(model=model, force_model=force_model, device=device, threshold=threshold, low_threshold=low_threshold, min_volume_mm3=min_volume, style=style)
+    return ZScoreSettings(model=model, force_model=force_model, device=device, recalibrate=recalibrate, threshold=threshold, low_threshold=low_threshold, min_volume_mm3=min_volume, style=style)
 
 
 class _Progress:
@@ -126,6 +126,7 @@ def run(
     min_volume: float = typer.Option(20.0, help="Smallest lesion candidate, mm³."),
     palette: str = typer.Option("green-orange", help="Overlay colours: 'green-orange' (increase green, decrease orange) or 'blue-red' (Hoshiai et al.)."),
     device: str = typer.Option("cpu", help="Torch device for the network: 'cpu', 'cuda' or 'auto'."),
+    recalibrate: bool = typer.Option(True, "--recalibrate/--no-recalibrate", help="Widen the network's sigma for a pair whose z spreads more than the training pairs' (e.g. a sharper kernel); see docs/detector-zscore.md."),
 ) -> None:
     """Register PRIOR onto CURRENT and write the warped prior, the subtraction images, the bone ROI, the z-score map with lesion candidates, and qc.json."""
     from cases import ExamReadError
@@ -134,7 +135,7 @@ def run(
     from .pipeline import run_pair
 
     values = _parse_values(bone_label_values)
-    settings = _zscore_settings(model, force_model, device, threshold, low_threshold, min_volume, palette) if zscore else None
+    settings = _zscore_settings(model, force_model, device, threshold, low_threshold, min_volume, palette, recalibrate) if zscore else None
     kernel_spec: object = kernel
     if kernel not in ("adaptive", "none"):
         try:

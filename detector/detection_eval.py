@@ -329,6 +329,7 @@ def evaluate_detectors(
     device: str = "cpu",
     progress: bool = True,
     on_case: Callable[[str, dict[str, Any]], None] | None = None,
+    zmap_options: dict[str, Any] | None = None,
     **run_options: Any,
 ) -> DetectorEvaluation:
     """Score plain subtraction, voxel matching and z-maps as stand-alone detectors on a case list.
@@ -344,6 +345,8 @@ def evaluate_detectors(
     device : torch device for the network.
     progress : show a progress bar.
     on_case : called as ``on_case(case_id, case_info)`` after each case.
+    zmap_options : extra keyword arguments of :func:`detector.zscore.compute_zmap` for the
+        network's z-map (e.g. ``{"recalibrate": False}``).
     **run_options : passed to :func:`detector.run_pair` for cases not yet registered.
 
     Returns
@@ -425,6 +428,7 @@ def evaluate_detectors(
                         zm = compute_zmap(
                             current, warped, roi_vol, model=net_model if method == "zscore" else "analytic",
                             prior_spacing_mm=prior_spacing, force=force_model, device=device,
+                            **((zmap_options or {}) if method == "zscore" else {}),
                         )
                     score = zm.z.array
                     if method == "zscore":

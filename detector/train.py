@@ -822,7 +822,12 @@ def write_model_card(weights: str | Path, metadata: dict[str, Any], figures: Seq
     if ev:
         lines += ["", f"## Evaluation ({m.get('eval_split', 'see docs/detector-zscore.md')})", ""]
         for k, v in ev.items():
-            lines.append(f"- {k}: {v:.3f}" if isinstance(v, float) else f"- {k}: {v}")
+            if isinstance(v, float) and k.startswith("calibration"):
+                lines.append(f"- {k}: {100 * v:.2f} % of unchanged bone voxels with |z| > 3")
+            else:
+                lines.append(f"- {k}: {v:.3f}" if isinstance(v, float) else f"- {k}: {v}")
+    if m.get("inference"):
+        lines += ["", "## Inference", ""] + [f"- {k}: {v}" for k, v in m["inference"].items()]
     lines += ["", "## Figures", ""]
     for f in figures:
         lines.append(f"![{f.stem}]({f.name})")

@@ -46,6 +46,7 @@ class ZScoreSettings:
     model : ``"default"`` (shipped weights), a weights path, a loaded model, or ``"analytic"``.
     force_model : use the network even outside its training domain.
     device : torch device (``"cpu"``, ``"cuda"``, ``"auto"``).
+    recalibrate : per-pair widening of the network's sigma (see :func:`compute_zmap`).
     threshold, low_threshold, min_volume_mm3 : candidate rule (:func:`find_candidates`).
     style : overlay look for the DICOM series.
     """
@@ -53,6 +54,7 @@ class ZScoreSettings:
     model: Any = "default"
     force_model: bool = False
     device: str = "cpu"
+    recalibrate: bool = True
     threshold: float = 4.0
     low_threshold: float | None = 3.0
     min_volume_mm3: float = 20.0
@@ -82,6 +84,7 @@ class ZScoreOutputs:
             "domain_reasons": [] if zm.domain is None else list(zm.domain.reasons),
             "notes": list(zm.notes),
             "sigma_median_hu": float(np.median(sig)) if sig.size else None,
+            "recalibration_factor": zm.parameters.get("recalibration_factor"),
             "frac_abs_z_gt3": zm.fraction_above(3.0),
             "n_candidates": len(self.candidates),
             "n_blastic": len(self.candidates.by_polarity("blastic")),
@@ -164,6 +167,7 @@ def zscore_stage(
     settings = settings or ZScoreSettings()
     zm = compute_zmap(
         current, warped_prior, bone_roi, model=settings.model, prior_spacing_mm=prior_spacing_mm, force=settings.force_model, device=settings.device,
+        recalibrate=settings.recalibrate,
     )
     roi = bone_roi.array != 0
     change = current.like(np.where(roi, current.array.astype(np.float32) - warped_prior.array.astype(np.float32), 0.0).astype(np.float32))

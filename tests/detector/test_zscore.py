@@ -31,12 +31,12 @@ torch = pytest.importorskip("torch")
 def test_network_never_reads_the_current_inside_the_roi():
     pair = toy_pair(seed=1)
     model = untrained_model()
-    a = compute_zmap(pair.current, pair.prior, pair.roi, model=model, prior_spacing_mm=pair.prior.spacing_mm)
+    a = compute_zmap(pair.current, pair.prior, pair.roi, model=model, prior_spacing_mm=pair.prior.spacing_mm, recalibrate=False)
     # a completely different current inside the bone ROI (soft tissue outside unchanged)
     other = pair.current.array.copy()
     inside = pair.roi.array != 0
     other[inside] = np.random.default_rng(5).normal(500.0, 300.0, int(inside.sum())).round()
-    b = compute_zmap(pair.current.with_array(other), pair.prior, pair.roi, model=model, prior_spacing_mm=pair.prior.spacing_mm)
+    b = compute_zmap(pair.current.with_array(other), pair.prior, pair.roi, model=model, prior_spacing_mm=pair.prior.spacing_mm, recalibrate=False)
     assert a.method == b.method == "network"
     np.testing.assert_array_equal(a.estimate_hu.array, b.estimate_hu.array)
     np.testing.assert_array_equal(a.sigma_hu.array, b.sigma_hu.array)
@@ -44,6 +44,27 @@ def test_network_never_reads_the_current_inside_the_roi():
     assert not np.array_equal(a.z.array, b.z.array)
     sel = inside & (b.sigma_hu.array > 0)
     np.testing.assert_allclose(b.z.array[sel], (other[sel] - b.estimate_hu.array[sel]) / b.sigma_hu.array[sel], rtol=1e-4, atol=1e-4)
+
+
+def test_recalibration_widens_sigma_only_for_an_overdispersed_pair():
+    pair = toy_pair(seed=13, lesions=False)
+    model = untrained_model()
+    raw = compute_zmap(pair.current, pair.prior, pair.roi, model=model, recalibrate=False)
+    inside = pair.roi.array != 0
+    spread = 1.4826 * np.median(np.abs(raw.z.array[inside] - np.median(raw.z.array[inside])))
+    cal = compute_zmap(pair.current, pair.prior, pair.roi, model=model, recalibrate=True)
+    factor = cal.parameters["recalibration_factor"]
+    assert factor == pytest.approx(max(1.0, min(5.0, spread)), rel=1e-5)
+    np.testing.assert_allclose(cal.sigma_hu.array[inside], raw.sigma_hu.array[inside] * factor, rtol=1e-5)
+    np.testing.assert_allclose(cal.z.array[inside], raw.z.array[inside] / factor, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(cal.estimate_hu.array, raw.estimate_hu.array)
+    # a noisier current: the spread grows, and after recalibration the robust sd of z is 1
+    noisy = pair.current.with_array(pair.current.array + np.random.default_rng(0).normal(0, 80, pair.current.shape).astype(np.float32))
+    wide = compute_zmap(noisy, pair.prior, pair.roi, model=model, recalibrate=True)
+    z = wide.z.array[inside]
+    assert wide.parameters["recalibration_factor"] > factor
+    assert 1.4826 * np.median(np.abs(z - np.median(z))) == pytest.approx(1.0, abs=0.02)
+    assert any("widened" in n for n in wide.notes)
 
 
 def test_estimate_depends_on_the_prior():
