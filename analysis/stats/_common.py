@@ -8,8 +8,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from analysis.results import Comparison, TreatmentEstimate, iter_analyses
-from analysis.stats._distributions import safe_sqrt, t_quantile, t_two_sided_p
+from analysis.results import AnalysisResult, Comparison, TreatmentEstimate, iter_analyses
+from analysis.stats._distributions import f_sf, safe_sqrt, t_quantile, t_two_sided_p
 
 __all__ = [
     "MRMCInputError",
@@ -20,6 +20,8 @@ __all__ = [
     "pairwise_comparisons",
     "treatment_estimate",
     "WarningLog",
+    "rrfc_result",
+    "record_warnings",
 ]
 
 
@@ -187,3 +189,48 @@ def ratio(num: float, den: float) -> float:
             return math.nan
         return math.copysign(math.inf, num)
     return num / den
+
+
+def rrfc_result(
+    method: str,
+    *,
+    ms_t: float,
+    ms_tr: float,
+    df_t: float,
+    df_tr: float,
+    means: np.ndarray,
+    treatments: Sequence[str],
+    ms_r_per_treatment: np.ndarray,
+    n_readers: int,
+    scale: float,
+    alpha: float,
+    notes: WarningLog,
+) -> AnalysisResult:
+    """The random-reader fixed-case (RRFC) test, which DBM and OR share.
+
+    ``F = MS(T) / MS(TR)`` on ``(df_t, df_tr)``; a difference has ``SE = sqrt(2 MS(TR) / scale)``
+    and a single treatment ``SE² = msR_i / scale`` on ``n_readers - 1`` df. ``scale`` is the
+    number of readers for OR (FOM scale) and readers × cases for DBM (pseudovalue scale).
+    """
+    stat = ratio(ms_t, ms_tr)
+    se = safe_sqrt(2.0 * ms_tr / scale)
+    diffs = pairwise_comparisons(means, treatments, se, df_tr, alpha)
+    trt = tuple(
+        treatment_estimate(treatments[i], means[i], ms_r_per_treatment[i] / scale, n_readers - 1, alpha)
+        for i in range(len(treatments))
+    )
+    if ms_tr == 0:
+        notes.add("RRFC: MS(TR) = 0; the F statistic is undefined or infinite.")
+    return AnalysisResult(
+        analysis="RRFC", method=method, statistic_name="F", statistic=stat, df=df_t, ddf=df_tr,
+        p_value=f_sf(stat, df_t, df_tr), ms_treatment=ms_t, ms_error=ms_tr,
+        error_term="MS(TR)", differences=diffs, treatment_cis=trt, alpha=alpha,
+        warnings=notes.tuple(),
+    )
+
+
+def record_warnings(result: AnalysisResult, log: WarningLog) -> None:
+    """Copy an analysis' notes into the study-level log once each (without warning again)."""
+    for message in result.warnings:
+        if message not in log.messages:
+            log.messages.append(message)

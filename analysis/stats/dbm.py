@@ -43,6 +43,8 @@ from analysis.stats._common import (
     hillis_ddf,
     pairwise_comparisons,
     ratio,
+    record_warnings,
+    rrfc_result,
     resolve_analyses,
     treatment_estimate,
     validate_alpha,
@@ -178,26 +180,12 @@ def dbm_analysis(
                 reader_differences=tuple(per_reader), alpha=alpha, warnings=notes.tuple(),
             )
         else:  # RRFC
-            ms_den = ms["TR"]
-            ddf = df["TR"]
-            stat = ratio(ms["T"], ms_den)
-            se = safe_sqrt(2.0 * ms_den / (n_r * n_c))
-            diffs = pairwise_comparisons(means, treatments, se, ddf, alpha)
-            trt = tuple(
-                treatment_estimate(treatments[i], means[i], an.ms_r_per_treatment[i] / (n_r * n_c), n_r - 1, alpha)
-                for i in range(n_t)
+            results[name] = rrfc_result(
+                "DBM", ms_t=ms["T"], ms_tr=ms["TR"], df_t=df["T"], df_tr=df["TR"], means=means,
+                treatments=treatments, ms_r_per_treatment=an.ms_r_per_treatment, n_readers=n_r,
+                scale=n_r * n_c, alpha=alpha, notes=notes,
             )
-            if ms_den == 0:
-                notes.add("RRFC: MS(TR) = 0; the F statistic is undefined or infinite.")
-            results[name] = AnalysisResult(
-                analysis=name, method="DBM", statistic_name="F", statistic=stat, df=df["T"], ddf=ddf,
-                p_value=f_sf(stat, df["T"], ddf), ms_treatment=ms["T"], ms_error=ms_den,
-                error_term="MS(TR)", differences=diffs, treatment_cis=trt, alpha=alpha,
-                warnings=notes.tuple(),
-            )
-        for m in results[name].warnings:
-            if m not in log.messages:
-                log.messages.append(m)
+        record_warnings(results[name], log)
 
     sources = ("T", "R", "C", "TR", "TC", "RC", "TRC", "Total")
     anova_table = Table(

@@ -49,11 +49,8 @@ def test_default_overlay_looks_like_the_detectors_overlay_series():
     """At the reader's default opacity the colours and opacities equal detector.overlay.render_overlay's defaults."""
     from workstation import DEFAULT_OPACITY, WINDOW_PRESETS
 
-    import detector
+    from detector import render_overlay
 
-    render_overlay = getattr(detector, "render_overlay", None)
-    if render_overlay is None:
-        pytest.skip("the detector package does not export render_overlay (yet)")
     rng = np.random.default_rng(2)
     ct = rng.normal(300, 400, (16, 16)).astype(np.float32)
     z = rng.normal(0, 5, (16, 16)).astype(np.float32)
