@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+from cases import CaseListProblem
+
 __all__ = [
     "ReaderStudyError",
     "NotFoundError",
@@ -88,20 +90,10 @@ class SchemaVersionError(ReaderStudyError):
 
 
 @dataclass(frozen=True)
-class InputProblem:
-    """One problem in an input file: where (row number as the user sees it, 1 = header) and what to fix."""
-
-    row: int | None
-    column: str | None
-    message: str
-
-    def __str__(self) -> str:
-        where = []
-        if self.row is not None:
-            where.append(f"row {self.row}")
-        if self.column:
-            where.append(f"column '{self.column}'")
-        return f"{', '.join(where)}: {self.message}" if where else self.message
+class InputProblem(CaseListProblem):
+    """One problem in an input file (readers, marks to import): where (row number as the user sees
+    it, 1 = header, ``None`` for the whole file), which column, and what to fix. The same record as
+    a case list's problems, so every file-checking message reads alike."""
 
 
 class InputFileError(ReaderStudyError):
