@@ -145,7 +145,17 @@ def run_demo(settings: DemoSettings, *, say: Callable[[str], None] = print, prog
     # 4. simulated readers ----------------------------------------------------------------------
     t0 = time.perf_counter()
     say("4/5 simulated readers: reading every case, unaided and aided")
-    summary = simulate_readers(db, code, detector_dir=detector_dir, seed=settings.seed)
+    if progress:
+        from rich.progress import Progress
+
+        with Progress() as bar:
+            task = bar.add_task("simulated reading", total=None)
+            summary = simulate_readers(
+                db, code, detector_dir=detector_dir, seed=settings.seed,
+                progress=lambda done, total, what: bar.update(task, completed=done, total=total, description=what),
+            )
+    else:
+        summary = simulate_readers(db, code, detector_dir=detector_dir, seed=settings.seed)
     say(f"    {summary}")
     timings["reading"] = time.perf_counter() - t0
 

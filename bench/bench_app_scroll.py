@@ -45,10 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--headless", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-    "--disable-background-networking", "--disable-component-update", "--no-first-run",
-]
+from workstation.testing import CHROMIUM_ARGS  # noqa: E402  (one list for tests, screenshots and benches)
 
 MEASURE_JS = """
 async (args) => {

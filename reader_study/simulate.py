@@ -2,14 +2,22 @@
 
 A simulated reader looks at what a real reader gets in each treatment and nothing else:
 
-* **unaided**: the current CT alone. It searches bone for regions whose density differs from
-  their surroundings (a local contrast map at lesion scale, in units of the bone texture's own
-  variability), so obvious lesions stand out, subtle or thin-bone ones do not, and old
-  sclerotic islands look just as suspicious as new blastic lesions;
+* **unaided**: the current CT alone. It searches bone for *blobs*: regions denser or less dense
+  than the bone around them in every direction (the signed Hessian blob response of the CT at
+  1.5 and 3 mm), compared with how strong such blobs usually are in bone of the same thickness in
+  the same exam, so that the normal dense cortex of thin posterior elements is not taken for a
+  lesion while a lytic hole in a vertebral body stands out; old sclerotic islands look as
+  suspicious as new blastic lesions;
 * **aided**: the same CT plus the temporal-subtraction z-map overlay (``zmap.nii.gz`` of the
   detector; the plain subtraction scaled by its robust spread when no z-map exists). Coloured
   regions (``|z| ≥ overlay_threshold``) draw the reader's attention wherever they are, and a
   CT finding without any change on the overlay is discounted as an old finding.
+
+How suspicious a finding is to a reader is its *surprise*: ``-log10`` of how many findings at
+least that conspicuous the reader meets per case, counted over every candidate region of every
+case of the study (CT and overlay counted separately; truth is never used). It puts the CT and
+the overlay on one scale, the way a radiologist learns how often a finding that conspicuous is
+seen at all: on a good overlay a coloured region is rare and suspicious, on a noisy one it is not.
 
 Readers differ by group and individually: perceptual noise (how well they judge what they look
 at), search coverage (how much of the CT evidence they inspect), the criterion for marking and
@@ -19,19 +27,16 @@ treatments comes from what the overlay images show.
 
 Marks are written through :class:`reader_study.ReadingService`, exactly as the reading app
 does, with simulated time passing between sessions so the washout is respected.
-
-Evidence units: a candidate's *evidence* is a contrast-to-noise ratio (dimensionless). A
-reader perceives ``evidence + N(0, perceptual_noise²)`` and marks the candidate when that
-exceeds ``criterion``; ratings rise by one for every ``rating_step`` above the criterion.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -43,6 +48,8 @@ __all__ = [
     "ReaderProfile",
     "CaseEvidence",
     "Candidate",
+    "SuspicionScale",
+    "ct_blob_map",
     "default_reader_profiles",
     "case_evidence",
     "read_case",
@@ -53,8 +60,8 @@ __all__ = [
 
 #: Typical parameters per reader group (before per-reader variation).
 GROUP_DEFAULTS: dict[str, dict[str, float]] = {
-    "board-certified": {"perceptual_noise": 0.6, "search_coverage": 0.92, "criterion": 4.3, "localisation_sd_mm": 1.5},
-    "resident": {"perceptual_noise": 0.9, "search_coverage": 0.75, "criterion": 4.0, "localisation_sd_mm": 2.5},
+    "board-certified": {"perceptual_noise": 0.15, "search_coverage": 0.92, "criterion": 0.45, "localisation_sd_mm": 1.5},
+    "resident": {"perceptual_noise": 0.25, "search_coverage": 0.78, "criterion": 0.35, "localisation_sd_mm": 2.5},
 }
 
 
@@ -65,11 +72,12 @@ class ReaderProfile:
     Attributes
     ----------
     name, group : as in the study's readers file (group ``board-certified`` or ``resident``).
-    perceptual_noise : SD of the reader's internal noise on a candidate's evidence.
+    perceptual_noise : SD of the reader's internal noise on a candidate's surprise (log10 units).
     search_coverage : probability that a region visible on the CT is inspected at all.
     overlay_attention : probability that a coloured overlay region is inspected (aided reading).
-    criterion : perceived evidence needed to place a mark.
-    rating_step : evidence per rating step above the criterion.
+    criterion : perceived surprise needed to place a mark (0.5: a finding that conspicuous is met
+        about once in three cases).
+    rating_step : surprise per rating step above the criterion.
     old_finding_discount : factor applied, in the aided reading, to a CT finding that shows no
         change on the overlay (the reader takes it for an old, unchanged finding).
     localisation_sd_mm : SD of the mark's position around the region's centre, per axis.
@@ -83,7 +91,7 @@ class ReaderProfile:
     search_coverage: float
     criterion: float
     overlay_attention: float = 0.95
-    rating_step: float = 0.9
+    rating_step: float = 0.3
     old_finding_discount: float = 0.6
     localisation_sd_mm: float = 2.0
     max_marks: int = 6
@@ -102,7 +110,7 @@ def default_reader_profiles(names_and_groups: Sequence[tuple[str, str]], *, seed
                 group=group,
                 perceptual_noise=float(base["perceptual_noise"] * rng.uniform(0.85, 1.15)),
                 search_coverage=float(np.clip(base["search_coverage"] + rng.normal(0, 0.04), 0.5, 0.99)),
-                criterion=float(base["criterion"] + rng.normal(0, 0.2)),
+                criterion=float(base["criterion"] + rng.normal(0, 0.05)),
                 localisation_sd_mm=float(base["localisation_sd_mm"]),
                 reading_time_s=float(rng.uniform(90, 180) * (1.3 if group == "resident" else 1.0)),
             )
@@ -147,6 +155,116 @@ def _components(score: np.ndarray, threshold: float, min_voxels: int) -> tuple[n
     return labels, keep, [float(peaks[i - 1]) for i in keep]
 
 
+#: Scale (mm) of the bone mean that fills the CT outside the bone before the blob analysis.
+FILL_SCALE_MM = 4.0
+
+#: Bone-thickness classes (mm) within which blob strengths are compared.
+THICKNESS_CLASSES_MM: tuple[float, ...] = (0.0, 3.0, 5.0, 8.0, 12.0, math.inf)
+
+
+def ct_blob_map(
+    ct_hu: np.ndarray,
+    spacing_mm_zyx: Sequence[float],
+    bone: np.ndarray,
+    *,
+    scales_mm: Sequence[float] = (1.5, 3.0),
+    reference_percentile: float = 95.0,
+) -> np.ndarray:
+    """Signed blob conspicuity of every bone voxel of a CT: what a reader's eye picks out unaided.
+
+    At each scale s the Hessian of the Gaussian-smoothed CT (times s², so scales compare) has three
+    eigenvalues; a bright blob has all three negative and its strength is the smallest magnitude,
+    a dark blob all three positive. Sheets (cortex, endplates) and rods (thin processes) have a
+    near-zero eigenvalue and so no blob strength. The strongest response over the scales is then
+    divided by the ``reference_percentile`` of same-polarity responses in bone of the same
+    thickness class (:data:`THICKNESS_CLASSES_MM`, from the distance transform of ``bone``) in this
+    exam, times 2: a blob counts by how unusual it is for that kind of bone.
+
+    Parameters
+    ----------
+    ct_hu : CT volume (z, y, x), HU.
+    spacing_mm_zyx : voxel spacing in the array's axis order, mm.
+    bone : boolean mask (same shape) of the bone to search.
+
+    Returns
+    -------
+    ndarray of float32
+        Positive for denser-than-surroundings blobs, negative for less dense; 0 outside ``bone``.
+    """
+    sp = np.asarray(spacing_mm_zyx, dtype=float)
+    ct = np.asarray(ct_hu, dtype=np.float32)
+    idx = np.nonzero(bone)
+    out = np.zeros(ct.shape, np.float32)
+    if idx[0].size == 0:
+        return out
+    # Outside the bone, the CT is replaced by the mean of the nearby bone, so the bone's own
+    # boundary (cortex against fat, the spinal canal) does not look like a blob.
+    weight = ndimage.gaussian_filter(bone.astype(np.float32), FILL_SCALE_MM / sp)
+    nearby = ndimage.gaussian_filter(np.where(bone, ct, 0.0).astype(np.float32), FILL_SCALE_MM / sp) / np.maximum(weight, 1e-3)
+    ct = np.where(bone, ct, np.where(weight > 1e-3, nearby, 0.0)).astype(np.float32)
+    best = np.zeros(idx[0].size, np.float32)
+    for scale in scales_mm:
+        sigma = scale / sp
+        hessian = np.empty((idx[0].size, 3, 3), np.float32)
+        for a in range(3):
+            for b in range(a, 3):
+                order = [0, 0, 0]
+                order[a] += 1
+                order[b] += 1
+                d = ndimage.gaussian_filter(ct, sigma, order=order)[idx] * (scale * scale / (sp[a] * sp[b]))
+                hessian[:, a, b] = hessian[:, b, a] = d
+        lam = np.linalg.eigvalsh(hessian)
+        response = np.where(lam[:, 2] < 0, -lam[:, 2], 0.0) - np.where(lam[:, 0] > 0, lam[:, 0], 0.0)
+        best = np.where(np.abs(response) > np.abs(best), response, best).astype(np.float32)
+    thickness = (2.0 * ndimage.maximum_filter(ndimage.distance_transform_edt(bone, sampling=sp), size=5))[idx]
+    scaled = np.zeros_like(best)
+    for lo, hi in zip(THICKNESS_CLASSES_MM[:-1], THICKNESS_CLASSES_MM[1:]):
+        in_class = (thickness >= lo) & (thickness < hi)
+        for polarity in (1.0, -1.0):
+            sel = in_class & (polarity * best > 0)
+            if sel.sum() < 50:
+                continue
+            reference = float(np.percentile(polarity * best[sel], reference_percentile))
+            scaled[sel] = 2.0 * best[sel] / max(reference, 1e-3)
+    out[idx] = scaled
+    return out
+
+
+@dataclass(frozen=True)
+class SuspicionScale:
+    """How often findings of a given conspicuity occur per case, learned from candidates, not truth.
+
+    ``surprise(e) = -log10(n(≥ e) / n_cases)``: a finding at least as conspicuous as one met once
+    per case has surprise 0, once in ten cases 1. CT evidence and overlay evidence have separate
+    tables. Built by :meth:`from_cases` over every case a reader reads (normal and abnormal alike:
+    a case's many candidate regions are almost all normal structures).
+    """
+
+    ct_evidence: np.ndarray
+    overlay_evidence: np.ndarray
+    n_cases: int
+
+    @classmethod
+    def from_cases(cls, evidences: Iterable["CaseEvidence"]) -> "SuspicionScale":
+        evidences = list(evidences)
+        ct = np.sort([c.ct_evidence for e in evidences for c in e.candidates if c.ct_visible])
+        ov = np.sort([c.overlay_evidence for e in evidences for c in e.candidates if c.overlay_visible])
+        return cls(np.asarray(ct, dtype=float), np.asarray(ov, dtype=float), max(len(evidences), 1))
+
+    @staticmethod
+    def _surprise(table: np.ndarray, value: float, n_cases: int) -> float:
+        n_at_least = float(table.size - np.searchsorted(table, value, side="left"))
+        return float(-math.log10(max(n_at_least, 0.5) / n_cases))
+
+    def ct(self, evidence: float) -> float:
+        """Surprise of a CT finding of this evidence (log10 units)."""
+        return self._surprise(self.ct_evidence, evidence, self.n_cases)
+
+    def overlay(self, evidence: float) -> float:
+        """Surprise of an overlay region of this peak |z| (log10 units)."""
+        return self._surprise(self.overlay_evidence, evidence, self.n_cases)
+
+
 def case_evidence(
     case_code: str,
     current_path: str | Path,
@@ -154,16 +272,17 @@ def case_evidence(
     *,
     overlay_threshold: float = 4.0,
     lesion_scale_mm: float = 1.5,
-    background_scale_mm: float = 6.0,
+    ct_threshold: float = 2.0,
     min_region_mm3: float = 15.0,
     merge_distance_mm: float = 6.0,
 ) -> CaseEvidence:
     """Find the regions a reader could look at in one case, with their CT and overlay evidence.
 
-    The CT map is the local contrast of bone at lesion scale against its surroundings, divided by
-    the robust spread of that contrast over the bone, so it is read like a z-score of "looks
-    different from the bone around it". The overlay map is the detector's z-map (or the scaled
-    subtraction). Regions within ``merge_distance_mm`` of each other are one candidate.
+    The CT map is :func:`ct_blob_map` at ``lesion_scale_mm`` and twice that, in the bone (2 mm
+    inside the detector's bone ROI, or a threshold mask without it); CT regions are where
+    ``|map| ≥ ct_threshold``. The overlay map is the detector's z-map (or the scaled subtraction);
+    overlay regions are where ``|z| ≥ overlay_threshold``. Regions of at least ``min_region_mm3``
+    within ``merge_distance_mm`` of each other with the same polarity are one candidate.
     """
     from cases import read_volume
 
@@ -173,24 +292,12 @@ def case_evidence(
     det = Path(detector_dir) if detector_dir is not None else None
     roi_path = det / "bone_roi.nii.gz" if det is not None else None
     if roi_path is not None and roi_path.is_file():
-        bone = read_volume(roi_path, label=True).array > 0
+        # The detector's ROI is the bone of either exam grown by 3 mm: deeper than 3 mm is bone.
+        roi = read_volume(roi_path, label=True).array > 0
+        bone = ndimage.distance_transform_edt(roi, sampling=spacing_zyx) > 3.0
     else:
-        bone = ndimage.binary_closing(ct > 200, iterations=2)
-        bone = ndimage.binary_fill_holes(bone)
-    interior = ndimage.binary_erosion(bone, iterations=1) & (ct > 80)
-
-    # Multi-scale local contrast: small lesions against a near background, large ones against a far one.
-    weight_far = ndimage.gaussian_filter(interior.astype(np.float32), sigma=background_scale_mm * 2 / spacing_zyx)
-    ct_map = np.zeros_like(ct)
-    for scale_mm, bg_mm in ((lesion_scale_mm, background_scale_mm), (lesion_scale_mm * 2.5, background_scale_mm * 2)):
-        smooth = ndimage.gaussian_filter(ct, sigma=scale_mm / spacing_zyx)
-        weight = weight_far if bg_mm > background_scale_mm else ndimage.gaussian_filter(interior.astype(np.float32), sigma=bg_mm / spacing_zyx)
-        background = ndimage.gaussian_filter(np.where(interior, smooth, 0).astype(np.float32), sigma=bg_mm / spacing_zyx) / np.maximum(weight, 1e-3)
-        contrast = np.where(interior, smooth - background, 0.0).astype(np.float32)
-        values = contrast[interior]
-        spread = 1.4826 * float(np.median(np.abs(values - np.median(values)))) if values.size else 1.0
-        scaled = contrast / max(spread, 1.0)
-        ct_map = np.where(np.abs(scaled) > np.abs(ct_map), scaled, ct_map)
+        bone = ndimage.binary_fill_holes(ndimage.binary_closing(ct > 200, iterations=2))
+    ct_map = ct_blob_map(ct, spacing_zyx, bone, scales_mm=(lesion_scale_mm, 2 * lesion_scale_mm, 4 * lesion_scale_mm))
 
     overlay_map = None
     if det is not None:
@@ -208,7 +315,7 @@ def case_evidence(
     min_voxels = max(1, int(round(min_region_mm3 / current.voxel_volume_mm3)))
     raw: list[tuple[tuple[float, float, float], float, float, int, bool, bool]] = []
     for polarity in (+1, -1):
-        labels, keep, peaks = _components(polarity * ct_map, 2.5, min_voxels)
+        labels, keep, peaks = _components(polarity * ct_map, ct_threshold, min_voxels)
         for center, peak in zip(_lps_centers(labels, keep, current), peaks):
             raw.append((center, peak, 0.0, polarity, True, False))
         if overlay_map is not None:
@@ -249,28 +356,39 @@ class SimulatedMark:
     evidence: float
 
 
-def read_case(profile: ReaderProfile, evidence: CaseEvidence, *, aided: bool, rng: np.random.Generator, rating_levels: int = 5) -> list[SimulatedMark]:
+def read_case(
+    profile: ReaderProfile,
+    evidence: CaseEvidence,
+    *,
+    aided: bool,
+    rng: np.random.Generator,
+    scale: SuspicionScale,
+    rating_levels: int = 5,
+) -> list[SimulatedMark]:
     """One reader's marks on one case in one treatment (pure function of images, profile and rng).
 
     Unaided, the reader inspects CT-visible regions with probability ``search_coverage`` and
-    judges their CT evidence. Aided, coloured regions are inspected with probability
-    ``overlay_attention`` too, the judged evidence is the larger of CT and overlay evidence
-    (overlay: ``|z| / 2``), and CT findings with no change on the overlay are discounted.
+    judges the surprise of their CT evidence. Aided, coloured regions are inspected with
+    probability ``overlay_attention`` too, the judged surprise is the larger of the CT and the
+    overlay surprise, and a CT finding that is not coloured on the overlay is discounted by
+    ``old_finding_discount``. The same random draws are made in both treatments.
     """
     marks = []
     for cand in evidence.candidates:
         attend = rng.random()
         noise = rng.normal(0.0, profile.perceptual_noise)
         jitter = rng.normal(0.0, profile.localisation_sd_mm, size=3)
+        ct_s = scale.ct(cand.ct_evidence) if cand.ct_visible else -math.inf
         if aided and evidence.has_overlay:
             inspected = (cand.ct_visible and attend < profile.search_coverage) or (cand.overlay_visible and attend < profile.overlay_attention)
-            overlay_e = min(cand.overlay_evidence, 14.0) / 2.0
-            ct_e = cand.ct_evidence * (1.0 if overlay_e >= 1.5 else profile.old_finding_discount)
-            judged = max(ct_e, overlay_e)
+            overlay_s = scale.overlay(cand.overlay_evidence) if cand.overlay_visible else -math.inf
+            if not cand.overlay_visible:
+                ct_s *= profile.old_finding_discount if ct_s > 0 else 1.0
+            judged = max(ct_s, overlay_s)
         else:
             inspected = cand.ct_visible and attend < profile.search_coverage
-            judged = cand.ct_evidence
-        if not inspected:
+            judged = ct_s
+        if not inspected or not math.isfinite(judged):
             continue
         perceived = judged + noise
         if perceived < profile.criterion:
@@ -344,7 +462,6 @@ def simulate_readers(
         profiles = default_reader_profiles([(r.name, r.group or "resident") for r in rows], seed=seed)
     by_name = {p.name: p for p in profiles}
     det_root = Path(detector_dir) if detector_dir is not None else None
-    cache: dict[str, CaseEvidence] = {}
     summary = SimulationSummary()
     clock_now = [start or utcnow()]
 
@@ -357,6 +474,20 @@ def simulate_readers(
         svc = ReadingService(db, reader_id=row.id, study_code=study_code, clock=lambda: clock_now[0], actor=f"simulated:{row.name}")
         services.append((row, profile, svc))
         total += sum(v.n_reads - v.n_finished for v in svc.sessions())
+    # Every case's candidate regions first: the readers' sense of how common a finding is comes
+    # from all the cases they will read (never from the truth).
+    from .models import StudyCase
+
+    with db.snapshot() as s:
+        case_rows = s.execute(
+            select(StudyCase.code, StudyCase.current_path).where(StudyCase.study_id == study.id, StudyCase.is_training.is_(False)).order_by(StudyCase.code)
+        ).all()
+    cache: dict[str, CaseEvidence] = {}
+    for k, row in enumerate(case_rows, start=1):
+        cache[row.code] = case_evidence(row.code, row.current_path, det_root / row.code if det_root else None)
+        if progress is not None:
+            progress(0, total, f"looking at the images: case {k} of {len(case_rows)} ({row.code})")
+    scale = SuspicionScale.from_cases(cache.values())
     done = 0
     n_sessions = max((len(svc.sessions()) for _, _, svc in services), default=0)
     for session_index in range(1, n_sessions + 1):
@@ -372,9 +503,10 @@ def simulate_readers(
                 case_view = svc.open_case(item.case_read_id)
                 if item.case_code not in cache:
                     cache[item.case_code] = case_evidence(item.case_code, case_view.current_path, det_root / item.case_code if det_root else None)
+                    scale = SuspicionScale.from_cases(cache.values())
                 aided = bool(item.overlays)
                 rng = np.random.default_rng([seed, int(row.id), item.case_read_id])
-                marks = read_case(profile, cache[item.case_code], aided=aided, rng=rng, rating_levels=5)
+                marks = read_case(profile, cache[item.case_code], aided=aided, rng=rng, scale=scale, rating_levels=5)
                 existing = {m.client_key for m in case_view.marks}
                 grid = case_view.grid.to_volume()
                 n_saved = len(case_view.marks)

@@ -17,7 +17,16 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["ReadingStudy", "build_reading_study", "write_test_detector_outputs", "DEFAULT_PASSWORD"]
+__all__ = ["ReadingStudy", "build_reading_study", "write_test_detector_outputs", "DEFAULT_PASSWORD", "CHROMIUM_PATH", "CHROMIUM_ARGS"]
+
+#: Debian's chromium, which the browser tests, screenshots and benchmarks drive through Playwright.
+CHROMIUM_PATH = Path("/usr/bin/chromium")
+
+#: Headless chromium as root, with no outside lookups (only 127.0.0.1 resolves).
+CHROMIUM_ARGS: tuple[str, ...] = (
+    "--no-sandbox", "--headless", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    "--disable-background-networking", "--disable-component-update", "--no-first-run",
+)
 
 #: Password of every account made by :func:`build_reading_study` (tests and local demos only).
 DEFAULT_PASSWORD = "reading-test-pw-1"

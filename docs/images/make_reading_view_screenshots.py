@@ -30,10 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "docs" / "images"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--headless", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-    "--disable-background-networking", "--disable-component-update", "--no-first-run",
-]
+from workstation.testing import CHROMIUM_ARGS  # noqa: E402  (one list for tests, screenshots and benches)
 
 SET_SLICE_JS = """
 (index) => {

@@ -30,10 +30,7 @@ from .conftest import make_app_env
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--headless", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-    "--disable-background-networking", "--disable-component-update", "--no-first-run",
-]
+from workstation.testing import CHROMIUM_ARGS  # noqa: E402  (one list for tests, screenshots and benches)
 ROOT = Path(__file__).resolve().parents[2]
 READERS = ("Reader One", "Reader Two", "Reader Three", "Reader Four", "Reader Five")
 
