@@ -2,7 +2,7 @@
 
 Generates a synthetic FROC study with a fixed seed (default: 2 treatments x 11 readers x 2000
 cases, half of them abnormal with 1-5 lesions each, 0-4 NL marks per case, ratings on a
-continuous scale with some ties), then times ``fom_matrix`` and ``jackknife_fom_matrix`` /
+continuous scale with some ties; ``bench/_studies.py``), then times ``fom_matrix`` and ``jackknife_fom_matrix`` /
 ``pseudovalues`` and reports the peak memory traced by :mod:`tracemalloc` (NumPy allocations
 included).
 
@@ -23,42 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis import Lesion, ObserverData, fom_matrix, jackknife_fom_matrix, pseudovalues  # noqa: E402
-
-
-def synthetic_study(
-    n_treatments: int, n_readers: int, n_cases: int, *, max_lesions: int = 5, seed: int = 1
-) -> ObserverData:
-    """A random fully crossed FROC study (normal cases first), reproducible from ``seed``."""
-    rng = np.random.default_rng(seed)
-    k2 = n_cases // 2
-    k1 = n_cases - k2
-    per_case = rng.integers(1, max_lesions + 1, size=k2)
-    lesions = tuple(
-        tuple(Lesion(str(l + 1), 1.0 / n) for l in range(n)) for n in per_case
-    )
-    max_nl = 4
-    shape_nl = (n_treatments, n_readers, n_cases, max_nl)
-    # NL marks: Poisson number per case, ratings ~ N(0, 1) rounded to 0.1 (ties)
-    n_marks = np.minimum(rng.poisson(0.8, size=shape_nl[:3]), max_nl)
-    nl = np.round(rng.normal(0.0, 1.0, size=shape_nl), 1)
-    nl[np.arange(max_nl)[None, None, None, :] >= n_marks[..., None]] = -np.inf
-    # LL marks: each lesion found with probability 0.7, ratings ~ N(1.5, 1)
-    ll = np.round(rng.normal(1.5, 1.0, size=(n_treatments, n_readers, k2, max_lesions)), 1)
-    found = rng.random(ll.shape) < 0.7
-    real = np.arange(max_lesions)[None, :] < per_case[:, None]
-    ll[~(found & real[None, None])] = -np.inf
-    return ObserverData(
-        treatments=tuple(f"T{i + 1}" for i in range(n_treatments)),
-        readers=tuple(f"R{j + 1}" for j in range(n_readers)),
-        normal_cases=tuple(f"N{k + 1}" for k in range(k1)),
-        abnormal_cases=tuple(f"A{k + 1}" for k in range(k2)),
-        lesions=lesions,
-        nl=nl,
-        ll=ll,
-        paradigm="FROC",
-        name=f"synthetic seed {seed}",
-    )
+from analysis import fom_matrix, jackknife_fom_matrix, pseudovalues  # noqa: E402
+from bench._studies import synthetic_froc_study  # noqa: E402
 
 
 def main() -> None:
@@ -71,7 +37,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
-    data = synthetic_study(args.treatments, args.readers, args.cases, seed=args.seed)
+    data = synthetic_froc_study(args.treatments, args.readers, args.cases, seed=args.seed)
     print(data.summary())
     fom_matrix(data, args.fom)  # warm-up
 
