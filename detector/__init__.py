@@ -30,7 +30,7 @@ compute_zmap, ZMap, load_zscore_model, ZScoreModel, DomainCheck, analytic_sigma
     The z-score map z = (current - estimate) / sigma from a network that sees only the
     registered prior (shipped weights ``detector/weights/zscore-v1.pt``), with a domain check and
     the analytic error model as documented fallback.
-find_candidates, CandidateSet, Candidate
+find_candidates, matched_filter_score, CandidateSet, Candidate
     Lesion candidates: connected regions of |z| above a threshold, with hysteresis.
 render_overlay, OverlayStyle, write_overlay_dicom
     The colour overlay (green increase, orange decrease) for the reading app and as a DICOM
@@ -42,6 +42,13 @@ train_zscore_model, prepare_training_pairs, TrainingConfig
 evaluate_detectors, EvaluationSettings, DetectorEvaluation
     Plain vs voxel-matched subtraction vs z-map as stand-alone detectors (``tsct detect evaluate``).
 
+compute_single_exam_zmap, load_single_exam_model, SingleExamModel, single_exam_roi,
+prepare_single_exam_exams, train_single_exam_model, SingleExamTrainingConfig
+    Single-exam mode (no prior exam): a blind-spot in-painting network predicts each bone voxel
+    of the current exam from its surroundings, never seeing the 5x5x5 block around it
+    (shipped weights ``detector/weights/single-exam-v1.pt``); the same ZMap, method
+    ``"single-exam"`` (``tsct detect single-exam``, ``tsct detect train-single-exam``).
+
 See docs/detector.md for parameters, measurements, output layout and JSON keys.
 """
 
@@ -52,12 +59,21 @@ from .pipeline import BatchResult, PairResult, run_case_list, run_pair
 from .qc import QCReport
 from .registration import IterationInfo, RegistrationConfig, RegistrationResult, register
 from .subtraction import SubtractionImages, temporal_subtraction
-from .candidates import Candidate, CandidateSet, find_candidates
+from .candidates import Candidate, CandidateSet, find_candidates, matched_filter_score
 from .detection_eval import DetectorEvaluation, EvaluationSettings, evaluate_detectors
 from .overlay import OverlayStyle, render_overlay, write_overlay_dicom
 from .train import TrainingConfig, prepare_training_pairs, train_zscore_model
 from .zscore import DomainCheck, ModelBundleError, OutOfDomainWarning, ZMap, ZScoreModel, analytic_sigma, compute_zmap, load_zscore_model
 from .zscore_outputs import ZScoreOutputs, ZScoreSettings, zscore_stage
+from .single_exam import (
+    SingleExamModel,
+    SingleExamTrainingConfig,
+    compute_single_exam_zmap,
+    load_single_exam_model,
+    prepare_single_exam_exams,
+    single_exam_roi,
+    train_single_exam_model,
+)
 
 __all__ = [
     "BatchResult",
@@ -93,10 +109,19 @@ __all__ = [
     "compute_zmap",
     "evaluate_detectors",
     "find_candidates",
+    "matched_filter_score",
     "load_zscore_model",
     "prepare_training_pairs",
     "render_overlay",
     "train_zscore_model",
     "write_overlay_dicom",
     "zscore_stage",
+    # single-exam mode (no prior exam)
+    "SingleExamModel",
+    "SingleExamTrainingConfig",
+    "compute_single_exam_zmap",
+    "load_single_exam_model",
+    "prepare_single_exam_exams",
+    "single_exam_roi",
+    "train_single_exam_model",
 ]

@@ -121,7 +121,7 @@ def run(
     zscore: bool = typer.Option(True, "--zscore/--no-zscore", help="Also make the z-score map, its sigma, lesion candidates and (DICOM input) the colour overlay series."),
     model: str = typer.Option("default", help="z-score model: 'default' (the shipped network), the path of your own weights (.pt), or 'analytic' (no network)."),
     force_model: bool = typer.Option(False, help="Use the network even when the pair is outside its training domain (otherwise the analytic error model is used, with a warning)."),
-    threshold: float = typer.Option(4.0, help="|z| from which voxels are coloured and candidates start."),
+    threshold: float = typer.Option(4.0, help="|z| from which overlay voxels are coloured; also the candidate threshold, applied to the matched-filter score (z smoothed over 1.5 mm and rescaled by its spread in the exam)."),
     low_threshold: float = typer.Option(3.0, help="Candidates grow over connected voxels with |z| >= this (hysteresis)."),
     min_volume: float = typer.Option(20.0, help="Smallest lesion candidate, mm³."),
     palette: str = typer.Option("green-orange", help="Overlay colours: 'green-orange' (increase green, decrease orange) or 'blue-red' (Hoshiai et al.)."),

@@ -78,10 +78,12 @@ def evaluate(
     model: str = typer.Option("default", help="z-score weights: 'default' (shipped), a .pt path, or 'analytic'."),
     report: Path = typer.Option(Path("reports/zscore-evaluation"), "--report", help="Folder for report.md, froc.png and evaluation.json."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the figures per method to this JSON file (keys in docs/detector-zscore.md)."),
-    methods: str = typer.Option("plain,voxel_matched,zscore,analytic", help="Methods to compare, comma-separated."),
+    methods: str = typer.Option("plain,voxel_matched,zscore,analytic", help="Methods to compare, comma-separated. Add 'single_exam' for the single-exam map of the current exam alone (no prior; 20-40 s per case on 2 CPU cores, so not on by default)."),
+    single_exam_model: str = typer.Option("default", help="Weights of the 'single_exam' method: 'default' (shipped single-exam-v1) or a .pt path."),
     margin_mm: float = typer.Option(3.0, help="A candidate hits a lesion when its centre lies within this distance of the lesion's voxels (mm)."),
     seed_threshold: float = typer.Option(3.0, help="Candidates start at |score| >= this (the lowest rating of the FROC curve)."),
     min_volume: float = typer.Option(20.0, help="Smallest candidate, mm³."),
+    matched_filter_mm: float = typer.Option(1.5, "--matched-filter-mm", help="Candidates are found and rated on a Gaussian matched filter of each method's map (this sigma, mm; in robust sigmas), the same rule for every method; 0 rates them on the voxel-wise map."),
     force_model: bool = typer.Option(False, help="Use the network even on cases outside its training domain."),
     device: str = typer.Option("cpu", help="Torch device for the network: 'cpu', 'cuda' or 'auto'."),
     record_in_bundle: bool = typer.Option(False, help="Write the z-map's figures into the model's metadata and model card (with this case list named as the split)."),
@@ -98,8 +100,8 @@ def evaluate(
     try:
         ev = evaluate_detectors(
             case_list, work, model=model, methods=method_list,
-            settings=EvaluationSettings(margin_mm=margin_mm, seed_threshold=seed_threshold, min_volume_mm3=min_volume),
-            force_model=force_model, device=device, progress=True,
+            settings=EvaluationSettings(margin_mm=margin_mm, seed_threshold=seed_threshold, min_volume_mm3=min_volume, matched_filter_mm=matched_filter_mm if matched_filter_mm > 0 else None),
+            force_model=force_model, device=device, progress=True, single_exam_model=single_exam_model,
         )
     except (CaseListError, DetectorInputError, FileNotFoundError) as exc:
         _fail(str(exc))
@@ -119,9 +121,23 @@ def evaluate(
                 metrics[f"wafroc_{base}"] = ev.scores[base].wafroc
         record_evaluation(ev.model["path"], metrics, f"held-out case list {case_list} ({len(ev.cases)} cases), hit margin {margin_mm:g} mm")
         console.print(f"Figures recorded in the bundle metadata of {ev.model['path']}.")
+    se_info = (ev.model or {}).get("single_exam")
+    if record_in_bundle and "single_exam" in ev.scores and se_info and se_info.get("path"):
+        from .single_exam import record_single_exam_evaluation
+
+        s = ev.scores["single_exam"].to_dict()
+        metrics = {k: s[k] for k in s if k.startswith("sensitivity_at_") or k in ("wafroc", "calibration_frac_abs_gt3", "n_cases", "n_lesions")}
+        for other in ("zscore", "plain"):
+            if other in ev.scores:
+                metrics[f"wafroc_{other}"] = ev.scores[other].wafroc
+        record_single_exam_evaluation(se_info["path"], metrics, f"held-out case list {case_list} ({len(ev.cases)} cases, current exams only), hit margin {margin_mm:g} mm")
+        console.print(f"Single-exam figures recorded in the bundle metadata of {se_info['path']}.")
 
 
 def register_commands(app: typer.Typer) -> None:
-    """Add ``train`` and ``evaluate`` to the ``tsct detect`` group."""
+    """Add ``train``, ``evaluate``, ``single-exam`` and ``train-single-exam`` to the ``tsct detect`` group."""
+    from ._inpaint_cli import register_single_exam_commands
+
     app.command("train")(train)
     app.command("evaluate")(evaluate)
+    register_single_exam_commands(app)

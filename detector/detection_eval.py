@@ -39,13 +39,18 @@ import numpy as np
 from cases import Case, CaseList, LabelVolume, Volume, read_case_list, read_exam, read_volume
 
 from ._errors import DetectorInputError
-from .candidates import find_candidates
+from .candidates import find_candidates, matched_filter_score
 from .froc import CaseMarks, DetectionScore, TruthLesion, match_candidates, score_detector, wafroc_scores
 
 __all__ = ["METHODS", "EvaluationSettings", "DetectorEvaluation", "evaluate_detectors", "EVALUATION_JSON_KEYS"]
 
 METHODS: tuple[str, ...] = ("plain", "voxel_matched", "zscore", "analytic")
+#: Methods scored only when asked for (``methods=`` / ``--methods``): ``single_exam``, the
+#: single-exam in-painting map of the current exam alone (:mod:`detector.single_exam`; about
+#: 20-40 s per case on a 2-core CPU, so it is not on by default).
+OPTIONAL_METHODS: tuple[str, ...] = ("single_exam",)
 METHOD_LABELS = {
+    "single_exam": "single-exam map (no prior)",
     "plain": "plain subtraction",
     "voxel_matched": "voxel-matched subtraction",
     "zscore": "z-map (network)",
@@ -54,7 +59,7 @@ METHOD_LABELS = {
 
 #: Keys of each method's entry in the evaluation JSON (``--json OUT``), documented in docs/detector-zscore.md.
 EVALUATION_JSON_KEYS: dict[str, str] = {
-    "method": "method name (plain, voxel_matched, zscore, analytic)",
+    "method": "method name (plain, voxel_matched, zscore, analytic; single_exam when asked for)",
     "n_cases": "cases scored",
     "n_normal_cases": "normal cases among them",
     "n_lesions": "truth lesions",
@@ -79,6 +84,10 @@ class EvaluationSettings:
     seed_threshold : candidates start at ``|score| >= seed_threshold`` (the FROC's lowest rating).
     low_threshold : hysteresis growth threshold (None: no hysteresis).
     min_volume_mm3 : smallest candidate, mm³.
+    matched_filter_mm : candidates are found and rated on the matched-filter score of each
+        method's map (:func:`detector.candidates.matched_filter_score`, Gaussian of this sigma,
+        mm), the same rule for every method; None: on the voxel-wise map itself (the rule before
+        Nov 2026). Calibration is always measured on the voxel-wise map.
     fp_rates : false positives per case at which sensitivity is reported.
     size_edges_mm : equivalent-diameter bins of the size subgroups, mm.
     """
@@ -87,6 +96,7 @@ class EvaluationSettings:
     seed_threshold: float = 3.0
     low_threshold: float | None = None
     min_volume_mm3: float = 20.0
+    matched_filter_mm: float | None = 1.5
     fp_rates: tuple[float, ...] = (0.5, 1.0, 3.0)
     size_edges_mm: tuple[float, ...] = (5.0, 10.0)
 
@@ -204,11 +214,15 @@ class DetectorEvaluation:
             f"Case list: `{self.case_list}`; {len(self.cases)} cases; hit rule: candidate centre within {self.settings.margin_mm:g} mm of the lesion's voxels; "
             f"candidates: |score| >= {self.settings.seed_threshold:g}"
             + (f" grown to {self.settings.low_threshold:g}" if self.settings.low_threshold else "")
-            + f", >= {self.settings.min_volume_mm3:g} mm³, rated by peak |score|.",
+            + f", >= {self.settings.min_volume_mm3:g} mm³, rated by peak |score|"
+            + (f"; score = matched filter (Gaussian {self.settings.matched_filter_mm:g} mm) of each method's map, in robust sigmas." if self.settings.matched_filter_mm else "."),
             "",
         ]
-        if self.model:
+        if self.model and self.model.get("name"):
             lines += [f"Network: {self.model.get('name')} v{self.model.get('version')} (`{self.model.get('path')}`, SHA-256 {str(self.model.get('sha256'))[:12]}…).", ""]
+        if self.model and self.model.get("single_exam"):
+            se = self.model["single_exam"]
+            lines += [f"Single-exam network (current exam only): {se.get('name')} v{se.get('version')} (`{se.get('path')}`, SHA-256 {str(se.get('sha256'))[:12]}…).", ""]
         lines += [head, "|" + "---|" * (len(fps) + 5)]
         for s in self.scores.values():
             cal = f"{100 * s.calibration_frac_abs_gt3:.2f} %" if math.isfinite(s.calibration_frac_abs_gt3) else "n/a"
@@ -330,6 +344,7 @@ def evaluate_detectors(
     progress: bool = True,
     on_case: Callable[[str, dict[str, Any]], None] | None = None,
     zmap_options: dict[str, Any] | None = None,
+    single_exam_model: Any = "default",
     **run_options: Any,
 ) -> DetectorEvaluation:
     """Score plain subtraction, voxel matching and z-maps as stand-alone detectors on a case list.
@@ -347,6 +362,9 @@ def evaluate_detectors(
     on_case : called as ``on_case(case_id, case_info)`` after each case.
     zmap_options : extra keyword arguments of :func:`detector.zscore.compute_zmap` for the
         network's z-map (e.g. ``{"recalibrate": False}``).
+    single_exam_model : the in-painting network for ``"single_exam"`` (``"default"``, a weights
+        path or a loaded :class:`detector.single_exam.SingleExamModel`); it reads the current exam
+        only, with the ROI derived from that exam (:func:`detector.single_exam.single_exam_roi`).
     **run_options : passed to :func:`detector.run_pair` for cases not yet registered.
 
     Returns
@@ -358,9 +376,9 @@ def evaluate_detectors(
     import warnings
 
     settings = settings or EvaluationSettings()
-    bad = [m for m in methods if m not in METHODS]
+    bad = [m for m in methods if m not in METHODS + OPTIONAL_METHODS]
     if bad:
-        raise DetectorInputError(f"Unknown method(s) {bad}; choose among {', '.join(METHODS)}.")
+        raise DetectorInputError(f"Unknown method(s) {bad}; choose among {', '.join(METHODS + OPTIONAL_METHODS)}.")
     if not isinstance(case_list, CaseList):
         case_list = read_case_list(case_list)
     if not case_list.cases:
@@ -381,6 +399,20 @@ def evaluate_detectors(
         overlap = [c.case_id for c in case_list if _synthetic_seed(c) in train_seeds]
         if overlap:
             notes.append(f"{len(overlap)} case(s) were generated with seeds the network was trained on ({', '.join(overlap[:10])}); these are not held out.")
+    se_model = None
+    if "single_exam" in methods:
+        from .single_exam import SingleExamModel, compute_single_exam_zmap, load_single_exam_model
+
+        try:
+            se_model = single_exam_model if isinstance(single_exam_model, SingleExamModel) else load_single_exam_model(None if single_exam_model == "default" else single_exam_model, device=device)
+        except ModelBundleError as exc:
+            raise DetectorInputError(f"The single-exam network cannot be loaded: {exc}") from None
+        se_info = {"name": se_model.name, "version": se_model.version, "path": str(se_model.path), "sha256": se_model.metadata.get("sha256")}
+        model_info = {**(model_info or {}), "single_exam": se_info}
+        se_seeds = set(se_model.metadata.get("training_data", {}).get("synthetic_seeds_train", []))
+        overlap = [c.case_id for c in case_list if _synthetic_seed(c) in se_seeds]
+        if overlap:
+            notes.append(f"{len(overlap)} case(s) were generated with seeds the single-exam network was trained on ({', '.join(overlap[:10])}); these are not held out.")
 
     marks: dict[str, list[CaseMarks]] = {m: [] for m in methods}
     lesions_by_case: dict[str, list[TruthLesion]] = {}
@@ -412,16 +444,33 @@ def evaluate_detectors(
                 r_vox = [max(1, int(math.ceil(settings.margin_mm / s))) for s in reversed(current.spacing_mm)]
                 grown = ndi.binary_dilation(lesion_union, structure=np.ones([2 * r + 1 for r in r_vox], bool))
                 unchanged &= ~grown
+            # voxels next to tissue the prior did not image carry no z (see compute_zmap); leave
+            # them out of every method's calibration so that the figures compare like with like
+            from .zscore import near_missing_prior
+
+            near_missing = near_missing_prior(current.array, warped.array, roi, current.spacing_mm, 3.0)
+            unchanged &= ~near_missing
             ts = np.where(roi, current.array.astype(np.float32) - warped.array.astype(np.float32), 0.0).astype(np.float32)
             vals = ts[roi]
             scale = max(1.0, float(1.4826 * np.median(np.abs(vals - np.median(vals))))) if vals.size else 1.0
             change = current.like(ts)
             info: dict[str, Any] = {"case_id": case.case_id, "status": case.status, "n_lesions": len(lesions), "qc_status": qc_status, "subtraction_scale_hu": scale, "n_candidates": {}}
             for method in methods:
+                regional = None  # the z-maps' candidate z (native voxels) for the matched filter
                 if method == "plain":
                     score = ts / scale
                 elif method == "voxel_matched":
                     score = np.where(roi, vm, 0.0).astype(np.float32) / scale
+                elif method == "single_exam":
+                    # the current exam alone: its own bone ROI, no prior, no registration
+                    # (no analytic fallback without a prior: an out-of-domain exam is scored anyway, with a note)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", OutOfDomainWarning)
+                        se = compute_single_exam_zmap(current, None, model=se_model, device=device, force=True)
+                    score = se.z.array
+                    info["single_exam_recalibration"] = se.parameters.get("recalibration_factor")
+                    if se.domain is not None and not se.domain.in_domain:
+                        notes.append(f"{case.case_id}: single-exam network used outside its training domain ({'; '.join(se.domain.reasons)})")
                 else:
                     with warnings.catch_warnings(record=True) as caught:
                         warnings.simplefilter("always", OutOfDomainWarning)
@@ -431,15 +480,21 @@ def evaluate_detectors(
                             **((zmap_options or {}) if method == "zscore" else {}),
                         )
                     score = zm.z.array
+                    regional = zm.candidate_z.array
                     if method == "zscore":
                         info["zscore_method"] = zm.method
                         if zm.method != "network" or zm.parameters.get("forced"):
                             notes.append(f"{case.case_id}: " + "; ".join(zm.notes))
                         del caught
                 score_vol = current.like(np.asarray(score, dtype=np.float32))
+                # the z-maps are 0 where the prior had no data around the voxel: not part of their map
+                cand_roi = roi & ~near_missing if method in ("zscore", "analytic") else roi
+                if settings.matched_filter_mm:
+                    base = current.like(np.asarray(regional, dtype=np.float32)) if regional is not None else score_vol
+                    score_vol = matched_filter_score(base, cand_roi, sigma_mm=settings.matched_filter_mm)
                 cands = find_candidates(
-                    score_vol, roi=roi, threshold=settings.seed_threshold, low_threshold=settings.low_threshold,
-                    min_volume_mm3=settings.min_volume_mm3, change_hu=change, score_name="z" if method in ("zscore", "analytic") else "sigma", case_id=case.case_id,
+                    score_vol, roi=cand_roi, threshold=settings.seed_threshold, low_threshold=settings.low_threshold,
+                    min_volume_mm3=settings.min_volume_mm3, change_hu=change, score_name="z" if method in ("zscore", "analytic", "single_exam") else "sigma", case_id=case.case_id,
                 )
                 info["n_candidates"][method] = len(cands)
                 marks[method].append(match_candidates(case.case_id, cands, lesions, margin_mm=settings.margin_mm))

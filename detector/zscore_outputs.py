@@ -21,9 +21,9 @@ import SimpleITK as sitk
 
 from cases import LabelVolume, Volume
 
-from .candidates import CandidateSet, find_candidates
+from .candidates import CandidateSet, find_candidates, matched_filter_score
 from .overlay import OverlayStyle, write_overlay_dicom
-from .zscore import ZMap, compute_zmap
+from .zscore import ZMap, compute_zmap, near_missing_prior
 
 __all__ = ["ZScoreSettings", "ZScoreOutputs", "zscore_stage", "write_zscore_files", "ZSCORE_OUTPUT_FILES"]
 
@@ -47,7 +47,12 @@ class ZScoreSettings:
     force_model : use the network even outside its training domain.
     device : torch device (``"cpu"``, ``"cuda"``, ``"auto"``).
     recalibrate : per-pair widening of the network's sigma (see :func:`compute_zmap`).
-    threshold, low_threshold, min_volume_mm3 : candidate rule (:func:`find_candidates`).
+    threshold, low_threshold, min_volume_mm3 : candidate rule (:func:`find_candidates`), applied
+        to the matched-filter score when ``matched_filter_mm`` is set, else to z itself.
+    matched_filter_mm : candidates are found and rated on the matched-filter score of the z-map
+        (:func:`detector.candidates.matched_filter_score`, Gaussian of this sigma in mm, in robust
+        sigmas), the rule ``tsct detect evaluate`` scores; None: on the voxel-wise z. The overlay
+        always shows the voxel-wise z.
     style : overlay look for the DICOM series.
     """
 
@@ -58,6 +63,7 @@ class ZScoreSettings:
     threshold: float = 4.0
     low_threshold: float | None = 3.0
     min_volume_mm3: float = 20.0
+    matched_filter_mm: float | None = 1.5
     style: OverlayStyle = field(default_factory=OverlayStyle)
 
 
@@ -171,11 +177,21 @@ def zscore_stage(
     )
     roi = bone_roi.array != 0
     change = current.like(np.where(roi, current.array.astype(np.float32) - warped_prior.array.astype(np.float32), 0.0).astype(np.float32))
+    # where the prior had no data nearby the z-map holds no value (compute_zmap): not part of the map
+    margin = float(zm.parameters.get("prior_fov_margin_mm", 0.0))
+    cand_roi = roi & ~near_missing_prior(current.array, warped_prior.array, roi, current.spacing_mm, margin)
+    score, score_name = zm.z, "z"
+    if settings.matched_filter_mm:
+        score = matched_filter_score(zm.candidate_z, cand_roi, sigma_mm=settings.matched_filter_mm)
+        score_name = f"z, matched filter {settings.matched_filter_mm:g} mm"
     cands = find_candidates(
-        zm.z, roi=roi, threshold=settings.threshold, low_threshold=settings.low_threshold, min_volume_mm3=settings.min_volume_mm3,
-        change_hu=change, score_name="z", case_id=case_id,
+        score, roi=cand_roi, threshold=settings.threshold, low_threshold=settings.low_threshold, min_volume_mm3=settings.min_volume_mm3,
+        change_hu=change, score_name=score_name, case_id=case_id,
     )
-    cands = CandidateSet(cands.candidates, {**cands.parameters, "z_method": zm.method, "model_version": zm.model_version}, case_id)
+    extra: dict[str, Any] = {"z_method": zm.method, "model_version": zm.model_version, "matched_filter_mm": settings.matched_filter_mm}
+    if settings.matched_filter_mm:
+        extra["matched_filter_robust_sd"] = score.metadata.get("robust_sd")
+    cands = CandidateSet(cands.candidates, {**cands.parameters, **extra}, case_id)
     result = ZScoreOutputs(zmap=zm, candidates=cands)
     if out_dir is None:
         return result
