@@ -44,7 +44,6 @@ import datetime as _dt
 import json
 import math
 import os
-import platform
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -57,6 +56,7 @@ from scipy import ndimage as ndi
 from cases import CaseList, LabelVolume, Volume, read_case_list, read_exam
 
 from ._errors import DetectorInputError
+from ._training_common import beta_nll, hardware_info, record_bundle_evaluation, value_range, write_training_figures
 from .bone import bone_mask, dilate_mask
 from .zscore import (
     WORKING_SPACING_MM,
@@ -751,15 +751,6 @@ class _Sampler:
         return x, m, c
 
 
-def _beta_nll(mu, log_var, target, mask, beta: float):  # type: ignore[no-untyped-def]
-    """beta-NLL (Seitzer et al. 2022): per-voxel Gaussian NLL weighted by stop-gradient sigma^(2 beta)."""
-    import torch
-
-    nll = 0.5 * (log_var + (target - mu) ** 2 * torch.exp(-log_var))
-    w = mask.float()
-    n = w.sum().clamp_min(1.0)
-    weighted = nll * torch.exp(beta * log_var).detach() if beta > 0 else nll
-    return (weighted * w).sum() / n, (nll * w).sum() / n
 
 
 def _validate(net, exams: Sequence[SingleExamExam], device) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -791,21 +782,6 @@ def _validate(net, exams: Sequence[SingleExamExam], device) -> dict[str, Any]:  
     }
 
 
-def _hardware(device) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    import torch
-
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info: dict[str, Any] = {"device": str(device), "cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform()}
-    if getattr(device, "type", str(device)) == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def train_single_exam_model(
@@ -917,7 +893,7 @@ def train_single_exam_model(
             xt = torch.from_numpy(x).to(device)
             mt = torch.from_numpy(m).to(device) & inner_t
             mu, log_var = net(xt, torch.from_numpy(c).to(device))
-            loss, nll = _beta_nll(mu, log_var, xt, mt, cfg.beta)
+            loss, nll = beta_nll(mu, log_var, xt, mt, cfg.beta)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -939,7 +915,7 @@ def train_single_exam_model(
     net_cpu = net.to("cpu").eval()
     torch.save({k: v.detach().clone().float() for k, v in net_cpu.state_dict().items()}, out)
     digest = sha256_of(out)
-    figures = _write_figures(out, history, final_val)
+    figures = write_training_figures(out, history, final_val, title="single-exam in-painting network")
     metadata = _metadata(cfg, net_cpu, train_exams, val_exams, final_val, elapsed, device, digest, training_data or {}, len(history["loss"]), hardware_note)
     meta_path = metadata_path_for(out)
     meta_path.write_text(json.dumps(metadata, indent=1) + "\n", encoding="utf-8")
@@ -948,9 +924,6 @@ def train_single_exam_model(
     return SingleExamTrainingResult(out, meta_path, card, tuple(figures), len(history["loss"]), elapsed, history, scalars)
 
 
-def _range(values: Sequence[float | None]) -> list[float] | None:
-    v = [float(x) for x in values if x is not None and math.isfinite(x)]
-    return [min(v), max(v)] if v else None
 
 
 def _metadata(cfg, net, train_exams, val_exams, val, elapsed, device, digest, training_data, n_it, hardware_note) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -958,7 +931,7 @@ def _metadata(cfg, net, train_exams, val_exams, val, elapsed, device, digest, tr
 
     spacings = np.asarray([e.spacing_mm for e in train_exams])
     seeds = sorted({e.provenance.get("synthetic", {}).get("seed") for e in train_exams} - {None})
-    hw = _hardware(device)
+    hw = hardware_info(device)
     if hardware_note:
         hw["note"] = hardware_note
     return {
@@ -992,9 +965,9 @@ def _metadata(cfg, net, train_exams, val_exams, val, elapsed, device, digest, tr
         },
         "domain": {
             "spacing_min_mm": spacings.min(axis=0).tolist(), "spacing_max_mm": spacings.max(axis=0).tolist(), "spacing_tolerance": 0.1,
-            "bone_hu_p50": _range([e.bone_stats.get("bone_hu_p50") for e in train_exams]),
-            "bone_hu_p95": _range([e.bone_stats.get("bone_hu_p95") for e in train_exams]), "hu_margin": 50.0,
-            "noise_hu": _range([e.noise_hu for e in train_exams]), "noise_factor": 1.3,
+            "bone_hu_p50": value_range([e.bone_stats.get("bone_hu_p50") for e in train_exams]),
+            "bone_hu_p95": value_range([e.bone_stats.get("bone_hu_p95") for e in train_exams]), "hu_margin": 50.0,
+            "noise_hu": value_range([e.noise_hu for e in train_exams]), "noise_factor": 1.3,
         },
         "training_data": {
             **training_data,
@@ -1019,61 +992,6 @@ def _metadata(cfg, net, train_exams, val_exams, val, elapsed, device, digest, tr
     }
 
 
-def _write_figures(out: Path, history: dict[str, Any], val: dict[str, Any]) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths = []
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
-    nll = np.asarray(history["nll"], dtype=float)
-    if nll.size:
-        k = max(1, min(50, nll.size // 10))
-        smooth = np.convolve(nll, np.ones(k) / k, mode="valid")
-        ax.plot(np.arange(nll.size) + 1, nll, color="0.8", lw=0.5, label="training NLL (per batch)")
-        ax.plot(np.arange(smooth.size) + k, smooth, color="C0", label=f"training NLL ({k}-batch mean)")
-    vh = [v for v in history.get("validation", []) if "nll" in v]
-    if vh:  # validation NLL is per voxel in HU units; shift it onto the normalised scale
-        shift = math.log(500.0) + 0.5 * math.log(2 * math.pi)
-        ax.plot([v["iteration"] for v in vh], [v["nll"] - shift for v in vh], "o-", color="C3", label="validation NLL")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("Gaussian NLL (normalised HU units)")
-    ax.legend(fontsize=7)
-    ax.set_title("single-exam in-painting network: training loss")
-    fig.tight_layout()
-    p = out.with_name(out.stem + "-loss.png")
-    fig.savefig(p)
-    plt.close(fig)
-    paths.append(p)
-    if val:
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=110)
-        edges = np.linspace(-8, 8, 81)
-        counts = np.asarray(val["z_histogram"], dtype=float)
-        centres = 0.5 * (edges[:-1] + edges[1:])
-        dens = counts / counts.sum() / np.diff(edges)
-        axes[0].semilogy(centres, np.maximum(dens, 1e-7), drawstyle="steps-mid", label="z in held-out normal bone")
-        axes[0].semilogy(centres, np.exp(-0.5 * centres**2) / math.sqrt(2 * math.pi), "k--", lw=1, label="N(0, 1)")
-        axes[0].set_ylim(1e-6, 1)
-        axes[0].set_xlabel("z")
-        axes[0].set_ylabel("density")
-        axes[0].set_title(f"|z| > 3: {100 * val['frac_abs_z_gt3']:.2f} % (calibrated: 0.27 %)", fontsize=9)
-        axes[0].legend(fontsize=7)
-        sm = [b_["sigma_mean_hu"] for b_ in val["calibration_bins"]]
-        rm = [b_["rmse_hu"] for b_ in val["calibration_bins"]]
-        axes[1].plot(sm, rm, "o-", label="held-out normal bone (deciles of sigma)")
-        lim = max(max(sm), max(rm)) * 1.1
-        axes[1].plot([0, lim], [0, lim], "k--", lw=1, label="ideal")
-        axes[1].set_xlabel("predicted sigma (HU)")
-        axes[1].set_ylabel("observed RMS error (HU)")
-        axes[1].set_title("calibration of sigma", fontsize=9)
-        axes[1].legend(fontsize=7)
-        fig.tight_layout()
-        p = out.with_name(out.stem + "-calibration.png")
-        fig.savefig(p)
-        plt.close(fig)
-        paths.append(p)
-    return paths
 
 
 def _fmt(values: Any, spec: str = ".2f") -> str:
@@ -1176,12 +1094,4 @@ def record_single_exam_evaluation(weights: str | Path, metrics: dict[str, Any], 
 
     The weights and their SHA-256 are unchanged.
     """
-    weights = Path(weights)
-    meta_path = metadata_path_for(weights)
-    metadata = json.loads(meta_path.read_text(encoding="utf-8"))
-    metadata["eval_metrics"] = metrics
-    metadata["eval_split"] = split
-    meta_path.write_text(json.dumps(metadata, indent=1) + "\n", encoding="utf-8")
-    figures = [p for p in (weights.with_name(weights.stem + "-loss.png"), weights.with_name(weights.stem + "-calibration.png")) if p.is_file()]
-    write_single_exam_model_card(weights, metadata, figures)
-    return meta_path
+    return record_bundle_evaluation(weights, metrics, split, write_single_exam_model_card)

@@ -38,7 +38,6 @@ import datetime as _dt
 import json
 import math
 import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,6 +48,7 @@ import numpy as np
 from cases import Case, CaseList, LabelVolume, read_case_list, read_exam, read_volume
 
 from ._errors import DetectorInputError
+from ._training_common import beta_nll, hardware_info, record_bundle_evaluation, value_range, write_training_figures
 from .zscore import (
     WORKING_SPACING_MM,
     bone_hu_statistics,
@@ -413,14 +413,6 @@ class _PatchSampler:
         return x, y, m
 
 
-def _beta_nll(mu, log_var, target, mask, beta: float):  # type: ignore[no-untyped-def]
-    import torch
-
-    nll = 0.5 * (log_var + (target - mu) ** 2 * torch.exp(-log_var))
-    if beta > 0:
-        nll = nll * torch.exp(beta * log_var).detach()
-    w = mask.float()
-    return (nll * w).sum() / w.sum().clamp_min(1.0), ((0.5 * (log_var + (target - mu) ** 2 * torch.exp(-log_var))) * w).sum() / w.sum().clamp_min(1.0)
 
 
 def _validate(net, pairs: Sequence[TrainingPair], device) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -460,21 +452,6 @@ def _validate(net, pairs: Sequence[TrainingPair], device) -> dict[str, Any]:  # 
     }
 
 
-def _hardware(device) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    import torch
-
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info: dict[str, Any] = {"device": str(device), "cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform()}
-    if getattr(device, "type", str(device)) == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def train_zscore_model(
@@ -584,7 +561,7 @@ def train_zscore_model(
             yt = torch.from_numpy(y).to(device)
             mt = torch.from_numpy(m).to(device) & inner_t
             mu, log_var = net(xt)
-            loss, nll = _beta_nll(mu, log_var, yt, mt, cfg.beta)
+            loss, nll = beta_nll(mu, log_var, yt, mt, cfg.beta)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -607,7 +584,7 @@ def train_zscore_model(
     net_cpu = net.to("cpu").eval()
     torch.save({k: v.detach().clone().float() for k, v in net_cpu.state_dict().items()}, out)
     digest = sha256_of(out)
-    figures = _write_figures(out, history, final_val)
+    figures = write_training_figures(out, history, final_val, title="z-score network")
     metadata = _metadata(cfg, net_cpu, train_pairs, val_pairs, final_val, elapsed, device, digest, training_data or {}, len(history["loss"]))
     if changelog:
         metadata["changelog"] = {**changelog, **({} if cfg.version in changelog else metadata["changelog"])}
@@ -617,9 +594,6 @@ def train_zscore_model(
     return TrainingResult(out, meta_path, card, tuple(figures), len(history["loss"]), elapsed, history, {k: v for k, v in final_val.items() if isinstance(v, (int, float))})
 
 
-def _range(values: Sequence[float]) -> list[float] | None:
-    v = [float(x) for x in values if x is not None and math.isfinite(x)]
-    return [min(v), max(v)] if v else None
 
 
 def _metadata(cfg: TrainingConfig, net, train_pairs, val_pairs, val, elapsed, device, digest, training_data, n_it) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -661,11 +635,11 @@ def _metadata(cfg: TrainingConfig, net, train_pairs, val_pairs, val, elapsed, de
         "domain": {
             "spacing_min_mm": spacings.min(axis=0).tolist(), "spacing_max_mm": spacings.max(axis=0).tolist(),
             "prior_spacing_min_mm": prior_spacings.min(axis=0).tolist(), "prior_spacing_max_mm": prior_spacings.max(axis=0).tolist(), "spacing_tolerance": 0.1,
-            "bone_hu_p50": _range([p.bone_stats.get("bone_hu_p50") for p in train_pairs]),
-            "bone_hu_p95": _range([p.bone_stats.get("bone_hu_p95") for p in train_pairs]),
+            "bone_hu_p50": value_range([p.bone_stats.get("bone_hu_p50") for p in train_pairs]),
+            "bone_hu_p95": value_range([p.bone_stats.get("bone_hu_p95") for p in train_pairs]),
             "hu_margin": 50.0,
-            "noise_current_hu": _range([p.noise_current_hu for p in train_pairs]),
-            "noise_prior_hu": _range([p.noise_prior_hu for p in train_pairs]),
+            "noise_current_hu": value_range([p.noise_current_hu for p in train_pairs]),
+            "noise_prior_hu": value_range([p.noise_prior_hu for p in train_pairs]),
             "noise_factor": 1.3,
         },
         "training_data": {
@@ -678,7 +652,7 @@ def _metadata(cfg: TrainingConfig, net, train_pairs, val_pairs, val, elapsed, de
         "training": {
             "loss": f"beta-NLL, beta = {cfg.beta}", "optimizer": f"Adam, lr {cfg.learning_rate} with cosine decay to 5 %", "iterations": n_it,
             "batch_size": cfg.batch_size, "patch_vox": cfg.patch_vox, "loss_border_vox": cfg.loss_border_vox, "augmentation": "random left-right flips",
-            "seed": cfg.seed, "elapsed_s": round(elapsed, 1), "hardware": _hardware(device),
+            "seed": cfg.seed, "elapsed_s": round(elapsed, 1), "hardware": hardware_info(device),
         },
         "validation": {k: v for k, v in val.items() if k not in ("calibration_bins", "z_histogram")},
         "validation_split": "normal pairs of the training case list held out from training (validation_case_ids), z on the working grid",
@@ -691,63 +665,6 @@ def _metadata(cfg: TrainingConfig, net, train_pairs, val_pairs, val, elapsed, de
     }
 
 
-def _write_figures(out: Path, history: dict[str, Any], val: dict[str, Any]) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths = []
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
-    nll = np.asarray(history["nll"], dtype=float)
-    if nll.size:
-        k = max(1, min(50, nll.size // 10))
-        smooth = np.convolve(nll, np.ones(k) / k, mode="valid")
-        ax.plot(np.arange(nll.size) + 1, nll, color="0.8", lw=0.5, label="training NLL (per batch)")
-        ax.plot(np.arange(smooth.size) + k, smooth, color="C0", label=f"training NLL ({k}-batch mean)")
-    vh = [v for v in history.get("validation", []) if "nll" in v]
-    if vh:
-        # validation NLL is in HU units (log sigma in HU); shift it onto the normalised scale
-        shift = math.log(500.0)
-        ax.plot([v["iteration"] for v in vh], [v["nll"] - shift - 0.5 * math.log(2 * math.pi) for v in vh], "o-", color="C3", label="validation NLL")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("Gaussian NLL (normalised HU units)")
-    ax.legend(fontsize=7)
-    ax.set_title("z-score network: training loss")
-    fig.tight_layout()
-    p = out.with_name(out.stem + "-loss.png")
-    fig.savefig(p)
-    plt.close(fig)
-    paths.append(p)
-    if val:
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=110)
-        edges = np.linspace(-8, 8, 81)
-        counts = np.asarray(val["z_histogram"], dtype=float)
-        centres = 0.5 * (edges[:-1] + edges[1:])
-        dens = counts / counts.sum() / np.diff(edges)
-        axes[0].semilogy(centres, np.maximum(dens, 1e-7), drawstyle="steps-mid", label="z in held-out normal bone")
-        axes[0].semilogy(centres, np.exp(-0.5 * centres**2) / math.sqrt(2 * math.pi), "k--", lw=1, label="N(0, 1)")
-        axes[0].set_ylim(1e-6, 1)
-        axes[0].set_xlabel("z")
-        axes[0].set_ylabel("density")
-        axes[0].set_title(f"|z| > 3: {100 * val['frac_abs_z_gt3']:.2f} % (calibrated: 0.27 %)", fontsize=9)
-        axes[0].legend(fontsize=7)
-        bins = val["calibration_bins"]
-        sm = [b["sigma_mean_hu"] for b in bins]
-        rm = [b["rmse_hu"] for b in bins]
-        axes[1].plot(sm, rm, "o-", label="held-out normal bone (deciles of sigma)")
-        lim = max(max(sm), max(rm)) * 1.1
-        axes[1].plot([0, lim], [0, lim], "k--", lw=1, label="ideal")
-        axes[1].set_xlabel("predicted sigma (HU)")
-        axes[1].set_ylabel("observed RMS error (HU)")
-        axes[1].set_title("calibration of sigma", fontsize=9)
-        axes[1].legend(fontsize=7)
-        fig.tight_layout()
-        p = out.with_name(out.stem + "-calibration.png")
-        fig.savefig(p)
-        plt.close(fig)
-        paths.append(p)
-    return paths
 
 
 def write_model_card(weights: str | Path, metadata: dict[str, Any], figures: Sequence[Path] = ()) -> Path:
@@ -861,12 +778,4 @@ def record_evaluation(weights: str | Path, metrics: dict[str, Any], split: str) 
     The weights and their SHA-256 are unchanged; only ``eval_metrics`` and ``eval_split`` of the
     metadata and the model card are rewritten.
     """
-    weights = Path(weights)
-    meta_path = metadata_path_for(weights)
-    metadata = json.loads(meta_path.read_text(encoding="utf-8"))
-    metadata["eval_metrics"] = metrics
-    metadata["eval_split"] = split
-    meta_path.write_text(json.dumps(metadata, indent=1) + "\n", encoding="utf-8")
-    figures = [p for p in (weights.with_name(weights.stem + "-loss.png"), weights.with_name(weights.stem + "-calibration.png")) if p.is_file()]
-    write_model_card(weights, metadata, figures)
-    return meta_path
+    return record_bundle_evaluation(weights, metrics, split, write_model_card)

@@ -219,7 +219,8 @@ def test_noisier_current_is_out_of_domain():
 
 
 def test_nll_training_step_decreases_the_loss():
-    from detector.train import TrainingPair, _beta_nll, _PatchSampler
+    from detector._training_common import beta_nll as _beta_nll
+    from detector.train import TrainingPair, _PatchSampler
     from detector.zscore import build_net
 
     p = toy_pair(seed=9, lesions=False)
