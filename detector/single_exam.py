@@ -48,7 +48,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Callable, ClassVar, Sequence, Union
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -61,9 +61,12 @@ from .bone import bone_mask, dilate_mask
 from .zscore import (
     WORKING_SPACING_MM,
     DomainCheck,
+    ModelBundle,
     ModelBundleError,
     OutOfDomainWarning,
     ZMap,
+    load_bundle_weights,
+    read_bundle_metadata,
     bone_hu_statistics,
     from_working_grid,
     make_working_grid,
@@ -147,33 +150,11 @@ def build_single_exam_net(channels: int = 8, n_layers: int = 5, blind_radius_vox
 
 
 @dataclass(frozen=True, eq=False)
-class SingleExamModel:
-    """A trained single-exam in-painting network with its metadata (the weights bundle).
+class SingleExamModel(ModelBundle):
+    """A trained single-exam in-painting network (:class:`~detector._inpaint_net.BlindSpotNet`)
+    with its metadata (see :class:`~detector.zscore.ModelBundle`)."""
 
-    Attributes
-    ----------
-    net : the torch module (:class:`~detector._inpaint_net.BlindSpotNet`), in eval mode.
-    metadata : the bundle's ``metadata.json`` content (version, input contract, domain, ...).
-    path : the weights file, if loaded from disk.
-    device : the torch device the network sits on.
-    """
-
-    net: Any
-    metadata: dict[str, Any]
-    path: Path | None = None
-    device: Any = "cpu"
-
-    @property
-    def version(self) -> str:
-        return str(self.metadata.get("version", "unversioned"))
-
-    @property
-    def name(self) -> str:
-        return str(self.metadata.get("name", MODEL_NAME))
-
-    @property
-    def working_spacing_mm(self) -> float:
-        return float(self.metadata.get("input", {}).get("working_spacing_mm", WORKING_SPACING_MM))
+    default_name: ClassVar[str] = MODEL_NAME
 
     @property
     def blind_radius_vox(self) -> int:
@@ -237,41 +218,16 @@ def load_single_exam_model(path: str | Path | None = None, *, device: str = "cpu
         a bundle of another kind (e.g. the temporal z-score network), or weights that do not fit
         the architecture the metadata describes.
     """
-    import torch
-
     weights = Path(path) if path is not None else default_single_exam_model_path()
-    meta_path = metadata_path_for(weights)
-    if not weights.is_file():
-        raise ModelBundleError(f"{weights}: single-exam weights not found. Train them with 'tsct detect train-single-exam CASELIST --out {weights}'.")
-    if not meta_path.is_file():
-        raise ModelBundleError(f"{meta_path}: the metadata of {weights.name} is missing; a weights file is only used with its metadata (input contract, domain, hash).")
-    try:
-        metadata = json.loads(meta_path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise ModelBundleError(f"{meta_path}: not valid JSON ({exc}).") from None
+    metadata = read_bundle_metadata(weights, verify_hash=verify_hash, missing_hint=f"single-exam weights not found. Train them with 'tsct detect train-single-exam CASELIST --out {weights}'.")
     if metadata.get("name") != MODEL_NAME:
         raise ModelBundleError(f"{weights}: this is a '{metadata.get('name')}' bundle, not a single-exam one ('{MODEL_NAME}'); the temporal z-score network needs a prior exam (tsct detect run).")
-    if verify_hash:
-        expected = str(metadata.get("sha256", ""))
-        actual = sha256_of(weights)
-        if expected != actual:
-            raise ModelBundleError(
-                f"{weights}: SHA-256 {actual} does not match the {expected or '(none recorded)'} recorded in {meta_path.name}. "
-                "The file is corrupt or was replaced; restore it, or retrain and write a new bundle."
-            )
     arch = metadata.get("architecture", {})
     net = build_single_exam_net(
         channels=int(arch.get("channels", 8)), n_layers=int(arch.get("n_layers", 5)), blind_radius_vox=int(arch.get("blind_radius_vox", 2)), head_channels=int(arch.get("head_channels", 32))
     )
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "model" in state and "optimizer" in state:
-            state = state["model"]
-        net.load_state_dict(state)
-    except (RuntimeError, KeyError, ValueError) as exc:
-        raise ModelBundleError(f"{weights}: the weights do not fit the architecture in {meta_path.name} ({str(exc).splitlines()[0]}).") from None
     dev = resolve_device(device)
-    net = net.to(dev).eval()
+    net = load_bundle_weights(net, weights, dev)
     return SingleExamModel(net=net, metadata=metadata, path=weights, device=dev)
 
 

@@ -77,7 +77,7 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Sequence, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Sequence, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -92,6 +92,9 @@ if TYPE_CHECKING:  # torch is imported lazily: ``import detector`` stays fast
     import torch
 
 __all__ = [
+    "ModelBundle",
+    "read_bundle_metadata",
+    "load_bundle_weights",
     "ZScoreNet",
     "build_net",
     "ZScoreModel",
@@ -453,12 +456,12 @@ class DomainCheck:
 
 
 @dataclass(frozen=True, eq=False)
-class ZScoreModel:
-    """A trained z-score network with its metadata (the weights bundle).
+class ModelBundle:
+    """A trained network with its metadata (a weights bundle: ``.pt`` + ``.metadata.json``).
 
     Attributes
     ----------
-    net : the torch module (:func:`ZScoreNet`), in eval mode.
+    net : the torch module, in eval mode.
     metadata : the bundle's ``metadata.json`` content (version, input contract, domain, ...).
     path : the weights file, if loaded from disk.
     device : the torch device the network sits on.
@@ -469,13 +472,15 @@ class ZScoreModel:
     path: Path | None = None
     device: Any = "cpu"
 
+    default_name: ClassVar[str] = "zscore"
+
     @property
     def version(self) -> str:
         return str(self.metadata.get("version", "unversioned"))
 
     @property
     def name(self) -> str:
-        return str(self.metadata.get("name", "zscore"))
+        return str(self.metadata.get("name", self.default_name))
 
     @property
     def working_spacing_mm(self) -> float:
@@ -484,6 +489,11 @@ class ZScoreModel:
     @property
     def n_parameters(self) -> int:
         return int(sum(p.numel() for p in self.net.parameters()))
+
+
+@dataclass(frozen=True, eq=False)
+class ZScoreModel(ModelBundle):
+    """The temporal z-score network (:func:`ZScoreNet`) with its metadata (see :class:`ModelBundle`)."""
 
     def check_domain(
         self, current: Volume, prior_hu_work: np.ndarray, roi_work: np.ndarray, noise_current_hu: float, noise_prior_hu: float, prior_spacing_mm: Sequence[float] | None = None
@@ -511,12 +521,27 @@ def load_zscore_model(path: str | Path | None = None, *, device: str = "cpu", ve
         Missing weights or metadata, a hash mismatch (expected and actual hash in the message),
         or weights that do not fit the architecture the metadata describes.
     """
-    import torch
-
     weights = Path(path) if path is not None else default_model_path()
+    metadata = read_bundle_metadata(
+        weights, verify_hash=verify_hash,
+        missing_hint=f"z-score weights not found. Train them with 'tsct detect train CASELIST --out {weights}', or use the analytic error model (--model analytic).",
+    )
+    arch = metadata.get("architecture", {})
+    net = build_net(channels=int(arch.get("channels", 16)), dilations=tuple(arch.get("dilations", (1, 1, 1, 1))), n_inputs=int(arch.get("n_inputs", 7)))
+    dev = resolve_device(device)
+    net = load_bundle_weights(net, weights, dev)
+    return ZScoreModel(net=net, metadata=metadata, path=weights, device=dev)
+
+
+def read_bundle_metadata(weights: Path, *, missing_hint: str, verify_hash: bool = True) -> dict[str, Any]:
+    """The metadata of a weights bundle, after checking that both files exist and the weights' SHA-256.
+
+    Raises :class:`ModelBundleError` naming the file and what to do: ``missing_hint`` when the
+    weights are missing, and the expected and actual hash on a mismatch.
+    """
     meta_path = metadata_path_for(weights)
     if not weights.is_file():
-        raise ModelBundleError(f"{weights}: z-score weights not found. Train them with 'tsct detect train CASELIST --out {weights}', or use the analytic error model (--model analytic).")
+        raise ModelBundleError(f"{weights}: {missing_hint}")
     if not meta_path.is_file():
         raise ModelBundleError(f"{meta_path}: the metadata of {weights.name} is missing; a weights file is only used with its metadata (input contract, domain, hash).")
     try:
@@ -531,18 +556,21 @@ def load_zscore_model(path: str | Path | None = None, *, device: str = "cpu", ve
                 f"{weights}: SHA-256 {actual} does not match the {expected or '(none recorded)'} recorded in {meta_path.name}. "
                 "The file is corrupt or was replaced; restore it, or retrain and write a new bundle."
             )
-    arch = metadata.get("architecture", {})
-    net = build_net(channels=int(arch.get("channels", 16)), dilations=tuple(arch.get("dilations", (1, 1, 1, 1))), n_inputs=int(arch.get("n_inputs", 7)))
+    return metadata
+
+
+def load_bundle_weights(net: Any, weights: Path, device: Any) -> Any:
+    """Load a state dict (or a training checkpoint's model part) into ``net``; returns it on ``device``, in eval mode."""
+    import torch
+
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
         if isinstance(state, dict) and "model" in state and "optimizer" in state:
             state = state["model"]
         net.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError) as exc:
-        raise ModelBundleError(f"{weights}: the weights do not fit the architecture in {meta_path.name} ({str(exc).splitlines()[0]}).") from None
-    dev = resolve_device(device)
-    net = net.to(dev).eval()
-    return ZScoreModel(net=net, metadata=metadata, path=weights, device=dev)
+        raise ModelBundleError(f"{weights}: the weights do not fit the architecture in {metadata_path_for(weights).name} ({str(exc).splitlines()[0]}).") from None
+    return net.to(device).eval()
 
 
 def _check_domain(
