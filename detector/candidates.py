@@ -199,6 +199,20 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+
+def _roi_mask(roi: Any, score: Volume) -> np.ndarray:
+    """The ROI as a boolean array on ``score``'s grid (a LabelVolume/Volume, an array, or None = everywhere)."""
+    if isinstance(roi, Volume):
+        if not roi.same_space(score):
+            raise DetectorInputError("The ROI is not on the score map's grid; resample it first.")
+        return roi.array != 0
+    if roi is not None:
+        inside = np.asarray(roi, dtype=bool)
+        if inside.shape != score.shape:
+            raise DetectorInputError(f"The ROI array has shape {inside.shape}, the score map {score.shape}.")
+        return inside
+    return np.ones(score.shape, dtype=bool)
+
 def find_candidates(
     score: Volume,
     *,
@@ -240,16 +254,7 @@ def find_candidates(
     if low > threshold or low <= 0:
         raise DetectorInputError(f"low_threshold must be in (0, threshold] = (0, {threshold}], got {low_threshold}.")
     arr = np.asarray(score.array, dtype=np.float32)
-    if isinstance(roi, Volume):
-        if not roi.same_space(score):
-            raise DetectorInputError("The ROI is not on the score map's grid; resample it first.")
-        inside = roi.array != 0
-    elif roi is not None:
-        inside = np.asarray(roi, dtype=bool)
-        if inside.shape != arr.shape:
-            raise DetectorInputError(f"The ROI array has shape {inside.shape}, the score map {arr.shape}.")
-    else:
-        inside = np.ones(arr.shape, dtype=bool)
+    inside = _roi_mask(roi, score)
     if change_hu is not None and not change_hu.same_space(score):
         raise DetectorInputError("change_hu is not on the score map's grid.")
     voxel_mm3 = score.voxel_volume_mm3
@@ -345,16 +350,7 @@ def matched_filter_score(
     if not (sigma_mm > 0 and math.isfinite(sigma_mm)):
         raise DetectorInputError(f"sigma_mm must be a positive number of millimetres, got {sigma_mm}.")
     arr = np.asarray(score.array, dtype=np.float32)
-    if isinstance(roi, Volume):
-        if not roi.same_space(score):
-            raise DetectorInputError("The ROI is not on the score map's grid; resample it first.")
-        inside = roi.array != 0
-    elif roi is not None:
-        inside = np.asarray(roi, dtype=bool)
-        if inside.shape != arr.shape:
-            raise DetectorInputError(f"The ROI array has shape {inside.shape}, the score map {arr.shape}.")
-    else:
-        inside = np.ones(arr.shape, dtype=bool)
+    inside = _roi_mask(roi, score)
     out = np.zeros(arr.shape, dtype=np.float32)
     robust_sd = 1.0
     box = mask_bounding_box(inside, margin_vox=(1, 1, 1))

@@ -26,21 +26,15 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+from ._cli_common import console, err_console
+from ._cli_common import fail as _fail
 
 app = typer.Typer(
     help="Register prior onto current CT, make temporal subtraction images and check registration quality.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-
-
-def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def _parse_values(text: Optional[str]) -> Optional[list[int]]:
@@ -339,8 +333,3 @@ from .cli_zscore import register_commands as _register_zscore_commands  # noqa: 
 
 _register_zscore_commands(app)
 
-
-# The z-score network's commands (train, evaluate) live in their own module.
-from .cli_zscore import register_commands  # noqa: E402
-
-register_commands(app)

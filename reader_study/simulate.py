@@ -474,13 +474,13 @@ def simulate_readers(
         svc = ReadingService(db, reader_id=row.id, study_code=study_code, clock=lambda: clock_now[0], actor=f"simulated:{row.name}")
         services.append((row, profile, svc))
         total += sum(v.n_reads - v.n_finished for v in svc.sessions())
-    # Every case's candidate regions first: the readers' sense of how common a finding is comes
-    # from all the cases they will read (never from the truth).
+    # Every case's candidate regions first (training cases too): the readers' sense of how
+    # common a finding is comes from all the cases they will read (never from the truth).
     from .models import StudyCase
 
     with db.snapshot() as s:
         case_rows = s.execute(
-            select(StudyCase.code, StudyCase.current_path).where(StudyCase.study_id == study.id, StudyCase.is_training.is_(False)).order_by(StudyCase.code)
+            select(StudyCase.code, StudyCase.current_path).where(StudyCase.study_id == study.id).order_by(StudyCase.code)
         ).all()
     cache: dict[str, CaseEvidence] = {}
     for k, row in enumerate(case_rows, start=1):
@@ -501,9 +501,6 @@ def simulate_readers(
             counts = summary.per_reader.setdefault(row.reader_code, {"reads": 0, "marks": 0})
             while (item := svc.next_case()) is not None and item.session_index == session_index:
                 case_view = svc.open_case(item.case_read_id)
-                if item.case_code not in cache:
-                    cache[item.case_code] = case_evidence(item.case_code, case_view.current_path, det_root / item.case_code if det_root else None)
-                    scale = SuspicionScale.from_cases(cache.values())
                 aided = bool(item.overlays)
                 rng = np.random.default_rng([seed, int(row.id), item.case_read_id])
                 marks = read_case(profile, cache[item.case_code], aided=aided, rng=rng, scale=scale, rating_levels=5)
