@@ -141,7 +141,7 @@ class CadVsRadResult:
             if isinstance(x, (tuple, list, np.ndarray)):
                 return [f(v) for v in x]
             if isinstance(x, (float, np.floating)):
-                return None if math.isnan(float(x)) else float(x)
+                return float(x) if math.isfinite(float(x)) else None
             return x
 
         return {

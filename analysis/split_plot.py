@@ -183,7 +183,7 @@ class SplitPlotResult:
             if isinstance(x, (list, tuple, np.ndarray)):
                 return [f(v) for v in x]
             if isinstance(x, (float, np.floating)):
-                return None if math.isnan(float(x)) else float(x)
+                return float(x) if math.isfinite(float(x)) else None
             if isinstance(x, np.integer):
                 return int(x)
             return x
