@@ -175,7 +175,13 @@ from analysis.cad_vs_rad import (
     st_cad_vs_rad,
 )
 from analysis.formats.lroc_excel import read_lroc_excel
-from analysis.lroc import LROC_FOMS, LrocData, lroc_fom_matrix, lroc_jackknife_fom_matrix
+from analysis.lroc import (
+    LROC_FOMS,
+    LrocData,
+    lroc_fom_matrix,
+    lroc_jackknife_fom_matrix,
+    lroc_significance_test,
+)
 from analysis.split_plot import SplitPlotData, SplitPlotResult, read_split_plot_excel, split_plot_or
 
 __all__ += [
@@ -183,6 +189,7 @@ __all__ += [
     "LROC_FOMS",
     "lroc_fom_matrix",
     "lroc_jackknife_fom_matrix",
+    "lroc_significance_test",
     "read_lroc_excel",
     "CadVsRadResult",
     "cad_vs_rad",

@@ -123,7 +123,9 @@ def lroc_command(
     fom: str = typer.Option("all", "--fom", "-f", help="PCL, ALROC, Wilcoxon or all."),
     fpf: float = typer.Option(0.2, "--fpf", help="False-positive fraction for PCL / ALROC (RJafroc's FPFValue)."),
     to_roc: Optional[Path] = typer.Option(None, "--to-roc", help="Also write the ROC conversion (RJafroc DfLroc2Roc) to this .xlsx/.csv/.imrmc file."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the figures of merit as JSON."),
+    st: bool = typer.Option(False, "--st", help="Also compare the treatments: Obuchowski-Rockette (jackknife) on --fom (PCL if 'all')."),
+    alpha: float = typer.Option(0.05, "--alpha", help="Significance level of --st."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the figures of merit (and the --st result) as JSON."),
 ) -> None:
     """Figures of merit of LROC data: PCL and ALROC at an FPF, and the ROC AUC (Wilcoxon)."""
     from rich.table import Table as RichTable
@@ -159,6 +161,22 @@ def lroc_command(
         except (ValueError, OSError) as exc:
             _fail(f"{to_roc}: {exc}")
         console.print(f"Wrote the ROC conversion to {to_roc}")
+    if st:
+        import warnings
+
+        from analysis.cli import _print_result
+        from analysis.lroc import lroc_significance_test
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # notes are printed from the result
+                result = lroc_significance_test(data, foms[0] if len(foms) == 1 else "PCL",
+                                                fpf=fpf, alpha=alpha)
+        except ValueError as exc:
+            _fail(str(exc))
+        console.print()
+        _print_result(result)
+        doc["st"] = json.loads(result.to_json())
     if json_out is not None:
         _write_json_atomic(doc, json_out)
         console.print(f"Wrote {json_out}")

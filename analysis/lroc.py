@@ -61,6 +61,7 @@ __all__ = [
     "lroc_fom_matrix",
     "lroc_jackknife_fom_matrix",
     "lroc_to_roc",
+    "lroc_significance_test",
 ]
 
 LROC_FOMS: tuple[str, ...] = ("PCL", "ALROC", "Wilcoxon")
@@ -450,3 +451,52 @@ def lroc_jackknife_fom_matrix(data: LrocData, fom: str = "PCL", fpf: float = 0.2
                 out[i, j, k1 + k] = _one(fp, cl[keep2], ab[keep2], fom, fpf)
                 keep2[k] = True
     return out
+
+
+def lroc_significance_test(
+    data: LrocData,
+    fom: str = "PCL",
+    *,
+    fpf: float = 0.2,
+    analyses: str = "ALL",
+    alpha: float = 0.05,
+) -> Any:
+    """Compare treatments on LROC data: Obuchowski-Rockette with jackknife covariances.
+
+    RJafroc 2.1.3's ``St()`` fails on LROC datasets (its issue #91); the OR analysis needs only
+    a FOM matrix and its case-sampling covariance, so it applies unchanged to PCL, ALROC and
+    the Wilcoxon AUC of LROC data (Hillis 2007; the jackknife covariance scaled
+    ``(K-1)/K sum(.)(.)`` as in RJafroc).  For ``fom="Wilcoxon"`` the result equals
+    ``significance_test(data.to_roc(), "Wilcoxon", method="OR")``.
+
+    Parameters
+    ----------
+    data : LrocData
+        At least 2 treatments.
+    fom : {"PCL", "ALROC", "Wilcoxon"}
+    fpf : float, default 0.2
+    analyses : {"ALL", "RRRC", "FRRC", "RRFC"}
+    alpha : float, default 0.05
+
+    Returns
+    -------
+    analysis.results.SignificanceResult
+        ``method == "OR"``, ``fom`` labelled e.g. ``"PCL@0.2"``.
+    """
+    from analysis.stats.covariance import jackknife_covariance
+    from analysis.stats.obuchowski_rockette import or_analysis
+
+    if data.n_treatments < 2:
+        raise ObserverDataError(
+            f"comparing treatments needs at least 2; this LROC study has {data.n_treatments}. "
+            "For the detector against radiologists use st_cad_vs_rad / tsct analyze cad-vs-rad.")
+    theta = lroc_fom_matrix(data, fom, fpf)
+    jk = lroc_jackknife_fom_matrix(data, fom, fpf)
+    if not np.all(np.isfinite(jk)):
+        raise ObserverDataError(
+            "deleting one case leaves the FOM undefined (the study needs at least 2 normal and 2 "
+            "abnormal cases for the jackknife).")
+    label = f"{fom}@{float(fpf):g}" if fom in ("PCL", "ALROC") else fom
+    return or_analysis(theta, jackknife_covariance(jk), n_cases=data.n_cases,
+                       treatments=data.treatments, readers=data.readers, fom=label,
+                       covariance_method="jackknife", analyses=analyses, alpha=alpha)

@@ -86,3 +86,11 @@ def test_split_plot_command_refuses_single_reader_groups():
     res = _run("split-plot", TOY / "ROC" / "rocSpC.xlsx")
     assert res.exit_code == 2
     assert "2 or more readers" in res.output and "Traceback" not in res.output
+
+
+def test_lroc_st_option(tmp_path):
+    res = _run("lroc", TOY / "LROC" / "lroc.xlsx", "--fom", "PCL", "--st", "--json", tmp_path / "s.json")
+    assert res.exit_code == 0, res.output
+    assert "OR analysis of PCL@0.2" in res.output
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert doc["st"]["fom"] == "PCL@0.2"

@@ -158,3 +158,23 @@ def test_jafroc_reader_points_lroc_files_to_the_lroc_reader():
 
     with pytest.raises(ObserverDataError, match="read_lroc_excel"):
         read_observer_data(CAD_LROC)
+
+
+def test_treatment_comparison_on_lroc_data():
+    from analysis.lroc import lroc_significance_test
+    from analysis.significance import significance_test
+
+    d = read_lroc_excel(TOY)
+    with pytest.warns(Warning):  # tiny toy: per-reader FRRC notes
+        ours = lroc_significance_test(d, "Wilcoxon")
+    with pytest.warns(Warning):
+        ref = significance_test(d.to_roc(), "Wilcoxon", method="OR")
+    for name in ("RRRC", "FRRC", "RRFC"):
+        assert ours.analyses[name].statistic == pytest.approx(ref.analyses[name].statistic, rel=1e-12)
+        assert ours.analyses[name].p_value == pytest.approx(ref.analyses[name].p_value, rel=1e-12)
+    pcl = lroc_significance_test(read_lroc_excel(TOY), "PCL", fpf=0.2, analyses="RRRC")
+    assert pcl.fom == "PCL@0.2"
+    # reader-averaged PCL@0.2 from RJafroc's toy values: (0.8+0.6+0.6)/3 and (0.8+0.6+0)/3
+    assert pcl.foms.mean(axis=1) == pytest.approx([2.0 / 3, 1.4 / 3])
+    with pytest.raises(ObserverDataError, match="at least 2"):
+        lroc_significance_test(read_lroc_excel(CAD_LROC), "PCL")
