@@ -570,6 +570,17 @@ def add_cad_reader(
         il = np.full(data.n_abnormal, -np.inf)
         ni = {c: i for i, c in enumerate(data.normal_cases)}
         ai = {c: i for i, c in enumerate(data.abnormal_cases)}
+        on_normal = [c for c, lid in zip(marks["case_id"], marks["lesion_id"]) if lid and c in ni]
+        if on_normal:
+            raise ObserverDataError(Problem(
+                f"{len(on_normal)} detector mark(s) give a lesion_id on a normal case, e.g. case "
+                f"{on_normal[0]!r}; a normal case has no lesion: leave lesion_id empty."))
+        bad = [(c, lid) for c, lid in zip(marks["case_id"], marks["lesion_id"])
+               if lid and c in ai and lid != "1"]
+        if bad:
+            raise ObserverDataError(Problem(
+                f"LROC cases have one lesion, ID 1; detector mark on case {bad[0][0]!r} names "
+                f"lesion {bad[0][1]!r}."))
         best = marks.sort_values("rating", ascending=False, kind="stable").drop_duplicates("case_id")
         for c, lid, r in zip(best["case_id"], best["lesion_id"], best["rating"]):
             if c in ni:

@@ -208,3 +208,24 @@ def test_multi_treatment_needs_a_treatment():
         st_cad_vs_rad(d)
     r = st_cad_vs_rad(d, treatment="1", cad_reader="0", method="1T-RRFC")
     assert r.treatment == "1" and r.cad_reader == "0" and len(r.readers) == 4
+
+
+def test_add_cad_reader_lroc(cad_lroc):
+    rads = cad_lroc.select(readers=list(cad_lroc.readers[1:]))
+    cad = cad_lroc.select(readers=["1"])
+    rows = []
+    for k, c in enumerate(cad.normal_cases):
+        rows.append({"case_id": c, "lesion_id": "", "rating": cad.fp[0, 0, k]})
+    for k, c in enumerate(cad.abnormal_cases):
+        # the case's highest-rated mark decides: a correct localization carries lesion 1
+        if cad.cl[0, 0, k] >= cad.il[0, 0, k]:
+            rows.append({"case_id": c, "lesion_id": "1", "rating": cad.cl[0, 0, k]})
+        else:
+            rows.append({"case_id": c, "lesion_id": "", "rating": cad.il[0, 0, k]})
+    rebuilt = add_cad_reader(rads, pd.DataFrame(rows), reader_id="CAD")
+    ref = st_cad_vs_rad(cad_lroc, "PCL", fpf=0.2)
+    ours = st_cad_vs_rad(rebuilt, "PCL", fpf=0.2, cad_reader="CAD")
+    assert ours.fom_cad == pytest.approx(ref.fom_cad) and ours.pval == pytest.approx(ref.pval, rel=1e-12)
+    with pytest.raises(ObserverDataError, match="normal case"):
+        add_cad_reader(rads, pd.DataFrame([{"case_id": cad.normal_cases[0], "lesion_id": "1",
+                                            "rating": 3.0}]))
