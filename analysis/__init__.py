@@ -174,7 +174,7 @@ from analysis.cad_vs_rad import (
     read_cad_marks,
     st_cad_vs_rad,
 )
-from analysis.formats.lroc_excel import read_lroc_excel
+from analysis.formats.lroc_excel import read_lroc_excel, write_lroc_excel
 from analysis.lroc import (
     LROC_FOMS,
     LrocData,
@@ -191,6 +191,7 @@ __all__ += [
     "lroc_jackknife_fom_matrix",
     "lroc_significance_test",
     "read_lroc_excel",
+    "write_lroc_excel",
     "CadVsRadResult",
     "cad_vs_rad",
     "st_cad_vs_rad",

@@ -32,7 +32,7 @@ from analysis.formats._common import is_blank, parse_id
 from analysis.formats.jafroc_excel import _LL_SPEC, _NL_SPEC, _TRUTH_SPEC, _find, _load_workbook, _split_list
 from analysis.lroc import LrocData
 
-__all__ = ["read_lroc_excel", "is_lroc_workbook"]
+__all__ = ["read_lroc_excel", "write_lroc_excel", "is_lroc_workbook"]
 
 
 def _cell(row: tuple, i: int | None) -> Any:
@@ -221,3 +221,62 @@ def read_lroc_excel(path: str | Path, *, name: str | None = None) -> LrocData:
         raise ObserverDataError(problems)
     return LrocData(tuple(t_ids), tuple(r_ids), tuple(normal), tuple(abnormal), fp, cl, il,
                     name if name is not None else path.stem)
+
+
+def write_lroc_excel(data: LrocData, path: str | Path) -> Path:
+    """Write an LROC study in RJafroc's JAFROC format (read back by :func:`read_lroc_excel`).
+
+    Sheets ``TRUTH`` (Paradigm ``LROC``, ``FCTRL``), ``FP`` (normal-case ratings and incorrect
+    localizations) and ``TP`` (correct localizations); sorted by name they are FP, TP, TRUTH,
+    the order RJafroc's reader expects.  Unrated slots (``-inf``) get no row.  Written to a
+    temporary file in the same folder, then renamed.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    import os
+    import tempfile
+
+    import openpyxl
+
+    from analysis.formats.jafroc_excel import _excel_id
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wb = openpyxl.Workbook()
+    fp_ws = wb.active
+    fp_ws.title = "FP"
+    fp_ws.append(["ReaderID", "ModalityID", "CaseID", "FP_Rating"])
+    tp_ws = wb.create_sheet("TP")
+    tp_ws.append(["ReaderID", "ModalityID", "CaseID", "LesionID", "TP_Rating"])
+    truth = wb.create_sheet("TRUTH")
+    truth.append(["CaseID", "LesionID", "Weight", "ReaderID", "ModalityID", "Paradigm"])
+    readers = ",".join(data.readers)
+    treatments = ",".join(data.treatments)
+    para = iter(["LROC", "FCTRL"])
+    for c in data.normal_cases:
+        truth.append([_excel_id(c), 0, 0, readers, treatments, next(para, None)])
+    for c in data.abnormal_cases:
+        truth.append([_excel_id(c), 1, 1, readers, treatments, next(para, None)])
+    for i, t in enumerate(data.treatments):
+        for j, r in enumerate(data.readers):
+            for k, c in enumerate(data.normal_cases):
+                if np.isfinite(data.fp[i, j, k]):
+                    fp_ws.append([_excel_id(r), _excel_id(t), _excel_id(c), float(data.fp[i, j, k])])
+            for k, c in enumerate(data.abnormal_cases):
+                if np.isfinite(data.il[i, j, k]):
+                    fp_ws.append([_excel_id(r), _excel_id(t), _excel_id(c), float(data.il[i, j, k])])
+                if np.isfinite(data.cl[i, j, k]):
+                    tp_ws.append([_excel_id(r), _excel_id(t), _excel_id(c), 1, float(data.cl[i, j, k])])
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".xlsx", dir=str(path.parent))
+    os.close(fd)
+    try:
+        wb.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path

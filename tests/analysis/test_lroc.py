@@ -178,3 +178,19 @@ def test_treatment_comparison_on_lroc_data():
     assert pcl.foms.mean(axis=1) == pytest.approx([2.0 / 3, 1.4 / 3])
     with pytest.raises(ObserverDataError, match="at least 2"):
         lroc_significance_test(read_lroc_excel(CAD_LROC), "PCL")
+
+
+def test_write_read_round_trip(tmp_path):
+    from analysis.formats.lroc_excel import write_lroc_excel
+
+    d = read_lroc_excel(CAD_LROC)
+    out = write_lroc_excel(d, tmp_path / "copy.xlsx")
+    back = read_lroc_excel(out)
+    assert back.readers == d.readers and back.case_ids == d.case_ids
+    for a in ("fp", "cl", "il"):
+        np.testing.assert_array_equal(getattr(back, a), getattr(d, a))
+    # sheet names sorted as RJafroc sorts them: FP, TP, TRUTH (TP second)
+    assert sorted(openpyxl.load_workbook(out, read_only=True).sheetnames) == ["FP", "TP", "TRUTH"]
+    tiny = _tiny()
+    back = read_lroc_excel(write_lroc_excel(tiny, tmp_path / "tiny.xlsx"))
+    assert back.il[0, 0].tolist() == [-np.inf, 4.0] and back.cl[0, 0].tolist() == [2.0, -np.inf]
