@@ -230,8 +230,11 @@ def _t_parts(mean: float, ms_den: float, var_r: float, n_r: int, rrrc: bool, alp
         df = float(n_r - 1)
     if not (ms_den > _NOISE * scale ** 2):
         notes.append(
-            "the variance of the mean is zero (within floating-point noise): the radiologists "
-            "and the detector do not vary over readers or case samples, so no test is possible"
+            "the variance of the mean difference is zero (within floating-point noise): "
+            + ("the radiologist-minus-detector differences vary neither between readers nor "
+               "over case samples" if rrrc else
+               "every radiologist differs from the detector by the same amount")
+            + ", so no test is possible"
         )
         return 0.0, math.nan, df, math.nan, (mean, mean)
     se = math.sqrt(ms_den / n_r)
