@@ -43,7 +43,12 @@ from typing import Any, Union
 import numpy as np
 
 from analysis.data import ObserverData, ObserverDataError, _id_str
-from analysis.lroc import LROC_FOMS, LrocData, lroc_fom_matrix, lroc_jackknife_fom_matrix
+from analysis.lroc import (
+    LROC_FOMS,
+    LrocData,
+    lroc_fom_matrix,
+    lroc_jackknife_fom_matrix,
+)
 
 __all__ = [
     "CAD_METHODS",
@@ -280,8 +285,6 @@ def cad_vs_rad(
     -------
     CadVsRadResult
     """
-    from analysis.stats._distributions import t_quantile
-
     if method not in CAD_METHODS:
         raise ObserverDataError(f"method must be one of {CAD_METHODS}; got {method!r}.")
     if not (0 < float(alpha) < 1):
@@ -433,7 +436,7 @@ def st_cad_vs_rad(
 # ----------------------------------------------------------------------------------------------
 
 
-def cad_marks_from_case_marks(case_marks: Sequence[Any]) -> "pd.DataFrame":  # noqa: F821
+def cad_marks_from_case_marks(case_marks: Sequence[Any]) -> pd.DataFrame:  # noqa: F821
     """Detector marks (``detector.froc.CaseMarks``) as the CAD marks table.
 
     Returns a DataFrame with columns ``case_id, lesion_id, rating``: one row per
@@ -451,7 +454,7 @@ def cad_marks_from_case_marks(case_marks: Sequence[Any]) -> "pd.DataFrame":  # n
     return pd.DataFrame(rows, columns=["case_id", "lesion_id", "rating"])
 
 
-def read_cad_marks(path: str) -> "pd.DataFrame":  # noqa: F821
+def read_cad_marks(path: str) -> pd.DataFrame:  # noqa: F821
     """Read the detector's marks from a CSV file (see ``docs/analysis-methods.md``).
 
     Columns (case-insensitive): ``case_id``, ``rating`` and optional ``lesion_id`` (empty for a
@@ -500,7 +503,7 @@ def read_cad_marks(path: str) -> "pd.DataFrame":  # noqa: F821
     return out
 
 
-def _normalise_marks(marks: "pd.DataFrame") -> "pd.DataFrame":  # noqa: F821
+def _normalise_marks(marks: pd.DataFrame) -> pd.DataFrame:  # noqa: F821
     """case_id as str, lesion_id as str ("" = no lesion; None/NaN/empty in), rating as float."""
     import pandas as pd
 
@@ -522,7 +525,7 @@ def _normalise_marks(marks: "pd.DataFrame") -> "pd.DataFrame":  # noqa: F821
 
 
 def add_cad_reader(
-    data: StudyData, marks: "pd.DataFrame", *, reader_id: str = "CAD"  # noqa: F821
+    data: StudyData, marks: pd.DataFrame, *, reader_id: str = "CAD"  # noqa: F821
 ) -> StudyData:
     """The study with the detector added as the first reader, in every treatment.
 
@@ -549,7 +552,6 @@ def add_cad_reader(
     ObserverData or LrocData
         Same type as ``data``, readers ``(reader_id, *data.readers)``.
     """
-    import pandas as pd
 
     from analysis.data import Problem
 

@@ -87,7 +87,12 @@ def cad_vs_rad_command(
     Tests whether the radiologists' mean figure of merit differs from the detector's: 1T-RRRC
     (generalises to other readers and cases; the primary result) and 1T-RRFC (these cases only).
     """
-    from analysis.cad_vs_rad import CAD_METHODS, add_cad_reader, read_cad_marks, st_cad_vs_rad
+    from analysis.cad_vs_rad import (
+        CAD_METHODS,
+        add_cad_reader,
+        read_cad_marks,
+        st_cad_vs_rad,
+    )
 
     methods = list(CAD_METHODS) if method.lower() == "both" else [method.upper()]
     if any(m not in CAD_METHODS for m in methods):

@@ -53,7 +53,6 @@ methodology. J Med Imaging 2018;5:045503.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -265,7 +264,13 @@ def split_plot_or(
     SplitPlotResult
     """
     from analysis.fom import check_fom, fom_and_jackknife
-    from analysis.stats._distributions import chi2_sf, f_sf, safe_sqrt, t_quantile, t_two_sided_p
+    from analysis.stats._distributions import (
+        chi2_sf,
+        f_sf,
+        safe_sqrt,
+        t_quantile,
+        t_two_sided_p,
+    )
     from analysis.stats.covariance import jackknife_covariance
 
     if not (0 < float(alpha) < 1):

@@ -24,7 +24,7 @@ def simulate(rng: np.random.Generator, sizes=(3, 3, 3), k1=30, k2=30) -> SplitPl
     out = []
     for g, readers in enumerate(sizes):
         shift = 1.5 + rng.normal(0, 0.25, size=readers)              # reader skill
-        def ratings(n, mu):
+        def ratings(n, mu, readers=readers):
             case = rng.normal(0, np.sqrt(0.3), size=(1, 1, n))
             rc = rng.normal(0, np.sqrt(0.2), size=(1, readers, n))
             tc = rng.normal(0, np.sqrt(0.2), size=(2, 1, n))

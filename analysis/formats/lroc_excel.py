@@ -29,7 +29,14 @@ import numpy as np
 
 from analysis.data import ObserverDataError, Problem
 from analysis.formats._common import is_blank, parse_id
-from analysis.formats.jafroc_excel import _LL_SPEC, _NL_SPEC, _TRUTH_SPEC, _find, _load_workbook, _split_list
+from analysis.formats.jafroc_excel import (
+    _LL_SPEC,
+    _NL_SPEC,
+    _TRUTH_SPEC,
+    _find,
+    _load_workbook,
+    _split_list,
+)
 from analysis.lroc import LrocData
 
 __all__ = ["read_lroc_excel", "write_lroc_excel", "is_lroc_workbook"]
