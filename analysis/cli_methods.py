@@ -47,13 +47,18 @@ def _load_any(path: Path):
         _fail(f"File not found: {path}")
     if path.is_dir():
         _fail(f"{path} is a folder; give a study file (.xlsx, .imrmc or .csv).")
+    from analysis.formats._common import UnsupportedDataError
+
     try:
-        if path.suffix.lower() == ".xlsx":
+        try:
+            return read_observer_data(path)
+        except UnsupportedDataError:
+            # only LROC workbooks are read a second time, by the LROC reader
             from analysis.formats.lroc_excel import is_lroc_workbook, read_lroc_excel
 
-            if is_lroc_workbook(path):
+            if path.suffix.lower() == ".xlsx" and is_lroc_workbook(path):
                 return read_lroc_excel(path)
-        return read_observer_data(path)
+            raise
     except (ValueError, OSError, KeyError) as exc:
         _fail(f"{path.name}: {exc}")
 
