@@ -212,6 +212,11 @@ def split_plot_command(
     console.print(data.summary(), highlight=False)
     console.print(result.summary(), highlight=False)
     level = f"{100 * (1 - alpha):g}%"
+    for e in result.analyses["RRRC"]["treatment_cis"]:
+        console.print(
+            f"  RRRC treatment {e['treatment']}: {_num(e['estimate'])} (SE {_num(e['se'])}, df "
+            f"{_num(e['df'], 2)}), {level} CI ({_num(e['ci_lower'])}, {_num(e['ci_upper'])})",
+            highlight=False)
     for name in ("RRRC", "FRRC", "RRFC"):
         for c in result.analyses[name]["comparisons"]:
             df = "z" if c["df"] is None else _num(c["df"], 2)

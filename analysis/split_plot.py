@@ -31,7 +31,10 @@ Under the OR model the expected mean squares give
 
 * **RRRC**: ``MSden = MS_T*R(G) + c max(Cov2 - Cov3, 0)``, ``F = MS_T / MSden`` on
   ``(I-1, ddf)`` with Satterthwaite's ``ddf = MSden^2 / (MS_T*R(G)^2 / ((I-1)(J-G)))``;
-  treatment differences ``SE = sqrt(2 MSden / J)`` on ``ddf``.
+  treatment differences ``SE = sqrt(2 MSden / J)`` on ``ddf``; each treatment's mean
+  ``SE = sqrt(MSden_i / J)``, ``MSden_i = MS_R(G)_i + c max(Cov2_i, 0)`` (``MS_R(G)_i``: the
+  readers' variance within groups in treatment ``i``) on ``MSden_i^2 / (MS_R(G)_i^2 / (J-G))``
+  df.
 * **FRRC** (readers fixed): ``MSden = Var - Cov1 + (c - 1) max(Cov2 - Cov3, 0)``,
   ``chi2 = (I-1) MS_T / MSden`` on ``I-1`` df; differences with z.
 * **RRFC** (cases fixed): ``F = MS_T / MS_T*R(G)`` on ``(I-1, (I-1)(J-G))``.
@@ -156,7 +159,8 @@ class SplitPlotResult:
 
     ``analyses[name]`` (``RRRC``, ``FRRC``, ``RRFC``) holds ``statistic`` (F or chi2),
     ``statistic_name``, ``ndf``, ``ddf`` (None for chi2), ``p``, ``ms_den`` and the pairwise
-    treatment differences (``comparisons``: treatment pair, estimate, SE, df, t/z, p, CI).
+    treatment differences (``comparisons``: treatment pair, estimate, SE, df, t/z, p, CI);
+    ``RRRC`` also has ``treatment_cis`` (each treatment's mean FOM with SE, df, CI).
     """
 
     fom: str
@@ -280,6 +284,9 @@ def split_plot_or(
     if n_t < 2:
         raise ObserverDataError("comparing treatments needs at least 2 treatments.")
     thetas = []
+    n_t0 = len(data.treatments)
+    cov2_i_sum = np.zeros(n_t0)
+    cov2_i_n = np.zeros(n_t0)
     sums = {k: 0.0 for k in ("Var", "Cov1", "Cov2", "Cov3")}
     counts = {k: 0 for k in sums}
     jg = []
@@ -292,9 +299,15 @@ def split_plot_or(
                 "2 normal and 2 abnormal cases for the jackknife).")
         thetas.append(th)
         jg.append(d.n_readers)
-        for key, (s, n) in _pair_means(jackknife_covariance(jk)).items():
+        cov_g = jackknife_covariance(jk)
+        for key, (s, n) in _pair_means(cov_g).items():
             sums[key] += s
             counts[key] += n
+        j_g = d.n_readers
+        off = ~np.eye(j_g, dtype=bool)
+        for i in range(n_t0):
+            cov2_i_sum[i] += cov_g[i, :, i, :][off].sum()
+            cov2_i_n[i] += off.sum()
     theta = np.concatenate(thetas, axis=1)
     n_r = theta.shape[1]
     n_g = len(data.groups)
@@ -357,9 +370,28 @@ def split_plot_or(
     else:
         ddf, f_stat, p = math.nan, math.nan, math.nan
         notes.append("RRRC: the error term is zero (within floating-point noise); no test")
+    # single-treatment intervals: MSden_i = MS_R(G)_i + c max(Cov2_i, 0) on Satterthwaite df
+    treatment_cis = []
+    for i in range(n_t):
+        ss_i, start = 0.0, 0
+        for j_g in jg:
+            row = theta[i, start:start + j_g]
+            start += j_g
+            ss_i += float(np.sum((row - row.mean()) ** 2))
+        ms_r_i = ss_i / (n_r - n_g)
+        cov2_i = cov2_i_sum[i] / cov2_i_n[i] if cov2_i_n[i] else math.nan
+        den_i = ms_r_i + c * max(0.0 if math.isnan(cov2_i) else cov2_i, 0.0)
+        df_i = math.inf if ms_r_i <= tiny else den_i ** 2 / (ms_r_i ** 2 / (n_r - n_g))
+        se_i = safe_sqrt(den_i / n_r)
+        q_i = t_quantile(1 - alpha / 2, df_i)
+        treatment_cis.append({"treatment": data.treatments[i], "estimate": float(t_means[i]),
+                              "se": se_i, "df": df_i, "cov2": cov2_i,
+                              "ci_lower": float(t_means[i]) - q_i * se_i,
+                              "ci_upper": float(t_means[i]) + q_i * se_i})
     analyses["RRRC"] = {"statistic_name": "F", "statistic": f_stat, "ndf": n_t - 1, "ddf": ddf,
                         "p": p, "ms_den": ms_den,
-                        "comparisons": comparisons(safe_sqrt(2 * ms_den / n_r), ddf)}
+                        "comparisons": comparisons(safe_sqrt(2 * ms_den / n_r), ddf),
+                        "treatment_cis": treatment_cis}
     # FRRC
     ms_den_f = cov["Var"] - cov["Cov1"] + (c - 1) * max(cov23, 0.0)
     if ms_den_f > tiny:

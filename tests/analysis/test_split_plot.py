@@ -198,8 +198,18 @@ def test_excel_round_trip_two_sites(tmp_path, van_dyke):
     res = CliRunner().invoke(app, ["split-plot", str(path), "--json", str(tmp_path / "sp.json")],
                              env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
-    assert "RRRC 0 - 1" in res.output
+    assert "RRRC 0 - 1" in res.output and "RRRC treatment 0:" in res.output
     import json
 
     doc = json.loads((tmp_path / "sp.json").read_text())
     assert doc["analyses"]["RRRC"]["p"] == pytest.approx(direct.analyses["RRRC"]["p"], rel=1e-12)
+
+
+def test_treatment_intervals_one_group_equal_crossed(van_dyke):
+    crossed = significance_test(van_dyke, "Wilcoxon", method="OR", analyses="RRRC")
+    sp = split_plot_or(SplitPlotData((van_dyke,)), "Wilcoxon")
+    for ours, ref in zip(sp.analyses["RRRC"]["treatment_cis"], crossed.analyses["RRRC"].treatment_cis):
+        assert ours["treatment"] == ref.treatment
+        assert ours["se"] == pytest.approx(ref.se, rel=1e-12)
+        assert ours["df"] == pytest.approx(ref.df, rel=1e-12)
+        assert ours["ci_lower"] == pytest.approx(ref.ci_lower, rel=1e-12)
