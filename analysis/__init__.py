@@ -163,3 +163,43 @@ __all__ += [
     "compare_results",
     "CrosscheckReport",
 ]
+
+# Part 4: RJafroc's further methods -- LROC data, stand-alone CAD vs radiologists, split-plot
+# designs (docs/analysis-methods.md).
+from analysis.cad_vs_rad import (
+    CadVsRadResult,
+    add_cad_reader,
+    cad_marks_from_case_marks,
+    cad_vs_rad,
+    read_cad_marks,
+    st_cad_vs_rad,
+)
+from analysis.formats.lroc_excel import read_lroc_excel, write_lroc_excel
+from analysis.lroc import (
+    LROC_FOMS,
+    LrocData,
+    lroc_fom_matrix,
+    lroc_jackknife_fom_matrix,
+    lroc_significance_test,
+)
+from analysis.split_plot import SplitPlotData, SplitPlotResult, read_split_plot_excel, split_plot_or
+
+__all__ += [
+    "LrocData",
+    "LROC_FOMS",
+    "lroc_fom_matrix",
+    "lroc_jackknife_fom_matrix",
+    "lroc_significance_test",
+    "read_lroc_excel",
+    "write_lroc_excel",
+    "CadVsRadResult",
+    "cad_vs_rad",
+    "st_cad_vs_rad",
+    "add_cad_reader",
+    "read_cad_marks",
+    "cad_marks_from_case_marks",
+    "SplitPlotData",
+    "SplitPlotResult",
+    "split_plot_or",
+    "read_split_plot_excel",
+]

@@ -501,3 +501,7 @@ def crosscheck_command(
 
 if __name__ == "__main__":  # pragma: no cover
     app()
+
+
+# RJafroc's further methods (cad-vs-rad, lroc, split-plot): registered on `app` by importing.
+from analysis import cli_methods as _cli_methods  # noqa: E402,F401

@@ -251,8 +251,9 @@ class ObserverData:
         _as_id_tuple(self.normal_cases + self.abnormal_cases, "Case")
         if self.paradigm not in PARADIGMS:
             raise ObserverDataError(
-                f"paradigm must be one of {PARADIGMS}, got {self.paradigm!r}. LROC and ROI "
-                "data are not supported; convert LROC data to ROC or FROC first."
+                f"paradigm must be one of {PARADIGMS}, got {self.paradigm!r}. LROC data are "
+                "held by analysis.lroc.LrocData (LrocData.to_roc() converts them to ROC); ROI "
+                "data are not supported."
             )
         if not self.treatments:
             raise ObserverDataError("The study has no treatments; at least one is needed.")

@@ -349,8 +349,11 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
         design = p[1] if len(p) > 1 else "FCTRL"
         if paradigm in ("LROC", "ROI"):
             raise UnsupportedDataError(Problem(
-                f"{paradigm} data are not supported (only ROC and FROC); analyse LROC data "
-                "with RJafroc or convert them to ROC.", file=file, sheet=truth_sheet.title,
+                (f"{paradigm} data are not supported (only ROC and FROC)." if paradigm == "ROI"
+                 else "LROC data are not supported by this reader (it returns ROC/FROC "
+                 "data): read the file with analysis.formats.lroc_excel.read_lroc_excel "
+                 "(tsct analyze lroc and cad-vs-rad read it directly); LrocData.to_roc() "
+                 "converts it to ROC."), file=file, sheet=truth_sheet.title,
                 row=2, column=t_names.get("paradigm")))
         if paradigm not in ("ROC", "FROC"):
             problems.append(Problem(
