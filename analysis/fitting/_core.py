@@ -557,3 +557,36 @@ def increasing(z: np.ndarray, min_gap: float = 1e-3) -> np.ndarray:
     for i in range(1, out.size):
         out[i] = max(out[i], out[i - 1] + min_gap)
     return out
+
+
+def probe_bounds(model: OrdinalModel, bins: RatingBins, ml: MLFit, tol: float = 1e-6) -> MLFit | None:
+    """Look for a supremum of the likelihood on a parameter bound, along a flat direction.
+
+    When the observed information is singular at the optimiser's stopping point (the
+    likelihood keeps rising, ever more slowly, towards a bound, e.g. ``mu -> infinity`` for the
+    CBM on degenerate data), the optimiser may stop short of the bound.  Each bound of each model
+    parameter is tried as a starting value; a fit that ends on a bound with a likelihood at least
+    as high (within ``tol``) is returned, else None.
+    """
+    p = model.n_params
+    best: MLFit | None = None
+    for i, (lo, hi) in enumerate(model.bounds):
+        for value in (lo, hi):
+            start = ml.params.copy()
+            start[i] = value
+            try:
+                cand = fit_ordinal(model, bins, starts=[start])
+            except FloatingPointError:
+                continue
+            if not cand.at_bound or cand.nll_final > ml.nll_final + tol * max(1.0, abs(ml.nll_final)):
+                continue
+            if best is None or cand.nll_final < best.nll_final:
+                best = cand
+    if best is None:
+        return None
+    del p
+    return MLFit(
+        params=best.params, initial=ml.initial, nll_initial=ml.nll_initial, nll_final=best.nll_final,
+        converged=best.converged, message=best.message, n_iterations=ml.n_iterations + best.n_iterations,
+        at_bound=best.at_bound,
+    )

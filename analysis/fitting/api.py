@@ -19,6 +19,7 @@ from analysis.fitting._core import (
     fit_ordinal,
     nll_and_gradient,
     numerical_hessian,
+    probe_bounds,
 )
 from analysis.fitting.binormal import BinormalModel
 from analysis.fitting.cbm import CbmModel
@@ -46,6 +47,15 @@ def _min_bins(model: OrdinalModel) -> int:
     # identifiable only when the free parameters (model + R-1 thresholds) do not exceed the
     # 2(R-1) independent cell probabilities: R >= n_params + 1
     return model.n_params + 1
+
+
+def _information_positive_definite(model: OrdinalModel, bins: RatingBins, params: np.ndarray) -> bool:
+    hess = numerical_hessian(lambda x: nll_and_gradient(model, x, bins)[1], params)
+    try:
+        eig = np.linalg.eigvalsh(hess)
+    except np.linalg.LinAlgError:
+        return False
+    return bool(np.all(np.isfinite(eig)) and eig.min() > 1e-10 * max(1.0, eig.max()))
 
 
 def _nan_fit(model: OrdinalModel, bins: RatingBins, status: str, reason: str, treatment, reader,
@@ -149,6 +159,11 @@ def _fit_roc_curve(fp_ratings, tp_ratings, model, *, binning, lesion_distributio
         return _nan_fit(mdl, bins, "failed", f"the optimiser failed: {exc}", treatment, reader, notes, les)
 
     p = mdl.n_params
+    if not ml.at_bound and ml.converged and not _information_positive_definite(mdl, bins, ml.params):
+        # a flat direction: the likelihood may keep rising towards a bound (degenerate-like data)
+        on_bound = probe_bounds(mdl, bins, ml)
+        if on_bound is not None:
+            ml = on_bound
     theta = ml.params[:p]
     zetas = tuple(float(z) for z in ml.params[p:])
     auc = mdl.auc(theta)
@@ -174,7 +189,10 @@ def _fit_roc_curve(fp_ratings, tp_ratings, model, *, binning, lesion_distributio
             hess = numerical_hessian(lambda x: nll_and_gradient(mdl, x, bins)[1], ml.params)
             eig = np.linalg.eigvalsh(hess)
             if not np.all(np.isfinite(eig)) or eig.min() <= 1e-10 * max(1.0, eig.max()):
-                notes.append("the observed information matrix is not positive definite: no standard errors")
+                status = "not_unique"
+                reason = ("the likelihood is flat along some direction (the observed information matrix is "
+                          "singular): the parameters are not uniquely determined by these ratings, and the "
+                          "AUC has no standard error")
             else:
                 cov = np.linalg.inv(hess)
                 cov = (cov + cov.T) / 2

@@ -22,6 +22,7 @@ FIT_SCHEMA_ID = "tsct.analysis.rocfit/1"
 STATUSES = {
     "ok": "fitted; the estimates are interior maximum-likelihood estimates",
     "boundary": "fitted, but a parameter lies on its bound: the AUC is reported, Wald standard errors are not",
+    "not_unique": "fitted, but the likelihood is flat along some direction (singular information): the estimates are one of many equally likely values and have no standard errors",
     "degenerate": "the maximum-likelihood estimate does not exist for these data (operating points on the edges of the ROC square)",
     "not_estimable": "too little information in the ratings for this model (too few rating bins or no cases of one truth state)",
     "failed": "the optimiser did not reach a maximum",
@@ -121,8 +122,8 @@ class RocFit:
 
     @property
     def ok(self) -> bool:
-        """True when the fit has usable estimates (status ``"ok"`` or ``"boundary"``)."""
-        return self.status in ("ok", "boundary")
+        """True when the fit has estimates and a curve (status ``"ok"``, ``"boundary"`` or ``"not_unique"``)."""
+        return self.status in ("ok", "boundary", "not_unique")
 
     def ci95(self) -> tuple[float, float]:
         """Wald 95% confidence interval of the AUC, clipped to [0, 1] (NaN without an SE)."""
@@ -299,3 +300,18 @@ class RocFitSet:
 
     def __str__(self) -> str:
         return self.summary()
+
+
+def write_csv_atomic(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write a frame as CSV through a temporary file and a rename (never a half-written file)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent or Path(".")))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            frame.to_csv(fh, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
