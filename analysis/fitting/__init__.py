@@ -14,29 +14,44 @@ Degenerate data never raise: such a fit has ``status`` ``"degenerate"`` or ``"no
 NaN estimates and a ``reason``.
 """
 
-from analysis.fitting._core import RatingBins, bin_ratings
-from analysis.fitting.api import MODELS, fit_roc, fit_roc_curve, lesion_distribution, make_model
-from analysis.fitting.binormal import binormal_auc, binormal_roc
-from analysis.fitting.cbm import cbm_auc
-from analysis.fitting.results import FIT_SCHEMA_ID, STATUSES, RocFit, RocFitSet
-from analysis.fitting.rsm import rsm_auc, rsm_from_intrinsic, rsm_to_intrinsic
+from __future__ import annotations
 
-__all__ = [
-    "MODELS",
-    "FIT_SCHEMA_ID",
-    "STATUSES",
-    "RatingBins",
-    "RocFit",
-    "RocFitSet",
-    "bin_ratings",
-    "binormal_auc",
-    "binormal_roc",
-    "cbm_auc",
-    "fit_roc",
-    "fit_roc_curve",
-    "lesion_distribution",
-    "make_model",
-    "rsm_auc",
-    "rsm_from_intrinsic",
-    "rsm_to_intrinsic",
-]
+import importlib
+from typing import Any
+
+# Exports are loaded on first use (PEP 562), so that ``tsct analyze --help``, which registers the
+# ``fit`` command from analysis.fitting.cli, does not import scipy.optimize.
+_EXPORTS = {
+    "RatingBins": "analysis.fitting._core",
+    "bin_ratings": "analysis.fitting._core",
+    "MODELS": "analysis.fitting.api",
+    "fit_roc": "analysis.fitting.api",
+    "fit_roc_curve": "analysis.fitting.api",
+    "lesion_distribution": "analysis.fitting.api",
+    "make_model": "analysis.fitting.api",
+    "binormal_auc": "analysis.fitting.binormal",
+    "binormal_roc": "analysis.fitting.binormal",
+    "cbm_auc": "analysis.fitting.cbm",
+    "FIT_SCHEMA_ID": "analysis.fitting.results",
+    "STATUSES": "analysis.fitting.results",
+    "RocFit": "analysis.fitting.results",
+    "RocFitSet": "analysis.fitting.results",
+    "rsm_auc": "analysis.fitting.rsm",
+    "rsm_from_intrinsic": "analysis.fitting.rsm",
+    "rsm_to_intrinsic": "analysis.fitting.rsm",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'analysis.fitting' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

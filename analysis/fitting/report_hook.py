@@ -33,6 +33,14 @@ def fitted_curve_section(data, model: str = "binormal") -> tuple[list[tuple[str,
     from analysis.report import _mpl, _treatment_style
 
     fits = fit_roc(data, model)
+    # where the binormal estimate does not exist (degenerate data), draw the CBM fit instead
+    fallback = {}
+    if model == "binormal":
+        for f in fits:
+            if f.status == "degenerate":
+                cbm = fit_roc(data, "cbm", treatments=[f.treatment], readers=[f.reader]).fits[0]
+                if cbm.ok:
+                    fallback[(f.treatment, f.reader)] = cbm
     plt = _mpl()
     readers = list(data.readers)
     ncols = min(4, len(readers))
@@ -50,6 +58,11 @@ def fitted_curve_section(data, model: str = "binormal") -> tuple[list[tuple[str,
             ax.plot(ex, ey, "o", ms=3.2, color=style["color"])
             x, y = f.curve()
             label = f"{t}: " + (f"AUC {f.auc:.3f}" if f.ok else f.status)
+            alt = fallback.get((t, r))
+            if alt is not None:
+                x, y = alt.curve()
+                label = f"{t}: CBM AUC {alt.auc:.3f}"
+                style = dict(style, linestyle="--")
             if x.size:
                 ax.plot(x, y, lw=1.3, label=label, **style)
             else:
@@ -71,11 +84,17 @@ def fitted_curve_section(data, model: str = "binormal") -> tuple[list[tuple[str,
     fig.tight_layout()
     source = " of the highest-rating inferred ROC data" if data.paradigm == "FROC" else ""
     caption = (
-        f"Fitted ROC curves ({MODEL_NAMES.get(model, model)}, maximum likelihood; lines) beside the "
+        f"Fitted ROC curves ({MODEL_NAMES.get(model, model)}; lines) beside the "
         f"empirical operating points{source} (markers, joined by dotted lines), one panel per reader. "
-        "The legend gives each treatment's fitted AUC. Parameters, standard errors, thresholds and "
-        "goodness of fit: results.json, key roc_fits (docs/analysis-fitting.md)."
+        "The legend gives each treatment's fitted AUC"
+        + ("; a dashed line is the contaminated binormal (CBM) fit where the binormal estimate does not "
+           "exist (degenerate data)" if fallback else "")
+        + ". Parameters, standard errors, thresholds and goodness of fit: results.json, key roc_fits "
+        "(docs/analysis-fitting.md)."
     )
     notes = [f"ROC fit ({model}), treatment {f.treatment}, reader {f.reader}: {f.status}: {f.reason}"
              for f in fits if f.status != "ok" and f.reason]
-    return [("fig-roc-fits", caption, fig)], fits.to_dict(), notes
+    doc = fits.to_dict()
+    if fallback:
+        doc["cbm_where_degenerate"] = [f.to_dict() for f in fallback.values()]
+    return [("fig-roc-fits", caption, fig)], doc, notes

@@ -378,6 +378,8 @@ def test_report_has_fitted_curves(tmp_path):
     doc = json.loads(paths.json.read_text())
     fits = doc["roc_fits"]["fits"]
     assert len(fits) == 4 and {f["status"] for f in fits} == {"ok", "degenerate"}
+    (cbm,) = doc["roc_fits"]["cbm_where_degenerate"]  # treatment 1, reader 3: all points on the edges
+    assert cbm["model"] == "cbm" and cbm["reader"] == "3" and cbm["auc"] is not None
     html = paths.html.read_text()
     assert "fig-roc-fits" in html and "Fitted ROC curves" in html
     assert "degenerate" in html  # the reason is listed among the report's notes
