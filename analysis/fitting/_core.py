@@ -110,7 +110,7 @@ class RatingBins:
     def to_dict(self) -> dict:
         return {
             "method": self.method,
-            "values": [float(v) for v in self.values],
+            "values": [float(v) if math.isfinite(v) else ("-Infinity" if v < 0 else "Infinity") for v in self.values],
             "fp_counts": [int(v) for v in self.fp],
             "tp_counts": [int(v) for v in self.tp],
         }

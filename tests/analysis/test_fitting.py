@@ -62,6 +62,25 @@ def test_binormal_matches_rjafroc_book_example():
     assert fit.cov.shape == (6, 6) and fit.cov_names[:2] == ("a", "b")
 
 
+def test_binormal_three_bins_hand_worked():
+    """3 bins: 2 operating points, 4 free parameters -> the fit passes through both points.
+
+    Points (FPF, TPF) = (0.50, 0.84) and (0.16, 0.50): probits z(FPF) = 0, -z0 and z(TPF) = z0, 0
+    with z0 = Phi^-1(0.84), so TPF = Phi(a + b z(FPF)) gives b = 1, a = z0, zetas = (0, z0) and
+    AUC = Phi(z0 / sqrt 2); the likelihood is the saturated one, sum n log(n / K)."""
+    fp, tp = _from_counts([50, 34, 16], [16, 34, 50])
+    fit = fit_roc_curve(fp, tp, "binormal")
+    z0 = norm.ppf(0.84)
+    assert fit.status == "ok"
+    assert fit.parameters["a"] == pytest.approx(z0, abs=1e-5)
+    assert fit.parameters["b"] == pytest.approx(1.0, abs=1e-5)
+    assert fit.zetas == pytest.approx([0.0, z0], abs=1e-5)
+    assert fit.auc == pytest.approx(norm.cdf(z0 / math.sqrt(2)), abs=1e-6)
+    saturated = -2 * sum(n * math.log(n / 100) for n in (50, 34, 16))
+    assert fit.nll_final == pytest.approx(saturated, abs=1e-8)
+    assert fit.chisq.df is None  # df = 3 - 3 = 0
+
+
 # ------------------------------------------------------------------------------------------------
 # AUC formulas and parameter conversions
 # ------------------------------------------------------------------------------------------------
@@ -275,6 +294,16 @@ def test_points_on_the_edges_binormal_degenerate_cbm_fits():
     # all normal cases in the lowest bin: the CBM cannot tell alpha from the shape -> not unique
     flat = fit_roc_curve(np.ones(30), np.repeat([1, 2, 3, 4], [6, 8, 8, 8]), "cbm")
     assert flat.status in ("not_unique", "boundary") and flat.reason and math.isnan(flat.se_auc)
+
+
+def test_unmarked_cases_are_the_lowest_bin_and_json_stays_strict():
+    fp = np.array([-np.inf] * 12 + [1.0] * 6 + [2.0] * 2)
+    tp = np.array([-np.inf] * 3 + [1.0] * 5 + [2.0] * 6 + [3.0] * 6)
+    fit = fit_roc_curve(fp, tp, "binormal")
+    assert fit.bins.values[0] == -np.inf and list(fit.bins.fp) == [12, 6, 2, 0]
+    doc = fit.to_dict()
+    assert doc["bins"]["values"][0] == "-Infinity"
+    json.dumps(doc, allow_nan=False)
 
 
 def test_one_truth_state_missing_and_single_rating():
