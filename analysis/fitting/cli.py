@@ -35,6 +35,25 @@ def _parse_binning(value: str):
     return n
 
 
+def _parse_lesions(text: str) -> dict[int, float]:
+    """``"1:0.7,2:0.3"`` -> ``{1: 0.7, 2: 0.3}``; the fractions must sum to 1."""
+    out: dict[int, float] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        try:
+            k, v = part.split(":")
+            n, f = int(k), float(v)
+        except ValueError:
+            raise ValueError(f"--lesion-distribution {text!r}: write it as 'lesions:fraction,...', e.g. '1:0.7,2:0.3'.")
+        if n < 1 or not 0.0 <= f <= 1.0:
+            raise ValueError(f"--lesion-distribution {text!r}: lesion counts must be >= 1 and fractions in [0, 1].")
+        out[n] = out.get(n, 0.0) + f
+    if not out or abs(sum(out.values()) - 1.0) > 1e-6:
+        raise ValueError(f"--lesion-distribution {text!r}: the fractions must sum to 1 (they sum to {sum(out.values()):.6g}).")
+    return out
+
+
 def fit_command(
     file: Path = typer.Argument(..., help="Study file: JAFROC Excel (.xlsx), iMRMC (.imrmc) or tidy CSV (.csv)."),
     model: str = typer.Option("binormal", "--model", "-m", help=_MODEL_HELP),
@@ -43,6 +62,11 @@ def fit_command(
     binning: str = typer.Option("auto", "--binning", help=_BINNING_HELP),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write every fit (parameters, thresholds, AUC, SE, chi-square, covariance) as JSON."),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one row per treatment and reader as CSV."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the fitted curves beside the empirical points (.png, .svg or .pdf)."),
+    lesions: Optional[str] = typer.Option(
+        None, "--lesion-distribution",
+        help="RSM only: fraction of diseased cases with 1, 2, ... lesions, e.g. '1:0.7,2:0.3' (default: from the file's lesions).",
+    ),
 ) -> None:
     """Fit a parametric ROC curve to every treatment and reader (RJafroc's FitBinormalRoc, FitCbmRoc, FitRsmRoc).
 
@@ -65,11 +89,21 @@ def fit_command(
         bins = _parse_binning(binning)
     except typer.BadParameter as exc:
         _fail(str(exc))
+    les = None
+    if lesions is not None:
+        if key != "rsm":
+            _fail("--lesion-distribution applies to --model rsm only.")
+        try:
+            les = _parse_lesions(lesions)
+        except ValueError as exc:
+            _fail(str(exc))
+    if plot is not None and plot.suffix.lower() not in (".png", ".svg", ".pdf"):
+        _fail(f"--plot {plot}: give a .png, .svg or .pdf file name.")
     data = _load(file)
     prov = Provenance.from_file(file)
     try:
         fits = fit_roc(data, key, treatments=treatment or None, readers=reader or None, binning=bins,
-                       provenance=prov.to_dict())
+                       lesion_distribution_override=les, provenance=prov.to_dict())
     except ValueError as exc:
         _fail(str(exc))
 
@@ -120,6 +154,11 @@ def fit_command(
 
             write_csv_atomic(fits.to_frame(), csv_out)
             console.print(f"Wrote {csv_out}")
+        if plot is not None:
+            from analysis.fitting.plot import plot_fits, save_figure
+
+            save_figure(plot_fits(fits, reader_groups=data.reader_groups), plot)
+            console.print(f"Wrote {plot}")
     except OSError as exc:
         _fail(f"Cannot write the output: {exc}")
 

@@ -397,6 +397,14 @@ def test_cli_fit_writes_json_and_rejects_bad_options(tmp_path):
     assert res.exit_code == 2 and "--model must be one of" in res.output and "Traceback" not in res.output
     res = runner.invoke(app, ["fit", str(DATA / "dataset02.xlsx"), "--binning", "one"])
     assert res.exit_code == 2 and "--binning" in res.output
+    png = tmp_path / "fits.png"
+    res = runner.invoke(app, ["fit", str(DATA / "dataset03.xlsx"), "-m", "rsm", "-t", "TREAT1", "-r", "READER_1",
+                              "--lesion-distribution", "1:0.5,2:0.5", "--plot", str(png), "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert json.loads(out.read_text())["fits"][0]["lesion_distribution"] == {"1": 0.5, "2": 0.5}
+    res = runner.invoke(app, ["fit", str(DATA / "dataset03.xlsx"), "--lesion-distribution", "1:1"])
+    assert res.exit_code == 2 and "rsm only" in res.output
 
 
 def test_report_has_fitted_curves(tmp_path):
