@@ -502,7 +502,7 @@ def crosscheck_command(
 
 
 # ROC curve fitting (binormal, CBM, RSM): its command lives in analysis/fitting/cli.py.
-from analysis.fitting.cli import register as _register_fit  # noqa: E402  (light: typer only)
+from analysis.fitting.cli import register as _register_fit  # light: imports typer only
 
 _register_fit(app)
 

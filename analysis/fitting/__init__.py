@@ -41,7 +41,25 @@ _EXPORTS = {
     "rsm_to_intrinsic": "analysis.fitting.rsm",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "FIT_SCHEMA_ID",
+    "MODELS",
+    "STATUSES",
+    "RatingBins",
+    "RocFit",
+    "RocFitSet",
+    "bin_ratings",
+    "binormal_auc",
+    "binormal_roc",
+    "cbm_auc",
+    "fit_roc",
+    "fit_roc_curve",
+    "lesion_distribution",
+    "make_model",
+    "rsm_auc",
+    "rsm_from_intrinsic",
+    "rsm_to_intrinsic",
+]
 
 
 def __getattr__(name: str) -> Any:

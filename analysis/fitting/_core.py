@@ -23,20 +23,20 @@ goodness of fit with pooled bins.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 from scipy import optimize, stats
 from scipy.special import ndtr, ndtri
 
 __all__ = [
+    "MLFit",
+    "OrdinalModel",
     "RatingBins",
     "bin_ratings",
-    "OrdinalModel",
-    "MLFit",
-    "fit_ordinal",
     "chi_square_gof",
+    "fit_ordinal",
     "numerical_hessian",
 ]
 
@@ -325,7 +325,6 @@ def _nll_from_probs(pn: np.ndarray, pa: np.ndarray, bins: RatingBins) -> float:
 def nll_and_gradient(model: OrdinalModel, full: np.ndarray, bins: RatingBins) -> tuple[float, np.ndarray]:
     """Negative log-likelihood and its gradient in the natural parameters (model, thresholds)."""
     full = np.asarray(full, dtype=float)
-    p = model.n_params
     pn, pa, dpn_t, dpa_t, dsn_z, dsa_z = _bin_probabilities(model, full)
     nll = _nll_from_probs(pn, pa, bins)
     wn = np.where(bins.fp > 0, bins.fp / np.maximum(pn, _TINY), 0.0)
@@ -568,7 +567,6 @@ def probe_bounds(model: OrdinalModel, bins: RatingBins, ml: MLFit, tol: float = 
     parameter is tried as a starting value; a fit that ends on a bound with a likelihood at least
     as high (within ``tol``) is returned, else None.
     """
-    p = model.n_params
     best: MLFit | None = None
     for i, (lo, hi) in enumerate(model.bounds):
         for value in (lo, hi):
@@ -584,7 +582,6 @@ def probe_bounds(model: OrdinalModel, bins: RatingBins, ml: MLFit, tol: float = 
                 best = cand
     if best is None:
         return None
-    del p
     return MLFit(
         params=best.params, initial=ml.initial, nll_initial=ml.nll_initial, nll_final=best.nll_final,
         converged=best.converged, message=best.message, n_iterations=ml.n_iterations + best.n_iterations,

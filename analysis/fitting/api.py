@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import Counter
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -26,9 +26,14 @@ from analysis.fitting.cbm import CbmModel
 from analysis.fitting.results import RocFit, RocFitSet
 from analysis.fitting.rsm import RsmModel, rsm_to_intrinsic
 
-__all__ = ["MODELS", "make_model", "fit_roc_curve", "fit_roc", "lesion_distribution"]
+__all__ = ["MODELS", "fit_roc", "fit_roc_curve", "lesion_distribution", "make_model"]
 
 MODELS = ("binormal", "cbm", "rsm")
+
+_NOT_UNIQUE = (
+    "the likelihood is flat along some direction (the observed information matrix is singular): the "
+    "parameters are not uniquely determined by these ratings, and the AUC has no standard error"
+)
 
 
 def make_model(model: str, lesion_distribution: Mapping[int, float] | None = None) -> OrdinalModel:
@@ -189,10 +194,7 @@ def _fit_roc_curve(fp_ratings, tp_ratings, model, *, binning, lesion_distributio
             hess = numerical_hessian(lambda x: nll_and_gradient(mdl, x, bins)[1], ml.params)
             eig = np.linalg.eigvalsh(hess)
             if not np.all(np.isfinite(eig)) or eig.min() <= 1e-10 * max(1.0, eig.max()):
-                status = "not_unique"
-                reason = ("the likelihood is flat along some direction (the observed information matrix is "
-                          "singular): the parameters are not uniquely determined by these ratings, and the "
-                          "AUC has no standard error")
+                status, reason = "not_unique", _NOT_UNIQUE
             else:
                 cov = np.linalg.inv(hess)
                 cov = (cov + cov.T) / 2
@@ -201,7 +203,7 @@ def _fit_roc_curve(fp_ratings, tp_ratings, model, *, binning, lesion_distributio
                 se_auc = math.sqrt(var) if var >= 0 else math.nan
                 se = {k: math.sqrt(cov[i, i]) if cov[i, i] >= 0 else math.nan for i, k in enumerate(mdl.param_names)}
         except np.linalg.LinAlgError:
-            notes.append("the observed information matrix is singular: no standard errors")
+            status, reason = "not_unique", _NOT_UNIQUE
 
     pn, pa = _bin_probabilities(mdl, ml.params, with_grad=False)
     chisq = chi_square_gof(bins, pn, pa, p)

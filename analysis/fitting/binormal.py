@@ -21,7 +21,15 @@ import math
 
 import numpy as np
 
-from analysis.fitting._core import npdf, OrdinalModel, RatingBins, clipped_points, increasing, phi_cdf, probit
+from analysis.fitting._core import (
+    OrdinalModel,
+    RatingBins,
+    clipped_points,
+    increasing,
+    npdf,
+    phi_cdf,
+    probit,
+)
 
 __all__ = ["BinormalModel", "binormal_auc", "binormal_roc"]
 

@@ -22,7 +22,15 @@ import math
 
 import numpy as np
 
-from analysis.fitting._core import npdf, OrdinalModel, RatingBins, clipped_points, increasing, phi_cdf, probit
+from analysis.fitting._core import (
+    OrdinalModel,
+    RatingBins,
+    clipped_points,
+    increasing,
+    npdf,
+    phi_cdf,
+    probit,
+)
 
 __all__ = ["CbmModel", "cbm_auc"]
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ def plot_fits(fits: RocFitSet, *, reader_groups: Mapping[str, str] | None = None
     groups = dict(reader_groups or {})
     replacements = dict(replacements or {})
     ncols = max(1, min(4, len(readers)))
-    nrows = max(1, int(math.ceil(len(readers) / ncols)))
+    nrows = max(1, math.ceil(len(readers) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.6 * nrows + 0.4), squeeze=False,
                              sharex=True, sharey=True)
     for n, r in enumerate(readers):

@@ -26,8 +26,8 @@ def fitted_curve_section(data, model: str = "binormal") -> tuple[list[tuple[str,
     if data.n_normal == 0:
         return [], None, ["No fitted ROC curves: the study has no normal cases."]
     from analysis.fitting.api import fit_roc
-    from analysis.fitting.results import MODEL_NAMES
     from analysis.fitting.plot import plot_fits
+    from analysis.fitting.results import MODEL_NAMES
     from analysis.report import _mpl
 
     fits = fit_roc(data, model)

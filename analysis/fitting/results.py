@@ -6,16 +6,17 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from analysis.fitting._core import ChiSquare, OrdinalModel, RatingBins
 
-__all__ = ["RocFit", "RocFitSet", "FIT_SCHEMA_ID", "STATUSES", "MODEL_NAMES"]
+__all__ = ["FIT_SCHEMA_ID", "MODEL_NAMES", "STATUSES", "RocFit", "RocFitSet"]
 
 FIT_SCHEMA_ID = "tsct.analysis.rocfit/1"
 

@@ -25,13 +25,21 @@ inversely ``lambda' = lambda_i / mu``, ``nu' = 1 - exp(-mu nu_i)``).
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
-from analysis.fitting._core import npdf, OrdinalModel, RatingBins, clipped_points, increasing, phi_cdf, probit
+from analysis.fitting._core import (
+    OrdinalModel,
+    RatingBins,
+    clipped_points,
+    increasing,
+    npdf,
+    phi_cdf,
+    probit,
+)
 
-__all__ = ["RsmModel", "rsm_auc", "rsm_to_intrinsic", "rsm_from_intrinsic"]
+__all__ = ["RsmModel", "rsm_auc", "rsm_from_intrinsic", "rsm_to_intrinsic"]
 
 RSM_MU_BOUNDS = (0.01, 10.0)
 RSM_LAMBDA_BOUNDS = (1e-4, 50.0)
@@ -138,7 +146,7 @@ class RsmModel(OrdinalModel):
     def initial_guesses(self, bins: RatingBins) -> list[np.ndarray]:
         from analysis.fitting._core import negative_log_likelihood
 
-        fpf, tpf = clipped_points(bins)
+        fpf, _ = clipped_points(bins)
         base = max(-math.log1p(-float(fpf[0])), 0.05) if fpf.size else 0.5
         grid = []
         for c in (1.05, 1.5, 2.5, 5.0):

@@ -24,7 +24,11 @@ from analysis.fitting import (
     rsm_from_intrinsic,
     rsm_to_intrinsic,
 )
-from analysis.fitting._core import chi_square_gof, negative_log_likelihood, nll_and_gradient
+from analysis.fitting._core import (
+    chi_square_gof,
+    negative_log_likelihood,
+    nll_and_gradient,
+)
 from analysis.io import read_observer_data
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "rjafroc" / "datasets"
@@ -237,7 +241,7 @@ def test_auc_maximising_binning_is_optimal_by_brute_force():
     assert binned.n_bins <= 4 and binned.k1 == 25 and binned.k2 == 20
     fpf, tpf = full.operating_points()
     best = 0.0
-    for k in range(0, 4):
+    for k in range(4):
         for keep in itertools.combinations(range(fpf.size), k):
             x = np.concatenate([[1.0], fpf[list(keep)], [0.0]])
             y = np.concatenate([[1.0], tpf[list(keep)], [0.0]])
