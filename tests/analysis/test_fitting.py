@@ -90,6 +90,15 @@ def test_binormal_three_bins_hand_worked():
 # ------------------------------------------------------------------------------------------------
 
 
+def test_auc_formulas_match_rjafroc_reference_values():
+    """Expected values written in RJafroc's own test suite (testthat, "Utils testing"):
+    UtilAucBinormal(2, 0.7) = 0.9493375; UtilAucCBM(2, 0.8) = 0.8370803;
+    UtilAucsRSM(mu = 1, lambdaP = 1, nuP = 1, lesDistr = {1: 0.9, 2: 0.1})$aucROC = 0.8470065."""
+    assert binormal_auc(2.0, 0.7) == pytest.approx(0.9493375, abs=1e-7)
+    assert cbm_auc(2.0, 0.8) == pytest.approx(0.8370803, abs=1e-7)
+    assert rsm_auc(1.0, 1.0, 1.0, {1: 0.9, 2: 0.1}) == pytest.approx(0.8470065, abs=1e-7)
+
+
 @pytest.mark.parametrize("a,b", [(0.0, 1.0), (1.0, 1.0), (2.0, 0.7), (1.2, 2.5)])
 def test_binormal_auc_equals_area_under_its_curve(a, b):
     fpf = np.linspace(0, 1, 200001)
