@@ -85,6 +85,53 @@ def test_binormal_three_bins_hand_worked():
     assert fit.chisq.df is None  # df = 3 - 3 = 0
 
 
+# Printed by RJafroc's FitCbmRoc / FitRsmRoc in Chakraborty's RJafroc book, chapter "RSM, CBM and
+# PROPROC fits" (section "RSM parameters" / "CBM parameters"): Van Dyke (dataset02) treatment 1 reader 2
+# and Franken (dataset03) treatment 2 reader 3 (1-based, as in R).
+BOOK_CBM = {
+    ("dataset02.xlsx", "0", "1"): dict(mu=2.745791, alpha=0.7931264, zeta1=1.125028, auc=0.8758668,
+                                       se=0.03964492, nll=85.88459),
+    ("dataset03.xlsx", "TREAT2", "READER_3"): dict(mu=2.340719, alpha=0.7860465, zeta1=-1.144089,
+                                                   auc=0.8545476, se=0.03825439, nll=128.0437),
+}
+BOOK_RSM = {
+    ("dataset02.xlsx", "0", "1"): dict(mu=2.201413, lam=0.2569453, nu=0.7524016, auc=0.8653694,
+                                       se=0.04740562, nll=85.86244),
+    ("dataset03.xlsx", "TREAT2", "READER_3"): dict(mu=2.641412, lam=2.137379, nu=0.784759,
+                                                   auc=0.8552573, se=0.03809136, nll=127.9418),
+}
+
+
+@pytest.mark.parametrize("key", list(BOOK_CBM))
+def test_cbm_matches_rjafroc_book_fits(key):
+    name, trt, rdr = key
+    ref = BOOK_CBM[key]
+    fit = fit_roc(read_observer_data(DATA / name), "cbm", treatments=[trt], readers=[rdr]).fits[0]
+    assert fit.status == "ok"
+    assert fit.parameters["mu"] == pytest.approx(ref["mu"], abs=1e-4)
+    assert fit.parameters["alpha"] == pytest.approx(ref["alpha"], abs=1e-5)
+    assert fit.zetas[0] == pytest.approx(ref["zeta1"], abs=1e-4)
+    assert fit.auc == pytest.approx(ref["auc"], abs=2e-6)
+    assert fit.se_auc == pytest.approx(ref["se"], abs=2e-6)
+    assert fit.nll_final == pytest.approx(ref["nll"], abs=1e-4)
+
+
+@pytest.mark.parametrize("key", list(BOOK_RSM))
+def test_rsm_reaches_the_rjafroc_book_likelihood(key):
+    """The RSM likelihood of these readers is nearly flat along a ridge: our optimum is at least as
+    high as RJafroc's (lower NLL), and the AUC agrees to 1e-3; the parameters may sit elsewhere on the
+    ridge (Van Dyke: mu 2.147 vs 2.201)."""
+    name, trt, rdr = key
+    ref = BOOK_RSM[key]
+    fit = fit_roc(read_observer_data(DATA / name), "rsm", treatments=[trt], readers=[rdr]).fits[0]
+    assert fit.status == "ok"
+    assert fit.nll_final <= ref["nll"] + 1e-4
+    assert fit.auc == pytest.approx(ref["auc"], abs=1e-3)
+    assert fit.se_auc == pytest.approx(ref["se"], rel=0.1)
+    assert fit.parameters["nu"] == pytest.approx(ref["nu"], abs=5e-3)
+    assert fit.parameters["mu"] == pytest.approx(ref["mu"], abs=0.06)
+
+
 # ------------------------------------------------------------------------------------------------
 # AUC formulas and parameter conversions
 # ------------------------------------------------------------------------------------------------
