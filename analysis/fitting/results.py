@@ -188,7 +188,7 @@ class RocFit:
 class RocFitSet:
     """Fits of one model to every treatment and reader of a study.
 
-    Offers ``summary()`` (text), ``to_frame()`` (one row per treatment and reader),
+    Offers ``summary()`` (printable; HTML in notebooks), ``to_frame()`` (one row per treatment and reader),
     ``to_dict()`` / ``to_json()`` (schema ``tsct.analysis.rocfit/1``, docs/analysis-fitting.md)
     and ``curves_frame()`` (fitted and empirical curve points for plots).
     """
@@ -278,29 +278,39 @@ class RocFitSet:
                 raise
         return text
 
-    def summary(self) -> str:
-        """Text summary: one line per treatment and reader, then the status counts."""
+    def summary(self):
+        """Printable summary (``print()`` it; ``as_text()``, ``as_html()``, notebook display).
+
+        Returns an :class:`analysis.results.ResultSummary`: one table row per treatment and
+        reader, then the status reasons and notes.
+        """
+        from analysis.results import ResultSummary
+
         title = f"ROC curve fits: {MODEL_NAMES.get(self.model, self.model)}"
-        lines = [title, "=" * len(title)]
-        if self.source_paradigm == "FROC":
-            lines.append("FROC data: fitted to the highest-rating inferred ROC ratings.")
         frame = self.to_frame()
         params = [c for c in frame.columns if c in ("a", "b", "mu", "alpha", "lambda", "nu")]
         cols = ["treatment", "reader"] + params + ["auc", "se_auc", "empirical_auc", "chisq", "chisq_df", "chisq_p", "status"]
         shown = frame[cols].copy()
         for c in params + ["auc", "se_auc", "empirical_auc", "chisq", "chisq_p"]:
             shown[c] = shown[c].map(lambda v: _fmt(v, 4))
-        shown["chisq_df"] = shown["chisq_df"].map(lambda v: "-" if (v is None or (isinstance(v, float) and math.isnan(v))) else str(int(v)))
-        lines.append(shown.to_string(index=False))
+        shown["chisq_df"] = shown["chisq_df"].map(
+            lambda v: "-" if (v is None or (isinstance(v, float) and math.isnan(v))) else str(int(v)))
+        sections: list[tuple[str, Any]] = []
+        if self.source_paradigm == "FROC":
+            sections.append(("Data", "FROC data: fitted to the highest-rating inferred ROC ratings."))
+        sections.append(("Fits (one row per treatment and reader)", shown))
+        lines = []
         for f in self.fits:
             if f.reason:
-                lines.append(f"  treatment {f.treatment}, reader {f.reader}: {f.status}: {f.reason}")
+                lines.append(f"treatment {f.treatment}, reader {f.reader}: {f.status}: {f.reason}")
             for note in f.notes:
-                lines.append(f"  treatment {f.treatment}, reader {f.reader}: note: {note}")
-        return "\n".join(lines)
+                lines.append(f"treatment {f.treatment}, reader {f.reader}: note: {note}")
+        if lines:
+            sections.append(("Statuses and notes", "\n".join(lines)))
+        return ResultSummary(title, tuple(sections))
 
     def __str__(self) -> str:
-        return self.summary()
+        return self.summary().as_text()
 
 
 def write_csv_atomic(frame: pd.DataFrame, path: str | Path) -> Path:

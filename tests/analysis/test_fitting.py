@@ -337,7 +337,7 @@ def test_rjafroc_dataset_degenerate_is_not_estimable_for_every_model():
         assert fit.empirical_auc == pytest.approx(0.75)
         doc = json.loads(fits.to_json())
         assert doc["fits"][0]["auc"] is None and doc["fits"][0]["status"] == "not_estimable"
-        assert "not_estimable" in fits.summary()
+        assert "not_estimable" in str(fits.summary())
 
 
 def test_points_on_the_edges_binormal_degenerate_cbm_fits():
@@ -408,8 +408,9 @@ def test_fit_roc_on_a_study_and_its_outputs(tmp_path):
     assert doc["fits"][0]["auc"] == pytest.approx(fits.fits[0].auc)
     curves = fits.curves_frame()
     assert set(curves["kind"]) == {"fitted", "empirical"}
-    text = fits.summary()
+    text = fits.summary().as_text()
     assert text.splitlines()[0].startswith("ROC curve fits: binormal")
+    assert "<table" in fits.summary().as_html()
     assert f"{fits.fits[0].auc:.4f}" in text and f"{fits.fits[1].se_auc:.4f}" in text
     with pytest.raises(ValueError, match="treatment 'X' is not in the study"):
         fit_roc(data, "binormal", treatments=["X"])
