@@ -63,6 +63,40 @@ def _information_positive_definite(model: OrdinalModel, bins: RatingBins, params
     return bool(np.all(np.isfinite(eig)) and eig.min() > 1e-10 * max(1.0, eig.max()))
 
 
+def _conditional_errors(model: OrdinalModel, bins: RatingBins, params: np.ndarray, fixed: Sequence[str]):
+    """Covariance, parameter SEs and AUC SE with the parameters in ``fixed`` held at their values.
+
+    Returns None when the information of the free parameters is not positive definite.
+    """
+    p = model.n_params
+    free = np.array([i for i in range(params.size) if i >= p or model.param_names[i] not in fixed])
+
+    def grad_free(x_free: np.ndarray) -> np.ndarray:
+        full = params.copy()
+        full[free] = x_free
+        return nll_and_gradient(model, full, bins)[1][free]
+
+    hess = numerical_hessian(grad_free, params[free])
+    try:
+        eig = np.linalg.eigvalsh(hess)
+        if not np.all(np.isfinite(eig)) or eig.min() <= 1e-10 * max(1.0, eig.max()):
+            return None
+        cov_free = np.linalg.inv(hess)
+    except np.linalg.LinAlgError:
+        return None
+    cov_free = (cov_free + cov_free.T) / 2
+    n = params.size
+    cov = np.full((n, n), np.nan)
+    cov[np.ix_(free, free)] = cov_free
+    cov_model = np.where(np.isnan(cov[:p, :p]), 0.0, cov[:p, :p])
+    g = model.auc_gradient(params[:p])
+    var = float(g @ cov_model @ g)
+    se_auc = math.sqrt(var) if var >= 0 else math.nan
+    se = {k: (math.sqrt(cov[i, i]) if np.isfinite(cov[i, i]) and cov[i, i] >= 0 else math.nan)
+          for i, k in enumerate(model.param_names)}
+    return cov, se, se_auc
+
+
 def _nan_fit(model: OrdinalModel, bins: RatingBins, status: str, reason: str, treatment, reader,
              notes: Sequence[str] = (), lesion_distribution=None) -> RocFit:
     params = {k: math.nan for k in model.param_names}
@@ -182,7 +216,7 @@ def _fit_roc_curve(fp_ratings, tp_ratings, model, *, binning, lesion_distributio
         bounds = dict(zip(mdl.param_names, mdl.bounds))
         reason = "; ".join(
             f"{n} = {theta[mdl.param_names.index(n)]:.4g} is on its bound {bounds[n]}" for n in ml.at_bound
-        ) + ": the AUC is the limit of the likelihood maximum; Wald standard errors do not apply"
+        ) + ": the AUC is the limit of the likelihood maximum"
     if not ml.converged:
         status, reason = "failed", f"the optimiser did not converge ({ml.message})"
 
@@ -204,6 +238,15 @@ def _fit_roc_curve(fp_ratings, tp_ratings, model, *, binning, lesion_distributio
                 se = {k: math.sqrt(cov[i, i]) if cov[i, i] >= 0 else math.nan for i, k in enumerate(mdl.param_names)}
         except np.linalg.LinAlgError:
             status, reason = "not_unique", _NOT_UNIQUE
+
+    if status == "boundary" and ml.converged and interior.any():
+        cond = _conditional_errors(mdl, bins, ml.params, ml.at_bound)
+        if cond is not None:
+            cov, se, se_auc = cond
+            notes.append(
+                "standard errors are conditional on " + ", ".join(ml.at_bound)
+                + " fixed at its bound (the usual Wald theory does not hold on a bound)"
+            )
 
     pn, pa = _bin_probabilities(mdl, ml.params, with_grad=False)
     chisq = chi_square_gof(bins, pn, pa, p)

@@ -22,7 +22,7 @@ FIT_SCHEMA_ID = "tsct.analysis.rocfit/1"
 
 STATUSES = {
     "ok": "fitted; the estimates are interior maximum-likelihood estimates",
-    "boundary": "fitted, but a parameter lies on its bound: the AUC is reported, Wald standard errors are not",
+    "boundary": "fitted, but a parameter lies on its bound: the AUC is reported; standard errors, where given, are conditional on the bounded parameter",
     "not_unique": "fitted, but the likelihood is flat along some direction (singular information): the estimates are one of many equally likely values and have no standard errors",
     "degenerate": "the maximum-likelihood estimate does not exist for these data (operating points on the edges of the ROC square)",
     "not_estimable": "too little information in the ratings for this model (too few rating bins or no cases of one truth state)",

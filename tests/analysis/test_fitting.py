@@ -366,6 +366,19 @@ def test_unmarked_cases_are_the_lowest_bin_and_json_stays_strict():
     json.dumps(doc, allow_nan=False)
 
 
+def test_cbm_on_its_alpha_bound_gives_conditional_standard_errors():
+    """TONY (dataset01) treatment DM reader 2: the CBM puts alpha on its bound 1 (equal-variance
+    binormal); the SEs are then conditional on alpha = 1, and the note says so."""
+    data = read_observer_data(DATA / "dataset01.xlsx")
+    fit = fit_roc(data, "cbm", treatments=["DM"], readers=["2"]).fits[0]
+    assert fit.status == "boundary" and "alpha = 1" in fit.reason
+    assert fit.parameters["alpha"] == pytest.approx(1.0)
+    assert math.isnan(fit.parameter_se["alpha"]) and 0 < fit.parameter_se["mu"] < 1
+    assert 0 < fit.se_auc < 0.1 and any("conditional on alpha" in n for n in fit.notes)
+    # with alpha = 1 the CBM is the equal-variance binormal: same likelihood as binormal with b = 1
+    assert fit.auc == pytest.approx(binormal_auc(fit.parameters["mu"], 1.0), abs=1e-12)
+
+
 def test_one_truth_state_missing_and_single_rating():
     fit = fit_roc_curve([], [1, 2, 3], "binormal")
     assert fit.status == "not_estimable" and "non-diseased" in fit.reason
