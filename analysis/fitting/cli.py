@@ -136,13 +136,17 @@ def fit_command(
             cells.append(num(f.parameters[k], 3) + (f" ({num(se, 3)})" if se is not None and math.isfinite(se) else ""))
         params.add_row(escape(str(f.treatment)), escape(str(f.reader)), *cells)
     console.print(params)
+    notes: dict[str, list[str]] = {}
     for f in fits:
+        where = f"treatment {f.treatment}, reader {f.reader}"
         if f.reason:
-            console.print(f"[yellow]Treatment {escape(str(f.treatment))}, reader {escape(str(f.reader))}:[/] "
-                          f"{f.status}: {escape(f.reason)}", highlight=False)
-        for note in f.notes:
-            console.print(f"Treatment {escape(str(f.treatment))}, reader {escape(str(f.reader))}: {escape(note)}",
+            console.print(f"[yellow]{escape(where[0].upper() + where[1:])}:[/] {f.status}: {escape(f.reason)}",
                           highlight=False)
+        for note in f.notes:
+            notes.setdefault(note, []).append(where)
+    for note, wheres in notes.items():  # one line per distinct note
+        scope = "every fit" if len(wheres) == len(fits) else "; ".join(wheres)
+        console.print(f"Note ({escape(scope)}): {escape(note)}", highlight=False)
     if any(f.chisq.df is None for f in fits if f.ok):
         console.print("Chi-square '-': fewer pooled bins (expected counts >= 5) than the test needs.", highlight=False)
     try:
