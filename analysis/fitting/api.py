@@ -6,6 +6,7 @@ import contextlib
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from analysis.fitting.binormal import BinormalModel
 from analysis.fitting.cbm import CbmModel
 from analysis.fitting.results import RocFit, RocFitSet
 from analysis.fitting.rsm import RsmModel, rsm_to_intrinsic
+
+if TYPE_CHECKING:
+    from analysis.data import ObserverData
 
 __all__ = ["MODELS", "fit_roc", "fit_roc_curve", "lesion_distribution", "make_model"]
 
@@ -265,7 +269,7 @@ def _fit_roc_curve(fp_ratings, tp_ratings, model, *, binning, lesion_distributio
     )
 
 
-def lesion_distribution(data) -> dict[int, float]:
+def lesion_distribution(data: ObserverData) -> dict[int, float]:
     """Fraction of abnormal cases with 1, 2, ... lesions (RJafroc's ``lesDistr``) of a study."""
     counts = Counter(int(n) for n in data.lesions_per_case)
     total = sum(counts.values())
@@ -273,7 +277,7 @@ def lesion_distribution(data) -> dict[int, float]:
 
 
 def fit_roc(
-    data,
+    data: ObserverData,
     model: str = "binormal",
     *,
     treatments: Sequence[str] | None = None,
@@ -323,7 +327,8 @@ def fit_roc(
     )
 
 
-def _fit_all(roc, key, t_ids, r_ids, binning, les) -> list[RocFit]:
+def _fit_all(roc: ObserverData, key: str, t_ids: Sequence[str], r_ids: Sequence[str], binning: str | int,
+             les: Mapping[int, float] | None) -> list[RocFit]:
     k1 = roc.n_normal
     fits = []
     for t in t_ids:

@@ -6,12 +6,15 @@ fits as a JSON section (``results.json["roc_fits"]``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from analysis.data import ObserverData
 
 __all__ = ["fitted_curve_section"]
 
 
-def fitted_curve_section(data, model: str = "binormal") -> tuple[list[tuple[str, str, Any]], dict[str, Any] | None, list[str]]:
+def fitted_curve_section(data: ObserverData, model: str = "binormal") -> tuple[list[tuple[str, str, Any]], dict[str, Any] | None, list[str]]:
     """Fit ``model`` to every treatment and reader and draw the curves beside the empirical points.
 
     Returns
