@@ -10,6 +10,8 @@ Commands (statisticians and study coordinators):
   as the pilot.
 * ``tsct analyze report FILE`` — the study report (HTML, PDF, JSON, CSV) in ``reports/<study>/``.
 * ``tsct analyze crosscheck FILE`` — our numbers beside RJafroc's (R, through rpy2), PASS/FAIL.
+* ``tsct analyze fit FILE`` — binormal / CBM / RSM ROC curve fits per treatment and reader
+  (``analysis.fitting``; docs/analysis-fitting.md).
 
 Input files: JAFROC Excel (``.xlsx``), iMRMC (``.imrmc``) or the tidy CSV (``.csv``) described
 in ``docs/analysis-data.md``.  Problems with the input print one red line and exit with code 2.
@@ -497,6 +499,12 @@ def crosscheck_command(
     else:
         console.print(f"[bold red]FAIL[/]: {report.n_failed} of {n} numbers differ by more than a relative {rtol:g}.")
         raise typer.Exit(1)
+
+
+# ROC curve fitting (binormal, CBM, RSM): its command lives in analysis/fitting/cli.py.
+from analysis.fitting.cli import register as _register_fit  # light: imports typer only
+
+_register_fit(app)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -976,6 +976,12 @@ def write_report(
             f"curve = {kind} and the reader's ID.",
             _figure_reader_curves(kind, frame, data),
         ))
+    # parametric ROC fits (binormal ML) beside the empirical points: analysis/fitting/report_hook.py
+    from analysis.fitting.report_hook import fitted_curve_section
+
+    step("ROC curve fits")
+    fit_figures, fit_json, fit_notes = fitted_curve_section(data)
+    figures.extend(fit_figures)
     figures.append((
         "fig-forest",
         "Treatment differences with 95% confidence intervals: all readers (primary analysis), "
@@ -1004,6 +1010,7 @@ def write_report(
     analysis_blocks = {name_: _analysis_block(result, name_) for name_ in result.analyses}
     all_warnings = list(result.warnings) + [w for sg in sub_results for w in sg.warnings] + [
         f"Subgroups by {k} unavailable: {v}" for k, v in unavailable.items()]
+    all_warnings += fit_notes
     created = prov.created_utc
     title = f"Observer study report: {name}"
     context = {
@@ -1066,6 +1073,8 @@ def write_report(
         "command": context["command"],
     }
     doc["subgroups"] = {sg.by: sg.to_dict() for sg in sub_results}
+    if fit_json is not None:
+        doc["roc_fits"] = fit_json
     paths.json.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
     _foms_frame(result, data, prov).to_csv(paths.foms_csv, index=False)
