@@ -227,9 +227,9 @@ def _result(analysis, method, j, k, d, alpha, ncp, ddf) -> PowerResult:
         power, fcrit = math.nan, math.nan
     else:
         power = noncentral_f_power(ncp, 1.0, ddf, alpha)
-        from scipy import stats
+        from scipy import special
 
-        fcrit = float(stats.chi2.isf(alpha, 1)) if math.isinf(ddf) else float(stats.f.isf(alpha, 1, ddf))
+        fcrit = float(special.chdtri(1, alpha)) if math.isinf(ddf) else float(special.fdtri(1, ddf, 1.0 - alpha))
     return PowerResult(
         analysis=analysis, method=method, n_readers=j, n_cases=k, effect_size=float(d),
         alpha=alpha, power=power, ncp=float(ncp), df=1.0, ddf=float(ddf), f_critical=fcrit,
