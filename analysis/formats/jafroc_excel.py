@@ -203,6 +203,7 @@ def _load_workbook(path: Path) -> dict[str, _Sheet]:
         from python_calamine import CalamineWorkbook
     except ImportError:  # pragma: no cover - python-calamine is a dependency
         return _load_workbook_openpyxl(path)
+    typed_reader: list = []  # one fastexcel reader for both mark sheets (opened on first use)
     try:
         wb = CalamineWorkbook.from_path(str(path))
         sheets = {}
@@ -212,7 +213,7 @@ def _load_workbook(path: Path) -> dict[str, _Sheet]:
             def load(title: str = title) -> list:
                 return wb.get_sheet_by_name(title).to_python(skip_empty_area=False)
 
-            typed = _typed_columns(path, title) if key in _MARK_SHEETS else None
+            typed = _typed_columns(path, title, typed_reader) if key in _MARK_SHEETS else None
             if typed is not None:
                 sheets[key] = _Sheet(title, None, arrays=typed[1], header=typed[0], loader=load)
             else:
@@ -236,7 +237,8 @@ _MARK_SHEETS = {"FP", "NL", "TP", "LL"}
 _TYPED_MIN_BYTES = 1 << 20  # below 1 MiB the row reader is as fast
 
 
-def _typed_columns(path: Path, title: str) -> tuple[tuple[Any, ...], list[np.ndarray]] | None:
+def _typed_columns(path: Path, title: str, reader_cache: list | None = None,
+                   ) -> tuple[tuple[Any, ...], list[np.ndarray]] | None:
     """A large mark sheet as typed columns via fastexcel (strict types), or None.
 
     Strict typing makes every column one type (numbers as float64, text as str, blanks as
@@ -250,7 +252,13 @@ def _typed_columns(path: Path, title: str) -> tuple[tuple[Any, ...], list[np.nda
     except ImportError:
         return None
     try:
-        sheet = fastexcel.read_excel(str(path)).load_sheet(
+        if reader_cache:
+            reader = reader_cache[0]
+        else:
+            reader = fastexcel.read_excel(str(path))
+            if reader_cache is not None:
+                reader_cache.append(reader)
+        sheet = reader.load_sheet(
             title, header_row=0, schema_sample_rows=None, dtype_coercion="strict")
         table = sheet.to_arrow()
     except Exception:  # fastexcel's own error types: mixed columns, odd files
