@@ -252,6 +252,32 @@ def test_compare_results_flags_every_difference():
     assert rb.compare_results(replace(ours, foms=foms), ours, rtol=1e-7).passed
 
 
+def test_crosscheck_verdict_names_the_tolerance_each_number_passed_by():
+    from dataclasses import replace
+
+    from analysis.results import Table
+
+    ours = _engine(_data("dataset02"), "Wilcoxon", "OR")
+    foms = np.array(ours.foms)
+    foms[0, 0] *= 1 + 1e-12  # passes by the relative tolerance
+    vc = ours.variance_components
+    cols = {k: np.array(v, dtype=float) for k, v in vc.columns.items()}
+    cols["estimate"][0] = 0.0  # a number that is zero in the reference ...
+    theirs = replace(ours, variance_components=Table(index=vc.index, columns=cols, index_name=vc.index_name))
+    cols2 = {k: np.array(v, dtype=float) for k, v in cols.items()}
+    cols2["estimate"][0] = 5e-13  # ... and 5e-13 here: passes only by the absolute 1e-12
+    mine = replace(ours, foms=foms,
+                   variance_components=Table(index=vc.index, columns=cols2, index_name=vc.index_name))
+    report = rb.compare_results(mine, theirs)
+    assert report.passed
+    by = {r.path: r.passed_by for r in report.rows}
+    assert by["foms.0.0"] == "relative" and by[f"variance_components.{vc.index[0]}"] == "absolute"
+    assert by["fom"] == "equal"
+    text = report.verdict()
+    assert "within a relative 1e-09" in text and "only within the absolute 1e-12" in text
+    assert "1 near zero" in text
+
+
 # ------------------------------------------------------------------------------------------
 # The whole backend with the R call replaced by RJafroc's stored output
 # ------------------------------------------------------------------------------------------
