@@ -6,7 +6,7 @@ module checks and places them with NumPy in a fraction of that.  It is a *fast p
 whenever anything is irregular (a blank or malformed cell, an unknown ID, a duplicate mark, an
 ROC rating in the wrong sheet...) it returns ``None`` and the reader falls back to the row-by-row
 path, which names every problem with its sheet, row and column.  Both paths give identical
-:class:`~analysis.data.ObserverData` on valid files (tested in ``tests/analysis/test_io_fast.py``).
+:class:`~analysis.data.ObserverData` on valid files (tested in ``tests/analysis/test_io_rjafroc_files.py``).
 """
 
 from __future__ import annotations
