@@ -49,7 +49,7 @@ SE_TOLERANCE = 1e-8
 NO_DIFFERENCE = (
     "every reader's figure of merit is the same in all treatments (differences within "
     "floating-point rounding, |difference| <= {tol:.0e}), so there is no difference to test: "
-    "the F statistic would be a ratio of rounding residues and no p-value is given"
+    "the test statistic (F or chi-square) would be a ratio of rounding residues, so no p-value is given"
 )
 NO_VARIANCE = (
     "the error term of the test is zero within rounding (standard error of a difference "
