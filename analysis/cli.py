@@ -55,12 +55,14 @@ class RichTable:
     with string padding (markup in cells, e.g. ``[green]ok[/]``, keeps its colour).
     """
 
-    def __init__(self, title: str = "", title_justify: str = "left") -> None:
+    def __init__(self, title: str = "", title_justify: str = "left", **_rich_options: object) -> None:
+        # other rich.table.Table options (box, show_header, ...) are accepted and ignored
         self.title = title
         self.columns: list[tuple[str, str]] = []
         self.rows: list[list[Text]] = []
 
-    def add_column(self, header: str, justify: str = "left", style: str | None = None) -> None:
+    def add_column(self, header: str = "", justify: str = "left", style: str | None = None,
+                   **_rich_options: object) -> None:
         self.columns.append((header, justify))
 
     def add_row(self, *cells: object) -> None:
