@@ -7,8 +7,9 @@
 ``tsct app``       everyone: start the reading workstation (Streamlit)
 ``tsct demo``      a newcomer: run the whole chain on synthetic cases
 
-Each group lives in its package (``<package>/cli.py``) and imports heavy libraries only inside
-its commands, so ``tsct --help`` answers at once.
+Each group lives in its package (``<package>/cli.py``), is imported only when its sub-command
+runs (:class:`_LazyGroup`), and imports heavy libraries only inside its commands, so
+``tsct --help`` and ``tsct analyze --help`` answer at once (``bench/bench_cli_startup.py``).
 """
 
 from __future__ import annotations
@@ -20,14 +21,64 @@ import sys
 import time
 from pathlib import Path
 
+import click
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 console = Console()
 err_console = Console(stderr=True)
 
+#: The command groups, imported only when their sub-command runs (``tsct --help`` imports none).
+_GROUPS = {
+    "cases": ("cases.cli", "Import CT exams, validate case lists and generate synthetic spine CT pairs (study coordinators)."),
+    "detect": ("detector.cli", "Register prior onto current CT, make temporal subtraction images and z-score maps."),
+    "study": ("reader_study.cli", "Create and run reader studies: readers, reading design, marks, exports (study coordinators)."),
+    "analyze": ("analysis.cli", "Figures of merit, DBM and Obuchowski-Rockette tests, and reports (statisticians)."),
+}
+
+
+class _LazyGroup(TyperGroup):
+    """The ``tsct`` group: each package's command group is imported when it is invoked.
+
+    ``tsct --help`` lists the groups from :data:`_GROUPS` (static help texts) without importing
+    them; ``tsct analyze ...`` imports ``analysis.cli`` only.  Each package's ``cli`` module in
+    turn imports heavy libraries inside its commands, so ``tsct analyze --help`` is fast too.
+    """
+
+    _listing = False
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(_GROUPS) + [n for n in super().list_commands(ctx) if n not in _GROUPS]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in _GROUPS and cmd_name not in self.commands:
+            module, help_text = _GROUPS[cmd_name]
+            if self._listing:  # help listing: a stand-in with the static help, nothing imported
+                return click.Group(cmd_name, help=help_text, short_help=help_text)
+            try:
+                sub = importlib.import_module(module).app
+            except ModuleNotFoundError as exc:
+                if exc.name != module:
+                    raise
+                sub = typer.Typer(help=help_text + " (not available in this build yet)", no_args_is_help=True)
+            command = typer.main.get_command(sub)
+            command.help = help_text
+            command.short_help = help_text
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        type(self)._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            type(self)._listing = False
+
+
 app = typer.Typer(
     name="tsct",
+    cls=_LazyGroup,
     help=(
         "TSCT: temporal-subtraction CT for bone metastases. Generate or import prior/current CT "
         "pairs, run the detector, run reader studies with and without the overlay, and analyse "
@@ -37,22 +88,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-_GROUPS = {
-    "cases": ("cases.cli", "Import CT exams, validate case lists and generate synthetic spine CT pairs (study coordinators)."),
-    "detect": ("detector.cli", "Register prior onto current CT, make temporal subtraction images and z-score maps."),
-    "study": ("reader_study.cli", "Create and run reader studies: readers, reading design, marks, exports (study coordinators)."),
-    "analyze": ("analysis.cli", "Figures of merit, DBM and Obuchowski-Rockette tests, and reports (statisticians)."),
-}
-
-for _name, (_module, _help) in _GROUPS.items():
-    try:
-        _sub = importlib.import_module(_module).app
-    except ModuleNotFoundError as _exc:
-        if _exc.name != _module:
-            raise
-        _sub = typer.Typer(help=_help + " (not available in this build yet)", no_args_is_help=True)
-    app.add_typer(_sub, name=_name, help=_help)
 
 
 def default_data_dir() -> Path:

@@ -973,8 +973,9 @@ def _build_from_frames(
     case_order: list[str] = []
     case_lesions: dict[str, list[tuple[str, Any, dict[str, str], int]]] = {}
     normal_rows: dict[str, int] = {}
+    truth_cols = list(truth.columns)  # a plain list: iterating an Index per row is slow
     for idx, row in enumerate(truth.itertuples(index=False)):
-        rec = dict(zip(truth.columns, row))
+        rec = dict(zip(truth_cols, row))
         if _missing(rec["case_id"]):
             problem("truth", idx, "case_id", "the case ID is empty; fill it in or delete the row.")
             continue
@@ -1119,8 +1120,9 @@ def _build_from_frames(
     # ---- NL marks
     nl_lists: dict[tuple[int, int, int], list[float]] = {}
     roc_nl_seen: dict[tuple[int, int, int], int] = {}
+    nl_cols = list(nl_df.columns)
     for idx, row in enumerate(nl_df.itertuples(index=False)):
-        rec = dict(zip(nl_df.columns, row))
+        rec = dict(zip(nl_cols, row))
         r = check_ids("nl", idx, rec)
         if r is None:
             continue
@@ -1144,8 +1146,9 @@ def _build_from_frames(
     # ---- LL marks
     ll_entries: dict[tuple[int, int, int, int], int] = {}
     ll_values: dict[tuple[int, int, int, int], float] = {}
+    ll_cols = list(ll_df.columns)
     for idx, row in enumerate(ll_df.itertuples(index=False)):
-        rec = dict(zip(ll_df.columns, row))
+        rec = dict(zip(ll_cols, row))
         r = check_ids("ll", idx, rec)
         if r is None:
             continue

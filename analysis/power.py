@@ -22,6 +22,26 @@ truncated at 0)::
     FRRC: den = VarErr + J VarTC               ddf = K - 1
     RRFC: den = VarErr + K VarTR               ddf = J - 1
 
+**DBM converted to OR** (RJafroc's default for ``method = "DBM"``, ``UseDBMHB2004 = FALSE``, and
+the default here): the DBM components of the pilot (``K*`` cases) are converted to OR ones
+(Hillis, Obuchowski & Berbaum 2011; Hillis 2005)::
+
+    VarTR(OR) = VarTR   Var - Cov1 = (VarTC + VarErr) / K*   Cov2 - Cov3 = VarTC / K*
+
+and the OR formulas above are applied.  With the jackknife this gives the OR route's numbers
+(the two analyses are equivalent); it differs from Hillis-Berbaum 2004 only where ``VarTC`` < 0
+(truncated inside ``c`` only, not in ``Var - Cov1``) and in FRRC (chi-square, not ``K - 1`` df).
+
+Routes are named by :data:`POWER_METHODS` and recorded in every result.  A pilot with more than
+two treatments must be reduced to the two compared (:func:`pilot_variance_components` with
+``treatments=``), as RJafroc's sample-size functions take exactly two.
+
+**Number of cases** (:func:`sample_size`): the smallest ``K`` from 2 up to ``max_cases``
+(default 2000, RJafroc's search limit) that reaches the target power.  When none does, RJafroc
+returns ``K = max_cases + 1`` (2001); here ``n_cases`` is ``None`` (JSON ``null``) and the
+result carries ``rjafroc_n_cases = max_cases + 1`` so the two can be compared, and the tables
+print "> 2000 (RJafroc: 2001)".
+
 Power is ``P(F'(1, ddf, ncp) > F_{1-alpha}(1, ddf))``.  These reproduce RJafroc 2.1.3's
 ``SsSampleSizeKGivenJ(dataset03, "Wilcoxon", effectSize = 0.05, J = 6, method = "OR")``
 (K = 121, power 0.8004469) and ``SsPowerGivenJK(..., J = 6, K = 121, method = "DBM",
@@ -46,8 +66,12 @@ from analysis.stats._common import MRMCInputError, validate_alpha
 from analysis.stats._distributions import noncentral_f_power
 
 __all__ = [
+    "POWER_METHODS",
+    "DEFAULT_MAX_CASES",
     "PilotVarianceComponents",
     "pilot_variance_components",
+    "planned_effect_size",
+    "power_method",
     "power_from_or_components",
     "power_from_dbm_components",
     "study_power",
@@ -56,13 +80,42 @@ __all__ = [
 ]
 
 
+#: The power routes, as named in every output.
+POWER_METHODS = {
+    "DBM": "DBM variance components converted to OR (Hillis, Obuchowski & Berbaum 2011); "
+           "RJafroc's default (method = \"DBM\", UseDBMHB2004 = FALSE)",
+    "DBM-HB2004": "DBM variance components, Hillis & Berbaum 2004 "
+                  "(RJafroc method = \"DBM\", UseDBMHB2004 = TRUE)",
+    "OR": "Obuchowski-Rockette variance components, Hillis, Obuchowski & Berbaum 2011 "
+          "(RJafroc method = \"OR\")",
+}
+DEFAULT_MAX_CASES = 2000  # RJafroc's sample-size search limit
+#: FOMs not bounded by 1 (NL marks per case); every other FOM lies in [0, 1], so that a
+#: difference must lie strictly between -1 and 1.
+_UNBOUNDED_FOMS = {"MaxNLF", "MaxNLFAllCases"}
+
+
+def power_method(method: str) -> str:
+    """Normalise a power route name: ``DBM`` (default), ``DBM-HB2004`` or ``OR``."""
+    key = str(method).strip().upper().replace("_", "-")
+    key = {"HB2004": "DBM-HB2004", "DBMHB2004": "DBM-HB2004", "DBM-HB": "DBM-HB2004",
+           "ORH": "OR", "DBMH": "DBM"}.get(key, key)
+    if key not in POWER_METHODS:
+        raise MRMCInputError(
+            f"method must be one of {', '.join(POWER_METHODS)} (DBM = RJafroc's default: DBM "
+            f"converted to OR). Got {method!r} instead.")
+    return key
+
+
 @dataclass(frozen=True)
 class PilotVarianceComponents:
     """Variance components of a pilot study, the input of the power functions.
 
     Attributes
     ----------
-    method : {"OR", "DBM"}
+    method : {"DBM", "DBM-HB2004", "OR"}
+        The power route (:data:`POWER_METHODS`): DBM components converted to OR (RJafroc's
+        default), DBM components with Hillis-Berbaum 2004, or OR components.
     components : mapping of str to float
         OR: ``VarTR, Cov1, Cov2, Cov3, Var``; DBM: ``VarTR, VarTC, VarErr``.
     n_cases_pilot : int
@@ -78,18 +131,39 @@ class PilotVarianceComponents:
     observed_effect_size: float | None = None
     fom: str = ""
 
+    @property
+    def description(self) -> str:
+        """The route in words, with its reference (for outputs)."""
+        return POWER_METHODS.get(self.method, self.method)
+
     @classmethod
-    def from_result(cls, result: SignificanceResult) -> "PilotVarianceComponents":
-        """Take the components of a DBM or OR :class:`SignificanceResult`."""
+    def from_result(cls, result: SignificanceResult, *, dbm_formula: str = "converted") -> "PilotVarianceComponents":
+        """Take the components of a DBM or OR :class:`SignificanceResult`.
+
+        ``dbm_formula`` (DBM results only): ``"converted"`` (default; RJafroc's default, DBM
+        converted to OR) or ``"HB2004"`` (Hillis & Berbaum 2004).  A pilot with more than two
+        treatments is refused: choose the two to compare first (``select_treatments``).
+        """
+        if len(result.treatments) > 2:
+            raise MRMCInputError(
+                f"the pilot has {len(result.treatments)} treatments {list(result.treatments)}; "
+                "sample size is planned for a comparison of two: choose them (command line: "
+                "--treatments A,B; Python: data.select_treatments([A, B])), as RJafroc's "
+                "sample-size functions take exactly two.")
         vc = {k: result.variance_components.value(k, "estimate") for k in result.variance_components.index}
         means = result.treatment_means
         effect = float(means[0] - means[1]) if len(means) >= 2 else None
         if result.method == "OR":
             keys = ("VarTR", "Cov1", "Cov2", "Cov3", "Var")
+            method = "OR"
         else:
             keys = ("VarTR", "VarTC", "VarErr")
+            formula = str(dbm_formula).strip().upper()
+            if formula not in ("CONVERTED", "HB2004"):
+                raise MRMCInputError(f"dbm_formula must be 'converted' or 'HB2004'. Got {dbm_formula!r} instead.")
+            method = "DBM-HB2004" if formula == "HB2004" else "DBM"
         return cls(
-            method=result.method,
+            method=method,
             components={k: float(vc[k]) for k in keys},
             n_cases_pilot=int(result.n_cases),
             observed_effect_size=effect,
@@ -97,20 +171,39 @@ class PilotVarianceComponents:
         )
 
 
-def pilot_variance_components(data, fom: str = "wAFROC", *, method: str = "OR") -> PilotVarianceComponents:
+def pilot_variance_components(data, fom: str = "wAFROC", *, method: str = "DBM",
+                              treatments: tuple[str, str] | list[str] | None = None) -> PilotVarianceComponents:
     """Analyse a pilot :class:`~analysis.ObserverData` and return its variance components.
 
     Parameters
     ----------
     data : ObserverData
-        Pilot study with at least 2 treatments and 2 readers.
+        Pilot study with 2 readers or more.
     fom : str, default "wAFROC"
-    method : {"OR", "DBM"}, default "OR"
+    method : {"DBM", "DBM-HB2004", "OR"}, default "DBM"
+        Power route (:data:`POWER_METHODS`); ``DBM`` is RJafroc's default (DBM converted to OR).
+    treatments : pair of str, optional
+        The two treatments to compare; required when the pilot has more than two.
     """
     from analysis.significance import significance_test
 
-    result = significance_test(data, fom, method=method, analyses="RRRC")
-    return PilotVarianceComponents.from_result(result)
+    route = power_method(method)
+    if treatments is not None:
+        chosen = [str(t) for t in treatments]
+        unknown = [t for t in chosen if t not in data.treatments]
+        if len(chosen) != 2 or len(set(chosen)) != 2 or unknown:
+            raise MRMCInputError(
+                f"treatments must name two different treatments of the pilot {list(data.treatments)}; "
+                f"got {chosen}.")
+        data = data.select_treatments(chosen)
+    elif data.n_treatments > 2:
+        raise MRMCInputError(
+            f"the pilot has {data.n_treatments} treatments {list(data.treatments)}; choose the two "
+            "to compare (treatments=(A, B); command line --treatments A,B), as RJafroc's "
+            "sample-size functions take exactly two.")
+    result = significance_test(data, fom, method="OR" if route == "OR" else "DBM", analyses="RRRC")
+    return PilotVarianceComponents.from_result(
+        result, dbm_formula="HB2004" if route == "DBM-HB2004" else "converted")
 
 
 def _check_counts(n_readers: int, n_cases: int) -> tuple[int, int]:
@@ -134,9 +227,9 @@ def _result(analysis, method, j, k, d, alpha, ncp, ddf) -> PowerResult:
         power, fcrit = math.nan, math.nan
     else:
         power = noncentral_f_power(ncp, 1.0, ddf, alpha)
-        from scipy import stats
+        from scipy import special
 
-        fcrit = float(stats.chi2.isf(alpha, 1)) if math.isinf(ddf) else float(stats.f.isf(alpha, 1, ddf))
+        fcrit = float(special.chdtri(1, alpha)) if math.isinf(ddf) else float(special.fdtri(1, ddf, 1.0 - alpha))
     return PowerResult(
         analysis=analysis, method=method, n_readers=j, n_cases=k, effect_size=float(d),
         alpha=alpha, power=power, ncp=float(ncp), df=1.0, ddf=float(ddf), f_critical=fcrit,
@@ -252,15 +345,57 @@ def _pilot(pilot) -> PilotVarianceComponents:
     )
 
 
+def planned_effect_size(pilot: "SignificanceResult | PilotVarianceComponents",
+                        effect_size: float | None = None) -> float:
+    """The effect size a power calculation uses, checked (a clear error when it is not usable).
+
+    ``None`` takes the pilot's observed difference, refused when it is zero within rounding;
+    an explicit value must be finite, non-zero and, for FOMs on a 0..1 scale, below 1.
+    """
+    return _effect(_pilot(pilot), effect_size)
+
+
 def _effect(p: PilotVarianceComponents, effect_size: float | None) -> float:
+    from analysis.degenerate import FOM_TOLERANCE
+
     if effect_size is None:
         if p.observed_effect_size is None:
             raise MRMCInputError("effect_size is required: the pilot has no observed treatment difference.")
+        if abs(p.observed_effect_size) <= FOM_TOLERANCE:
+            raise MRMCInputError(
+                f"the pilot's two treatments have the same {p.fom or 'figure of merit'} (difference "
+                f"{p.observed_effect_size:.1e}, zero within rounding), so there is no observed effect "
+                "to plan for: give the difference the planned study should detect (effect_size; "
+                "command line --effect-size, e.g. 0.05).")
         return abs(p.observed_effect_size)
-    d = float(effect_size)
+    try:
+        d = float(effect_size)
+    except (TypeError, ValueError):
+        d = math.nan
     if not math.isfinite(d) or d == 0:
         raise MRMCInputError(f"effect_size must be a finite non-zero number. Got {effect_size!r} instead.")
+    if p.fom not in _UNBOUNDED_FOMS and abs(d) >= 1:
+        raise MRMCInputError(
+            f"effect_size {d:g} is impossible for {p.fom if p.fom not in ('', 'FOM') else 'an AUC-type figure of merit'}, "
+            "whose values lie between 0 and 1: a "
+            "difference of two such figures of merit lies strictly between -1 and 1 (typical "
+            "planned effects are 0.03 to 0.10).")
     return d
+
+
+def _check_pilot(p: PilotVarianceComponents) -> None:
+    """Refuse pilots whose variance components leave nothing to estimate power from."""
+    c = p.components
+    if p.method == "OR":
+        spread = max(c["VarTR"], 0.0) + abs(c["Var"] - c["Cov1"]) + abs(c["Cov2"] - c["Cov3"])
+    else:
+        spread = max(c["VarTR"], 0.0) + abs(c["VarTC"]) + abs(c["VarErr"])
+    if not math.isfinite(spread) or spread <= 1e-16:
+        raise MRMCInputError(
+            "the pilot's variance components are zero within rounding (no reader or case "
+            "variability in the treatment difference: identical treatments, or no marks at all), "
+            "so power and sample size cannot be estimated from it; use a pilot in which the "
+            "treatments' readings differ.")
 
 
 def study_power(
@@ -292,8 +427,11 @@ def study_power(
     >>> round(study_power(p, n_readers=10, n_cases=114, effect_size=0.05).power, 4)
     0.8
     """
+    from dataclasses import replace
+
     p = _pilot(pilot)
     d = _effect(p, effect_size)
+    _check_pilot(p)
     c = p.components
     if p.method == "OR":
         return power_from_or_components(
@@ -301,10 +439,19 @@ def study_power(
             var_tr=c["VarTR"], cov1=c["Cov1"], cov2=c["Cov2"], cov3=c["Cov3"], var=c["Var"],
             alpha=alpha, analysis=analysis,
         )
-    return power_from_dbm_components(
+    if p.method == "DBM":  # RJafroc's default: DBM components converted to OR (K* = pilot cases)
+        k_star = int(p.n_cases_pilot)
+        res = power_from_or_components(
+            n_readers=n_readers, n_cases=n_cases, n_cases_pilot=k_star, effect_size=d,
+            var_tr=c["VarTR"], cov1=0.0, cov2=c["VarTC"] / k_star, cov3=0.0,
+            var=(c["VarTC"] + c["VarErr"]) / k_star, alpha=alpha, analysis=analysis,
+        )
+        return replace(res, method="DBM")
+    res = power_from_dbm_components(
         n_readers=n_readers, n_cases=n_cases, effect_size=d, var_tr=c["VarTR"],
         var_tc=c["VarTC"], var_err=c["VarErr"], alpha=alpha, analysis=analysis,
     )
+    return replace(res, method="DBM-HB2004")
 
 
 def sample_size(
@@ -315,7 +462,7 @@ def sample_size(
     effect_size: float | None = None,
     analysis: str = "RRRC",
     alpha: float = 0.05,
-    max_cases: int = 20000,
+    max_cases: int = DEFAULT_MAX_CASES,
 ) -> SampleSizeResult:
     """Smallest number of cases giving at least ``target_power`` with ``n_readers`` readers.
 
@@ -333,13 +480,16 @@ def sample_size(
         Default: the pilot's observed difference.
     analysis : {"RRRC", "FRRC", "RRFC"}, default "RRRC"
     alpha : float, default 0.05
-    max_cases : int, default 20000
+    max_cases : int, default 2000
+        Search limit (RJafroc's).  When it is not enough, ``n_cases`` is None and
+        ``rjafroc_n_cases`` is ``max_cases + 1``, the number RJafroc reports.
     """
     tp = float(target_power)
     if not 0.0 < tp < 1.0:
         raise MRMCInputError(f"target_power must be a float in (0, 1). Got {target_power!r} instead.")
     p = _pilot(pilot)
     d = _effect(p, effect_size)
+    _check_pilot(p)
 
     def pw(k: int) -> float:
         return study_power(p, n_readers=n_readers, n_cases=k, effect_size=d, analysis=analysis, alpha=alpha).power
@@ -372,7 +522,7 @@ def power_table(
     effect_size: float | None = None,
     analyses: Iterable[str] = ("RRRC",),
     alpha: float = 0.05,
-    max_cases: int = 20000,
+    max_cases: int = DEFAULT_MAX_CASES,
 ) -> PowerTable:
     """Cases needed for ``target_power`` for each number of readers (like RJafroc's ``SsPowerTable``).
 

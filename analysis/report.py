@@ -209,7 +209,7 @@ def _p(p: Any) -> str:
 
 def _p_words(p: float) -> str:
     if math.isnan(p):
-        return "p undefined"
+        return "no p-value"
     if p < 0.001:
         return "p < 0.001"
     return f"p = {p:.3f}"
@@ -519,6 +519,8 @@ def _headline(result: SignificanceResult, analysis: str) -> list[str]:
         lo, hi = -c.ci_upper, -c.ci_lower
         sig = (not math.isnan(c.p_value)) and c.p_value < result.alpha
         verdict = "statistically significant" if sig else "not statistically significant"
+        if math.isnan(c.p_value):  # degenerate data (analysis/degenerate.py): say why, not a verdict
+            verdict = "not tested: the data are degenerate (see Notes), so no p-value is given"
         if change > 0:
             verb = f"{up} the {result.fom} figure of merit over {a} by {n3(change)}"
             ci = f"{level} CI {n3(lo)} to {n3(hi)}"
@@ -530,8 +532,11 @@ def _headline(result: SignificanceResult, analysis: str) -> list[str]:
             ci = f"{level} CI {n3(lo)} to {n3(hi)}"
         if b.startswith("treatment "):
             b = "T" + b[1:]
-        out.append(f"{b} {verb} ({ci}, {_p_words(c.p_value)}, {analysis}); the difference is {verdict} "
-                   f"at α = {result.alpha:g}.")
+        if math.isnan(c.p_value):
+            out.append(f"{b} {verb} ({_p_words(c.p_value)}, {analysis}); the difference is {verdict}.")
+        else:
+            out.append(f"{b} {verb} ({ci}, {_p_words(c.p_value)}, {analysis}); the difference is "
+                       f"{verdict} at α = {result.alpha:g}.")
     return out
 
 

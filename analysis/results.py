@@ -518,6 +518,7 @@ class SignificanceResult:
     random_state: int | None = None
     provenance: Provenance | None = None
     warnings: tuple[str, ...] = ()
+    backend: str = "python"  # the engine that computed the numbers: "python" or "rjafroc"
 
     def __post_init__(self) -> None:
         foms = np.array(self.foms, dtype=float)
@@ -616,6 +617,7 @@ class SignificanceResult:
             "input_file": prov.input_file,
             "input_sha256": prov.input_sha256,
             "created_utc": prov.created_utc,
+            "backend": self.backend,
             "fom": self.fom,
             "method": self.method,
             "covariance": self.covariance,
@@ -783,8 +785,16 @@ class SampleSizeResult:
     alpha: float
     max_cases: int
 
+    @property
+    def rjafroc_n_cases(self) -> int | None:
+        """What RJafroc reports: ``max_cases + 1`` (2001) when the target is not reached."""
+        return self.n_cases if self.n_cases is not None else int(self.max_cases) + 1
+
     def to_dict(self) -> dict[str, Any]:
-        return {k: _json_number(v) if not isinstance(v, str) else v for k, v in self.__dict__.items()}
+        out = {k: _json_number(v) if not isinstance(v, str) else v for k, v in self.__dict__.items()}
+        out["reached"] = self.n_cases is not None
+        out["rjafroc_n_cases"] = self.rjafroc_n_cases
+        return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -819,7 +829,8 @@ class PowerTable:
     def summary(self) -> ResultSummary:
         frame = self.to_frame()
         frame["n_cases"] = [
-            (str(int(k)) if k is not None and not (isinstance(k, float) and math.isnan(k)) else f"> {r.max_cases}")
+            (str(int(k)) if k is not None and not (isinstance(k, float) and math.isnan(k))
+             else f"> {r.max_cases} (RJafroc: {r.max_cases + 1})")
             for k, r in zip(frame["n_cases"], self.rows)
         ]
         frame["power"] = frame["power"].map(lambda v: _fmt(v, 4))

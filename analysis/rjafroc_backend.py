@@ -533,7 +533,7 @@ def result_from_st(
         fom=fom, method=method, covariance="jackknife", treatments=treatments, readers=readers,
         n_cases=int(n_cases), foms=theta, anova=anova, variance_components=vc_table,
         treatment_anova=trt_table, reader_anova=rdr_table, analyses=analyses, alpha=alpha,
-        provenance=provenance, warnings=log.tuple(),
+        provenance=provenance, warnings=log.tuple(), backend="rjafroc",
     )
 
 
@@ -755,7 +755,7 @@ def significance_test_rjafroc(
 # ------------------------------------------------------------------------------------------
 
 _SKIP_KEYS = {"schema", "package_version", "input_file", "input_sha256", "created_utc", "warnings",
-              "description", "error_term", "covariance", "n_bootstraps", "random_state"}
+              "description", "error_term", "covariance", "n_bootstraps", "random_state", "backend"}
 
 
 @dataclass(frozen=True)
@@ -768,6 +768,9 @@ class CrosscheckRow:
     abs_diff: float
     rel_diff: float
     ok: bool
+    #: how it passed: "equal" (identical), "relative" (within rtol * |ref|), "absolute" (only
+    #: within atol, i.e. a number near zero), or "" for a failure
+    passed_by: str = ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -795,6 +798,39 @@ class CrosscheckReport:
     def n_failed(self) -> int:
         return sum(not r.ok for r in self.rows)
 
+    def count(self, passed_by: str) -> int:
+        """Rows that passed by ``"equal"``, ``"relative"`` or ``"absolute"`` tolerance."""
+        return sum(r.passed_by == passed_by for r in self.rows)
+
+    @property
+    def max_abs_diff_absolute(self) -> float:
+        """Largest absolute difference among the rows that passed only by ``atol``."""
+        vals = [r.abs_diff for r in self.rows if r.passed_by == "absolute"]
+        return max(vals) if vals else 0.0
+
+    def verdict(self) -> str:
+        """One sentence saying how the numbers agreed, naming the tolerance each group used."""
+        n = len(self.rows)
+        if not self.passed:
+            return (f"{self.n_failed} of {n} numbers differ by more than {self.atol:g} + "
+                    f"{self.rtol:g} x |RJafroc's value|.")
+        parts = []
+        if self.count("equal"):
+            parts.append(f"{self.count('equal')} identical")
+        if self.count("relative"):
+            parts.append(f"{self.count('relative')} within a relative {self.rtol:g} (largest "
+                         f"relative difference {self.max_rel_diff_relative:.1e})")
+        if self.count("absolute"):
+            parts.append(f"{self.count('absolute')} near zero only within the absolute "
+                         f"{self.atol:g} (largest absolute difference "
+                         f"{self.max_abs_diff_absolute:.1e})")
+        return f"all {n} numbers agree: " + "; ".join(parts) + "."
+
+    @property
+    def max_rel_diff_relative(self) -> float:
+        vals = [r.rel_diff for r in self.rows if r.passed_by == "relative" and math.isfinite(r.rel_diff)]
+        return max(vals) if vals else 0.0
+
     @property
     def max_rel_diff(self) -> float:
         finite = [r.rel_diff for r in self.rows if math.isfinite(r.rel_diff)]
@@ -802,7 +838,8 @@ class CrosscheckReport:
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame([r.__dict__ for r in self.rows],
-                            columns=["path", "ours", "reference", "abs_diff", "rel_diff", "ok"])
+                            columns=["path", "ours", "reference", "abs_diff", "rel_diff", "ok",
+                                     "passed_by"])
 
 
 def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -848,8 +885,11 @@ def compare_results(
             diff = abs(x_f - y_f)
             rel = diff / abs(y_f) if y_f != 0 else (0.0 if diff == 0 else math.inf)
             ok = diff <= atol + rtol * abs(y_f)
-            rows.append(CrosscheckRow(path, x_f, y_f, diff, rel, ok))
+            how = "" if not ok else ("equal" if diff == 0 else
+                                     "relative" if diff <= rtol * abs(y_f) else "absolute")
+            rows.append(CrosscheckRow(path, x_f, y_f, diff, rel, ok, how))
         else:
             same = x == y
-            rows.append(CrosscheckRow(path, x, y, 0.0 if same else math.nan, 0.0 if same else math.nan, same))
+            rows.append(CrosscheckRow(path, x, y, 0.0 if same else math.nan, 0.0 if same else math.nan, same,
+                                      "equal" if same else ""))
     return CrosscheckReport(rows=tuple(rows), rtol=rtol, atol=atol)

@@ -213,6 +213,9 @@ def significance_test(
             reference, cov, n_cases=data.n_normal + data.n_abnormal, covariance_method=cov_l,
             **common, **extra,
         )
+    from analysis.degenerate import guard_degenerate
+
+    result = guard_degenerate(result)  # no p-value from rounding noise (docs/analysis-degenerate.md)
     if provenance is not None:
         result = result.with_provenance(provenance)
     return result

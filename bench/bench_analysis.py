@@ -18,6 +18,10 @@ DBM + OR run, and the process's peak resident set size (``resource.getrusage``).
 Usage::
 
     python bench/bench_analysis.py [--readers 11] [--cases 2000] [--seed 1] [--repeats 5]
+
+Whole processes (``tsct analyze st`` on dataset04 beside ``Rscript`` + ``St()``, and a
+10,000-case workbook read and analysed) are timed by ``bench/bench_cli_whole.py``; the start-up
+of ``tsct --help`` / ``tsct analyze --help`` by ``bench/bench_cli_startup.py``.
 """
 
 from __future__ import annotations

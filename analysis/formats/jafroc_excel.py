@@ -21,9 +21,10 @@ A workbook has three sheets, found by case-insensitive name in any order:
     abnormal case (``LesionID`` = 1).
 
 Optional sheets written by :func:`write_jafroc_excel` and understood by
-:func:`read_jafroc_excel` (RJafroc ignores them): ``ID_MAP`` (``Kind | FileID | OriginalID
-| CaseFileID``, maps IDs in the file back to the study's own IDs) and ``READERS``
-(``ReaderID | Group``).
+:func:`read_jafroc_excel` (RJafroc ignores them): ``TSCT_ID_MAP`` (``Kind | FileID |
+OriginalID | CaseFileID``, maps IDs in the file back to the study's own IDs) and
+``TSCT_READERS`` (``ReaderID | Group``).  Their names sort after ``TRUTH``, as RJafroc's reader
+requires (:data:`RJAFROC_SHEET_RULE`); the older names ``ID_MAP`` and ``READERS`` are read too.
 
 Differences from RJafroc's reader (deliberate): any text or integer IDs are accepted
 (non-numeric, non-consecutive, lesion IDs need not be 1..n); readers and treatments keep the
@@ -36,6 +37,7 @@ Excel row and column.  LROC and ROI files and split-plot designs raise
 from __future__ import annotations
 
 import math
+import os
 import re
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -54,7 +56,18 @@ from analysis.formats._common import (
     parse_id,
 )
 
-__all__ = ["read_jafroc_excel", "write_jafroc_excel"]
+__all__ = ["ID_MAP_SHEET", "READERS_SHEET", "RJAFROC_SHEET_RULE", "read_jafroc_excel",
+           "rjafroc_sheet_order_ok", "write_jafroc_excel"]
+
+#: Our extension sheets.  Their names sort after ``TRUTH`` (``TS`` > ``TR``) in every collation,
+#: so RJafroc's reader, which sorts the sheet names and takes the first three, still finds
+#: FP, TP, TRUTH.  ``ID_MAP`` and ``READERS`` (written before 2026-12) are still read.
+ID_MAP_SHEET = "TSCT_ID_MAP"
+READERS_SHEET = "TSCT_READERS"
+RJAFROC_SHEET_RULE = (
+    "RJafroc's DfReadDataFile(newExcelFileFormat = TRUE) sorts the upper-cased sheet names and "
+    "needs FP or NL first, TP or LL second and TRUTH third; every other sheet must sort after TRUTH."
+)
 
 _TRUTH_SPEC = {
     "case_id": ("caseid",),
@@ -88,15 +101,55 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
 class _Sheet:
-    """A worksheet's rows with their Excel row numbers and a header -> column map."""
+    """A worksheet's rows with their Excel row numbers and a header -> column map.
 
-    def __init__(self, title: str, rows: list[tuple[Any, ...]]):
+    Large mark sheets may instead arrive as typed columns (``arrays``, read by fastexcel with
+    strict types); their rows are then read only if the row-by-row path is needed
+    (:meth:`materialize`).
+    """
+
+    def __init__(self, title: str, rows: list[tuple[Any, ...]] | None,
+                 *, arrays: list[np.ndarray] | None = None, header: tuple[Any, ...] | None = None,
+                 loader: Any = None):
         self.title = title
-        self.rows = rows  # rows[0] is the header (Excel row 1)
+        self._rows = rows  # rows[0] is the header (Excel row 1)
+        self.arrays = arrays
+        self._header = header
+        self._loader = loader
+
+    @property
+    def rows(self) -> list[tuple[Any, ...]]:
+        if self._rows is None:
+            self.materialize()
+        assert self._rows is not None
+        return self._rows
+
+    def materialize(self) -> None:
+        """Read the sheet's rows (dropping the typed columns) for the row-by-row path."""
+        if self._rows is None:
+            self._rows = self._loader() if self._loader is not None else []
+        self.arrays = None
+        self._header = None
 
     @property
     def header(self) -> tuple[Any, ...]:
-        return self.rows[0] if self.rows else ()
+        if self._header is not None:
+            return self._header
+        return tuple(self.rows[0]) if self.rows else ()
+
+    @property
+    def empty(self) -> bool:
+        if self.arrays is not None:
+            return False
+        return not self.rows
+
+    def column_arrays(self) -> list[np.ndarray]:
+        """The data rows (header excluded) as one array per column."""
+        if self.arrays is not None:
+            return self.arrays
+        from analysis.formats._fast_marks import transpose
+
+        return transpose(self.rows)
 
     def columns(
         self, spec: Mapping[str, Sequence[str]], required: Sequence[str], file: str,
@@ -133,15 +186,98 @@ def _display(alias: str) -> str:
 
 
 def _load_workbook(path: Path) -> dict[str, _Sheet]:
-    import openpyxl
-    from openpyxl.utils.exceptions import InvalidFileException
+    """Every sheet's cell values, by upper-cased sheet name.
 
+    Read with python-calamine (Rust; about 14x faster than openpyxl on a 10,000-case FROC
+    workbook, see ``bench/bench_analysis.py --workbook``) when it is installed, else with
+    openpyxl.  Both read every stored cell whatever the sheet's ``<dimension>`` claims:
+    openxlsx (RJafroc's ``DfWriteExcelDataFile``) writes ``<dimension ref="A1"/>`` on full
+    sheets, which openpyxl's read-only mode would trust (it would see column A only).
+    """
     if not path.exists():
         raise FileNotFoundError(f"No such Excel file: {str(path)!r}")
     if path.stat().st_size == 0:
         raise ObserverDataError(Problem("the file is empty (0 bytes); export the workbook again.",
                                         file=str(path)))
+    try:
+        from python_calamine import CalamineWorkbook
+    except ImportError:  # pragma: no cover - python-calamine is a dependency
+        return _load_workbook_openpyxl(path)
+    typed_reader: list = []  # one fastexcel reader for both mark sheets (opened on first use)
+    try:
+        wb = CalamineWorkbook.from_path(str(path))
+        sheets = {}
+        for title in wb.sheet_names:
+            key = title.strip().upper()
+
+            def load(title: str = title) -> list:
+                return wb.get_sheet_by_name(title).to_python(skip_empty_area=False)
+
+            typed = _typed_columns(path, title, typed_reader) if key in _MARK_SHEETS else None
+            if typed is not None:
+                sheets[key] = _Sheet(title, None, arrays=typed[1], header=typed[0], loader=load)
+            else:
+                sheets[key] = _Sheet(title, load())
+    except Exception as exc:  # calamine raises its own error types (CalamineError, ...)
+        if isinstance(exc, (MemoryError, KeyboardInterrupt)):
+            raise
+        if zipfile.is_zipfile(path):
+            # a valid zip calamine cannot parse: let openpyxl try before giving up
+            try:
+                return _load_workbook_openpyxl(path)
+            except ObserverDataError:
+                pass
+        raise ObserverDataError(Problem(
+            f"cannot be opened as an .xlsx workbook ({type(exc).__name__}: {exc}); save it from "
+            "Excel as 'Excel Workbook (*.xlsx)'.", file=str(path))) from exc
+    return sheets
+
+
+_MARK_SHEETS = {"FP", "NL", "TP", "LL"}
+_TYPED_MIN_BYTES = 1 << 20  # below 1 MiB the row reader is as fast
+
+
+def _typed_columns(path: Path, title: str, reader_cache: list | None = None,
+                   ) -> tuple[tuple[Any, ...], list[np.ndarray]] | None:
+    """A large mark sheet as typed columns via fastexcel (strict types), or None.
+
+    Strict typing makes every column one type (numbers as float64, text as str, blanks as
+    missing), so nothing is converted lossily; a column mixing numbers and text, or fastexcel
+    not being installed, returns None and the sheet is read row by row.
+    """
+    if path.stat().st_size < _TYPED_MIN_BYTES:
+        return None
+    try:
+        import fastexcel
+    except ImportError:
+        return None
+    try:
+        if reader_cache:
+            reader = reader_cache[0]
+        else:
+            reader = fastexcel.read_excel(str(path))
+            if reader_cache is not None:
+                reader_cache.append(reader)
+        sheet = reader.load_sheet(
+            title, header_row=0, schema_sample_rows=None, dtype_coercion="strict")
+        table = sheet.to_arrow()
+    except Exception:  # fastexcel's own error types: mixed columns, odd files
+        return None
+    header = tuple(str(n) for n in table.column_names)
+    arrays = []
+    for column in table.columns:
+        arr = column.to_numpy(zero_copy_only=False)
+        if arr.dtype.kind not in "fiUO":
+            return None  # booleans, dates: the row path gives the messages
+        arrays.append(np.asarray(arr, dtype=float) if arr.dtype.kind in "fi" else arr.astype(object))
+    return header, arrays
+
+
+def _load_workbook_openpyxl(path: Path) -> dict[str, _Sheet]:
     import warnings
+
+    import openpyxl
+    from openpyxl.utils.exceptions import InvalidFileException
 
     with warnings.catch_warnings():
         # openpyxl warns about workbook extensions (data validation, ...) it does not keep
@@ -155,6 +291,7 @@ def _load_workbook(path: Path) -> dict[str, _Sheet]:
         try:
             sheets = {}
             for ws in wb.worksheets:
+                ws.reset_dimensions()  # do not trust <dimension ref="A1"/> (openxlsx)
                 rows = [tuple(r) for r in ws.iter_rows(values_only=True)]
                 sheets[ws.title.strip().upper()] = _Sheet(ws.title, rows)
         finally:
@@ -177,7 +314,7 @@ def _find(sheets: dict[str, _Sheet], names: Sequence[str], what: str, file: str)
 
 def _id_map(sheets: dict[str, _Sheet], file: str) -> dict[tuple[str, str, str], str]:
     """Parse the optional ID_MAP sheet: (kind, case_file_id or '', file_id) -> original ID."""
-    sheet = sheets.get("ID_MAP")
+    sheet = sheets.get(ID_MAP_SHEET) or sheets.get("ID_MAP")
     if sheet is None or not sheet.rows:
         return {}
     problems: list[Problem] = []
@@ -257,10 +394,21 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
                                         sheet=truth_sheet.title))
     t_cols, t_names = truth_sheet.columns(
         _TRUTH_SPEC, ["case_id", "lesion_id", "weight"], file, problems)
-    n_cols, n_names = nl_sheet.columns(_NL_SPEC, list(_NL_SPEC), file, problems) if nl_sheet.rows \
-        else ({}, {})
-    l_cols, l_names = ll_sheet.columns(_LL_SPEC, list(_LL_SPEC), file, problems) if ll_sheet.rows \
-        else ({}, {})
+    header_problems: list[Problem] = []
+    n_cols, n_names = nl_sheet.columns(_NL_SPEC, list(_NL_SPEC), file, header_problems) \
+        if not nl_sheet.empty else ({}, {})
+    l_cols, l_names = ll_sheet.columns(_LL_SPEC, list(_LL_SPEC), file, header_problems) \
+        if not ll_sheet.empty else ({}, {})
+    if header_problems and (nl_sheet.arrays is not None or ll_sheet.arrays is not None):
+        # report the header as the user sees it (typed columns rename blank headers)
+        nl_sheet.materialize()
+        ll_sheet.materialize()
+        header_problems = []
+        n_cols, n_names = nl_sheet.columns(_NL_SPEC, list(_NL_SPEC), file, header_problems) \
+            if nl_sheet.rows else ({}, {})
+        l_cols, l_names = ll_sheet.columns(_LL_SPEC, list(_LL_SPEC), file, header_problems) \
+            if ll_sheet.rows else ({}, {})
+    problems.extend(header_problems)
     if problems:
         raise ObserverDataError(problems)
     new_format = "reader" in t_cols and "treatment" in t_cols
@@ -279,6 +427,7 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
     truth_rows: list[int] = []
     paradigm_cells: list[Any] = []
     reader_lists: list[tuple[int, list[str]]] = []
+    list_memo: dict[tuple[str, str], list[str]] = {}  # the same list cell on every TRUTH row
     treatment_lists: list[tuple[int, list[str]]] = []
     for n, row in enumerate(truth_sheet.rows[1:], start=2):
         if all(is_blank(cell(row, i)) for i in t_cols.values()):
@@ -311,7 +460,10 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
         if new_format:
             for key, store in (("reader", reader_lists), ("treatment", treatment_lists)):
                 raw = cell(row, t_cols[key])
-                ids = _split_list(raw)
+                memo_key = (key, raw if isinstance(raw, str) else repr(raw))
+                ids = list_memo.get(memo_key)
+                if ids is None:
+                    ids = list_memo[memo_key] = [mapped(key, x) for x in _split_list(raw)]
                 if not ids:
                     problems.append(Problem(
                         f"the {t_names[key]} list is empty; list the {key}s that read this case "
@@ -319,7 +471,7 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
                         column=t_names[key]))
                     bad = True
                 else:
-                    store.append((n, [mapped(key, x) for x in ids]))
+                    store.append((n, ids))
         if bad:
             continue
         assert cid is not None and lid is not None
@@ -420,6 +572,23 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
             rows.append(n)
         return recs, rows
 
+    groups = _reader_groups(sheets, file, mapped)
+    if not problems and truth_recs and n_cols and l_cols:
+        fast = _fast_read(truth_recs, attr_cols, nl_sheet, n_cols, ll_sheet, l_cols, mapped,
+                          paradigm=paradigm, new_format=new_format, treatments=treatments,
+                          readers=readers, name=name if name is not None else path.stem)
+        if fast is not None:
+            return _finish(fast, new_format, groups, file)
+    if nl_sheet.arrays is not None or ll_sheet.arrays is not None:
+        nl_sheet.materialize()
+        ll_sheet.materialize()
+        n_cols, n_names = nl_sheet.columns(_NL_SPEC, list(_NL_SPEC), file, problems) \
+            if nl_sheet.rows else ({}, {})
+        l_cols, l_names = ll_sheet.columns(_LL_SPEC, list(_LL_SPEC), file, problems) \
+            if ll_sheet.rows else ({}, {})
+        if problems:
+            raise ObserverDataError(problems)
+
     nl_recs, nl_rows = marks(nl_sheet, n_cols, n_names, False) if n_cols else ([], [])
     ll_recs, ll_rows = marks(ll_sheet, l_cols, l_names, True) if l_cols else ([], [])
 
@@ -427,7 +596,6 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
         readers = natural_sorted({r["reader"] for r in nl_recs + ll_recs})
         treatments = natural_sorted({r["treatment"] for r in nl_recs + ll_recs})
 
-    groups = _reader_groups(sheets, file, mapped)
     attr_names = list(dict.fromkeys(attr_cols.values()))
     truth_df = pd.DataFrame(truth_recs, columns=["case_id", "lesion_id", "weight", *attr_names])
     nl_df = pd.DataFrame(nl_recs, columns=["reader", "treatment", "case_id", "rating"])
@@ -460,16 +628,57 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
         raise ObserverDataError(problems + list(exc.problems)) from None
     if problems:
         raise ObserverDataError(problems)
+    return _finish(data, new_format, groups, file)
 
+
+def _finish(data: ObserverData, new_format: bool, groups: dict[str, str], file: str) -> ObserverData:
+    """Old-layout paradigm inference and reader groups, common to both reading paths."""
     if not new_format:
         data = _infer_old_format_paradigm(data, file)
     if groups:
         unknown = sorted(set(groups) - set(data.readers))
         if unknown:
             raise ObserverDataError(Problem(
-                f"readers {unknown} are not in the study.", file=file, sheet="READERS"))
+                f"readers {unknown} are not in the study.", file=file, sheet=READERS_SHEET))
         data = data._replace(reader_groups=groups)
     return data
+
+
+def _fast_read(truth_recs: list[dict[str, Any]], attr_cols: dict[int, str], nl_sheet: _Sheet,
+               n_cols: dict[str, int], ll_sheet: _Sheet, l_cols: dict[str, int], mapped,
+               *, paradigm: str | None, new_format: bool, treatments: list[str] | None,
+               readers: list[str] | None, name: str) -> ObserverData | None:
+    """The vectorised path for regular files (``_fast_marks``); None sends the caller row by row."""
+    from analysis.formats._fast_marks import distinct_ids, fast_marks
+
+    nl_arrays, ll_arrays = nl_sheet.column_arrays(), ll_sheet.column_arrays()
+    sheets = [(nl_arrays, n_cols), (ll_arrays, l_cols)]
+    if not new_format:
+        t = distinct_ids(sheets, "treatment", lambda v: mapped("treatment", v))
+        r = distinct_ids(sheets, "reader", lambda v: mapped("reader", v))
+        if not t or not r:
+            return None
+        treatments, readers = natural_sorted(t), natural_sorted(r)
+    elif paradigm not in ("ROC", "FROC") or not treatments or not readers:
+        return None
+    attr_names = list(dict.fromkeys(attr_cols.values()))
+    truth_df = pd.DataFrame(truth_recs, columns=["case_id", "lesion_id", "weight", *attr_names],
+                            dtype=object)  # plain objects: row iteration is slow on Arrow strings
+    empty_nl = pd.DataFrame(columns=["reader", "treatment", "case_id", "rating"])
+    empty_ll = pd.DataFrame(columns=["reader", "treatment", "case_id", "lesion_id", "rating"])
+    try:
+        skeleton = _build_from_frames(
+            truth_df, empty_nl, empty_ll, paradigm="FROC", treatments=treatments,
+            readers=readers, reader_groups=None, name=name,
+            locate=lambda table, index, column: Problem(""),
+        )
+    except ObserverDataError:
+        return None
+    try:
+        return fast_marks(skeleton, nl_arrays, n_cols, ll_arrays, l_cols, mapped,
+                          roc=paradigm == "ROC")
+    except ObserverDataError:
+        return None
 
 
 def _is_number(v: Any) -> bool:
@@ -496,7 +705,7 @@ def _split_list(raw: Any) -> list[str]:
 
 
 def _reader_groups(sheets: dict[str, _Sheet], file: str, mapped) -> dict[str, str]:
-    sheet = sheets.get("READERS")
+    sheet = sheets.get(READERS_SHEET) or sheets.get("READERS")
     if sheet is None or not sheet.rows:
         return {}
     problems: list[Problem] = []
@@ -566,7 +775,7 @@ def write_jafroc_excel(
         become 1..n within each case, reader/treatment IDs that are not plain
         letters/digits/``_.-`` are renamed, and ROC ratings of ``-inf`` become
         ``min(finite ratings) - 1`` (which keeps every comparison, so every FOM is unchanged).
-        An ``ID_MAP`` sheet records the study's own IDs, and :func:`read_jafroc_excel` restores
+        A ``TSCT_ID_MAP`` sheet records the study's own IDs, and :func:`read_jafroc_excel` restores
         them.  Without this option the study's IDs are written as they are (only IDs that
         cannot be represented, e.g. lesion ID "0" or reader IDs containing commas, are mapped)
         and ROC ``-inf`` ratings are written as the text ``-inf``.
@@ -579,7 +788,7 @@ def write_jafroc_excel(
     Notes
     -----
     Lesion attributes are written as extra TRUTH columns after ``Paradigm``; reader groups as a
-    ``READERS`` sheet.  Ratings are written at full double precision.
+    ``TSCT_READERS`` sheet.  Ratings are written at full double precision.
     """
     import openpyxl
 
@@ -642,9 +851,9 @@ def write_jafroc_excel(
             return floor if floor is not None else "-inf"
         return float(x)
 
-    wb = openpyxl.Workbook()
-    ws = wb.active
-    ws.title = "TRUTH"
+    # write-only mode streams rows to disk: a 10,000-case FROC study is written in seconds
+    wb = openpyxl.Workbook(write_only=True)
+    ws = wb.create_sheet("TRUTH")
     attrs = list(data.lesion_attribute_names())
     ws.append(["CaseID", "LesionID", "Weight", "ReaderID", "ModalityID", "Paradigm", *attrs])
     rdr_list = ",".join(f_rdr)
@@ -662,38 +871,73 @@ def write_jafroc_excel(
             row[5] = par_cells[n]
         ws.append(row)
 
-    fp = wb.create_sheet("FP")
-    fp.append(["ReaderID", "ModalityID", "CaseID", "FP_Rating"])
-    tp = wb.create_sheet("TP")
-    tp.append(["ReaderID", "ModalityID", "CaseID", "LesionID", "TP_Rating"])
+    fp_rows: list[list[Any]] = [["ReaderID", "ModalityID", "CaseID", "FP_Rating"]]
+    tp_rows: list[list[Any]] = [["ReaderID", "ModalityID", "CaseID", "LesionID", "TP_Rating"]]
     for i in range(data.n_treatments):
         for j in range(data.n_readers):
             for k in range(data.n_cases):
                 marks = data.nl[i, j, k]
                 if roc:
                     if k < data.n_normal:
-                        fp.append([f_rdr[j], f_trt[i], f_case[k], rating(marks[0])])
+                        fp_rows.append([f_rdr[j], f_trt[i], f_case[k], rating(marks[0])])
                     continue
                 for x in marks[np.isfinite(marks)]:
-                    fp.append([f_rdr[j], f_trt[i], f_case[k], float(x)])
+                    fp_rows.append([f_rdr[j], f_trt[i], f_case[k], float(x)])
             for k2, case in enumerate(data.lesions):
                 for n in range(len(case)):
                     x = data.ll[i, j, k2, n]
                     if roc or np.isfinite(x):
-                        tp.append([f_rdr[j], f_trt[i], f_case[data.n_normal + k2],
-                                   f_les[k2][n], rating(x)])
-
+                        tp_rows.append([f_rdr[j], f_trt[i], f_case[data.n_normal + k2],
+                                        f_les[k2][n], rating(x)])
+    # RJafroc's new-format reader sorts the sheet names and requires FP, TP, TRUTH in the first
+    # three places, so the mark sheets are named FP/TP (never NL/LL, which sort as LL < NL) and
+    # our extension sheets carry names that sort after TRUTH (see RJAFROC_SHEET_RULE).
+    for title, rows in (("FP", fp_rows), ("TP", tp_rows)):
+        sheet = wb.create_sheet(title)
+        for row in rows:
+            sheet.append(row)
     if data.reader_groups:
-        rs = wb.create_sheet("READERS")
+        rs = wb.create_sheet(READERS_SHEET)
         rs.append(["ReaderID", "Group"])
         for r, fr in zip(data.readers, f_rdr):
             if r in data.reader_groups:
                 rs.append([fr, data.reader_groups[r]])
     if idmap_rows:
-        ms = wb.create_sheet("ID_MAP")
+        ms = wb.create_sheet(ID_MAP_SHEET)
         ms.append(["Kind", "FileID", "OriginalID", "CaseFileID"])
         for row in idmap_rows:
             ms.append(list(row))
     path.parent.mkdir(parents=True, exist_ok=True)
-    wb.save(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        wb.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
     return path
+
+
+def rjafroc_sheet_order_ok(sheet_names: Sequence[str]) -> tuple[bool, str]:
+    """Replay RJafroc's sheet check on a workbook's sheet names (see ``RJAFROC_SHEET_RULE``).
+
+    RJafroc 2.1.3's ``DfReadDataFile(..., newExcelFileFormat = TRUE)`` upper-cases and sorts the
+    sheet names and requires the first to be FP or NL, the second TP or LL and the third
+    TRUTH.  R's ``sort`` follows the locale's collation, so the check is made both in byte
+    order (C locale) and ignoring punctuation (ICU/glibc collations); a file passes only if
+    both orders pass.  Returns ``(ok, reason)``.
+    """
+    names = [str(n).upper() for n in sheet_names]
+    orders = {
+        "C-locale": sorted(names),
+        "punctuation-insensitive": sorted(names, key=lambda s: (re.sub(r"[^A-Z0-9]", "", s), s)),
+    }
+    for label, order in orders.items():
+        padded = order + [""] * 3
+        if padded[0] not in ("FP", "NL"):
+            return False, f"{label} sort puts {padded[0]!r} first: 'FP or NL sheet not found'"
+        if padded[1] not in ("TP", "LL"):
+            return False, f"{label} sort puts {padded[1]!r} second: 'TP or LL sheet not found'"
+        if padded[2] != "TRUTH":
+            return False, f"{label} sort puts {padded[2]!r} third: 'Truth sheet not found'"
+    return True, "FP/NL, TP/LL, TRUTH sort first, second and third"

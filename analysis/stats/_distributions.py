@@ -32,55 +32,59 @@ def f_sf(statistic: float, dfn: float, dfd: float) -> float:
 
     ``dfd = inf`` uses the limit ``dfn * F ~ chi2(dfn)``.  NaN in, NaN out.
     """
-    from scipy import stats  # imported lazily: keeps `tsct --help` fast
+    from scipy import special  # scipy.special only (scipy.stats costs ~1 s of start-up)
 
     statistic, dfn, dfd = float(statistic), float(dfn), float(dfd)
     if math.isnan(statistic) or math.isnan(dfn) or math.isnan(dfd) or dfn <= 0 or dfd <= 0:
         return math.nan
     if math.isinf(statistic):
         return 0.0 if statistic > 0 else 1.0
+    if statistic <= 0:  # as R's 1 - pf(x) (and scipy.stats): the whole distribution lies above
+        return 1.0
     if math.isinf(dfd):
-        return float(stats.chi2.sf(dfn * statistic, dfn))
-    return float(stats.f.sf(statistic, dfn, dfd))
+        return float(special.chdtrc(dfn, dfn * statistic))
+    return float(special.fdtrc(dfn, dfd, statistic))
 
 
 def chi2_sf(statistic: float, df: float) -> float:
     """Upper tail ``P(X >= statistic)`` of a chi-square distribution with ``df`` degrees of freedom."""
-    from scipy import stats  # imported lazily: keeps `tsct --help` fast
+    from scipy import special  # scipy.special only (scipy.stats costs ~1 s of start-up)
 
     statistic, df = float(statistic), float(df)
     if math.isnan(statistic) or math.isnan(df) or df <= 0:
         return math.nan
     if math.isinf(statistic):
         return 0.0 if statistic > 0 else 1.0
-    return float(stats.chi2.sf(statistic, df))
+    if statistic <= 0:  # as R's 1 - pchisq(x) (and scipy.stats)
+        return 1.0
+    return float(special.chdtrc(df, statistic))
 
 
 def t_two_sided_p(statistic: float, df: float | None) -> float:
     """Two-sided p value ``2 P(T >= |t|)``; ``df=None`` or ``inf`` means the standard normal."""
-    from scipy import stats  # imported lazily: keeps `tsct --help` fast
+    from scipy import special  # scipy.special only (scipy.stats costs ~1 s of start-up)
 
     statistic = float(statistic)
     if math.isnan(statistic):
         return math.nan
     if df is None or math.isinf(float(df)):
-        return float(2.0 * stats.norm.sf(abs(statistic)))
+        return float(2.0 * special.ndtr(-abs(statistic)))
     df = float(df)
     if math.isnan(df) or df <= 0:
         return math.nan
-    return float(2.0 * stats.t.sf(abs(statistic), df))
+    return float(2.0 * special.stdtr(df, -abs(statistic)))
 
 
 def t_quantile(probability: float, df: float | None) -> float:
     """Quantile of Student's t (``df=None`` or ``inf``: standard normal)."""
-    from scipy import stats  # imported lazily: keeps `tsct --help` fast
+    from scipy import special  # scipy.special only (scipy.stats costs ~1 s of start-up)
 
     if df is None or math.isinf(float(df)):
-        return float(stats.norm.ppf(probability))
+        return float(special.ndtri(probability))
     df = float(df)
     if math.isnan(df) or df <= 0:
         return math.nan
-    return float(stats.t.ppf(probability, df))
+    return float(special.stdtrit(df, probability))
 
 
 def noncentral_f_power(ncp: float, dfn: float, dfd: float, alpha: float) -> float:
@@ -88,7 +92,7 @@ def noncentral_f_power(ncp: float, dfn: float, dfd: float, alpha: float) -> floa
 
     ``dfd = inf`` gives the chi-square test's power, ``P(chi2'(dfn, ncp) > chi2_{1-alpha; dfn})``.
     """
-    from scipy import stats  # imported lazily: keeps `tsct --help` fast
+    from scipy import special  # scipy.special only (scipy.stats costs ~1 s of start-up)
 
     ncp, dfn, dfd = float(ncp), float(dfn), float(dfd)
     if any(math.isnan(v) for v in (ncp, dfn, dfd)) or dfn <= 0 or dfd <= 0 or ncp < 0:
@@ -96,14 +100,14 @@ def noncentral_f_power(ncp: float, dfn: float, dfd: float, alpha: float) -> floa
     if math.isinf(ncp):
         return 1.0
     if math.isinf(dfd):
-        critical = stats.chi2.isf(alpha, dfn)
+        critical = special.chdtri(dfn, alpha)
         if ncp == 0:
-            return float(stats.chi2.sf(critical, dfn))
-        return float(stats.ncx2.sf(critical, dfn, ncp))
-    critical = stats.f.isf(alpha, dfn, dfd)
+            return float(special.chdtrc(dfn, critical))
+        return float(1.0 - special.chndtr(critical, dfn, ncp))
+    critical = special.fdtri(dfn, dfd, 1.0 - alpha)
     if ncp == 0:
-        return float(stats.f.sf(critical, dfn, dfd))
-    return float(stats.ncf.sf(critical, dfn, dfd, ncp))
+        return float(special.fdtrc(dfn, dfd, critical))
+    return float(1.0 - special.ncfdtr(dfn, dfd, ncp, critical))
 
 
 def safe_sqrt(x: float) -> float:

@@ -74,10 +74,22 @@ def test_power_command(tmp_path):
     row = doc["rows"][0]
     assert (row["n_readers"], row["n_cases"]) == (6, 121)
     assert row["power"] == pytest.approx(0.8004469, abs=5e-8)
+    assert doc["method"] == "DBM" and "converted to OR" in doc["method_description"]
+    assert doc["backend"] == "python" and doc["rows"][0]["rjafroc_n_cases"] == 121
     res = _run("power", DATA / "datasets" / "dataset03.xlsx", "--fom", "Wilcoxon", "-d", "0.05", "-j", "6",
-               "-k", "121", "-m", "DBM")
+               "-k", "121", "-m", "DBM-HB2004")
     assert res.exit_code == 0, res.output
-    assert "0.7857" in res.output
+    assert "0.7857" in res.output and "Hillis & Berbaum 2004" in " ".join(res.output.split())
+
+
+def test_st_backend_rjafroc_without_rjafroc_is_one_red_line(monkeypatch):
+    from analysis import rjafroc_backend as rb
+
+    missing = f"rpy2 is not installed, so R cannot be called. {rb.INSTALL_HINT}"
+    monkeypatch.setattr(rb, "rjafroc_available", lambda refresh=False: (False, missing))
+    res = _run("st", VAN_DYKE, "--fom", "Wilcoxon", "--backend", "rjafroc")
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "RJafroc backend not available" in res.output
 
 
 @pytest.mark.parametrize(
@@ -87,7 +99,6 @@ def test_power_command(tmp_path):
         (["st", VAN_DYKE, "--fom", "wAFROC"], "ROC"),
         (["st", VAN_DYKE, "--fom", "Wilcoxon", "--method", "XYZ"], "method"),
         (["st", VAN_DYKE, "--fom", "Wilcoxon", "--analysis", "RRXX"], "Unknown analysis"),
-        (["st", VAN_DYKE, "--fom", "Wilcoxon", "--backend", "rjafroc"], "RJafroc backend not available"),
         (["st", VAN_DYKE, "--fom", "Wilcoxon", "--method", "DBM", "--covariance", "delong"], "method='OR'"),
         (["fom", VAN_DYKE, "--fom", "NoSuchFom"], "NoSuchFom"),
         (["power", VAN_DYKE, "--fom", "Wilcoxon", "--target-power", "2"], "target_power"),

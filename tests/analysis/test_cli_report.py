@@ -58,8 +58,10 @@ def test_report_command_bad_input_is_one_red_line(tmp_path):
     assert res.output.strip().startswith("Error:") and "Wilcoxon" in res.output
 
 
-@pytest.mark.skipif(AVAILABLE, reason="RJafroc is installed here")
-def test_crosscheck_without_rjafroc_says_how_to_install_and_exits_3():
+def test_crosscheck_without_rjafroc_says_how_to_install_and_exits_3(monkeypatch):
+    # RJafroc made absent, so that the test means the same with and without it installed
+    missing = f"rpy2 is not installed, so R cannot be called. {rb.INSTALL_HINT}"
+    monkeypatch.setattr(rb, "rjafroc_available", lambda refresh=False: (False, missing))
     res = _run("crosscheck", VAN_DYKE, "--fom", "Wilcoxon")
     assert res.exit_code == 3, res.output
     text = " ".join(res.output.split())

@@ -423,9 +423,9 @@ def test_rjafroc_compatible_file_layout(tmp_path):
             lesions.setdefault(r[0], []).append(r[1])
     assert all(v == list(range(1, len(v) + 1)) for v in lesions.values())
     assert truth[1][5] == "FROC" and truth[2][5] == "FCTRL"
-    assert "ID_MAP" in wb.sheetnames
-    # without the ID_MAP sheet the file still reads (as RJafroc would), with file IDs
-    del wb["ID_MAP"]
+    assert "TSCT_ID_MAP" in wb.sheetnames
+    # without the TSCT_ID_MAP sheet the file still reads (as RJafroc would), with file IDs
+    del wb["TSCT_ID_MAP"]
     wb.save(tmp_path / "nomap.xlsx")
     plain = read_jafroc_excel(tmp_path / "nomap.xlsx")
     assert plain.case_ids == tuple(str(k) for k in range(1, d.n_cases + 1))

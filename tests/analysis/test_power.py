@@ -67,9 +67,59 @@ def test_or_sample_size_equals_rjafroc(franken_or):
 
 
 def test_dbm_hillis_berbaum_2004_power_equals_rjafroc(franken_dbm):
-    res = study_power(franken_dbm, n_readers=6, n_cases=121, effect_size=0.05)
-    assert res.method == "DBM"
+    pilot = PilotVarianceComponents.from_result(franken_dbm, dbm_formula="HB2004")
+    res = study_power(pilot, n_readers=6, n_cases=121, effect_size=0.05)
+    assert res.method == "DBM-HB2004" and "Hillis & Berbaum 2004" in pilot.description
     assert res.power == pytest.approx(0.78574588, abs=5e-9)
+
+
+def test_default_dbm_route_converts_to_or_as_rjafroc_does(franken_dbm, franken_or):
+    # RJafroc's default (UseDBMHB2004 = FALSE): DBM components converted to OR; with the
+    # jackknife the OR route's numbers (SsSampleSizeKGivenJ: K = 121, power 0.8004469)
+    pilot = PilotVarianceComponents.from_result(franken_dbm)
+    assert pilot.method == "DBM" and "converted to OR" in pilot.description
+    for analysis in ("RRRC", "FRRC", "RRFC"):
+        dbm = study_power(pilot, n_readers=6, n_cases=121, effect_size=0.05, analysis=analysis)
+        orr = study_power(franken_or, n_readers=6, n_cases=121, effect_size=0.05, analysis=analysis)
+        assert dbm.method == "DBM"
+        assert dbm.power == pytest.approx(orr.power, rel=1e-10)
+        assert dbm.ddf == pytest.approx(orr.ddf, rel=1e-10) or math.isinf(dbm.ddf)
+    res = sample_size(pilot, n_readers=6, effect_size=0.05)
+    assert res.n_cases == 121 and res.power == pytest.approx(0.8004469, abs=5e-8)
+
+
+def test_pilot_with_more_than_two_treatments_needs_an_explicit_pair():
+    data = read_jafroc_excel(DATA / "datasets" / "dataset04.xlsx")  # 5 treatments
+    with pytest.raises(MRMCInputError, match="choose the two"):
+        pilot_variance_components(data, "wAFROC")
+    with pytest.raises(MRMCInputError, match="choose them"):
+        PilotVarianceComponents.from_result(significance_test(data, "wAFROC", analyses="RRRC"))
+    with pytest.raises(MRMCInputError, match="two different treatments"):
+        pilot_variance_components(data, "wAFROC", treatments=("1", "9"))
+    pair = pilot_variance_components(data, "wAFROC", treatments=("4", "5"))
+    direct = pilot_variance_components(data.select_treatments(["4", "5"]), "wAFROC")
+    assert dict(pair.components) == dict(direct.components)
+
+
+def test_effect_sizes_outside_zero_one_and_zero_observed_effect_are_refused(franken_or):
+    with pytest.raises(MRMCInputError, match="between -1 and 1"):
+        study_power(PilotVarianceComponents.from_result(franken_or), n_readers=5, n_cases=100, effect_size=5)
+    data = read_jafroc_excel(DATA / "datasets" / "dataset03.xlsx")
+    same = data._replace(nl=np.repeat(data.nl[:1], 2, axis=0), ll=np.repeat(data.ll[:1], 2, axis=0))
+    pilot = pilot_variance_components(same, "Wilcoxon")
+    with pytest.raises(MRMCInputError, match="no observed effect"):
+        sample_size(pilot, n_readers=5)
+    with pytest.raises(MRMCInputError, match="zero within rounding"):
+        sample_size(pilot, n_readers=5, effect_size=0.05)
+
+
+def test_unreached_target_follows_rjafroc_k_convention():
+    pilot = PilotVarianceComponents("OR", {"VarTR": 2e-3, "Cov1": 3.5e-4, "Cov2": 3.4e-4, "Cov3": 2.4e-4,
+                                           "Var": 8e-4}, n_cases_pilot=114, observed_effect_size=-0.04)
+    res = sample_size(pilot, n_readers=3, effect_size=0.05)  # default search limit 2000, as RJafroc
+    assert res.n_cases is None and res.max_cases == 2000
+    doc = res.to_dict()
+    assert doc["n_cases"] is None and doc["reached"] is False and doc["rjafroc_n_cases"] == 2001
 
 
 def test_pilot_from_the_excel_file_gives_the_same_components(franken_or):

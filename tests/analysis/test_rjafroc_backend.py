@@ -75,9 +75,11 @@ def _engine(data: ObserverData, fom: str, method: str, **kw):
 # ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(AVAILABLE, reason="RJafroc is installed here")
-def test_unavailable_reason_says_how_to_install():
-    assert AVAILABLE is False
+def test_unavailable_reason_says_how_to_install(monkeypatch):
+    # RJafroc made absent, so that the test means the same with and without it installed
+    missing = f"rpy2 is not installed, so R cannot be called. {rb.INSTALL_HINT}"
+    monkeypatch.setattr(rb, "rjafroc_available", lambda refresh=False: (False, missing))
+    REASON = rb.rjafroc_available()[1]
     assert 'install.packages("RJafroc")' in REASON
     assert "pip install '.[rjafroc]'" in REASON
     assert "R >= 4" in REASON
@@ -248,6 +250,32 @@ def test_compare_results_flags_every_difference():
     assert list(bad["path"]) == ["foms.0.0", "treatment_means.0"]  # the mean follows the FOM
     assert bad["rel_diff"].iloc[0] == pytest.approx(1e-8, rel=1e-6)
     assert rb.compare_results(replace(ours, foms=foms), ours, rtol=1e-7).passed
+
+
+def test_crosscheck_verdict_names_the_tolerance_each_number_passed_by():
+    from dataclasses import replace
+
+    from analysis.results import Table
+
+    ours = _engine(_data("dataset02"), "Wilcoxon", "OR")
+    foms = np.array(ours.foms)
+    foms[0, 0] *= 1 + 1e-12  # passes by the relative tolerance
+    vc = ours.variance_components
+    cols = {k: np.array(v, dtype=float) for k, v in vc.columns.items()}
+    cols["estimate"][0] = 0.0  # a number that is zero in the reference ...
+    theirs = replace(ours, variance_components=Table(index=vc.index, columns=cols, index_name=vc.index_name))
+    cols2 = {k: np.array(v, dtype=float) for k, v in cols.items()}
+    cols2["estimate"][0] = 5e-13  # ... and 5e-13 here: passes only by the absolute 1e-12
+    mine = replace(ours, foms=foms,
+                   variance_components=Table(index=vc.index, columns=cols2, index_name=vc.index_name))
+    report = rb.compare_results(mine, theirs)
+    assert report.passed
+    by = {r.path: r.passed_by for r in report.rows}
+    assert by["foms.0.0"] == "relative" and by[f"variance_components.{vc.index[0]}"] == "absolute"
+    assert by["fom"] == "equal"
+    text = report.verdict()
+    assert "within a relative 1e-09" in text and "only within the absolute 1e-12" in text
+    assert "1 near zero" in text
 
 
 # ------------------------------------------------------------------------------------------

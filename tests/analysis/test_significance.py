@@ -604,7 +604,7 @@ def test_non_positive_or_frrc_error_term_warns():
     assert len(res.warnings) == 3
 
 
-def test_bad_input_raises_clear_errors():
+def test_bad_input_raises_clear_errors(monkeypatch):
     with pytest.raises(MRMCInputError, match="at least 2 treatments"):
         dbm_analysis(np.ones((1, 3)), np.ones((1, 3, 4)))
     with pytest.raises(MRMCInputError, match="shape"):
@@ -625,7 +625,11 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(MRMCInputError, match="at least 2 treatments"):
         significance_test(data.select_treatments(["0"]), "Wilcoxon")
     from analysis import BackendNotAvailableError
+    from analysis import rjafroc_backend as rb
 
+    # RJafroc made absent, so that the test means the same with and without it installed
+    missing = f"rpy2 is not installed, so R cannot be called. {rb.INSTALL_HINT}"
+    monkeypatch.setattr(rb, "rjafroc_available", lambda refresh=False: (False, missing))
     with pytest.raises(BackendNotAvailableError, match="RJafroc backend not available"):
         significance_test(data, "Wilcoxon", backend="rjafroc")
 

@@ -1,0 +1,83 @@
+"""Benchmark: how fast the command line starts (issue 12 item 4, issue 15).
+
+Runs ``tsct --help`` and ``tsct analyze --help`` as fresh processes (``--repeats`` times each)
+and prints, per command, the median and best wall time, the CPU time (user + system) and the
+peak resident set size of the child process (``os.wait4``).  Targets: <= 0.5 s wall and
+<= 150 MiB.  On a loaded machine the wall time includes waiting for a CPU, so the CPU time and
+the load average are printed beside it.  Then the ``python -X importtime`` entries with the
+largest cumulative time for each command.
+
+Usage::
+
+    python bench/bench_cli_startup.py [--repeats 5] [--top 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ENTRY = "import tsct_cli; tsct_cli.main()"
+COMMANDS = {"tsct --help": ["--help"], "tsct analyze --help": ["analyze", "--help"]}
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def run_child(args: list[str]) -> tuple[float, float, float, int]:
+    """Run ``python -c ENTRY args``; (wall s, CPU s, peak RSS MiB, exit code)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", ENTRY, *args], cwd=ROOT, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0, proc.returncode
+
+
+def importtime_top(args: list[str], top: int) -> list[tuple[int, str]]:
+    """The ``-X importtime`` entries with the largest cumulative time (microseconds, module)."""
+    res = subprocess.run([sys.executable, "-X", "importtime", "-c", ENTRY, *args], cwd=ROOT,
+                         env=_env(), capture_output=True, text=True)
+    rows = []
+    for line in res.stderr.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        _self_us, cum_us, name = line.split(":", 1)[1].split("|", 2)
+        rows.append((int(cum_us), name.rstrip()))
+    return sorted(rows, reverse=True)[:top]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--top", type=int, default=12)
+    args = parser.parse_args()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    for label, argv in COMMANDS.items():
+        run_child(argv)  # warm the file cache
+        runs = [run_child(argv) for _ in range(args.repeats)]
+        codes = {r[3] for r in runs}
+        walls = [r[0] for r in runs]
+        cpus = [r[1] for r in runs]
+        rss = max(r[2] for r in runs)
+        print(f"{label:22s} wall median {statistics.median(walls):.3f} s (best {min(walls):.3f} s), "
+              f"CPU median {statistics.median(cpus):.3f} s, peak RSS {rss:.1f} MiB, exit {sorted(codes)}")
+    for label, argv in COMMANDS.items():
+        print(f"\npython -X importtime, {label}: top {args.top} by cumulative time")
+        for cum_us, name in importtime_top(argv, args.top):
+            print(f"  {cum_us / 1000:8.1f} ms  {name}")
+
+
+if __name__ == "__main__":
+    main()
