@@ -189,44 +189,18 @@ def read_readers_file(path: str | Path) -> list[ReaderSpec]:
 
 
 def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file, or of a folder (DICOM series): over the sorted relative names and file hashes."""
-    path = Path(path)
-    if path.is_dir():
-        digest = hashlib.sha256()
-        for f in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(f.relative_to(path).as_posix().encode())
-            digest.update(bytes.fromhex(file_sha256(f)))
-        return digest.hexdigest()
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """SHA-256 of a file, or of a folder (DICOM series): :func:`cases.file_sha256`."""
+    from cases import file_sha256 as _sha256
+
+    return _sha256(path)
 
 
 def _exam_grid(path: Path) -> tuple[tuple[int, int, int], tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
-    """Size (x, y, z), spacing, origin and direction of an exam, reading only the header when possible."""
-    import SimpleITK as sitk
+    """Size (x, y, z), spacing, origin and direction of an exam, from its headers only (:func:`cases.read_grid`)."""
+    from cases import read_grid
 
-    if path.is_file() and not path.name.lower().endswith(".dcm"):
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(path))
-        try:
-            reader.ReadImageInformation()
-        except RuntimeError:
-            pass
-        else:
-            size = tuple(int(v) for v in reader.GetSize())
-            if len(size) == 4 and size[3] == 1:
-                size = size[:3]
-            if len(size) == 3:
-                dim = reader.GetDimension()
-                direction = np.asarray(reader.GetDirection()).reshape(dim, dim)[:3, :3].ravel()
-                return size, tuple(reader.GetSpacing()[:3]), tuple(reader.GetOrigin()[:3]), tuple(float(v) for v in direction)  # type: ignore[return-value]
-    from cases import read_exam
-
-    volume = read_exam(path, check_hu=False).volume
-    return volume.size, volume.spacing_mm, volume.origin_mm, volume.direction
+    grid = read_grid(path)
+    return grid.size, grid.spacing_mm, grid.origin_mm, grid.direction
 
 
 # ------------------------------------------------------------------------------------------------
