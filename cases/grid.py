@@ -18,7 +18,7 @@ a DICOM series folder without decoding any pixel data.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -131,28 +131,23 @@ class Grid:
         image.SetDirection(self.direction)
         return image
 
-    def _affine(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(A, o)`` with ``point = o + A @ index``, as SimpleITK maps continuous indices to points."""
+    def _affine(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(A, o, A^-1)`` with ``point = o + A @ index``, as SimpleITK maps continuous indices to points."""
         cached = self._cache.get("affine")
         if cached is None:
-            image = self.reference_image()
-            origin = np.asarray(image.TransformContinuousIndexToPhysicalPoint((0.0, 0.0, 0.0)), dtype=float)
-            columns = [np.asarray(image.TransformContinuousIndexToPhysicalPoint(tuple(float(i == k) for i in range(3))), dtype=float) - origin for k in range(3)]
-            matrix = np.column_stack(columns)
-            cached = (matrix, origin, np.linalg.inv(matrix))
+            cached = _sitk_affine(self.spacing_mm, self.origin_mm, self.direction)
             self._cache["affine"] = cached
-        return cached[0], cached[1]
+        return cached
 
     def index_to_point_mm(self, index_xyz: Sequence[float] | np.ndarray) -> np.ndarray:
         """LPS point(s), mm, of (fractional) voxel indices in ITK order ``(x, y, z)``: shape (3,) or (n, 3)."""
-        matrix, origin = self._affine()
+        matrix, origin, _ = self._affine()
         idx = np.asarray(index_xyz, dtype=float)
         return idx @ matrix.T + origin
 
     def point_to_index(self, point_mm: Sequence[float] | np.ndarray) -> np.ndarray:
         """Continuous voxel index ``(x, y, z)`` of LPS point(s), mm: shape (3,) or (n, 3)."""
-        self._affine()
-        _matrix, origin, inverse = self._cache["affine"]
+        _, origin, inverse = self._affine()
         p = np.asarray(point_mm, dtype=float) - origin
         return p @ inverse.T
 
@@ -207,6 +202,24 @@ class Grid:
 
     def __str__(self) -> str:
         return f"{'x'.join(map(str, self.size))} voxels of {_fmt(self.spacing_mm)} mm at {_fmt(self.origin_mm)} mm"
+
+
+@lru_cache(maxsize=4096)
+def _sitk_affine(spacing_mm: tuple[float, ...], origin_mm: tuple[float, ...], direction: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """SimpleITK's index -> point map of a grid geometry, as a matrix, an offset and the inverse matrix
+    (once per distinct geometry: asking SimpleITK costs a few hundred microseconds)."""
+    image = sitk.Image([1, 1, 1], sitk.sitkUInt8)
+    image.SetSpacing(spacing_mm)
+    image.SetOrigin(origin_mm)
+    image.SetDirection(direction)
+    origin = np.asarray(image.TransformContinuousIndexToPhysicalPoint((0.0, 0.0, 0.0)), dtype=float)
+    columns = [np.asarray(image.TransformContinuousIndexToPhysicalPoint(tuple(float(i == k) for i in range(3))), dtype=float) - origin for k in range(3)]
+    matrix = np.column_stack(columns)
+    for array in (matrix, origin):
+        array.setflags(write=False)
+    inverse = np.linalg.inv(matrix)
+    inverse.setflags(write=False)
+    return matrix, origin, inverse
 
 
 def _fmt(values: Sequence[float]) -> str:
