@@ -125,6 +125,7 @@ def run_demo(settings: DemoSettings, *, say: Callable[[str], None] = print, prog
             rs.create_study(
                 s, code=code, case_list=case_list, title="Demo: temporal-subtraction z-map overlay on synthetic spine CT",
                 readers=[rs.ReaderSpec(name, group) for name, group in DEMO_READERS], washout_days=28, seed=settings.seed,
+                detector_dir=None if batch.failed else detector_dir,  # outputs checked against the exams and recorded
             )
             plan = rs.make_design(s, code, seed=settings.seed)
             rs.lock_study(s, code)

@@ -387,7 +387,7 @@ def import_marks_cmd(
 @app.command("simulate-readers")
 def simulate_readers_cmd(
     code: str = typer.Argument(..., help="Study code (an open study)."),
-    detector_dir: Optional[Path] = typer.Option(None, "--detector-dir", help="The detector's batch output folder (DIR/<case>/zmap.nii.gz, subtraction.nii.gz); the aided reading's overlay comes from there."),
+    detector_dir: Optional[Path] = typer.Option(None, "--detector-dir", help="The detector's batch output folder (DIR/<case>/outputs.json and the files it lists); the aided reading's overlay comes from there."),
     seed: int = typer.Option(0, help="Random seed: the same seed gives the same readings."),
 ) -> None:
     """Fill an open study with readings by simulated readers that read the images (for demos and method studies).

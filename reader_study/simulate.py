@@ -452,8 +452,8 @@ def simulate_readers(
     Parameters
     ----------
     db, study_code : the database and an open study whose readers are to be simulated.
-    detector_dir : the detector's batch output folder (``<detector_dir>/<case>/zmap.nii.gz`` …);
-        the aided treatment's overlay is read from there.
+    detector_dir : the detector's batch output folder (``<detector_dir>/<case>/outputs.json``,
+        :func:`detector.read_case_outputs`); the aided treatment's overlay is read from there.
     profiles : one per reader name; default: :func:`default_reader_profiles` from the readers'
         groups.
     seed : makes the readings reproducible.
