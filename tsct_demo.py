@@ -125,6 +125,7 @@ def run_demo(settings: DemoSettings, *, say: Callable[[str], None] = print, prog
             rs.create_study(
                 s, code=code, case_list=case_list, title="Demo: temporal-subtraction z-map overlay on synthetic spine CT",
                 readers=[rs.ReaderSpec(name, group) for name, group in DEMO_READERS], washout_days=28, seed=settings.seed,
+                detector_dir=None if batch.failed else detector_dir,  # outputs checked against the exams and recorded
             )
             plan = rs.make_design(s, code, seed=settings.seed)
             rs.lock_study(s, code)
@@ -166,7 +167,12 @@ def run_demo(settings: DemoSettings, *, say: Callable[[str], None] = print, prog
     export = rs.export_study(db, code, export_dir, actor="demo")
     data = export.records.to_observer_data()
     jafroc_file = next(iter(sorted(export_dir.glob("*.xlsx"))), None)
-    paths = write_report(data, settings.reports_dir, study_name=code, fom="wAFROC", method="OR", subgroups="auto", input_path=jafroc_file)
+    from detector.outputs import outputs_record
+
+    det_record = outputs_record(detector_dir, [c.case_id for c in case_list])
+    paths = write_report(
+        data, settings.reports_dir, study_name=code, fom="wAFROC", method="OR", subgroups="auto", input_path=jafroc_file, detector_outputs=det_record,
+    )
     timings["analysis"] = time.perf_counter() - t0
     report_dir = paths.directory
     (data_dir / "demo.json").write_text(json.dumps({"case_list": str(case_list_path), "study": code, "database": db.safe_url, "report": str(report_dir), "export": {name: digest for name, digest in export.files.items()}, "timings_s": timings}, indent=2))

@@ -28,7 +28,7 @@ import io
 import math
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Sequence
 
@@ -864,6 +864,7 @@ def write_report(
     random_state: int | None = None,
     pdf: bool = True,
     progress: Callable[[str], None] | None = None,
+    detector_outputs: dict[str, Any] | None = None,
 ) -> ReportPaths:
     """Analyse a study and write its report to ``<out_dir>/<study>/``.
 
@@ -888,6 +889,9 @@ def write_report(
         and a warning is issued).
     input_path : str or Path, optional
         The input file: its name and SHA-256 are recorded in every output.
+    detector_outputs : mapping, optional
+        The detector outputs the readers saw (``detector.outputs.outputs_record``), recorded in
+        the provenance of ``results.json``.
     backend : {"python", "rjafroc"}, default "python"
         Engine of the main analysis (subgroups always use the Python engine).
     n_bootstraps, random_state
@@ -923,6 +927,8 @@ def write_report(
     directory = Path(out_dir) / study_slug(name)
     directory.mkdir(parents=True, exist_ok=True)
     prov = Provenance.from_file(input_path) if input_path is not None else Provenance()
+    if detector_outputs is not None:
+        prov = replace(prov, detector_outputs=dict(detector_outputs))
     notes: list[str] = []
 
     step("significance test")

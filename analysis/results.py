@@ -371,7 +371,12 @@ class AnalysisResult:
 
 @dataclass(frozen=True)
 class Provenance:
-    """Where a result came from: input file, its SHA-256, code version and time."""
+    """Where a result came from: input file, its SHA-256, code version and time.
+
+    ``detector_outputs`` (optional): the detector outputs the readers saw — folder, one hash over
+    the cases' ``outputs.json`` manifests, the model(s) that made them
+    (``detector.outputs.outputs_record``); written into ``results.json`` when given.
+    """
 
     input_file: str | None = None
     input_sha256: str | None = None
@@ -379,6 +384,7 @@ class Provenance:
     created_utc: str = field(
         default_factory=lambda: datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     )
+    detector_outputs: dict[str, Any] | None = None
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Provenance":
@@ -398,6 +404,7 @@ class Provenance:
             "input_sha256": self.input_sha256,
             "package_version": self.package_version,
             "created_utc": self.created_utc,
+            **({"detector_outputs": self.detector_outputs} if self.detector_outputs is not None else {}),
         }
 
 
@@ -618,6 +625,7 @@ class SignificanceResult:
             "input_sha256": prov.input_sha256,
             "created_utc": prov.created_utc,
             "backend": self.backend,
+            **({"detector_outputs": prov.detector_outputs} if prov.detector_outputs is not None else {}),
             "fom": self.fom,
             "method": self.method,
             "covariance": self.covariance,

@@ -45,12 +45,12 @@ if st.button("Validate", disabled=not path_text):
             cl = read_case_list(path)
             st.success(f"Valid: {cl.summary()}")
             overlays = ("subtraction", "zmap")
-            check = ws.check_detector_outputs([c.case_id for c in cl], overlays, rt.settings.detector_dir)
+            check = ws.check_detector_outputs([c.case_id for c in cl], overlays, rt.settings.detector_dir, current={c.case_id: c.current for c in cl})
             missing = check[~check["present"]]
             if missing.empty:
                 st.info(f"Detector outputs found for every case in {rt.settings.detector_dir}.")
             else:
-                st.warning(f"{len(missing)} of {len(check)} detector outputs the aided reading needs are missing in {rt.settings.detector_dir} "
+                st.warning(f"{len(missing)} of {len(check)} detector outputs the aided reading needs are missing or unusable in {rt.settings.detector_dir} "
                            f"(run `tsct detect batch {path} --out {rt.settings.detector_dir}`).")
                 st.dataframe(missing, hide_index=True, width="stretch")
 
@@ -104,9 +104,10 @@ if code and st.button("Check detector outputs"):
     with db.snapshot() as s:
         study = reader_study.get_study(s, code)
         cases = [c.code for c in study.cases]
+        grids = {c.code: c.grid() for c in study.cases}  # the database's record of each current exam
         overlays = sorted({o for t in study.treatments for o in t.overlay_names})
         unknown = sorted({o for t in study.treatments for o in ws.unknown_overlays(t.overlay_names)})
-    check = ws.check_detector_outputs(cases, overlays, rt.settings.detector_dir)
+    check = ws.check_detector_outputs(cases, overlays, rt.settings.detector_dir, current=grids)
     if unknown:
         st.warning(f"Treatments name overlays the viewer does not know: {', '.join(unknown)} (shown to no one).")
     if check.empty:

@@ -124,30 +124,29 @@ def _ensure_cases(work: Path, cases: Path | None, seed: int, n_cases: int) -> Pa
 
 def _ensure_layers(case_list: Path, detector_dir: Path, seed: int) -> list[str]:
     """Stand-in subtraction and z-map (timing only) for cases without detector outputs; returns the cases given stand-ins."""
-    import SimpleITK as sitk
-
-    from cases import Volume, read_case_list, write_volume
+    from cases import Volume, read_case_list, read_grid, read_volume, write_volume
+    from detector.outputs import CaseOutputsError, ModelRecord, ROLES, read_case_outputs, write_case_outputs
 
     stand_ins = []
     rng = np.random.default_rng(seed)
     for case in read_case_list(case_list):
         folder = detector_dir / case.case_id
-        need = [name for name in ("subtraction.nii.gz", "zmap.nii.gz") if not (folder / name).exists()]
-        if not need:
+        try:
+            outputs = read_case_outputs(folder)
+        except CaseOutputsError:
+            outputs = None
+        if outputs is not None and outputs.has("subtraction") and outputs.has("zmap"):
             continue
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(case.current))
-        reader.ReadImageInformation()
-        size = reader.GetSize()[:3]
-        shape = (size[2], size[1], size[0])
+        grid = read_grid(case.current)
         folder.mkdir(parents=True, exist_ok=True)
-        geometry = dict(spacing_mm=reader.GetSpacing()[:3], origin_mm=reader.GetOrigin()[:3], direction=reader.GetDirection()[:9])
-        current = sitk.GetArrayFromImage(sitk.ReadImage(str(case.current)))
-        bone = current > 150  # where a z-map has values: bone (a real one is 0 outside the bone ROI)
-        if "subtraction.nii.gz" in need:
-            write_volume(Volume(np.where(bone, rng.normal(0, 40, shape), 0).astype(np.int16), **geometry), folder / "subtraction.nii.gz")
-        if "zmap.nii.gz" in need:
-            write_volume(Volume(np.where(bone, rng.standard_normal(shape, dtype=np.float32), 0).astype(np.float32), **geometry), folder / "zmap.nii.gz")
+        current = read_volume(case.current)
+        bone = current.array > 150  # where a z-map has values: bone (a real one is 0 outside the bone ROI)
+        stand_in = Volume(np.zeros(grid.shape, np.float32), grid.spacing_mm, grid.origin_mm, grid.direction)
+        files = {
+            "subtraction": write_volume(stand_in.with_array(np.where(bone, rng.normal(0, 40, grid.shape), 0).astype(np.int16)), folder / ROLES["subtraction"][0]),
+            "zmap": write_volume(stand_in.with_array(np.where(bone, rng.standard_normal(grid.shape, dtype=np.float32), 0).astype(np.float32)), folder / ROLES["zmap"][0]),
+        }
+        write_case_outputs(folder, files, grid=grid, case_id=case.case_id, qc_status="passed", model=ModelRecord("bench stand-in (random, timing only)"), hash_exams=False)
         stand_ins.append(case.case_id)
     return stand_ins
 

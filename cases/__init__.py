@@ -7,6 +7,12 @@ Public API
 ----------
 Volume, LabelVolume
     Images that carry their geometry (array in (z, y, x) order, spacing/origin in (x, y, z)).
+Grid, read_grid, GridReadError
+    The one voxel-grid type (no voxels): voxel <-> mm, grid comparison, header-only reading.
+file_sha256
+    SHA-256 of an exam or output (a file, or a DICOM folder as a whole).
+TruthLesion, HitRule
+    A truth lesion for scoring, and the one rule that says whether a mark or candidate hits it.
 Exam, read_exam, read_volume, write_volume, write_dicom_series, check_same_patient
     Reading CT exams from DICOM series folders, NIfTI, NRRD or MHA, in HU; writing them back.
 Case, CaseList, Lesion, LesionType, LesionLocation, read_case_list, write_case_list,
@@ -55,6 +61,9 @@ from .synth import (
     true_bone_displacements_mm,
     write_pair,
 )
+from .grid import Grid, GridReadError, read_grid
+from .hashing import file_sha256
+from .truth import HitRule, TruthLesion
 from .volume import GeometryMismatchError, LabelVolume, Volume
 
 __all__ = [
@@ -95,4 +104,11 @@ __all__ = [
     "synthesize_pair",
     "true_bone_displacements_mm",
     "write_pair",
+    # geometry and truth
+    "Grid",
+    "GridReadError",
+    "read_grid",
+    "file_sha256",
+    "HitRule",
+    "TruthLesion",
 ]

@@ -35,6 +35,8 @@ import scipy.ndimage as ndi
 from scipy.special import ndtri
 import SimpleITK as sitk
 
+from .grid import Grid as _VoxelGrid
+
 AIR_HU = -1000.0
 _BIG = np.float32(1.0e3)
 
@@ -79,7 +81,11 @@ class BoneClass(IntEnum):
 # ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Grid:
-    """An axis-aligned voxel grid in LPS mm: array shape (z, y, x), spacing/origin (x, y, z)."""
+    """An axis-aligned voxel grid in LPS mm: array shape (z, y, x), spacing/origin (x, y, z).
+
+    The phantom painter's view of a :class:`cases.Grid` (:attr:`grid`), with the per-axis
+    coordinate arrays painting needs.
+    """
 
     shape: tuple[int, int, int]
     spacing_mm: tuple[float, float, float]
@@ -116,6 +122,11 @@ class Grid:
         y = self.axis(1)[sl[1]][None, :, None]
         x = self.axis(0)[sl[2]][None, None, :]
         return z, y, x
+
+    @property
+    def grid(self) -> "_VoxelGrid":
+        """This painting grid as the platform's :class:`cases.Grid` (identity direction)."""
+        return _VoxelGrid(self.size_xyz, self.spacing_mm, self.origin_mm)
 
     def to_sitk_reference(self) -> sitk.Image:
         image = sitk.Image(self.size_xyz, sitk.sitkUInt8)

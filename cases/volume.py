@@ -19,6 +19,8 @@ from typing import Any, Sequence
 import numpy as np
 import SimpleITK as sitk
 
+from .grid import Grid
+
 __all__ = ["Volume", "LabelVolume", "GeometryMismatchError"]
 
 
@@ -106,20 +108,22 @@ class Volume:
         """Physical extent of the grid along x, y, z in mm (size × spacing)."""
         return tuple(n * s for n, s in zip(self.size, self.spacing_mm))  # type: ignore[return-value]
 
+    @property
+    def grid(self) -> Grid:
+        """The volume's voxel grid (:class:`cases.Grid`), where every voxel <-> mm conversion lives."""
+        return Grid(self.size, self.spacing_mm, self.origin_mm, self.direction)
+
     def index_to_point_mm(self, index_xyz: Sequence[float]) -> np.ndarray:
-        """LPS point (mm) of a (possibly fractional) voxel index given in ITK order ``(x, y, z)``."""
-        idx = np.asarray(index_xyz, dtype=float)
-        return np.asarray(self.origin_mm) + self.direction_matrix @ (idx * np.asarray(self.spacing_mm))
+        """LPS point (mm) of a (possibly fractional) voxel index given in ITK order ``(x, y, z)`` (:meth:`Grid.index_to_point_mm`)."""
+        return self.grid.index_to_point_mm(index_xyz)
 
     def point_to_index(self, point_mm: Sequence[float]) -> np.ndarray:
         """Continuous voxel index ``(x, y, z)`` of an LPS point in mm (inverse of :meth:`index_to_point_mm`)."""
-        p = np.asarray(point_mm, dtype=float) - np.asarray(self.origin_mm)
-        return (self.direction_matrix.T @ p) / np.asarray(self.spacing_mm)
+        return self.grid.point_to_index(point_mm)
 
     def contains_point(self, point_mm: Sequence[float]) -> bool:
         """Whether an LPS point lies inside the grid (within half a voxel of the outer voxel centres)."""
-        idx = self.point_to_index(point_mm)
-        return bool(np.all(idx >= -0.5) and np.all(idx <= np.asarray(self.size) - 0.5))
+        return self.grid.contains_point(point_mm)
 
     def same_space(self, other: "Volume", *, rtol: float = 1e-5, atol_mm: float = 1e-3) -> bool:
         """Whether ``other`` lies on the same voxel grid (size, spacing, origin, direction)."""

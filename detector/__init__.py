@@ -23,6 +23,9 @@ measure_registration, RegistrationMeasurement
     TRE in bone against a known transform, artifact level and lesion contrast kept.
 QCReport, DetectorInputError
     The QC verdict (``qc.json``) and the error raised for unusable input.
+read_case_outputs, CaseOutputs, CaseOutputsError, write_case_outputs
+    The hand-off to reading: each case folder's ``outputs.json`` manifest (every file with its
+    role, SHA-256 and grid; the model; the exams' hashes), and the one reader of it.
 
 Detector, part 2 (docs/detector-zscore.md):
 
@@ -55,6 +58,7 @@ See docs/detector.md for parameters, measurements, output layout and JSON keys.
 from ._errors import DetectorInputError
 from .bone import bone_mask
 from .evaluation import RegistrationMeasurement, measure_registration
+from .outputs import CaseOutputs, CaseOutputsError, read_case_outputs, write_case_outputs
 from .pipeline import BatchResult, PairResult, run_case_list, run_pair
 from .qc import QCReport
 from .registration import IterationInfo, RegistrationConfig, RegistrationResult, register
@@ -91,6 +95,11 @@ __all__ = [
     "run_case_list",
     "run_pair",
     "temporal_subtraction",
+    # the hand-off to reading (outputs.json)
+    "CaseOutputs",
+    "CaseOutputsError",
+    "read_case_outputs",
+    "write_case_outputs",
     # part 2: z-score map, candidates, overlay, training, evaluation
     "Candidate",
     "CandidateSet",

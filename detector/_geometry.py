@@ -6,64 +6,19 @@ SimpleITK index order ``(z, y, x)``; sizes, spacings and origins are in ITK orde
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from cases import Grid as _CasesGrid
 from cases import LabelVolume, Volume
 
 #: HU above which a voxel counts as part of the patient (body outline) for cropping.
 BODY_THRESHOLD_HU = -500.0
 
 
-@dataclass(frozen=True)
-class Grid:
-    """A voxel grid without voxels: size (x, y, z), spacing (mm), origin (LPS mm), direction."""
-
-    size: tuple[int, int, int]
-    spacing_mm: tuple[float, float, float]
-    origin_mm: tuple[float, float, float]
-    direction: tuple[float, ...]
-
-    @classmethod
-    def of(cls, image: sitk.Image | Volume) -> "Grid":
-        if isinstance(image, Volume):
-            return cls(image.size, image.spacing_mm, image.origin_mm, image.direction)
-        return cls(
-            tuple(int(s) for s in image.GetSize()),  # type: ignore[arg-type]
-            tuple(float(s) for s in image.GetSpacing()),  # type: ignore[arg-type]
-            tuple(float(o) for o in image.GetOrigin()),  # type: ignore[arg-type]
-            tuple(float(d) for d in image.GetDirection()),
-        )
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """Array shape ``(n_z, n_y, n_x)``."""
-        return (self.size[2], self.size[1], self.size[0])
-
-    @property
-    def n_voxels(self) -> int:
-        return int(np.prod(self.size))
-
-    def resampler(self, interpolator: int, default_value: float, output_pixel_type: int = sitk.sitkUnknown) -> sitk.ResampleImageFilter:
-        """A resample filter that writes onto this grid (no reference image needs to be allocated)."""
-        f = sitk.ResampleImageFilter()
-        f.SetSize([int(s) for s in self.size])
-        f.SetOutputSpacing(self.spacing_mm)
-        f.SetOutputOrigin(self.origin_mm)
-        f.SetOutputDirection(self.direction)
-        f.SetInterpolator(interpolator)
-        f.SetDefaultPixelValue(float(default_value))
-        if output_pixel_type != sitk.sitkUnknown:
-            f.SetOutputPixelType(output_pixel_type)
-        return f
-
-    def index_to_point_mm(self, index_xyz: np.ndarray) -> np.ndarray:
-        """LPS points (mm) of voxel indices given as an array of shape (n, 3) in (x, y, z) order."""
-        d = np.asarray(self.direction, dtype=float).reshape(3, 3)
-        return np.asarray(self.origin_mm) + (np.asarray(index_xyz, dtype=float) * np.asarray(self.spacing_mm)) @ d.T
+#: The detector's voxel grid is the platform's one grid type (:class:`cases.Grid`).
+Grid = _CasesGrid
 
 
 def block_factors(spacing_mm: tuple[float, ...], target_mm: float) -> list[int]:

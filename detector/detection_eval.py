@@ -287,6 +287,7 @@ def _truth_lesions(case: Case, current: Volume) -> tuple[list[TruthLesion], np.n
     maps: dict[Path, LabelVolume] = {}
     for les in case.lesions:
         points = None
+        lesion_map = None
         diameter = 2.0 * les.radius_mm if les.radius_mm is not None else None
         if les.label_map is not None:
             if les.label_map not in maps:
@@ -296,16 +297,15 @@ def _truth_lesions(case: Case, current: Volume) -> tuple[list[TruthLesion], np.n
                 maps[les.label_map] = lab  # type: ignore[assignment]
             lab = maps[les.label_map]
             sel = lab.array == les.label_value if les.label_value is not None else lab.array != 0
-            idx = np.argwhere(sel)
-            if idx.size:
-                pts = np.asarray(current.origin_mm) + (idx[:, ::-1] * np.asarray(current.spacing_mm)) @ current.direction_matrix.T
-                points = pts
-                vol = idx.shape[0] * current.voxel_volume_mm3
+            if sel.any():
+                lesion_map = lab
+                points = current.grid.mask_points_mm(sel)
+                vol = points.shape[0] * current.voxel_volume_mm3
                 diameter = 2.0 * (3.0 * vol / (4.0 * math.pi)) ** (1.0 / 3.0)
                 union = sel if union is None else (union | sel)
         out.append(
             TruthLesion(
-                lesion_id=les.lesion_id, center_mm=les.center_mm, radius_mm=les.radius_mm, points_mm=points,
+                case_id=case.case_id, lesion_id=les.lesion_id, center_mm=les.center_mm, radius_mm=les.radius_mm, points_mm=points, label_map=lesion_map, label_value=les.label_value,
                 lesion_type=les.lesion_type.value, location=les.location.value, diameter_mm=diameter, weight=les.weight,
             )
         )

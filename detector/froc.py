@@ -3,8 +3,10 @@
 Hit rule
 --------
 A candidate **hits** a truth lesion when its centre (centroid, LPS mm) lies inside the lesion's
-extent grown by ``margin_mm``: within ``margin_mm`` of one of the lesion's voxels when the lesion
-has a label map, else within ``radius_mm + margin_mm`` of its centre. A lesion's rating is the
+extent grown by ``margin_mm`` — the platform's one hit rule, ``cases.HitRule("extent",
+margin_mm=...)`` (see :mod:`cases.truth`), which the reader study's scoring also uses: inside or
+within ``margin_mm`` of one of the lesion's voxels when the lesion has a label map, else within
+``radius_mm + margin_mm`` of its centre. A lesion's rating is the
 highest rating (peak ``|score|``) of the candidates that hit it; a candidate that hits two merged
 lesions counts for both. A candidate that hits no lesion is a **non-lesion localisation** (false
 positive). Extra candidates on an already-hit lesion are neither (multiple detections of one
@@ -29,43 +31,11 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from cases import HitRule, TruthLesion
+
 from .candidates import CandidateSet
 
 __all__ = ["TruthLesion", "CaseMarks", "match_candidates", "froc_curve", "sensitivity_at", "DetectionScore", "score_detector", "wafroc_scores"]
-
-
-@dataclass(frozen=True)
-class TruthLesion:
-    """A truth lesion for scoring.
-
-    Attributes
-    ----------
-    lesion_id : unique within its case.
-    center_mm : centre, LPS mm (current exam).
-    radius_mm : extent as a sphere radius (used when ``points_mm`` is None).
-    points_mm : (n, 3) LPS positions of the lesion's voxels, when a label map exists.
-    lesion_type, location : for subgroup figures.
-    diameter_mm : equivalent-sphere diameter (from the label volume, else 2 x radius).
-    weight : wAFROC weight (None: equal within the case).
-    """
-
-    lesion_id: str
-    center_mm: tuple[float, float, float]
-    radius_mm: float | None = None
-    points_mm: np.ndarray | None = field(default=None, repr=False, compare=False)
-    lesion_type: str | None = None
-    location: str | None = None
-    diameter_mm: float | None = None
-    weight: float | None = None
-
-    def distance_mm(self, point_mm: Sequence[float]) -> float:
-        """Distance from a point to the lesion's extent (0 inside a voxel centre / the sphere)."""
-        p = np.asarray(point_mm, dtype=float)
-        if self.points_mm is not None and len(self.points_mm):
-            return float(np.sqrt(np.min(np.sum((self.points_mm - p) ** 2, axis=1))))
-        if self.radius_mm is None:
-            raise ValueError(f"Lesion {self.lesion_id} has neither voxels nor a radius; its extent is unknown.")
-        return max(0.0, float(np.linalg.norm(p - np.asarray(self.center_mm))) - float(self.radius_mm))
 
 
 @dataclass(frozen=True)
@@ -88,11 +58,12 @@ def match_candidates(case_id: str, candidates: CandidateSet | Iterable[Any], les
     lesions : its truth lesions (empty for a normal case).
     margin_mm : how far outside a lesion's extent a centre may lie and still hit it.
     """
+    rule = HitRule("extent", margin_mm=margin_mm)
     ll: dict[str, float | None] = {les.lesion_id: None for les in lesions}
     nl: list[float] = []
     for cand in candidates:
         rating = float(cand.peak_abs_score)
-        hit = [les for les in lesions if les.distance_mm(cand.center_mm) <= margin_mm + 1e-9]
+        hit = [les for les in lesions if rule.hits(les, cand.center_mm)]
         if not hit:
             nl.append(rating)
             continue

@@ -30,7 +30,7 @@ from cases import Volume
 
 from ._errors import DetectorInputError
 
-__all__ = ["PALETTES", "OverlayStyle", "render_overlay", "render_overlay_volume", "write_overlay_dicom", "SECONDARY_CAPTURE_SOP_CLASS", "NOT_FOR_DIAGNOSIS"]
+__all__ = ["PALETTES", "OverlayStyle", "overlay_pixels", "render_overlay", "render_overlay_volume", "write_overlay_dicom", "SECONDARY_CAPTURE_SOP_CLASS", "NOT_FOR_DIAGNOSIS"]
 
 #: Named palettes: (colour of an increase z > 0, colour of a decrease z < 0), RGB 0-255.
 PALETTES: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]]] = {
@@ -140,22 +140,46 @@ def render_overlay(
     level, width = float(window[0]), float(window[1])
     if width <= 0:
         raise DetectorInputError(f"window width must be positive, got {width}.")
+    grey = (ct - (level - 0.5 * width)) * (255.0 / width)
+    np.clip(grey, 0.0, 255.0, out=grey)
+    where, alpha, colour = overlay_pixels(z, threshold=threshold, z_max=z_max, opacity=opacity, palette=palette)
+    out = np.repeat(grey[..., None], 3, axis=-1)
+    if alpha.size:
+        a = alpha[:, None]
+        out[where] = grey[where][:, None] * (1.0 - a) + colour * a
+    return np.rint(out, out=out).astype(np.uint8)
+
+
+def overlay_pixels(
+    z_slice: np.ndarray,
+    *,
+    threshold: float = 4.0,
+    z_max: float = 10.0,
+    opacity: float | Sequence[float] = (0.35, 0.85),
+    palette: PaletteSpec = "green-orange",
+) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
+    """The z-map overlay's one rule (module notes): which pixels are coloured, how opaque and in which colour.
+
+    Used by :func:`render_overlay` (the DICOM overlay series) and by the reading app's viewer
+    (``workstation.render.zmap_overlay_rgba``), so both show the same overlay.
+
+    Returns
+    -------
+    where : indices of the coloured pixels (``|z| >= threshold``; NaN never), as ``np.nonzero`` gives them.
+    alpha : their opacity, float32 in 0..1, shape (n,).
+    colour : their RGB colour (increase for z > 0, decrease for z < 0), float32, shape (n, 3).
+    """
     if threshold <= 0 or z_max <= threshold:
         raise DetectorInputError(f"Need 0 < threshold < z_max, got threshold {threshold} and z_max {z_max}.")
     inc, dec = _palette(palette)
     a_lo, a_hi = _opacity(opacity)
-    grey = (ct - (level - 0.5 * width)) * (255.0 / width)
-    np.clip(grey, 0.0, 255.0, out=grey)
-    az = np.abs(np.nan_to_num(z, nan=0.0))
-    ramp = np.clip((az - threshold) / (z_max - threshold), 0.0, 1.0)
-    alpha = np.where(az >= threshold, a_lo + (a_hi - a_lo) * ramp, 0.0).astype(np.float32)
-    out = np.empty(ct.shape + (3,), dtype=np.float32)
-    positive = z > 0
-    keep = 1.0 - alpha
-    for c in range(3):
-        colour = np.where(positive, inc[c], dec[c])
-        out[..., c] = grey * keep + colour * alpha
-    return np.rint(out, out=out).astype(np.uint8)
+    z = np.asarray(z_slice, dtype=np.float32)
+    where = np.nonzero(np.abs(z) >= threshold)  # NaN compares False: transparent
+    values = z[where]
+    ramp = np.clip((np.abs(values) - threshold) / (z_max - threshold), 0.0, 1.0)
+    alpha = (a_lo + (a_hi - a_lo) * ramp).astype(np.float32)
+    colour = np.where((values > 0)[:, None], inc, dec).astype(np.float32)
+    return where, alpha, colour
 
 
 def render_overlay_volume(ct: Volume, z: Volume, style: OverlayStyle | None = None) -> np.ndarray:

@@ -13,11 +13,14 @@ later stages (z-score network, reading app) read:
     ``zmap.nii.gz``, ``sigma.nii.gz``, ``candidates.json``, ``candidates.csv``
                               the z-score map, its sigma (HU) and the lesion candidates
                               (``zscore=True``, the default; see :mod:`detector.zscore_outputs`)
-    ``qc.json``               QC figures and verdict; written last, so its presence marks a
-                              finished case
+    ``qc.json``               QC figures and verdict
     ``dicom/warped_prior/``, ``dicom/subtraction/``, ``dicom/subtraction_vm/``,
     ``dicom/zscore_overlay/`` derived DICOM series (only when the current exam was DICOM); the
                               overlay is a colour Secondary Capture series
+    ``outputs.json``          the case's output manifest (:mod:`detector.outputs`): every file
+                              above with its role, SHA-256 and grid, the model and the exams'
+                              hashes; written last and atomically, so its presence marks a
+                              finished case. Read it with :func:`detector.read_case_outputs`.
 
 :func:`run_case_list` runs a whole case list into ``<out>/<case_id>/`` folders, skips cases
 that are already finished, goes on past a failed case and reports the failures at the end.
@@ -39,21 +42,16 @@ from cases import CaseList, Exam, LabelVolume, Volume, read_case_list, read_exam
 
 from ._errors import DetectorInputError
 from .bone import bone_mask, dilate_mask
+from .outputs import MANIFEST_NAME, ROLES, ModelRecord, case_outputs_status, write_case_outputs
 from .qc import QCReport, QCThresholds, assess_registration, header_checks
 from .registration import IterationInfo, RegistrationConfig, RegistrationResult, register
 from .subtraction import KernelSpec, SubtractionImages, temporal_subtraction
 
 __all__ = ["PairResult", "BatchResult", "run_pair", "run_case_list", "OUTPUT_FILES"]
 
-#: Output file names inside a case folder (stable: later stages read them).
-OUTPUT_FILES: dict[str, str] = {
-    "warped_prior": "warped_prior.nii.gz",
-    "subtraction": "subtraction.nii.gz",
-    "subtraction_vm": "subtraction_vm.nii.gz",
-    "bone_roi": "bone_roi.nii.gz",
-    "transform": "transform.h5",
-    "qc": "qc.json",
-}
+#: Output file names of this stage inside a case folder (from :data:`detector.outputs.ROLES`;
+#: later stages find them through the case's manifest, :func:`detector.read_case_outputs`).
+OUTPUT_FILES: dict[str, str] = {role: ROLES[role][0] for role in ("warped_prior", "subtraction", "subtraction_vm", "bone_roi", "transform", "qc")}
 
 #: The lowest HU a CT holds; warped-prior voxels below it fell outside the prior's field of view.
 AIR_HU = -1024.0
@@ -117,7 +115,7 @@ class BatchResult:
     ----------
     out_dir : the batch output folder.
     completed : case IDs run in this batch.
-    skipped : case IDs already finished (``qc.json`` present) and not re-run.
+    skipped : case IDs already finished (``outputs.json`` present) and not re-run.
     failed : case ID -> error message, for cases that raised an error.
     qc_status : case ID -> QC status of every completed or skipped case.
     elapsed_s : wall time of the batch, s.
@@ -431,8 +429,9 @@ def run_pair(
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         qc_path = out / OUTPUT_FILES["qc"]
-        if qc_path.exists():
-            qc_path.unlink()  # re-running: the case is unfinished until the new qc.json lands
+        for done in (out / MANIFEST_NAME, qc_path):
+            if done.exists():
+                done.unlink()  # re-running: the case is unfinished until the new manifest lands
         outputs["warped_prior"] = _write_nifti(_int16(warped), out / OUTPUT_FILES["warped_prior"])
         outputs["subtraction"] = _write_nifti(_int16(subtraction.plain), out / OUTPUT_FILES["subtraction"])
         outputs["subtraction_vm"] = _write_nifti(_int16(subtraction.voxel_matched), out / OUTPUT_FILES["subtraction_vm"])
@@ -484,6 +483,13 @@ def run_pair(
         )
         outputs["qc"] = qc_final.write_json(qc_path)
         qc = qc_final
+        write_case_outputs(
+            out, outputs, grid=current_vol.grid, case_id=case_id, qc_status=qc.status, model=_model_record(zscore_result),
+            exams={
+                "prior": (prior_exam.source if prior_exam is not None else None, prior_vol.grid),
+                "current": (current_exam.source if current_exam is not None else None, current_vol.grid),
+            },
+        )
     timings["total"] = time.perf_counter() - t_all
     return PairResult(
         registration=reg,
@@ -498,15 +504,19 @@ def run_pair(
     )
 
 
+def _model_record(zscore_result: Any) -> ModelRecord | None:
+    """The z-score model of a case for its manifest (None without the z-score stage)."""
+    if zscore_result is None:
+        return None
+    zm = zscore_result.zmap
+    if zm.method != "network":
+        return ModelRecord(method=str(zm.method))
+    return ModelRecord("network", zm.parameters.get("model_name"), zm.model_version, zm.parameters.get("model_sha256"))
+
+
 def _case_finished(case_dir: Path) -> str | None:
-    """The QC status of a finished case folder, or None if it is not finished."""
-    qc_path = case_dir / OUTPUT_FILES["qc"]
-    if not qc_path.is_file():
-        return None
-    try:
-        return str(json.loads(qc_path.read_text(encoding="utf-8")).get("status", "unknown"))
-    except (OSError, ValueError):
-        return None
+    """The QC status of a finished case folder (its ``outputs.json`` is there), or None if it is not finished."""
+    return case_outputs_status(case_dir)
 
 
 def run_case_list(
@@ -524,7 +534,7 @@ def run_case_list(
     ----------
     case_list : a :class:`cases.CaseList` or the path of a case-list CSV.
     out_dir : batch output folder.
-    overwrite : re-run cases that are already finished (``qc.json`` present).
+    overwrite : re-run cases that are already finished (``outputs.json`` present).
     progress : show a progress bar (rich) with the current case and stage.
     on_case : called as ``on_case(case_id, outcome)`` with outcome ``"completed"``,
         ``"skipped"`` or ``"error"`` after each case.

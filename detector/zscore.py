@@ -83,7 +83,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
-from cases import LabelVolume, Volume
+from cases import Grid, LabelVolume, Volume
 
 from ._errors import DetectorInputError
 from ._geometry import mask_bounding_box
@@ -345,6 +345,11 @@ class WorkingGrid:
     def shape(self) -> tuple[int, int, int]:
         s = self.reference.GetSize()
         return (s[2], s[1], s[0])
+
+    @property
+    def grid(self) -> Grid:
+        """The working grid as the platform's :class:`cases.Grid`."""
+        return Grid.of(self.reference)
 
 
 def make_working_grid(current: Volume, roi: np.ndarray, spacing_mm: float, margin_mm: float) -> WorkingGrid | None:
@@ -1042,6 +1047,9 @@ def compute_zmap(
             sigma = (sigma * factor).astype(np.float32)
             notes.append(f"sigma widened by {factor:.2f} for this pair: the robust spread of z in its bone ROI was {spread:.2f} (1 when the pair is like the training pairs)")
     meta = {"method": method}
+    if method == "network" and net_model is not None:  # the bundle that made the map, for the case's output manifest
+        params["model_name"] = net_model.name
+        params["model_sha256"] = net_model.metadata.get("sha256")
     z_vol = current.like(z).with_array(z, kind="z-score", units="1", **meta)
     z_native_vol = z_vol
     if method == "network":

@@ -22,19 +22,14 @@ import SimpleITK as sitk
 from cases import LabelVolume, Volume
 
 from .candidates import CandidateSet, find_candidates, matched_filter_score
+from .outputs import ROLES
 from .overlay import OverlayStyle, write_overlay_dicom
 from .zscore import ZMap, compute_zmap, near_missing_prior
 
 __all__ = ["ZScoreSettings", "ZScoreOutputs", "zscore_stage", "write_zscore_files", "ZSCORE_OUTPUT_FILES"]
 
-#: Output file names of the z-score stage inside a case folder.
-ZSCORE_OUTPUT_FILES: dict[str, str] = {
-    "zmap": "zmap.nii.gz",
-    "sigma": "sigma.nii.gz",
-    "candidates_json": "candidates.json",
-    "candidates_csv": "candidates.csv",
-    "dicom_zscore_overlay": "dicom/zscore_overlay",
-}
+#: Output file names of the z-score stage inside a case folder (from :data:`detector.outputs.ROLES`).
+ZSCORE_OUTPUT_FILES: dict[str, str] = {role: ROLES[role][0] for role in ("zmap", "sigma", "candidates_json", "candidates_csv", "dicom_zscore_overlay")}
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,7 @@ def create(
     washout_days: float = typer.Option(28.0, "--washout-days", help="Minimum days between a reader's sessions (crossover design)."),
     seed: int = typer.Option(0, help="Seed of the design's random choices (groups, blocks, case orders)."),
     hash_files: bool = typer.Option(True, help="Store the SHA-256 of every exam and label map (part of the lock's content hash)."),
+    detector_dir: Optional[Path] = typer.Option(None, "--detector-dir", help="The detector's batch output folder (DIR/<case>/outputs.json): every case's outputs are checked (finished, on the exam's grid) and recorded in the study's audit log."),
 ) -> None:
     """Create a draft study from a case list (with truth) and, optionally, a readers file."""
     from .coordinator import DEFAULT_TREATMENTS, create_study, parse_treatment, read_readers_file
@@ -127,6 +128,7 @@ def create(
                 s, code=code, case_list=case_list, readers=specs, title=title, paradigm=paradigm, rating_scale=scale,
                 treatments=treatments, acceptance_rule=acceptance, acceptance_radius_mm=radius_mm if acceptance == "radius" else None,
                 washout_days=washout_days, seed=seed, training_case_list=training_cases, hash_files=hash_files, actor=_state.actor,
+                detector_dir=detector_dir,
             )
             n_cases = sum(1 for c in study.cases if not c.is_training)
             n_train = sum(1 for c in study.cases if c.is_training)
@@ -385,7 +387,7 @@ def import_marks_cmd(
 @app.command("simulate-readers")
 def simulate_readers_cmd(
     code: str = typer.Argument(..., help="Study code (an open study)."),
-    detector_dir: Optional[Path] = typer.Option(None, "--detector-dir", help="The detector's batch output folder (DIR/<case>/zmap.nii.gz, subtraction.nii.gz); the aided reading's overlay comes from there."),
+    detector_dir: Optional[Path] = typer.Option(None, "--detector-dir", help="The detector's batch output folder (DIR/<case>/outputs.json and the files it lists); the aided reading's overlay comes from there."),
     seed: int = typer.Option(0, help="Random seed: the same seed gives the same readings."),
 ) -> None:
     """Fill an open study with readings by simulated readers that read the images (for demos and method studies).

@@ -189,44 +189,18 @@ def read_readers_file(path: str | Path) -> list[ReaderSpec]:
 
 
 def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file, or of a folder (DICOM series): over the sorted relative names and file hashes."""
-    path = Path(path)
-    if path.is_dir():
-        digest = hashlib.sha256()
-        for f in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(f.relative_to(path).as_posix().encode())
-            digest.update(bytes.fromhex(file_sha256(f)))
-        return digest.hexdigest()
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """SHA-256 of a file, or of a folder (DICOM series): :func:`cases.file_sha256`."""
+    from cases import file_sha256 as _sha256
+
+    return _sha256(path)
 
 
 def _exam_grid(path: Path) -> tuple[tuple[int, int, int], tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
-    """Size (x, y, z), spacing, origin and direction of an exam, reading only the header when possible."""
-    import SimpleITK as sitk
+    """Size (x, y, z), spacing, origin and direction of an exam, from its headers only (:func:`cases.read_grid`)."""
+    from cases import read_grid
 
-    if path.is_file() and not path.name.lower().endswith(".dcm"):
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(path))
-        try:
-            reader.ReadImageInformation()
-        except RuntimeError:
-            pass
-        else:
-            size = tuple(int(v) for v in reader.GetSize())
-            if len(size) == 4 and size[3] == 1:
-                size = size[:3]
-            if len(size) == 3:
-                dim = reader.GetDimension()
-                direction = np.asarray(reader.GetDirection()).reshape(dim, dim)[:3, :3].ravel()
-                return size, tuple(reader.GetSpacing()[:3]), tuple(reader.GetOrigin()[:3]), tuple(float(v) for v in direction)  # type: ignore[return-value]
-    from cases import read_exam
-
-    volume = read_exam(path, check_hu=False).volume
-    return volume.size, volume.spacing_mm, volume.origin_mm, volume.direction
+    grid = read_grid(path)
+    return grid.size, grid.spacing_mm, grid.origin_mm, grid.direction
 
 
 # ------------------------------------------------------------------------------------------------
@@ -333,6 +307,7 @@ def create_study(
     carry_marks_forward: bool = True,
     hash_files: bool = True,
     actor: str = "coordinator",
+    detector_dir: str | Path | None = None,
 ) -> Study:
     """Create a draft study from a case list (truth included) and, optionally, its readers.
 
@@ -352,13 +327,19 @@ def create_study(
     carry_marks_forward : sequential designs: the aided reading starts with copies of the unaided marks.
     hash_files : store SHA-256 of every exam and label map (part of the lock's content hash).
     actor : who is doing this (for the audit log).
+    detector_dir : the detector's batch output folder (``<dir>/<case id>/outputs.json``). When
+        given and a treatment shows detector outputs, every case must have a finished manifest
+        whose grid agrees with the exam's (as now recorded in the database); the outputs
+        (folder, manifests' hash, model; :func:`detector.outputs.outputs_record`) are recorded
+        in the study's ``CREATE_STUDY`` audit entry.
 
     Raises
     ------
     ReaderStudyError
         For an invalid setting or code, a code already used, unreadable exams
         (:class:`InputFileError` listing each), repeated case codes between study and training
-        cases, or reader problems (see :func:`add_readers`).
+        cases, missing or mismatched detector outputs (with ``detector_dir``), or reader problems
+        (see :func:`add_readers`).
     """
     if not _CODE_RE.match(str(code)):
         raise ReaderStudyError(f"Study code {code!r} must be 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit (e.g. TS-2026).")
@@ -407,6 +388,9 @@ def create_study(
     n_training = 0
     if training is not None:
         n_training = _add_cases(session, study, training, training=True, first_jafroc_id=len(cl) + 1, hash_files=hash_files, problems=problems)
+    detector_record = None
+    if detector_dir is not None and not problems and any(spec.overlays for spec in treatments):
+        detector_record = _check_detector_outputs(study, detector_dir, problems)
     if problems:
         raise InputFileError(source or "case list", problems, what="case list")
     audit.record(
@@ -414,11 +398,25 @@ def create_study(
         settings={"paradigm": paradigm, "rating_scale": rating_scale, "acceptance_rule": acceptance_rule, "acceptance_radius_mm": acceptance_radius_mm,
                   "washout_days": washout_days, "seed": seed, "treatments": [t.code for t in treatments]},
         case_list=str(source) if source else None, n_cases=n_cases, n_training_cases=n_training,
+        **({"detector_outputs": detector_record} if detector_record is not None else {}),
     )
     if readers:
         add_readers(session, code, readers, actor=actor)
     session.flush()
     return study
+
+
+def _check_detector_outputs(study: Study, detector_dir: str | Path, problems: list[InputProblem]) -> dict[str, Any]:
+    """Each case's detector outputs: a finished manifest on the grid the database records for its current exam."""
+    from detector.outputs import CaseOutputsError, outputs_record, read_case_outputs
+
+    root = Path(detector_dir)
+    for case in study.cases:
+        try:
+            read_case_outputs(root / case.code).check_grid(case.grid(), f"the current exam of case {case.code} ({case.current_path})")
+        except CaseOutputsError as exc:
+            problems.append(InputProblem(None, "current", f"case {case.code}: {exc}"))
+    return outputs_record(root, [c.code for c in study.cases])
 
 
 def add_readers(session: Session, study_code: str, readers: Iterable[ReaderSpec], *, actor: str = "coordinator") -> list[StudyReader]:

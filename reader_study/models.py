@@ -364,16 +364,15 @@ class StudyCase(Base):
     def direction(self) -> tuple[float, ...]:
         return tuple(float(v) for v in json.loads(self.direction_json))
 
-    def grid(self):  # -> cases.Volume
-        """The current exam's voxel grid as a :class:`cases.Volume` (no voxel data: a zero-stride array).
+    def grid(self):  # -> cases.Grid
+        """The current exam's voxel grid (:class:`cases.Grid`, no voxel data), read from the grid columns.
 
         Used to map marks between LPS millimetres and voxel indices with the same maths as
         every other package.
         """
-        from cases import Volume
+        from cases import Grid
 
-        shape_zyx = (self.size_z, self.size_y, self.size_x)
-        return Volume(np.broadcast_to(np.zeros((), dtype=np.uint8), shape_zyx), self.spacing_mm, self.origin_mm, self.direction)
+        return Grid(self.size, self.spacing_mm, self.origin_mm, self.direction)
 
     def __repr__(self) -> str:
         kind = "training" if self.is_training else ("abnormal" if self.abnormal else "normal")

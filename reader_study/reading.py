@@ -47,6 +47,8 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from cases import Grid
+
 from . import audit
 from .db import Database
 from .errors import (
@@ -111,21 +113,19 @@ class WorklistItem:
     status: str
 
 
-@dataclass(frozen=True)
-class GridInfo:
-    """The current exam's voxel grid (ITK order x, y, z; LPS mm)."""
+class GridInfo(Grid):
+    """The current exam's voxel grid as the study database holds it: a :class:`cases.Grid`
+    (ITK order x, y, z; LPS mm), with the names the reading views have always used."""
 
-    size_xyz: tuple[int, int, int]
-    spacing_mm: tuple[float, float, float]
-    origin_mm: tuple[float, float, float]
-    direction: tuple[float, ...]
+    @property
+    def size_xyz(self) -> tuple[int, int, int]:
+        """Grid size ``(n_x, n_y, n_z)`` (the same as :attr:`size`)."""
+        return self.size
 
-    def to_volume(self):  # -> cases.Volume (zero-stride, no voxel data)
-        """The grid as a :class:`cases.Volume` with no voxel data, for ``point_to_index``/``index_to_point_mm``."""
-        from cases import Volume
-
-        shape = (self.size_xyz[2], self.size_xyz[1], self.size_xyz[0])
-        return Volume(np.broadcast_to(np.zeros((), dtype=np.uint8), shape), self.spacing_mm, self.origin_mm, self.direction)
+    def to_volume(self) -> "GridInfo":
+        """The grid itself: it maps marks with ``point_to_index``/``index_to_point_mm``/``contains_point``
+        (kept for callers written when this returned a voxel-less :class:`cases.Volume`)."""
+        return self
 
 
 @dataclass(frozen=True)
@@ -213,8 +213,8 @@ def locate_mark(grid: GridInfo, case_code: str, point_mm: Sequence[float] | None
     """
     if (point_mm is None) == (index_xyz is None):
         raise MarkPositionError("Give the mark's position either in patient millimetres (point_mm) or as a voxel index (index_xyz), not both or neither.")
-    volume = grid.to_volume()
-    size = np.asarray(grid.size_xyz)
+    volume = grid
+    size = np.asarray(grid.size)
     if index_xyz is not None:
         try:
             idx = np.asarray([float(v) for v in index_xyz])

@@ -4,6 +4,9 @@ Pure functions on plain records; no database. Positions are LPS millimetres of t
 
 Acceptance rule (which marks hit a lesion)
 ------------------------------------------
+The study's acceptance rule is the platform's one hit rule (:class:`cases.HitRule`, also used by
+the detector's stand-alone FROC) with no margin:
+
 ``radius``
     A mark hits a lesion when its distance to the lesion's centre is **at most** ``radius_mm``
     (a mark exactly on the boundary counts as a hit).
@@ -40,11 +43,14 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
+from cases import HitRule, TruthLesion
+from cases.truth import BOUNDARY_TOLERANCE_MM
 
 from .errors import ReaderStudyError
 
@@ -59,10 +65,6 @@ __all__ = [
     "roc_ratings",
     "BOUNDARY_TOLERANCE_MM",
 ]
-
-#: Distances within this of the acceptance radius count as on the boundary (floating-point slack).
-BOUNDARY_TOLERANCE_MM = 1e-6
-
 
 class ScoringError(ReaderStudyError):
     """Marks or truth cannot be scored (e.g. a label map is missing for the extent rule)."""
@@ -82,28 +84,13 @@ class AcceptanceRule:
             if self.radius_mm is None or not math.isfinite(self.radius_mm) or self.radius_mm <= 0:
                 raise ScoringError(f"The radius rule needs a positive acceptance radius in mm, got {self.radius_mm!r}.")
 
+    @property
+    def hit_rule(self) -> HitRule:
+        """The platform's hit rule (:class:`cases.HitRule`) this acceptance rule stands for."""
+        return HitRule("radius", radius_mm=self.radius_mm) if self.kind == "radius" else HitRule("extent", margin_mm=0.0)
+
     def describe(self) -> str:
-        if self.kind == "radius":
-            return f"a mark hits a lesion when it lies within {self.radius_mm:g} mm of the lesion's centre (boundary included)"
-        return "a mark hits a lesion when it lies inside the lesion's label map, or inside its sphere when it has no label map (boundary included)"
-
-
-@dataclass(frozen=True)
-class TruthLesion:
-    """A truth lesion for scoring.
-
-    ``radius_mm`` is the lesion's own extent (a sphere), used by the extent rule when the lesion
-    has no label map. For the extent rule with a label map, pass the map in ``label_maps`` of
-    :func:`score_marks` keyed by ``(case_id, lesion_id)``; ``label_value`` selects the lesion's
-    voxels (``None``: any non-zero voxel).
-    """
-
-    case_id: str
-    lesion_id: str
-    center_mm: tuple[float, float, float]
-    radius_mm: float | None = None
-    weight: float = 1.0
-    label_value: int | None = None
+        return self.hit_rule.describe()
 
 
 @dataclass(frozen=True)
@@ -199,24 +186,19 @@ class ScoringResult:
         return f"{len(self.scores)} marks: {c['LL']} lesion localisations, {c['NL']} non-lesion localisations, {c['dropped']} dropped (second marks on a found lesion); rule: {self.rule.describe()}"
 
 
-def _hits(point: np.ndarray, lesion: TruthLesion, rule: AcceptanceRule, label_maps: Mapping | None) -> bool:
-    distance = float(np.linalg.norm(point - np.asarray(lesion.center_mm)))
-    if rule.kind == "radius":
-        return distance <= rule.radius_mm + BOUNDARY_TOLERANCE_MM  # type: ignore[operator]
+def _with_label_map(lesion: TruthLesion, rule: AcceptanceRule, label_maps: Mapping | None) -> TruthLesion:
+    """The lesion with its label map attached (extent rule), after checking that its extent is known."""
+    if rule.kind != "extent":
+        return lesion
     volume = (label_maps or {}).get((lesion.case_id, lesion.lesion_id))
     if volume is None:
-        if lesion.radius_mm is None:
+        if lesion.radius_mm is None and lesion.label_map is None and lesion.points_mm is None:
             raise ScoringError(
                 f"Lesion {lesion.lesion_id} of case {lesion.case_id} has neither a label map nor a radius; "
                 "the extent rule needs one of them. Give the label map (label_maps) or use the radius rule."
             )
-        return distance <= lesion.radius_mm + BOUNDARY_TOLERANCE_MM
-    index = np.floor(np.asarray(volume.point_to_index(point)) + 0.5).astype(int)  # nearest voxel (x, y, z)
-    size = np.asarray(volume.size)
-    if np.any(index < 0) or np.any(index >= size):
-        return False
-    value = int(volume.array[index[2], index[1], index[0]])
-    return value != 0 if lesion.label_value is None else value == lesion.label_value
+        return lesion
+    return replace(lesion, label_map=volume)
 
 
 def score_marks(
@@ -242,6 +224,7 @@ def score_marks(
         With one :class:`MarkScore` per mark, in the input order.
     """
     lesions = tuple(lesions)
+    hit_rule = rule.hit_rule
     by_case: dict[str, list[TruthLesion]] = defaultdict(list)
     seen: set[tuple[str, str]] = set()
     for lesion in lesions:
@@ -249,7 +232,7 @@ def score_marks(
         if key in seen:
             raise ScoringError(f"Lesion {lesion.lesion_id} appears twice in case {lesion.case_id}; lesion IDs must be unique within a case.")
         seen.add(key)
-        by_case[lesion.case_id].append(lesion)
+        by_case[lesion.case_id].append(_with_label_map(lesion, rule, label_maps))
 
     marks = list(marks)
     groups: dict[tuple[str, str, str], list[int]] = defaultdict(list)
@@ -271,7 +254,7 @@ def score_marks(
                 results[i] = MarkScore(mark, "NL", None, math.nan)
                 continue
             distances = np.linalg.norm(centres - point, axis=1)
-            hit = [n for n, les in enumerate(case_lesions) if _hits(point, les, rule, label_maps)]
+            hit = [n for n, les in enumerate(case_lesions) if hit_rule.hits(les, point)]
             if not hit:
                 results[i] = MarkScore(mark, "NL", None, float(distances.min()))
                 continue

@@ -42,6 +42,7 @@ import numpy as np
 from scipy import ndimage
 
 from .db import Database
+from .errors import ReaderStudyError
 from .reading import ReadingService
 
 __all__ = [
@@ -265,6 +266,24 @@ class SuspicionScale:
         return self._surprise(self.overlay_evidence, evidence, self.n_cases)
 
 
+def _detector_outputs(case_code: str, case_dir: str | Path | None, current):  # noqa: ANN001 - cases.Volume
+    """The case's detector outputs (:func:`detector.read_case_outputs`), checked to lie on the current exam's grid.
+
+    None without a folder; a folder without a finished manifest, or outputs on another grid, is
+    an error (an aided reading without its overlay would be simulated silently otherwise).
+    """
+    if case_dir is None:
+        return None
+    from detector.outputs import CaseOutputsError, read_case_outputs
+
+    try:
+        outputs = read_case_outputs(case_dir)
+        outputs.check_grid(current, f"the current exam of case {case_code}")
+    except CaseOutputsError as exc:
+        raise ReaderStudyError(f"Case {case_code}: {exc}") from None
+    return outputs
+
+
 def case_evidence(
     case_code: str,
     current_path: str | Path,
@@ -289,8 +308,8 @@ def case_evidence(
     current = read_volume(current_path)
     ct = current.array.astype(np.float32)
     spacing_zyx = np.asarray(current.spacing_mm[::-1])
-    det = Path(detector_dir) if detector_dir is not None else None
-    roi_path = det / "bone_roi.nii.gz" if det is not None else None
+    outputs = _detector_outputs(case_code, detector_dir, current)
+    roi_path = outputs.path("bone_roi") if outputs is not None and outputs.has("bone_roi") else None
     if roi_path is not None and roi_path.is_file():
         # The detector's ROI is the bone of either exam grown by 3 mm: deeper than 3 mm is bone.
         roi = read_volume(roi_path, label=True).array > 0
@@ -300,11 +319,12 @@ def case_evidence(
     ct_map = ct_blob_map(ct, spacing_zyx, bone, scales_mm=(lesion_scale_mm, 2 * lesion_scale_mm, 4 * lesion_scale_mm))
 
     overlay_map = None
-    if det is not None:
-        zpath, spath = det / "zmap.nii.gz", det / "subtraction.nii.gz"
-        if zpath.is_file():
+    if outputs is not None:
+        zpath = outputs.path("zmap") if outputs.has("zmap") else None
+        spath = outputs.path("subtraction") if outputs.has("subtraction") else None
+        if zpath is not None and zpath.is_file():
             overlay_map = read_volume(zpath).array.astype(np.float32)
-        elif spath.is_file():
+        elif spath is not None and spath.is_file():
             sub = read_volume(spath).array.astype(np.float32)
             inside = sub[bone]
             mad = 1.4826 * float(np.median(np.abs(inside - np.median(inside)))) if inside.size else 1.0
@@ -432,8 +452,8 @@ def simulate_readers(
     Parameters
     ----------
     db, study_code : the database and an open study whose readers are to be simulated.
-    detector_dir : the detector's batch output folder (``<detector_dir>/<case>/zmap.nii.gz`` …);
-        the aided treatment's overlay is read from there.
+    detector_dir : the detector's batch output folder (``<detector_dir>/<case>/outputs.json``,
+        :func:`detector.read_case_outputs`); the aided treatment's overlay is read from there.
     profiles : one per reader name; default: :func:`default_reader_profiles` from the readers'
         groups.
     seed : makes the readings reproducible.

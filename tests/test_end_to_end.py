@@ -45,6 +45,8 @@ def test_report_equals_analysis_of_the_export(demo):
         assert ours["p"] == pytest.approx(theirs["p"], rel=1e-10)
         np.testing.assert_allclose(ours["differences"][0]["ci95"], theirs["differences"][0]["ci95"], rtol=1e-10)
     assert results["input_sha256"] and results["package_version"]
+    det = results["detector_outputs"]  # the outputs the readers saw, through their manifests
+    assert det["n_cases"] == 4 and not det["missing"] and len(det["manifests_sha256"]) == 64 and det["models"]
 
 
 def test_report_shows_fom_per_reader_rrrc_and_location_subgroups(demo):

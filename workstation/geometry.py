@@ -25,6 +25,7 @@ Conventions (the same as the rest of the platform, see ``docs/architecture.md``)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Sequence
 
 import numpy as np
@@ -165,9 +166,21 @@ class DisplayGrid:
         )
 
     @classmethod
+    def from_grid(cls, grid) -> "DisplayGrid":  # noqa: ANN001 - cases.Grid
+        """The display view of a stored :class:`cases.Grid`."""
+        return cls.from_geometry(grid.size, grid.spacing_mm, grid.origin_mm, grid.direction)
+
+    @classmethod
     def of(cls, volume) -> "DisplayGrid":  # noqa: ANN001 - cases.Volume
         """The display grid of a :class:`cases.Volume`."""
-        return cls.from_geometry(volume.size, volume.spacing_mm, volume.origin_mm, volume.direction)
+        return cls.from_grid(volume)
+
+    @cached_property
+    def grid(self):  # -> cases.Grid
+        """The display-oriented grid as a :class:`cases.Grid` (for voxel <-> mm of display indices)."""
+        from cases import Grid
+
+        return Grid(self.size_xyz, self.spacing_mm, self.origin_mm, self.direction)
 
     @property
     def is_identity(self) -> bool:
@@ -188,17 +201,13 @@ class DisplayGrid:
                 xyz = np.flip(xyz, axis=j)
         return np.ascontiguousarray(xyz.transpose(2, 1, 0))
 
-    @property
-    def _matrix(self) -> np.ndarray:
-        return np.asarray(self.direction, dtype=float).reshape(3, 3)
-
     def index_to_point_mm(self, index_xyz: Sequence[float]) -> np.ndarray:
-        """LPS point (mm) of a continuous display-grid index ``(x, y, z)``."""
-        return np.asarray(self.origin_mm) + self._matrix @ (np.asarray(index_xyz, dtype=float) * np.asarray(self.spacing_mm))
+        """LPS point (mm) of a continuous display-grid index ``(x, y, z)`` (:meth:`cases.Grid.index_to_point_mm`)."""
+        return self.grid.index_to_point_mm(index_xyz)
 
     def point_to_index(self, point_mm: Sequence[float]) -> np.ndarray:
         """Continuous display-grid index ``(x, y, z)`` of an LPS point (mm)."""
-        return (self._matrix.T @ (np.asarray(point_mm, dtype=float) - np.asarray(self.origin_mm))) / np.asarray(self.spacing_mm)
+        return self.grid.point_to_index(point_mm)
 
     def plane(self, plane: str) -> PlaneGeometry:
         """The size of ``plane``'s images and of their pixels."""
@@ -212,8 +221,7 @@ class DisplayGrid:
         index = np.tile((np.asarray(self.size_xyz, dtype=float) - 1.0) / 2.0, (n, 1))  # in-plane: the image centre
         s = np.arange(n, dtype=float)
         index[:, k] = (self.size_xyz[2] - 1 - s) if plane == "axial" else s
-        points = np.asarray(self.origin_mm) + (index * np.asarray(self.spacing_mm)) @ self._matrix.T
-        return points[:, k]
+        return self.grid.index_to_point_mm(index)[:, k]
 
     def image_point_to_mm(self, plane: str, slice_index: float, u: float, v: float) -> np.ndarray:
         """LPS point (mm) of image point ``(u, v)`` on ``slice_index`` of ``plane``."""

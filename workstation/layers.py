@@ -5,19 +5,20 @@ Every case read has a treatment whose ``overlays`` (stored in the study, e.g. ``
 prior exam are shown in every treatment; the aids only where the treatment names them:
 
 =================  ======================================  ==========  ==========================
-layer              what                                    aid         file
+layer              what                                    aid         detector output role
 =================  ======================================  ==========  ==========================
-``ct``             current exam, reader's window           no          the case's current exam
-``prior``          prior exam (own geometry), same window  no          the case's prior exam
-``subtraction``    temporal subtraction (current − warped  yes         ``subtraction.nii.gz``
+``ct``             current exam, reader's window           no          (the case's current exam)
+``prior``          prior exam (own geometry), same window  no          (the case's prior exam)
+``subtraction``    temporal subtraction (current − warped  yes         ``subtraction``
                    prior), symmetric window
-``subtraction_vm`` voxel-matched subtraction               yes         ``subtraction_vm.nii.gz``
-``warped_prior``   prior registered onto the current exam  yes         ``warped_prior.nii.gz``
-``zmap``           z-score overlay on the current exam     yes         ``zmap.nii.gz``
+``subtraction_vm`` voxel-matched subtraction               yes         ``subtraction_vm``
+``warped_prior``   prior registered onto the current exam  yes         ``warped_prior``
+``zmap``           z-score overlay on the current exam     yes         ``zmap``
 =================  ======================================  ==========  ==========================
 
-Aid files are the detector's per-case outputs, ``<detector dir>/<case id>/<file>``
-(``tsct detect batch CASELIST --out DIR``; the reading app's detector dir is
+Aid files are the detector's per-case outputs in ``<detector dir>/<case id>/``, found through
+the case's manifest (``outputs.json``, :func:`detector.read_case_outputs`) by their role, never
+by file name (``tsct detect batch CASELIST --out DIR``; the reading app's detector dir is
 ``$TSCT_DETECTOR_DIR``, default ``$TSCT_DATA_DIR/detector``).
 
 :func:`allowed_layers` is the single rule, applied on the server when an image ticket is issued
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -39,13 +40,13 @@ __all__ = ["LayerSpec", "LAYERS", "AID_LAYERS", "allowed_layers", "unknown_overl
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """One image layer: where it is shown (``base``, ``side`` panel or ``overlay`` on the current CT), whether it is an aid, its file and window."""
+    """One image layer: where it is shown (``base``, ``side`` panel or ``overlay`` on the current CT), whether it is an aid, its detector output role and window."""
 
     name: str
     label: str
     role: str
     aid: bool
-    detector_file: str | None = None
+    output_role: str | None = None
     volume_kind: str = "ct"
     fixed_window: WindowPreset | None = None
 
@@ -55,10 +56,10 @@ LAYERS: dict[str, LayerSpec] = {
     for spec in (
         LayerSpec("ct", "Current CT", "base", aid=False),
         LayerSpec("prior", "Prior CT", "side", aid=False),
-        LayerSpec("subtraction", "Temporal subtraction", "side", aid=True, detector_file="subtraction.nii.gz", volume_kind="hu", fixed_window=SUBTRACTION_WINDOW),
-        LayerSpec("subtraction_vm", "Voxel-matched subtraction", "side", aid=True, detector_file="subtraction_vm.nii.gz", volume_kind="hu", fixed_window=SUBTRACTION_WINDOW),
-        LayerSpec("warped_prior", "Registered prior", "side", aid=True, detector_file="warped_prior.nii.gz", volume_kind="hu"),
-        LayerSpec("zmap", "z-map overlay", "overlay", aid=True, detector_file="zmap.nii.gz", volume_kind="z"),
+        LayerSpec("subtraction", "Temporal subtraction", "side", aid=True, output_role="subtraction", volume_kind="hu", fixed_window=SUBTRACTION_WINDOW),
+        LayerSpec("subtraction_vm", "Voxel-matched subtraction", "side", aid=True, output_role="subtraction_vm", volume_kind="hu", fixed_window=SUBTRACTION_WINDOW),
+        LayerSpec("warped_prior", "Registered prior", "side", aid=True, output_role="warped_prior", volume_kind="hu"),
+        LayerSpec("zmap", "z-map overlay", "overlay", aid=True, output_role="zmap", volume_kind="z"),
     )
 }
 
@@ -83,6 +84,15 @@ def unknown_overlays(overlays: Iterable[str]) -> tuple[str, ...]:
     return tuple(o for o in overlays if o not in AID_LAYERS)
 
 
+def _case_outputs(case_dir: Path):  # -> detector.CaseOutputs | str (the reason there are none)
+    from detector.outputs import CaseOutputsError, read_case_outputs
+
+    try:
+        return read_case_outputs(case_dir)
+    except CaseOutputsError as exc:
+        return str(exc)
+
+
 def layer_files(
     *,
     case_code: str,
@@ -93,27 +103,71 @@ def layer_files(
 ) -> dict[str, Path]:
     """The file of every layer allowed by ``overlays`` (and only those): the exams and the detector's outputs for the case.
 
-    Files are not checked for existence here; a missing one is reported when it is asked for.
+    Aid layers come from the case's output manifest (:func:`detector.read_case_outputs`). Every
+    allowed aid gets a path; one the case has no output for points where nothing is — the
+    missing ``outputs.json`` when the case has no manifest (not run, unfinished, or run before
+    manifests existed) — and is reported as unavailable, naming that path, when it is asked for.
+    Files are neither checked for existence nor hashed here.
     """
+    from detector.outputs import MANIFEST_NAME, ROLES
+
     files: dict[str, Path] = {"ct": Path(current_path)}
     if prior_path:
         files["prior"] = Path(prior_path)
+    aids = sorted(allowed_layers(overlays) & AID_LAYERS)
+    if not aids:
+        return files
     case_dir = Path(detector_dir) / case_code
-    for name in sorted(allowed_layers(overlays) & AID_LAYERS):
-        files[name] = case_dir / str(LAYERS[name].detector_file)
+    outputs = _case_outputs(case_dir)
+    for name in aids:
+        role = str(LAYERS[name].output_role)
+        if isinstance(outputs, str):
+            files[name] = case_dir / MANIFEST_NAME
+        else:
+            files[name] = outputs.path(role) if outputs.has(role) else case_dir / ROLES[role][0]
     return files
 
 
-def check_detector_outputs(case_codes: Sequence[str], overlays: Iterable[str], detector_dir: str | Path) -> pd.DataFrame:
-    """One row per case and aid layer that ``overlays`` shows: the expected file and whether it exists.
+def check_detector_outputs(
+    case_codes: Sequence[str],
+    overlays: Iterable[str],
+    detector_dir: str | Path,
+    *,
+    current: Mapping[str, object] | None = None,
+) -> pd.DataFrame:
+    """One row per case and aid layer that ``overlays`` shows: the file, whether it is present and, if not, why.
 
     Coordinators run it before opening a study: an aided reading of a case without its z-map
-    would show the reader nothing, silently.
+    would show the reader nothing, silently. A case's outputs count as present when its manifest
+    lists the layer's role and the file is there. With ``current`` (case -> the current exam's
+    path, read with :func:`cases.read_grid`, or its grid, e.g. the study database's record) the
+    outputs' grid is also checked against it.
     """
     aids = sorted(allowed_layers(overlays) & AID_LAYERS)
     rows = []
     for code in case_codes:
+        if not aids:
+            continue
+        outputs = _case_outputs(Path(detector_dir) / code)
+        problem = outputs if isinstance(outputs, str) else None
+        if problem is None and current is not None and code in current:
+            from cases import GridReadError, read_grid
+
+            exam = current[code]
+            try:
+                mismatch = outputs.grid.mismatch(read_grid(exam) if isinstance(exam, (str, Path)) else exam)
+            except GridReadError as exc:
+                mismatch = str(exc)
+            if mismatch is not None:
+                problem = f"the outputs are not on the current exam's grid ({mismatch}); rerun tsct detect for this case"
         for name in aids:
-            path = Path(detector_dir) / code / str(LAYERS[name].detector_file)
-            rows.append({"case": code, "layer": name, "file": str(path), "present": path.is_file()})
-    return pd.DataFrame(rows, columns=["case", "layer", "file", "present"])
+            role = str(LAYERS[name].output_role)
+            if problem is not None:
+                rows.append({"case": code, "layer": name, "file": str(Path(detector_dir) / code), "present": False, "problem": problem})
+            elif not outputs.has(role):
+                rows.append({"case": code, "layer": name, "file": str(Path(detector_dir) / code), "present": False, "problem": f"the detector wrote no {role!r} output for this case"})
+            else:
+                path = outputs.path(role)
+                present = path.exists()
+                rows.append({"case": code, "layer": name, "file": str(path), "present": present, "problem": None if present else "listed in outputs.json but missing"})
+    return pd.DataFrame(rows, columns=["case", "layer", "file", "present", "problem"])

@@ -5,7 +5,8 @@ so the server renders exactly what the reader scrolls to.
 
 * Grey images: :func:`window_to_uint8` maps ``level ± width / 2`` HU linearly onto 0..255 (values
   outside are clipped), the DICOM linear VOI function without its half-pixel offsets.
-* The z-map overlay (:func:`zmap_overlay_rgba`): transparent where ``|z| < threshold``; green where
+* The z-map overlay (:func:`zmap_overlay_rgba`, computed by the detector's one overlay rule,
+  :func:`detector.overlay.overlay_pixels`): transparent where ``|z| < threshold``; green where
   ``z ≥ +threshold`` (the bone became denser than the prior predicts: blastic), orange where
   ``z ≤ −threshold`` (it lost density: lytic); opacity rises with ``|z|`` from ``min_alpha`` at the
   threshold to 1 at ``saturation``. It is an RGBA image laid over the grey CT, whose overall
@@ -125,16 +126,15 @@ def zmap_overlay_rgba(
     """
     if not (threshold > 0 and saturation > threshold and 0.0 <= min_alpha <= 1.0):
         raise ViewError(f"Overlay settings need 0 < threshold < saturation and 0 ≤ min_alpha ≤ 1; got {threshold}, {saturation}, {min_alpha}.")
+    from detector.overlay import overlay_pixels  # the one overlay rule, shared with the detector's overlay series
+
     zf = np.asarray(z, dtype=np.float32)
     rgba = np.zeros(zf.shape + (4,), dtype=np.uint8)
-    where = np.nonzero(np.abs(zf) >= threshold)  # NaN compares False: transparent; usually a few voxels
-    if where[0].size == 0:
-        return rgba
-    values = zf[where]
-    ramp = np.clip((np.abs(values) - threshold) / (saturation - threshold), 0.0, 1.0)
-    alpha = np.rint((ramp * (1.0 - min_alpha) + min_alpha) * 255.0).astype(np.uint8)
-    colours = np.where((values > 0)[:, None], np.asarray(palette.increase_rgb, np.uint8), np.asarray(palette.decrease_rgb, np.uint8))
-    rgba[where] = np.column_stack([colours, alpha])
+    where, alpha, colour = overlay_pixels(
+        zf, threshold=threshold, z_max=saturation, opacity=(min_alpha, 1.0), palette=(palette.increase_rgb, palette.decrease_rgb)
+    )
+    if alpha.size:
+        rgba[where] = np.column_stack([colour.astype(np.uint8), np.rint(alpha * 255.0).astype(np.uint8)])
     return rgba
 
 

@@ -44,11 +44,13 @@ class ReadingStudy:
 
 
 def write_test_detector_outputs(case_list: str | Path, detector_dir: str | Path, *, noise_hu: float = 20.0, zmap: bool = True) -> list[Path]:
-    """Write ``subtraction.nii.gz`` (current − prior) and ``zmap.nii.gz`` (subtraction / ``noise_hu``) per case.
+    """Write stand-in detector outputs per case: a subtraction (current − prior) and a z-map
+    (subtraction / ``noise_hu``), with the case's ``outputs.json`` manifest (:func:`detector.write_case_outputs`).
 
     Needs prior and current exams on the same grid. Returns the folders written.
     """
     from cases import read_case_list, read_volume, write_volume
+    from detector.outputs import MANIFEST_NAME, ROLES, ModelRecord, write_case_outputs
 
     folders = []
     for case in read_case_list(case_list):
@@ -58,10 +60,15 @@ def write_test_detector_outputs(case_list: str | Path, detector_dir: str | Path,
             raise ValueError(f"Case {case.case_id}: prior {prior.shape} and current {current.shape} differ in shape; run `tsct detect` for real outputs.")
         folder = Path(detector_dir) / case.case_id
         folder.mkdir(parents=True, exist_ok=True)
+        (folder / MANIFEST_NAME).unlink(missing_ok=True)
         diff = (current.array - prior.array).astype(np.float32)
-        write_volume(current.with_array(np.rint(diff).astype(np.int16)), folder / "subtraction.nii.gz")
+        files = {"subtraction": write_volume(current.with_array(np.rint(diff).astype(np.int16)), folder / ROLES["subtraction"][0])}
         if zmap:
-            write_volume(current.with_array((diff / float(noise_hu)).astype(np.float32)), folder / "zmap.nii.gz")
+            files["zmap"] = write_volume(current.with_array((diff / float(noise_hu)).astype(np.float32)), folder / ROLES["zmap"][0])
+        write_case_outputs(
+            folder, files, grid=current.grid, case_id=case.case_id, qc_status="passed", model=ModelRecord(f"test stand-in (difference / {noise_hu:g} HU)"),
+            exams={"prior": (case.prior, prior.grid), "current": (case.current, current.grid)}, hash_exams=False,
+        )
         folders.append(folder)
     return folders
 

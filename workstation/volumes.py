@@ -105,8 +105,9 @@ def _read_integer_image(path: Path) -> tuple[np.ndarray, DisplayGrid] | None:
         return None
     if array.dtype != np.int16:
         array = np.clip(array, -32768, 32767).astype(np.int16)
-    grid = DisplayGrid.from_geometry(image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection())
-    return array, grid
+    from cases import Grid
+
+    return array, DisplayGrid.from_grid(Grid.of(image))
 
 
 def read_axial_slice(path: str | Path, kind: VolumeKind, index: int, grid: DisplayGrid) -> np.ndarray | None:
@@ -351,21 +352,13 @@ def display_grid_of(path: str | Path, cache: VolumeCache | None = None) -> Displ
     DICOM series (folders) have no single header to read: the series is read (through ``cache``
     when given, so it is read once).
     """
-    import SimpleITK as sitk
+    from cases import GridReadError, read_grid
 
     path = Path(path)
     if path.is_file() and not path.name.lower().endswith(".dcm"):
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(path))
         try:
-            reader.ReadImageInformation()
-        except RuntimeError:
-            pass
-        else:
-            dim = reader.GetDimension()
-            if dim >= 3:
-                size = tuple(int(v) for v in reader.GetSize()[:3])
-                direction = np.asarray(reader.GetDirection()).reshape(dim, dim)[:3, :3].ravel()
-                return DisplayGrid.from_geometry(size, reader.GetSpacing()[:3], reader.GetOrigin()[:3], direction)
+            return DisplayGrid.from_grid(read_grid(path))
+        except GridReadError:
+            pass  # not an image file: the general reader names the problem
     loaded = cache.get(path, "ct") if cache is not None else read_display_volume(path, "ct")
     return loaded.grid

@@ -37,15 +37,47 @@ def test_layer_files_list_only_the_allowed_layers(tmp_path):
     unaided = layer_files(case_code="C1", current_path="/x/cur.nii.gz", prior_path="/x/pri.nii.gz", overlays=(), detector_dir=tmp_path)
     assert unaided == {"ct": Path("/x/cur.nii.gz"), "prior": Path("/x/pri.nii.gz")}
     aided = layer_files(case_code="C1", current_path="/x/cur.nii.gz", prior_path=None, overlays=("subtraction", "zmap"), detector_dir=tmp_path)
-    assert aided == {"ct": Path("/x/cur.nii.gz"), "subtraction": tmp_path / "C1" / "subtraction.nii.gz", "zmap": tmp_path / "C1" / "zmap.nii.gz"}
+    # no outputs.json for the case: each aid points at the missing manifest (named when the layer is asked for)
+    assert aided == {"ct": Path("/x/cur.nii.gz"), "subtraction": tmp_path / "C1" / "outputs.json", "zmap": tmp_path / "C1" / "outputs.json"}
 
 
-def test_check_detector_outputs_names_missing_files(tmp_path):
-    (tmp_path / "C1").mkdir()
-    (tmp_path / "C1" / "zmap.nii.gz").write_bytes(b"x")
-    frame = check_detector_outputs(["C1", "C2"], ("zmap",), tmp_path)
-    assert frame[["case", "layer", "present"]].values.tolist() == [["C1", "zmap", True], ["C2", "zmap", False]]
+def _outputs(folder: Path, roles=("zmap",), grid_origin=(0.0, 0.0, 0.0)):
+    """A case folder with a manifest listing ``roles`` (tiny images on one grid)."""
+    import numpy as np
+
+    from cases import Volume, write_volume
+    from detector import write_case_outputs
+
+    volume = Volume(np.zeros((3, 4, 5), np.float32), (1.0, 1.0, 2.0), grid_origin)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {role: write_volume(volume, folder / f"renamed_{role}.nii.gz") for role in roles}
+    write_case_outputs(folder, files, grid=volume.grid, case_id=folder.name, qc_status="passed")
+    return volume
+
+
+def test_layer_files_follow_the_manifest_not_file_names(tmp_path):
+    _outputs(tmp_path / "C1", roles=("zmap",))
+    aided = layer_files(case_code="C1", current_path="/x/cur.nii.gz", prior_path=None, overlays=("subtraction", "zmap"), detector_dir=tmp_path)
+    assert aided["zmap"] == tmp_path / "C1" / "renamed_zmap.nii.gz"
+    assert not aided["subtraction"].exists()  # the case has no subtraction output
+
+
+def test_check_detector_outputs_names_missing_files_and_other_grids(tmp_path):
+    from cases import Volume, write_volume
+
+    volume = _outputs(tmp_path / "C1")
+    (tmp_path / "C3").mkdir()
+    (tmp_path / "C3" / "zmap.nii.gz").write_bytes(b"x")  # a file without a manifest does not count
+    frame = check_detector_outputs(["C1", "C2", "C3"], ("zmap",), tmp_path)
+    assert frame[["case", "layer", "present"]].values.tolist() == [["C1", "zmap", True], ["C2", "zmap", False], ["C3", "zmap", False]]
+    assert "rerun tsct detect" in frame["problem"][1].lower() and "rerun tsct detect" in frame["problem"][2].lower()
     assert check_detector_outputs(["C1"], (), tmp_path).empty
+    other = write_volume(Volume(volume.array, volume.spacing_mm, (0.0, 0.0, 5.0)), tmp_path / "other_exam.nii.gz")
+    same = write_volume(volume, tmp_path / "exam.nii.gz")
+    assert check_detector_outputs(["C1"], ("zmap",), tmp_path, current={"C1": same})["present"].tolist() == [True]
+    bad = check_detector_outputs(["C1"], ("zmap",), tmp_path, current={"C1": other})
+    assert bad["present"].tolist() == [False] and "grid" in bad["problem"][0]
+    assert check_detector_outputs(["C1"], ("zmap",), tmp_path, current={"C1": volume.grid})["present"].tolist() == [True]
 
 
 def _files(tmp_path):

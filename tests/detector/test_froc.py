@@ -20,9 +20,9 @@ def _cands(*items: tuple[tuple[float, float, float], float]) -> CandidateSet:
     )
 
 
-L1 = TruthLesion("L1", (0.0, 0.0, 0.0), radius_mm=5.0, lesion_type="lytic", location="vertebral_body", diameter_mm=10.0)
-L2 = TruthLesion("L2", (50.0, 0.0, 0.0), radius_mm=5.0, lesion_type="blastic", location="pedicle", diameter_mm=10.0)
-L3 = TruthLesion("L3", (0.0, 0.0, 0.0), radius_mm=3.0, lesion_type="lytic", location="rib", diameter_mm=4.0)
+L1 = TruthLesion("C", "L1", (0.0, 0.0, 0.0), radius_mm=5.0, lesion_type="lytic", location="vertebral_body", diameter_mm=10.0)
+L2 = TruthLesion("C", "L2", (50.0, 0.0, 0.0), radius_mm=5.0, lesion_type="blastic", location="pedicle", diameter_mm=10.0)
+L3 = TruthLesion("C", "L3", (0.0, 0.0, 0.0), radius_mm=3.0, lesion_type="lytic", location="rib", diameter_mm=4.0)
 
 
 def _marks():
@@ -87,7 +87,7 @@ def test_score_detector_subgroups():
 
 def test_lesion_extent_from_voxels():
     pts = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [2.0, 0.0, 0.0]])
-    les = TruthLesion("V", (1.0, 0.0, 0.0), points_mm=pts)
+    les = TruthLesion("C", "V", (1.0, 0.0, 0.0), points_mm=pts)
     assert les.distance_mm((1.0, 0.0, 0.0)) == 0.0
     assert les.distance_mm((2.0, 3.0, 0.0)) == pytest.approx(3.0)
     assert match_candidates("C", _cands(((2.0, 3.0, 0.0), 5.0)), [les], margin_mm=3.0).ll_ratings == {"V": 5.0}
