@@ -252,32 +252,60 @@ def design(
 
 
 @app.command("lock")
-def lock(code: str = typer.Argument(..., help="Study code.")) -> None:
-    """Freeze truth, design and settings; stores their SHA-256 content hash. Any later change is refused."""
+def lock(
+    code: str = typer.Argument(..., help="Study code."),
+    detector_dir: Optional[Path] = typer.Option(
+        None, "--detector-dir", envvar="TSCT_DETECTOR_DIR",
+        help="The detector's batch output folder readers' overlays come from (DIR/<case id>/); every output file is hashed into the lock.",
+    ),
+    without_detector_outputs: bool = typer.Option(
+        False, "--without-detector-outputs", help="Lock a study with aided treatments without hashing detector outputs (not recommended).",
+    ),
+) -> None:
+    """Freeze truth, design, settings and the files readers read (exams, label maps, detector outputs): stores their SHA-256 content hash. Any later change is refused or reported."""
     from .coordinator import lock_study
 
     with _errors():
+        if detector_dir is not None and without_detector_outputs:
+            _fail("Give either --detector-dir or --without-detector-outputs, not both.")
+        if detector_dir is not None and not detector_dir.is_dir():
+            _fail(f"--detector-dir {detector_dir} is not a folder; give the detector's batch output folder (DIR/<case id>/).")
         db = _db()
         with db.transaction() as s:
-            digest = lock_study(s, code, actor=_state.actor)
-        console.print(f"[bold green]Locked {code}[/]: content hash {digest}. Next: tsct study open {code}")
+            digest = lock_study(s, code, actor=_state.actor, detector_dir=detector_dir, require_detector=not without_detector_outputs)
+            from sqlalchemy import func, select
+
+            from .models import Study, StudyFile
+
+            n_files = s.scalar(select(func.count()).select_from(StudyFile).join(Study, Study.id == StudyFile.study_id).where(Study.code == code))
+        console.print(f"[bold green]Locked {code}[/]: content hash {digest} over truth, design and {n_files} file(s). Next: tsct study open {code}")
 
 
 @app.command("verify")
 def verify(code: str = typer.Argument(..., help="Study code.")) -> None:
-    """Recompute the content hash of a locked study and compare it with the stored one."""
-    from .coordinator import verify_lock
+    """Recompute the content hash of a locked study and re-hash every locked file; names each file that changed, by case."""
+    from .coordinator import verify_study
+    from .integrity import describe_changes
 
     with _errors():
         db = _db()
         with db.snapshot() as s:
-            ok, stored, now = verify_lock(s, code)
-        if stored is None:
-            _fail(f"Study {code} is not locked; its content hash would be {now}.", 1)
-        if ok:
-            console.print(f"[bold green]OK[/] {code}: truth and design unchanged since the lock (sha256 {stored}).")
-        else:
-            _fail(f"{code}: content hash differs: stored {stored}, now {now}. Truth or design changed after the lock.", 1)
+            result = verify_study(s, code)
+        if result.stored_hash is None:
+            _fail(f"Study {code} is not locked; its content hash would be {result.now_hash}.", 1)
+        if result.ok:
+            console.print(f"[bold green]OK[/] {code}: truth, design and {result.n_files} locked file(s) unchanged since the lock (sha256 {result.stored_hash}).")
+            return
+        if result.changes:
+            message = f"{code}: {describe_changes(result.changes)}."
+            if len(result.changes) > 10:
+                from tsct_files import problems_file
+
+                message += f" Full list: {problems_file([str(c) for c in result.changes], stem=f'tsct-verify-{code}')}"
+            if not result.hash_matches:
+                message += " The truth or design in the database changed too."
+            _fail(message, 1)
+        _fail(f"{code}: content hash differs: stored {result.stored_hash}, now {result.now_hash}. Truth or design changed after the lock.", 1)
 
 
 @app.command("open")

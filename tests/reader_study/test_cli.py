@@ -31,7 +31,7 @@ def run(*args: str) -> Outcome:
     return Outcome(runner.invoke(app, ["study", *args]))
 
 
-def test_coordinator_workflow(cli_env, case_files):
+def test_coordinator_workflow(cli_env, case_files, detector_outputs):
     case_list, training = case_files
     readers = cli_env / "readers.csv"
     readers.write_text("name,group\nDr One,board-certified\nDr Two,resident\n")
@@ -48,7 +48,9 @@ def test_coordinator_workflow(cli_env, case_files):
     r = run("design", "CLI1", "--show", "--reads")
     assert r.exit_code == 0 and "Readings in order" in r.output
     r = run("lock", "CLI1")
-    assert r.exit_code == 0 and "content hash" in r.output
+    assert r.exit_code == 2 and "--detector-dir" in r.output  # aided treatments: the overlays must be locked too
+    r = run("lock", "CLI1", "--detector-dir", str(detector_outputs))
+    assert r.exit_code == 0 and "content hash" in r.output, r.output
     assert run("verify", "CLI1").exit_code == 0
     assert run("open", "CLI1").exit_code == 0
     r = run("status", "CLI1")
