@@ -82,6 +82,18 @@ def _errors() -> Iterator[None]:
         _fail(str(exc))
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
+    except OSError as exc:  # a folder that cannot be written, a disk that is full …
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        _fail(f"{where}{exc.strerror or exc}; nothing was changed.")
+    except Exception as exc:  # noqa: BLE001 - database driver errors: one line, not a traceback
+        from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+        if isinstance(exc, ArgumentError):
+            _fail(f"--db {_state.db_url!r} is not a database URL; give sqlite:///FILE or postgresql://USER@HOST/DB.")
+        if isinstance(exc, SQLAlchemyError):
+            reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
+            _fail(f"The database refused the change ({reason}); nothing was changed.")
+        raise
 
 
 def _db(create: bool = False):  # noqa: ANN202
@@ -384,13 +396,16 @@ def export(
 
 
 @app.command("backup")
-def backup(out: Path = typer.Option(..., "--out", help="Backup file to write (SQLite database copy, or pg_dump archive for PostgreSQL).")) -> None:
-    """Write a consistent snapshot of the whole database while readers keep working."""
+def backup(
+    out: Path = typer.Option(..., "--out", help="Backup file to write (SQLite database copy, or pg_dump archive for PostgreSQL); never the live database."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it is an earlier TSCT backup (any other file is never replaced)."),
+) -> None:
+    """Write a consistent snapshot of the whole database while readers keep working; the copy is checked after writing."""
     from .exchange import backup_database
 
     with _errors():
         db = _db()
-        result = backup_database(db, out, actor=_state.actor)
+        result = backup_database(db, out, actor=_state.actor, force=force)
         console.print(f"[bold green]{result.summary()}[/]")
 
 
