@@ -113,7 +113,7 @@ def create_account(
             raise DuplicateReaderError(f"Reader {reader.name!r} already has an account.")
         reader_id = reader.id
     elif role == "reader":
-        raise ReaderStudyError("A reader account must belong to a reader; give reader_name.")
+        raise ReaderStudyError("A reader account must belong to a reader; give the reader's name (--reader NAME, as in the study's readers list).")
     account = Account(username=username, password_hash=_HASHER.hash(password), role=role, reader_id=reader_id, must_change_password=True)
     session.add(account)
     session.flush()

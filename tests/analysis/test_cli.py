@@ -88,9 +88,9 @@ def test_power_command(tmp_path):
         (["st", VAN_DYKE, "--fom", "Wilcoxon", "--method", "XYZ"], "method"),
         (["st", VAN_DYKE, "--fom", "Wilcoxon", "--analysis", "RRXX"], "Unknown analysis"),
         (["st", VAN_DYKE, "--fom", "Wilcoxon", "--backend", "rjafroc"], "RJafroc backend not available"),
-        (["st", VAN_DYKE, "--fom", "Wilcoxon", "--method", "DBM", "--covariance", "delong"], "method='OR'"),
+        (["st", VAN_DYKE, "--fom", "Wilcoxon", "--method", "DBM", "--covariance", "delong"], "--method OR"),
         (["fom", VAN_DYKE, "--fom", "NoSuchFom"], "NoSuchFom"),
-        (["power", VAN_DYKE, "--fom", "Wilcoxon", "--target-power", "2"], "target_power"),
+        (["power", VAN_DYKE, "--fom", "Wilcoxon", "--target-power", "2"], "--target-power"),
     ],
 )
 def test_bad_input_gives_one_red_line_and_exit_code_2(args, message):
