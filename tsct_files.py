@@ -77,9 +77,23 @@ def check_output_dir(path: str | Path, *, option: str = "--out") -> Path:
     existing = _nearest_existing(path.absolute())
     if not existing.is_dir():
         raise OutputPathError(f"{option} {path}: {existing} is a file, so no folder can be made under it; give another folder.")
-    if not _writable_dir(existing):
+    if not _writable_dir(existing) or not _probe(existing):
         raise OutputPathError(f"{option} {path}: the folder {existing} is not writable; give a folder you can write to.")
     return path
+
+
+def _probe(folder: Path) -> bool:
+    """Whether a file can really be created in ``folder`` (access() says yes to root even where writing fails)."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".tsct-probe-", dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    try:
+        os.unlink(name)
+    except OSError:
+        pass
+    return True
 
 
 def check_output_file(path: str | Path, *, option: str = "--out", overwrite: bool = True) -> Path:

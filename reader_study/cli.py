@@ -70,7 +70,8 @@ def _errors() -> Iterator[None]:
         yield
     except (InputFileError, CaseListError) as exc:
         problems = getattr(exc, "problems", [])
-        table = Table(title=str(exc).splitlines()[0], show_lines=False)
+        err_console.print(str(exc).splitlines()[0], soft_wrap=True, highlight=False, markup=False)
+        table = Table(show_lines=False)
         table.add_column("row", justify="right")
         table.add_column("column")
         table.add_column("what to fix")
@@ -92,13 +93,30 @@ def _errors() -> Iterator[None]:
             _fail(f"--db {_state.db_url!r} is not a database URL; give sqlite:///FILE or postgresql://USER@HOST/DB.")
         if isinstance(exc, SQLAlchemyError):
             reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
-            _fail(f"The database refused the change ({reason}); nothing was changed.")
+            _fail(f"The database {_safe_url()} refused the request ({reason}); nothing was changed.")
         raise
 
 
-def _db(create: bool = False):  # noqa: ANN202
-    from .db import init_db, open_db
+def _safe_url() -> str:
+    from sqlalchemy.engine import make_url
 
+    from .db import default_database_url
+
+    try:
+        return make_url(_state.db_url or default_database_url()).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - only for a message
+        return str(_state.db_url)
+
+
+def _db(create: bool = False):  # noqa: ANN202
+    from sqlalchemy.engine import make_url
+
+    from .db import default_database_url, init_db, open_db
+
+    if not create:
+        url = make_url(_state.db_url or default_database_url())
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") and not Path(url.database).is_file():
+            _fail(f"There is no database at {url.database}; create it with `tsct study init-db` (or give --db / $TSCT_DATABASE_URL).")
     return init_db(_state.db_url) if create else open_db(_state.db_url)
 
 
@@ -460,9 +478,15 @@ def audit_cmd(
     """Show the audit log (newest last)."""
     from .audit import audit_frame
 
+    from .coordinator import get_study
+
     with _errors():
+        if limit < 1:
+            _fail(f"--limit must be 1 or more, got {limit}.")
         db = _db()
         with db.snapshot() as s:
+            if code is not None:
+                get_study(s, code)  # an unknown study is an error, not an empty log
             frame = audit_frame(s, study_code=code, limit=limit)
         _print_frame(frame, "Audit log")
 
@@ -479,7 +503,12 @@ def accounts_add(
 
     with _errors():
         if password_file is not None:
-            password = password_file.read_text().strip()
+            if not password_file.is_file():
+                _fail(f"--password-file {password_file} is not a file; give a text file holding the initial password.")
+            try:
+                password = password_file.read_text(encoding="utf-8").strip()
+            except UnicodeDecodeError:
+                _fail(f"--password-file {password_file} is not UTF-8 text; write the initial password as plain text.")
         else:
             password = typer.prompt("Initial password", hide_input=True, confirmation_prompt=True)
         db = _db()

@@ -481,7 +481,12 @@ def add_readers(session: Session, study_code: str, readers: Iterable[ReaderSpec]
     for spec in specs:
         name = spec.name.strip()
         if not name:
-            raise DuplicateReaderError("A reader needs a name.")
+            raise DuplicateReaderError("A reader needs a name (--name, or the 'name' column of the readers file).")
+        if len(name) > 200 or any(not ch.isprintable() for ch in name):
+            raise ReaderStudyError(f"Reader name {name[:40]!r} must be 1-200 printable characters.")
+        years = spec.experience_years
+        if years is not None and not (isinstance(years, (int, float)) and years == years and 0 <= years < 100):
+            raise ReaderStudyError(f"Reader {name!r}: years of experience (--years) must be a number from 0 to 99, got {years!r}.")
         if name.casefold() in seen:
             raise DuplicateReaderError(f"Reader name {name!r} is given twice; reader names must be unique.")
         seen[name.casefold()] = spec

@@ -530,7 +530,11 @@ def import_marks(
                 else:
                     point, index = locate_mark(grid, case.code, None, [row.get("index_x", ""), row.get("index_y", ""), row.get("index_z", "")])
             except MarkPositionError as exc:
-                problems.append(InputProblem(row_number, "x_mm" if use_mm else "index_x", str(exc)))
+                names = ("x_mm", "y_mm", "z_mm") if use_mm else ("index_x", "index_y", "index_z")
+                column = next((c for c in names if not _finite_number(row.get(c, ""))), ", ".join(names))
+                problems.append(InputProblem(row_number, column, str(exc)))
+            if use_mm and has_index and any(row.get(c) for c in ("index_x", "index_y", "index_z")):
+                problems.append(InputProblem(row_number, "index_x", "both a position in mm (x_mm, y_mm, z_mm) and a voxel index (index_x, index_y, index_z); give one of them"))
         key = row.get("client_key") or f"import:{file_digest[:16]}:{row_number}"
         if rid is not None:
             if (rid, key) in keys_seen:
@@ -609,6 +613,14 @@ def import_marks(
     audit.record(session, actor=actor, action="IMPORT_MARKS", entity="study", entity_id=study.id, study_id=study.id,
                  file=str(path), sha256=file_digest, rows=len(planned), added=added, skipped=skipped, reads_finished=finished)
     return ImportResult(path, len(planned), added, skipped, finished)
+
+
+def _finite_number(text: str) -> bool:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return False
+    return value == value and abs(value) != float("inf")
 
 
 def _imported_read(session: Session, read_id: int) -> bool:
@@ -797,6 +809,9 @@ def backup_database(db: Database, dest: str | Path, *, actor: str = "coordinator
         with partial.open("rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(partial, dest)
+    except sqlite3.Error as exc:
+        partial.unlink(missing_ok=True)
+        raise ReaderStudyError(f"The backup to {dest} failed ({exc}); nothing was written.") from None
     except BaseException:
         partial.unlink(missing_ok=True)
         raise

@@ -45,6 +45,7 @@ from .db import Database
 from .reading import ReadingService
 from .coordinator import get_study
 from .errors import ReaderStudyError, StudyStateError
+from tsct_files import pause_point
 
 __all__ = [
     "ReaderProfile",
@@ -585,6 +586,7 @@ def simulate_readers(
                     n_saved += 1
                     summary.n_marks += 1
                     counts["marks"] += 1
+                pause_point(f"simulate-before-finish-{done + 1}")  # kill -9 tests: marks saved, the read not yet finished
                 reading_time = float(rng.gamma(4.0, profile.reading_time_s / 4.0))
                 clock_now[0] += dt.timedelta(seconds=reading_time)
                 svc.finish_case(item.case_read_id, no_lesion=n_saved == 0, reading_time_s=reading_time)
