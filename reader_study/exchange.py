@@ -531,7 +531,7 @@ def import_marks(
                     point, index = locate_mark(grid, case.code, None, [row.get("index_x", ""), row.get("index_y", ""), row.get("index_z", "")])
             except MarkPositionError as exc:
                 names = ("x_mm", "y_mm", "z_mm") if use_mm else ("index_x", "index_y", "index_z")
-                column = next((c for c in names if not _finite_number(row.get(c, ""))), ", ".join(names))
+                column = next((c for c in names if not _finite_number(row.get(c, ""))), None) or _axis_outside(grid, names, [row.get(c, "") for c in names], use_mm)
                 problems.append(InputProblem(row_number, column, str(exc)))
             if use_mm and has_index and any(row.get(c) for c in ("index_x", "index_y", "index_z")):
                 problems.append(InputProblem(row_number, "index_x", "both a position in mm (x_mm, y_mm, z_mm) and a voxel index (index_x, index_y, index_z); give one of them"))
@@ -613,6 +613,21 @@ def import_marks(
     audit.record(session, actor=actor, action="IMPORT_MARKS", entity="study", entity_id=study.id, study_id=study.id,
                  file=str(path), sha256=file_digest, rows=len(planned), added=added, skipped=skipped, reads_finished=finished)
     return ImportResult(path, len(planned), added, skipped, finished)
+
+
+def _axis_outside(grid: GridInfo, names: tuple[str, ...], values: list[str], use_mm: bool) -> str:
+    """The column whose coordinate lies outside the exam (all of them when that cannot be told)."""
+    import numpy as np
+
+    try:
+        volume = grid.to_volume()
+        v = np.asarray([float(x) for x in values])
+        idx = volume.point_to_index(v) if use_mm else v
+        size = np.asarray(volume.size, dtype=float)
+        outside = [n for n, i, s_ in zip(names, idx, size) if i < -0.5 or i > s_ - 0.5]
+    except Exception:  # noqa: BLE001 - only to name a column in a message
+        outside = []
+    return ", ".join(outside or names)
 
 
 def _finite_number(text: str) -> bool:

@@ -229,7 +229,7 @@ def _study_cases() -> list[Hostile]:
     add(Hostile("create-treatment-twice", "study create", (*create, "NEW", "--case-list", "{CASES}", "--treatment", "a", "--treatment", "a"), ("unique",)))
     # case list and exams
     add(Hostile("create-caselist-missing", "study create", (*create, "NEW", "--case-list", "{W}/nope.csv"), ("nope.csv",)))
-    add(Hostile("create-caselist-folder", "study create", (*create, "NEW", "--case-list", "{W}"), ("create-caselist-folder",)))
+    add(Hostile("create-caselist-folder", "study create", (*create, "NEW", "--case-list", "{W}/list-folder.csv"), ("list-folder.csv",), setup=_text("list-folder.csv/keep", "")))
     add(Hostile("create-caselist-empty", "study create", (*create, "NEW", "--case-list", "{W}/empty.csv"), ("empty.csv", "empty", "no cases"), setup=_text("empty.csv", "")))
     add(Hostile("create-caselist-binary", "study create", (*create, "NEW", "--case-list", "{W}/bin.csv"), ("bin.csv",), setup=_text("bin.csv", bytes(range(256)) * 4)))
     for who in ("prior", "current"):

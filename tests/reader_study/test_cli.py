@@ -100,7 +100,8 @@ def test_errors_are_one_clear_message_without_traceback(cli_env, case_files, tmp
     case_list, _ = case_files
     empty = f"sqlite:///{tmp_path / 'empty.sqlite3'}"
     r = Outcome(runner.invoke(app, ["study", "--db", empty, "lock", "NOPE"]))
-    assert r.exit_code == 2 and "is empty" in r.output and "init-db" in r.output  # no schema yet: says how to create it
+    assert r.exit_code == 2 and "no database at" in r.output and "init-db" in r.output  # no file yet: says how to create it
+    assert not (tmp_path / "empty.sqlite3").exists()  # and creates nothing
     assert Outcome(runner.invoke(app, ["study", "--db", empty, "init-db"])).exit_code == 0
     assert run("init-db").exit_code == 0  # upgrading an up-to-date database is a no-op
     r = run("lock", "NOPE")
