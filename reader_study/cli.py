@@ -75,9 +75,16 @@ def _errors() -> Iterator[None]:
         table.add_column("row", justify="right")
         table.add_column("column")
         table.add_column("what to fix")
-        for p in problems:
+        shown = problems if len(problems) <= 50 else problems[:50]
+        for p in shown:
             table.add_row("" if p.row is None else str(p.row), p.column or "", p.message)
         err_console.print(table)
+        if len(shown) < len(problems):
+            from tsct_files import problems_file
+
+            full = problems_file([f"row {p.row if p.row is not None else '-'}, {p.column or '-'}: {p.message}" for p in problems],
+                                 near=getattr(exc, "path", None), stem="tsct-study-problems")
+            err_console.print(f"{len(problems) - len(shown)} more problem(s) not shown; the full list of {len(problems)} is in {full}", soft_wrap=True, highlight=False)
         raise typer.Exit(2) from None
     except ReaderStudyError as exc:
         _fail(str(exc))

@@ -394,6 +394,8 @@ def _marks_cases() -> list[Hostile]:
     ]:
         setup = None if content is None else _text("marks.csv", content)
         add(Hostile(f"marks-{label}", "import marks", imp, (word,), setup=setup))
+    many = "".join(f"Open Ada,C001,aided,{9 + i},0,0,12\n" for i in range(80))
+    add(Hostile("marks-eighty-bad-rows", "import marks", imp, ("the full list of 80",), setup=_marks("marks.csv", many)))
     add(Hostile("marks-unknown-study", "import marks", ("study", "import-marks", "NOPE", "{W}/marks.csv"), ("NOPE",), setup=_marks("marks.csv", "Open Ada,C001,aided,4,0,0,12\n")))
     add(Hostile("marks-closed-study", "import marks", ("study", "import-marks", "DONE", "{W}/marks.csv"), ("closed",), setup=_marks("marks.csv", "Done Ada,C001,aided,4,0,0,12\n")))
     add(Hostile("marks-draft-study", "import marks", ("study", "import-marks", "DRAFT", "{W}/marks.csv"), ("draft", "not open"), setup=_marks("marks.csv", "Draft Ada,C001,aided,4,0,0,12\n")))
