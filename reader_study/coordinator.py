@@ -412,7 +412,7 @@ def create_study(
     if acceptance_rule == "radius" and (acceptance_radius_mm is None or not acceptance_radius_mm > 0):
         raise ReaderStudyError(f"The radius acceptance rule needs a positive acceptance radius in mm, got {acceptance_radius_mm!r}.")
     if not washout_days >= 0:
-        raise ReaderStudyError(f"washout_days must be zero or more, got {washout_days!r}.")
+        raise ReaderStudyError(f"The washout (--washout-days) must be zero or more days, got {washout_days!r}.")
     treatments = tuple(treatments)
     if not treatments:
         raise ReaderStudyError("A study needs at least one treatment (e.g. unaided and aided=subtraction+zmap).")
