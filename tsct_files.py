@@ -233,8 +233,11 @@ def problems_file(lines: Iterable[str], *, near: str | Path | None = None, stem:
     if near is not None:
         near = Path(near)
         candidate = near.with_name(near.name + ".problems.txt")
-        if candidate.parent.is_dir() and _writable_dir(candidate.parent):
-            return atomic_write_text(candidate, text)
+        if candidate.parent.is_dir() and _writable_dir(candidate.parent) and _probe(candidate.parent):
+            try:
+                return atomic_write_text(candidate, text)
+            except OSError:
+                pass
     fd, name = tempfile.mkstemp(prefix=f"{stem}-", suffix=".txt")
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
