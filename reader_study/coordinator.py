@@ -419,6 +419,15 @@ def create_study(
     repeated = [c for c, n in Counter(t.code for t in treatments).items() if n > 1]
     if repeated:
         raise ReaderStudyError(f"Treatment codes must be unique; repeated: {', '.join(repeated)}.")
+    from workstation.layers import AID_LAYERS, unknown_overlays
+
+    for spec in treatments:
+        unknown = unknown_overlays(spec.overlays)
+        if unknown:
+            raise ReaderStudyError(
+                f"Treatment {spec.code!r} (--treatment): unknown overlay(s) {', '.join(unknown)}; readers would see nothing for them. "
+                f"Known overlays: {', '.join(sorted(AID_LAYERS))}, e.g. aided=subtraction+zmap."
+            )
 
     from cases import CaseList, read_case_list
 

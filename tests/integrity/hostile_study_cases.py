@@ -226,6 +226,7 @@ def _study_cases() -> list[Hostile]:
         ("--washout-days", "-1", "washout"), ("--washout-days", "nan", "washout"), ("--treatment", "a b", "treatment"), ("--treatment", "=zmap", "treatment"),
     ]:
         add(Hostile(f"create-{opt.strip('-')}-{value or 'empty'}", "study create", (*create, "NEW", "--case-list", "{CASES}", opt, value), (word,)))
+    add(Hostile("create-treatment-unknown-overlay", "study create", (*create, "NEW", "--case-list", "{CASES}", "--treatment", "unaided", "--treatment", "aided=heatmap"), ("heatmap",)))
     add(Hostile("create-treatment-twice", "study create", (*create, "NEW", "--case-list", "{CASES}", "--treatment", "a", "--treatment", "a"), ("unique",)))
     # case list and exams
     add(Hostile("create-caselist-missing", "study create", (*create, "NEW", "--case-list", "{W}/nope.csv"), ("nope.csv",)))
