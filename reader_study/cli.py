@@ -332,6 +332,16 @@ def verify(code: str = typer.Argument(..., help="Study code.")) -> None:
             _fail(f"Study {code} is not locked; its content hash would be {result.now_hash}.", 1)
         if result.ok:
             console.print(f"[bold green]OK[/] {code}: truth, design and {result.n_files} locked file(s) unchanged since the lock (sha256 {result.stored_hash}).")
+            with db.snapshot() as s:
+                from sqlalchemy import func, select
+
+                from .models import Study, StudyFile, Treatment
+
+                study_id = s.scalar(select(Study.id).where(Study.code == code))
+                aided = s.scalar(select(func.count()).select_from(Treatment).where(Treatment.study_id == study_id, Treatment.overlays != ""))
+                det = s.scalar(select(func.count()).select_from(StudyFile).where(StudyFile.study_id == study_id, StudyFile.role == "detector"))
+            if aided and not det:
+                console.print("[yellow]Note:[/] the detector outputs readers see in the aided treatment(s) were not part of this lock (locked without --detector-dir).")
             return
         if result.changes:
             message = f"{code}: {describe_changes(result.changes)}."
