@@ -194,7 +194,7 @@ def _xlsx_variant(name: str, change: Callable[[dict], None]) -> Callable[[Path, 
     def setup(w: Path, env: StudyEnv) -> None:
         import pandas as pd
 
-        sheets = pd.read_excel(env.jafroc, sheet_name=None)
+        sheets = pd.read_excel(env.jafroc, sheet_name=None, engine="openpyxl")
         change(sheets)
         with pd.ExcelWriter(w / name) as writer:
             for sheet, frame in sheets.items():
