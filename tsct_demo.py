@@ -128,7 +128,7 @@ def run_demo(settings: DemoSettings, *, say: Callable[[str], None] = print, prog
                 detector_dir=None if batch.failed else detector_dir,  # outputs checked against the exams and recorded
             )
             plan = rs.make_design(s, code, seed=settings.seed)
-            rs.lock_study(s, code)
+            rs.lock_study(s, code, detector_dir=detector_dir)  # the overlays readers see are part of the lock
             rs.open_study(s, code)
         balance = plan.check_balance()
         notes = "".join(f"; {c.message}" for c in balance.checks if c.level != "ok")

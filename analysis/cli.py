@@ -20,6 +20,7 @@ in ``docs/analysis-data.md``.  Problems with the input print one red line and ex
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from pathlib import Path
 from typing import List, Optional
@@ -96,16 +97,64 @@ class RichTable:
         return Text("\n").join(lines)
 
 
-def _one_line(message: str, limit: int = 600) -> str:
-    text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+#: Python argument names in messages shared with the Python API -> this command's option names.
+_OPTION_OF = {
+    "method": "--method", "analyses": "--analysis", "analysis": "--analysis", "covariance": "--covariance", "fom": "--fom",
+    "alpha": "--alpha", "n_bootstraps": "--bootstraps", "random_state": "--seed", "backend": "--backend",
+    "target_power": "--target-power", "effect_size": "--effect-size",
+}
+_ARG_RE = re.compile(r"\b(" + "|".join(sorted(_OPTION_OF, key=len, reverse=True)) + r")\s*=\s*(?:'([^']*)'|\"([^\"]*)\"|([\w.+-]+))")
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _user_words(text: str) -> str:
+    """Say ``--method OR`` where a message shared with the Python API says ``method='OR'``."""
+    return _ARG_RE.sub(lambda m: f"{_OPTION_OF[m.group(1)]} {next(g for g in m.groups()[1:] if g is not None)}", text)
+
+
+def _one_line(message: str) -> str:
+    return _user_words(" ".join(part.strip() for part in str(message).splitlines() if part.strip()))
+
+
+def _fail(message: str, code: int = 2, *, near: Optional[Path] = None, limit: int = 600) -> None:
+    """Print one red line and exit. A message longer than ``limit`` characters is not cut: the
+    line gives its start and the number of problems, and the full list goes to a file beside
+    ``near`` (the input file) or into the temporary folder."""
     from rich.markup import escape
 
-    err_console.print(f"[bold red]Error:[/] {escape(_one_line(message))}", highlight=False, soft_wrap=True)
+    text = _one_line(message)
+    if len(text) > limit:
+        from tsct_files import problems_file
+
+        lines = [ln.strip() for ln in str(message).splitlines() if ln.strip()]
+        if len(lines) <= 1:
+            lines = [p.strip() for p in re.split(r"(?<=[.;])\s+", text) if p.strip()]
+        path = problems_file(lines, near=near, stem="tsct-analyze-problems")
+        cut = text[:limit].rsplit(" ", 1)[0]
+        text = f"{cut} … ({len(lines)} lines in all; the full list is in {path})"
+    err_console.print(f"[bold red]Error:[/] {escape(text)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _out_file(path: Optional[Path], option: str) -> None:
+    """Refuse a bad output file path before any work (a folder, under a file, not writable)."""
+    if path is None:
+        return
+    from tsct_files import OutputPathError, check_output_file
+
+    try:
+        check_output_file(path, option=option)
+    except OutputPathError as exc:
+        _fail(str(exc))
+
+
+def _write_json_file(path: Path, text: str) -> None:
+    """Write a JSON output atomically; an OS error is one line, and nothing is left behind."""
+    from tsct_files import atomic_write_text
+
+    try:
+        atomic_write_text(path, text if text.endswith("\n") else text + "\n")
+    except OSError as exc:
+        _fail(f"Cannot write {path}: {exc.strerror or exc}; nothing was written.")
 
 
 def _load(path: Path):
@@ -119,7 +168,7 @@ def _load(path: Path):
     try:
         return read_observer_data(path)
     except (ValueError, OSError, KeyError) as exc:
-        _fail(f"{path.name}: {exc}")
+        _fail(f"{path.name}: {exc}", near=path)
 
 
 def _write_json(path: Path, doc: dict) -> None:
@@ -127,10 +176,7 @@ def _write_json(path: Path, doc: dict) -> None:
     import json
     import os
 
-    text = json.dumps(doc, indent=2, allow_nan=False, default=str) + "\n"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    _write_json_file(path, json.dumps(doc, indent=2, allow_nan=False, default=str))
 
 
 def _num(x, digits: int = 4) -> str:
@@ -242,6 +288,7 @@ def fom_command(
     from analysis.fom import fom_matrix
     from analysis.results import Provenance
 
+    _out_file(json_out, "--json")
     data = _load(file)
     doc = {"foms": {}}
     for name in fom:
@@ -297,6 +344,7 @@ def st_command(
 
     if backend.lower() not in ("python", "rjafroc"):
         _fail(f"--backend must be python or rjafroc, not {backend!r}.")
+    _out_file(json_out, "--json")
     data = _load(file)
     progress = None
     if covariance.lower() == "bootstrap":
@@ -384,15 +432,16 @@ def power_command(
     from analysis.results import Provenance, iter_analyses
 
     if not 0.0 < target_power < 1.0:
-        _fail(f"target_power must be a float in (0, 1). Got {target_power!r} instead.")
+        _fail(f"--target-power must be a number between 0 and 1 (exclusive). Got {target_power!r}.")
     if not 0.0 < alpha < 1.0:
-        _fail(f"alpha must be a float in (0, 1). Got {alpha!r} instead.")
+        _fail(f"--alpha must be a number between 0 and 1 (exclusive). Got {alpha!r}.")
     if any(j < 2 for j in readers):
         _fail(f"--readers must be at least 2 (the random-reader analyses need 2 readers). Got {list(readers)}.")
     if cases is not None and cases < 2:
         _fail(f"--cases must be at least 2. Got {cases}.")
     if max_cases < 2:
         _fail(f"--max-cases must be at least 2. Got {max_cases}.")
+    _out_file(json_out, "--json")
     data = _load(file)
     chosen = None
     if treatments is not None:
@@ -495,13 +544,28 @@ def report_command(
     from analysis.report import write_report
     from analysis.significance import BackendNotAvailableError
 
-    data = _load(file)
+    from analysis.subgroups import SUBGROUP_KINDS
+    from tsct_files import OutputPathError, check_output_dir
+
     if subgroups.strip().lower() == "auto":
         kinds = "auto"
     elif subgroups.strip().lower() in ("none", ""):
         kinds = []
     else:
         kinds = [k.strip() for k in subgroups.split(",") if k.strip()]
+        bad = [k for k in kinds if k not in SUBGROUP_KINDS and not (k.startswith("lesion:") and len(k) > len("lesion:"))]
+        if bad:
+            _fail(
+                f"--subgroups: unknown subgroup kind(s) {', '.join(repr(b) for b in bad)}; valid choices: "
+                f"{', '.join(SUBGROUP_KINDS)}, lesion:<attribute> (a lesion attribute of the file), auto or none."
+            )
+    if not 0.0 < alpha < 1.0:
+        _fail(f"--alpha must be a number between 0 and 1 (exclusive). Got {alpha!r}.")
+    try:
+        check_output_dir(out, option="--out")
+    except OutputPathError as exc:
+        _fail(str(exc))
+    data = _load(file)
     caught: list = []
     try:
         with Status("Analysing", console=err_console) as status, warnings.catch_warnings(record=True) as caught:
@@ -515,7 +579,9 @@ def report_command(
     except BackendNotAvailableError as exc:
         _fail(str(exc))
     except ValueError as exc:
-        _fail(str(exc))
+        _fail(str(exc), near=file)
+    except OSError as exc:
+        _fail(f"Cannot write the report under {out}: {exc.strerror or exc}; nothing was written.")
     shown = set()
     for w in caught:
         msg = str(w.message)

@@ -923,9 +923,17 @@ def write_report(
         if progress is not None:
             progress(msg)
 
+    from tsct_files import check_output_dir, pause_point, staged_dir
+
     name = study_name or data.name or (Path(input_path).stem if input_path else "") or "study"
     directory = Path(out_dir) / study_slug(name)
-    directory.mkdir(parents=True, exist_ok=True)
+    check_output_dir(directory, option="--out")
+    if subgroups not in ("auto", None):
+        from analysis.subgroups import _lesion_attribute
+
+        for kind in ([subgroups] if isinstance(subgroups, str) else list(subgroups)):
+            if isinstance(kind, str):
+                _lesion_attribute(kind)  # an unknown kind is refused before any work (SubgroupError)
     prov = Provenance.from_file(input_path) if input_path is not None else Provenance()
     if detector_outputs is not None:
         prov = replace(prov, detector_outputs=dict(detector_outputs))
@@ -1071,8 +1079,6 @@ def write_report(
         curves_csv=directory / "curves.csv",
         pdf=(directory / "report.pdf") if pdf else None,
     )
-    paths.html.write_text(html, encoding="utf-8")
-
     doc = result.to_dict()
     doc["report"] = {
         "schema": REPORT_SCHEMA_ID,
@@ -1086,21 +1092,29 @@ def write_report(
     doc["subgroups"] = {sg.by: sg.to_dict() for sg in sub_results}
     if fit_json is not None:
         doc["roc_fits"] = fit_json
-    paths.json.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-
-    _foms_frame(result, data, prov).to_csv(paths.foms_csv, index=False)
-    _differences_frame(result, sub_results, prov).to_csv(paths.differences_csv, index=False)
-    curves_out = curves_all.copy()
-    curves_out["input_sha256"] = prov.input_sha256
-    curves_out["package_version"] = prov.package_version
-    curves_out.to_csv(paths.curves_csv, index=False)
-
-    if pdf:
-        step("PDF")
-        _write_pdf(paths.pdf, context, result, sub_results, [(cap, f) for _, cap, f in figures])
-    else:
+    doc_text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
+    # Every file is written into a hidden staging folder beside the report's folder and moved in
+    # when all are complete: a failed or killed run never leaves a truncated PDF beside a
+    # complete HTML (the next run removes a killed run's staging folder).
+    try:
+        with staged_dir(directory) as stage:
+            (stage / "report.html").write_text(html, encoding="utf-8")
+            (stage / "results.json").write_text(doc_text, encoding="utf-8")
+            _foms_frame(result, data, prov).to_csv(stage / "foms.csv", index=False)
+            _differences_frame(result, sub_results, prov).to_csv(stage / "differences.csv", index=False)
+            curves_out = curves_all.copy()
+            curves_out["input_sha256"] = prov.input_sha256
+            curves_out["package_version"] = prov.package_version
+            curves_out.to_csv(stage / "curves.csv", index=False)
+            pause_point("report-before-pdf")
+            if pdf:
+                step("PDF")
+                _write_pdf(stage / "report.pdf", context, result, sub_results, [(cap, f) for _, cap, f in figures])
+    finally:
         for _, _, f in figures:
             plt.close(f)
+    if not pdf and (directory / "report.pdf").is_file():
+        (directory / "report.pdf").unlink()  # a PDF of an earlier run must not sit beside this report
     return paths
 
 

@@ -53,6 +53,8 @@ from .coordinator import (
     read_readers_file,
     study_status,
     verify_lock,
+    verify_study,
+    LockVerification,
     waive_washout,
 )
 from .db import Database, default_database_url, init_db, open_db
@@ -106,6 +108,8 @@ __all__ = [
     "load_design",
     "lock_study",
     "verify_lock",
+    "verify_study",
+    "LockVerification",
     "open_study",
     "close_study",
     "waive_washout",

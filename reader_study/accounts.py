@@ -99,8 +99,12 @@ def create_account(
     username = username.strip()
     if not username:
         raise ReaderStudyError("A user name is needed.")
+    if len(username) > 64 or any(not ch.isprintable() or ch.isspace() for ch in username):
+        raise ReaderStudyError(f"The user name {username[:40]!r}{'…' if len(username) > 40 else ''} must be 1-64 printable characters without spaces, e.g. 'jdoe'.")
     if role not in ACCOUNT_ROLES:
         raise ReaderStudyError(f"Role {role!r} is not one of {', '.join(ACCOUNT_ROLES)}.")
+    if reader_name is not None and role != "reader":
+        raise ReaderStudyError(f"Only a reader account belongs to a reader; drop --reader for a {role} account (or use --role reader).")
     _check_password(password)
     if session.scalar(select(Account.id).where(func.lower(Account.username) == username.lower())) is not None:
         raise DuplicateReaderError(f"The user name {username!r} is already taken.")
@@ -113,7 +117,7 @@ def create_account(
             raise DuplicateReaderError(f"Reader {reader.name!r} already has an account.")
         reader_id = reader.id
     elif role == "reader":
-        raise ReaderStudyError("A reader account must belong to a reader; give reader_name.")
+        raise ReaderStudyError("A reader account must belong to a reader; give the reader's name (--reader NAME, as in the study's readers list).")
     account = Account(username=username, password_hash=_HASHER.hash(password), role=role, reader_id=reader_id, must_change_password=True)
     session.add(account)
     session.flush()

@@ -70,23 +70,60 @@ def _errors() -> Iterator[None]:
         yield
     except (InputFileError, CaseListError) as exc:
         problems = getattr(exc, "problems", [])
-        table = Table(title=str(exc).splitlines()[0], show_lines=False)
+        err_console.print(str(exc).splitlines()[0], soft_wrap=True, highlight=False, markup=False)
+        table = Table(show_lines=False)
         table.add_column("row", justify="right")
         table.add_column("column")
         table.add_column("what to fix")
-        for p in problems:
+        shown = problems if len(problems) <= 50 else problems[:50]
+        for p in shown:
             table.add_row("" if p.row is None else str(p.row), p.column or "", p.message)
         err_console.print(table)
+        if len(shown) < len(problems):
+            from tsct_files import problems_file
+
+            full = problems_file([f"row {p.row if p.row is not None else '-'}, {p.column or '-'}: {p.message}" for p in problems],
+                                 near=getattr(exc, "path", None), stem="tsct-study-problems")
+            err_console.print(f"{len(problems) - len(shown)} more problem(s) not shown; the full list of {len(problems)} is in {full}", soft_wrap=True, highlight=False)
         raise typer.Exit(2) from None
     except ReaderStudyError as exc:
         _fail(str(exc))
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
+    except OSError as exc:  # a folder that cannot be written, a disk that is full …
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        _fail(f"{where}{exc.strerror or exc}; nothing was changed.")
+    except Exception as exc:  # noqa: BLE001 - database driver errors: one line, not a traceback
+        from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+        if isinstance(exc, ArgumentError):
+            _fail(f"--db {_state.db_url!r} is not a database URL; give sqlite:///FILE or postgresql://USER@HOST/DB.")
+        if isinstance(exc, SQLAlchemyError):
+            reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
+            _fail(f"The database {_safe_url()} refused the request ({reason}); nothing was changed.")
+        raise
+
+
+def _safe_url() -> str:
+    from sqlalchemy.engine import make_url
+
+    from .db import default_database_url
+
+    try:
+        return make_url(_state.db_url or default_database_url()).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - only for a message
+        return str(_state.db_url)
 
 
 def _db(create: bool = False):  # noqa: ANN202
-    from .db import init_db, open_db
+    from sqlalchemy.engine import make_url
 
+    from .db import default_database_url, init_db, open_db
+
+    if not create:
+        url = make_url(_state.db_url or default_database_url())
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") and not Path(url.database).is_file():
+            _fail(f"There is no database at {url.database}; create it with `tsct study init-db` (or give --db / $TSCT_DATABASE_URL).")
     return init_db(_state.db_url) if create else open_db(_state.db_url)
 
 
@@ -254,32 +291,70 @@ def design(
 
 
 @app.command("lock")
-def lock(code: str = typer.Argument(..., help="Study code.")) -> None:
-    """Freeze truth, design and settings; stores their SHA-256 content hash. Any later change is refused."""
+def lock(
+    code: str = typer.Argument(..., help="Study code."),
+    detector_dir: Optional[Path] = typer.Option(
+        None, "--detector-dir", envvar="TSCT_DETECTOR_DIR",
+        help="The detector's batch output folder readers' overlays come from (DIR/<case id>/); every output file is hashed into the lock.",
+    ),
+    without_detector_outputs: bool = typer.Option(
+        False, "--without-detector-outputs", help="Lock a study with aided treatments without hashing detector outputs (not recommended).",
+    ),
+) -> None:
+    """Freeze truth, design, settings and the files readers read (exams, label maps, detector outputs): stores their SHA-256 content hash. Any later change is refused or reported."""
     from .coordinator import lock_study
 
     with _errors():
+        if detector_dir is not None and without_detector_outputs:
+            _fail("Give either --detector-dir or --without-detector-outputs, not both.")
+        if detector_dir is not None and not detector_dir.is_dir():
+            _fail(f"--detector-dir {detector_dir} is not a folder; give the detector's batch output folder (DIR/<case id>/).")
         db = _db()
         with db.transaction() as s:
-            digest = lock_study(s, code, actor=_state.actor)
-        console.print(f"[bold green]Locked {code}[/]: content hash {digest}. Next: tsct study open {code}")
+            digest = lock_study(s, code, actor=_state.actor, detector_dir=detector_dir, require_detector=not without_detector_outputs)
+            from sqlalchemy import func, select
+
+            from .models import Study, StudyFile
+
+            n_files = s.scalar(select(func.count()).select_from(StudyFile).join(Study, Study.id == StudyFile.study_id).where(Study.code == code))
+        console.print(f"[bold green]Locked {code}[/]: content hash {digest} over truth, design and {n_files} file(s). Next: tsct study open {code}")
 
 
 @app.command("verify")
 def verify(code: str = typer.Argument(..., help="Study code.")) -> None:
-    """Recompute the content hash of a locked study and compare it with the stored one."""
-    from .coordinator import verify_lock
+    """Recompute the content hash of a locked study and re-hash every locked file; names each file that changed, by case."""
+    from .coordinator import verify_study
+    from .integrity import describe_changes
 
     with _errors():
         db = _db()
         with db.snapshot() as s:
-            ok, stored, now = verify_lock(s, code)
-        if stored is None:
-            _fail(f"Study {code} is not locked; its content hash would be {now}.", 1)
-        if ok:
-            console.print(f"[bold green]OK[/] {code}: truth and design unchanged since the lock (sha256 {stored}).")
-        else:
-            _fail(f"{code}: content hash differs: stored {stored}, now {now}. Truth or design changed after the lock.", 1)
+            result = verify_study(s, code)
+        if result.stored_hash is None:
+            _fail(f"Study {code} is not locked; its content hash would be {result.now_hash}.", 1)
+        if result.ok:
+            console.print(f"[bold green]OK[/] {code}: truth, design and {result.n_files} locked file(s) unchanged since the lock (sha256 {result.stored_hash}).")
+            with db.snapshot() as s:
+                from sqlalchemy import func, select
+
+                from .models import Study, StudyFile, Treatment
+
+                study_id = s.scalar(select(Study.id).where(Study.code == code))
+                aided = s.scalar(select(func.count()).select_from(Treatment).where(Treatment.study_id == study_id, Treatment.overlays != ""))
+                det = s.scalar(select(func.count()).select_from(StudyFile).where(StudyFile.study_id == study_id, StudyFile.role == "detector"))
+            if aided and not det:
+                console.print("[yellow]Note:[/] the detector outputs readers see in the aided treatment(s) were not part of this lock (locked without --detector-dir).")
+            return
+        if result.changes:
+            message = f"{code}: {describe_changes(result.changes)}."
+            if len(result.changes) > 10:
+                from tsct_files import problems_file
+
+                message += f" Full list: {problems_file([str(c) for c in result.changes], stem=f'tsct-verify-{code}')}"
+            if not result.hash_matches:
+                message += " The truth or design in the database changed too."
+            _fail(message, 1)
+        _fail(f"{code}: content hash differs: stored {result.stored_hash}, now {result.now_hash}. Truth or design changed after the lock.", 1)
 
 
 @app.command("open")
@@ -358,13 +433,16 @@ def export(
 
 
 @app.command("backup")
-def backup(out: Path = typer.Option(..., "--out", help="Backup file to write (SQLite database copy, or pg_dump archive for PostgreSQL).")) -> None:
-    """Write a consistent snapshot of the whole database while readers keep working."""
+def backup(
+    out: Path = typer.Option(..., "--out", help="Backup file to write (SQLite database copy, or pg_dump archive for PostgreSQL); never the live database."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it is an earlier TSCT backup (any other file is never replaced)."),
+) -> None:
+    """Write a consistent snapshot of the whole database while readers keep working; the copy is checked after writing."""
     from .exchange import backup_database
 
     with _errors():
         db = _db()
-        result = backup_database(db, out, actor=_state.actor)
+        result = backup_database(db, out, actor=_state.actor, force=force)
         console.print(f"[bold green]{result.summary()}[/]")
 
 
@@ -419,9 +497,15 @@ def audit_cmd(
     """Show the audit log (newest last)."""
     from .audit import audit_frame
 
+    from .coordinator import get_study
+
     with _errors():
+        if limit < 1:
+            _fail(f"--limit must be 1 or more, got {limit}.")
         db = _db()
         with db.snapshot() as s:
+            if code is not None:
+                get_study(s, code)  # an unknown study is an error, not an empty log
             frame = audit_frame(s, study_code=code, limit=limit)
         _print_frame(frame, "Audit log")
 
@@ -438,7 +522,12 @@ def accounts_add(
 
     with _errors():
         if password_file is not None:
-            password = password_file.read_text().strip()
+            if not password_file.is_file():
+                _fail(f"--password-file {password_file} is not a file; give a text file holding the initial password.")
+            try:
+                password = password_file.read_text(encoding="utf-8").strip()
+            except UnicodeDecodeError:
+                _fail(f"--password-file {password_file} is not UTF-8 text; write the initial password as plain text.")
         else:
             password = typer.prompt("Initial password", hide_input=True, confirmation_prompt=True)
         db = _db()

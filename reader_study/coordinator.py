@@ -56,6 +56,7 @@ from .models import (
     ReadingSession,
     Study,
     StudyCase,
+    StudyFile,
     StudyReader,
     Treatment,
     utcnow,
@@ -79,6 +80,9 @@ __all__ = [
     "content_hash",
     "lock_study",
     "verify_lock",
+    "verify_study",
+    "LockVerification",
+    "lock_manifest",
     "open_study",
     "close_study",
     "waive_washout",
@@ -203,6 +207,33 @@ def _exam_grid(path: Path) -> tuple[tuple[int, int, int], tuple[float, ...], tup
     return grid.size, grid.spacing_mm, grid.origin_mm, grid.direction
 
 
+def _exam_problem(path: Path) -> str:
+    """Why an exam cannot be used (empty when it reads in full): missing, truncated, or unreadable.
+
+    Both exams of every case are read before a study is created: NIfTI files must hold every
+    voxel their header promises, other formats (NRRD, MHA, DICOM folders) are read in full.
+    """
+    from .integrity import IncompleteFileError, check_complete
+
+    path = Path(path)
+    if not path.exists():
+        return "does not exist"
+    name = path.name.lower()
+    try:
+        if path.is_file() and name.endswith((".nii", ".nii.gz")):
+            check_complete(path)
+            _exam_grid(path)
+        else:
+            from cases import read_exam
+
+            read_exam(path, check_hu=False)
+    except IncompleteFileError as exc:
+        return f"is incomplete: {str(exc).replace(str(path), 'the file')}"
+    except (ValueError, RuntimeError, OSError) as exc:
+        return f"cannot be read ({' '.join(str(exc).split())[:300]})"
+    return ""
+
+
 # ------------------------------------------------------------------------------------------------
 def get_study(session: Session, code: str) -> Study:
     """The study with ``code``, or :class:`NotFoundError` listing the studies there are."""
@@ -256,6 +287,14 @@ def _add_cases(session: Session, study: Study, case_list: Any, *, training: bool
     cl = case_list if isinstance(case_list, CaseList) else read_case_list(case_list)
     jafroc_id = first_jafroc_id
     for case in cl:
+        unreadable = False
+        for role, exam_path in (("prior", case.prior), ("current", case.current)):
+            why = _exam_problem(exam_path)
+            if why:
+                problems.append(InputProblem(None, role, f"case {case.case_id}: the {role} exam {exam_path} {why}"))
+                unreadable = True
+        if unreadable:
+            continue
         try:
             size, spacing, origin, direction = _exam_grid(case.current)
         except (ValueError, RuntimeError, OSError) as exc:
@@ -354,13 +393,22 @@ def create_study(
     if acceptance_rule == "radius" and (acceptance_radius_mm is None or not acceptance_radius_mm > 0):
         raise ReaderStudyError(f"The radius acceptance rule needs a positive acceptance radius in mm, got {acceptance_radius_mm!r}.")
     if not washout_days >= 0:
-        raise ReaderStudyError(f"washout_days must be zero or more, got {washout_days!r}.")
+        raise ReaderStudyError(f"The washout (--washout-days) must be zero or more days, got {washout_days!r}.")
     treatments = tuple(treatments)
     if not treatments:
         raise ReaderStudyError("A study needs at least one treatment (e.g. unaided and aided=subtraction+zmap).")
     repeated = [c for c, n in Counter(t.code for t in treatments).items() if n > 1]
     if repeated:
         raise ReaderStudyError(f"Treatment codes must be unique; repeated: {', '.join(repeated)}.")
+    from workstation.layers import AID_LAYERS, unknown_overlays
+
+    for spec in treatments:
+        unknown = unknown_overlays(spec.overlays)
+        if unknown:
+            raise ReaderStudyError(
+                f"Treatment {spec.code!r} (--treatment): unknown overlay(s) {', '.join(unknown)}; readers would see nothing for them. "
+                f"Known overlays: {', '.join(sorted(AID_LAYERS))}, e.g. aided=subtraction+zmap."
+            )
 
     from cases import CaseList, read_case_list
 
@@ -440,7 +488,12 @@ def add_readers(session: Session, study_code: str, readers: Iterable[ReaderSpec]
     for spec in specs:
         name = spec.name.strip()
         if not name:
-            raise DuplicateReaderError("A reader needs a name.")
+            raise DuplicateReaderError("A reader needs a name (--name, or the 'name' column of the readers file).")
+        if len(name) > 200 or any(not ch.isprintable() for ch in name):
+            raise ReaderStudyError(f"Reader name {name[:40]!r} must be 1-200 printable characters.")
+        years = spec.experience_years
+        if years is not None and not (isinstance(years, (int, float)) and years == years and 0 <= years < 100):
+            raise ReaderStudyError(f"Reader {name!r}: years of experience (--years) must be a number from 0 to 99, got {years!r}.")
         if name.casefold() in seen:
             raise DuplicateReaderError(f"Reader name {name!r} is given twice; reader names must be unique.")
         seen[name.casefold()] = spec
@@ -601,7 +654,7 @@ def study_content(session: Session, study: Study) -> dict[str, Any]:
         .join(ReadingSession, ReadingSession.id == CaseRead.session_id)
         .where(CaseRead.study_id == study.id)
     ).all()
-    return {
+    content: dict[str, Any] = {
         "format": "tsct-reader-study-content/1",
         "study": {
             "code": study.code, "paradigm": study.paradigm, "rating_scale": study.rating_scale,
@@ -630,6 +683,12 @@ def study_content(session: Session, study: Study) -> dict[str, Any]:
         ],
         "reads": sorted([code_of_reader[r[0]], r[1], r[2], code_of_case[r[3]], code_of_treatment[r[4]]] for r in reads),
     }
+    files = list(session.scalars(select(StudyFile).where(StudyFile.study_id == study.id).order_by(StudyFile.id)))
+    if files:  # studies locked before the file manifest existed keep their content (and hash)
+        content["files"] = sorted(
+            [code_of_case.get(f.case_id, ""), f.role, f.name, f.sha256, int(f.size_bytes), f.model_name, f.model_version] for f in files
+        )
+    return content
 
 
 def content_hash(content: dict[str, Any]) -> str:
@@ -637,11 +696,28 @@ def content_hash(content: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()).hexdigest()
 
 
-def lock_study(session: Session, study_code: str, *, actor: str = "coordinator", now: dt.datetime | None = None) -> str:
-    """Freeze truth, design and settings, and store their content hash; returns the hash.
+def lock_study(
+    session: Session,
+    study_code: str,
+    *,
+    actor: str = "coordinator",
+    now: dt.datetime | None = None,
+    detector_dir: str | Path | None = None,
+    require_detector: bool = False,
+    hash_files: bool = True,
+) -> str:
+    """Freeze truth, design, settings and the files readers read, and store their content hash; returns the hash.
 
     Refused unless the study is a draft with readers, study cases and a complete design (fully
     crossed for the current readers and cases).
+
+    With ``hash_files`` (default) every exam file (prior and current; each file of a DICOM
+    folder), every label map and, with ``detector_dir``, every detector output of each case
+    (:func:`reader_study.integrity.detector_output_files`, with the model's name and version) is
+    hashed into the lock (:func:`lock_manifest`). An exam that changed since ``create``, a
+    missing or truncated file, or a case whose detector outputs are missing or unfinished, is
+    refused with every problem listed. ``require_detector``: refuse a study with aided
+    treatments when no ``detector_dir`` is given.
     """
     study = get_study(session, study_code)
     _require_draft(study, "lock the study again")
@@ -657,6 +733,14 @@ def lock_study(session: Session, study_code: str, *, actor: str = "coordinator",
     report = plan.check_balance(washout_days=study.washout_days)
     if not report.ok:
         raise DesignError(f"The design of study {study.code!r} has errors and cannot be locked:\n{report.summary()}")
+    if hash_files:
+        entries = lock_manifest(session, study, detector_dir=detector_dir, require_detector=require_detector)
+        for e in entries:
+            session.add(StudyFile(
+                study_id=study.id, case_id=e[0], role=e[1].role, name=e[1].name, path=str(e[1].path), sha256=e[1].sha256,
+                size_bytes=e[1].size_bytes, model_name=e[1].model_name, model_version=e[1].model_version,
+            ))
+        session.flush()
     digest = content_hash(study_content(session, study))
     study.locked_at = now or utcnow()
     study.content_hash = digest
@@ -665,11 +749,155 @@ def lock_study(session: Session, study_code: str, *, actor: str = "coordinator",
     return digest
 
 
-def verify_lock(session: Session, study_code: str) -> tuple[bool, str | None, str]:
-    """Recompute the content hash: ``(matches, stored_hash, recomputed_hash)``."""
+@dataclass(frozen=True)
+class LockVerification:
+    """What :func:`verify_study` found: the stored and recomputed content hash, and every locked file that changed."""
+
+    code: str
+    stored_hash: str | None
+    now_hash: str
+    n_files: int
+    changes: tuple[Any, ...] = ()
+
+    @property
+    def hash_matches(self) -> bool:
+        return self.stored_hash == self.now_hash
+
+    @property
+    def ok(self) -> bool:
+        return self.stored_hash is not None and self.hash_matches and not self.changes
+
+
+def lock_manifest(session: Session, study: Study, *, detector_dir: str | Path | None = None, require_detector: bool = False) -> list[tuple[int | None, Any]]:
+    """Hash every file the lock protects: ``[(case row id, FileEntry), …]``.
+
+    Raises
+    ------
+    ReaderStudyError
+        Listing every problem: an exam or label map missing, truncated or changed since the
+        study was created; a case without complete detector outputs for an aided treatment.
+    """
+    from tsct_files import problems_file
+
+    from .integrity import (
+        FileEntry, IncompleteFileError, check_complete, check_detector_case, detector_model, detector_output_files, exam_files,
+        overlay_files_needed, sha256_file,
+    )
+
+    cases = list(session.scalars(select(StudyCase).where(StudyCase.study_id == study.id).order_by(StudyCase.jafroc_id)))
+    lesions = list(session.scalars(select(Lesion).where(Lesion.study_id == study.id).order_by(Lesion.case_id, Lesion.number)))
+    treatments = list(session.scalars(select(Treatment).where(Treatment.study_id == study.id).order_by(Treatment.position)))
+    needed: list[str] = []
+    for t in treatments:
+        for name in overlay_files_needed(o for o in t.overlays.split(",") if o):
+            if name not in needed:
+                needed.append(name)
+    problems: list[str] = []
+    entries: list[tuple[int | None, Any]] = []
+
+    def add(case: StudyCase | None, role: str, name: str, path: Path, model: tuple[str, str] = ("", "")) -> str:
+        digest = sha256_file(path)
+        entries.append((case.id if case else None, FileEntry(case.code if case else None, role, name, path.resolve(), digest, path.stat().st_size, *model)))
+        return digest
+
+    for case in cases:
+        for role, path_text, stored in (("prior", case.prior_path, case.prior_sha256), ("current", case.current_path, case.current_sha256)):
+            path = Path(path_text)
+            try:
+                files = exam_files(path)
+                if path.is_file() and path.name.lower().endswith((".nii", ".nii.gz")):
+                    check_complete(path)
+            except IncompleteFileError as exc:
+                problems.append(f"case {case.code}: {role} exam: {exc}")
+                continue
+            for name, f in files:
+                add(case, role, name, f)
+            if stored and file_sha256(path) != stored:
+                problems.append(f"case {case.code}: the {role} exam {path} changed since the study was created (sha256 then {stored[:12]}…); "
+                                "create the study again from the files readers should read")
+    by_case = {c.id: c for c in cases}
+    for les in lesions:
+        if not les.label_map_path:
+            continue
+        path = Path(les.label_map_path)
+        case = by_case[les.case_id]
+        try:
+            check_complete(path)
+        except IncompleteFileError as exc:
+            problems.append(f"case {case.code}: label map of lesion {les.code}: {exc}")
+            continue
+        if any(e[1].path == path.resolve() for e in entries if e[0] == case.id and e[1].role == "label_map"):
+            continue
+        digest = add(case, "label_map", path.name, path)
+        if les.label_map_sha256 and digest != les.label_map_sha256:
+            problems.append(f"case {case.code}: the label map {path} of lesion {les.code} changed since the study was created")
+    if detector_dir is None:
+        if needed and require_detector:
+            problems.append(
+                f"treatment(s) {', '.join(t.code for t in treatments if t.overlays)} show detector outputs ({', '.join(needed)}); "
+                "give --detector-dir DIR (the detector's batch output read by the reading app) so that the lock covers them"
+            )
+    else:
+        root = Path(detector_dir)
+        if not root.is_dir():
+            problems.append(f"--detector-dir {root} is not a folder; give the detector's batch output folder (DIR/<case id>/)")
+        else:
+            for case in cases:
+                case_dir = root / case.code
+                found = check_detector_case(case.code, case_dir, needed, require_qc=True)
+                if found:
+                    problems.extend(found)
+                    continue
+                model = detector_model(case_dir)
+                for name, f in detector_output_files(case_dir):
+                    add(case, "detector", name, f, model)
+    if problems:
+        summary = "; ".join(problems[:8]) + (f"; … and {len(problems) - 8} more" if len(problems) > 8 else "")
+        listing = ""
+        if len(problems) > 8:
+            listing = f" Full list: {problems_file(problems, stem=f'tsct-lock-{study.code}')}"
+        raise ReaderStudyError(f"Study {study.code!r} cannot be locked: {len(problems)} problem(s) with the files readers read: {summary}.{listing}")
+    return entries
+
+
+def verify_study(session: Session, study_code: str) -> LockVerification:
+    """Recompute the content hash and re-hash every locked file; names each file that changed, by case and file."""
+    from .integrity import FileChange, detector_output_files, sha256_file
+
     study = get_study(session, study_code)
     digest = content_hash(study_content(session, study))
-    return (study.content_hash == digest, study.content_hash, digest)
+    rows = list(session.scalars(select(StudyFile).where(StudyFile.study_id == study.id).order_by(StudyFile.id)))
+    code_of_case = dict(session.execute(select(StudyCase.id, StudyCase.code).where(StudyCase.study_id == study.id)).all())
+    changes: list[FileChange] = []
+    detector_dirs: dict[Path, tuple[str | None, set[str]]] = {}
+    for row in rows:
+        case_code = code_of_case.get(row.case_id)
+        path = Path(row.path)
+        if row.role == "detector":
+            folder = Path(str(path)[: -len(row.name)].rstrip("/")) if str(path).endswith(row.name) else path.parent
+            detector_dirs.setdefault(folder, (case_code, set()))[1].add(row.name)
+        if not path.is_file():
+            changes.append(FileChange(case_code, row.role, row.name, str(path), "missing", row.sha256))
+            continue
+        now = sha256_file(path)
+        if now != row.sha256:
+            changes.append(FileChange(case_code, row.role, row.name, str(path), "changed", row.sha256, now))
+    for folder, (case_code, names) in detector_dirs.items():
+        if folder.is_dir():
+            for name, f in detector_output_files(folder):
+                if name not in names:
+                    changes.append(FileChange(case_code, "detector", name, str(f), "added"))
+    return LockVerification(study.code, study.content_hash, digest, len(rows), tuple(changes))
+
+
+def verify_lock(session: Session, study_code: str) -> tuple[bool, str | None, str]:
+    """Recompute the content hash and re-hash the locked files: ``(unchanged, stored_hash, recomputed_hash)``.
+
+    ``unchanged`` is False when the stored hash differs or any locked file changed
+    (:func:`verify_study` says which).
+    """
+    result = verify_study(session, study_code)
+    return (result.hash_matches and not result.changes, result.stored_hash, result.now_hash)
 
 
 def open_study(session: Session, study_code: str, *, actor: str = "coordinator", now: dt.datetime | None = None) -> Study:

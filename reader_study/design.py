@@ -362,7 +362,7 @@ def plan_design(
         n_sessions, n_groups = T, T
         blocks = T if case_blocks is None else int(case_blocks)
         if blocks not in (1, T):
-            raise DesignError(f"case_blocks must be 1 (AB/BA crossover) or {T} (the number of treatments: Latin square); got {case_blocks}.")
+            raise DesignError(f"The number of case blocks (--blocks) must be 1 (AB/BA crossover) or {T} (the number of treatments: Latin square); got {case_blocks}.")
 
     # Sequence groups: shuffle readers within each stratum, then deal them out in turn.
     reader_groups: dict[str, int] = {}

@@ -23,6 +23,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -353,41 +354,46 @@ def export_study(
     The records are taken from one consistent snapshot of the database, so readers may keep
     working. The export is recorded in the audit log with the files' hashes.
     """
+    from tsct_files import check_output_dir, pause_point, staged_dir
+
     unknown = [f for f in formats if f not in EXPORT_FORMATS]
     if unknown:
-        raise ExportError(f"Unknown export format(s) {', '.join(unknown)}; choose from {', '.join(EXPORT_FORMATS)}.")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+        raise ExportError(f"Unknown export format(s) {', '.join(unknown)}; choose from {', '.join(EXPORT_FORMATS)} (--format).")
+    out = check_output_dir(Path(out_dir), option="--out")
     with db.snapshot() as s:
         records = study_records(s, study_code, allow_incomplete=allow_incomplete)
         names = dict(s.execute(
             select(StudyReader.reader_code, Reader.name).join(Reader, Reader.id == StudyReader.reader_id).join(Study, Study.id == StudyReader.study_id).where(Study.code == study_code)
         ).all())
-    written: dict[str, Path] = {}
     code = records.study_code
-    if "jafroc" in formats or "imrmc" in formats or "csv" in formats:
-        from analysis import write_imrmc, write_jafroc_excel, write_tidy_csv
+    # Every file is written into a hidden staging folder beside OUT and moved in when all are
+    # complete: a failed or killed export leaves no half-written file under OUT.
+    with staged_dir(out.resolve()) as stage:
+        written: dict[str, Path] = {}
+        if "jafroc" in formats or "imrmc" in formats or "csv" in formats:
+            from analysis import write_imrmc, write_jafroc_excel, write_tidy_csv
 
-        data = records.to_observer_data()
-        if "jafroc" in formats:
-            written[f"{code}-jafroc.xlsx"] = write_jafroc_excel(data, out / f"{code}-jafroc.xlsx", rjafroc_compatible=True)
-        if "imrmc" in formats:
-            roc = data.to_roc() if data.paradigm == "FROC" else data
-            written[f"{code}.imrmc"] = write_imrmc(roc, out / f"{code}.imrmc", description=f"TSCT study {code}: case-level ratings ({'highest mark rating' if data.paradigm == 'FROC' else 'case rating'})")
+            data = records.to_observer_data()
+            if "jafroc" in formats:
+                written[f"{code}-jafroc.xlsx"] = write_jafroc_excel(data, stage / f"{code}-jafroc.xlsx", rjafroc_compatible=True)
+            if "imrmc" in formats:
+                roc = data.to_roc() if data.paradigm == "FROC" else data
+                written[f"{code}.imrmc"] = write_imrmc(roc, stage / f"{code}.imrmc", description=f"TSCT study {code}: case-level ratings ({'highest mark rating' if data.paradigm == 'FROC' else 'case rating'})")
+            if "csv" in formats:
+                written[f"{code}-tidy.csv"] = write_tidy_csv(data, stage / f"{code}-tidy.csv")
         if "csv" in formats:
-            written[f"{code}-tidy.csv"] = write_tidy_csv(data, out / f"{code}-tidy.csv")
-    if "csv" in formats:
-        for name, frame in (("truth", records.truth), ("nl", records.nl), ("ll", records.ll), ("marks", records.marks), ("reads", records.reads), ("roc", records.roc)):
-            path = out / f"{name}.csv"
-            frame.to_csv(path, index=False)
-            written[path.name] = path
-        readers = pd.DataFrame([{"reader": r, "name": names.get(r, ""), "group": records.reader_groups.get(r, "")} for r in records.readers])
-        readers.to_csv(out / "readers.csv", index=False)
-        written["readers.csv"] = out / "readers.csv"
-    hashes = {name: file_sha256(path) for name, path in written.items()}
-    provenance = {**records.provenance, "files": hashes}
-    (out / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str) + "\n")
-    hashes["provenance.json"] = file_sha256(out / "provenance.json")
+            for name, frame in (("truth", records.truth), ("nl", records.nl), ("ll", records.ll), ("marks", records.marks), ("reads", records.reads), ("roc", records.roc)):
+                path = stage / f"{name}.csv"
+                frame.to_csv(path, index=False)
+                written[path.name] = path
+            readers = pd.DataFrame([{"reader": r, "name": names.get(r, ""), "group": records.reader_groups.get(r, "")} for r in records.readers])
+            readers.to_csv(stage / "readers.csv", index=False)
+            written["readers.csv"] = stage / "readers.csv"
+        hashes = {name: file_sha256(path) for name, path in written.items()}
+        provenance = {**records.provenance, "files": hashes}
+        (stage / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str) + "\n")
+        hashes["provenance.json"] = file_sha256(stage / "provenance.json")
+        pause_point("export-staged")
     with db.transaction() as s:
         study = get_study(s, study_code)
         audit.record(s, actor=actor, action="EXPORT", entity="study", entity_id=study.id, study_id=study.id, out_dir=str(out.resolve()), files=hashes, excluded_readers=list(records.excluded_readers))
@@ -524,7 +530,11 @@ def import_marks(
                 else:
                     point, index = locate_mark(grid, case.code, None, [row.get("index_x", ""), row.get("index_y", ""), row.get("index_z", "")])
             except MarkPositionError as exc:
-                problems.append(InputProblem(row_number, "x_mm" if use_mm else "index_x", str(exc)))
+                names = ("x_mm", "y_mm", "z_mm") if use_mm else ("index_x", "index_y", "index_z")
+                column = next((c for c in names if not _finite_number(row.get(c, ""))), None) or _axis_outside(grid, names, [row.get(c, "") for c in names], use_mm)
+                problems.append(InputProblem(row_number, column, str(exc)))
+            if use_mm and has_index and any(row.get(c) for c in ("index_x", "index_y", "index_z")):
+                problems.append(InputProblem(row_number, "index_x", "both a position in mm (x_mm, y_mm, z_mm) and a voxel index (index_x, index_y, index_z); give one of them"))
         key = row.get("client_key") or f"import:{file_digest[:16]}:{row_number}"
         if rid is not None:
             if (rid, key) in keys_seen:
@@ -605,6 +615,29 @@ def import_marks(
     return ImportResult(path, len(planned), added, skipped, finished)
 
 
+def _axis_outside(grid: GridInfo, names: tuple[str, ...], values: list[str], use_mm: bool) -> str:
+    """The column whose coordinate lies outside the exam (all of them when that cannot be told)."""
+    import numpy as np
+
+    try:
+        volume = grid.to_volume()
+        v = np.asarray([float(x) for x in values])
+        idx = volume.point_to_index(v) if use_mm else v
+        size = np.asarray(volume.size, dtype=float)
+        outside = [n for n, i, s_ in zip(names, idx, size) if i < -0.5 or i > s_ - 0.5]
+    except Exception:  # noqa: BLE001 - only to name a column in a message
+        outside = []
+    return ", ".join(outside or names)
+
+
+def _finite_number(text: str) -> bool:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return False
+    return value == value and abs(value) != float("inf")
+
+
 def _imported_read(session: Session, read_id: int) -> bool:
     """Whether a finished read was finished by an import (so re-importing the same file is a no-op)."""
     sources = set(session.scalars(select(Mark.source).where(Mark.case_read_id == read_id)))
@@ -614,17 +647,24 @@ def _imported_read(session: Session, read_id: int) -> bool:
 # ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class BackupResult:
-    """A backup: where, how big, its SHA-256, and how many marks it holds (SQLite: counted in the copy)."""
+    """A backup: where, how big, its SHA-256, and what it holds (counted in the copy after writing)."""
 
     path: Path
     method: str
     size_bytes: int
     sha256: str
     n_marks: int | None
+    counts: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         marks = f", {self.n_marks} marks" if self.n_marks is not None else ""
-        return f"Backup written to {self.path} ({self.method}, {self.size_bytes / 1e6:.1f} MB{marks}; sha256 {self.sha256[:16]}…)"
+        held = ""
+        if self.counts:
+            held = "; checked after writing: " + ", ".join(f"{v} {k}" for k, v in self.counts.items())
+        return f"Backup written to {self.path} ({self.method}, {self.size_bytes / 1e6:.1f} MB{marks}; sha256 {self.sha256[:16]}…){held}"
+
+
+_BACKUP_TABLES = ("study", "study_case", "reader", "case_read", "mark", "audit_event", "account")
 
 
 def _pg_tool(name: str) -> str:
@@ -639,59 +679,158 @@ def _pg_tool(name: str) -> str:
     raise ReaderStudyError(f"{name} was not found; install the PostgreSQL client programs (Debian package postgresql-client) to back up a PostgreSQL database.")
 
 
-def backup_database(db: Database, dest: str | Path, *, actor: str = "coordinator") -> BackupResult:
+def _is_previous_backup(path: Path) -> bool:
+    """Whether ``path`` is a TSCT backup: a SQLite file with this schema, or a pg_dump custom archive."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return False
+    if head.startswith(b"PGDMP"):
+        return True
+    if not head.startswith(b"SQLite format 3"):
+        return False
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return False
+    return {"alembic_version", "study", "mark", "audit_event"} <= names
+
+
+def _live_files(db: Database) -> list[Path]:
+    """The live database's files (SQLite: the file and its journal, WAL and shared-memory files)."""
+    if db.dialect != "sqlite":
+        return []
+    name = make_url(db.url).database
+    if not name or name == ":memory:":
+        return []
+    live = Path(name).resolve()
+    return [live] + [live.with_name(live.name + suffix) for suffix in ("-wal", "-shm", "-journal")]
+
+
+def _check_backup_target(db: Database, dest: Path, force: bool) -> None:
+    from tsct_files import OutputPathError, check_output_file
+
+    if dest.is_dir():
+        raise OutputPathError(f"--out {dest} is a folder; give the backup's file name, e.g. {dest / 'reader-study-backup.sqlite3'}.")
+    resolved = dest.resolve()
+    if resolved in _live_files(db):
+        raise OutputPathError(f"--out {dest} is the live database (or one of its files); a backup must go to another file. Nothing was written.")
+    check_output_file(dest, option="--out")
+    if dest.exists():
+        if not force:
+            raise OutputPathError(f"--out {dest} already exists; give a new file name, or --force to replace it if it is an earlier backup.")
+        if not _is_previous_backup(dest):
+            raise OutputPathError(f"--out {dest} exists and is not a TSCT backup (a SQLite copy or pg_dump archive of a reader-study database); it is left alone even with --force. Give another file name.")
+
+
+def _remove_stale_parts(dest: Path) -> None:
+    """Remove ``.<name>.<pid>.part`` files of earlier backups to ``dest`` whose process is gone (killed runs)."""
+    from tsct_files import _pid_alive
+
+    for part in dest.parent.glob(f".{dest.name}.*.part"):
+        try:
+            pid = int(part.name[len(dest.name) + 2 : -len(".part")])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _pid_alive(pid):
+            part.unlink(missing_ok=True)
+
+
+def _verify_sqlite_copy(path: Path) -> dict[str, int]:
+    """Open a SQLite copy, run its integrity check, check the schema and count its rows; raises on any fault."""
+    try:
+        check = sqlite3.connect(f"file:{path}?mode=rw", uri=True)
+    except sqlite3.Error as exc:
+        raise ReaderStudyError(f"The backup copy cannot be opened ({exc}).") from None
+    try:
+        result = check.execute("PRAGMA integrity_check").fetchone()[0]
+        if result != "ok":
+            raise ReaderStudyError(f"The backup copy failed SQLite's integrity check ({result}); the database itself may be damaged.")
+        names = {r[0] for r in check.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        missing = [t for t in ("alembic_version", *_BACKUP_TABLES) if t not in names]
+        if missing:
+            raise ReaderStudyError(f"The backup copy lacks table(s) {', '.join(missing)}; it is not a complete reader-study database.")
+        counts = {t: int(check.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in _BACKUP_TABLES}  # noqa: S608 - fixed names
+        check.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        check.close()
+    return counts
+
+
+def backup_database(db: Database, dest: str | Path, *, actor: str = "coordinator", force: bool = False) -> BackupResult:
     """Write a consistent snapshot of the whole database to ``dest`` while readers keep working.
 
+    Refused before anything is written when ``dest`` is the live database (or its WAL/journal),
+    a folder, under a file, in a folder that cannot be written, or an existing file; with
+    ``force`` an existing file is replaced only if it is itself a TSCT backup. The backup is
+    written under a hidden temporary name beside ``dest`` and renamed when it has been checked,
+    so a failed or killed backup never leaves a partial file under ``dest`` (a killed run's
+    hidden ``.part`` file is removed by the next backup to the same name).
+
     SQLite: SQLite's online backup API copies the database as of one moment into a new SQLite
-    file (open it like any database, or point ``TSCT_DATABASE_URL`` at it); the copy is checked
-    with ``PRAGMA integrity_check`` and its marks counted.
+    file (open it like any database, or point ``TSCT_DATABASE_URL`` at it); the copy is opened,
+    checked with ``PRAGMA integrity_check``, its schema checked and its rows counted.
     PostgreSQL: ``pg_dump --format=custom`` (one snapshot of the database); restore with
     ``pg_restore``. The archive's table of contents is checked with ``pg_restore --list``.
     """
+    from tsct_files import pause_point
+
     dest = Path(dest)
+    _check_backup_target(db, dest, force)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(dest.name + ".part")
+    _remove_stale_parts(dest)
+    partial = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     partial.unlink(missing_ok=True)
-    if db.dialect == "sqlite":
-        raw = db.engine.raw_connection()
-        try:
-            target = sqlite3.connect(str(partial))
+    counts: dict[str, int] = {}
+    try:
+        if db.dialect == "sqlite":
+            raw = db.engine.raw_connection()
             try:
-                raw.driver_connection.backup(target)  # type: ignore[union-attr]
+                target = sqlite3.connect(str(partial))
+                try:
+                    raw.driver_connection.backup(target)  # type: ignore[union-attr]
+                finally:
+                    target.close()
             finally:
-                target.close()
-        finally:
-            raw.close()
-        check = sqlite3.connect(str(partial))
-        try:
-            result = check.execute("PRAGMA integrity_check").fetchone()[0]
-            n_marks = check.execute("SELECT count(*) FROM mark").fetchone()[0]
-            check.execute("PRAGMA journal_mode=DELETE")
-        finally:
-            check.close()
-        if result != "ok":
-            partial.unlink(missing_ok=True)
-            raise ReaderStudyError(f"The backup copy failed SQLite's integrity check ({result}); the database itself may be damaged.")
-        method = "sqlite online backup"
-    else:
-        url = make_url(db.url).set(drivername="postgresql")
-        env = dict(os.environ)
-        if url.password:
-            env["PGPASSWORD"] = str(url.password)
-        conninfo = url.set(password=None).render_as_string(hide_password=False)
-        proc = subprocess.run([_pg_tool("pg_dump"), "--format=custom", "--no-owner", f"--file={partial}", f"--dbname={conninfo}"], capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            partial.unlink(missing_ok=True)
-            raise ReaderStudyError(f"pg_dump failed: {proc.stderr.strip()}")
-        listing = subprocess.run([_pg_tool("pg_restore"), "--list", str(partial)], capture_output=True, text=True)
-        if listing.returncode != 0 or "TABLE DATA public mark" not in listing.stdout:
-            partial.unlink(missing_ok=True)
-            raise ReaderStudyError(f"The backup archive could not be read back with pg_restore --list: {listing.stderr.strip()}")
-        with db.snapshot() as s:
-            n_marks = s.scalar(select(func.count()).select_from(Mark))
-        method = "pg_dump custom format"
-    os.replace(partial, dest)
+                raw.close()
+            pause_point("backup-written")
+            counts = _verify_sqlite_copy(partial)
+            n_marks = counts["mark"]
+            method = "sqlite online backup"
+        else:
+            url = make_url(db.url).set(drivername="postgresql")
+            env = dict(os.environ)
+            if url.password:
+                env["PGPASSWORD"] = str(url.password)
+            conninfo = url.set(password=None).render_as_string(hide_password=False)
+            proc = subprocess.run([_pg_tool("pg_dump"), "--format=custom", "--no-owner", f"--file={partial}", f"--dbname={conninfo}"], capture_output=True, text=True, env=env)
+            if proc.returncode != 0:
+                raise ReaderStudyError(f"pg_dump failed: {proc.stderr.strip()}")
+            pause_point("backup-written")
+            listing = subprocess.run([_pg_tool("pg_restore"), "--list", str(partial)], capture_output=True, text=True)
+            missing = [t for t in _BACKUP_TABLES if not re.search(rf"TABLE DATA public {t}( |$)", listing.stdout, re.MULTILINE)]
+            if listing.returncode != 0 or missing:
+                raise ReaderStudyError(
+                    f"The backup archive could not be read back with pg_restore --list ({listing.stderr.strip() or 'no data for ' + ', '.join(missing)})."
+                )
+            with db.snapshot() as s:
+                n_marks = s.scalar(select(func.count()).select_from(Mark))
+            method = "pg_dump custom format"
+        with partial.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(partial, dest)
+    except sqlite3.Error as exc:
+        partial.unlink(missing_ok=True)
+        raise ReaderStudyError(f"The backup to {dest} failed ({exc}); nothing was written.") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     digest = file_sha256(dest)
     with db.transaction() as s:
         audit.record(s, actor=actor, action="BACKUP", entity="database", path=str(dest.resolve()), sha256=digest, method=method, n_marks=n_marks)
-    return BackupResult(dest, method, dest.stat().st_size, digest, n_marks)
+    return BackupResult(dest, method, dest.stat().st_size, digest, n_marks, counts)

@@ -37,6 +37,7 @@ from typing import Any, Optional
 
 import numpy as np
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -70,6 +71,7 @@ __all__ = [
     "Reader",
     "StudyReader",
     "StudyCase",
+    "StudyFile",
     "Lesion",
     "ReadingSession",
     "CaseRead",
@@ -379,6 +381,36 @@ class StudyCase(Base):
         return f"StudyCase(code={self.code!r}, jafroc_id={self.jafroc_id}, {kind}, size={self.size})"
 
 
+class StudyFile(Base):
+    """One file whose content the lock protects: an exam file (prior or current; every file of a
+    DICOM folder), a label map, or a detector output that readers see, with its SHA-256.
+
+    Written by :func:`reader_study.lock_study` in the same transaction that locks the study, and
+    re-hashed by :func:`reader_study.verify_study`, which names any file that changed by case and
+    file. ``model_name``/``model_version`` record the detector model that made a detector output.
+    """
+
+    __tablename__ = "study_file"
+    __table_args__ = (
+        CheckConstraint("role IN ('prior', 'current', 'label_map', 'detector')", name="role"),
+        CheckConstraint("size_bytes >= 0", name="size_bytes"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
+    case_id: Mapped[Optional[int]] = mapped_column(ForeignKey("study_case.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(Text)
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    model_name: Mapped[str] = mapped_column(String(200), default="")
+    model_version: Mapped[str] = mapped_column(String(64), default="")
+
+    def __repr__(self) -> str:
+        return f"StudyFile(role={self.role}, name={self.name!r}, sha256={self.sha256[:12]}…)"
+
+
 class Lesion(Base):
     """A truth lesion of an abnormal case: centre in LPS mm of the current exam and its extent."""
 
@@ -597,6 +629,7 @@ _FROZEN_COLUMNS: dict[type, tuple[str, ...] | None] = {
     StudyReader: None,
     ReadingSession: ("study_id", "reader_id", "session_index"),
     CaseRead: ("study_id", "session_id", "reader_id", "case_id", "treatment_id", "order_index", "rating_scale"),
+    StudyFile: None,
 }
 
 _FROZEN_STUDY_COLUMNS = (

@@ -584,7 +584,7 @@ class ReadingService:
             if ctx.study_status != "open":
                 raise StudyStateError(f"Study {self._study_code!r} is {ctx.study_status}, not open for reading.")
             if ctx.session_status != "open":
-                raise WashoutError(f"Case read {case_read_id} belongs to session {ctx.session_index}, which is {ctx.session_status}; open that session first (open_session).")
+                raise WashoutError(f"Case read {case_read_id} belongs to session {ctx.session_index}, which is {ctx.session_status}; open that session first.")
             if ctx.read_status == "pending":
                 read = s.get(CaseRead, case_read_id)
                 assert read is not None

@@ -36,7 +36,7 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -44,6 +44,9 @@ from scipy import ndimage
 from .db import Database
 from .errors import ReaderStudyError
 from .reading import ReadingService
+from .coordinator import get_study
+from .errors import ReaderStudyError, StudyStateError
+from tsct_files import pause_point
 
 __all__ = [
     "ReaderProfile",
@@ -437,6 +440,71 @@ def _rating_value(level: int, scale_name: str) -> float:
     return float(level)
 
 
+def check_simulation_inputs(session: Any, study: Any, detector_dir: str | Path | None) -> None:
+    """Refuse to read when an aided treatment's overlay is missing, unfinished, truncated or not the locked one.
+
+    Every case is read in an aided treatment in a fully crossed design, so every case needs the
+    detector files its aided treatments show (``subtraction.nii.gz``, ``zmap.nii.gz`` …) complete
+    in ``<detector_dir>/<case>/``, and a bone ROI there, if any, complete too. When the lock
+    recorded the detector outputs, each file read must still have its locked SHA-256.
+
+    Raises
+    ------
+    ReaderStudyError
+        Naming every case and file at fault; nothing is read or saved.
+    """
+    from sqlalchemy import select
+
+    from .integrity import check_complete, check_detector_case, overlay_files_needed, IncompleteFileError, sha256_file
+    from .models import StudyCase, StudyFile, Treatment
+
+    treatments = list(session.scalars(select(Treatment).where(Treatment.study_id == study.id).order_by(Treatment.position)))
+    aided = [t for t in treatments if t.overlays]
+    if not aided:
+        return
+    needed: list[str] = []
+    for t in aided:
+        for name in overlay_files_needed(o for o in t.overlays.split(",") if o):
+            if name not in needed:
+                needed.append(name)
+    if not needed:
+        return
+    cases = list(session.scalars(select(StudyCase).where(StudyCase.study_id == study.id).order_by(StudyCase.jafroc_id)))
+    if detector_dir is None:
+        raise ReaderStudyError(
+            f"Study {study.code!r} has aided treatment(s) {', '.join(t.code for t in aided)} that show {', '.join(needed)}; "
+            "give --detector-dir DIR (the detector's batch output, DIR/<case id>/) so that aided readings see their overlay."
+        )
+    root = Path(detector_dir)
+    if not root.is_dir():
+        raise ReaderStudyError(f"--detector-dir {root} is not a folder; give the detector's batch output folder (DIR/<case id>/).")
+    locked: dict[tuple[int, str], str] = {
+        (f.case_id, f.name): f.sha256
+        for f in session.scalars(select(StudyFile).where(StudyFile.study_id == study.id, StudyFile.role == "detector"))
+    }
+    problems: list[str] = []
+    for case in cases:
+        case_dir = root / case.code
+        found = check_detector_case(case.code, case_dir, needed, require_qc=False)
+        roi = case_dir / "bone_roi.nii.gz"
+        if not found and roi.exists():
+            try:
+                check_complete(roi)
+            except IncompleteFileError as exc:
+                found.append(f"case {case.code}: bone_roi.nii.gz: {exc}")
+        if not found and locked:
+            for name in needed + (["bone_roi.nii.gz"] if roi.exists() else []):
+                want = locked.get((case.id, name))
+                if want is None:
+                    found.append(f"case {case.code}: {name} was not among the detector outputs locked with the study")
+                elif sha256_file(case_dir / name) != want:
+                    found.append(f"case {case.code}: {name} differs from the file locked with the study (sha256 {want[:12]}…)")
+        problems.extend(found)
+    if problems:
+        shown = "; ".join(problems[:8]) + (f"; … and {len(problems) - 8} more" if len(problems) > 8 else "")
+        raise ReaderStudyError(f"Cannot read study {study.code!r} with its overlays: {len(problems)} problem(s) with the detector outputs in {root}: {shown}. Nothing was read.")
+
+
 def simulate_readers(
     db: Database,
     study_code: str,
@@ -469,7 +537,10 @@ def simulate_readers(
     from .models import Reader, Study, StudyReader, utcnow
 
     with db.snapshot() as s:
-        study = s.execute(select(Study).where(Study.code == study_code)).scalar_one()
+        study = get_study(s, study_code)
+        if study.status != "open":
+            raise StudyStateError(f"Study {study.code!r} is {study.status}; simulated readers read an open study (`tsct study open {study.code}`).")
+        check_simulation_inputs(s, study, detector_dir)
         rows = s.execute(
             select(Reader.id, Reader.name, Reader.group, StudyReader.reader_code)
             .join(StudyReader, StudyReader.reader_id == Reader.id)
@@ -535,6 +606,7 @@ def simulate_readers(
                     n_saved += 1
                     summary.n_marks += 1
                     counts["marks"] += 1
+                pause_point(f"simulate-before-finish-{done + 1}")  # kill -9 tests: marks saved, the read not yet finished
                 reading_time = float(rng.gamma(4.0, profile.reading_time_s / 4.0))
                 clock_now[0] += dt.timedelta(seconds=reading_time)
                 svc.finish_case(item.case_read_id, no_lesion=n_saved == 0, reading_time_s=reading_time)

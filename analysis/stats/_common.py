@@ -96,8 +96,8 @@ def resolve_analyses(
         if dropped and not explicit_all:
             raise MRMCInputError(
                 f"{' and '.join(dropped)} treat readers as random and need at least 2 readers; "
-                "the data has 1 reader. Only the fixed-reader analysis (FRRC) is defined: pass "
-                "analyses='FRRC' (or 'ALL'), or add readers."
+                "the data has 1 reader. Only the fixed-reader analysis (FRRC) is defined: choose "
+                "--analysis FRRC (or ALL), or add readers."
             )
         if dropped:
             log.add(

@@ -99,9 +99,9 @@ def test_st_backend_rjafroc_without_rjafroc_is_one_red_line(monkeypatch):
         (["st", VAN_DYKE, "--fom", "wAFROC"], "ROC"),
         (["st", VAN_DYKE, "--fom", "Wilcoxon", "--method", "XYZ"], "method"),
         (["st", VAN_DYKE, "--fom", "Wilcoxon", "--analysis", "RRXX"], "Unknown analysis"),
-        (["st", VAN_DYKE, "--fom", "Wilcoxon", "--method", "DBM", "--covariance", "delong"], "method='OR'"),
+        (["st", VAN_DYKE, "--fom", "Wilcoxon", "--method", "DBM", "--covariance", "delong"], "--method OR"),
         (["fom", VAN_DYKE, "--fom", "NoSuchFom"], "NoSuchFom"),
-        (["power", VAN_DYKE, "--fom", "Wilcoxon", "--target-power", "2"], "target_power"),
+        (["power", VAN_DYKE, "--fom", "Wilcoxon", "--target-power", "2"], "--target-power"),
     ],
 )
 def test_bad_input_gives_one_red_line_and_exit_code_2(args, message):

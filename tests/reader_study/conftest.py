@@ -136,3 +136,21 @@ def make_study(
 @pytest.fixture()
 def study(db, case_files) -> StudyInfo:
     return make_study(db, case_files)
+
+
+def write_detector_outputs(case_lists, detector_dir: Path) -> Path:
+    """Detector outputs readers see (subtraction, z-map) and a finished ``qc.json`` for every case of ``case_lists``."""
+    import json
+
+    from workstation.testing import write_test_detector_outputs
+
+    for case_list in case_lists:
+        for folder in write_test_detector_outputs(case_list, detector_dir):
+            (folder / "qc.json").write_text(json.dumps({"case_id": folder.name, "zscore": {"method": "network", "model_version": "9.9.9-test"}}))
+    return detector_dir
+
+
+@pytest.fixture(scope="session")
+def detector_outputs(case_files, tmp_path_factory) -> Path:
+    """Detector outputs for the standard cases (shared; tests that change files make their own)."""
+    return write_detector_outputs(case_files, tmp_path_factory.mktemp("detector"))

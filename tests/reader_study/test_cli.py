@@ -31,7 +31,7 @@ def run(*args: str) -> Outcome:
     return Outcome(runner.invoke(app, ["study", *args]))
 
 
-def test_coordinator_workflow(cli_env, case_files):
+def test_coordinator_workflow(cli_env, case_files, detector_outputs):
     case_list, training = case_files
     readers = cli_env / "readers.csv"
     readers.write_text("name,group\nDr One,board-certified\nDr Two,resident\n")
@@ -48,7 +48,9 @@ def test_coordinator_workflow(cli_env, case_files):
     r = run("design", "CLI1", "--show", "--reads")
     assert r.exit_code == 0 and "Readings in order" in r.output
     r = run("lock", "CLI1")
-    assert r.exit_code == 0 and "content hash" in r.output
+    assert r.exit_code == 2 and "--detector-dir" in r.output  # aided treatments: the overlays must be locked too
+    r = run("lock", "CLI1", "--detector-dir", str(detector_outputs))
+    assert r.exit_code == 0 and "content hash" in r.output, r.output
     assert run("verify", "CLI1").exit_code == 0
     assert run("open", "CLI1").exit_code == 0
     r = run("status", "CLI1")
@@ -98,7 +100,8 @@ def test_errors_are_one_clear_message_without_traceback(cli_env, case_files, tmp
     case_list, _ = case_files
     empty = f"sqlite:///{tmp_path / 'empty.sqlite3'}"
     r = Outcome(runner.invoke(app, ["study", "--db", empty, "lock", "NOPE"]))
-    assert r.exit_code == 2 and "is empty" in r.output and "init-db" in r.output  # no schema yet: says how to create it
+    assert r.exit_code == 2 and "no database at" in r.output and "init-db" in r.output  # no file yet: says how to create it
+    assert not (tmp_path / "empty.sqlite3").exists()  # and creates nothing
     assert Outcome(runner.invoke(app, ["study", "--db", empty, "init-db"])).exit_code == 0
     assert run("init-db").exit_code == 0  # upgrading an up-to-date database is a no-op
     r = run("lock", "NOPE")

@@ -70,7 +70,7 @@ def test_bad_settings_and_codes_are_refused(db, case_files):
         ({"code": "X", "rating_scale": "1-10"}, "Rating scale"),
         ({"code": "X", "acceptance_rule": "overlap"}, "Acceptance rule"),
         ({"code": "X", "acceptance_radius_mm": -1.0}, "positive acceptance radius"),
-        ({"code": "X", "washout_days": -3}, "washout_days"),
+        ({"code": "X", "washout_days": -3}, "washout-days"),
         ({"code": "X", "treatments": [TreatmentSpec("a"), TreatmentSpec("a")]}, "repeated: a"),
         ({"code": "X", "training_case_list": case_list}, "appear in both"),
     ]

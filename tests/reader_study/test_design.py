@@ -132,7 +132,7 @@ def test_schedule_table_counts_cases_per_treatment():
     "kwargs, message",
     [
         ({"kind": "latin"}, "Unknown design"),
-        ({"case_blocks": 3}, "case_blocks must be 1"),
+        ({"case_blocks": 3}, "number of case blocks"),
         ({"training_cases": ["C01"]}, "both study and training"),
         ({"kind": "sequential", "case_blocks": 2}, "crossover designs only"),
     ],

@@ -153,7 +153,7 @@ def test_imported_marks_are_checked_row_by_row_all_or_nothing(db, study, tmp_pat
     with pytest.raises(InputFileError) as info:
         with db.transaction() as s:
             import_marks(s, study.code, bad)
-    assert [(p.row, p.column) for p in info.value.problems] == [(3, "reader"), (4, "case_id"), (5, "rating"), (6, "x_mm"), (7, "treatment")]
+    assert [(p.row, p.column) for p in info.value.problems] == [(3, "reader"), (4, "case_id"), (5, "rating"), (6, "z_mm"), (7, "treatment")]
     assert "nothing was changed" in str(info.value)
     with db.snapshot() as s:
         assert s.scalar(select(func.count()).select_from(Mark)) == n_before

@@ -19,7 +19,7 @@ def test_migration_creates_the_models_schema(db):
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         diff = compare_metadata(context, Base.metadata)
     assert diff == [], f"migration and models differ: {diff}"
-    assert db.schema_revision() == "0001"
+    assert db.schema_revision() == "0002"
 
 
 def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(tmp_path, monkeypatch):
