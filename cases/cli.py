@@ -19,7 +19,9 @@ app = typer.Typer(
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]Error:[/] {message}")
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]Error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -27,14 +29,13 @@ def _fail(message: str, code: int = 2) -> None:
 PROBLEMS_SHOWN = 30
 
 
-def _problem_table(title: str, problems: list) -> Table:
-    table = Table(title=title, show_lines=False)
-    table.add_column("row", justify="right")
-    table.add_column("column")
-    table.add_column("what to fix", overflow="fold")
+def _print_problems(title: str, problems: list, style: str) -> None:
+    """One line per problem, 'row N, column 'x': what to fix' (plain lines copy and search well)."""
+    from rich.markup import escape
+
+    err_console.print(f"[{style}]{escape(title)}[/]", highlight=False)
     for p in problems:
-        table.add_row("" if p.row is None else str(p.row), p.column or "", p.message)
-    return table
+        err_console.print(f"  - {escape(str(p))}", highlight=False, soft_wrap=False)
 
 
 def _write_problem_file(case_list: Path, problems: list, warnings: list) -> Path | None:
@@ -82,7 +83,7 @@ def validate(
     except CaseListError as exc:
         problems, warns = exc.problems, exc.warnings
         shown = problems[:PROBLEMS_SHOWN]
-        err_console.print(_problem_table(f"{len(problems)} problem(s) in {exc.path}", shown))
+        _print_problems(f"{len(problems)} problem(s) in {exc.path} (row 1 is the header):", shown, "bold red")
         if len(problems) > len(shown) or warns:
             by_column: dict[str, int] = {}
             for p in problems:
@@ -93,7 +94,7 @@ def validate(
             err_console.print(f"{len(problems)} problems by column: {summary}. {more}" + (f"Full list ({len(problems)} problems, {len(warns)} warnings): {where}" if where else "(could not write the full list to a file)"))
         raise typer.Exit(1)
     if cl.warnings:
-        err_console.print(_problem_table(f"{len(cl.warnings)} warning(s) (not blocking) in {case_list}", list(cl.warnings)))
+        _print_problems(f"{len(cl.warnings)} warning(s) (not blocking) in {case_list}:", list(cl.warnings), "yellow")
     console.print(f"[bold green]OK[/] {case_list}: {cl.summary()}" + (" (exams and truth checked)" if check_images and check_files else " (files not read)"))
 
 
@@ -103,14 +104,13 @@ def info(
     series_uid: Optional[str] = typer.Option(None, help="SeriesInstanceUID, when the folder holds several series."),
 ) -> None:
     """Show an exam's geometry, HU range and identifying header fields (or the series in a folder)."""
-    from .dicom import list_dicom_series
     from .io import ExamReadError, read_exam
 
     try:
         ex = read_exam(exam, series_uid=series_uid)
     except ExamReadError as exc:
-        if exam.is_dir() and series_uid is None and len(list_dicom_series(exam)) > 1:
-            console.print(str(exc))
+        if exam.is_dir() and series_uid is None and "DICOM series; choose one" in str(exc):
+            console.print(str(exc), markup=False, highlight=False)
             raise typer.Exit(1)
         _fail(str(exc))
         return

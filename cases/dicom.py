@@ -141,6 +141,9 @@ def _scan_folder(folder: Path, *, pixels: bool) -> tuple[dict[str, list[_Slice]]
             skipped.append(path)
             continue
         magic = _has_dicom_magic(path)
+        if path.stat().st_size == 0 and path.suffix.lower() in (".dcm", ".ima", ".dicom", ""):
+            damaged.append(f"{path.name} (empty file, 0 bytes)")
+            continue
         looks_dicom = magic or path.suffix.lower() in (".dcm", ".ima", ".dicom")
         with _warnings.catch_warnings(record=True) as caught:
             _warnings.simplefilter("always")

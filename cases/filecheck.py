@@ -125,8 +125,23 @@ def _check_nifti(path: Path) -> None:
         raise ExamReadError(f"{path}: voxel spacing {tuple(round(float(s), 4) for s in spatial)} mm in the header is not positive and finite; the exam's geometry is unknown. Re-export it with its spacing.")
     if not np.isfinite(vox_offset) or vox_offset < sizeof_hdr:
         raise ExamReadError(f"{path}: the NIfTI header's data offset ({vox_offset}) is invalid. {_REEXPORT}")
-    need = int(vox_offset) + int(np.prod(sizes, dtype=np.int64)) * _NIFTI_BYTES[datatype]
+    n_voxels = int(np.prod(sizes, dtype=np.int64))
+    need = int(vox_offset) + n_voxels * _NIFTI_BYTES[datatype]
     _check_size(path, len(data), need, "header and voxel data")
+    if datatype in (16, 64):
+        # ITK's NIfTI reader turns NaN into 0 without a word: look at the stored values themselves
+        values = np.frombuffer(data, dtype=np.dtype(endian + ("f4" if datatype == 16 else "f8")), count=n_voxels, offset=int(vox_offset))
+        bad = ~np.isfinite(values)
+        n_bad = int(np.count_nonzero(bad))
+        if n_bad:
+            first = int(np.argmax(bad))
+            nx = sizes[0]
+            ny = sizes[1] if len(sizes) > 1 else 1
+            n_nan = int(np.count_nonzero(np.isnan(values)))
+            raise ExamReadError(
+                f"{path}: {n_bad:,} voxel(s) are not finite numbers ({n_nan:,} NaN, {n_bad - n_nan:,} infinite; first at voxel "
+                f"x={first % nx}, y={(first // nx) % ny}, z={first // (nx * ny)}). They are not replaced silently: re-export the image without NaN/inf values."
+            )
 
 
 def _text_header(data: bytes, path: Path, kind: str) -> tuple[list[str], int]:
@@ -187,7 +202,7 @@ def _check_nrrd(path: Path) -> None:
         if compressed:
             try:
                 payload = gzip.decompress(payload) if compressed == "gzip" else bz2.decompress(payload)
-            except (EOFError, OSError, ValueError) as exc:
+            except (EOFError, OSError, ValueError, zlib.error) as exc:
                 raise ExamReadError(f"{path}: the compressed ({compressed}) voxel data are truncated or corrupt ({exc}). {_REEXPORT}") from None
     need = int(np.prod(sizes, dtype=np.int64)) * _NRRD_BYTES[dtype]
     skip = int(fields.get("byte skip", "0") or 0)
