@@ -150,9 +150,12 @@ def check_case_files(case: "Case", *, case_row: int, lesion_rows: dict[str, int]
                 label_maps[lesion.label_map] = labels  # type: ignore[assignment]
             except ExamReadError as exc:
                 label_maps[lesion.label_map] = f"{lesion.label_map} cannot be used: {_exam_error(lesion.label_map, exc)}"
-            except GeometryMismatchError as exc:
-                detail = str(exc).split(" (", 1)[-1].split(")." , 1)[0]
-                label_maps[lesion.label_map] = f"{lesion.label_map} is not on the current exam's grid ({detail}); a label map must be drawn on the current exam"
+            except (OSError, RuntimeError, ValueError, MemoryError) as exc:
+                if isinstance(exc, GeometryMismatchError):
+                    detail = str(exc).split(" (", 1)[-1].split(").", 1)[0]
+                    label_maps[lesion.label_map] = f"{lesion.label_map} is not on the current exam's grid ({detail}); a label map must be drawn on the current exam"
+                else:
+                    label_maps[lesion.label_map] = f"{lesion.label_map} cannot be read ({type(exc).__name__}: {str(exc)[:160]})"
         labels = label_maps[lesion.label_map]
         if isinstance(labels, str):
             problems.append(CaseListProblem(row, "label_map", f"case {case.case_id}, lesion {lesion.lesion_id}: {labels}"))

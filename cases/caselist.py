@@ -299,6 +299,8 @@ def read_case_list(path: str | Path, *, check_files: bool = True, check_images: 
     """
     path = Path(path)
     problems: list[CaseListProblem] = []
+    if path.is_dir():
+        raise CaseListError(path, [CaseListProblem(None, None, "is a folder; give the path to the case-list CSV file")])
     if not path.is_file():
         raise CaseListError(path, [CaseListProblem(None, None, "file not found; give the path to a case-list CSV")])
     try:
@@ -313,7 +315,9 @@ def read_case_list(path: str | Path, *, check_files: bool = True, check_images: 
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     unknown = [c for c in header if c and c not in KNOWN_COLUMNS]
     if missing:
-        problems.append(CaseListProblem(1, None, f"missing required column(s) {', '.join(missing)}; the header must include {', '.join(REQUIRED_COLUMNS)}"))
+        separator = next((sep for sep in (";", "\t", "|") if sep in rows[0][0]), None) if len(rows[0]) == 1 else None
+        hint = f" (the header is separated by {separator!r}: save the file as comma-separated CSV)" if separator else ""
+        problems.append(CaseListProblem(1, None, f"missing required column(s) {', '.join(missing)}; the header must include {', '.join(REQUIRED_COLUMNS)}{hint}"))
     if unknown:
         problems.append(CaseListProblem(1, None, f"unknown column(s) {', '.join(unknown)}; known columns: {', '.join(KNOWN_COLUMNS)}"))
     if len(set(header)) != len(header):

@@ -700,6 +700,27 @@ def _truth(kind: str) -> Callable[[Path], tuple[list[str], str]]:
     return arrange
 
 
+def _exam_kind(kind: str) -> Callable[[Path], tuple[list[str], str]]:
+    def arrange(tmp: Path) -> tuple[list[str], str]:
+        _valid_pair(tmp)
+        if kind == "nifti-folder":
+            write_image(ct_image(), tmp / "niftis" / "a.nii.gz")
+            return [_normal_row(prior="niftis")], "row 2, column 'prior'|no DICOM series"
+        if kind == "label-map-as-prior":
+            write_image(label_image(3), tmp / "seg.nii.gz")
+            return [_normal_row(prior="seg.nii.gz")], "row 2, column 'prior'|seg.nii.gz"
+        if kind == "zmap-as-current":
+            rng = np.random.default_rng(0)
+            write_image(ct_image(rng.normal(0, 2, SHAPE).astype(np.float32)), tmp / "zmap.nii.gz")
+            return [_normal_row(current="zmap.nii.gz")], "row 2, column 'current'|zmap.nii.gz"
+        if kind == "empty-folder":
+            (tmp / "empty").mkdir()
+            return [_normal_row(current="empty")], "row 2, column 'current'|no DICOM series"
+        raise AssertionError(kind)
+
+    return arrange
+
+
 def _many_problems(tmp: Path) -> list[str]:
     return [f"C{i},missing{i}.nii.gz,current.nii.gz,sick,,,,,,,,,,," for i in range(40)]
 
@@ -828,7 +849,11 @@ def build_hostile() -> list[Hostile]:
         _csv_case("case-columns-disagree", [_lesion_row(), _lesion_row(lid="L2", prior="current.nii.gz")], "row 3, column 'prior'"),
         _csv_case("transform-missing", ["C1,prior.nii.gz,current.nii.gz,normal,none.tfm,,,,,,,,,,"], "row 2, column 'true_transform'|none.tfm"),
         _csv_case("many-problems-listed", _many_problems, "80 problem(s)|problems.csv"),
+        _csv_case("semicolon-separated", [], "';'", raw=(CSV_HEADER.replace(",", ";") + "\nC1;prior.nii.gz;current.nii.gz;normal\n").encode()),
+        _csv_case("tab-separated", [], "'\\t'", raw=(CSV_HEADER.replace(",", "\t") + "\nC1\tprior.nii.gz\tcurrent.nii.gz\tnormal\n").encode()),
     ]
+    out.append(Hostile("caselist-is-a-folder", "case list", lambda tmp: Built(["cases", "validate", str(tmp)], "is a folder", [], [tmp])))
+    out.append(Hostile("caselist-missing-file", "case list", lambda tmp: Built(["cases", "validate", str(tmp / "nope.csv")], "nope.csv|not found", [], [tmp])))
     # case lists: what the rows point at
     for column in ("prior", "current"):
         for fmt, mutation in [("niigz", "truncated-half"), ("nii", "truncated-90pc"), ("mha", "nan-voxel"), ("nrrd", "inf-voxels"), ("niigz", "2d-image"), ("nii", "garbage-bytes"), ("mha", "normalised-0-1"), ("nrrd", "4d-series")]:
@@ -850,6 +875,7 @@ def build_hostile() -> list[Hostile]:
     ]
     out += [_content_case(f"patient-{k}", _patients(k)) for k in ("id", "birth", "dates", "same-file", "bad-override", "dicom-truncated-slice")]
     out += [_content_case(f"truth-{k}", _truth(k)) for k in ("x5000", "z-beyond", "in-air", "second-lesion-outside", "transform-garbage")]
+    out += [_content_case(f"exam-{k}", _exam_kind(k)) for k in ("nifti-folder", "label-map-as-prior", "zmap-as-current", "empty-folder")]
     return out
 
 
