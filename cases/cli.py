@@ -123,7 +123,7 @@ def info(
     table.add_row("orientation", vol.orientation)
     table.add_row("HU range", f"{float(vol.array.min()):.0f} to {float(vol.array.max()):.0f}")
     for key, value in ex.header.items():
-        table.add_row(key, str(value))
+        table.add_row("geometry correction" if key == "geometry_notes" else key, str(value))
     console.print(table)
 
 

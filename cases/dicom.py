@@ -373,6 +373,7 @@ def _decode_slices(ordered: Sequence[_Slice]) -> tuple[np.ndarray, float]:
 
     rows, cols = int(ordered[0].ds.Rows), int(ordered[0].ds.Columns)
     stack = np.empty((len(ordered), rows, cols), dtype=np.float32)
+    all_integer_finite = True  # integer pixels with finite rescale cannot give NaN/inf
     for k, sl in enumerate(ordered):
         ds, path = sl.ds, sl.path
         syntax = str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "1.2.840.10008.1.2")
@@ -385,10 +386,15 @@ def _decode_slices(ordered: Sequence[_Slice]) -> tuple[np.ndarray, float]:
             have = len(ds.PixelData) if "PixelData" in ds else 0
             if have < need:
                 raise ExamReadError(f"{path}: truncated pixel data ({have:,} of {need:,} bytes for {rows}x{cols} pixels of {bits_alloc} bits). Replace it with an intact copy of the slice.")
-            try:
-                pixels = ds.pixel_array
-            except Exception as exc:
-                raise ExamReadError(f"{path}: the pixel data cannot be decoded ({exc}). Replace it with an intact copy.") from None
+            if syntax in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1") and bits_stored == bits_alloc and bits_alloc in (8, 16, 32):
+                # little-endian native data using every allocated bit: the bytes are the values
+                kind = "i" if int(ds.get("PixelRepresentation", 0) or 0) else "u"
+                pixels = np.frombuffer(ds.PixelData, dtype=np.dtype(f"<{kind}{bits_alloc // 8}"), count=rows * cols).reshape(rows, cols)
+            else:
+                try:
+                    pixels = ds.pixel_array
+                except Exception as exc:
+                    raise ExamReadError(f"{path}: the pixel data cannot be decoded ({exc}). Replace it with an intact copy.") from None
         else:
             try:
                 decoder = get_decoder(uid)
@@ -427,12 +433,20 @@ def _decode_slices(ordered: Sequence[_Slice]) -> tuple[np.ndarray, float]:
                     raise ExamReadError(f"{path}: decoded values {int(pixels.min())} to {int(pixels.max())} exceed the {bits_stored} bits the header declares; the pixel data are damaged or mis-decoded. Export the series again, uncompressed.")
             slope = float(ds.get("RescaleSlope", 1) or 1)
             intercept = float(ds.get("RescaleIntercept", 0) or 0)
-            stack[k] = pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+            if not (np.isfinite(slope) and np.isfinite(intercept)):
+                raise ExamReadError(f"{path}: RescaleSlope/RescaleIntercept ({slope}, {intercept}) are not finite numbers; the header is damaged.")
+            all_integer_finite &= bool(np.issubdtype(pixels.dtype, np.integer))
+            if slope == 1.0:
+                np.add(pixels, np.float32(intercept), out=stack[k], casting="unsafe")
+            else:
+                stack[k] = pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
         else:
+            all_integer_finite = False
             stack[k] = pixels.astype(np.float32)
-    from .filecheck import check_voxels_finite
+    if not all_integer_finite:
+        from .filecheck import check_voxels_finite
 
-    check_voxels_finite(stack, ordered[0].path.parent)
+        check_voxels_finite(stack, ordered[0].path.parent)
     return stack, float(stack.min())
 
 

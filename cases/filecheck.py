@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -84,10 +85,61 @@ def _check_size(path: Path, have: int, need: int, what: str) -> None:
         )
 
 
+def _nifti_gz_fast_ok(path: Path) -> bool:
+    """True when a .nii.gz file is certainly complete without inflating it all: an integer
+    datatype (no NaN possible) and a gzip trailer whose size field equals what the header promises.
+    A truncated file ends in arbitrary bytes, so its 'size field' matches with odds of 1 in 2**32;
+    anything else (float data, several gzip members, extra bytes) takes the full check."""
+    try:
+        with gzip.open(path, "rb") as handle:
+            head = handle.read(540)
+        with path.open("rb") as handle:
+            handle.seek(-4, os.SEEK_END)
+            isize = struct.unpack("<I", handle.read(4))[0]
+    except (OSError, EOFError, zlib.error, struct.error):
+        return False
+    if len(head) < 348:
+        return False
+    for endian in ("<", ">"):
+        if struct.unpack(endian + "i", head[:4])[0] == 348:
+            break
+    else:
+        return False  # NIfTI-2 or damaged: full check
+    dims = struct.unpack(endian + "8h", head[40:56])
+    datatype = struct.unpack(endian + "h", head[70:72])[0]
+    vox_offset = struct.unpack(endian + "f", head[108:112])[0]
+    if datatype in (16, 32, 64, 128, 1536, 1792, 2048, 2304) or datatype not in _NIFTI_BYTES or not 1 <= dims[0] <= 7 or not np.isfinite(vox_offset):
+        return False
+    sizes = dims[1 : dims[0] + 1]
+    if any(s < 1 for s in sizes):
+        return False
+    need = int(vox_offset) + int(np.prod(sizes, dtype=np.int64)) * _NIFTI_BYTES[datatype]
+    return isize == need % (1 << 32)
+
+
 def _check_nifti(path: Path) -> None:
-    data = _read_all(path, "gzip" if _suffix(path) == ".nii.gz" else None)
+    if _suffix(path) == ".nii.gz":
+        if _nifti_gz_fast_ok(path):
+            with gzip.open(path, "rb") as handle:
+                _check_nifti_bytes(path, handle.read(540), None)
+            return
+        data = _read_all(path, "gzip")
+        _check_nifti_bytes(path, data, len(data))
+        return
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(540)
+        total = path.stat().st_size
+    except OSError as exc:
+        raise ExamReadError(f"{path}: cannot be read ({exc.strerror or exc}). Check the file's permissions.") from None
+    _check_nifti_bytes(path, head, total)
+
+
+def _check_nifti_bytes(path: Path, data: bytes, total: int | None) -> None:
+    """Check a NIfTI header (``data`` starts with it) against the file's ``total`` decompressed size
+    (``None`` when already confirmed); float data are scanned for NaN/inf (read in full if needed)."""
     if len(data) < 348:
-        raise ExamReadError(f"{path}: only {len(data)} bytes, too short for a NIfTI header (348 bytes). {_REEXPORT}")
+        raise ExamReadError(f"{path}: only {total if total is not None else len(data)} bytes, too short for a NIfTI header (348 bytes). {_REEXPORT}")
     for endian in ("<", ">"):
         sizeof_hdr = struct.unpack(endian + "i", data[:4])[0]
         if sizeof_hdr in (348, 540):
@@ -127,8 +179,12 @@ def _check_nifti(path: Path) -> None:
         raise ExamReadError(f"{path}: the NIfTI header's data offset ({vox_offset}) is invalid. {_REEXPORT}")
     n_voxels = int(np.prod(sizes, dtype=np.int64))
     need = int(vox_offset) + n_voxels * _NIFTI_BYTES[datatype]
-    _check_size(path, len(data), need, "header and voxel data")
+    if total is None:
+        return  # size already confirmed (gzip trailer)
+    _check_size(path, total, need, "header and voxel data")
     if datatype in (16, 64):
+        if len(data) < need:
+            data = _read_all(path, None)
         # ITK's NIfTI reader turns NaN into 0 without a word: look at the stored values themselves
         values = np.frombuffer(data, dtype=np.dtype(endian + ("f4" if datatype == 16 else "f8")), count=n_voxels, offset=int(vox_offset))
         bad = ~np.isfinite(values)
