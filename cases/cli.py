@@ -123,7 +123,7 @@ def info(
     table.add_row("orientation", vol.orientation)
     table.add_row("HU range", f"{float(vol.array.min()):.0f} to {float(vol.array.max()):.0f}")
     for key, value in ex.header.items():
-        table.add_row("geometry correction" if key == "geometry_notes" else key, str(value))
+        table.add_row({"geometry_notes": "geometry correction", "reading_notes": "note"}.get(key, key), str(value))
     console.print(table)
 
 
@@ -163,9 +163,9 @@ def import_exam(
             except OSError:
                 pass
         _fail(f"{out}: could not be written ({str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}). Nothing was written.")
-    notes = ex.header.get("geometry_notes")
-    if notes:
-        console.print(f"[yellow]Note:[/] {exam}: {notes}.")
+    for key in ("geometry_notes", "reading_notes"):
+        if ex.header.get(key):
+            console.print(f"[yellow]Note:[/] {exam}: {ex.header[key]}.", highlight=False)
     console.print(f"[bold green]Wrote[/] {out}")
 
 

@@ -14,8 +14,7 @@ attributes taken from a template exam when one is given (derived series land in 
 from __future__ import annotations
 
 import datetime as _dt
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -180,7 +179,11 @@ def _scan_folder(folder: Path, *, pixels: bool) -> tuple[dict[str, list[_Slice]]
 
 def list_dicom_series(folder: Path) -> list[DicomSeriesInfo]:
     """The DICOM image series in ``folder`` (not recursive), with descriptions for choosing one."""
-    series, _ = _scan_folder(Path(folder), pixels=False)
+    import warnings as _warnings
+
+    with _warnings.catch_warnings():
+        _warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
+        series, _ = _scan_folder(Path(folder), pixels=False)
     infos = []
     for uid, slices in series.items():
         ds = slices[0].ds
@@ -196,22 +199,22 @@ def list_dicom_series(folder: Path) -> list[DicomSeriesInfo]:
     return infos
 
 
-def _non_dicom_files(folder: Path) -> list[Path]:
-    bad = []
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
-        try:
-            pydicom.dcmread(str(path), stop_before_pixels=True)
-        except Exception:
-            bad.append(path)
-    return bad
-
-
 def _name_list(paths: Sequence[Path], limit: int = 8) -> str:
     names = [p.name for p in paths]
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def read_dicom_series(folder: Path, *, series_uid: str | None = None) -> tuple[Volume, dict[str, Any], list[Path]]:
+    """Read one CT series (see :func:`_read_dicom_series`); pydicom's own warnings about odd
+    values are kept off the terminal: every problem that matters becomes an ExamReadError."""
+    import warnings as _warnings
+
+    with _warnings.catch_warnings():
+        _warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
+        return _read_dicom_series(folder, series_uid=series_uid)
+
+
+def _read_dicom_series(folder: Path, *, series_uid: str | None = None) -> tuple[Volume, dict[str, Any], list[Path]]:
     """Read one CT series from a folder into a volume in HU, every slice checked against its header.
 
     Every file is read in full. Slices are ordered by ImagePositionPatient along the slice normal
@@ -256,21 +259,30 @@ def read_dicom_series(folder: Path, *, series_uid: str | None = None) -> tuple[V
             "of axial slices; export the whole series."
         )
     first = slices[0].ds
-    _check_modality(slices[0].path, first)
+    notes: list[str] = []
+    if _check_modality(slices[0].path, first):
+        notes.append("CT without RescaleIntercept: the stored values are taken as HU")
     for sl in slices:
-        _check_slice_header(sl)
+        try:
+            _check_slice_header(sl)
+        except (ValueError, TypeError, OverflowError) as exc:
+            if isinstance(exc, ExamReadError):
+                raise
+            raise ExamReadError(f"{sl.path}: a header value is not valid ({exc}); the header is damaged. Export the series again.") from None
     _check_same_frame(slices)
     ordered, along, normal = _order_slices(slices)
     files = [s.path for s in ordered]
     stack, fill = _decode_slices(ordered)
-    volume_array, origin, spacing, notes = _build_grid(ordered, along, normal, stack, fill)
+    volume_array, origin, spacing, geometry = _build_grid(ordered, along, normal, stack, fill)
     direction = np.column_stack([_iop(ordered[0].ds)[:3], _iop(ordered[0].ds)[3:], normal])
     volume = Volume(volume_array, spacing, origin, direction.ravel())
     _verify_against_headers(volume, ordered)
     meta = header_summary(first)
     meta["n_slices"] = len(files)
+    if geometry:
+        meta["geometry_notes"] = "; ".join(geometry)
     if notes:
-        meta["geometry_notes"] = "; ".join(notes)
+        meta["reading_notes"] = "; ".join(notes)
     volume.metadata.update({"source": str(folder), "format": "dicom", **meta})
     return volume, meta, files
 
@@ -308,6 +320,15 @@ def _check_slice_header(sl: _Slice) -> None:
     r, c = iop[:3], iop[3:]
     if abs(np.linalg.norm(r) - 1) > 1e-3 or abs(np.linalg.norm(c) - 1) > 1e-3 or abs(float(r @ c)) > 1e-3:
         raise ExamReadError(f"{path}: ImageOrientationPatient {tuple(np.round(iop, 4))} is not two perpendicular unit vectors; the slice geometry is damaged.")
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").strip().upper()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise ExamReadError(f"{path}: PhotometricInterpretation is {photometric}, a colour or palette image, not a CT slice in HU. Choose the CT series of the exam.")
+    bits = ds.get("BitsAllocated", None)
+    if bits is None or int(bits) not in (8, 16, 32):
+        raise ExamReadError(f"{path}: BitsAllocated is {bits}; a CT slice has 8, 16 or 32 bits per pixel. The header is damaged or the image is not CT.")
+    slope = ds.get("RescaleSlope", None)
+    if slope is not None and str(slope).strip() != "" and (float(slope) == 0 or not np.isfinite(float(slope))):
+        raise ExamReadError(f"{path}: RescaleSlope is {slope}; it must be a non-zero finite number (every value would be the intercept). The header is damaged.")
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
         raise ExamReadError(f"{path}: a multi-frame (enhanced) DICOM image with {ds.NumberOfFrames} frames; export the series as classic single-frame CT images.")
     if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
@@ -375,79 +396,92 @@ def _decode_slices(ordered: Sequence[_Slice]) -> tuple[np.ndarray, float]:
     stack = np.empty((len(ordered), rows, cols), dtype=np.float32)
     all_integer_finite = True  # integer pixels with finite rescale cannot give NaN/inf
     for k, sl in enumerate(ordered):
-        ds, path = sl.ds, sl.path
-        syntax = str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "1.2.840.10008.1.2")
-        uid = pydicom.uid.UID(syntax)
-        bits_alloc = int(ds.get("BitsAllocated", 16) or 16)
-        bits_stored = int(ds.get("BitsStored", bits_alloc) or bits_alloc)
-        rescaled_by_reader = False
-        if not uid.is_compressed:
-            need = rows * cols * bits_alloc // 8
-            have = len(ds.PixelData) if "PixelData" in ds else 0
-            if have < need:
-                raise ExamReadError(f"{path}: truncated pixel data ({have:,} of {need:,} bytes for {rows}x{cols} pixels of {bits_alloc} bits). Replace it with an intact copy of the slice.")
-            if syntax in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1") and bits_stored == bits_alloc and bits_alloc in (8, 16, 32):
-                # little-endian native data using every allocated bit: the bytes are the values
-                kind = "i" if int(ds.get("PixelRepresentation", 0) or 0) else "u"
-                pixels = np.frombuffer(ds.PixelData, dtype=np.dtype(f"<{kind}{bits_alloc // 8}"), count=rows * cols).reshape(rows, cols)
-            else:
-                try:
-                    pixels = ds.pixel_array
-                except Exception as exc:
-                    raise ExamReadError(f"{path}: the pixel data cannot be decoded ({exc}). Replace it with an intact copy.") from None
-        else:
-            try:
-                decoder = get_decoder(uid)
-            except (NotImplementedError, ValueError):
-                decoder = None
-            plugins = set(getattr(decoder, "available_plugins", ()) or ()) if decoder is not None else set()
-            if uid == pydicom.uid.JPEGExtended12Bit and bits_stored > 8:
-                plugins.discard("pillow")  # Pillow decodes only 8-bit JPEG: 12-bit data would come out as garbage
-            if plugins:
-                try:
-                    pixels = ds.pixel_array
-                except Exception as exc:
-                    raise ExamReadError(f"{path}: the compressed pixel data ({uid.name}) cannot be decoded ({str(exc)[:160]}). The file may be damaged; export the series again, uncompressed if possible.") from None
-            elif syntax in _GDCM_FALLBACK:
-                try:
-                    image = sitk.ReadImage(str(path))
-                except RuntimeError as exc:
-                    raise ExamReadError(f"{path}: the compressed pixel data ({uid.name}) cannot be decoded ({str(exc).strip().splitlines()[-1][:160]}). The file may be damaged; export the series again.") from None
-                pixels = sitk.GetArrayFromImage(image).reshape(-1, rows, cols)[0]
-                rescaled_by_reader = True
-            else:
-                package = _DECODER_PACKAGES.get(syntax, "a pydicom pixel-data plugin for this transfer syntax (pylibjpeg, python-gdcm)")
-                raise ExamReadError(
-                    f"{path}: its pixel data are compressed as '{uid.name}' ({syntax}), {bits_stored}-bit, and no installed decoder "
-                    f"reads that correctly. Install one with: pip install {package} ; or export the series uncompressed. "
-                    "Nothing was decoded."
-                )
-        pixels = np.asarray(pixels)
-        if pixels.shape != (rows, cols):
-            raise ExamReadError(f"{path}: decoded to {pixels.shape} pixels instead of {rows}x{cols}; the slice is damaged. Export the series again.")
-        if not rescaled_by_reader:
-            if np.issubdtype(pixels.dtype, np.integer) and bits_stored < bits_alloc:
-                lo = -(1 << (bits_stored - 1)) if int(ds.get("PixelRepresentation", 0) or 0) else 0
-                hi = (1 << (bits_stored - 1)) - 1 if lo else (1 << bits_stored) - 1
-                if pixels.size and (int(pixels.min()) < lo or int(pixels.max()) > hi):
-                    raise ExamReadError(f"{path}: decoded values {int(pixels.min())} to {int(pixels.max())} exceed the {bits_stored} bits the header declares; the pixel data are damaged or mis-decoded. Export the series again, uncompressed.")
-            slope = float(ds.get("RescaleSlope", 1) or 1)
-            intercept = float(ds.get("RescaleIntercept", 0) or 0)
-            if not (np.isfinite(slope) and np.isfinite(intercept)):
-                raise ExamReadError(f"{path}: RescaleSlope/RescaleIntercept ({slope}, {intercept}) are not finite numbers; the header is damaged.")
-            all_integer_finite &= bool(np.issubdtype(pixels.dtype, np.integer))
-            if slope == 1.0:
-                np.add(pixels, np.float32(intercept), out=stack[k], casting="unsafe")
-            else:
-                stack[k] = pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
-        else:
-            all_integer_finite = False
-            stack[k] = pixels.astype(np.float32)
+        path = sl.path
+        try:
+            all_integer_finite &= _decode_one(k, sl, stack, rows, cols, get_decoder)
+        except (ValueError, TypeError, OverflowError) as exc:
+            if isinstance(exc, ExamReadError):
+                raise
+            raise ExamReadError(f"{path}: a header value needed to decode the pixels is not valid ({exc}); the header is damaged. Export the series again.") from None
     if not all_integer_finite:
         from .filecheck import check_voxels_finite
 
         check_voxels_finite(stack, ordered[0].path.parent)
     return stack, float(stack.min())
+
+
+def _decode_one(k: int, sl: _Slice, stack: np.ndarray, rows: int, cols: int, get_decoder: Any) -> bool:
+    """Decode slice ``k`` into ``stack[k]`` (HU); True when its values cannot be NaN/inf."""
+    all_integer_finite = True
+    ds, path = sl.ds, sl.path
+    syntax = str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "1.2.840.10008.1.2")
+    uid = pydicom.uid.UID(syntax)
+    bits_alloc = int(ds.get("BitsAllocated", 16) or 16)
+    bits_stored = int(ds.get("BitsStored", bits_alloc) or bits_alloc)
+    rescaled_by_reader = False
+    if not uid.is_compressed:
+        need = rows * cols * bits_alloc // 8
+        have = len(ds.PixelData) if "PixelData" in ds else 0
+        if have < need:
+            raise ExamReadError(f"{path}: truncated pixel data ({have:,} of {need:,} bytes for {rows}x{cols} pixels of {bits_alloc} bits). Replace it with an intact copy of the slice.")
+        if syntax in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1") and bits_stored == bits_alloc and bits_alloc in (8, 16, 32):
+            # little-endian native data using every allocated bit: the bytes are the values
+            kind = "i" if int(ds.get("PixelRepresentation", 0) or 0) else "u"
+            pixels = np.frombuffer(ds.PixelData, dtype=np.dtype(f"<{kind}{bits_alloc // 8}"), count=rows * cols).reshape(rows, cols)
+        else:
+            try:
+                pixels = ds.pixel_array
+            except Exception as exc:
+                raise ExamReadError(f"{path}: the pixel data cannot be decoded ({exc}). Replace it with an intact copy.") from None
+    else:
+        try:
+            decoder = get_decoder(uid)
+        except (NotImplementedError, ValueError):
+            decoder = None
+        plugins = set(getattr(decoder, "available_plugins", ()) or ()) if decoder is not None else set()
+        if uid == pydicom.uid.JPEGExtended12Bit and bits_stored > 8:
+            plugins.discard("pillow")  # Pillow decodes only 8-bit JPEG: 12-bit data would come out as garbage
+        if plugins:
+            try:
+                pixels = ds.pixel_array
+            except Exception as exc:
+                raise ExamReadError(f"{path}: the compressed pixel data ({uid.name}) cannot be decoded ({str(exc)[:160]}). The file may be damaged; export the series again, uncompressed if possible.") from None
+        elif syntax in _GDCM_FALLBACK:
+            try:
+                image = sitk.ReadImage(str(path))
+            except RuntimeError as exc:
+                raise ExamReadError(f"{path}: the compressed pixel data ({uid.name}) cannot be decoded ({str(exc).strip().splitlines()[-1][:160]}). The file may be damaged; export the series again.") from None
+            pixels = sitk.GetArrayFromImage(image).reshape(-1, rows, cols)[0]
+            rescaled_by_reader = True
+        else:
+            package = _DECODER_PACKAGES.get(syntax, "a pydicom pixel-data plugin for this transfer syntax (pylibjpeg, python-gdcm)")
+            raise ExamReadError(
+                f"{path}: its pixel data are compressed as '{uid.name}' ({syntax}), {bits_stored}-bit, and no installed decoder "
+                f"reads that correctly. Install one with: pip install {package} ; or export the series uncompressed. "
+                "Nothing was decoded."
+            )
+    pixels = np.asarray(pixels)
+    if pixels.shape != (rows, cols):
+        raise ExamReadError(f"{path}: decoded to {pixels.shape} pixels instead of {rows}x{cols}; the slice is damaged. Export the series again.")
+    if not rescaled_by_reader:
+        if np.issubdtype(pixels.dtype, np.integer) and bits_stored < bits_alloc:
+            lo = -(1 << (bits_stored - 1)) if int(ds.get("PixelRepresentation", 0) or 0) else 0
+            hi = (1 << (bits_stored - 1)) - 1 if lo else (1 << bits_stored) - 1
+            if pixels.size and (int(pixels.min()) < lo or int(pixels.max()) > hi):
+                raise ExamReadError(f"{path}: decoded values {int(pixels.min())} to {int(pixels.max())} exceed the {bits_stored} bits the header declares; the pixel data are damaged or mis-decoded. Export the series again, uncompressed.")
+        slope = float(ds.get("RescaleSlope", 1) or 1)
+        intercept = float(ds.get("RescaleIntercept", 0) or 0)
+        if not (np.isfinite(slope) and np.isfinite(intercept)):
+            raise ExamReadError(f"{path}: RescaleSlope/RescaleIntercept ({slope}, {intercept}) are not finite numbers; the header is damaged.")
+        all_integer_finite &= bool(np.issubdtype(pixels.dtype, np.integer))
+        if slope == 1.0:
+            np.add(pixels, np.float32(intercept), out=stack[k], casting="unsafe")
+        else:
+            stack[k] = pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+    else:
+        all_integer_finite = False
+        stack[k] = pixels.astype(np.float32)
+    return all_integer_finite
 
 
 def _build_grid(ordered: Sequence[_Slice], along: np.ndarray, normal: np.ndarray, stack: np.ndarray, fill: float) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float], list[str]]:
@@ -540,14 +574,14 @@ def _verify_against_headers(volume: Volume, ordered: Sequence[_Slice]) -> None:
             )
 
 
-def _check_modality(path: Path, ds: pydicom.Dataset) -> None:
+def _check_modality(path: Path, ds: pydicom.Dataset) -> bool:
+    """Refuse non-CT series; True when a CT lacks RescaleIntercept (stored values taken as HU)."""
     modality = str(getattr(ds, "Modality", ""))
     if modality and modality not in ("CT", "OT"):
         raise ExamReadError(f"{path}: Modality is {modality}, not CT, so its values cannot be Hounsfield units. Choose the CT series of the exam.")
     if "PixelData" not in ds and "RescaleIntercept" not in ds and not hasattr(ds, "Rows"):
         raise ExamReadError(f"{path}: holds no image (no Rows/pixel attributes); choose an image series.")
-    if modality == "CT" and "RescaleIntercept" not in ds:
-        warnings.warn(f"{path}: CT without RescaleIntercept; assuming the stored values are already HU.", stacklevel=3)
+    return modality == "CT" and "RescaleIntercept" not in ds
 
 
 def header_summary(ds: pydicom.Dataset) -> dict[str, Any]:

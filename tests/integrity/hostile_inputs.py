@@ -6,7 +6,7 @@ paths must not exist afterwards. :func:`run_case` runs the command in-process an
 :func:`classify` sorts the outcome into one of:
 
 - ``clear error``: non-zero exit, no traceback, the culprit named, nothing left behind;
-- ``vague error``: refused cleanly but without naming the culprit;
+- ``vague error``: refused cleanly but without naming the culprit (or with a raw Python warning);
 - ``traceback``: an exception escaped (or a traceback was printed);
 - ``silent acceptance``: exit status 0;
 - ``partial output``: refused, but output or temporary files were left behind.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import shutil
 import struct
 from dataclasses import dataclass, field
@@ -319,6 +320,19 @@ def _truncate_file(index: int, keep: float | int) -> Callable[[Path, list[Path]]
         data = files[index].read_bytes()
         n = keep if isinstance(keep, int) else int(len(data) * keep)
         files[index].write_bytes(data[:n])
+        return files[index].name
+
+    return m
+
+
+def _patched(attr: str, value, old: bytes, new: bytes, index: int = 3) -> Callable[[Path, list[Path]], str]:
+    """Set a header value, then replace its bytes in the file by same-length junk (not a number)."""
+
+    def m(folder: Path, files: list[Path]) -> str:
+        _edit_dicom(files[index], lambda ds: setattr(ds, attr, value))
+        data = files[index].read_bytes()
+        assert old in data
+        files[index].write_bytes(data.replace(old, new, 1))
         return files[index].name
 
     return m
@@ -694,7 +708,7 @@ def _truth(kind: str) -> Callable[[Path], tuple[list[str], str]]:
             return [_lesion_row(), _lesion_row(lid="L2", center=(0, -400, 0))], "row 3, column 'center_x_mm'"
         if kind == "transform-garbage":
             (tmp / "t.tfm").write_text("not a transform\n")
-            return [f"C1,prior.nii.gz,current.nii.gz,normal,t.tfm,,,,,,,,,,"], "row 2, column 'true_transform'"
+            return ["C1,prior.nii.gz,current.nii.gz,normal,t.tfm,,,,,,,,,,"], "row 2, column 'true_transform'"
         raise AssertionError(kind)
 
     return arrange
@@ -777,6 +791,15 @@ def build_hostile() -> list[Hostile]:
         _dicom_case("rescale-beyond-hu", _rescale_huge, "HU range"),
         _dicom_case("raw-without-intercept", _raw_values, "rescale"),
         _dicom_case("zero-pixel-spacing", _set("PixelSpacing", [0.0, 0.0], 4), "PixelSpacing"),
+        _dicom_case("ipp-not-numeric", _patched("ImagePositionPatient", [11.25, 22.5, 33.75], b"11.25\\22.5\\33.75", b"ab.cd\\ef.g\\hi.jk"), "not numeric"),
+        _dicom_case("spacing-not-numeric", _patched("PixelSpacing", [2.25, 2.5], b"2.25\\2.5", b"x.yz\\w.v"), "not numeric"),
+        _dicom_case("slope-not-numeric", _patched("RescaleSlope", 1.5, b"1.5", b"a.b"), "not valid"),
+        _dicom_case("frames-not-numeric", _patched("NumberOfFrames", "1", b"\x28\x00\x08\x00IS\x02\x001 ", b"\x28\x00\x08\x00IS\x02\x00x "), "not valid"),
+        _dicom_case("slope-zero", _set("RescaleSlope", 0, 5), "RescaleSlope"),
+        _dicom_case("photometric-rgb", _set("PhotometricInterpretation", "RGB", 2), "RGB"),
+        _dicom_case("palette-colour", _all("PhotometricInterpretation", "PALETTE COLOR"), "PALETTE COLOR"),
+        _dicom_case("bits-allocated-12", _set("BitsAllocated", 12, 6), "BitsAllocated"),
+        _dicom_case("bits-stored-20", _set("BitsStored", 20, 1)),
     ]
     # output paths
     out += [
@@ -932,6 +955,8 @@ def classify(outcome: Outcome) -> str:
     """One of :data:`CATEGORIES` (see the module docstring)."""
     if outcome.exception is not None or "Traceback (most recent call last)" in outcome.output:
         return "traceback"
+    if re.search(r"\.py:\d+: \w*Warning", outcome.output):
+        return "vague error"  # a raw Python warning with its source line reached the user
     if outcome.exit_code == 0:
         return "silent acceptance"
     if outcome.left_behind:
