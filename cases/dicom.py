@@ -262,13 +262,19 @@ def _read_dicom_series(folder: Path, *, series_uid: str | None = None) -> tuple[
     notes: list[str] = []
     if _check_modality(slices[0].path, first):
         notes.append("CT without RescaleIntercept: the stored values are taken as HU")
+    bad_slices: list[str] = []
     for sl in slices:
         try:
             _check_slice_header(sl)
+        except ExamReadError as exc:
+            bad_slices.append(str(exc))
         except (ValueError, TypeError, OverflowError) as exc:
-            if isinstance(exc, ExamReadError):
-                raise
-            raise ExamReadError(f"{sl.path}: a header value is not valid ({exc}); the header is damaged. Export the series again.") from None
+            bad_slices.append(f"{sl.path}: a header value is not valid ({exc}); the header is damaged. Export the series again.")
+    if len(bad_slices) == 1:
+        raise ExamReadError(bad_slices[0])
+    if bad_slices:
+        listing = "\n".join(f"  - {m}" for m in bad_slices[:20]) + (f"\n  - … and {len(bad_slices) - 20} more" if len(bad_slices) > 20 else "")
+        raise ExamReadError(f"{folder}: {len(bad_slices)} of {len(slices)} slices cannot be used:\n{listing}")
     _check_same_frame(slices)
     ordered, along, normal = _order_slices(slices)
     files = [s.path for s in ordered]
@@ -717,6 +723,10 @@ def write_dicom_series(
     if not final_folder.exists():
         os.replace(folder, final_folder)
     else:
+        # slices of an earlier, longer series written here would mix with this one: remove them
+        for stale in final_folder.glob("IM[0-9][0-9][0-9][0-9][0-9].dcm"):
+            if int(stale.stem[2:]) > hu.shape[0]:
+                stale.unlink()
         for k in range(hu.shape[0]):
             os.replace(folder / f"IM{k + 1:05d}.dcm", final_folder / f"IM{k + 1:05d}.dcm")
         shutil.rmtree(folder, ignore_errors=True)

@@ -189,3 +189,14 @@ def test_different_patients_are_refused(tmp_path):
     with pytest.raises(ExamReadError, match="different patients: PatientID 'A' vs 'B'"):
         check_same_patient(prior, current)
     check_same_patient(prior, prior)
+
+
+def test_rewriting_a_shorter_series_leaves_no_stale_slices(tmp_path):
+    folder = tmp_path / "out"
+    long = Volume(np.zeros((5, 8, 8), np.float32) - 1000, (1.0, 1.0, 2.0))
+    long.array[:, 2:6, 2:6] = 500
+    write_dicom_series(long, folder, series_description="first")
+    short = Volume(long.array[:3].copy(), (1.0, 1.0, 2.0))
+    paths = write_dicom_series(short, folder, series_description="second")
+    assert sorted(p.name for p in folder.iterdir()) == [p.name for p in paths] == ["IM00001.dcm", "IM00002.dcm", "IM00003.dcm"]
+    assert read_exam(folder).volume.shape == (3, 8, 8)

@@ -315,6 +315,15 @@ def _delete(attr: str, index: int = 3) -> Callable[[Path, list[Path]], str]:
     return m
 
 
+def _delete_many(attr: str, indices: tuple[int, ...]) -> Callable[[Path, list[Path]], str]:
+    def m(folder: Path, files: list[Path]) -> str:
+        for i in indices:
+            _delete(attr, i)(folder, files)
+        return "|".join(files[i].name for i in indices)  # every culprit named
+
+    return m
+
+
 def _truncate_file(index: int, keep: float | int) -> Callable[[Path, list[Path]], str]:
     def m(folder: Path, files: list[Path]) -> str:
         data = files[index].read_bytes()
@@ -768,6 +777,7 @@ def build_hostile() -> list[Hostile]:
         _dicom_case("missing-ipp-last", _delete("ImagePositionPatient", 7), "ImagePositionPatient"),
         _dicom_case("missing-ipp-first", _delete("ImagePositionPatient", 0), "ImagePositionPatient"),
         _dicom_case("missing-iop", _delete("ImageOrientationPatient", 5), "ImageOrientationPatient"),
+        _dicom_case("missing-ipp-three-slices", _delete_many("ImagePositionPatient", (1, 4, 6)), "3 of 8 slices"),
         _dicom_case("missing-pixel-spacing", _delete("PixelSpacing", 6), "PixelSpacing"),
         _dicom_case("missing-pixel-data", _delete("PixelData", 4)),
         _dicom_case("odd-pixel-spacing", _set("PixelSpacing", [1.0, 1.0], 2), "PixelSpacing"),
