@@ -279,7 +279,10 @@ def _read_dicom_series(folder: Path, *, series_uid: str | None = None) -> tuple[
     ordered, along, normal = _order_slices(slices)
     files = [s.path for s in ordered]
     stack, fill = _decode_slices(ordered)
+    whole = bool(np.array_equal(stack, np.rint(stack)))
     volume_array, origin, spacing, geometry = _build_grid(ordered, along, normal, stack, fill)
+    if geometry and whole:
+        np.rint(volume_array, out=volume_array)  # resampled HU kept whole numbers, as the slices were (int16 on writing)
     direction = np.column_stack([_iop(ordered[0].ds)[:3], _iop(ordered[0].ds)[3:], normal])
     volume = Volume(volume_array, spacing, origin, direction.ravel())
     _verify_against_headers(volume, ordered)
