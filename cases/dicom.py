@@ -278,8 +278,7 @@ def _read_dicom_series(folder: Path, *, series_uid: str | None = None) -> tuple[
     _check_same_frame(slices)
     ordered, along, normal = _order_slices(slices)
     files = [s.path for s in ordered]
-    stack, fill = _decode_slices(ordered)
-    whole = bool(np.array_equal(stack, np.rint(stack)))
+    stack, fill, whole = _decode_slices(ordered)
     volume_array, origin, spacing, geometry = _build_grid(ordered, along, normal, stack, fill)
     if geometry and whole:
         np.rint(volume_array, out=volume_array)  # resampled HU kept whole numbers, as the slices were (int16 on writing)
@@ -404,10 +403,13 @@ def _decode_slices(ordered: Sequence[_Slice]) -> tuple[np.ndarray, float]:
     rows, cols = int(ordered[0].ds.Rows), int(ordered[0].ds.Columns)
     stack = np.empty((len(ordered), rows, cols), dtype=np.float32)
     all_integer_finite = True  # integer pixels with finite rescale cannot give NaN/inf
+    whole = True  # ... and with slope 1 and a whole intercept they are whole numbers of HU
     for k, sl in enumerate(ordered):
         path = sl.path
         try:
-            all_integer_finite &= _decode_one(k, sl, stack, rows, cols, get_decoder)
+            finite_k, whole_k = _decode_one(k, sl, stack, rows, cols, get_decoder)
+            all_integer_finite &= finite_k
+            whole &= whole_k
         except (ValueError, TypeError, OverflowError) as exc:
             if isinstance(exc, ExamReadError):
                 raise
@@ -416,12 +418,13 @@ def _decode_slices(ordered: Sequence[_Slice]) -> tuple[np.ndarray, float]:
         from .filecheck import check_voxels_finite
 
         check_voxels_finite(stack, ordered[0].path.parent)
-    return stack, float(stack.min())
+    return stack, float(stack.min()), whole and all_integer_finite
 
 
-def _decode_one(k: int, sl: _Slice, stack: np.ndarray, rows: int, cols: int, get_decoder: Any) -> bool:
-    """Decode slice ``k`` into ``stack[k]`` (HU); True when its values cannot be NaN/inf."""
+def _decode_one(k: int, sl: _Slice, stack: np.ndarray, rows: int, cols: int, get_decoder: Any) -> tuple[bool, bool]:
+    """Decode slice ``k`` into ``stack[k]`` (HU); (values cannot be NaN/inf, values are whole numbers)."""
     all_integer_finite = True
+    whole = False
     ds, path = sl.ds, sl.path
     syntax = str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "1.2.840.10008.1.2")
     uid = pydicom.uid.UID(syntax)
@@ -484,13 +487,14 @@ def _decode_one(k: int, sl: _Slice, stack: np.ndarray, rows: int, cols: int, get
             raise ExamReadError(f"{path}: RescaleSlope/RescaleIntercept ({slope}, {intercept}) are not finite numbers; the header is damaged.")
         all_integer_finite &= bool(np.issubdtype(pixels.dtype, np.integer))
         if slope == 1.0:
+            whole = float(intercept).is_integer()
             np.add(pixels, np.float32(intercept), out=stack[k], casting="unsafe")
         else:
             stack[k] = pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
     else:
         all_integer_finite = False
         stack[k] = pixels.astype(np.float32)
-    return all_integer_finite
+    return all_integer_finite, whole
 
 
 def _build_grid(ordered: Sequence[_Slice], along: np.ndarray, normal: np.ndarray, stack: np.ndarray, fill: float) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float], list[str]]:
