@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -86,6 +87,12 @@ LESION_COLUMNS = (
     "weight",
 )
 CASE_LIST_COLUMNS: tuple[str, ...] = CASE_COLUMNS + LESION_COLUMNS
+#: Optional case-level columns, written only when used.
+OPTIONAL_CASE_COLUMNS = ("same_patient",)
+KNOWN_COLUMNS: tuple[str, ...] = CASE_LIST_COLUMNS + OPTIONAL_CASE_COLUMNS
+#: Case ids become folder names (detector outputs, exports): letters, digits, '.', '_', '-' only.
+CASE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_RESERVED_NAMES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
 REQUIRED_COLUMNS = ("case_id", "prior", "current", "status")
 WEIGHT_TOLERANCE = 1e-6
 
@@ -121,6 +128,7 @@ class Case:
     abnormal: bool
     lesions: tuple[Lesion, ...] = ()
     true_transform: Path | None = None
+    same_patient_override: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prior", Path(self.prior))
@@ -150,9 +158,11 @@ class CaseList:
 
     cases: tuple[Case, ...]
     source: Path | None = None
+    warnings: tuple["CaseListProblem", ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cases", tuple(self.cases))
+        object.__setattr__(self, "warnings", tuple(self.warnings))
 
     def __len__(self) -> int:
         return len(self.cases)
@@ -204,6 +214,7 @@ class CaseListProblem:
     row: int | None
     column: str | None
     message: str
+    severity: str = "error"
 
     def __str__(self) -> str:
         where = []
@@ -215,11 +226,12 @@ class CaseListProblem:
 
 
 class CaseListError(ValueError):
-    """A case list has problems; ``problems`` lists every one, with row numbers."""
+    """A case list has problems; ``problems`` lists every one, with row numbers (``warnings``: non-blocking notes)."""
 
-    def __init__(self, path: Path | str, problems: Iterable[CaseListProblem]):
+    def __init__(self, path: Path | str, problems: Iterable[CaseListProblem], warnings: Iterable[CaseListProblem] = ()):
         self.path = Path(path)
         self.problems = list(problems)
+        self.warnings = list(warnings)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"Case list {self.path} has {len(self.problems)} problem(s):\n{lines}")
 
@@ -246,13 +258,39 @@ def _parse_float(text: str, column: str, row: int, problems: list[CaseListProble
     return value
 
 
-def read_case_list(path: str | Path, *, check_files: bool = True) -> CaseList:
+def case_id_problem(case_id: str) -> str | None:
+    """Why ``case_id`` cannot be used as a folder name, or ``None`` when it is safe."""
+    if not CASE_ID_PATTERN.match(case_id):
+        if "/" in case_id or "\\" in case_id or ".." in case_id:
+            why = "it contains a path separator or '..'"
+        elif len(case_id) > 64:
+            why = "it is longer than 64 characters"
+        elif case_id[:1] in ".-_":
+            why = f"it starts with '{case_id[0]}'"
+        else:
+            bad = sorted({ch for ch in case_id if not (ch.isascii() and (ch.isalnum() or ch in "._-"))})
+            why = "it contains " + ", ".join(repr(ch) for ch in bad[:5])
+        return f"'{case_id}' cannot be used as a folder name: {why}. Use letters, digits, '.', '_' and '-' only, starting with a letter or digit (at most 64 characters)"
+    if case_id.split(".")[0].lower() in _RESERVED_NAMES:
+        return f"'{case_id}' is a reserved device name on Windows and cannot be a folder name; choose another id"
+    if case_id.endswith("."):
+        return f"'{case_id}' ends with '.', which Windows drops from folder names; choose another id"
+    return None
+
+
+def read_case_list(path: str | Path, *, check_files: bool = True, check_images: bool = False, progress: object = None) -> CaseList:
     """Read and validate a case-list CSV.
 
     Parameters
     ----------
     path : the CSV file.
     check_files : also check that every exam, label map and transform file exists.
+    check_images : also read every exam, label map and transform in full and check what the
+        list says about them (:func:`cases.casecheck.check_case_files`): exams readable and in
+        HU, prior and current of the same patient and in date order, every lesion centre inside
+        the current exam and near bone, label maps on the current exam's grid and holding their
+        label values. Slow for large lists (every exam is read).
+    progress : optional callable ``progress(done, total, case_id)`` called per case when images are checked.
 
     Raises
     ------
@@ -261,6 +299,8 @@ def read_case_list(path: str | Path, *, check_files: bool = True) -> CaseList:
     """
     path = Path(path)
     problems: list[CaseListProblem] = []
+    if path.is_dir():
+        raise CaseListError(path, [CaseListProblem(None, None, "is a folder; give the path to the case-list CSV file")])
     if not path.is_file():
         raise CaseListError(path, [CaseListProblem(None, None, "file not found; give the path to a case-list CSV")])
     try:
@@ -273,11 +313,13 @@ def read_case_list(path: str | Path, *, check_files: bool = True) -> CaseList:
         raise CaseListError(path, [CaseListProblem(None, None, "the file is empty; it needs a header row: " + ",".join(CASE_LIST_COLUMNS))])
     header = [h.strip() for h in rows[0]]
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    unknown = [c for c in header if c and c not in CASE_LIST_COLUMNS]
+    unknown = [c for c in header if c and c not in KNOWN_COLUMNS]
     if missing:
-        problems.append(CaseListProblem(1, None, f"missing required column(s) {', '.join(missing)}; the header must include {', '.join(REQUIRED_COLUMNS)}"))
+        separator = next((sep for sep in (";", "\t", "|") if sep in rows[0][0]), None) if len(rows[0]) == 1 else None
+        hint = f" (the header is separated by {separator!r}: save the file as comma-separated CSV)" if separator else ""
+        problems.append(CaseListProblem(1, None, f"missing required column(s) {', '.join(missing)}; the header must include {', '.join(REQUIRED_COLUMNS)}{hint}"))
     if unknown:
-        problems.append(CaseListProblem(1, None, f"unknown column(s) {', '.join(unknown)}; known columns: {', '.join(CASE_LIST_COLUMNS)}"))
+        problems.append(CaseListProblem(1, None, f"unknown column(s) {', '.join(unknown)}; known columns: {', '.join(KNOWN_COLUMNS)}"))
     if len(set(header)) != len(header):
         problems.append(CaseListProblem(1, None, "a column name appears twice"))
     if missing:
@@ -286,6 +328,8 @@ def read_case_list(path: str | Path, *, check_files: bool = True) -> CaseList:
     base = path.parent
     cases: dict[str, dict] = {}
     order: list[str] = []
+    folded: dict[str, str] = {}
+    case_level = CASE_COLUMNS + OPTIONAL_CASE_COLUMNS
     # Physical line numbers: csv rows may span lines only with quoted newlines, which we do not expect.
     for row_number, raw in enumerate(_data_rows(text), start=2):
         if raw is None:
@@ -301,9 +345,17 @@ def read_case_list(path: str | Path, *, check_files: bool = True) -> CaseList:
         status = rec.get("status", "").lower()
         if status not in ("normal", "abnormal"):
             problems.append(CaseListProblem(row_number, "status", f"'{rec.get('status', '')}' must be 'normal' or 'abnormal'"))
-        case_fields = {c: rec.get(c, "") for c in CASE_COLUMNS}
+        case_fields = {c: rec.get(c, "") for c in case_level}
         case_fields["status"] = status
         if case_id not in cases:
+            unsafe = case_id_problem(case_id)
+            if unsafe:
+                problems.append(CaseListProblem(row_number, "case_id", unsafe))
+            elif case_id.lower() in folded:
+                problems.append(CaseListProblem(row_number, "case_id", f"'{case_id}' differs from case '{folded[case_id.lower()]}' only in upper/lower case; their folders would collide on Windows and macOS. Make the ids differ by more than case"))
+            folded.setdefault(case_id.lower(), case_id)
+            if case_fields["same_patient"].lower() not in ("", "yes"):
+                problems.append(CaseListProblem(row_number, "same_patient", f"'{case_fields['same_patient']}' must be empty or 'yes' (yes = the coordinator confirms prior and current are the same patient although their headers' patient IDs differ)"))
             for col in ("prior", "current"):
                 if not case_fields[col]:
                     problems.append(CaseListProblem(row_number, col, "empty; give the exam's DICOM folder or image file"))
@@ -315,7 +367,7 @@ def read_case_list(path: str | Path, *, check_files: bool = True) -> CaseList:
             order.append(case_id)
         else:
             first = cases[case_id]["fields"]
-            for col in CASE_COLUMNS:
+            for col in case_level:
                 if case_fields[col] != first[col]:
                     problems.append(CaseListProblem(row_number, col, f"'{case_fields[col]}' differs from '{first[col]}' on row {cases[case_id]['row']} for the same case {case_id}; case columns must agree on every row of a case"))
         lesion_values = [rec.get(c, "") for c in LESION_COLUMNS]
@@ -354,13 +406,30 @@ def read_case_list(path: str | Path, *, check_files: bool = True) -> CaseList:
                 abnormal=abnormal,
                 lesions=tuple(lesions),
                 true_transform=_resolve(base, fields["true_transform"]) if fields["true_transform"] else None,
+                same_patient_override=fields["same_patient"].lower() == "yes",
             )
         )
+        cases[case_id]["case"] = result[-1]
     if not order and not problems:
         problems.append(CaseListProblem(None, None, "the file has a header but no cases"))
+    notes: list[CaseListProblem] = []
+    if check_images and check_files:
+        from .casecheck import check_case_files
+
+        bad_rows = {p.row for p in problems if p.column in ("prior", "current", "label_map", "true_transform")}
+        checkable = [c for c in result if cases[c.case_id]["row"] not in bad_rows]
+        for i, case in enumerate(checkable):
+            info = cases[case.case_id]
+            lesion_rows = {lid: row for lid, _, row in info["lesions"]}
+            errors, warns = check_case_files(case, case_row=info["row"], lesion_rows=lesion_rows)
+            problems.extend(errors)
+            notes.extend(warns)
+            if callable(progress):
+                progress(i + 1, len(checkable), case.case_id)
     if problems:
-        raise CaseListError(path, problems)
-    return CaseList(cases=tuple(result), source=path)
+        problems.sort(key=lambda p: (p.row if p.row is not None else 0))
+        raise CaseListError(path, problems, notes)
+    return CaseList(cases=tuple(result), source=path, warnings=tuple(notes))
 
 
 def _data_rows(text: str) -> Iterable[list[str] | None]:
@@ -395,6 +464,8 @@ def _parse_lesion(rec: dict[str, str], row: int, base: Path, check_files: bool, 
         radius = _parse_float(rec["radius_mm"], "radius_mm", row, problems)
         if radius is not None and radius <= 0:
             problems.append(CaseListProblem(row, "radius_mm", f"{radius} must be positive"))
+        elif radius is not None and radius > 150:
+            problems.append(CaseListProblem(row, "radius_mm", f"{radius:g} mm is larger than any bone lesion (limit 150 mm); is it a diameter in another unit?"))
     label_map = None
     if rec.get("label_map", ""):
         label_map = _resolve(base, rec["label_map"])
@@ -408,6 +479,12 @@ def _parse_lesion(rec: dict[str, str], row: int, base: Path, check_files: bool, 
             label_value = int(rec["label_value"])
         except ValueError:
             problems.append(CaseListProblem(row, "label_value", f"'{rec['label_value']}' is not an integer"))
+        else:
+            if not 1 <= label_value <= 65535:
+                problems.append(CaseListProblem(row, "label_value", f"{label_value} must be 1 to 65535 (0 is the background)"))
+                label_value = None
+        if not rec.get("label_map", ""):
+            problems.append(CaseListProblem(row, "label_value", "given without a label_map; give the label-map file too, or clear label_value"))
     weight = None
     if rec.get("weight", ""):
         weight = _parse_float(rec["weight"], "weight", row, problems)
@@ -427,10 +504,10 @@ def _parse_lesion(rec: dict[str, str], row: int, base: Path, check_files: bool, 
     )
 
 
-def validate_case_list(path: str | Path, *, check_files: bool = True) -> list[CaseListProblem]:
+def validate_case_list(path: str | Path, *, check_files: bool = True, check_images: bool = False) -> list[CaseListProblem]:
     """Every problem in a case list (empty list when it is valid)."""
     try:
-        read_case_list(path, check_files=check_files)
+        read_case_list(path, check_files=check_files, check_images=check_images)
     except CaseListError as exc:
         return exc.problems
     return []
@@ -450,9 +527,11 @@ def write_case_list(case_list: CaseList, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     base = path.parent
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    override = any(case.same_patient_override for case in case_list.cases)
+    tmp = path.with_name(f".{path.name}.partial")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(CASE_LIST_COLUMNS)
+        writer.writerow(CASE_LIST_COLUMNS + (("same_patient",) if override else ()))
         for case in case_list.cases:
             case_cells = [
                 case.case_id,
@@ -461,8 +540,9 @@ def write_case_list(case_list: CaseList, path: str | Path) -> Path:
                 case.status,
                 _relative(case.true_transform, base),
             ]
+            tail = ["yes" if case.same_patient_override else ""] if override else []
             if not case.lesions:
-                writer.writerow(case_cells + [""] * len(LESION_COLUMNS))
+                writer.writerow(case_cells + [""] * len(LESION_COLUMNS) + tail)
             for lesion in case.lesions:
                 writer.writerow(
                     case_cells
@@ -476,5 +556,7 @@ def write_case_list(case_list: CaseList, path: str | Path) -> Path:
                         "" if lesion.label_value is None else str(lesion.label_value),
                         "" if lesion.weight is None else repr(float(lesion.weight)),
                     ]
+                    + tail
                 )
+    tmp.replace(path)
     return path

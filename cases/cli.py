@@ -19,30 +19,83 @@ app = typer.Typer(
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]Error:[/] {message}")
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]Error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
+
+
+#: Above this many problems, the terminal shows a summary and the first ones; the full list goes to a file.
+PROBLEMS_SHOWN = 30
+
+
+def _print_problems(title: str, problems: list, style: str) -> None:
+    """One line per problem, 'row N, column 'x': what to fix' (plain lines copy and search well)."""
+    from rich.markup import escape
+
+    err_console.print(f"[{style}]{escape(title)}[/]", highlight=False)
+    for p in problems:
+        err_console.print(f"  - {escape(str(p))}", highlight=False, soft_wrap=False)
+
+
+def _write_problem_file(case_list: Path, problems: list, warnings: list) -> Path | None:
+    """Write every problem and warning to a CSV beside the case list (or in the current folder)."""
+    import csv
+    import io
+    import os
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["severity", "row", "column", "what to fix"])
+    for p in [*problems, *warnings]:
+        writer.writerow([p.severity, "" if p.row is None else p.row, p.column or "", p.message])
+    for folder in (case_list.resolve().parent, Path.cwd()):
+        target = folder / f"{case_list.stem}.problems.csv"
+        tmp = folder / f".{target.name}.partial"
+        try:
+            tmp.write_text(buffer.getvalue(), encoding="utf-8")
+            os.replace(tmp, target)
+            return target
+        except OSError:
+            tmp.unlink(missing_ok=True)
+    return None
 
 
 @app.command("validate")
 def validate(
     case_list: Path = typer.Argument(..., help="The case-list CSV to check (schema: docs/case-list.md)."),
-    check_files: bool = typer.Option(True, help="Also check that every exam, label map and transform file exists."),
+    check_files: bool = typer.Option(True, help="Check that every exam, label map and transform file exists."),
+    check_images: bool = typer.Option(True, help="Read every exam and label map in full and check them against the list (same patient, truth inside the exam and in bone, label maps on the exam's grid). --no-check-images checks the CSV and file names only."),
 ) -> None:
-    """Check a case list and report every bad row at once, with row numbers and what to fix."""
+    """Check a case list and report every problem at once, with row numbers and what to fix.
+
+    Reads every exam and label map in full (unless --no-check-images): damaged or truncated
+    files, non-CT values, prior and current of different patients, truth outside the current
+    exam or away from bone, label maps on another grid or without their label value, and case
+    ids that cannot be folder names are all refused here, before a study is created.
+    """
     from .caselist import CaseListError, read_case_list
 
+    if check_images and check_files:
+        err_console.print(f"Checking {case_list} and reading every exam it lists (use --no-check-images to skip the image checks)…")
     try:
-        cl = read_case_list(case_list, check_files=check_files)
+        cl = read_case_list(case_list, check_files=check_files, check_images=check_images and check_files)
     except CaseListError as exc:
-        table = Table(title=f"{len(exc.problems)} problem(s) in {exc.path}", show_lines=False)
-        table.add_column("row", justify="right")
-        table.add_column("column")
-        table.add_column("what to fix")
-        for p in exc.problems:
-            table.add_row("" if p.row is None else str(p.row), p.column or "", p.message)
-        err_console.print(table)
+        problems, warns = exc.problems, exc.warnings
+        shown = problems[:PROBLEMS_SHOWN]
+        _print_problems(f"{len(problems)} problem(s) in {exc.path} (row 1 is the header):", shown, "bold red")
+        if len(problems) > len(shown) or warns:
+            by_column: dict[str, int] = {}
+            for p in problems:
+                by_column[p.column or "(file)"] = by_column.get(p.column or "(file)", 0) + 1
+            summary = ", ".join(f"{k}: {v}" for k, v in sorted(by_column.items(), key=lambda kv: -kv[1]))
+            where = _write_problem_file(case_list, problems, warns)
+            more = f"{len(problems) - len(shown)} more not shown; " if len(problems) > len(shown) else ""
+            err_console.print(f"{len(problems)} problems by column: {summary}. {more}" + (f"Full list ({len(problems)} problems, {len(warns)} warnings): {where}" if where else "(could not write the full list to a file)"))
         raise typer.Exit(1)
-    console.print(f"[bold green]OK[/] {case_list}: {cl.summary()}")
+    if cl.warnings:
+        _print_problems(f"{len(cl.warnings)} warning(s) (not blocking) in {case_list}:", list(cl.warnings), "yellow")
+    console.print(f"[bold green]OK[/] {case_list}: {cl.summary()}" + (" (exams and truth checked)" if check_images and check_files else " (files not read)"))
 
 
 @app.command("info")
@@ -51,14 +104,13 @@ def info(
     series_uid: Optional[str] = typer.Option(None, help="SeriesInstanceUID, when the folder holds several series."),
 ) -> None:
     """Show an exam's geometry, HU range and identifying header fields (or the series in a folder)."""
-    from .dicom import list_dicom_series
     from .io import ExamReadError, read_exam
 
     try:
         ex = read_exam(exam, series_uid=series_uid)
     except ExamReadError as exc:
-        if exam.is_dir() and series_uid is None and len(list_dicom_series(exam)) > 1:
-            console.print(str(exc))
+        if exam.is_dir() and series_uid is None and "DICOM series; choose one" in str(exc):
+            console.print(str(exc), markup=False, highlight=False)
             raise typer.Exit(1)
         _fail(str(exc))
         return
@@ -71,7 +123,7 @@ def info(
     table.add_row("orientation", vol.orientation)
     table.add_row("HU range", f"{float(vol.array.min()):.0f} to {float(vol.array.max()):.0f}")
     for key, value in ex.header.items():
-        table.add_row(key, str(value))
+        table.add_row({"geometry_notes": "geometry correction", "reading_notes": "note"}.get(key, key), str(value))
     console.print(table)
 
 
@@ -80,15 +132,40 @@ def import_exam(
     exam: Path = typer.Argument(..., help="A DICOM series folder (or any supported image file)."),
     out: Path = typer.Argument(..., help="Output image file: .nii.gz (recommended), .nii, .nrrd or .mha."),
     series_uid: Optional[str] = typer.Option(None, help="SeriesInstanceUID, when the folder holds several series."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output file if it exists."),
 ) -> None:
-    """Convert an exam into one research image file in HU, keeping its geometry."""
-    from .io import ExamReadError, read_exam, write_volume
+    """Convert an exam into one research image file in HU, keeping its geometry.
 
+    The exam is read and checked in full before anything is written; the output is written
+    under a temporary name and renamed when complete, so a failure leaves nothing behind. A
+    gantry-tilted or unevenly spaced DICOM series is resampled onto an orthogonal, evenly
+    spaced grid (said on the terminal); see docs/dicom-import.md.
+    """
+    from .io import IMAGE_SUFFIXES, ExamReadError, read_exam, write_volume
+    from .outputs import OutputPathError, check_output_file
+
+    name = out.name.lower()
+    if not any(name.endswith(sfx) for sfx in IMAGE_SUFFIXES):
+        _fail(f"{out}: the output name must end with one of {', '.join(IMAGE_SUFFIXES)} (e.g. exam.nii.gz).")
     try:
+        check_output_file(out, overwrite=overwrite, what="image file")
         ex = read_exam(exam, series_uid=series_uid)
-        write_volume(ex.volume, out)
-    except (ExamReadError, ValueError) as exc:
+    except (OutputPathError, ExamReadError) as exc:
         _fail(str(exc))
+        return
+    created = [p for p in reversed(out.parents) if not p.exists()]
+    try:
+        write_volume(ex.volume, out)
+    except (OSError, RuntimeError, ValueError) as exc:
+        for parent in reversed(created):
+            try:
+                parent.rmdir()
+            except OSError:
+                pass
+        _fail(f"{out}: could not be written ({str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}). Nothing was written.")
+    for key in ("geometry_notes", "reading_notes"):
+        if ex.header.get(key):
+            console.print(f"[yellow]Note:[/] {exam}: {ex.header[key]}.", highlight=False)
     console.print(f"[bold green]Wrote[/] {out}")
 
 
@@ -109,15 +186,26 @@ def synth(
     """
     from .synth import SIZES, SynthesisError, synthesize_case_set
 
+    from .outputs import OutputPathError, atomic_folder, check_output_folder
+
     if size not in SIZES:
         _fail(f"--size must be one of {', '.join(SIZES)}, got '{size}'.")
     if out_dir.exists() and (out_dir / "caselist.csv").exists():
         _fail(f"{out_dir} already holds a case set (caselist.csv); choose a new folder or delete it first.")
     try:
-        path = synthesize_case_set(out_dir, n_cases=n_cases, abnormal_fraction=abnormal_fraction, seed=seed, size=size, dicom=dicom, progress=True)
+        check_output_folder(out_dir, what="case set")
+    except OutputPathError as exc:
+        _fail(str(exc))
+    try:
+        with atomic_folder(out_dir) as work:
+            synthesize_case_set(work, n_cases=n_cases, abnormal_fraction=abnormal_fraction, seed=seed, size=size, dicom=dicom, progress=True)
     except SynthesisError as exc:
         _fail(str(exc))
         return
+    except OSError as exc:
+        _fail(f"{out_dir}: could not write the case set ({exc.strerror or exc}). Nothing was left behind.")
+        return
+    path = out_dir / "caselist.csv"
     n_abn = int(round(n_cases * abnormal_fraction))
     console.print(f"[bold green]Wrote[/] {n_cases} synthetic cases ({n_abn} abnormal, {n_cases - n_abn} normal) to {out_dir}")
     console.print(f"Case list: {path}  (check it with: tsct cases validate {path})")

@@ -72,12 +72,28 @@ def _suffix(path: Path) -> str:
 
 
 def read_volume(path: str | Path, *, label: bool = False) -> Volume:
-    """Read a NIfTI, NRRD or MHA image file as a volume (float32) or, with ``label``, a label volume."""
+    """Read a NIfTI, NRRD or MHA image file as a volume (float32) or, with ``label``, a label volume.
+
+    The file is checked in full first (:func:`cases.filecheck.check_image_file`: truncation,
+    damaged compression, impossible headers); then the voxels must be finite, the grid 3-D with
+    at least two voxels along each axis, and the geometry a proper rotation with positive
+    spacing. Label maps must hold whole numbers from 0 to 65535.
+
+    Raises
+    ------
+    ExamReadError
+        Naming the file and what is wrong with it.
+    """
+    from .filecheck import check_geometry_sane, check_image_file, check_voxels_finite
+
     path = Path(path)
     if not path.exists():
         raise ExamReadError(f"{path}: file not found.")
+    if path.is_dir():
+        raise ExamReadError(f"{path}: is a folder; give an image file ({', '.join(IMAGE_SUFFIXES)}).")
     if _suffix(path) not in IMAGE_SUFFIXES:
         raise ExamReadError(f"{path}: unsupported file type '{_suffix(path)}'; use a DICOM series folder or one of {', '.join(IMAGE_SUFFIXES)}.")
+    check_image_file(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -85,13 +101,30 @@ def read_volume(path: str | Path, *, label: bool = False) -> Volume:
         raise ExamReadError(f"{path}: cannot be read as an image ({last}). The file may be truncated or not an image; re-export it.") from None
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise ExamReadError(f"{path}: has {image.GetNumberOfComponentsPerPixel()} components per voxel (colour or vector image); a CT exam is a scalar volume.")
-    if image.GetDimension() == 4 and image.GetSize()[3] == 1:
-        image = image[:, :, :, 0]
+    while image.GetDimension() > 3 and image.GetSize()[-1] == 1:
+        image = image[(slice(None),) * (image.GetDimension() - 1) + (0,)]
     if image.GetDimension() != 3 or min(image.GetSize()) < 2:
-        raise ExamReadError(f"{path}: is a {image.GetDimension()}-D image of size {image.GetSize()}, not a 3-D volume. A CT exam needs several slices.")
+        what = "label map" if label else "CT exam"
+        if image.GetDimension() > 3:
+            hint = "a time series or several volumes in one file; save one 3-D volume per file"
+        elif image.GetDimension() == 3:
+            hint = "it has a single voxel along one axis (one slice)"
+        else:
+            hint = "a single slice or a projection"
+        raise ExamReadError(f"{path}: is a {image.GetDimension()}-D image of size {image.GetSize()}, not a 3-D volume ({hint}). A {what} needs a 3-D grid with several slices.")
+    check_geometry_sane(image.GetSpacing(), image.GetOrigin(), image.GetDirection(), path)
     if label:
-        return LabelVolume.from_sitk(sitk.Cast(image, sitk.sitkUInt16), metadata={"source": str(path)})
-    return Volume.from_sitk(sitk.Cast(image, sitk.sitkFloat32), metadata={"source": str(path), "format": _suffix(path).lstrip(".")})
+        array = sitk.GetArrayViewFromImage(image)
+        check_voxels_finite(array, path, what="label value")
+        if not np.issubdtype(array.dtype, np.integer):
+            if array.size and float(np.abs(array - np.rint(array)).max()) > 1e-3:
+                raise ExamReadError(f"{path}: a label map must hold whole numbers, but it holds fractional values (e.g. {float(array.flat[np.argmax(np.abs(array - np.rint(array)))]):.3g}): a probability map or a CT image? Give the label map itself.")
+        if array.size and (float(array.min()) < 0 or float(array.max()) > 65535):
+            raise ExamReadError(f"{path}: label values must be 0 to 65535, but they span {float(array.min()):.0f} to {float(array.max()):.0f}. Is this a CT image rather than a label map?")
+        return LabelVolume.from_sitk(sitk.Cast(sitk.Round(image) if image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64) else image, sitk.sitkUInt16), metadata={"source": str(path)})
+    volume = Volume.from_sitk(sitk.Cast(image, sitk.sitkFloat32), metadata={"source": str(path), "format": _suffix(path).lstrip(".")})
+    check_voxels_finite(volume.array, path)
+    return volume
 
 
 def check_hu_plausible(volume: Volume, source: str | Path) -> None:
@@ -108,6 +141,11 @@ def check_hu_plausible(volume: Volume, source: str | Path) -> None:
         raise ExamReadError(f"{source}: values span only {lo:.3g} to {hi:.3g}, which is not a CT in HU (normalised or empty image?). Supply the exam in Hounsfield units.")
     if lo < HU_RANGE[0] - 1 or hi > HU_RANGE[1]:
         raise ExamReadError(f"{source}: values {lo:.0f} to {hi:.0f} lie outside the HU range {HU_RANGE[0]:.0f} to {HU_RANGE[1]:.0f}.")
+    if lo >= 0 and hi <= 255:
+        raise ExamReadError(
+            f"{source}: values span {lo:.0f} to {hi:.0f} with nothing below 0, like an 8-bit picture (screenshot, JPEG export) "
+            "or a mask, not a CT in HU (air is -1000 HU, fat about -100 HU). Supply the original CT in Hounsfield units."
+        )
     p1 = float(np.percentile(array[:: max(1, array.shape[0] // 16)], 1))
     if lo >= 0 and p1 >= 0 and hi > 1000:
         raise ExamReadError(
@@ -174,11 +212,18 @@ def check_same_patient(prior: Exam, current: Exam) -> None:
 
 
 def write_volume(volume: Volume, path: str | Path, *, compress: bool = True) -> Path:
-    """Write a volume to NIfTI/NRRD/MHA chosen by suffix.
+    """Write a volume to NIfTI/NRRD/MHA chosen by suffix, atomically.
 
-    CT volumes (float) holding whole numbers within int16 are written as int16 HU; other float
+    The image is written under a temporary name in the same folder and renamed into place when
+    complete, so an interrupted write never leaves a partial file under the final name. CT
+    volumes (float) holding whole numbers within int16 are written as int16 HU; other float
     data (z-maps, subtractions with fractions) stay float32; label volumes keep their integer type.
     """
+    import os
+    import shutil
+
+    from .outputs import temporary_sibling
+
     path = Path(path)
     if _suffix(path) not in IMAGE_SUFFIXES:
         raise ValueError(f"{path}: choose a suffix among {', '.join(IMAGE_SUFFIXES)}")
@@ -189,6 +234,23 @@ def write_volume(volume: Volume, path: str | Path, *, compress: bool = True) -> 
             volume = volume.with_array(array.astype(np.int16))
         elif array.dtype != np.float32:
             volume = volume.with_array(array.astype(np.float32))
-    sitk.WriteImage(volume.to_sitk(), str(path), useCompression=compress)
+    image = volume.to_sitk()
+    if _suffix(path) in (".mhd", ".nhdr"):
+        # detached header + data file: write both under their final names in a temporary folder
+        tmp_dir = temporary_sibling(path)
+        tmp_dir.mkdir()
+        try:
+            sitk.WriteImage(image, str(tmp_dir / path.name), useCompression=compress)
+            for produced in sorted(tmp_dir.iterdir(), key=lambda p: p.name == path.name):
+                os.replace(produced, path.parent / produced.name)  # data file first, header last
+        finally:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+        return path
+    tmp = temporary_sibling(path, _suffix(path))
+    try:
+        sitk.WriteImage(image, str(tmp), useCompression=compress)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
-

@@ -108,8 +108,11 @@ def test_cli_validate_exit_codes(exams):
     bad = exams / "bad.csv"
     bad.write_text(HEADER + "C1,p1.nii.gz,c1.nii.gz,sick,,,,,,,,,,,\n")
     runner = CliRunner()
-    ok = runner.invoke(app, ["cases", "validate", str(good)])
+    # the exams here are 1-byte placeholders: only the CSV is checked (--no-check-images)
+    ok = runner.invoke(app, ["cases", "validate", str(good), "--no-check-images"])
     assert ok.exit_code == 0 and "1 cases (1 normal" in " ".join(ok.output.split())
+    deep = runner.invoke(app, ["cases", "validate", str(good)])
+    assert deep.exit_code == 1 and "p1.nii.gz" in deep.output and "Traceback" not in deep.output
     res = runner.invoke(app, ["cases", "validate", str(bad)])
     assert res.exit_code == 1
     text = " ".join(res.output.split())

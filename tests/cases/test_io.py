@@ -75,10 +75,19 @@ def test_missing_slice_is_named(tmp_path):
         read_exam(folder)
 
 
-def test_uneven_spacing_is_named(tmp_path):
+def test_uneven_spacing_is_resampled_to_even_spacing_and_said(tmp_path):
+    # steps 5, 6, 5, 5 mm: not a missing slice, so resampled to even spacing (as dcm2niix does)
     folder = _series_from_ct_small(tmp_path / "uneven", [0.0, 5.0, 11.0, 16.0, 21.0])
-    with pytest.raises(ExamReadError, match="uneven slice spacing"):
-        read_exam(folder)
+    exam = read_exam(folder)
+    vol = exam.volume
+    assert "variable slice spacing" in exam.header["geometry_notes"]
+    assert vol.spacing_mm[2] == pytest.approx(21.0 / 5)  # at most the smallest step, both ends on the grid
+    assert vol.shape[0] == 6
+    # every slice is the same image, so every resampled slice must equal it
+    ds = pydicom.dcmread(CT_SMALL)
+    expected_hu = apply_modality_lut(ds.pixel_array, ds)
+    np.testing.assert_allclose(vol.array[-1], expected_hu, atol=1e-3)
+    np.testing.assert_allclose(vol.index_to_point_mm((0, 0, vol.shape[0] - 1))[2], 21.0, atol=1e-6)
 
 
 def test_several_series_need_a_choice(tmp_path):
@@ -103,7 +112,7 @@ def test_non_dicom_folder_and_corrupt_file(tmp_path):
         read_exam(folder)
     truncated = tmp_path / "truncated.nii.gz"
     truncated.write_bytes(b"\x1f\x8b\x08\x00garbage")
-    with pytest.raises(ExamReadError, match=r"truncated\.nii\.gz: cannot be read"):
+    with pytest.raises(ExamReadError, match=r"truncated\.nii\.gz: the compressed \(gzip\) data are truncated"):
         read_exam(truncated)
     with pytest.raises(ExamReadError, match="not found"):
         read_exam(tmp_path / "nowhere.nii.gz")
@@ -180,3 +189,14 @@ def test_different_patients_are_refused(tmp_path):
     with pytest.raises(ExamReadError, match="different patients: PatientID 'A' vs 'B'"):
         check_same_patient(prior, current)
     check_same_patient(prior, prior)
+
+
+def test_rewriting_a_shorter_series_leaves_no_stale_slices(tmp_path):
+    folder = tmp_path / "out"
+    long = Volume(np.zeros((5, 8, 8), np.float32) - 1000, (1.0, 1.0, 2.0))
+    long.array[:, 2:6, 2:6] = 500
+    write_dicom_series(long, folder, series_description="first")
+    short = Volume(long.array[:3].copy(), (1.0, 1.0, 2.0))
+    paths = write_dicom_series(short, folder, series_description="second")
+    assert sorted(p.name for p in folder.iterdir()) == [p.name for p in paths] == ["IM00001.dcm", "IM00002.dcm", "IM00003.dcm"]
+    assert read_exam(folder).volume.shape == (3, 8, 8)
