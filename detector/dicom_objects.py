@@ -16,13 +16,17 @@ instances are taken from the current exam's own headers):
 ``overlay/``       the colour overlay series for plain viewers (RGB Secondary Capture, one
                    instance per slice; :func:`detector.overlay.write_overlay_dicom`).
 
-Candidate regions: ``candidates.json`` stores each candidate's centre, peak and size, not its
-voxels, so :func:`candidate_label_array` rebuilds the regions from the saved z-map with the
-recorded rule (matched-filter score when one was used, the hysteresis thresholds, 26-connectivity
-inside the bone ROI) and keeps, for each candidate, the rebuilt region that holds its peak voxel.
-A candidate whose region cannot be rebuilt (the detector's z differs from the saved map, e.g. a
-native-resolution z) is drawn as a sphere of its volume around its centre inside the bone ROI;
-the segment's label then says "(approximate sphere)".
+Candidate regions: a case folder with ``candidate_labels.nii.gz`` (integer label = candidate_id
+on the current grid) gives the detector's regions as they are. Otherwise (``candidates.json``
+stores each candidate's centre, peak and size, not its voxels) :func:`candidate_label_array`
+rebuilds them from the saved z-map with the recorded rule (matched-filter score divided by the
+recorded robust spread, the hysteresis thresholds, 26-connectivity inside the bone ROI) and keeps,
+for each candidate, the rebuilt region that holds its peak voxel; where there is none, a sphere of
+the candidate's volume around its centre inside the bone ROI. The detector scores candidates on
+the native-resolution z (``ZMap.z_native``) inside a slightly smaller ROI, which the case folder
+does not keep, so a rebuilt region can differ from the detector's by some voxels: every segment
+whose voxel count is not the candidate's ``n_voxels`` says "(approximate)" in its label, and the
+command prints their IDs.
 
 Every object is written atomically (temporary name, then rename) and passes ``dciodvfy``
 (see docs/dicom-objects.md and tests/detector/test_dicom_objects.py).
@@ -58,6 +62,8 @@ __all__ = [
 #: Coding scheme designator of the project's own (private) codes; "99" prefix = local scheme.
 TSCT_SCHEME = "99TSCT"
 MANUFACTURER = "TSCT"
+#: Optional file of a case folder with the detector's candidate regions (label = candidate_id).
+CANDIDATE_LABELS_FILE = "candidate_labels.nii.gz"
 MODEL_NAME = "TSCT temporal-subtraction detector"
 DEVICE_SERIAL = "0"
 
@@ -146,9 +152,16 @@ def read_source_exam(folder: str | Path, *, series_uid: str | None = None) -> So
     if exam.format != "dicom":
         raise DetectorInputError(f"{folder}: the current exam must be a DICOM series folder (derived objects reference its instances), not {exam.format}.")
     datasets = [pydicom.dcmread(str(f), stop_before_pixels=True) for f in exam.files]
-    for key in ("StudyInstanceUID", "FrameOfReferenceUID", "SOPInstanceUID", "SOPClassUID"):
-        if key not in datasets[0]:
-            raise DetectorInputError(f"{exam.files[0]}: no {key}; derived objects cannot be placed in this exam's study. Export the series with its full header.")
+    for path, ds in zip(exam.files, datasets):
+        # some anonymisers blank SOP Class/Instance UID in the data set and keep them in the file
+        # meta information: references need them, so take them from there
+        meta = getattr(ds, "file_meta", None)
+        for key, meta_key in (("SOPClassUID", "MediaStorageSOPClassUID"), ("SOPInstanceUID", "MediaStorageSOPInstanceUID")):
+            if not ds.get(key) and meta is not None and meta.get(meta_key):
+                setattr(ds, key, meta.get(meta_key))
+        for key in ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "SOPInstanceUID", "SOPClassUID"):
+            if not ds.get(key):
+                raise DetectorInputError(f"{path}: no {key}; derived objects cannot be placed in this exam's study. Export the series with its full header.")
     return SourceExam(volume=exam.volume, datasets=datasets, folder=folder)
 
 
@@ -159,7 +172,7 @@ def _sphere(shape: tuple[int, int, int], centre_zyx: np.ndarray, radius_mm: floa
     return d2 <= radius_mm**2
 
 
-def candidate_label_array(zmap: Any, bone_roi: np.ndarray, candidates: Any) -> tuple[np.ndarray, set[int]]:
+def candidate_label_array(zmap: Any, bone_roi: np.ndarray, candidates: Any, *, rescore: bool = True) -> tuple[np.ndarray, set[int]]:
     """Voxels of each candidate, rebuilt from the saved z-map: int32 labels (candidate_id, 0 = none).
 
     Parameters
@@ -167,11 +180,15 @@ def candidate_label_array(zmap: Any, bone_roi: np.ndarray, candidates: Any) -> t
     zmap : the case's z-map (``cases.Volume``) on the current grid.
     bone_roi : boolean array of the bone ROI, same shape.
     candidates : the case's :class:`detector.candidates.CandidateSet` (with its ``parameters``).
+    rescore : apply the recorded matched filter to ``zmap`` first (True), or take ``zmap`` as
+        the very score the candidates were found on (False: with the detector's own score and
+        candidate ROI the regions are the detector's, voxel for voxel).
 
     Returns
     -------
-    labels, approximate : the label array and the IDs of candidates drawn as spheres (their
-    region could not be rebuilt; see the module notes).
+    labels, approximate : the label array and the IDs of candidates whose region is not the
+    detector's own voxel for voxel: rebuilt with another voxel count, or drawn as a sphere
+    (see the module notes).
     """
     from scipy import ndimage as ndi
 
@@ -184,8 +201,11 @@ def candidate_label_array(zmap: Any, bone_roi: np.ndarray, candidates: Any) -> t
         return labels, approximate
     params = candidates.parameters
     score = zmap
-    if params.get("matched_filter_mm"):
-        score = matched_filter_score(zmap, roi, sigma_mm=float(params["matched_filter_mm"]))
+    if rescore and params.get("matched_filter_mm"):
+        recorded_sd = params.get("matched_filter_robust_sd")
+        score = matched_filter_score(zmap, roi, sigma_mm=float(params["matched_filter_mm"]), renormalise=not recorded_sd)
+        if recorded_sd:  # the detector's own spread (measured on its candidate ROI), not one re-measured here
+            score = score.with_array(score.array / np.float32(recorded_sd))
     arr = np.nan_to_num(np.asarray(score.array, dtype=np.float32))
     thr = float(params.get("threshold", 4.0))
     low = params.get("low_threshold")
@@ -203,7 +223,10 @@ def candidate_label_array(zmap: Any, bone_roi: np.ndarray, candidates: Any) -> t
             lab = int(lab_arr[tuple(peak)])
         if lab and (cand.polarity, lab) not in used:
             used.add((cand.polarity, lab))
-            labels[(lab_arr == lab) & (labels == 0)] = cand.candidate_id
+            region = (lab_arr == lab) & (labels == 0)
+            labels[region] = cand.candidate_id
+            if int(region.sum()) != int(cand.n_voxels):
+                approximate.add(int(cand.candidate_id))
             continue
         centre = zmap.point_to_index(cand.center_mm)[::-1]
         radius = (3.0 * float(cand.volume_mm3) / (4.0 * math.pi)) ** (1.0 / 3.0)
@@ -253,7 +276,7 @@ def make_segmentation(
     ]
     masks = [np.asarray(bone_roi, dtype=bool)]
     for i, cand in enumerate(candidates, start=2):
-        extra = " (approximate sphere)" if cand.candidate_id in approximate else ""
+        extra = " (approximate)" if cand.candidate_id in approximate else ""
         label = f"Candidate {cand.candidate_id} ({cand.polarity}){extra}"
         descriptions.append(
             hd.seg.SegmentDescription(
@@ -447,9 +470,19 @@ def export_case_dicom(
         cands = CandidateSet.read_json(case_dir / "candidates.json")
     out = Path(out_dir)
     if "seg" in objects:
-        labels, approx = candidate_label_array(zmap, roi, cands)
+        labels_path = case_dir / CANDIDATE_LABELS_FILE
+        if labels_path.is_file():
+            lab_vol = read_volume(labels_path)
+            if not lab_vol.same_space(grid):
+                raise DetectorInputError(f"{labels_path} is not on the grid of the current exam {current_dicom}.")
+            labels, approx = np.rint(lab_vol.array).astype(np.int32), set()
+        else:
+            labels, approx = candidate_label_array(zmap, roi, cands)
         if approx:
-            result.notes.append(f"{len(approx)} candidate(s) drawn as spheres of their volume (region not rebuilt from the saved z-map): {sorted(approx)}")
+            result.notes.append(
+                f"{len(approx)} of {len(cands)} candidate region(s) rebuilt from the saved z-map differ from the detector's voxel count "
+                f"(segment label '(approximate)'): {sorted(approx)}"
+            )
         result.paths["seg"] = save_dataset(make_segmentation(source, roi, labels, cands, approximate=approx), out / "SEG.dcm")
     if "pm" in objects:
         result.paths["pm"] = save_dataset(make_parametric_map(source, zmap.array), out / "PM.dcm")

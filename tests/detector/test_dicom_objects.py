@@ -188,7 +188,7 @@ def test_no_candidates_still_gives_valid_objects(case, tmp_path):
         assert dciodvfy_errors(res.paths["seg"]) == [] and dciodvfy_errors(res.paths["sr"]) == []
 
 
-def test_unrebuildable_region_is_drawn_as_a_labelled_sphere(case):
+def test_unrebuildable_region_is_drawn_as_a_sphere_in_the_roi(case):
     from detector.candidates import Candidate
     from detector.dicom_objects import candidate_label_array
 
@@ -219,3 +219,40 @@ def test_cli_export_and_clean_errors(case, tmp_path):
     assert "bone_roi.nii.gz: not found" in res.output and "Traceback" not in res.output
     res = runner.invoke(app, ["export-dicom", str(case["case_dir"]), "--current", str(case["case_dir"]), "--out", str(tmp_path / "o3")])
     assert res.exit_code == 2 and "Traceback" not in res.output
+
+
+def test_the_case_folders_candidate_label_map_is_used_as_is(case, tmp_path):
+    """``candidate_labels.nii.gz`` (written by the z-score stage) gives the segments directly."""
+    from detector.dicom_objects import export_case_dicom
+
+    case_dir = tmp_path / "case"
+    shutil.copytree(case["case_dir"], case_dir)
+    zmap = read_volume(case_dir / "zmap.nii.gz")
+    labels = np.zeros(zmap.shape, dtype=np.int32)
+    roi_idx = np.argwhere(case["roi"])
+    for cand in case["cands"]:  # a distinct, known region per candidate: 7 ROI voxels each
+        for zyx in roi_idx[cand.candidate_id * 50 : cand.candidate_id * 50 + 7]:
+            labels[tuple(zyx)] = cand.candidate_id
+    write_volume(zmap.like(labels), case_dir / "candidate_labels.nii.gz")
+    res = export_case_dicom(case_dir, case["paths"]["current_dicom"], tmp_path / "out", objects=("seg",))
+    assert res.notes == []
+    seg = hd.seg.segread(str(res.paths["seg"]))
+    uids = [str(ds.SOPInstanceUID) for ds in _current_headers(case)]
+    pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=list(range(2, 2 + len(case["cands"]))))
+    for k, cand in enumerate(case["cands"]):
+        np.testing.assert_array_equal(pixels[..., k] != 0, labels == cand.candidate_id)
+
+
+def test_rebuilt_regions_that_differ_from_the_detector_are_labelled_approximate(case, tmp_path):
+    from detector.dicom_objects import export_case_dicom
+
+    case_dir = tmp_path / "case"
+    shutil.copytree(case["case_dir"], case_dir)
+    first = case["cands"].candidates[0]
+    changed = CandidateSet((type(first)(**{**first.__dict__, "n_voxels": first.n_voxels + 1}), *case["cands"].candidates[1:]), case["cands"].parameters)
+    changed.write_json(case_dir / "candidates.json")
+    res = export_case_dicom(case_dir, case["paths"]["current_dicom"], tmp_path / "out", objects=("seg",))
+    assert len(res.notes) == 1 and "[1]" in res.notes[0]
+    seg = hd.seg.segread(str(res.paths["seg"]))
+    assert seg.get_segment_description(2).segment_label == f"Candidate 1 ({first.polarity}) (approximate)"
+    assert "(approximate)" not in seg.get_segment_description(3).segment_label
