@@ -256,3 +256,22 @@ def test_rebuilt_regions_that_differ_from_the_detector_are_labelled_approximate(
     seg = hd.seg.segread(str(res.paths["seg"]))
     assert seg.get_segment_description(2).segment_label == f"Candidate 1 ({first.polarity}) (approximate)"
     assert "(approximate)" not in seg.get_segment_description(3).segment_label
+
+
+def test_batch_export_skips_unfinished_cases(case, tmp_path):
+    from typer.testing import CliRunner
+
+    from cases import Case, CaseList, write_case_list
+    from detector.cli import app
+
+    work = tmp_path / "work"
+    shutil.copytree(case["case_dir"], work / "A")
+    (work / "A" / "qc.json").write_text("{}", encoding="utf-8")  # finished
+    pair = case["paths"]
+    cl = CaseList(tuple(Case(case_id=cid, prior=pair["prior_dicom"], current=pair["current_dicom"], abnormal=False) for cid in ("A", "B")))
+    cl_path = write_case_list(cl, tmp_path / "cases.csv")
+    res = CliRunner().invoke(app, ["export-dicom-batch", str(cl_path), "--work", str(work), "--out", str(tmp_path / "pacs"), "--objects", "sr,pm"])
+    assert res.exit_code == 0, res.output
+    assert "skipped: B" in res.output
+    assert sorted(p.name for p in (tmp_path / "pacs" / "A").iterdir()) == ["PM.dcm", "SR.dcm"]
+    assert not (tmp_path / "pacs" / "B").exists()
