@@ -37,26 +37,27 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from ._errors import DetectorInputError
 
 __all__ = [
-    "TSCT_SCHEME",
-    "POLARITY_NAME",
     "POLARITY_CODES",
+    "POLARITY_NAME",
+    "TSCT_SCHEME",
     "SourceExam",
-    "read_source_exam",
     "candidate_label_array",
-    "make_segmentation",
-    "make_parametric_map",
-    "make_candidate_report",
-    "save_dataset",
     "export_case_dicom",
+    "make_candidate_report",
+    "make_parametric_map",
+    "make_segmentation",
+    "read_source_exam",
+    "save_dataset",
 ]
 
 #: Coding scheme designator of the project's own (private) codes; "99" prefix = local scheme.
@@ -73,7 +74,7 @@ def _software_version() -> str:
         from importlib.metadata import version
 
         return version("tsct")
-    except Exception:  # not installed as a distribution (run from a checkout)
+    except Exception:  # noqa: BLE001 - not installed as a distribution (run from a checkout)
         return "0.1.0"
 
 

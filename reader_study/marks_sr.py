@@ -20,9 +20,10 @@ not written: the SRs record what readers did, not how it was scored.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -110,7 +111,12 @@ def export_marks_sr(
     from pydicom.uid import generate_uid
 
     from detector._errors import DetectorInputError
-    from detector.dicom_objects import MANUFACTURER, TSCT_SCHEME, read_source_exam, save_dataset
+    from detector.dicom_objects import (
+        MANUFACTURER,
+        TSCT_SCHEME,
+        read_source_exam,
+        save_dataset,
+    )
 
     from .exchange import study_records
     from .models import Reader, Study, StudyCase, StudyReader
