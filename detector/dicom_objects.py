@@ -275,8 +275,16 @@ def make_segmentation(
             tracking_uid=generate_uid(), tracking_id="Bone ROI",
         )
     ]
-    masks = [np.asarray(bone_roi, dtype=bool)]
-    for i, cand in enumerate(candidates, start=2):
+    # one dense uint8 array, filled in place (no per-segment copies): segment 1 the ROI, then each
+    # candidate within its own bounding box
+    from scipy import ndimage as ndi
+
+    cand_list = list(candidates)
+    pixels = np.zeros(tuple(shape) + (1 + len(cand_list),), dtype=np.uint8)
+    pixels[..., 0] = np.asarray(bone_roi, dtype=bool)
+    labels_arr = np.asarray(candidate_labels)
+    boxes = ndi.find_objects(labels_arr.astype(np.int32, copy=False)) if labels_arr.any() else []
+    for i, cand in enumerate(cand_list, start=2):
         extra = " (approximate)" if cand.candidate_id in approximate else ""
         label = f"Candidate {cand.candidate_id} ({cand.polarity}){extra}"
         descriptions.append(
@@ -286,8 +294,10 @@ def make_segmentation(
                 tracking_uid=generate_uid(), tracking_id=f"Candidate {cand.candidate_id}", anatomic_regions=[c["bone"]],
             )
         )
-        masks.append(candidate_labels == cand.candidate_id)
-    pixels = np.stack(masks, axis=-1).astype(np.uint8)
+        cid = int(cand.candidate_id)
+        box = boxes[cid - 1] if 0 < cid <= len(boxes) else None
+        if box is not None:
+            pixels[box + (i - 1,)] = labels_arr[box] == cid
     return hd.seg.Segmentation(
         source_images=source.datasets, pixel_array=pixels, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions, series_instance_uid=generate_uid(), series_number=series_number or _series_number(source, 91),
