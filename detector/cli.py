@@ -333,3 +333,8 @@ from .cli_zscore import register_commands as _register_zscore_commands  # noqa: 
 
 _register_zscore_commands(app)
 
+
+# Standard DICOM objects (SEG, Parametric Map, SR, overlay) of a case: _dicom_cli.py.
+from ._dicom_cli import register_dicom_commands as _register_dicom_commands  # noqa: E402
+
+_register_dicom_commands(app)

@@ -193,6 +193,16 @@ def render_overlay_volume(ct: Volume, z: Volume, style: OverlayStyle | None = No
     return out
 
 
+def _orientation_letters(cosines: np.ndarray, max_letters: int = 3) -> str:
+    """DICOM Patient Orientation letters (LPS: L/R, P/A, H/F) of a direction, main axis first."""
+    letters = (("L", "R"), ("P", "A"), ("H", "F"))
+    out = ""
+    for axis in np.argsort(-np.abs(cosines))[:max_letters]:
+        if abs(float(cosines[axis])) > 1e-3:
+            out += letters[axis][0] if cosines[axis] > 0 else letters[axis][1]
+    return out
+
+
 def write_overlay_dicom(
     ct: Volume,
     z: Volume,
@@ -266,6 +276,8 @@ def write_overlay_dicom(
             setattr(ds, key, template.get(key, ""))
         if not ds.StudyDate:
             ds.StudyDate = now.strftime("%Y%m%d")
+        if not ds.StudyTime:
+            ds.StudyTime = now.strftime("%H%M%S")
         ds.StudyInstanceUID = study_uid
         ds.SeriesInstanceUID = series_uid
         ds.SeriesNumber = int(series_number)
@@ -277,6 +289,11 @@ def write_overlay_dicom(
         ds.FrameOfReferenceUID = frame_uid
         ds.PositionReferenceIndicator = ""
         ds.Manufacturer = "TSCT"
+        # General Series Laterality and General Image Patient Orientation are type 2C for SC
+        # (dciodvfy): Laterality as in the current exam (empty: not a paired body part known),
+        # Patient Orientation from the slice direction cosines.
+        ds.Laterality = template.get("Laterality", "")
+        ds.PatientOrientation = [_orientation_letters(direction[:, 0]), _orientation_letters(direction[:, 1])]
         ds.ImagePositionPatient = [float(v) for v in ct.index_to_point_mm((0, 0, k))]
         ds.ImageOrientationPatient = [float(v) for v in np.concatenate([direction[:, 0], direction[:, 1]])]
         ds.PixelSpacing = [float(sy), float(sx)]

@@ -7,6 +7,8 @@ when ``zscore=True``) and adds to the case folder:
 ``sigma.nii.gz``       the estimated error sigma, HU, float32 (0 outside the ROI)
 ``candidates.json``    lesion candidates with their parameters (LPS mm of the current exam)
 ``candidates.csv``     the same, one row per candidate
+``candidate_labels.nii.gz`` the candidates' voxels (int32, label = candidate_id), for the DICOM
+                       Segmentation of ``tsct detect export-dicom`` (docs/dicom-objects.md)
 ``dicom/zscore_overlay/`` colour Secondary Capture series of the fused overlay (DICOM input only)
 """
 
@@ -29,7 +31,7 @@ from .zscore import ZMap, compute_zmap, near_missing_prior
 __all__ = ["ZScoreSettings", "ZScoreOutputs", "zscore_stage", "write_zscore_files", "ZSCORE_OUTPUT_FILES"]
 
 #: Output file names of the z-score stage inside a case folder (from :data:`detector.outputs.ROLES`).
-ZSCORE_OUTPUT_FILES: dict[str, str] = {role: ROLES[role][0] for role in ("zmap", "sigma", "candidates_json", "candidates_csv", "dicom_zscore_overlay")}
+ZSCORE_OUTPUT_FILES: dict[str, str] = {role: ROLES[role][0] for role in ("zmap", "sigma", "candidates_json", "candidates_csv", "dicom_zscore_overlay", "candidate_labels")}
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ class ZScoreOutputs:
     zmap: ZMap
     candidates: CandidateSet
     outputs: dict[str, Path] = field(default_factory=dict)
+    #: the candidates' voxels (int32, label = candidate_id), for the DICOM Segmentation
+    candidate_labels: np.ndarray | None = field(default=None, repr=False)
 
     def summary(self) -> str:
         return self.zmap.summary() + "\n" + self.candidates.summary()
@@ -118,6 +122,10 @@ def write_zscore_files(
         outputs["sigma"] = _write_float(zm.sigma_hu, out / ZSCORE_OUTPUT_FILES["sigma"])
         outputs["candidates_json"] = cands.write_json(out / ZSCORE_OUTPUT_FILES["candidates_json"])
         outputs["candidates_csv"] = cands.write_csv(out / ZSCORE_OUTPUT_FILES["candidates_csv"])
+        if result.candidate_labels is not None:
+            path = out / ZSCORE_OUTPUT_FILES["candidate_labels"]
+            _write_labels(current.like(result.candidate_labels.astype(np.int32)), path)
+            outputs["candidate_labels"] = path
     if dicom_template is not None:
         how = f"network v{zm.model_version}" if zm.method == "network" else "analytic error model"
         folder = out / ZSCORE_OUTPUT_FILES["dicom_zscore_overlay"]
@@ -128,6 +136,16 @@ def write_zscore_files(
         )
         outputs["dicom_zscore_overlay"] = folder
     return outputs
+
+
+def _write_labels(volume: Volume, path: Path) -> Path:
+    """The candidate label map (int32 NIfTI), read by ``tsct detect export-dicom`` for the Segmentation."""
+    image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array, dtype=np.int32))
+    image.SetSpacing(volume.spacing_mm)
+    image.SetOrigin(volume.origin_mm)
+    image.SetDirection(volume.direction)
+    sitk.WriteImage(image, str(path), True)
+    return path
 
 
 def _write_float(volume: Volume, path: Path) -> Path:
@@ -187,8 +205,11 @@ def zscore_stage(
     if settings.matched_filter_mm:
         extra["matched_filter_robust_sd"] = score.metadata.get("robust_sd")
     cands = CandidateSet(cands.candidates, {**cands.parameters, **extra}, case_id)
-    result = ZScoreOutputs(zmap=zm, candidates=cands)
+    from .dicom_objects import candidate_label_array
+
+    labels, _ = candidate_label_array(score, cand_roi, cands, rescore=False)  # the very score and ROI: exact regions
+    result = ZScoreOutputs(zmap=zm, candidates=cands, candidate_labels=labels)
     if out_dir is None:
         return result
     outputs = write_zscore_files(result, current, out_dir, style=settings.style, dicom_template=dicom_template, series_number=series_number)
-    return ZScoreOutputs(zmap=zm, candidates=cands, outputs=outputs)
+    return ZScoreOutputs(zmap=zm, candidates=cands, outputs=outputs, candidate_labels=labels)

@@ -546,3 +546,9 @@ def accounts_disable(username: str = typer.Argument(..., help="Log-in name.")) -
         with db.transaction() as s:
             set_account_active(s, username, False, actor=_state.actor)
         console.print(f"Account {username} disabled.")
+
+
+# Readers' marks as DICOM SR: _marks_sr_cli.py.
+from ._marks_sr_cli import register_marks_sr_command as _register_marks_sr_command  # noqa: E402
+
+_register_marks_sr_command(app)
