@@ -110,7 +110,7 @@ def export_marks_sr(
     import highdicom as hd
     from pydicom.uid import generate_uid
 
-    from detector._errors import DetectorInputError
+    from detector import DetectorInputError
     from detector.dicom_objects import (
         MANUFACTURER,
         TSCT_SCHEME,
