@@ -322,13 +322,18 @@ def candidate_from_metadata(instances: Sequence[dict[str, Any]], max_tilt_deg: f
 class PacsClient:
     """A thin wrapper over :class:`dicomweb_client.DICOMwebClient` that turns failures into :class:`PacsError`."""
 
-    def __init__(self, url: str, *, timeout_s: float = 60.0, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, url: str, *, timeout_s: float = 60.0, retries: int = 2, headers: dict[str, str] | None = None) -> None:
+        """``retries``: extra attempts of a request that failed to connect or got 408/429/503/504,
+        with exponential back-off (1 s, 2 s, 4 s …)."""
         from dicomweb_client import DICOMwebClient
 
         if not re.match(r"^https?://", url):
             raise PacsError(f"PACS URL {url!r} must start with http:// or https:// (the DICOMweb root, e.g. http://pacs:8042/dicom-web)")
         self.url = url.rstrip("/")
+        if retries < 0:
+            raise PacsError(f"--retries {retries} must be 0 or more")
         self._client = DICOMwebClient(self.url, headers=headers, timeout=timeout_s)
+        self._client.set_http_retry_params(retry=retries > 0, max_attempts=retries + 1, wait_exponential_multiplier=500)
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         import requests

@@ -11,9 +11,9 @@ PYTHON=${PYTHON:-python3}
 VENV=.venv
 TORCH_VERSION=2.13.0   # pinned: an open range pulls a multi-GB CUDA build on these machines
 
-# Debian packages the tests and the app need (browser tests, PostgreSQL runs). Installed only
+# Debian packages the tests and the app need (browser tests, PostgreSQL runs, Orthanc as the test PACS). Installed only
 # when missing, and only when we can (root with apt-get); otherwise the tests that need them skip.
-DEB_PACKAGES=(${TSCT_DEB_PACKAGES:-postgresql chromium})
+DEB_PACKAGES=(${TSCT_DEB_PACKAGES:-postgresql chromium orthanc orthanc-dicomweb})
 need=()
 for pkg in "${DEB_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")

@@ -284,6 +284,8 @@ def test_pull_case_list_by_accession_and_study_uid(pacs: Orthanc, tmp_path: Path
 
     exam = read_exam(store / "c1" / "current")
     assert exam.volume.size[2] == 7
+    real = read_exam(store / "c2" / "current")
+    assert real.volume.size == (512, 512, 4) and real.volume.spacing_mm[2] == pytest.approx(2.0)
 
 
 @needs_orthanc
@@ -357,7 +359,7 @@ def test_pull_errors_are_one_line(pacs: Orthanc, tmp_path: Path) -> None:
 
     assert "no current study with accession NOPE for patient P1" in run("--url", pacs.url, "--requests", str(req))
     port = _free_port()
-    assert f"cannot reach the PACS at http://127.0.0.1:{port}/dicom-web" in run("--url", f"http://127.0.0.1:{port}/dicom-web", "--patient-id", "P1")
+    assert f"cannot reach the PACS at http://127.0.0.1:{port}/dicom-web" in run("--url", f"http://127.0.0.1:{port}/dicom-web", "--patient-id", "P1", "--retries", "0")
     assert "answered HTTP 404" in run("--url", f"{pacs.rest}/not-dicom-web", "--patient-id", "P1")
     ok = _requests_csv(tmp_path, "case_id,patient_id,prior_accession,current_accession\nc1,P1,ACC1,ACC2\n")
     out = run("--url", pacs.url, "--requests", str(ok), "--kernel", "lung", "--max-thickness", "2")
