@@ -50,6 +50,12 @@ def pull_command(
     except ValueError as exc:
         _fail(str(exc))
         return
+    from .pacs import _date_range
+
+    try:
+        _date_range(date_from, date_to)
+    except PacsError as exc:
+        _fail(str(exc))
     try:
         client = PacsClient(url, timeout_s=timeout, retries=retries)
         if requests_csv is not None:
@@ -88,7 +94,7 @@ def pull_command(
         return
     missing_status = sum(1 for c in cases if not c.status)
     console.print(
-        f"[bold green]Done[/] {result.fetched} exam(s) fetched ({result.instances} instances), {result.skipped} already complete; "
+        f"[bold green]Done[/] {result.fetched} exam(s) fetched ({result.instances} instances downloaded), {result.skipped} already complete; "
         f"case list {result.case_list}, series choices in {result.log}", highlight=False)
     if missing_status:
         console.print(f"Note: {missing_status} case(s) have no status; fill in normal/abnormal (and lesions) in {result.case_list} "

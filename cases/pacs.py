@@ -484,9 +484,9 @@ class PullResult:
 
     case_list: Path
     log: Path
-    fetched: int = 0
-    skipped: int = 0
-    instances: int = 0
+    fetched: int = 0  # exams downloaded (wholly or the missing part of an interrupted one)
+    skipped: int = 0  # exams already complete
+    instances: int = 0  # instances downloaded in this run
     rows: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -572,11 +572,11 @@ def pull(
             if chosen is None:
                 detail = "; ".join(f"{c.label()}: {reasons.get(c.series_uid, '')}" for c in candidates) or "the study holds no CT series"
                 raise PacsError(f"case {case.case_id} {exam_name} (study {study_uid}): no series matches the rule ({rule.describe()}) — {detail}")
-            _fetch_series(client, study_uid, chosen, final, reasons[chosen.series_uid], case, exam_name, on_exam, on_instance)
+            n_fetched = _fetch_series(client, study_uid, chosen, final, reasons[chosen.series_uid], case, exam_name, on_exam, on_instance)
             row.update(study_uid=study_uid, series_uid=chosen.series_uid, n_instances=str(chosen.n_instances),
                        why=reasons[chosen.series_uid], action="fetched")
             result.fetched += 1
-            result.instances += chosen.n_instances
+            result.instances += n_fetched
             result.rows.append(row)
     _write_case_list(result.case_list, cases, store)
     _write_log(result.log, result.rows)
@@ -584,7 +584,9 @@ def pull(
 
 
 def _fetch_series(client: PacsClient, study_uid: str, chosen: SeriesCandidate, final: Path, why: str, case: CaseRequest,
-                  exam_name: str, on_exam: Callable | None, on_instance: Callable | None) -> None:
+                  exam_name: str, on_exam: Callable | None, on_instance: Callable | None) -> int:
+    """Download the instances of ``chosen`` missing from ``<final>.partial`` and rename it to ``final``;
+    returns how many instances were downloaded."""
     if final.exists():  # an incomplete final folder (e.g. deleted files): rebuild it via .partial
         partial = final.with_name(final.name + ".partial")
         if partial.exists():
@@ -619,6 +621,7 @@ def _fetch_series(client: PacsClient, study_uid: str, chosen: SeriesCandidate, f
     }
     _write_atomic(manifest, json.dumps(data, indent=1).encode("utf-8"))
     os.replace(partial, final)
+    return len(todo)
 
 
 def _write_case_list(path: Path, cases: Iterable[CaseRequest], store: Path) -> None:

@@ -220,7 +220,7 @@ def _siemens_series(patient: str, study_uid: str, accession: str, date: str) -> 
 
 @pytest.fixture(scope="module")
 def pacs(tmp_path_factory: pytest.TempPathFactory):
-    """Orthanc loaded with two patients: P1 (synthetic, three studies) and P2 (real Siemens, two studies)."""
+    """Orthanc loaded with P1 (synthetic, three studies), P2 (real Siemens, two studies) and P3 (two long synthetic series)."""
     if ORTHANC is None or DICOMWEB_PLUGIN is None:
         pytest.skip("Orthanc with its DICOMweb plug-in is not installed")
     tmp = tmp_path_factory.mktemp("orthanc")
@@ -236,6 +236,9 @@ def pacs(tmp_path_factory: pytest.TempPathFactory):
     mk(study_uid=uids["p1_current"], accession="ACC2", date="20250302", number=2, kernel="BONE", thickness=1.0, n=7, description="current bone 1mm")
     mk(study_uid=uids["p1_current"], accession="ACC2", date="20250302", number=3, kernel="BONE", thickness=0.5, n=4, description="current bone 0.5mm partial")
     mk(study_uid=uids["p1_current"], accession="ACC2", date="20250302", number=4, kernel="BONE", thickness=0.5, n=16, description="current sagittal", sagittal=True)
+    for acc, date in (("LONG1", "20240101"), ("LONG2", "20250101")):  # P3: two 60-slice series for the kill test
+        series.extend(_synthetic_series(tmp / "gen", patient="P3", study_uid=generate_uid(), accession=acc, date=date, number=1,
+                                        kernel="B30f", thickness=1.0, n=60, description=f"long {acc}"))
     series += _siemens_series("P2", uids["p2_prior"], "SIE1", "20221208")
     series += _siemens_series("P2", uids["p2_current"], "SIE2", "20231208")
     for ds in series:
@@ -342,6 +345,37 @@ def test_pull_resumes_after_interruption(pacs: Orthanc, tmp_path: Path) -> None:
     again: list[int] = []
     result = pull(client, cases, store, on_instance=again.append)
     assert (result.skipped, result.fetched, len(again)) == (3, 1, 1) and victim.is_file()
+
+
+@needs_orthanc
+def test_pull_killed_mid_series_resumes(pacs: Orthanc, tmp_path: Path) -> None:
+    """SIGKILL the CLI while it downloads a 60-instance series, then rerun it."""
+    import os
+    import signal
+    import sys
+
+    req = _requests_csv(tmp_path, "case_id,patient_id,prior_accession,current_accession\nlong,P3,LONG1,LONG2\n")
+    store = tmp_path / "store"
+    cli = [sys.executable, "-c", "import tsct_cli; tsct_cli.main()", "cases", "pull", str(store), "--url", pacs.url, "--requests", str(req)]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    proc = subprocess.Popen(cli, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    partial = store / "long" / "prior.partial"
+    while proc.poll() is None and len(list(partial.glob("*.dcm"))) < 3:
+        time.sleep(0.002)
+    pacs.proc.send_signal(signal.SIGSTOP)  # freeze the PACS so the client cannot finish before the kill
+    try:
+        proc.kill()
+        proc.wait()
+    finally:
+        pacs.proc.send_signal(signal.SIGCONT)
+    assert proc.returncode == -signal.SIGKILL, "the pull ended before it could be killed"
+    done_before = {p.name for p in partial.glob("*.dcm")}
+    assert 3 <= len(done_before) < 60 and not (store / "long" / "prior").exists()
+    res = subprocess.run(cli, capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    assert f"({120 - len(done_before)} instances downloaded)" in " ".join(res.stdout.split())
+    assert exam_complete(store / "long" / "prior") and exam_complete(store / "long" / "current")
+    assert done_before <= {p.name for p in (store / "long" / "prior").glob("*.dcm")}
 
 
 @needs_orthanc
