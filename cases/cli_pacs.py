@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -20,14 +19,14 @@ def _fail(message: str, code: int = 2) -> None:
 def pull_command(
     store: Path = typer.Argument(..., help="Case store folder: one sub-folder per case with prior/ and current/, plus cases.csv."),
     url: str = typer.Option(..., "--url", help="DICOMweb root of the PACS, e.g. http://pacs:8042/dicom-web (QIDO-RS and WADO-RS)."),
-    requests_csv: Optional[Path] = typer.Option(None, "--requests", help="CSV of cases: case_id, patient_id, prior_accession|prior_study_uid, current_accession|current_study_uid[, status]."),
-    patient_id: List[str] = typer.Option([], "--patient-id", help="Query mode: a patient whose CT studies to pair (repeat for several)."),
-    date_from: Optional[str] = typer.Option(None, "--from", help="Query mode: earliest study date, YYYY-MM-DD."),
-    date_to: Optional[str] = typer.Option(None, "--to", help="Query mode: latest study date, YYYY-MM-DD."),
+    requests_csv: Path | None = typer.Option(None, "--requests", help="CSV of cases: case_id, patient_id, prior_accession|prior_study_uid, current_accession|current_study_uid[, status]."),
+    patient_id: list[str] = typer.Option([], "--patient-id", help="Query mode: a patient whose CT studies to pair (repeat for several)."),
+    date_from: str | None = typer.Option(None, "--from", help="Query mode: earliest study date, YYYY-MM-DD."),
+    date_to: str | None = typer.Option(None, "--to", help="Query mode: latest study date, YYYY-MM-DD."),
     pairing: str = typer.Option("last-two", help="Query mode: 'last-two' (latest study = current, the one before = prior) or 'consecutive' (a case per consecutive pair)."),
-    body_part: Optional[str] = typer.Option(None, "--body-part", help="Only series whose BodyPartExamined contains this text (e.g. SPINE, CHEST)."),
+    body_part: str | None = typer.Option(None, "--body-part", help="Only series whose BodyPartExamined contains this text (e.g. SPINE, CHEST)."),
     kernel: str = typer.Option("bone,standard", "--kernel", help="Accepted kernel classes in order of preference: bone, standard, lung, any."),
-    kernel_pattern: Optional[str] = typer.Option(None, "--kernel-pattern", help="Regular expression on ConvolutionKernel instead of the classes (the site's own kernel names)."),
+    kernel_pattern: str | None = typer.Option(None, "--kernel-pattern", help="Regular expression on ConvolutionKernel instead of the classes (the site's own kernel names)."),
     max_thickness: float = typer.Option(5.0, "--max-thickness", help="Thickest accepted slice (mm)."),
     min_coverage: float = typer.Option(0.9, "--min-coverage", help="Keep series covering at least this fraction of the widest z-extent in the study, then take the thinnest."),
     min_slices: int = typer.Option(2, "--min-slices", help="Fewest instances a series may have."),
@@ -37,9 +36,22 @@ def pull_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="List the cases the request or query gives and stop."),
 ) -> None:
     """Pull prior and current CT series of a case list or a query from a PACS (DICOMweb); resumable."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
-    from .pacs import PacsClient, PacsError, SeriesRule, pull, query_case_requests, read_pull_requests
+    from .pacs import (
+        PacsClient,
+        PacsError,
+        SeriesRule,
+        pull,
+        query_case_requests,
+        read_pull_requests,
+    )
 
     if (requests_csv is None) == (not patient_id):
         _fail("give either --requests CSV (a case list to pull) or --patient-id (a query), not both and not neither")

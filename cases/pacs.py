@@ -36,25 +36,27 @@ import math
 import os
 import re
 import shutil
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 __all__ = [
-    "PacsError",
-    "ExamRequest",
+    "KERNEL_CLASSES",
+    "MANIFEST_NAME",
     "CaseRequest",
+    "ExamRequest",
+    "PacsClient",
+    "PacsError",
+    "PullResult",
     "SeriesCandidate",
     "SeriesRule",
-    "KERNEL_CLASSES",
     "classify_kernel",
-    "select_series",
-    "PacsClient",
-    "read_pull_requests",
-    "query_case_requests",
     "pull",
-    "PullResult",
-    "MANIFEST_NAME",
+    "query_case_requests",
+    "read_pull_requests",
+    "select_series",
 ]
 
 MANIFEST_NAME = ".tsct-pull.json"
@@ -298,7 +300,7 @@ def candidate_from_metadata(instances: Sequence[dict[str, Any]], max_tilt_deg: f
     thicknesses = sorted(float(t) for t in (_value(i, TAG["SliceThickness"]) for i in instances) if t not in (None, ""))
     thickness = thicknesses[len(thicknesses) // 2] if thicknesses else None
     if thickness is None and len(positions) > 1:
-        gaps = sorted(b - a for a, b in zip(positions, positions[1:]) if b - a > 1e-3)
+        gaps = sorted(b - a for a, b in pairwise(positions) if b - a > 1e-3)
         thickness = gaps[len(gaps) // 2] if gaps else None
     z_extent = (positions[-1] - positions[0]) if len(positions) > 1 else 0.0
     number = _value(first, TAG["SeriesNumber"])
@@ -376,6 +378,8 @@ class PacsClient:
             self._client.retrieve_instance, study_uid, series_uid, sop_uid,
             media_types=(("application/dicom", "*"),),
         )
+        if str(ds.get("SOPInstanceUID", "")) != sop_uid:
+            raise PacsError(f"the PACS at {self.url} returned instance {ds.get('SOPInstanceUID', '(none)')} when asked for {sop_uid}")
         buffer = io.BytesIO()
         ds.save_as(buffer, enforce_file_format=False)
         return buffer.getvalue()
@@ -467,7 +471,7 @@ def query_case_requests(client: PacsClient, patient_ids: Sequence[str], *, date_
         if len(ct) < 2:
             span = f" between {date_range.replace('-', ' and ')}" if date_range else ""
             raise PacsError(f"patient {pid}: {len(ct)} CT stud{'y' if len(ct) == 1 else 'ies'} found{span}; a case needs a prior and a current")
-        pairs = [(ct[-2], ct[-1])] if pairing == "last-two" else list(zip(ct, ct[1:]))
+        pairs = [(ct[-2], ct[-1])] if pairing == "last-two" else list(pairwise(ct))
         for prior, current in pairs:
             case_id = re.sub(r"[^A-Za-z0-9._-]", "_", f"{pid}_{_text(current, TAG['StudyDate']) or 'nodate'}")
             if any(c.case_id == case_id for c in out):
