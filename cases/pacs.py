@@ -38,6 +38,7 @@ import re
 import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -534,12 +535,12 @@ def pull(
     *,
     on_exam: Callable[[str, str, int], None] | None = None,
     on_instance: Callable[[int], None] | None = None,
-    on_series_total: Callable[[int], None] | None = None,
+    workers: int = 4,
 ) -> PullResult:
     """Retrieve the chosen prior and current series of every case into ``store`` and write ``cases.csv``.
 
-    ``on_exam(case_id, exam, n_instances_to_fetch)``, ``on_instance(1)`` and ``on_series_total(n)``
-    report progress (the CLI drives a progress bar with them). Raises :class:`PacsError` on the
+    ``workers`` instances of a series are downloaded at a time (parallel WADO-RS requests).
+    ``on_exam(case_id, exam, n_instances_to_fetch)`` and ``on_instance(1)`` report progress (the CLI drives a progress bar with them). Raises :class:`PacsError` on the
     first case that cannot be pulled; the exams finished before it stay in the store, and a rerun
     resumes from there.
     """
@@ -576,7 +577,8 @@ def pull(
             if chosen is None:
                 detail = "; ".join(f"{c.label()}: {reasons.get(c.series_uid, '')}" for c in candidates) or "the study holds no CT series"
                 raise PacsError(f"case {case.case_id} {exam_name} (study {study_uid}): no series matches the rule ({rule.describe()}) — {detail}")
-            n_fetched = _fetch_series(client, study_uid, chosen, final, reasons[chosen.series_uid], case, exam_name, on_exam, on_instance)
+            n_fetched = _fetch_series(client, study_uid, chosen, final, reasons[chosen.series_uid], case, exam_name, on_exam, on_instance,
+                                      workers)
             row.update(study_uid=study_uid, series_uid=chosen.series_uid, n_instances=str(chosen.n_instances),
                        why=reasons[chosen.series_uid], action="fetched")
             result.fetched += 1
@@ -588,7 +590,7 @@ def pull(
 
 
 def _fetch_series(client: PacsClient, study_uid: str, chosen: SeriesCandidate, final: Path, why: str, case: CaseRequest,
-                  exam_name: str, on_exam: Callable | None, on_instance: Callable | None) -> int:
+                  exam_name: str, on_exam: Callable | None, on_instance: Callable | None, workers: int = 1) -> int:
     """Download the instances of ``chosen`` missing from ``<final>.partial`` and rename it to ``final``;
     returns how many instances were downloaded."""
     if final.exists():  # an incomplete final folder (e.g. deleted files): rebuild it via .partial
@@ -613,10 +615,18 @@ def _fetch_series(client: PacsClient, study_uid: str, chosen: SeriesCandidate, f
     todo = [s for s in chosen.sop_uids if not (partial / f"{s}.dcm").is_file()]
     if on_exam:
         on_exam(case.case_id, exam_name, len(todo))
-    for sop in todo:
+
+    def fetch(sop: str) -> None:
         _write_atomic(partial / f"{sop}.dcm", client.instance_bytes(study_uid, chosen.series_uid, sop))
-        if on_instance:
-            on_instance(1)
+
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
+        for future in as_completed([pool.submit(fetch, sop) for sop in todo]):
+            future.result()
+            if on_instance:
+                on_instance(1)
+    finally:  # on an error or Ctrl-C: drop queued downloads, let running ones finish their rename
+        pool.shutdown(wait=True, cancel_futures=True)
     data = {
         "case_id": case.case_id, "exam": exam_name, "patient_id": case.patient_id, "pacs": client.url,
         "study_uid": study_uid, "series_uid": chosen.series_uid, "series_description": chosen.description,
