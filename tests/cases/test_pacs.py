@@ -9,10 +9,6 @@ tests always run.
 
 from __future__ import annotations
 
-import io
-import json
-import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -39,11 +35,9 @@ from cases.pacs import (
     select_series,
 )
 from cases.volume import Volume
+from tests.orthanc import DICOMWEB_PLUGIN, ORTHANC, Orthanc, free_port
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "pacs"
-ORTHANC = shutil.which("Orthanc")
-PLUGIN_DIRS = (Path("/usr/share/orthanc/plugins"), Path("/usr/lib/orthanc"))
-DICOMWEB_PLUGIN = next((p for d in PLUGIN_DIRS for p in sorted(d.glob("libOrthancDicomWeb.so*"))), None)
 needs_orthanc = pytest.mark.skipif(ORTHANC is None or DICOMWEB_PLUGIN is None,
                                    reason="Orthanc with its DICOMweb plug-in is not installed (apt-get install orthanc orthanc-dicomweb)")
 
@@ -120,65 +114,7 @@ def test_request_file_problems_are_all_reported(tmp_path: Path) -> None:
     assert "row 3: give current_accession" in text and "row 4: case_id c2 appears twice" in text
 
 
-# ------------------------------------------------------------------ the PACS
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Orthanc:
-    """An Orthanc process on loopback with a throw-away storage folder."""
-
-    def __init__(self, folder: Path) -> None:
-        import requests
-
-        self.port = _free_port()
-        storage = folder / "storage"
-        storage.mkdir(parents=True)
-        config = {
-            "Name": "tsct-test", "StorageDirectory": str(storage), "IndexDirectory": str(storage),
-            "HttpPort": self.port, "DicomServerEnabled": False, "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False, "Plugins": [str(DICOMWEB_PLUGIN)],
-            "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-        }
-        cfg = folder / "orthanc.json"
-        cfg.write_text(json.dumps(config))
-        self.log = (folder / "orthanc.log").open("wb")
-        self.proc = subprocess.Popen([ORTHANC, str(cfg)], stdout=self.log, stderr=subprocess.STDOUT, cwd=folder)
-        self.rest = f"http://127.0.0.1:{self.port}"
-        self.url = f"{self.rest}/dicom-web"
-        self.session = requests.Session()
-        deadline = time.monotonic() + 120  # a safety net against a hung start, not a timing assumption
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"Orthanc exited with code {self.proc.returncode}; see {folder / 'orthanc.log'}")
-            try:
-                if self.session.get(f"{self.rest}/plugins/dicom-web", timeout=5).ok:
-                    break
-            except requests.exceptions.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("Orthanc did not start listening")
-            time.sleep(0.1)
-
-    def store(self, ds: pydicom.Dataset) -> None:
-        buffer = io.BytesIO()
-        ds.save_as(buffer, enforce_file_format=True)
-        answer = self.session.post(f"{self.rest}/instances", data=buffer.getvalue(), timeout=60)
-        assert answer.ok, f"Orthanc refused {ds.SOPInstanceUID} ({ds.get('SeriesDescription', '')}): {answer.text}"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-
-
+# ------------------------------------------------------------------ the PACS (tests/orthanc.py)
 def _synthetic_series(tmp: Path, *, patient: str, study_uid: str, accession: str, date: str, number: int, kernel: str,
                       thickness: float, n: int, description: str, sagittal: bool = False, localizer: bool = False,
                       body_part: str = "SPINE") -> list[pydicom.Dataset]:
@@ -395,7 +331,7 @@ def test_pull_errors_are_one_line(pacs: Orthanc, tmp_path: Path) -> None:
         return " ".join(res.output.split())
 
     assert "no current study with accession NOPE for patient P1" in run("--url", pacs.url, "--requests", str(req))
-    port = _free_port()
+    port = free_port()
     assert f"cannot reach the PACS at http://127.0.0.1:{port}/dicom-web" in run("--url", f"http://127.0.0.1:{port}/dicom-web", "--patient-id", "P1", "--retries", "0")
     assert "answered HTTP 404" in run("--url", f"{pacs.rest}/not-dicom-web", "--patient-id", "P1")
     ok = _requests_csv(tmp_path, "case_id,patient_id,prior_accession,current_accession\nc1,P1,ACC1,ACC2\n")
