@@ -555,6 +555,7 @@ def pull(
             row = {"case_id": case.case_id, "exam": exam_name, "patient_id": case.patient_id, "request": exam.describe()}
             if exam_complete(final):
                 data = json.loads((final / MANIFEST_NAME).read_text(encoding="utf-8"))
+                _check_same_exam(data, case, exam_name, exam, final)
                 row.update({k: str(data.get(k, "")) for k in ("study_uid", "series_uid", "n_instances", "why")}, action="skipped (complete)")
                 result.skipped += 1
                 result.rows.append(row)
@@ -578,7 +579,7 @@ def pull(
                 detail = "; ".join(f"{c.label()}: {reasons.get(c.series_uid, '')}" for c in candidates) or "the study holds no CT series"
                 raise PacsError(f"case {case.case_id} {exam_name} (study {study_uid}): no series matches the rule ({rule.describe()}) — {detail}")
             n_fetched = _fetch_series(client, study_uid, chosen, final, reasons[chosen.series_uid], case, exam_name, on_exam, on_instance,
-                                      workers)
+                                      workers, accession=_text(study, TAG["AccessionNumber"]))
             row.update(study_uid=study_uid, series_uid=chosen.series_uid, n_instances=str(chosen.n_instances),
                        why=reasons[chosen.series_uid], action="fetched")
             result.fetched += 1
@@ -589,8 +590,22 @@ def pull(
     return result
 
 
+def _check_same_exam(data: dict[str, Any], case: CaseRequest, exam_name: str, exam: ExamRequest, folder: Path) -> None:
+    """Refuse to skip a complete exam folder that holds another exam than the request now names."""
+    same = data.get("patient_id") == case.patient_id and (
+        (exam.study_uid and data.get("study_uid") == exam.study_uid)
+        or (not exam.study_uid and exam.accession and data.get("accession_number") == exam.accession)
+    )
+    if not same:
+        held = f"patient {data.get('patient_id')}, study {data.get('study_uid')} (accession {data.get('accession_number') or 'none'})"
+        raise PacsError(
+            f"case {case.case_id} ({case.source}): {folder} already holds {held}, not {exam_name} {exam.describe()} of patient "
+            f"{case.patient_id}; fix the request, or delete that folder to pull the exam again"
+        )
+
+
 def _fetch_series(client: PacsClient, study_uid: str, chosen: SeriesCandidate, final: Path, why: str, case: CaseRequest,
-                  exam_name: str, on_exam: Callable | None, on_instance: Callable | None, workers: int = 1) -> int:
+                  exam_name: str, on_exam: Callable | None, on_instance: Callable | None, workers: int = 1, *, accession: str = "") -> int:
     """Download the instances of ``chosen`` missing from ``<final>.partial`` and rename it to ``final``;
     returns how many instances were downloaded."""
     if final.exists():  # an incomplete final folder (e.g. deleted files): rebuild it via .partial
@@ -629,7 +644,7 @@ def _fetch_series(client: PacsClient, study_uid: str, chosen: SeriesCandidate, f
         pool.shutdown(wait=True, cancel_futures=True)
     data = {
         "case_id": case.case_id, "exam": exam_name, "patient_id": case.patient_id, "pacs": client.url,
-        "study_uid": study_uid, "series_uid": chosen.series_uid, "series_description": chosen.description,
+        "study_uid": study_uid, "accession_number": accession, "series_uid": chosen.series_uid, "series_description": chosen.description,
         "kernel": chosen.kernel, "slice_thickness_mm": chosen.thickness_mm, "z_extent_mm": chosen.z_extent_mm,
         "why": why, "n_instances": len(chosen.sop_uids), "sop_instance_uids": list(chosen.sop_uids),
     }

@@ -285,6 +285,11 @@ def test_pull_resumes_after_interruption(pacs: Orthanc, tmp_path: Path) -> None:
     result = pull(client, cases, store, on_instance=again.append)
     assert (result.skipped, result.fetched, len(again)) == (3, 1, 1) and victim.is_file()
 
+    # a request that now names another exam for a complete folder is refused, not silently skipped
+    swapped = _requests_csv(tmp_path, "case_id,patient_id,prior_accession,current_accession\nc1,P1,ACC0,ACC2\n")
+    with pytest.raises(PacsError, match=r"c1/prior already holds patient P1, study .* \(accession ACC1\), not prior accession ACC0"):
+        pull(client, read_pull_requests(swapped), store)
+
 
 @needs_orthanc
 def test_pull_killed_mid_series_resumes(pacs: Orthanc, tmp_path: Path) -> None:
