@@ -95,6 +95,19 @@ def test_select_ties_prefer_first_kernel_class_and_body_part() -> None:
     assert chosen is None and "body part CHEST" in why["s1"]
 
 
+def test_candidate_from_real_siemens_metadata() -> None:
+    """The DICOM JSON of the real Siemens slices (what WADO-RS metadata returns) summarised."""
+    from cases.pacs import candidate_from_metadata
+
+    meta = [pydicom.dcmread(p, stop_before_pixels=True).to_json_dict() for p in sorted((DATA / "siemens").glob("*.dcm"))]
+    c = candidate_from_metadata(meta)
+    assert (c.modality, c.kernel, c.thickness_mm, c.n_instances, c.axial, c.localizer) == ("CT", "Br38f", 3.0, 4, True, False)
+    assert c.z_extent_mm == pytest.approx(6.0) and c.body_part == "PARTIALBODY"
+    assert classify_kernel(c.kernel) == "standard"
+    tilted = [dict(m, **{"00200037": {"vr": "DS", "Value": [1, 0, 0, 0, 0.94, -0.34]}}) for m in meta]  # ≈ 20° gantry tilt
+    assert not candidate_from_metadata(tilted).axial and candidate_from_metadata(tilted, max_tilt_deg=25).axial
+
+
 def test_rule_rejects_bad_options() -> None:
     with pytest.raises(ValueError, match="unknown kernel class"):
         SeriesRule(kernels=("bony",))
