@@ -429,6 +429,8 @@ def read_pull_requests(path: str | Path) -> list[CaseRequest]:
             if not acc and not uid:
                 problems.append(f"{where}: give {exam}_accession or {exam}_study_uid")
             exams[exam] = ExamRequest(study_uid=uid, accession=acc)
+        if exams["prior"] == exams["current"]:
+            problems.append(f"{where}: prior and current name the same exam ({exams['prior'].describe()})")
         status = rec.get("status", "").lower()
         if status not in ("", "normal", "abnormal"):
             problems.append(f"{where}: status {status!r} must be normal, abnormal or empty")
@@ -540,8 +542,9 @@ def pull(
     """Retrieve the chosen prior and current series of every case into ``store`` and write ``cases.csv``.
 
     ``workers`` instances of a series are downloaded at a time (parallel WADO-RS requests).
-    ``on_exam(case_id, exam, n_instances_to_fetch)`` and ``on_instance(1)`` report progress (the CLI drives a progress bar with them). Raises :class:`PacsError` on the
-    first case that cannot be pulled; the exams finished before it stay in the store, and a rerun
+    ``on_exam(case_id, exam, n_instances_to_fetch)`` and ``on_instance(1)`` report progress (the
+    CLI drives a progress bar with them). Raises :class:`PacsError` on the first case that cannot
+    be pulled; the exams finished before it stay in the store, and a rerun
     resumes from there.
     """
     rule = rule or SeriesRule()

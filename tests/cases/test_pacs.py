@@ -119,12 +119,13 @@ def test_rule_rejects_bad_options() -> None:
 
 def test_request_file_problems_are_all_reported(tmp_path: Path) -> None:
     bad = tmp_path / "req.csv"
-    bad.write_text("case_id,patient_id,prior_accession,current_accession\nc 1,P1,A1,A2\nc2,,A1,\nc2,P2,A,B\n")
+    bad.write_text("case_id,patient_id,prior_accession,current_accession\nc 1,P1,A1,A2\nc2,,A1,\nc2,P2,A,B\nc3,P3,A,A\n")
     with pytest.raises(PacsError) as info:
         read_pull_requests(bad)
     text = str(info.value)
     assert "row 2: case_id 'c 1'" in text and "row 3: patient_id is empty" in text
     assert "row 3: give current_accession" in text and "row 4: case_id c2 appears twice" in text
+    assert "row 5: prior and current name the same exam (accession A)" in text
 
 
 # ------------------------------------------------------------------ the PACS (tests/orthanc.py)
