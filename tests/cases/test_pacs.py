@@ -229,6 +229,11 @@ def test_pull_case_list_by_accession_and_study_uid(pacs: Orthanc, tmp_path: Path
     # case list in the project's schema; the log says why each series was chosen
     lines = (store / "cases.csv").read_text().splitlines()
     assert lines[1].startswith("c1,c1/prior,c1/current,normal") and lines[2].startswith("c2,c2/prior,c2/current,,")
+    from cases.caselist import CaseListError, read_case_list
+
+    with pytest.raises(CaseListError) as problems:  # the project's reader accepts it but for the missing truth of c2
+        read_case_list(store / "cases.csv", check_files=True)
+    assert [(p.row, p.column) for p in problems.value.problems] == [(3, "status")]
     log = (store / "pull_log.csv").read_text()
     assert "chosen: 1 mm slices, kernel BONE, 7 instances over 6 mm of z" in log
     assert exam_complete(store / "c2" / "prior")
