@@ -191,11 +191,13 @@ def pacs(tmp_path_factory: pytest.TempPathFactory):
                                         kernel="B30f", thickness=1.0, n=60, description=f"long {acc}"))
     series += _siemens_series("P2", uids["p2_prior"], "SIE1", "20221208")
     series += _siemens_series("P2", uids["p2_current"], "SIE2", "20231208")
-    for ds in series:
-        server.store(ds)
-    server.uids = uids
-    yield server
-    server.stop()
+    try:
+        for ds in series:
+            server.store(ds)
+        server.uids = uids
+        yield server
+    finally:  # also when loading fails: never leave an Orthanc process behind
+        server.stop()
 
 
 def _requests_csv(tmp: Path, text: str) -> Path:
