@@ -209,3 +209,8 @@ def synth(
     n_abn = int(round(n_cases * abnormal_fraction))
     console.print(f"[bold green]Wrote[/] {n_cases} synthetic cases ({n_abn} abnormal, {n_cases - n_abn} normal) to {out_dir}")
     console.print(f"Case list: {path}  (check it with: tsct cases validate {path})")
+
+
+from .cli_pacs import pull_command as _pull_command  # noqa: E402  (tsct cases pull: DICOMweb, docs/pacs.md)
+
+app.command("pull")(_pull_command)

@@ -11,10 +11,11 @@ PYTHON=${PYTHON:-python3}
 VENV=.venv
 TORCH_VERSION=2.13.0   # pinned: an open range pulls a multi-GB CUDA build on these machines
 
-# Debian packages the tests and the app need (browser tests, PostgreSQL runs, dciodvfy from
-# dicom3tools for the DICOM object checks). Installed only
-# when missing, and only when we can (root with apt-get); otherwise the tests that need them skip.
-DEB_PACKAGES=(${TSCT_DEB_PACKAGES:-postgresql chromium dicom3tools})
+# Debian packages the tests and the app need: PostgreSQL (database tests), Chromium (browser
+# tests), dicom3tools (dciodvfy checks the DICOM objects we write), Orthanc with its DICOMweb
+# plug-in (the test PACS). Installed only when missing, and only when we can (root with
+# apt-get); otherwise the tests that need them skip.
+DEB_PACKAGES=(${TSCT_DEB_PACKAGES:-postgresql chromium dicom3tools orthanc orthanc-dicomweb})
 need=()
 for pkg in "${DEB_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")

@@ -1,0 +1,114 @@
+"""``tsct cases pull``: retrieve prior/current CT series from a PACS over DICOMweb into a case store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def pull_command(
+    store: Path = typer.Argument(..., help="Case store folder: one sub-folder per case with prior/ and current/, plus cases.csv."),
+    url: str = typer.Option(..., "--url", help="DICOMweb root of the PACS, e.g. http://pacs:8042/dicom-web (QIDO-RS and WADO-RS)."),
+    requests_csv: Path | None = typer.Option(None, "--requests", help="CSV of cases: case_id, patient_id, prior_accession|prior_study_uid, current_accession|current_study_uid[, status]."),
+    patient_id: list[str] = typer.Option([], "--patient-id", help="Query mode: a patient whose CT studies to pair (repeat for several)."),
+    date_from: str | None = typer.Option(None, "--from", help="Query mode: earliest study date, YYYY-MM-DD."),
+    date_to: str | None = typer.Option(None, "--to", help="Query mode: latest study date, YYYY-MM-DD."),
+    pairing: str = typer.Option("last-two", help="Query mode: 'last-two' (latest study = current, the one before = prior) or 'consecutive' (a case per consecutive pair)."),
+    body_part: str | None = typer.Option(None, "--body-part", help="Only series whose BodyPartExamined contains this text (e.g. SPINE, CHEST)."),
+    kernel: str = typer.Option("bone,standard", "--kernel", help="Accepted kernel classes in order of preference: bone, standard, lung, any."),
+    kernel_pattern: str | None = typer.Option(None, "--kernel-pattern", help="Regular expression on ConvolutionKernel instead of the classes (the site's own kernel names)."),
+    max_thickness: float = typer.Option(5.0, "--max-thickness", help="Thickest accepted slice (mm)."),
+    min_coverage: float = typer.Option(0.9, "--min-coverage", help="Keep series covering at least this fraction of the widest z-extent in the study, then take the thinnest."),
+    min_slices: int = typer.Option(2, "--min-slices", help="Fewest instances a series may have."),
+    max_tilt: float = typer.Option(10.0, "--max-tilt", help="Largest angle (degrees) between the slice normal and the patient z axis for an axial series."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for each PACS answer."),
+    retries: int = typer.Option(2, "--retries", help="Extra attempts of a request that cannot connect or gets 'busy' (429/503), with back-off 1 s, 2 s, 4 s …"),
+    workers: int = typer.Option(4, "--workers", min=1, help="Instances downloaded at a time (parallel WADO-RS requests)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the cases the request or query gives and stop."),
+) -> None:
+    """Pull prior and current CT series of a case list or a query from a PACS (DICOMweb); resumable."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from .pacs import (
+        PacsClient,
+        PacsError,
+        SeriesRule,
+        pull,
+        query_case_requests,
+        read_pull_requests,
+    )
+
+    if (requests_csv is None) == (not patient_id):
+        _fail("give either --requests CSV (a case list to pull) or --patient-id (a query), not both and not neither")
+    try:
+        rule = SeriesRule(kernels=tuple(k.strip().lower() for k in kernel.split(",") if k.strip()), kernel_pattern=kernel_pattern,
+                          max_thickness_mm=max_thickness, min_slices=min_slices, min_coverage_fraction=min_coverage,
+                          max_tilt_deg=max_tilt, body_part=body_part)
+    except ValueError as exc:
+        _fail(str(exc))
+        return
+    from .pacs import _date_range
+
+    try:
+        _date_range(date_from, date_to)
+    except PacsError as exc:
+        _fail(str(exc))
+    try:
+        client = PacsClient(url, timeout_s=timeout, retries=retries)
+        if requests_csv is not None:
+            cases = read_pull_requests(requests_csv)
+        else:
+            cases = query_case_requests(client, patient_id, date_from=date_from, date_to=date_to, pairing=pairing)
+        if dry_run:
+            for c in cases:
+                console.print(f"{c.case_id}: patient {c.patient_id}, prior {c.prior.describe()}, current {c.current.describe()}", highlight=False)
+            return
+        console.print(f"Pulling {len(cases)} case(s) from {client.url} into {store}\nSeries rule: {rule.describe()}", highlight=False)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=err_console, transient=False) as progress:
+            exams = progress.add_task("exams", total=2 * len(cases))
+            inst = progress.add_task("instances", total=0)
+
+            def on_exam(case_id: str, exam: str, n: int) -> None:
+                progress.update(exams, description=f"{case_id}/{exam}")
+                if n == 0:
+                    progress.advance(exams)
+                else:
+                    progress.update(inst, total=(progress.tasks[inst].total or 0) + n)
+
+            def on_instance(n: int) -> None:
+                progress.advance(inst, n)
+                task = progress.tasks[inst]
+                if task.completed >= (task.total or 0):
+                    progress.advance(exams)
+
+            result = pull(client, cases, store, rule, on_exam=on_exam, on_instance=on_instance, workers=workers)
+    except PacsError as exc:
+        _fail(str(exc), 1)
+        return
+    except OSError as exc:
+        _fail(f"cannot write to the case store {store}: {exc.strerror or exc}", 1)
+        return
+    missing_status = sum(1 for c in cases if not c.status)
+    console.print(
+        f"[bold green]Done[/] {result.fetched} exam(s) fetched ({result.instances} instances downloaded), {result.skipped} already complete; "
+        f"case list {result.case_list}, series choices in {result.log}", highlight=False)
+    if missing_status:
+        console.print(f"Note: {missing_status} case(s) have no status; fill in normal/abnormal (and lesions) in {result.case_list} "
+                      f"before a reader study, then run `tsct cases validate {result.case_list}`.", highlight=False)

@@ -1,0 +1,370 @@
+"""``tsct cases pull`` against a real PACS: Debian's Orthanc with its DICOMweb plug-in on loopback.
+
+The fixture starts Orthanc (not the system service) on a free port with a temporary storage folder,
+loads real Siemens slices (tests/data/pacs, see PROVENANCE.md) and small synthetic series over the
+REST API (POST /instances), and the tests pull from it over QIDO-RS/WADO-RS. Without the
+``Orthanc`` binary and ``libOrthancDicomWeb.so`` the PACS tests skip; the series-selection unit
+tests always run.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+from typer.testing import CliRunner
+
+from cases.cli import app
+from cases.dicom import write_dicom_series
+from cases.pacs import (
+    MANIFEST_NAME,
+    PacsClient,
+    PacsError,
+    SeriesCandidate,
+    SeriesRule,
+    classify_kernel,
+    exam_complete,
+    pull,
+    query_case_requests,
+    read_pull_requests,
+    select_series,
+)
+from cases.volume import Volume
+from tests.orthanc import DICOMWEB_PLUGIN, ORTHANC, Orthanc, free_port
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "pacs"
+needs_orthanc = pytest.mark.skipif(ORTHANC is None or DICOMWEB_PLUGIN is None,
+                                   reason="Orthanc with its DICOMweb plug-in is not installed (apt-get install orthanc orthanc-dicomweb)")
+
+
+# ------------------------------------------------------------------ series selection (no PACS)
+def _cand(uid: str, thickness: float | None, extent: float, kernel: str = "B30f", *, axial: bool = True, n: int = 10,
+          localizer: bool = False, modality: str = "CT", body: str = "") -> SeriesCandidate:
+    return SeriesCandidate(uid, int(uid[-1]) if uid[-1].isdigit() else None, uid, modality, n, thickness, extent, kernel,
+                           axial, localizer, body)
+
+
+def test_classify_kernel_vendor_names() -> None:
+    assert classify_kernel("BONE") == "bone"
+    assert classify_kernel("Br64") == "bone"
+    assert classify_kernel("STANDARD") == "standard"
+    assert classify_kernel("Br38f") == "standard"
+    assert classify_kernel("B30f") == "standard"
+    assert classify_kernel("LUNG") == "lung"
+    assert classify_kernel("B70f") == "lung"
+    assert classify_kernel("") == "unknown"
+    assert classify_kernel("XYZ9") == "unknown"
+
+
+def test_select_thinnest_among_series_covering_the_study() -> None:
+    series = [
+        _cand("s1", 3.0, 400.0, "B30f"),
+        _cand("s2", 1.0, 395.0, "B60f"),           # thinnest covering ≥ 90 % → chosen
+        _cand("s3", 0.5, 100.0, "BONE"),            # thinner but covers only a quarter
+        _cand("s4", 0.6, 400.0, "LUNG"),            # lung kernel
+        _cand("s5", 0.5, 400.0, "B30f", axial=False),  # sagittal reformat
+        _cand("s6", 2.0, 0.0, "B30f", n=1, localizer=True),
+        _cand("s7", 6.0, 400.0, "B30f"),            # too thick
+    ]
+    chosen, why = select_series(series, SeriesRule())
+    assert chosen is not None and chosen.series_uid == "s2"
+    assert "covers 100 mm" in why["s3"]
+    assert "class lung" in why["s4"]
+    assert "not axial" in why["s5"]
+    assert "localizer" in why["s6"]
+    assert "thickness 6 mm" in why["s7"]
+    assert why["s2"].startswith("chosen")
+    # a stricter coverage rule changes nothing here; a looser one lets the 0.5 mm partial series win
+    loose, _ = select_series(series, SeriesRule(min_coverage_fraction=0.2))
+    assert loose is not None and loose.series_uid == "s3"
+    # the site's own kernel names
+    lung, _ = select_series(series, SeriesRule(kernel_pattern=r"^lung$"))
+    assert lung is not None and lung.series_uid == "s4"
+
+
+def test_select_ties_prefer_first_kernel_class_and_body_part() -> None:
+    series = [_cand("s1", 1.0, 300.0, "STANDARD", body="CHEST"), _cand("s2", 1.0, 300.0, "BONE", body="CHEST")]
+    assert select_series(series, SeriesRule(kernels=("bone", "standard")))[0].series_uid == "s2"
+    assert select_series(series, SeriesRule(kernels=("standard", "bone")))[0].series_uid == "s1"
+    chosen, why = select_series(series, SeriesRule(body_part="SPINE"))
+    assert chosen is None and "body part CHEST" in why["s1"]
+
+
+def test_candidate_from_real_siemens_metadata() -> None:
+    """The DICOM JSON of the real Siemens slices (what WADO-RS metadata returns) summarised."""
+    from cases.pacs import candidate_from_metadata
+
+    meta = [pydicom.dcmread(p, stop_before_pixels=True).to_json_dict() for p in sorted((DATA / "siemens").glob("*.dcm"))]
+    c = candidate_from_metadata(meta)
+    assert (c.modality, c.kernel, c.thickness_mm, c.n_instances, c.axial, c.localizer) == ("CT", "Br38f", 3.0, 4, True, False)
+    assert c.z_extent_mm == pytest.approx(6.0) and c.body_part == "PARTIALBODY"
+    assert classify_kernel(c.kernel) == "standard"
+    tilted = [dict(m, **{"00200037": {"vr": "DS", "Value": [1, 0, 0, 0, 0.94, -0.34]}}) for m in meta]  # ≈ 20° gantry tilt
+    assert not candidate_from_metadata(tilted).axial and candidate_from_metadata(tilted, max_tilt_deg=25).axial
+
+
+def test_rule_rejects_bad_options() -> None:
+    with pytest.raises(ValueError, match="unknown kernel class"):
+        SeriesRule(kernels=("bony",))
+    with pytest.raises(ValueError, match="not a valid regular expression"):
+        SeriesRule(kernel_pattern="(")
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        SeriesRule(min_coverage_fraction=1.5)
+
+
+def test_request_file_problems_are_all_reported(tmp_path: Path) -> None:
+    bad = tmp_path / "req.csv"
+    bad.write_text("case_id,patient_id,prior_accession,current_accession\nc 1,P1,A1,A2\nc2,,A1,\nc2,P2,A,B\nc3,P3,A,A\n")
+    with pytest.raises(PacsError) as info:
+        read_pull_requests(bad)
+    text = str(info.value)
+    assert "row 2: case_id 'c 1'" in text and "row 3: patient_id is empty" in text
+    assert "row 3: give current_accession" in text and "row 4: case_id c2 appears twice" in text
+    assert "row 5: prior and current name the same exam (accession A)" in text
+
+
+# ------------------------------------------------------------------ the PACS (tests/orthanc.py)
+def _synthetic_series(tmp: Path, *, patient: str, study_uid: str, accession: str, date: str, number: int, kernel: str,
+                      thickness: float, n: int, description: str, sagittal: bool = False, localizer: bool = False,
+                      body_part: str = "SPINE") -> list[pydicom.Dataset]:
+    """A small synthetic CT series (16×16 pixels, HU ramp) written with the project's DICOM writer."""
+    rng = np.random.default_rng(number)
+    array = (rng.normal(40.0, 20.0, size=(n, 16, 16)) + np.arange(n)[:, None, None] * 50).astype(np.float32)
+    direction = (0.0, 0.0, -1.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0) if sagittal else (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+    vol = Volume(array, (0.8, 0.8, thickness), origin_mm=(-6.0, -6.0, 100.0), direction=direction,
+                 metadata={"slice_thickness_mm": thickness})
+    folder = tmp / f"{study_uid}_{number}"
+    image_type = ("ORIGINAL", "PRIMARY", "LOCALIZER") if localizer else ("ORIGINAL", "PRIMARY", "AXIAL")
+    paths = write_dicom_series(vol, folder, series_description=description, patient_id=patient, patient_name=patient,
+                               study_instance_uid=study_uid, study_date=date, series_number=number, image_type=image_type,
+                               template={"AccessionNumber": accession})
+    out = []
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        ds.ConvolutionKernel = kernel
+        ds.BodyPartExamined = body_part
+        out.append(ds)
+    return out
+
+
+def _siemens_series(patient: str, study_uid: str, accession: str, date: str) -> list[pydicom.Dataset]:
+    """The real Siemens slices, stamped with patient/study/series/instance identifiers (the anonymised
+    files lack them; pixel data untouched)."""
+    series_uid = generate_uid()
+    out = []
+    for path in sorted((DATA / "siemens").glob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        ds.PatientID, ds.PatientName = patient, patient
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+        ds.AccessionNumber, ds.StudyDate, ds.SeriesNumber = accession, date, 2
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        out.append(ds)
+    return out
+
+
+@pytest.fixture(scope="module")
+def pacs(tmp_path_factory: pytest.TempPathFactory):
+    """Orthanc loaded with P1 (synthetic, three studies), P2 (real Siemens, two studies) and P3 (two long synthetic series)."""
+    if ORTHANC is None or DICOMWEB_PLUGIN is None:
+        pytest.skip("Orthanc with its DICOMweb plug-in is not installed")
+    tmp = tmp_path_factory.mktemp("orthanc")
+    server = Orthanc(tmp)
+    uids = {k: generate_uid() for k in ("p1_old", "p1_prior", "p1_current", "p2_prior", "p2_current")}
+    series: list[pydicom.Dataset] = []
+    mk = lambda **kw: series.extend(_synthetic_series(tmp / "gen", patient="P1", **kw))
+    mk(study_uid=uids["p1_old"], accession="ACC0", date="20200105", number=1, kernel="B30f", thickness=3.0, n=4, description="old")
+    mk(study_uid=uids["p1_prior"], accession="ACC1", date="20240110", number=1, kernel="B30f", thickness=3.0, n=5, description="prior std 3mm")
+    mk(study_uid=uids["p1_prior"], accession="ACC1", date="20240110", number=2, kernel="LUNG", thickness=1.0, n=13, description="prior lung 1mm")
+    mk(study_uid=uids["p1_prior"], accession="ACC1", date="20240110", number=3, kernel="B30f", thickness=1.0, n=1, description="scout", localizer=True)
+    mk(study_uid=uids["p1_current"], accession="ACC2", date="20250302", number=1, kernel="STANDARD", thickness=3.0, n=3, description="current std 3mm")
+    mk(study_uid=uids["p1_current"], accession="ACC2", date="20250302", number=2, kernel="BONE", thickness=1.0, n=7, description="current bone 1mm")
+    mk(study_uid=uids["p1_current"], accession="ACC2", date="20250302", number=3, kernel="BONE", thickness=0.5, n=4, description="current bone 0.5mm partial")
+    mk(study_uid=uids["p1_current"], accession="ACC2", date="20250302", number=4, kernel="BONE", thickness=0.5, n=16, description="current sagittal", sagittal=True)
+    for acc, date in (("LONG1", "20240101"), ("LONG2", "20250101")):  # P3: two 60-slice series for the kill test
+        series.extend(_synthetic_series(tmp / "gen", patient="P3", study_uid=generate_uid(), accession=acc, date=date, number=1,
+                                        kernel="B30f", thickness=1.0, n=60, description=f"long {acc}"))
+    series += _siemens_series("P2", uids["p2_prior"], "SIE1", "20221208")
+    series += _siemens_series("P2", uids["p2_current"], "SIE2", "20231208")
+    try:
+        for ds in series:
+            server.store(ds)
+        server.uids = uids
+        yield server
+    finally:  # also when loading fails: never leave an Orthanc process behind
+        server.stop()
+
+
+def _requests_csv(tmp: Path, text: str) -> Path:
+    path = tmp / "requests.csv"
+    path.write_text(text)
+    return path
+
+
+@needs_orthanc
+def test_pull_case_list_by_accession_and_study_uid(pacs: Orthanc, tmp_path: Path) -> None:
+    req = _requests_csv(tmp_path, "case_id,patient_id,prior_accession,prior_study_uid,current_accession,current_study_uid,status\n"
+                                  f"c1,P1,ACC1,,ACC2,,normal\nc2,P2,,{pacs.uids['p2_prior']},SIE2,,\n")
+    store = tmp_path / "store"
+    result = pull(PacsClient(pacs.url), read_pull_requests(req), store)
+    assert (result.fetched, result.skipped) == (4, 0)
+    # P1 prior: the 3 mm standard series (lung kernel and scout rejected); current: the 1 mm bone series
+    # covering the study (the 0.5 mm one covers 1.5 of 6 mm, the sagittal one is not axial)
+    c1_prior = sorted((store / "c1" / "prior").glob("*.dcm"))
+    c1_current = sorted((store / "c1" / "current").glob("*.dcm"))
+    assert len(c1_prior) == 5 and len(c1_current) == 7
+    assert pydicom.dcmread(c1_current[0]).SeriesDescription == "current bone 1mm"
+    assert pydicom.dcmread(c1_prior[0]).SeriesDescription == "prior std 3mm"
+    # the real Siemens slices come back bit for bit in their JPEG 2000 transfer syntax
+    originals = {int(ds.InstanceNumber): ds for ds in map(pydicom.dcmread, (DATA / "siemens").glob("*.dcm"))}
+    pulled = [pydicom.dcmread(p) for p in (store / "c2" / "current").glob("*.dcm")]
+    assert len(pulled) == 4
+    for ds in pulled:
+        assert ds.file_meta.TransferSyntaxUID == originals[int(ds.InstanceNumber)].file_meta.TransferSyntaxUID
+        assert ds.PixelData == originals[int(ds.InstanceNumber)].PixelData
+        assert ds.StudyInstanceUID == pacs.uids["p2_current"]
+    # case list in the project's schema; the log says why each series was chosen
+    lines = (store / "cases.csv").read_text().splitlines()
+    assert lines[1].startswith("c1,c1/prior,c1/current,normal") and lines[2].startswith("c2,c2/prior,c2/current,,")
+    from cases.caselist import CaseListError, read_case_list
+
+    with pytest.raises(CaseListError) as problems:  # the project's reader accepts it but for the missing truth of c2
+        read_case_list(store / "cases.csv", check_files=True)
+    assert [(p.row, p.column) for p in problems.value.problems] == [(3, "status")]
+    log = (store / "pull_log.csv").read_text()
+    assert "chosen: 1 mm slices, kernel BONE, 7 instances over 6 mm of z" in log
+    assert exam_complete(store / "c2" / "prior")
+    # the pulled current exam reads as a volume with the project's reader
+    from cases.io import read_exam
+
+    exam = read_exam(store / "c1" / "current")
+    assert exam.volume.size[2] == 7
+    real = read_exam(store / "c2" / "current")
+    assert real.volume.size == (512, 512, 4) and real.volume.spacing_mm[2] == pytest.approx(2.0)
+
+
+@needs_orthanc
+def test_pull_by_query_with_date_range_and_pairing(pacs: Orthanc, tmp_path: Path) -> None:
+    client = PacsClient(pacs.url)
+    cases = query_case_requests(client, ["P1"], date_from="2021-01-01", date_to="2025-12-31")
+    assert [(c.case_id, c.prior.study_uid, c.current.study_uid) for c in cases] == [
+        ("P1_20250302", pacs.uids["p1_prior"], pacs.uids["p1_current"])]
+    every = query_case_requests(client, ["P1"], pairing="consecutive")
+    assert [c.case_id for c in every] == ["P1_20240110", "P1_20250302"]
+    with pytest.raises(PacsError, match="patient P1: 1 CT study found"):
+        query_case_requests(client, ["P1"], date_from="2024-06-01")
+    runner = CliRunner()
+    store = tmp_path / "store"
+    dry = runner.invoke(app, ["pull", str(store), "--url", pacs.url, "--patient-id", "P1", "--pairing", "consecutive", "--dry-run"])
+    assert dry.exit_code == 0 and "P1_20240110: patient P1" in dry.output and not store.exists()
+    res = runner.invoke(app, ["pull", str(store), "--url", pacs.url, "--patient-id", "P2", "--from", "2022-01-01"])
+    assert res.exit_code == 0, res.output
+    assert (store / "P2_20231208" / "current" / MANIFEST_NAME).is_file()
+    assert len(list((store / "P2_20231208" / "prior").glob("*.dcm"))) == 4
+    assert "fill in normal/abnormal" in res.output
+
+
+@needs_orthanc
+def test_pull_resumes_after_interruption(pacs: Orthanc, tmp_path: Path) -> None:
+    req = _requests_csv(tmp_path, "case_id,patient_id,prior_accession,current_accession\nc1,P1,ACC1,ACC2\nc2,P2,SIE1,SIE2\n")
+    store = tmp_path / "store"
+    client = PacsClient(pacs.url)
+    cases = read_pull_requests(req)
+    count = {"n": 0}
+
+    def interrupt(n: int) -> None:  # Ctrl-C after 8 instances: in the middle of c1/current
+        count["n"] += n
+        if count["n"] == 8:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pull(client, cases, store, on_instance=interrupt, workers=2)
+    assert exam_complete(store / "c1" / "prior")
+    partial = store / "c1" / "current.partial"
+    n_done = len(list(partial.glob("*.dcm")))  # 3 reported + those finished or in flight but not yet reported
+    assert not (store / "c1" / "current").exists() and 3 <= n_done < 7
+    kept = {p.name: p.stat().st_mtime_ns for p in partial.glob("*.dcm")}
+    (partial / "junk.dcm.tmp").write_bytes(b"half an instance")  # what a kill during a write leaves
+
+    fetched: list[int] = []
+    result = pull(client, cases, store, on_instance=fetched.append)
+    assert result.skipped == 1 and result.fetched == 3
+    assert len(fetched) == (7 - n_done) + 4 + 4  # the missing of c1/current, then c2 prior and current
+    assert all(exam_complete(store / c / e) for c in ("c1", "c2") for e in ("prior", "current"))
+    assert not partial.exists() and not list(store.rglob("*.tmp"))
+    assert {p.name: p.stat().st_mtime_ns for p in (store / "c1" / "current").glob("*.dcm") if p.name in kept} == kept
+
+    # a complete exam that lost a file is rebuilt; the others are skipped without downloads
+    victim = next((store / "c2" / "prior").glob("*.dcm"))
+    victim.unlink()
+    again: list[int] = []
+    result = pull(client, cases, store, on_instance=again.append)
+    assert (result.skipped, result.fetched, len(again)) == (3, 1, 1) and victim.is_file()
+
+    # a request that now names another exam for a complete folder is refused, not silently skipped
+    swapped = _requests_csv(tmp_path, "case_id,patient_id,prior_accession,current_accession\nc1,P1,ACC0,ACC2\n")
+    with pytest.raises(PacsError, match=r"c1/prior already holds patient P1, study .* \(accession ACC1\), not prior accession ACC0"):
+        pull(client, read_pull_requests(swapped), store)
+
+
+@needs_orthanc
+def test_pull_killed_mid_series_resumes(pacs: Orthanc, tmp_path: Path) -> None:
+    """SIGKILL the CLI while it downloads a 60-instance series, then rerun it."""
+    import os
+    import signal
+    import sys
+
+    req = _requests_csv(tmp_path, "case_id,patient_id,prior_accession,current_accession\nlong,P3,LONG1,LONG2\n")
+    store = tmp_path / "store"
+    cli = [sys.executable, "-c", "import tsct_cli; tsct_cli.main()", "cases", "pull", str(store), "--url", pacs.url, "--requests", str(req)]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    proc = subprocess.Popen(cli, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    partial = store / "long" / "prior.partial"
+    while proc.poll() is None and len(list(partial.glob("*.dcm"))) < 3:
+        time.sleep(0.002)
+    pacs.proc.send_signal(signal.SIGSTOP)  # freeze the PACS so the client cannot finish before the kill
+    try:
+        proc.kill()
+        proc.wait()
+    finally:
+        pacs.proc.send_signal(signal.SIGCONT)
+    assert proc.returncode == -signal.SIGKILL, "the pull ended before it could be killed"
+    done_before = {p.name for p in partial.glob("*.dcm")}
+    assert 3 <= len(done_before) < 60 and not (store / "long" / "prior").exists()
+    res = subprocess.run(cli, capture_output=True, text=True, env=env, check=False)
+    assert res.returncode == 0, res.stderr
+    assert f"({120 - len(done_before)} instances downloaded)" in " ".join(res.stdout.split())
+    assert exam_complete(store / "long" / "prior") and exam_complete(store / "long" / "current")
+    assert done_before <= {p.name for p in (store / "long" / "prior").glob("*.dcm")}
+
+
+@needs_orthanc
+def test_pull_errors_are_one_line(pacs: Orthanc, tmp_path: Path) -> None:
+    runner = CliRunner()
+    store = str(tmp_path / "store")
+    req = _requests_csv(tmp_path, "case_id,patient_id,prior_accession,current_accession\nc1,P1,ACC1,NOPE\n")
+
+    def run(*args: str) -> str:
+        res = runner.invoke(app, ["pull", store, *args])
+        assert res.exit_code != 0, res.output
+        assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+        assert "Traceback" not in res.output
+        return " ".join(res.output.split())
+
+    assert "no current study with accession NOPE for patient P1" in run("--url", pacs.url, "--requests", str(req))
+    port = free_port()
+    assert f"cannot reach the PACS at http://127.0.0.1:{port}/dicom-web" in run("--url", f"http://127.0.0.1:{port}/dicom-web", "--patient-id", "P1", "--retries", "0")
+    assert "answered HTTP 404" in run("--url", f"{pacs.rest}/not-dicom-web", "--patient-id", "P1")
+    ok = _requests_csv(tmp_path, "case_id,patient_id,prior_accession,current_accession\nc1,P1,ACC1,ACC2\n")
+    out = run("--url", pacs.url, "--requests", str(ok), "--kernel", "lung", "--max-thickness", "2")
+    # the prior has a 1 mm lung series (pulled); the current has none
+    assert "case c1 current" in out and "no series matches the rule" in out
+    assert "'current bone 1mm': kernel BONE (class bone) not accepted (lung)" in out
+    assert "give either --requests" in run("--url", pacs.url)
+    assert "unknown kernel class(es) bony" in run("--url", pacs.url, "--patient-id", "P1", "--kernel", "bony")
+    assert "--from '2024/01/01' must be a date" in run("--url", pacs.url, "--patient-id", "P1", "--from", "2024/01/01")
