@@ -15,8 +15,8 @@ audited. Per user name, after :data:`THROTTLE.free_failures` failures in a row e
 attempt must wait a delay that doubles (1, 2, 4 … at most ``max_delay_s`` seconds) after the
 last failure; after ``lock_failures`` failures in a row the account is locked for ``lock_s``
 (``account.locked_until``), until it runs out or a coordinator unlocks it. The same rules apply
-per client (the browser's address), counting its failures in the last ``lock_s`` seconds across
-user names, so guessing many accounts from one machine is slowed too. A refused (throttled)
+per client (the browser's address), counting its failures of the last hour (since its last
+success) across user names, so guessing many accounts from one machine is slowed too. A refused (throttled)
 attempt is recorded but the password is not checked. Unknown user names are throttled exactly
 like known ones, so the answers do not tell which accounts exist. A success resets the count in
 a row but not the record: the coordinator sees every failure (:func:`list_accounts`,
@@ -100,6 +100,9 @@ class ThrottlePolicy:
     lock_failures : failures in a row that lock the account for ``lock_s``.
     lock_s : how long a lockout lasts (and the window in which a client's failures are counted).
     client_free_failures, client_lock_failures : the same thresholds per client, across user names.
+    client_window_s : a client's failures are counted over this long (and since its last success).
+    name_window_s : failures of a user name that has no account are counted over this long (an
+        account counts its failures in a row until a success, however long ago).
     """
 
     free_failures: int = 3
@@ -108,6 +111,8 @@ class ThrottlePolicy:
     lock_s: float = 15 * 60.0
     client_free_failures: int = 10
     client_lock_failures: int = 30
+    client_window_s: float = 3600.0
+    name_window_s: float = 24 * 3600.0
 
     def delay_s(self, failures: int, free: int) -> float:
         """The wait after the last of ``failures`` failures in a row (0 while ``failures <= free``)."""
@@ -223,7 +228,8 @@ def _throttled(session: Session, username: str, account: Account | None, client:
     else:
         rows = session.execute(
             select(func.count(), func.max(LoginAttempt.at))
-            .where(LoginAttempt.username == username.strip().lower()[:200], LoginAttempt.outcome == "failed", LoginAttempt.at > now - lock)
+            .where(LoginAttempt.username == username.strip().lower()[:200], LoginAttempt.outcome == "failed",
+                   LoginAttempt.at > now - dt.timedelta(seconds=policy.name_window_s))
         ).one()
         failures, last = int(rows[0]), rows[1]
         locked_until = last + lock if failures >= policy.lock_failures and last is not None else None
@@ -235,7 +241,8 @@ def _throttled(session: Session, username: str, account: Account | None, client:
         return f"Too many failed log-ins in a row; try again in {_wait_text((last - now).total_seconds() + wait)}."
     if client:
         since_ok = session.scalar(select(func.max(LoginAttempt.at)).where(LoginAttempt.client == client, LoginAttempt.outcome == "ok"))
-        start = max(now - lock, since_ok) if since_ok is not None else now - lock
+        window = now - dt.timedelta(seconds=policy.client_window_s)
+        start = max(window, since_ok) if since_ok is not None else window
         rows = session.execute(
             select(func.count(), func.max(LoginAttempt.at)).where(LoginAttempt.client == client, LoginAttempt.outcome == "failed", LoginAttempt.at > start)
         ).one()
