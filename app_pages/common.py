@@ -66,8 +66,8 @@ def detector_dir(study_code: str) -> Path:
 def client_address() -> str:
     """The browser's address, for log-in throttling and the session list.
 
-    Streamlit's view of the connection (``st.context.ip_address``). Behind a reverse proxy every
-    request comes from the proxy: set ``$TSCT_CLIENT_IP_HEADER`` (e.g. ``X-Real-IP``) to the header
+    Streamlit's view of the connection (``st.context.ip_address``; ``"local"`` for this machine,
+    which is not throttled per client). Behind a reverse proxy every request comes from the proxy: set ``$TSCT_CLIENT_IP_HEADER`` (e.g. ``X-Real-IP``) to the header
     the proxy sets with the real address (only there: a client could send it itself otherwise).
     """
     header = os.environ.get("TSCT_CLIENT_IP_HEADER", "").strip()
@@ -76,7 +76,8 @@ def client_address() -> str:
             value = st.context.headers.get(header) or ""
             if value:
                 return value.split(",")[0].strip()[:100]
-        return str(st.context.ip_address or "")[:100]
+        address = st.context.ip_address  # None for a browser on this machine (Streamlit hides loopback)
+        return str(address)[:100] if address else reader_study.LOCAL_CLIENT
     except Exception:  # noqa: BLE001 - no request context (tests)
         return ""
 

@@ -33,7 +33,7 @@ ReaderStudyError and subclasses
 """
 
 from .accounts import AccountInfo, LoginResult, change_password, check_login, create_account, find_account, list_accounts, login, reset_password, set_account_active
-from .accounts import THROTTLE, ThrottlePolicy, recent_login_attempts, unlock_account
+from .accounts import LOCAL_CLIENT, THROTTLE, ThrottlePolicy, recent_login_attempts, unlock_account
 from .detector_folder import detector_dir_of, set_detector_dir
 from .websessions import LiveSession, create_web_session, end_account_sessions, end_web_session, list_web_sessions, lookup_web_session, revoke_web_session
 from .audit import audit_frame
@@ -147,6 +147,7 @@ __all__ = [
     "login",
     "check_login",
     "unlock_account",
+    "LOCAL_CLIENT",
     "recent_login_attempts",
     "ThrottlePolicy",
     "THROTTLE",

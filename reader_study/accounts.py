@@ -62,9 +62,14 @@ __all__ = [
     "ThrottlePolicy",
     "THROTTLE",
     "MIN_PASSWORD_LENGTH",
+    "LOCAL_CLIENT",
 ]
 
 MIN_PASSWORD_LENGTH = 10
+
+#: The client name of a browser on the server's own machine (or behind a proxy that does not pass
+#: the real address on): recorded, but not throttled per client, since it may be everybody.
+LOCAL_CLIENT = "local"
 
 
 @functools.lru_cache(maxsize=1)
@@ -114,6 +119,32 @@ class ThrottlePolicy:
     client_window_s: float = 3600.0
     name_window_s: float = 24 * 3600.0
 
+    @classmethod
+    def from_env(cls) -> "ThrottlePolicy":
+        """The defaults, changed by ``$TSCT_LOGIN_FREE_FAILURES``, ``$TSCT_LOGIN_LOCK_FAILURES`` and
+        ``$TSCT_LOGIN_LOCK_MINUTES`` where set (a site's own policy)."""
+        import os
+
+        def number(name: str, default: float, lo: float, hi: float) -> float:
+            raw = os.environ.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ReaderStudyError(f"${name} must be a number from {lo:g} to {hi:g}, got {raw!r}.") from None
+            if not lo <= value <= hi:
+                raise ReaderStudyError(f"${name} must be from {lo:g} to {hi:g}, got {value:g}.")
+            return value
+
+        base = cls()
+        lock = int(number("TSCT_LOGIN_LOCK_FAILURES", base.lock_failures, 2, 1000))
+        free = int(number("TSCT_LOGIN_FREE_FAILURES", min(base.free_failures, lock - 1), 1, lock - 1))
+        minutes = number("TSCT_LOGIN_LOCK_MINUTES", base.lock_s / 60.0, 1, 24 * 60)
+        return cls(free_failures=free, lock_failures=lock, lock_s=minutes * 60.0, max_delay_s=base.max_delay_s,
+                   client_free_failures=base.client_free_failures, client_lock_failures=base.client_lock_failures,
+                   client_window_s=base.client_window_s, name_window_s=base.name_window_s)
+
     def delay_s(self, failures: int, free: int) -> float:
         """The wait after the last of ``failures`` failures in a row (0 while ``failures <= free``)."""
         if failures < free:
@@ -121,7 +152,7 @@ class ThrottlePolicy:
         return float(min(self.max_delay_s, 2.0 ** (failures - free)))
 
 
-#: The policy :func:`check_login` applies.
+#: The default policy (:func:`check_login` applies :meth:`ThrottlePolicy.from_env`, which starts from it).
 THROTTLE = ThrottlePolicy()
 
 
@@ -239,7 +270,7 @@ def _throttled(session: Session, username: str, account: Account | None, client:
     wait = policy.delay_s(failures, policy.free_failures)
     if last is not None and wait > 0 and now < last + dt.timedelta(seconds=wait):
         return f"Too many failed log-ins in a row; try again in {_wait_text((last - now).total_seconds() + wait)}."
-    if client:
+    if client and client != LOCAL_CLIENT:
         since_ok = session.scalar(select(func.max(LoginAttempt.at)).where(LoginAttempt.client == client, LoginAttempt.outcome == "ok"))
         window = now - dt.timedelta(seconds=policy.client_window_s)
         start = max(window, since_ok) if since_ok is not None else window
@@ -271,7 +302,7 @@ def check_login(
     ----------
     client : who is trying (the browser's address; ``""`` when unknown), for per-client throttling.
     now : the time of the attempt (tests pass one; default: now).
-    policy : the throttling rules (default :data:`THROTTLE`).
+    policy : the throttling rules (default :meth:`ThrottlePolicy.from_env`: :data:`THROTTLE` unless the environment changes it).
 
     A throttled attempt (see the module docstring) is refused before the password is checked.
     The same message is returned for an unknown user and a wrong password, and both cost an
@@ -281,7 +312,7 @@ def check_login(
     commits the record of a failure first).
     """
     now = now or utcnow()
-    policy = policy or THROTTLE
+    policy = policy or ThrottlePolicy.from_env()
     username = str(username or "")
     client = str(client or "")
     account = session.scalar(select(Account).where(func.lower(Account.username) == username.strip().lower()))

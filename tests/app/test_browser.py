@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -169,18 +170,29 @@ def current_case(svc):
     return svc.get_case(item.case_read_id)
 
 
+_AFTER_FINISH = """h => {
+  const buttons = [...document.querySelectorAll('button')].some(b => b.innerText.trim() === 'Continue');
+  const headers = [...document.querySelectorAll('h4')].map(x => x.innerText.trim());
+  return buttons || !headers.includes(h);
+}"""
+
+
 def finish_current(page, *, no_lesion: bool):
+    """Finish the case shown; wait for the state after it (the training truth, then the next case)."""
+    header = page.locator("h4").filter(has_text=re.compile(r"case \d+ of \d+")).first.inner_text().strip()
     if no_lesion:
         page.get_by_text("I found no lesion in this case").click()
         settle(page)
         page.get_by_role("button", name="Finish case (no lesion)").click()
     else:
         page.get_by_role("button", name="Finish case", exact=True).click()
-    settle(page, 0.8)
+    page.wait_for_function(_AFTER_FINISH, arg=header)
+    settle(page)
     cont = page.get_by_role("button", name="Continue")
     if cont.count():  # training case: its truth is shown first
         cont.click()
-        settle(page, 0.8)
+        page.locator("h4").filter(has_text=re.compile(r"case \d+ of \d+")).first.wait_for()
+        settle(page)
     page.wait_for_selector(".vp.main canvas[data-shown]")
 
 
@@ -298,7 +310,7 @@ def test_no_overlay_request_succeeds_in_the_unaided_reading(server, browser):
         probes = {layer: ct_url.split("?")[0].replace("/ct/", f"/{layer}/") for layer in ("zmap", "subtraction")}
         statuses = {layer: page.evaluate("u => fetch(u).then(r => r.status)", url) for layer, url in probes.items()}
         if aided:
-            assert statuses == {"zmap": 200, "subtraction": 200}
+            assert statuses == {"zmap": 200, "subtraction": 200}, (statuses, ct_url, view.case_code, seen[-6:])
             assert any("/zmap/" in url and status == 200 for url, status in seen)  # the overlay is on by default
         else:
             assert statuses == {"zmap": 403, "subtraction": 403}

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from reader_study import (
+    LOCAL_CLIENT,
     THROTTLE,
     AuthenticationError,
     create_account,
@@ -128,6 +129,9 @@ def test_one_client_guessing_many_accounts_is_slowed(db, study):
         t += THROTTLE.delay_s(n, THROTTLE.client_free_failures)
         _attempt(db, f"guess{n}", "nope nope nope", t, client="203.0.113.7")
     assert "blocked here" in _attempt(db, "guess-late", "nope nope nope", t + THROTTLE.max_delay_s, client="203.0.113.7")
+    # the server's own machine (everyone, behind a proxy that does not pass the address on) is not throttled per client
+    for n in range(THROTTLE.client_lock_failures + 1):
+        assert "wrong password" in _attempt(db, f"local{n}", "nope nope nope", t, client=LOCAL_CLIENT)
 
 
 def test_browser_sessions_are_hashes_survive_a_new_connection_and_can_be_revoked(db, db_url, study):
