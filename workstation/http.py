@@ -4,8 +4,8 @@
     One slice image (see :meth:`workstation.service.ImageService.render`). 200 with the image;
     401 unknown or expired ticket, no or another browser session's cookie, the case read finished,
     another reader's or another treatment's; **403 a layer the reading's treatment does not
-    show**; 404 the layer's file is missing; 400 a bad plane, slice or window. Images are cached
-    privately by the browser (``Vary: Cookie``).
+    show**; 404 the layer's file is missing; 400 a bad plane, slice or window. Images are not kept
+    in the browser's HTTP cache (``no-store``), so only the server decides whether a link still works.
 ``GET  <base>/api/tsct/v1/download/<token>``
     A file a page offered (export or report zip): only with the cookie of the browser session it
     was offered to, while the account still has one of the page's roles; 401/403 otherwise.
@@ -112,7 +112,9 @@ def make_routes(base_url_path: str = "", runtime: Callable[[], WorkstationRuntim
         return Response(
             rendered.data,
             media_type=rendered.media_type,
-            headers={"Cache-Control": "private, max-age=3600", "Vary": "Cookie", "X-Content-Type-Options": "nosniff"},
+            # no-store: the browser's HTTP cache must not answer a replayed link (an aid from an earlier
+            # reading) without asking the server; the viewer keeps the open case's images in memory itself
+            headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
         )
 
     async def claim(request):  # noqa: ANN001, ANN202

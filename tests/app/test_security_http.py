@@ -95,7 +95,8 @@ def test_an_image_link_works_only_with_the_log_in_it_was_made_for(rig):
     cookie = rig.log_in("reader1")
     view = open_next(rig.service("reader1"))
     ticket = rig.ticket("reader1", cookie, view)
-    assert rig.image(ticket, cookie=cookie).status == 200
+    ok = rig.image(ticket, cookie=cookie)
+    assert ok.status == 200 and "no-store" in ok.headers["cache-control"]  # the browser's cache never answers a replay
     no_cookie = rig.image(ticket)
     assert no_cookie.status == 401 and "no session cookie" in no_cookie.text
     # the same reader logged in in another browser: another session, refused
