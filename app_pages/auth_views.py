@@ -18,6 +18,8 @@ def login_view() -> None:
     st.caption("Temporal-subtraction CT reader studies: reading, study coordination and analysis. Research use only; not for diagnosis.")
     left, _ = st.columns([1, 1])
     with left:
+        if st.session_state.pop("tsct_ended", None):
+            st.info("Your log-in has ended (logged out elsewhere, or ended by the study coordinator). Log in again to continue.")
         with st.form("login", clear_on_submit=False):
             username = st.text_input("User name", autocomplete="username")
             password = st.text_input("Password", type="password", autocomplete="current-password")

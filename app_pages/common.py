@@ -137,14 +137,18 @@ def sign_in(account: reader_study.AccountInfo, method: str = "password") -> None
     st.session_state.pop("tsct_logout_cleared", None)
 
 
-def sign_out() -> None:
-    """End the log-in: server-side session and image tickets at once, the cookie via the browser."""
+def sign_out(*, ended_elsewhere: bool = False) -> None:
+    """End the log-in: server-side session and image tickets at once, the cookie via the browser.
+
+    ``ended_elsewhere``: the session already ended (revoked by a coordinator, the account disabled,
+    log-out in another tab, expired); only this tab forgets it."""
     user = current_user()
     rt = runtime()
     if user is not None and user.session_token:
         rt.tickets.revoke(session_key=user.session_key)
         rt.downloads.revoke(session_key=user.session_key)
-        rt.sessions.end(user.session_token)
+        if not ended_elsewhere:
+            rt.sessions.end(user.session_token)
     for key in list(st.session_state.keys()):
         if str(key).startswith("tsct") or str(key).startswith("svc:") or str(key).startswith("ticket:"):
             del st.session_state[key]
@@ -168,10 +172,17 @@ def oidc_available() -> bool:
 def restore_user() -> User | None:
     """This tab's user: kept in session state, else from the ``tsct_session`` cookie, else from single sign-on."""
     user = current_user()
-    if user is not None or st.session_state.get("tsct_logout"):
-        return user
-    db = require_database()
     rt = runtime()
+    if user is not None:
+        # the session may have ended elsewhere (revoked, account disabled, logged out in another tab)
+        if user.session_token and rt.sessions.lookup(user.session_token) is None:
+            sign_out(ended_elsewhere=True)
+            st.session_state["tsct_ended"] = True
+            return None
+        return user
+    if st.session_state.get("tsct_logout"):
+        return None
+    db = require_database()
     token = None
     try:
         token = st.context.cookies.get(SESSION_COOKIE)

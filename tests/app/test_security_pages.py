@@ -40,6 +40,9 @@ def test_the_coordinator_sees_failed_log_ins_after_a_success_and_ends_a_session(
     at.run()
     assert not at.exception, at.exception
     assert get_runtime().sessions.lookup(cookie) is None
+    reader.run()  # the reader's open tab: logged out at its next action
+    assert reader.title[0].value == "TSCT reading workstation"
+    assert any("Your log-in has ended" in i.value for i in reader.info)
     # unlocking clears the failures in a row (the record stays)
     _failures(app_env, "reader2", 3)
     _by_label(at.selectbox, "Account").set_value("reader2")

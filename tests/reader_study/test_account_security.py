@@ -167,3 +167,23 @@ def test_browser_sessions_are_hashes_survive_a_new_connection_and_can_be_revoked
     with db.snapshot() as s:
         reasons = sorted(s.scalars(select(WebSessionRecord.end_reason)).all())
     assert reasons == ["account disabled by app:coord", "logout", "revoked by app:coord"]
+
+
+def test_tsct_study_accounts_unlock(db, db_url, study, monkeypatch):
+    from typer.testing import CliRunner
+
+    from tsct_cli import app
+
+    with db.transaction() as s:
+        create_account(s, "eve", GOOD, role="reader", reader_name="Dr Ada")
+    t = 0.0
+    for n in range(THROTTLE.lock_failures):
+        t += THROTTLE.delay_s(n, THROTTLE.free_failures)
+        _attempt(db, "eve", "nope nope nope", t)
+    assert "locked until" in _attempt(db, "eve", GOOD, t + 1)
+    monkeypatch.setenv("TSCT_DATABASE_URL", db_url)
+    result = CliRunner().invoke(app, ["study", "accounts", "unlock", "eve"])
+    assert result.exit_code == 0 and "unlocked" in result.output
+    assert _attempt(db, "eve", GOOD, t + 2) == "ok"
+    missing = CliRunner().invoke(app, ["study", "accounts", "unlock", "nobody"])
+    assert missing.exit_code != 0 and "No account 'nobody'" in " ".join(missing.output.split())
