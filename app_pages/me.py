@@ -24,7 +24,7 @@ if user.method == "password":
                 st.error("The two new passwords differ.")
             else:
                 try:
-                    account = reader_study.change_password(db, user.username, old, new)
+                    account = reader_study.change_password(db, user.username, old, new, client=common.client_address())
                 except reader_study.ReaderStudyError as exc:
                     common.show_error(exc)
                 else:

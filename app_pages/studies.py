@@ -34,6 +34,19 @@ def problems_frame(problems) -> pd.DataFrame:  # noqa: ANN001
     return pd.DataFrame([{"row": p.row, "column": p.column, "what to fix": p.message} for p in problems])
 
 
+def outside_images(case_list) -> list[str]:  # noqa: ANN001
+    """The cases whose prior or current exam lies outside the study data folders (the viewer would read them)."""
+    outside = []
+    for case in case_list:
+        for path in (case.prior, case.current):
+            try:
+                common.confined_path(str(path), what="exam")
+            except ValueError:
+                outside.append(case.case_id)
+                break
+    return outside
+
+
 def typed_path(value: str, what: str) -> Path | None:
     """A path typed here, confined to the study data folders (shown as an error and ``None`` otherwise)."""
     try:
@@ -64,6 +77,10 @@ if st.button("Validate", disabled=not path_text):
         else:
             cl = read_case_list(path)
             st.success(f"Valid: {common.text(cl.summary())}")
+            away = outside_images(cl)
+            if away:
+                st.error(f"{len(away)} case(s) have exams outside the study data folders ({common.text(', '.join(away[:10]))}); "
+                         "move them inside (or add their folder to $TSCT_STUDY_DIRS) before creating a study.")
             overlays = ("subtraction", "zmap")
             folder = rt.settings.detector_dir
             check = ws.check_detector_outputs([c.case_id for c in cl], overlays, folder)
@@ -101,6 +118,11 @@ if submitted:
         treatments = tuple(reader_study.parse_treatment(t) for t in treatments_text.split(",") if t.strip())
         case_list_path = common.confined_path(caselist, what="case list")
         training_path = common.confined_path(training, what="training case list") if training.strip() else None
+        for listed in [case_list_path] + ([training_path] if training_path else []):
+            away = outside_images(read_case_list(listed))
+            if away:
+                raise ValueError(f"{len(away)} case(s) of {listed.name} have exams outside the study data folders "
+                                 f"({', '.join(away[:10])}); move them inside, or add their folder to $TSCT_STUDY_DIRS.")
         specs = []
         if readers_upload is not None:
             import hashlib

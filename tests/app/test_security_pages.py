@@ -92,3 +92,32 @@ def test_a_markdown_user_name_is_escaped(app_test, app_env):
     logged = next(c for c in captions if c.startswith("Logged in as"))
     assert "![x](" not in logged and "\\!\\[x\\]\\(" in logged  # escaped Markdown source
     assert shown(logged) == f"Logged in as **{name}** (Statistician)"  # the browser shows the name as typed, in bold
+
+
+def test_a_case_list_whose_exams_lie_outside_the_data_folders_is_refused(app_test, app_env, app_cases, monkeypatch):
+    """A case list inside the data folder cannot make the viewer read images from elsewhere on the server."""
+    import csv
+
+    monkeypatch.setenv("TSCT_STUDY_DIRS", str(app_env.data_dir))  # only the data folder
+    rows = list(csv.DictReader(app_cases.case_list.open()))
+    for row in rows:
+        for column in ("prior", "current"):
+            row[column] = str(app_cases.case_list.parent / row[column])  # absolute paths outside the data folder
+    sneaky = app_env.data_dir / "sneaky.csv"
+    with sneaky.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    at = login(app_test(), "coordinator", app_env.study.password)
+    _by_label(at.text_input, "Case list (path on the server)").input(str(sneaky))
+    at.run()
+    _by_label(at.button, "Validate").click()
+    at.run()
+    assert any("exams outside the study data folders" in shown(e.value) for e in at.error)
+    _by_label(at.text_input, "Study code").input("SNEAKY")
+    _by_label(at.text_input, "Case list (path on the server, inside the data folders)").input(str(sneaky))
+    _by_label(at.button, "Create study").click()
+    at.run()
+    assert any("exams outside the study data folders" in shown(e.value) for e in at.error)
+    with get_runtime().database().snapshot() as s:
+        assert "SNEAKY" not in set(reader_study.list_studies(s)["code"])
