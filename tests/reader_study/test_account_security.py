@@ -187,3 +187,27 @@ def test_tsct_study_accounts_unlock(db, db_url, study, monkeypatch):
     assert _attempt(db, "eve", GOOD, t + 2) == "ok"
     missing = CliRunner().invoke(app, ["study", "accounts", "unlock", "nobody"])
     assert missing.exit_code != 0 and "No account 'nobody'" in " ".join(missing.output.split())
+
+
+def test_migration_0002_goes_down_and_up_and_keeps_the_guards(db, study):
+    """Revision 0002 only adds (and on downgrade drops) columns and tables: the triggers of 0001 stay."""
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from reader_study.db import _alembic_config, _head_revision
+    from reader_study.models import Base
+
+    with db.engine.begin() as connection:
+        command.downgrade(_alembic_config(connection), "0001")
+    assert db.schema_revision() == "0001"
+    with db.engine.begin() as connection:
+        command.upgrade(_alembic_config(connection), "head")
+    assert db.schema_revision() == _head_revision()
+    with db.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True}), Base.metadata) == []
+    with pytest.raises(DBAPIError):
+        with db.engine.begin() as connection:
+            connection.execute(text("UPDATE audit_event SET actor = 'someone else'"))

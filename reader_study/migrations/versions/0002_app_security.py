@@ -69,8 +69,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("login_attempt")
     op.drop_table("web_session")
-    with op.batch_alter_table("account") as batch:
-        batch.drop_column("last_failed_login_at")
-        batch.drop_column("locked_until")
-    with op.batch_alter_table("study") as batch:
-        batch.drop_column("detector_dir")
+    # plain ALTER TABLE ... DROP COLUMN (SQLite >= 3.35): no table copy, so 0001's triggers stay
+    op.drop_column("account", "last_failed_login_at")
+    op.drop_column("account", "locked_until")
+    op.drop_column("study", "detector_dir")
