@@ -72,5 +72,5 @@ else:
 navigation = st.navigation(pages)
 if user is not None:
     with st.sidebar:
-        st.caption(f"Logged in as **{user.username}** ({common.ROLE_LABELS.get(user.role, user.role)})")
+        st.caption(f"Logged in as **{common.text(user.username)}** ({common.ROLE_LABELS.get(user.role, user.role)})")
 navigation.run()

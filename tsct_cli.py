@@ -158,6 +158,9 @@ def demo(
     for user, (password, role) in result.accounts.items():
         table.add_row(user, password, role)
     console.print(table)
+    if result.practice_study:
+        console.print(f"[bold]Read it yourself[/]: `tsct app` (the same TSCT_DATA_DIR), log in as [bold]radiologist[/] and read study "
+                      f"{result.practice_study} (unaided, then aided); the first log-in asks you to choose your own password.")
     if start_app:
         os.environ.setdefault("TSCT_DETECTOR_DIR", str(result.detector_dir))
         os.environ.setdefault("TSCT_DATABASE_URL", result.database_url if "://" in result.database_url and "***" not in result.database_url else f"sqlite:///{settings.data_dir.resolve() / 'reader-study.sqlite3'}")

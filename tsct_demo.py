@@ -13,6 +13,12 @@ finished, so a rerun never duplicates a study or loses data:
    report (RRRC first, FRRC, RRFC, subgroups by reader group and lesion location) is written to
    ``reports/<study>/``.
 
+It also leaves a study for a person to read at once: ``DEMO-READ``, a small crossover study
+(:data:`PRACTICE_CASES` of the same cases, unaided then aided, no washout) whose one reader has
+the account ``radiologist`` and no case read yet. Both studies record their detector folder
+(:func:`reader_study.set_detector_dir`), so ``tsct app`` with the same ``TSCT_DATA_DIR`` shows the
+aids without further settings.
+
 Everything goes under one data folder (``$TSCT_DATA_DIR`` or ``./tsct-data``), with the SQLite
 database at ``<data>/reader-study.sqlite3`` unless ``TSCT_DATABASE_URL`` says otherwise.
 """
@@ -25,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["DemoSettings", "DemoResult", "run_demo", "DEMO_READERS"]
+__all__ = ["DemoSettings", "DemoResult", "run_demo", "DEMO_READERS", "HUMAN_READER", "PRACTICE_CASES"]
 
 #: The demo's readers: (name, group).
 DEMO_READERS: tuple[tuple[str, str], ...] = (
@@ -66,6 +72,46 @@ class DemoResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
     headline: str = ""
+    #: the study left for a person to read in the app
+    practice_study: str = ""
+
+
+#: The person who reads the practice study in the app: (user name, reader name, group).
+HUMAN_READER: tuple[str, str, str] = ("radiologist", "You (demo reader)", "board-certified")
+
+#: Cases of the practice study (half with lesions), read unaided and aided.
+PRACTICE_CASES = 6
+
+
+def _practice_case_list(case_list_path: Path, n_cases: int) -> Path:
+    """A case list of the first ``n_cases`` cases (abnormal and normal alternately), beside the full one (same relative paths)."""
+    import csv
+
+    out = case_list_path.with_name("practice-caselist.csv")
+    if out.is_file():
+        return out
+    with case_list_path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        fields = list(reader.fieldnames or [])
+        rows = list(reader)
+    order: dict[str, list[dict]] = {}
+    for row in rows:
+        order.setdefault(row["case_id"], []).append(row)
+    abnormal = [c for c, r in order.items() if r[0].get("status") == "abnormal"]
+    normal = [c for c, r in order.items() if r[0].get("status") != "abnormal"]
+    chosen: list[str] = []
+    while len(chosen) < n_cases and (abnormal or normal):
+        for pool in (abnormal, normal):
+            if pool and len(chosen) < n_cases:
+                chosen.append(pool.pop(0))
+    tmp = out.with_suffix(".tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        for case in chosen:
+            writer.writerows(order[case])
+    tmp.replace(out)
+    return out
 
 
 def _account_password(username: str, seed: int) -> str:
@@ -134,11 +180,34 @@ def run_demo(settings: DemoSettings, *, say: Callable[[str], None] = print, prog
         notes = "".join(f"; {c.message}" for c in balance.checks if c.level != "ok")
         say(f"    design: {'balanced' if balance.balanced else 'NOT balanced'}{notes}")
     with db.transaction() as s:
-        wanted = [(f"reader{i + 1}", "reader", name) for i, (name, _) in enumerate(DEMO_READERS)]
+        rs.set_detector_dir(s, code, detector_dir, actor="demo")
+    practice = f"{code}-READ"
+    human_user, human_name, human_group = HUMAN_READER
+    with db.transaction() as s:
+        existing = set(rs.list_studies(s)["code"])
+    if practice not in existing:
+        say(f"    and {practice}: {PRACTICE_CASES} of the cases, unaided then aided, for you to read in the app (account {human_user})")
+        with db.transaction() as s:
+            rs.create_study(
+                s, code=practice, case_list=_practice_case_list(case_list_path, PRACTICE_CASES),
+                title="Demo: read it yourself (unaided, then aided by the z-map overlay)",
+                readers=[rs.ReaderSpec(human_name, human_group)], washout_days=0, seed=settings.seed,
+            )
+            rs.make_design(s, practice, seed=settings.seed)
+            rs.lock_study(s, practice)
+            rs.open_study(s, practice)
+    with db.transaction() as s:
+        rs.set_detector_dir(s, practice, detector_dir, actor="demo")
+    with db.transaction() as s:
+        wanted = [(human_user, "reader", human_name)]
+        wanted += [(f"reader{i + 1}", "reader", name) for i, (name, _) in enumerate(DEMO_READERS)]
         wanted += [("coordinator", "coordinator", None), ("statistician", "statistician", None)]
         for username, role, reader_name in wanted:
             password = _account_password(username, settings.seed)
-            accounts[username] = (password, role if reader_name is None else f"reader ({reader_name})")
+            if username == human_user:
+                accounts[username] = (password, f"reader ({reader_name}): reads {practice} in the app, no case read yet")
+            else:
+                accounts[username] = (password, role if reader_name is None else f"reader ({reader_name}, simulated: finished {code})")
             if rs.find_account(s, username) is None:
                 rs.create_account(s, username, password, role=role, reader_name=reader_name, actor="demo")
     timings["study"] = time.perf_counter() - t0
@@ -176,7 +245,7 @@ def run_demo(settings: DemoSettings, *, say: Callable[[str], None] = print, prog
     timings["analysis"] = time.perf_counter() - t0
     report_dir = paths.directory
     (data_dir / "demo.json").write_text(json.dumps({"case_list": str(case_list_path), "study": code, "database": db.safe_url, "report": str(report_dir), "export": {name: digest for name, digest in export.files.items()}, "timings_s": timings}, indent=2))
-    return DemoResult(case_list_path, detector_dir, db.safe_url, code, export_dir, report_dir, accounts, timings, messages, _headline(paths.json))
+    return DemoResult(case_list_path, detector_dir, db.safe_url, code, export_dir, report_dir, accounts, timings, messages, _headline(paths.json), practice)
 
 
 def _headline(results_json: Path) -> str:

@@ -6,8 +6,6 @@ The study's finished readings are scored from one database snapshot
 writes ``report.html``, ``results.json`` and the CSV files into ``$TSCT_DATA_DIR/reports/<study>/``.
 """
 
-import io
-import zipfile
 from pathlib import Path
 
 import altair as alt
@@ -60,7 +58,7 @@ if run:
         )
     except Exception as exc:  # noqa: BLE001 - every analysis refusal is shown with its message
         progress.update(label="The analysis could not be run", state="error")
-        st.error(f"{type(exc).__name__}: {exc}")
+        st.error(f"{type(exc).__name__}: {common.text(exc)}")
     else:
         progress.update(label="Analysis finished", state="complete")
         st.session_state["tsct_report"] = (code, str(paths.directory))
@@ -69,7 +67,7 @@ report = st.session_state.get("tsct_report")
 if not report or report[0] != code:
     st.stop()
 folder = Path(report[1])
-st.caption(f"Report files in {folder}")
+st.caption(f"Report files in {common.text(folder)}")
 
 foms_csv, diffs_csv, curves_csv = folder / "foms.csv", folder / "differences.csv", folder / "curves.csv"
 tab_summary, tab_plots, tab_report = st.tabs(["Tables", "Plots", "Full report"])
@@ -94,9 +92,5 @@ with tab_report:
     if html.exists():
         components.html(html.read_text(encoding="utf-8"), height=1400, scrolling=True)
 
-buffer = io.BytesIO()
-with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            archive.write(path, path.relative_to(folder.parent))
-st.download_button("Download the report (zip)", buffer.getvalue(), file_name=f"{code}-report.zip", mime="application/zip", type="primary")
+# served by the app's download route: only to this browser session, while the account may see this page
+common.offer_download(user, "Download the report (zip)", folder, f"{code}-report.zip", roles=("statistician",))

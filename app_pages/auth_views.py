@@ -18,15 +18,17 @@ def login_view() -> None:
     st.caption("Temporal-subtraction CT reader studies: reading, study coordination and analysis. Research use only; not for diagnosis.")
     left, _ = st.columns([1, 1])
     with left:
+        if st.session_state.pop("tsct_ended", None):
+            st.info("Your log-in has ended (logged out elsewhere, or ended by the study coordinator). Log in again to continue.")
         with st.form("login", clear_on_submit=False):
             username = st.text_input("User name", autocomplete="username")
             password = st.text_input("Password", type="password", autocomplete="current-password")
             submitted = st.form_submit_button("Log in", type="primary")
         if submitted:
             try:
-                account = reader_study.login(db, username, password)
+                account = reader_study.login(db, username, password, client=common.client_address())
             except reader_study.AuthenticationError as exc:
-                st.error(str(exc))
+                common.show_error(exc)
             else:
                 common.sign_in(account, "password")
                 st.rerun()
@@ -34,7 +36,7 @@ def login_view() -> None:
             st.divider()
             unknown = st.session_state.pop("tsct_oidc_unknown", None)
             if unknown:
-                st.error(f"The identity {unknown} has no TSCT account; ask the study coordinator to create one with this e-mail as user name.")
+                st.error(f"The identity {common.text(unknown)} has no TSCT account; ask the study coordinator to create one with this e-mail as user name.")
             st.button("Log in with single sign-on", on_click=st.login)
         st.caption("Accounts are issued by the study coordinator. Forgot your password? Ask them for a new initial password.")
 
@@ -46,7 +48,7 @@ def password_view() -> None:
     if user is None:
         st.stop()
     st.title("Choose your password")
-    st.write(f"Welcome, **{user.username}**. Replace the initial password you were given with one only you know (at least 10 characters).")
+    st.write(f"Welcome, **{common.text(user.username)}**. Replace the initial password you were given with one only you know (at least 10 characters).")
     with st.form("password"):
         old = st.text_input("Initial password", type="password", autocomplete="current-password")
         new = st.text_input("New password", type="password", autocomplete="new-password")
@@ -57,7 +59,7 @@ def password_view() -> None:
             st.error("The two new passwords differ.")
         else:
             try:
-                account = reader_study.change_password(db, user.username, old, new)
+                account = reader_study.change_password(db, user.username, old, new, client=common.client_address())
             except reader_study.ReaderStudyError as exc:
                 common.show_error(exc)
             else:

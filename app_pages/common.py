@@ -5,13 +5,19 @@ server-side browser session behind the ``tsct_session`` cookie that log-in creat
 single-sign-on identity (``st.login``, OpenID Connect) whose e-mail is an account's user name.
 Nothing in a URL or a widget can choose who the user is; readers are bound to their own reader
 record by their account.
+
+Every string a user typed (user names, reader names, study titles, messages that quote them) is
+shown as text, never as Markdown: :func:`text` escapes it, :func:`show_error` uses it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import re
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -23,15 +29,57 @@ from workstation import SESSION_COOKIE, WorkstationRuntime, api_base, get_runtim
 ROLE_LABELS = {"reader": "Reader", "coordinator": "Coordinator", "statistician": "Statistician", "admin": "Administrator"}
 
 
+import string as _string
+
+_MARKDOWN_SPECIAL = re.compile("([" + re.escape(_string.punctuation) + "])")
+
+
+def text(value: Any) -> str:
+    """``value`` as literal text inside Markdown (``st.markdown``, ``st.caption``, ``st.error`` …).
+
+    Every ASCII punctuation character is backslash-escaped (CommonMark shows an escaped character
+    as itself), so nothing a user typed can start Markdown: no emphasis, code, links or images,
+    headings, lists, tables, HTML, autolinked addresses, colour directives ``:red[…]`` or LaTeX. A
+    user name like ``![x](https://…)`` shows as those characters and fetches nothing. Line breaks
+    become spaces.
+    """
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(value).replace("\r", " ").replace("\n", " "))
+
+
 # ------------------------------------------------------------------------------------------------
-@st.cache_resource(show_spinner=False)
-def _database(url: str) -> reader_study.Database:
-    return reader_study.open_db(url)
-
-
 def database() -> reader_study.Database:
-    """The study database, one per server process and URL (``$TSCT_DATABASE_URL`` or the SQLite default)."""
-    return _database(reader_study.default_database_url())
+    """The study database, one per server process (``$TSCT_DATABASE_URL`` or the SQLite default); the runtime's."""
+    return runtime().database()
+
+
+def detector_dir(study_code: str) -> Path:
+    """Where the detector outputs of a study are (``<dir>/<case id>/``): the folder recorded with the
+    study (``tsct demo`` records it; :func:`reader_study.set_detector_dir`) when it exists, else
+    ``$TSCT_DETECTOR_DIR`` (default ``$TSCT_DATA_DIR/detector``). The one place the app decides this."""
+    with database().snapshot() as s:
+        recorded = reader_study.detector_dir_of(s, study_code)
+    if recorded is not None and recorded.is_dir():
+        return recorded
+    return runtime().settings.detector_dir
+
+
+def client_address() -> str:
+    """The browser's address, for log-in throttling and the session list.
+
+    Streamlit's view of the connection (``st.context.ip_address``; ``"local"`` for this machine,
+    which is not throttled per client). Behind a reverse proxy every request comes from the proxy: set ``$TSCT_CLIENT_IP_HEADER`` (e.g. ``X-Real-IP``) to the header
+    the proxy sets with the real address (only there: a client could send it itself otherwise).
+    """
+    header = os.environ.get("TSCT_CLIENT_IP_HEADER", "").strip()
+    try:
+        if header:
+            value = st.context.headers.get(header) or ""
+            if value:
+                return value.split(",")[0].strip()[:100]
+        address = st.context.ip_address  # None for a browser on this machine (Streamlit hides loopback)
+        return str(address)[:100] if address else reader_study.LOCAL_CLIENT
+    except Exception:  # noqa: BLE001 - no request context (tests)
+        return ""
 
 
 def runtime() -> WorkstationRuntime:
@@ -43,7 +91,7 @@ def require_database() -> reader_study.Database:
     try:
         return database()
     except (reader_study.SchemaVersionError, ValueError, OSError) as exc:
-        st.error(f"The study database cannot be opened: {exc}")
+        st.error(f"The study database cannot be opened: {text(exc)}")
         st.info("Create it with `tsct study init-db` (the same `TSCT_DATABASE_URL` / `TSCT_DATA_DIR` as the app), then reload this page.")
         st.stop()
         raise  # unreachable; for type checkers
@@ -82,20 +130,25 @@ def current_user() -> User | None:
 
 def sign_in(account: reader_study.AccountInfo, method: str = "password") -> None:
     """Start this tab's log-in and a browser session (the cookie is set by :func:`session_bridge`)."""
-    token, code = runtime().sessions.create(account_id=account.account_id, username=account.username, method=method)
+    token, code = runtime().sessions.create(account_id=account.account_id, username=account.username, method=method, client=client_address())
     st.session_state["tsct_user"] = User(account, token, method)
     st.session_state["tsct_claim"] = code
     st.session_state.pop("tsct_logout", None)
     st.session_state.pop("tsct_logout_cleared", None)
 
 
-def sign_out() -> None:
-    """End the log-in: server-side session and image tickets at once, the cookie via the browser."""
+def sign_out(*, ended_elsewhere: bool = False) -> None:
+    """End the log-in: server-side session and image tickets at once, the cookie via the browser.
+
+    ``ended_elsewhere``: the session already ended (revoked by a coordinator, the account disabled,
+    log-out in another tab, expired); only this tab forgets it."""
     user = current_user()
     rt = runtime()
     if user is not None and user.session_token:
         rt.tickets.revoke(session_key=user.session_key)
-        rt.sessions.end(user.session_token)
+        rt.downloads.revoke(session_key=user.session_key)
+        if not ended_elsewhere:
+            rt.sessions.end(user.session_token)
     for key in list(st.session_state.keys()):
         if str(key).startswith("tsct") or str(key).startswith("svc:") or str(key).startswith("ticket:"):
             del st.session_state[key]
@@ -119,10 +172,17 @@ def oidc_available() -> bool:
 def restore_user() -> User | None:
     """This tab's user: kept in session state, else from the ``tsct_session`` cookie, else from single sign-on."""
     user = current_user()
-    if user is not None or st.session_state.get("tsct_logout"):
-        return user
-    db = require_database()
     rt = runtime()
+    if user is not None:
+        # the session may have ended elsewhere (revoked, account disabled, logged out in another tab)
+        if user.session_token and rt.sessions.lookup(user.session_token) is None:
+            sign_out(ended_elsewhere=True)
+            st.session_state["tsct_ended"] = True
+            return None
+        return user
+    if st.session_state.get("tsct_logout"):
+        return None
+    db = require_database()
     token = None
     try:
         token = st.context.cookies.get(SESSION_COOKIE)
@@ -205,9 +265,53 @@ def require_role(*roles: str) -> User:
     return user  # type: ignore[return-value]
 
 
-def show_error(exc: Exception) -> None:
-    """A refusal from the packages, shown as one clear message (they say what to fix)."""
-    st.error(str(exc))
+def show_error(exc: Exception | str) -> None:
+    """A refusal from the packages, shown as one clear message (they say what to fix), as text."""
+    st.error(text(exc))
+
+
+def offer_download(user: User, label: str, path: Path, filename: str, *, roles: tuple[str, ...], media_type: str = "application/zip") -> None:
+    """A download link for ``path`` (a folder is zipped when fetched) that works only in this browser
+    session, for accounts that still have one of ``roles`` (``/api/tsct/v1/download/…``)."""
+    if not user.session_token:
+        st.warning("Downloads need a browser log-in; reload the page and log in again.")
+        return
+    key = f"tsct_download:{path}:{filename}"
+    rt = runtime()
+    token = st.session_state.get(key)
+    if not token or rt.downloads.get(token) is None:
+        token = rt.downloads.offer(session_key=user.session_key, account_id=user.account.account_id, roles=frozenset(roles), path=path,
+                                   filename=filename, media_type=media_type)
+        st.session_state[key] = token
+    url = f"{api_base(st.get_option('server.baseUrlPath') or '')}/download/{token}"
+    st.link_button(label, url, type="primary")
+
+
+def data_roots() -> list[Path]:
+    """Folders on the server that paths typed in the app may point into: ``$TSCT_STUDY_DIRS``
+    (separated by ``os.pathsep``), else the data folder (``$TSCT_DATA_DIR``)."""
+    raw = os.environ.get("TSCT_STUDY_DIRS", "").strip()
+    roots = [Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip()] if raw else [runtime().settings.data_dir]
+    return [r.resolve() for r in roots]
+
+
+def confined_path(typed: str, *, what: str) -> Path:
+    """A path typed in the app, resolved (links followed) and inside :func:`data_roots`; else
+    :class:`ValueError` naming the allowed folders. Nothing is read from a path outside them."""
+    raw = str(typed or "").strip()
+    if not raw:
+        raise ValueError(f"Give the {what}.")
+    if "\x00" in raw:
+        raise ValueError(f"The {what} path contains a NUL character.")
+    roots = data_roots()
+    candidate = Path(raw).expanduser()
+    if not candidate.is_absolute():
+        candidate = roots[0] / candidate
+    resolved = candidate.resolve()
+    if not any(resolved == r or r in resolved.parents for r in roots):
+        raise ValueError(f"The {what} must be inside the study data folder(s) {', '.join(str(r) for r in roots)} "
+                         "($TSCT_STUDY_DIRS or $TSCT_DATA_DIR); copy it there, or upload it.")
+    return resolved
 
 
 def fmt_time(value: Any) -> str:

@@ -52,7 +52,7 @@ with tab_design:
             plan = reader_study.load_design(s, code)
         show_plan(plan)
     except reader_study.ReaderStudyError as exc:
-        st.info(f"No design yet ({exc}).")
+        st.info(f"No design yet ({common.text(exc)}).")
 
 with tab_state:
     c1, c2, c3 = st.columns(3)
@@ -96,7 +96,7 @@ with tab_state:
             try:
                 with db.transaction() as s:
                     reader_study.waive_washout(s, code, str(name), int(session_index), reason=reason, actor=user.actor)
-                st.success(f"Washout waived for {name}, session {session_index}.")
+                st.success(f"Washout waived for {common.text(name)}, session {session_index}.")
             except reader_study.ReaderStudyError as exc:
                 common.show_error(exc)
 

@@ -1,8 +1,6 @@
 """Coordinators and statisticians: export a study for analysis (JAFROC Excel, iMRMC, CSV) and back up the database."""
 
 import datetime as dt
-import io
-import zipfile
 from pathlib import Path
 
 import streamlit as st
@@ -16,15 +14,6 @@ rt = common.runtime()
 
 st.title("Exports and backups")
 code = common.choose_study(db, statuses=("open", "closed"))
-
-
-def zip_folder(folder: Path) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                archive.write(path, path.relative_to(folder.parent))
-    return buffer.getvalue()
 
 
 if code:
@@ -49,7 +38,8 @@ if code:
         st.success(done[2].splitlines()[0])
         st.code("\n".join(done[2].splitlines()[1:]), language=None)
         folder = Path(done[1])
-        st.download_button("Download the export (zip)", zip_folder(folder), file_name=f"{code}-export-{folder.name}.zip", mime="application/zip", type="primary")
+        # served by the app's download route: only to this browser session, while the account may see this page
+        common.offer_download(user, "Download the export (zip)", folder, f"{code}-export-{folder.name}.zip", roles=("coordinator", "statistician"))
 
 if user.role in ("coordinator", "admin"):
     st.header("Back up the database")

@@ -11,7 +11,7 @@ if user is None:
     st.stop()
 
 st.title("My account")
-st.write(f"User name **{user.username}**, role **{common.ROLE_LABELS.get(user.role, user.role)}**"
+st.write(f"User name **{common.text(user.username)}**, role **{common.ROLE_LABELS.get(user.role, user.role)}**"
          + (", logged in with single sign-on." if user.method == "oidc" else "."))
 if user.method == "password":
     with st.form("change-password", clear_on_submit=True):
@@ -24,7 +24,7 @@ if user.method == "password":
                 st.error("The two new passwords differ.")
             else:
                 try:
-                    account = reader_study.change_password(db, user.username, old, new)
+                    account = reader_study.change_password(db, user.username, old, new, client=common.client_address())
                 except reader_study.ReaderStudyError as exc:
                     common.show_error(exc)
                 else:

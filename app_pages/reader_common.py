@@ -66,13 +66,13 @@ def current_service(db: reader_study.Database, user: common.User) -> reader_stud
 PREFETCH_ORDER = ("ct", "zmap", "subtraction", "subtraction_vm", "warped_prior", "prior")
 
 
-def case_files(view: reader_study.CaseView) -> dict:
+def case_files(view: reader_study.CaseView, study_code: str) -> dict:
     """The files of the layers this case read's treatment allows (and no others)."""
     import workstation as ws
 
     return ws.layer_files(
         case_code=view.case_code, current_path=view.current_path, prior_path=view.prior_path or None,
-        overlays=view.overlays, detector_dir=common.runtime().settings.detector_dir,
+        overlays=view.overlays, detector_dir=common.detector_dir(study_code),
     )
 
 
@@ -82,7 +82,7 @@ def prefetch_cases(svc: reader_study.ReadingService, views: list[reader_study.Ca
 
     items, grids = [], []
     for view in views:
-        files = case_files(view)
+        files = case_files(view, svc.study_code)
         items += [(files[name], ws.LAYERS[name].volume_kind) for name in PREFETCH_ORDER if name in files and files[name].exists()]
         if "prior" in files and files["prior"].exists():
             grids.append(files["prior"])

@@ -187,6 +187,7 @@ def finish(no_lesion: bool) -> None:
         return
     rt.timer.pop(key)
     rt.views.pop(key, None)
+    rt.forget_case(ctx["case_read_id"])  # its image links die with the reading
     st.session_state["tsct_pending"] = None
     st.session_state["tsct_finished"] = ctx["case_read_id"]
     if view.training:
@@ -195,21 +196,23 @@ def finish(no_lesion: bool) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-def ensure_ticket(view: reader_study.CaseView, files: dict) -> str:
-    """This tab's image ticket for the case read (layers from the treatment in the database)."""
-    key = f"ticket:{view.case_read_id}"
+def ensure_ticket(view: reader_study.CaseView, files: dict, *, kind: str = "read") -> str:
+    """This tab's image ticket for the case read (layers from the treatment in the database), bound to
+    this log-in's browser session; ``kind="review"`` for a finished training case's feedback."""
+    key = f"ticket:{kind}:{view.case_read_id}"
     token = st.session_state.get(key)
     if token and rt.tickets.valid(token):
         return token
     token = rt.tickets.issue(
         account_id=user.account.account_id, reader_id=reader_id, study_code=svc.study_code, case_read_id=view.case_read_id,
-        case_code=view.case_code, layers=ws.allowed_layers(view.overlays), files=files, session_key=user.session_key,
+        case_code=view.case_code, layers=ws.allowed_layers(view.overlays), files=files, session_key=user.session_key, kind=kind,
     )
     st.session_state[key] = token
     return token
 
 
-case_files = reader_common.case_files
+def case_files(view: reader_study.CaseView) -> dict:
+    return reader_common.case_files(view, svc.study_code)
 
 
 def prefetch(view: reader_study.CaseView) -> None:
@@ -229,7 +232,7 @@ def grids(view: reader_study.CaseView, files: dict) -> tuple[ws.DisplayGrid, ws.
         try:
             prior = rt.volumes.grid_of(files["prior"])
         except ValueError as exc:
-            st.warning(f"The prior exam cannot be shown: {exc}")
+            st.warning(f"The prior exam cannot be shown: {common.text(exc)}")
     return current, prior
 
 
@@ -337,12 +340,12 @@ def reading_area(view: reader_study.CaseView, current: ws.DisplayGrid, prior: ws
 
 def treatment_banner(view: reader_study.CaseView) -> None:
     if view.overlays:
-        st.markdown(f":green-badge[Aided reading] {view.treatment_label}" + (" :orange-badge[Training case]" if view.training else ""))
+        st.markdown(f":green-badge[Aided reading] {common.text(view.treatment_label)}" + (" :orange-badge[Training case]" if view.training else ""))
     else:
         st.markdown(":gray-badge[Unaided reading] the CT exams only, no subtraction or z-map" + (" :orange-badge[Training case]" if view.training else ""))
     unknown = ws.unknown_overlays(view.overlays)
     if unknown:
-        st.warning(f"This reading names aids the viewer does not know ({', '.join(unknown)}); they are not shown. Tell the study coordinator.")
+        st.warning(f"This reading names aids the viewer does not know ({common.text(', '.join(unknown))}); they are not shown. Tell the study coordinator.")
 
 
 def set_context(view: reader_study.CaseView, current: ws.DisplayGrid, *, can_mark: bool) -> None:
@@ -362,11 +365,11 @@ def review(case_read_id: int) -> None:
         common.show_error(exc)
         st.session_state.pop("tsct_review", None)
         return
-    st.title(f"Training case {view.case_code}: the truth")
+    st.title(f"Training case {common.text(view.case_code)}: the truth")
     treatment_banner(view)
     files = case_files(view)
     current, prior = grids(view, files)
-    token = ensure_ticket(view, files)
+    token = ensure_ticket(view, files, kind="review")
     set_context(view, current, can_mark=False)
     outcome_of = {m["mark_id"]: m for m in feedback.marks}
     marks = svc.marks(case_read_id)
@@ -393,14 +396,14 @@ def review(case_read_id: int) -> None:
             for les in feedback.lesions:
                 hit = les["lesion"] in found
                 cols = st.columns([3, 1])
-                cols[0].markdown(f"{'✅' if hit else '❌'} **{les['lesion']}** {les['type']}, {les['location'].replace('_', ' ')}")
+                cols[0].markdown(f"{'✅' if hit else '❌'} **{common.text(les['lesion'])}** {common.text(les['type'])}, {common.text(les['location'].replace('_', ' '))}")
                 cols[1].button("Go to", key=f"go-truth-{les['lesion']}", on_click=jump_to, args=(f"{les['lesion']} ({les['type']}, {les['location']})",))
         if marks:
             words = {"LL": "hit a lesion", "NL": "false positive", "dropped": "second mark on a found lesion"}
             st.markdown("**Your marks**")
             for n, m in enumerate(marks, 1):
                 o = outcome_of.get(m.mark_id, {})
-                st.markdown(f"{n}. rating {m.rating:g}: {words.get(o.get('outcome'), o.get('outcome', ''))}" + (f" ({o['lesion']})" if o.get("lesion") else ""))
+                st.markdown(f"{n}. rating {m.rating:g}: {words.get(o.get('outcome'), o.get('outcome', ''))}" + (f" ({common.text(o['lesion'])})" if o.get("lesion") else ""))
         if st.button("Continue", type="primary", width="stretch"):
             st.session_state.pop("tsct_review", None)
             st.rerun()
@@ -429,7 +432,7 @@ if item is None:
             else:
                 st.rerun()
     elif nxt is not None:
-        st.info(f"Session {nxt.session_index} cannot start yet: {nxt.reason}.")
+        st.info(f"Session {nxt.session_index} cannot start yet: {common.text(nxt.reason)}.")
     else:
         st.info("There is no case to read now.")
     st.stop()
@@ -446,7 +449,7 @@ current, prior = grids(view, files)
 token = ensure_ticket(view, files)
 set_context(view, current, can_mark=svc.paradigm == "FROC")
 
-st.markdown(f"#### {svc.study_code} · session {view.session_index} · case {view.position} of {view.n_in_session} · {view.case_code}")
+st.markdown(f"#### {svc.study_code} · session {view.session_index} · case {view.position} of {view.n_in_session} · {common.text(view.case_code)}")
 treatment_banner(view)
 missing_aids = [ws.LAYERS[n].label for n, p in files.items() if ws.LAYERS[n].aid and not p.exists()]
 if missing_aids:

@@ -183,11 +183,20 @@ class Viewer {
   load(u) {
     let e = this.cache.get(u);
     if (e) { this.cache.delete(u); this.cache.set(u, e); return e.promise; }
-    const img = new Image();
-    e = { img, ok: false, err: false };
-    img.src = u;
-    // decode() loads and decodes off the main thread, so drawing it later costs no decoding
-    e.promise = img.decode().then(() => { e.ok = true; return e; }, () => { e.err = true; this.cache.delete(u); return e; });
+    e = { img: null, ok: false, err: false };
+    // decode() loads and decodes off the main thread, so drawing it later costs no decoding. A
+    // failed image is asked for once more after a moment (right after log-in the session cookie
+    // may still be on its way; image links work only with it).
+    const attempt = (left) => {
+      const img = new Image();
+      e.img = img;
+      img.src = u;
+      return img.decode().then(() => { e.ok = true; return e; }, () => {
+        if (left > 0 && this.cache.get(u) === e) return new Promise((r) => setTimeout(r, 700)).then(() => attempt(left - 1));
+        e.err = true; this.cache.delete(u); return e;
+      });
+    };
+    e.promise = attempt(1);
     this.cache.set(u, e);
     while (this.cache.size > CACHE_LIMIT) this.cache.delete(this.cache.keys().next().value);
     return e.promise;

@@ -13,7 +13,7 @@ if svc is None:
     st.stop()
 
 st.title(f"Worklist — {svc.study_code}")
-st.caption(f"Reader {svc.reader_name} · {svc.paradigm} study · ratings {svc.rating_scale.describe()}.")
+st.caption(f"Reader {common.text(svc.reader_name)} · {svc.paradigm} study · ratings {svc.rating_scale.describe()}.")
 
 sessions = svc.sessions()
 if not sessions:
@@ -62,7 +62,7 @@ if open_session is None:
             else:
                 st.switch_page("app_pages/reading.py")
     else:
-        st.info(f"Session {next_session.session_index} cannot start yet: {next_session.reason}.")
+        st.info(f"Session {next_session.session_index} cannot start yet: {common.text(next_session.reason)}.")
 else:
     nxt = svc.next_case()
     if nxt is not None:

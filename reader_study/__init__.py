@@ -33,6 +33,9 @@ ReaderStudyError and subclasses
 """
 
 from .accounts import AccountInfo, LoginResult, change_password, check_login, create_account, find_account, list_accounts, login, reset_password, set_account_active
+from .accounts import LOCAL_CLIENT, THROTTLE, ThrottlePolicy, recent_login_attempts, unlock_account
+from .detector_folder import detector_dir_of, set_detector_dir
+from .websessions import LiveSession, create_web_session, end_account_sessions, end_web_session, list_web_sessions, lookup_web_session, revoke_web_session
 from .audit import audit_frame
 from .coordinator import (
     DEFAULT_TREATMENTS,
@@ -147,6 +150,20 @@ __all__ = [
     "create_account",
     "login",
     "check_login",
+    "unlock_account",
+    "LOCAL_CLIENT",
+    "recent_login_attempts",
+    "ThrottlePolicy",
+    "THROTTLE",
+    "LiveSession",
+    "create_web_session",
+    "lookup_web_session",
+    "end_web_session",
+    "end_account_sessions",
+    "revoke_web_session",
+    "list_web_sessions",
+    "set_detector_dir",
+    "detector_dir_of",
     "change_password",
     "set_account_active",
     "find_account",

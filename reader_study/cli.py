@@ -548,6 +548,18 @@ def accounts_disable(username: str = typer.Argument(..., help="Log-in name.")) -
         console.print(f"Account {username} disabled.")
 
 
+@accounts_app.command("unlock")
+def accounts_unlock(username: str = typer.Argument(..., help="Log-in name.")) -> None:
+    """End an account's lockout after failed log-ins (the record of the failures stays; audited)."""
+    from .accounts import unlock_account
+
+    with _errors():
+        db = _db()
+        with db.transaction() as s:
+            unlock_account(s, username, actor=_state.actor)
+        console.print(f"Account {username} unlocked.")
+
+
 # Readers' marks as DICOM SR: _marks_sr_cli.py.
 from ._marks_sr_cli import register_marks_sr_command as _register_marks_sr_command  # noqa: E402
 

@@ -14,6 +14,8 @@ One database holds any number of studies. The tables, in the order data flows th
 ``mark``            a reader's mark: position in mm and voxels, rating, times, client key, soft delete
 ``audit_event``     append-only log of every change
 ``account``         log-ins: argon2 password hash and role, optionally linked to a reader
+``web_session``     server-side browser sessions (hash of the cookie's token, expiry, revocation)
+``login_attempt``   every log-in attempt (user name, client, outcome), for throttling and review
 
 Conventions: every timestamp is timezone-aware UTC; positions are DICOM/ITK LPS millimetres of the
 current exam, voxel indices are ITK ``(x, y, z)`` order of the same exam; enumerations are
@@ -78,6 +80,8 @@ __all__ = [
     "Mark",
     "AuditEvent",
     "Account",
+    "WebSessionRecord",
+    "LoginAttempt",
 ]
 
 PARADIGMS = ("FROC", "ROC")
@@ -228,6 +232,8 @@ class Study(Base):
     case_list_path: Mapped[str] = mapped_column(Text, default="")
     case_list_sha256: Mapped[str] = mapped_column(String(64), default="")
     tsct_version: Mapped[str] = mapped_column(String(32), default="")
+    #: the detector's output folder for this study's cases (``<dir>/<case id>/``); empty: the app's default
+    detector_dir: Mapped[str] = mapped_column(Text, default="", server_default="")
 
     treatments: Mapped[list["Treatment"]] = relationship(back_populates="study", order_by="Treatment.position")
     cases: Mapped[list["StudyCase"]] = relationship(back_populates="study", order_by="StudyCase.id")
@@ -610,9 +616,46 @@ class Account(Base):
     password_changed_at: Mapped[Optional[dt.datetime]]
     last_login_at: Mapped[Optional[dt.datetime]]
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    #: no log-in is accepted before this time (after too many failed attempts); ``None``: not locked
+    locked_until: Mapped[Optional[dt.datetime]]
+    last_failed_login_at: Mapped[Optional[dt.datetime]]
 
     def __repr__(self) -> str:
         return f"Account(username={self.username!r}, role={self.role}, reader_id={self.reader_id}, active={self.active})"
+
+
+class WebSessionRecord(Base):
+    """A logged-in browser: only the SHA-256 of the cookie's token is kept; ends at log-out, expiry or revocation."""
+
+    __tablename__ = "web_session"
+    __table_args__ = (CheckConstraint(_in("method", ("password", "oidc")), name="method"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    method: Mapped[str] = mapped_column(String(16), default="password")
+    client: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    ended_at: Mapped[Optional[dt.datetime]]
+    #: why it ended: "logout", "revoked by <user>", "account disabled", "password changed"
+    end_reason: Mapped[str] = mapped_column(String(200), default="")
+
+
+class LoginAttempt(Base):
+    """One log-in attempt: who (the user name as typed, lower case), from which client, and the outcome."""
+
+    __tablename__ = "login_attempt"
+    __table_args__ = (CheckConstraint(_in("outcome", ("ok", "failed", "throttled")), name="outcome"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    username: Mapped[str] = mapped_column(String(200), index=True)
+    account_id: Mapped[Optional[int]] = mapped_column(ForeignKey("account.id"))
+    client: Mapped[str] = mapped_column(String(100), default="", index=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(200), default="")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -75,4 +75,37 @@ def test_rerun_adds_nothing(demo):
     assert _n_marks(again.database_url) == before
     db = rs.open_db(result.database_url)
     with db.snapshot() as s:
-        assert list(rs.list_studies(s)["code"]) == ["DEMO"]
+        assert sorted(rs.list_studies(s)["code"]) == ["DEMO", "DEMO-READ"]
+
+
+def test_a_person_can_read_at_once_and_the_app_finds_the_detector_outputs(demo, monkeypatch):
+    """`make demo` leaves DEMO-READ open with unread cases for the account `radiologist`, and the app,
+    given only TSCT_DATA_DIR, finds the detector outputs the demo wrote (recorded with each study)."""
+    settings, result = demo
+    db = rs.open_db(result.database_url)
+    with db.snapshot() as s:
+        account = rs.find_account(s, "radiologist")
+        studies = rs.list_studies(s).set_index("code")
+    assert account is not None and account.role == "reader" and "radiologist" in result.accounts
+    assert studies.loc["DEMO-READ", "status"] == "open"
+    svc = rs.ReadingService(db, reader_id=account.reader_id, study_code="DEMO-READ")
+    sessions = svc.sessions()
+    assert sum(v.n_reads for v in sessions) > 0 and sum(v.n_finished for v in sessions) == 0
+    for variable in ("TSCT_DATABASE_URL", "TSCT_DETECTOR_DIR", "TSCT_STUDY_DIRS"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("TSCT_DATA_DIR", str(settings.data_dir))
+    from workstation import check_detector_outputs, reset_runtime
+
+    reset_runtime()
+    try:
+        from app_pages import common
+
+        for code in ("DEMO", "DEMO-READ"):
+            folder = common.detector_dir(code)
+            assert folder == result.detector_dir.resolve()
+            with db.snapshot() as s:
+                cases = [c.code for c in rs.get_study(s, code).cases]
+            check = check_detector_outputs(cases, ("subtraction", "zmap"), folder)
+            assert bool(check["present"].all()), check[~check["present"]]
+    finally:
+        reset_runtime()

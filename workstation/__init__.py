@@ -26,7 +26,7 @@ make_routes, api_base
     The HTTP routes (images, log-in cookie) mounted beside Streamlit by ``app_server.py``.
 """
 
-from .access import ImageTicket, TicketRegistry, WebSession, WebSessionStore
+from .access import Download, DownloadRegistry, ImageTicket, TicketRegistry, WebSession, WebSessionStore
 from .errors import ImageLayerMissingError, LayerNotAllowedError, TicketError, ViewError, WorkstationError
 from .geometry import PLANES, DisplayGrid, PlaneGeometry, ViewTransform, extract_slice, image_to_voxel, voxel_to_image
 from .http import API_PREFIX, SESSION_COOKIE, api_base, make_routes
@@ -83,6 +83,8 @@ __all__ = [
     "TicketRegistry",
     "WebSession",
     "WebSessionStore",
+    "Download",
+    "DownloadRegistry",
     # volumes and service
     "LoadedVolume",
     "VolumeCache",

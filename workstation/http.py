@@ -2,14 +2,21 @@
 
 ``GET  <base>/api/tsct/v1/image/<ticket>/<layer>/<plane>/<slice>?wl=<HU>&ww=<HU>&fmt=png|jpeg``
     One slice image (see :meth:`workstation.service.ImageService.render`). 200 with the image;
-    401 unknown or expired ticket; **403 a layer the reading's treatment does not show**; 404 the
-    layer's file is missing; 400 a bad plane, slice or window. Images are cached privately by the
-    browser (the same URL always gives the same image).
+    401 unknown or expired ticket, no or another browser session's cookie, the case read finished,
+    another reader's or another treatment's; **403 a layer the reading's treatment does not
+    show**; 404 the layer's file is missing; 400 a bad plane, slice or window. Images are not kept
+    in the browser's HTTP cache (``no-store``), so only the server decides whether a link still works.
+``GET  <base>/api/tsct/v1/download/<token>``
+    A file a page offered (export or report zip): only with the cookie of the browser session it
+    was offered to, while the account still has one of the page's roles; 401/403 otherwise.
 ``POST <base>/api/tsct/v1/session/claim``  body ``{"code": "<claim code>"}``
     Exchanges a one-time claim code (made at log-in) for the ``tsct_session`` cookie
     (``HttpOnly; SameSite=Strict``; ``Secure`` behind HTTPS), so a reload keeps the reader logged in.
 ``POST <base>/api/tsct/v1/session/logout``
     Ends the cookie's session and clears the cookie.
+
+POSTs are refused (403) unless they come from the app's own pages: the ``Origin`` header, when
+sent, must name this host, and ``Sec-Fetch-Site``, when sent, must be ``same-origin``.
 
 ``<base>`` is ``/`` + ``server.baseUrlPath`` when the app runs under a path behind a reverse proxy.
 """
@@ -40,12 +47,32 @@ def _is_https(request) -> bool:  # noqa: ANN001
 
 
 def _same_origin(request) -> bool:  # noqa: ANN001
-    """POSTs must come from the app's own pages (Origin, when sent, must match Host)."""
+    """POSTs must come from the app's own pages (Origin, when sent, must match Host; Sec-Fetch-Site, when sent, same-origin)."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site.strip().lower() not in ("same-origin", "none"):
+        return False
     origin = request.headers.get("origin")
     if not origin:
         return True
     host = request.headers.get("x-forwarded-host") or request.headers.get("host", "")
     return origin.split("://", 1)[-1].rstrip("/") == host.split(",")[0].strip()
+
+
+def _zip_or_read(path) -> bytes:  # noqa: ANN001
+    """A folder as zip bytes (paths relative to its parent), or a file's bytes."""
+    import io
+    import zipfile
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_file():
+        return path.read_bytes()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for item in sorted(path.rglob("*")):
+            if item.is_file():
+                archive.write(item, item.relative_to(path.parent))
+    return buffer.getvalue()
 
 
 def make_routes(base_url_path: str = "", runtime: Callable[[], WorkstationRuntime] = get_runtime) -> list:
@@ -69,7 +96,8 @@ def make_routes(base_url_path: str = "", runtime: Callable[[], WorkstationRuntim
             width = float(q["ww"]) if "ww" in q else None
             fmt = q.get("fmt") or None
             rendered = await run_in_threadpool(
-                runtime().images.render, p["ticket"], p["layer"], p["plane"], int(p["index"]), level_hu=level, width_hu=width, fmt=fmt
+                runtime().images.render, p["ticket"], p["layer"], p["plane"], int(p["index"]), level_hu=level, width_hu=width, fmt=fmt,
+                session_token=request.cookies.get(SESSION_COOKIE),
             )
         except TicketError as exc:
             return error(401, str(exc))
@@ -84,7 +112,9 @@ def make_routes(base_url_path: str = "", runtime: Callable[[], WorkstationRuntim
         return Response(
             rendered.data,
             media_type=rendered.media_type,
-            headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"},
+            # no-store: the browser's HTTP cache must not answer a replayed link (an aid from an earlier
+            # reading) without asking the server; the viewer keeps the open case's images in memory itself
+            headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
         )
 
     async def claim(request):  # noqa: ANN001, ANN202
@@ -95,7 +125,7 @@ def make_routes(base_url_path: str = "", runtime: Callable[[], WorkstationRuntim
             code = str(body.get("code", ""))
         except (ValueError, AttributeError):
             return error(400, "Send {\"code\": \"...\"}.")
-        token = runtime().sessions.claim(code)
+        token = await run_in_threadpool(runtime().sessions.claim, code)
         if token is None:
             return error(401, "This log-in link is unknown, used or expired; log in again.")
         response = JSONResponse({"ok": True}, headers=no_store)
@@ -112,13 +142,33 @@ def make_routes(base_url_path: str = "", runtime: Callable[[], WorkstationRuntim
         token = request.cookies.get(SESSION_COOKIE)
         if token:
             rt.tickets.revoke(session_key=rt.sessions.key_of(token))
-            rt.sessions.end(token)
+            rt.downloads.revoke(session_key=rt.sessions.key_of(token))
+            await run_in_threadpool(rt.sessions.end, token)
         response = JSONResponse({"ok": True}, headers=no_store)
         response.delete_cookie(SESSION_COOKIE, path=cookie_path, httponly=True, samesite="strict")
         return response
 
+    async def download(request):  # noqa: ANN001, ANN202
+        rt = runtime()
+        item = rt.downloads.get(request.path_params["token"])
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if item is None:
+            return error(404, "This download link is unknown or has expired; export again.")
+        web = await run_in_threadpool(rt.sessions.lookup, cookie) if cookie else None
+        if web is None or rt.sessions.key_of(cookie) != item.session_key or web.account_id != item.account_id:
+            return error(401, "Log in (in the browser that made this export) to download it.")
+        if web.role not in item.roles and web.role != "admin":
+            return error(403, "Your account may not download this.")
+        if not item.path.exists():
+            return error(404, "The exported files are no longer on the server; export again.")
+        data = await run_in_threadpool(_zip_or_read, item.path)
+        quoted = item.filename.replace('"', "")
+        return Response(data, media_type=item.media_type, headers={**no_store, "Content-Disposition": f'attachment; filename="{quoted}"',
+                                                                    "X-Content-Type-Options": "nosniff"})
+
     return [
         Route(prefix + "/image/{ticket}/{layer}/{plane}/{index:int}", image, methods=["GET"]),
+        Route(prefix + "/download/{token}", download, methods=["GET"]),
         Route(prefix + "/session/claim", claim, methods=["POST"]),
         Route(prefix + "/session/logout", logout, methods=["POST"]),
     ]

@@ -6,22 +6,26 @@ pages and the HTTP image route (:mod:`workstation.http`) run in the same process
 same objects through it.
 
 :meth:`ImageService.render` is the only function that produces images for readers. It checks the
-ticket and the layer *first* (:meth:`workstation.access.TicketRegistry.authorize`), so an aid the
-treatment does not show is refused before its file is opened.
+ticket, the request's log-in and the layer *first* (:meth:`workstation.access.TicketRegistry.authorize`),
+so an aid the treatment does not show is refused before its file is opened. The runtime's ticket
+check (:meth:`WorkstationRuntime.check_ticket`) asks the database, at most a second late, whether
+the ticket's browser session is live and its case read still open, the reader's, and in a
+treatment that shows the ticket's layers.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Hashable
+from typing import Any, Hashable
 
-from .access import TicketRegistry, WebSessionStore
-from .errors import ViewError
+from .access import DownloadRegistry, ImageTicket, TicketRegistry, WebSessionStore
+from .errors import TicketError, ViewError
 from .geometry import PLANES
-from .layers import LAYERS
+from .layers import LAYERS, allowed_layers
 from .render import PALETTES, encode_image, window_to_uint8, zmap_overlay_rgba
 from .settings import WorkstationSettings
 from .timing import ActiveTimeTracker
@@ -91,8 +95,11 @@ class ImageService:
         level_hu: float | None = None,
         width_hu: float | None = None,
         fmt: str | None = None,
+        session_token: str | None = None,
     ) -> RenderedImage:
         """The image of ``layer`` on slice ``slice_index`` of ``plane``, for the holder of ``token``.
+
+        ``session_token`` is the request's log-in cookie (a ticket works only with the session it was issued to).
 
         Grey layers use the window ``level_hu ± width_hu / 2`` (subtraction layers their own
         fixed window); the z-map is an RGBA PNG to lay over the current CT.
@@ -104,7 +111,7 @@ class ImageService:
         ViewError
             Bad plane, slice or window.
         """
-        ticket, path = self.tickets.authorize(token, layer)
+        ticket, path = self.tickets.authorize(token, layer, session_token=session_token)
         if plane not in PLANES:
             raise ViewError(f"Unknown plane {plane!r}; use one of {', '.join(PLANES)}.")
         spec = LAYERS[layer]
@@ -151,6 +158,56 @@ class WorkstationRuntime:
     images: ImageService
     #: last view (plane, slice, window, zoom) per (reader id, case read id), restored after a reload
     views: dict = field(default_factory=dict)
+    #: files the pages offered for download (served only to the session and roles they were offered to)
+    downloads: DownloadRegistry = field(default_factory=DownloadRegistry)
+    #: the study database's URL (``None``: ``reader_study.default_database_url()``)
+    database_url: str | None = None
+    #: how long a case read's state (status, reader, treatment) read for a ticket check is trusted
+    case_state_s: float = 1.0
+    _db: Any = field(default=None, repr=False)
+    _db_lock: Any = field(default_factory=threading.Lock, repr=False)
+    _case_states: dict = field(default_factory=dict, repr=False)
+
+    def database(self) -> Any:
+        """The study database (``reader_study.Database``), opened once per runtime."""
+        with self._db_lock:
+            if self._db is None:
+                import reader_study
+
+                self._db = reader_study.open_db(self.database_url or reader_study.default_database_url())
+            return self._db
+
+    def forget_case(self, case_read_id: int) -> None:
+        """Revoke a case read's tickets and its cached state (it was finished in this process)."""
+        self.tickets.revoke(case_read_id=case_read_id)
+        self._case_states.pop(int(case_read_id), None)
+
+    def _case_state(self, case_read_id: int) -> Any:
+        now = time.monotonic()
+        hit = self._case_states.get(case_read_id)
+        if hit is not None and now - hit[1] < self.case_state_s:
+            return hit[0]
+        from reader_study.websessions import case_read_access
+
+        state = case_read_access(self.database(), case_read_id)
+        self._case_states[case_read_id] = (state, now)
+        return state
+
+    def check_ticket(self, ticket: ImageTicket, session_token: str | None) -> None:
+        """Refuse (:class:`TicketError`) a ticket whose session ended or whose case read no longer allows it."""
+        if ticket.session_key:
+            web = self.sessions.lookup(session_token)
+            if web is None or web.account_id != ticket.account_id:
+                raise TicketError("Your log-in has ended; log in again to continue reading.")
+        state = self._case_state(ticket.case_read_id)
+        if state is None or ticket.reader_id is None or state.reader_id != ticket.reader_id:
+            raise TicketError("This image link is not for a reading of yours.")
+        if allowed_layers(state.overlays) != ticket.layers:
+            raise TicketError("This image link was made for another treatment of this case; reload the page.")
+        if ticket.kind == "read" and state.status == "finished":
+            raise TicketError(f"Case {ticket.case_code} is finished; its images are closed. Reload the page for the next case.")
+        if ticket.kind == "review" and not (state.status == "finished" and state.training):
+            raise TicketError("Only a finished training case can be reviewed.")
 
 
 _RUNTIME: WorkstationRuntime | None = None
@@ -158,21 +215,29 @@ _RUNTIME_LOCK = threading.Lock()
 
 
 def get_runtime() -> WorkstationRuntime:
-    """The process-wide runtime, made from :meth:`WorkstationSettings.from_env` on first use."""
+    """The process-wide runtime, made from :meth:`WorkstationSettings.from_env` on first use.
+
+    Its browser sessions are kept in the study database, and its image tickets are checked
+    against the database on use (:meth:`WorkstationRuntime.check_ticket`).
+    """
     global _RUNTIME
     with _RUNTIME_LOCK:
         if _RUNTIME is None:
             settings = WorkstationSettings.from_env()
             volumes = VolumeCache(settings.volume_cache_mb * 2**20)
             tickets = TicketRegistry(settings.ticket_ttl_s)
-            _RUNTIME = WorkstationRuntime(
+            holder: list[WorkstationRuntime] = []
+            runtime = WorkstationRuntime(
                 settings=settings,
                 volumes=volumes,
                 tickets=tickets,
-                sessions=WebSessionStore(settings.session_idle_s),
+                sessions=WebSessionStore(settings.session_idle_s, database=lambda: holder[0].database()),
                 timer=ActiveTimeTracker(settings.idle_cap_s),
                 images=ImageService(settings, volumes, tickets),
             )
+            holder.append(runtime)
+            tickets.check = runtime.check_ticket
+            _RUNTIME = runtime
         return _RUNTIME
 
 
@@ -180,4 +245,6 @@ def reset_runtime() -> None:
     """Forget the runtime (tests change the environment between apps in one process)."""
     global _RUNTIME
     with _RUNTIME_LOCK:
+        if _RUNTIME is not None and _RUNTIME._db is not None:
+            _RUNTIME._db.dispose()
         _RUNTIME = None

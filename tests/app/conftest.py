@@ -6,6 +6,7 @@ real CT) so that every test stays fast; the geometry code is the same at any siz
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +63,9 @@ def make_app_env(folder: Path, cases: CaseSet, *, training: bool = True, **kwarg
     folder.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{folder / 'reader-study.sqlite3'}"
     study = build_reading_study(url, cases.case_list, training_case_list=cases.training_list if training else None, **kwargs)
-    env = {"TSCT_DATABASE_URL": url, "TSCT_DATA_DIR": str(folder), "TSCT_DETECTOR_DIR": str(cases.detector_dir), "TSCT_SQLITE_SYNCHRONOUS": "NORMAL"}
+    env = {"TSCT_DATABASE_URL": url, "TSCT_DATA_DIR": str(folder), "TSCT_DETECTOR_DIR": str(cases.detector_dir), "TSCT_SQLITE_SYNCHRONOUS": "NORMAL",
+           # paths typed in the app may point into the data folder and the test cases' folder
+           "TSCT_STUDY_DIRS": os.pathsep.join([str(folder), str(cases.case_list.parent)])}
     return AppEnv(study, folder, cases.detector_dir, env)
 
 

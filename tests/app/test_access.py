@@ -114,17 +114,22 @@ def test_tickets_expire_when_unused_and_can_be_revoked(tmp_path):
     clock = Clock()
     registry = TicketRegistry(ttl_s=60, clock=clock)
     files = _files(tmp_path)
-    a = registry.issue(account_id=1, reader_id=1, study_code="S", case_read_id=1, case_code="C", layers=frozenset({"ct"}), files=files, session_key="tab-a")
-    b = registry.issue(account_id=2, reader_id=2, study_code="S", case_read_id=2, case_code="C", layers=frozenset({"ct"}), files=files, session_key="tab-b")
+    key_a, key_b = WebSessionStore.key_of("cookie-a"), WebSessionStore.key_of("cookie-b")
+    a = registry.issue(account_id=1, reader_id=1, study_code="S", case_read_id=1, case_code="C", layers=frozenset({"ct"}), files=files, session_key=key_a)
+    b = registry.issue(account_id=2, reader_id=2, study_code="S", case_read_id=2, case_code="C", layers=frozenset({"ct"}), files=files, session_key=key_b)
     clock.t += 50
-    registry.authorize(a, "ct")  # use pushes expiry back
+    registry.authorize(a, "ct", session_token="cookie-a")  # use pushes expiry back
+    with pytest.raises(TicketError, match="no session cookie"):
+        registry.authorize(a, "ct")  # a ticket bound to a log-in needs its cookie
+    with pytest.raises(TicketError, match="another log-in"):
+        registry.authorize(a, "ct", session_token="cookie-b")
     clock.t += 50
     assert registry.valid(a) and not registry.valid(b)
     with pytest.raises(TicketError):
-        registry.authorize(b, "ct")
+        registry.authorize(b, "ct", session_token="cookie-b")
     with pytest.raises(TicketError):
         registry.authorize("made-up", "ct")
-    assert registry.revoke(session_key="tab-a") == 1
+    assert registry.revoke(session_key=key_a) == 1
     assert not registry.valid(a)
     with pytest.raises(LayerNotAllowedError, match="Unknown image layer"):
         registry.issue(account_id=1, reader_id=1, study_code="S", case_read_id=1, case_code="C", layers=frozenset({"ct", "truth"}), files=files)

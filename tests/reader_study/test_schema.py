@@ -19,7 +19,9 @@ def test_migration_creates_the_models_schema(db):
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         diff = compare_metadata(context, Base.metadata)
     assert diff == [], f"migration and models differ: {diff}"
-    assert db.schema_revision() == "0002"
+    from reader_study.db import _head_revision
+
+    assert db.schema_revision() == _head_revision()
 
 
 def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(tmp_path, monkeypatch):
