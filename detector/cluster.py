@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import time
@@ -140,7 +141,7 @@ def open_client(cluster: str = "local", *, n_workers: int = 2, memory_limit: int
         if cluster == "local":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # e.g. "dashboard needs bokeh", "port in use, using a random port"
-                started = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True, memory_limit=memory_limit, dashboard_address=":0")
+                started = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True, memory_limit=memory_limit, dashboard_address=":0", silence_logs=logging.CRITICAL)  # failures are reported per case, with error.txt
         elif cluster in ("slurm", "pbs"):
             try:
                 import dask_jobqueue
