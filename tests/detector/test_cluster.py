@@ -209,3 +209,32 @@ def test_memory_estimate_sized_from_the_exam_grid(case_list):
 def test_unknown_cluster_is_one_clear_error(case_list, tmp_path):
     with pytest.raises(ClusterError, match="--cluster 'moon'"):
         run_case_list_on_cluster(case_list, tmp_path / "o", cluster="moon", **OPTIONS)
+
+
+def test_cli_cluster_options_fail_with_one_line(case_list, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from detector.cli import app
+
+    runner = CliRunner()
+    common = ["batch", str(case_list), "--out", str(tmp_path / "o"), "--no-zscore", "--deformable", "none"]
+    result = runner.invoke(app, [*common, "--cluster", "moon"])
+    assert result.exit_code == 2 and "--cluster 'moon'" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, [*common, "--cluster", "local", "--worker-memory", "lots"])
+    assert result.exit_code == 2 and "--worker-memory 'lots'" in result.output
+    monkeypatch.setitem(sys.modules, "dask_jobqueue", None)  # as if not installed
+    result = runner.invoke(app, [*common, "--cluster", "slurm"])
+    assert result.exit_code == 2 and "pip install dask-jobqueue" in result.output
+
+
+def test_cli_local_cluster_runs_the_batch_and_lists_failures(case_list, serial_out, tmp_path):
+    from typer.testing import CliRunner
+
+    from detector.cli import app
+
+    out = tmp_path / "o"
+    result = CliRunner().invoke(app, ["batch", str(case_list), "--out", str(out), "--no-zscore", "--deformable", "none", "--cluster", "local", "--workers", "2", "--retries", "0"])
+    assert result.exit_code == 1, result.output
+    assert "Dask dashboard: http" in result.output and "ERROR BAD" in result.output
+    report = json.loads((out / "batch_report.json").read_text())
+    assert report["completed"] == ["A", "B", "C"] and report["cluster"] == "local"
