@@ -175,9 +175,10 @@ def open_client(cluster: str = "local", *, n_workers: int = 2, memory_limit: int
 def _run_case_task(case: Case, out_dir: str, pair_options: dict[str, Any], itk_threads: int | None = None) -> tuple[str, str, str]:
     """Run one case on a worker: ``run_pair`` into ``<out_dir>/<case_id>/``. Returns (case_id, QC status, worker host:pid).
 
-    ``itk_threads`` pins SimpleITK's thread count: the registration's sums depend on how the
-    voxels are split among threads (a warped prior can differ by 1 HU between 1 and 2 threads), so
-    the same count as the serial run gives the serial run's outputs bit for bit.
+    ``itk_threads`` pins SimpleITK's thread count to the serial run's: the registration's sums
+    depend on the thread split (a warped prior can differ by 1 HU between 1 and 2 threads). With one
+    thread the outputs equal the serial run's bit for bit; with several, the multi-threaded
+    registration varies by up to 1 HU from run to run on a loaded machine, serial runs included.
 
     Writes ``running.json`` (host, pid, start time) while the case runs and ``error.txt`` when it raises
     (the exception is re-raised so that Dask retries it).
