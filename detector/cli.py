@@ -183,12 +183,17 @@ def batch(
     model: str = typer.Option("default", help="z-score model: 'default' (the shipped network), the path of your own weights (.pt), or 'analytic'."),
     force_model: bool = typer.Option(False, help="Use the network even on pairs outside its training domain."),
     device: str = typer.Option("cpu", help="Torch device for the network: 'cpu', 'cuda' or 'auto'."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="Run the cases on Dask workers: 'local' (a local cluster), a scheduler address tcp://HOST:PORT, 'slurm' or 'pbs' (dask-jobqueue). Default: one case after the other in this process. See docs/cluster.md."),
+    workers: int = typer.Option(2, "--workers", help="With --cluster local/slurm/pbs: number of workers (one case at a time each)."),
+    retries: int = typer.Option(2, "--retries", help="With --cluster: times a failing case is retried (a case whose worker dies is re-run on another)."),
+    worker_memory: str = typer.Option("auto", "--worker-memory", help="With --cluster: memory per worker, e.g. 12GB; 'auto' sizes it from the largest exam grid."),
 ) -> None:
     """Run every case of a case list; finished cases are skipped, failed cases are reported at the end."""
     import warnings
 
     from cases import CaseListError
 
+    from ._errors import DetectorInputError
     from .pipeline import run_case_list
     from .zscore import OutOfDomainWarning
 
@@ -198,11 +203,19 @@ def batch(
         with warnings.catch_warnings():
             # out-of-domain pairs are recorded per case in qc.json ("zscore" notes); one line each would flood the bar
             warnings.simplefilter("ignore", OutOfDomainWarning)
-            result = run_case_list(case_list, out, overwrite=overwrite, progress=True, config=config, zscore=zscore, zscore_settings=settings)
+            if cluster is None:
+                result = run_case_list(case_list, out, overwrite=overwrite, progress=True, config=config, zscore=zscore, zscore_settings=settings)
+            else:
+                from .cluster import run_case_list_on_cluster
+
+                result = run_case_list_on_cluster(
+                    case_list, out, cluster=cluster, n_workers=workers, retries=retries, worker_memory=worker_memory,
+                    overwrite=overwrite, progress=True, console=console, config=config, zscore=zscore, zscore_settings=settings,
+                )
     except CaseListError as exc:
         _fail(str(exc))
         return
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, DetectorInputError) as exc:
         _fail(str(exc))
         return
     colour = "red" if result.failed or result.qc_failed else "green"
