@@ -371,9 +371,14 @@ def run_pair(
     else:
         # One threshold pass over the voxel-wise maximum of both exams: bone of either exam
         # (a lytic lesion of the current exam is still bone in the warped prior).
+        # Contrast blood pools are left out where they are pools in both exams: a new blastic
+        # lesion in marrow looks like a pool in the current exam alone (docs/detector.md).
+        from .blood_pool import blood_pool_mask
+
+        pools = (blood_pool_mask(current_vol).array != 0) & (blood_pool_mask(warped).array != 0)
         both = np.maximum(current_vol.array, warped.array)
-        bone = bone_mask(current_vol.with_array(both))
-        del both
+        bone = bone_mask(current_vol.with_array(both), exclude=pools)
+        del both, pools
     roi_with_outside = dilate_mask(bone, roi_margin_mm)
     del bone
     # Where the prior has no data there is nothing to subtract: those voxels leave the ROI.
