@@ -366,6 +366,7 @@ def run_pair(
     timings["warp"] = time.perf_counter() - t
 
     t = stage("bone")
+    current_pools = None
     if labels is not None:
         bone = bone_mask(current_vol, labels=labels, label_values=bone_label_values)
     else:
@@ -375,7 +376,8 @@ def run_pair(
         # lesion in marrow looks like a pool in the current exam alone (docs/detector.md).
         from .blood_pool import blood_pool_mask
 
-        pools = (blood_pool_mask(current_vol).array != 0) & (blood_pool_mask(warped).array != 0)
+        current_pools = blood_pool_mask(current_vol).array != 0
+        pools = current_pools & (blood_pool_mask(warped).array != 0)
         both = np.maximum(current_vol.array, warped.array)
         bone = bone_mask(current_vol.with_array(both), exclude=pools)
         del both, pools
@@ -414,8 +416,9 @@ def run_pair(
         inputs={"prior": _describe(prior_exam, prior_vol), "current": _describe(current_exam, current_vol)},
         thresholds=qc_thresholds,
         case_id=case_id,
+        blood_pool=current_pools,
     )
-    del roi_with_outside, outside
+    del roi_with_outside, outside, current_pools
     timings["qc"] = time.perf_counter() - t
 
     zscore_result = None

@@ -12,7 +12,7 @@ when ``zscore=True``) and adds to the case folder:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,7 +25,13 @@ from .candidates import CandidateSet, find_candidates, matched_filter_score
 from .overlay import OverlayStyle, write_overlay_dicom
 from .zscore import ZMap, compute_zmap, near_missing_prior
 
-__all__ = ["ZScoreSettings", "ZScoreOutputs", "zscore_stage", "write_zscore_files", "ZSCORE_OUTPUT_FILES"]
+#: Default candidate threshold on the matched-filter score (robust sigmas): the operating point,
+#: calibrated on the tuning sets named in docs/detector-zscore.md ("Operating point").
+OPERATING_THRESHOLD = 4.0
+#: Hysteresis: a candidate grows over connected voxels down to this score.
+OPERATING_LOW_THRESHOLD = 3.0
+
+__all__ = ["OPERATING_THRESHOLD", "OPERATING_LOW_THRESHOLD", "overlay_map", "ZScoreSettings", "ZScoreOutputs", "zscore_stage", "write_zscore_files", "ZSCORE_OUTPUT_FILES"]
 
 #: Output file names of the z-score stage inside a case folder.
 ZSCORE_OUTPUT_FILES: dict[str, str] = {
@@ -33,6 +39,7 @@ ZSCORE_OUTPUT_FILES: dict[str, str] = {
     "sigma": "sigma.nii.gz",
     "candidates_json": "candidates.json",
     "candidates_csv": "candidates.csv",
+    "candidate_score": "candidate_score.nii.gz",
     "dicom_zscore_overlay": "dicom/zscore_overlay",
 }
 
@@ -51,19 +58,24 @@ class ZScoreSettings:
         to the matched-filter score when ``matched_filter_mm`` is set, else to z itself.
     matched_filter_mm : candidates are found and rated on the matched-filter score of the z-map
         (:func:`detector.candidates.matched_filter_score`, Gaussian of this sigma in mm, in robust
-        sigmas), the rule ``tsct detect evaluate`` scores; None: on the voxel-wise z. The overlay
-        always shows the voxel-wise z.
-    style : overlay look for the DICOM series.
+        sigmas), the rule ``tsct detect evaluate`` scores; None: on the voxel-wise z. The colour
+        overlay shows the same score the candidates are found on, from the same threshold, so
+        every candidate is coloured (``candidate_score.nii.gz``).
+    split_mm : nearby peaks of one polarity become separate candidates (see
+        :func:`detector.candidates.find_candidates`); None: connected regions are not split.
+    style : overlay look for the DICOM series (its threshold is replaced by ``threshold`` and its
+        ``z_max`` by 2.5 x ``threshold`` when the overlay shows the matched-filter score).
     """
 
     model: Any = "default"
     force_model: bool = False
     device: str = "cpu"
     recalibrate: bool = True
-    threshold: float = 4.0
-    low_threshold: float | None = 3.0
+    threshold: float = OPERATING_THRESHOLD
+    low_threshold: float | None = OPERATING_LOW_THRESHOLD
     min_volume_mm3: float = 20.0
     matched_filter_mm: float | None = 1.5
+    split_mm: float | None = 3.0
     style: OverlayStyle = field(default_factory=OverlayStyle)
 
 
@@ -74,6 +86,8 @@ class ZScoreOutputs:
     zmap: ZMap
     candidates: CandidateSet
     outputs: dict[str, Path] = field(default_factory=dict)
+    score: Volume | None = None
+    """The map the candidates were found on (matched-filter score), shown by the overlay."""
 
     def summary(self) -> str:
         return self.zmap.summary() + "\n" + self.candidates.summary()
@@ -123,16 +137,34 @@ def write_zscore_files(
         outputs["sigma"] = _write_float(zm.sigma_hu, out / ZSCORE_OUTPUT_FILES["sigma"])
         outputs["candidates_json"] = cands.write_json(out / ZSCORE_OUTPUT_FILES["candidates_json"])
         outputs["candidates_csv"] = cands.write_csv(out / ZSCORE_OUTPUT_FILES["candidates_csv"])
+        if result.score is not None:
+            outputs["candidate_score"] = _write_float(result.score, out / ZSCORE_OUTPUT_FILES["candidate_score"])
     if dicom_template is not None:
         how = f"network v{zm.model_version}" if zm.method == "network" else "analytic error model"
         folder = out / ZSCORE_OUTPUT_FILES["dicom_zscore_overlay"]
+        shown, style = overlay_map(result, style)
         write_overlay_dicom(
-            current, zm.z, folder, template=dicom_template, style=style or OverlayStyle(), series_number=series_number,
+            current, shown, folder, template=dicom_template, style=style, series_number=series_number,
             series_description=f"TSCT z-score overlay ({'network' if zm.method == 'network' else 'analytic'})",
             derivation_description=f"TSCT z-score map ({how}) on the current CT; z = (current - estimate) / sigma from the registered prior. Research use only; not for diagnosis.",
         )
         outputs["dicom_zscore_overlay"] = folder
     return outputs
+
+
+def overlay_map(result: ZScoreOutputs, style: OverlayStyle | None = None) -> tuple[Volume, OverlayStyle]:
+    """The map the colour overlay shows and the style to show it with.
+
+    When the candidates were found on a score other than z (the matched filter, the default),
+    the overlay shows that score from the candidates' own threshold, so that every candidate at
+    the operating point is coloured, lytic (decrease colour) as well as blastic; otherwise z with
+    ``style`` unchanged.
+    """
+    style = style or OverlayStyle()
+    if result.score is None:
+        return result.zmap.z, style
+    t = float(result.candidates.parameters.get("threshold", style.threshold))
+    return result.score, replace(style, threshold=t, z_max=2.5 * t)
 
 
 def _write_float(volume: Volume, path: Path) -> Path:
@@ -186,14 +218,14 @@ def zscore_stage(
         score_name = f"z, matched filter {settings.matched_filter_mm:g} mm"
     cands = find_candidates(
         score, roi=cand_roi, threshold=settings.threshold, low_threshold=settings.low_threshold, min_volume_mm3=settings.min_volume_mm3,
-        change_hu=change, score_name=score_name, case_id=case_id,
+        change_hu=change, score_name=score_name, case_id=case_id, split_mm=settings.split_mm,
     )
     extra: dict[str, Any] = {"z_method": zm.method, "model_version": zm.model_version, "matched_filter_mm": settings.matched_filter_mm}
     if settings.matched_filter_mm:
         extra["matched_filter_robust_sd"] = score.metadata.get("robust_sd")
     cands = CandidateSet(cands.candidates, {**cands.parameters, **extra}, case_id)
-    result = ZScoreOutputs(zmap=zm, candidates=cands)
+    result = ZScoreOutputs(zmap=zm, candidates=cands, score=score if settings.matched_filter_mm else None)
     if out_dir is None:
         return result
     outputs = write_zscore_files(result, current, out_dir, style=settings.style, dicom_template=dicom_template, series_number=series_number)
-    return ZScoreOutputs(zmap=zm, candidates=cands, outputs=outputs)
+    return ZScoreOutputs(zmap=zm, candidates=cands, outputs=outputs, score=result.score)
