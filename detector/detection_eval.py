@@ -71,6 +71,9 @@ EVALUATION_JSON_KEYS: dict[str, str] = {
     "max_nl_per_case": "false positives per case at the most lenient threshold (end of the FROC curve)",
     "froc": "FROC operating points: nlf (FP per case), llf (sensitivity), thresholds (rating)",
     "subgroups": "sensitivity at the FP rates by lesion_type, location and size (equivalent diameter)",
+    "wafroc_ci95": "95 % confidence interval of the wAFROC (case-deletion jackknife)",
+    "operating_point": "at the default candidate threshold: threshold, fp_per_case, fp_per_normal_case, max_fp_in_a_case, sensitivity, sensitivity_ge_5mm, n_lesions_ge_5mm",
+    "operating_curve": "the same figures at thresholds 3 to 20 in steps of 0.5 (to choose an operating point)",
 }
 
 
@@ -306,6 +309,10 @@ def _synthetic_seed(case: Case) -> int | None:
         return int(json.loads(p.read_text(encoding="utf-8"))["request"]["seed"])
     except (ValueError, KeyError, TypeError):
         return None
+
+
+#: Thresholds at which ``operating_curve`` reports FP per case and sensitivity (to choose an operating point).
+OPERATING_CURVE_THRESHOLDS: tuple[float, ...] = tuple(float(t) for t in np.arange(3.0, 20.01, 0.5))
 
 
 def _operating_threshold() -> float:
@@ -611,7 +618,9 @@ def evaluate_detectors(
             m, marks[m], lesions_by_case, fp_rates=settings.fp_rates, wafroc=waf.get(m, (float("nan"),) * 3)[0],
             calibration_frac_abs_gt3=cal_counts[m][0] / cal_counts[m][1] if cal_counts[m][1] else float("nan"), size_edges_mm=settings.size_edges_mm,
         ), wafroc_ci=tuple(waf[m][1:]) if m in waf else None,
-            operating_point=operating_point(marks[m], lesions_by_case, settings.operating_threshold, min_diameter_mm=settings.size_edges_mm[0] if settings.size_edges_mm else 5.0))
+            operating_point=operating_point(marks[m], lesions_by_case, settings.operating_threshold, min_diameter_mm=settings.size_edges_mm[0] if settings.size_edges_mm else 5.0),
+            operating_curve=tuple(operating_point(marks[m], lesions_by_case, float(t), min_diameter_mm=settings.size_edges_mm[0] if settings.size_edges_mm else 5.0)
+                                  for t in OPERATING_CURVE_THRESHOLDS))
         for m in ran
     }
     roi_rows = [c["bone_roi"] for c in case_rows if c.get("bone_roi") and c["bone_roi"].get("precision_3mm") is not None]

@@ -176,6 +176,7 @@ class DetectionScore:
     max_nlf: float
     wafroc_ci: tuple[float, float] | None = None
     operating_point: dict[str, Any] | None = None
+    operating_curve: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         def clean(v: Any) -> Any:
@@ -199,6 +200,7 @@ class DetectionScore:
             "subgroups": self.subgroups,
             "wafroc_ci95": None if self.wafroc_ci is None else list(self.wafroc_ci),
             "operating_point": self.operating_point,
+            "operating_curve": list(self.operating_curve),
         }
         for fp, s in self.sensitivity.items():
             out[f"sensitivity_at_{fp:g}_fp"] = s
