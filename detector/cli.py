@@ -67,15 +67,16 @@ def _zscore_settings(model: str, force_model: bool, device: str, threshold: Opti
     from .overlay import OverlayStyle
     from .zscore_outputs import OPERATING_LOW_THRESHOLD, OPERATING_THRESHOLD, ZScoreSettings
 
-    threshold = OPERATING_THRESHOLD if threshold is None else threshold
-    low_threshold = min(OPERATING_LOW_THRESHOLD, threshold) if low_threshold is None else low_threshold
-    if low_threshold > threshold:
+    if low_threshold is None:
+        low_threshold = OPERATING_LOW_THRESHOLD if threshold is None else min(OPERATING_LOW_THRESHOLD, threshold)
+    if threshold is not None and low_threshold > threshold:
         _fail(f"--low-threshold ({low_threshold:g}) must not be above --threshold ({threshold:g}).")
+    shown = OPERATING_THRESHOLD if threshold is None else threshold
 
     if model not in ("default", "analytic") and not Path(model).is_file():
         _fail(f"--model {model}: no such weights file. Use 'default' (the shipped network), 'analytic' or the path of a .pt file written by 'tsct detect train'.")
     try:
-        style = OverlayStyle(threshold=threshold, z_max=max(10.0, 2.5 * threshold), palette=palette)
+        style = OverlayStyle(threshold=shown, z_max=max(10.0, 2.5 * shown), palette=palette)
     except DetectorInputError as exc:
         _fail(str(exc))
     return ZScoreSettings(model=model, force_model=force_model, device=device, recalibrate=recalibrate, threshold=threshold, low_threshold=low_threshold, min_volume_mm3=min_volume, style=style)
@@ -120,7 +121,7 @@ def run(
     zscore: bool = typer.Option(True, "--zscore/--no-zscore", help="Also make the z-score map, its sigma, lesion candidates and (DICOM input) the colour overlay series."),
     model: str = typer.Option("default", help="z-score model: 'default' (the shipped network), the path of your own weights (.pt), or 'analytic' (no network)."),
     force_model: bool = typer.Option(False, help="Use the network even when the pair is outside its training domain (otherwise the analytic error model is used, with a warning)."),
-    threshold: Optional[float] = typer.Option(None, help="Operating point: the candidate threshold on the matched-filter score (z smoothed over 1.5 mm and rescaled by its spread in the exam); the overlay colours the same score from the same threshold. Default: the calibrated operating point (docs/detector-zscore.md)."),
+    threshold: Optional[float] = typer.Option(None, help="Operating point: the candidate threshold on the matched-filter score (z smoothed over 1.5 mm and rescaled by its spread in the exam); the overlay colours the same score from the same threshold. Default: the calibrated operating point of the z method that runs (network 5.5, analytic model 8.5; docs/detector-zscore.md)."),
     low_threshold: Optional[float] = typer.Option(None, help="Candidates grow over connected voxels with a score >= this (hysteresis). Default: the calibrated value."),
     min_volume: float = typer.Option(20.0, help="Smallest lesion candidate, mm³."),
     palette: str = typer.Option("green-orange", help="Overlay colours: 'green-orange' (increase green, decrease orange) or 'blue-red' (Hoshiai et al.)."),

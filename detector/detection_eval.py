@@ -95,8 +95,10 @@ class EvaluationSettings:
     size_edges_mm : equivalent-diameter bins of the size subgroups, mm.
     split_mm : nearby peaks of one polarity become separate candidates
         (:func:`detector.candidates.find_candidates`); None: regions are not split.
-    operating_threshold : the default candidate threshold of ``tsct detect run`` (the operating
-        point); false positives per case and sensitivity are also reported there.
+    operating_threshold : false positives per case and sensitivity are also reported at this
+        candidate threshold; None (default): the operating point of ``tsct detect run`` for each
+        z method (:data:`detector.zscore_outputs.OPERATING_THRESHOLDS`: the network's where it
+        ran, the analytic model's where it fell back), and the stricter one for the other methods.
     """
 
     margin_mm: float = 3.0
@@ -107,7 +109,7 @@ class EvaluationSettings:
     fp_rates: tuple[float, ...] = (0.5, 1.0, 3.0)
     size_edges_mm: tuple[float, ...] = (5.0, 10.0)
     split_mm: float | None = 3.0
-    operating_threshold: float = field(default_factory=lambda: _operating_threshold())
+    operating_threshold: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,7 +149,8 @@ class DetectorEvaluation:
             op = s.operating_point
             if op:
                 big = op.get("sensitivity_ge_5mm")
-                lines[-1] += (f"; at the operating point (score >= {op['threshold']:g}): {op['fp_per_case']:.2f} FP/case"
+                thr = op["threshold"] if isinstance(op["threshold"], list) else [op["threshold"]]
+                lines[-1] += (f"; at the operating point (score >= {'/'.join(f'{t:g}' for t in thr)}): {op['fp_per_case']:.2f} FP/case"
                               + (f", sensitivity {op['sensitivity']:.2f}" if op.get("sensitivity") is not None else "")
                               + (f" ({big:.2f} for lesions >= 5 mm)" if big is not None else ""))
         if self.bone_roi:
@@ -253,7 +256,8 @@ class DetectorEvaluation:
             op = s.operating_point or {}
             opc = (f"{op['fp_per_case']:.2f}, {_num(op.get('sensitivity'))} ({_num(op.get('sensitivity_ge_5mm'))})" if op else "n/a")
             lines.append(f"| {METHOD_LABELS.get(s.method, s.method)} | " + " | ".join(f"{s.sensitivity[f]:.2f}" for f in fps) + f" | {s.wafroc:.3f}{ci} | {cal} | {s.max_nlf:.1f} | {opc} |")
-        lines += ["", f"Operating point: candidates rated >= {self.settings.operating_threshold:g} (the default threshold of `tsct detect run`; for the subtraction methods the same number on their own robust scale)."]
+        lines += ["", "Operating point: candidates rated at least the default threshold of `tsct detect run` "
+                  + (f"({self.settings.operating_threshold:g})" if self.settings.operating_threshold is not None else "(per z method: network 5.5, analytic model 8.5; the subtraction methods at 8.5 on their own robust scale)") + "."]
         if self.bone_roi:
             b = self.bone_roi
             lines += ["", f"Bone ROI: mean volume {b['mean_volume_ml']:.0f} mL; share within 3 mm of truth bone {_pct(b.get('mean_precision_3mm'))} (lowest {_pct(b.get('min_precision_3mm'))}); "
@@ -315,10 +319,15 @@ def _synthetic_seed(case: Case) -> int | None:
 OPERATING_CURVE_THRESHOLDS: tuple[float, ...] = tuple(float(t) for t in np.arange(3.0, 20.01, 0.5))
 
 
-def _operating_threshold() -> float:
-    from .zscore_outputs import OPERATING_THRESHOLD
+def _op_thresholds(method: str, settings: EvaluationSettings, case_rows: Sequence[dict[str, Any]]) -> float | dict[str, float]:
+    """The operating threshold of a method: the settings' number, or per case for the z-maps."""
+    from .zscore_outputs import OPERATING_THRESHOLD, OPERATING_THRESHOLDS
 
-    return float(OPERATING_THRESHOLD)
+    if settings.operating_threshold is not None:
+        return float(settings.operating_threshold)
+    if method == "zscore":
+        return {c["case_id"]: float(OPERATING_THRESHOLDS.get(c.get("zscore_method") or "analytic", OPERATING_THRESHOLD)) for c in case_rows}
+    return float(OPERATING_THRESHOLDS.get(method, OPERATING_THRESHOLD))
 
 
 def _pct(v: Any) -> str:
@@ -618,7 +627,7 @@ def evaluate_detectors(
             m, marks[m], lesions_by_case, fp_rates=settings.fp_rates, wafroc=waf.get(m, (float("nan"),) * 3)[0],
             calibration_frac_abs_gt3=cal_counts[m][0] / cal_counts[m][1] if cal_counts[m][1] else float("nan"), size_edges_mm=settings.size_edges_mm,
         ), wafroc_ci=tuple(waf[m][1:]) if m in waf else None,
-            operating_point=operating_point(marks[m], lesions_by_case, settings.operating_threshold, min_diameter_mm=settings.size_edges_mm[0] if settings.size_edges_mm else 5.0),
+            operating_point=operating_point(marks[m], lesions_by_case, _op_thresholds(m, settings, case_rows), min_diameter_mm=settings.size_edges_mm[0] if settings.size_edges_mm else 5.0),
             operating_curve=tuple(operating_point(marks[m], lesions_by_case, float(t), min_diameter_mm=settings.size_edges_mm[0] if settings.size_edges_mm else 5.0)
                                   for t in OPERATING_CURVE_THRESHOLDS))
         for m in ran

@@ -331,21 +331,29 @@ def _observer_data(marks_by_method: Mapping[str, Sequence[CaseMarks]], weights: 
     )
 
 
-def operating_point(marks: Sequence[CaseMarks], lesions: Mapping[str, Sequence[TruthLesion]], threshold: float, *, min_diameter_mm: float = 5.0) -> dict[str, Any]:
+def operating_point(marks: Sequence[CaseMarks], lesions: Mapping[str, Sequence[TruthLesion]], threshold: float | Mapping[str, float], *,
+                    min_diameter_mm: float = 5.0) -> dict[str, Any]:
     """False positives per case and sensitivity of the candidates rated at least ``threshold``.
+
+    ``threshold`` is one number, or one per case (case_id -> threshold: e.g. the network's
+    operating point where it ran and the analytic model's where it fell back).
 
     Returns ``{"threshold", "fp_per_case", "fp_per_normal_case", "max_fp_in_a_case",
     "sensitivity", "sensitivity_ge_<d>mm", "n_lesions_ge_<d>mm"}``.
     """
     n = max(1, len(marks))
-    fps = [sum(1 for r in m.nl_ratings if r >= threshold) for m in marks]
+
+    def thr(case_id: str) -> float:
+        return float(threshold[case_id]) if isinstance(threshold, Mapping) else float(threshold)
+
+    fps = [sum(1 for r in m.nl_ratings if r >= thr(m.case_id)) for m in marks]
     normal = [f for f, m in zip(fps, marks) if not m.abnormal]
     hits, total, big_hits, big_total = 0, 0, 0, 0
     for m in marks:
         sizes = {les.lesion_id: les.diameter_mm for les in lesions.get(m.case_id, [])}
         for lid, r in m.ll_ratings.items():
             total += 1
-            hit = r is not None and r >= threshold
+            hit = r is not None and r >= thr(m.case_id)
             hits += hit
             d = sizes.get(lid)
             if d is not None and d >= min_diameter_mm:
@@ -353,7 +361,7 @@ def operating_point(marks: Sequence[CaseMarks], lesions: Mapping[str, Sequence[T
                 big_hits += hit
     key = f"{min_diameter_mm:g}mm"
     return {
-        "threshold": float(threshold),
+        "threshold": sorted(set(float(v) for v in threshold.values())) if isinstance(threshold, Mapping) else float(threshold),
         "fp_per_case": sum(fps) / n,
         "fp_per_normal_case": (sum(normal) / len(normal)) if normal else None,
         "max_fp_in_a_case": max(fps) if fps else 0,

@@ -25,12 +25,17 @@ from .candidates import CandidateSet, find_candidates, matched_filter_score
 from .overlay import OverlayStyle, write_overlay_dicom
 from .zscore import ZMap, compute_zmap, near_missing_prior
 
-#: Default candidate threshold on the matched-filter score (robust sigmas): the operating point.
-#: Calibrated on the tuning sets of docs/detector-zscore.md ("Real CT, the operating point ..."):
-#: the smallest threshold (steps of 0.5) with at most 2.5 false positives per case on both the
-#: real-CT tuning pairs (seed 100; analytic fallback: 2.56 at 8.0, 1.89 at 8.5) and the phantom
-#: tuning pairs (seed 3000; network: 0.2 at 8.0 and 8.5). Held-out sets were not used.
-OPERATING_THRESHOLD = 8.5
+#: Default candidate thresholds on the matched-filter score (robust sigmas), per z method: the
+#: operating point. Each method's score has its own scale, so each has its own threshold,
+#: calibrated on the tuning sets of docs/detector-zscore.md ("Real CT, the operating point ..."):
+#: the smallest threshold (steps of 0.5) with at most 2.5 false positives per case on every
+#: tuning set where the method runs: the network on the phantom tuning pairs (seed 3000: 2.6 at
+#: 5.0, 1.5 at 5.5; it ran on none of the real-CT pairs, all out of its domain), the analytic
+#: model on the real-CT (seed 100: 2.56 at 8.0, 1.89 at 8.5) and phantom tuning pairs (1.6 at
+#: 6.5). Held-out sets were not used.
+OPERATING_THRESHOLDS: dict[str, float] = {"network": 5.5, "analytic": 8.5}
+#: The stricter of the two (used where one number is needed, e.g. before the method is known).
+OPERATING_THRESHOLD = max(OPERATING_THRESHOLDS.values())
 #: Hysteresis: a candidate grows over connected voxels down to this score.
 OPERATING_LOW_THRESHOLD = 3.0
 
@@ -59,6 +64,8 @@ class ZScoreSettings:
     recalibrate : per-pair widening of the network's sigma (see :func:`compute_zmap`).
     threshold, low_threshold, min_volume_mm3 : candidate rule (:func:`find_candidates`), applied
         to the matched-filter score when ``matched_filter_mm`` is set, else to z itself.
+        ``threshold=None`` (default): the calibrated operating point of the z method that ran,
+        :data:`OPERATING_THRESHOLDS` (network 5.5, analytic 8.5).
     matched_filter_mm : candidates are found and rated on the matched-filter score of the z-map
         (:func:`detector.candidates.matched_filter_score`, Gaussian of this sigma in mm, in robust
         sigmas), the rule ``tsct detect evaluate`` scores; None: on the voxel-wise z. The colour
@@ -74,7 +81,7 @@ class ZScoreSettings:
     force_model: bool = False
     device: str = "cpu"
     recalibrate: bool = True
-    threshold: float = OPERATING_THRESHOLD
+    threshold: float | None = None
     low_threshold: float | None = OPERATING_LOW_THRESHOLD
     min_volume_mm3: float = 20.0
     matched_filter_mm: float | None = 1.5
@@ -216,11 +223,13 @@ def zscore_stage(
     margin = float(zm.parameters.get("prior_fov_margin_mm", 0.0))
     cand_roi = roi & ~near_missing_prior(current.array, warped_prior.array, roi, current.spacing_mm, margin)
     score, score_name = zm.z, "z"
+    threshold = settings.threshold if settings.threshold is not None else OPERATING_THRESHOLDS.get(zm.method, OPERATING_THRESHOLD)
+    low = None if settings.low_threshold is None else min(float(settings.low_threshold), float(threshold))
     if settings.matched_filter_mm:
         score = matched_filter_score(zm.candidate_z, cand_roi, sigma_mm=settings.matched_filter_mm)
         score_name = f"z, matched filter {settings.matched_filter_mm:g} mm"
     cands = find_candidates(
-        score, roi=cand_roi, threshold=settings.threshold, low_threshold=settings.low_threshold, min_volume_mm3=settings.min_volume_mm3,
+        score, roi=cand_roi, threshold=threshold, low_threshold=low, min_volume_mm3=settings.min_volume_mm3,
         change_hu=change, score_name=score_name, case_id=case_id, split_mm=settings.split_mm,
     )
     extra: dict[str, Any] = {"z_method": zm.method, "model_version": zm.model_version, "matched_filter_mm": settings.matched_filter_mm}

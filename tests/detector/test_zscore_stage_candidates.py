@@ -19,8 +19,11 @@ def test_stage_candidates_use_the_matched_filter_by_default():
     assert "matched filter" in p["score"]
     # the same candidates as the matched-filter score thresholded by hand
     score = matched_filter_score(out.zmap.z, pair.roi.array != 0, sigma_mm=1.5)
+    from detector.zscore_outputs import OPERATING_THRESHOLDS
+
     st = ZScoreSettings()
-    ref = find_candidates(score, roi=pair.roi.array != 0, threshold=st.threshold, low_threshold=st.low_threshold, min_volume_mm3=20.0, split_mm=st.split_mm)
+    assert p["threshold"] == OPERATING_THRESHOLDS["analytic"]  # the calibrated operating point of the method that ran
+    ref = find_candidates(score, roi=pair.roi.array != 0, threshold=p["threshold"], low_threshold=st.low_threshold, min_volume_mm3=20.0, split_mm=st.split_mm)
     assert [c.peak_abs_score for c in out.candidates] == pytest.approx([c.peak_abs_score for c in ref])
     # both toy lesions (6 mm) are the two strongest candidates, with the right polarity
     top = sorted(out.candidates.candidates[:2], key=lambda c: c.polarity)
@@ -32,7 +35,7 @@ def test_stage_candidates_on_voxelwise_z_when_switched_off():
     pair = toy_pair(seed=31)
     out = zscore_stage(pair.current, pair.prior, pair.roi, settings=ZScoreSettings(model="analytic", matched_filter_mm=None))
     st = ZScoreSettings()
-    ref = find_candidates(out.zmap.z, roi=pair.roi.array != 0, threshold=st.threshold, low_threshold=st.low_threshold, min_volume_mm3=20.0, split_mm=st.split_mm)
+    ref = find_candidates(out.zmap.z, roi=pair.roi.array != 0, threshold=out.candidates.parameters["threshold"], low_threshold=st.low_threshold, min_volume_mm3=20.0, split_mm=st.split_mm)
     assert out.candidates.parameters["score"] == "z" and out.candidates.parameters["matched_filter_mm"] is None
     assert [c.peak_abs_score for c in out.candidates] == pytest.approx([c.peak_abs_score for c in ref])
 
