@@ -60,7 +60,7 @@ import json
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import scipy.ndimage as ndi
@@ -489,7 +489,6 @@ def real_ct_pair(
     fine = sitk.GetArrayFromImage(sitk.Resample(src_img, fine_ref, T, sitk.sitkBSpline, -1024.0, sitk.sitkFloat32))
     np.clip(fine, HU_MIN, HU_MAX, out=fine)
     fine_cls = sitk.GetArrayFromImage(sitk.Resample(classes.to_sitk(), fine_ref, T, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8))
-    fine_vol = Volume(fine, tuple(fine_spacing), tuple(float(v) for v in cur_origin), src.direction)
     sp_zyx = np.asarray(fine_spacing[::-1], dtype=float)
 
     # --- lesions

@@ -21,7 +21,8 @@ ring (``r90 < m + 150``). The pool is then grown back over the medium-density vo
 had shaved off its border (its partial-volume rim).
 
 A new blastic lesion inside marrow also looks like a dense region in a darker surrounding. The
-pipeline therefore removes only what is a pool in **both** exams (the lesion is marrow in the
+pipeline therefore removes only pools found in **both** exams (:func:`pools_in_both`: a pool
+component of one exam at least half inside a pool of the other; the lesion is marrow in the
 prior), see :func:`detector.pipeline.run_pair`.
 
 Everything runs on a copy block-averaged to about ``work_mm`` (2 mm) and is brought back to
@@ -40,7 +41,7 @@ from cases import LabelVolume, Volume
 
 from ._geometry import block_factors, label_like
 
-__all__ = ["PoolSettings", "blood_pool_mask"]
+__all__ = ["PoolSettings", "blood_pool_mask", "pools_in_both"]
 
 
 @dataclass(frozen=True)
@@ -64,21 +65,8 @@ def _ball(radius_vox: list[float]) -> np.ndarray:
     return (zz / rz) ** 2 + (yy / ry) ** 2 + (xx / rx) ** 2 <= 1.0 + 1e-9
 
 
-def blood_pool_mask(volume: Volume, settings: PoolSettings | None = None) -> LabelVolume:
-    """Mask (1 = pool) of contrast-filled blood pools and enhancing organs of a CT volume.
-
-    Parameters
-    ----------
-    volume : CT in HU.
-    settings : thresholds and sizes; :class:`PoolSettings` defaults when None.
-
-    Returns
-    -------
-    LabelVolume
-        uint8 on ``volume``'s grid; metadata ``pools`` lists each component examined (volume mL,
-        median HU, ring median and 90th percentile, verdict).
-    """
-    s = settings or PoolSettings()
+def _pools_low(volume: Volume, s: PoolSettings) -> tuple[np.ndarray, sitk.Image, list[dict[str, float | bool]]]:
+    """The pool mask on the block-averaged working grid, the working-grid image, the records."""
     image = volume.to_sitk()
     if image.GetPixelID() != sitk.sitkFloat32:
         image = sitk.Cast(image, sitk.sitkFloat32)
@@ -115,12 +103,62 @@ def blood_pool_mask(volume: Volume, settings: PoolSettings | None = None) -> Lab
     if pools.any():
         # grow back over the border the opening shaved off (partial volume with the surroundings)
         pools = ndi.binary_dilation(pools, se) & (a >= s.lo_hu - 100.0) & (a < s.hi_hu) | pools
-    out = sitk.GetImageFromArray(pools.astype(np.uint8))
+    return pools, small, records
+
+
+def _to_full(low: np.ndarray, small: sitk.Image, volume: Volume) -> np.ndarray:
+    out = sitk.GetImageFromArray(low.astype(np.uint8))
     out.CopyInformation(small)
     if small.GetSize() != tuple(volume.size):
-        ref = volume.to_sitk()
-        out = sitk.Resample(out, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-        del ref
-    mask = label_like(volume, sitk.GetArrayFromImage(out).astype(np.uint8))
+        out = sitk.Resample(out, volume.to_sitk(), sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    return sitk.GetArrayFromImage(out).astype(np.uint8)
+
+
+def blood_pool_mask(volume: Volume, settings: PoolSettings | None = None) -> LabelVolume:
+    """Mask (1 = pool) of contrast-filled blood pools and enhancing organs of a CT volume.
+
+    Parameters
+    ----------
+    volume : CT in HU.
+    settings : thresholds and sizes; :class:`PoolSettings` defaults when None.
+
+    Returns
+    -------
+    LabelVolume
+        uint8 on ``volume``'s grid; metadata ``pools`` lists each component examined (volume mL,
+        median HU, ring median and 90th percentile, verdict).
+    """
+    s = settings or PoolSettings()
+    low, small, records = _pools_low(volume, s)
+    mask = label_like(volume, _to_full(low, small, volume))
     mask.metadata["pools"] = records
     return mask
+
+
+def pools_in_both(current: Volume, warped_prior: Volume, settings: PoolSettings | None = None, *, min_overlap: float = 0.5) -> tuple[LabelVolume, LabelVolume]:
+    """Pools present in both exams of a registered pair, and the current exam's pools.
+
+    A pool component of either exam counts as shared when at least ``min_overlap`` of it lies in
+    a pool of the other exam (so the two exams' pool outlines need not agree voxel by voxel); a
+    new blastic lesion in marrow, a pool in the current exam only, is not shared.
+
+    Returns
+    -------
+    (shared, current_pools) : uint8 masks on the current grid.
+    """
+    if not current.same_space(warped_prior):
+        raise ValueError("pools_in_both needs the prior warped onto the current exam's grid.")
+    s = settings or PoolSettings()
+    cur_low, small, _ = _pools_low(current, s)
+    pri_low, _, _ = _pools_low(warped_prior, s)
+    shared = np.zeros_like(cur_low)
+    for mine, other in ((cur_low, pri_low), (pri_low, cur_low)):
+        lab, n = ndi.label(mine, np.ones((3, 3, 3), bool))
+        if n == 0:
+            continue
+        size = np.bincount(lab.ravel(), minlength=n + 1)
+        inside = np.bincount(lab.ravel(), weights=other.ravel().astype(np.float64), minlength=n + 1)
+        keep = inside >= min_overlap * np.maximum(size, 1)
+        keep[0] = False
+        shared |= keep[lab]
+    return label_like(current, _to_full(shared, small, current)), label_like(current, _to_full(cur_low, small, current))

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -40,7 +40,7 @@ from cases import Case, CaseList, LabelVolume, Volume, read_case_list, read_exam
 
 from ._errors import DetectorInputError
 from .candidates import find_candidates, matched_filter_score
-from .froc import wafroc_with_ci, operating_point, CaseMarks, DetectionScore, TruthLesion, match_candidates, score_detector, wafroc_scores
+from .froc import CaseMarks, DetectionScore, TruthLesion, match_candidates, operating_point, score_detector, wafroc_with_ci
 
 __all__ = ["METHODS", "EvaluationSettings", "DetectorEvaluation", "evaluate_detectors", "EVALUATION_JSON_KEYS"]
 

@@ -374,10 +374,12 @@ def run_pair(
         # (a lytic lesion of the current exam is still bone in the warped prior).
         # Contrast blood pools are left out where they are pools in both exams: a new blastic
         # lesion in marrow looks like a pool in the current exam alone (docs/detector.md).
-        from .blood_pool import blood_pool_mask
+        from .blood_pool import pools_in_both
 
-        current_pools = blood_pool_mask(current_vol).array != 0
-        pools = current_pools & (blood_pool_mask(warped).array != 0)
+        shared, current_only = pools_in_both(current_vol, warped)
+        pools = shared.array != 0
+        current_pools = (current_only.array != 0) & ~pools  # pools of the current exam alone (QC)
+        del shared, current_only
         both = np.maximum(current_vol.array, warped.array)
         bone = bone_mask(current_vol.with_array(both), exclude=pools)
         del both, pools

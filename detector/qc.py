@@ -243,7 +243,8 @@ def assess_registration(
     thresholds : limits of the verdict; ``QCThresholds()`` when None.
     case_id : written into the report.
     blood_pool : boolean array on the current grid, True in contrast-filled blood pools and
-        enhancing organs of the current exam; the volume of the ROI inside them is reported
+        enhancing organs of the current exam that the prior does not share (the pipeline passes
+        these: they stay in the ROI); the volume of the ROI inside them is reported
         (``bone_roi_pool_ml``) and warned about.
     """
     thresholds = thresholds or QCThresholds()

@@ -66,3 +66,21 @@ def test_real_ct_roi_against_totalsegmentator_labels():
     # no organ or vessel core is inside: liver, spleen, kidneys, aorta, IVC eroded by 3 mm
     organs = ndi.binary_erosion(np.isin(labels, [1, 2, 3, 5, 52, 63]), iterations=1)
     assert roi[organs].mean() < 0.02
+
+
+def test_pools_in_both_exams_are_shared_and_a_new_dense_lesion_is_not():
+    from detector.blood_pool import pools_in_both
+
+    vol, bone, aorta = _phantom()
+    # the "prior": the same anatomy, the aorta outline shifted by a voxel (pool outlines never agree exactly)
+    prior_arr = np.roll(vol.array, 1, axis=2)
+    # the "current": a new dense lesion (550 HU, 8 mm) inside the marrow of the vertebral body
+    cur = vol.array.copy()
+    zz, yy, xx = np.mgrid[: cur.shape[0], : cur.shape[1], : cur.shape[2]]
+    lesion = (zz - 20) ** 2 + (yy - 45) ** 2 + (xx - 30) ** 2 <= (8 / 1.5) ** 2
+    cur[lesion] = 550.0
+    shared, current_pools = pools_in_both(vol.with_array(cur), vol.with_array(prior_arr))
+    assert (shared.array != 0)[aorta].mean() > 0.8  # the aorta is a pool in both
+    assert (shared.array != 0)[lesion].mean() == 0.0  # the lesion is not removed from the ROI
+    roi = bone_mask(vol.with_array(np.maximum(cur, prior_arr)), exclude=shared.array != 0).array != 0
+    assert roi[lesion].all() and roi[aorta].mean() < 0.1
