@@ -177,6 +177,8 @@ def synth(
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed; the same seed gives the same cases."),
     size: str = typer.Option("small", "--size", help="'small' (128x128x96 voxels, for tests and quick demos) or 'clinical' (512x512x300 at 0.75x0.75x1 mm)."),
     dicom: bool = typer.Option(False, "--dicom", help="Also write each exam as a DICOM CT series and list those in the case list."),
+    from_ct: Optional[list[Path]] = typer.Option(None, "--from-ct", help="Make the pairs from this real CT (NIfTI/NRRD/MHA or DICOM folder) instead of the phantom; repeat for several CTs (cycled). See docs/synthetic-cases.md."),
+    labels: Optional[list[str]] = typer.Option(None, "--labels", help="Label map of each --from-ct CT (TotalSegmentator 'total' values), in the same order; 'none' for a CT without one."),
 ) -> None:
     """Generate synthetic prior/current spine CT pairs with known truth (not patient data).
 
@@ -188,6 +190,26 @@ def synth(
 
     from .outputs import OutputPathError, atomic_folder, check_output_folder
 
+    if labels and not from_ct:
+        _fail("--labels needs --from-ct (the label map of a real CT).")
+    if from_ct:
+        from .io import ExamReadError
+        from .real_ct_pairs import real_ct_case_set
+
+        if out_dir.exists() and (out_dir / "caselist.csv").exists():
+            _fail(f"{out_dir} already holds a case set (caselist.csv); choose a new folder or delete it first.")
+        if dicom:
+            _fail("--dicom is not available with --from-ct yet; the pairs are written as NIfTI.")
+        try:
+            path = real_ct_case_set(out_dir, list(from_ct), labels=list(labels) if labels else None, n_cases=n_cases,
+                                    abnormal_fraction=abnormal_fraction, seed=seed, progress=True)
+        except (SynthesisError, ExamReadError, ValueError) as exc:
+            _fail(str(exc))
+            return
+        n_abn = int(round(n_cases * abnormal_fraction))
+        console.print(f"[bold green]Wrote[/] {n_cases} pairs from {len(from_ct)} real CT(s) ({n_abn} abnormal, {n_cases - n_abn} normal) to {out_dir}")
+        console.print(f"Case list: {path}  (check it with: tsct cases validate {path})")
+        return
     if size not in SIZES:
         _fail(f"--size must be one of {', '.join(SIZES)}, got '{size}'.")
     if out_dir.exists() and (out_dir / "caselist.csv").exists():

@@ -13,7 +13,10 @@ multi-threaded) on the bounding box of the bone candidates:
    filling** puts the marrow (and lytic lesions enclosed by cortex) inside the mask. Both run on
    a copy max-pooled to about 1.5 mm (8 s at full resolution on a 512x512x300 CT, 0.3 s so);
    only voxels of blocks without bone are added, so the bone surface keeps full resolution.
-4. **Components** smaller than ``min_component_mm3`` are removed (noise specks, calcifications).
+4. **Blood pools** (contrast-filled heart, aorta, enhancing kidneys and bowel; see
+   :mod:`detector.blood_pool`) are taken out: they have the density of bone but not its shape.
+5. **Components** smaller than ``min_component_mm3`` are removed (noise specks, calcifications,
+   partial-volume rims left by a pool).
 
 A user's own label map (for example a TotalSegmentator output) can replace all of this: pass it
 as ``labels`` with the bone label values.
@@ -25,6 +28,7 @@ from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage as ndi
 
 from cases import LabelVolume, Volume
 
@@ -80,6 +84,8 @@ def bone_mask(
     min_component_mm3: float = 1000.0,
     labels: LabelVolume | None = None,
     label_values: Sequence[int] | None = None,
+    exclude_blood_pools: bool = True,
+    exclude: LabelVolume | np.ndarray | None = None,
 ) -> LabelVolume:
     """Mask of the bones of a CT volume (1 = bone, 0 = not), on the volume's grid.
 
@@ -94,6 +100,10 @@ def bone_mask(
         voxels with ``label_values`` (any non-zero label when None), resampled onto ``volume``'s
         grid with nearest neighbour, and the threshold pipeline is skipped.
     label_values : the bone label values in ``labels``.
+    exclude_blood_pools : leave out contrast-filled blood pools and enhancing organs (heart,
+        aorta, kidneys, ...) found by :func:`detector.blood_pool.blood_pool_mask` on ``volume``
+        (default). Ignored when ``exclude`` is given.
+    exclude : voxels to leave out instead (the pipeline passes the pools found in both exams).
 
     Returns
     -------
@@ -136,7 +146,16 @@ def bone_mask(
     hyst = sitk.GetArrayFromImage(hyst_img).astype(bool)
     del hyst_img
     if closing_radius_mm > 0:
-        hyst |= _filled_interior(hyst, volume.spacing_mm, closing_radius_mm)
+        hyst |= _filled_interior(hyst, volume.spacing_mm, closing_radius_mm, hu=arr[box])
+    if exclude is None and exclude_blood_pools:
+        from .blood_pool import blood_pool_mask
+
+        exclude = blood_pool_mask(volume)
+    if exclude is not None:
+        ex = exclude.array if isinstance(exclude, Volume) else np.asarray(exclude)
+        if ex.shape != volume.shape:
+            raise DetectorInputError(f"exclude has shape {ex.shape}, the volume {volume.shape}.")
+        hyst &= ~(ex[box] != 0)
     cc_img = sitk.GetImageFromArray(hyst.astype(np.uint8))
     del hyst
     min_voxels = int(np.ceil(min_component_mm3 / volume.voxel_volume_mm3))
@@ -147,9 +166,13 @@ def bone_mask(
 
 #: Spacing (mm) at which gaps are closed and marrow cavities filled.
 FILL_SPACING_MM = 1.5
+#: Radius (mm) of the axial closing before the slice-by-slice hole fill.
+FILL_2D_RADIUS_MM = 4.5
+#: Plane-wise filling adds only tissue at least this dense (marrow, not CSF or fat), HU.
+PLANAR_FILL_MIN_HU = 50.0
 
 
-def _filled_interior(mask: np.ndarray, spacing_mm: tuple[float, ...], closing_radius_mm: float) -> np.ndarray:
+def _filled_interior(mask: np.ndarray, spacing_mm: tuple[float, ...], closing_radius_mm: float, hu: np.ndarray | None = None) -> np.ndarray:
     """Voxels enclosed by bone (marrow, lytic lesions inside cortex) and bridged cortical gaps.
 
     Closing and hole filling run on a copy max-pooled to about ``FILL_SPACING_MM`` (a ball
@@ -168,9 +191,39 @@ def _filled_interior(mask: np.ndarray, spacing_mm: tuple[float, ...], closing_ra
     radius = [max(1, int(round(closing_radius_mm / s))) for s in low_spacing]
     closed = sitk.BinaryMorphologicalClosing(low_img, radius, sitk.sitkBall)
     filled = sitk.GetArrayFromImage(sitk.BinaryFillhole(closed, False, 1)).astype(bool)
+    # Plane by plane as well (axial, coronal, sagittal): on thick or soft-kernel slices the
+    # cortex of a vertebral body is a shell with gaps below the threshold (partial volume),
+    # which a 3-D fill cannot close; a closing of FILL_2D_RADIUS_MM in each plane followed by a
+    # hole fill in that plane does (the endplates close the body in the sagittal and coronal
+    # planes where the axial ring is open).
+    planar = np.zeros_like(filled)
+    for axis in range(3):
+        planar |= _fill_planes(low, axis, [s for i, s in enumerate(reversed(low_spacing)) if i != axis])
+    if hu is not None:
+        # ... but only where the enclosed tissue is as dense as marrow (not the spinal canal's
+        # CSF and fat, nor fat between bones): block mean >= PLANAR_FILL_MIN_HU.
+        hp = np.pad(hu, ((0, pz), (0, py), (0, px)), mode="edge") if (pz or py or px) else hu
+        block_mean = hp.reshape(low.shape[0], fz, low.shape[1], fy, low.shape[2], fx).mean(axis=(1, 3, 5), dtype=np.float32)
+        planar &= block_mean >= PLANAR_FILL_MIN_HU
+    filled |= planar
     added = filled & ~low
     full = added.repeat(fz, 0).repeat(fy, 1).repeat(fx, 2)
     return full[:nz, :ny, :nx]
+
+
+def _fill_planes(mask: np.ndarray, axis: int, plane_spacing_mm: list[float]) -> np.ndarray:
+    """Closing with a disk of ``FILL_2D_RADIUS_MM`` and hole filling in every plane normal to ``axis``."""
+    r = [max(1, int(round(FILL_2D_RADIUS_MM / s))) for s in plane_spacing_mm]
+    aa, bb = np.ogrid[-r[0]:r[0] + 1, -r[1]:r[1] + 1]
+    disk = (aa / r[0]) ** 2 + (bb / r[1]) ** 2 <= 1.0
+    moved = np.moveaxis(mask, axis, 0)
+    padded = np.pad(moved, ((0, 0), (r[0], r[0]), (r[1], r[1])))
+    closed = ndi.binary_closing(padded, structure=disk[None])[:, r[0]:r[0] + moved.shape[1], r[1]:r[1] + moved.shape[2]]
+    out = np.zeros_like(closed)
+    for k in range(closed.shape[0]):
+        if closed[k].any():
+            out[k] = ndi.binary_fill_holes(closed[k])
+    return np.moveaxis(out, 0, axis)
 
 
 def dilate_mask(mask: LabelVolume, radius_mm: float) -> LabelVolume:

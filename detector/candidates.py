@@ -223,6 +223,8 @@ def find_candidates(
     change_hu: Volume | None = None,
     score_name: str = "z",
     case_id: str | None = None,
+    split_mm: float | None = None,
+    split_dip: float = 0.75,
 ) -> CandidateSet:
     """Connected regions of ``score`` beyond ``±threshold`` as lesion candidates.
 
@@ -237,6 +239,13 @@ def find_candidates(
     change_hu : HU change map (current − prior) for each candidate's mean change.
     score_name : how the score is called in summaries and parameters (``"z"``, ``"HU"``).
     case_id : written into the result.
+    split_mm : split a region holding several peaks of one polarity (two nearby lesions) into one
+        candidate per peak: peaks are local maxima of ``|score|`` over a ball of this radius (mm)
+        reaching the threshold; the region is divided among them by a watershed of ``|score|``,
+        and two neighbouring parts are merged back when the lowest point between them (the
+        saddle: the highest score on their common border) is at least ``split_dip`` times the
+        lower of their two peaks (one lesion with a noisy top, not two lesions). None: no split.
+    split_dip : see ``split_mm``.
 
     Returns
     -------
@@ -285,9 +294,16 @@ def find_candidates(
         if keep.size == 0:
             continue
         objects = ndi.find_objects(labels)
+        parts: list[tuple[tuple[slice, slice, slice], np.ndarray]] = []
         for lab in keep:
             sl = objects[int(lab) - 1]
             m = labels[sl] == lab
+            if split_mm:
+                pieces = _split_region(signed[sl], m, threshold, split_mm, split_dip, score.spacing_mm)
+                parts.extend((sl, piece) for piece in pieces if piece.sum() >= min_vox)
+            else:
+                parts.append((sl, m))
+        for sl, m in parts:
             vals = signed[sl][m]
             coords = np.argwhere(m) + offset + np.asarray([q.start for q in sl])  # (n, 3) z, y, x
             centroid_zyx = coords.mean(axis=0)
@@ -307,8 +323,61 @@ def find_candidates(
             )
     found.sort(key=lambda c: -c["peak_abs_score"])
     candidates = tuple(Candidate(candidate_id=i + 1, **c) for i, c in enumerate(found))
-    params = {"score": score_name, "threshold": float(threshold), "low_threshold": None if low_threshold is None else float(low), "min_volume_mm3": float(min_volume_mm3), "connectivity": 26}
+    params = {"score": score_name, "threshold": float(threshold), "low_threshold": None if low_threshold is None else float(low), "min_volume_mm3": float(min_volume_mm3), "connectivity": 26,
+              "split_mm": None if not split_mm else float(split_mm), "split_dip": float(split_dip) if split_mm else None}
     return CandidateSet(candidates, params, case_id)
+
+
+def _split_region(signed: np.ndarray, region: np.ndarray, threshold: float, radius_mm: float, dip: float,
+                  spacing_mm: tuple[float, ...]) -> list[np.ndarray]:
+    """Divide one candidate region among its peaks (watershed), merging parts without a real dip.
+
+    ``signed`` is the polarity-signed score on the region's bounding box, ``region`` its mask.
+    Returns the masks of the parts (the region itself when it has one peak).
+    """
+    from skimage.segmentation import watershed
+
+    vals = np.where(region, signed, -np.inf).astype(np.float32)
+    r = [max(1, int(round(radius_mm / float(sp)))) for sp in reversed(spacing_mm)]
+    zz, yy, xx = np.ogrid[-r[0]:r[0] + 1, -r[1]:r[1] + 1, -r[2]:r[2] + 1]
+    ball = (zz / max(r[0], 1e-3)) ** 2 + (yy / max(r[1], 1e-3)) ** 2 + (xx / max(r[2], 1e-3)) ** 2 <= 1.0
+    local_max = (vals == ndi.maximum_filter(vals, footprint=ball, mode="constant", cval=-np.inf)) & region & (signed >= threshold)
+    peaks, n = ndi.label(local_max, structure=_STRUCTURE_26)  # plateaus count once
+    if n <= 1:
+        return [region]
+    basins = watershed(-np.where(region, signed, 0.0), markers=peaks, mask=region, connectivity=3)
+    peak_val = np.asarray(ndi.maximum(np.where(region, signed, -np.inf), basins, index=np.arange(1, n + 1)), dtype=float)
+    # saddle between two touching basins: the highest score on their common border
+    parent = list(range(n + 1))
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    saddles: dict[tuple[int, int], float] = {}
+    for axis in range(3):
+        a = np.moveaxis(basins, axis, 0)
+        v = np.moveaxis(np.where(region, signed, -np.inf), axis, 0)
+        l0, l1 = a[:-1], a[1:]
+        touch = (l0 != l1) & (l0 > 0) & (l1 > 0)
+        if not touch.any():
+            continue
+        s = np.minimum(v[:-1], v[1:])[touch]
+        for p, q, sv in zip(l0[touch], l1[touch], s):
+            key = (int(min(p, q)), int(max(p, q)))
+            if sv > saddles.get(key, -np.inf):
+                saddles[key] = float(sv)
+    for (p, q), sv in sorted(saddles.items(), key=lambda kv: -kv[1]):
+        rp, rq = find(p), find(q)
+        if rp == rq:
+            continue
+        if sv >= dip * min(peak_val[p - 1], peak_val[q - 1]):
+            parent[rq] = rp
+    roots = np.asarray([find(i) for i in range(n + 1)])
+    merged = roots[basins]
+    return [merged == k for k in np.unique(merged[region])]
 
 
 def matched_filter_score(

@@ -62,15 +62,21 @@ def _print_qc(qc, where: str = "") -> None:  # type: ignore[no-untyped-def]
         console.print("[bold red]Do not read this subtraction: registration QC failed.[/]")
 
 
-def _zscore_settings(model: str, force_model: bool, device: str, threshold: float = 4.0, low_threshold: Optional[float] = 3.0, min_volume: float = 20.0, palette: str = "green-orange", recalibrate: bool = True):  # type: ignore[no-untyped-def]
+def _zscore_settings(model: str, force_model: bool, device: str, threshold: Optional[float] = None, low_threshold: Optional[float] = None, min_volume: float = 20.0, palette: str = "green-orange", recalibrate: bool = True):  # type: ignore[no-untyped-def]
     from ._errors import DetectorInputError
     from .overlay import OverlayStyle
-    from .zscore_outputs import ZScoreSettings
+    from .zscore_outputs import OPERATING_LOW_THRESHOLD, OPERATING_THRESHOLD, ZScoreSettings
+
+    if low_threshold is None:
+        low_threshold = OPERATING_LOW_THRESHOLD if threshold is None else min(OPERATING_LOW_THRESHOLD, threshold)
+    if threshold is not None and low_threshold > threshold:
+        _fail(f"--low-threshold ({low_threshold:g}) must not be above --threshold ({threshold:g}).")
+    shown = OPERATING_THRESHOLD if threshold is None else threshold
 
     if model not in ("default", "analytic") and not Path(model).is_file():
         _fail(f"--model {model}: no such weights file. Use 'default' (the shipped network), 'analytic' or the path of a .pt file written by 'tsct detect train'.")
     try:
-        style = OverlayStyle(threshold=threshold, palette=palette)
+        style = OverlayStyle(threshold=shown, z_max=max(10.0, 2.5 * shown), palette=palette)
     except DetectorInputError as exc:
         _fail(str(exc))
     return ZScoreSettings(model=model, force_model=force_model, device=device, recalibrate=recalibrate, threshold=threshold, low_threshold=low_threshold, min_volume_mm3=min_volume, style=style)
@@ -115,8 +121,8 @@ def run(
     zscore: bool = typer.Option(True, "--zscore/--no-zscore", help="Also make the z-score map, its sigma, lesion candidates and (DICOM input) the colour overlay series."),
     model: str = typer.Option("default", help="z-score model: 'default' (the shipped network), the path of your own weights (.pt), or 'analytic' (no network)."),
     force_model: bool = typer.Option(False, help="Use the network even when the pair is outside its training domain (otherwise the analytic error model is used, with a warning)."),
-    threshold: float = typer.Option(4.0, help="|z| from which overlay voxels are coloured; also the candidate threshold, applied to the matched-filter score (z smoothed over 1.5 mm and rescaled by its spread in the exam)."),
-    low_threshold: float = typer.Option(3.0, help="Candidates grow over connected voxels with |z| >= this (hysteresis)."),
+    threshold: Optional[float] = typer.Option(None, help="Operating point: the candidate threshold on the matched-filter score (z smoothed over 1.5 mm and rescaled by its spread in the exam); the overlay colours the same score from the same threshold. Default: the calibrated operating point of the z method that runs (network 5.5, analytic model 8.5; docs/detector-zscore.md)."),
+    low_threshold: Optional[float] = typer.Option(None, help="Candidates grow over connected voxels with a score >= this (hysteresis). Default: the calibrated value."),
     min_volume: float = typer.Option(20.0, help="Smallest lesion candidate, mm³."),
     palette: str = typer.Option("green-orange", help="Overlay colours: 'green-orange' (increase green, decrease orange) or 'blue-red' (Hoshiai et al.)."),
     device: str = typer.Option("cpu", help="Torch device for the network: 'cpu', 'cuda' or 'auto'."),
@@ -328,7 +334,7 @@ def check_registration(
     s = report["summary"]
 
     def fmt(v: float | None, spec: str) -> str:
-        return "n/a" if v is None else format(v, spec)
+        return "n/a" if v is None or not math.isfinite(v) else format(v, spec)
 
     console.print(
         f"[bold]{s['n_cases']} case(s)[/]: TRE in bone mean {fmt(s['mean_tre_mean_mm'], '.2f')} mm, "

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -40,7 +40,7 @@ from cases import Case, CaseList, LabelVolume, Volume, read_case_list, read_exam
 
 from ._errors import DetectorInputError
 from .candidates import find_candidates, matched_filter_score
-from .froc import CaseMarks, DetectionScore, TruthLesion, match_candidates, score_detector, wafroc_scores
+from .froc import CaseMarks, DetectionScore, TruthLesion, match_candidates, operating_point, score_detector, wafroc_with_ci
 
 __all__ = ["METHODS", "EvaluationSettings", "DetectorEvaluation", "evaluate_detectors", "EVALUATION_JSON_KEYS"]
 
@@ -71,6 +71,9 @@ EVALUATION_JSON_KEYS: dict[str, str] = {
     "max_nl_per_case": "false positives per case at the most lenient threshold (end of the FROC curve)",
     "froc": "FROC operating points: nlf (FP per case), llf (sensitivity), thresholds (rating)",
     "subgroups": "sensitivity at the FP rates by lesion_type, location and size (equivalent diameter)",
+    "wafroc_ci95": "95 % confidence interval of the wAFROC (case-deletion jackknife)",
+    "operating_point": "at the default candidate threshold: threshold, fp_per_case, fp_per_normal_case, max_fp_in_a_case, sensitivity, sensitivity_ge_5mm, n_lesions_ge_5mm",
+    "operating_curve": "the same figures at thresholds 3 to 20 in steps of 0.5 (to choose an operating point)",
 }
 
 
@@ -90,6 +93,12 @@ class EvaluationSettings:
         Nov 2026). Calibration is always measured on the voxel-wise map.
     fp_rates : false positives per case at which sensitivity is reported.
     size_edges_mm : equivalent-diameter bins of the size subgroups, mm.
+    split_mm : nearby peaks of one polarity become separate candidates
+        (:func:`detector.candidates.find_candidates`); None: regions are not split.
+    operating_threshold : false positives per case and sensitivity are also reported at this
+        candidate threshold; None (default): the operating point of ``tsct detect run`` for each
+        z method (:data:`detector.zscore_outputs.OPERATING_THRESHOLDS`: the network's where it
+        ran, the analytic model's where it fell back), and the stricter one for the other methods.
     """
 
     margin_mm: float = 3.0
@@ -99,6 +108,8 @@ class EvaluationSettings:
     matched_filter_mm: float | None = 1.5
     fp_rates: tuple[float, ...] = (0.5, 1.0, 3.0)
     size_edges_mm: tuple[float, ...] = (5.0, 10.0)
+    split_mm: float | None = 3.0
+    operating_threshold: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -127,11 +138,25 @@ class DetectorEvaluation:
     notes: tuple[str, ...] = ()
     case_list: str | None = None
     elapsed_s: float = 0.0
+    bone_roi: dict[str, Any] | None = None
 
     def summary(self) -> str:
         lines = [f"Stand-alone detection on {len(self.cases)} case(s) ({self.case_list or 'case list'}), hit margin {self.settings.margin_mm:g} mm:"]
         for s in self.scores.values():
             lines.append("  " + s.summary())
+            if s.wafroc_ci is not None and all(math.isfinite(v) for v in s.wafroc_ci):
+                lines[-1] += f"; wAFROC 95 % CI {s.wafroc_ci[0]:.3f}-{s.wafroc_ci[1]:.3f}"
+            op = s.operating_point
+            if op:
+                big = op.get("sensitivity_ge_5mm")
+                thr = op["threshold"] if isinstance(op["threshold"], list) else [op["threshold"]]
+                lines[-1] += (f"; at the operating point (score >= {'/'.join(f'{t:g}' for t in thr)}): {op['fp_per_case']:.2f} FP/case"
+                              + (f", sensitivity {op['sensitivity']:.2f}" if op.get("sensitivity") is not None else "")
+                              + (f" ({big:.2f} for lesions >= 5 mm)" if big is not None else ""))
+        if self.bone_roi:
+            b = self.bone_roi
+            lines.append(f"  bone ROI: mean volume {b['mean_volume_ml']:.0f} mL; within 3 mm of truth bone {_pct(b.get('mean_precision_3mm'))}; "
+                         f"vertebral-body voxels inside {_pct(b.get('mean_vertebral_body_inside'))} ({b['n_cases_with_truth']} case(s) with a truth bone map)")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -156,6 +181,7 @@ class DetectorEvaluation:
             "cases": list(self.cases),
             "notes": list(self.notes),
             "elapsed_s": round(self.elapsed_s, 1),
+            "bone_roi": self.bone_roi,
             "keys": EVALUATION_JSON_KEYS,
         }
 
@@ -207,7 +233,7 @@ class DetectorEvaluation:
 
     def to_markdown(self, froc_image: str | None = None) -> str:
         fps = self.settings.fp_rates
-        head = "| method | " + " | ".join(f"sens. @ {f:g} FP/case" for f in fps) + " | wAFROC | abs(score) > 3 in normal bone | FP/case at end of curve |"
+        head = "| method | " + " | ".join(f"sens. @ {f:g} FP/case" for f in fps) + " | wAFROC (95 % CI) | abs(score) > 3 in normal bone | FP/case at end of curve | FP/case, sens. (>= 5 mm) at the operating point |"
         lines = [
             "# Stand-alone detection: plain subtraction vs voxel matching vs z-map",
             "",
@@ -223,10 +249,19 @@ class DetectorEvaluation:
         if self.model and self.model.get("single_exam"):
             se = self.model["single_exam"]
             lines += [f"Single-exam network (current exam only): {se.get('name')} v{se.get('version')} (`{se.get('path')}`, SHA-256 {str(se.get('sha256'))[:12]}…).", ""]
-        lines += [head, "|" + "---|" * (len(fps) + 5)]
+        lines += [head, "|" + "---|" * (len(fps) + 6)]
         for s in self.scores.values():
             cal = f"{100 * s.calibration_frac_abs_gt3:.2f} %" if math.isfinite(s.calibration_frac_abs_gt3) else "n/a"
-            lines.append(f"| {METHOD_LABELS.get(s.method, s.method)} | " + " | ".join(f"{s.sensitivity[f]:.2f}" for f in fps) + f" | {s.wafroc:.3f} | {cal} | {s.max_nlf:.1f} |")
+            ci = f" ({s.wafroc_ci[0]:.3f}-{s.wafroc_ci[1]:.3f})" if s.wafroc_ci and all(math.isfinite(v) for v in s.wafroc_ci) else ""
+            op = s.operating_point or {}
+            opc = (f"{op['fp_per_case']:.2f}, {_num(op.get('sensitivity'))} ({_num(op.get('sensitivity_ge_5mm'))})" if op else "n/a")
+            lines.append(f"| {METHOD_LABELS.get(s.method, s.method)} | " + " | ".join(f"{s.sensitivity[f]:.2f}" for f in fps) + f" | {s.wafroc:.3f}{ci} | {cal} | {s.max_nlf:.1f} | {opc} |")
+        lines += ["", "Operating point: candidates rated at least the default threshold of `tsct detect run` "
+                  + (f"({self.settings.operating_threshold:g})" if self.settings.operating_threshold is not None else "(per z method: network 5.5, analytic model 8.5; the subtraction methods at 8.5 on their own robust scale)") + "."]
+        if self.bone_roi:
+            b = self.bone_roi
+            lines += ["", f"Bone ROI: mean volume {b['mean_volume_ml']:.0f} mL; share within 3 mm of truth bone {_pct(b.get('mean_precision_3mm'))} (lowest {_pct(b.get('min_precision_3mm'))}); "
+                      f"vertebral-body voxels inside {_pct(b.get('mean_vertebral_body_inside'))} (lowest {_pct(b.get('min_vertebral_body_inside'))}); {b['n_cases_with_truth']} case(s) with a truth bone map."]
         lines += ["", "A calibrated Gaussian z gives 0.27 % of voxels with |z| > 3.", ""]
         for key, title in (("size", "By lesion size (equivalent-sphere diameter)"), ("lesion_type", "By lesion type"), ("location", "By location")):
             lines += [f"## {title}: sensitivity at 1 FP per case", ""]
@@ -278,6 +313,66 @@ def _synthetic_seed(case: Case) -> int | None:
         return int(json.loads(p.read_text(encoding="utf-8"))["request"]["seed"])
     except (ValueError, KeyError, TypeError):
         return None
+
+
+#: Thresholds at which ``operating_curve`` reports FP per case and sensitivity (to choose an operating point).
+OPERATING_CURVE_THRESHOLDS: tuple[float, ...] = tuple(float(t) for t in np.arange(3.0, 20.01, 0.5))
+
+
+def _op_thresholds(method: str, settings: EvaluationSettings, case_rows: Sequence[dict[str, Any]]) -> float | dict[str, float]:
+    """The operating threshold of a method: the settings' number, or per case for the z-maps."""
+    from .zscore_outputs import OPERATING_THRESHOLD, OPERATING_THRESHOLDS
+
+    if settings.operating_threshold is not None:
+        return float(settings.operating_threshold)
+    if method == "zscore":
+        return {c["case_id"]: float(OPERATING_THRESHOLDS.get(c.get("zscore_method") or "analytic", OPERATING_THRESHOLD)) for c in case_rows}
+    return float(OPERATING_THRESHOLDS.get(method, OPERATING_THRESHOLD))
+
+
+def _pct(v: Any) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{100 * float(v):.1f} %"
+
+
+def _num(v: Any) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{float(v):.2f}"
+
+
+def bone_roi_agreement(roi: np.ndarray, truth_bone: np.ndarray, spacing_mm: Sequence[float], *, body_value: int | None = 1) -> dict[str, float | None]:
+    """How well a bone ROI matches a truth bone map.
+
+    Returns ``precision_3mm`` (share of ROI voxels within 3 mm of a truth bone voxel) and
+    ``vertebral_body_inside`` (share of the truth voxels with value ``body_value``, the vertebral
+    body class of the synthetic and real-CT pairs, inside the ROI; None when there are none).
+    """
+    from scipy import ndimage as ndi
+
+    bone = truth_bone != 0
+    if not roi.any() or not bone.any():
+        return {"precision_3mm": None, "vertebral_body_inside": None}
+    dist = ndi.distance_transform_edt(~bone, sampling=tuple(reversed([float(v) for v in spacing_mm])))
+    body = truth_bone == body_value if body_value is not None else bone
+    return {"precision_3mm": float((dist[roi] <= 3.0).mean()),
+            "vertebral_body_inside": float(roi[body].mean()) if body.any() else None}
+
+
+def _truth_bone(case: Case, current: Volume) -> LabelVolume | None:
+    """The truth bone map next to the current exam (bone.nii.gz of synthetic / real-CT sets),
+    when it is independent of the detector's own mask (phantom truth, or made from labels)."""
+    folder = Path(case.current).parent
+    path = folder / "bone.nii.gz"
+    if not path.is_file():
+        return None
+    params = folder / "params.json"
+    if params.is_file():
+        try:
+            p = json.loads(params.read_text(encoding="utf-8"))
+        except ValueError:
+            p = {}
+        if p.get("bone_classes", {}).get("from") == "ct":
+            return None  # made by the detector's own threshold mask: not an independent truth
+    lab = read_volume(path, label=True)
+    return lab if lab.same_space(current) else lab.resample_to(current)
 
 
 def _truth_lesions(case: Case, current: Volume) -> tuple[list[TruthLesion], np.ndarray | None]:
@@ -454,7 +549,11 @@ def evaluate_detectors(
             vals = ts[roi]
             scale = max(1.0, float(1.4826 * np.median(np.abs(vals - np.median(vals))))) if vals.size else 1.0
             change = current.like(ts)
-            info: dict[str, Any] = {"case_id": case.case_id, "status": case.status, "n_lesions": len(lesions), "qc_status": qc_status, "subtraction_scale_hu": scale, "n_candidates": {}}
+            info: dict[str, Any] = {"case_id": case.case_id, "status": case.status, "n_lesions": len(lesions), "qc_status": qc_status, "subtraction_scale_hu": scale, "n_candidates": {},
+                                    "bone_roi_volume_ml": float(roi.sum() * current.voxel_volume_mm3 / 1000.0)}
+            truth_bone = _truth_bone(case, current)
+            if truth_bone is not None:
+                info["bone_roi"] = bone_roi_agreement(roi, truth_bone.array, current.spacing_mm)
             for method in methods:
                 regional = None  # the z-maps' candidate z (native voxels) for the matched filter
                 if method == "plain":
@@ -494,7 +593,7 @@ def evaluate_detectors(
                     score_vol = matched_filter_score(base, cand_roi, sigma_mm=settings.matched_filter_mm)
                 cands = find_candidates(
                     score_vol, roi=cand_roi, threshold=settings.seed_threshold, low_threshold=settings.low_threshold,
-                    min_volume_mm3=settings.min_volume_mm3, change_hu=change, score_name="z" if method in ("zscore", "analytic", "single_exam") else "sigma", case_id=case.case_id,
+                    min_volume_mm3=settings.min_volume_mm3, change_hu=change, split_mm=settings.split_mm, score_name="z" if method in ("zscore", "analytic", "single_exam") else "sigma", case_id=case.case_id,
                 )
                 info["n_candidates"][method] = len(cands)
                 marks[method].append(match_candidates(case.case_id, cands, lesions, margin_mm=settings.margin_mm))
@@ -510,18 +609,45 @@ def evaluate_detectors(
     finally:
         if bar is not None:
             bar.stop()
-    waf = wafroc_scores(marks, weights)
+    # A method that never ran gets no row: the network row only when the network made at least
+    # one case's z-map (otherwise every case fell back to the analytic model, already a row).
+    ran = list(methods)
+    if "zscore" in ran:
+        n_net = sum(1 for c in case_rows if c.get("zscore_method") == "network")
+        if n_net == 0:
+            ran.remove("zscore")
+            notes.append(f"The network ran on none of the {len(case_rows)} cases (all out of its training domain; each fell back to the analytic error model, "
+                         "which has its own row): no network row. --force-model scores it anyway.")
+        elif n_net < len(case_rows):
+            notes.append(f"The network ran on {n_net} of {len(case_rows)} cases; the others fell back to the analytic error model inside the network row.")
+    ran_marks = {m: marks[m] for m in ran}
+    waf = wafroc_with_ci(ran_marks, weights) if ran_marks else {}
     scores = {
-        m: score_detector(
-            m, marks[m], lesions_by_case, fp_rates=settings.fp_rates, wafroc=waf.get(m, float("nan")),
+        m: replace(score_detector(
+            m, marks[m], lesions_by_case, fp_rates=settings.fp_rates, wafroc=waf.get(m, (float("nan"),) * 3)[0],
             calibration_frac_abs_gt3=cal_counts[m][0] / cal_counts[m][1] if cal_counts[m][1] else float("nan"), size_edges_mm=settings.size_edges_mm,
-        )
-        for m in methods
+        ), wafroc_ci=tuple(waf[m][1:]) if m in waf else None,
+            operating_point=operating_point(marks[m], lesions_by_case, _op_thresholds(m, settings, case_rows), min_diameter_mm=settings.size_edges_mm[0] if settings.size_edges_mm else 5.0),
+            operating_curve=tuple(operating_point(marks[m], lesions_by_case, float(t), min_diameter_mm=settings.size_edges_mm[0] if settings.size_edges_mm else 5.0)
+                                  for t in OPERATING_CURVE_THRESHOLDS))
+        for m in ran
+    }
+    roi_rows = [c["bone_roi"] for c in case_rows if c.get("bone_roi") and c["bone_roi"].get("precision_3mm") is not None]
+    vols = [c["bone_roi_volume_ml"] for c in case_rows]
+    prec = [r["precision_3mm"] for r in roi_rows]
+    vb = [r["vertebral_body_inside"] for r in roi_rows if r.get("vertebral_body_inside") is not None]
+    bone_summary = {
+        "mean_volume_ml": float(np.mean(vols)) if vols else float("nan"),
+        "n_cases_with_truth": len(roi_rows),
+        "mean_precision_3mm": float(np.mean(prec)) if prec else None,
+        "min_precision_3mm": float(np.min(prec)) if prec else None,
+        "mean_vertebral_body_inside": float(np.mean(vb)) if vb else None,
+        "min_vertebral_body_inside": float(np.min(vb)) if vb else None,
     }
     failed_qc = [c["case_id"] for c in case_rows if c["qc_status"] == "failed"]
     if failed_qc:
         notes.append(f"registration QC failed for {', '.join(failed_qc)} (scored anyway)")
     return DetectorEvaluation(
         scores=scores, settings=settings, cases=tuple(case_rows), model=model_info, notes=tuple(notes),
-        case_list=str(case_list.source) if case_list.source else None, elapsed_s=time.perf_counter() - start,
+        case_list=str(case_list.source) if case_list.source else None, elapsed_s=time.perf_counter() - start, bone_roi=bone_summary,
     )

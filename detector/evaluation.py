@@ -87,11 +87,19 @@ class RegistrationMeasurement:
     def summary(self) -> str:
         """One line with the headline figures."""
         who = f"{self.case_id}: " if self.case_id else ""
+
+        def f(v: float | None, spec: str, unit: str = "") -> str:
+            # never "nan": a figure that does not exist (no lesion, no TRE point) says so
+            return "n/a" if v is None or not math.isfinite(float(v)) else format(float(v), spec) + unit
+
+        contrast = (
+            f"lesion contrast kept plain {f(self.lesion_contrast_kept_plain_pct, '.0f', '%')}, VM {f(self.lesion_contrast_kept_vm_pct, '.0f', '%')} ({self.n_lesions} lesions)"
+            if self.n_lesions else "no lesions"
+        )
         return (
-            f"{who}TRE in bone mean {self.tre_mean_mm:.2f} / p95 {self.tre_p95_mm:.2f} / max {self.tre_max_mm:.2f} mm "
-            f"(initial {self.tre_initial_mean_mm:.1f}, rigid {self.tre_rigid_mean_mm:.2f}); artifact plain "
-            f"{self.artifact_plain_hu:.1f} HU, VM {self.artifact_vm_hu:.1f} HU; lesion contrast kept plain "
-            f"{self.lesion_contrast_kept_plain_pct:.0f}%, VM {self.lesion_contrast_kept_vm_pct:.0f}% ({self.n_lesions} lesions)"
+            f"{who}TRE in bone mean {f(self.tre_mean_mm, '.2f')} / p95 {f(self.tre_p95_mm, '.2f')} / max {f(self.tre_max_mm, '.2f')} mm "
+            f"(initial {f(self.tre_initial_mean_mm, '.1f')}, rigid {f(self.tre_rigid_mean_mm, '.2f')}); artifact plain "
+            f"{f(self.artifact_plain_hu, '.1f', ' HU')}, VM {f(self.artifact_vm_hu, '.1f', ' HU')}; {contrast}"
         )
 
 

@@ -145,6 +145,9 @@ class DetectionScore:
     froc: dict[str, list[float]]
     subgroups: dict[str, dict[str, dict[str, Any]]]
     max_nlf: float
+    wafroc_ci: tuple[float, float] | None = None
+    operating_point: dict[str, Any] | None = None
+    operating_curve: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         def clean(v: Any) -> Any:
@@ -166,6 +169,9 @@ class DetectionScore:
             "max_nl_per_case": self.max_nlf,
             "froc": self.froc,
             "subgroups": self.subgroups,
+            "wafroc_ci95": None if self.wafroc_ci is None else list(self.wafroc_ci),
+            "operating_point": self.operating_point,
+            "operating_curve": list(self.operating_curve),
         }
         for fp, s in self.sensitivity.items():
             out[f"sensitivity_at_{fp:g}_fp"] = s
@@ -228,6 +234,112 @@ def wafroc_scores(marks_by_method: Mapping[str, Sequence[CaseMarks]], weights: M
     )
     foms = fom_matrix(data, "wAFROC")
     return {method: float(foms[i, 0]) for i, method in enumerate(methods)}
+
+
+def wafroc_with_ci(marks_by_method: Mapping[str, Sequence[CaseMarks]], weights: Mapping[str, Mapping[str, float]] | None = None,
+                   alpha: float = 0.05) -> dict[str, tuple[float, float, float]]:
+    """wAFROC of each method with a ``1 - alpha`` confidence interval (case-deletion jackknife).
+
+    The standard error is the jackknife's, ``sqrt((K - 1) / K * sum_k (theta_(k) - mean)^2)``
+    over the K cases (:func:`analysis.fom.jackknife_fom_matrix`), and the interval
+    ``theta -/+ z_{1 - alpha/2} se``, clipped to [0, 1]. Cases are the only random factor here
+    (one stand-alone "reader").
+
+    Returns
+    -------
+    method -> (wAFROC, lower, upper); NaNs when the FOM is undefined.
+    """
+    from statistics import NormalDist
+
+    from analysis.fom import fom_and_jackknife
+
+    methods = list(marks_by_method)
+    point = wafroc_scores(marks_by_method, weights)
+    if not methods or any(not math.isfinite(v) for v in point.values()):
+        return {m: (point.get(m, float("nan")), float("nan"), float("nan")) for m in methods}
+    data = _observer_data(marks_by_method, weights)
+    theta, jk = fom_and_jackknife(data, "wAFROC")
+    zq = NormalDist().inv_cdf(1 - alpha / 2)
+    out = {}
+    for i, m in enumerate(methods):
+        v = jk[i, 0]
+        v = v[np.isfinite(v)]
+        k = v.size
+        se = math.sqrt((k - 1) / k * float(np.sum((v - v.mean()) ** 2))) if k > 1 else float("nan")
+        t = float(theta[i, 0])
+        out[m] = (t, max(0.0, t - zq * se), min(1.0, t + zq * se))
+    return out
+
+
+def _observer_data(marks_by_method: Mapping[str, Sequence[CaseMarks]], weights: Mapping[str, Mapping[str, float]] | None):  # type: ignore[no-untyped-def]
+    from analysis import ObserverData
+    import pandas as pd
+
+    methods = list(marks_by_method)
+    first = marks_by_method[methods[0]]
+    truth = []
+    for m in first:
+        if m.abnormal:
+            for lid in m.ll_ratings:
+                row: dict[str, Any] = {"case_id": m.case_id, "lesion_id": lid}
+                if weights is not None and m.case_id in weights and lid in weights[m.case_id]:
+                    row["weight"] = float(weights[m.case_id][lid])
+                truth.append(row)
+        else:
+            truth.append({"case_id": m.case_id, "lesion_id": None})
+    nl_rows, ll_rows = [], []
+    for method in methods:
+        for m in marks_by_method[method]:
+            for r in m.nl_ratings:
+                nl_rows.append({"treatment": method, "reader": "detector", "case_id": m.case_id, "rating": float(r)})
+            for lid, r in m.ll_ratings.items():
+                if r is not None:
+                    ll_rows.append({"treatment": method, "reader": "detector", "case_id": m.case_id, "lesion_id": lid, "rating": float(r)})
+    return ObserverData.from_marks(
+        pd.DataFrame(truth), pd.DataFrame(nl_rows, columns=["treatment", "reader", "case_id", "rating"]),
+        pd.DataFrame(ll_rows, columns=["treatment", "reader", "case_id", "lesion_id", "rating"]),
+        paradigm="FROC", treatments=methods, readers=["detector"], name="stand-alone detector",
+    )
+
+
+def operating_point(marks: Sequence[CaseMarks], lesions: Mapping[str, Sequence[TruthLesion]], threshold: float | Mapping[str, float], *,
+                    min_diameter_mm: float = 5.0) -> dict[str, Any]:
+    """False positives per case and sensitivity of the candidates rated at least ``threshold``.
+
+    ``threshold`` is one number, or one per case (case_id -> threshold: e.g. the network's
+    operating point where it ran and the analytic model's where it fell back).
+
+    Returns ``{"threshold", "fp_per_case", "fp_per_normal_case", "max_fp_in_a_case",
+    "sensitivity", "sensitivity_ge_<d>mm", "n_lesions_ge_<d>mm"}``.
+    """
+    n = max(1, len(marks))
+
+    def thr(case_id: str) -> float:
+        return float(threshold[case_id]) if isinstance(threshold, Mapping) else float(threshold)
+
+    fps = [sum(1 for r in m.nl_ratings if r >= thr(m.case_id)) for m in marks]
+    normal = [f for f, m in zip(fps, marks) if not m.abnormal]
+    hits, total, big_hits, big_total = 0, 0, 0, 0
+    for m in marks:
+        sizes = {les.lesion_id: les.diameter_mm for les in lesions.get(m.case_id, [])}
+        for lid, r in m.ll_ratings.items():
+            total += 1
+            hit = r is not None and r >= thr(m.case_id)
+            hits += hit
+            d = sizes.get(lid)
+            if d is not None and d >= min_diameter_mm:
+                big_total += 1
+                big_hits += hit
+    key = f"{min_diameter_mm:g}mm"
+    return {
+        "threshold": sorted(set(float(v) for v in threshold.values())) if isinstance(threshold, Mapping) else float(threshold),
+        "fp_per_case": sum(fps) / n,
+        "fp_per_normal_case": (sum(normal) / len(normal)) if normal else None,
+        "max_fp_in_a_case": max(fps) if fps else 0,
+        "sensitivity": hits / total if total else None,
+        f"sensitivity_ge_{key}": big_hits / big_total if big_total else None,
+        f"n_lesions_ge_{key}": big_total,
+    }
 
 
 def score_detector(

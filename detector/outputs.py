@@ -67,6 +67,7 @@ ROLES: dict[str, tuple[str, FileKind, str]] = {
     "sigma": ("sigma.nii.gz", "image", "the z-score model's sigma, HU, float32"),
     "candidates_json": ("candidates.json", "json", "lesion candidates (LPS mm of the current exam)"),
     "candidates_csv": ("candidates.csv", "table", "lesion candidates, one row each"),
+    "candidate_score": ("candidate_score.nii.gz", "image", "matched-filter score the candidates are found on and the overlay shows, float32 (robust sigmas)"),
     "candidate_labels": ("candidate_labels.nii.gz", "image", "candidate regions, int32 (label = candidate id, 0 = none)"),
     "qc": ("qc.json", "json", "registration QC figures and verdict"),
     "dicom_warped_prior": ("dicom/warped_prior", "dicom_series", "registered prior as a DICOM series"),

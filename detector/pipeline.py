@@ -364,14 +364,23 @@ def run_pair(
     timings["warp"] = time.perf_counter() - t
 
     t = stage("bone")
+    current_pools = None
     if labels is not None:
         bone = bone_mask(current_vol, labels=labels, label_values=bone_label_values)
     else:
         # One threshold pass over the voxel-wise maximum of both exams: bone of either exam
         # (a lytic lesion of the current exam is still bone in the warped prior).
+        # Contrast blood pools are left out where they are pools in both exams: a new blastic
+        # lesion in marrow looks like a pool in the current exam alone (docs/detector.md).
+        from .blood_pool import pools_in_both
+
+        shared, current_only = pools_in_both(current_vol, warped)
+        pools = shared.array != 0
+        current_pools = (current_only.array != 0) & ~pools  # pools of the current exam alone (QC)
+        del shared, current_only
         both = np.maximum(current_vol.array, warped.array)
-        bone = bone_mask(current_vol.with_array(both))
-        del both
+        bone = bone_mask(current_vol.with_array(both), exclude=pools)
+        del both, pools
     roi_with_outside = dilate_mask(bone, roi_margin_mm)
     del bone
     # Where the prior has no data there is nothing to subtract: those voxels leave the ROI.
@@ -407,8 +416,9 @@ def run_pair(
         inputs={"prior": _describe(prior_exam, prior_vol), "current": _describe(current_exam, current_vol)},
         thresholds=qc_thresholds,
         case_id=case_id,
+        blood_pool=current_pools,
     )
-    del roi_with_outside, outside
+    del roi_with_outside, outside, current_pools
     timings["qc"] = time.perf_counter() - t
 
     zscore_result = None

@@ -66,6 +66,7 @@ QC_METRIC_KEYS: dict[str, str] = {
     "rigid_rotation_deg": "magnitude of the rigid rotation, degrees",
     "rigid_translation_mm": "length of the rigid translation, mm",
     "bone_roi_volume_ml": "volume of the bone ROI, ml",
+    "bone_roi_pool_ml": "volume of the bone ROI inside contrast-filled blood pools / enhancing organs of the current exam, ml",
 }
 
 
@@ -95,6 +96,11 @@ class QCThresholds:
         repositioned patient keeps bone volume; a wrong patient needs local growth/shrinkage).
     warn_folding_fraction : suspicious above this fraction of folding.
     warn_fov_overlap_fraction : warning (only) below this overlap.
+    warn_bone_roi_pool_ml : warning when more of the bone ROI than this (mL) looks like
+        contrast-filled blood or an enhancing organ in the current exam
+        (:func:`detector.blood_pool.blood_pool_mask`; the pipeline keeps such voxels when the prior
+        shows no pool there).
+    warn_bone_roi_min_ml : warning when the bone ROI is smaller than this (mL).
     """
 
     max_bone_mean_abs_diff_hu: float = 100.0
@@ -108,6 +114,8 @@ class QCThresholds:
     warn_jacobian_range: tuple[float, float] = (0.9, 1.1)
     warn_folding_fraction: float = 0.001
     warn_fov_overlap_fraction: float = 0.9
+    warn_bone_roi_pool_ml: float = 30.0
+    warn_bone_roi_min_ml: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -217,6 +225,7 @@ def assess_registration(
     inputs: Mapping[str, Any] | None = None,
     thresholds: QCThresholds | None = None,
     case_id: str | None = None,
+    blood_pool: np.ndarray | None = None,
 ) -> QCReport:
     """Measure registration quality in bone and decide ok / warning / failed.
 
@@ -233,6 +242,10 @@ def assess_registration(
     registration, inputs : provenance copied into the report.
     thresholds : limits of the verdict; ``QCThresholds()`` when None.
     case_id : written into the report.
+    blood_pool : boolean array on the current grid, True in contrast-filled blood pools and
+        enhancing organs of the current exam that the prior does not share (the pipeline passes
+        these: they stay in the ROI); the volume of the ROI inside them is reported
+        (``bone_roi_pool_ml``) and warned about.
     """
     thresholds = thresholds or QCThresholds()
     roi = bone_roi.array != 0
@@ -242,6 +255,18 @@ def assess_registration(
     messages: list[str] = []
     failed = False
     warn = False
+    if blood_pool is not None:
+        pool_ml = float(np.count_nonzero(roi & blood_pool)) * current.voxel_volume_mm3 / 1000.0
+        metrics["bone_roi_pool_ml"] = pool_ml
+        if pool_ml > thresholds.warn_bone_roi_pool_ml:
+            warn = True
+            messages.append(
+                f"{pool_ml:.0f} mL of the bone ROI ({metrics['bone_roi_volume_ml']:.0f} mL) looks like contrast-filled blood or an enhancing organ in the current "
+                "exam (kept because the prior shows none there: a contrast phase that differs between the exams, or a large new dense lesion). Check bone_roi.nii.gz."
+            )
+    if 0 < n_roi and metrics["bone_roi_volume_ml"] < thresholds.warn_bone_roi_min_ml:
+        warn = True
+        messages.append(f"The bone ROI is only {metrics['bone_roi_volume_ml']:.1f} mL: little bone was found (a CT of soft tissue, or a narrow field of view?).")
     if n_roi == 0:
         metrics.update(
             bone_mean_abs_diff_hu=float("nan"), bone_median_abs_diff_hu=float("nan"), bone_ncc=float("nan"),

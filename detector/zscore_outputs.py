@@ -14,7 +14,7 @@ when ``zscore=True``) and adds to the case folder:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,10 +28,24 @@ from .outputs import ROLES
 from .overlay import OverlayStyle, write_overlay_dicom
 from .zscore import ZMap, compute_zmap, near_missing_prior
 
-__all__ = ["ZScoreSettings", "ZScoreOutputs", "zscore_stage", "write_zscore_files", "ZSCORE_OUTPUT_FILES"]
+#: Default candidate thresholds on the matched-filter score (robust sigmas), per z method: the
+#: operating point. Each method's score has its own scale, so each has its own threshold,
+#: calibrated on the tuning sets of docs/detector-zscore.md ("Real CT, the operating point ..."):
+#: the smallest threshold (steps of 0.5) with at most 2.5 false positives per case on every
+#: tuning set where the method runs: the network on the phantom tuning pairs (seed 3000: 2.6 at
+#: 5.0, 1.5 at 5.5; it ran on none of the real-CT pairs, all out of its domain), the analytic
+#: model on the real-CT (seed 100: 2.56 at 8.0, 1.89 at 8.5) and phantom tuning pairs (1.6 at
+#: 6.5). Held-out sets were not used.
+OPERATING_THRESHOLDS: dict[str, float] = {"network": 5.5, "analytic": 8.5}
+#: The stricter of the two (used where one number is needed, e.g. before the method is known).
+OPERATING_THRESHOLD = max(OPERATING_THRESHOLDS.values())
+#: Hysteresis: a candidate grows over connected voxels down to this score.
+OPERATING_LOW_THRESHOLD = 3.0
+
+__all__ = ["OPERATING_THRESHOLD", "OPERATING_LOW_THRESHOLD", "overlay_map", "ZScoreSettings", "ZScoreOutputs", "zscore_stage", "write_zscore_files", "ZSCORE_OUTPUT_FILES"]
 
 #: Output file names of the z-score stage inside a case folder (from :data:`detector.outputs.ROLES`).
-ZSCORE_OUTPUT_FILES: dict[str, str] = {role: ROLES[role][0] for role in ("zmap", "sigma", "candidates_json", "candidates_csv", "dicom_zscore_overlay", "candidate_labels")}
+ZSCORE_OUTPUT_FILES: dict[str, str] = {role: ROLES[role][0] for role in ("zmap", "sigma", "candidates_json", "candidates_csv", "dicom_zscore_overlay", "candidate_labels", "candidate_score")}
 
 
 @dataclass(frozen=True)
@@ -46,21 +60,28 @@ class ZScoreSettings:
     recalibrate : per-pair widening of the network's sigma (see :func:`compute_zmap`).
     threshold, low_threshold, min_volume_mm3 : candidate rule (:func:`find_candidates`), applied
         to the matched-filter score when ``matched_filter_mm`` is set, else to z itself.
+        ``threshold=None`` (default): the calibrated operating point of the z method that ran,
+        :data:`OPERATING_THRESHOLDS` (network 5.5, analytic 8.5).
     matched_filter_mm : candidates are found and rated on the matched-filter score of the z-map
         (:func:`detector.candidates.matched_filter_score`, Gaussian of this sigma in mm, in robust
-        sigmas), the rule ``tsct detect evaluate`` scores; None: on the voxel-wise z. The overlay
-        always shows the voxel-wise z.
-    style : overlay look for the DICOM series.
+        sigmas), the rule ``tsct detect evaluate`` scores; None: on the voxel-wise z. The colour
+        overlay shows the same score the candidates are found on, from the same threshold, so
+        every candidate is coloured (``candidate_score.nii.gz``).
+    split_mm : nearby peaks of one polarity become separate candidates (see
+        :func:`detector.candidates.find_candidates`); None: connected regions are not split.
+    style : overlay look for the DICOM series (its threshold is replaced by ``threshold`` and its
+        ``z_max`` by 2.5 x ``threshold`` when the overlay shows the matched-filter score).
     """
 
     model: Any = "default"
     force_model: bool = False
     device: str = "cpu"
     recalibrate: bool = True
-    threshold: float = 4.0
-    low_threshold: float | None = 3.0
+    threshold: float | None = None
+    low_threshold: float | None = OPERATING_LOW_THRESHOLD
     min_volume_mm3: float = 20.0
     matched_filter_mm: float | None = 1.5
+    split_mm: float | None = 3.0
     style: OverlayStyle = field(default_factory=OverlayStyle)
 
 
@@ -73,6 +94,8 @@ class ZScoreOutputs:
     outputs: dict[str, Path] = field(default_factory=dict)
     #: the candidates' voxels (int32, label = candidate_id), for the DICOM Segmentation
     candidate_labels: np.ndarray | None = field(default=None, repr=False)
+    score: Volume | None = None
+    """The map the candidates were found on (matched-filter score), shown by the overlay."""
 
     def summary(self) -> str:
         return self.zmap.summary() + "\n" + self.candidates.summary()
@@ -129,8 +152,9 @@ def write_zscore_files(
     if dicom_template is not None:
         how = f"network v{zm.model_version}" if zm.method == "network" else "analytic error model"
         folder = out / ZSCORE_OUTPUT_FILES["dicom_zscore_overlay"]
+        shown, style = overlay_map(result, style)
         write_overlay_dicom(
-            current, zm.z, folder, template=dicom_template, style=style or OverlayStyle(), series_number=series_number,
+            current, shown, folder, template=dicom_template, style=style, series_number=series_number,
             series_description=f"TSCT z-score overlay ({'network' if zm.method == 'network' else 'analytic'})",
             derivation_description=f"TSCT z-score map ({how}) on the current CT; z = (current - estimate) / sigma from the registered prior. Research use only; not for diagnosis.",
         )
@@ -146,6 +170,21 @@ def _write_labels(volume: Volume, path: Path) -> Path:
     image.SetDirection(volume.direction)
     sitk.WriteImage(image, str(path), True)
     return path
+
+
+def overlay_map(result: ZScoreOutputs, style: OverlayStyle | None = None) -> tuple[Volume, OverlayStyle]:
+    """The map the colour overlay shows and the style to show it with.
+
+    When the candidates were found on a score other than z (the matched filter, the default),
+    the overlay shows that score from the candidates' own threshold, so that every candidate at
+    the operating point is coloured, lytic (decrease colour) as well as blastic; otherwise z with
+    ``style`` unchanged.
+    """
+    style = style or OverlayStyle()
+    if result.score is None:
+        return result.zmap.z, style
+    t = float(result.candidates.parameters.get("threshold", style.threshold))
+    return result.score, replace(style, threshold=t, z_max=2.5 * t)
 
 
 def _write_float(volume: Volume, path: Path) -> Path:
@@ -194,12 +233,14 @@ def zscore_stage(
     margin = float(zm.parameters.get("prior_fov_margin_mm", 0.0))
     cand_roi = roi & ~near_missing_prior(current.array, warped_prior.array, roi, current.spacing_mm, margin)
     score, score_name = zm.z, "z"
+    threshold = settings.threshold if settings.threshold is not None else OPERATING_THRESHOLDS.get(zm.method, OPERATING_THRESHOLD)
+    low = None if settings.low_threshold is None else min(float(settings.low_threshold), float(threshold))
     if settings.matched_filter_mm:
         score = matched_filter_score(zm.candidate_z, cand_roi, sigma_mm=settings.matched_filter_mm)
         score_name = f"z, matched filter {settings.matched_filter_mm:g} mm"
     cands = find_candidates(
-        score, roi=cand_roi, threshold=settings.threshold, low_threshold=settings.low_threshold, min_volume_mm3=settings.min_volume_mm3,
-        change_hu=change, score_name=score_name, case_id=case_id,
+        score, roi=cand_roi, threshold=threshold, low_threshold=low, min_volume_mm3=settings.min_volume_mm3,
+        change_hu=change, score_name=score_name, case_id=case_id, split_mm=settings.split_mm,
     )
     extra: dict[str, Any] = {"z_method": zm.method, "model_version": zm.model_version, "matched_filter_mm": settings.matched_filter_mm}
     if settings.matched_filter_mm:
@@ -208,8 +249,8 @@ def zscore_stage(
     from .dicom_objects import candidate_label_array
 
     labels, _ = candidate_label_array(score, cand_roi, cands, rescore=False)  # the very score and ROI: exact regions
-    result = ZScoreOutputs(zmap=zm, candidates=cands, candidate_labels=labels)
+    result = ZScoreOutputs(zmap=zm, candidates=cands, candidate_labels=labels, score=score if settings.matched_filter_mm else None)
     if out_dir is None:
         return result
     outputs = write_zscore_files(result, current, out_dir, style=settings.style, dicom_template=dicom_template, series_number=series_number)
-    return ZScoreOutputs(zmap=zm, candidates=cands, outputs=outputs, candidate_labels=labels)
+    return ZScoreOutputs(zmap=zm, candidates=cands, outputs=outputs, candidate_labels=labels, score=result.score)

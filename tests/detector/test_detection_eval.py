@@ -38,6 +38,16 @@ def test_evaluation_scores_every_method(toy_study, tmp_path):
     assert paths["froc"].stat().st_size > 1000
     assert "wAFROC" in paths["markdown"].read_text()
     assert len(ev.to_frame()) == 3
+    # wAFROC with its 95 % CI, the operating point and the curve to choose another one
+    lo, hi = an.wafroc_ci
+    assert 0.0 <= lo <= an.wafroc <= hi <= 1.0
+    op = data["methods"]["analytic"]["operating_point"]
+    assert op["threshold"] == 8.5 and op["fp_per_case"] >= 0 and 0 <= op["sensitivity"] <= 1
+    assert len(data["methods"]["analytic"]["operating_curve"]) == 35
+    for key in ("wafroc_ci95", "operating_point", "operating_curve"):
+        assert key in EVALUATION_JSON_KEYS
+    assert "nan" not in ev.summary().lower() and "operating point" in ev.summary()
+    assert data["bone_roi"]["mean_volume_ml"] > 0
 
 
 def test_unknown_method_is_refused(toy_study):

@@ -91,3 +91,29 @@ def test_lesion_extent_from_voxels():
     assert les.distance_mm((1.0, 0.0, 0.0)) == 0.0
     assert les.distance_mm((2.0, 3.0, 0.0)) == pytest.approx(3.0)
     assert match_candidates("C", _cands(((2.0, 3.0, 0.0), 5.0)), [les], margin_mm=3.0).ll_ratings == {"V": 5.0}
+
+
+def test_operating_point_counts_by_hand():
+    from detector.froc import operating_point
+
+    marks = _marks()
+    lesions = {"A1": [L1, L2], "A2": [L3]}
+    op = operating_point(marks, lesions, 4.5)
+    # false positives rated >= 4.5: N1 (5.0), A1 (6.0) -> 2 over 4 cases; N2's 3.5 and A2's 3.2 are below
+    assert op["fp_per_case"] == pytest.approx(0.5)
+    assert op["fp_per_normal_case"] == pytest.approx(0.5)
+    assert op["max_fp_in_a_case"] == 1
+    # lesions rated >= 4.5: L1 (8), L3 (4.5); L2 (4) is not
+    assert op["sensitivity"] == pytest.approx(2 / 3)
+    assert op["sensitivity_ge_5mm"] == pytest.approx(0.5) and op["n_lesions_ge_5mm"] == 2
+
+
+def test_wafroc_confidence_interval_brackets_the_estimate():
+    from detector.froc import wafroc_with_ci
+
+    marks = _marks()
+    ci = wafroc_with_ci({"a": marks, "b": marks})
+    est, lo, hi = ci["a"]
+    assert est == pytest.approx(wafroc_scores({"a": marks})["a"])
+    assert 0.0 <= lo <= est <= hi <= 1.0 and hi > lo
+    assert ci["b"] == pytest.approx(ci["a"])

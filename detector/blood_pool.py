@@ -1,0 +1,164 @@
+"""Contrast-filled blood pools and enhancing organs: what a threshold bone mask must leave out.
+
+Contrast blood (150-600 HU) and enhancing kidneys, spleen or bowel wall have the density of
+cancellous bone, and in an arterial-phase CT denser than the 400 HU seed of the hysteresis
+threshold, so a threshold mask takes in the heart, the aorta and the kidneys wherever they touch
+bone. What tells them apart is **shape and surroundings**, not density:
+
+* a **pool** is a thick region of medium density (``lo_hu`` <= HU < ``hi_hu``, 150-700 HU) that
+  survives a morphological opening with a ball of ``radius_mm`` (5 mm): thin cortex, ribs and
+  trabecular rims do not, nor do the gaps between a vessel and the vertebra beside it;
+* bone marrow is **wrapped in cortex**: its surroundings are as dense as it is or denser; a blood
+  pool or an organ is **wrapped in soft tissue or fat**, its surroundings are far less dense.
+
+Each component of the opened mask is measured: its median HU ``m``, and the median ``r50`` and
+90th percentile ``r90`` of the ring of voxels just outside it. It is a pool when its
+surroundings are at least ``rim_drop_hu`` (100 HU) darker than it (``r50 < m - 100``) **and**
+either it is large (``>= big_ml``, 120 mL: the heart, a long aorta, a kidney; the marrow of one
+bone, after the opening and cut off from its neighbours by discs and joints, measured 2-50 mL)
+or it is dense (``m >= 300`` HU, contrast blood; marrow is 100-300 HU) with no cortex-like
+ring (``r90 < m + 150``). The pool is then grown back over the medium-density voxels the opening
+had shaved off its border (its partial-volume rim).
+
+A new blastic lesion inside marrow also looks like a dense region in a darker surrounding. The
+pipeline therefore removes only pools found in **both** exams (:func:`pools_in_both`: a pool
+component of one exam at least half inside a pool of the other; the lesion is marrow in the
+prior), see :func:`detector.pipeline.run_pair`.
+
+Everything runs on a copy block-averaged to about ``work_mm`` (2 mm) and is brought back to
+the full grid by nearest neighbour; 0.1-1 s on the project's real CTs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage as ndi
+
+from cases import LabelVolume, Volume
+
+from ._geometry import block_factors, label_like
+
+__all__ = ["PoolSettings", "blood_pool_mask", "pools_in_both"]
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """Parameters of :func:`blood_pool_mask` (see the module docstring for what each does)."""
+
+    lo_hu: float = 150.0
+    hi_hu: float = 700.0
+    radius_mm: float = 5.0
+    rim_drop_hu: float = 100.0
+    big_ml: float = 120.0
+    dense_hu: float = 300.0
+    cortex_rise_hu: float = 150.0
+    work_mm: float = 2.0
+
+
+def _ball(radius_vox: list[float]) -> np.ndarray:
+    r = [max(1, int(np.floor(x + 1e-6))) for x in radius_vox]
+    zz, yy, xx = np.ogrid[-r[0]:r[0] + 1, -r[1]:r[1] + 1, -r[2]:r[2] + 1]
+    rz, ry, rx = (max(x, 1e-3) for x in radius_vox)
+    return (zz / rz) ** 2 + (yy / ry) ** 2 + (xx / rx) ** 2 <= 1.0 + 1e-9
+
+
+def _pools_low(volume: Volume, s: PoolSettings) -> tuple[np.ndarray, sitk.Image, list[dict[str, float | bool]]]:
+    """The pool mask on the block-averaged working grid, the working-grid image, the records."""
+    image = volume.to_sitk()
+    if image.GetPixelID() != sitk.sitkFloat32:
+        image = sitk.Cast(image, sitk.sitkFloat32)
+    factors = block_factors(volume.spacing_mm, s.work_mm)
+    small = sitk.BinShrink(image, factors) if any(f > 1 for f in factors) else image
+    del image
+    a = sitk.GetArrayFromImage(small)
+    sp_zyx = tuple(reversed(small.GetSpacing()))
+    medium = (a >= s.lo_hu) & (a < s.hi_hu)
+    se = _ball([s.radius_mm / x for x in sp_zyx])
+    opened = ndi.binary_opening(medium, se)
+    lab, n = ndi.label(opened)
+    pools = np.zeros(a.shape, dtype=bool)
+    records: list[dict[str, float | bool]] = []
+    voxel_ml = float(np.prod(sp_zyx)) / 1000.0
+    ring_se = ndi.generate_binary_structure(3, 1)
+    for i, sl in enumerate(ndi.find_objects(lab), 1):
+        if sl is None:
+            continue
+        box = tuple(slice(max(0, q.start - 3), q.stop + 3) for q in sl)
+        m = lab[box] == i
+        vals = a[box][m]
+        ring = ndi.binary_dilation(m, ring_se, iterations=2) & ~m
+        ring_vals = a[box][ring]
+        med = float(np.median(vals))
+        r50 = float(np.median(ring_vals)) if ring_vals.size else med
+        r90 = float(np.percentile(ring_vals, 90)) if ring_vals.size else med
+        vol = float(m.sum() * voxel_ml)
+        darker_around = r50 < med - s.rim_drop_hu
+        is_pool = darker_around and (vol >= s.big_ml or (med >= s.dense_hu and r90 < med + s.cortex_rise_hu))
+        records.append({"volume_ml": round(vol, 2), "median_hu": round(med, 1), "ring_median_hu": round(r50, 1), "ring_p90_hu": round(r90, 1), "pool": bool(is_pool)})
+        if is_pool:
+            pools[box] |= m
+    if pools.any():
+        # grow back over the border the opening shaved off (partial volume with the surroundings)
+        pools = ndi.binary_dilation(pools, se) & (a >= s.lo_hu - 100.0) & (a < s.hi_hu) | pools
+    return pools, small, records
+
+
+def _to_full(low: np.ndarray, small: sitk.Image, volume: Volume) -> np.ndarray:
+    out = sitk.GetImageFromArray(low.astype(np.uint8))
+    out.CopyInformation(small)
+    if small.GetSize() != tuple(volume.size):
+        out = sitk.Resample(out, volume.to_sitk(), sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    return sitk.GetArrayFromImage(out).astype(np.uint8)
+
+
+def blood_pool_mask(volume: Volume, settings: PoolSettings | None = None) -> LabelVolume:
+    """Mask (1 = pool) of contrast-filled blood pools and enhancing organs of a CT volume.
+
+    Parameters
+    ----------
+    volume : CT in HU.
+    settings : thresholds and sizes; :class:`PoolSettings` defaults when None.
+
+    Returns
+    -------
+    LabelVolume
+        uint8 on ``volume``'s grid; metadata ``pools`` lists each component examined (volume mL,
+        median HU, ring median and 90th percentile, verdict).
+    """
+    s = settings or PoolSettings()
+    low, small, records = _pools_low(volume, s)
+    mask = label_like(volume, _to_full(low, small, volume))
+    mask.metadata["pools"] = records
+    return mask
+
+
+def pools_in_both(current: Volume, warped_prior: Volume, settings: PoolSettings | None = None, *, min_overlap: float = 0.5) -> tuple[LabelVolume, LabelVolume]:
+    """Pools present in both exams of a registered pair, and the current exam's pools.
+
+    A pool component of either exam counts as shared when at least ``min_overlap`` of it lies in
+    a pool of the other exam (so the two exams' pool outlines need not agree voxel by voxel); a
+    new blastic lesion in marrow, a pool in the current exam only, is not shared.
+
+    Returns
+    -------
+    (shared, current_pools) : uint8 masks on the current grid.
+    """
+    if not current.same_space(warped_prior):
+        raise ValueError("pools_in_both needs the prior warped onto the current exam's grid.")
+    s = settings or PoolSettings()
+    cur_low, small, _ = _pools_low(current, s)
+    pri_low, _, _ = _pools_low(warped_prior, s)
+    shared = np.zeros_like(cur_low)
+    for mine, other in ((cur_low, pri_low), (pri_low, cur_low)):
+        lab, n = ndi.label(mine, np.ones((3, 3, 3), bool))
+        if n == 0:
+            continue
+        size = np.bincount(lab.ravel(), minlength=n + 1)
+        inside = np.bincount(lab.ravel(), weights=other.ravel().astype(np.float64), minlength=n + 1)
+        keep = inside >= min_overlap * np.maximum(size, 1)
+        keep[0] = False
+        shared |= keep[lab]
+    return label_like(current, _to_full(shared, small, current)), label_like(current, _to_full(cur_low, small, current))
