@@ -149,6 +149,8 @@ def write_zscore_files(
             path = out / ZSCORE_OUTPUT_FILES["candidate_labels"]
             _write_labels(current.like(result.candidate_labels.astype(np.int32)), path)
             outputs["candidate_labels"] = path
+        if result.score is not None:
+            outputs["candidate_score"] = _write_float(result.score, out / ZSCORE_OUTPUT_FILES["candidate_score"])
     if dicom_template is not None:
         how = f"network v{zm.model_version}" if zm.method == "network" else "analytic error model"
         folder = out / ZSCORE_OUTPUT_FILES["dicom_zscore_overlay"]
