@@ -8,8 +8,8 @@ A simulated reader looks at what a real reader gets in each treatment and nothin
   the same exam, so that the normal dense cortex of thin posterior elements is not taken for a
   lesion while a lytic hole in a vertebral body stands out; old sclerotic islands look as
   suspicious as new blastic lesions;
-* **aided**: the same CT plus the temporal-subtraction z-map overlay (``zmap.nii.gz`` of the
-  detector; the plain subtraction scaled by its robust spread when no z-map exists). Coloured
+* **aided**: the same CT plus the temporal-subtraction z-map overlay (the ``zmap`` output of the
+  detector's ``outputs.json``; the plain subtraction scaled by its robust spread when no z-map exists). Coloured
   regions (``|z| ≥ overlay_threshold``) draw the reader's attention wherever they are, and a
   CT finding without any change on the overlay is discounted as an old finding.
 
