@@ -400,14 +400,14 @@ def create_study(
     repeated = [c for c, n in Counter(t.code for t in treatments).items() if n > 1]
     if repeated:
         raise ReaderStudyError(f"Treatment codes must be unique; repeated: {', '.join(repeated)}.")
-    from workstation.layers import AID_LAYERS, unknown_overlays
+    from .aids import AID_NAMES, unknown_overlays
 
     for spec in treatments:
         unknown = unknown_overlays(spec.overlays)
         if unknown:
             raise ReaderStudyError(
                 f"Treatment {spec.code!r} (--treatment): unknown overlay(s) {', '.join(unknown)}; readers would see nothing for them. "
-                f"Known overlays: {', '.join(sorted(AID_LAYERS))}, e.g. aided=subtraction+zmap."
+                f"Known overlays: {', '.join(sorted(AID_NAMES))}, e.g. aided=subtraction+zmap."
             )
 
     from cases import CaseList, read_case_list
@@ -713,10 +713,11 @@ def lock_study(
 
     With ``hash_files`` (default) every exam file (prior and current; each file of a DICOM
     folder), every label map and, with ``detector_dir``, every detector output of each case
-    (:func:`reader_study.integrity.detector_output_files`, with the model's name and version) is
-    hashed into the lock (:func:`lock_manifest`). An exam that changed since ``create``, a
-    missing or truncated file, or a case whose detector outputs are missing or unfinished, is
-    refused with every problem listed. ``require_detector``: refuse a study with aided
+    (:func:`reader_study.integrity.detector_output_files`: the case's ``outputs.json`` manifest
+    and every file it lists, with the model's name and version from the manifest) is hashed into
+    the lock (:func:`lock_manifest`). An exam that changed since ``create``, a missing or
+    truncated file, or a case whose detector outputs are missing, unfinished (no manifest) or
+    altered since the detector wrote them, is refused with every problem listed. ``require_detector``: refuse a study with aided
     treatments when no ``detector_dir`` is given.
     """
     study = get_study(session, study_code)
@@ -779,9 +780,11 @@ def lock_manifest(session: Session, study: Study, *, detector_dir: str | Path | 
     """
     from tsct_files import problems_file
 
+    from detector.outputs import CaseOutputsError
+
     from .integrity import (
         FileEntry, IncompleteFileError, check_complete, check_detector_case, detector_model, detector_output_files, exam_files,
-        overlay_files_needed, sha256_file,
+        overlay_roles_needed, sha256_file,
     )
 
     cases = list(session.scalars(select(StudyCase).where(StudyCase.study_id == study.id).order_by(StudyCase.jafroc_id)))
@@ -789,9 +792,9 @@ def lock_manifest(session: Session, study: Study, *, detector_dir: str | Path | 
     treatments = list(session.scalars(select(Treatment).where(Treatment.study_id == study.id).order_by(Treatment.position)))
     needed: list[str] = []
     for t in treatments:
-        for name in overlay_files_needed(o for o in t.overlays.split(",") if o):
-            if name not in needed:
-                needed.append(name)
+        for role in overlay_roles_needed(o for o in t.overlays.split(",") if o):
+            if role not in needed:
+                needed.append(role)
     problems: list[str] = []
     entries: list[tuple[int | None, Any]] = []
 
@@ -844,12 +847,20 @@ def lock_manifest(session: Session, study: Study, *, detector_dir: str | Path | 
         else:
             for case in cases:
                 case_dir = root / case.code
-                found = check_detector_case(case.code, case_dir, needed, require_qc=True)
+                found = check_detector_case(case.code, case_dir, needed)
                 if found:
                     problems.extend(found)
                     continue
                 model = detector_model(case_dir)
-                for name, f in detector_output_files(case_dir):
+                try:
+                    listed = detector_output_files(case_dir)
+                except CaseOutputsError as exc:
+                    problems.append(f"case {case.code}: {exc}")
+                    continue
+                for name, f in listed:
+                    if not f.is_file():
+                        problems.append(f"case {case.code}: {name} is listed in {case_dir / 'outputs.json'} but missing; rerun `tsct detect batch` for this case")
+                        continue
                     add(case, "detector", name, f, model)
     if problems:
         summary = "; ".join(problems[:8]) + (f"; … and {len(problems) - 8} more" if len(problems) > 8 else "")
@@ -862,6 +873,8 @@ def lock_manifest(session: Session, study: Study, *, detector_dir: str | Path | 
 
 def verify_study(session: Session, study_code: str) -> LockVerification:
     """Recompute the content hash and re-hash every locked file; names each file that changed, by case and file."""
+    from detector.outputs import CaseOutputsError
+
     from .integrity import FileChange, detector_output_files, sha256_file
 
     study = get_study(session, study_code)
@@ -884,7 +897,11 @@ def verify_study(session: Session, study_code: str) -> LockVerification:
             changes.append(FileChange(case_code, row.role, row.name, str(path), "changed", row.sha256, now))
     for folder, (case_code, names) in detector_dirs.items():
         if folder.is_dir():
-            for name, f in detector_output_files(folder):
+            try:
+                listed = detector_output_files(folder)
+            except CaseOutputsError:
+                continue  # the manifest itself is reported missing or changed above
+            for name, f in listed:
                 if name not in names:
                     changes.append(FileChange(case_code, "detector", name, str(f), "added"))
     return LockVerification(study.code, study.content_hash, digest, len(rows), tuple(changes))

@@ -5,16 +5,19 @@ row per file readers read or scoring uses:
 
 * ``prior`` / ``current`` - the exams (a NIfTI/NRRD/MHA file, or every file of a DICOM folder);
 * ``label_map`` - the lesions' label maps;
-* ``detector`` - the detector outputs of each case that readers see in an aided treatment
-  (overlay, z-map, subtraction, candidates, ...), with the model's name and version.
+* ``detector`` - the detector outputs of each case: its manifest ``outputs.json`` (which records
+  the model and the exams' hashes) and every file it lists (overlay, z-map, subtraction,
+  candidates, QC, ...), with the model's name and version from the manifest.
 
 :func:`verify_files` re-hashes them and names each file that changed, by case and file.
-:func:`check_detector_case` checks, before anything is read, that a case's detector folder holds
-complete files for the overlays a treatment shows (a missing or truncated overlay is refused; an
-aided reading is never done without its overlay).
+:func:`check_detector_case` checks, before anything is read, that the detector finished a case
+(its manifest is there) and that the outputs of the roles a treatment's overlays show
+(:func:`overlay_roles_needed`, from :data:`reader_study.aids.AIDS`) are complete and still the
+files the manifest hashed (a missing, truncated or altered overlay is refused; an aided reading is
+never done without its overlay).
 
-Which detector files count is decided in one place, :func:`detector_output_files`, so that it can
-follow the detector's own output manifest when there is one.
+Which detector files count is decided in one place, :func:`detector_output_files`: the manifest
+and what it lists, never file names.
 """
 
 from __future__ import annotations
@@ -38,13 +41,9 @@ __all__ = [
     "detector_model",
     "check_complete",
     "check_detector_case",
-    "overlay_files_needed",
+    "overlay_roles_needed",
     "describe_changes",
 ]
-
-#: Files of a detector case folder that are not outputs (a failed case's traceback, temporary names).
-_NOT_OUTPUTS = ("error.txt",)
-
 
 class IncompleteFileError(ValueError):
     """A file is missing, truncated or cannot be parsed; the message names it and says what to do."""
@@ -118,38 +117,50 @@ def exam_files(path: str | Path) -> list[tuple[str, Path]]:
 
 
 def detector_output_files(case_dir: str | Path) -> list[tuple[str, Path]]:
-    """The detector outputs of one case that readers may see, as ``(name relative to the case folder, path)``.
+    """The detector outputs of one case that the lock protects, as ``(name relative to the case folder, path)``.
 
-    Today: every regular file of the case folder (overlay, z-map, subtraction, candidates, QC,
-    derived DICOM series), except hidden or temporary names and ``error.txt``. This is the single
-    place to switch to the detector's output manifest (``outputs.json``) when it lists the files.
+    The case's manifest ``outputs.json`` (:func:`detector.read_case_outputs`; it records the
+    model and the two exams' hashes) and every file it lists (overlay, z-map, subtraction,
+    candidates, QC, each file of a derived DICOM series). A file in the folder that the manifest
+    does not list is not an output: no reader or analysis ever reads it. This is the single place
+    that decides which detector files count.
+
+    Raises
+    ------
+    detector.outputs.CaseOutputsError
+        The case has no finished, readable manifest (the message names the folder and says to
+        rerun ``tsct detect``).
     """
+    from detector.outputs import MANIFEST_NAME, read_case_outputs
+
     case_dir = Path(case_dir)
-    return [(f.relative_to(case_dir).as_posix(), f) for f in _files_under(case_dir) if f.name not in _NOT_OUTPUTS]
+    outputs = read_case_outputs(case_dir)
+    files: list[tuple[str, Path]] = [(MANIFEST_NAME, case_dir / MANIFEST_NAME)]
+    for role in sorted(outputs.files):
+        entry = outputs.files[role]
+        path = case_dir / entry.path
+        if path.is_dir():
+            files += [(f"{entry.path}/{f.relative_to(path).as_posix()}", f) for f in _files_under(path)]
+        else:
+            files.append((entry.path, path))
+    return files
 
 
 def detector_model(case_dir: str | Path) -> tuple[str, str]:
-    """``(model name, model version)`` of the detector run that made a case folder, from its ``qc.json``.
+    """``(model name, model version)`` of the z-score model that made a case folder, from its manifest (``outputs.json``).
 
-    ``("", "")`` when ``qc.json`` is absent or says nothing about the model.
+    ``("", "")`` when the manifest is missing or unreadable, or records no model (the z-score
+    stage did not run). A model without a name is named by its method (e.g. ``analytic error model``).
     """
-    qc = Path(case_dir) / "qc.json"
-    if not qc.is_file():
-        return "", ""
+    from detector.outputs import CaseOutputsError, read_case_outputs
+
     try:
-        doc = json.loads(qc.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        model = read_case_outputs(case_dir).model
+    except CaseOutputsError:
         return "", ""
-    z = doc.get("zscore") or {}
-    version = str(z.get("model_version") or doc.get("tsct_version") or doc.get("package_version") or "")
-    method = str(z.get("method") or "")
-    if method == "network":
-        name = "tsct z-score network"
-    elif method:
-        name = f"tsct z-score {method} model"
-    else:
-        name = "tsct temporal subtraction"
-    return name, version
+    if model is None:
+        return "", ""
+    return str(model.name or model.describe()), str(model.version or "")
 
 
 def _nifti_expected_bytes(header: bytes) -> int | None:
@@ -214,36 +225,59 @@ def check_complete(path: str | Path) -> None:
             raise IncompleteFileError(f"{path} is not complete JSON ({exc}).") from None
 
 
-def overlay_files_needed(overlays: Iterable[str]) -> list[str]:
-    """Detector file names the given treatment overlays show (``zmap`` -> ``zmap.nii.gz`` …)."""
-    from workstation.layers import LAYERS
+def overlay_roles_needed(overlays: Iterable[str]) -> list[str]:
+    """Detector output roles the given treatment overlays show (``zmap`` -> ``zmap`` …), from the study's aids (:data:`reader_study.aids.AIDS`)."""
+    from .aids import aid_roles
 
-    names = []
-    for overlay in overlays:
-        spec = LAYERS.get(overlay)
-        if spec is not None and spec.detector_file and spec.detector_file not in names:
-            names.append(spec.detector_file)
-    return names
+    return aid_roles(overlays)
 
 
-def check_detector_case(case_code: str, case_dir: Path | None, needed: Sequence[str], *, require_qc: bool, option: str = "--detector-dir") -> list[str]:
-    """Problems (empty when fine) with one case's detector folder for the files ``needed``.
+_RERUN = "rerun `tsct detect batch` for this case"
 
-    Every needed file must be present and complete (:func:`check_complete`); with ``require_qc``
-    the detector must have finished the case (``qc.json``, written last, present and complete).
+
+def check_detector_case(
+    case_code: str,
+    case_dir: Path | None,
+    needed: Sequence[str],
+    *,
+    optional: Sequence[str] = (),
+    option: str = "--detector-dir",
+) -> list[str]:
+    """Problems (empty when fine) with one case's detector folder for the output roles ``needed``.
+
+    The detector must have finished the case: its manifest (``outputs.json``, written last) is
+    present and readable (:func:`detector.read_case_outputs`). Every needed role must be listed
+    in it, its file complete (:func:`check_complete`) and still the file the detector wrote (the
+    SHA-256 in the manifest). Roles in ``optional`` are checked the same way when the manifest
+    lists them (e.g. ``bone_roi``).
     """
+    from detector.outputs import ROLES, CaseOutputsError, read_case_outputs
+
     if case_dir is None:
         return [f"case {case_code}: no detector folder; give {option} DIR (the detector's batch output, DIR/{case_code}/)"]
     if not case_dir.is_dir():
         return [f"case {case_code}: the detector folder {case_dir} is missing; run `tsct detect batch` for this case or give the right {option}"]
+    try:
+        outputs = read_case_outputs(case_dir)
+    except CaseOutputsError as exc:
+        return [f"case {case_code}: the detector did not finish this case: {exc}"]
     problems = []
-    wanted = list(needed) + (["qc.json"] if require_qc else [])
-    for file_name in wanted:
+    wanted = list(needed) + [r for r in optional if r not in needed and outputs.has(r)]
+    for role in wanted:
+        if not outputs.has(role):
+            problems.append(
+                f"case {case_code}: {ROLES[role][0] if role in ROLES else role}: the detector wrote no {role!r} output for this case "
+                f"(its outputs.json lists: {', '.join(outputs.files) or 'none'}); {_RERUN}"
+            )
+            continue
+        entry = outputs.files[role]
+        path = case_dir / entry.path
         try:
-            check_complete(case_dir / file_name)
-        except IncompleteFileError as exc:
-            hint = "the detector did not finish this case" if file_name == "qc.json" else "rerun `tsct detect batch` for this case"
-            problems.append(f"case {case_code}: {file_name}: {exc} ({hint})")
+            if not path.is_dir():
+                check_complete(path)
+            outputs.verify([role])
+        except (IncompleteFileError, CaseOutputsError) as exc:
+            problems.append(f"case {case_code}: {entry.path}: {exc} ({_RERUN})")
     return problems
 
 

@@ -8,8 +8,8 @@ A simulated reader looks at what a real reader gets in each treatment and nothin
   the same exam, so that the normal dense cortex of thin posterior elements is not taken for a
   lesion while a lytic hole in a vertebral body stands out; old sclerotic islands look as
   suspicious as new blastic lesions;
-* **aided**: the same CT plus the temporal-subtraction z-map overlay (``zmap.nii.gz`` of the
-  detector; the plain subtraction scaled by its robust spread when no z-map exists). Coloured
+* **aided**: the same CT plus the temporal-subtraction z-map overlay (the ``zmap`` output of the
+  detector's ``outputs.json``; the plain subtraction scaled by its robust spread when no z-map exists). Coloured
   regions (``|z| ≥ overlay_threshold``) draw the reader's attention wherever they are, and a
   CT finding without any change on the overlay is discounted as an old finding.
 
@@ -443,10 +443,12 @@ def _rating_value(level: int, scale_name: str) -> float:
 def check_simulation_inputs(session: Any, study: Any, detector_dir: str | Path | None) -> None:
     """Refuse to read when an aided treatment's overlay is missing, unfinished, truncated or not the locked one.
 
-    Every case is read in an aided treatment in a fully crossed design, so every case needs the
-    detector files its aided treatments show (``subtraction.nii.gz``, ``zmap.nii.gz`` …) complete
-    in ``<detector_dir>/<case>/``, and a bone ROI there, if any, complete too. When the lock
-    recorded the detector outputs, each file read must still have its locked SHA-256.
+    Every case is read in an aided treatment in a fully crossed design, so every case needs a
+    finished detector manifest (``<detector_dir>/<case>/outputs.json``) listing the outputs its
+    aided treatments show (roles ``subtraction``, ``zmap`` … of :data:`reader_study.aids.AIDS`),
+    each complete and still the file the manifest hashed, and a bone ROI, if it lists one,
+    likewise. When the lock recorded the detector outputs, the manifest and each file read must
+    still have their locked SHA-256.
 
     Raises
     ------
@@ -455,7 +457,9 @@ def check_simulation_inputs(session: Any, study: Any, detector_dir: str | Path |
     """
     from sqlalchemy import select
 
-    from .integrity import check_complete, check_detector_case, overlay_files_needed, IncompleteFileError, sha256_file
+    from detector.outputs import MANIFEST_NAME, CaseOutputsError, read_case_outputs
+
+    from .integrity import check_detector_case, overlay_roles_needed, sha256_file
     from .models import StudyCase, StudyFile, Treatment
 
     treatments = list(session.scalars(select(Treatment).where(Treatment.study_id == study.id).order_by(Treatment.position)))
@@ -464,9 +468,9 @@ def check_simulation_inputs(session: Any, study: Any, detector_dir: str | Path |
         return
     needed: list[str] = []
     for t in aided:
-        for name in overlay_files_needed(o for o in t.overlays.split(",") if o):
-            if name not in needed:
-                needed.append(name)
+        for role in overlay_roles_needed(o for o in t.overlays.split(",") if o):
+            if role not in needed:
+                needed.append(role)
     if not needed:
         return
     cases = list(session.scalars(select(StudyCase).where(StudyCase.study_id == study.id).order_by(StudyCase.jafroc_id)))
@@ -485,20 +489,21 @@ def check_simulation_inputs(session: Any, study: Any, detector_dir: str | Path |
     problems: list[str] = []
     for case in cases:
         case_dir = root / case.code
-        found = check_detector_case(case.code, case_dir, needed, require_qc=False)
-        roi = case_dir / "bone_roi.nii.gz"
-        if not found and roi.exists():
-            try:
-                check_complete(roi)
-            except IncompleteFileError as exc:
-                found.append(f"case {case.code}: bone_roi.nii.gz: {exc}")
+        found = check_detector_case(case.code, case_dir, needed, optional=("bone_roi",))
         if not found and locked:
-            for name in needed + (["bone_roi.nii.gz"] if roi.exists() else []):
-                want = locked.get((case.id, name))
-                if want is None:
-                    found.append(f"case {case.code}: {name} was not among the detector outputs locked with the study")
-                elif sha256_file(case_dir / name) != want:
-                    found.append(f"case {case.code}: {name} differs from the file locked with the study (sha256 {want[:12]}…)")
+            try:
+                outputs = read_case_outputs(case_dir)
+            except CaseOutputsError as exc:
+                found.append(f"case {case.code}: {exc}")
+                outputs = None
+            if outputs is not None:
+                read = [MANIFEST_NAME] + [outputs.files[r].path for r in needed + (["bone_roi"] if outputs.has("bone_roi") else [])]
+                for name in read:
+                    want = locked.get((case.id, name))
+                    if want is None:
+                        found.append(f"case {case.code}: {name} was not among the detector outputs locked with the study")
+                    elif sha256_file(case_dir / name) != want:
+                        found.append(f"case {case.code}: {name} differs from the file locked with the study (sha256 {want[:12]}…)")
         problems.extend(found)
     if problems:
         shown = "; ".join(problems[:8]) + (f"; … and {len(problems) - 8} more" if len(problems) > 8 else "")

@@ -16,9 +16,11 @@ layer              what                                    aid         detector 
 ``zmap``           z-score overlay on the current exam     yes         ``zmap``
 =================  ======================================  ==========  ==========================
 
-Aid files are the detector's per-case outputs in ``<detector dir>/<case id>/``, found through
-the case's manifest (``outputs.json``, :func:`detector.read_case_outputs`) by their role, never
-by file name (``tsct detect batch CASELIST --out DIR``; the reading app's detector dir is
+The aids and the output role each shows are the study design's vocabulary
+(:data:`reader_study.aids.AIDS`); this module adds only how each is displayed. Aid files are the
+detector's per-case outputs in ``<detector dir>/<case id>/``, found through the case's manifest
+(``outputs.json``, :func:`detector.read_case_outputs`) by their role, never by file name
+(``tsct detect batch CASELIST --out DIR``; the reading app's detector dir is
 ``$TSCT_DETECTOR_DIR``, default ``$TSCT_DATA_DIR/detector``).
 
 :func:`allowed_layers` is the single rule, applied on the server when an image ticket is issued
@@ -32,6 +34,8 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
+
+from reader_study.aids import AIDS, unknown_overlays
 
 from .render import SUBTRACTION_WINDOW, WindowPreset
 
@@ -51,17 +55,28 @@ class LayerSpec:
     fixed_window: WindowPreset | None = None
 
 
-LAYERS: dict[str, LayerSpec] = {
-    spec.name: spec
-    for spec in (
-        LayerSpec("ct", "Current CT", "base", aid=False),
-        LayerSpec("prior", "Prior CT", "side", aid=False),
-        LayerSpec("subtraction", "Temporal subtraction", "side", aid=True, output_role="subtraction", volume_kind="hu", fixed_window=SUBTRACTION_WINDOW),
-        LayerSpec("subtraction_vm", "Voxel-matched subtraction", "side", aid=True, output_role="subtraction_vm", volume_kind="hu", fixed_window=SUBTRACTION_WINDOW),
-        LayerSpec("warped_prior", "Registered prior", "side", aid=True, output_role="warped_prior", volume_kind="hu"),
-        LayerSpec("zmap", "z-map overlay", "overlay", aid=True, output_role="zmap", volume_kind="z"),
-    )
+#: How each aid of the study design (:data:`reader_study.aids.AIDS`) is displayed: (panel, volume kind, fixed window).
+_AID_DISPLAY: dict[str, tuple[str, str, WindowPreset | None]] = {
+    "subtraction": ("side", "hu", SUBTRACTION_WINDOW),
+    "subtraction_vm": ("side", "hu", SUBTRACTION_WINDOW),
+    "warped_prior": ("side", "hu", None),
+    "zmap": ("overlay", "z", None),
 }
+
+
+def _build_layers() -> dict[str, LayerSpec]:
+    """The exams plus one layer per aid of :data:`reader_study.aids.AIDS` (its name, label and output role), displayed as :data:`_AID_DISPLAY` says."""
+    missing = sorted(set(AIDS) - set(_AID_DISPLAY))
+    if missing:
+        raise RuntimeError(f"workstation/layers.py: no display for the study aid(s) {', '.join(missing)}; add them to _AID_DISPLAY.")
+    specs = [LayerSpec("ct", "Current CT", "base", aid=False), LayerSpec("prior", "Prior CT", "side", aid=False)]
+    for aid in AIDS.values():
+        panel, volume_kind, window = _AID_DISPLAY[aid.name]
+        specs.append(LayerSpec(aid.name, aid.label, panel, aid=True, output_role=aid.output_role, volume_kind=volume_kind, fixed_window=window))
+    return {spec.name: spec for spec in specs}
+
+
+LAYERS: dict[str, LayerSpec] = _build_layers()
 
 #: Layers shown only in a treatment that names them.
 AID_LAYERS: frozenset[str] = frozenset(name for name, spec in LAYERS.items() if spec.aid)
@@ -77,11 +92,6 @@ def allowed_layers(overlays: Iterable[str]) -> frozenset[str]:
     ['ct', 'prior', 'subtraction', 'zmap']
     """
     return _ALWAYS | (frozenset(overlays) & AID_LAYERS)
-
-
-def unknown_overlays(overlays: Iterable[str]) -> tuple[str, ...]:
-    """Overlay names of a treatment that the viewer does not know (shown to no one; the coordinator is warned)."""
-    return tuple(o for o in overlays if o not in AID_LAYERS)
 
 
 def _case_outputs(case_dir: Path):  # -> detector.CaseOutputs | str (the reason there are none)

@@ -11,11 +11,15 @@ detector's method (``tsct detect batch`` writes the real ones).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from detector.outputs import ModelRecord
 
 __all__ = ["ReadingStudy", "build_reading_study", "write_test_detector_outputs", "DEFAULT_PASSWORD", "CHROMIUM_PATH", "CHROMIUM_ARGS"]
 
@@ -43,10 +47,20 @@ class ReadingStudy:
     password: str = DEFAULT_PASSWORD
 
 
-def write_test_detector_outputs(case_list: str | Path, detector_dir: str | Path, *, noise_hu: float = 20.0, zmap: bool = True) -> list[Path]:
+def write_test_detector_outputs(
+    case_list: str | Path,
+    detector_dir: str | Path,
+    *,
+    noise_hu: float = 20.0,
+    zmap: bool = True,
+    model: "ModelRecord | None" = None,
+    qc: bool = False,
+) -> list[Path]:
     """Write stand-in detector outputs per case: a subtraction (current − prior) and a z-map
     (subtraction / ``noise_hu``), with the case's ``outputs.json`` manifest (:func:`detector.write_case_outputs`).
 
+    ``model``: the model the manifest records (default: a stand-in named after ``noise_hu``).
+    ``qc``: also write a ``qc.json`` (verdict ``passed``) and list it as the ``qc`` output.
     Needs prior and current exams on the same grid. Returns the folders written.
     """
     from cases import read_case_list, read_volume, write_volume
@@ -65,8 +79,12 @@ def write_test_detector_outputs(case_list: str | Path, detector_dir: str | Path,
         files = {"subtraction": write_volume(current.with_array(np.rint(diff).astype(np.int16)), folder / ROLES["subtraction"][0])}
         if zmap:
             files["zmap"] = write_volume(current.with_array((diff / float(noise_hu)).astype(np.float32)), folder / ROLES["zmap"][0])
+        if qc:
+            files["qc"] = folder / ROLES["qc"][0]
+            files["qc"].write_text(json.dumps({"case_id": case.case_id, "status": "passed"}) + "\n", encoding="utf-8")
         write_case_outputs(
-            folder, files, grid=current.grid, case_id=case.case_id, qc_status="passed", model=ModelRecord(f"test stand-in (difference / {noise_hu:g} HU)"),
+            folder, files, grid=current.grid, case_id=case.case_id, qc_status="passed",
+            model=model or ModelRecord(f"test stand-in (difference / {noise_hu:g} HU)"),
             exams={"prior": (case.prior, prior.grid), "current": (case.current, current.grid)}, hash_exams=False,
         )
         folders.append(folder)

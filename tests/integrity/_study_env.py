@@ -15,7 +15,6 @@ works on its own copy of the database.
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,11 +41,11 @@ class StudyEnv:
 
 
 def write_detector_outputs(case_list: Path, detector_dir: Path) -> None:
-    """Subtraction, z-map and a finished qc.json per case (what `tsct detect batch` leaves for a reader)."""
+    """Subtraction, z-map and qc.json per case with a finished outputs.json manifest (what `tsct detect batch` leaves for a reader)."""
+    from detector.outputs import ModelRecord
     from workstation.testing import write_test_detector_outputs
 
-    for folder in write_test_detector_outputs(case_list, detector_dir):
-        (folder / "qc.json").write_text(json.dumps({"case_id": folder.name, "zscore": {"method": "network", "model_version": "test"}}))
+    write_test_detector_outputs(case_list, detector_dir, model=ModelRecord("network", "tsct z-score network", "test"), qc=True)
 
 
 def _readers(prefix: str) -> list[ReaderSpec]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -108,6 +109,32 @@ def _flip_byte(rel: str) -> Callable[[Path, StudyEnv], None]:
         data = bytearray(path.read_bytes())
         data[len(data) // 2] ^= 0xFF
         path.write_bytes(bytes(data))
+
+    return setup
+
+
+def _list_in_manifest(case_rel: str, role: str, name: str, content: bytes) -> Callable[[Path, StudyEnv], None]:
+    """Write ``content`` as ``name`` in a detector case folder and list it in the case's outputs.json as ``role`` (with its true hash)."""
+
+    def setup(w: Path, env: StudyEnv) -> None:
+        folder = w / case_rel
+        (folder / name).write_bytes(content)
+        manifest = folder / "outputs.json"
+        doc = json.loads(manifest.read_text(encoding="utf-8"))
+        doc["files"][role] = {"path": name, "sha256": hashlib.sha256(content).hexdigest(), "kind": "image"}
+        manifest.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+
+    return setup
+
+
+def _unlist(case_rel: str, role: str) -> Callable[[Path, StudyEnv], None]:
+    """Drop ``role`` from a detector case's outputs.json (the file stays in the folder)."""
+
+    def setup(w: Path, env: StudyEnv) -> None:
+        manifest = w / case_rel / "outputs.json"
+        doc = json.loads(manifest.read_text(encoding="utf-8"))
+        del doc["files"][role]
+        manifest.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
 
     return setup
 
@@ -305,8 +332,10 @@ def _study_cases() -> list[Hostile]:
         ("zmap-half-voxels", _half_voxels("det/C004/zmap.nii.gz"), "zmap.nii.gz"),
         ("subtraction-truncated", _truncate("det/C002/subtraction.nii.gz", 0.3), "subtraction.nii.gz"),
         ("subtraction-empty", _text("det/C002/subtraction.nii.gz", b""), "subtraction.nii.gz"),
-        ("qc-missing", _remove("det/C001/qc.json"), "qc.json"),
-        ("qc-truncated", _truncate("det/C001/qc.json", 0.5), "qc.json"),
+        ("zmap-altered-after-detector", _flip_byte("det/C003/zmap.nii.gz"), "zmap.nii.gz"),
+        ("zmap-not-in-manifest", _unlist("det/C004", "zmap"), "zmap"),
+        ("manifest-missing", _remove("det/C001/outputs.json"), "outputs.json"),
+        ("manifest-truncated", _truncate("det/C001/outputs.json", 0.5), "outputs.json"),
     ]:
         add(Hostile(f"lock-detector-{label}", "study lock", ("study", "lock", "DRAFT", "--detector-dir", "{W}/det"), (word,), setup=_chain(_designed, _copy_detector, step)))
     # verify: a changed byte is reported by case and file
@@ -316,8 +345,9 @@ def _study_cases() -> list[Hostile]:
         ("prior-deleted", _remove("cases/C002_prior.nii.gz"), ("C002", "C002_prior.nii.gz")),
         ("zmap-byte", _flip_byte("det/C004/zmap.nii.gz"), ("C004", "zmap.nii.gz")),
         ("subtraction-replaced", _text("det/C002/subtraction.nii.gz", b"not the image"), ("C002", "subtraction.nii.gz")),
-        ("detector-file-added", _text("det/C001/extra_overlay.nii.gz", b"x"), ("C001", "extra_overlay.nii.gz")),
+        ("detector-output-added", _list_in_manifest("det/C001", "bone_roi", "bone_roi.nii.gz", b"x"), ("C001", "bone_roi.nii.gz", "outputs.json")),
         ("qc-edited", _text("det/C003/qc.json", "{}"), ("C003", "qc.json")),
+        ("manifest-edited", _text("det/C002/outputs.json", "{}"), ("C002", "outputs.json")),
     ]:
         add(Hostile(f"verify-{label}", "study verify", ("study", "verify", "V"), words, setup=_chain(_locked_study_on_copies("V"), step), exit_codes=(1,)))
     add(Hostile("verify-draft", "study verify", ("study", "verify", "DRAFT"), ("not locked",), exit_codes=(1,)))
@@ -441,7 +471,9 @@ def _exchange_cases() -> list[Hostile]:
         ("zmap-half-voxels", _half_voxels("det/C004/zmap.nii.gz"), ("C004", "zmap.nii.gz")),
         ("subtraction-truncated", _truncate("det/C001/subtraction.nii.gz", 0.4), ("C001", "subtraction.nii.gz")),
         ("zmap-changed-after-lock", _flip_byte("det/C003/zmap.nii.gz"), ("C003", "zmap.nii.gz")),
-        ("bone-roi-truncated", _chain(_text("det/C002/bone_roi.nii.gz", gzip.compress(b"\x5c\x01" + b"\0" * 400)[:30])), ("C002", "bone_roi.nii.gz")),
+        ("bone-roi-truncated", _list_in_manifest("det/C002", "bone_roi", "bone_roi.nii.gz", gzip.compress(b"\x5c\x01" + b"\0" * 400)[:30]), ("C002", "bone_roi.nii.gz")),
+        ("manifest-missing", _remove("det/C004/outputs.json"), ("C004", "outputs.json")),
+        ("zmap-not-in-manifest", _unlist("det/C001", "zmap"), ("C001", "zmap")),
     ]:
         add(Hostile(f"simulate-{label}", "simulate-readers", (*sim, "--detector-dir", "{W}/det"), words, setup=_chain(_copy_detector, step)))
     add(Hostile("simulate-draft", "simulate-readers", ("study", "simulate-readers", "DRAFT", "--detector-dir", "{DET}"), ("draft", "open")))

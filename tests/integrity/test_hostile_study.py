@@ -176,7 +176,8 @@ def test_kill9_during_simulated_reading_counts_nothing_half_done(study_env, tmp_
 
 @pytest.mark.slow
 def test_kill9_during_detect_batch_counts_only_finished_cases(tmp_path):
-    from reader_study.integrity import check_complete
+    from detector.outputs import read_case_outputs
+    from reader_study.integrity import check_complete, detector_output_files
 
     cases = tmp_path / "cases"
     made = _run(["cases", "synth", str(cases), "--n-cases", "2", "--seed", "3"], {})
@@ -188,13 +189,16 @@ def test_kill9_during_detect_batch_counts_only_finished_cases(tmp_path):
     _wait_for(proc, lambda: any(out.glob("*/warped_prior.nii.gz")) or any(out.glob("*/subtraction.nii.gz")))
     _kill9(proc)
     for folder in (p for p in out.iterdir() if p.is_dir()):
-        if (folder / "qc.json").exists():  # a case counted as done has every output complete
-            for f in folder.glob("*.nii.gz"):
+        if (folder / "outputs.json").exists():  # a case counted as done (its manifest is written last) has every output complete
+            read_case_outputs(folder, verify=True)
+            for _name, f in detector_output_files(folder):
                 check_complete(f)
     rerun = _run(args, {})
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     folders = [p for p in out.iterdir() if p.is_dir()]
-    assert len(folders) == 2 and all((p / "qc.json").exists() for p in folders)
+    assert len(folders) == 2
     for folder in folders:
-        for f in folder.glob("*.nii.gz"):
+        outputs = read_case_outputs(folder, verify=True)
+        assert outputs.has("zmap") and outputs.has("subtraction")
+        for _name, f in detector_output_files(folder):
             check_complete(f)

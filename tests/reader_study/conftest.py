@@ -139,14 +139,14 @@ def study(db, case_files) -> StudyInfo:
 
 
 def write_detector_outputs(case_lists, detector_dir: Path) -> Path:
-    """Detector outputs readers see (subtraction, z-map) and a finished ``qc.json`` for every case of ``case_lists``."""
-    import json
-
+    """Detector outputs readers see (subtraction, z-map) and a ``qc.json``, with a finished ``outputs.json`` manifest
+    (model ``tsct z-score network`` 9.9.9-test), for every case of ``case_lists``."""
+    from detector.outputs import ModelRecord
     from workstation.testing import write_test_detector_outputs
 
+    model = ModelRecord("network", "tsct z-score network", "9.9.9-test")
     for case_list in case_lists:
-        for folder in write_test_detector_outputs(case_list, detector_dir):
-            (folder / "qc.json").write_text(json.dumps({"case_id": folder.name, "zscore": {"method": "network", "model_version": "9.9.9-test"}}))
+        write_test_detector_outputs(case_list, detector_dir, model=model, qc=True)
     return detector_dir
 
 

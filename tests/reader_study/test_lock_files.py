@@ -39,9 +39,30 @@ def test_lock_hashes_every_exam_and_detector_file_with_the_model(db, own_files):
     assert roles == {"prior", "current", "detector"}
     assert sum(r.role == "prior" for r in rows) == sum(r.role == "current" for r in rows) == 4
     detector = [r for r in rows if r.role == "detector"]
-    assert {r.name for r in detector} == {"qc.json", "subtraction.nii.gz", "zmap.nii.gz"} and len(detector) == 12
+    assert {r.name for r in detector} == {"outputs.json", "qc.json", "subtraction.nii.gz", "zmap.nii.gz"} and len(detector) == 16
     assert {(r.model_name, r.model_version) for r in detector} == {("tsct z-score network", "9.9.9-test")}
-    assert result.ok and result.n_files == 20
+    assert result.ok and result.n_files == 24
+
+
+def test_lock_ignores_files_the_manifest_does_not_list_and_verify_reports_a_rewritten_manifest(db, own_files):
+    from detector.outputs import read_case_outputs, write_case_outputs
+
+    case_list, det = own_files
+    (det / "C001" / "notes.txt").write_text("not an output")
+    _draft(db, case_list)
+    with db.transaction() as s:
+        lock_study(s, "F", detector_dir=det)
+    with db.snapshot() as s:
+        assert "notes.txt" not in {r.name for r in s.scalars(select(StudyFile))}
+    # a re-run that adds an output rewrites the manifest: both are named
+    old = read_case_outputs(det / "C001")
+    roi = det / "C001" / "bone_roi.nii.gz"
+    shutil.copy(det / "C001" / "subtraction.nii.gz", roi)
+    write_case_outputs(det / "C001", {**{r: det / "C001" / f.path for r, f in old.files.items()}, "bone_roi": roi}, grid=old.grid, case_id="C001", model=old.model)
+    with db.snapshot() as s:
+        result = verify_study(s, "F")
+    found = {(c.case_code, c.name, c.kind) for c in result.changes}
+    assert found == {("C001", "outputs.json", "changed"), ("C001", "bone_roi.nii.gz", "added")}
 
 
 def test_verify_names_the_changed_file_by_case(db, own_files):
@@ -64,7 +85,7 @@ def test_verify_names_the_changed_file_by_case(db, own_files):
 def test_lock_refuses_unfinished_or_truncated_detector_outputs_listing_each(db, own_files):
     case_list, det = own_files
     _draft(db, case_list)
-    (det / "C001" / "qc.json").unlink()
+    (det / "C001" / "outputs.json").unlink()
     z = det / "C004" / "zmap.nii.gz"
     z.write_bytes(z.read_bytes()[:40])
     shutil.rmtree(det / "C002")
@@ -72,7 +93,7 @@ def test_lock_refuses_unfinished_or_truncated_detector_outputs_listing_each(db, 
         with db.transaction() as s:
             lock_study(s, "F", detector_dir=det)
     message = str(info.value)
-    assert "3 problem(s)" in message and "case C001: qc.json" in message and "case C004: zmap.nii.gz" in message and "case C002" in message
+    assert "3 problem(s)" in message and "case C001: the detector did not finish this case" in message and "rerun tsct detect" in message.lower() and "case C004: zmap.nii.gz" in message and "case C002" in message
     with db.snapshot() as s:
         assert s.scalar(select(Study.locked_at).where(Study.code == "F")) is None
         assert s.scalars(select(StudyFile)).first() is None
