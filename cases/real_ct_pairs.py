@@ -39,7 +39,7 @@ Bone and its classes
 With a label map (``labels``; TotalSegmentator's "total" task by default, see
 :data:`TOTALSEGMENTATOR_BONE_CLASSES`), bone is the bone labels; each vertebra is split into its
 **body** (the anterior 42 % of the vertebra's antero-posterior extent) and **arch** (the rest).
-Without labels, bone is :func:`detector.bone.bone_mask` of the CT (threshold, with contrast
+Without labels, bone is :func:`cases.bone.bone_mask` of the CT (threshold, with contrast
 blood pools left out) and the classes come from geometry: the spine is where bone lies in nearly
 every slice at the same place (the peak of the bone mask summed along z); per slice, the bone
 within 45 mm of it and within the antero-posterior extent of its central strip is spine, its
@@ -206,10 +206,10 @@ def bone_classes_from_labels(labels: LabelVolume, mapping: Mapping[int, str] | N
 def bone_classes_from_ct(ct: Volume) -> LabelVolume:
     """Bone location classes from the CT alone (threshold bone without blood pools + geometry).
 
-    See the module docstring for the rule. Uses :func:`detector.bone.bone_mask` (imported
+    See the module docstring for the rule. Uses :func:`cases.bone.bone_mask` (imported
     lazily: the detector's threshold mask with its blood-pool exclusion).
     """
-    from detector.bone import bone_mask  # lazy: cases does not depend on detector otherwise
+    from .bone import bone_mask
 
     bone = bone_mask(ct).array != 0
     out = np.zeros(bone.shape, dtype=np.uint8)

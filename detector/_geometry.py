@@ -12,18 +12,11 @@ from scipy import ndimage as ndi
 
 from cases import Grid as _CasesGrid
 from cases import LabelVolume, Volume
-
-#: HU above which a voxel counts as part of the patient (body outline) for cropping.
-BODY_THRESHOLD_HU = -500.0
+from cases.bone import BODY_THRESHOLD_HU, block_factors, label_like, mask_bounding_box  # one definition each
 
 
 #: The detector's voxel grid is the platform's one grid type (:class:`cases.Grid`).
 Grid = _CasesGrid
-
-
-def block_factors(spacing_mm: tuple[float, ...], target_mm: float) -> list[int]:
-    """Integer shrink factor per axis that brings ``spacing_mm`` closest to ``target_mm`` (at least 1)."""
-    return [max(1, int(np.floor(target_mm / s + 0.5))) for s in spacing_mm]
 
 
 def block_mean(image: sitk.Image, target_mm: float) -> sitk.Image:
@@ -76,18 +69,4 @@ def crop(volume: Volume, box: tuple[slice, slice, slice]) -> Volume:
     return type(volume)(volume.array[box], volume.spacing_mm, origin, volume.direction, dict(volume.metadata))
 
 
-def mask_bounding_box(mask: np.ndarray, *, margin_vox: tuple[int, int, int] = (0, 0, 0)) -> tuple[slice, slice, slice] | None:
-    """Array slices of the non-zero voxels' bounding box grown by ``margin_vox`` (z, y, x); None if empty."""
-    out = []
-    for axis in range(3):
-        proj = np.any(mask, axis=tuple(a for a in range(3) if a != axis))
-        idx = np.nonzero(proj)[0]
-        if idx.size == 0:
-            return None
-        out.append(slice(max(0, int(idx[0]) - margin_vox[axis]), min(mask.shape[axis], int(idx[-1]) + 1 + margin_vox[axis])))
-    return tuple(out)  # type: ignore[return-value]
 
-
-def label_like(volume: Volume, array: np.ndarray) -> LabelVolume:
-    """A label volume on ``volume``'s grid."""
-    return LabelVolume(array, volume.spacing_mm, volume.origin_mm, volume.direction)

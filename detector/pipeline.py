@@ -372,7 +372,7 @@ def run_pair(
         # (a lytic lesion of the current exam is still bone in the warped prior).
         # Contrast blood pools are left out where they are pools in both exams: a new blastic
         # lesion in marrow looks like a pool in the current exam alone (docs/detector.md).
-        from .blood_pool import pools_in_both
+        from cases.blood_pool import pools_in_both
 
         shared, current_only = pools_in_both(current_vol, warped)
         pools = shared.array != 0

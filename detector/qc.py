@@ -98,7 +98,7 @@ class QCThresholds:
     warn_fov_overlap_fraction : warning (only) below this overlap.
     warn_bone_roi_pool_ml : warning when more of the bone ROI than this (mL) looks like
         contrast-filled blood or an enhancing organ in the current exam
-        (:func:`detector.blood_pool.blood_pool_mask`; the pipeline keeps such voxels when the prior
+        (:func:`cases.blood_pool.blood_pool_mask`; the pipeline keeps such voxels when the prior
         shows no pool there).
     warn_bone_roi_min_ml : warning when the bone ROI is smaller than this (mL).
     """

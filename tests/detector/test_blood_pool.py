@@ -8,7 +8,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from cases import Volume, read_volume
-from detector.blood_pool import blood_pool_mask
+from cases.blood_pool import blood_pool_mask
 from detector.bone import bone_mask, dilate_mask
 from detector.detection_eval import bone_roi_agreement
 
@@ -69,7 +69,7 @@ def test_real_ct_roi_against_totalsegmentator_labels():
 
 
 def test_pools_in_both_exams_are_shared_and_a_new_dense_lesion_is_not():
-    from detector.blood_pool import pools_in_both
+    from cases.blood_pool import pools_in_both
 
     vol, bone, aorta = _phantom()
     # the "prior": the same anatomy, the aorta outline shifted by a voxel (pool outlines never agree exactly)

@@ -37,9 +37,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
-from cases import LabelVolume, Volume
-
-from ._geometry import block_factors, label_like
+from .bone import block_factors, label_like
+from .volume import LabelVolume, Volume
 
 __all__ = ["PoolSettings", "blood_pool_mask", "pools_in_both"]
 
