@@ -82,7 +82,7 @@ def test_a_typed_path_is_confined_to_the_data_folders_and_never_echoed(app_test,
 
 
 def test_a_markdown_user_name_is_escaped(app_test, app_env):
-    name = "![x](http://tracker.example/p.png) **b**"
+    name = "![x](http://tracker.example/p.png)**b**"  # user names are printable without spaces; Markdown fits in that
     db = get_runtime().database()
     with db.transaction() as s:
         reader_study.create_account(s, name, "initial-password-1", role="statistician")
