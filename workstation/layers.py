@@ -35,7 +35,7 @@ import pandas as pd
 
 from .render import SUBTRACTION_WINDOW, WindowPreset
 
-__all__ = ["LayerSpec", "LAYERS", "AID_LAYERS", "allowed_layers", "unknown_overlays", "layer_files", "check_detector_outputs"]
+__all__ = ["LayerSpec", "LAYERS", "AID_LAYERS", "allowed_layers", "unknown_overlays", "layer_files", "check_detector_outputs", "overlay_style_for", "SCORE_ROLE"]
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,10 @@ def _case_outputs(case_dir: Path):  # -> detector.CaseOutputs | str (the reason 
         return str(exc)
 
 
+#: Manifest role of the score the candidates are found on; the z-map layer shows it when present.
+SCORE_ROLE = "candidate_score"
+
+
 def layer_files(
     *,
     case_code: str,
@@ -123,6 +127,11 @@ def layer_files(
         role = str(LAYERS[name].output_role)
         if isinstance(outputs, str):
             files[name] = case_dir / MANIFEST_NAME
+        elif name == "zmap" and outputs.has(SCORE_ROLE):
+            # The overlay shows what the candidates were found on (the matched-filter score,
+            # coloured from the candidates' threshold; see overlay_style_for), as the
+            # detector's DICOM overlay does; older outputs without it fall back to z.
+            files[name] = outputs.path(SCORE_ROLE)
         else:
             files[name] = outputs.path(role) if outputs.has(role) else case_dir / ROLES[role][0]
     return files
@@ -171,3 +180,35 @@ def check_detector_outputs(
                 present = path.exists()
                 rows.append({"case": code, "layer": name, "file": str(path), "present": present, "problem": None if present else "listed in outputs.json but missing"})
     return pd.DataFrame(rows, columns=["case", "layer", "file", "present", "problem"])
+
+
+def overlay_style_for(path: str | Path, threshold: float, saturation: float) -> tuple[float, float]:
+    """The (threshold, saturation) to colour the z-map layer's file ``path`` with.
+
+    For the candidates' score (role ``candidate_score``) these are the candidates' own threshold
+    (``parameters.threshold`` of ``candidates.json`` beside it) and 2.5 times it, the rule of the
+    detector's DICOM overlay (:func:`detector.zscore_outputs.overlay_map`), so every candidate at
+    the operating point is coloured. For a z-map, the settings' ``threshold`` and ``saturation``.
+
+    Raises
+    ------
+    ViewError
+        The score has no readable candidates' threshold beside it.
+    """
+    import json
+
+    from detector.outputs import ROLES
+
+    from .errors import ViewError
+
+    path = Path(path)
+    if path.name != ROLES[SCORE_ROLE][0]:
+        return float(threshold), float(saturation)
+    cand = path.parent / ROLES["candidates_json"][0]
+    try:
+        t = float(json.loads(cand.read_text(encoding="utf-8"))["parameters"]["threshold"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ViewError(f"The candidates' threshold for {path} could not be read from {cand} ({type(exc).__name__}); rerun tsct detect for this case.") from exc
+    if not (t > 0 and t < 1e6):
+        raise ViewError(f"The candidates' threshold {t} in {cand} is not a positive number; rerun tsct detect for this case.")
+    return t, 2.5 * t
