@@ -35,7 +35,7 @@ import pandas as pd
 
 from .render import SUBTRACTION_WINDOW, WindowPreset
 
-__all__ = ["LayerSpec", "LAYERS", "AID_LAYERS", "allowed_layers", "unknown_overlays", "layer_files", "check_detector_outputs", "overlay_style_for", "SCORE_ROLE"]
+__all__ = ["LayerSpec", "LAYERS", "AID_LAYERS", "allowed_layers", "unknown_overlays", "layer_files", "check_detector_outputs", "overlay_style_for", "SCORE_ROLE", "registration_prior_sync"]
 
 
 @dataclass(frozen=True)
@@ -212,3 +212,41 @@ def overlay_style_for(path: str | Path, threshold: float, saturation: float) -> 
     if not (t > 0 and t < 1e6):
         raise ViewError(f"The candidates' threshold {t} in {cand} is not a positive number; rerun tsct detect for this case.")
     return t, 2.5 * t
+
+
+_SYNC_CACHE: dict = {}
+
+
+def registration_prior_sync(detector_dir: str | Path, case_code: str, current, prior) -> dict[str, list[int]] | None:  # noqa: ANN001 - DisplayGrid
+    """``{plane: [prior slice per current slice]}`` through the case's registration (manifest role ``transform``), or None.
+
+    None when the case has no manifest, no transform, or the transform cannot be read: the prior
+    then follows table position. The registration is geometry, not an aid (it shows no finding),
+    so it is used in unaided readings too. Cached by the transform file's path, size and time.
+    """
+    from .geometry import PLANES, synced_prior_slices
+
+    if prior is None:
+        return None
+    outputs = _case_outputs(Path(detector_dir) / case_code)
+    if isinstance(outputs, str) or not outputs.has("transform"):
+        return None
+    path = outputs.path("transform")
+    try:
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns, current, prior)
+    except OSError:
+        return None
+    if key in _SYNC_CACHE:
+        return _SYNC_CACHE[key]
+    import SimpleITK as sitk
+
+    try:
+        transform = sitk.ReadTransform(str(path))
+    except RuntimeError:
+        return None
+    result = {plane: synced_prior_slices(current, prior, transform, plane) for plane in PLANES}
+    if len(_SYNC_CACHE) > 64:
+        _SYNC_CACHE.clear()
+    _SYNC_CACHE[key] = result
+    return result

@@ -255,3 +255,22 @@ def test_zmap_layer_names_a_missing_candidates_threshold(tmp_path):
     token = tickets.issue(account_id=1, reader_id=1, study_code="S", case_read_id=1, case_code="C1", layers=allowed_layers(("zmap",)), files=files)
     with pytest.raises(ViewError, match="candidates.json"):
         service.render(token, "zmap", "axial", 2)
+
+
+def test_prior_sync_reads_the_case_registration(tmp_path):
+    import SimpleITK as sitk
+
+    from detector.outputs import ROLES, write_case_outputs
+    from workstation.geometry import synced_prior_slices
+    from workstation.layers import registration_prior_sync
+
+    ct, folder = _score_case(tmp_path, with_score=False)
+    grid = display_grid_of(ct)
+    assert registration_prior_sync(folder.parent, "C1", grid, grid) is None  # no transform: table position
+    shift = sitk.TranslationTransform(3, (0.0, 0.0, 5.0))
+    sitk.WriteTransform(shift, str(folder / ROLES["transform"][0]))
+    vol = Volume(np.zeros((4, 6, 8), np.float32), SPACING, (0, 0, 0))
+    write_case_outputs(folder, {"zmap": folder / ROLES["zmap"][0], "transform": folder / ROLES["transform"][0]}, grid=vol.grid, case_id="C1", hash_exams=False)
+    sync = registration_prior_sync(folder.parent, "C1", grid, grid)
+    assert sync["axial"] == synced_prior_slices(grid, grid, shift, "axial") == [0, 0, 0, 1]  # 5 mm up = 2 slices of 2.5 mm
+    assert registration_prior_sync(folder.parent, "C1", grid, None) is None
