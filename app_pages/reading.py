@@ -26,6 +26,7 @@ import reader_study
 import workstation as ws
 from app_pages import common, reader_common
 from app_pages.viewer_component import slice_viewer
+from workstation.layers import registration_prior_sync
 
 db = common.require_database()
 user = common.require_role("reader")
@@ -274,6 +275,7 @@ def reading_area(view: reader_study.CaseView, current: ws.DisplayGrid, prior: ws
         rating_keys=[str(r) for r in range(int(scale.low), int(scale.high) + 1)] if scale.integer and scale.high - scale.low < 10 else [],
         view=rt.views.get((reader_id, view.case_read_id)), jump=st.session_state.get("tsct_jump"),
         handled_key=st.session_state.get("tsct_handled_key"),
+        prior_sync=registration_prior_sync(common.detector_dir(svc.study_code), view.case_code, current, prior),
     )
     left, right = st.columns([3, 1.15], gap="medium")
     with left:

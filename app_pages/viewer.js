@@ -212,8 +212,10 @@ class Viewer {
     const d = this.data, S = this.S;
     if (S.side === "prior") {
       const pg = d.volumes.prior[plane];
-      const pos = d.volumes.current[plane].pos[S.slice[plane]];
-      return clamp(nearestIndex(pg.pos, pos) + S.priorOffset[plane], 0, pg.n - 1);
+      // through the detector's registration when the server sent it (anatomy), else table position
+      const synced = d.priorSync && d.priorSync[plane];
+      const base = synced ? synced[S.slice[plane]] : nearestIndex(pg.pos, d.volumes.current[plane].pos[S.slice[plane]]);
+      return clamp(base + S.priorOffset[plane], 0, pg.n - 1);
     }
     return S.slice[plane];
   }

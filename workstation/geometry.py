@@ -298,3 +298,24 @@ class ViewTransform:
     def contains(self, u: float, v: float) -> bool:
         """Whether image point ``(u, v)`` lies on the image."""
         return 0.0 <= u < self.n_u and 0.0 <= v < self.n_v
+
+
+def synced_prior_slices(current: "DisplayGrid", prior: "DisplayGrid", to_prior, plane: str) -> list[int]:  # noqa: ANN001 - callable or SimpleITK transform
+    """The prior slice beside each slice of ``plane`` of the current exam, through the registration.
+
+    The centre of each current slice (LPS mm) is mapped to the prior exam by ``to_prior`` (the
+    detector's ``transform`` output: current-exam points -> prior-exam points; a SimpleITK
+    transform or any callable of one point) and the prior slice nearest to the mapped point is
+    taken (clamped to the prior's slices). Anatomy, not table position, decides the pairing.
+    """
+    plane = _check_plane(plane)
+    g = current.plane(plane)
+    mapper = to_prior.TransformPoint if hasattr(to_prior, "TransformPoint") else to_prior
+    n_prior = prior.plane(plane).n_slices
+    out = []
+    for s in range(g.n_slices):
+        centre = current.image_point_to_mm(plane, float(s), (g.n_u - 1) / 2.0, (g.n_v - 1) / 2.0)
+        mapped = mapper(tuple(float(c) for c in centre))
+        ps = prior.mm_to_image(plane, mapped)[0]
+        out.append(int(min(max(round(float(ps)), 0), n_prior - 1)))
+    return out

@@ -39,7 +39,7 @@ from reader_study.aids import AIDS, unknown_overlays
 
 from .render import SUBTRACTION_WINDOW, WindowPreset
 
-__all__ = ["LayerSpec", "LAYERS", "AID_LAYERS", "allowed_layers", "unknown_overlays", "layer_files", "check_detector_outputs"]
+__all__ = ["LayerSpec", "LAYERS", "AID_LAYERS", "allowed_layers", "unknown_overlays", "layer_files", "check_detector_outputs", "overlay_style_for", "SCORE_ROLE", "registration_prior_sync"]
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,10 @@ def _case_outputs(case_dir: Path):  # -> detector.CaseOutputs | str (the reason 
         return str(exc)
 
 
+#: Manifest role of the score the candidates are found on; the z-map layer shows it when present.
+SCORE_ROLE = "candidate_score"
+
+
 def layer_files(
     *,
     case_code: str,
@@ -133,6 +137,11 @@ def layer_files(
         role = str(LAYERS[name].output_role)
         if isinstance(outputs, str):
             files[name] = case_dir / MANIFEST_NAME
+        elif name == "zmap" and outputs.has(SCORE_ROLE):
+            # The overlay shows what the candidates were found on (the matched-filter score,
+            # coloured from the candidates' threshold; see overlay_style_for), as the
+            # detector's DICOM overlay does; older outputs without it fall back to z.
+            files[name] = outputs.path(SCORE_ROLE)
         else:
             files[name] = outputs.path(role) if outputs.has(role) else case_dir / ROLES[role][0]
     return files
@@ -181,3 +190,73 @@ def check_detector_outputs(
                 present = path.exists()
                 rows.append({"case": code, "layer": name, "file": str(path), "present": present, "problem": None if present else "listed in outputs.json but missing"})
     return pd.DataFrame(rows, columns=["case", "layer", "file", "present", "problem"])
+
+
+def overlay_style_for(path: str | Path, threshold: float, saturation: float) -> tuple[float, float]:
+    """The (threshold, saturation) to colour the z-map layer's file ``path`` with.
+
+    For the candidates' score (role ``candidate_score``) these are the candidates' own threshold
+    (``parameters.threshold`` of ``candidates.json`` beside it) and 2.5 times it, the rule of the
+    detector's DICOM overlay (:func:`detector.zscore_outputs.overlay_map`), so every candidate at
+    the operating point is coloured. For a z-map, the settings' ``threshold`` and ``saturation``.
+
+    Raises
+    ------
+    ViewError
+        The score has no readable candidates' threshold beside it.
+    """
+    import json
+
+    from detector.outputs import ROLES
+
+    from .errors import ViewError
+
+    path = Path(path)
+    if path.name != ROLES[SCORE_ROLE][0]:
+        return float(threshold), float(saturation)
+    cand = path.parent / ROLES["candidates_json"][0]
+    try:
+        t = float(json.loads(cand.read_text(encoding="utf-8"))["parameters"]["threshold"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ViewError(f"The candidates' threshold for {path} could not be read from {cand} ({type(exc).__name__}); rerun tsct detect for this case.") from exc
+    if not (t > 0 and t < 1e6):
+        raise ViewError(f"The candidates' threshold {t} in {cand} is not a positive number; rerun tsct detect for this case.")
+    return t, 2.5 * t
+
+
+_SYNC_CACHE: dict = {}
+
+
+def registration_prior_sync(detector_dir: str | Path, case_code: str, current, prior) -> dict[str, list[int]] | None:  # noqa: ANN001 - DisplayGrid
+    """``{plane: [prior slice per current slice]}`` through the case's registration (manifest role ``transform``), or None.
+
+    None when the case has no manifest, no transform, or the transform cannot be read: the prior
+    then follows table position. The registration is geometry, not an aid (it shows no finding),
+    so it is used in unaided readings too. Cached by the transform file's path, size and time.
+    """
+    from .geometry import PLANES, synced_prior_slices
+
+    if prior is None:
+        return None
+    outputs = _case_outputs(Path(detector_dir) / case_code)
+    if isinstance(outputs, str) or not outputs.has("transform"):
+        return None
+    path = outputs.path("transform")
+    try:
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns, current, prior)
+    except OSError:
+        return None
+    if key in _SYNC_CACHE:
+        return _SYNC_CACHE[key]
+    import SimpleITK as sitk
+
+    try:
+        transform = sitk.ReadTransform(str(path))
+    except RuntimeError:
+        return None
+    result = {plane: synced_prior_slices(current, prior, transform, plane) for plane in PLANES}
+    if len(_SYNC_CACHE) > 64:
+        _SYNC_CACHE.clear()
+    _SYNC_CACHE[key] = result
+    return result

@@ -25,7 +25,7 @@ from typing import Any, Hashable
 from .access import DownloadRegistry, ImageTicket, TicketRegistry, WebSessionStore
 from .errors import TicketError, ViewError
 from .geometry import PLANES
-from .layers import LAYERS, allowed_layers
+from .layers import LAYERS, allowed_layers, overlay_style_for
 from .render import PALETTES, encode_image, window_to_uint8, zmap_overlay_rgba
 from .settings import WorkstationSettings
 from .timing import ActiveTimeTracker
@@ -137,7 +137,8 @@ class ImageService:
         pixels = self.volumes.slice_of(path, spec.volume_kind, plane, int(slice_index))  # type: ignore[arg-type]
         if layer == "zmap":
             s = self.settings
-            image = zmap_overlay_rgba(pixels, threshold=s.zmap_threshold, saturation=s.zmap_saturation, palette=PALETTES[s.zmap_palette])
+            threshold, saturation = overlay_style_for(path, s.zmap_threshold, s.zmap_saturation)
+            image = zmap_overlay_rgba(pixels, threshold=threshold, saturation=saturation, palette=PALETTES[s.zmap_palette])
             data = encode_image(image, "png")
         else:
             data = encode_image(window_to_uint8(pixels, *window), fmt, jpeg_quality=self.settings.jpeg_quality)  # type: ignore[arg-type]

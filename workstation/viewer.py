@@ -135,6 +135,7 @@ def viewer_payload(
     jump: Mapping[str, Any] | None = None,
     handled_key: str | None = None,
     heartbeat_s: float = 10.0,
+    prior_sync: Mapping[str, Sequence[int]] | None = None,
 ) -> dict[str, Any]:
     """The JSON the viewer component is mounted with (see the module docstring).
 
@@ -152,6 +153,8 @@ def viewer_payload(
     jump : ``{"mark": id, "nonce": n}`` asks the viewer to go to a mark.
     handled_key : the client key of the last click the server has handled (the viewer then stops
         showing its own "saving…" marker for it).
+    prior_sync : ``{plane: [prior slice per current slice]}`` from the detector's registration
+        (:func:`workstation.geometry.synced_prior_slices`); without it the prior follows table position.
     """
     allowed = [name for name in LAYERS if name in set(layers)]
     missing = set(missing_layers)
@@ -168,6 +171,7 @@ def viewer_payload(
         "format": image_format,
         "volumes": {"current": plane_description(current), **({"prior": plane_description(prior)} if prior is not None else {})},
         "layers": layer_info,
+        **({"priorSync": {k: [int(i) for i in v] for k, v in prior_sync.items()}} if prior_sync and prior is not None else {}),
         "presets": [{"name": p.name, "label": p.label, "level": p.level_hu, "width": p.width_hu, "key": p.hotkey} for p in WINDOW_PRESETS],
         "marks": [
             {"id": int(m["id"]), "n": int(m["n"]), "rating": _number(m["rating"]), "pos": mark_positions(current, m["point_mm"])} for m in marks

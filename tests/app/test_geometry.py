@@ -168,3 +168,23 @@ def test_mark_positions_place_a_mark_on_its_slice_in_every_plane():
     for plane, (s, u, v) in positions.items():
         assert np.allclose(grid.image_point_to_mm(plane, s, u, v), point)
         assert s == pytest.approx(round(s))
+
+
+def test_prior_follows_the_current_through_the_registration():
+    import SimpleITK as sitk
+
+    from workstation.geometry import DisplayGrid, synced_prior_slices
+
+    current = DisplayGrid.from_geometry((8, 6, 20), (1.0, 1.0, 2.5), (0.0, 0.0, 0.0))
+    prior = DisplayGrid.from_geometry((8, 6, 20), (1.0, 1.0, 2.5), (0.0, 0.0, -5.0))  # table moved 5 mm
+    # anatomy: the prior point of a current point lies 10 mm higher (+z, superior) in the prior's frame
+    shift = sitk.TranslationTransform(3, (0.0, 0.0, 10.0))
+    axial = synced_prior_slices(current, prior, shift, "axial")
+    # current slice s (0 = top) sits at z = 2.5 * (19 - s); its anatomy is at z + 10 in the prior,
+    # whose slice k sits at -5 + 2.5 * (19 - k): k = s - 6, clamped to the prior's slices
+    assert axial == [max(s - 6, 0) for s in range(20)]
+    # by table position it would have been s - 2: the registration, not the table, decides
+    table = [int(np.argmin(np.abs(prior.slice_positions_mm("axial") - p))) for p in current.slice_positions_mm("axial")]
+    assert table[10] == 8 and axial[10] == 4
+    # a callable works too, and the identity pairs slices by position
+    assert synced_prior_slices(current, current, lambda p: p, "coronal") == list(range(current.plane("coronal").n_slices))

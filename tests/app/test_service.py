@@ -192,3 +192,85 @@ def test_a_first_axial_slice_read_alone_equals_the_slice_of_the_whole_volume(tmp
     assert np.array_equal(cache.slice_of(path, "ct", "axial", 2), extract_slice(whole.array, "axial", 2))
     assert np.array_equal(cache.slice_of(path, "ct", "sagittal", 3), extract_slice(whole.array, "sagittal", 3))
     assert cache.load_async(path, "ct").result().array.shape == whole.array.shape
+
+
+def _score_case(tmp_path, *, with_score: bool, threshold: float = 3.0):
+    """A detector case folder with a z-map (all 3.5) and, optionally, the candidates' score and candidates.json."""
+    import json
+
+    from detector.outputs import ROLES, write_case_outputs
+
+    shape = (4, 6, 8)
+    folder = tmp_path / "det" / "C1"
+    folder.mkdir(parents=True)
+    vol = Volume(np.zeros(shape, np.float32), SPACING, (0, 0, 0))
+    z = np.zeros(shape, np.float32)
+    z[1, 2, 3] = 3.5  # below the settings' z threshold (4): transparent on a z-map
+    files = {"zmap": write_volume(vol.with_array(z), folder / ROLES["zmap"][0])}
+    if with_score:
+        score = np.zeros(shape, np.float32)
+        score[1, 2, 3] = 3.5  # above the candidates' threshold (3): coloured
+        score[1, 4, 5] = -5.0  # a lytic candidate
+        files["candidate_score"] = write_volume(vol.with_array(score), folder / ROLES["candidate_score"][0])
+        files["candidates_json"] = folder / ROLES["candidates_json"][0]
+        files["candidates_json"].write_text(json.dumps({"candidates": [], "parameters": {"threshold": threshold}}), encoding="utf-8")
+    write_case_outputs(folder, files, grid=vol.grid, case_id="C1", hash_exams=False)
+    ct = write_volume(vol, tmp_path / "current.nii.gz")
+    return Path(ct), folder
+
+
+@pytest.mark.parametrize("with_score", [True, False])
+def test_zmap_layer_shows_the_candidates_score_from_their_threshold(tmp_path, with_score):
+    from detector.overlay import overlay_pixels
+    from workstation.layers import layer_files
+
+    ct, folder = _score_case(tmp_path, with_score=with_score)
+    files = layer_files(case_code="C1", current_path=ct, prior_path=None, overlays=("zmap",), detector_dir=folder.parent)
+    assert files["zmap"].name == ("candidate_score.nii.gz" if with_score else "zmap.nii.gz")
+    tickets = TicketRegistry()
+    service = ImageService(_settings(tmp_path), VolumeCache(), tickets)
+    token = tickets.issue(account_id=1, reader_id=1, study_code="S", case_read_id=1, case_code="C1", layers=allowed_layers(("zmap",)), files=files)
+    rgba = _decode(service.render(token, "zmap", "axial", 4 - 1 - 1).data)  # stored slice 1, head-first: axial 2
+    # the one overlay rule, with the candidates' threshold 3 and saturation 2.5 x 3 (or the settings' 4 and 10 for a z-map)
+    values = read_display_volume(files["zmap"], "z").array[1].astype(np.float32)
+    t, sat = (3.0, 7.5) if with_score else (4.0, 10.0)
+    (rows, cols), _, _ = overlay_pixels(values, threshold=t, z_max=sat, palette="green-orange")
+    coloured = set(zip(*np.nonzero(rgba[..., 3])))
+    assert coloured == set(zip(rows.tolist(), cols.tolist()))
+    if with_score:
+        assert coloured == {(2, 3), (4, 5)}  # the 3.5 the z-map would hide, and the lytic -5
+        assert tuple(rgba[4, 5, :3]) == (255, 140, 0)
+    else:
+        assert coloured == set()
+
+
+def test_zmap_layer_names_a_missing_candidates_threshold(tmp_path):
+    from workstation.layers import layer_files
+
+    ct, folder = _score_case(tmp_path, with_score=True)
+    (folder / "candidates.json").write_text("{}", encoding="utf-8")
+    files = layer_files(case_code="C1", current_path=ct, prior_path=None, overlays=("zmap",), detector_dir=folder.parent)
+    tickets = TicketRegistry()
+    service = ImageService(_settings(tmp_path), VolumeCache(), tickets)
+    token = tickets.issue(account_id=1, reader_id=1, study_code="S", case_read_id=1, case_code="C1", layers=allowed_layers(("zmap",)), files=files)
+    with pytest.raises(ViewError, match="candidates.json"):
+        service.render(token, "zmap", "axial", 2)
+
+
+def test_prior_sync_reads_the_case_registration(tmp_path):
+    import SimpleITK as sitk
+
+    from detector.outputs import ROLES, write_case_outputs
+    from workstation.geometry import synced_prior_slices
+    from workstation.layers import registration_prior_sync
+
+    ct, folder = _score_case(tmp_path, with_score=False)
+    grid = display_grid_of(ct)
+    assert registration_prior_sync(folder.parent, "C1", grid, grid) is None  # no transform: table position
+    shift = sitk.TranslationTransform(3, (0.0, 0.0, 5.0))
+    sitk.WriteTransform(shift, str(folder / ROLES["transform"][0]))
+    vol = Volume(np.zeros((4, 6, 8), np.float32), SPACING, (0, 0, 0))
+    write_case_outputs(folder, {"zmap": folder / ROLES["zmap"][0], "transform": folder / ROLES["transform"][0]}, grid=vol.grid, case_id="C1", hash_exams=False)
+    sync = registration_prior_sync(folder.parent, "C1", grid, grid)
+    assert sync["axial"] == synced_prior_slices(grid, grid, shift, "axial") == [0, 0, 0, 1]  # 5 mm up = 2 slices of 2.5 mm
+    assert registration_prior_sync(folder.parent, "C1", grid, None) is None
