@@ -15,7 +15,7 @@ from typing import Any
 from analysis.cad_vs_rad import add_cad_reader, st_cad_vs_rad
 from analysis.data import ObserverData, ObserverDataError
 
-__all__ = ["UNAIDED_NAMES", "choose_unaided_treatment", "cad_section"]
+__all__ = ["UNAIDED_NAMES", "cad_section", "choose_unaided_treatment"]
 
 #: Treatment names taken as "unaided" when none is chosen (case-insensitive substrings).
 UNAIDED_NAMES: tuple[str, ...] = ("unaided", "without", "no_cad", "no-cad", "nocad", "baseline", "control")
