@@ -119,6 +119,31 @@ def _account_password(username: str, seed: int) -> str:
     return f"demo-{username}-{seed}"
 
 
+def _detector_marks(case_list, detector_dir: Path, out_dir: Path, messages: list[str]):  # type: ignore[no-untyped-def]
+    """The detector alone on the study's cases, scored as ``tsct detect evaluate`` does.
+
+    The z-map network's candidates on every case (registration outputs reused from
+    ``detector_dir``), matched to the truth lesions by the one hit rule, written to
+    ``out_dir/marks_zscore.csv`` (read back for the report's section "The detector alone vs
+    the radiologists"). Returns ``(marks, file name)``, or ``(None, None)`` with a message
+    in ``messages`` when the detector cannot be scored.
+    """
+    from analysis.cad_vs_rad import read_cad_marks
+    from detector._errors import DetectorInputError
+    from detector.detection_eval import evaluate_detectors
+
+    try:
+        ev = evaluate_detectors(case_list, detector_dir, methods=("zscore",), progress=False)
+    except (DetectorInputError, OSError, ValueError) as exc:
+        messages.append(f"the detector alone was not scored ({exc}); the report has no 'detector alone' section")
+        return None, None
+    if "zscore" not in ev.marks:
+        messages.append("the z-map network ran on none of the cases; the report has no 'detector alone' section")
+        return None, None
+    path = ev.write_marks(out_dir)["zscore"]
+    return read_cad_marks(str(path)), path.name
+
+
 def run_demo(settings: DemoSettings, *, say: Callable[[str], None] = print, progress: bool = True) -> DemoResult:
     """Run the whole chain (see the module docstring); returns where everything went."""
     import reader_study as rs
@@ -239,8 +264,19 @@ def run_demo(settings: DemoSettings, *, say: Callable[[str], None] = print, prog
     from detector.outputs import outputs_record
 
     det_record = outputs_record(detector_dir, [c.case_id for c in case_list])
+    cad_marks, cad_source = _detector_marks(case_list, detector_dir, data_dir / "detector-marks", messages)
+    if cad_marks is not None:
+        from analysis.cad_vs_rad import add_cad_reader
+        from analysis.data import ObserverDataError
+
+        try:
+            add_cad_reader(data, cad_marks)  # the marks must name the study's cases and lesions
+        except ObserverDataError as exc:
+            messages.append(f"the detector's marks do not fit the exported study ({exc}); the report has no 'detector alone' section")
+            cad_marks = cad_source = None
     paths = write_report(
         data, settings.reports_dir, study_name=code, fom="wAFROC", method="OR", subgroups="auto", input_path=jafroc_file, detector_outputs=det_record,
+        cad_marks=cad_marks, cad_treatment="unaided" if cad_marks is not None else None, cad_marks_source=cad_source,
     )
     timings["analysis"] = time.perf_counter() - t0
     report_dir = paths.directory

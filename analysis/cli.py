@@ -531,6 +531,15 @@ def report_command(
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed of the bootstrap."),
     pdf: bool = typer.Option(True, "--pdf/--no-pdf", help="Also write report.pdf (default: yes)."),
     backend: str = typer.Option("python", "--backend", help="python (default) or rjafroc (main analysis computed by RJafroc in R)."),
+    cad_marks: Optional[Path] = typer.Option(
+        None, "--cad-marks",
+        help="The detector's marks (CSV: case_id, rating, lesion_id; e.g. marks_<method>.csv of 'tsct detect evaluate'): "
+        "adds the section 'The detector alone vs the radiologists' (1T-RRRC).",
+    ),
+    cad_treatment: Optional[str] = typer.Option(
+        None, "--cad-treatment",
+        help="Treatment in which the detector is compared with the radiologists (default: the unaided one, by name).",
+    ),
 ) -> None:
     """Write the study report (HTML, PDF, JSON, CSV) to OUT/<study>/.
 
@@ -566,6 +575,16 @@ def report_command(
     except OutputPathError as exc:
         _fail(str(exc))
     data = _load(file)
+    marks = None
+    if cad_marks is not None:
+        from analysis.cad_vs_rad import read_cad_marks
+
+        if not cad_marks.is_file():
+            _fail(f"--cad-marks: file not found: {cad_marks}")
+        try:
+            marks = read_cad_marks(str(cad_marks))
+        except ValueError as exc:
+            _fail(f"--cad-marks: {exc}")
     caught: list = []
     try:
         with Status("Analysing", console=err_console) as status, warnings.catch_warnings(record=True) as caught:
@@ -575,6 +594,7 @@ def report_command(
                 alpha=alpha, subgroups=kinds, input_path=file, backend=backend.lower(),
                 n_bootstraps=n_bootstraps, random_state=seed, pdf=pdf,
                 progress=lambda step: status.update(f"Report: {step}"),
+                cad_marks=marks, cad_treatment=cad_treatment, cad_marks_source=cad_marks.name if cad_marks else None,
             )
     except BackendNotAvailableError as exc:
         _fail(str(exc))

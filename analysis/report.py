@@ -807,6 +807,10 @@ def _write_pdf(path: Path, context: dict[str, Any], result: SignificanceResult, 
             lines += _wrap(f"  {base}; FOM {means}; {r['analysis']}: {comps}" + (f" [{r['note']}]" if r["note"] else ""), 116)
     for kind, why in context["subgroups_unavailable"].items():
         lines += [""] + _wrap(f"Subgroups by {kind} unavailable: {why}")
+    if context.get("cad"):
+        head = "The detector alone vs the radiologists"
+        lines += ["", head, "-" * len(head)] + _wrap(context["cad"]["sentence"])
+        lines += _wrap("  " + "; ".join(f"{k}: {v}" for k, v in context["cad"]["rows"]), 116)
     lines += ["", "Methods", "-------"] + _wrap(context["methods"]) + ["", "References", "----------"]
     for n, ref in enumerate(context["references"], start=1):
         lines += _wrap(f"[{n}] {ref}")
@@ -865,6 +869,9 @@ def write_report(
     pdf: bool = True,
     progress: Callable[[str], None] | None = None,
     detector_outputs: dict[str, Any] | None = None,
+    cad_marks: pd.DataFrame | None = None,
+    cad_treatment: str | None = None,
+    cad_marks_source: str | None = None,
 ) -> ReportPaths:
     """Analyse a study and write its report to ``<out_dir>/<study>/``.
 
@@ -900,6 +907,16 @@ def write_report(
         Also write ``report.pdf``.
     progress : callable, optional
         ``progress(step)`` with a short description of each step.
+    cad_marks : DataFrame, optional
+        The detector's marks (``case_id, lesion_id, rating``;
+        :func:`analysis.cad_vs_rad.read_cad_marks`, e.g. ``marks_<method>.csv`` of ``tsct detect
+        evaluate``): adds the section "The detector alone vs the radiologists" (1T-RRRC,
+        :mod:`analysis.report_cad`) and ``cad_vs_rad`` in ``results.json``.
+    cad_treatment : str, optional
+        The treatment of that comparison (default: the unaided one,
+        :func:`analysis.report_cad.choose_unaided_treatment`).
+    cad_marks_source : str, optional
+        The marks file's name, recorded in the section.
 
     Returns
     -------
@@ -970,6 +987,13 @@ def write_report(
         except SubgroupError as exc:
             unavailable[kind] = str(exc)
             warnings.warn(f"Subgroups by {kind} are not in the report: {exc}", UserWarning, stacklevel=2)
+
+    cad = None
+    if cad_marks is not None:
+        from analysis.report_cad import cad_section
+
+        step("detector alone vs radiologists")
+        cad = cad_section(data, cad_marks, fom, alpha=alpha, treatment=cad_treatment, source=cad_marks_source)
 
     step("curves")
     curve_frames: dict[str, pd.DataFrame] = {}
@@ -1060,6 +1084,7 @@ def write_report(
         "command": _command(input_path, name, fom, method, covariance, alpha, kinds, subgroups, out_dir,
                             n_bootstraps, random_state, backend),
         "n_treatments": result.n_treatments,
+        "cad": cad,
     }
 
     step("writing files")
@@ -1092,6 +1117,8 @@ def write_report(
     doc["subgroups"] = {sg.by: sg.to_dict() for sg in sub_results}
     if fit_json is not None:
         doc["roc_fits"] = fit_json
+    if cad is not None:
+        doc["cad_vs_rad"] = cad["json"]
     doc_text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
     # Every file is written into a hidden staging folder beside the report's folder and moved in
     # when all are complete: a failed or killed run never leaves a truncated PDF beside a

@@ -70,8 +70,8 @@ def evaluate(
     case_list: Path = typer.Argument(..., help="Case-list CSV with truth lesions (normal and abnormal cases) NOT used in training, e.g. a synthetic set made with another seed."),
     work: Path = typer.Option(..., "--work", help="Folder of the cases' registration outputs (<work>/<case_id>/, as written by 'tsct detect batch'); missing cases are registered there."),
     model: str = typer.Option("default", help="z-score weights: 'default' (shipped), a .pt path, or 'analytic'."),
-    report: Path = typer.Option(Path("reports/zscore-evaluation"), "--report", help="Folder for report.md, froc.png and evaluation.json."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the figures per method to this JSON file (keys in docs/detector-zscore.md)."),
+    report: Path = typer.Option(Path("reports/zscore-evaluation"), "--report", help="Folder for report.md, froc.png, evaluation.json and the detector's marks per method (marks_<method>.csv: case_id, rating, lesion_id)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the figures per method to this JSON file (keys in docs/detector-zscore.md), with marks_<method>.csv beside it."),
     methods: str = typer.Option("plain,voxel_matched,zscore,analytic", help="Methods to compare, comma-separated. Add 'single_exam' for the single-exam map of the current exam alone (no prior; 20-40 s per case on 2 CPU cores, so not on by default)."),
     single_exam_model: str = typer.Option("default", help="Weights of the 'single_exam' method: 'default' (shipped single-exam-v1) or a .pt path."),
     margin_mm: float = typer.Option(3.0, help="A candidate hits a lesion when its centre lies within this distance of the lesion's voxels (mm)."),
@@ -103,8 +103,10 @@ def evaluate(
     paths = ev.write_report(report)
     if json_out is not None:
         ev.write_json(json_out)
+        ev.write_marks(json_out.parent)
     console.print(ev.summary(), highlight=False)
     console.print(f"Report: {paths['markdown']} (FROC curves {paths['froc'].name})" + (f"; JSON {json_out}" if json_out else ""))
+    console.print(f"Detector marks per method (marks_<method>.csv, for 'tsct analyze report --cad-marks'): {report}" + (f" and {json_out.parent}" if json_out else ""), highlight=False)
     if record_in_bundle and "zscore" in ev.scores and ev.model and ev.model.get("path"):
         from .train import record_evaluation
 

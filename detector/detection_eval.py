@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -42,7 +42,7 @@ from ._errors import DetectorInputError
 from .candidates import find_candidates, matched_filter_score
 from .froc import CaseMarks, DetectionScore, TruthLesion, match_candidates, operating_point, score_detector, wafroc_with_ci
 
-__all__ = ["METHODS", "EvaluationSettings", "DetectorEvaluation", "evaluate_detectors", "EVALUATION_JSON_KEYS"]
+__all__ = ["METHODS", "EvaluationSettings", "DetectorEvaluation", "evaluate_detectors", "write_marks_csv", "EVALUATION_JSON_KEYS"]
 
 METHODS: tuple[str, ...] = ("plain", "voxel_matched", "zscore", "analytic")
 #: Methods scored only when asked for (``methods=`` / ``--methods``): ``single_exam``, the
@@ -129,6 +129,8 @@ class DetectorEvaluation:
     notes : warnings in words (out-of-domain cases, overlap with training data, failures).
     case_list : the case list path.
     elapsed_s : wall time, s.
+    marks : method -> the scored marks of every case (:class:`~detector.froc.CaseMarks`), for
+        :meth:`write_marks` (the detector as a reader of a study, ``tsct analyze report --cad-marks``).
     """
 
     scores: dict[str, DetectionScore]
@@ -139,6 +141,7 @@ class DetectorEvaluation:
     case_list: str | None = None
     elapsed_s: float = 0.0
     bone_roi: dict[str, Any] | None = None
+    marks: dict[str, tuple[CaseMarks, ...]] = field(default_factory=dict)
 
     def summary(self) -> str:
         lines = [f"Stand-alone detection on {len(self.cases)} case(s) ({self.case_list or 'case list'}), hit margin {self.settings.margin_mm:g} mm:"]
@@ -191,6 +194,25 @@ class DetectorEvaluation:
         path.write_text(json.dumps(_clean(self.to_dict()), indent=1) + "\n", encoding="utf-8")
         return path
 
+    def write_marks(self, folder: str | Path) -> dict[str, Path]:
+        """The detector's marks per method, ``marks_<method>.csv`` in ``folder``.
+
+        Columns ``case_id, rating, lesion_id`` (the format of
+        :func:`analysis.cad_vs_rad.read_cad_marks`): one row per non-lesion localisation
+        (``lesion_id`` empty) and one per hit lesion with its highest rating, sorted by the one
+        hit rule of :func:`detector.froc.match_candidates` (candidate centre within
+        ``settings.margin_mm`` of the lesion's extent). A case with no candidate has no row.
+        Written atomically (temporary name, then rename).
+        """
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        out: dict[str, Path] = {}
+        for method, case_marks in self.marks.items():
+            if method not in self.scores:
+                continue
+            out[method] = write_marks_csv(case_marks, folder / f"marks_{method}.csv")
+        return out
+
     def plot_froc(self, path: str | Path, *, max_nlf: float = 5.0) -> Path:
         """FROC curves of every method (PNG)."""
         import matplotlib
@@ -227,6 +249,7 @@ class DetectorEvaluation:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         paths = {"json": self.write_json(folder / "evaluation.json"), "froc": self.plot_froc(folder / "froc.png")}
+        paths.update({f"marks_{m}": p for m, p in self.write_marks(folder).items()})
         paths["markdown"] = folder / "report.md"
         paths["markdown"].write_text(self.to_markdown(froc_image="froc.png"), encoding="utf-8")
         return paths
@@ -650,4 +673,34 @@ def evaluate_detectors(
     return DetectorEvaluation(
         scores=scores, settings=settings, cases=tuple(case_rows), model=model_info, notes=tuple(notes),
         case_list=str(case_list.source) if case_list.source else None, elapsed_s=time.perf_counter() - start, bone_roi=bone_summary,
+        marks={m: tuple(marks[m]) for m in ran},
     )
+
+
+def write_marks_csv(case_marks: Sequence[CaseMarks], path: str | Path) -> Path:
+    """Write scored marks as ``case_id, rating, lesion_id`` CSV (atomically); returns the path.
+
+    One row per non-lesion localisation (empty ``lesion_id``) and per hit lesion (its rating);
+    rows of a case in descending rating. The file is what ``tsct analyze cad-vs-rad --cad-marks``
+    and ``tsct analyze report --cad-marks`` read.
+    """
+    import csv
+    import os
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["case_id", "rating", "lesion_id"])
+            for cm in case_marks:
+                rows = [(r, "") for r in cm.nl_ratings] + [(r, lid) for lid, r in cm.ll_ratings.items() if r is not None]
+                for r, lid in sorted(rows, key=lambda x: -x[0]):
+                    w.writerow([cm.case_id, repr(float(r)), lid])
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -57,6 +57,11 @@ def test_report_shows_fom_per_reader_rrrc_and_location_subgroups(demo):
     assert set(results["foms"]) == {"unaided", "aided"} and len(results["foms"]["aided"]) == 6
     assert "lesion_location" in results["subgroups"]
     assert "aided - unaided" in result.headline
+    # the detector alone (its z-map candidates on the study's cases) vs the radiologists, unaided
+    cad = results["cad_vs_rad"]
+    assert cad["treatment"] == "unaided" and cad["method"] == "1T-RRRC" and cad["cadMarksFile"] == "marks_zscore.csv"
+    assert 0.0 <= cad["fomCAD"] <= 1.0 and len(cad["fomRAD"]) == 6
+    assert "The detector alone vs the radiologists" in html
 
 
 def test_study_is_locked_fully_crossed_and_complete(demo):

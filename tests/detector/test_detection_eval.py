@@ -48,6 +48,20 @@ def test_evaluation_scores_every_method(toy_study, tmp_path):
         assert key in EVALUATION_JSON_KEYS
     assert "nan" not in ev.summary().lower() and "operating point" in ev.summary()
     assert data["bone_roi"]["mean_volume_ml"] > 0
+    # the detector's marks per method, in the format the CAD-vs-radiologists analysis reads
+    from analysis.cad_vs_rad import read_cad_marks
+
+    for m in ("plain", "voxel_matched", "analytic"):
+        assert paths[f"marks_{m}"] == tmp_path / "report" / f"marks_{m}.csv"
+    cad = read_cad_marks(str(paths["marks_analytic"]))
+    hits = cad[cad["lesion_id"] != ""]
+    n_nl = sum(len(cm.nl_ratings) for cm in ev.marks["analytic"])
+    assert len(cad) - len(hits) == n_nl
+    # every lesion is found (sensitivity 1 above), each once, with its rating from the scoring
+    assert len(hits) == an.n_lesions == len(set(zip(hits["case_id"], hits["lesion_id"])))
+    by_case = {cm.case_id: cm for cm in ev.marks["analytic"]}
+    for c, lid, r in zip(hits["case_id"], hits["lesion_id"], hits["rating"]):
+        assert r == by_case[c].ll_ratings[lid]
 
 
 def test_unknown_method_is_refused(toy_study):
@@ -56,3 +70,24 @@ def test_unknown_method_is_refused(toy_study):
     caselist, work = toy_study
     with pytest.raises(DetectorInputError, match="Unknown method"):
         evaluate_detectors(caselist, work, methods=("magic",), progress=False)
+
+
+def test_marks_csv_round_trips_through_the_cad_reader(tmp_path):
+    from analysis.cad_vs_rad import cad_marks_from_case_marks, read_cad_marks
+    from detector.detection_eval import write_marks_csv
+    from detector.froc import CaseMarks
+
+    marks = [
+        CaseMarks("n1", (4.25, 3.5), {}, False),
+        CaseMarks("a1", (3.125,), {"1": 9.0, "2": None}, True),
+        CaseMarks("a2", (), {"L7": 5.5}, True),
+        CaseMarks("n2", (), {}, False),
+    ]
+    path = write_marks_csv(marks, tmp_path / "m" / "marks_x.csv")
+    assert path.read_text().splitlines()[0] == "case_id,rating,lesion_id"
+    assert not list(path.parent.glob(".*tmp"))
+    got = read_cad_marks(str(path)).sort_values(["case_id", "rating"]).reset_index(drop=True)
+    want = cad_marks_from_case_marks(marks).fillna("").sort_values(["case_id", "rating"]).reset_index(drop=True)
+    assert list(got["case_id"]) == list(want["case_id"]) == ["a1", "a1", "a2", "n1", "n1"]
+    assert list(got["rating"]) == list(want["rating"])
+    assert list(got["lesion_id"]) == list(want["lesion_id"])

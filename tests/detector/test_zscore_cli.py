@@ -51,6 +51,10 @@ def test_evaluate_command_writes_report_and_json(app, study, tmp_path):
     assert set(data["methods"]) == {"plain", "voxel_matched", "analytic"}
     assert data["methods"]["analytic"]["sensitivity_at_1_fp"] == pytest.approx(1.0)
     assert (tmp_path / "rep" / "froc.png").is_file()
+    # the detector's marks per method, in the report folder and beside the JSON
+    for folder in (tmp_path / "rep", tmp_path):
+        assert {p.name for p in folder.glob("marks_*.csv")} == {"marks_plain.csv", "marks_voxel_matched.csv", "marks_analytic.csv"}
+    assert (tmp_path / "marks_analytic.csv").read_text() == (tmp_path / "rep" / "marks_analytic.csv").read_text()
 
 
 def test_evaluate_command_reports_a_missing_model(app, study, tmp_path):
