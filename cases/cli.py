@@ -236,3 +236,7 @@ def synth(
 from .cli_pacs import pull_command as _pull_command  # noqa: E402  (tsct cases pull: DICOMweb, docs/pacs.md)
 
 app.command("pull")(_pull_command)
+
+from .cli_pacs import push_command as _push_command  # noqa: E402  (tsct cases push: STOW-RS, docs/pacs.md)
+
+app.command("push")(_push_command)

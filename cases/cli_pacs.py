@@ -112,3 +112,62 @@ def pull_command(
     if missing_status:
         console.print(f"Note: {missing_status} case(s) have no status; fill in normal/abnormal (and lesions) in {result.case_list} "
                       f"before a reader study, then run `tsct cases validate {result.case_list}`.", highlight=False)
+
+
+def push_command(
+    folder: Path = typer.Argument(..., help="Folder of DICOM files to store (searched recursively): derived objects, readers' SRs, any series."),
+    url: str = typer.Option(..., "--url", help="DICOMweb root of the PACS, e.g. http://pacs:8042/dicom-web (STOW-RS)."),
+    batch_size: int = typer.Option(20, "--batch-size", help="Instances sent in one STOW-RS request."),
+    max_batch_mb: float = typer.Option(200.0, "--max-batch-mb", help="Largest STOW-RS request body (MB); a larger single file goes alone."),
+    log: Path | None = typer.Option(None, "--log", help="Write a CSV with one row per file: path, status (stored/failed/skipped), SOP Instance UID, message."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for each PACS answer."),
+    retries: int = typer.Option(2, "--retries", help="Extra attempts of a batch that cannot connect, times out or gets 'busy' (429/503), with back-off 1 s, 2 s, 4 s …"),
+) -> None:
+    """Store every DICOM file under FOLDER on a PACS over DICOMweb STOW-RS; exit 1 when any file failed."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from .pacs import PacsClient, PacsError, push, scan_dicom_folder
+
+    if batch_size < 1:
+        _fail(f"--batch-size {batch_size} must be 1 or more")
+    if max_batch_mb <= 0:
+        _fail(f"--max-batch-mb {max_batch_mb} must be more than 0")
+    try:
+        client = PacsClient(url, timeout_s=timeout, retries=retries)
+        instances, _ = scan_dicom_folder(folder)
+        if not instances:
+            _fail(f"{folder}: no DICOM instances found to store")
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=err_console, transient=False) as progress:
+            task = progress.add_task("storing", total=len(instances))
+            result = push(client, folder, batch_size=batch_size, max_batch_mb=max_batch_mb, retries=retries, log_path=log,
+                          on_batch=lambda n: progress.advance(task, n))
+    except PacsError as exc:
+        _fail(str(exc), 1)
+        return
+    except OSError as exc:
+        _fail(f"{log}: could not write the push log ({exc.strerror or exc})", 1)
+        return
+    for item in result.failed:
+        err_console.print(f"[red]failed[/] {item.path}: {item.message}", highlight=False, soft_wrap=True)
+    by_series: dict[tuple[str, str], int] = {}
+    for item in result.stored:
+        key = (item.modality or "?", item.series_uid)
+        by_series[key] = by_series.get(key, 0) + 1
+    for (modality, series), n in sorted(by_series.items()):
+        console.print(f"stored {n} {modality} instance(s) of series {series}", highlight=False, soft_wrap=True)
+    if result.skipped:
+        console.print(f"{len(result.skipped)} file(s) skipped (not storable DICOM instances)" + ("; see the log" if result.log else ""), highlight=False)
+    summary = f"{len(result.stored)} stored, {len(result.failed)} failed, {len(result.skipped)} skipped on {client.url}"
+    if result.log:
+        summary += f"; per-file log {result.log}"
+    if result.failed:
+        err_console.print(f"[bold red]Error:[/] {summary}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    console.print(f"[bold green]Done[/] {summary}", highlight=False, soft_wrap=True)

@@ -50,14 +50,20 @@ __all__ = [
     "ExamRequest",
     "PacsClient",
     "PacsError",
+    "PacsUnreachable",
     "PullResult",
+    "PushItem",
+    "PushResult",
     "SeriesCandidate",
     "SeriesRule",
     "classify_kernel",
     "pull",
+    "push",
     "query_case_requests",
     "read_pull_requests",
+    "scan_dicom_folder",
     "select_series",
+    "store_datasets",
 ]
 
 MANIFEST_NAME = ".tsct-pull.json"
@@ -677,3 +683,237 @@ def _write_log(path: Path, rows: list[dict[str, str]]) -> None:
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------
+# STOW-RS: store DICOM files (derived objects, readers' SRs, any series) on a PACS.
+
+PUSH_LOG_COLUMNS = ("path", "status", "sop_instance_uid", "sop_class_uid", "modality", "study_uid", "series_uid", "message")
+
+# STOW-RS FailureReason values (PS3.18 table "Store Instances Response Attribute Description" and PS3.4 C.4.2.1.4).
+STOW_FAILURE_REASONS: dict[int, str] = {
+    0x0110: "processing failure",
+    0x0111: "duplicate SOP instance",
+    0x0112: "no such object instance",
+    0x0122: "SOP class not supported",
+    0x0124: "not authorized",
+    0xA700: "out of resources",
+    0xA770: "out of resources (no storage space)",
+    0xA900: "data set does not match the SOP class",
+    0xC000: "cannot understand",
+    0xC122: "transfer syntax not supported",
+}
+
+_DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+
+
+@dataclass(frozen=True)
+class PushItem:
+    """The fate of one file of a push: ``stored``, ``failed`` or ``skipped`` (not a storable instance)."""
+
+    path: Path
+    status: str
+    sop_instance_uid: str = ""
+    sop_class_uid: str = ""
+    modality: str = ""
+    study_uid: str = ""
+    series_uid: str = ""
+    message: str = ""
+
+    def row(self) -> dict[str, str]:
+        return {c: str(getattr(self, c)) for c in PUSH_LOG_COLUMNS}
+
+
+@dataclass
+class PushResult:
+    """What :func:`push` did, one :class:`PushItem` per file found under the folder."""
+
+    items: list[PushItem] = field(default_factory=list)
+    log: Path | None = None
+
+    def with_status(self, status: str) -> list[PushItem]:
+        return [i for i in self.items if i.status == status]
+
+    @property
+    def stored(self) -> list[PushItem]:
+        return self.with_status("stored")
+
+    @property
+    def failed(self) -> list[PushItem]:
+        return self.with_status("failed")
+
+    @property
+    def skipped(self) -> list[PushItem]:
+        return self.with_status("skipped")
+
+
+class PacsUnreachable(PacsError):
+    """The PACS could not be reached (connection refused, timeout) even after the retries."""
+
+
+def store_datasets(client: PacsClient, datasets: Sequence[Any], *, retries: int = 2, backoff_s: float = 1.0) -> dict[str, tuple[str, str]]:
+    """STOW-RS one batch of datasets; return ``{SOPInstanceUID: (status, message)}`` for each.
+
+    ``status`` is ``stored`` or ``failed``. HTTP 408/429/503/504 answers are retried by the
+    DICOMweb client (``PacsClient(retries=...)``); a connection error or a timeout is retried here
+    ``retries`` times with back-off ``backoff_s``, 2×, 4× … and then raises
+    :class:`PacsUnreachable`. An HTTP 409/400 answer with a STOW-RS response body (some instances
+    refused) gives a per-instance result; any other HTTP error raises :class:`PacsError`.
+    """
+    import time
+
+    import pydicom
+    import requests
+
+    uids = [str(ds.SOPInstanceUID) for ds in datasets]
+    attempt = 0
+    while True:
+        try:
+            response = client._client.store_instances(list(datasets))
+            break
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            if attempt >= retries:
+                kind = "did not answer in time" if isinstance(exc, requests.exceptions.Timeout) else "cannot be reached (connection refused or host unknown)"
+                raise PacsUnreachable(f"the PACS at {client.url} {kind} while storing {len(uids)} instance(s), after {attempt + 1} attempt(s); check --url and that the server runs") from None
+            time.sleep(backoff_s * (2**attempt))
+            attempt += 1
+        except requests.exceptions.HTTPError as exc:
+            answer = exc.response
+            code = answer.status_code if answer is not None else "?"
+            response = None
+            if answer is not None and code in (400, 409) and answer.content:
+                try:
+                    response = pydicom.Dataset.from_json(answer.content.decode("utf-8"))
+                except Exception:  # noqa: BLE001 - a body that is not DICOM JSON: report the HTTP error
+                    response = None
+            if response is None:
+                hint = {401: "it needs credentials", 403: "access is denied", 404: "no DICOMweb service at this URL (check the path, e.g. /dicom-web)",
+                        413: "the batch is too large for the server: lower --batch-size"}.get(code, "see the server log")
+                raise PacsError(f"the PACS at {client.url} answered HTTP {code} to a store of {len(uids)} instance(s): {hint}") from None
+            break
+    result: dict[str, tuple[str, str]] = {}
+    for item in response.get("FailedSOPSequence", None) or []:
+        uid = str(item.get("ReferencedSOPInstanceUID", ""))
+        reason = item.get("FailureReason", None)
+        text = STOW_FAILURE_REASONS.get(int(reason), "refused") if reason is not None else "refused"
+        code_text = f" (FailureReason 0x{int(reason):04X})" if reason is not None else ""
+        result[uid] = ("failed", f"the PACS refused it: {text}{code_text}")
+    for item in response.get("ReferencedSOPSequence", None) or []:
+        uid = str(item.get("ReferencedSOPInstanceUID", ""))
+        warning = item.get("WarningReason", None)
+        result.setdefault(uid, ("stored", f"stored with WarningReason 0x{int(warning):04X}" if warning is not None else ""))
+    acknowledged = bool(result)
+    for uid in uids:
+        if uid not in result:
+            result[uid] = ("failed", "the PACS did not acknowledge this instance") if acknowledged else ("stored", "the PACS answered success without a per-instance list")
+    return result
+
+
+def scan_dicom_folder(folder: str | Path) -> tuple[list[PushItem], list[PushItem]]:
+    """Every file under ``folder`` (recursively, hidden files and ``*.tmp`` left out), as
+    ``(instances, skipped)``: storable DICOM instances (status ``pending``) and the rest
+    (``skipped``: not DICOM, a DICOMDIR, no SOP Instance/Class UID, a repeated SOP Instance UID)."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise PacsError(f"{root}: not a folder; give the folder of DICOM files to store")
+    instances: list[PushItem] = []
+    skipped: list[PushItem] = []
+    seen: dict[str, Path] = {}
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts) and not p.name.endswith(".tmp"))
+    for path in files:
+        try:
+            ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+        except (InvalidDicomError, EOFError, ValueError, OSError) as exc:
+            skipped.append(PushItem(path, "skipped", message=f"not a DICOM file ({type(exc).__name__})"))
+            continue
+        sop, cls = str(ds.get("SOPInstanceUID", "")), str(ds.get("SOPClassUID", ""))
+        if not sop or not cls:
+            skipped.append(PushItem(path, "skipped", message="no SOP Instance UID or SOP Class UID: not a storable instance"))
+            continue
+        if cls == _DICOMDIR_SOP_CLASS:
+            skipped.append(PushItem(path, "skipped", sop, cls, message="a DICOMDIR (a media index), not an instance"))
+            continue
+        item = PushItem(path, "pending", sop, cls, str(ds.get("Modality", "")), str(ds.get("StudyInstanceUID", "")), str(ds.get("SeriesInstanceUID", "")))
+        if sop in seen:
+            skipped.append(PushItem(**{**item.__dict__, "status": "skipped", "message": f"same SOP Instance UID as {seen[sop]}; stored once"}))
+            continue
+        seen[sop] = path
+        instances.append(item)
+    return instances, skipped
+
+
+def push(
+    client: PacsClient,
+    folder: str | Path,
+    *,
+    batch_size: int = 20,
+    max_batch_mb: float = 200.0,
+    retries: int = 2,
+    backoff_s: float = 1.0,
+    log_path: str | Path | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> PushResult:
+    """Store every DICOM instance under ``folder`` on the PACS over STOW-RS, in batches.
+
+    A batch holds at most ``batch_size`` files and ``max_batch_mb`` MB (a larger single file goes
+    alone). A batch the server refuses as a whole (an HTTP error) marks its files ``failed`` and the
+    push goes on; an unreachable server (after ``retries``) marks the rest ``failed`` as not sent.
+    ``on_batch(n)`` is called after each batch with its file count. When ``log_path`` is given,
+    a CSV (:data:`PUSH_LOG_COLUMNS`) with one row per file is written there atomically.
+    Storing an instance twice is harmless: a PACS keeps one copy per SOP Instance UID.
+    """
+    import pydicom
+
+    if batch_size < 1:
+        raise PacsError(f"--batch-size {batch_size} must be 1 or more")
+    instances, skipped = scan_dicom_folder(folder)
+    result = PushResult(items=list(skipped))
+    batches: list[list[PushItem]] = []
+    size = 0.0
+    for item in instances:
+        mb = item.path.stat().st_size / 1e6
+        if not batches or len(batches[-1]) >= batch_size or (batches[-1] and size + mb > max_batch_mb):
+            batches.append([])
+            size = 0.0
+        batches[-1].append(item)
+        size += mb
+    unreachable = ""
+    for batch in batches:
+        if unreachable:
+            result.items += [PushItem(**{**i.__dict__, "status": "failed", "message": f"not sent: {unreachable}"}) for i in batch]
+            if on_batch:
+                on_batch(len(batch))
+            continue
+        datasets, sendable = [], []
+        for item in batch:
+            try:
+                datasets.append(pydicom.dcmread(str(item.path)))
+                sendable.append(item)
+            except (OSError, ValueError, EOFError) as exc:
+                result.items.append(PushItem(**{**item.__dict__, "status": "failed", "message": f"could not be read in full: {exc}"}))
+        try:
+            outcome = store_datasets(client, datasets, retries=retries, backoff_s=backoff_s) if datasets else {}
+        except PacsUnreachable as exc:
+            unreachable = str(exc)
+            outcome = {i.sop_instance_uid: ("failed", f"not sent: {exc}") for i in sendable}
+        except PacsError as exc:
+            outcome = {i.sop_instance_uid: ("failed", str(exc)) for i in sendable}
+        for item in sendable:
+            status, message = outcome[item.sop_instance_uid]
+            result.items.append(PushItem(**{**item.__dict__, "status": status, "message": message}))
+        if on_batch:
+            on_batch(len(batch))
+    result.items.sort(key=lambda i: str(i.path))
+    if log_path is not None:
+        result.log = Path(log_path)
+        result.log.parent.mkdir(parents=True, exist_ok=True)
+        tmp = result.log.with_name(result.log.name + ".tmp")
+        with tmp.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(PUSH_LOG_COLUMNS))
+            writer.writeheader()
+            writer.writerows(i.row() for i in result.items)
+        os.replace(tmp, result.log)
+    return result
