@@ -141,8 +141,9 @@ def import_exam(
     gantry-tilted or unevenly spaced DICOM series is resampled onto an orthogonal, evenly
     spaced grid (said on the terminal); see docs/dicom-import.md.
     """
-    from .io import IMAGE_SUFFIXES, ExamReadError, read_exam, write_volume
     from tsct_files import OutputPathError, check_output_file
+
+    from .io import IMAGE_SUFFIXES, ExamReadError, read_exam, write_volume
 
     name = out.name.lower()
     if not any(name.endswith(sfx) for sfx in IMAGE_SUFFIXES):
@@ -186,9 +187,9 @@ def synth(
     the exams and every generation parameter; caselist.csv lists them for `tsct cases validate`
     and the reader study.
     """
-    from .synth import SIZES, SynthesisError, synthesize_case_set
-
     from tsct_files import OutputPathError, atomic_folder, check_output_dir
+
+    from .synth import SIZES, SynthesisError, synthesize_case_set
 
     if labels and not from_ct:
         _fail("--labels needs --from-ct (the label map of a real CT).")

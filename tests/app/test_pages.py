@@ -296,21 +296,12 @@ def test_validate_page_runs_the_full_content_checks(app_test, app_env):
     """The page's Validate reads every exam and checks the truth against it, as `tsct cases
     validate` and study creation do: a lesion centre outside the current exam is refused."""
     import csv
-    from pathlib import Path
+
+    from .conftest import copy_case_list
 
     listed = app_env.detector_dir.parent / "cases.csv"
-    rows = list(csv.DictReader(listed.open(newline="")))
-    for row in rows:  # absolute paths: the copy lives in another folder
-        for column in ("prior", "current", "label_map", "true_transform"):
-            if row.get(column):
-                row[column] = str((listed.parent / row[column]).resolve())
-    abnormal = next(i for i, row in enumerate(rows) if row["lesion_id"])
-    rows[abnormal]["center_x_mm"] = "5000"
-    wrong = Path(app_env.data_dir) / "wrong-truth.csv"
-    with wrong.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    abnormal = next(i for i, row in enumerate(csv.DictReader(listed.open(newline=""))) if row["lesion_id"])
+    wrong = copy_case_list(listed, app_env.data_dir / "wrong-truth.csv", lambda rows: rows[abnormal].update(center_x_mm="5000"))
     at = login(app_test(), "coordinator", app_env.study.password)
     _by_label(at.text_input, "Case list (path on the server)").input(str(wrong))
     at.run()

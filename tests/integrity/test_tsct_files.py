@@ -11,14 +11,14 @@ import pytest
 from tsct_files import (
     OutputPathError,
     atomic_file,
+    atomic_folder,
     atomic_write_text,
     check_output_dir,
     check_output_file,
     problems_file,
-    atomic_folder,
     remove_stale_partials,
-    temporary_sibling,
     staged_dir,
+    temporary_sibling,
 )
 
 
