@@ -1,6 +1,6 @@
 """Writing outputs safely: check the path first, write to a temporary name, rename when complete.
 
-One rule for every file TSCT writes on the study and analysis side (exports, reports, JSON
+One rule for every file TSCT writes (images, DICOM series, case sets, exports, reports, JSON
 results, backups): a command that fails, or is killed, never leaves a truncated file under the
 name the user asked for, and a bad output path (a folder where a file is expected, a file where a
 folder is expected, a folder that cannot be written) is refused before any work starts, with one
@@ -12,8 +12,12 @@ message that names the path and says what to do.
   it is renamed onto the target (``os.replace``), on error it is removed.
 * :func:`atomic_write_text` / :func:`atomic_write_bytes` - the same for data in memory.
 * :func:`staged_dir` - build a whole folder of outputs under a hidden staging folder beside the
-  target, then move the files in; a killed run leaves only the hidden staging folder, which the
-  next run removes.
+  target, then move the files in; :func:`atomic_folder` - the same for a folder that must be new
+  (or empty), renamed into place in one step.
+* :func:`temporary_sibling` - the one naming rule for every temporary output,
+  ``.<name>.partial-<pid>-<random>[suffix]`` beside the target. A run killed with ``kill -9``
+  leaves such a hidden file or folder; the next run writing the same target removes those whose
+  process is gone (:func:`remove_stale_partials`), never another live run's.
 * :func:`problems_file` - write a full list of problems to a file when it is too long for a
   terminal message (the message then gives a summary and the file's path).
 * :func:`pause_point` - a fault-injection hook for the kill -9 tests (inactive unless
@@ -27,6 +31,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -37,15 +42,19 @@ __all__ = [
     "atomic_file",
     "atomic_write_text",
     "atomic_write_bytes",
+    "atomic_folder",
     "staged_dir",
-    "remove_stale_staging",
+    "temporary_sibling",
+    "remove_stale_partials",
+    "pid_alive",
     "problems_file",
     "summarise_problems",
     "pause_point",
-    "STAGING_PREFIX",
+    "PARTIAL_MARK",
 ]
 
-STAGING_PREFIX = ".tsct-partial-"
+#: what every temporary output's name holds: ``.<target name>.partial-<pid>-<random>[suffix]``.
+PARTIAL_MARK = ".partial-"
 
 
 class OutputPathError(ValueError):
@@ -63,17 +72,23 @@ def _nearest_existing(path: Path) -> Path:
     return p
 
 
-def check_output_dir(path: str | Path, *, option: str = "--out") -> Path:
+def check_output_dir(path: str | Path, *, option: str = "--out", empty: bool = False, what: str = "outputs") -> Path:
     """Check that ``path`` can be (or is) a writable folder; create nothing. Returns the path.
+
+    With ``empty=True`` the folder must be new or empty (nothing in it is ever overwritten);
+    ``what`` names its content in that message.
 
     Raises
     ------
     OutputPathError
-        ``path`` is a file, lies under a file, or its nearest existing folder is not writable.
+        ``path`` is a file, lies under a file, its nearest existing folder is not writable, or
+        (with ``empty``) it already holds files.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputPathError(f"{option} {path} is a file, but a folder is expected there; give a folder (it is created if missing).")
+    if empty and path.is_dir() and any(path.iterdir()):
+        raise OutputPathError(f"{option} {path} already holds files; give a new or empty folder for the {what} (nothing is overwritten).")
     existing = _nearest_existing(path.absolute())
     if not existing.is_dir():
         raise OutputPathError(f"{option} {path}: {existing} is a file, so no folder can be made under it; give another folder.")
@@ -96,8 +111,11 @@ def _probe(folder: Path) -> bool:
     return True
 
 
-def check_output_file(path: str | Path, *, option: str = "--out", overwrite: bool = True) -> Path:
+def check_output_file(path: str | Path, *, option: str = "--out", overwrite: bool = True, overwrite_option: str | None = None) -> Path:
     """Check that a file can be written at ``path`` (atomically, so its folder must be writable).
+
+    ``overwrite_option`` (e.g. ``"--overwrite"``) is named in the message when ``overwrite`` is
+    false and a file is already there.
 
     Raises
     ------
@@ -111,27 +129,107 @@ def check_output_file(path: str | Path, *, option: str = "--out", overwrite: boo
     if path.exists() and not path.is_file():
         raise OutputPathError(f"{option} {path} exists and is not a regular file; give another file name.")
     if path.exists() and not overwrite:
-        raise OutputPathError(f"{option} {path} already exists; give a new file name.")
+        hint = f", or pass {overwrite_option} to replace it" if overwrite_option else ""
+        raise OutputPathError(f"{option} {path} already exists; give a new file name{hint}.")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OutputPathError(f"{option} {path} exists and is read-only; give another file name.")
     check_output_dir(path.parent if str(path.parent) else Path("."), option=f"{option} {path}: its folder")
     return path
+
+
+def temporary_sibling(path: str | Path, suffix: str = "") -> Path:
+    """A hidden, unique name beside ``path`` to write to before the final rename.
+
+    ``.<name>.partial-<pid>-<random><suffix>``: the process id lets a later run tell a killed
+    run's leftovers (:func:`remove_stale_partials`) from a live run's work; ``suffix`` keeps a
+    format-selecting extension (``.nii.gz``) for writers that choose the format by name.
+    """
+    path = Path(path)
+    return path.with_name(f".{path.name}{PARTIAL_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs (on this machine)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _process_start_time(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), where /proc tells; else None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime "))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _is_stale(partial: Path, pid: int) -> bool:
+    """A partial output whose writer is gone: its process is dead, or the id now belongs to a
+    process started after the partial was last written (the id was reused)."""
+    if pid == os.getpid():
+        return False
+    if not pid_alive(pid):
+        return True
+    started = _process_start_time(pid)
+    try:
+        written = partial.lstat().st_mtime
+    except OSError:
+        return False
+    return started is not None and started > written + 1.0
+
+
+def remove_stale_partials(target: str | Path) -> list[Path]:
+    """Remove the temporary outputs (:func:`temporary_sibling`) of ``target`` left by killed runs.
+
+    Only hidden ``.<target name>.partial-<pid>-…`` files and folders beside ``target`` whose
+    process is gone are removed; those of a live run (this one included) and any other file are
+    left alone. Returns what was removed.
+    """
+    target = Path(target)
+    prefix = f".{target.name}{PARTIAL_MARK}"
+    removed: list[Path] = []
+    if not target.parent.is_dir():
+        return removed
+    for child in target.parent.iterdir():
+        if not child.name.startswith(prefix):
+            continue
+        pid_text = child.name[len(prefix):].split("-", 1)[0]
+        if not pid_text.isdigit() or not _is_stale(child, int(pid_text)):
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+        removed.append(child)
+    return removed
 
 
 @contextlib.contextmanager
 def atomic_file(path: str | Path, *, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path in ``path``'s folder; rename it onto ``path`` when the block succeeds.
 
-    The temporary file is named ``.<name>.<random>.part`` (hidden, never mistaken for a result);
-    on any exception it is removed and the exception propagates; ``path`` is left as it was.
+    The temporary file is :func:`temporary_sibling` (hidden, never mistaken for a result); a
+    killed earlier run's leftovers for ``path`` are removed first. On any exception it is removed
+    and the exception propagates; ``path`` is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=(suffix or "") + ".part", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    remove_stale_partials(path)
+    tmp = temporary_sibling(path, suffix)
+    tmp.touch(exist_ok=False)
     try:
         yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
+        if tmp.is_file():
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -150,55 +248,22 @@ def atomic_write_text(path: str | Path, text: str, *, encoding: str = "utf-8") -
     return atomic_write_bytes(path, text.encode(encoding))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_staging(parent: str | Path) -> list[Path]:
-    """Remove staging folders (``.tsct-partial-<pid>-…``) under ``parent`` left by killed runs; returns them."""
-    parent = Path(parent)
-    removed: list[Path] = []
-    if not parent.is_dir():
-        return removed
-    for child in parent.iterdir():
-        if not child.name.startswith(STAGING_PREFIX) or not child.is_dir():
-            continue
-        try:
-            pid = int(child.name[len(STAGING_PREFIX):].split("-", 1)[0])
-        except ValueError:
-            continue
-        if pid != os.getpid() and not _pid_alive(pid):
-            shutil.rmtree(child, ignore_errors=True)
-            removed.append(child)
-    return removed
-
-
 @contextlib.contextmanager
-def staged_dir(target: str | Path) -> Iterator[Path]:
-    """Yield a hidden staging folder beside ``target``; on success move its files into ``target``.
-
-    Files are moved one by one with ``os.replace`` (each lands complete), files of the same name
-    in ``target`` are replaced and others left alone. On error the staging folder is removed and
-    ``target`` is unchanged; a killed run leaves only the hidden staging folder, which the next
-    call removes (:func:`remove_stale_staging`). A ``target`` that did not exist is created only
-    when the work succeeded.
-    """
-    target = Path(target)
-    parent = target.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_staging(parent)
-    stage = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-{target.name}-", dir=parent))
+def _staging(target: Path, *, merge: bool) -> Iterator[Path]:
+    created = [p for p in reversed(target.parents) if not p.exists()]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(target)
+    stage = temporary_sibling(target)
+    stage.mkdir()
     try:
         yield stage
+        if target.is_dir() and not any(target.iterdir()):
+            target.rmdir()  # empty: rename cannot replace a folder that holds files
         if not target.exists():
-            os.rename(stage, target)
+            os.replace(stage, target)
             return
+        if not merge:
+            raise OutputPathError(f"{target} was filled by something else while this run worked; its outputs were not moved in.")
         for item in sorted(stage.rglob("*")):
             if item.is_file():
                 dest = target / item.relative_to(stage)
@@ -207,7 +272,37 @@ def staged_dir(target: str | Path) -> Iterator[Path]:
         shutil.rmtree(stage, ignore_errors=True)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
+        for parent in reversed(created):
+            with contextlib.suppress(OSError):
+                parent.rmdir()
         raise
+
+
+@contextlib.contextmanager
+def staged_dir(target: str | Path) -> Iterator[Path]:
+    """Yield a hidden staging folder beside ``target``; on success move its files into ``target``.
+
+    Files are moved one by one with ``os.replace`` (each lands complete), files of the same name
+    in ``target`` are replaced and others left alone. On error the staging folder (and any parent
+    folder made for it) is removed and ``target`` is unchanged; a killed run leaves only the
+    hidden staging folder, which the next call for the same target removes
+    (:func:`remove_stale_partials`). A ``target`` that did not exist (or was empty) is renamed
+    into place in one step, only when the work succeeded.
+    """
+    with _staging(Path(target), merge=True) as stage:
+        yield stage
+
+
+@contextlib.contextmanager
+def atomic_folder(target: str | Path) -> Iterator[Path]:
+    """Build a new folder under a hidden temporary name; rename it to ``target`` when complete.
+
+    ``target`` must not exist or be an empty folder (check it first with
+    ``check_output_dir(..., empty=True)``). On failure the temporary folder and any parent folder
+    made for it are removed, so nothing is left behind.
+    """
+    with _staging(Path(target), merge=False) as stage:
+        yield stage
 
 
 def summarise_problems(lines: Iterable[str], *, shown: int = 10, limit_chars: int = 600) -> tuple[str, list[str]]:

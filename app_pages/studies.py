@@ -8,7 +8,7 @@ import streamlit as st
 import reader_study
 import workstation as ws
 from app_pages import common
-from cases import CaseListError, read_case_list, validate_case_list
+from cases import CaseListError, read_case_list
 
 db = common.require_database()
 user = common.require_role("coordinator")
@@ -70,12 +70,21 @@ path_text = st.text_input("Case list (path on the server)", key="caselist_path",
 if st.button("Validate", disabled=not path_text):
     path = typed_path(path_text, "case list")
     if path is not None:
-        problems = validate_case_list(path)
+        # the same full checks as `tsct cases validate` and study creation: every exam read,
+        # truth checked against the current exam (field of view, bone, label-map grid)
+        with st.spinner("Reading every exam and label map of the case list…"):
+            try:
+                cl = read_case_list(path, check_images=True)
+                problems, notes = [], list(cl.warnings)
+            except CaseListError as exc:
+                cl, problems, notes = None, exc.problems, exc.warnings
         if problems:
             st.error(f"{len(problems)} problem(s) in {common.text(path.name)}; nothing was imported.")
             st.dataframe(problems_frame(problems), hide_index=True, width="stretch")
-        else:
-            cl = read_case_list(path)
+        if notes:
+            st.warning(f"{len(notes)} note(s) to check (not blocking):")
+            st.dataframe(problems_frame(notes), hide_index=True, width="stretch")
+        if cl is not None:
             st.success(f"Valid: {common.text(cl.summary())}")
             away = outside_images(cl)
             if away:

@@ -141,14 +141,15 @@ def import_exam(
     gantry-tilted or unevenly spaced DICOM series is resampled onto an orthogonal, evenly
     spaced grid (said on the terminal); see docs/dicom-import.md.
     """
+    from tsct_files import OutputPathError, check_output_file
+
     from .io import IMAGE_SUFFIXES, ExamReadError, read_exam, write_volume
-    from .outputs import OutputPathError, check_output_file
 
     name = out.name.lower()
     if not any(name.endswith(sfx) for sfx in IMAGE_SUFFIXES):
         _fail(f"{out}: the output name must end with one of {', '.join(IMAGE_SUFFIXES)} (e.g. exam.nii.gz).")
     try:
-        check_output_file(out, overwrite=overwrite, what="image file")
+        check_output_file(out, option="--out", overwrite=overwrite, overwrite_option="--overwrite")
         ex = read_exam(exam, series_uid=series_uid)
     except (OutputPathError, ExamReadError) as exc:
         _fail(str(exc))
@@ -186,9 +187,9 @@ def synth(
     the exams and every generation parameter; caselist.csv lists them for `tsct cases validate`
     and the reader study.
     """
-    from .synth import SIZES, SynthesisError, synthesize_case_set
+    from tsct_files import OutputPathError, atomic_folder, check_output_dir
 
-    from .outputs import OutputPathError, atomic_folder, check_output_folder
+    from .synth import SIZES, SynthesisError, synthesize_case_set
 
     if labels and not from_ct:
         _fail("--labels needs --from-ct (the label map of a real CT).")
@@ -215,7 +216,7 @@ def synth(
     if out_dir.exists() and (out_dir / "caselist.csv").exists():
         _fail(f"{out_dir} already holds a case set (caselist.csv); choose a new folder or delete it first.")
     try:
-        check_output_folder(out_dir, what="case set")
+        check_output_dir(out_dir, option="The output folder", empty=True, what="case set")
     except OutputPathError as exc:
         _fail(str(exc))
     try:

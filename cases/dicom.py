@@ -650,11 +650,12 @@ def write_dicom_series(
     import os
     import shutil
 
-    from .outputs import temporary_sibling
+    from tsct_files import remove_stale_partials, temporary_sibling
 
     folder = Path(folder)
     final_folder = folder
     folder.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(final_folder)  # left by a killed earlier run
     folder = temporary_sibling(final_folder)  # written here, moved into place when complete
     folder.mkdir()
     template = dict(template or {})

@@ -222,12 +222,13 @@ def write_volume(volume: Volume, path: str | Path, *, compress: bool = True) -> 
     import os
     import shutil
 
-    from .outputs import temporary_sibling
+    from tsct_files import remove_stale_partials, temporary_sibling
 
     path = Path(path)
     if _suffix(path) not in IMAGE_SUFFIXES:
         raise ValueError(f"{path}: choose a suffix among {', '.join(IMAGE_SUFFIXES)}")
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(path)  # left by a killed earlier run
     array = volume.array
     if not isinstance(volume, LabelVolume) and np.issubdtype(array.dtype, np.floating):
         if np.all(np.isfinite(array)) and array.size and float(np.abs(array - np.rint(array)).max()) == 0.0 and array.min() >= -32768 and array.max() <= 32767:

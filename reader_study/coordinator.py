@@ -353,7 +353,10 @@ def create_study(
     Parameters
     ----------
     code : short unique identifier (letters, digits, ``-_.``), e.g. ``TS-2026``.
-    case_list : a :class:`cases.CaseList` or the path of a case-list CSV (docs/case-list.md).
+    case_list : a :class:`cases.CaseList` or the path of a case-list CSV (docs/case-list.md). A
+        path is read with the full content checks of ``tsct cases validate``
+        (``read_case_list(path, check_images=True)``); a :class:`cases.CaseList` is taken as
+        already checked.
     readers : readers to add now (more with :func:`add_readers`).
     paradigm : ``"FROC"`` (marks with ratings; default) or ``"ROC"`` (one rating per case).
     rating_scale : ``"1-5"`` (whole numbers) or ``"0-100"``.
@@ -412,10 +415,13 @@ def create_study(
 
     from cases import CaseList, read_case_list
 
-    cl = case_list if isinstance(case_list, CaseList) else read_case_list(case_list)
+    # The full content checks of `tsct cases validate` (every exam read in full, same patient,
+    # truth inside the current exam's field of view and in bone, label maps on its grid): wrong
+    # data is refused here as there, long before a lock.
+    cl = case_list if isinstance(case_list, CaseList) else read_case_list(case_list, check_images=True)
     training = None
     if training_case_list is not None:
-        training = training_case_list if isinstance(training_case_list, CaseList) else read_case_list(training_case_list)
+        training = training_case_list if isinstance(training_case_list, CaseList) else read_case_list(training_case_list, check_images=True)
         clash = sorted(set(cl.case_ids) & set(training.case_ids))
         if clash:
             raise ReaderStudyError(f"Case IDs {', '.join(clash)} appear in both the case list and the training case list; a training case must not be analysed.")

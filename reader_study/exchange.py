@@ -728,19 +728,6 @@ def _check_backup_target(db: Database, dest: Path, force: bool) -> None:
             raise OutputPathError(f"--out {dest} exists and is not a TSCT backup (a SQLite copy or pg_dump archive of a reader-study database); it is left alone even with --force. Give another file name.")
 
 
-def _remove_stale_parts(dest: Path) -> None:
-    """Remove ``.<name>.<pid>.part`` files of earlier backups to ``dest`` whose process is gone (killed runs)."""
-    from tsct_files import _pid_alive
-
-    for part in dest.parent.glob(f".{dest.name}.*.part"):
-        try:
-            pid = int(part.name[len(dest.name) + 2 : -len(".part")])
-        except ValueError:
-            continue
-        if pid != os.getpid() and not _pid_alive(pid):
-            part.unlink(missing_ok=True)
-
-
 def _verify_sqlite_copy(path: Path) -> dict[str, int]:
     """Open a SQLite copy, run its integrity check, check the schema and count its rows; raises on any fault."""
     try:
@@ -770,7 +757,7 @@ def backup_database(db: Database, dest: str | Path, *, actor: str = "coordinator
     ``force`` an existing file is replaced only if it is itself a TSCT backup. The backup is
     written under a hidden temporary name beside ``dest`` and renamed when it has been checked,
     so a failed or killed backup never leaves a partial file under ``dest`` (a killed run's
-    hidden ``.part`` file is removed by the next backup to the same name).
+    hidden ``.<name>.partial-<pid>-…`` file is removed by the next backup to the same name).
 
     SQLite: SQLite's online backup API copies the database as of one moment into a new SQLite
     file (open it like any database, or point ``TSCT_DATABASE_URL`` at it); the copy is opened,
@@ -778,14 +765,13 @@ def backup_database(db: Database, dest: str | Path, *, actor: str = "coordinator
     PostgreSQL: ``pg_dump --format=custom`` (one snapshot of the database); restore with
     ``pg_restore``. The archive's table of contents is checked with ``pg_restore --list``.
     """
-    from tsct_files import pause_point
+    from tsct_files import pause_point, remove_stale_partials, temporary_sibling
 
     dest = Path(dest)
     _check_backup_target(db, dest, force)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_parts(dest)
-    partial = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-    partial.unlink(missing_ok=True)
+    remove_stale_partials(dest)  # hidden partial copies left by killed backups to the same name
+    partial = temporary_sibling(dest)
     counts: dict[str, int] = {}
     try:
         if db.dialect == "sqlite":

@@ -167,6 +167,10 @@ class SyntheticLesion:
     location: str = "vertebral_body"
 
 
+#: HU of the bone block :func:`write_synthetic_case_list` puts under each lesion centre.
+BONE_BLOCK_HU = 400.0
+
+
 def write_synthetic_case_list(
     folder: str | Path,
     lesions_per_case: Sequence[Sequence[SyntheticLesion]],
@@ -180,6 +184,10 @@ def write_synthetic_case_list(
     name: str = "cases.csv",
 ) -> Path:
     """Write small prior/current NIfTI pairs and a case list; an empty lesion list makes a normal case.
+
+    The exams are noise around -500 HU with a 3x3x3-voxel block of bone (:data:`BONE_BLOCK_HU`)
+    around each lesion centre, in both exams, so the truth passes the case list's content checks
+    (:func:`cases.read_case_list` with ``check_images``: a lesion centre must lie in bone).
 
     Lesion centres are given as voxel indices and written in LPS mm of the current exam. With
     ``label_maps`` each abnormal case also gets a label map (lesion ``n`` = value ``n``: the
@@ -198,6 +206,9 @@ def write_synthetic_case_list(
         array = rng.normal(0.0, 20.0, shape_zyx).astype(np.float32) - 500.0
         array[0, 0, 0] = -1000.0
         array[-1, -1, -1] = 1200.0
+        for spec in lesion_specs:  # truth lies in bone: a small block of bone under each lesion centre
+            ix, iy, iz = spec.index_xyz
+            array[max(iz - 1, 0):iz + 2, max(iy - 1, 0):iy + 2, max(ix - 1, 0):ix + 2] = BONE_BLOCK_HU
         current = Volume(array, spacing_mm, origin_mm)
         prior = Volume(array + rng.normal(0.0, 5.0, shape_zyx).astype(np.float32), spacing_mm, origin_mm)
         prior_path = write_volume(prior, folder / f"{code}_prior.nii.gz")

@@ -12,7 +12,9 @@ Imports (module-level and inside functions) may only point down this stack:
 flow (it reads the study's export) but, being pure statistics, a library that ``detector``'s FROC
 and ``reader_study``'s exporter call. No package imports another package's private ``_module`` or
 ``_name``. The entry points ``tsct_cli.py`` and ``tsct_demo.py`` wire everything and may import any
-package. The test reads the source with ``ast``; nothing is imported.
+package. ``tsct_files.py`` (checked output paths, atomic writes) is a root-level utility below
+every package: any unit may import it, and it imports no project module. The test reads the
+source with ``ast``; nothing is imported.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ ALLOWED: dict[str, set[str]] = {
     "app": {"app_pages", "workstation", "reader_study", "cases", "analysis"},
     "app_server": {"app_pages", "workstation", "reader_study"},
 }
+#: root-level utility modules: importable by every unit, themselves importing no project module.
+UTILITIES = {"tsct_files"}
+ALLOWED.update({name: set() for name in UTILITIES})
 PROJECT = set(ALLOWED) | {"tsct_cli", "tsct_demo"}
 
 
@@ -67,7 +72,7 @@ def _violations(unit: str) -> list[str]:
             if top not in PROJECT or top == unit:
                 continue
             where = f"{path.relative_to(ROOT)}:{line}"
-            if top not in ALLOWED[unit]:
+            if top not in ALLOWED[unit] and top not in UTILITIES:
                 problems.append(f"{where}: {unit} imports {module} (allowed: {', '.join(sorted(ALLOWED[unit])) or 'no project package'})")
             private = [p for p in parts[1:] if p.startswith("_") and not p.startswith("__")] + [n for n in names if n.startswith("_") and not n.startswith("__")]
             if private:

@@ -92,3 +92,21 @@ def app_test(app_env):
         return AppTest.from_file(APP_FILE, default_timeout=60)
 
     return make
+
+
+def copy_case_list(source: Path, dest: Path, edit=None) -> Path:  # noqa: ANN001
+    """Copy a case list to ``dest`` with absolute exam and label paths; ``edit(rows)`` may change its rows first."""
+    import csv
+
+    rows = list(csv.DictReader(source.open(newline="")))
+    for row in rows:
+        for column in ("prior", "current", "label_map", "true_transform"):
+            if row.get(column):
+                row[column] = str((source.parent / row[column]).resolve())
+    if edit is not None:
+        edit(rows)
+    with dest.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return dest

@@ -292,6 +292,28 @@ def test_coordinator_pages_progress_and_export(app_test, app_env):
     assert any(b.proto.label == "Download the export (zip)" for b in at.get("link_button"))
 
 
+def test_validate_page_runs_the_full_content_checks(app_test, app_env):
+    """The page's Validate reads every exam and checks the truth against it, as `tsct cases
+    validate` and study creation do: a lesion centre outside the current exam is refused."""
+    import csv
+
+    from .conftest import copy_case_list
+
+    listed = app_env.detector_dir.parent / "cases.csv"
+    abnormal = next(i for i, row in enumerate(csv.DictReader(listed.open(newline=""))) if row["lesion_id"])
+    wrong = copy_case_list(listed, app_env.data_dir / "wrong-truth.csv", lambda rows: rows[abnormal].update(center_x_mm="5000"))
+    at = login(app_test(), "coordinator", app_env.study.password)
+    _by_label(at.text_input, "Case list (path on the server)").input(str(wrong))
+    at.run()
+    _by_label(at.button, "Validate").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.success
+    assert any("1 problem(s) in wrong-truth.csv" in shown(e.value) for e in at.error)
+    table = at.dataframe[-1].value
+    assert list(table["row"]) == [abnormal + 2] and "outside the current exam" in table["what to fix"].iloc[0]
+
+
 def test_statistician_runs_the_analysis_of_a_closed_study(app_test, app_env):
     db = _read_everything(app_env, lesion_hit={"aided": True, "unaided": False})
     with db.transaction() as s:

@@ -96,18 +96,10 @@ def test_a_markdown_user_name_is_escaped(app_test, app_env):
 
 def test_a_case_list_whose_exams_lie_outside_the_data_folders_is_refused(app_test, app_env, app_cases, monkeypatch):
     """A case list inside the data folder cannot make the viewer read images from elsewhere on the server."""
-    import csv
+    from .conftest import copy_case_list
 
     monkeypatch.setenv("TSCT_STUDY_DIRS", str(app_env.data_dir))  # only the data folder
-    rows = list(csv.DictReader(app_cases.case_list.open()))
-    for row in rows:
-        for column in ("prior", "current"):
-            row[column] = str(app_cases.case_list.parent / row[column])  # absolute paths outside the data folder
-    sneaky = app_env.data_dir / "sneaky.csv"
-    with sneaky.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    sneaky = copy_case_list(app_cases.case_list, app_env.data_dir / "sneaky.csv")  # absolute paths outside the data folder
     at = login(app_test(), "coordinator", app_env.study.password)
     _by_label(at.text_input, "Case list (path on the server)").input(str(sneaky))
     at.run()

@@ -114,7 +114,7 @@ def test_kill9_during_export_leaves_no_files_and_a_rerun_completes(study_env, tm
     rerun = _run(args, env)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert {"DONE-jafroc.xlsx", "DONE.imrmc", "provenance.json", "marks.csv"} <= set(_visible(out))
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tsct-partial")] == []
+    assert [p.name for p in tmp_path.iterdir() if ".partial-" in p.name] == []
 
 
 def test_kill9_during_backup_leaves_no_backup_and_a_rerun_completes(study_env, tmp_path):
@@ -129,7 +129,7 @@ def test_kill9_during_backup_leaves_no_backup_and_a_rerun_completes(study_env, t
     rerun = _run(args, env)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "checked after writing" in rerun.stdout
-    assert sorted(p.name for p in dest.parent.iterdir()) == ["backup.sqlite3"]  # the killed run's .part is removed
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["backup.sqlite3"]  # the killed run's hidden partial copy is removed
     again = _run(args, env)
     assert again.returncode == 2 and "--force" in again.stderr + again.stdout
     assert _run([*args, "--force"], env).returncode == 0

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
 from tsct_files import (
-    STAGING_PREFIX,
     OutputPathError,
     atomic_file,
+    atomic_folder,
     atomic_write_text,
     check_output_dir,
     check_output_file,
     problems_file,
-    remove_stale_staging,
+    remove_stale_partials,
     staged_dir,
+    temporary_sibling,
 )
 
 
@@ -66,13 +69,58 @@ def test_staged_dir_moves_files_in_only_on_success_and_removes_dead_runs(tmp_pat
     with staged_dir(target) as stage:
         (stage / "a.txt").write_text("2")
     assert (target / "a.txt").read_text() == "2" and (target / "keep.txt").read_text() == "unrelated"
-    dead = tmp_path / f"{STAGING_PREFIX}999999999-report-x"  # a pid that does not run
+    dead = tmp_path / ".report.partial-999999999-0123abcd"  # a killed run's staging folder (no such pid)
     dead.mkdir()
     (dead / "report.pdf").write_bytes(b"%PDF-1.4 trunc")
-    live = tmp_path / f"{STAGING_PREFIX}{os.getpid()}-report-y"
-    live.mkdir()
-    assert remove_stale_staging(tmp_path) == [dead]
-    assert live.exists() and not dead.exists()
+    with staged_dir(target) as stage:
+        (stage / "a.txt").write_text("3")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"] and (target / "a.txt").read_text() == "3"
+
+
+def test_atomic_folder_appears_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "new" / "set"
+    with pytest.raises(RuntimeError):
+        with atomic_folder(target) as work:
+            (work / "caselist.csv").write_text("half")
+            raise RuntimeError("failed half-way")
+    assert list(tmp_path.iterdir()) == []  # the parent made for it is removed too
+    target.mkdir(parents=True)  # an empty folder is accepted and replaced
+    with atomic_folder(target) as work:
+        (work / "caselist.csv").write_text("complete")
+    assert [p.name for p in target.parent.iterdir()] == ["set"] and (target / "caselist.csv").read_text() == "complete"
+    with pytest.raises(OutputPathError, match="already holds files"):
+        check_output_dir(target, empty=True, what="case set")
+
+
+def test_stale_partials_of_killed_runs_are_removed_by_the_next_run_for_the_same_target(tmp_path):
+    """What kill -9 leaves (a hidden partial file or folder) is removed by the next write of the
+    same target when its process is gone; a live run's partial, and other targets', stay."""
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        target = tmp_path / "out.json"
+        dead_pid = 999_999_999  # beyond any pid_max: no process has it
+        dead_file = tmp_path / f".out.json.partial-{dead_pid}-0123abcd"
+        dead_file.write_text("half")
+        dead_dir = tmp_path / f".out.json.partial-{dead_pid}-89abcdef.nii.gz"
+        dead_dir.mkdir()
+        (dead_dir / "x").write_text("half")
+        live = tmp_path / f".out.json.partial-{sleeper.pid}-deadbeef"  # another run still writing
+        live.write_text("in progress")
+        other = tmp_path / f".other.json.partial-{dead_pid}-0123abcd"  # another target's
+        other.write_text("half")
+        mine = temporary_sibling(target, ".json")
+        assert mine.name.startswith(f".out.json.partial-{os.getpid()}-") and mine.name.endswith(".json")
+        atomic_write_text(target, "{}\n")
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out.json", live.name, other.name])
+        # a pid reused by a process started after the partial was written: stale too
+        reused = tmp_path / f".out.json.partial-{sleeper.pid}-feedface"
+        reused.write_text("old")
+        os.utime(reused, (1_000_000_000, 1_000_000_000))  # written in 2001, long before the sleeper started
+        assert remove_stale_partials(target) == [reused] and live.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert remove_stale_partials(target) == [live]  # its writer is gone now
 
 
 def test_problems_file_goes_beside_the_input_or_to_the_temporary_folder(tmp_path):
@@ -82,3 +130,32 @@ def test_problems_file_goes_beside_the_input_or_to_the_temporary_folder(tmp_path
     elsewhere = problems_file(["one"], near="/proc/x.csv")
     assert elsewhere.exists() and elsewhere.read_text() == "one\n"
     elsewhere.unlink()
+
+
+def test_a_rerun_of_the_command_removes_what_a_killed_run_left_beside_its_target(tmp_path):
+    """`cases import` and `cases synth` killed with kill -9 leave hidden partials (file, folder);
+    running the same command again removes them (their pid is gone) and writes the target."""
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from cases import Volume, write_volume
+    from tsct_cli import app
+
+    hu = np.full((8, 10, 12), -1000.0, dtype=np.float32)  # air with a block of bone: a CT in HU
+    hu[2:6, 3:7, 3:9] = 700.0
+    source = write_volume(Volume(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0)), tmp_path / "src" / "exam.nii.gz")
+    out = tmp_path / "out" / "exam.nii.gz"
+    out.parent.mkdir()
+    killed = out.with_name(".exam.nii.gz.partial-999999999-0123abcd.nii.gz")  # what kill -9 left mid-write
+    killed.write_bytes(b"\x1f\x8b half a gzip")
+    result = CliRunner().invoke(app, ["cases", "import", str(source), str(out)])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in out.parent.iterdir()] == ["exam.nii.gz"]
+
+    cases_dir = tmp_path / "set"
+    left = tmp_path / ".set.partial-999999999-89abcdef"  # a killed synth's half-built case set
+    (left / "cases").mkdir(parents=True)
+    result = CliRunner().invoke(app, ["cases", "synth", str(cases_dir), "--n-cases", "1", "--size", "small"])
+    assert result.exit_code == 0, result.output
+    assert not left.exists() and (cases_dir / "caselist.csv").is_file()
+    assert not [p.name for p in tmp_path.iterdir() if ".partial-" in p.name]

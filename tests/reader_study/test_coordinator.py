@@ -82,6 +82,42 @@ def test_bad_settings_and_codes_are_refused(db, case_files):
         assert s.scalar(select(func.count()).select_from(Study)) == 1
 
 
+def test_create_refuses_truth_the_current_exam_contradicts(db, tmp_path):
+    """`study create` runs the case list's full content checks (as `tsct cases validate` does):
+    a lesion centre outside the current exam, or in air, is refused and nothing is created."""
+    import csv
+
+    from typer.testing import CliRunner
+
+    from cases import CaseListError
+    from reader_study.testing import SyntheticLesion, write_synthetic_case_list
+    from tsct_cli import app
+
+    good = write_synthetic_case_list(tmp_path, [[SyntheticLesion((8, 8, 6), 4.0)], [SyntheticLesion((4, 4, 3), 3.0)], []])
+    rows = list(csv.DictReader(good.open(newline="")))
+    rows[0]["center_x_mm"] = "5000"  # the exam spans -8 ... 8 mm in x
+    rows[1]["center_x_mm"], rows[1]["center_y_mm"] = "6", "6"  # inside the exam, in -500 HU noise: no bone
+    wrong = tmp_path / "wrong.csv"
+    with wrong.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(CaseListError) as info:
+        with db.transaction() as s:
+            create_study(s, code="WRONG", case_list=wrong)
+    messages = [str(p) for p in info.value.problems]
+    assert len(messages) == 2, messages
+    assert "row 2" in messages[0] and "C001" in messages[0] and "outside the current exam" in messages[0]
+    assert "row 3" in messages[1] and "C002" in messages[1] and "not in bone" in messages[1]
+    with db.snapshot() as s:
+        assert s.scalar(select(func.count()).select_from(Study)) == 0
+    result = CliRunner().invoke(app, ["study", "--db", db.url, "create", "WRONG", "--case-list", str(wrong)])
+    flat = " ".join(result.output.split())
+    assert result.exit_code == 2 and "outside the current exam" in flat and "Traceback" not in flat
+    with db.transaction() as s:  # the same list, truth untouched: accepted
+        create_study(s, code="GOOD", case_list=good)
+
+
 def test_duplicate_reader_names_are_refused(db, case_files, tmp_path):
     make_study(db, case_files, code="R", design=None)
     with pytest.raises(DuplicateReaderError, match="already a reader"):

@@ -292,13 +292,16 @@ def test_extent_rule_scores_against_label_maps_and_refuses_changed_ones(db, tmp_
 
 
 def test_unreadable_exams_are_listed_when_creating_a_study(db, tmp_path):
-    from reader_study import InputFileError, create_study
+    from cases import CaseListError
+    from reader_study import create_study
 
     folder = tmp_path / "broken"
     folder.mkdir()
     for name in ("p.nii.gz", "c.nii.gz"):
         (folder / name).write_bytes(b"not an image")
     (folder / "cases.csv").write_text("case_id,prior,current,status\nB1,p.nii.gz,c.nii.gz,normal\n")
-    with pytest.raises(InputFileError, match="case B1: the current exam"):
+    with pytest.raises(CaseListError) as info:  # the case list's content checks read every exam first
         with db.transaction() as s:
             create_study(s, code="BROKEN", case_list=folder / "cases.csv")
+    assert [(p.row, p.column) for p in info.value.problems] == [(2, "prior"), (2, "current")]
+    assert all("case B1" in p.message and "cannot be used" in p.message for p in info.value.problems)
