@@ -30,7 +30,9 @@ def _sample_at_slice_pixels(volume: Volume, path: Path, step: int = 16) -> tuple
     jj, ii = np.mgrid[64 : ds.Rows - 64 : step, 64 : ds.Columns - 64 : step]
     points = ipp + ii.ravel()[:, None] * sx * iop[:3] + jj.ravel()[:, None] * sy * iop[3:]
     index = np.array([volume.point_to_index(p) for p in points])  # x, y, z
-    inside = np.all((index >= 0) & (index <= np.asarray(volume.size) - 1), axis=1)
+    tol = 1e-6  # a point on the first/last plane may come out at -1e-14 from the inverse affine
+    inside = np.all((index >= -tol) & (index <= np.asarray(volume.size) - 1 + tol), axis=1)
+    index = np.clip(index, 0, np.asarray(volume.size) - 1)  # points on the end planes, not just beyond them
     sampled = ndimage.map_coordinates(volume.array, [index[inside, 2], index[inside, 1], index[inside, 0]], order=1)
     return sampled, hu[jj.ravel()[inside], ii.ravel()[inside]]
 
