@@ -141,7 +141,13 @@ def open_client(cluster: str = "local", *, n_workers: int = 2, memory_limit: int
         if cluster == "local":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # e.g. "dashboard needs bokeh", "port in use, using a random port"
-                started = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True, memory_limit=memory_limit, dashboard_address=":0", silence_logs=logging.CRITICAL)  # failures are reported per case, with error.txt
+                try:
+                    started = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True, memory_limit=memory_limit, dashboard_address=":0", silence_logs=logging.CRITICAL)  # failures are reported per case, with error.txt
+                except (RuntimeError, OSError, TimeoutError) as exc:
+                    raise ClusterError(
+                        f"Could not start a local Dask cluster of {n_workers} worker process(es) ({exc}). "
+                        "Try again, give fewer --workers, or run without --cluster (serially)."
+                    ) from None
         elif cluster in ("slurm", "pbs"):
             try:
                 import dask_jobqueue

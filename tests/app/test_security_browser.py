@@ -30,7 +30,7 @@ pytestmark = pytest.mark.browser
 
 READERS = ("Reader One", "Reader Two", "Reader Three")
 LOCK_AFTER = 4
-MARKDOWN_NAME = "![pixel](http://tracker.example/p.png) **bold** :red[x]"
+MARKDOWN_NAME = "![pixel](http://tracker.example/p.png)**bold**:red[x]"  # user names allow no spaces
 
 
 @dataclass
