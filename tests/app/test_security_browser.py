@@ -9,6 +9,8 @@ never for a time. Skipped, with the reason, when /usr/bin/chromium or Playwright
 
 from __future__ import annotations
 
+import socket
+import contextlib
 import os
 import signal
 import subprocess
@@ -66,6 +68,16 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        # `tsct app` runs Streamlit as a child: wait for the state "port closed", so that the next
+        # start's health check cannot be answered by the old server while it shuts down.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) != 0:
+                    return
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
