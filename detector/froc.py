@@ -195,7 +195,7 @@ def wafroc_scores(marks_by_method: Mapping[str, Sequence[CaseMarks]], weights: M
     -------
     method -> wAFROC (NaN when the case set has no normal or no abnormal case).
     """
-    from analysis import ObserverData, fom_matrix
+    from analysis import fom_matrix
 
     methods = list(marks_by_method)
     if not methods:
@@ -203,35 +203,7 @@ def wafroc_scores(marks_by_method: Mapping[str, Sequence[CaseMarks]], weights: M
     first = marks_by_method[methods[0]]
     if not any(m.abnormal for m in first) or all(m.abnormal for m in first):
         return {m: float("nan") for m in methods}
-    truth = []
-    for m in first:
-        if m.abnormal:
-            for lid in m.ll_ratings:
-                row: dict[str, Any] = {"case_id": m.case_id, "lesion_id": lid}
-                if weights is not None and m.case_id in weights and lid in weights[m.case_id]:
-                    row["weight"] = float(weights[m.case_id][lid])
-                truth.append(row)
-        else:
-            truth.append({"case_id": m.case_id, "lesion_id": None})
-    nl_rows, ll_rows = [], []
-    for method in methods:
-        for m in marks_by_method[method]:
-            for r in m.nl_ratings:
-                nl_rows.append({"treatment": method, "reader": "detector", "case_id": m.case_id, "rating": float(r)})
-            for lid, r in m.ll_ratings.items():
-                if r is not None:
-                    ll_rows.append({"treatment": method, "reader": "detector", "case_id": m.case_id, "lesion_id": lid, "rating": float(r)})
-    import pandas as pd
-
-    data = ObserverData.from_marks(
-        pd.DataFrame(truth),
-        pd.DataFrame(nl_rows, columns=["treatment", "reader", "case_id", "rating"]),
-        pd.DataFrame(ll_rows, columns=["treatment", "reader", "case_id", "lesion_id", "rating"]),
-        paradigm="FROC",
-        treatments=methods,
-        readers=["detector"],
-        name="stand-alone detector",
-    )
+    data = _observer_data(marks_by_method, weights)
     foms = fom_matrix(data, "wAFROC")
     return {method: float(foms[i, 0]) for i, method in enumerate(methods)}
 
@@ -272,6 +244,7 @@ def wafroc_with_ci(marks_by_method: Mapping[str, Sequence[CaseMarks]], weights: 
 
 
 def _observer_data(marks_by_method: Mapping[str, Sequence[CaseMarks]], weights: Mapping[str, Mapping[str, float]] | None):  # type: ignore[no-untyped-def]
+    """The stand-alone detector as one-reader FROC data (one treatment per method), for the FOMs above."""
     from analysis import ObserverData
     import pandas as pd
 
