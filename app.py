@@ -1,6 +1,6 @@
 """TSCT reading workstation (Streamlit): a thin router over the pages of each role.
 
-Start it with ``tsct app`` (which serves it through ``app_server.py``, adding the image and
+Start it with ``tsct app`` (which serves it through ``reading_app/server.py``, adding the image and
 log-in routes). After log-in each role gets its own pages:
 
 * readers: **Worklist** and **Reading** (the viewer; marks saved at once);
@@ -10,21 +10,21 @@ log-in routes). After log-in each role gets its own pages:
 
 Every page has its own address (``/read``, ``/studies``, …). The root address leads to the
 role's first page; while nobody is logged in, every address shows the log-in (and, after it, the
-page that was asked for). Pages live in ``app_pages/``; the logic they call lives in
-:mod:`reader_study` (studies, marks, accounts) and :mod:`workstation` (viewer geometry, rendering,
+page that was asked for). Pages live in ``reading_app/pages/``; the logic they call lives in
+:mod:`reader_study` (studies, marks, accounts) and :mod:`reading_app.workstation` (viewer geometry, rendering,
 image access).
 """
 
 import streamlit as st
 
-from app_pages import auth_views, common
+from reading_app.pages import auth_views, common
 
 st.set_page_config(page_title="TSCT reading workstation", page_icon="🦴", layout="wide")
 
 user = common.restore_user()
 common.session_bridge()
 
-_P = "app_pages/"
+_P = "reading_app/pages/"
 PAGES = {
     "worklist": st.Page(_P + "worklist.py", title="Worklist", icon=":material/list:", url_path="worklist"),
     "read": st.Page(_P + "reading.py", title="Reading", icon=":material/radiology:", url_path="read"),

@@ -109,7 +109,11 @@ def run_app(
     """
     if not isinstance(base_url_path, str):  # called as a Python function (tsct demo) without it
         base_url_path = ""
-    app_file = Path(__file__).with_name("app_server.py")
+    root = Path(__file__).resolve().parent
+    app_file = root / "reading_app" / "server.py"
+    # Streamlit puts the script's folder (reading_app/) on sys.path; the pages import
+    # ``reading_app.…``, so the folder holding the package goes first.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH", "")]))}
     cmd = [
         sys.executable, "-m", "streamlit", "run", str(app_file),
         "--server.port", str(port), "--server.address", address,
@@ -120,7 +124,7 @@ def run_app(
         cmd += ["--server.baseUrlPath", base_url_path.strip("/")]
     shown = f"/{base_url_path.strip('/')}/" if base_url_path.strip("/") else "/"
     console.print(f"Reading app on http://{address}:{port}{shown} (Ctrl+C to stop)")
-    raise typer.Exit(subprocess.call(cmd))
+    raise typer.Exit(subprocess.call(cmd, env=env))
 
 
 @app.command("demo")

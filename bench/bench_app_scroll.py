@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 CHROMIUM = "/usr/bin/chromium"
-from workstation.testing import CHROMIUM_ARGS  # noqa: E402  (one list for tests, screenshots and benches)
+from reading_app.workstation.testing import CHROMIUM_ARGS  # noqa: E402  (one list for tests, screenshots and benches)
 
 MEASURE_JS = """
 async (args) => {
@@ -169,7 +169,7 @@ def main() -> None:
         sys.exit(f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium).")
     from playwright.sync_api import sync_playwright
 
-    from workstation.testing import build_reading_study
+    from reading_app.workstation.testing import build_reading_study
 
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)

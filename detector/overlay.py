@@ -161,7 +161,7 @@ def overlay_pixels(
     """The z-map overlay's one rule (module notes): which pixels are coloured, how opaque and in which colour.
 
     Used by :func:`render_overlay` (the DICOM overlay series) and by the reading app's viewer
-    (``workstation.render.zmap_overlay_rgba``), so both show the same overlay.
+    (``reading_app.workstation.render.zmap_overlay_rgba``), so both show the same overlay.
 
     Returns
     -------

@@ -16,7 +16,7 @@ aid (overlay name)  detector output role         what the reader sees
 Everything that needs the vocabulary reads it from here: study creation refuses unknown
 overlays (:func:`unknown_overlays`), the study lock and the simulated readers check and hash the
 roles a treatment shows (:func:`aid_roles`), and the reading app's viewer
-(:mod:`workstation.layers`) builds its aid layers from :data:`AIDS` (adding only how each is
+(:mod:`reading_app.workstation.layers`) builds its aid layers from :data:`AIDS` (adding only how each is
 displayed). The current and prior exams are shown in every treatment and are not aids.
 """
 

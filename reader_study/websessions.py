@@ -8,7 +8,7 @@ idle time without use, when a coordinator revokes it, or when its account is dis
 sessions are kept (with why and when they ended) for review.
 
 The functions take a :class:`~reader_study.db.Database` or a session as their neighbours in
-:mod:`reader_study.accounts` do; the app's :class:`workstation.WebSessionStore` calls them.
+:mod:`reader_study.accounts` do; the app's :class:`reading_app.workstation.WebSessionStore` calls them.
 """
 
 from __future__ import annotations

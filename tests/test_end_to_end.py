@@ -99,11 +99,11 @@ def test_a_person_can_read_at_once_and_the_app_finds_the_detector_outputs(demo, 
     for variable in ("TSCT_DATABASE_URL", "TSCT_DETECTOR_DIR", "TSCT_STUDY_DIRS"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("TSCT_DATA_DIR", str(settings.data_dir))
-    from workstation import check_detector_outputs, reset_runtime
+    from reading_app.workstation import check_detector_outputs, reset_runtime
 
     reset_runtime()
     try:
-        from app_pages import common
+        from reading_app.pages import common
 
         for code in ("DEMO", "DEMO-READ"):
             folder = common.detector_dir(code)

@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "docs" / "images"
-from workstation.testing import CHROMIUM_ARGS  # noqa: E402  (one list for tests, screenshots and benches)
+from reading_app.workstation.testing import CHROMIUM_ARGS  # noqa: E402  (one list for tests, screenshots and benches)
 
 SET_SLICE_JS = """
 (index) => {
@@ -98,8 +98,8 @@ def main() -> None:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    from workstation import DisplayGrid
-    from workstation.testing import build_reading_study
+    from reading_app.workstation import DisplayGrid
+    from reading_app.workstation.testing import build_reading_study
 
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -161,7 +161,7 @@ def main() -> None:
             show_lesion("prior")
             box = page.locator(".vp.main").bounding_box()
             plane = grid.plane("axial")
-            from workstation import ViewTransform
+            from reading_app.workstation import ViewTransform
 
             view = ViewTransform.for_plane(plane, box["width"], box["height"])
             x, y = view.image_to_screen(u, v)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from workstation.testing import CHROMIUM_ARGS
+from reading_app.workstation.testing import CHROMIUM_ARGS
 
 
 def main() -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from reader_study.testing import SyntheticLesion, write_synthetic_case_list
-from workstation import reset_runtime
-from workstation.testing import ReadingStudy, build_reading_study, write_test_detector_outputs
+from reading_app.workstation import reset_runtime
+from reading_app.workstation.testing import ReadingStudy, build_reading_study, write_test_detector_outputs
 
 SIZE_XYZ = (40, 36, 16)
 SPACING_MM = (0.8, 0.8, 2.5)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from workstation import (
+from reading_app.workstation import (
     ActiveTimeTracker,
     ImageLayerMissingError,
     LayerNotAllowedError,

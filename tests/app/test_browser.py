@@ -24,14 +24,14 @@ import numpy as np
 import pytest
 
 import reader_study
-from workstation import DisplayGrid, ViewTransform
+from reading_app.workstation import DisplayGrid, ViewTransform
 
 from .conftest import make_app_env
 
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
-from workstation.testing import CHROMIUM_ARGS  # noqa: E402  (one list for tests, screenshots and benches)
+from reading_app.workstation.testing import CHROMIUM_ARGS  # noqa: E402  (one list for tests, screenshots and benches)
 ROOT = Path(__file__).resolve().parents[2]
 READERS = ("Reader One", "Reader Two", "Reader Three", "Reader Four", "Reader Five")
 

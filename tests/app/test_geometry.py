@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cases import Volume
-from workstation import PLANES, DisplayGrid, ViewError, ViewTransform, click_to_point, extract_slice, image_to_voxel, mark_positions, voxel_to_image
+from reading_app.workstation import PLANES, DisplayGrid, ViewError, ViewTransform, click_to_point, extract_slice, image_to_voxel, mark_positions, voxel_to_image
 
 IDENTITY = (1, 0, 0, 0, 1, 0, 0, 0, 1)
 
@@ -173,7 +173,7 @@ def test_mark_positions_place_a_mark_on_its_slice_in_every_plane():
 def test_prior_follows_the_current_through_the_registration():
     import SimpleITK as sitk
 
-    from workstation.geometry import DisplayGrid, synced_prior_slices
+    from reading_app.workstation.geometry import DisplayGrid, synced_prior_slices
 
     current = DisplayGrid.from_geometry((8, 6, 20), (1.0, 1.0, 2.5), (0.0, 0.0, 0.0))
     prior = DisplayGrid.from_geometry((8, 6, 20), (1.0, 1.0, 2.5), (0.0, 0.0, -5.0))  # table moved 5 mm

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import reader_study
-from workstation import DisplayGrid, LayerNotAllowedError, TicketError, ViewTransform, get_runtime
+from reading_app.workstation import DisplayGrid, LayerNotAllowedError, TicketError, ViewTransform, get_runtime
 
 from .conftest import LESION_VOXEL
 
@@ -55,7 +55,7 @@ def click_event(grid: DisplayGrid, voxel_xyz, key: str, plane: str = "axial"):
 
 
 def reading_page(at):
-    at.switch_page("app_pages/reading.py").run()
+    at.switch_page("reading_app/pages/reading.py").run()
     assert not at.exception, at.exception
     return at
 
@@ -235,7 +235,7 @@ def test_log_out_ends_the_session_and_its_tickets(app_test, app_env):
     at = start_reading(login(app_test(), "reader1", app_env.study.password))
     _, view, _ = _current(at, app_env)
     token = at.session_state[f"ticket:read:{view.case_read_id}"]
-    at.switch_page("app_pages/me.py").run()
+    at.switch_page("reading_app/pages/me.py").run()
     _by_label(at.button, "Log out").click()
     at.run()
     assert at.title[0].value == "TSCT reading workstation"
@@ -279,11 +279,11 @@ def test_coordinator_pages_progress_and_export(app_test, app_env):
     _by_label(at.button, "Validate").click()
     at.run()
     assert any("Valid:" in s.value for s in at.success)
-    at.switch_page("app_pages/design.py").run()
+    at.switch_page("reading_app/pages/design.py").run()
     assert not at.exception
     progress = at.dataframe[-2].value
     assert set(progress["status"]) == {"closed"} and (progress["reads"] == progress["finished"]).all()
-    at.switch_page("app_pages/exports.py").run()
+    at.switch_page("reading_app/pages/exports.py").run()
     _by_label(at.button, "Export").click()
     at.run()
     assert not at.exception, at.exception
@@ -352,7 +352,7 @@ def test_single_sign_on_identity_maps_to_an_account_by_e_mail(app_test, app_env)
 
 def test_coordinator_issues_an_account_with_an_initial_password(app_test, app_env):
     at = login(app_test(), "coordinator", app_env.study.password)
-    at.switch_page("app_pages/readers.py").run()
+    at.switch_page("reading_app/pages/readers.py").run()
     assert not at.exception, at.exception
     assert list(at.dataframe[0].value["code"]) == ["R01", "R02"]
     _by_label(at.text_input, "User name").input("reader.three")

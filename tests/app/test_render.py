@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from workstation import DEFAULT_PALETTE, HOSHIAI_PALETTE, WINDOW_PRESETS, ViewError, composite, encode_image, window_to_uint8, zmap_overlay_rgba
+from reading_app.workstation import DEFAULT_PALETTE, HOSHIAI_PALETTE, WINDOW_PRESETS, ViewError, composite, encode_image, window_to_uint8, zmap_overlay_rgba
 
 
 def test_window_maps_level_plus_minus_half_width_to_black_and_white():
@@ -47,7 +47,7 @@ def test_zmap_overlay_colours_polarity_and_alpha_ramp():
 
 def test_default_overlay_looks_like_the_detectors_overlay_series():
     """At the reader's default opacity the colours and opacities equal detector.overlay.render_overlay's defaults."""
-    from workstation import DEFAULT_OPACITY, WINDOW_PRESETS
+    from reading_app.workstation import DEFAULT_OPACITY, WINDOW_PRESETS
 
     from detector import render_overlay
 

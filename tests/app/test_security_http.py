@@ -1,6 +1,6 @@
 """Adversarial HTTP tests of the workstation's routes, in process (no browser, no network).
 
-Each test plays an attacker against the real routes (:func:`workstation.make_routes`), the real
+Each test plays an attacker against the real routes (:func:`reading_app.workstation.make_routes`), the real
 runtime (tickets checked against the study database, sessions in the database) and a real open
 study: reader vs reader, no cookie, forged tickets, replay from an earlier reading, unaided vs
 aid, traversal, downloads without the page's authorisation, cross-site POSTs, revoked sessions
@@ -16,7 +16,7 @@ import pytest
 from starlette.applications import Starlette
 
 import reader_study
-from workstation import SESSION_COOKIE, allowed_layers, get_runtime, layer_files, make_routes, reset_runtime
+from reading_app.workstation import SESSION_COOKIE, allowed_layers, get_runtime, layer_files, make_routes, reset_runtime
 
 from ._asgi import request
 

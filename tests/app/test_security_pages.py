@@ -5,7 +5,7 @@ the data folders and file contents are never echoed, user text is escaped."""
 from __future__ import annotations
 
 import reader_study
-from workstation import get_runtime
+from reading_app.workstation import get_runtime
 
 from .test_pages import _by_label, login, shown
 
@@ -25,7 +25,7 @@ def test_the_coordinator_sees_failed_log_ins_after_a_success_and_ends_a_session(
     cookie = reader.session_state["tsct_user"].session_token
     assert get_runtime().sessions.lookup(cookie) is not None
     at = login(app_test(), "coordinator", app_env.study.password)
-    at.switch_page("app_pages/readers.py").run()
+    at.switch_page("reading_app/pages/readers.py").run()
     assert not at.exception, at.exception
     frames = [d.value for d in at.dataframe]
     accounts = next(f for f in frames if "failed_logins_30d" in f.columns).set_index("username")

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from cases import Volume, write_volume
-from workstation import (
+from reading_app.workstation import (
     DisplayGrid,
     ImageService,
     LayerNotAllowedError,
@@ -147,7 +147,7 @@ def test_image_service_aided_overlay_and_subtraction(case_files, tmp_path):
 
 
 def test_settings_from_environment(monkeypatch, tmp_path):
-    from workstation import WorkstationError
+    from reading_app.workstation import WorkstationError
 
     monkeypatch.setenv("TSCT_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("TSCT_DETECTOR_DIR", raising=False)
@@ -178,7 +178,7 @@ def test_integer_files_are_read_directly_and_agree_with_the_general_reader(tmp_p
 @pytest.mark.parametrize("direction", [(1, 0, 0, 0, 1, 0, 0, 0, 1), (1, 0, 0, 0, 1, 0, 0, 0, -1), (0, 1, 0, -1, 0, 0, 0, 0, 1)])
 @pytest.mark.parametrize("dtype", [np.int16, np.float32])
 def test_a_first_axial_slice_read_alone_equals_the_slice_of_the_whole_volume(tmp_path, direction, dtype):
-    from workstation import extract_slice, read_axial_slice
+    from reading_app.workstation import extract_slice, read_axial_slice
 
     rng = np.random.default_rng(9)
     array = rng.integers(-1000, 2000, (6, 7, 8)).astype(dtype)
@@ -222,7 +222,7 @@ def _score_case(tmp_path, *, with_score: bool, threshold: float = 3.0):
 @pytest.mark.parametrize("with_score", [True, False])
 def test_zmap_layer_shows_the_candidates_score_from_their_threshold(tmp_path, with_score):
     from detector.overlay import overlay_pixels
-    from workstation.layers import layer_files
+    from reading_app.workstation.layers import layer_files
 
     ct, folder = _score_case(tmp_path, with_score=with_score)
     files = layer_files(case_code="C1", current_path=ct, prior_path=None, overlays=("zmap",), detector_dir=folder.parent)
@@ -245,7 +245,7 @@ def test_zmap_layer_shows_the_candidates_score_from_their_threshold(tmp_path, wi
 
 
 def test_zmap_layer_names_a_missing_candidates_threshold(tmp_path):
-    from workstation.layers import layer_files
+    from reading_app.workstation.layers import layer_files
 
     ct, folder = _score_case(tmp_path, with_score=True)
     (folder / "candidates.json").write_text("{}", encoding="utf-8")
@@ -261,8 +261,8 @@ def test_prior_sync_reads_the_case_registration(tmp_path):
     import SimpleITK as sitk
 
     from detector.outputs import ROLES, write_case_outputs
-    from workstation.geometry import synced_prior_slices
-    from workstation.layers import registration_prior_sync
+    from reading_app.workstation.geometry import synced_prior_slices
+    from reading_app.workstation.layers import registration_prior_sync
 
     ct, folder = _score_case(tmp_path, with_score=False)
     grid = display_grid_of(ct)

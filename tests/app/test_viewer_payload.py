@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from workstation import DisplayGrid, allowed_layers, layer_files, viewer_payload
+from reading_app.workstation import DisplayGrid, allowed_layers, layer_files, viewer_payload
 
 GRID = DisplayGrid.from_geometry((20, 16, 10), (0.8, 0.8, 2.5), (-8.0, -6.4, 100.0))
 PRIOR = DisplayGrid.from_geometry((20, 16, 12), (0.8, 0.8, 2.5), (-8.0, -6.4, 97.5))

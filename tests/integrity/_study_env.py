@@ -43,7 +43,7 @@ class StudyEnv:
 def write_detector_outputs(case_list: Path, detector_dir: Path) -> None:
     """Subtraction, z-map and qc.json per case with a finished outputs.json manifest (what `tsct detect batch` leaves for a reader)."""
     from detector.outputs import ModelRecord
-    from workstation.testing import write_test_detector_outputs
+    from reading_app.workstation.testing import write_test_detector_outputs
 
     write_test_detector_outputs(case_list, detector_dir, model=ModelRecord("network", "tsct z-score network", "test"), qc=True)
 

@@ -142,7 +142,7 @@ def write_detector_outputs(case_lists, detector_dir: Path) -> Path:
     """Detector outputs readers see (subtraction, z-map) and a ``qc.json``, with a finished ``outputs.json`` manifest
     (model ``tsct z-score network`` 9.9.9-test), for every case of ``case_lists``."""
     from detector.outputs import ModelRecord
-    from workstation.testing import write_test_detector_outputs
+    from reading_app.workstation.testing import write_test_detector_outputs
 
     model = ModelRecord("network", "tsct z-score network", "9.9.9-test")
     for case_list in case_lists:

@@ -23,7 +23,7 @@ def test_every_aid_shows_a_detector_output_role():
 
 
 def test_the_viewer_layers_are_built_from_the_study_aids():
-    from workstation.layers import AID_LAYERS, LAYERS
+    from reading_app.workstation.layers import AID_LAYERS, LAYERS
 
     assert AID_LAYERS == frozenset(AIDS)
     for name, aid in AIDS.items():

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from reader_study import InputFileError, create_study
 from reader_study.models import AuditEvent
-from workstation.testing import write_test_detector_outputs
+from reading_app.workstation.testing import write_test_detector_outputs
 
 from .conftest import READERS
 

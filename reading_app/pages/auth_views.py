@@ -8,7 +8,7 @@ a link to, say, the reading page leads there right after the log-in), and to
 import streamlit as st
 
 import reader_study
-from app_pages import common
+from reading_app.pages import common
 
 
 def login_view() -> None:

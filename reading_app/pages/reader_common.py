@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 import reader_study
-from app_pages import common
+from reading_app.pages import common
 
 
 def reader_studies(db: reader_study.Database, reader_id: int) -> pd.DataFrame:
@@ -68,7 +68,7 @@ PREFETCH_ORDER = ("ct", "zmap", "subtraction", "subtraction_vm", "warped_prior",
 
 def case_files(view: reader_study.CaseView, study_code: str) -> dict:
     """The files of the layers this case read's treatment allows (and no others)."""
-    import workstation as ws
+    from reading_app import workstation as ws
 
     return ws.layer_files(
         case_code=view.case_code, current_path=view.current_path, prior_path=view.prior_path or None,
@@ -78,7 +78,7 @@ def case_files(view: reader_study.CaseView, study_code: str) -> dict:
 
 def prefetch_cases(svc: reader_study.ReadingService, views: list[reader_study.CaseView]) -> None:
     """Start reading the volumes of these case reads in the background, in order (first image at once when the case opens)."""
-    import workstation as ws
+    from reading_app import workstation as ws
 
     items, grids = [], []
     for view in views:

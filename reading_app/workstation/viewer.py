@@ -1,19 +1,19 @@
 """What the browser viewer is given, and what its clicks mean (pure Python; the app and tests call it).
 
-The viewer (a Streamlit component, ``app_pages/viewer_component.py``) scrolls, windows and zooms
+The viewer (a Streamlit component, ``reading_app/pages/viewer_component.py``) scrolls, windows and zooms
 in the browser and fetches slice images by URL with an image ticket. It is given, by
 :func:`viewer_payload`:
 
 * the geometry of each plane of the current (and prior) exam — image and pixel sizes, and the
   patient coordinate of every slice, so the prior can follow the current exam by position;
-* the layers this reading allows (never more; see :mod:`workstation.layers`) and their labels;
+* the layers this reading allows (never more; see :mod:`reading_app.workstation.layers`) and their labels;
 * the reader's marks (and, in training review only, the truth) as ``(slice, u, v)`` per plane,
   so the browser draws them without doing any geometry itself;
 * window presets, settings and keyboard shortcuts.
 
 A click comes back as a screen position with the view it was made in (plane, slice, viewport
 size, zoom, centre); :func:`click_to_point` turns it into a voxel and LPS millimetres with
-:class:`~workstation.geometry.ViewTransform`, the same formula the browser used to draw.
+:class:`~reading_app.workstation.geometry.ViewTransform`, the same formula the browser used to draw.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def viewer_payload(
     handled_key : the client key of the last click the server has handled (the viewer then stops
         showing its own "saving…" marker for it).
     prior_sync : ``{plane: [prior slice per current slice]}`` from the detector's registration
-        (:func:`workstation.geometry.synced_prior_slices`); without it the prior follows table position.
+        (:func:`reading_app.workstation.geometry.synced_prior_slices`); without it the prior follows table position.
     """
     allowed = [name for name in LAYERS if name in set(layers)]
     missing = set(missing_layers)

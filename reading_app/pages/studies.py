@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 import reader_study
-import workstation as ws
-from app_pages import common
+from reading_app import workstation as ws
+from reading_app.pages import common
 from cases import CaseListError, read_case_list
 
 db = common.require_database()

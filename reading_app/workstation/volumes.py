@@ -2,7 +2,7 @@
 
 A reader scrolls through hundreds of slices of the same few volumes (current, prior, subtraction,
 z-map), so each is read from disk once, turned to display orientation
-(:class:`~workstation.geometry.DisplayGrid`) and kept in a compact type: CT and HU differences
+(:class:`~reading_app.workstation.geometry.DisplayGrid`) and kept in a compact type: CT and HU differences
 as ``int16`` (rounded to whole HU; 157 MiB for 512 × 512 × 300 voxels), z-maps as ``float16``.
 The cache is bounded by memory (``TSCT_VOLUME_CACHE_MB``, default 3072 MiB, enough for two
 clinical-size cases with all their layers); the least recently used volume is dropped first.

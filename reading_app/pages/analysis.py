@@ -14,7 +14,7 @@ import streamlit as st
 import streamlit.components.v1 as components
 
 import reader_study
-from app_pages import common
+from reading_app.pages import common
 
 db = common.require_database()
 user = common.require_role("statistician")

@@ -24,7 +24,7 @@ detector's per-case outputs in ``<detector dir>/<case id>/``, found through the 
 ``$TSCT_DETECTOR_DIR``, default ``$TSCT_DATA_DIR/detector``).
 
 :func:`allowed_layers` is the single rule, applied on the server when an image ticket is issued
-(:mod:`workstation.access`): a layer outside it is never read, rendered or sent.
+(:mod:`reading_app.workstation.access`): a layer outside it is never read, rendered or sent.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def _build_layers() -> dict[str, LayerSpec]:
     """The exams plus one layer per aid of :data:`reader_study.aids.AIDS` (its name, label and output role), displayed as :data:`_AID_DISPLAY` says."""
     missing = sorted(set(AIDS) - set(_AID_DISPLAY))
     if missing:
-        raise RuntimeError(f"workstation/layers.py: no display for the study aid(s) {', '.join(missing)}; add them to _AID_DISPLAY.")
+        raise RuntimeError(f"reading_app/workstation/layers.py: no display for the study aid(s) {', '.join(missing)}; add them to _AID_DISPLAY.")
     specs = [LayerSpec("ct", "Current CT", "base", aid=False), LayerSpec("prior", "Prior CT", "side", aid=False)]
     for aid in AIDS.values():
         panel, volume_kind, window = _AID_DISPLAY[aid.name]

@@ -3,7 +3,7 @@
 import streamlit as st
 
 import reader_study
-from app_pages import common
+from reading_app.pages import common
 
 db = common.require_database()
 user = common.current_user()

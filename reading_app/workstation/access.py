@@ -4,7 +4,7 @@
 prefetch them while the reader scrolls). Each request carries a ticket: a random 256-bit token the
 server issued to one logged-in reader for one case read, when it rendered that case. The ticket
 holds the *layers that the case read's treatment allows* — computed on the server from the
-database (:func:`workstation.layers.allowed_layers`) — and the files of those layers only. A
+database (:func:`reading_app.workstation.layers.allowed_layers`) — and the files of those layers only. A
 request for any other layer (the z-map or the subtraction in an unaided reading) is refused with
 :class:`LayerNotAllowedError` before any file is touched, so the server never sends an aid the
 treatment does not show, whatever the browser asks for.

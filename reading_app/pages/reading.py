@@ -5,13 +5,13 @@ Rules this page keeps (the reading service enforces them again on the server):
 * The case is the next one in the reader's order; the page opens it (idempotent: a reload shows
   the same case, with its marks, from the database).
 * Images come through a ticket that allows only the layers of the case read's treatment: no
-  subtraction or z-map in the unaided reading (:func:`workstation.allowed_layers`).
+  subtraction or z-map in the unaided reading (:func:`reading_app.workstation.allowed_layers`).
 * A click places a *new* mark (shown dashed, "rate it"); choosing its rating saves it through
   :meth:`reader_study.ReadingService.save_mark` with the client key generated for that click,
   and only then is it shown as a saved mark. A repeated save (double click, retry after a lost
   connection) returns the same mark.
 * Finishing a case without marks needs the reader's confirmation that it has no lesion; the active
-  reading time (pauses left out, :class:`workstation.ActiveTimeTracker`) is stored with it.
+  reading time (pauses left out, :class:`reading_app.workstation.ActiveTimeTracker`) is stored with it.
 * After a training case, the reader sees its truth and how the marks scored.
 """
 
@@ -23,10 +23,10 @@ import pandas as pd
 import streamlit as st
 
 import reader_study
-import workstation as ws
-from app_pages import common, reader_common
-from app_pages.viewer_component import slice_viewer
-from workstation.layers import registration_prior_sync
+from reading_app import workstation as ws
+from reading_app.pages import common, reader_common
+from reading_app.pages.viewer_component import slice_viewer
+from reading_app.workstation.layers import registration_prior_sync
 
 db = common.require_database()
 user = common.require_role("reader")

@@ -6,7 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 import reader_study
-from app_pages import common
+from reading_app.pages import common
 
 db = common.require_database()
 user = common.require_role("coordinator", "statistician")

@@ -24,7 +24,7 @@ import pandas as pd
 import streamlit as st
 
 import reader_study
-from workstation import SESSION_COOKIE, WorkstationRuntime, api_base, get_runtime
+from reading_app.workstation import SESSION_COOKIE, WorkstationRuntime, api_base, get_runtime
 
 ROLE_LABELS = {"reader": "Reader", "coordinator": "Coordinator", "statistician": "Statistician", "admin": "Administrator"}
 

@@ -1,6 +1,6 @@
 """The reading workstation's logic, without Streamlit: geometry, rendering, image access, settings.
 
-The Streamlit app (``app.py`` and ``app_pages/``) is a thin layer over this package and over
+The Streamlit app (``app.py`` and ``reading_app/pages/``) is a thin layer over this package and over
 :mod:`reader_study`; everything here is plain Python that unit tests call directly.
 
 Public API
@@ -23,7 +23,7 @@ ActiveTimeTracker
 viewer_payload, click_to_point, mark_positions, KEYBOARD_SHORTCUTS
     What the browser viewer is given and what its clicks mean.
 make_routes, api_base
-    The HTTP routes (images, log-in cookie) mounted beside Streamlit by ``app_server.py``.
+    The HTTP routes (images, log-in cookie) mounted beside Streamlit by ``reading_app/server.py``.
 """
 
 from .access import Download, DownloadRegistry, ImageTicket, TicketRegistry, WebSession, WebSessionStore

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 import reader_study
-from app_pages import common, reader_common
+from reading_app.pages import common, reader_common
 
 db = common.require_database()
 user = common.require_role("reader")
@@ -60,7 +60,7 @@ if open_session is None:
             except reader_study.ReaderStudyError as exc:
                 common.show_error(exc)
             else:
-                st.switch_page("app_pages/reading.py")
+                st.switch_page("reading_app/pages/reading.py")
     else:
         st.info(f"Session {next_session.session_index} cannot start yet: {common.text(next_session.reason)}.")
 else:
@@ -69,7 +69,7 @@ else:
         prefetch_next(nxt.case_read_id)
         label = "Continue reading" if nxt.position > 1 or nxt.status == "open" else "Start reading"
         if st.button(f"{label}: case {nxt.position} of {nxt.n_in_session}", type="primary"):
-            st.switch_page("app_pages/reading.py")
+            st.switch_page("reading_app/pages/reading.py")
 
     items = svc.worklist()
     st.subheader(f"Session {open_session.session_index}")
@@ -84,4 +84,4 @@ else:
         for col, item in zip(cols * (len(finished_training) // len(cols) + 1), finished_training):
             if col.button(f"Review training case {item.case_code} ({item.treatment})", key=f"review-{item.case_read_id}"):
                 st.session_state["tsct_review"] = item.case_read_id
-                st.switch_page("app_pages/reading.py")
+                st.switch_page("reading_app/pages/reading.py")

@@ -12,7 +12,7 @@ import secrets
 import streamlit as st
 
 import reader_study
-from app_pages import common
+from reading_app.pages import common
 
 db = common.require_database()
 user = common.require_role("coordinator")

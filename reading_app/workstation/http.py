@@ -1,7 +1,7 @@
-"""HTTP routes of the app server, next to Streamlit's own (mounted by ``app_server.py``).
+"""HTTP routes of the app server, next to Streamlit's own (mounted by ``reading_app/server.py``).
 
 ``GET  <base>/api/tsct/v1/image/<ticket>/<layer>/<plane>/<slice>?wl=<HU>&ww=<HU>&fmt=png|jpeg``
-    One slice image (see :meth:`workstation.service.ImageService.render`). 200 with the image;
+    One slice image (see :meth:`reading_app.workstation.service.ImageService.render`). 200 with the image;
     401 unknown or expired ticket, no or another browser session's cookie, the case read finished,
     another reader's or another treatment's; **403 a layer the reading's treatment does not
     show**; 404 the layer's file is missing; 400 a bad plane, slice or window. Images are not kept

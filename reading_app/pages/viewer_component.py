@@ -1,6 +1,6 @@
 """The slice viewer as a Streamlit custom component (components v2: inline JavaScript, no build step).
 
-:func:`slice_viewer` mounts it with a payload from :func:`workstation.viewer_payload` and returns
+:func:`slice_viewer` mounts it with a payload from :func:`reading_app.workstation.viewer_payload` and returns
 the component's result; its one-shot events (``click``, ``rate``, ``cancel``, ``beat``) are handled
 by the callbacks the caller passes (they run before the rerun, so the page reflects them at once).
 The JavaScript and CSS live beside this file (``viewer.js``, ``viewer.css``).

@@ -2,11 +2,11 @@
 
 :func:`get_runtime` holds what every browser session of the app server shares: the settings, the
 volume cache, the image tickets, the browser sessions and the active-time tracker. The Streamlit
-pages and the HTTP image route (:mod:`workstation.http`) run in the same process and reach the
+pages and the HTTP image route (:mod:`reading_app.workstation.http`) run in the same process and reach the
 same objects through it.
 
 :meth:`ImageService.render` is the only function that produces images for readers. It checks the
-ticket, the request's log-in and the layer *first* (:meth:`workstation.access.TicketRegistry.authorize`),
+ticket, the request's log-in and the layer *first* (:meth:`reading_app.workstation.access.TicketRegistry.authorize`),
 so an aid the treatment does not show is refused before its file is opened. The runtime's ticket
 check (:meth:`WorkstationRuntime.check_ticket`) asks the database, at most a second late, whether
 the ticket's browser session is live and its case read still open, the reader's, and in a
