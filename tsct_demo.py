@@ -150,7 +150,7 @@ def run_demo(settings: DemoSettings, *, say: Callable[[str], None] = print, prog
     from analysis import write_report
     from cases import read_case_list, synthesize_case_set
     from detector import run_case_list
-    from reader_study.simulate import simulate_readers
+    from reader_study.simulation import simulate_readers
 
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
