@@ -1,7 +1,8 @@
 """The platform's main job on embedded defaults: the whole study, from synthetic cases to a report.
 
-``tsct demo`` (and ``make demo``) runs, in order, each step skipping what an earlier run already
-finished, so a rerun never duplicates a study or loses data:
+``tsct demo`` (and ``make demo``) runs the end-to-end chain (:mod:`tsct_chain`, the one module
+that wires every package) in order, each step skipping what an earlier run already finished, so
+a rerun never duplicates a study or loses data:
 
 1. ``cases``: a seeded synthetic case set of prior/current spine CT pairs (half with new lesions);
 2. ``detector``: registration, temporal subtraction and z-maps for every pair;
@@ -119,38 +120,9 @@ def _account_password(username: str, seed: int) -> str:
     return f"demo-{username}-{seed}"
 
 
-def _detector_marks(case_list, detector_dir: Path, out_dir: Path, messages: list[str]):  # type: ignore[no-untyped-def]
-    """The detector alone on the study's cases, scored as ``tsct detect evaluate`` does.
-
-    The z-map network's candidates on every case (registration outputs reused from
-    ``detector_dir``), matched to the truth lesions by the one hit rule, written to
-    ``out_dir/marks_zscore.csv`` (read back for the report's section "The detector alone vs
-    the radiologists"). Returns ``(marks, file name)``, or ``(None, None)`` with a message
-    in ``messages`` when the detector cannot be scored.
-    """
-    from analysis.cad_vs_rad import read_cad_marks
-    from detector._errors import DetectorInputError
-    from detector.detection_eval import evaluate_detectors
-
-    try:
-        ev = evaluate_detectors(case_list, detector_dir, methods=("zscore",), progress=False)
-    except (DetectorInputError, OSError, ValueError) as exc:
-        messages.append(f"the detector alone was not scored ({exc}); the report has no 'detector alone' section")
-        return None, None
-    if "zscore" not in ev.marks:
-        messages.append("the z-map network ran on none of the cases; the report has no 'detector alone' section")
-        return None, None
-    path = ev.write_marks(out_dir)["zscore"]
-    return read_cad_marks(str(path)), path.name
-
-
 def run_demo(settings: DemoSettings, *, say: Callable[[str], None] = print, progress: bool = True) -> DemoResult:
-    """Run the whole chain (see the module docstring); returns where everything went."""
-    import reader_study as rs
-    from analysis import write_report
-    from cases import read_case_list, synthesize_case_set
-    from detector import run_case_list
-    from reader_study.simulate import simulate_readers
+    """Run the whole chain (:mod:`tsct_chain`; see the module docstring); returns where everything went."""
+    import tsct_chain as chain
 
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -160,81 +132,57 @@ def run_demo(settings: DemoSettings, *, say: Callable[[str], None] = print, prog
     # 1. cases --------------------------------------------------------------------------------
     t0 = time.perf_counter()
     case_dir = data_dir / f"cases-{settings.size}-seed{settings.seed}-n{settings.n_cases}"
-    case_list_path = case_dir / "caselist.csv"
-    if case_list_path.is_file():
-        say(f"1/5 cases: reusing {case_list_path}")
+    if (case_dir / "caselist.csv").is_file():
+        say(f"1/5 cases: reusing {case_dir / 'caselist.csv'}")
     else:
         say(f"1/5 cases: generating {settings.n_cases} synthetic prior/current pairs ({settings.size}, seed {settings.seed})")
-        synthesize_case_set(case_dir, n_cases=settings.n_cases, abnormal_fraction=settings.abnormal_fraction, seed=settings.seed, size=settings.size, progress=progress)
-    case_list = read_case_list(case_list_path)
-    say(f"    {case_list.summary()}")
+    cases = chain.synthetic_cases(case_dir, n_cases=settings.n_cases, abnormal_fraction=settings.abnormal_fraction, seed=settings.seed, size=settings.size, progress=progress)
+    say(f"    {cases.case_list.summary()}")
     timings["cases"] = time.perf_counter() - t0
 
     # 2. detector -------------------------------------------------------------------------------
     t0 = time.perf_counter()
     detector_dir = case_dir / "detector"
     say(f"2/5 detector: registration, subtraction and z-maps into {detector_dir}")
-    batch = run_case_list(case_list, detector_dir, progress=progress)
-    say(f"    {batch.summary()}")
-    if batch.failed:
-        messages.append(f"detector failed on {len(batch.failed)} case(s); see {detector_dir}/batch_report.json")
+    detector = chain.run_detector(cases, detector_dir, progress=progress)
+    say(f"    {detector.summary}")
+    if detector.failed:
+        messages.append(f"detector failed on {len(detector.failed)} case(s); see {detector_dir}/batch_report.json")
     timings["detector"] = time.perf_counter() - t0
 
     # 3. study ----------------------------------------------------------------------------------
     t0 = time.perf_counter()
     db_url = settings.database_url or f"sqlite:///{data_dir / 'reader-study.sqlite3'}"
-    db = rs.init_db(db_url)
+    db = chain.open_database(db_url)
     code = settings.study_code
-    accounts: dict[str, tuple[str, str]] = {}
-    with db.transaction() as s:
-        existing = set(rs.list_studies(s)["code"])
-    if code in existing:
-        say(f"3/5 study: reusing study {code} in {db.safe_url}")
+    main = chain.StudySpec(
+        code, "Demo: temporal-subtraction z-map overlay on synthetic spine CT", cases.case_list_path, DEMO_READERS, washout_days=28, seed=settings.seed,
+    )
+    say(f"3/5 study: crossover study {code} ({len(DEMO_READERS)} readers, unaided vs aided) in {db.safe_url}")
+    setup = chain.ensure_study(db, main, detector=detector, actor="demo")
+    if setup.created:
+        say(f"    created, locked and opened; design: {'balanced' if setup.balanced else 'NOT balanced'}{''.join(f'; {note}' for note in setup.balance_notes)}")
     else:
-        say(f"3/5 study: creating crossover study {code} ({len(DEMO_READERS)} readers, unaided vs aided) in {db.safe_url}")
-        with db.transaction() as s:
-            rs.create_study(
-                s, code=code, case_list=case_list, title="Demo: temporal-subtraction z-map overlay on synthetic spine CT",
-                readers=[rs.ReaderSpec(name, group) for name, group in DEMO_READERS], washout_days=28, seed=settings.seed,
-                detector_dir=None if batch.failed else detector_dir,  # outputs checked against the exams and recorded
-            )
-            plan = rs.make_design(s, code, seed=settings.seed)
-            rs.lock_study(s, code, detector_dir=detector_dir)  # the overlays readers see are part of the lock
-            rs.open_study(s, code)
-        balance = plan.check_balance()
-        notes = "".join(f"; {c.message}" for c in balance.checks if c.level != "ok")
-        say(f"    design: {'balanced' if balance.balanced else 'NOT balanced'}{notes}")
-    with db.transaction() as s:
-        rs.set_detector_dir(s, code, detector_dir, actor="demo")
+        say("    reusing it (made by an earlier run)")
     practice = f"{code}-READ"
     human_user, human_name, human_group = HUMAN_READER
-    with db.transaction() as s:
-        existing = set(rs.list_studies(s)["code"])
-    if practice not in existing:
+    practice_spec = chain.StudySpec(
+        practice, "Demo: read it yourself (unaided, then aided by the z-map overlay)", _practice_case_list(cases.case_list_path, PRACTICE_CASES),
+        [(human_name, human_group)], washout_days=0, seed=settings.seed,
+    )
+    if chain.ensure_study(db, practice_spec, aids_from=detector_dir, actor="demo").created:
         say(f"    and {practice}: {PRACTICE_CASES} of the cases, unaided then aided, for you to read in the app (account {human_user})")
-        with db.transaction() as s:
-            rs.create_study(
-                s, code=practice, case_list=_practice_case_list(case_list_path, PRACTICE_CASES),
-                title="Demo: read it yourself (unaided, then aided by the z-map overlay)",
-                readers=[rs.ReaderSpec(human_name, human_group)], washout_days=0, seed=settings.seed,
-            )
-            rs.make_design(s, practice, seed=settings.seed)
-            rs.lock_study(s, practice)
-            rs.open_study(s, practice)
-    with db.transaction() as s:
-        rs.set_detector_dir(s, practice, detector_dir, actor="demo")
-    with db.transaction() as s:
-        wanted = [(human_user, "reader", human_name)]
-        wanted += [(f"reader{i + 1}", "reader", name) for i, (name, _) in enumerate(DEMO_READERS)]
-        wanted += [("coordinator", "coordinator", None), ("statistician", "statistician", None)]
-        for username, role, reader_name in wanted:
-            password = _account_password(username, settings.seed)
-            if username == human_user:
-                accounts[username] = (password, f"reader ({reader_name}): reads {practice} in the app, no case read yet")
-            else:
-                accounts[username] = (password, role if reader_name is None else f"reader ({reader_name}, simulated: finished {code})")
-            if rs.find_account(s, username) is None:
-                rs.create_account(s, username, password, role=role, reader_name=reader_name, actor="demo")
+    wanted = [(human_user, "reader", human_name)]
+    wanted += [(f"reader{i + 1}", "reader", name) for i, (name, _) in enumerate(DEMO_READERS)]
+    wanted += [("coordinator", "coordinator", None), ("statistician", "statistician", None)]
+    logins = [chain.AccountSpec(username, _account_password(username, settings.seed), role, name) for username, role, name in wanted]
+    chain.ensure_accounts(db, logins, actor="demo")
+    accounts: dict[str, tuple[str, str]] = {}
+    for a in logins:
+        if a.username == human_user:
+            accounts[a.username] = (a.password, f"reader ({a.reader_name}): reads {practice} in the app, no case read yet")
+        else:
+            accounts[a.username] = (a.password, a.role if a.reader_name is None else f"reader ({a.reader_name}, simulated: finished {code})")
     timings["study"] = time.perf_counter() - t0
 
     # 4. simulated readers ----------------------------------------------------------------------
@@ -245,12 +193,12 @@ def run_demo(settings: DemoSettings, *, say: Callable[[str], None] = print, prog
 
         with Progress() as bar:
             task = bar.add_task("simulated reading", total=None)
-            summary = simulate_readers(
-                db, code, detector_dir=detector_dir, seed=settings.seed,
+            summary = chain.simulated_reading(
+                db, code, detector, seed=settings.seed,
                 progress=lambda done, total, what: bar.update(task, completed=done, total=total, description=what),
             )
     else:
-        summary = simulate_readers(db, code, detector_dir=detector_dir, seed=settings.seed)
+        summary = chain.simulated_reading(db, code, detector, seed=settings.seed)
     say(f"    {summary}")
     timings["reading"] = time.perf_counter() - t0
 
@@ -258,41 +206,8 @@ def run_demo(settings: DemoSettings, *, say: Callable[[str], None] = print, prog
     t0 = time.perf_counter()
     export_dir = data_dir / "exports" / code
     say(f"5/5 analysis: export to {export_dir} and report to {settings.reports_dir / code}")
-    export = rs.export_study(db, code, export_dir, actor="demo")
-    data = export.records.to_observer_data()
-    jafroc_file = next(iter(sorted(export_dir.glob("*.xlsx"))), None)
-    from detector.outputs import outputs_record
-
-    det_record = outputs_record(detector_dir, [c.case_id for c in case_list])
-    cad_marks, cad_source = _detector_marks(case_list, detector_dir, data_dir / "detector-marks", messages)
-    if cad_marks is not None:
-        from analysis.cad_vs_rad import add_cad_reader
-        from analysis.data import ObserverDataError
-
-        try:
-            add_cad_reader(data, cad_marks)  # the marks must name the study's cases and lesions
-        except ObserverDataError as exc:
-            messages.append(f"the detector's marks do not fit the exported study ({exc}); the report has no 'detector alone' section")
-            cad_marks = cad_source = None
-    paths = write_report(
-        data, settings.reports_dir, study_name=code, fom="wAFROC", method="OR", subgroups="auto", input_path=jafroc_file, detector_outputs=det_record,
-        cad_marks=cad_marks, cad_treatment="unaided" if cad_marks is not None else None, cad_marks_source=cad_source,
-    )
+    analysis = chain.analyse(db, code, cases=cases, detector=detector, export_dir=export_dir, reports_dir=settings.reports_dir, marks_dir=data_dir / "detector-marks", actor="demo")
+    messages.extend(analysis.messages)
     timings["analysis"] = time.perf_counter() - t0
-    report_dir = paths.directory
-    (data_dir / "demo.json").write_text(json.dumps({"case_list": str(case_list_path), "study": code, "database": db.safe_url, "report": str(report_dir), "export": {name: digest for name, digest in export.files.items()}, "timings_s": timings}, indent=2))
-    return DemoResult(case_list_path, detector_dir, db.safe_url, code, export_dir, report_dir, accounts, timings, messages, _headline(paths.json), practice)
-
-
-def _headline(results_json: Path) -> str:
-    """One sentence: the reader-averaged FOM per treatment and the RRRC difference."""
-    results = json.loads(Path(results_json).read_text())
-    rrrc = results["analyses"]["RRRC"]
-    means = ", ".join(f"{t} {v['estimate']:.3f}" for t, v in rrrc["treatment_cis"].items())
-    diff = rrrc["differences"][0]
-    a, b = diff["treatments"]
-    lo, hi = diff["ci95"]
-    return (
-        f"{results['fom']} (reader average): {means}; {b} - {a} = {-diff['estimate']:+.3f} "
-        f"(95% CI {-hi:.3f} to {-lo:.3f}, p = {diff['p']:.3g}, {results['method']} RRRC)"
-    )
+    (data_dir / "demo.json").write_text(json.dumps({"case_list": str(cases.case_list_path), "study": code, "database": db.safe_url, "report": str(analysis.report_dir), "export": analysis.export_files, "timings_s": timings}, indent=2))
+    return DemoResult(cases.case_list_path, detector_dir, db.safe_url, code, export_dir, analysis.report_dir, accounts, timings, messages, analysis.headline, practice)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 
 from analysis import Lesion, ObserverData
 
-__all__ = ["synthetic_froc_study"]
+__all__ = ["synthetic_froc_study", "add_study_options"]
 
 
 def synthetic_froc_study(
@@ -48,3 +50,11 @@ def synthetic_froc_study(
         paradigm="FROC",
         name=f"synthetic FROC, seed {seed}",
     )
+
+
+def add_study_options(parser: argparse.ArgumentParser) -> None:
+    """The options that size :func:`synthetic_froc_study`: --treatments, --readers, --cases, --seed."""
+    parser.add_argument("--treatments", type=int, default=2)
+    parser.add_argument("--readers", type=int, default=11)
+    parser.add_argument("--cases", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=1)

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from analysis import ObserverData, read_jafroc_excel, significance_test  # noqa: E402
-from bench._studies import synthetic_froc_study  # noqa: E402
+from bench._studies import add_study_options, synthetic_froc_study  # noqa: E402
 
 
 def _full_analysis(data: ObserverData, fom: str) -> tuple:
@@ -62,10 +62,7 @@ def _report(label: str, times: list[float]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--treatments", type=int, default=2)
-    parser.add_argument("--readers", type=int, default=11)
-    parser.add_argument("--cases", type=int, default=2000)
-    parser.add_argument("--seed", type=int, default=1)
+    add_study_options(parser)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--bootstraps", type=int, default=2000)
     args = parser.parse_args()

@@ -36,23 +36,14 @@ def _rss_gb() -> float:
 
 
 def main() -> None:
+    from bench_detector import add_pair_options, prepared_pair
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, help="folder of a pair written by cases.write_pair (generated when missing)")
-    parser.add_argument("--seed", type=int, default=2026, help="seed of the generated pair")
+    add_pair_options(parser)
     parser.add_argument("--device", default="cpu", help="torch device of the network: cpu, cuda, auto")
-    parser.add_argument("--out", type=Path, help="keep the outputs in this folder (default: a temporary folder, deleted)")
     args = parser.parse_args()
 
-    from bench_detector import _generate
-
-    tmp = None
-    folder = args.data
-    if folder is None:
-        tmp = tempfile.TemporaryDirectory(prefix="tsct-chain-")
-        folder = Path(tmp.name)
-    if not (folder / "current.nii.gz").is_file():
-        os.environ["_BENCH_DICOM"] = "0"
-        _generate(folder, args.seed)
+    folder, tmp = prepared_pair(args.data, args.seed, prefix="tsct-chain-")
 
     import SimpleITK as sitk
 

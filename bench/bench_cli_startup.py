@@ -19,35 +19,25 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench._process import child_env, run_measured  # noqa: E402
+
 ENTRY = "import tsct_cli; tsct_cli.main()"
 COMMANDS = {"tsct --help": ["--help"], "tsct analyze --help": ["analyze", "--help"]}
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
-
-
 def run_child(args: list[str]) -> tuple[float, float, float, int]:
     """Run ``python -c ENTRY args``; (wall s, CPU s, peak RSS MiB, exit code)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", ENTRY, *args], cwd=ROOT, env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0, proc.returncode
+    return run_measured([sys.executable, "-c", ENTRY, *args])[:4]
 
 
 def importtime_top(args: list[str], top: int) -> list[tuple[int, str]]:
     """The ``-X importtime`` entries with the largest cumulative time (microseconds, module)."""
     res = subprocess.run([sys.executable, "-X", "importtime", "-c", ENTRY, *args], cwd=ROOT,
-                         env=_env(), capture_output=True, text=True)
+                         env=child_env(), capture_output=True, text=True)
     rows = []
     for line in res.stderr.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:

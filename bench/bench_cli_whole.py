@@ -33,6 +33,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench._process import run_measured  # noqa: E402
+
 DATASET04 = ROOT / "tests" / "data" / "rjafroc" / "datasets" / "dataset04.xlsx"
 ENTRY = "import tsct_cli; tsct_cli.main()"
 
@@ -43,23 +45,12 @@ for (m in c("DBM", "OR")) invisible(St(ds, FOM = "wAFROC", method = m, analysisO
 """
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
-
-
 def run_child(cmd: list[str]) -> tuple[float, float, float, int]:
-    """(wall s, CPU s, peak RSS MiB, exit code) of a fresh process."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    code = os.waitstatus_to_exitcode(status)
+    """(wall s, CPU s, peak RSS MiB, exit code) of a fresh process; the end of its error output when it fails."""
+    wall, cpu, rss, code, err = run_measured(cmd)
     if code != 0:
-        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
         print(f"    (exit {code}: {err.strip()[-300:]})")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0, code
+    return wall, cpu, rss, code
 
 
 def _summary(label: str, runs: list[tuple[float, float, float, int]]) -> float:

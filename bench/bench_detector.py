@@ -36,7 +36,7 @@ def _rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # Linux: kB
 
 
-def _generate(folder: Path, seed: int) -> None:
+def _generate(folder: Path, seed: int, dicom: bool = False) -> None:
     code = (
         "import sys; sys.path.insert(0, %r)\n"
         "from cases import synthesize_pair, write_pair\n"
@@ -45,29 +45,38 @@ def _generate(folder: Path, seed: int) -> None:
         "write_pair(p, %r, dicom=%r)\n"
         "print(p.summary())\n"
     )
-    dicom = os.environ.get("_BENCH_DICOM") == "1"
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code % (str(ROOT), seed, str(folder), dicom)], check=True, capture_output=True, text=True)
     print(f"generated the pair in {time.perf_counter() - start:.0f} s (child process): {out.stdout.strip()}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_pair_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a benchmark on one generated (or given) pair: --data, --seed, --out."""
     parser.add_argument("--data", type=Path, help="folder of a pair written by cases.write_pair (generated when missing)")
     parser.add_argument("--seed", type=int, default=2026, help="seed of the generated pair")
+    parser.add_argument("--out", type=Path, help="keep the outputs in this folder (default: a temporary folder, deleted)")
+
+
+def prepared_pair(data: Path | None, seed: int, *, dicom: bool = False, prefix: str = "tsct-bench-") -> tuple[Path, tempfile.TemporaryDirectory | None]:
+    """The pair's folder (``data``, or a temporary one to clean up), with the pair generated there unless it is already."""
+    tmp = None
+    folder = data
+    if folder is None:
+        tmp = tempfile.TemporaryDirectory(prefix=prefix)
+        folder = Path(tmp.name)
+    if not (folder / "current.nii.gz").is_file() or (dicom and not (folder / "current_dicom").is_dir()):
+        _generate(folder, seed, dicom)
+    return folder, tmp
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_pair_options(parser)
     parser.add_argument("--dicom", action="store_true", help="read the exams from DICOM and time the derived DICOM series")
     parser.add_argument("--deformable", default="bspline", help="deformable stage: bspline, demons, diffeomorphic_demons, none")
-    parser.add_argument("--out", type=Path, help="keep the outputs in this folder (default: a temporary folder, deleted)")
     args = parser.parse_args()
 
-    tmp = None
-    folder = args.data
-    if folder is None:
-        tmp = tempfile.TemporaryDirectory(prefix="tsct-bench-")
-        folder = Path(tmp.name)
-    if not (folder / "current.nii.gz").is_file() or (args.dicom and not (folder / "current_dicom").is_dir()):
-        os.environ["_BENCH_DICOM"] = "1" if args.dicom else "0"
-        _generate(folder, args.seed)
+    folder, tmp = prepared_pair(args.data, args.seed, dicom=args.dicom)
 
     import SimpleITK as sitk
 

@@ -24,15 +24,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis import fom_matrix, jackknife_fom_matrix, pseudovalues  # noqa: E402
-from bench._studies import synthetic_froc_study  # noqa: E402
+from bench._studies import add_study_options, synthetic_froc_study  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--treatments", type=int, default=2)
-    parser.add_argument("--readers", type=int, default=11)
-    parser.add_argument("--cases", type=int, default=2000)
-    parser.add_argument("--seed", type=int, default=1)
+    add_study_options(parser)
     parser.add_argument("--fom", default="wAFROC")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()

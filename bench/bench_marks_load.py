@@ -2,7 +2,7 @@
 
 For each database (SQLite file with WAL and synchronous=FULL; PostgreSQL in a throw-away
 cluster on 127.0.0.1 with fsync on), 11 simulated readers save marks concurrently, without pauses,
-through a mark server process on 127.0.0.1 (reader_study.loadtest). Once 40 % of the marks are
+through a mark server process on 127.0.0.1 (reader_study.harness.loadtest). Once 40 % of the marks are
 acknowledged the server is killed with SIGKILL and restarted; clients retry unacknowledged
 saves with the same client key. Afterwards every acknowledged mark must be in the database exactly
 once. Prints marks per second and save latency percentiles (target: p95 <= 50 ms on SQLite).
@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reader_study.loadtest import run_load_test  # noqa: E402
-from reader_study.testing import PostgresUnavailable, TemporaryPostgres  # noqa: E402
+from reader_study.harness.loadtest import run_load_test  # noqa: E402
+from reader_study.harness import PostgresUnavailable, TemporaryPostgres  # noqa: E402
 
 
 def main() -> int:

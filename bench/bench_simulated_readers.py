@@ -26,7 +26,7 @@ import numpy as np
 from analysis import ObserverData, fom_matrix
 from cases import read_case_list
 from reader_study import AcceptanceRule, MarkToScore, TruthLesion, score_marks
-from reader_study import simulate as sim
+from reader_study import simulation as sim
 
 READERS = [("A", "board-certified"), ("B", "board-certified"), ("C", "board-certified"), ("D", "resident"), ("E", "resident"), ("F", "resident")]
 

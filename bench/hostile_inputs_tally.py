@@ -22,6 +22,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 MODULE = HERE.parent / "tests" / "integrity" / "hostile_inputs.py"
+sys.path.insert(0, str(HERE.parent))
+from bench._tally import print_tally  # noqa: E402
 
 
 def _load():
@@ -55,13 +57,7 @@ def main() -> int:
         if category in show:
             print(f"--- {case.id}: {category}\n{' '.join(output.split())[:400]}", file=sys.stderr)
     seconds = time.perf_counter() - start
-    cols = hostile.CATEGORIES
-    print(f"{'family':<18} {'tried':>5} " + " ".join(f"{c:>17}" for c in cols))
-    total: Counter = Counter()
-    for family, counts in by_family.items():
-        total.update(counts)
-        print(f"{family:<18} {sum(counts.values()):>5} " + " ".join(f"{counts[c]:>17}" for c in cols))
-    print(f"{'total':<18} {sum(total.values()):>5} " + " ".join(f"{total[c]:>17}" for c in cols))
+    total = print_tally(by_family, hostile.CATEGORIES, "family")
     print(
         f"\ntried / clear error / traceback / silent acceptance / partial output: "
         f"{sum(total.values())} / {total['clear error']} / {total['traceback']} / {total['silent acceptance']} / {total['partial output']}"

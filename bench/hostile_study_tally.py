@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._tally import print_tally  # noqa: E402
 from tests.integrity._study_env import build_env  # noqa: E402
 from tests.integrity.hostile_study_cases import OUTCOMES, all_cases, run_case  # noqa: E402
 
@@ -34,11 +35,7 @@ def main() -> int:
     per_category: dict[str, Counter] = defaultdict(Counter)
     for o in outcomes:
         per_category[o.case.category][o.kind] += 1
-    total = Counter(o.kind for o in outcomes)
-    print(f"{'category':32s} tried " + " ".join(f"{k:>9s}" for k in OUTCOMES))
-    for category, counts in per_category.items():
-        print(f"{category:32s} {sum(counts.values()):5d} " + " ".join(f"{counts[k]:9d}" for k in OUTCOMES))
-    print(f"{'TOTAL':32s} {len(outcomes):5d} " + " ".join(f"{total[k]:9d}" for k in OUTCOMES))
+    total = print_tally(per_category, OUTCOMES, "category")
     print(
         f"\n{len(outcomes)} tried / {total['clear']} clear error / {total['traceback']} traceback / "
         f"{total['silent']} silent acceptance / {total['partial']} partial output ({total['vague']} refused with a vague message); "

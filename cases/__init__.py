@@ -3,112 +3,59 @@
 The first stage of the platform's data flow (cases → detector → reader_study → analysis).
 Everything here works in DICOM/ITK LPS patient coordinates and millimetres.
 
-Public API
-----------
-Volume, LabelVolume
-    Images that carry their geometry (array in (z, y, x) order, spacing/origin in (x, y, z)).
-Grid, read_grid, GridReadError
-    The one voxel-grid type (no voxels): voxel <-> mm, grid comparison, header-only reading.
-file_sha256
-    SHA-256 of an exam or output (a file, or a DICOM folder as a whole).
-TruthLesion, HitRule
-    A truth lesion for scoring, and the one rule that says whether a mark or candidate hits it.
-Exam, read_exam, read_volume, write_volume, write_dicom_series, check_same_patient
-    Reading CT exams from DICOM series folders, NIfTI, NRRD or MHA, in HU; writing them back.
-Case, CaseList, Lesion, LesionType, LesionLocation, read_case_list, write_case_list,
-validate_case_list
-    Case lists: prior/current pairs, normal/abnormal, truth lesions.
-synthesize_pair, synthesize_case_set, SyntheticPair, load_true_transform, ...
-    Realistic synthetic thoracolumbar spine CT pairs with new lesions and a known transform
-    (see docs/synthetic-cases.md).
+Public API, by domain
+---------------------
+Geometry
+    ``Grid``, ``read_grid``, ``GridReadError``: the one voxel-grid type (no voxels): voxel <-> mm,
+    grid comparison, header-only reading. ``Volume``, ``LabelVolume``: images that carry their
+    grid (array in (z, y, x) order, spacing/origin in (x, y, z)).
+Exams
+    ``Exam``, ``read_exam``, ``read_volume``, ``write_volume``, ``write_dicom_series``,
+    ``check_same_patient``, ``list_dicom_series``: CT exams from DICOM series folders, NIfTI, NRRD
+    or MHA, in HU, and back; ``file_sha256`` of an exam or output (a DICOM folder as a whole).
+Case lists and truth
+    ``Case``, ``CaseList``, ``Lesion``, ``read_case_list``, ``write_case_list``,
+    ``validate_case_list``: prior/current pairs, normal/abnormal, truth lesions; ``TruthLesion``
+    and ``HitRule``: a truth lesion for scoring and the one rule that says whether a mark or
+    candidate hits it.
+Synthetic spine CT pairs
+    ``synthesize_pair``, ``synthesize_case_set``, ``SyntheticPair``, ``load_true_transform`` …:
+    realistic thoracolumbar pairs with new lesions and a known transform
+    (``docs/synthetic-cases.md``).
 """
 
-from .caselist import (
-    CASE_LIST_COLUMNS,
-    Case,
-    CaseList,
-    CaseListError,
-    CaseListProblem,
-    Lesion,
-    LesionLocation,
-    LesionType,
-    read_case_list,
-    validate_case_list,
-    write_case_list,
-)
-from .dicom import DicomSeriesInfo, list_dicom_series
-from .io import (
-    Exam,
-    ExamReadError,
-    check_hu_plausible,
-    check_same_patient,
-    read_exam,
-    read_volume,
-    write_dicom_series,
-    write_volume,
-)
-from .synth import (
-    BONE_LABELS,
-    SIZES,
-    TISSUE_LABELS,
-    SynthesisError,
-    SyntheticPair,
-    load_true_transform,
-    map_points_mm,
-    synthesize_case_set,
-    synthesize_from_parameters,
-    synthesize_pair,
-    true_bone_displacements_mm,
-    write_pair,
-)
+# geometry: the one grid type, and images that carry it --------------------------------------------
 from .grid import Grid, GridReadError, read_grid
-from .hashing import file_sha256
-from .truth import HitRule, TruthLesion
 from .volume import GeometryMismatchError, LabelVolume, Volume
 
+# exams: reading and writing CT, hashing -------------------------------------------------------------
+from .io import Exam, ExamReadError, check_hu_plausible, check_same_patient, read_exam, read_volume, write_dicom_series, write_volume
+from .dicom import DicomSeriesInfo, list_dicom_series
+from .hashing import file_sha256
+
+# case lists and truth --------------------------------------------------------------------------------
+from .caselist import (
+    CASE_LIST_COLUMNS, Case, CaseList, CaseListError, CaseListProblem, Lesion, LesionLocation, LesionType, read_case_list,
+    validate_case_list, write_case_list,
+)
+from .truth import HitRule, TruthLesion
+
+# synthetic spine CT pairs ------------------------------------------------------------------------------
+from .synth import (
+    BONE_LABELS, SIZES, TISSUE_LABELS, SynthesisError, SyntheticPair, load_true_transform, map_points_mm, synthesize_case_set,
+    synthesize_from_parameters, synthesize_pair, true_bone_displacements_mm, write_pair,
+)
+
 __all__ = [
-    "CASE_LIST_COLUMNS",
-    "Case",
-    "CaseList",
-    "CaseListError",
-    "CaseListProblem",
-    "DicomSeriesInfo",
-    "Exam",
-    "ExamReadError",
-    "GeometryMismatchError",
-    "LabelVolume",
-    "Lesion",
-    "LesionLocation",
-    "LesionType",
-    "Volume",
-    "check_hu_plausible",
-    "check_same_patient",
-    "list_dicom_series",
-    "read_case_list",
-    "read_exam",
-    "read_volume",
-    "validate_case_list",
-    "write_case_list",
-    "write_dicom_series",
-    "write_volume",
+    # geometry
+    "Grid", "GridReadError", "read_grid", "GeometryMismatchError", "LabelVolume", "Volume",
+    # exams
+    "Exam", "ExamReadError", "check_hu_plausible", "check_same_patient", "read_exam", "read_volume", "write_dicom_series", "write_volume",
+    "DicomSeriesInfo", "list_dicom_series", "file_sha256",
+    # case lists and truth
+    "CASE_LIST_COLUMNS", "Case", "CaseList", "CaseListError", "CaseListProblem", "Lesion", "LesionLocation", "LesionType",
+    "read_case_list", "validate_case_list", "write_case_list", "HitRule", "TruthLesion",
     # synthetic spine CT pairs
-    "BONE_LABELS",
-    "SIZES",
-    "TISSUE_LABELS",
-    "SynthesisError",
-    "SyntheticPair",
-    "load_true_transform",
-    "map_points_mm",
-    "synthesize_case_set",
-    "synthesize_from_parameters",
-    "synthesize_pair",
-    "true_bone_displacements_mm",
-    "write_pair",
-    # geometry and truth
-    "Grid",
-    "GridReadError",
-    "read_grid",
-    "file_sha256",
-    "HitRule",
-    "TruthLesion",
+    "BONE_LABELS", "SIZES", "TISSUE_LABELS", "SynthesisError", "SyntheticPair", "load_true_transform", "map_points_mm",
+    "synthesize_case_set", "synthesize_from_parameters", "synthesize_pair", "true_bone_displacements_mm", "write_pair",
 ]

@@ -9,186 +9,84 @@ counterbalanced crossover with washout, or sequential reading — the easy path.
 Databases: SQLite (embedded default, WAL) or PostgreSQL (multi-site) — :func:`init_db`.
 Documentation: ``docs/reader-study.md``.
 
-Public API
-----------
-Database, init_db, open_db, default_database_url
-    Engines and short transactions (``db.transaction()``, ``db.snapshot()``); schema by Alembic.
-ReadingService and its views (SessionView, WorklistItem, CaseView, MarkView, GridInfo, TrainingFeedback)
-    What a reader's workstation may do, bound to one reader; no access to truth or others' marks.
-create_study, add_readers, make_design, load_design, lock_study, verify_lock, open_study,
-close_study, waive_washout, study_status, list_studies, study_readers, read_readers_file, TreatmentSpec, ReaderSpec
-    The coordinator's work (functions take a Session in the caller's transaction).
-study_records, StudyRecords, export_study, import_marks, backup_database
-    Scored tidy records (and ``StudyRecords.to_observer_data()`` for :mod:`analysis`), exports
-    (JAFROC Excel, iMRMC, CSV), importing marks from other tools, consistent backups.
-plan_design, DesignPlan, BalanceReport
-    Designs as pure data, with a balance check.
-score_marks, roc_ratings, AcceptanceRule, TruthLesion, MarkToScore, ScoringResult
-    Pure scoring of marks against truth (LL/NL).
-create_account, login, check_login, change_password, set_account_active, find_account,
-list_accounts, reset_password, AccountInfo
-    Log-ins with argon2 password hashes and roles.
-ReaderStudyError and subclasses
-    Every refusal, with what to fix.
+This package is the study *data layer*; beside it, not part of it (nothing here imports them):
+:mod:`reader_study.simulation` (simulated readers that read the images), :mod:`reader_study.harness`
+(a throw-away PostgreSQL server, tiny synthetic case lists and the mark-server load test, for
+tests and benchmarks) and :mod:`reader_study.cli` (``tsct study``).
+
+Public API, by domain
+---------------------
+Database
+    ``Database``, ``init_db``, ``open_db``, ``default_database_url``: engines and short
+    transactions (``db.transaction()``, ``db.snapshot()``); schema by Alembic.
+Studies (the coordinator's work; functions take a Session in the caller's transaction)
+    ``create_study``, ``add_readers``, ``make_design``, ``lock_study``, ``open_study``,
+    ``close_study``, ``study_status`` …; designs as pure data (``plan_design``, ``DesignPlan``,
+    ``BalanceReport``); rating scales; the study's detector folder; the audit log.
+Reading
+    ``ReadingService`` and its views: what a reader's workstation may do, bound to one reader;
+    no access to truth or others' marks.
+Scoring and exchange
+    Pure scoring of marks against truth (``score_marks``, ``AcceptanceRule``, ``TruthLesion``);
+    scored tidy records (``study_records``, ``StudyRecords.to_observer_data()`` for
+    :mod:`analysis`), exports (JAFROC Excel, iMRMC, CSV), importing marks, consistent backups.
+Accounts and web sessions
+    Log-ins with argon2 password hashes and roles, throttling, the app's web sessions.
+Errors
+    ``ReaderStudyError`` and its subclasses (``reader_study.errors.__all__``): every refusal,
+    with what to fix.
 """
 
-from .accounts import AccountInfo, LoginResult, change_password, check_login, create_account, find_account, list_accounts, login, reset_password, set_account_active
-from .accounts import LOCAL_CLIENT, THROTTLE, ThrottlePolicy, recent_login_attempts, unlock_account
-from .detector_folder import detector_dir_of, set_detector_dir
-from .websessions import LiveSession, create_web_session, end_account_sessions, end_web_session, list_web_sessions, lookup_web_session, revoke_web_session
-from .audit import audit_frame
-from .coordinator import (
-    DEFAULT_TREATMENTS,
-    ReaderSpec,
-    StudyStatus,
-    TreatmentSpec,
-    add_readers,
-    close_study,
-    create_study,
-    get_study,
-    list_studies,
-    load_design,
-    study_readers,
-    lock_study,
-    make_design,
-    open_study,
-    parse_treatment,
-    read_readers_file,
-    study_status,
-    verify_lock,
-    verify_study,
-    LockVerification,
-    waive_washout,
-)
+# database ---------------------------------------------------------------------------------------
 from .db import Database, default_database_url, init_db, open_db
-from .design import BalanceReport, DesignPlan, PlannedRead, plan_design
-from .errors import (
-    AuditLogError,
-    AuthenticationError,
-    ClientKeyConflictError,
-    DesignError,
-    DuplicateReaderError,
-    InputFileError,
-    InputProblem,
-    MarkPositionError,
-    NotFoundError,
-    RatingError,
-    ReaderStudyError,
-    ReadingStateError,
-    SchemaVersionError,
-    StudyLockedError,
-    StudyStateError,
-    WashoutError,
+
+# studies: inputs, creation, design, lock, state, progress, rating scales, detector folder, audit log
+from .study_inputs import DEFAULT_TREATMENTS, ReaderSpec, TreatmentSpec, parse_treatment, read_readers_file
+from .coordinator import (
+    add_readers, close_study, create_study, get_study, list_studies, load_design, make_design, open_study, study_readers, waive_washout,
 )
-from .exchange import BackupResult, ExportError, ExportResult, ImportResult, StudyRecords, backup_database, export_study, import_marks, study_records
+from .lock import LockVerification, lock_study, verify_lock, verify_study
+from .status import StudyStatus, study_status
+from .design import BalanceReport, DesignPlan, PlannedRead, plan_design
 from .models import RATING_SCALES, RatingScale
+from .detector_folder import detector_dir_of, set_detector_dir
+from .audit import audit_frame
+
+# reading: what a reader's workstation may do ------------------------------------------------------
 from .reading import CaseView, GridInfo, MarkView, ReadingService, SessionView, TrainingFeedback, WorklistItem
+
+# scoring and exchange -------------------------------------------------------------------------------
 from .scoring import AcceptanceRule, MarkScore, MarkToScore, ScoringError, ScoringResult, TruthLesion, roc_ratings, score_marks
+from .exchange import ExportError, ExportResult, ImportResult, StudyRecords, export_study, import_marks, study_records
+from .backup import BackupResult, backup_database
+
+# accounts and web sessions ----------------------------------------------------------------------------
+from .accounts import (
+    LOCAL_CLIENT, THROTTLE, AccountInfo, LoginResult, ThrottlePolicy, change_password, check_login, create_account, find_account,
+    list_accounts, login, recent_login_attempts, reset_password, set_account_active, unlock_account,
+)
+from .websessions import LiveSession, create_web_session, end_account_sessions, end_web_session, list_web_sessions, lookup_web_session, revoke_web_session
+
+# errors: every refusal is public (the names are reader_study.errors.__all__) ----------------------------
+from . import errors as _errors
+from .errors import *  # noqa: F403
 
 __all__ = [
     # database
-    "Database",
-    "init_db",
-    "open_db",
-    "default_database_url",
-    # reader-facing service
-    "ReadingService",
-    "SessionView",
-    "WorklistItem",
-    "CaseView",
-    "MarkView",
-    "GridInfo",
-    "TrainingFeedback",
-    # coordinator
-    "TreatmentSpec",
-    "ReaderSpec",
-    "DEFAULT_TREATMENTS",
-    "parse_treatment",
-    "read_readers_file",
-    "create_study",
-    "add_readers",
-    "make_design",
-    "load_design",
-    "lock_study",
-    "verify_lock",
-    "verify_study",
-    "LockVerification",
-    "open_study",
-    "close_study",
-    "waive_washout",
-    "study_status",
-    "StudyStatus",
-    "list_studies",
-    "study_readers",
-    "get_study",
-    "audit_frame",
-    # exchange
-    "study_records",
-    "StudyRecords",
-    "export_study",
-    "ExportResult",
-    "ExportError",
-    "import_marks",
-    "ImportResult",
-    "backup_database",
-    "BackupResult",
-    # design
-    "plan_design",
-    "DesignPlan",
-    "PlannedRead",
-    "BalanceReport",
-    # scoring
-    "score_marks",
-    "roc_ratings",
-    "AcceptanceRule",
-    "TruthLesion",
-    "MarkToScore",
-    "MarkScore",
-    "ScoringResult",
-    "ScoringError",
-    # accounts
-    "create_account",
-    "login",
-    "check_login",
-    "unlock_account",
-    "LOCAL_CLIENT",
-    "recent_login_attempts",
-    "ThrottlePolicy",
-    "THROTTLE",
-    "LiveSession",
-    "create_web_session",
-    "lookup_web_session",
-    "end_web_session",
-    "end_account_sessions",
-    "revoke_web_session",
-    "list_web_sessions",
-    "set_detector_dir",
-    "detector_dir_of",
-    "change_password",
-    "set_account_active",
-    "find_account",
-    "list_accounts",
-    "reset_password",
-    "AccountInfo",
-    "LoginResult",
-    # rating scales
-    "RatingScale",
-    "RATING_SCALES",
-    # errors
-    "ReaderStudyError",
-    "NotFoundError",
-    "StudyStateError",
-    "StudyLockedError",
-    "DesignError",
-    "WashoutError",
-    "RatingError",
-    "MarkPositionError",
-    "ClientKeyConflictError",
-    "ReadingStateError",
-    "DuplicateReaderError",
-    "AuditLogError",
-    "AuthenticationError",
-    "SchemaVersionError",
-    "InputFileError",
-    "InputProblem",
+    "Database", "default_database_url", "init_db", "open_db",
+    # studies
+    "DEFAULT_TREATMENTS", "LockVerification", "ReaderSpec", "StudyStatus", "TreatmentSpec", "add_readers", "close_study", "create_study",
+    "get_study", "list_studies", "load_design", "lock_study", "make_design", "open_study", "parse_treatment", "read_readers_file",
+    "study_readers", "study_status", "verify_lock", "verify_study", "waive_washout",
+    "BalanceReport", "DesignPlan", "PlannedRead", "plan_design", "RATING_SCALES", "RatingScale", "detector_dir_of", "set_detector_dir", "audit_frame",
+    # reading
+    "CaseView", "GridInfo", "MarkView", "ReadingService", "SessionView", "TrainingFeedback", "WorklistItem",
+    # scoring and exchange
+    "AcceptanceRule", "MarkScore", "MarkToScore", "ScoringError", "ScoringResult", "TruthLesion", "roc_ratings", "score_marks",
+    "BackupResult", "ExportError", "ExportResult", "ImportResult", "StudyRecords", "backup_database", "export_study", "import_marks", "study_records",
+    # accounts and web sessions
+    "LOCAL_CLIENT", "THROTTLE", "AccountInfo", "LoginResult", "ThrottlePolicy", "change_password", "check_login", "create_account", "find_account",
+    "list_accounts", "login", "recent_login_attempts", "reset_password", "set_account_active", "unlock_account",
+    "LiveSession", "create_web_session", "end_account_sessions", "end_web_session", "list_web_sessions", "lookup_web_session", "revoke_web_session",
 ]
+__all__ += _errors.__all__

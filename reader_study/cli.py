@@ -154,7 +154,8 @@ def create(
     detector_dir: Optional[Path] = typer.Option(None, "--detector-dir", help="The detector's batch output folder (DIR/<case>/outputs.json): every case's outputs are checked (finished, on the exam's grid) and recorded in the study's audit log."),
 ) -> None:
     """Create a draft study from a case list (with truth) and, optionally, a readers file."""
-    from .coordinator import DEFAULT_TREATMENTS, create_study, parse_treatment, read_readers_file
+    from .coordinator import create_study
+    from .study_inputs import DEFAULT_TREATMENTS, parse_treatment, read_readers_file
 
     with _errors():
         specs = read_readers_file(readers) if readers else []
@@ -197,7 +198,8 @@ def readers_add(
     file: Optional[Path] = typer.Option(None, "--file", help="A readers CSV instead of one --name."),
 ) -> None:
     """Add readers to a draft study (one with --name, or many with --file)."""
-    from .coordinator import ReaderSpec, add_readers, read_readers_file
+    from .coordinator import add_readers
+    from .study_inputs import ReaderSpec, read_readers_file
 
     with _errors():
         if (name is None) == (file is None):
@@ -302,7 +304,7 @@ def lock(
     ),
 ) -> None:
     """Freeze truth, design, settings and the files readers read (exams, label maps, detector outputs): stores their SHA-256 content hash. Any later change is refused or reported."""
-    from .coordinator import lock_study
+    from .lock import lock_study
 
     with _errors():
         if detector_dir is not None and without_detector_outputs:
@@ -323,7 +325,7 @@ def lock(
 @app.command("verify")
 def verify(code: str = typer.Argument(..., help="Study code.")) -> None:
     """Recompute the content hash of a locked study and re-hash every locked file; names each file that changed, by case."""
-    from .coordinator import verify_study
+    from .lock import verify_study
     from .integrity import describe_changes
 
     with _errors():
@@ -384,7 +386,7 @@ def close_cmd(code: str = typer.Argument(..., help="Study code.")) -> None:
 @app.command("status")
 def status(code: str = typer.Argument(..., help="Study code.")) -> None:
     """Progress per reader and session, time per case, and when each next session may open (washout)."""
-    from .coordinator import study_status
+    from .status import study_status
 
     with _errors():
         db = _db()
@@ -438,7 +440,7 @@ def backup(
     force: bool = typer.Option(False, "--force", help="Replace --out if it is an earlier TSCT backup (any other file is never replaced)."),
 ) -> None:
     """Write a consistent snapshot of the whole database while readers keep working; the copy is checked after writing."""
-    from .exchange import backup_database
+    from .backup import backup_database
 
     with _errors():
         db = _db()
@@ -475,7 +477,7 @@ def simulate_readers_cmd(
     """
     from rich.progress import Progress
 
-    from .simulate import simulate_readers
+    from .simulation import simulate_readers
 
     with _errors():
         db = _db()

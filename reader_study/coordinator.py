@@ -1,4 +1,4 @@
-"""What study coordinators do: create a study, add readers, make the design, lock, open, close, follow progress.
+"""What study coordinators do: create a study, add readers, make the design, open, close.
 
 Every function takes a :class:`sqlalchemy.orm.Session` in an open transaction and never commits
 itself; the caller decides the transaction (``with db.transaction() as session: ...``), so a
@@ -13,23 +13,20 @@ Lifecycle of a study::
     open_study(...)              status open: readers can read
     close_study(...)             status closed: no more reading; export
 
-Exports, imports of marks and backups are in :mod:`reader_study.exchange`.
+Beside it, by role: what a study is made from (treatments, the readers file, the import of a
+case list's cases) in :mod:`reader_study.study_inputs`; the lock and its verification in
+:mod:`reader_study.lock`; reading progress in :mod:`reader_study.status`; exports, imports of
+marks and backups in :mod:`reader_study.exchange`.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import hashlib
-import json
 import re
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import median
 from typing import Any, Iterable, Sequence
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -51,24 +48,17 @@ from .models import (
     PARADIGMS,
     RATING_SCALES,
     CaseRead,
-    Lesion,
     Reader,
     ReadingSession,
     Study,
     StudyCase,
-    StudyFile,
     StudyReader,
     Treatment,
     utcnow,
 )
-from .reading import session_not_before
+from .study_inputs import CODE_RE, DEFAULT_TREATMENTS, ReaderSpec, TreatmentSpec, add_cases, file_sha256
 
 __all__ = [
-    "TreatmentSpec",
-    "ReaderSpec",
-    "DEFAULT_TREATMENTS",
-    "parse_treatment",
-    "read_readers_file",
     "get_study",
     "list_studies",
     "study_readers",
@@ -76,162 +66,28 @@ __all__ = [
     "add_readers",
     "make_design",
     "load_design",
-    "study_content",
-    "content_hash",
-    "lock_study",
-    "verify_lock",
-    "verify_study",
-    "LockVerification",
-    "lock_manifest",
     "open_study",
     "close_study",
     "waive_washout",
-    "StudyStatus",
-    "study_status",
-    "file_sha256",
 ]
 
-_CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 # ------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TreatmentSpec:
-    """A reading condition: ``code`` (used in exports), ``overlays`` shown on the CT, and a readable ``label``."""
-
-    code: str
-    overlays: tuple[str, ...] = ()
-    label: str = ""
-
-    @property
-    def display_label(self) -> str:
-        if self.label:
-            return self.label
-        return f"{self.code}: {' + '.join(self.overlays)}" if self.overlays else self.code
 
 
-DEFAULT_TREATMENTS: tuple[TreatmentSpec, ...] = (
-    TreatmentSpec("unaided", (), "unaided"),
-    TreatmentSpec("aided", ("subtraction", "zmap"), "aided: subtraction + z-map"),
-)
 
 
-def parse_treatment(text: str) -> TreatmentSpec:
-    """Parse ``CODE`` or ``CODE=OVERLAY+OVERLAY`` (e.g. ``unaided``, ``aided=subtraction+zmap``)."""
-    code, _, overlays = str(text).partition("=")
-    code = code.strip()
-    if not _CODE_RE.match(code):
-        raise ReaderStudyError(f"Treatment {text!r}: the code must be letters, digits, '-', '_' or '.', e.g. 'unaided' or 'aided=subtraction+zmap'.")
-    names = tuple(o.strip() for o in overlays.split("+") if o.strip())
-    return TreatmentSpec(code, names)
 
 
-@dataclass(frozen=True)
-class ReaderSpec:
-    """A reader to add: name (unique), group (e.g. board-certified, resident), role, years of experience."""
-
-    name: str
-    group: str = ""
-    role: str = "radiologist"
-    experience_years: float | None = None
 
 
-def read_readers_file(path: str | Path) -> list[ReaderSpec]:
-    """Read a readers CSV: columns ``name`` (required), ``group``, ``role``, ``experience_years``.
-
-    Raises
-    ------
-    InputFileError
-        Listing every problem with its row number (missing names, repeated names, bad numbers).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, [InputProblem(None, None, "file not found; give a CSV with a 'name' column (and optionally group, role, experience_years)")], what="readers file")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputFileError(path, [InputProblem(None, None, f"cannot be read as UTF-8 text ({exc})")], what="readers file") from None
-    reader = csv.DictReader(text.splitlines())
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    problems: list[InputProblem] = []
-    known = {"name", "group", "role", "experience_years"}
-    if "name" not in header:
-        raise InputFileError(path, [InputProblem(1, None, f"no 'name' column; the header must include name (and may include {', '.join(sorted(known - {'name'}))})")], what="readers file")
-    unknown = [h for h in header if h and h not in known]
-    if unknown:
-        problems.append(InputProblem(1, None, f"unknown column(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"))
-    specs: list[ReaderSpec] = []
-    first_row: dict[str, int] = {}
-    for row_number, raw in enumerate(reader, start=2):
-        row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
-        if not any(row.values()):
-            continue
-        name = row.get("name", "")
-        if not name:
-            problems.append(InputProblem(row_number, "name", "empty; every reader needs a name"))
-            continue
-        key = name.casefold()
-        if key in first_row:
-            problems.append(InputProblem(row_number, "name", f"'{name}' repeats row {first_row[key]}; reader names must be unique"))
-            continue
-        first_row[key] = row_number
-        years = None
-        if row.get("experience_years"):
-            try:
-                years = float(row["experience_years"])
-                if years < 0:
-                    raise ValueError
-            except ValueError:
-                problems.append(InputProblem(row_number, "experience_years", f"'{row['experience_years']}' is not a non-negative number"))
-                continue
-        specs.append(ReaderSpec(name, row.get("group", ""), row.get("role", "") or "radiologist", years))
-    if not specs and not problems:
-        problems.append(InputProblem(None, None, "no readers listed"))
-    if problems:
-        raise InputFileError(path, problems, what="readers file")
-    return specs
 
 
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file, or of a folder (DICOM series): :func:`cases.file_sha256`."""
-    from cases import file_sha256 as _sha256
-
-    return _sha256(path)
 
 
-def _exam_grid(path: Path) -> tuple[tuple[int, int, int], tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
-    """Size (x, y, z), spacing, origin and direction of an exam, from its headers only (:func:`cases.read_grid`)."""
-    from cases import read_grid
-
-    grid = read_grid(path)
-    return grid.size, grid.spacing_mm, grid.origin_mm, grid.direction
 
 
-def _exam_problem(path: Path) -> str:
-    """Why an exam cannot be used (empty when it reads in full): missing, truncated, or unreadable.
-
-    Both exams of every case are read before a study is created: NIfTI files must hold every
-    voxel their header promises, other formats (NRRD, MHA, DICOM folders) are read in full.
-    """
-    from .integrity import IncompleteFileError, check_complete
-
-    path = Path(path)
-    if not path.exists():
-        return "does not exist"
-    name = path.name.lower()
-    try:
-        if path.is_file() and name.endswith((".nii", ".nii.gz")):
-            check_complete(path)
-            _exam_grid(path)
-        else:
-            from cases import read_exam
-
-            read_exam(path, check_hu=False)
-    except IncompleteFileError as exc:
-        return f"is incomplete: {str(exc).replace(str(path), 'the file')}"
-    except (ValueError, RuntimeError, OSError) as exc:
-        return f"cannot be read ({' '.join(str(exc).split())[:300]})"
-    return ""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -272,7 +128,7 @@ def study_readers(session: Session, study_code: str) -> pd.DataFrame:
     return frame
 
 
-def _require_draft(study: Study, action: str) -> None:
+def require_draft(study: Study, action: str) -> None:
     if study.is_locked:
         raise StudyLockedError(
             f"Cannot {action}: study {study.code!r} was locked at {study.locked_at:%Y-%m-%d %H:%M} UTC (content hash {study.content_hash[:12]}…). "  # type: ignore[index]
@@ -280,52 +136,6 @@ def _require_draft(study: Study, action: str) -> None:
         )
 
 
-def _add_cases(session: Session, study: Study, case_list: Any, *, training: bool, first_jafroc_id: int, hash_files: bool, problems: list[InputProblem]) -> int:
-    """Add the cases of ``case_list`` (a CaseList or a path); returns the number added."""
-    from cases import CaseList, read_case_list
-
-    cl = case_list if isinstance(case_list, CaseList) else read_case_list(case_list)
-    jafroc_id = first_jafroc_id
-    for case in cl:
-        unreadable = False
-        for role, exam_path in (("prior", case.prior), ("current", case.current)):
-            why = _exam_problem(exam_path)
-            if why:
-                problems.append(InputProblem(None, role, f"case {case.case_id}: the {role} exam {exam_path} {why}"))
-                unreadable = True
-        if unreadable:
-            continue
-        try:
-            size, spacing, origin, direction = _exam_grid(case.current)
-        except (ValueError, RuntimeError, OSError) as exc:
-            problems.append(InputProblem(None, "current", f"case {case.case_id}: the current exam {case.current} cannot be read ({exc})"))
-            continue
-        row = StudyCase(
-            study_id=study.id, code=case.case_id, jafroc_id=jafroc_id, is_training=training, abnormal=case.abnormal,
-            prior_path=str(case.prior), current_path=str(case.current),
-            prior_sha256=file_sha256(case.prior) if hash_files else "", current_sha256=file_sha256(case.current) if hash_files else "",
-            size_x=size[0], size_y=size[1], size_z=size[2], spacing_x_mm=spacing[0], spacing_y_mm=spacing[1], spacing_z_mm=spacing[2],
-            origin_x_mm=origin[0], origin_y_mm=origin[1], origin_z_mm=origin[2], direction_json=json.dumps([float(v) for v in direction]),
-        )
-        session.add(row)
-        session.flush()
-        weights = case.lesion_weights()
-        for number, lesion in enumerate(case.lesions, start=1):
-            label_hash = ""
-            if lesion.label_map is not None and hash_files:
-                label_hash = file_sha256(lesion.label_map)
-            session.add(
-                Lesion(
-                    study_id=study.id, case_id=row.id, code=lesion.lesion_id, number=number,
-                    center_x_mm=lesion.center_mm[0], center_y_mm=lesion.center_mm[1], center_z_mm=lesion.center_mm[2],
-                    radius_mm=lesion.radius_mm, label_map_path=None if lesion.label_map is None else str(lesion.label_map),
-                    label_map_sha256=label_hash, label_value=lesion.label_value, weight=float(weights[lesion.lesion_id]),
-                    lesion_type=lesion.lesion_type.value, location=lesion.location.value,
-                )
-            )
-        jafroc_id += 1
-    session.flush()
-    return jafroc_id - first_jafroc_id
 
 
 def create_study(
@@ -383,7 +193,7 @@ def create_study(
         cases, missing or mismatched detector outputs (with ``detector_dir``), or reader problems
         (see :func:`add_readers`).
     """
-    if not _CODE_RE.match(str(code)):
+    if not CODE_RE.match(str(code)):
         raise ReaderStudyError(f"Study code {code!r} must be 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit (e.g. TS-2026).")
     if session.scalar(select(Study.id).where(Study.code == code)) is not None:
         raise ReaderStudyError(f"A study {code!r} already exists; choose another code.")
@@ -438,10 +248,10 @@ def create_study(
     for position, spec in enumerate(treatments):
         session.add(Treatment(study_id=study.id, code=spec.code, label=spec.display_label, overlays=",".join(spec.overlays), position=position))
     problems: list[InputProblem] = []
-    n_cases = _add_cases(session, study, cl, training=False, first_jafroc_id=1, hash_files=hash_files, problems=problems)
+    n_cases = add_cases(session, study, cl, training=False, first_jafroc_id=1, hash_files=hash_files, problems=problems)
     n_training = 0
     if training is not None:
-        n_training = _add_cases(session, study, training, training=True, first_jafroc_id=len(cl) + 1, hash_files=hash_files, problems=problems)
+        n_training = add_cases(session, study, training, training=True, first_jafroc_id=len(cl) + 1, hash_files=hash_files, problems=problems)
     detector_record = None
     if detector_dir is not None and not problems and any(spec.overlays for spec in treatments):
         detector_record = _check_detector_outputs(study, detector_dir, problems)
@@ -488,7 +298,7 @@ def add_readers(session: Session, study_code: str, readers: Iterable[ReaderSpec]
         When the study is locked.
     """
     study = get_study(session, study_code)
-    _require_draft(study, "add readers")
+    require_draft(study, "add readers")
     specs = list(readers)
     seen: dict[str, ReaderSpec] = {}
     for spec in specs:
@@ -547,7 +357,7 @@ def make_design(
     Only while the study is a draft. Returns the plan; check it with ``plan.check_balance()``.
     """
     study = get_study(session, study_code)
-    _require_draft(study, "change the design")
+    require_draft(study, "change the design")
     seed = study.seed if seed is None else int(seed)
     treatments = list(session.scalars(select(Treatment).where(Treatment.study_id == study.id).order_by(Treatment.position)))
     study_readers = list(session.scalars(select(StudyReader).where(StudyReader.study_id == study.id).order_by(StudyReader.id)))
@@ -643,284 +453,32 @@ def load_design(session: Session, study_code: str) -> DesignPlan:
 
 
 # ------------------------------------------------------------------------------------------------
-def study_content(session: Session, study: Study) -> dict[str, Any]:
-    """The canonical description of what ``lock`` freezes: settings, treatments, readers, cases with truth, and the design."""
-    treatments = list(session.scalars(select(Treatment).where(Treatment.study_id == study.id).order_by(Treatment.position)))
-    study_readers = list(session.scalars(select(StudyReader).where(StudyReader.study_id == study.id).order_by(StudyReader.reader_code)))
-    cases = list(session.scalars(select(StudyCase).where(StudyCase.study_id == study.id).order_by(StudyCase.jafroc_id)))
-    lesions = list(session.scalars(select(Lesion).where(Lesion.study_id == study.id).order_by(Lesion.case_id, Lesion.number)))
-    by_case: dict[int, list[Lesion]] = {}
-    for les in lesions:
-        by_case.setdefault(les.case_id, []).append(les)
-    code_of_reader = {sr.reader_id: sr.reader_code for sr in study_readers}
-    code_of_case = {c.id: c.code for c in cases}
-    code_of_treatment = {t.id: t.code for t in treatments}
-    reads = session.execute(
-        select(CaseRead.reader_id, ReadingSession.session_index, CaseRead.order_index, CaseRead.case_id, CaseRead.treatment_id)
-        .join(ReadingSession, ReadingSession.id == CaseRead.session_id)
-        .where(CaseRead.study_id == study.id)
-    ).all()
-    content: dict[str, Any] = {
-        "format": "tsct-reader-study-content/1",
-        "study": {
-            "code": study.code, "paradigm": study.paradigm, "rating_scale": study.rating_scale,
-            "acceptance_rule": study.acceptance_rule, "acceptance_radius_mm": study.acceptance_radius_mm,
-            "design": study.design, "case_blocks": study.case_blocks, "carry_marks_forward": study.carry_marks_forward,
-            "washout_days": study.washout_days, "seed": study.seed, "case_list_sha256": study.case_list_sha256,
-        },
-        "treatments": [{"code": t.code, "label": t.label, "overlays": t.overlays, "position": t.position} for t in treatments],
-        "readers": [
-            {"code": sr.reader_code, "name": sr.reader.name, "group": sr.reader.group, "role": sr.reader.role, "sequence_group": sr.sequence_group}
-            for sr in study_readers
-        ],
-        "cases": [
-            {
-                "code": c.code, "jafroc_id": c.jafroc_id, "training": c.is_training, "abnormal": c.abnormal, "block": c.block,
-                "prior_sha256": c.prior_sha256, "current_sha256": c.current_sha256,
-                "grid": {"size": list(c.size), "spacing_mm": list(c.spacing_mm), "origin_mm": list(c.origin_mm), "direction": list(c.direction)},
-                "lesions": [
-                    {"code": les.code, "number": les.number, "center_mm": list(les.center_mm), "radius_mm": les.radius_mm,
-                     "label_map_sha256": les.label_map_sha256, "label_value": les.label_value, "weight": les.weight,
-                     "lesion_type": les.lesion_type, "location": les.location}
-                    for les in by_case.get(c.id, [])
-                ],
-            }
-            for c in cases
-        ],
-        "reads": sorted([code_of_reader[r[0]], r[1], r[2], code_of_case[r[3]], code_of_treatment[r[4]]] for r in reads),
-    }
-    files = list(session.scalars(select(StudyFile).where(StudyFile.study_id == study.id).order_by(StudyFile.id)))
-    if files:  # studies locked before the file manifest existed keep their content (and hash)
-        content["files"] = sorted(
-            [code_of_case.get(f.case_id, ""), f.role, f.name, f.sha256, int(f.size_bytes), f.model_name, f.model_version] for f in files
-        )
-    return content
 
 
-def content_hash(content: dict[str, Any]) -> str:
-    """SHA-256 of the canonical JSON (sorted keys, no spaces) of :func:`study_content`."""
-    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()).hexdigest()
 
 
-def lock_study(
-    session: Session,
-    study_code: str,
-    *,
-    actor: str = "coordinator",
-    now: dt.datetime | None = None,
-    detector_dir: str | Path | None = None,
-    require_detector: bool = False,
-    hash_files: bool = True,
-) -> str:
-    """Freeze truth, design, settings and the files readers read, and store their content hash; returns the hash.
 
-    Refused unless the study is a draft with readers, study cases and a complete design (fully
-    crossed for the current readers and cases).
 
-    With ``hash_files`` (default) every exam file (prior and current; each file of a DICOM
-    folder), every label map and, with ``detector_dir``, every detector output of each case
-    (:func:`reader_study.integrity.detector_output_files`: the case's ``outputs.json`` manifest
-    and every file it lists, with the model's name and version from the manifest) is hashed into
-    the lock (:func:`lock_manifest`). An exam that changed since ``create``, a missing or
-    truncated file, or a case whose detector outputs are missing, unfinished (no manifest) or
-    altered since the detector wrote them, is refused with every problem listed. ``require_detector``: refuse a study with aided
-    treatments when no ``detector_dir`` is given.
-    """
-    study = get_study(session, study_code)
-    _require_draft(study, "lock the study again")
-    if study.design is None:
-        raise DesignError(f"Study {study.code!r} has no design; make one (`tsct study design {study.code}`) before locking.")
-    plan = load_design(session, study_code)
-    without_reads = sorted(set(plan.readers) - {r.reader for r in plan.reads})
-    if without_reads or not plan.reads:
-        raise DesignError(
-            f"The design of study {study.code!r} is out of date (reader(s) {', '.join(without_reads)} were added after it was made); "
-            f"run `tsct study design {study.code}` again."
-        )
-    report = plan.check_balance(washout_days=study.washout_days)
-    if not report.ok:
-        raise DesignError(f"The design of study {study.code!r} has errors and cannot be locked:\n{report.summary()}")
-    if hash_files:
-        entries = lock_manifest(session, study, detector_dir=detector_dir, require_detector=require_detector)
-        for e in entries:
-            session.add(StudyFile(
-                study_id=study.id, case_id=e[0], role=e[1].role, name=e[1].name, path=str(e[1].path), sha256=e[1].sha256,
-                size_bytes=e[1].size_bytes, model_name=e[1].model_name, model_version=e[1].model_version,
-            ))
-        session.flush()
-    digest = content_hash(study_content(session, study))
-    study.locked_at = now or utcnow()
-    study.content_hash = digest
+
+
+
+
+
+
+
+
+#: status -> (the study's time-stamp column, the audit action)
+_STATUS_CHANGES = {"open": ("opened_at", "OPEN_STUDY"), "closed": ("closed_at", "CLOSE_STUDY")}
+
+
+def _change_status(session: Session, study: Study, status: str, *, actor: str, now: dt.datetime | None) -> Study:
+    """Move a study to ``open`` or ``closed`` (checked by the caller): the status, its time stamp and the audit entry."""
+    stamp, action = _STATUS_CHANGES[status]
+    study.status = status
+    setattr(study, stamp, now or utcnow())
     session.flush()
-    audit.record(session, actor=actor, action="LOCK_STUDY", entity="study", entity_id=study.id, study_id=study.id, content_hash=digest)
-    return digest
-
-
-@dataclass(frozen=True)
-class LockVerification:
-    """What :func:`verify_study` found: the stored and recomputed content hash, and every locked file that changed."""
-
-    code: str
-    stored_hash: str | None
-    now_hash: str
-    n_files: int
-    changes: tuple[Any, ...] = ()
-
-    @property
-    def hash_matches(self) -> bool:
-        return self.stored_hash == self.now_hash
-
-    @property
-    def ok(self) -> bool:
-        return self.stored_hash is not None and self.hash_matches and not self.changes
-
-
-def lock_manifest(session: Session, study: Study, *, detector_dir: str | Path | None = None, require_detector: bool = False) -> list[tuple[int | None, Any]]:
-    """Hash every file the lock protects: ``[(case row id, FileEntry), …]``.
-
-    Raises
-    ------
-    ReaderStudyError
-        Listing every problem: an exam or label map missing, truncated or changed since the
-        study was created; a case without complete detector outputs for an aided treatment.
-    """
-    from tsct_files import problems_file
-
-    from detector.outputs import CaseOutputsError
-
-    from .integrity import (
-        FileEntry, IncompleteFileError, check_complete, check_detector_case, detector_model, detector_output_files, exam_files,
-        overlay_roles_needed, sha256_file,
-    )
-
-    cases = list(session.scalars(select(StudyCase).where(StudyCase.study_id == study.id).order_by(StudyCase.jafroc_id)))
-    lesions = list(session.scalars(select(Lesion).where(Lesion.study_id == study.id).order_by(Lesion.case_id, Lesion.number)))
-    treatments = list(session.scalars(select(Treatment).where(Treatment.study_id == study.id).order_by(Treatment.position)))
-    needed: list[str] = []
-    for t in treatments:
-        for role in overlay_roles_needed(o for o in t.overlays.split(",") if o):
-            if role not in needed:
-                needed.append(role)
-    problems: list[str] = []
-    entries: list[tuple[int | None, Any]] = []
-
-    def add(case: StudyCase | None, role: str, name: str, path: Path, model: tuple[str, str] = ("", "")) -> str:
-        digest = sha256_file(path)
-        entries.append((case.id if case else None, FileEntry(case.code if case else None, role, name, path.resolve(), digest, path.stat().st_size, *model)))
-        return digest
-
-    for case in cases:
-        for role, path_text, stored in (("prior", case.prior_path, case.prior_sha256), ("current", case.current_path, case.current_sha256)):
-            path = Path(path_text)
-            try:
-                files = exam_files(path)
-                if path.is_file() and path.name.lower().endswith((".nii", ".nii.gz")):
-                    check_complete(path)
-            except IncompleteFileError as exc:
-                problems.append(f"case {case.code}: {role} exam: {exc}")
-                continue
-            for name, f in files:
-                add(case, role, name, f)
-            if stored and file_sha256(path) != stored:
-                problems.append(f"case {case.code}: the {role} exam {path} changed since the study was created (sha256 then {stored[:12]}…); "
-                                "create the study again from the files readers should read")
-    by_case = {c.id: c for c in cases}
-    for les in lesions:
-        if not les.label_map_path:
-            continue
-        path = Path(les.label_map_path)
-        case = by_case[les.case_id]
-        try:
-            check_complete(path)
-        except IncompleteFileError as exc:
-            problems.append(f"case {case.code}: label map of lesion {les.code}: {exc}")
-            continue
-        if any(e[1].path == path.resolve() for e in entries if e[0] == case.id and e[1].role == "label_map"):
-            continue
-        digest = add(case, "label_map", path.name, path)
-        if les.label_map_sha256 and digest != les.label_map_sha256:
-            problems.append(f"case {case.code}: the label map {path} of lesion {les.code} changed since the study was created")
-    if detector_dir is None:
-        if needed and require_detector:
-            problems.append(
-                f"treatment(s) {', '.join(t.code for t in treatments if t.overlays)} show detector outputs ({', '.join(needed)}); "
-                "give --detector-dir DIR (the detector's batch output read by the reading app) so that the lock covers them"
-            )
-    else:
-        root = Path(detector_dir)
-        if not root.is_dir():
-            problems.append(f"--detector-dir {root} is not a folder; give the detector's batch output folder (DIR/<case id>/)")
-        else:
-            for case in cases:
-                case_dir = root / case.code
-                found = check_detector_case(case.code, case_dir, needed)
-                if found:
-                    problems.extend(found)
-                    continue
-                model = detector_model(case_dir)
-                try:
-                    listed = detector_output_files(case_dir)
-                except CaseOutputsError as exc:
-                    problems.append(f"case {case.code}: {exc}")
-                    continue
-                for name, f in listed:
-                    if not f.is_file():
-                        problems.append(f"case {case.code}: {name} is listed in {case_dir / 'outputs.json'} but missing; rerun `tsct detect batch` for this case")
-                        continue
-                    add(case, "detector", name, f, model)
-    if problems:
-        summary = "; ".join(problems[:8]) + (f"; … and {len(problems) - 8} more" if len(problems) > 8 else "")
-        listing = ""
-        if len(problems) > 8:
-            listing = f" Full list: {problems_file(problems, stem=f'tsct-lock-{study.code}')}"
-        raise ReaderStudyError(f"Study {study.code!r} cannot be locked: {len(problems)} problem(s) with the files readers read: {summary}.{listing}")
-    return entries
-
-
-def verify_study(session: Session, study_code: str) -> LockVerification:
-    """Recompute the content hash and re-hash every locked file; names each file that changed, by case and file."""
-    from detector.outputs import CaseOutputsError
-
-    from .integrity import FileChange, detector_output_files, sha256_file
-
-    study = get_study(session, study_code)
-    digest = content_hash(study_content(session, study))
-    rows = list(session.scalars(select(StudyFile).where(StudyFile.study_id == study.id).order_by(StudyFile.id)))
-    code_of_case = dict(session.execute(select(StudyCase.id, StudyCase.code).where(StudyCase.study_id == study.id)).all())
-    changes: list[FileChange] = []
-    detector_dirs: dict[Path, tuple[str | None, set[str]]] = {}
-    for row in rows:
-        case_code = code_of_case.get(row.case_id)
-        path = Path(row.path)
-        if row.role == "detector":
-            folder = Path(str(path)[: -len(row.name)].rstrip("/")) if str(path).endswith(row.name) else path.parent
-            detector_dirs.setdefault(folder, (case_code, set()))[1].add(row.name)
-        if not path.is_file():
-            changes.append(FileChange(case_code, row.role, row.name, str(path), "missing", row.sha256))
-            continue
-        now = sha256_file(path)
-        if now != row.sha256:
-            changes.append(FileChange(case_code, row.role, row.name, str(path), "changed", row.sha256, now))
-    for folder, (case_code, names) in detector_dirs.items():
-        if folder.is_dir():
-            try:
-                listed = detector_output_files(folder)
-            except CaseOutputsError:
-                continue  # the manifest itself is reported missing or changed above
-            for name, f in listed:
-                if name not in names:
-                    changes.append(FileChange(case_code, "detector", name, str(f), "added"))
-    return LockVerification(study.code, study.content_hash, digest, len(rows), tuple(changes))
-
-
-def verify_lock(session: Session, study_code: str) -> tuple[bool, str | None, str]:
-    """Recompute the content hash and re-hash the locked files: ``(unchanged, stored_hash, recomputed_hash)``.
-
-    ``unchanged`` is False when the stored hash differs or any locked file changed
-    (:func:`verify_study` says which).
-    """
-    result = verify_study(session, study_code)
-    return (result.hash_matches and not result.changes, result.stored_hash, result.now_hash)
+    audit.record(session, actor=actor, action=action, entity="study", entity_id=study.id, study_id=study.id)
+    return study
 
 
 def open_study(session: Session, study_code: str, *, actor: str = "coordinator", now: dt.datetime | None = None) -> Study:
@@ -932,11 +490,7 @@ def open_study(session: Session, study_code: str, *, actor: str = "coordinator",
         raise StudyStateError(f"Study {study.code!r} is closed; a closed study is not reopened (its data may already have been analysed).")
     if not study.is_locked:
         raise StudyStateError(f"Study {study.code!r} is not locked; lock truth and design first (`tsct study lock {study.code}`).")
-    study.status = "open"
-    study.opened_at = now or utcnow()
-    session.flush()
-    audit.record(session, actor=actor, action="OPEN_STUDY", entity="study", entity_id=study.id, study_id=study.id)
-    return study
+    return _change_status(session, study, "open", actor=actor, now=now)
 
 
 def close_study(session: Session, study_code: str, *, actor: str = "coordinator", now: dt.datetime | None = None) -> Study:
@@ -946,11 +500,7 @@ def close_study(session: Session, study_code: str, *, actor: str = "coordinator"
         return study
     if study.status != "open":
         raise StudyStateError(f"Study {study.code!r} is {study.status}; only an open study can be closed.")
-    study.status = "closed"
-    study.closed_at = now or utcnow()
-    session.flush()
-    audit.record(session, actor=actor, action="CLOSE_STUDY", entity="study", entity_id=study.id, study_id=study.id)
-    return study
+    return _change_status(session, study, "closed", actor=actor, now=now)
 
 
 def waive_washout(session: Session, study_code: str, reader_name: str, session_index: int, *, reason: str, actor: str = "coordinator", now: dt.datetime | None = None) -> None:
@@ -973,88 +523,5 @@ def waive_washout(session: Session, study_code: str, reader_name: str, session_i
 
 
 # ------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class StudyStatus:
-    """Progress of a study: per reader and session, and reading times per treatment."""
-
-    code: str
-    status: str
-    locked: bool
-    content_hash: str | None
-    sessions: pd.DataFrame = field(repr=False)
-    times: pd.DataFrame = field(repr=False)
-
-    def to_frame(self) -> pd.DataFrame:
-        return self.sessions.copy()
-
-    def summary(self) -> str:
-        total = int(self.sessions["reads"].sum()) if len(self.sessions) else 0
-        done = int(self.sessions["finished"].sum()) if len(self.sessions) else 0
-        pct = 100.0 * done / total if total else 0.0
-        lines = [f"Study {self.code}: {self.status}{', locked' if self.locked else ''}; {done} of {total} case reads finished ({pct:.0f}%)."]
-        for _, row in self.times.iterrows():
-            if row["n_reads"]:
-                lines.append(f"  {row['treatment']}: median {row['median_time_s']:.0f} s per case over {int(row['n_reads'])} finished study reads")
-            else:
-                lines.append(f"  {row['treatment']}: no finished study reads yet")
-        return "\n".join(lines)
 
 
-def study_status(session: Session, study_code: str, *, now: dt.datetime | None = None) -> StudyStatus:
-    """Progress per reader and session (reads finished, times per case) and median time per case per treatment."""
-    study = get_study(session, study_code)
-    now = now or utcnow()
-    readers = session.execute(
-        select(StudyReader.reader_code, Reader.name, Reader.group, Reader.id, StudyReader.sequence_group)
-        .join(Reader, Reader.id == StudyReader.reader_id)
-        .where(StudyReader.study_id == study.id)
-        .order_by(StudyReader.reader_code)
-    ).all()
-    sessions = list(session.scalars(select(ReadingSession).where(ReadingSession.study_id == study.id).order_by(ReadingSession.reader_id, ReadingSession.session_index)))
-    reads = session.execute(
-        select(CaseRead.session_id, CaseRead.status, CaseRead.reading_time_s, Treatment.code, StudyCase.is_training)
-        .join(Treatment, Treatment.id == CaseRead.treatment_id)
-        .join(StudyCase, StudyCase.id == CaseRead.case_id)
-        .where(CaseRead.study_id == study.id)
-    ).all()
-    by_session: dict[int, list] = {}
-    for r in reads:
-        by_session.setdefault(r[0], []).append(r)
-    sessions_of: dict[int, list[ReadingSession]] = {}
-    for rs in sessions:
-        sessions_of.setdefault(rs.reader_id, []).append(rs)
-    rows = []
-    for code, name, group, reader_id, seq_group in readers:
-        previous = None
-        for rs in sessions_of.get(reader_id, []):
-            rr = by_session.get(rs.id, [])
-            times = [r[2] for r in rr if r[1] == "finished" and r[2] is not None]
-            not_before = session_not_before(previous.closed_at, study.washout_days) if previous is not None else None
-            rows.append(
-                {
-                    "reader": code, "name": name, "group": group, "sequence": None if seq_group is None else seq_group + 1,
-                    "session": rs.session_index, "status": rs.status, "reads": len(rr), "finished": sum(r[1] == "finished" for r in rr),
-                    "median_time_s": median(times) if times else float("nan"), "total_time_s": float(sum(times)) if times else 0.0,
-                    "opened_at": rs.opened_at, "closed_at": rs.closed_at,
-                    "not_before": not_before,
-                    "washout_waived": rs.washout_waived_at is not None,
-                }
-            )
-            previous = rs
-    frame = pd.DataFrame(
-        rows,
-        columns=["reader", "name", "group", "sequence", "session", "status", "reads", "finished", "median_time_s", "total_time_s", "opened_at", "closed_at", "not_before", "washout_waived"],
-    )
-    per_treatment: dict[str, list[float]] = {}
-    for r in reads:
-        if r[1] == "finished" and r[2] is not None and not r[4]:
-            per_treatment.setdefault(r[3], []).append(float(r[2]))
-    treatments = list(session.scalars(select(Treatment.code).where(Treatment.study_id == study.id).order_by(Treatment.position)))
-    times = pd.DataFrame(
-        [
-            {"treatment": t, "n_reads": len(per_treatment.get(t, [])), "median_time_s": median(per_treatment[t]) if per_treatment.get(t) else float("nan")}
-            for t in treatments
-        ],
-        columns=["treatment", "n_reads", "median_time_s"],
-    )
-    return StudyStatus(study.code, study.status, study.is_locked, study.content_hash, frame, times)

@@ -25,7 +25,9 @@ Usage::
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,7 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .errors import SchemaVersionError
 
-__all__ = ["Database", "default_database_url", "make_engine", "init_db", "open_db", "SQLITE_BUSY_TIMEOUT_MS"]
+__all__ = ["Database", "default_database_url", "make_engine", "init_db", "open_db", "find_postgres_bin", "SQLITE_BUSY_TIMEOUT_MS"]
 
 DEFAULT_DB_FILENAME = "reader-study.sqlite3"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -214,3 +216,19 @@ def open_db(url: str | None = None, *, sqlite_synchronous: str | None = None) ->
     db = Database(url, sqlite_synchronous=sqlite_synchronous)
     db.check_schema()
     return db
+
+
+def find_postgres_bin() -> Path | None:
+    """The folder of the PostgreSQL programs (``initdb``, ``pg_ctl``, ``pg_dump``; newest Debian version first), or ``None``.
+
+    Backups of a PostgreSQL study (``pg_dump``) look there when the client is not on ``PATH``; the
+    test harness's throw-away server (:mod:`reader_study.harness.postgres`) starts from there.
+    """
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0, reverse=True)
+    for folder in candidates:
+        if Path(folder, "initdb").exists() and Path(folder, "pg_ctl").exists():
+            return Path(folder)
+    initdb = shutil.which("initdb")
+    if initdb and shutil.which("pg_ctl"):
+        return Path(os.path.realpath(initdb)).parent
+    return None

@@ -4,7 +4,7 @@
 accounts (passwords already chosen, so they can log in at once) and a coordinator and a
 statistician account; :func:`write_test_detector_outputs` writes stand-in detector outputs for
 cases whose prior and current exams share one grid (the small volumes of
-``reader_study.testing.write_synthetic_case_list``): the subtraction ``current − prior`` and a
+``reader_study.harness.write_synthetic_case_list``): the subtraction ``current − prior`` and a
 z-map ``subtraction / noise_hu``. They exercise the viewer's aided layers; they are not the
 detector's method (``tsct detect batch`` writes the real ones).
 """

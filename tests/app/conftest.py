@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from reader_study.testing import SyntheticLesion, write_synthetic_case_list
+from reader_study.harness import SyntheticLesion, write_synthetic_case_list
 from reading_app.workstation import reset_runtime
 from reading_app.workstation.testing import ReadingStudy, build_reading_study, write_test_detector_outputs
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from reader_study import ReaderSpec, ReadingService, close_study, create_study, init_db, lock_study, make_design, open_study, waive_washout
 from reader_study.exchange import export_study
-from reader_study.testing import SyntheticLesion, write_synthetic_case_list
+from reader_study.harness import SyntheticLesion, write_synthetic_case_list
 
 LESIONS = [[SyntheticLesion((8, 8, 6), 4.0)], [], [SyntheticLesion((4, 4, 3), 3.0), SyntheticLesion((12, 12, 8), 3.0)], []]
 

@@ -1,7 +1,7 @@
 """Fixtures: every database test runs against SQLite and against a real, throw-away PostgreSQL.
 
 The PostgreSQL server is started once per test session in a temporary folder on 127.0.0.1
-(``reader_study.testing.TemporaryPostgres``) and removed afterwards. Its run is skipped only
+(``reader_study.harness.TemporaryPostgres``) and removed afterwards. Its run is skipped only
 when it cannot be started here (no server programs, no ``postgres`` user when running as root),
 and the skip says why and what to install. The schema is migrated once into a template (a SQLite
 file copied per test; a PostgreSQL template database cloned per test), so each test gets a fresh,
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from reader_study import Database, ReaderSpec, create_study, init_db, lock_study, make_design, open_db, open_study
-from reader_study.testing import PostgresUnavailable, SyntheticLesion, TemporaryPostgres, write_synthetic_case_list
+from reader_study.harness import PostgresUnavailable, SyntheticLesion, TemporaryPostgres, write_synthetic_case_list
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 

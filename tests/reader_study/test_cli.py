@@ -7,8 +7,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from reader_study import ReadingService, waive_washout
 from tsct_cli import app
+
+from ._reading import read_every_session
 
 runner = CliRunner()
 
@@ -69,20 +70,13 @@ def test_coordinator_workflow(cli_env, case_files, detector_outputs):
     db = open_db(os.environ["TSCT_DATABASE_URL"])
     with db.snapshot() as s:
         readers_ = s.execute(select(Reader.name, Reader.id)).all()
-    for name, rid in readers_:
-        svc = ReadingService(db, reader_id=rid, study_code="CLI1")
-        for session in (1, 2):
-            if session == 2:
-                with db.transaction() as s:
-                    waive_washout(s, "CLI1", name, 2, reason="test")
-            svc.open_session()
-            while (item := svc.next_case()) is not None:
-                svc.open_case(item.case_read_id)
-                if item.case_code == "C001":
-                    svc.save_mark(item.case_read_id, client_key=f"{item.case_read_id}", point_mm=(0, 0, 12), rating=4)
-                    svc.finish_case(item.case_read_id)
-                else:
-                    svc.finish_case(item.case_read_id, no_lesion=True)
+    def read(svc, item):
+        if item.case_code == "C001":
+            svc.save_mark(item.case_read_id, client_key=f"{item.case_read_id}", point_mm=(0, 0, 12), rating=4)
+            return False
+        return True
+
+    read_every_session(db, "CLI1", readers_, read)
     db.dispose()
     assert run("close", "CLI1").exit_code == 0
     out = cli_env / "export"

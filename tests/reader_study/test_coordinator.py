@@ -90,7 +90,7 @@ def test_create_refuses_truth_the_current_exam_contradicts(db, tmp_path):
     from typer.testing import CliRunner
 
     from cases import CaseListError
-    from reader_study.testing import SyntheticLesion, write_synthetic_case_list
+    from reader_study.harness import SyntheticLesion, write_synthetic_case_list
     from tsct_cli import app
 
     good = write_synthetic_case_list(tmp_path, [[SyntheticLesion((8, 8, 6), 4.0)], [SyntheticLesion((4, 4, 3), 3.0)], []])
@@ -177,7 +177,7 @@ def test_the_same_inputs_give_the_same_hash_and_design(db, case_files):
         h1 = s.scalar(select(Study.content_hash).where(Study.code == "H1"))
     assert h1 != h2  # the study code is part of the content
     with db.snapshot() as s:
-        from reader_study.coordinator import content_hash, study_content
+        from reader_study.lock import content_hash, study_content
 
         c1 = study_content(s, s.scalar(select(Study).where(Study.code == "H1")))
         c2 = study_content(s, s.scalar(select(Study).where(Study.code == "H2")))

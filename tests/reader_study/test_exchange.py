@@ -26,6 +26,7 @@ from reader_study import (
 )
 from reader_study.models import AuditEvent, CaseRead, Mark
 
+from ._reading import read_every_session
 from .conftest import make_study
 
 # What every reader does on each study case (marks as (point_mm, rating) per treatment).
@@ -38,22 +39,13 @@ PLAN = {
 
 
 def read_everything(db, study, names=None) -> None:
-    for name in names or list(study.reader_ids):
-        svc = ReadingService(db, reader_id=study.reader_ids[name], study_code=study.code)
-        for _ in svc.sessions():
-            svc.open_session()
-            while (item := svc.next_case()) is not None:
-                view = svc.open_case(item.case_read_id)
-                marks = [] if item.training else PLAN[item.case_code][item.treatment]
-                for n, (point, rating) in enumerate(marks):
-                    svc.save_mark(view.case_read_id, client_key=f"{item.case_read_id}-{n}", point_mm=point, rating=rating)
-                svc.finish_case(view.case_read_id, no_lesion=not marks)
-            if svc.sessions()[-1].status == "closed":
-                break
-            with db.transaction() as s:  # skip the 4-week wait in the test
-                from reader_study import waive_washout
+    def read(svc, item):
+        marks = [] if item.training else PLAN[item.case_code][item.treatment]
+        for n, (point, rating) in enumerate(marks):
+            svc.save_mark(item.case_read_id, client_key=f"{item.case_read_id}-{n}", point_mm=point, rating=rating)
+        return not marks
 
-                waive_washout(s, study.code, name, 2, reason="test")
+    read_every_session(db, study.code, [(name, study.reader_ids[name]) for name in names or list(study.reader_ids)], read)
 
 
 def test_records_score_every_finished_reading(db, study):
@@ -119,19 +111,11 @@ def test_unfinished_readings_are_not_exported_as_negatives(db, study, tmp_path):
 
 def test_roc_study_exports_case_ratings(db, case_files, tmp_path):
     study = make_study(db, case_files, code="ROC", paradigm="ROC", rating_scale="0-100", training=False)
-    for name, rid in study.reader_ids.items():
-        svc = ReadingService(db, reader_id=rid, study_code="ROC")
-        for session in (1, 2):
-            if session == 2:
-                from reader_study import waive_washout
+    def read(svc, item):
+        svc.set_case_rating(item.case_read_id, 80.0 if item.case_code in ("C001", "C003") else 10.0)
+        return False
 
-                with db.transaction() as s:
-                    waive_washout(s, "ROC", name, 2, reason="test")
-            svc.open_session()
-            while (item := svc.next_case()) is not None:
-                svc.open_case(item.case_read_id)
-                svc.set_case_rating(item.case_read_id, 80.0 if item.case_code in ("C001", "C003") else 10.0)
-                svc.finish_case(item.case_read_id)
+    read_every_session(db, "ROC", study.reader_ids.items(), read)
     result = export_study(db, "ROC", tmp_path / "roc")
     data = result.records.to_observer_data()
     assert data.paradigm == "ROC" and data.n_normal == 2 and data.n_abnormal == 2
@@ -225,7 +209,7 @@ def test_backup_is_a_consistent_snapshot_while_readers_work(db, study, tmp_path)
         copy.dispose()
         assert len(ids) == result.n_marks and ids == saved[: len(ids)]  # a prefix of the saves: one moment in time
     else:
-        from reader_study.exchange import _pg_tool
+        from reader_study.backup import _pg_tool
 
         listing = subprocess.run([_pg_tool("pg_restore"), "--list", str(dest)], capture_output=True, text=True, check=True).stdout
         assert "TABLE DATA public mark" in listing and "TABLE DATA public audit_event" in listing
@@ -235,7 +219,7 @@ def test_backup_is_a_consistent_snapshot_while_readers_work(db, study, tmp_path)
 
 def test_postgresql_backup_restores(postgres_server, case_files, tmp_path):
     from reader_study import init_db
-    from reader_study.exchange import _pg_tool
+    from reader_study.backup import _pg_tool
 
     url = postgres_server.create_database()
     db = init_db(url)
@@ -253,7 +237,7 @@ def test_postgresql_backup_restores(postgres_server, case_files, tmp_path):
 
 
 def test_extent_rule_scores_against_label_maps_and_refuses_changed_ones(db, tmp_path):
-    from reader_study.testing import SyntheticLesion, write_synthetic_case_list
+    from reader_study.harness import SyntheticLesion, write_synthetic_case_list
     from reader_study.scoring import ScoringError
 
     # One abnormal case with two lesions in one label map (values 1 and 2), one normal case.
@@ -261,20 +245,12 @@ def test_extent_rule_scores_against_label_maps_and_refuses_changed_ones(db, tmp_
     study = make_study(db, (case_list, case_list), code="EXT", training=False, acceptance_rule="extent", acceptance_radius_mm=None)
     # C001: L1 at voxel (4, 4, 3) = (-4, -4, 6) mm; L2 at voxel (11, 11, 8) = (3, 3, 16) mm.
     plan = {"C001": [((-4, -4, 6), 5), ((-3, -4, 6), 3), ((-4, -4, 10), 2), ((3, 3, 16), 4)], "C002": [((0, 0, 12), 1)]}
-    for name, rid in study.reader_ids.items():
-        svc = ReadingService(db, reader_id=rid, study_code="EXT")
-        for session in (1, 2):
-            if session == 2:
-                from reader_study import waive_washout
+    def read(svc, item):
+        for n, (point, rating) in enumerate(plan[item.case_code]):
+            svc.save_mark(item.case_read_id, client_key=f"{item.case_read_id}-{n}", point_mm=point, rating=rating)
+        return False
 
-                with db.transaction() as s:
-                    waive_washout(s, "EXT", name, 2, reason="test")
-            svc.open_session()
-            while (item := svc.next_case()) is not None:
-                svc.open_case(item.case_read_id)
-                for n, (point, rating) in enumerate(plan[item.case_code]):
-                    svc.save_mark(item.case_read_id, client_key=f"{item.case_read_id}-{n}", point_mm=point, rating=rating)
-                svc.finish_case(item.case_read_id)
+    read_every_session(db, "EXT", study.reader_ids.items(), read)
     with db.snapshot() as s:
         rec = study_records(s, "EXT")
     one = rec.marks[(rec.marks["reader"] == "R01") & (rec.marks["treatment"] == "unaided")].sort_values("rating", ascending=False)

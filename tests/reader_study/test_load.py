@@ -8,7 +8,7 @@ must be in the database exactly once, with the id the client was given, and noth
 
 from __future__ import annotations
 
-from reader_study.loadtest import run_load_test
+from reader_study.harness.loadtest import run_load_test
 
 
 def test_every_acknowledged_mark_survives_a_server_kill_exactly_once(db_url, tmp_path):

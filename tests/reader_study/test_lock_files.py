@@ -9,7 +9,7 @@ from sqlalchemy import insert, select, text
 
 from reader_study import ReaderStudyError, create_study, lock_study, make_design, verify_study
 from reader_study.models import Study, StudyFile
-from reader_study.testing import write_synthetic_case_list
+from reader_study.harness import write_synthetic_case_list
 
 from .conftest import LESIONS, READERS, write_detector_outputs
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from reader_study.simulate import (
+from reader_study.simulation import (
     Candidate,
     CaseEvidence,
     ReaderProfile,

@@ -14,7 +14,7 @@ duration of a run. Used by ``bench/bench_marks_load.py`` and ``tests/reader_stud
 
 Run the server by hand (for debugging)::
 
-    python -m reader_study.loadtest serve --url sqlite:///x.sqlite3 --study LOAD --port-file port.txt
+    python -m reader_study.harness.loadtest serve --url sqlite:///x.sqlite3 --study LOAD --port-file port.txt
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ __all__ = ["LoadTestResult", "prepare_load_study", "run_load_test", "serve"]
 # Server (runs in its own process)
 def serve(url: str, study_code: str, port_file: Path) -> None:
     """Serve mark saving for ``study_code`` on 127.0.0.1 (a free port, written to ``port_file``) until killed."""
-    from .db import open_db
-    from .errors import ReaderStudyError
-    from .reading import ReadingService
+    from ..db import open_db
+    from ..errors import ReaderStudyError
+    from ..reading import ReadingService
 
     db = open_db(url)
     services: dict[int, ReadingService] = {}
@@ -121,7 +121,7 @@ class _ServerProcess:
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "reader_study.loadtest", "serve", "--url", self.url, "--study", self.study_code, "--port-file", str(port_file)],
+            [sys.executable, "-m", "reader_study.harness.loadtest", "serve", "--url", self.url, "--study", self.study_code, "--port-file", str(port_file)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + timeout_s
@@ -154,9 +154,11 @@ class _ServerProcess:
 # ------------------------------------------------------------------------------------------------
 def prepare_load_study(db, folder: Path, *, n_readers: int = 11, n_cases: int = 40, study_code: str = "LOAD", seed: int = 0) -> dict[str, int]:  # noqa: ANN001
     """Create, design, lock and open a study for the load test; returns reader name → reader id."""
-    from .coordinator import ReaderSpec, create_study, lock_study, make_design, open_study
-    from .models import StudyReader
-    from .testing import SyntheticLesion, write_synthetic_case_list
+    from ..coordinator import create_study, make_design, open_study
+    from ..lock import lock_study
+    from ..study_inputs import ReaderSpec
+    from ..models import StudyReader
+    from .caselists import SyntheticLesion, write_synthetic_case_list
 
     rng = np.random.default_rng(seed)
     lesions = [[SyntheticLesion((int(rng.integers(2, 14)), int(rng.integers(2, 14)), int(rng.integers(1, 11))), 3.0)] if k % 2 else [] for k in range(n_cases)]
@@ -172,7 +174,7 @@ def prepare_load_study(db, folder: Path, *, n_readers: int = 11, n_cases: int = 
     with db.snapshot() as s:
         from sqlalchemy import select
 
-        from .models import Reader
+        from ..models import Reader
 
         rows = s.execute(select(Reader.name, Reader.id).join(StudyReader, StudyReader.reader_id == Reader.id)).all()
     return {name: rid for name, rid in rows}
@@ -323,8 +325,8 @@ def run_load_test(
     """
     from sqlalchemy import func, select
 
-    from .db import init_db
-    from .models import Mark
+    from ..db import init_db
+    from ..models import Mark
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -407,7 +409,7 @@ def run_load_test(
 
 
 def _main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m reader_study.loadtest", description="Mark server for the load test (127.0.0.1 only).")
+    parser = argparse.ArgumentParser(prog="python -m reader_study.harness.loadtest", description="Mark server for the load test (127.0.0.1 only).")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="run the mark server until killed")
     p.add_argument("--url", required=True)
