@@ -1,14 +1,19 @@
 """``tsct cases pull`` against a real PACS: Debian's Orthanc with its DICOMweb plug-in on loopback.
 
-The fixture starts Orthanc (not the system service) on a free port with a temporary storage folder,
-loads real Siemens slices (tests/data/pacs, see PROVENANCE.md) and small synthetic series over the
-REST API (POST /instances), and the tests pull from it over QIDO-RS/WADO-RS. Without the
+The fixture starts Orthanc (not the system service) on free ports with a temporary storage folder,
+loads real Siemens slices (tests/data/pacs, see PROVENANCE.md), the real GE gantry-tilted slices
+(tests/data/dicom_geometry/ge_tilt) and small synthetic series over the REST API (POST /instances),
+and the tests pull from it over QIDO-RS/WADO-RS and over DIMSE (C-FIND, then C-MOVE to tsct's
+storage SCP, or C-GET). Without the
 ``Orthanc`` binary and ``libOrthancDicomWeb.so`` the PACS tests skip; the series-selection unit
 tests always run.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -21,6 +26,7 @@ from typer.testing import CliRunner
 
 from cases.cli import app
 from cases.dicom import write_dicom_series
+from cases.dimse import DimseClient
 from cases.pacs import (
     MANIFEST_NAME,
     PacsClient,
@@ -38,6 +44,7 @@ from cases.volume import Volume
 from tests.orthanc import DICOMWEB_PLUGIN, ORTHANC, Orthanc, free_port
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "pacs"
+GE_TILT = Path(__file__).resolve().parents[1] / "data" / "dicom_geometry" / "ge_tilt"  # see its PROVENANCE.md
 needs_orthanc = pytest.mark.skipif(ORTHANC is None or DICOMWEB_PLUGIN is None,
                                    reason="Orthanc with its DICOMweb plug-in is not installed (apt-get install orthanc orthanc-dicomweb)")
 
@@ -53,6 +60,7 @@ def test_classify_kernel_vendor_names() -> None:
     assert classify_kernel("BONE") == "bone"
     assert classify_kernel("Br64") == "bone"
     assert classify_kernel("STANDARD") == "standard"
+    assert classify_kernel("STD+") == "standard" and classify_kernel("BONE+") == "bone"  # GE head kernels
     assert classify_kernel("Br38f") == "standard"
     assert classify_kernel("B30f") == "standard"
     assert classify_kernel("LUNG") == "lung"
@@ -168,14 +176,33 @@ def _siemens_series(patient: str, study_uid: str, accession: str, date: str) -> 
     return out
 
 
+def _ge_tilt_series(patient: str, study_uid: str, accession: str, date: str) -> list[pydicom.Dataset]:
+    """The real GE gantry-tilted slices (tests/data/dicom_geometry/ge_tilt), restamped into a new study and
+    series of ``patient`` (pixel data and geometry untouched)."""
+    series_uid = generate_uid()
+    out = []
+    for path in sorted(GE_TILT.glob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        ds.PatientID, ds.PatientName = patient, patient
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+        ds.AccessionNumber, ds.StudyDate = accession, date
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        out.append(ds)
+    return out
+
+
 @pytest.fixture(scope="module")
 def pacs(tmp_path_factory: pytest.TempPathFactory):
-    """Orthanc loaded with P1 (synthetic, three studies), P2 (real Siemens, two studies) and P3 (two long synthetic series)."""
+    """Orthanc loaded with P1 (synthetic, three studies), P2 (real Siemens, two studies), P3 (two long synthetic
+    series) and P4 (the real GE tilted head series, two studies). It speaks DICOMweb and DIMSE (AE title ORTHANC)
+    and knows tsct's storage SCP (AE title TSCT on ``pacs.scp_port``) as a C-MOVE destination."""
     if ORTHANC is None or DICOMWEB_PLUGIN is None:
         pytest.skip("Orthanc with its DICOMweb plug-in is not installed")
     tmp = tmp_path_factory.mktemp("orthanc")
-    server = Orthanc(tmp)
-    uids = {k: generate_uid() for k in ("p1_old", "p1_prior", "p1_current", "p2_prior", "p2_current")}
+    scp_port = free_port()
+    server = Orthanc(tmp, dicom_port=free_port(), modalities={"TSCT": ("127.0.0.1", scp_port)})
+    server.scp_port = scp_port
+    uids = {k: generate_uid() for k in ("p1_old", "p1_prior", "p1_current", "p2_prior", "p2_current", "p4_prior", "p4_current")}
     series: list[pydicom.Dataset] = []
     mk = lambda **kw: series.extend(_synthetic_series(tmp / "gen", patient="P1", **kw))
     mk(study_uid=uids["p1_old"], accession="ACC0", date="20200105", number=1, kernel="B30f", thickness=3.0, n=4, description="old")
@@ -191,6 +218,8 @@ def pacs(tmp_path_factory: pytest.TempPathFactory):
                                         kernel="B30f", thickness=1.0, n=60, description=f"long {acc}"))
     series += _siemens_series("P2", uids["p2_prior"], "SIE1", "20221208")
     series += _siemens_series("P2", uids["p2_current"], "SIE2", "20231208")
+    series += _ge_tilt_series("P4", uids["p4_prior"], "GE1", "20190301")
+    series += _ge_tilt_series("P4", uids["p4_current"], "GE2", "20200301")
     try:
         for ds in series:
             server.store(ds)
@@ -368,3 +397,154 @@ def test_pull_errors_are_one_line(pacs: Orthanc, tmp_path: Path) -> None:
     assert "give either --requests" in run("--url", pacs.url)
     assert "unknown kernel class(es) bony" in run("--url", pacs.url, "--patient-id", "P1", "--kernel", "bony")
     assert "--from '2024/01/01' must be a date" in run("--url", pacs.url, "--patient-id", "P1", "--from", "2024/01/01")
+
+
+# ------------------------------------------------------------------ DIMSE (C-FIND, C-MOVE, C-GET) against the same Orthanc
+def _dimse(pacs: Orthanc, **kw) -> DimseClient:
+    kw.setdefault("move_port", pacs.scp_port)
+    return DimseClient(f"127.0.0.1:{pacs.dicom_port}", called_aet=pacs.aet, calling_aet="TSCT", move_bind="127.0.0.1", **kw)
+
+
+def _store_contents(store: Path) -> dict[str, bytes]:
+    """Every DICOM file of a case store (relative path -> bytes), and the case list and pull log."""
+    files = {str(p.relative_to(store)): p.read_bytes() for p in store.rglob("*.dcm")}
+    files.update({name: (store / name).read_bytes() for name in ("cases.csv", "pull_log.csv")})
+    return files
+
+
+@needs_orthanc
+def test_dimse_pull_equals_the_dicomweb_pull(pacs: Orthanc, tmp_path: Path) -> None:
+    """The same requests pulled over C-FIND/C-MOVE, over C-GET and over QIDO-RS/WADO-RS give the same case
+    store: same series chosen (synthetic, real Siemens JPEG 2000, real GE tilted), same files, same case list and log."""
+    req = _requests_csv(tmp_path, "case_id,patient_id,prior_accession,prior_study_uid,current_accession,current_study_uid,status\n"
+                                  f"c1,P1,ACC1,,ACC2,,normal\nc2,P2,,{pacs.uids['p2_prior']},SIE2,,\nge,P4,GE1,,GE2,,normal\n")
+    cases = read_pull_requests(req)
+    rule = SeriesRule(max_tilt_deg=20.0, max_thickness_mm=8.0)  # the GE head series: tilted 18.5°, 4 and 7 mm slices
+    web = pull(PacsClient(pacs.url), cases, tmp_path / "web", rule)
+    with _dimse(pacs) as client:
+        moved = pull(client, cases, tmp_path / "move", rule)
+    with _dimse(pacs, retrieve="get", move_port=None) as client:
+        got = pull(client, cases, tmp_path / "get", rule)
+    assert (web.fetched, moved.fetched, got.fetched) == (6, 6, 6)
+    assert web.instances == moved.instances == got.instances == 5 + 7 + 4 + 4 + 3 + 3
+    reference = _store_contents(tmp_path / "web")
+    for store in ("move", "get"):
+        contents = _store_contents(tmp_path / store)
+        assert contents.keys() == reference.keys()
+        for name, data in contents.items():
+            if name.endswith(".dcm"):  # same instance, same transfer syntax, same pixels
+                a, b = pydicom.dcmread(io.BytesIO(data)), pydicom.dcmread(io.BytesIO(reference[name]))
+                assert (a.file_meta.TransferSyntaxUID, a.PixelData) == (b.file_meta.TransferSyntaxUID, b.PixelData), name
+            else:
+                assert data == reference[name], name
+    manifest = json.loads((tmp_path / "move" / "ge" / "current" / MANIFEST_NAME).read_text())
+    assert manifest["pacs"] == f"dicom://ORTHANC@127.0.0.1:{pacs.dicom_port}" and manifest["kernel"] == "STD+"
+    # the pulled GE exam is resampled by the project's reader, tilt and uneven spacing said
+    from cases.io import read_exam
+
+    exam = read_exam(tmp_path / "move" / "ge" / "current")
+    assert "gantry tilt of 18.5°" in exam.header["geometry_notes"]
+    # under the default rule (≤ 10° tilt) the GE series is refused with the reason, over either transport
+    ge_only = [c for c in cases if c.case_id == "ge"]
+    with pytest.raises(PacsError, match=r"slice thickness 7 mm > 5 mm \(its slices are 4 to 7 mm\)"):
+        pull(PacsClient(pacs.url), ge_only, tmp_path / "thick", SeriesRule(max_tilt_deg=20.0))
+    for client in (PacsClient(pacs.url), _dimse(pacs, retrieve="get", move_port=None)):
+        with pytest.raises(PacsError, match=r"case ge prior .* no series matches the rule .*not axial \(slice normal tilted > 10°"):
+            pull(client, ge_only, tmp_path / "refused")
+
+
+@needs_orthanc
+def test_dimse_pull_interrupted_resumes_with_the_missing_instances(pacs: Orthanc, tmp_path: Path) -> None:
+    """Ctrl-C during a C-MOVE of a 60-instance series; the rerun moves only the missing instances
+    (an IMAGE-level C-MOVE with their UIDs) and leaves the received ones untouched."""
+    req = _requests_csv(tmp_path, "case_id,patient_id,prior_accession,current_accession\nlong,P3,LONG1,LONG2\n")
+    cases = read_pull_requests(req)
+    store = tmp_path / "store"
+    count = {"n": 0}
+
+    def interrupt(n: int) -> None:
+        count["n"] += n
+        if count["n"] == 10:
+            raise KeyboardInterrupt
+
+    with _dimse(pacs) as client, pytest.raises(KeyboardInterrupt):
+        pull(client, cases, store, on_instance=interrupt)
+    partial = store / "long" / "prior.partial"
+    kept = {p.name: p.stat().st_mtime_ns for p in partial.glob("*.dcm")}
+    assert 10 <= len(kept) < 60 and not (store / "long" / "prior").exists() and not list(partial.glob("*.tmp"))
+    arrived: list[int] = []
+    with _dimse(pacs) as client:
+        result = pull(client, cases, store, on_instance=arrived.append)
+    assert result.instances == len(arrived) == 120 - len(kept) and result.fetched == 2
+    assert exam_complete(store / "long" / "prior") and exam_complete(store / "long" / "current")
+    assert {p.name: p.stat().st_mtime_ns for p in (store / "long" / "prior").glob("*.dcm") if p.name in kept} == kept
+    with _dimse(pacs) as client:  # a third run finds both exams complete and asks the PACS for nothing
+        again = pull(client, cases, store)
+    assert (again.skipped, again.fetched, again.instances) == (2, 0, 0)
+
+
+@needs_orthanc
+def test_dimse_pull_cli_and_its_errors(pacs: Orthanc, tmp_path: Path) -> None:
+    runner = CliRunner()
+    store = tmp_path / "store"
+    req = _requests_csv(tmp_path, "case_id,patient_id,prior_accession,current_accession\nc1,P1,ACC1,ACC2\n")
+    dimse = ["--dimse", f"127.0.0.1:{pacs.dicom_port}", "--called-aet", "ORTHANC", "--aet", "TSCT", "--requests", str(req)]
+    move = ["--move-port", str(pacs.scp_port), "--move-bind", "127.0.0.1"]
+
+    def run(*args: str, ok: bool = False) -> str:  # a fresh store each time: nothing already complete to skip
+        res = runner.invoke(app, ["pull", str(store if ok else tmp_path / f"s{len(list(tmp_path.iterdir()))}"), *args])
+        assert (res.exit_code == 0) == ok, res.output
+        assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+        return " ".join(res.output.split())
+
+    out = run(*dimse, *move, ok=True)
+    assert "Done 2 exam(s) fetched (12 instances downloaded)" in out
+    assert len(list((store / "c1" / "current").glob("*.dcm"))) == 7
+    # a PACS that refuses the association (wrong called AE title)
+    assert ("refused the association for the study search (Called AE title not recognised); check --called-aet WRONG"
+            in run("--dimse", f"127.0.0.1:{pacs.dicom_port}", "--called-aet", "WRONG", "--requests", str(req), "--retrieve", "get"))
+    # nothing listening
+    port = free_port()
+    unreachable = run("--dimse", f"127.0.0.1:{port}", "--called-aet", "X", "--requests", str(req), "--retrieve", "get")
+    assert f"cannot open an association with the PACS at 127.0.0.1:{port}" in unreachable
+    # a move destination the PACS does not know
+    fresh = ["pull", str(tmp_path / "other"), *dimse, "--move-port", str(pacs.scp_port), "--move-bind", "127.0.0.1"]
+    res = runner.invoke(app, [*fresh, "--move-aet", "NOBODY"])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 1 and "refused the C-MOVE" in text and "sent nothing" in text, text
+    assert "move destination AE title 'NOBODY' is unknown to the PACS (add it to the PACS's modalities" in text and "--retrieve get" in text
+    # ... which --retrieve auto answers with C-GET, saying so
+    res = runner.invoke(app, [*fresh, "--move-aet", "NOBODY", "--retrieve", "auto"])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 0 and "C-MOVE refused" in text and "retrieving with C-GET instead" in text
+    assert exam_complete(tmp_path / "other" / "c1" / "current")
+    # option mistakes, before any network traffic
+    assert "give either --url (DICOMweb) or --dimse" in run("--requests", str(req))
+    assert "give either --url (DICOMweb) or --dimse" in run("--url", pacs.url, *dimse)
+    assert "--dimse needs --called-aet" in run("--dimse", "127.0.0.1:104", "--requests", str(req))
+    assert "--dimse 'pacs' must be HOST:PORT" in run("--dimse", "pacs", "--called-aet", "X", "--requests", str(req))
+    assert "--retrieve move needs --move-port" in run(*dimse)
+    assert "--aet 'A_TITLE_LONGER_THAN_16' must be an AE title" in run(*dimse, *move, "--aet", "A_TITLE_LONGER_THAN_16")
+    with socket.socket() as busy:  # the C-MOVE port taken by another program
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        out = run(*dimse, "--move-port", str(taken), "--move-bind", "127.0.0.1")
+    assert f"cannot listen on 127.0.0.1:{taken} for the C-MOVE" in out
+
+
+def test_dimse_refusals_name_the_fix() -> None:
+    """The statuses a PACS answers a C-MOVE with, turned into sentences (no PACS needed)."""
+    from pydicom import Dataset
+
+    client = DimseClient("pacs.example:104", called_aet="PACS", calling_aet="TSCT", move_port=11113)
+    unknown = Dataset()
+    unknown.Status = 0xA801
+    with pytest.raises(PacsError, match=r"does not know the move destination AE title 'TSCT'.*port 11113\), or use --retrieve get"):
+        client._check_retrieve_status(unknown, "C-MOVE", "1.2.3")
+    partly = Dataset()
+    partly.Status, partly.NumberOfCompletedSuboperations = 0xA702, 3
+    with pytest.raises(PacsError, match=r"failed the C-MOVE of series 1.2.3: out of resources.*status 0xA702"):
+        client._check_retrieve_status(partly, "C-MOVE", "1.2.3")
+    with pytest.raises(PacsError, match="did not answer the C-GET"):
+        client._check_retrieve_status(Dataset(), "C-GET", "1.2.3", get=True)
