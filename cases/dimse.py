@@ -226,19 +226,23 @@ class DimseClient:
         del workers
         if not sop_uids:
             return
+        identifier = self._identifier(study_uid, series_uid, sop_uids, whole_series)
         with self._lock:
             self._sink = {sop: folder / f"{sop}.dcm" for sop in sop_uids}
+        self._drain(None)  # arrivals left over from an interrupted retrieve are not this one's
         try:
+            moved = False
             if self.retrieve in ("move", "auto"):
                 try:
-                    self._move(self._identifier(study_uid, series_uid, sop_uids, whole_series), series_uid, on_instance)
-                    return
+                    self._move(identifier, series_uid, on_instance)
+                    moved = True
                 except _RetrieveRefused as exc:
                     if self.retrieve == "move":
                         raise
                     self.retrieve = "get"
                     self.notes.append(f"C-MOVE refused ({exc}); retrieving with C-GET instead")
-            self._get(self._identifier(study_uid, series_uid, sop_uids, whole_series), series_uid, on_instance)
+            if not moved:
+                self._get(identifier, series_uid, on_instance)
         finally:
             with self._lock:
                 self._sink = {}

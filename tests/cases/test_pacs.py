@@ -548,3 +548,20 @@ def test_dimse_refusals_name_the_fix() -> None:
         client._check_retrieve_status(partly, "C-MOVE", "1.2.3")
     with pytest.raises(PacsError, match="did not answer the C-GET"):
         client._check_retrieve_status(Dataset(), "C-GET", "1.2.3", get=True)
+
+
+def test_dimse_retrieve_asks_for_the_missing_and_checks_they_came(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resumed series is an IMAGE-level retrieve listing the missing UIDs; instances the PACS did not
+    send (a retrieve that ended with a warning) make a one-line error, not an incomplete exam."""
+    client = DimseClient("pacs.example:104", called_aet="PACS", calling_aet="TSCT", move_port=11113)
+    asked = []
+
+    def half_move(identifier, series_uid, on_instance) -> None:  # the PACS sends only the first instance
+        asked.append((identifier.QueryRetrieveLevel, list(identifier.get("SOPInstanceUID", []) or [])))
+        (tmp_path / "1.1.dcm").write_bytes(b"DICM")
+
+    monkeypatch.setattr(client, "_move", half_move)
+    with pytest.raises(PacsError, match=r"without sending 1 of its 2 instance\(s\) \(first 1.2\)"):
+        client.fetch_instances("9.9", "9.9.1", ["1.1", "1.2"], tmp_path, whole_series=False)
+    client.fetch_instances("9.9", "9.9.1", ["1.1"], tmp_path, whole_series=True)
+    assert asked == [("IMAGE", ["1.1", "1.2"]), ("SERIES", [])]
