@@ -281,7 +281,8 @@ def test_a_resampled_tilted_current_exam_gets_frames_on_its_grid(case, tmp_path)
     """The real GE head series (18.5° gantry tilt, uneven spacing, anonymised without PatientBirthDate/Sex) is
     resampled by read_exam onto 9 orthogonal slices between its 3 instances: the SEG and the Parametric Map
     then carry the grid's own plane positions and orientation (not the instances'), pass dciodvfy, and read
-    back slice by slice; the study, frame of reference and referenced instances are still the series'."""
+    back slice by slice; the study, frame of reference and referenced instances are still the series'. The SR and
+    the 9-slice overlay pass dciodvfy too."""
     from detector.dicom_objects import export_case_dicom
 
     ge = Path(__file__).resolve().parents[1] / "data" / "dicom_geometry" / "ge_tilt"  # see its PROVENANCE.md
@@ -299,7 +300,7 @@ def test_a_resampled_tilted_current_exam_gets_frames_on_its_grid(case, tmp_path)
                             min_volume_mm3=20.0, score_name="z, matched filter 1.5 mm", change_hu=vol.like((40.0 * z).astype(np.float32)))
     assert len(found.candidates) == 1
     CandidateSet(found.candidates, {**found.parameters, "matched_filter_mm": 1.5}, "ge").write_json(case_dir / "candidates.json")
-    res = export_case_dicom(case_dir, ge, tmp_path / "out", objects=("seg", "pm", "sr"))
+    res = export_case_dicom(case_dir, ge, tmp_path / "out")
     sources = [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted(ge.glob("*.dcm"))]
     d = vol.direction_matrix
     for kind in ("seg", "pm"):
@@ -328,3 +329,7 @@ def test_a_resampled_tilted_current_exam_gets_frames_on_its_grid(case, tmp_path)
     for frame, item in zip(seg.pixel_array, seg.PerFrameFunctionalGroupsSequence):
         voxels[int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)] += int(frame.sum())
     assert voxels[1] == int(roi.sum()) and voxels[2] == found.candidates[0].n_voxels
+    overlay = sorted(res.paths["overlay"].glob("*.dcm"))
+    assert len(overlay) == 9
+    if DCIODVFY:  # the SR, and the overlay's positions of the resampled grid written within DS's 16 characters
+        assert dciodvfy_errors(res.paths["sr"]) == [] and all(dciodvfy_errors(p) == [] for p in overlay)
