@@ -160,32 +160,19 @@ def _synthetic_series(tmp: Path, *, patient: str, study_uid: str, accession: str
     return out
 
 
-def _siemens_series(patient: str, study_uid: str, accession: str, date: str) -> list[pydicom.Dataset]:
-    """The real Siemens slices, stamped with patient/study/series/instance identifiers (the anonymised
-    files lack them; pixel data untouched)."""
+def _real_series(folder: Path, patient: str, study_uid: str, accession: str, date: str) -> list[pydicom.Dataset]:
+    """Real slices (the Siemens ones of tests/data/pacs, or the GE tilted ones of tests/data/dicom_geometry)
+    stamped into a new study and series of ``patient``: the anonymised files lack (Siemens) or share
+    (GE) those identifiers. Pixel data and geometry untouched."""
     series_uid = generate_uid()
     out = []
-    for path in sorted((DATA / "siemens").glob("*.dcm")):
-        ds = pydicom.dcmread(path)
-        ds.PatientID, ds.PatientName = patient, patient
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
-        ds.AccessionNumber, ds.StudyDate, ds.SeriesNumber = accession, date, 2
-        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        out.append(ds)
-    return out
-
-
-def _ge_tilt_series(patient: str, study_uid: str, accession: str, date: str) -> list[pydicom.Dataset]:
-    """The real GE gantry-tilted slices (tests/data/dicom_geometry/ge_tilt), restamped into a new study and
-    series of ``patient`` (pixel data and geometry untouched)."""
-    series_uid = generate_uid()
-    out = []
-    for path in sorted(GE_TILT.glob("*.dcm")):
+    for path in sorted(folder.glob("*.dcm")):
         ds = pydicom.dcmread(path)
         ds.PatientID, ds.PatientName = patient, patient
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
         ds.AccessionNumber, ds.StudyDate = accession, date
+        ds.SeriesNumber = ds.get("SeriesNumber") or 2
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
         out.append(ds)
     return out
@@ -216,10 +203,10 @@ def pacs(tmp_path_factory: pytest.TempPathFactory):
     for acc, date in (("LONG1", "20240101"), ("LONG2", "20250101")):  # P3: two 60-slice series for the kill test
         series.extend(_synthetic_series(tmp / "gen", patient="P3", study_uid=generate_uid(), accession=acc, date=date, number=1,
                                         kernel="B30f", thickness=1.0, n=60, description=f"long {acc}"))
-    series += _siemens_series("P2", uids["p2_prior"], "SIE1", "20221208")
-    series += _siemens_series("P2", uids["p2_current"], "SIE2", "20231208")
-    series += _ge_tilt_series("P4", uids["p4_prior"], "GE1", "20190301")
-    series += _ge_tilt_series("P4", uids["p4_current"], "GE2", "20200301")
+    series += _real_series(DATA / "siemens", "P2", uids["p2_prior"], "SIE1", "20221208")
+    series += _real_series(DATA / "siemens", "P2", uids["p2_current"], "SIE2", "20231208")
+    series += _real_series(GE_TILT, "P4", uids["p4_prior"], "GE1", "20190301")
+    series += _real_series(GE_TILT, "P4", uids["p4_current"], "GE2", "20200301")
     try:
         for ds in series:
             server.store(ds)
