@@ -40,8 +40,8 @@ def pull_command(
     min_slices: int = typer.Option(2, "--min-slices", help="Fewest instances a series may have."),
     max_tilt: float = typer.Option(10.0, "--max-tilt", help="Largest angle (degrees) between the slice normal and the patient z axis for an axial series."),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for each PACS answer."),
-    retries: int = typer.Option(2, "--retries", help="Extra attempts of a request that cannot connect or gets 'busy' (429/503), with back-off 1 s, 2 s, 4 s …"),
-    workers: int = typer.Option(4, "--workers", min=1, help="Instances downloaded at a time (parallel WADO-RS requests)."),
+    retries: int = typer.Option(2, "--retries", help="DICOMweb: extra attempts of a request that cannot connect or gets 'busy' (429/503), with back-off 1 s, 2 s, 4 s …"),
+    workers: int = typer.Option(4, "--workers", min=1, help="DICOMweb: instances downloaded at a time (parallel WADO-RS requests)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the cases the request or query gives and stop."),
 ) -> None:
     """Pull prior and current CT series of a case list or a query from a PACS (DICOMweb or DIMSE); resumable."""
