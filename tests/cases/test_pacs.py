@@ -426,6 +426,10 @@ def test_dimse_pull_equals_the_dicomweb_pull(pacs: Orthanc, tmp_path: Path) -> N
                 assert data == reference[name], name
     manifest = json.loads((tmp_path / "move" / "ge" / "current" / MANIFEST_NAME).read_text())
     assert manifest["pacs"] == f"dicom://ORTHANC@127.0.0.1:{pacs.dicom_port}" and manifest["kernel"] == "STD+"
+    # a query (patient, date range, pairing) gives the same cases over C-FIND as over QIDO-RS
+    for patients, kw in ((["P1"], {"date_from": "2021-01-01", "date_to": "2025-12-31"}), (["P1", "P4"], {"pairing": "consecutive"})):
+        over_dimse = query_case_requests(_dimse(pacs, retrieve="get", move_port=None), patients, **kw)
+        assert over_dimse == query_case_requests(PacsClient(pacs.url), patients, **kw) and over_dimse
     # the pulled GE exam is resampled by the project's reader, tilt and uneven spacing said
     from cases.io import read_exam
 
