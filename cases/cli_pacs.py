@@ -1,4 +1,5 @@
-"""``tsct cases pull``: retrieve prior/current CT series from a PACS over DICOMweb into a case store."""
+"""``tsct cases pull``: retrieve prior/current CT series from a PACS (DICOMweb or DIMSE) into a case store;
+``tsct cases push``: store DICOM files on a PACS over STOW-RS."""
 
 from __future__ import annotations
 
@@ -18,7 +19,14 @@ def _fail(message: str, code: int = 2) -> None:
 
 def pull_command(
     store: Path = typer.Argument(..., help="Case store folder: one sub-folder per case with prior/ and current/, plus cases.csv."),
-    url: str = typer.Option(..., "--url", help="DICOMweb root of the PACS, e.g. http://pacs:8042/dicom-web (QIDO-RS and WADO-RS)."),
+    url: str | None = typer.Option(None, "--url", help="DICOMweb root of the PACS, e.g. http://pacs:8042/dicom-web (QIDO-RS and WADO-RS)."),
+    dimse: str | None = typer.Option(None, "--dimse", help="Instead of --url: HOST:PORT of the PACS's DICOM service (C-FIND, then C-MOVE or C-GET)."),
+    called_aet: str | None = typer.Option(None, "--called-aet", help="DIMSE: the PACS's AE title."),
+    aet: str = typer.Option("TSCT", "--aet", help="DIMSE: tsct's own (calling) AE title, as the PACS knows it."),
+    retrieve: str = typer.Option("move", "--retrieve", help="DIMSE: 'move' (C-MOVE to the storage SCP tsct starts on --move-port), 'get' (C-GET on the query association) or 'auto' (C-MOVE, then C-GET once the PACS refuses a move)."),
+    move_port: int | None = typer.Option(None, "--move-port", help="DIMSE C-MOVE: port of the storage SCP tsct starts; the PACS must know --move-aet at this machine's address and this port."),
+    move_aet: str | None = typer.Option(None, "--move-aet", help="DIMSE C-MOVE: AE title of tsct's storage SCP (the move destination); default --aet."),
+    move_bind: str = typer.Option("0.0.0.0", "--move-bind", help="DIMSE C-MOVE: address the storage SCP listens on (0.0.0.0: every interface)."),
     requests_csv: Path | None = typer.Option(None, "--requests", help="CSV of cases: case_id, patient_id, prior_accession|prior_study_uid, current_accession|current_study_uid[, status]."),
     patient_id: list[str] = typer.Option([], "--patient-id", help="Query mode: a patient whose CT studies to pair (repeat for several)."),
     date_from: str | None = typer.Option(None, "--from", help="Query mode: earliest study date, YYYY-MM-DD."),
@@ -32,11 +40,11 @@ def pull_command(
     min_slices: int = typer.Option(2, "--min-slices", help="Fewest instances a series may have."),
     max_tilt: float = typer.Option(10.0, "--max-tilt", help="Largest angle (degrees) between the slice normal and the patient z axis for an axial series."),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for each PACS answer."),
-    retries: int = typer.Option(2, "--retries", help="Extra attempts of a request that cannot connect or gets 'busy' (429/503), with back-off 1 s, 2 s, 4 s …"),
-    workers: int = typer.Option(4, "--workers", min=1, help="Instances downloaded at a time (parallel WADO-RS requests)."),
+    retries: int = typer.Option(2, "--retries", help="DICOMweb: extra attempts of a request that cannot connect or gets 'busy' (429/503), with back-off 1 s, 2 s, 4 s …"),
+    workers: int = typer.Option(4, "--workers", min=1, help="DICOMweb: instances downloaded at a time (parallel WADO-RS requests)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the cases the request or query gives and stop."),
 ) -> None:
-    """Pull prior and current CT series of a case list or a query from a PACS (DICOMweb); resumable."""
+    """Pull prior and current CT series of a case list or a query from a PACS (DICOMweb or DIMSE); resumable."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -54,6 +62,10 @@ def pull_command(
         read_pull_requests,
     )
 
+    if (url is None) == (dimse is None):
+        _fail("give either --url (DICOMweb) or --dimse HOST:PORT with --called-aet (DIMSE), not both and not neither")
+    if dimse is not None and not called_aet:
+        _fail("--dimse needs --called-aet: the PACS's AE title")
     if (requests_csv is None) == (not patient_id):
         _fail("give either --requests CSV (a case list to pull) or --patient-id (a query), not both and not neither")
     try:
@@ -70,7 +82,17 @@ def pull_command(
     except PacsError as exc:
         _fail(str(exc))
     try:
-        client = PacsClient(url, timeout_s=timeout, retries=retries)
+        if dimse is not None:
+            from .dimse import DimseClient
+
+            client = DimseClient(dimse, called_aet=called_aet or "", calling_aet=aet, retrieve=retrieve, move_aet=move_aet,
+                                 move_port=move_port, move_bind=move_bind, timeout_s=timeout)
+        else:
+            client = PacsClient(url or "", timeout_s=timeout, retries=retries)
+    except PacsError as exc:
+        _fail(str(exc))
+        return
+    try:
         if requests_csv is not None:
             cases = read_pull_requests(requests_csv)
         else:
@@ -105,6 +127,11 @@ def pull_command(
     except OSError as exc:
         _fail(f"cannot write to the case store {store}: {exc.strerror or exc}", 1)
         return
+    finally:
+        if hasattr(client, "close"):
+            client.close()  # the DIMSE storage SCP, when one was started
+    for note in getattr(client, "notes", []):
+        console.print(f"Note: {note}", highlight=False, soft_wrap=True)
     missing_status = sum(1 for c in cases if not c.status)
     console.print(
         f"[bold green]Done[/] {result.fetched} exam(s) fetched ({result.instances} instances downloaded), {result.skipped} already complete; "

@@ -1,4 +1,8 @@
-"""Pull prior/current CT series from a PACS over DICOMweb (QIDO-RS search, WADO-RS retrieve).
+"""Pull prior/current CT series from a PACS over DICOMweb (QIDO-RS search, WADO-RS retrieve) or DIMSE.
+
+The transport is a :class:`PacsSource`: :class:`PacsClient` (DICOMweb) here, or
+:class:`cases.dimse.DimseClient` (C-FIND, then C-MOVE to a storage SCP tsct runs, or C-GET). The
+rest - series rule, case store, resume, case list, pull log - is the same code for both.
 
 The coordinator states *which exams* (a request CSV, or a query by patient and date range) and
 *which series* of each exam (:class:`SeriesRule`); :func:`pull` finds the studies, picks one series
@@ -18,7 +22,8 @@ and a rerun skips complete exams and fetches only the missing instances of a par
 Series selection (defaults in :class:`SeriesRule`; documented in ``docs/pacs.md``):
 
 1. **eligible**: modality CT, not a localizer, axial (slice normal within ``max_tilt_deg`` of the
-   patient z axis), at least ``min_slices`` instances, slice thickness ≤ ``max_thickness_mm``,
+   patient z axis), at least ``min_slices`` instances, slice thickness ≤ ``max_thickness_mm`` (a
+   series mixing thicknesses counts by its thickest slice),
    reconstruction kernel in one of the accepted ``kernels`` classes, body part matching
    ``body_part`` when given;
 2. **coverage**: of the eligible series, keep those covering ≥ ``min_coverage_fraction`` of the
@@ -41,7 +46,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = [
     "KERNEL_CLASSES",
@@ -50,6 +55,7 @@ __all__ = [
     "ExamRequest",
     "PacsClient",
     "PacsError",
+    "PacsSource",
     "PacsUnreachable",
     "PullResult",
     "PushItem",
@@ -71,10 +77,10 @@ MANIFEST_NAME = ".tsct-pull.json"
 # Heuristic vendor kernel names per class (case-insensitive regular expressions on the first value
 # of ConvolutionKernel). Sites with other names pass --kernel-pattern.
 KERNEL_CLASSES: dict[str, str] = {
-    # GE BONE/BONEPLUS/EDGE, Siemens B/Br/I/Q 50-69 (e.g. B60f, Br59, Br64), Philips D/E/YD, Canon FC3x/FC8x
-    "bone": r"^(bone|boneplus|edge|detail)$|^(b|br|i|ir|q|qr|h|hr)[56]\d|^(d|e|yd|ye)$|^fc[38]\d",
-    # GE STANDARD/SOFT, Siemens B/Br/I/Q 20-49 (e.g. B30f, Br38f, I40f), Philips A/B/C/YA/YB/YC, Canon FC0x-FC1x
-    "standard": r"^(standard|std|soft|body)$|^(b|br|i|ir|q|qr|h|hr)[234]\d|^(a|b|c|ya|yb|yc)$|^fc[01]\d",
+    # GE BONE/BONE+/BONEPLUS/EDGE, Siemens B/Br/I/Q 50-69 (e.g. B60f, Br59, Br64), Philips D/E/YD, Canon FC3x/FC8x
+    "bone": r"^(bone\+?|boneplus|edge|detail)$|^(b|br|i|ir|q|qr|h|hr)[56]\d|^(d|e|yd|ye)$|^fc[38]\d",
+    # GE STANDARD/STD+/SOFT, Siemens B/Br/I/Q 20-49 (e.g. B30f, Br38f, I40f), Philips A/B/C/YA/YB/YC, Canon FC0x-FC1x
+    "standard": r"^(standard|std\+?|soft|body)$|^(b|br|i|ir|q|qr|h|hr)[234]\d|^(a|b|c|ya|yb|yc)$|^fc[01]\d",
     # GE LUNG, Siemens B/Bl/Br 70-89 and Bl5x, Philips L/YL, Canon FC5x
     "lung": r"^lung$|^(b|bl|br|i|ir|q|qr|h|hr)[78]\d|^bl\d\d|^(l|yl)$|^fc5\d",
 }
@@ -123,6 +129,7 @@ class SeriesCandidate:
     localizer: bool
     body_part: str
     sop_uids: tuple[str, ...] = ()
+    thinnest_mm: float | None = None  # thinnest slice when the series mixes thicknesses (thickness_mm is the thickest)
 
     def label(self) -> str:
         number = "" if self.series_number is None else f"#{self.series_number} "
@@ -245,7 +252,8 @@ def _ineligible(c: SeriesCandidate, rule: SeriesRule) -> str:
     if c.thickness_mm is None:
         return "no slice thickness or slice positions"
     if c.thickness_mm > rule.max_thickness_mm + 1e-6:
-        return f"slice thickness {c.thickness_mm:g} mm > {rule.max_thickness_mm:g} mm"
+        mixed = f" (its slices are {c.thinnest_mm:g} to {c.thickness_mm:g} mm)" if c.thinnest_mm is not None and c.thinnest_mm < c.thickness_mm - 1e-6 else ""
+        return f"slice thickness {c.thickness_mm:g} mm > {rule.max_thickness_mm:g} mm{mixed}"
     if rule.kernel_rank(c.kernel) is None:
         accepted = f"/{rule.kernel_pattern}/" if rule.kernel_pattern else "/".join(rule.kernels)
         return f"kernel {c.kernel or '(none)'} (class {classify_kernel(c.kernel)}) not accepted ({accepted})"
@@ -305,7 +313,9 @@ def candidate_from_metadata(instances: Sequence[dict[str, Any]], max_tilt_deg: f
             positions.append(sum(float(a) * b for a, b in zip(p, normal)))
     positions.sort()
     thicknesses = sorted(float(t) for t in (_value(i, TAG["SliceThickness"]) for i in instances) if t not in (None, ""))
-    thickness = thicknesses[len(thicknesses) // 2] if thicknesses else None
+    # a series whose slices differ in thickness (e.g. GE head CTs: 4 mm at the skull base, 7 mm above) counts by its thickest
+    thickness = thicknesses[-1] if thicknesses else None
+    thinnest = thicknesses[0] if thicknesses else None
     if thickness is None and len(positions) > 1:
         gaps = sorted(b - a for a, b in pairwise(positions) if b - a > 1e-3)
         thickness = gaps[len(gaps) // 2] if gaps else None
@@ -324,10 +334,36 @@ def candidate_from_metadata(instances: Sequence[dict[str, Any]], max_tilt_deg: f
         localizer="LOCALIZER" in image_type,
         body_part=_text(first, TAG["BodyPartExamined"]),
         sop_uids=tuple(_text(i, TAG["SOPInstanceUID"]) for i in instances),
+        thinnest_mm=thinnest if thinnest is not None else thickness,
     )
 
 
 # --------------------------------------------------------------------------------------------
+class PacsSource(Protocol):
+    """What :func:`pull` asks of a PACS, whatever the transport: :class:`PacsClient` (DICOMweb) or
+    :class:`cases.dimse.DimseClient` (DIMSE C-FIND and C-MOVE/C-GET). Records are DICOM JSON
+    (PS3.18 F.2) in both; failures raise :class:`PacsError` with a sentence the coordinator can act on."""
+
+    url: str  # where the PACS is, for messages and the exam manifests
+
+    def find_studies(self, patient_id: str, *, accession: str = "", study_uid: str = "", date_range: str = "") -> list[dict[str, Any]]:
+        """Studies of a patient, by accession number, study UID and/or date range (YYYYMMDD-YYYYMMDD)."""
+        ...
+
+    def find_series(self, study_uid: str) -> list[dict[str, Any]]:
+        """Series of a study (Modality, SeriesInstanceUID at least)."""
+        ...
+
+    def series_metadata(self, study_uid: str, series_uid: str) -> list[dict[str, Any]]:
+        """One record per instance with what :func:`candidate_from_metadata` reads."""
+        ...
+
+    def fetch_instances(self, study_uid: str, series_uid: str, sop_uids: Sequence[str], folder: Path, *, whole_series: bool = False,
+                        on_instance: Callable[[int], None] | None = None, workers: int = 1) -> None:
+        """Write each of ``sop_uids`` into ``folder`` as ``<SOPInstanceUID>.dcm`` atomically, calling ``on_instance(1)`` per file."""
+        ...
+
+
 class PacsClient:
     """A thin wrapper over :class:`dicomweb_client.DICOMwebClient` that turns failures into :class:`PacsError`."""
 
@@ -390,6 +426,25 @@ class PacsClient:
         buffer = io.BytesIO()
         ds.save_as(buffer, enforce_file_format=False)
         return buffer.getvalue()
+
+    def fetch_instances(self, study_uid: str, series_uid: str, sop_uids: Sequence[str], folder: Path, *, whole_series: bool = False,
+                        on_instance: Callable[[int], None] | None = None, workers: int = 1) -> None:
+        """WADO-RS retrieve of ``sop_uids`` into ``folder`` as ``<SOPInstanceUID>.dcm`` (each written to
+        ``*.tmp`` and renamed), ``workers`` requests at a time; ``on_instance(1)`` after each file.
+        ``whole_series`` changes nothing here: DICOMweb asks for each instance by its UID."""
+        del whole_series
+
+        def fetch(sop: str) -> None:
+            _write_atomic(folder / f"{sop}.dcm", self.instance_bytes(study_uid, series_uid, sop))
+
+        pool = ThreadPoolExecutor(max_workers=max(1, workers))
+        try:
+            for future in as_completed([pool.submit(fetch, sop) for sop in sop_uids]):
+                future.result()
+                if on_instance:
+                    on_instance(1)
+        finally:  # on an error or Ctrl-C: drop queued downloads, let running ones finish their rename
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -461,7 +516,7 @@ def _date_range(date_from: str | None, date_to: str | None) -> str:
     return f"{a}-{b}" if (a or b) else ""
 
 
-def query_case_requests(client: PacsClient, patient_ids: Sequence[str], *, date_from: str | None = None,
+def query_case_requests(client: PacsSource, patient_ids: Sequence[str], *, date_from: str | None = None,
                         date_to: str | None = None, pairing: str = "last-two") -> list[CaseRequest]:
     """Turn a query (patients, date range, modality CT) into case requests.
 
@@ -525,7 +580,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _resolve_study(client: PacsClient, case: CaseRequest, exam_name: str, exam: ExamRequest) -> dict[str, Any]:
+def _resolve_study(client: PacsSource, case: CaseRequest, exam_name: str, exam: ExamRequest) -> dict[str, Any]:
     studies = client.find_studies(case.patient_id, accession=exam.accession, study_uid=exam.study_uid)
     if not studies:
         raise PacsError(f"case {case.case_id} ({case.source}): no {exam_name} study with {exam.describe()} for patient {case.patient_id} on the PACS")
@@ -536,7 +591,7 @@ def _resolve_study(client: PacsClient, case: CaseRequest, exam_name: str, exam: 
 
 
 def pull(
-    client: PacsClient,
+    client: PacsSource,
     cases: Sequence[CaseRequest],
     store: str | Path,
     rule: SeriesRule | None = None,
@@ -613,7 +668,7 @@ def _check_same_exam(data: dict[str, Any], case: CaseRequest, exam_name: str, ex
         )
 
 
-def _fetch_series(client: PacsClient, study_uid: str, chosen: SeriesCandidate, final: Path, why: str, case: CaseRequest,
+def _fetch_series(client: PacsSource, study_uid: str, chosen: SeriesCandidate, final: Path, why: str, case: CaseRequest,
                   exam_name: str, on_exam: Callable | None, on_instance: Callable | None, workers: int = 1, *, accession: str = "") -> int:
     """Download the instances of ``chosen`` missing from ``<final>.partial`` and rename it to ``final``;
     returns how many instances were downloaded."""
@@ -639,18 +694,8 @@ def _fetch_series(client: PacsClient, study_uid: str, chosen: SeriesCandidate, f
     todo = [s for s in chosen.sop_uids if not (partial / f"{s}.dcm").is_file()]
     if on_exam:
         on_exam(case.case_id, exam_name, len(todo))
-
-    def fetch(sop: str) -> None:
-        _write_atomic(partial / f"{sop}.dcm", client.instance_bytes(study_uid, chosen.series_uid, sop))
-
-    pool = ThreadPoolExecutor(max_workers=max(1, workers))
-    try:
-        for future in as_completed([pool.submit(fetch, sop) for sop in todo]):
-            future.result()
-            if on_instance:
-                on_instance(1)
-    finally:  # on an error or Ctrl-C: drop queued downloads, let running ones finish their rename
-        pool.shutdown(wait=True, cancel_futures=True)
+    client.fetch_instances(study_uid, chosen.series_uid, todo, partial, whole_series=len(todo) == len(chosen.sop_uids),
+                           on_instance=on_instance, workers=workers)
     data = {
         "case_id": case.case_id, "exam": exam_name, "patient_id": case.patient_id, "pacs": client.url,
         "study_uid": study_uid, "accession_number": accession, "series_uid": chosen.series_uid, "series_description": chosen.description,

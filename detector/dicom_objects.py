@@ -109,7 +109,8 @@ POLARITY_NAME = "POLARITY"
 
 @dataclass
 class SourceExam:
-    """The current exam: its volume (HU, slice k = ``datasets[k]``) and its DICOM headers."""
+    """The current exam: its volume (HU; slice k = ``datasets[k]`` unless the series was resampled for gantry
+    tilt or uneven spacing, see :func:`_grid_geometry`) and its DICOM headers."""
 
     volume: Any  # cases.Volume
     datasets: list[Any]  # pydicom Datasets, headers only
@@ -133,6 +134,11 @@ class SourceExam:
         return header_summary(self.datasets[0])
 
 
+# Type 2 attributes of the patient and study modules that highdicom copies from the source images.
+_TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID",
+                 "AccessionNumber", "ReferringPhysicianName")
+
+
 def read_source_exam(folder: str | Path, *, series_uid: str | None = None) -> SourceExam:
     """Read the current exam's series (volume and headers), refusing what cannot be referenced.
 
@@ -154,6 +160,14 @@ def read_source_exam(folder: str | Path, *, series_uid: str | None = None) -> So
         raise DetectorInputError(f"{folder}: the current exam must be a DICOM series folder (derived objects reference its instances), not {exam.format}.")
     datasets = [pydicom.dcmread(str(f), stop_before_pixels=True) for f in exam.files]
     for path, ds in zip(exam.files, datasets):
+        # anonymised series often drop type 2 patient/study attributes (the GE series of the tests has no
+        # PatientBirthDate): present but empty is what the derived objects' modules need
+        for key in _TYPE2_COPIED:
+            if key not in ds:
+                setattr(ds, key, "")
+        if str(ds.get("PatientIdentityRemoved", "")).upper() == "YES" and not ds.get("DeidentificationMethod") \
+                and not ds.get("DeidentificationMethodCodeSequence"):
+            ds.DeidentificationMethod = "not stated in the source series"  # type 1C once identity is removed
         # some anonymisers blank SOP Class/Instance UID in the data set and keep them in the file
         # meta information: references need them, so take them from there
         meta = getattr(ds, "file_meta", None)
@@ -319,8 +333,36 @@ def make_segmentation(
         sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MANUFACTURER, manufacturer_model_name=MODEL_NAME,
         software_versions=version, device_serial_number=DEVICE_SERIAL, series_description="TSCT bone ROI and candidates (research)",
         content_label="TSCT_SEG", content_description="Bone ROI and lesion candidates (research use, not for diagnosis)",
-        omit_empty_frames=False,
+        omit_empty_frames=False, **_grid_geometry(source),
     )
+
+
+def _grid_geometry(source: SourceExam) -> dict[str, Any]:
+    """Plane positions, orientation and pixel measures of the volume's grid, for a SEG or Parametric Map whose
+    frames are not the source instances: a series read with gantry tilt or uneven spacing is resampled by
+    ``cases.read_exam`` onto an orthogonal grid, and its slices then lie between and across the instances.
+    Empty when slice k of the volume is instance k (highdicom then takes the geometry from the instances)."""
+    import highdicom as hd
+
+    vol = source.volume
+    d = vol.direction_matrix
+    nz = vol.shape[0]
+    positions = [vol.index_to_point_mm((0.0, 0.0, float(k))) for k in range(nz)]
+    if nz == len(source.datasets):
+        same = all(
+            np.allclose(np.asarray(ds.ImagePositionPatient, float), pos, atol=1e-3)
+            and np.allclose(np.asarray(ds.ImageOrientationPatient, float), np.concatenate([d[:, 0], d[:, 1]]), atol=1e-4)
+            for ds, pos in zip(source.datasets, positions)
+            if "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds
+        )
+        if same:
+            return {}
+    sx, sy, sz = (float(v) for v in vol.spacing_mm)
+    return {
+        "plane_orientation": hd.PlaneOrientationSequence(coordinate_system="PATIENT", image_orientation=[float(v) for v in np.concatenate([d[:, 0], d[:, 1]])]),
+        "plane_positions": [hd.PlanePositionSequence(coordinate_system="PATIENT", image_position=[float(v) for v in pos]) for pos in positions],
+        "pixel_measures": hd.PixelMeasuresSequence(pixel_spacing=[sy, sx], slice_thickness=sz, spacing_between_slices=sz),
+    }
 
 
 def _series_number(source: SourceExam, suffix: int) -> int:
@@ -351,6 +393,7 @@ def make_parametric_map(source: SourceExam, zmap: np.ndarray, *, series_number: 
         real_world_value_mappings=[mapping], voi_lut_transformations=[hd.VOILUTTransformation(window_center=0.0, window_width=16.0)],
         series_description="TSCT z-score map (research)",
         content_label="TSCT_ZMAP", content_description="Temporal subtraction z-score (research use, not for diagnosis)",
+        **_grid_geometry(source),
     )
     _copy_laterality(source, pm)
     return pm

@@ -238,6 +238,7 @@ def write_overlay_dicom(
     """
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.valuerep import DSfloat
 
     style = style or OverlayStyle()
     rgb = render_overlay_volume(ct, z, style)
@@ -294,11 +295,12 @@ def write_overlay_dicom(
         # Patient Orientation from the slice direction cosines.
         ds.Laterality = template.get("Laterality", "")
         ds.PatientOrientation = [_orientation_letters(direction[:, 0]), _orientation_letters(direction[:, 1])]
-        ds.ImagePositionPatient = [float(v) for v in ct.index_to_point_mm((0, 0, k))]
-        ds.ImageOrientationPatient = [float(v) for v in np.concatenate([direction[:, 0], direction[:, 1]])]
-        ds.PixelSpacing = [float(sy), float(sx)]
-        ds.SliceThickness = float(ct.metadata.get("slice_thickness_mm", sz))
-        ds.SliceLocation = float(ct.index_to_point_mm((0, 0, k))[2])
+        # DS holds at most 16 characters: a resampled grid's values (e.g. a tilted series') need rounding to fit
+        ds.ImagePositionPatient = [DSfloat(float(v), auto_format=True) for v in ct.index_to_point_mm((0, 0, k))]
+        ds.ImageOrientationPatient = [DSfloat(float(v), auto_format=True) for v in np.concatenate([direction[:, 0], direction[:, 1]])]
+        ds.PixelSpacing = [DSfloat(float(sy), auto_format=True), DSfloat(float(sx), auto_format=True)]
+        ds.SliceThickness = DSfloat(float(ct.metadata.get("slice_thickness_mm", sz)), auto_format=True)
+        ds.SliceLocation = DSfloat(float(ct.index_to_point_mm((0, 0, k))[2]), auto_format=True)
         ds.ImageComments = comments
         ds.BurnedInAnnotation = "NO"
         if derivation_description:

@@ -27,3 +27,17 @@ class HoldAtStage:
         (folder / f"held-{os.getpid()}").write_text(name, encoding="utf-8")
         while not (folder / "release").exists():
             time.sleep(0.05)
+
+
+@dataclass(frozen=True)
+class FailOnce:
+    """Raise in the first case that reaches ``stage`` (a transient error, once per ``folder``)."""
+
+    folder: Path
+    stage: str = "warp"
+
+    def __call__(self, name: str) -> None:
+        marker = Path(self.folder) / "failed-once"
+        if name == self.stage and not marker.exists():
+            marker.write_text(str(os.getpid()), encoding="utf-8")
+            raise RuntimeError("transient failure injected by the test hook")

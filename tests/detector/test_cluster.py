@@ -30,7 +30,7 @@ from detector.cluster import (  # noqa: E402
 )
 from detector.outputs import read_case_outputs  # noqa: E402
 
-from ._cluster_hook import HoldAtStage  # noqa: E402
+from ._cluster_hook import FailOnce, HoldAtStage  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 OPTIONS = {"config": RegistrationConfig(deformable="none"), "zscore": False, "save_transform": False}
@@ -248,3 +248,26 @@ def test_cli_local_cluster_runs_the_batch_and_lists_failures(case_list, serial_o
     assert "Dask dashboard: http" in output and "ERROR BAD" in output
     report = json.loads((out / "batch_report.json").read_text())
     assert report["completed"] == ["A", "B", "C"] and report["cluster"] == "local"
+
+
+def test_a_case_that_raises_is_retried_per_case(case_list, serial_out, loopback_cluster, tmp_path):
+    """--retries: the first case to reach the warp stage raises once; with one retry it completes on
+    the second attempt with the serial run's outputs, without retries it alone is reported failed."""
+    from cases import read_case_list
+
+    two = write_case_list(CaseList(tuple(c for c in read_case_list(case_list) if c.case_id in ("A", "B"))), tmp_path / "ab.csv")
+    for retries in (1, 0):
+        hook = tmp_path / f"hook{retries}"
+        hook.mkdir()
+        out = tmp_path / f"out{retries}"
+        result = run_case_list_on_cluster(two, out, cluster=loopback_cluster["address"], retries=retries, itk_threads=1, on_stage=FailOnce(hook), **OPTIONS)
+        assert (hook / "failed-once").is_file()
+        if retries:
+            assert result.completed == ("A", "B") and not result.failed
+            for cid in ("A", "B"):
+                assert not (out / cid / "error.txt").exists()  # the failed attempt's message is removed by the successful one
+                _same_outputs(out / cid, serial_out / cid)
+        else:
+            (failed,) = result.failed
+            assert "transient failure injected" in result.failed[failed] and result.completed == tuple(c for c in ("A", "B") if c != failed)
+            assert (out / failed / "error.txt").is_file()

@@ -275,3 +275,61 @@ def test_batch_export_skips_unfinished_cases(case, tmp_path):
     assert "skipped: B" in res.output
     assert sorted(p.name for p in (tmp_path / "pacs" / "A").iterdir()) == ["PM.dcm", "SR.dcm"]
     assert not (tmp_path / "pacs" / "B").exists()
+
+
+def test_a_resampled_tilted_current_exam_gets_frames_on_its_grid(case, tmp_path):
+    """The real GE head series (18.5° gantry tilt, uneven spacing, anonymised without PatientBirthDate/Sex) is
+    resampled by read_exam onto 9 orthogonal slices between its 3 instances: the SEG and the Parametric Map
+    then carry the grid's own plane positions and orientation (not the instances'), pass dciodvfy, and read
+    back slice by slice; the study, frame of reference and referenced instances are still the series'. The SR and
+    the 9-slice overlay pass dciodvfy too."""
+    from detector.dicom_objects import export_case_dicom
+
+    ge = Path(__file__).resolve().parents[1] / "data" / "dicom_geometry" / "ge_tilt"  # see its PROVENANCE.md
+    vol = read_exam(ge).volume
+    assert vol.shape[0] == 9
+    case_dir = tmp_path / "case"
+    case_dir.mkdir()
+    roi = np.zeros(vol.shape, bool)
+    roi[2:7, 200:300, 180:330] = True
+    z = np.zeros(vol.shape, np.float32)
+    z[3:6, 240:250, 250:260] = -7.0  # one lytic region inside the ROI
+    write_volume(vol.like(roi.astype(np.uint8)), case_dir / "bone_roi.nii.gz")
+    write_volume(vol.like(z), case_dir / "zmap.nii.gz")
+    found = find_candidates(matched_filter_score(vol.like(z), roi, sigma_mm=1.5), roi=roi, threshold=4.0, low_threshold=3.0,
+                            min_volume_mm3=20.0, score_name="z, matched filter 1.5 mm", change_hu=vol.like((40.0 * z).astype(np.float32)))
+    assert len(found.candidates) == 1
+    CandidateSet(found.candidates, {**found.parameters, "matched_filter_mm": 1.5}, "ge").write_json(case_dir / "candidates.json")
+    res = export_case_dicom(case_dir, ge, tmp_path / "out")
+    sources = [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted(ge.glob("*.dcm"))]
+    d = vol.direction_matrix
+    for kind in ("seg", "pm"):
+        ds = pydicom.dcmread(str(res.paths[kind]))
+        assert int(ds.NumberOfFrames) == 9 * (2 if kind == "seg" else 1)  # SEG: one frame per slice and segment (ROI, candidate)
+        assert ds.StudyInstanceUID == sources[0].StudyInstanceUID and ds.FrameOfReferenceUID == sources[0].FrameOfReferenceUID
+        shared = ds.SharedFunctionalGroupsSequence[0]
+        np.testing.assert_allclose([float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient],
+                                   np.concatenate([d[:, 0], d[:, 1]]), atol=1e-6)
+        assert float(shared.PixelMeasuresSequence[0].SpacingBetweenSlices) == pytest.approx(vol.spacing_mm[2])
+        referenced = {r.ReferencedSOPInstanceUID for s in ds.ReferencedSeriesSequence for r in s.ReferencedInstanceSequence}
+        assert referenced == {str(s.SOPInstanceUID) for s in sources}
+        if DCIODVFY:
+            assert dciodvfy_errors(res.paths[kind]) == [], kind
+    pm = pydicom.dcmread(str(res.paths["pm"]))
+    slices = []
+    for i, item in enumerate(pm.PerFrameFunctionalGroupsSequence):  # each frame sits exactly on a slice of the grid
+        index = vol.point_to_index([float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient])
+        k = int(np.rint(index[2]))
+        np.testing.assert_allclose(index, [0.0, 0.0, k], atol=1e-4)
+        np.testing.assert_array_equal(pm.pixel_array[i], z[k])
+        slices.append(k)
+    assert sorted(slices) == list(range(9))
+    seg = pydicom.dcmread(str(res.paths["seg"]))
+    voxels = {1: 0, 2: 0}
+    for frame, item in zip(seg.pixel_array, seg.PerFrameFunctionalGroupsSequence):
+        voxels[int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)] += int(frame.sum())
+    assert voxels[1] == int(roi.sum()) and voxels[2] == found.candidates[0].n_voxels
+    overlay = sorted(res.paths["overlay"].glob("*.dcm"))
+    assert len(overlay) == 9
+    if DCIODVFY:  # the SR, and the overlay's positions of the resampled grid written within DS's 16 characters
+        assert dciodvfy_errors(res.paths["sr"]) == [] and all(dciodvfy_errors(p) == [] for p in overlay)
