@@ -121,7 +121,7 @@ def cad_vs_rad_command(
         console.print(r.summary(), highlight=False)
         console.print()
     if json_out is not None:
-        doc = {"input": str(file), "cadMarks": str(cad_marks) if cad_marks else None,
+        doc = {"input": str(file), "backend": "python", "cadMarks": str(cad_marks) if cad_marks else None,
                "results": [r.to_dict() for r in results]}
         _write_json_atomic(doc, json_out)
         console.print(f"Wrote {json_out}")
@@ -151,7 +151,7 @@ def lroc_command(
     except ValueError as exc:
         _fail(str(exc))
     console.print(data.summary(), highlight=False)
-    doc: dict[str, Any] = {"input": str(file), "FPFValue": fpf, "foms": {}}
+    doc: dict[str, Any] = {"input": str(file), "backend": "python", "FPFValue": fpf, "foms": {}}
     for f, m in values.items():
         label = f"{f} at FPF {fpf:g}" if f in ("PCL", "ALROC") else "Wilcoxon (ROC AUC)"
         table = RichTable(title=label, title_justify="left")

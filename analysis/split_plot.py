@@ -193,6 +193,7 @@ class SplitPlotResult:
 
         return f({
             "analysis": "OR split-plot (split-plot-C)",
+            "backend": "python",
             "FOM": self.fom,
             "alpha": self.alpha,
             "treatments": list(self.treatments),
@@ -473,7 +474,9 @@ def read_split_plot_excel(path: str | Path, *, name: str | None = None) -> Split
         return row[i] if i < len(row) else None
 
     def ids(raw: Any) -> list[str]:
-        return _split_list(str(raw).replace("(", " ").replace(")", " ")) if not is_blank(raw) else []
+        if isinstance(raw, str):  # "(1, 2)" as well as "1, 2"
+            raw = raw.replace("(", " ").replace(")", " ")
+        return _split_list(raw)  # a number cell (1.0) is the ID "1"
 
     paradigm_cells = []
     truth_recs = []
@@ -522,7 +525,9 @@ def read_split_plot_excel(path: str | Path, *, name: str | None = None) -> Split
             "split-plot-A designs (different readers in each treatment) are not supported; only "
             "split-plot-C (each reader group reads its own cases in all treatments).", file=file,
             sheet=truth.title, row=3, column=t_names["paradigm"]))
-    elif design not in ("SPLIT-PLOT-C", "FCTRL", "CROSSED", "FACTORIAL"):
+    elif design not in ("SPLIT-PLOT-C", "SPLIT-PLOT", "FCTRL", "CROSSED", "FACTORIAL"):
+        # a bare "SPLIT-PLOT" (RJafroc's toy rocSpCVaryK.xlsx) is taken as split-plot-C: the
+        # checks below refuse it unless every group reads its own cases in every treatment
         problems.append(Problem(
             f"design {design!r}: expected SPLIT-PLOT-C (or FCTRL).", file=file, sheet=truth.title,
             row=3, column=t_names["paradigm"]))

@@ -251,6 +251,7 @@ class RocFitSet:
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema": FIT_SCHEMA_ID,
+            "backend": "python",
             "model": self.model,
             "model_description": MODEL_NAMES.get(self.model, self.model),
             "source_paradigm": self.source_paradigm,

@@ -513,9 +513,12 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
                 f"{p[0] if p else 'nothing'!r}.", file=file, sheet=truth_sheet.title, row=2,
                 column=t_names.get("paradigm", "Paradigm")))
         if design not in _CROSSED:
+            hint = (" Split-plot-C studies (each reader group reads its own cases in every "
+                    "treatment) are analysed by 'tsct analyze split-plot'."
+                    if design.startswith("SPLIT-PLOT") else "")
             raise UnsupportedDataError(Problem(
-                f"study design {design!r} is not supported; only fully crossed designs (FCTRL: "
-                "every reader reads every case in every treatment) can be analysed.",
+                f"study design {design!r} is not supported here; this reader takes fully crossed "
+                f"designs (FCTRL: every reader reads every case in every treatment).{hint}",
                 file=file, sheet=truth_sheet.title, row=3,
                 column=t_names.get("paradigm", "Paradigm")))
         for key, lists in (("reader", reader_lists), ("treatment", treatment_lists)):

@@ -134,6 +134,22 @@ def test_rjafroc_toy_split_plot_c_is_read_and_single_reader_groups_refused():
         split_plot_or(sp)
 
 
+def test_bare_split_plot_design_with_numeric_reader_ids_is_split_plot_c():
+    """rocSpCVaryK.xlsx: design 'split-plot', reader IDs typed as numbers, K varying by group."""
+    sp = read_split_plot_excel(TOY / "rocSpCVaryK.xlsx")
+    assert sp.treatments == ("1", "2")
+    assert [d.readers for d in sp.groups] == [("1",), ("4",), ("5",)]
+    assert [(d.n_normal, d.n_abnormal) for d in sp.groups] == [(3, 3), (4, 4), (5, 5)]
+
+
+def test_crossed_reader_points_split_plot_files_to_the_split_plot_command():
+    from analysis.formats._common import UnsupportedDataError
+    from analysis.io import read_observer_data
+
+    with pytest.raises(UnsupportedDataError, match="tsct analyze split-plot"):
+        read_observer_data(TOY / "rocSpCVaryK.xlsx")
+
+
 def test_split_plot_a_is_refused_with_reason():
     with pytest.raises(ObserverDataError, match="split-plot-A"):
         read_split_plot_excel(TOY / "rocSpA.xlsx")
