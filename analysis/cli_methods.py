@@ -56,7 +56,9 @@ def _load_any(path: Path):
             # only LROC workbooks are read a second time, by the LROC reader
             from analysis.formats.lroc_excel import is_lroc_workbook, read_lroc_excel
 
-            if path.suffix.lower() == ".xlsx" and is_lroc_workbook(path):
+            from analysis.io import EXCEL_SUFFIXES
+
+            if path.suffix.lower() in EXCEL_SUFFIXES and is_lroc_workbook(path):
                 return read_lroc_excel(path)
             raise
     except (ValueError, OSError, KeyError) as exc:
