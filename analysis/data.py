@@ -35,6 +35,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from analysis._shape import StudyShape
+
 __all__ = [
     "Lesion",
     "ObserverData",
@@ -189,7 +191,7 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
-class ObserverData:
+class ObserverData(StudyShape):
     """A fully crossed multi-reader multi-case (MRMC) observer study.
 
     Every reader reads every case in every treatment (modality).  The ratings are stored in
@@ -374,40 +376,11 @@ class ObserverData:
         return np.arange(max_ll)[None, :] < counts[:, None]
 
     # ------------------------------------------------------------------ sizes and derived arrays
-    @property
-    def n_treatments(self) -> int:
-        """Number of treatments ``I``."""
-        return len(self.treatments)
-
-    @property
-    def n_readers(self) -> int:
-        """Number of readers ``J``."""
-        return len(self.readers)
-
-    @property
-    def n_normal(self) -> int:
-        """Number of normal cases ``K1``."""
-        return len(self.normal_cases)
-
-    @property
-    def n_abnormal(self) -> int:
-        """Number of abnormal cases ``K2``."""
-        return len(self.abnormal_cases)
-
-    @property
-    def n_cases(self) -> int:
-        """Total number of cases ``K = K1 + K2``."""
-        return self.n_normal + self.n_abnormal
-
+    # n_treatments, n_readers, n_normal, n_abnormal, n_cases, case_ids: StudyShape
     @property
     def n_lesions(self) -> int:
         """Total number of lesions ``L`` over all abnormal cases."""
         return int(sum(len(c) for c in self.lesions))
-
-    @property
-    def case_ids(self) -> tuple[str, ...]:
-        """All case IDs in array order: normal cases, then abnormal cases."""
-        return self.normal_cases + self.abnormal_cases
 
     @property
     def max_nl(self) -> int:

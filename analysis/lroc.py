@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from analysis._shape import StudyShape
 from analysis.data import ObserverData, ObserverDataError, _as_id_tuple, _id_str
 
 __all__ = [
@@ -84,7 +85,7 @@ def _ratings(a: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
-class LrocData:
+class LrocData(StudyShape):
     """An LROC observer study (fully crossed: every reader rates every case in every treatment).
 
     Parameters
@@ -133,37 +134,7 @@ class LrocData:
         set_(self, "cl", _ratings(self.cl, (n_i, n_j, k2), "cl"))
         set_(self, "il", _ratings(self.il, (n_i, n_j, k2), "il"))
 
-    # ------------------------------------------------------------------ sizes
-    @property
-    def n_treatments(self) -> int:
-        """Number of treatments ``I``."""
-        return len(self.treatments)
-
-    @property
-    def n_readers(self) -> int:
-        """Number of readers ``J``."""
-        return len(self.readers)
-
-    @property
-    def n_normal(self) -> int:
-        """Number of normal cases ``K1``."""
-        return len(self.normal_cases)
-
-    @property
-    def n_abnormal(self) -> int:
-        """Number of abnormal cases ``K2``."""
-        return len(self.abnormal_cases)
-
-    @property
-    def n_cases(self) -> int:
-        """``K = K1 + K2``."""
-        return self.n_normal + self.n_abnormal
-
-    @property
-    def case_ids(self) -> tuple[str, ...]:
-        """Normal cases, then abnormal cases (the order of the jackknife)."""
-        return self.normal_cases + self.abnormal_cases
-
+    # ------------------------------------------------------------------ sizes: StudyShape
     @property
     def paradigm(self) -> str:
         """Always ``"LROC"``."""

@@ -28,6 +28,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from analysis._shape import TreatmentsReaders
+
 __all__ = [
     "JSON_SCHEMA_ID",
     "Table",
@@ -472,7 +474,7 @@ def _comparisons_frame(comparisons: Sequence[Comparison]) -> pd.DataFrame:
 
 
 @dataclass(frozen=True, eq=False)
-class SignificanceResult:
+class SignificanceResult(TreatmentsReaders):
     """Result of a DBM or Obuchowski-Rockette (OR) MRMC significance test.
 
     Attributes
@@ -533,15 +535,7 @@ class SignificanceResult:
         object.__setattr__(self, "foms", foms)
         object.__setattr__(self, "analyses", MappingProxyType(dict(self.analyses)))
 
-    # -- convenience ------------------------------------------------------------------------
-    @property
-    def n_treatments(self) -> int:
-        return len(self.treatments)
-
-    @property
-    def n_readers(self) -> int:
-        return len(self.readers)
-
+    # -- convenience (n_treatments, n_readers: TreatmentsReaders) ----------------------------
     @property
     def treatment_means(self) -> np.ndarray:
         """Reader-averaged FOM per treatment, shape (n_treatments,)."""
