@@ -226,14 +226,7 @@ class LrocData(StudyShape):
         r_ids = [_id_str(r) for r in (readers or dict.fromkeys(df["reader"]))]
         normal = [_id_str(c) for c in normal_cases]
         abnormal = [_id_str(c) for c in abnormal_cases]
-        ti = {t: n for n, t in enumerate(t_ids)}
-        ri = {r: n for n, r in enumerate(r_ids)}
-        ni = {c: n for n, c in enumerate(normal)}
-        ai = {c: n for n, c in enumerate(abnormal)}
-        shape = (len(t_ids), len(r_ids))
-        fp = np.full(shape + (len(normal),), -np.inf)
-        cl = np.full(shape + (len(abnormal),), -np.inf)
-        il = np.full(shape + (len(abnormal),), -np.inf)
+        (ti, ri, ni, ai), (fp, cl, il) = lroc_layout(t_ids, r_ids, normal, abnormal)
         problems: list[str] = []
         for n, rec in enumerate(df.to_dict("records"), start=1):
             t, r, c = (_id_str(rec["treatment"]), _id_str(rec["reader"]), _id_str(rec["case_id"]))
@@ -255,6 +248,17 @@ class LrocData(StudyShape):
         if problems:
             raise ObserverDataError("; ".join(problems[:20]))
         return cls(tuple(t_ids), tuple(r_ids), tuple(normal), tuple(abnormal), fp, cl, il, name)
+
+
+def lroc_layout(
+    treatments: Sequence[str], readers: Sequence[str], normal: Sequence[str], abnormal: Sequence[str],
+) -> tuple[tuple[dict[str, int], ...], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Index of each treatment, reader, normal and abnormal case ID, and the empty ``fp``, ``cl``
+    and ``il`` arrays (``-inf`` = not rated) that the LROC readers fill."""
+    index = tuple({x: n for n, x in enumerate(ids)} for ids in (treatments, readers, normal, abnormal))
+    shape = (len(treatments), len(readers))
+    return index, (np.full(shape + (len(normal),), -np.inf), np.full(shape + (len(abnormal),), -np.inf),
+                   np.full(shape + (len(abnormal),), -np.inf))
 
 
 def _indices(ids: tuple[str, ...], wanted: Sequence[str] | None, what: str) -> list[int]:

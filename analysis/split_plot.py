@@ -451,17 +451,11 @@ def read_split_plot_excel(path: str | Path, *, name: str | None = None) -> Split
         _LL_SPEC,
         _NL_SPEC,
         _TRUTH_SPEC,
-        _find,
-        _load_workbook,
+        _open_sheets,
         _split_list,
     )
 
-    path = Path(path)
-    file = str(path)
-    sheets = _load_workbook(path)
-    truth = _find(sheets, ["TRUTH"], "TRUTH", file)
-    nl_sheet = _find(sheets, ["FP", "NL"], "FP/NL", file)
-    ll_sheet = _find(sheets, ["TP", "LL"], "TP/LL", file)
+    path, file, _, truth, nl_sheet, ll_sheet = _open_sheets(path)
     problems: list[Problem] = []
     t_cols, t_names = truth.columns(_TRUTH_SPEC, ["case_id", "lesion_id", "weight", "reader",
                                                   "treatment", "paradigm"], file, problems)

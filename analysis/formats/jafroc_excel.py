@@ -312,6 +312,23 @@ def _find(sheets: dict[str, _Sheet], names: Sequence[str], what: str, file: str)
     return found[0]
 
 
+def _open_sheets(
+    path: str | Path,
+    nl_what: str = "FP/NL (non-lesion localisations)",
+    ll_what: str = "TP/LL (lesion localisations)",
+) -> tuple[Path, str, dict[str, _Sheet], _Sheet, _Sheet, _Sheet]:
+    """Open a JAFROC workbook and find its TRUTH, FP/NL and TP/LL sheets (every reader's start).
+
+    Returns ``(path, file, sheets, truth, nl, ll)``; ``nl_what``/``ll_what`` describe the mark
+    sheets in the message when one is missing (their meaning differs in LROC files).
+    """
+    path = Path(path)
+    file = str(path)
+    sheets = _load_workbook(path)
+    return (path, file, sheets, _find(sheets, ["TRUTH"], "TRUTH", file),
+            _find(sheets, ["FP", "NL"], nl_what, file), _find(sheets, ["TP", "LL"], ll_what, file))
+
+
 def _id_map(sheets: dict[str, _Sheet], file: str) -> dict[tuple[str, str, str], str]:
     """Parse the optional ID_MAP sheet: (kind, case_file_id or '', file_id) -> original ID."""
     sheet = sheets.get(ID_MAP_SHEET) or sheets.get("ID_MAP")
@@ -370,12 +387,7 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
     UnsupportedDataError
         For LROC or ROI data and designs that are not fully crossed.
     """
-    path = Path(path)
-    file = str(path)
-    sheets = _load_workbook(path)
-    truth_sheet = _find(sheets, ["TRUTH"], "TRUTH", file)
-    nl_sheet = _find(sheets, ["FP", "NL"], "FP/NL (non-lesion localisations)", file)
-    ll_sheet = _find(sheets, ["TP", "LL"], "TP/LL (lesion localisations)", file)
+    path, file, sheets, truth_sheet, nl_sheet, ll_sheet = _open_sheets(path)
     idmap = _id_map(sheets, file)
 
     def mapped(kind: str, fid: str, case_fid: str = "") -> str:
