@@ -14,29 +14,16 @@ See ``docs/analysis-methods.md``.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from analysis.cli import _fail, _num, _p, app, console
+from analysis.cli import _fail, _num, _p, _write_json, app, console
 
 
 def _write_json_atomic(doc: dict[str, Any], path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=2, allow_nan=False)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _write_json(Path(path), doc)  # strict JSON, atomic; an OS error is one line
 
 
 def _load_any(path: Path):

@@ -37,7 +37,6 @@ Excel row and column.  LROC and ROI files and split-plot designs raise
 from __future__ import annotations
 
 import math
-import os
 import re
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -922,14 +921,10 @@ def write_jafroc_excel(
         ms.append(["Kind", "FileID", "OriginalID", "CaseFileID"])
         for row in idmap_rows:
             ms.append(list(row))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    from tsct_files import atomic_file
+
+    with atomic_file(path, suffix=".xlsx") as tmp:
         wb.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

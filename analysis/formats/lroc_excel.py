@@ -233,8 +233,6 @@ def write_lroc_excel(data: LrocData, path: str | Path) -> Path:
     Path
         The written file.
     """
-    import os
-    import tempfile
 
     import openpyxl
 
@@ -267,13 +265,8 @@ def write_lroc_excel(data: LrocData, path: str | Path) -> Path:
                     fp_ws.append([_excel_id(r), _excel_id(t), _excel_id(c), float(data.il[i, j, k])])
                 if np.isfinite(data.cl[i, j, k]):
                     tp_ws.append([_excel_id(r), _excel_id(t), _excel_id(c), 1, float(data.cl[i, j, k])])
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".xlsx", dir=str(path.parent))
-    os.close(fd)
-    try:
+    from tsct_files import atomic_file
+
+    with atomic_file(path, suffix=".xlsx") as tmp:
         wb.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
