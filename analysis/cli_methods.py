@@ -19,37 +19,32 @@ from typing import Any, Optional
 
 import typer
 
-from analysis.cli import _fail, _num, _p, _write_json, app, console
+from analysis.cli import _fail, _load, _num, _p, _write_json, app, console
 
 
 def _write_json_atomic(doc: dict[str, Any], path: Path) -> None:
     _write_json(Path(path), doc)  # strict JSON, atomic; an OS error is one line
 
 
-def _load_any(path: Path):
-    """ObserverData, or LrocData for an LROC workbook; one-line error and exit 2 otherwise."""
-    from analysis.io import read_observer_data
-
-    if not path.exists():
-        _fail(f"File not found: {path}")
-    if path.is_dir():
-        _fail(f"{path} is a folder; give a study file (.xlsx, .imrmc or .csv).")
+def _read_any(path: Path):
+    """ObserverData, or LrocData for an LROC workbook."""
     from analysis.formats._common import UnsupportedDataError
+    from analysis.io import EXCEL_SUFFIXES, read_observer_data
 
     try:
-        try:
-            return read_observer_data(path)
-        except UnsupportedDataError:
-            # only LROC workbooks are read a second time, by the LROC reader
-            from analysis.formats.lroc_excel import is_lroc_workbook, read_lroc_excel
+        return read_observer_data(path)
+    except UnsupportedDataError:
+        # only LROC workbooks are read a second time, by the LROC reader
+        from analysis.formats.lroc_excel import is_lroc_workbook, read_lroc_excel
 
-            from analysis.io import EXCEL_SUFFIXES
+        if path.suffix.lower() in EXCEL_SUFFIXES and is_lroc_workbook(path):
+            return read_lroc_excel(path)
+        raise
 
-            if path.suffix.lower() in EXCEL_SUFFIXES and is_lroc_workbook(path):
-                return read_lroc_excel(path)
-            raise
-    except (ValueError, OSError, KeyError) as exc:
-        _fail(f"{path.name}: {exc}")
+
+def _load_any(path: Path):
+    """ObserverData, or LrocData for an LROC workbook; one-line error and exit 2 otherwise."""
+    return _load(path, _read_any)
 
 
 @app.command("cad-vs-rad")

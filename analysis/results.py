@@ -343,6 +343,14 @@ class AnalysisResult:
     alpha: float = 0.05
     warnings: tuple[str, ...] = ()
 
+    def test_text(self, fmt: Any = None) -> str:
+        """The equal-FOM test as text, ``"F(df, ddf) = F"`` or ``"chi2(df) = X2"``; ``fmt(x, digits)``
+        formats each number (default this module's ``_fmt``)."""
+        fmt = fmt or _fmt
+        if self.statistic_name == "chi2":
+            return f"chi2({fmt(self.df, 0)}) = {fmt(self.statistic, 3)}"
+        return f"F({fmt(self.df, 0)}, {fmt(self.ddf, 2)}) = {fmt(self.statistic, 3)}"
+
     def difference(self, a: str, b: str, *, reader: str | None = None) -> Comparison:
         """The comparison of treatments ``a`` and ``b`` (sign follows the stored order)."""
         pool = self.differences if reader is None else self.reader_differences
@@ -665,13 +673,7 @@ class SignificanceResult(TreatmentsReaders):
             if name not in self.analyses:
                 continue
             res = self.analyses[name]
-            if res.statistic_name == "chi2":
-                test = f"chi2({_fmt(res.df, 0)}) = {_fmt(res.statistic, 3)}, p = {_fmt_p(res.p_value)}"
-            else:
-                test = (
-                    f"F({_fmt(res.df, 0)}, {_fmt(res.ddf, 2)}) = {_fmt(res.statistic, 3)}, "
-                    f"p = {_fmt_p(res.p_value)}"
-                )
+            test = f"{res.test_text()}, p = {_fmt_p(res.p_value)}"
             sections.append(
                 (
                     f"{name} ({ANALYSIS_DESCRIPTIONS[name]})",

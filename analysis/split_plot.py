@@ -110,18 +110,13 @@ class SplitPlotData:
                     f"{names[0]!r} has {list(first.treatments)}; every group reads all treatments.")
             if d.paradigm != first.paradigm:
                 raise ObserverDataError(f"group {g!r} is {d.paradigm}, group {names[0]!r} is {first.paradigm}.")
-            for r in d.readers:
-                if r in readers:
-                    raise ObserverDataError(
-                        f"reader {r!r} is in groups {readers[r]!r} and {g!r}; in a split-plot "
-                        "design each reader belongs to one group.")
-                readers[r] = g
-            for c in d.case_ids:
-                if c in cases:
-                    raise ObserverDataError(
-                        f"case {c!r} is in groups {cases[c]!r} and {g!r}; in a split-plot design "
-                        "each case belongs to one group.")
-                cases[c] = g
+            for what, ids, seen in (("reader", d.readers, readers), ("case", d.case_ids, cases)):
+                for x in ids:
+                    if x in seen:
+                        raise ObserverDataError(
+                            f"{what} {x!r} is in groups {seen[x]!r} and {g!r}; in a split-plot "
+                            f"design each {what} belongs to one group.")
+                    seen[x] = g
 
     @property
     def treatments(self) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.fitting._core import ChiSquare, OrdinalModel, RatingBins
+from analysis.results import _json_number as _num  # NaN -> null, inf -> "Infinity"
 
 __all__ = ["FIT_SCHEMA_ID", "MODEL_NAMES", "STATUSES", "RocFit", "RocFitSet"]
 
@@ -32,17 +33,6 @@ MODEL_NAMES = {
     "cbm": "contaminated binormal model (Dorfman-Berbaum)",
     "rsm": "radiological search model (Chakraborty)",
 }
-
-
-def _num(x: Any) -> Any:
-    if x is None:
-        return None
-    x = float(x)
-    if math.isnan(x):
-        return None
-    if math.isinf(x):
-        return "Infinity" if x > 0 else "-Infinity"
-    return x
 
 
 def _fmt(x: float | None, digits: int = 4) -> str:

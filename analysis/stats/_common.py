@@ -22,6 +22,7 @@ __all__ = [
     "WarningLog",
     "rrfc_result",
     "record_warnings",
+    "level_tables",
     "significance_result",
 ]
 
@@ -237,6 +238,16 @@ def record_warnings(result: AnalysisResult, log: WarningLog) -> None:
             log.messages.append(message)
 
 
+def level_tables(
+    treatments: Sequence[str], readers: Sequence[str],
+    per_treatment: dict[str, Sequence[float]], per_reader: dict[str, Sequence[float]],
+) -> tuple[Table, Table]:
+    """The single-treatment and single-reader tables (RJafroc's ``IndividualTrt`` and
+    ``IndividualRdr``): ``per_treatment``/``per_reader`` columns indexed by the IDs."""
+    return (Table(index=tuple(treatments), columns=per_treatment, index_name="treatment"),
+            Table(index=tuple(readers), columns=per_reader, index_name="reader"))
+
+
 def significance_result(
     *,
     fom: str,
@@ -261,10 +272,9 @@ def significance_result(
     single-reader tables (RJafroc's ``MsR``/``MsT`` tables), indexed by ``treatments`` and
     ``readers``; ``extra`` passes method-specific fields (``n_bootstraps``, ``random_state``).
     """
+    trt_table, rdr_table = level_tables(treatments, readers, per_treatment, per_reader)
     return SignificanceResult(
         fom=fom, method=method, covariance=covariance, treatments=treatments, readers=readers,
         n_cases=n_cases, foms=foms, anova=anova, variance_components=variance_components,
-        treatment_anova=Table(index=treatments, columns=per_treatment, index_name="treatment"),
-        reader_anova=Table(index=readers, columns=per_reader, index_name="reader"),
-        analyses=analyses, alpha=alpha, warnings=log.tuple(), **extra,
+        treatment_anova=trt_table, reader_anova=rdr_table, analyses=analyses, alpha=alpha, warnings=log.tuple(), **extra,
     )
