@@ -31,6 +31,8 @@ from rich.console import Console
 from rich.markup import render as _render_markup
 from rich.text import Text
 
+from analysis._text import format_number
+
 app = typer.Typer(
     help=(
         "Analyse observer studies: figures of merit (wAFROC, AUC, ...), DBM and "
@@ -182,16 +184,7 @@ def _write_json(path: Path, doc: dict) -> None:
 
 
 def _num(x, digits: int = 4) -> str:
-    if x is None:
-        return "-"
-    x = float(x)
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "Inf" if x > 0 else "-Inf"
-    if x != 0 and abs(x) < 10 ** (-digits):
-        return f"{x:.{digits - 1}e}"
-    return f"{x:.{digits}f}"
+    return format_number(x, digits)
 
 
 def _p(x) -> str:
@@ -252,7 +245,6 @@ def _print_result(result) -> None:
         console.print()
         console.print(f"[bold cyan]{name}[/] ({ANALYSIS_DESCRIPTIONS[name]})")
         console.print(f"  Equal-FOM test: {test}, p = {_p(res.p_value)} ({verdict} at alpha = {result.alpha:g})")
-        diff = RichTable(title=f"{name}: treatment differences", title_justify="left")
         console.print(_comparison_table(f"{name}: treatment differences", res.differences, level))
         trt = RichTable(title=f"{name}: reader-averaged FOM per treatment", title_justify="left")
         for col in ("Treatment", "FOM", "SE", "df", f"{level} CI lower", "upper"):

@@ -159,6 +159,17 @@ class Lesion:
 # ----------------------------------------------------------------------------------------------
 
 
+def _normalise_study_ids(study: Any) -> None:
+    """Set a frozen study's ``treatments``, ``readers``, ``normal_cases`` and ``abnormal_cases``
+    to tuples of ID strings; raise if treatments, readers or cases repeat or are empty."""
+    set_ = object.__setattr__
+    set_(study, "treatments", _as_id_tuple(study.treatments, "Treatment"))
+    set_(study, "readers", _as_id_tuple(study.readers, "Reader"))
+    set_(study, "normal_cases", tuple(_id_str(c) for c in study.normal_cases))
+    set_(study, "abnormal_cases", tuple(_id_str(c) for c in study.abnormal_cases))
+    _as_id_tuple(study.normal_cases + study.abnormal_cases, "Case")
+
+
 def _as_id_tuple(values: Iterable[Any], what: str) -> tuple[str, ...]:
     out = tuple(_id_str(v) for v in values)
     seen: set[str] = set()
@@ -246,11 +257,7 @@ class ObserverData(StudyShape):
     # ------------------------------------------------------------------ construction/validation
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "treatments", _as_id_tuple(self.treatments, "Treatment"))
-        set_(self, "readers", _as_id_tuple(self.readers, "Reader"))
-        set_(self, "normal_cases", tuple(_id_str(c) for c in self.normal_cases))
-        set_(self, "abnormal_cases", tuple(_id_str(c) for c in self.abnormal_cases))
-        _as_id_tuple(self.normal_cases + self.abnormal_cases, "Case")
+        _normalise_study_ids(self)
         if self.paradigm not in PARADIGMS:
             raise ObserverDataError(
                 f"paradigm must be one of {PARADIGMS}, got {self.paradigm!r}. LROC data are "

@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from analysis._shape import StudyShape
-from analysis.data import ObserverData, ObserverDataError, _as_id_tuple, _id_str
+from analysis.data import ObserverData, ObserverDataError, _id_str, _normalise_study_ids
 
 __all__ = [
     "LROC_FOMS",
@@ -115,11 +115,7 @@ class LrocData(StudyShape):
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "treatments", _as_id_tuple(self.treatments, "Treatment"))
-        set_(self, "readers", _as_id_tuple(self.readers, "Reader"))
-        set_(self, "normal_cases", tuple(_id_str(c) for c in self.normal_cases))
-        set_(self, "abnormal_cases", tuple(_id_str(c) for c in self.abnormal_cases))
-        _as_id_tuple(self.normal_cases + self.abnormal_cases, "Case")
+        _normalise_study_ids(self)
         if not self.treatments or not self.readers:
             raise ObserverDataError("An LROC study needs at least one treatment and one reader.")
         if not self.normal_cases or not self.abnormal_cases:

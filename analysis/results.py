@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from analysis._shape import TreatmentsReaders
+from analysis._text import format_number
 
 __all__ = [
     "JSON_SCHEMA_ID",
@@ -81,16 +82,7 @@ def _json_number(x: Any) -> Any:
 
 
 def _fmt(x: float | None, digits: int = 4) -> str:
-    if x is None:
-        return "-"
-    x = float(x)
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "Inf" if x > 0 else "-Inf"
-    if x != 0 and (abs(x) < 10 ** (-digits) or abs(x) >= 1e6):
-        return f"{x:.{digits - 1}e}"
-    return f"{x:.{digits}f}"
+    return format_number(x, digits, sci_at=1e6)
 
 
 def _fmt_p(p: float | None) -> str:
