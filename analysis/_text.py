@@ -1,5 +1,5 @@
-"""Numbers as text, shared by the command line (which must not import NumPy at start) and the
-result summaries."""
+"""Numbers as text, shared by the command line (which must not import NumPy at start), the
+result summaries and the HTML report."""
 
 from __future__ import annotations
 
@@ -7,16 +7,25 @@ import math
 from typing import Any
 
 
-def format_number(x: Any, digits: int = 4, *, sci_at: float = math.inf) -> str:
-    """``x`` with ``digits`` decimals; ``-`` for None, ``NaN``, ``Inf``/``-Inf``; scientific
-    notation below ``10**-digits`` (not zero) and from ``sci_at`` up in absolute value."""
+def format_number(
+    x: Any, digits: int = 4, *, sci_at: float = math.inf, sci_digits: int | None = None,
+    none: str = "-", infinities: tuple[str, str] = ("Inf", "-Inf"), minus: str = "-",
+) -> str:
+    """``x`` with ``digits`` decimals, in scientific notation (``sci_digits`` decimals, default
+    ``digits - 1``) below ``10**-digits`` (not zero) and from ``sci_at`` up in absolute value.
+
+    ``none`` stands for None, ``infinities`` for +inf and -inf, ``minus`` for every minus sign
+    (the report uses the typographic "−").
+    """
     if x is None:
-        return "-"
+        return none
     x = float(x)
     if math.isnan(x):
         return "NaN"
     if math.isinf(x):
-        return "Inf" if x > 0 else "-Inf"
+        return infinities[0] if x > 0 else infinities[1]
     if x != 0 and (abs(x) < 10 ** (-digits) or abs(x) >= sci_at):
-        return f"{x:.{digits - 1}e}"
-    return f"{x:.{digits}f}"
+        text = f"{x:.{digits - 1 if sci_digits is None else sci_digits}e}"
+    else:
+        text = f"{x:.{digits}f}"
+    return text if minus == "-" else text.replace("-", minus)

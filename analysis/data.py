@@ -887,10 +887,12 @@ def _record_locator(table: str, index: int, column: str | None = None) -> Proble
 def _missing(value: Any) -> bool:
     if value is None:
         return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    if isinstance(value, str) and value.strip() == "":
-        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    if isinstance(value, str):
+        return value.strip() == ""
+    if isinstance(value, int):  # bool included: never missing (as pd.isna says)
+        return False
     try:
         return bool(pd.isna(value))
     except (TypeError, ValueError):

@@ -539,7 +539,8 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
                     order.setdefault(x, None)
             full = list(order)
             for n, ids in lists:
-                twice = sorted({x for x in ids if ids.count(x) > 1})
+                # (len(set) == len: no repeats; checked first, as most rows share one list)
+                twice = [] if len(set(ids)) == len(ids) else sorted({x for x in ids if ids.count(x) > 1})
                 if twice:
                     problems.append(Problem(
                         f"{key} ID(s) {twice} appear more than once in the list {ids}; each "
