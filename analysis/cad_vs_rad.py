@@ -151,6 +151,7 @@ class CadVsRadResult:
 
         return {
             "analysis": "StCadVsRad",
+            "backend": "python",
             "method": self.method,
             "FOM": self.fom,
             "FPFValue": self.fpf,

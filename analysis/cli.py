@@ -22,13 +22,16 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import render as _render_markup
 from rich.text import Text
+
+from analysis._text import format_number
 
 app = typer.Typer(
     help=(
@@ -157,16 +160,18 @@ def _write_json_file(path: Path, text: str) -> None:
         _fail(f"Cannot write {path}: {exc.strerror or exc}; nothing was written.")
 
 
-def _load(path: Path):
-    """Read a study file; input problems become a one-line error and exit code 2."""
-    from analysis.io import read_observer_data
+def _load(path: Path, read: Callable[[Path], Any] | None = None) -> Any:
+    """Read a study file with ``read`` (default :func:`analysis.io.read_observer_data`); input
+    problems become a one-line error and exit code 2."""
+    if read is None:
+        from analysis.io import read_observer_data as read
 
     if not path.exists():
         _fail(f"File not found: {path}")
     if path.is_dir():
         _fail(f"{path} is a folder; give a study file (.xlsx, .imrmc or .csv).")
     try:
-        return read_observer_data(path)
+        return read(path)
     except (ValueError, OSError, KeyError) as exc:
         _fail(f"{path.name}: {exc}", near=path)
 
@@ -174,22 +179,12 @@ def _load(path: Path):
 def _write_json(path: Path, doc: dict) -> None:
     """Write ``doc`` as strict JSON, atomically (a temporary name, then a rename)."""
     import json
-    import os
 
     _write_json_file(path, json.dumps(doc, indent=2, allow_nan=False, default=str))
 
 
 def _num(x, digits: int = 4) -> str:
-    if x is None:
-        return "-"
-    x = float(x)
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "Inf" if x > 0 else "-Inf"
-    if x != 0 and abs(x) < 10 ** (-digits):
-        return f"{x:.{digits - 1}e}"
-    return f"{x:.{digits}f}"
+    return format_number(x, digits)
 
 
 def _p(x) -> str:
@@ -243,17 +238,13 @@ def _print_result(result) -> None:
         res = result.analyses[name]
         from analysis.results import ANALYSIS_DESCRIPTIONS
 
-        if res.statistic_name == "chi2":
-            test = f"chi2({_num(res.df, 0)}) = {_num(res.statistic, 3)}"
-        else:
-            test = f"F({_num(res.df, 0)}, {_num(res.ddf, 2)}) = {_num(res.statistic, 3)}"
+        test = res.test_text(_num)
         verdict = (
             "[green]significant[/]" if res.p_value < result.alpha else "not significant"
         ) if not math.isnan(res.p_value) else "[yellow]no p-value: degenerate data, see the note below[/]"
         console.print()
         console.print(f"[bold cyan]{name}[/] ({ANALYSIS_DESCRIPTIONS[name]})")
         console.print(f"  Equal-FOM test: {test}, p = {_p(res.p_value)} ({verdict} at alpha = {result.alpha:g})")
-        diff = RichTable(title=f"{name}: treatment differences", title_justify="left")
         console.print(_comparison_table(f"{name}: treatment differences", res.differences, level))
         trt = RichTable(title=f"{name}: reader-averaged FOM per treatment", title_justify="left")
         for col in ("Treatment", "FOM", "SE", "df", f"{level} CI lower", "upper"):
@@ -283,7 +274,6 @@ def fom_command(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the FOMs to this JSON file."),
 ) -> None:
     """Print the figure of merit of every treatment and reader (and the reader average)."""
-    import json
 
     from analysis.fom import fom_matrix
     from analysis.results import Provenance
@@ -420,7 +410,6 @@ def power_command(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the table as JSON."),
 ) -> None:
     """How many cases (for a given number of readers) a full study needs, from this pilot study."""
-    import json
 
     from analysis.power import (
         pilot_variance_components,

@@ -14,53 +14,37 @@ See ``docs/analysis-methods.md``.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from analysis.cli import _fail, _num, _p, app, console
+from analysis.cli import _fail, _load, _num, _p, _write_json, app, console
 
 
 def _write_json_atomic(doc: dict[str, Any], path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    _write_json(Path(path), doc)  # strict JSON, atomic; an OS error is one line
+
+
+def _read_any(path: Path):
+    """ObserverData, or LrocData for an LROC workbook."""
+    from analysis.formats._common import UnsupportedDataError
+    from analysis.io import EXCEL_SUFFIXES, read_observer_data
+
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=2, allow_nan=False)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        return read_observer_data(path)
+    except UnsupportedDataError:
+        # only LROC workbooks are read a second time, by the LROC reader
+        from analysis.formats.lroc_excel import is_lroc_workbook, read_lroc_excel
+
+        if path.suffix.lower() in EXCEL_SUFFIXES and is_lroc_workbook(path):
+            return read_lroc_excel(path)
         raise
 
 
 def _load_any(path: Path):
     """ObserverData, or LrocData for an LROC workbook; one-line error and exit 2 otherwise."""
-    from analysis.io import read_observer_data
-
-    if not path.exists():
-        _fail(f"File not found: {path}")
-    if path.is_dir():
-        _fail(f"{path} is a folder; give a study file (.xlsx, .imrmc or .csv).")
-    from analysis.formats._common import UnsupportedDataError
-
-    try:
-        try:
-            return read_observer_data(path)
-        except UnsupportedDataError:
-            # only LROC workbooks are read a second time, by the LROC reader
-            from analysis.formats.lroc_excel import is_lroc_workbook, read_lroc_excel
-
-            if path.suffix.lower() == ".xlsx" and is_lroc_workbook(path):
-                return read_lroc_excel(path)
-            raise
-    except (ValueError, OSError, KeyError) as exc:
-        _fail(f"{path.name}: {exc}")
+    return _load(path, _read_any)
 
 
 @app.command("cad-vs-rad")
@@ -121,7 +105,7 @@ def cad_vs_rad_command(
         console.print(r.summary(), highlight=False)
         console.print()
     if json_out is not None:
-        doc = {"input": str(file), "cadMarks": str(cad_marks) if cad_marks else None,
+        doc = {"input": str(file), "backend": "python", "cadMarks": str(cad_marks) if cad_marks else None,
                "results": [r.to_dict() for r in results]}
         _write_json_atomic(doc, json_out)
         console.print(f"Wrote {json_out}")
@@ -151,7 +135,7 @@ def lroc_command(
     except ValueError as exc:
         _fail(str(exc))
     console.print(data.summary(), highlight=False)
-    doc: dict[str, Any] = {"input": str(file), "FPFValue": fpf, "foms": {}}
+    doc: dict[str, Any] = {"input": str(file), "backend": "python", "FPFValue": fpf, "foms": {}}
     for f, m in values.items():
         label = f"{f} at FPF {fpf:g}" if f in ("PCL", "ALROC") else "Wilcoxon (ROC AUC)"
         table = RichTable(title=label, title_justify="left")

@@ -35,6 +35,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from analysis._shape import StudyShape
+
 __all__ = [
     "Lesion",
     "ObserverData",
@@ -157,6 +159,17 @@ class Lesion:
 # ----------------------------------------------------------------------------------------------
 
 
+def _normalise_study_ids(study: Any) -> None:
+    """Set a frozen study's ``treatments``, ``readers``, ``normal_cases`` and ``abnormal_cases``
+    to tuples of ID strings; raise if treatments, readers or cases repeat or are empty."""
+    set_ = object.__setattr__
+    set_(study, "treatments", _as_id_tuple(study.treatments, "Treatment"))
+    set_(study, "readers", _as_id_tuple(study.readers, "Reader"))
+    set_(study, "normal_cases", tuple(_id_str(c) for c in study.normal_cases))
+    set_(study, "abnormal_cases", tuple(_id_str(c) for c in study.abnormal_cases))
+    _as_id_tuple(study.normal_cases + study.abnormal_cases, "Case")
+
+
 def _as_id_tuple(values: Iterable[Any], what: str) -> tuple[str, ...]:
     out = tuple(_id_str(v) for v in values)
     seen: set[str] = set()
@@ -189,7 +202,7 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
-class ObserverData:
+class ObserverData(StudyShape):
     """A fully crossed multi-reader multi-case (MRMC) observer study.
 
     Every reader reads every case in every treatment (modality).  The ratings are stored in
@@ -244,11 +257,7 @@ class ObserverData:
     # ------------------------------------------------------------------ construction/validation
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "treatments", _as_id_tuple(self.treatments, "Treatment"))
-        set_(self, "readers", _as_id_tuple(self.readers, "Reader"))
-        set_(self, "normal_cases", tuple(_id_str(c) for c in self.normal_cases))
-        set_(self, "abnormal_cases", tuple(_id_str(c) for c in self.abnormal_cases))
-        _as_id_tuple(self.normal_cases + self.abnormal_cases, "Case")
+        _normalise_study_ids(self)
         if self.paradigm not in PARADIGMS:
             raise ObserverDataError(
                 f"paradigm must be one of {PARADIGMS}, got {self.paradigm!r}. LROC data are "
@@ -374,40 +383,11 @@ class ObserverData:
         return np.arange(max_ll)[None, :] < counts[:, None]
 
     # ------------------------------------------------------------------ sizes and derived arrays
-    @property
-    def n_treatments(self) -> int:
-        """Number of treatments ``I``."""
-        return len(self.treatments)
-
-    @property
-    def n_readers(self) -> int:
-        """Number of readers ``J``."""
-        return len(self.readers)
-
-    @property
-    def n_normal(self) -> int:
-        """Number of normal cases ``K1``."""
-        return len(self.normal_cases)
-
-    @property
-    def n_abnormal(self) -> int:
-        """Number of abnormal cases ``K2``."""
-        return len(self.abnormal_cases)
-
-    @property
-    def n_cases(self) -> int:
-        """Total number of cases ``K = K1 + K2``."""
-        return self.n_normal + self.n_abnormal
-
+    # n_treatments, n_readers, n_normal, n_abnormal, n_cases, case_ids: StudyShape
     @property
     def n_lesions(self) -> int:
         """Total number of lesions ``L`` over all abnormal cases."""
         return int(sum(len(c) for c in self.lesions))
-
-    @property
-    def case_ids(self) -> tuple[str, ...]:
-        """All case IDs in array order: normal cases, then abnormal cases."""
-        return self.normal_cases + self.abnormal_cases
 
     @property
     def max_nl(self) -> int:
@@ -907,10 +887,12 @@ def _record_locator(table: str, index: int, column: str | None = None) -> Proble
 def _missing(value: Any) -> bool:
     if value is None:
         return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    if isinstance(value, str) and value.strip() == "":
-        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    if isinstance(value, str):
+        return value.strip() == ""
+    if isinstance(value, int):  # bool included: never missing (as pd.isna says)
+        return False
     try:
         return bool(pd.isna(value))
     except (TypeError, ValueError):

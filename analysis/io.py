@@ -36,14 +36,19 @@ __all__ = [
     "write_tidy_csv",
 ]
 
-_READERS = {".xlsx": read_jafroc_excel, ".xlsm": read_jafroc_excel, ".imrmc": read_imrmc,
+#: spreadsheet extensions read as JAFROC workbooks (python-calamine reads all of them: Excel
+#: 2007+, Excel 97-2003 as LibreOffice saves it, and OpenDocument)
+EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".xlsb", ".ods")
+
+_READERS = {**{s: read_jafroc_excel for s in EXCEL_SUFFIXES}, ".imrmc": read_imrmc,
             ".csv": read_tidy_csv}
 
 
 def read_observer_data(path: str | Path) -> ObserverData:
     """Read a study, choosing the format from the file extension.
 
-    ``.xlsx`` -> JAFROC Excel, ``.imrmc`` -> iMRMC, ``.csv`` -> tidy CSV.
+    ``.xlsx`` (also ``.xlsm``, ``.xls``, ``.xlsb``, ``.ods``) -> JAFROC Excel, ``.imrmc`` ->
+    iMRMC, ``.csv`` -> tidy CSV.
     """
     path = Path(path)
     reader = _READERS.get(path.suffix.lower())

@@ -50,7 +50,8 @@ from typing import Any
 
 import numpy as np
 
-from analysis.data import ObserverData, ObserverDataError, _as_id_tuple, _id_str
+from analysis._shape import StudyShape
+from analysis.data import ObserverData, ObserverDataError, _id_str, _normalise_study_ids
 
 __all__ = [
     "LROC_FOMS",
@@ -84,7 +85,7 @@ def _ratings(a: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
-class LrocData:
+class LrocData(StudyShape):
     """An LROC observer study (fully crossed: every reader rates every case in every treatment).
 
     Parameters
@@ -114,11 +115,7 @@ class LrocData:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "treatments", _as_id_tuple(self.treatments, "Treatment"))
-        set_(self, "readers", _as_id_tuple(self.readers, "Reader"))
-        set_(self, "normal_cases", tuple(_id_str(c) for c in self.normal_cases))
-        set_(self, "abnormal_cases", tuple(_id_str(c) for c in self.abnormal_cases))
-        _as_id_tuple(self.normal_cases + self.abnormal_cases, "Case")
+        _normalise_study_ids(self)
         if not self.treatments or not self.readers:
             raise ObserverDataError("An LROC study needs at least one treatment and one reader.")
         if not self.normal_cases or not self.abnormal_cases:
@@ -133,37 +130,7 @@ class LrocData:
         set_(self, "cl", _ratings(self.cl, (n_i, n_j, k2), "cl"))
         set_(self, "il", _ratings(self.il, (n_i, n_j, k2), "il"))
 
-    # ------------------------------------------------------------------ sizes
-    @property
-    def n_treatments(self) -> int:
-        """Number of treatments ``I``."""
-        return len(self.treatments)
-
-    @property
-    def n_readers(self) -> int:
-        """Number of readers ``J``."""
-        return len(self.readers)
-
-    @property
-    def n_normal(self) -> int:
-        """Number of normal cases ``K1``."""
-        return len(self.normal_cases)
-
-    @property
-    def n_abnormal(self) -> int:
-        """Number of abnormal cases ``K2``."""
-        return len(self.abnormal_cases)
-
-    @property
-    def n_cases(self) -> int:
-        """``K = K1 + K2``."""
-        return self.n_normal + self.n_abnormal
-
-    @property
-    def case_ids(self) -> tuple[str, ...]:
-        """Normal cases, then abnormal cases (the order of the jackknife)."""
-        return self.normal_cases + self.abnormal_cases
-
+    # ------------------------------------------------------------------ sizes: StudyShape
     @property
     def paradigm(self) -> str:
         """Always ``"LROC"``."""
@@ -255,14 +222,7 @@ class LrocData:
         r_ids = [_id_str(r) for r in (readers or dict.fromkeys(df["reader"]))]
         normal = [_id_str(c) for c in normal_cases]
         abnormal = [_id_str(c) for c in abnormal_cases]
-        ti = {t: n for n, t in enumerate(t_ids)}
-        ri = {r: n for n, r in enumerate(r_ids)}
-        ni = {c: n for n, c in enumerate(normal)}
-        ai = {c: n for n, c in enumerate(abnormal)}
-        shape = (len(t_ids), len(r_ids))
-        fp = np.full(shape + (len(normal),), -np.inf)
-        cl = np.full(shape + (len(abnormal),), -np.inf)
-        il = np.full(shape + (len(abnormal),), -np.inf)
+        (ti, ri, ni, ai), (fp, cl, il) = lroc_layout(t_ids, r_ids, normal, abnormal)
         problems: list[str] = []
         for n, rec in enumerate(df.to_dict("records"), start=1):
             t, r, c = (_id_str(rec["treatment"]), _id_str(rec["reader"]), _id_str(rec["case_id"]))
@@ -284,6 +244,17 @@ class LrocData:
         if problems:
             raise ObserverDataError("; ".join(problems[:20]))
         return cls(tuple(t_ids), tuple(r_ids), tuple(normal), tuple(abnormal), fp, cl, il, name)
+
+
+def lroc_layout(
+    treatments: Sequence[str], readers: Sequence[str], normal: Sequence[str], abnormal: Sequence[str],
+) -> tuple[tuple[dict[str, int], ...], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Index of each treatment, reader, normal and abnormal case ID, and the empty ``fp``, ``cl``
+    and ``il`` arrays (``-inf`` = not rated) that the LROC readers fill."""
+    index = tuple({x: n for n, x in enumerate(ids)} for ids in (treatments, readers, normal, abnormal))
+    shape = (len(treatments), len(readers))
+    return index, (np.full(shape + (len(normal),), -np.inf), np.full(shape + (len(abnormal),), -np.inf),
+                   np.full(shape + (len(abnormal),), -np.inf))
 
 
 def _indices(ids: tuple[str, ...], wanted: Sequence[str] | None, what: str) -> list[int]:

@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable, Literal, Sequence
 import numpy as np
 import pandas as pd
 
+from analysis._text import format_number
 from analysis.data import ObserverData
 from analysis.results import ANALYSIS_DESCRIPTIONS, Provenance, SignificanceResult
 
@@ -186,16 +187,8 @@ def study_slug(name: str) -> str:
 
 
 def _f(x: Any, digits: int = 4) -> str:
-    if x is None:
-        return "–"
-    x = float(x)
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "∞" if x > 0 else "−∞"
-    if x != 0 and abs(x) < 10 ** (-digits):
-        return f"{x:.{max(digits - 2, 1)}e}".replace("-", "−")
-    return f"{x:.{digits}f}".replace("-", "−")
+    return format_number(x, digits, sci_digits=max(digits - 2, 1), none="–", infinities=("∞", "−∞"),
+                         minus="−")
 
 
 def _p(p: Any) -> str:

@@ -28,6 +28,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from analysis._shape import TreatmentsReaders
+from analysis._text import format_number
+
 __all__ = [
     "JSON_SCHEMA_ID",
     "Table",
@@ -79,16 +82,7 @@ def _json_number(x: Any) -> Any:
 
 
 def _fmt(x: float | None, digits: int = 4) -> str:
-    if x is None:
-        return "-"
-    x = float(x)
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "Inf" if x > 0 else "-Inf"
-    if x != 0 and (abs(x) < 10 ** (-digits) or abs(x) >= 1e6):
-        return f"{x:.{digits - 1}e}"
-    return f"{x:.{digits}f}"
+    return format_number(x, digits, sci_at=1e6)
 
 
 def _fmt_p(p: float | None) -> str:
@@ -341,6 +335,14 @@ class AnalysisResult:
     alpha: float = 0.05
     warnings: tuple[str, ...] = ()
 
+    def test_text(self, fmt: Any = None) -> str:
+        """The equal-FOM test as text, ``"F(df, ddf) = F"`` or ``"chi2(df) = X2"``; ``fmt(x, digits)``
+        formats each number (default this module's ``_fmt``)."""
+        fmt = fmt or _fmt
+        if self.statistic_name == "chi2":
+            return f"chi2({fmt(self.df, 0)}) = {fmt(self.statistic, 3)}"
+        return f"F({fmt(self.df, 0)}, {fmt(self.ddf, 2)}) = {fmt(self.statistic, 3)}"
+
     def difference(self, a: str, b: str, *, reader: str | None = None) -> Comparison:
         """The comparison of treatments ``a`` and ``b`` (sign follows the stored order)."""
         pool = self.differences if reader is None else self.reader_differences
@@ -472,7 +474,7 @@ def _comparisons_frame(comparisons: Sequence[Comparison]) -> pd.DataFrame:
 
 
 @dataclass(frozen=True, eq=False)
-class SignificanceResult:
+class SignificanceResult(TreatmentsReaders):
     """Result of a DBM or Obuchowski-Rockette (OR) MRMC significance test.
 
     Attributes
@@ -533,15 +535,7 @@ class SignificanceResult:
         object.__setattr__(self, "foms", foms)
         object.__setattr__(self, "analyses", MappingProxyType(dict(self.analyses)))
 
-    # -- convenience ------------------------------------------------------------------------
-    @property
-    def n_treatments(self) -> int:
-        return len(self.treatments)
-
-    @property
-    def n_readers(self) -> int:
-        return len(self.readers)
-
+    # -- convenience (n_treatments, n_readers: TreatmentsReaders) ----------------------------
     @property
     def treatment_means(self) -> np.ndarray:
         """Reader-averaged FOM per treatment, shape (n_treatments,)."""
@@ -671,13 +665,7 @@ class SignificanceResult:
             if name not in self.analyses:
                 continue
             res = self.analyses[name]
-            if res.statistic_name == "chi2":
-                test = f"chi2({_fmt(res.df, 0)}) = {_fmt(res.statistic, 3)}, p = {_fmt_p(res.p_value)}"
-            else:
-                test = (
-                    f"F({_fmt(res.df, 0)}, {_fmt(res.ddf, 2)}) = {_fmt(res.statistic, 3)}, "
-                    f"p = {_fmt_p(res.p_value)}"
-                )
+            test = f"{res.test_text()}, p = {_fmt_p(res.p_value)}"
             sections.append(
                 (
                     f"{name} ({ANALYSIS_DESCRIPTIONS[name]})",

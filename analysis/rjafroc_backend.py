@@ -584,26 +584,15 @@ def _dbm_tables(anova_node, treatments, readers, t_labels, r_labels, n_cases):
             raise RJafrocOutputError(f"St()$ANOVA lacks columns {missing}.")
         return np.array([float(frame.loc[r, lab]) for lab in labels])
 
-    trt_table = Table(
-        index=tuple(treatments),
-        columns={
-            "msR": row(it, "msR", t_labels), "msC": row(it, "msC", t_labels), "msRC": row(it, "msRC", t_labels),
-            "df_msR": np.full(n_t, float(it.loc["msR", "DF"])),
-            "df_msC": np.full(n_t, float(it.loc["msC", "DF"])),
-            "df_msRC": np.full(n_t, float(it.loc["msRC", "DF"])),
-        },
-        index_name="treatment",
-    )
-    rdr_table = Table(
-        index=tuple(readers),
-        columns={
-            "msT": row(ir, "msT", r_labels), "msC": row(ir, "msC", r_labels), "msTC": row(ir, "msTC", r_labels),
-            "df_msT": np.full(n_r, float(ir.loc["msT", "DF"])),
-            "df_msC": np.full(n_r, float(ir.loc["msC", "DF"])),
-            "df_msTC": np.full(n_r, float(ir.loc["msTC", "DF"])),
-        },
-        index_name="reader",
-    )
+    from analysis.stats._common import level_tables
+
+    trt_table, rdr_table = level_tables(treatments, readers, {
+        **{ms: row(it, ms, t_labels) for ms in ("msR", "msC", "msRC")},
+        **{f"df_{ms}": np.full(n_t, float(it.loc[ms, "DF"])) for ms in ("msR", "msC", "msRC")},
+    }, {
+        **{ms: row(ir, ms, r_labels) for ms in ("msT", "msC", "msTC")},
+        **{f"df_{ms}": np.full(n_r, float(ir.loc[ms, "DF"])) for ms in ("msT", "msC", "msTC")},
+    })
     return anova, vc_table, trt_table, rdr_table
 
 
@@ -631,18 +620,14 @@ def _or_tables(anova_node, treatments, readers, t_pos, r_pos):
 
     it = ordered(it, t_pos, "Trt")
     ir = ordered(ir, r_pos, "Rdr")
-    trt_table = Table(
-        index=tuple(treatments),
-        columns={"msR": _col(it, "msREachTrt"), "var": _col(it, "varEachTrt"),
-                 "cov2": _col(it, "cov2EachTrt"), "df_msR": _col(it, "DF")},
-        index_name="treatment",
-    )
-    rdr_table = Table(
-        index=tuple(readers),
-        columns={"msT": _col(ir, "msTEachRdr"), "var": _col(ir, "varEachRdr"),
-                 "cov1": _col(ir, "cov1EachRdr"), "df_msT": _col(ir, "DF")},
-        index_name="reader",
-    )
+    from analysis.stats._common import level_tables
+
+    trt_table, rdr_table = level_tables(
+        treatments, readers,
+        {"msR": _col(it, "msREachTrt"), "var": _col(it, "varEachTrt"),
+         "cov2": _col(it, "cov2EachTrt"), "df_msR": _col(it, "DF")},
+        {"msT": _col(ir, "msTEachRdr"), "var": _col(ir, "varEachRdr"),
+         "cov1": _col(ir, "cov1EachRdr"), "df_msT": _col(ir, "DF")})
     return anova, vc_table, trt_table, rdr_table
 
 

@@ -110,18 +110,13 @@ class SplitPlotData:
                     f"{names[0]!r} has {list(first.treatments)}; every group reads all treatments.")
             if d.paradigm != first.paradigm:
                 raise ObserverDataError(f"group {g!r} is {d.paradigm}, group {names[0]!r} is {first.paradigm}.")
-            for r in d.readers:
-                if r in readers:
-                    raise ObserverDataError(
-                        f"reader {r!r} is in groups {readers[r]!r} and {g!r}; in a split-plot "
-                        "design each reader belongs to one group.")
-                readers[r] = g
-            for c in d.case_ids:
-                if c in cases:
-                    raise ObserverDataError(
-                        f"case {c!r} is in groups {cases[c]!r} and {g!r}; in a split-plot design "
-                        "each case belongs to one group.")
-                cases[c] = g
+            for what, ids, seen in (("reader", d.readers, readers), ("case", d.case_ids, cases)):
+                for x in ids:
+                    if x in seen:
+                        raise ObserverDataError(
+                            f"{what} {x!r} is in groups {seen[x]!r} and {g!r}; in a split-plot "
+                            f"design each {what} belongs to one group.")
+                    seen[x] = g
 
     @property
     def treatments(self) -> tuple[str, ...]:
@@ -193,6 +188,7 @@ class SplitPlotResult:
 
         return f({
             "analysis": "OR split-plot (split-plot-C)",
+            "backend": "python",
             "FOM": self.fom,
             "alpha": self.alpha,
             "treatments": list(self.treatments),
@@ -450,17 +446,11 @@ def read_split_plot_excel(path: str | Path, *, name: str | None = None) -> Split
         _LL_SPEC,
         _NL_SPEC,
         _TRUTH_SPEC,
-        _find,
-        _load_workbook,
+        _open_sheets,
         _split_list,
     )
 
-    path = Path(path)
-    file = str(path)
-    sheets = _load_workbook(path)
-    truth = _find(sheets, ["TRUTH"], "TRUTH", file)
-    nl_sheet = _find(sheets, ["FP", "NL"], "FP/NL", file)
-    ll_sheet = _find(sheets, ["TP", "LL"], "TP/LL", file)
+    path, file, _, truth, nl_sheet, ll_sheet = _open_sheets(path)
     problems: list[Problem] = []
     t_cols, t_names = truth.columns(_TRUTH_SPEC, ["case_id", "lesion_id", "weight", "reader",
                                                   "treatment", "paradigm"], file, problems)
@@ -473,7 +463,9 @@ def read_split_plot_excel(path: str | Path, *, name: str | None = None) -> Split
         return row[i] if i < len(row) else None
 
     def ids(raw: Any) -> list[str]:
-        return _split_list(str(raw).replace("(", " ").replace(")", " ")) if not is_blank(raw) else []
+        if isinstance(raw, str):  # "(1, 2)" as well as "1, 2"
+            raw = raw.replace("(", " ").replace(")", " ")
+        return _split_list(raw)  # a number cell (1.0) is the ID "1"
 
     paradigm_cells = []
     truth_recs = []
@@ -522,7 +514,9 @@ def read_split_plot_excel(path: str | Path, *, name: str | None = None) -> Split
             "split-plot-A designs (different readers in each treatment) are not supported; only "
             "split-plot-C (each reader group reads its own cases in all treatments).", file=file,
             sheet=truth.title, row=3, column=t_names["paradigm"]))
-    elif design not in ("SPLIT-PLOT-C", "FCTRL", "CROSSED", "FACTORIAL"):
+    elif design not in ("SPLIT-PLOT-C", "SPLIT-PLOT", "FCTRL", "CROSSED", "FACTORIAL"):
+        # a bare "SPLIT-PLOT" (RJafroc's toy rocSpCVaryK.xlsx) is taken as split-plot-C: the
+        # checks below refuse it unless every group reads its own cases in every treatment
         problems.append(Problem(
             f"design {design!r}: expected SPLIT-PLOT-C (or FCTRL).", file=file, sheet=truth.title,
             row=3, column=t_names["paradigm"]))

@@ -102,9 +102,7 @@ class RatingBins:
 
     def empirical_auc(self) -> float:
         """Trapezoidal area under the empirical operating points (the Wilcoxon statistic)."""
-        fpf, tpf = self.operating_points()
-        x = np.concatenate([[1.0], fpf, [0.0]])
-        y = np.concatenate([[1.0], tpf, [0.0]])
+        x, y = between_corners(*self.operating_points())
         return float(np.sum((x[:-1] - x[1:]) * (y[:-1] + y[1:]) / 2.0))
 
     def to_dict(self) -> dict:
@@ -155,10 +153,8 @@ def _auc_optimal_bins(bins: RatingBins, n_bins: int) -> RatingBins:
     """
     if bins.n_bins <= n_bins:
         return RatingBins(bins.values, bins.fp, bins.tp, f"binned:{n_bins}")
-    fpf, tpf = bins.operating_points()
     # points ordered from (1, 1) through the thresholds 1 .. R-1 to (0, 0)
-    x = np.concatenate([[1.0], fpf, [0.0]])
-    y = np.concatenate([[1.0], tpf, [0.0]])
+    x, y = between_corners(*bins.operating_points())
     m = x.size
     k_cut = n_bins - 1  # at most this many interior points (cutoffs) are kept
 
@@ -547,6 +543,18 @@ def clipped_points(bins: RatingBins) -> tuple[np.ndarray, np.ndarray]:
     fpf, tpf = bins.operating_points()
     e1, e2 = 0.5 / max(bins.k1, 1), 0.5 / max(bins.k2, 1)
     return np.clip(fpf, e1, 1 - e1), np.clip(tpf, e2, 1 - e2)
+
+
+def start_thresholds(bins: RatingBins) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Clipped empirical operating points and the thresholds they imply for the normal cases
+    (``zeta = -probit(FPF)``, made increasing): every model's starting thresholds."""
+    fpf, tpf = clipped_points(bins)
+    return fpf, tpf, increasing(-probit(fpf))
+
+
+def between_corners(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points ``(x, y)`` with the corners (1, 1) before and (0, 0) after."""
+    return np.concatenate([[1.0], x, [0.0]]), np.concatenate([[1.0], y, [0.0]])
 
 
 def increasing(z: np.ndarray, min_gap: float = 1e-3) -> np.ndarray:

@@ -22,13 +22,7 @@ import math
 import numpy as np
 
 from analysis.fitting._core import (
-    OrdinalModel,
-    RatingBins,
-    clipped_points,
-    increasing,
-    npdf,
-    phi_cdf,
-    probit,
+    OrdinalModel, RatingBins, between_corners, npdf, phi_cdf, probit, start_thresholds,
 )
 
 __all__ = ["BinormalModel", "binormal_auc", "binormal_roc"]
@@ -78,8 +72,7 @@ class BinormalModel(OrdinalModel):
         return np.array([d / s, -d * a * b / s ** 3])
 
     def initial_guesses(self, bins: RatingBins) -> list[np.ndarray]:
-        fpf, tpf = clipped_points(bins)
-        zeta = increasing(-probit(fpf))
+        fpf, tpf, zeta = start_thresholds(bins)
         zf, zt = probit(fpf), probit(tpf)
         starts = []
         if zf.size >= 2 and np.ptp(zf) > 1e-9:
@@ -93,6 +86,5 @@ class BinormalModel(OrdinalModel):
     def curve(self, theta: np.ndarray, n: int = 201) -> tuple[np.ndarray, np.ndarray]:
         a, b = float(theta[0]), float(theta[1])
         z = np.linspace(-7.0, 7.0, n)
-        fpf = np.concatenate([[1.0], phi_cdf(-z), [0.0]])
-        tpf = np.concatenate([[1.0], phi_cdf(a - b * z), [0.0]])
+        fpf, tpf = between_corners(phi_cdf(-z), phi_cdf(a - b * z))
         return fpf[::-1], tpf[::-1]

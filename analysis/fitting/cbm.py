@@ -23,13 +23,7 @@ import math
 import numpy as np
 
 from analysis.fitting._core import (
-    OrdinalModel,
-    RatingBins,
-    clipped_points,
-    increasing,
-    npdf,
-    phi_cdf,
-    probit,
+    OrdinalModel, RatingBins, between_corners, npdf, phi_cdf, start_thresholds,
 )
 
 __all__ = ["CbmModel", "cbm_auc"]
@@ -74,8 +68,7 @@ class CbmModel(OrdinalModel):
     def initial_guesses(self, bins: RatingBins) -> list[np.ndarray]:
         from analysis.fitting._core import negative_log_likelihood
 
-        fpf, _ = clipped_points(bins)
-        zeta = increasing(-probit(fpf))
+        *_, zeta = start_thresholds(bins)
         grid = [
             np.concatenate([[mu, alpha], zeta])
             for mu in (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
@@ -87,6 +80,5 @@ class CbmModel(OrdinalModel):
     def curve(self, theta: np.ndarray, n: int = 201) -> tuple[np.ndarray, np.ndarray]:
         mu, alpha = float(theta[0]), float(theta[1])
         z = np.unique(np.concatenate([np.linspace(-7.0, 7.0, n), np.linspace(mu - 7.0, mu + 7.0, n)]))
-        fpf = np.concatenate([[1.0], phi_cdf(-z), [0.0]])
-        tpf = np.concatenate([[1.0], alpha * phi_cdf(mu - z) + (1 - alpha) * phi_cdf(-z), [0.0]])
+        fpf, tpf = between_corners(phi_cdf(-z), alpha * phi_cdf(mu - z) + (1 - alpha) * phi_cdf(-z))
         return fpf[::-1], tpf[::-1]

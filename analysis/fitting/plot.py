@@ -77,20 +77,13 @@ def plot_fits(fits: RocFitSet, *, reader_groups: Mapping[str, str] | None = None
 
 def save_figure(fig, path: str | Path, dpi: int = 150) -> Path:
     """Save a figure (format from the extension: .png, .svg, .pdf) through a temporary file."""
-    import os
-    import tempfile
 
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in ("png", "svg", "pdf"):
         raise ValueError(f"{path.name}: the plot must be a .png, .svg or .pdf file.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{fmt}", dir=str(path.parent or Path(".")))
-    os.close(fd)
-    try:
+    from tsct_files import atomic_file
+
+    with atomic_file(path, suffix=f".{fmt}") as tmp:
         fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.fitting._core import ChiSquare, OrdinalModel, RatingBins
+from analysis.results import _json_number as _num  # NaN -> null, inf -> "Infinity"
 
 __all__ = ["FIT_SCHEMA_ID", "MODEL_NAMES", "STATUSES", "RocFit", "RocFitSet"]
 
@@ -34,17 +33,6 @@ MODEL_NAMES = {
     "cbm": "contaminated binormal model (Dorfman-Berbaum)",
     "rsm": "radiological search model (Chakraborty)",
 }
-
-
-def _num(x: Any) -> Any:
-    if x is None:
-        return None
-    x = float(x)
-    if math.isnan(x):
-        return None
-    if math.isinf(x):
-        return "Infinity" if x > 0 else "-Infinity"
-    return x
 
 
 def _fmt(x: float | None, digits: int = 4) -> str:
@@ -251,6 +239,7 @@ class RocFitSet:
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema": FIT_SCHEMA_ID,
+            "backend": "python",
             "model": self.model,
             "model_description": MODEL_NAMES.get(self.model, self.model),
             "source_paradigm": self.source_paradigm,
@@ -266,16 +255,9 @@ class RocFitSet:
         """Strict JSON (no NaN literals: NaN -> null); written atomically to ``path`` if given."""
         text = json.dumps(self.to_dict(), indent=indent, allow_nan=False)
         if path is not None:
-            path = Path(path)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent or Path(".")))
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    fh.write(text + "\n")
-                os.replace(tmp, path)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
+            from tsct_files import atomic_write_text
+
+            atomic_write_text(path, text + "\n")
         return text
 
     def summary(self):
@@ -315,14 +297,9 @@ class RocFitSet:
 
 def write_csv_atomic(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write a frame as CSV through a temporary file and a rename (never a half-written file)."""
+    from tsct_files import atomic_file
+
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent or Path(".")))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            frame.to_csv(fh, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path, suffix=".csv") as tmp:
+        frame.to_csv(tmp, index=False)
     return path

@@ -37,7 +37,6 @@ Excel row and column.  LROC and ROI files and split-plot designs raise
 from __future__ import annotations
 
 import math
-import os
 import re
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -312,6 +311,23 @@ def _find(sheets: dict[str, _Sheet], names: Sequence[str], what: str, file: str)
     return found[0]
 
 
+def _open_sheets(
+    path: str | Path,
+    nl_what: str = "FP/NL (non-lesion localisations)",
+    ll_what: str = "TP/LL (lesion localisations)",
+) -> tuple[Path, str, dict[str, _Sheet], _Sheet, _Sheet, _Sheet]:
+    """Open a JAFROC workbook and find its TRUTH, FP/NL and TP/LL sheets (every reader's start).
+
+    Returns ``(path, file, sheets, truth, nl, ll)``; ``nl_what``/``ll_what`` describe the mark
+    sheets in the message when one is missing (their meaning differs in LROC files).
+    """
+    path = Path(path)
+    file = str(path)
+    sheets = _load_workbook(path)
+    return (path, file, sheets, _find(sheets, ["TRUTH"], "TRUTH", file),
+            _find(sheets, ["FP", "NL"], nl_what, file), _find(sheets, ["TP", "LL"], ll_what, file))
+
+
 def _id_map(sheets: dict[str, _Sheet], file: str) -> dict[tuple[str, str, str], str]:
     """Parse the optional ID_MAP sheet: (kind, case_file_id or '', file_id) -> original ID."""
     sheet = sheets.get(ID_MAP_SHEET) or sheets.get("ID_MAP")
@@ -370,12 +386,7 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
     UnsupportedDataError
         For LROC or ROI data and designs that are not fully crossed.
     """
-    path = Path(path)
-    file = str(path)
-    sheets = _load_workbook(path)
-    truth_sheet = _find(sheets, ["TRUTH"], "TRUTH", file)
-    nl_sheet = _find(sheets, ["FP", "NL"], "FP/NL (non-lesion localisations)", file)
-    ll_sheet = _find(sheets, ["TP", "LL"], "TP/LL (lesion localisations)", file)
+    path, file, sheets, truth_sheet, nl_sheet, ll_sheet = _open_sheets(path)
     idmap = _id_map(sheets, file)
 
     def mapped(kind: str, fid: str, case_fid: str = "") -> str:
@@ -513,9 +524,12 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
                 f"{p[0] if p else 'nothing'!r}.", file=file, sheet=truth_sheet.title, row=2,
                 column=t_names.get("paradigm", "Paradigm")))
         if design not in _CROSSED:
+            hint = (" Split-plot-C studies (each reader group reads its own cases in every "
+                    "treatment) are analysed by 'tsct analyze split-plot'."
+                    if design.startswith("SPLIT-PLOT") else "")
             raise UnsupportedDataError(Problem(
-                f"study design {design!r} is not supported; only fully crossed designs (FCTRL: "
-                "every reader reads every case in every treatment) can be analysed.",
+                f"study design {design!r} is not supported here; this reader takes fully crossed "
+                f"designs (FCTRL: every reader reads every case in every treatment).{hint}",
                 file=file, sheet=truth_sheet.title, row=3,
                 column=t_names.get("paradigm", "Paradigm")))
         for key, lists in (("reader", reader_lists), ("treatment", treatment_lists)):
@@ -525,7 +539,8 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
                     order.setdefault(x, None)
             full = list(order)
             for n, ids in lists:
-                twice = sorted({x for x in ids if ids.count(x) > 1})
+                # (len(set) == len: no repeats; checked first, as most rows share one list)
+                twice = [] if len(set(ids)) == len(ids) else sorted({x for x in ids if ids.count(x) > 1})
                 if twice:
                     problems.append(Problem(
                         f"{key} ID(s) {twice} appear more than once in the list {ids}; each "
@@ -907,14 +922,10 @@ def write_jafroc_excel(
         ms.append(["Kind", "FileID", "OriginalID", "CaseFileID"])
         for row in idmap_rows:
             ms.append(list(row))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    from tsct_files import atomic_file
+
+    with atomic_file(path, suffix=".xlsx") as tmp:
         wb.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

@@ -35,9 +35,10 @@ from analysis.formats.jafroc_excel import (
     _TRUTH_SPEC,
     _find,
     _load_workbook,
+    _open_sheets,
     _split_list,
 )
-from analysis.lroc import LrocData
+from analysis.lroc import LrocData, lroc_layout
 
 __all__ = ["read_lroc_excel", "write_lroc_excel", "is_lroc_workbook"]
 
@@ -85,12 +86,8 @@ def read_lroc_excel(path: str | Path, *, name: str | None = None) -> LrocData:
     ObserverDataError
         Listing every problem (file, sheet, row, column).
     """
-    path = Path(path)
-    file = str(path)
-    sheets = _load_workbook(path)
-    truth = _find(sheets, ["TRUTH"], "TRUTH", file)
-    nl_sheet = _find(sheets, ["FP", "NL"], "FP/NL (ratings of normal cases, incorrect localizations)", file)
-    ll_sheet = _find(sheets, ["TP", "LL"], "TP/LL (correct localizations)", file)
+    path, file, _, truth, nl_sheet, ll_sheet = _open_sheets(
+        path, "FP/NL (ratings of normal cases, incorrect localizations)", "TP/LL (correct localizations)")
     problems: list[Problem] = []
     t_cols, t_names = truth.columns(
         _TRUTH_SPEC, ["case_id", "lesion_id", "reader", "treatment", "paradigm"], file, problems)
@@ -149,14 +146,7 @@ def read_lroc_excel(path: str | Path, *, name: str | None = None) -> LrocData:
         raise ObserverDataError(problems)
 
     t_ids, r_ids = list(treatments), list(readers)
-    ti = {t: i for i, t in enumerate(t_ids)}
-    ri = {r: i for i, r in enumerate(r_ids)}
-    ni = {c: i for i, c in enumerate(normal)}
-    ai = {c: i for i, c in enumerate(abnormal)}
-    shape = (len(t_ids), len(r_ids))
-    fp = np.full(shape + (len(normal),), -np.inf)
-    il = np.full(shape + (len(abnormal),), -np.inf)
-    cl = np.full(shape + (len(abnormal),), -np.inf)
+    (ti, ri, ni, ai), (fp, cl, il) = lroc_layout(t_ids, r_ids, normal, abnormal)
 
     def rows(sheet, cols, names, with_lesion: bool):
         first: dict[tuple[str, str, str], int] = {}
@@ -243,8 +233,6 @@ def write_lroc_excel(data: LrocData, path: str | Path) -> Path:
     Path
         The written file.
     """
-    import os
-    import tempfile
 
     import openpyxl
 
@@ -277,13 +265,8 @@ def write_lroc_excel(data: LrocData, path: str | Path) -> Path:
                     fp_ws.append([_excel_id(r), _excel_id(t), _excel_id(c), float(data.il[i, j, k])])
                 if np.isfinite(data.cl[i, j, k]):
                     tp_ws.append([_excel_id(r), _excel_id(t), _excel_id(c), 1, float(data.cl[i, j, k])])
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".xlsx", dir=str(path.parent))
-    os.close(fd)
-    try:
+    from tsct_files import atomic_file
+
+    with atomic_file(path, suffix=".xlsx") as tmp:
         wb.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path

@@ -8,7 +8,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from analysis.results import AnalysisResult, Comparison, TreatmentEstimate, iter_analyses
+from analysis.results import AnalysisResult, Comparison, SignificanceResult, Table, TreatmentEstimate, iter_analyses
 from analysis.stats._distributions import f_sf, safe_sqrt, t_quantile, t_two_sided_p
 
 __all__ = [
@@ -22,6 +22,8 @@ __all__ = [
     "WarningLog",
     "rrfc_result",
     "record_warnings",
+    "level_tables",
+    "significance_result",
 ]
 
 
@@ -234,3 +236,45 @@ def record_warnings(result: AnalysisResult, log: WarningLog) -> None:
     for message in result.warnings:
         if message not in log.messages:
             log.messages.append(message)
+
+
+def level_tables(
+    treatments: Sequence[str], readers: Sequence[str],
+    per_treatment: dict[str, Sequence[float]], per_reader: dict[str, Sequence[float]],
+) -> tuple[Table, Table]:
+    """The single-treatment and single-reader tables (RJafroc's ``IndividualTrt`` and
+    ``IndividualRdr``): ``per_treatment``/``per_reader`` columns indexed by the IDs."""
+    return (Table(index=tuple(treatments), columns=per_treatment, index_name="treatment"),
+            Table(index=tuple(readers), columns=per_reader, index_name="reader"))
+
+
+def significance_result(
+    *,
+    fom: str,
+    method: str,
+    covariance: str,
+    treatments: tuple[str, ...],
+    readers: tuple[str, ...],
+    n_cases: int,
+    foms: np.ndarray,
+    anova: Table,
+    variance_components: Table,
+    per_treatment: dict[str, Sequence[float]],
+    per_reader: dict[str, Sequence[float]],
+    analyses: dict[str, AnalysisResult],
+    alpha: float,
+    log: WarningLog,
+    **extra: object,
+) -> SignificanceResult:
+    """The :class:`SignificanceResult` of a DBM or OR analysis.
+
+    ``per_treatment`` and ``per_reader`` are the columns of the single-treatment and
+    single-reader tables (RJafroc's ``MsR``/``MsT`` tables), indexed by ``treatments`` and
+    ``readers``; ``extra`` passes method-specific fields (``n_bootstraps``, ``random_state``).
+    """
+    trt_table, rdr_table = level_tables(treatments, readers, per_treatment, per_reader)
+    return SignificanceResult(
+        fom=fom, method=method, covariance=covariance, treatments=treatments, readers=readers,
+        n_cases=n_cases, foms=foms, anova=anova, variance_components=variance_components,
+        treatment_anova=trt_table, reader_anova=rdr_table, analyses=analyses, alpha=alpha, warnings=log.tuple(), **extra,
+    )

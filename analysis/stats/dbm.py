@@ -46,6 +46,7 @@ from analysis.stats._common import (
     record_warnings,
     rrfc_result,
     resolve_analyses,
+    significance_result,
     treatment_estimate,
     validate_alpha,
     validate_ids,
@@ -197,43 +198,18 @@ def dbm_analysis(
         },
     )
     vc_table = Table(index=tuple(vc), columns={"estimate": list(vc.values())}, index_name="component")
-    trt_table = Table(
-        index=treatments,
-        columns={
-            "msR": an.ms_r_per_treatment,
-            "msC": an.ms_c_per_treatment,
-            "msRC": an.ms_rc_per_treatment,
-            "df_msR": np.full(n_t, n_r - 1.0),
-            "df_msC": np.full(n_t, n_c - 1.0),
-            "df_msRC": np.full(n_t, (n_r - 1.0) * (n_c - 1.0)),
+    return significance_result(
+        fom=fom, method="DBM", covariance="jackknife", treatments=treatments, readers=readers,
+        n_cases=n_c, foms=theta, anova=anova_table, variance_components=vc_table,
+        per_treatment={
+            "msR": an.ms_r_per_treatment, "msC": an.ms_c_per_treatment,
+            "msRC": an.ms_rc_per_treatment, "df_msR": np.full(n_t, n_r - 1.0),
+            "df_msC": np.full(n_t, n_c - 1.0), "df_msRC": np.full(n_t, (n_r - 1.0) * (n_c - 1.0)),
         },
-        index_name="treatment",
-    )
-    rdr_table = Table(
-        index=readers,
-        columns={
-            "msT": an.ms_t_per_reader,
-            "msC": an.ms_c_per_reader,
-            "msTC": an.ms_tc_per_reader,
-            "df_msT": np.full(n_r, n_t - 1.0),
-            "df_msC": np.full(n_r, n_c - 1.0),
+        per_reader={
+            "msT": an.ms_t_per_reader, "msC": an.ms_c_per_reader, "msTC": an.ms_tc_per_reader,
+            "df_msT": np.full(n_r, n_t - 1.0), "df_msC": np.full(n_r, n_c - 1.0),
             "df_msTC": np.full(n_r, (n_t - 1.0) * (n_c - 1.0)),
         },
-        index_name="reader",
-    )
-    return SignificanceResult(
-        fom=fom,
-        method="DBM",
-        covariance="jackknife",
-        treatments=treatments,
-        readers=readers,
-        n_cases=n_c,
-        foms=theta,
-        anova=anova_table,
-        variance_components=vc_table,
-        treatment_anova=trt_table,
-        reader_anova=rdr_table,
-        analyses=results,
-        alpha=alpha,
-        warnings=log.tuple(),
+        analyses=results, alpha=alpha, log=log,
     )

@@ -49,6 +49,7 @@ from analysis.stats._common import (
     record_warnings,
     rrfc_result,
     resolve_analyses,
+    significance_result,
     treatment_estimate,
     validate_alpha,
     validate_ids,
@@ -232,41 +233,13 @@ def or_analysis(
         },
         index_name="component",
     )
-    trt_table = Table(
-        index=treatments,
-        columns={
-            "msR": an.ms_r_per_treatment,
-            "var": cv.var_per_treatment,
-            "cov2": cv.cov2_per_treatment,
-            "df_msR": np.full(n_t, n_r - 1.0),
-        },
-        index_name="treatment",
-    )
-    rdr_table = Table(
-        index=readers,
-        columns={
-            "msT": an.ms_t_per_reader,
-            "var": cv.var_per_reader,
-            "cov1": cv.cov1_per_reader,
-            "df_msT": np.full(n_r, n_t - 1.0),
-        },
-        index_name="reader",
-    )
-    return SignificanceResult(
-        fom=fom,
-        method="OR",
-        covariance=covariance_method,
-        treatments=treatments,
-        readers=readers,
-        n_cases=n_c,
-        foms=theta,
-        anova=anova_table,
-        variance_components=vc_table,
-        treatment_anova=trt_table,
-        reader_anova=rdr_table,
-        analyses=results,
-        alpha=alpha,
-        n_bootstraps=n_bootstraps,
-        random_state=random_state,
-        warnings=log.tuple(),
+    return significance_result(
+        fom=fom, method="OR", covariance=covariance_method, treatments=treatments,
+        readers=readers, n_cases=n_c, foms=theta, anova=anova_table, variance_components=vc_table,
+        per_treatment={"msR": an.ms_r_per_treatment, "var": cv.var_per_treatment,
+                       "cov2": cv.cov2_per_treatment, "df_msR": np.full(n_t, n_r - 1.0)},
+        per_reader={"msT": an.ms_t_per_reader, "var": cv.var_per_reader,
+                    "cov1": cv.cov1_per_reader, "df_msT": np.full(n_r, n_t - 1.0)},
+        analyses=results, alpha=alpha, log=log,
+        n_bootstraps=n_bootstraps, random_state=random_state,
     )

@@ -5,26 +5,21 @@ for the file the backend writes.  Lets the whole backend and the crosscheck comm
 
 from __future__ import annotations
 
-import json
 import re
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from analysis import ObserverData, fom_matrix, read_jafroc_excel
+from analysis import fom_matrix, read_jafroc_excel
+from tests.analysis.rjafroc_reference import raw_st, reference_data
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "rjafroc"
 
 
-@lru_cache(maxsize=None)
-def _st(dataset: str) -> dict:
-    return json.loads((DATA / "expected" / "st" / f"{dataset}.json").read_text())["st"]
+_st = raw_st
 
 
-@lru_cache(maxsize=None)
-def _data(dataset: str) -> ObserverData:
-    return read_jafroc_excel(DATA / "datasets" / f"{dataset}.xlsx")
+_data = reference_data
 
 
 _LABEL = re.compile(r"\b(trt|rdr)([A-Za-z0-9_.]+)")

@@ -86,6 +86,25 @@ def expected_st(dataset: str) -> dict[str, Any]:
     return decode(raw)
 
 
+def raw_st(dataset: str) -> dict[str, Any]:
+    """The ``"st"`` node of ``expected/st/<dataset>.json`` as stored (not decoded; shared, do
+    not modify)."""
+    return _load(str(EXPECTED_DIR / "st" / f"{dataset}.json"))["st"]
+
+
+def raw_pseudovalues(dataset: str) -> dict[str, Any]:
+    """The ``"pseudovalues"`` node of ``expected/pseudovalues/<dataset>.json`` as stored."""
+    return _load(str(EXPECTED_DIR / "pseudovalues" / f"{dataset}.json"))["pseudovalues"]
+
+
+@lru_cache(maxsize=None)
+def reference_data(dataset: str):
+    """``datasets/<dataset>.xlsx`` read by our reader (cached: one read per test session)."""
+    from analysis import read_jafroc_excel
+
+    return read_jafroc_excel(dataset_path(dataset))
+
+
 def dataset_index() -> dict[str, dict[str, Any]]:
     """``datasets/index.json``: per dataset I, J, K1, K2, lesion counts, IDs, type."""
     return _load(str(DATASETS_DIR / "index.json"))

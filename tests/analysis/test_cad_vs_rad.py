@@ -229,3 +229,28 @@ def test_add_cad_reader_lroc(cad_lroc):
     with pytest.raises(ObserverDataError, match="normal case"):
         add_cad_reader(rads, pd.DataFrame([{"case_id": cad.normal_cases[0], "lesion_id": "1",
                                             "rating": 3.0}]))
+
+
+def test_detector_marks_csv_gives_the_in_memory_result(tmp_path):
+    """``tsct detect evaluate``'s marks_<method>.csv (detector.detection_eval.write_marks_csv)
+    read by read_cad_marks is the same CAD reader as the detector's marks passed in memory."""
+    from detector.detection_eval import write_marks_csv
+
+    class Marks:  # duck-typed detector.froc.CaseMarks
+        def __init__(self, case_id, nl, ll):
+            self.case_id, self.nl_ratings, self.ll_ratings = case_id, nl, ll
+
+    case_marks = [
+        Marks("n1", [0.5, 2.5, 1.0], {}), Marks("n3", [3.0], {}),
+        Marks("a1", [], {"1": 4.0, "2": None}), Marks("a2", [1.5], {"1": 2.0}),
+        Marks("a3", [0.25], {"1": 5.0}),
+    ]
+    study = _froc_study()
+    path = write_marks_csv(case_marks, tmp_path / "marks_zmap.csv")
+    from_csv = add_cad_reader(study, read_cad_marks(str(path)), reader_id="CAD")
+    in_memory = add_cad_reader(study, cad_marks_from_case_marks(case_marks), reader_id="CAD")
+    assert from_csv.equals(in_memory)
+    for fom in ("wAFROC", "HrAuc"):  # FROC, and its highest-rating ROC
+        a = st_cad_vs_rad(from_csv, fom, cad_reader="CAD")
+        b = st_cad_vs_rad(in_memory, fom, cad_reader="CAD")
+        assert a.to_dict() == b.to_dict()

@@ -94,3 +94,23 @@ def test_lroc_st_option(tmp_path):
     assert "OR analysis of PCL@0.2" in res.output
     doc = json.loads((tmp_path / "s.json").read_text())
     assert doc["st"]["fom"] == "PCL@0.2"
+
+
+@pytest.mark.parametrize("args", [
+    ("fom", VAN_DYKE, "--fom", "Wilcoxon"),
+    ("st", VAN_DYKE, "--fom", "Wilcoxon"),
+    ("power", VAN_DYKE, "--fom", "Wilcoxon", "--effect-size", "0.05"),
+    ("fit", VAN_DYKE, "--model", "binormal", "-t", "0"),
+    ("cad-vs-rad", CAD_LROC, "--fom", "PCL", "--method", "1T-RRFC"),
+    ("lroc", TOY / "LROC" / "lroc.xlsx", "--fom", "PCL"),
+    ("split-plot", VAN_DYKE),  # a crossed study is a split-plot study of one group
+], ids=lambda a: a[0])
+def test_every_json_result_names_the_backend(tmp_path, args):
+    """Issue 15: every JSON result says which engine computed it (``backend``)."""
+    out = tmp_path / "out.json"
+    res = _run(*args, "--json", out)
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())
+    assert doc["backend"] == "python"
+    for r in doc.get("results", []):
+        assert r["backend"] == "python"

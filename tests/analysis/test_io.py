@@ -31,6 +31,7 @@ from analysis import (
     write_observer_data,
     write_tidy_csv,
 )
+from tests.analysis._workbooks import write_book
 from tests.analysis.rjafroc_reference import (
     DATASETS_DIR,
     EXAMPLES_DIR,
@@ -261,17 +262,6 @@ FP = [["ReaderID", "ModalityID", "CaseID", "FP_Rating"],
       ["A", "T1", 1, 2.5], ["A", "T1", 10, 1.0], ["B", "T1", 2, 3.0]]
 TP = [["ReaderID", "ModalityID", "CaseID", "LesionID", "TP_Rating"],
       ["A", "T1", 10, 1, 4.0], ["A", "T1", 11, 1, 5.0], ["B", "T1", 10, 2, 2.0]]
-
-
-def write_book(path: Path, sheets: dict[str, list[list]]) -> Path:
-    wb = openpyxl.Workbook()
-    wb.remove(wb.active)
-    for title, rows in sheets.items():
-        ws = wb.create_sheet(title)
-        for row in rows:
-            ws.append(row)
-    wb.save(path)
-    return path
 
 
 def test_small_handwritten_file_reads(tmp_path):

@@ -21,8 +21,15 @@ import pandas as pd
 import pytest
 
 import analysis.formats.jafroc_excel as jx
-from analysis import ObserverData, ObserverDataError, fom_matrix, read_jafroc_excel, write_jafroc_excel
+from analysis import (
+    ObserverData,
+    ObserverDataError,
+    fom_matrix,
+    read_jafroc_excel,
+    write_jafroc_excel,
+)
 from analysis.formats.jafroc_excel import rjafroc_sheet_order_ok
+from tests.analysis._workbooks import write_book
 from tests.analysis.rjafroc_reference import DATASETS_DIR, dataset_index
 
 SUPPORTED = [n for n, v in dataset_index().items()
@@ -57,9 +64,7 @@ def _same(a: ObserverData, b: ObserverData) -> None:
 
 def _old_format_openxlsx_book(path: Path) -> Path:
     """RJafroc's writer layout: old three-column TRUTH, sheets LL/NL/TRUTH, NLRating/LLRating."""
-    wb = openpyxl.Workbook()
-    wb.remove(wb.active)
-    sheets = {
+    return write_book(path, {
         "LL": [["ReaderID", "ModalityID", "CaseID", "LesionID", "LLRating"],
                [1, 1, 3, 1, 4.0], [1, 1, 4, 1, 5.0], [1, 1, 4, 2, 2.0], [1, 2, 3, 1, 3.0],
                [2, 1, 3, 1, 1.0], [2, 2, 4, 2, 4.0]],
@@ -67,13 +72,7 @@ def _old_format_openxlsx_book(path: Path) -> Path:
                [1, 1, 1, 2.5], [1, 2, 2, 1.0], [2, 1, 3, 3.0], [2, 2, 1, 0.5]],
         "TRUTH": [["CaseID", "LesionID", "Weight"],
                   [1, 0, 0], [2, 0, 0], [3, 1, 1.0], [4, 1, 0.5], [4, 2, 0.5]],
-    }
-    for title, rows in sheets.items():
-        ws = wb.create_sheet(title)
-        for row in rows:
-            ws.append(row)
-    wb.save(path)
-    return path
+    })
 
 
 def test_openxlsx_dimension_a1_workbook_is_read_completely(tmp_path):

@@ -30,6 +30,7 @@ from analysis.lroc import (
     lroc_operating_points,
     pcl_at,
 )
+from tests.analysis._workbooks import write_jafroc_book
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "rjafroc"
 CAD_LROC = DATA / "datasets" / "datasetCadLroc.xlsx"
@@ -114,23 +115,7 @@ def test_jackknife_deletes_each_case():
             np.testing.assert_allclose(jk[:, :, k], lroc_fom_matrix(smaller, fom, 0.2), atol=1e-12)
 
 
-def _write(path: Path, truth, fp, tp) -> Path:
-    wb = openpyxl.Workbook()
-    ws = wb.active
-    ws.title = "TRUTH"
-    ws.append(["CaseID", "LesionID", "Weight", "ReaderID", "ModalityID", "Paradigm"])
-    for r in truth:
-        ws.append(r)
-    ws = wb.create_sheet("FP")
-    ws.append(["ReaderID", "ModalityID", "CaseID", "FP_Rating"])
-    for r in fp:
-        ws.append(r)
-    ws = wb.create_sheet("TP")
-    ws.append(["ReaderID", "ModalityID", "CaseID", "LesionID", "TP_Rating"])
-    for r in tp:
-        ws.append(r)
-    wb.save(path)
-    return path
+_write = write_jafroc_book
 
 
 TRUTH = [[1, 0, 0, "1,2", "A", "LROC"], [2, 0, 0, "1,2", "A", "FCTRL"], [3, 1, 1, "1,2", "A", None]]

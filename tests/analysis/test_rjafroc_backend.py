@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import json
 import warnings
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +28,12 @@ from analysis import (
     MRMCWarning,
     ObserverData,
     Provenance,
-    read_jafroc_excel,
     significance_test,
 )
 from analysis import rjafroc_backend as rb
 from analysis.fom import fom_case_ids
 from tests.analysis._fake_rjafroc import fake_r_layer
+from tests.analysis.rjafroc_reference import raw_st, reference_data
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "rjafroc"
 AVAILABLE, REASON = rb.rjafroc_available()
@@ -42,14 +41,10 @@ needs_rjafroc = pytest.mark.skipif(not AVAILABLE, reason=f"RJafroc not callable 
 PROV = Provenance(input_file="x.xlsx", input_sha256="0" * 64, created_utc="2026-01-01T00:00:00+00:00")
 
 
-@lru_cache(maxsize=None)
-def _st(dataset: str) -> dict:
-    return json.loads((DATA / "expected" / "st" / f"{dataset}.json").read_text())["st"]
+_st = raw_st
 
 
-@lru_cache(maxsize=None)
-def _data(dataset: str) -> ObserverData:
-    return read_jafroc_excel(DATA / "datasets" / f"{dataset}.xlsx")
+_data = reference_data
 
 
 def _st_cases():

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +27,6 @@ from scipy import stats
 from analysis import (
     MRMCInputError,
     MRMCWarning,
-    ObserverData,
-    read_jafroc_excel,
     significance_test,
 )
 from analysis.stats import (
@@ -43,6 +40,7 @@ from analysis.stats import (
     trc_anova,
 )
 from analysis.stats._distributions import t_two_sided_p
+from tests.analysis.rjafroc_reference import raw_pseudovalues, raw_st, reference_data
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "rjafroc"
 IOWA = DATA / "third-party-outputs" / "iowa-or-dbm-mrmc"
@@ -70,19 +68,13 @@ def _frame(obj) -> tuple[list[str], dict[str, list[float]]]:
     return obj["rownames"], cols
 
 
-@lru_cache(maxsize=None)
-def _st(dataset: str) -> dict:
-    return json.loads((DATA / "expected" / "st" / f"{dataset}.json").read_text())["st"]
+_st = raw_st
 
 
-@lru_cache(maxsize=None)
-def _pv(dataset: str) -> dict:
-    return json.loads((DATA / "expected" / "pseudovalues" / f"{dataset}.json").read_text())["pseudovalues"]
+_pv = raw_pseudovalues
 
 
-@lru_cache(maxsize=None)
-def _data(dataset: str) -> ObserverData:
-    return read_jafroc_excel(DATA / "datasets" / f"{dataset}.xlsx")
+_data = reference_data
 
 
 def _cases():
@@ -157,14 +149,17 @@ def compare_with_rjafroc(result, expected: dict, method: str, analysis: str, lab
         check(res.differences[k].estimate, d, f"trtMeanDiffs[{k}]")
 
     an = expected["ANOVA"]
+    table = "TRCanova" if method == "DBM" else "TRanova"
+    rows, cols = _frame(an[table])
+    for k, s in enumerate(rows):
+        for col in ("SS", "DF", "MS"):
+            check(result.anova.value(s, col), cols[col][k], f"{table}/{s}/{col}")
+    rows, cols = _frame(an["VarCom"])
+    for k, s in enumerate(rows):
+        check(result.variance_components.value(s, "estimate"), cols["Estimates"][k], f"VarCom/{s}")
+        if method == "OR":
+            check(result.variance_components.value(s, "rho"), cols["Rhos"][k], f"VarCom/{s}/rho")
     if method == "DBM":
-        rows, cols = _frame(an["TRCanova"])
-        for k, s in enumerate(rows):
-            for col in ("SS", "DF", "MS"):
-                check(result.anova.value(s, col), cols[col][k], f"TRCanova/{s}/{col}")
-        rows, cols = _frame(an["VarCom"])
-        for k, s in enumerate(rows):
-            check(result.variance_components.value(s, "estimate"), cols["Estimates"][k], f"VarCom/{s}")
         rows, cols = _frame(an["IndividualTrt"])
         for k, s in enumerate(rows):
             check(result.treatment_anova[f"df_{s}"][0], cols["DF"][k], f"IndividualTrt/{s}/DF")
@@ -176,14 +171,6 @@ def compare_with_rjafroc(result, expected: dict, method: str, analysis: str, lab
             for r in rdrs:
                 check(result.reader_anova.value(rdr_id[r], s), cols[r][k], f"IndividualRdr/{s}/{r}")
     else:
-        rows, cols = _frame(an["TRanova"])
-        for k, s in enumerate(rows):
-            for col in ("SS", "DF", "MS"):
-                check(result.anova.value(s, col), cols[col][k], f"TRanova/{s}/{col}")
-        rows, cols = _frame(an["VarCom"])
-        for k, s in enumerate(rows):
-            check(result.variance_components.value(s, "estimate"), cols["Estimates"][k], f"VarCom/{s}")
-            check(result.variance_components.value(s, "rho"), cols["Rhos"][k], f"VarCom/{s}/rho")
         rows, cols = _frame(an["IndividualTrt"])
         for k, t in enumerate(rows):
             for col, mine in (("DF", "df_msR"), ("msREachTrt", "msR"), ("varEachTrt", "var"), ("cov2EachTrt", "cov2")):

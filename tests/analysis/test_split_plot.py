@@ -14,7 +14,6 @@ from itertools import product
 from pathlib import Path
 
 import numpy as np
-import openpyxl
 import pytest
 from scipy import stats
 
@@ -23,6 +22,7 @@ from analysis.fom import fom_matrix, jackknife_fom_matrix
 from analysis.io import read_observer_data
 from analysis.significance import significance_test
 from analysis.split_plot import SplitPlotData, read_split_plot_excel, split_plot_or
+from tests.analysis._workbooks import write_jafroc_book
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "rjafroc"
 VAN_DYKE = DATA / "datasets" / "dataset02.xlsx"
@@ -134,26 +134,28 @@ def test_rjafroc_toy_split_plot_c_is_read_and_single_reader_groups_refused():
         split_plot_or(sp)
 
 
+def test_bare_split_plot_design_with_numeric_reader_ids_is_split_plot_c():
+    """rocSpCVaryK.xlsx: design 'split-plot', reader IDs typed as numbers, K varying by group."""
+    sp = read_split_plot_excel(TOY / "rocSpCVaryK.xlsx")
+    assert sp.treatments == ("1", "2")
+    assert [d.readers for d in sp.groups] == [("1",), ("4",), ("5",)]
+    assert [(d.n_normal, d.n_abnormal) for d in sp.groups] == [(3, 3), (4, 4), (5, 5)]
+
+
+def test_crossed_reader_points_split_plot_files_to_the_split_plot_command():
+    from analysis.formats._common import UnsupportedDataError
+    from analysis.io import read_observer_data
+
+    with pytest.raises(UnsupportedDataError, match="tsct analyze split-plot"):
+        read_observer_data(TOY / "rocSpCVaryK.xlsx")
+
+
 def test_split_plot_a_is_refused_with_reason():
     with pytest.raises(ObserverDataError, match="split-plot-A"):
         read_split_plot_excel(TOY / "rocSpA.xlsx")
 
 
-def _write(path: Path, truth, fp, tp) -> Path:
-    wb = openpyxl.Workbook()
-    ws = wb.active
-    ws.title = "TRUTH"
-    ws.append(["CaseID", "LesionID", "Weight", "ReaderID", "ModalityID", "Paradigm"])
-    for r in truth:
-        ws.append(r)
-    for title, header, rows in (("FP", ["ReaderID", "ModalityID", "CaseID", "FP_Rating"], fp),
-                                ("TP", ["ReaderID", "ModalityID", "CaseID", "LesionID", "TP_Rating"], tp)):
-        ws = wb.create_sheet(title)
-        ws.append(header)
-        for r in rows:
-            ws.append(r)
-    wb.save(path)
-    return path
+_write = write_jafroc_book
 
 
 def test_mark_on_a_case_of_another_group_names_the_row(tmp_path):
