@@ -19,17 +19,12 @@ where.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-#: HU normalisation of the input and of ``mu`` (the same as the temporal network's).
-NORM_CENTER_HU = 200.0
-NORM_SCALE_HU = 500.0
-#: log-variance clamp in normalised units: sigma between ~1.2 HU and ~3700 HU.
-LOGVAR_RANGE = (-12.0, 4.0)
+# HU normalisation of the input and of ``mu``, and the log-variance clamp: the temporal network's.
+from ._net import LOGVAR_RANGE, NORM_CENTER_HU, NORM_SCALE_HU, gaussian_head  # noqa: F401
 
 #: The six branch orientations: (dimension swapped with depth, flipped?) -> half-space seen.
 _ORIENTATIONS: tuple[tuple[int, bool], ...] = ((2, False), (2, True), (3, False), (3, True), (4, False), (4, True))
@@ -107,11 +102,7 @@ class BlindSpotNet(nn.Module):
         self.act = nn.LeakyReLU(0.1)
         self.mix = nn.Conv3d(6 * channels + n_conditions, head_channels, 1)
         self.hidden = nn.Conv3d(head_channels, head_channels, 1)
-        self.head = nn.Conv3d(head_channels, 2, 1)
-        nn.init.zeros_(self.head.weight)
-        with torch.no_grad():
-            self.head.bias[0] = 0.0
-            self.head.bias[1] = 2.0 * math.log(init_sigma_hu / NORM_SCALE_HU)
+        self.head = gaussian_head(head_channels, init_sigma_hu)
 
     @property
     def reach_vox(self) -> int:

@@ -15,6 +15,16 @@ NORM_SCALE_HU = 500.0
 LOGVAR_RANGE = (-12.0, 4.0)
 
 
+def gaussian_head(in_channels: int, init_sigma_hu: float) -> nn.Conv3d:
+    """The 1x1x1 output layer of both networks: (mu residual, log sigma^2), starting at mu = input and sigma = ``init_sigma_hu``."""
+    head = nn.Conv3d(in_channels, 2, 1)
+    nn.init.zeros_(head.weight)
+    with torch.no_grad():
+        head.bias[0] = 0.0
+        head.bias[1] = 2.0 * math.log(init_sigma_hu / NORM_SCALE_HU)
+    return head
+
+
 class ZScoreNet(nn.Module):
     """3-D residual fully convolutional network: warped prior -> (mu, log sigma^2).
 
@@ -57,11 +67,7 @@ class ZScoreNet(nn.Module):
             nn.init.zeros_(block[2].bias)
             self.blocks.append(block)
         self.act = nn.LeakyReLU(0.1)
-        self.head = nn.Conv3d(channels, 2, 1)
-        nn.init.zeros_(self.head.weight)
-        with torch.no_grad():
-            self.head.bias[0] = 0.0
-            self.head.bias[1] = 2.0 * math.log(init_sigma_hu / NORM_SCALE_HU)
+        self.head = gaussian_head(channels, init_sigma_hu)
 
     @property
     def receptive_radius_vox(self) -> int:

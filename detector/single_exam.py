@@ -40,43 +40,24 @@ Weights bundle: ``detector/weights/single-exam-v1.pt`` + ``single-exam-v1.metada
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import math
-import os
-import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence, Union
+from typing import Any, ClassVar, Sequence, Union
 
 import numpy as np
 from scipy import ndimage as ndi
 
-from cases import CaseList, LabelVolume, Volume, read_case_list, read_exam
+from cases import LabelVolume, Volume
 
 from ._errors import DetectorInputError
-from ._training_common import beta_nll, hardware_info, record_bundle_evaluation, value_range, write_training_figures
 from .bone import bone_mask, dilate_mask
-from .zscore import (
-    WORKING_SPACING_MM,
-    DomainCheck,
-    ModelBundle,
-    ModelBundleError,
-    OutOfDomainWarning,
-    ZMap,
-    load_bundle_weights,
-    read_bundle_metadata,
-    bone_hu_statistics,
-    from_working_grid,
-    make_working_grid,
-    metadata_path_for,
-    noise_index_hu,
-    normalise_hu,
-    resolve_device,
-    sha256_of,
-    to_working_grid,
-)
+from .working_grid import from_working_grid, make_working_grid, to_working_grid
+from .zscore import ZMap, recalibrate_z
+from .zscore_bundle import ModelBundle, ModelBundleError, load_bundle
+from .zscore_domain import DomainCheck, OutOfDomainWarning, check_domain_ranges, noise_index_hu
+from .zscore_model import run_tiled
 
 __all__ = [
     "SingleExamModel",
@@ -105,7 +86,6 @@ NOISE_SCALE_HU = 50.0
 #: The bone mask is grown by this much to make the ROI (as :func:`detector.run_pair` does), mm.
 ROI_MARGIN_MM = 3.0
 CONDITION_NAMES: tuple[str, ...] = ("noise index (HU) / 50", "in-plane spacing (mm) / 1.5", "slice spacing (mm) / 1.5")
-_CACHE_NAME = "single_exam_{role}.npz"
 
 ModelSpec = Union["SingleExamModel", str, Path, None]
 
@@ -179,27 +159,10 @@ class SingleExamModel(ModelBundle):
 
 
 def _check_domain(domain: dict[str, Any], spacing_mm: Sequence[float], hu_work: np.ndarray, roi_work: np.ndarray, noise_hu: float) -> DomainCheck:
-    measured: dict[str, Any] = {"spacing_mm": [float(s) for s in spacing_mm], "noise_hu": noise_hu, **bone_hu_statistics(hu_work, roi_work)}
-    reasons: list[str] = []
-    lo, hi = domain.get("spacing_min_mm"), domain.get("spacing_max_mm")
-    tol = float(domain.get("spacing_tolerance", 0.1))
-    if lo is not None and hi is not None:
-        for axis, s, a, b in zip("xyz", spacing_mm, lo, hi):
-            if s < a * (1 - tol) - 1e-6 or s > b * (1 + tol) + 1e-6:
-                reasons.append(f"voxel spacing along {axis} is {s:.2f} mm, trained on {a:.2f}-{b:.2f} mm")
-    margin = float(domain.get("hu_margin", 50.0))
-    for key, label in (("bone_hu_p50", "median bone HU"), ("bone_hu_p95", "95th percentile of bone HU")):
-        rng, v = domain.get(key), measured.get(key)
-        if rng is not None and v is not None and math.isfinite(v) and (v < rng[0] - margin or v > rng[1] + margin):
-            reasons.append(f"{label} is {v:.0f} HU, trained on {rng[0]:.0f}-{rng[1]:.0f} HU (±{margin:.0f})")
-    rng = domain.get("noise_hu")
-    if rng is not None:
-        factor = float(domain.get("noise_factor", 1.3))
-        if not math.isfinite(noise_hu):
-            reasons.append("the noise index could not be measured (too little soft tissue around the bone)")
-        elif noise_hu < rng[0] / factor or noise_hu > rng[1] * factor:
-            reasons.append(f"noise index is {noise_hu:.1f} HU (soft tissue), trained on {rng[0]:.1f}-{rng[1]:.1f} HU (x/÷{factor:g})")
-    return DomainCheck(in_domain=not reasons, reasons=tuple(reasons), measured=measured)
+    return check_domain_ranges(
+        domain, spacings=(("spacing", "", spacing_mm),), bone_hu=hu_work, roi=roi_work, noises=(("noise_hu", "noise index", noise_hu),),
+        measured={"spacing_mm": [float(s) for s in spacing_mm], "noise_hu": noise_hu},
+    )
 
 
 def load_single_exam_model(path: str | Path | None = None, *, device: str = "cpu", verify_hash: bool = True) -> SingleExamModel:
@@ -219,16 +182,19 @@ def load_single_exam_model(path: str | Path | None = None, *, device: str = "cpu
         the architecture the metadata describes.
     """
     weights = Path(path) if path is not None else default_single_exam_model_path()
-    metadata = read_bundle_metadata(weights, verify_hash=verify_hash, missing_hint=f"single-exam weights not found. Train them with 'tsct detect train-single-exam CASELIST --out {weights}'.")
-    if metadata.get("name") != MODEL_NAME:
-        raise ModelBundleError(f"{weights}: this is a '{metadata.get('name')}' bundle, not a single-exam one ('{MODEL_NAME}'); the temporal z-score network needs a prior exam (tsct detect run).")
-    arch = metadata.get("architecture", {})
-    net = build_single_exam_net(
-        channels=int(arch.get("channels", 8)), n_layers=int(arch.get("n_layers", 5)), blind_radius_vox=int(arch.get("blind_radius_vox", 2)), head_channels=int(arch.get("head_channels", 32))
+
+    def check(metadata: dict[str, Any]) -> None:
+        if metadata.get("name") != MODEL_NAME:
+            raise ModelBundleError(f"{weights}: this is a '{metadata.get('name')}' bundle, not a single-exam one ('{MODEL_NAME}'); the temporal z-score network needs a prior exam (tsct detect run).")
+
+    return load_bundle(
+        weights, SingleExamModel,
+        lambda arch: build_single_exam_net(
+            channels=int(arch.get("channels", 8)), n_layers=int(arch.get("n_layers", 5)), blind_radius_vox=int(arch.get("blind_radius_vox", 2)), head_channels=int(arch.get("head_channels", 32))
+        ),
+        missing_hint=f"single-exam weights not found. Train them with 'tsct detect train-single-exam CASELIST --out {weights}'.",
+        device=device, verify_hash=verify_hash, check=check,
     )
-    dev = resolve_device(device)
-    net = load_bundle_weights(net, weights, dev)
-    return SingleExamModel(net=net, metadata=metadata, path=weights, device=dev)
 
 
 _DEFAULT_CACHE: dict[tuple[str, str], SingleExamModel] = {}
@@ -280,31 +246,18 @@ def predict_single_exam_on_grid(
 
     device = torch.device(device) if not isinstance(device, torch.device) else device
     halo = int(net.halo_vox)
-    shape = hu.shape
-    mu = hu.astype(np.float32, copy=True)
-    sigma = np.full(shape, np.nan, dtype=np.float32)
-    padded = np.pad(normalise_hu(hu), halo, mode="edge")
     cond = torch.from_numpy(np.asarray(conditions, dtype=np.float32).reshape(1, -1)).to(device)
     if cond.shape[1] != int(net.n_conditions):
         raise DetectorInputError(f"The network takes {int(net.n_conditions)} condition values, got {cond.shape[1]}.")
     net = net.to(device).eval()
-    if tile_vox is None:
-        whole = int(np.prod([n + 2 * halo for n in shape]))
-        tile_vox = max(shape) if whole <= max_voxels_per_pass else 96
+    inner = (0, 0, slice(halo, -halo), slice(halo, -halo), slice(halo, -halo))
+
+    def forward(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        m, lv = net(torch.from_numpy(np.ascontiguousarray(block)[None, None]).to(device), cond)
+        return m[inner].float().cpu().numpy(), lv[inner].float().cpu().numpy()
+
     with torch.inference_mode():
-        for z0 in range(0, shape[0], tile_vox):
-            for y0 in range(0, shape[1], tile_vox):
-                for x0 in range(0, shape[2], tile_vox):
-                    z1, y1, x1 = min(z0 + tile_vox, shape[0]), min(y0 + tile_vox, shape[1]), min(x0 + tile_vox, shape[2])
-                    if not roi[z0:z1, y0:y1, x0:x1].any():
-                        continue
-                    block = padded[z0 : z1 + 2 * halo, y0 : y1 + 2 * halo, x0 : x1 + 2 * halo]
-                    xt = torch.from_numpy(np.ascontiguousarray(block)[None, None]).to(device)
-                    m, lv = net(xt, cond)
-                    inner = (0, 0, slice(halo, -halo), slice(halo, -halo), slice(halo, -halo))
-                    mu[z0:z1, y0:y1, x0:x1] = m[inner].float().cpu().numpy() * 500.0 + 200.0
-                    sigma[z0:z1, y0:y1, x0:x1] = 500.0 * np.exp(0.5 * lv[inner].float().cpu().numpy())
-    return mu, sigma
+        return run_tiled(forward, hu, roi, halo, tile_vox, max_voxels_per_pass, 96)
 
 
 def compute_single_exam_zmap(
@@ -407,15 +360,8 @@ def compute_single_exam_zmap(
             sub[r] = values[r]
             target[box] = sub
         if recalibrate:
-            vals = z[roi]
-            spread = float(1.4826 * np.median(np.abs(vals - np.median(vals))))
-            factor = float(np.clip(spread, 1.0, 5.0))
-            params["recalibration_factor"] = factor
-            params["z_robust_sd_before"] = spread
-            if factor > 1.0:
-                z /= factor
-                sigma *= factor
-                notes.append(f"sigma widened by {factor:.2f} for this exam: the robust spread of z in its bone ROI was {spread:.2f} (1 when the exam is like the training exams)")
+            z, sigma, note = recalibrate_z(z, sigma, roi, params, what="exam")
+            notes.extend(note)
     else:
         notes.append("the bone ROI is empty; nothing was computed")
     notes.append("single-exam map: anything the surroundings do not explain is flagged, old or new (no prior exam to compare with)")
@@ -433,621 +379,13 @@ def compute_single_exam_zmap(
     )
 
 
-# =============================================================================================
-# Training data
-# =============================================================================================
-@dataclass(eq=False)
-class SingleExamExam:
-    """One lesion-free exam on the working grid: HU, bone ROI, noise index, native spacing."""
-
-    case_id: str
-    role: str
-    hu: np.ndarray
-    roi: np.ndarray
-    noise_hu: float
-    spacing_mm: tuple[float, float, float]
-    bone_stats: dict[str, float]
-    provenance: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def n_roi_voxels(self) -> int:
-        return int(self.roi.sum())
-
-    @property
-    def conditions(self) -> np.ndarray:
-        return single_exam_conditions(self.noise_hu, self.spacing_mm)
-
-
-def _exam_to_working(case_id: str, role: str, volume: Volume, ws: float, halo_mm: float, provenance: dict[str, Any]) -> SingleExamExam:
-    roi = single_exam_roi(volume).array != 0
-    grid = make_working_grid(volume, roi, ws, halo_mm)
-    if grid is None:
-        raise DetectorInputError("empty bone ROI")
-    hu = to_working_grid(volume.array, grid, volume.spacing_mm)
-    roi_w = to_working_grid(roi.astype(np.float32), grid, volume.spacing_mm, label=True) > 0.5
-    grown = ndi.binary_dilation(roi_w, iterations=2) if roi_w.any() else roi_w
-    return SingleExamExam(
-        case_id=case_id, role=role, hu=hu.astype(np.float32), roi=roi_w, noise_hu=noise_index_hu(hu, grown),
-        spacing_mm=tuple(float(s) for s in volume.spacing_mm), bone_stats=bone_hu_statistics(hu, roi_w), provenance=provenance,  # type: ignore[arg-type]
-    )
-
-
-def _save_exam(path: Path, exam: SingleExamExam, ws: float) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"case_id": exam.case_id, "role": exam.role, "noise_hu": exam.noise_hu, "spacing_mm": list(exam.spacing_mm), "bone_stats": exam.bone_stats, "provenance": exam.provenance, "working_spacing_mm": ws}
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, hu=np.clip(np.rint(exam.hu), -32768, 32767).astype(np.int16), roi=exam.roi, meta=json.dumps(meta))
-    os.replace(tmp, path)
-
-
-def _load_exam(path: Path, ws: float) -> SingleExamExam | None:
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path) as data:
-            meta = json.loads(str(data["meta"]))
-            if abs(float(meta.get("working_spacing_mm", -1)) - ws) > 1e-6:
-                return None
-            return SingleExamExam(
-                case_id=meta["case_id"], role=meta["role"], hu=data["hu"].astype(np.float32), roi=data["roi"].astype(bool), noise_hu=float(meta["noise_hu"]),
-                spacing_mm=tuple(meta["spacing_mm"]), bone_stats=meta["bone_stats"], provenance=meta.get("provenance", {}),
-            )
-    except (OSError, KeyError, ValueError):
-        return None
-
-
-def prepare_single_exam_exams(
-    case_list: CaseList | str | Path,
-    work_dir: str | Path,
-    *,
-    include_priors: bool = True,
-    working_spacing_mm: float = WORKING_SPACING_MM,
-    halo_mm: float = 20.0,
-    max_pairs: int | None = None,
-    progress: bool = True,
-    on_exam: Callable[[str, str], None] | None = None,
-) -> list[SingleExamExam]:
-    """The lesion-free exams of a case list's normal pairs, on the working grid, with their ROI.
-
-    No registration is needed: each exam is read, its bone ROI derived from itself
-    (:func:`single_exam_roi`), and both are resampled onto the working grid and cached in
-    ``work_dir/<case_id>/single_exam_<role>.npz``.
-
-    Parameters
-    ----------
-    case_list : a case list or its CSV path; only ``normal`` cases are used.
-    work_dir : where the caches go (reused when present).
-    include_priors : also use the prior exam of each normal pair (lesion-free as well).
-    working_spacing_mm, halo_mm : the working grid and the margin kept around the ROI.
-    max_pairs : at most this many normal cases (in list order).
-    progress : show a progress bar.
-    on_exam : called as ``on_exam("<case_id>/<role>", outcome)`` with ``"cached"``, ``"prepared"``
-        or ``"skipped: <why>"``.
-
-    Raises
-    ------
-    DetectorInputError
-        No normal case in the list, or none of its exams could be used.
-    """
-    if not isinstance(case_list, CaseList):
-        case_list = read_case_list(case_list)
-    normals = case_list.normal_cases
-    if not normals:
-        raise DetectorInputError(f"{case_list.source or 'The case list'}: no normal case. The single-exam network is trained on lesion-free exams (status 'normal').")
-    if max_pairs is not None:
-        normals = normals[:max_pairs]
-    roles = ("current", "prior") if include_priors else ("current",)
-    work = Path(work_dir)
-    exams: list[SingleExamExam] = []
-    skipped: list[str] = []
-    bar = task = None
-    if progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        bar.start()
-        task = bar.add_task("training exams", total=len(normals) * len(roles))
-    try:
-        for case in normals:
-            for role in roles:
-                key = f"{case.case_id}/{role}"
-                cache = work / case.case_id / _CACHE_NAME.format(role=role)
-                outcome = "cached"
-                try:
-                    exam = _load_exam(cache, working_spacing_mm)
-                    if exam is None:
-                        outcome = "prepared"
-                        src = case.current if role == "current" else case.prior
-                        volume = read_exam(src).volume
-                        exam = _exam_to_working(case.case_id, role, volume, working_spacing_mm, halo_mm, _provenance(case, role))
-                        _save_exam(cache, exam, working_spacing_mm)
-                    exams.append(exam)
-                except Exception as exc:  # noqa: BLE001 - a bad exam is reported and left out
-                    outcome = f"skipped: {type(exc).__name__}: {exc}"
-                    skipped.append(f"{key}: {outcome}")
-                if on_exam is not None:
-                    on_exam(key, outcome)
-                if bar is not None:
-                    bar.update(task, advance=1, description=key)  # type: ignore[arg-type]
-    finally:
-        if bar is not None:
-            bar.stop()
-    if not exams:
-        raise DetectorInputError("No exam could be prepared for training: " + "; ".join(skipped))
-    return exams
-
-
-def _provenance(case: Any, role: str) -> dict[str, Any]:
-    info: dict[str, Any] = {"case_id": case.case_id, "role": role, "path": str(case.current if role == "current" else case.prior)}
-    folder = case.current if case.current.is_dir() else case.current.parent
-    p = folder / "params.json"
-    if p.is_file():
-        try:
-            req = json.loads(p.read_text(encoding="utf-8")).get("request", {})
-            info["synthetic"] = {k: req.get(k) for k in ("seed", "size", "abnormal") if k in req}
-        except ValueError:
-            pass
-    return info
-
-
-# =============================================================================================
-# Training
-# =============================================================================================
-@dataclass(frozen=True)
-class SingleExamTrainingConfig:
-    """Settings of :func:`train_single_exam_model`.
-
-    Parameters
-    ----------
-    iterations : optimiser steps.
-    batch_size : patches per step.
-    patch_vox : patch edge on the working grid, voxels.
-    loss_border_vox : voxels next to a patch face left out of the loss (their context is cut off
-        by the patch; at inference it is not).
-    learning_rate : Adam step size (cosine decay to 5 % over the run).
-    beta : beta of the beta-NLL loss (0 = Gaussian NLL).
-    channels, n_layers, blind_radius_vox, head_channels : the network
-        (:class:`~detector._inpaint_net.BlindSpotNet`).
-    working_spacing_mm : the network's grid spacing, mm (isotropic).
-    checkpoint_every : iterations between checkpoints and validation passes.
-    validation_pairs : normal cases (both exams) held out for validation and calibration figures.
-    seed : seeds patch sampling, the validation split and the weight initialisation.
-    device : ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"``.
-    num_threads : CPU threads for torch (None: torch's default).
-    version : version string written into the metadata.
-    """
-
-    iterations: int = 600
-    batch_size: int = 6
-    patch_vox: int = 32
-    loss_border_vox: int = 5
-    learning_rate: float = 2e-3
-    beta: float = 0.5
-    channels: int = 8
-    n_layers: int = 5
-    blind_radius_vox: int = 2
-    head_channels: int = 32
-    working_spacing_mm: float = WORKING_SPACING_MM
-    checkpoint_every: int = 100
-    validation_pairs: int = 2
-    seed: int = 0
-    device: str = "auto"
-    num_threads: int | None = None
-    version: str = "1.0.0"
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.iterations < 1 or self.batch_size < 1:
-            problems.append("iterations and batch_size must be at least 1")
-        if self.patch_vox - 2 * self.loss_border_vox < 4 or self.loss_border_vox < 0:
-            problems.append(f"patch_vox ({self.patch_vox}) must leave at least 4 voxels inside a loss border of {self.loss_border_vox}")
-        if not 0.0 <= self.beta <= 1.0:
-            problems.append(f"beta must be in [0, 1], got {self.beta}")
-        if self.learning_rate <= 0 or self.working_spacing_mm <= 0:
-            problems.append("learning_rate and working_spacing_mm must be positive")
-        if min(self.channels, self.n_layers, self.head_channels, self.checkpoint_every) < 1 or self.blind_radius_vox < 0 or self.validation_pairs < 0:
-            problems.append("channels, n_layers, head_channels and checkpoint_every must be at least 1; blind_radius_vox and validation_pairs non-negative")
-        if problems:
-            raise DetectorInputError("Invalid SingleExamTrainingConfig: " + "; ".join(problems) + ".")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class SingleExamTrainingResult:
-    """What :func:`train_single_exam_model` produced (bundle files, history, validation figures)."""
-
-    weights_path: Path
-    metadata_path: Path
-    model_card_path: Path
-    figures: tuple[Path, ...]
-    iterations: int
-    elapsed_s: float
-    history: dict[str, Any]
-    validation: dict[str, float]
-
-    def summary(self) -> str:
-        v = self.validation
-        val = (
-            f"validation: |z| > 3 in {100 * v['frac_abs_z_gt3']:.2f} % of bone voxels (0.27 % if calibrated), z sd {v['z_sd']:.2f}, NLL {v['nll']:.3f}"
-            if v
-            else "no validation exams"
-        )
-        return f"{self.iterations} iterations in {self.elapsed_s / 60:.1f} min; {val}. Weights: {self.weights_path}; model card: {self.model_card_path}"
-
-
-class _Sampler:
-    """Random bone-centred patches of the training exams (input and target are the same exam)."""
-
-    def __init__(self, exams: Sequence[SingleExamExam], patch_vox: int, rng: np.random.Generator) -> None:
-        self.p = int(patch_vox)
-        self.rng = rng
-        half = self.p // 2
-        pad = ((half, self.p), (half, self.p), (half, self.p))
-        self.data = [(np.pad(normalise_hu(e.hu), pad, mode="edge"), np.pad(e.roi, pad), np.argwhere(e.roi)) for e in exams]
-        w = np.asarray([len(d[2]) for d in self.data], dtype=float)
-        self.prob = w / w.sum()
-        self.conditions = np.stack([e.conditions for e in exams])
-
-    def batch(self, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        p = self.p
-        x = np.empty((batch_size, 1, p, p, p), dtype=np.float32)
-        m = np.empty((batch_size, 1, p, p, p), dtype=bool)
-        c = np.empty((batch_size, self.conditions.shape[1]), dtype=np.float32)
-        for b in range(batch_size):
-            i = int(self.rng.choice(len(self.data), p=self.prob))
-            hu, roi, centres = self.data[i]
-            ctr = centres[int(self.rng.integers(len(centres)))]
-            sl = tuple(slice(int(v), int(v) + p) for v in ctr)
-            xp, mp = hu[sl], roi[sl]
-            if self.rng.random() < 0.5:
-                xp, mp = xp[..., ::-1], mp[..., ::-1]
-            x[b, 0], m[b, 0], c[b] = xp, mp, self.conditions[i]
-        return x, m, c
-
-
-
-
-def _validate(net, exams: Sequence[SingleExamExam], device) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    zs, sig, res = [], [], []
-    for e in exams:
-        mu, sigma = predict_single_exam_on_grid(net, e.hu, e.conditions, e.roi, device=device)
-        r = e.roi & np.isfinite(sigma)
-        resid = e.hu[r] - mu[r]
-        zs.append(resid / sigma[r])
-        sig.append(sigma[r])
-        res.append(resid)
-    net.train()
-    if not zs:
-        return {}
-    z, s, e_ = np.concatenate(zs), np.concatenate(sig), np.concatenate(res)
-    nll = float(np.mean(0.5 * np.log(2 * np.pi * s.astype(np.float64) ** 2) + 0.5 * z.astype(np.float64) ** 2))
-    edges = np.quantile(s, np.linspace(0, 1, 11))
-    bins = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        sel = (s >= lo) & (s <= hi)
-        if sel.any():
-            bins.append({"sigma_mean_hu": float(s[sel].mean()), "rmse_hu": float(np.sqrt(np.mean(e_[sel].astype(np.float64) ** 2))), "n": int(sel.sum())})
-    robust = float(1.4826 * np.median(np.abs(z - np.median(z))))
-    return {
-        "nll": nll, "frac_abs_z_gt3": float(np.mean(np.abs(z) > 3)), "frac_abs_z_gt4": float(np.mean(np.abs(z) > 4)),
-        "z_mean": float(z.mean()), "z_sd": float(z.std()), "z_robust_sd": robust, "rmse_hu": float(np.sqrt(np.mean(e_.astype(np.float64) ** 2))),
-        "sigma_median_hu": float(np.median(s)), "sigma_p95_hu": float(np.percentile(s, 95)), "n_voxels": int(z.size),
-        "calibration_bins": bins, "z_histogram": np.histogram(np.clip(z, -8, 8), bins=np.linspace(-8, 8, 81))[0].tolist(),
-    }
-
-
-
-
-def train_single_exam_model(
-    exams: Sequence[SingleExamExam],
-    out_path: str | Path,
-    *,
-    config: SingleExamTrainingConfig | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    training_data: dict[str, Any] | None = None,
-    checkpoint_dir: str | Path | None = None,
-    hardware_note: str | None = None,
-    on_checkpoint: Callable[[int, dict[str, Any]], None] | None = None,
-) -> SingleExamTrainingResult:
-    """Train the single-exam in-painting network on lesion-free exams and write the bundle.
-
-    Parameters
-    ----------
-    exams : from :func:`prepare_single_exam_exams`.
-    out_path : the weights file (``.pt``); metadata, model card and figures go beside it.
-    config : training settings.
-    resume : continue from the checkpoint ``<stem>.ckpt.pt`` in ``checkpoint_dir`` (same
-        settings expected).
-    progress : show a progress bar with the running NLL.
-    training_data : description of the data for the metadata (case list, ...).
-    checkpoint_dir : where the checkpoint is kept (default: beside the weights).
-    hardware_note : a sentence on the conditions (e.g. shared CPU) for the model card.
-    on_checkpoint : called as ``on_checkpoint(iteration, validation)`` at each checkpoint.
-
-    Returns
-    -------
-    SingleExamTrainingResult
-    """
-    import torch
-
-    cfg = config or SingleExamTrainingConfig()
-    if not exams:
-        raise DetectorInputError("No training exams given.")
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    ckpt_path = (Path(checkpoint_dir) if checkpoint_dir is not None else out.parent) / (out.stem + ".ckpt.pt")
-    ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-    if cfg.num_threads:
-        torch.set_num_threads(int(cfg.num_threads))
-    device = resolve_device(cfg.device)
-    rng = np.random.default_rng(cfg.seed)
-    case_ids = sorted({e.case_id for e in exams})
-    order = rng.permutation(len(case_ids))
-    n_val = min(cfg.validation_pairs, max(0, len(case_ids) - 1))
-    val_ids = {case_ids[i] for i in order[:n_val]}
-    val_exams = [e for e in exams if e.case_id in val_ids]
-    train_exams = [e for e in exams if e.case_id not in val_ids]
-    torch.manual_seed(cfg.seed)
-    net = build_single_exam_net(cfg.channels, cfg.n_layers, cfg.blind_radius_vox, cfg.head_channels).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(it, cfg.iterations) / cfg.iterations)))
-    history: dict[str, Any] = {"loss": [], "nll": [], "validation": []}
-    start_it = 0
-    elapsed_before = 0.0
-    sampler_rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(1)[0])
-    if resume and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        keys = ("patch_vox", "channels", "n_layers", "blind_radius_vox", "head_channels")
-        if any(state.get("config", {}).get(k) != getattr(cfg, k) for k in keys):
-            raise DetectorInputError(f"{ckpt_path}: the checkpoint was made with other settings ({state.get('config')}); remove it or train with those settings.")
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        history = state["history"]
-        start_it = int(state["iteration"])
-        elapsed_before = float(state.get("elapsed_s", 0.0))
-        sampler_rng.bit_generator.state = state["sampler_rng"]
-        torch.set_rng_state(state["torch_rng"])
-    sampler = _Sampler(train_exams, cfg.patch_vox, sampler_rng)
-    b = cfg.loss_border_vox
-    inner = np.zeros((1, 1) + (cfg.patch_vox,) * 3, dtype=bool)
-    inner[..., b : cfg.patch_vox - b, b : cfg.patch_vox - b, b : cfg.patch_vox - b] = True
-    inner_t = torch.from_numpy(inner).to(device)
-    t0 = time.perf_counter()
-    bar = task = None
-    if progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        bar = Progress(TextColumn("[bold]training (single exam)"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
-        bar.start()
-        task = bar.add_task("train", total=cfg.iterations, completed=start_it, info="")
-
-    last_val: dict[int, dict[str, Any]] = {}
-
-    def checkpoint(it: int) -> None:
-        val = _validate(net, val_exams, device) if val_exams else {}
-        last_val.clear()
-        last_val[it] = val
-        history["validation"].append({"iteration": it, **{k: v for k, v in val.items() if k not in ("calibration_bins", "z_histogram")}})
-        torch.save(
-            {
-                "model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "history": history, "iteration": it,
-                "elapsed_s": elapsed_before + time.perf_counter() - t0, "config": cfg.to_dict(), "sampler_rng": sampler_rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-            },
-            ckpt_path,
-        )
-        if on_checkpoint is not None:
-            on_checkpoint(it, val)
-
-    net.train()
-    try:
-        for it in range(start_it, cfg.iterations):
-            x, m, c = sampler.batch(cfg.batch_size)
-            xt = torch.from_numpy(x).to(device)
-            mt = torch.from_numpy(m).to(device) & inner_t
-            mu, log_var = net(xt, torch.from_numpy(c).to(device))
-            loss, nll = beta_nll(mu, log_var, xt, mt, cfg.beta)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-            opt.step()
-            sched.step()
-            history["loss"].append(float(loss.item()))
-            history["nll"].append(float(nll.item()))
-            if bar is not None:
-                bar.update(task, advance=1, info=f"NLL {np.mean(history['nll'][-50:]):+.3f}")  # type: ignore[arg-type]
-            if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.iterations:
-                checkpoint(it + 1)
-    finally:
-        if bar is not None:
-            bar.stop()
-    elapsed = elapsed_before + time.perf_counter() - t0
-    n_done = len(history["loss"])
-    final_val = last_val[n_done] if n_done in last_val else (_validate(net, val_exams, device) if val_exams else {})
-
-    net_cpu = net.to("cpu").eval()
-    torch.save({k: v.detach().clone().float() for k, v in net_cpu.state_dict().items()}, out)
-    digest = sha256_of(out)
-    figures = write_training_figures(out, history, final_val, title="single-exam in-painting network")
-    metadata = _metadata(cfg, net_cpu, train_exams, val_exams, final_val, elapsed, device, digest, training_data or {}, len(history["loss"]), hardware_note)
-    meta_path = metadata_path_for(out)
-    meta_path.write_text(json.dumps(metadata, indent=1) + "\n", encoding="utf-8")
-    card = write_single_exam_model_card(out, metadata, figures)
-    scalars = {k: v for k, v in final_val.items() if isinstance(v, (int, float))}
-    return SingleExamTrainingResult(out, meta_path, card, tuple(figures), len(history["loss"]), elapsed, history, scalars)
-
-
-
-
-def _metadata(cfg, net, train_exams, val_exams, val, elapsed, device, digest, training_data, n_it, hardware_note) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    import torch
-
-    spacings = np.asarray([e.spacing_mm for e in train_exams])
-    seeds = sorted({e.provenance.get("synthetic", {}).get("seed") for e in train_exams} - {None})
-    hw = hardware_info(device)
-    if hardware_note:
-        hw["note"] = hardware_note
-    return {
-        "schema": "tsct-single-exam-bundle/1",
-        "name": MODEL_NAME,
-        "version": cfg.version,
-        "changelog": {cfg.version: "first single-exam in-painting network (3-D blind-spot network, beta-NLL), tsct detect train-single-exam"},
-        "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
-        "intended_use": "research use only; not for diagnosis",
-        "sha256": digest,
-        "pytorch_version": torch.__version__,
-        "numpy_version": np.__version__,
-        "architecture": {
-            "class": "detector._inpaint_net.BlindSpotNet", "channels": cfg.channels, "n_layers": cfg.n_layers, "blind_radius_vox": cfg.blind_radius_vox,
-            "head_channels": cfg.head_channels, "n_conditions": len(CONDITION_NAMES), "n_parameters": int(sum(p.numel() for p in net.parameters())),
-            "reach_vox": int(net.reach_vox), "padding": "zeros", "normalisation_layers": "none",
-            "design": "six half-space branches with shared weights (causal 3x3x3 convolutions, shift of blind_radius_vox + 1), combined by 1x1x1 layers",
-        },
-        "input": {
-            "modality": "CT", "format": "hounsfield", "working_spacing_mm": cfg.working_spacing_mm,
-            "channels": {"0": "the exam on the working grid, (clip(HU, -1024, 3071) - 200) / 500"},
-            "conditions": list(CONDITION_NAMES),
-            "noise_index": "1.4826 x MAD of neighbour differences / sqrt(2) along x and y in soft tissue (-150..150 HU) outside the bone ROI grown by 2 voxels, on the working grid",
-            "never_sees": f"the cube of {2 * cfg.blind_radius_vox + 1}^3 working-grid voxels ({(2 * cfg.blind_radius_vox + 1) * cfg.working_spacing_mm:g} mm) centred on the voxel it predicts",
-            "bone_roi": f"detector.bone_mask of the exam grown by {ROI_MARGIN_MM:g} mm",
-            "patch_shape_training": [cfg.patch_vox] * 3, "dtype": "float32",
-        },
-        "output": {
-            "channel_def": {"0": "mu: in-painted estimate of the voxel, (HU - 200) / 500", "1": "log sigma^2 of the same units (clamped to [-12, 4])"},
-            "z": "(exam - mu) / sigma on the working grid, interpolated onto the exam's grid",
-        },
-        "domain": {
-            "spacing_min_mm": spacings.min(axis=0).tolist(), "spacing_max_mm": spacings.max(axis=0).tolist(), "spacing_tolerance": 0.1,
-            "bone_hu_p50": value_range([e.bone_stats.get("bone_hu_p50") for e in train_exams]),
-            "bone_hu_p95": value_range([e.bone_stats.get("bone_hu_p95") for e in train_exams]), "hu_margin": 50.0,
-            "noise_hu": value_range([e.noise_hu for e in train_exams]), "noise_factor": 1.3,
-        },
-        "training_data": {
-            **training_data,
-            "n_exams_train": len(train_exams), "n_exams_validation": len(val_exams),
-            "train_exams": [f"{e.case_id}/{e.role}" for e in train_exams], "validation_exams": [f"{e.case_id}/{e.role}" for e in val_exams],
-            "synthetic_seeds_train": seeds, "n_bone_voxels_train": int(sum(e.n_roi_voxels for e in train_exams)),
-        },
-        "training": {
-            "loss": f"beta-NLL, beta = {cfg.beta}", "optimizer": f"Adam, lr {cfg.learning_rate} with cosine decay to 5 %", "iterations": n_it,
-            "batch_size": cfg.batch_size, "patch_vox": cfg.patch_vox, "loss_border_vox": cfg.loss_border_vox, "augmentation": "random left-right flips",
-            "seed": cfg.seed, "elapsed_s": round(elapsed, 1), "hardware": hw,
-        },
-        "validation": {k: v for k, v in val.items() if k not in ("calibration_bins", "z_histogram")},
-        "validation_calibration_bins": val.get("calibration_bins", []),
-        "validation_split": "both exams of normal pairs of the training case list held out from training (validation_exams), z on the working grid, no recalibration",
-        "eval_metrics": {},
-        "references": [
-            "Laine S., Karras T., Lehtinen J., Aila T., High-Quality Self-Supervised Deep Image Denoising, NeurIPS 2019 (blind-spot network from half-space branches)",
-            "Krull A., Buchholz T.-O., Jug F., Noise2Void - Learning Denoising from Single Noisy Images, CVPR 2019",
-            "Seitzer M. et al., On the Pitfalls of Heteroscedastic Uncertainty Estimation with Probabilistic Neural Networks, ICLR 2022 (beta-NLL)",
-        ],
-    }
-
-
-
-
-def _fmt(values: Any, spec: str = ".2f") -> str:
-    return "n/a" if values is None else "[" + ", ".join(format(float(v), spec) for v in values) + "]"
-
-
-def write_single_exam_model_card(weights: str | Path, metadata: dict[str, Any], figures: Sequence[Path] = ()) -> Path:
-    """Write (or rewrite) the model card ``<stem>.md`` beside single-exam weights from their metadata."""
-    weights = Path(weights)
-    m = metadata
-    tr, td, arch, dom = m["training"], m["training_data"], m["architecture"], m["domain"]
-    hw = tr["hardware"]
-    val = m.get("validation", {})
-    hardware = hw.get("gpu") or f"{hw.get('cpu', 'CPU')} ({hw.get('cpu_count')} cores, torch threads: {hw.get('torch_threads')})"
-    if hw.get("note"):
-        hardware += f"; {hw['note']}"
-    lines = [
-        f"# Model card: {m['name']} v{m['version']}",
-        "",
-        "**Intended use: research use only; not for diagnosis.** It produces per-voxel z-scores of how poorly a bone voxel",
-        "of a single CT is explained by its surroundings, for observer studies when no prior exam exists. It was trained on",
-        "synthetic data only and has not been validated on patient CT.",
-        "",
-        "## What it does",
-        "",
-        "For every bone voxel it predicts the voxel's value (`mu`) and its own error (`sigma`) from the exam around it,",
-        f"never looking at {m['input']['never_sees']}. `z = (exam - mu) / sigma`.",
-        f"Input: the exam on a {m['input']['working_spacing_mm']} mm working grid, HU normalised as (HU - 200) / 500; exam-level conditions",
-        f"entering the combining layers: {', '.join(m['input']['conditions'])}. Bone ROI: {m['input']['bone_roi']}.",
-        "",
-        "## Architecture",
-        "",
-        f"3-D blind-spot network: {arch['design']}; {arch['channels']} channels and {arch['n_layers']} layers per branch,",
-        f"{arch['head_channels']} channels in the two hidden combining layers; {arch['n_parameters']:,} parameters; reach {arch['reach_vox']} voxels along",
-        f"each axis. Weights: `{weights.name}`, SHA-256 `{m['sha256']}` (checked on load).",
-        "",
-        "## Training data",
-        "",
-        f"- {td['n_exams_train']} lesion-free exams for training (current and prior exams of normal pairs), {td['n_exams_validation']} held out for validation"
-        f" ({', '.join(td['validation_exams']) or 'none'}).",
-    ]
-    if td.get("case_list"):
-        lines.append(f"- Case list: `{td['case_list']}`.")
-    if td.get("synthetic_seeds_train"):
-        lines.append(f"- Synthetic generation seeds of the training cases: {', '.join(str(s) for s in td['synthetic_seeds_train'])}.")
-    lines += [
-        f"- {td['n_bone_voxels_train']:,} bone-ROI voxels on the working grid.",
-        f"- Domain recorded for the out-of-domain check: voxel spacing {_fmt(dom['spacing_min_mm'])} to {_fmt(dom['spacing_max_mm'])} mm (x, y, z; ±{100 * dom['spacing_tolerance']:.0f} %),",
-        f"  median bone HU {_fmt(dom['bone_hu_p50'], '.0f')}, 95th percentile {_fmt(dom['bone_hu_p95'], '.0f')} (±{dom['hu_margin']:.0f} HU), noise index {_fmt(dom['noise_hu'], '.1f')} HU (x/÷{dom['noise_factor']}).",
-        "  Outside it the map is refused unless forced (there is no analytic fallback without a prior exam).",
-        "",
-        "## Training settings",
-        "",
-        f"- Loss: {tr['loss']}; optimiser: {tr['optimizer']}; {tr['iterations']} iterations of {tr['batch_size']} patches of {tr['patch_vox']}^3 voxels",
-        f"  centred on bone voxels ({tr['loss_border_vox']}-voxel border left out of the loss); {tr['augmentation']}; seed {tr['seed']}.",
-        f"- Hardware: {hardware}; device `{hw.get('device')}`. Training time: {tr['elapsed_s'] / 60:.1f} min ({tr['elapsed_s']:.0f} s, validation passes included).",
-        f"- torch {m['pytorch_version']}, numpy {m['numpy_version']}.",
-        "",
-        "## Validation (held-out normal exams of the training case list, no recalibration)",
-        "",
-    ]
-    if val:
-        lines += [
-            f"- Fraction of bone voxels with |z| > 3: {100 * val['frac_abs_z_gt3']:.2f} % (a calibrated Gaussian gives 0.27 %); |z| > 4: {100 * val['frac_abs_z_gt4']:.3f} % (0.006 %).",
-            f"- z mean {val['z_mean']:+.3f}, standard deviation {val['z_sd']:.3f} (robust {val['z_robust_sd']:.3f}); sigma median {val['sigma_median_hu']:.0f} HU, 95th percentile {val['sigma_p95_hu']:.0f} HU;",
-            f"  RMS in-painting error {val['rmse_hu']:.0f} HU.",
-            f"- Gaussian NLL per voxel (HU units): {val['nll']:.3f}.",
-        ]
-    else:
-        lines.append("- No validation exams were held out.")
-    ev = m.get("eval_metrics") or {}
-    if ev:
-        lines += ["", f"## Evaluation ({m.get('eval_split', 'see docs/detector-zscore.md')})", ""]
-        for k, v in ev.items():
-            if isinstance(v, float) and k.startswith("calibration"):
-                lines.append(f"- {k}: {100 * v:.2f} % of unchanged bone voxels with |z| > 3")
-            else:
-                lines.append(f"- {k}: {v:.3f}" if isinstance(v, float) else f"- {k}: {v}")
-    lines += ["", "## Figures", ""] + [f"![{f.stem}]({f.name})" for f in figures]
-    lines += ["", "## Changelog", ""] + [f"- {v}: {text}" for v, text in m.get("changelog", {}).items()]
-    lines += [
-        "",
-        "## Limitations",
-        "",
-        "- It cannot tell an old lesion or a benign sclerotic island from a new lesion: anything its surroundings do not",
-        "  explain is flagged. Use the temporal z-map (tsct detect run) whenever a prior exam exists.",
-        "- A lesion much larger than the blind cube is partly explained by its own rim, so its centre scores lower than a",
-        "  temporal z-map would; the rim, where lesion meets normal bone, scores highest.",
-        "- Trained on synthetic spine CT (tsct.cases.synth); real scanners, kernels, contrast phases and anatomy variants",
-        "  are not represented. Retrain on your own lesion-free exams (`tsct detect train-single-exam`).",
-        "",
-    ]
-    path = weights.with_name(weights.stem + ".md")
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
-
-
-def record_single_exam_evaluation(weights: str | Path, metrics: dict[str, Any], split: str) -> Path:
-    """Write evaluation figures (split named) into a single-exam bundle's metadata and model card.
-
-    The weights and their SHA-256 are unchanged.
-    """
-    return record_bundle_evaluation(weights, metrics, split, write_single_exam_model_card)
+# The training half lives in detector.single_exam_train; its names stay importable from here.
+from .single_exam_train import (  # noqa: E402
+    SingleExamExam,
+    SingleExamTrainingConfig,
+    SingleExamTrainingResult,
+    prepare_single_exam_exams,
+    record_single_exam_evaluation,
+    train_single_exam_model,
+    write_single_exam_model_card,
+)

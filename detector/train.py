@@ -36,10 +36,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
-import os
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -48,22 +45,25 @@ import numpy as np
 from cases import Case, CaseList, LabelVolume, read_case_list, read_exam, read_volume
 
 from ._errors import DetectorInputError
-from ._training_common import beta_nll, hardware_info, record_bundle_evaluation, value_range, write_training_figures
-from .zscore import (
-    WORKING_SPACING_MM,
-    bone_hu_statistics,
-    build_net,
-    make_working_grid,
-    metadata_path_for,
-    CONDITION_NAMES,
-    condition_vector,
-    noise_index_hu,
-    normalise_hu,
-    predict_on_grid,
-    resolve_device,
-    sha256_of,
-    to_working_grid,
+from ._training_common import (
+    TrainingResult,
+    beta_nll,
+    TrainingSettings,
+    fit,
+    hardware_info,
+    load_cache,
+    loss_mask,
+    record_bundle_evaluation,
+    save_cache,
+    split_by_case,
+    start_run,
+    validate_on,
+    value_range,
+    write_bundle,
 )
+from .working_grid import WORKING_SPACING_MM, make_working_grid, to_working_grid
+from .zscore_domain import bone_hu_statistics, noise_index_hu
+from .zscore_model import CONDITION_NAMES, build_net, condition_vector, normalise_hu, predict_on_grid
 
 __all__ = ["TrainingConfig", "TrainingPair", "TrainingResult", "prepare_training_pairs", "train_zscore_model", "record_evaluation"]
 
@@ -72,60 +72,20 @@ TRAINING_CACHE = "zscore_train.npz"
 
 
 @dataclass(frozen=True)
-class TrainingConfig:
-    """Settings of :func:`train_zscore_model`.
+class TrainingConfig(TrainingSettings):
+    """Settings of :func:`train_zscore_model`: those of :class:`~detector._training_common.TrainingSettings`, and
 
     Parameters
     ----------
-    iterations : optimiser steps.
-    batch_size : patches per step.
-    patch_vox : patch edge on the working grid, voxels.
-    loss_border_vox : voxels next to a patch face left out of the loss.
-    learning_rate : Adam step size (cosine decay to 5 % over the run).
-    beta : beta of the beta-NLL loss (0 = Gaussian NLL).
     channels, n_blocks : width and depth of :class:`~detector.zscore.ZScoreNet`.
-    working_spacing_mm : the network's grid spacing, mm (isotropic).
-    checkpoint_every : iterations between checkpoints and validation passes.
-    validation_pairs : normal pairs held out for validation and the calibration figures.
-    seed : seeds patch sampling, the validation split and the weight initialisation.
-    device : ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"``.
-    num_threads : CPU threads for torch (None: torch's default).
-    version : version string written into the metadata.
     """
 
-    iterations: int = 1500
-    batch_size: int = 8
-    patch_vox: int = 32
-    loss_border_vox: int = 3
-    learning_rate: float = 1e-3
-    beta: float = 0.5
     channels: int = 16
     n_blocks: int = 4
-    working_spacing_mm: float = WORKING_SPACING_MM
-    checkpoint_every: int = 100
-    validation_pairs: int = 2
-    seed: int = 0
-    device: str = "auto"
-    num_threads: int | None = None
-    version: str = "1.0.0"
 
-    def __post_init__(self) -> None:
-        problems = []
-        if self.iterations < 1 or self.batch_size < 1:
-            problems.append("iterations and batch_size must be at least 1")
-        if self.patch_vox < 8 or self.loss_border_vox < 0 or self.patch_vox - 2 * self.loss_border_vox < 4:
-            problems.append(f"patch_vox ({self.patch_vox}) must leave at least 4 voxels inside a loss border of {self.loss_border_vox}")
-        if not 0.0 <= self.beta <= 1.0:
-            problems.append(f"beta must be in [0, 1], got {self.beta}")
-        if self.learning_rate <= 0 or self.working_spacing_mm <= 0:
-            problems.append("learning_rate and working_spacing_mm must be positive")
-        if self.channels < 1 or self.n_blocks < 1 or self.checkpoint_every < 1 or self.validation_pairs < 0:
-            problems.append("channels, n_blocks and checkpoint_every must be at least 1 and validation_pairs non-negative")
-        if problems:
-            raise DetectorInputError("Invalid TrainingConfig: " + "; ".join(problems) + ".")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def problems(self) -> list[str]:
+        extra = ["channels and n_blocks must be at least 1"] if self.channels < 1 or self.n_blocks < 1 else []
+        return super().problems() + extra
 
 
 @dataclass(eq=False)
@@ -151,40 +111,6 @@ class TrainingPair:
     def conditions(self) -> np.ndarray:
         """The network's exam-level inputs for this pair (:func:`detector.zscore.condition_vector`)."""
         return condition_vector(self.noise_current_hu, self.noise_prior_hu, self.spacing_mm, self.prior_spacing_mm)
-
-
-@dataclass(frozen=True)
-class TrainingResult:
-    """What :func:`train_zscore_model` produced.
-
-    Attributes
-    ----------
-    weights_path, metadata_path, model_card_path : the bundle's files.
-    figures : loss curve and calibration figures (PNG).
-    iterations : iterations done in total (including resumed ones).
-    elapsed_s : training wall time of this run plus resumed runs, s.
-    history : per-iteration training loss and per-checkpoint validation figures.
-    validation : final validation figures (NLL, fraction of |z| > 3, z standard deviation).
-    """
-
-    weights_path: Path
-    metadata_path: Path
-    model_card_path: Path
-    figures: tuple[Path, ...]
-    iterations: int
-    elapsed_s: float
-    history: dict[str, Any]
-    validation: dict[str, float]
-
-    def summary(self) -> str:
-        v = self.validation
-        val = (
-            f"validation: |z| > 3 in {100 * v['frac_abs_z_gt3']:.2f} % of bone voxels (0.27 % if calibrated), "
-            f"z sd {v['z_sd']:.2f}, NLL {v['nll']:.3f}"
-            if v
-            else "no validation pairs"
-        )
-        return f"{self.iterations} iterations in {self.elapsed_s / 60:.1f} min; {val}. Weights: {self.weights_path}; model card: {self.model_card_path}"
 
 
 # =============================================================================================
@@ -339,32 +265,27 @@ def _grow(mask: np.ndarray) -> np.ndarray:
     return ndi.binary_dilation(mask, iterations=2) if mask.any() else mask
 
 
+_CACHE_META = ("case_id", "noise_current_hu", "noise_prior_hu", "spacing_mm", "prior_spacing_mm", "bone_stats", "provenance")
+
+
 def _save_cache(path: Path, pair: TrainingPair, ws: float) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "case_id": pair.case_id, "noise_current_hu": pair.noise_current_hu, "noise_prior_hu": pair.noise_prior_hu,
-        "spacing_mm": list(pair.spacing_mm), "prior_spacing_mm": list(pair.prior_spacing_mm), "bone_stats": pair.bone_stats, "provenance": pair.provenance, "working_spacing_mm": ws,
-    }
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, current=np.clip(np.rint(pair.current_hu), -32768, 32767).astype(np.int16), prior=np.clip(np.rint(pair.prior_hu), -32768, 32767).astype(np.int16), roi=pair.roi, meta=json.dumps(meta))
-    os.replace(tmp, path)
+    meta = {k: getattr(pair, k) for k in _CACHE_META}
+    save_cache(path, {"current": pair.current_hu, "prior": pair.prior_hu, "roi": pair.roi}, {**meta, "spacing_mm": list(pair.spacing_mm), "prior_spacing_mm": list(pair.prior_spacing_mm), "working_spacing_mm": ws})
 
 
 def _load_cache(path: Path, ws: float) -> TrainingPair | None:
-    if not path.is_file():
+    got = load_cache(path, ("current", "prior", "roi"), ws)
+    if got is None:
         return None
+    arrays, meta = got
     try:
-        with np.load(path) as data:
-            meta = json.loads(str(data["meta"]))
-            if abs(float(meta.get("working_spacing_mm", -1)) - ws) > 1e-6:
-                return None
-            return TrainingPair(
-                case_id=meta["case_id"], current_hu=data["current"].astype(np.float32), prior_hu=data["prior"].astype(np.float32),
-                roi=data["roi"].astype(bool), noise_current_hu=float(meta["noise_current_hu"]), noise_prior_hu=float(meta["noise_prior_hu"]),
-                spacing_mm=tuple(meta["spacing_mm"]), prior_spacing_mm=tuple(meta["prior_spacing_mm"]), bone_stats=meta["bone_stats"], provenance=meta.get("provenance", {}),
-            )
-    except (OSError, KeyError, ValueError):
-        return None  # unreadable or from an older layout: rebuilt from the registration outputs
+        return TrainingPair(
+            case_id=meta["case_id"], current_hu=arrays["current"], prior_hu=arrays["prior"], roi=arrays["roi"],
+            noise_current_hu=float(meta["noise_current_hu"]), noise_prior_hu=float(meta["noise_prior_hu"]),
+            spacing_mm=tuple(meta["spacing_mm"]), prior_spacing_mm=tuple(meta["prior_spacing_mm"]), bone_stats=meta["bone_stats"], provenance=meta.get("provenance", {}),
+        )
+    except KeyError:
+        return None  # from an older layout: rebuilt from the registration outputs
 
 
 # =============================================================================================
@@ -417,41 +338,7 @@ class _PatchSampler:
 
 def _validate(net, pairs: Sequence[TrainingPair], device) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """z on the working grid of held-out pairs: NLL (HU units), |z| > 3 fraction, calibration bins."""
-    zs, sig, res = [], [], []
-    for pair in pairs:
-        mu, sigma = predict_on_grid(net, pair.prior_hu, pair.conditions, pair.roi, device=device)
-        r = pair.roi & np.isfinite(sigma)
-        resid = pair.current_hu[r] - mu[r]
-        zs.append(resid / sigma[r])
-        sig.append(sigma[r])
-        res.append(resid)
-    net.train()
-    if not zs:
-        return {}
-    z = np.concatenate(zs)
-    s = np.concatenate(sig)
-    e = np.concatenate(res)
-    nll = float(np.mean(0.5 * np.log(2 * np.pi * s.astype(np.float64) ** 2) + 0.5 * z.astype(np.float64) ** 2))
-    edges = np.quantile(s, np.linspace(0, 1, 11))
-    bins = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        sel = (s >= lo) & (s <= hi)
-        if sel.any():
-            bins.append({"sigma_mean_hu": float(s[sel].mean()), "rmse_hu": float(np.sqrt(np.mean(e[sel].astype(np.float64) ** 2))), "n": int(sel.sum())})
-    return {
-        "nll": nll,
-        "frac_abs_z_gt3": float(np.mean(np.abs(z) > 3)),
-        "frac_abs_z_gt4": float(np.mean(np.abs(z) > 4)),
-        "z_mean": float(z.mean()),
-        "z_sd": float(z.std()),
-        "sigma_median_hu": float(np.median(s)),
-        "sigma_p95_hu": float(np.percentile(s, 95)),
-        "n_voxels": int(z.size),
-        "calibration_bins": bins,
-        "z_histogram": np.histogram(np.clip(z, -8, 8), bins=np.linspace(-8, 8, 81))[0].tolist(),
-    }
-
-
+    return validate_on(net, pairs, lambda p: (p.current_hu, *predict_on_grid(net, p.prior_hu, p.conditions, p.roi, device=device), p.roi))
 
 
 def train_zscore_model(
@@ -489,111 +376,33 @@ def train_zscore_model(
     import torch
 
     cfg = config or TrainingConfig()
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    ckpt_path = (Path(checkpoint_dir) if checkpoint_dir is not None else out.parent) / (out.stem + ".ckpt.pt")
-    ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-    if cfg.num_threads:
-        torch.set_num_threads(int(cfg.num_threads))
-    device = resolve_device(cfg.device)
-    rng = np.random.default_rng(cfg.seed)
-    order = rng.permutation(len(pairs))
-    n_val = min(cfg.validation_pairs, max(0, len(pairs) - 1))
-    val_pairs = [pairs[i] for i in order[:n_val]]
-    train_pairs = [pairs[i] for i in order[n_val:]]
+    out, ckpt_path, device = start_run(cfg, out_path, checkpoint_dir)
+    train_pairs, val_pairs = split_by_case(pairs, lambda p: p.case_id, cfg.validation_pairs, cfg.seed)
     torch.manual_seed(cfg.seed)
     net = build_net(channels=cfg.channels, dilations=(1,) * cfg.n_blocks).to(device)
     # channels-last 3-D layout: about 25 % faster convolutions on CPU (oneDNN) and on GPU
     net = net.to(memory_format=torch.channels_last_3d)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(it, cfg.iterations) / cfg.iterations)))
-    history: dict[str, Any] = {"loss": [], "nll": [], "validation": []}
-    start_it = 0
-    elapsed_before = 0.0
-    sampler_rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(1)[0])
-    if resume and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if state.get("config", {}).get("patch_vox") != cfg.patch_vox or state.get("config", {}).get("channels") != cfg.channels:
-            raise DetectorInputError(f"{ckpt_path}: the checkpoint was made with other settings ({state.get('config')}); remove it or train with those settings.")
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        history = state["history"]
-        start_it = int(state["iteration"])
-        elapsed_before = float(state.get("elapsed_s", 0.0))
-        sampler_rng.bit_generator.state = state["sampler_rng"]
-        torch.set_rng_state(state["torch_rng"])
-    sampler = _PatchSampler(train_pairs, cfg.patch_vox, sampler_rng)
-    border = cfg.loss_border_vox
-    inner = np.zeros((1, 1) + (cfg.patch_vox,) * 3, dtype=bool)
-    inner[..., border : cfg.patch_vox - border, border : cfg.patch_vox - border, border : cfg.patch_vox - border] = True
-    inner_t = torch.from_numpy(inner).to(device)
+    inner_t = loss_mask(cfg.patch_vox, cfg.loss_border_vox, device)
 
-    t0 = time.perf_counter()
-    bar = task = None
-    if progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    def step(net, batch):  # type: ignore[no-untyped-def]
+        x, y, m = batch
+        xt = torch.from_numpy(x).to(device).contiguous(memory_format=torch.channels_last_3d)
+        mu, log_var = net(xt)
+        return beta_nll(mu, log_var, torch.from_numpy(y).to(device), torch.from_numpy(m).to(device) & inner_t, cfg.beta)
 
-        bar = Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
-        bar.start()
-        task = bar.add_task("train", total=cfg.iterations, completed=start_it, info="")
+    history, elapsed, final_val = fit(
+        net, cfg, make_sampler=lambda rng: _PatchSampler(train_pairs, cfg.patch_vox, rng), step=step,
+        validate=lambda: _validate(net, val_pairs, device) if val_pairs else {}, ckpt_path=ckpt_path, device=device, resume=resume,
+        resume_keys=("patch_vox", "channels"), progress_label="training", progress=progress, on_checkpoint=on_checkpoint,
+    )
 
-    def checkpoint(it: int) -> dict[str, Any]:
-        val = _validate(net, val_pairs, device) if val_pairs else {}
-        history["validation"].append({"iteration": it, **{k: v for k, v in val.items() if k not in ("calibration_bins", "z_histogram")}})
-        torch.save(
-            {
-                "model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "history": history,
-                "iteration": it, "elapsed_s": elapsed_before + time.perf_counter() - t0, "config": cfg.to_dict(),
-                "sampler_rng": sampler_rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-            },
-            ckpt_path,
-        )
-        if on_checkpoint is not None:
-            on_checkpoint(it, val)
-        return val
+    def make_metadata(net_cpu, digest: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+        metadata = _metadata(cfg, net_cpu, train_pairs, val_pairs, final_val, elapsed, device, digest, training_data or {}, len(history["loss"]))
+        if changelog:
+            metadata["changelog"] = {**changelog, **({} if cfg.version in changelog else metadata["changelog"])}
+        return metadata
 
-    net.train()
-    try:
-        for it in range(start_it, cfg.iterations):
-            x, y, m = sampler.batch(cfg.batch_size)
-            xt = torch.from_numpy(x).to(device).contiguous(memory_format=torch.channels_last_3d)
-            yt = torch.from_numpy(y).to(device)
-            mt = torch.from_numpy(m).to(device) & inner_t
-            mu, log_var = net(xt)
-            loss, nll = beta_nll(mu, log_var, yt, mt, cfg.beta)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-            opt.step()
-            sched.step()
-            history["loss"].append(float(loss.item()))
-            history["nll"].append(float(nll.item()))
-            if bar is not None:
-                recent = history["nll"][-50:]
-                bar.update(task, advance=1, info=f"NLL {np.mean(recent):+.3f}")  # type: ignore[arg-type]
-            if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.iterations:
-                checkpoint(it + 1)
-    finally:
-        if bar is not None:
-            bar.stop()
-    elapsed = elapsed_before + time.perf_counter() - t0
-    final_val = _validate(net, val_pairs, device) if val_pairs else {}
-
-    # --- the bundle -------------------------------------------------------------------------
-    net_cpu = net.to("cpu").eval()
-    torch.save({k: v.detach().clone().float() for k, v in net_cpu.state_dict().items()}, out)
-    digest = sha256_of(out)
-    figures = write_training_figures(out, history, final_val, title="z-score network")
-    metadata = _metadata(cfg, net_cpu, train_pairs, val_pairs, final_val, elapsed, device, digest, training_data or {}, len(history["loss"]))
-    if changelog:
-        metadata["changelog"] = {**changelog, **({} if cfg.version in changelog else metadata["changelog"])}
-    meta_path = metadata_path_for(out)
-    meta_path.write_text(json.dumps(metadata, indent=1) + "\n", encoding="utf-8")
-    card = write_model_card(out, metadata, figures)
-    return TrainingResult(out, meta_path, card, tuple(figures), len(history["loss"]), elapsed, history, {k: v for k, v in final_val.items() if isinstance(v, (int, float))})
-
-
+    return write_bundle(net, out, history, final_val, elapsed, title="z-score network", make_metadata=make_metadata, write_card=write_model_card)
 
 
 def _metadata(cfg: TrainingConfig, net, train_pairs, val_pairs, val, elapsed, device, digest, training_data, n_it) -> dict[str, Any]:  # type: ignore[no-untyped-def]
