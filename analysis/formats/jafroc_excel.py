@@ -36,6 +36,7 @@ Excel row and column.  LROC and ROI files and split-plot designs raise
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
@@ -568,6 +569,10 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
                 rec["lesion_id"] = mapped("lesion", rec["lesion_id"], rec["case_id"])
             rec["case_id"] = mapped("case", rec["case_id"])
             rec["rating"] = cell(row, cols["rating"])
+            if is_blank(rec["rating"]):
+                problems.append(Problem(f"the {names['rating']} cell is empty; every mark needs its rating (delete the row if there is no mark).",
+                                        file=file, sheet=sheet.title, row=n, column=names["rating"]))
+                continue
             recs.append(rec)
             rows.append(n)
         return recs, rows
@@ -679,6 +684,13 @@ def _fast_read(truth_recs: list[dict[str, Any]], attr_cols: dict[int, str], nl_s
                           roc=paradigm == "ROC")
     except ObserverDataError:
         return None
+
+
+def _safe_append(sheet: Any, row: Sequence[Any]) -> None:
+    """Append a row to a write-only sheet; text that Excel would run as a formula is written as text."""
+    from tsct_files import csv_safe_cell
+
+    sheet.append([csv_safe_cell(v) for v in row])
 
 
 def _is_number(v: Any) -> bool:
@@ -855,7 +867,7 @@ def write_jafroc_excel(
     wb = openpyxl.Workbook(write_only=True)
     ws = wb.create_sheet("TRUTH")
     attrs = list(data.lesion_attribute_names())
-    ws.append(["CaseID", "LesionID", "Weight", "ReaderID", "ModalityID", "Paradigm", *attrs])
+    _safe_append(ws, ["CaseID", "LesionID", "Weight", "ReaderID", "ModalityID", "Paradigm", *attrs])
     rdr_list = ",".join(f_rdr)
     trt_list = ",".join(f_trt)
     par_cells = [data.paradigm, "FCTRL"]
@@ -869,7 +881,7 @@ def write_jafroc_excel(
     for n, row in enumerate(truth_rows):
         if n < 2:
             row[5] = par_cells[n]
-        ws.append(row)
+        _safe_append(ws, row)
 
     fp_rows: list[list[Any]] = [["ReaderID", "ModalityID", "CaseID", "FP_Rating"]]
     tp_rows: list[list[Any]] = [["ReaderID", "ModalityID", "CaseID", "LesionID", "TP_Rating"]]
@@ -895,22 +907,26 @@ def write_jafroc_excel(
     for title, rows in (("FP", fp_rows), ("TP", tp_rows)):
         sheet = wb.create_sheet(title)
         for row in rows:
-            sheet.append(row)
+            _safe_append(sheet, row)
     if data.reader_groups:
         rs = wb.create_sheet(READERS_SHEET)
-        rs.append(["ReaderID", "Group"])
+        _safe_append(rs, ["ReaderID", "Group"])
         for r, fr in zip(data.readers, f_rdr):
             if r in data.reader_groups:
-                rs.append([fr, data.reader_groups[r]])
+                _safe_append(rs, [fr, data.reader_groups[r]])
     if idmap_rows:
         ms = wb.create_sheet(ID_MAP_SHEET)
-        ms.append(["Kind", "FileID", "OriginalID", "CaseFileID"])
+        _safe_append(ms, ["Kind", "FileID", "OriginalID", "CaseFileID"])
         for row in idmap_rows:
-            ms.append(list(row))
+            _safe_append(ms, list(row))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        wb.save(tmp)
+        # saved in memory first: openpyxl's streaming writer reports a full disk as an "exception
+        # ignored" traceback; a plain write of the finished bytes raises one clean OSError
+        buffer = io.BytesIO()
+        wb.save(buffer)
+        tmp.write_bytes(buffer.getvalue())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
