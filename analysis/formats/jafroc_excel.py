@@ -200,6 +200,7 @@ def _load_workbook(path: Path) -> dict[str, _Sheet]:
     if path.stat().st_size == 0:
         raise ObserverDataError(Problem("the file is empty (0 bytes); export the workbook again.",
                                         file=str(path)))
+    _check_workbook_container(path)
     try:
         from python_calamine import CalamineWorkbook
     except ImportError:  # pragma: no cover - python-calamine is a dependency
@@ -232,6 +233,34 @@ def _load_workbook(path: Path) -> dict[str, _Sheet]:
             f"cannot be opened as an .xlsx workbook ({type(exc).__name__}: {exc}); save it from "
             "Excel as 'Excel Workbook (*.xlsx)'.", file=str(path))) from exc
     return sheets
+
+
+#: a workbook whose parts unpack to more than this is refused before it is read (a zip bomb)
+MAX_WORKBOOK_UNPACKED_BYTES = 2 << 30
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+def _check_workbook_container(path: Path) -> None:
+    """Refuse, before any parsing, a password-protected or old-format (.xls) workbook and a zip
+    whose parts would unpack to more than :data:`MAX_WORKBOOK_UNPACKED_BYTES`."""
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    if head == _OLE_MAGIC:
+        raise ObserverDataError(Problem(
+            "is a password-protected workbook or an old Excel 97-2003 (.xls) file, which cannot be read; "
+            "remove the password, or save it from Excel as 'Excel Workbook (*.xlsx)'.", file=str(path)))
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # the reader reports a damaged archive
+    if unpacked > MAX_WORKBOOK_UNPACKED_BYTES:
+        raise ObserverDataError(Problem(
+            f"its parts would unpack to {unpacked:,} bytes ({path.stat().st_size:,} on disk), more than any "
+            f"study workbook ({MAX_WORKBOOK_UNPACKED_BYTES:,}): a damaged or malicious file (zip bomb); it was not read.",
+            file=str(path)))
 
 
 _MARK_SHEETS = {"FP", "NL", "TP", "LL"}

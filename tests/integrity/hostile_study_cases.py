@@ -616,6 +616,22 @@ def _fifo(rel: str) -> Callable[[Path, StudyEnv], None]:
     return setup
 
 
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # an encrypted .xlsx or an old .xls starts so
+
+
+def _zip_bomb(name: str) -> Callable[[Path, StudyEnv], None]:
+    """The study's JAFROC workbook whose first part declares 4 GB unpacked (the central directory's
+    size field is patched, so writing the file costs nothing)."""
+
+    def setup(w: Path, env: StudyEnv) -> None:
+        data = bytearray(env.jafroc.read_bytes())
+        at = data.index(b"PK\x01\x02")
+        data[at + 24 : at + 28] = (0xFFFFFFF0).to_bytes(4, "little")
+        (w / name).write_bytes(bytes(data))
+
+    return setup
+
+
 def _newer_db(name: str) -> Callable[[Path, StudyEnv], None]:
     """A copy of the study database stamped with a schema revision this TSCT does not know."""
 
@@ -702,6 +718,13 @@ def _second_round_cases() -> list[Hostile]:
         add(Hostile(f"{cmd}-tidy-named-pipe", "analysis input (second round)", args, ("not a regular file",), setup=_fifo("t.csv")))
         add(Hostile(f"{cmd}-tidy-utf16-without-bom", "analysis input (second round)", args, ("UTF-16",),
                     setup=lambda w, env: (w / "t.csv").write_bytes(env.tidy.read_text().encode("utf-16-le"))))
+    for cmd in ("st", "fom", "report"):
+        tail = ("--no-pdf", "--out", "{W}/r") if cmd == "report" else ()
+        for label, setup, word in [
+            ("xlsx-zip-bomb", _zip_bomb("x.xlsx"), "zip bomb"),
+            ("xlsx-password-protected", _text("x.xlsx", _OLE_MAGIC + bytes(4000)), "password-protected"),
+        ]:
+            add(Hostile(f"{cmd}-{label}", "analysis input (second round)", ("analyze", cmd, "{W}/x.xlsx", *tail), (word,), setup=setup, absent=("{W}/r",)))
     add(Hostile("report-tidy-duplicate-column", "analysis input (second round)", ("analyze", "report", "{W}/t.csv", "--no-pdf", "--out", "{W}/r"), ("more than once",),
                 setup=_tidy_variant("t.csv", lambda ls: [ls[0] + ",reader"] + [line + ",R01" for line in ls[1:]]), absent=("{W}/r",)))
     newer = ("study", "--db", "sqlite:///{W}/newer.sqlite3")
