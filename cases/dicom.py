@@ -237,6 +237,9 @@ def _read_dicom_series(folder: Path, *, series_uid: str | None = None) -> tuple[
     series, skipped = _scan_folder(folder, pixels=True)
     if not series:
         detail = f" {len(skipped)} file(s) there are not DICOM images, e.g. {skipped[0].name}." if skipped else " The folder holds no files."
+        below = _dicom_subfolders(folder)
+        if below:
+            detail += f" DICOM files lie in sub-folder(s) {', '.join(str(p) for p in below[:5])}{' …' if len(below) > 5 else ''} (a DICOMDIR/CD layout?): point to the series' own folder."
         raise ExamReadError(f"{folder}: no DICOM series found.{detail} Point to the folder that holds the exam's .dcm files.")
     infos = list_dicom_series_from(series)
     if series_uid is None:
@@ -378,6 +381,20 @@ def _check_not_split(folder: Path, uid: str, n_here: int) -> None:
             f"{folder}: the series (SeriesInstanceUID {uid}) has {n_here} slice(s) here and {sum(elsewhere.values())} more in sub-folder(s): "
             f"{listing}. Reading this folder alone would give an incomplete exam: put all the series' files in one folder and point to it."
         )
+
+
+def _dicom_subfolders(folder: Path, limit: int = 6) -> list[Path]:
+    """Sub-folders (any depth) holding at least one file with the DICOM signature; at most ``limit``."""
+    found: list[Path] = []
+    try:
+        for path in sorted(folder.rglob("*")):
+            if path.parent != folder and path.parent not in found and path.is_file() and _has_dicom_magic(path):
+                found.append(path.parent)
+                if len(found) >= limit:
+                    break
+    except OSError:
+        pass
+    return found
 
 
 #: header attributes every slice of one series must share (a slice that differs belongs elsewhere)

@@ -1011,6 +1011,16 @@ def _split_in_subfolder(folder: Path, files: list[Path]) -> str:
     return "part2|sub-folder"
 
 
+def _cd_layout(folder: Path, files: list[Path]) -> str:
+    """A CD-style layout: a DICOMDIR at the top, the slices two folders down."""
+    deep = folder / "DICOM" / "S0001"
+    deep.mkdir(parents=True)
+    for f in files:
+        shutil.move(str(f), deep / f.name)
+    (folder / "DICOMDIR").write_bytes(b"\0" * 128 + b"DICM")
+    return "no DICOM series found|S0001"
+
+
 def _enhanced_multiframe(folder: Path, files: list[Path]) -> str:
     import pydicom
 
@@ -1095,6 +1105,7 @@ def _second_round() -> list[Hostile]:
         _dicom_case("one-slice-without-rescale", _no_rescale_one),
         _dicom_case("series-split-in-subfolder", _split_in_subfolder),
         _dicom_case("enhanced-multiframe-file", _enhanced_multiframe),
+        _dicom_case("cd-layout-top-folder", _cd_layout),
     ]
     out += [
         _caselist_raw("utf16-without-bom", lambda t, p: p.write_bytes(_GOOD_LIST.encode("utf-16-le")), "list.csv|UTF-16"),
