@@ -366,7 +366,9 @@ def read_case_list(path: str | Path, *, check_files: bool = True, check_images: 
                 if not case_fields[col]:
                     problems.append(CaseListProblem(row_number, col, "empty; give the exam's DICOM folder or image file"))
                 elif check_files and not _exam_exists(_resolve(base, case_fields[col])):
-                    problems.append(CaseListProblem(row_number, col, f"'{case_fields[col]}' not found (relative paths are read from {base})"))
+                    there = _resolve(base, case_fields[col]).exists()
+                    why = "is not a file or folder (a pipe, socket or device)" if there else f"not found (relative paths are read from {base})"
+                    problems.append(CaseListProblem(row_number, col, f"'{case_fields[col]}' {why}"))
             if case_fields["true_transform"] and check_files and not _resolve(base, case_fields["true_transform"]).is_file():
                 problems.append(CaseListProblem(row_number, "true_transform", f"'{case_fields['true_transform']}' not found"))
             cases[case_id] = {"fields": case_fields, "row": row_number, "lesions": []}

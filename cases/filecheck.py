@@ -392,11 +392,16 @@ def check_image_file(path: str | Path) -> None:
     ExamReadError
         Empty, truncated or corrupt-compressed files; headers with impossible sizes or spacing.
     """
+    import stat
+
     path = Path(path)
     try:
-        size = path.stat().st_size
+        info = path.stat()
     except OSError as exc:
         raise ExamReadError(f"{path}: cannot be read ({exc.strerror or exc}).") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ExamReadError(f"{path}: is not a regular file (a pipe, socket or device), so it is not read; give the image file itself.")
+    size = info.st_size
     if size == 0:
         raise ExamReadError(f"{path}: the file is empty (0 bytes). {_REEXPORT}")
     suffix = _suffix(path)

@@ -969,7 +969,7 @@ SECOND_IMAGE_CASES: dict[str, tuple[tuple[str, ...], Callable[[Path, str], None]
     "spacing-micrometres": (("niigz", "mha"), _geometry(spacing=(2e-6, 2e-6, 2.5e-6)), "spacing"),
     "spacing-metres": (("niigz", "nrrd"), _geometry(spacing=(2000.0, 2000.0, 2500.0)), "spacing"),
     "origin-far-away": (("niigz",), _geometry(origin=(1e30, 0.0, 0.0)), "origin"),
-    "named-pipe": (("nii", "niigz", "mha", "nrrd"), _fifo, ""),
+    "named-pipe": (("nii", "niigz", "mha", "nrrd"), _fifo, "not a regular file"),
 }
 
 
@@ -1114,6 +1114,8 @@ def _second_round() -> list[Hostile]:
         _caselist_raw("cell-over-csv-limit", lambda t, p: p.write_text(CSV_HEADER + "\nC1,\"prior.nii.gz" + "x" * 200_000 + "\n"), "list.csv|longer than"),
         _caselist_raw("named-pipe", lambda t, p: os.mkfifo(p), "list.csv|not a regular file"),
         _caselist_raw("device", lambda t, p: os.symlink("/dev/zero", p), "list.csv|not a regular file"),
+        _caselist_raw("prior-is-a-pipe", lambda t, p: (os.mkfifo(t / "pipe.nii.gz"), p.write_text(CSV_HEADER + "\nC1,pipe.nii.gz,current.nii.gz,normal,,,,,,,,,,,\n")),
+                      "row 2, column 'prior'|pipe.nii.gz|not a file or folder"),
     ]
     if CAN_MOUNT:
         out += [
