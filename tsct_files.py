@@ -450,7 +450,7 @@ def csv_safe_cell(value: object) -> object:
         return "'" + value
 
 
-def csv_safe_frame(frame):  # noqa: ANN001, ANN201 - a pandas DataFrame (pandas is not imported here)
+def csv_safe_frame(frame):  # a pandas DataFrame (pandas is not imported here)
     """A copy of a DataFrame with every text cell (and column name) passed through :func:`csv_safe_cell`."""
     out = frame.copy()
     for column in out.columns:

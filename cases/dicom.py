@@ -371,7 +371,7 @@ def _check_not_split(folder: Path, uid: str, n_here: int) -> None:
                 continue
             try:
                 ds = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
-            except Exception:  # noqa: BLE001 - an unreadable file in a sub-folder is not this series
+            except Exception:  # noqa: BLE001, S112 - an unreadable file in a sub-folder is not this series
                 continue
             if str(ds.get("SeriesInstanceUID", "") or "") == uid:
                 elsewhere[path.parent] = elsewhere.get(path.parent, 0) + 1

@@ -791,7 +791,12 @@ def backup_database(db: Database, dest: str | Path, *, actor: str = "coordinator
     PostgreSQL: ``pg_dump --format=custom`` (one snapshot of the database); restore with
     ``pg_restore``. The archive's table of contents is checked with ``pg_restore --list``.
     """
-    from tsct_files import OutputPathError, pause_point, remove_stale_partials, temporary_sibling
+    from tsct_files import (
+        OutputPathError,
+        pause_point,
+        remove_stale_partials,
+        temporary_sibling,
+    )
 
     dest = Path(dest)
     _check_backup_target(db, dest, force)

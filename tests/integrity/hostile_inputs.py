@@ -1056,13 +1056,13 @@ def _mount_tmpfs(folder: Path, options: str) -> bool:
     folder.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0 or shutil.which("mount") is None:
         return False
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True).returncode == 0
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True, check=False).returncode == 0
 
 
 def _unmount(folder: Path) -> None:
     import subprocess
 
-    subprocess.run(["umount", str(folder)], capture_output=True)
+    subprocess.run(["umount", str(folder)], capture_output=True, check=False)
 
 
 #: True where this process may mount a tmpfs (root in a container): the disk-full and read-only cases run only there.
