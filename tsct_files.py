@@ -20,6 +20,12 @@ message that names the path and says what to do.
   process is gone (:func:`remove_stale_partials`), never another live run's.
 * :func:`problems_file` - write a full list of problems to a file when it is too long for a
   terminal message (the message then gives a summary and the file's path).
+* :func:`read_input_text` - the one way a text input (case list, readers, marks, tidy CSV) is
+  read: a regular file (not a folder, pipe or device), UTF-8 (with or without BOM) or UTF-16
+  with its BOM; anything else is one :class:`InputFileError` naming the file.
+* :func:`csv_safe_cell` / :func:`csv_safe_frame` - neutralise text cells that a spreadsheet
+  would run as a formula (starting with ``=``, ``+``, ``-``, ``@``, tab or CR) before they are
+  written to a CSV or Excel export.
 * :func:`pause_point` - a fault-injection hook for the kill -9 tests (inactive unless
   ``TSCT_TEST_PAUSE_AT`` names the point).
 """
@@ -51,6 +57,11 @@ __all__ = [
     "summarise_problems",
     "pause_point",
     "PARTIAL_MARK",
+    "InputFileError",
+    "read_input_text",
+    "csv_safe_cell",
+    "csv_safe_frame",
+    "csv_field_error",
 ]
 
 #: what every temporary output's name holds: ``.<target name>.partial-<pid>-<random>[suffix]``.
@@ -353,3 +364,97 @@ def pause_point(name: str) -> None:
         Path(marker).write_text(f"{os.getpid()} {name}\n")
     while True:  # pragma: no cover - ends by SIGKILL
         time.sleep(0.05)
+
+
+# ------------------------------------------------------------------------------------------------
+# reading text inputs
+class InputFileError(ValueError):
+    """A text input file cannot be read as text (missing, not a regular file, wrong encoding)."""
+
+
+#: text inputs larger than this are refused before they are read (a case list, marks file or
+#: tidy CSV of a very large study is a few MB).
+MAX_TEXT_INPUT_BYTES = 512 * 1024 * 1024
+
+
+def read_input_text(path: str | Path, *, what: str = "file") -> str:
+    """The text of an input file, decoded; raises :class:`InputFileError` naming ``path``.
+
+    Accepted: a regular file (or a link to one) in UTF-8, with or without a byte-order mark, or
+    UTF-16 with its byte-order mark (what Excel's "Unicode text" writes). Refused with a message
+    saying what to do: a missing file, a folder, a pipe or device (reading one would block or
+    never end), UTF-16 without a byte-order mark, NUL bytes, and other encodings.
+    """
+    import stat as _stat
+
+    path = Path(path)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise InputFileError(f"{path}: {what} not found.") from None
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot be read ({exc.strerror or exc}).") from None
+    if _stat.S_ISDIR(info.st_mode):
+        raise InputFileError(f"{path}: is a folder; give the {what} itself.")
+    if not _stat.S_ISREG(info.st_mode):
+        raise InputFileError(f"{path}: is not a regular file (a pipe, socket or device); give the {what} itself.")
+    if info.st_size > MAX_TEXT_INPUT_BYTES:
+        raise InputFileError(f"{path}: {info.st_size:,} bytes, larger than any {what} should be ({MAX_TEXT_INPUT_BYTES:,}); is it the right file?")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot be read ({exc.strerror or exc}). Check the file's permissions.") from None
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise InputFileError(f"{path}: starts like UTF-16 text but cannot be decoded ({exc.reason} at byte {exc.start}); save it as CSV (UTF-8).") from None
+    if b"\x00" in raw:
+        at = raw.index(b"\x00")
+        hint = "it looks like UTF-16 text without a byte-order mark" if raw[1::2].count(0) > len(raw) // 4 else "a binary file?"
+        raise InputFileError(f"{path}: holds NUL bytes (first at byte {at}): {hint}. Save it as CSV (UTF-8).")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputFileError(f"{path}: is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); save it as CSV (UTF-8).") from None
+
+
+def csv_field_error(path: str | Path, exc: Exception, line: int | None = None) -> str:
+    """A message for a :class:`csv.Error` (e.g. a field over the csv module's size limit)."""
+    where = f" on line {line}" if line else ""
+    text = str(exc)
+    if "field larger than field limit" in text:
+        return f"{path}: a cell{where} is longer than {text.rsplit('(', 1)[-1].rstrip(')')} characters (a missing closing quote, or not a CSV file); fix or remove it."
+    return f"{path}: not a valid CSV file{where} ({text}); save it as comma-separated CSV (UTF-8)."
+
+
+# ------------------------------------------------------------------------------------------------
+# spreadsheet formula injection
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe_cell(value: object) -> object:
+    """``value`` unchanged unless it is text a spreadsheet would run as a formula; then ``'`` + it.
+
+    Text starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return is prefixed with a
+    single quote (OWASP's advice for CSV injection). Numbers, and text that is a number (``-3.5``,
+    ``-inf``), are left alone so the files stay readable by analysis tools.
+    """
+    if not isinstance(value, str) or not value.startswith(_FORMULA_STARTS):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value
+
+
+def csv_safe_frame(frame):  # a pandas DataFrame (pandas is not imported here)
+    """A copy of a DataFrame with every text cell (and column name) passed through :func:`csv_safe_cell`."""
+    out = frame.copy()
+    for column in out.columns:
+        if getattr(out[column].dtype, "kind", "O") not in "biufcmM":  # text columns (object or string dtype)
+            out[column] = out[column].map(csv_safe_cell)
+    out.columns = [csv_safe_cell(c) for c in out.columns]
+    return out

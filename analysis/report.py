@@ -933,7 +933,7 @@ def write_report(
         if progress is not None:
             progress(msg)
 
-    from tsct_files import check_output_dir, pause_point, staged_dir
+    from tsct_files import check_output_dir, csv_safe_frame, pause_point, staged_dir
 
     name = study_name or data.name or (Path(input_path).stem if input_path else "") or "study"
     directory = Path(out_dir) / study_slug(name)
@@ -1120,12 +1120,13 @@ def write_report(
         with staged_dir(directory) as stage:
             (stage / "report.html").write_text(html, encoding="utf-8")
             (stage / "results.json").write_text(doc_text, encoding="utf-8")
-            _foms_frame(result, data, prov).to_csv(stage / "foms.csv", index=False)
-            _differences_frame(result, sub_results, prov).to_csv(stage / "differences.csv", index=False)
+            # reader and treatment IDs come from the input file: text a spreadsheet would run as a formula is quoted
+            csv_safe_frame(_foms_frame(result, data, prov)).to_csv(stage / "foms.csv", index=False)
+            csv_safe_frame(_differences_frame(result, sub_results, prov)).to_csv(stage / "differences.csv", index=False)
             curves_out = curves_all.copy()
             curves_out["input_sha256"] = prov.input_sha256
             curves_out["package_version"] = prov.package_version
-            curves_out.to_csv(stage / "curves.csv", index=False)
+            csv_safe_frame(curves_out).to_csv(stage / "curves.csv", index=False)
             pause_point("report-before-pdf")
             if pdf:
                 step("PDF")

@@ -297,17 +297,23 @@ def read_case_list(path: str | Path, *, check_files: bool = True, check_images: 
     CaseListError
         With every problem found (not just the first), each naming its CSV row and column.
     """
+    from tsct_files import InputFileError, csv_field_error, read_input_text
+
     path = Path(path)
     problems: list[CaseListProblem] = []
     if path.is_dir():
         raise CaseListError(path, [CaseListProblem(None, None, "is a folder; give the path to the case-list CSV file")])
-    if not path.is_file():
+    if not path.exists():
         raise CaseListError(path, [CaseListProblem(None, None, "file not found; give the path to a case-list CSV")])
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (UnicodeDecodeError, OSError) as exc:
-        raise CaseListError(path, [CaseListProblem(None, None, f"cannot read as UTF-8 text ({exc}); save it as CSV (UTF-8)")]) from None
-    rows = list(csv.reader(text.splitlines()))
+        text = read_input_text(path, what="case-list CSV")
+    except InputFileError as exc:
+        raise CaseListError(path, [CaseListProblem(None, None, str(exc).removeprefix(f"{path}: "))]) from None
+    reader = csv.reader(text.splitlines())
+    try:
+        rows = list(reader)
+    except csv.Error as exc:
+        raise CaseListError(path, [CaseListProblem(reader.line_num, None, csv_field_error(path, exc).removeprefix(f"{path}: "))]) from None
     rows = [r for r in rows if any(cell.strip() for cell in r)] if rows else []
     if not rows:
         raise CaseListError(path, [CaseListProblem(None, None, "the file is empty; it needs a header row: " + ",".join(CASE_LIST_COLUMNS))])
@@ -360,7 +366,9 @@ def read_case_list(path: str | Path, *, check_files: bool = True, check_images: 
                 if not case_fields[col]:
                     problems.append(CaseListProblem(row_number, col, "empty; give the exam's DICOM folder or image file"))
                 elif check_files and not _exam_exists(_resolve(base, case_fields[col])):
-                    problems.append(CaseListProblem(row_number, col, f"'{case_fields[col]}' not found (relative paths are read from {base})"))
+                    there = _resolve(base, case_fields[col]).exists()
+                    why = "is not a file or folder (a pipe, socket or device)" if there else f"not found (relative paths are read from {base})"
+                    problems.append(CaseListProblem(row_number, col, f"'{case_fields[col]}' {why}"))
             if case_fields["true_transform"] and check_files and not _resolve(base, case_fields["true_transform"]).is_file():
                 problems.append(CaseListProblem(row_number, "true_transform", f"'{case_fields['true_transform']}' not found"))
             cases[case_id] = {"fields": case_fields, "row": row_number, "lesions": []}

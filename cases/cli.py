@@ -163,6 +163,8 @@ def import_exam(
                 parent.rmdir()
             except OSError:
                 pass
+        if isinstance(exc, OutputPathError):
+            _fail(str(exc))
         _fail(f"{out}: could not be written ({str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}). Nothing was written.")
     for key in ("geometry_notes", "reading_notes"):
         if ex.header.get(key):
@@ -224,6 +226,10 @@ def synth(
             synthesize_case_set(work, n_cases=n_cases, abnormal_fraction=abnormal_fraction, seed=seed, size=size, dicom=dicom, progress=True)
     except SynthesisError as exc:
         _fail(str(exc))
+        return
+    except OutputPathError as exc:  # an image written incompletely (a full disk)
+        reason = str(exc).split(": ", 1)[-1].replace(" Nothing was kept under that name.", "")
+        _fail(f"{out_dir}: could not write the case set ({reason}). Nothing was left behind.")
         return
     except OSError as exc:
         _fail(f"{out_dir}: could not write the case set ({exc.strerror or exc}). Nothing was left behind.")

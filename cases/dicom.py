@@ -237,6 +237,9 @@ def _read_dicom_series(folder: Path, *, series_uid: str | None = None) -> tuple[
     series, skipped = _scan_folder(folder, pixels=True)
     if not series:
         detail = f" {len(skipped)} file(s) there are not DICOM images, e.g. {skipped[0].name}." if skipped else " The folder holds no files."
+        below = _dicom_subfolders(folder)
+        if below:
+            detail += f" DICOM files lie in sub-folder(s) {', '.join(str(p) for p in below[:5])}{' …' if len(below) > 5 else ''} (a DICOMDIR/CD layout?): point to the series' own folder."
         raise ExamReadError(f"{folder}: no DICOM series found.{detail} Point to the folder that holds the exam's .dcm files.")
     infos = list_dicom_series_from(series)
     if series_uid is None:
@@ -253,6 +256,16 @@ def _read_dicom_series(folder: Path, *, series_uid: str | None = None) -> tuple[
             raise ExamReadError(f"{folder}: no series with SeriesInstanceUID {series_uid}. Series present:\n{listing}")
         uid = series_uid
     slices = series[uid]
+    _check_not_split(folder, uid, len(slices))
+    try:
+        frames = int(slices[0].ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        frames = 1  # a damaged value is reported by the slice-header check
+    if len(slices) < 2 and frames > 1:
+        raise ExamReadError(
+            f"{slices[0].path}: an enhanced (multi-frame) DICOM image holding the whole series as {frames} frames in one file; "
+            "TSCT reads classic single-frame CT slices. Convert it (e.g. dcm2niix to .nii.gz) or export the series as single-frame CT images."
+        )
     if len(slices) < 2:
         raise ExamReadError(
             f"{slices[0].path}: the series has a single slice, a 2-D image. A CT exam must be a 3-D series "
@@ -345,8 +358,76 @@ def _check_slice_header(sl: _Slice) -> None:
         raise ExamReadError(f"{path}: truncated ({sl.truncated.strip()[:120]}). Replace it with an intact copy of the slice.")
 
 
+def _check_not_split(folder: Path, uid: str, n_here: int) -> None:
+    """Refuse a series whose slices continue in sub-folders: reading only this folder would give a shorter exam."""
+    elsewhere: dict[Path, int] = {}
+    try:
+        subfolders = [p for p in folder.iterdir() if p.is_dir()]
+    except OSError:
+        return
+    for sub in subfolders:
+        for path in sub.rglob("*"):
+            if not path.is_file() or _skippable(path) or not _has_dicom_magic(path):
+                continue
+            try:
+                ds = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
+            except Exception:  # noqa: BLE001, S112 - an unreadable file in a sub-folder is not this series
+                continue
+            if str(ds.get("SeriesInstanceUID", "") or "") == uid:
+                elsewhere[path.parent] = elsewhere.get(path.parent, 0) + 1
+    if elsewhere:
+        listing = ", ".join(f"{p} ({n} file(s))" for p, n in sorted(elsewhere.items())[:5])
+        raise ExamReadError(
+            f"{folder}: the series (SeriesInstanceUID {uid}) has {n_here} slice(s) here and {sum(elsewhere.values())} more in sub-folder(s): "
+            f"{listing}. Reading this folder alone would give an incomplete exam: put all the series' files in one folder and point to it."
+        )
+
+
+def _dicom_subfolders(folder: Path, limit: int = 6) -> list[Path]:
+    """Sub-folders (any depth) holding at least one file with the DICOM signature; at most ``limit``."""
+    found: list[Path] = []
+    try:
+        for path in sorted(folder.rglob("*")):
+            if path.parent != folder and path.parent not in found and path.is_file() and _has_dicom_magic(path):
+                found.append(path.parent)
+                if len(found) >= limit:
+                    break
+    except OSError:
+        pass
+    return found
+
+
+#: header attributes every slice of one series must share (a slice that differs belongs elsewhere)
+_SAME_IN_SERIES = (("Modality", "Modality"), ("PatientID", "PatientID"), ("StudyInstanceUID", "StudyInstanceUID"))
+
+
+def _check_same_series_header(slices: Sequence[_Slice]) -> None:
+    """Slices must agree on modality, patient and study, and all carry (or all lack) the rescale."""
+    from collections import Counter
+
+    for key, label in _SAME_IN_SERIES:
+        values = [str(s.ds.get(key, "") or "").strip() for s in slices]
+        counts = Counter(values)
+        if len(counts) > 1:
+            common = counts.most_common(1)[0][0]
+            odd = [s.path for s, v in zip(slices, values) if v != common]
+            raise ExamReadError(
+                f"{odd[0]}: {label} is {str(_find(slices, odd[0]).ds.get(key, '') or '(empty)')!r} while the series' other slices have {common!r}"
+                f"{'; also ' + _name_list(odd[1:]) if len(odd) > 1 else ''}. A slice from another exam is mixed in: remove it."
+            )
+    has = ["RescaleIntercept" in s.ds and str(s.ds.get("RescaleIntercept", "")).strip() != "" for s in slices]
+    if any(has) and not all(has):
+        odd = [s.path for s, h in zip(slices, has) if h != (sum(has) * 2 >= len(has))]
+        raise ExamReadError(
+            f"{odd[0]}: {'lacks' if sum(has) * 2 >= len(has) else 'has'} RescaleIntercept while the series' other slices "
+            f"{'have' if sum(has) * 2 >= len(has) else 'lack'} it{'; also ' + _name_list(odd[1:]) if len(odd) > 1 else ''}, "
+            "so its values would be on another scale (off by about 1024 HU). The slice was altered or comes from another export: export the series again."
+        )
+
+
 def _check_same_frame(slices: Sequence[_Slice]) -> None:
     """All slices must share orientation, matrix size and pixel spacing; name the odd one out."""
+    _check_same_series_header(slices)
     ref = slices[0]
     ref_iop, ref_shape, ref_sp = _iop(ref.ds), (int(ref.ds.Rows), int(ref.ds.Columns)), np.asarray(ref.ds.PixelSpacing, float)
     odd_iop = [s.path for s in slices[1:] if not np.allclose(_iop(s.ds), ref_iop, atol=1e-4)]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import math
 import os
 import struct
 import zlib
@@ -42,6 +43,12 @@ _MET_BYTES = {
     "MET_LONG": 4, "MET_ULONG": 4, "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8, "MET_FLOAT": 4, "MET_DOUBLE": 8,
 }
 _REEXPORT = "The file is damaged or was not copied completely; copy or export it again."
+#: plausible voxel spacing of any image TSCT reads (CT, label map, detector output), in mm
+MIN_SPACING_MM, MAX_SPACING_MM = 0.01, 100.0
+#: no voxel grid starts further than this from the scanner's centre (mm)
+MAX_ORIGIN_MM = 1.0e5
+#: the NIfTI qform and sform may place a grid corner at most this far apart (mm)
+QFORM_SFORM_TOLERANCE_MM = 0.5
 
 
 def _suffix(path: Path) -> str:
@@ -113,7 +120,7 @@ def _nifti_gz_fast_ok(path: Path) -> bool:
     sizes = dims[1 : dims[0] + 1]
     if any(s < 1 for s in sizes):
         return False
-    need = int(vox_offset) + int(np.prod(sizes, dtype=np.int64)) * _NIFTI_BYTES[datatype]
+    need = int(vox_offset) + math.prod(int(v) for v in sizes) * _NIFTI_BYTES[datatype]
     return isize == need % (1 << 32)
 
 
@@ -177,7 +184,9 @@ def _check_nifti_bytes(path: Path, data: bytes, total: int | None) -> None:
         raise ExamReadError(f"{path}: voxel spacing {tuple(round(float(s), 4) for s in spatial)} mm in the header is not positive and finite; the exam's geometry is unknown. Re-export it with its spacing.")
     if not np.isfinite(vox_offset) or vox_offset < sizeof_hdr:
         raise ExamReadError(f"{path}: the NIfTI header's data offset ({vox_offset}) is invalid. {_REEXPORT}")
-    n_voxels = int(np.prod(sizes, dtype=np.int64))
+    if sizeof_hdr == 348:
+        _check_qform_sform(path, data, endian, sizes, pixdim)
+    n_voxels = math.prod(int(v) for v in sizes)
     need = int(vox_offset) + n_voxels * _NIFTI_BYTES[datatype]
     if total is None:
         return  # size already confirmed (gzip trailer)
@@ -198,6 +207,50 @@ def _check_nifti_bytes(path: Path, data: bytes, total: int | None) -> None:
                 f"{path}: {n_bad:,} voxel(s) are not finite numbers ({n_nan:,} NaN, {n_bad - n_nan:,} infinite; first at voxel "
                 f"x={first % nx}, y={(first // nx) % ny}, z={first // (nx * ny)}). They are not replaced silently: re-export the image without NaN/inf values."
             )
+
+
+def _check_qform_sform(path: Path, data: bytes, endian: str, sizes: tuple[int, ...], pixdim: tuple[float, ...]) -> None:
+    """Refuse a NIfTI-1 header whose sform alone is sheared, or whose qform and sform both claim
+    to hold the geometry but disagree.
+
+    Tools choose differently between the two (ITK, nibabel, FSL, viewers), so such a file means
+    different voxel positions in different programs; the lesion coordinates could not be trusted.
+    """
+    qcode, scode = struct.unpack(endian + "2h", data[252:256])
+    if scode <= 0:
+        return
+    srow = np.array(struct.unpack(endian + "12f", data[280:328]), dtype=float).reshape(3, 4)
+    if not np.all(np.isfinite(srow)):
+        raise ExamReadError(f"{path}: the NIfTI header's sform holds non-finite numbers; the exam's geometry is unknown. {_REEXPORT}")
+    if qcode <= 0:
+        lengths = np.linalg.norm(srow[:, :3], axis=0)
+        cosines = srow[:, :3] / np.where(lengths > 0, lengths, 1.0)
+        if np.any(lengths <= 0) or not np.allclose(cosines.T @ cosines, np.eye(3), atol=1e-3):
+            raise ExamReadError(
+                f"{path}: its orientation (the NIfTI sform) is sheared, scaled or singular, not a rotation, so voxel positions "
+                "cannot be trusted. Resample the image onto an orthogonal grid (e.g. convert the DICOM with dcm2niix) first."
+            )
+        return
+    b, c, d, qx, qy, qz = struct.unpack(endian + "6f", data[256:280])
+    if not np.all(np.isfinite([b, c, d, qx, qy, qz])):
+        raise ExamReadError(f"{path}: the NIfTI header's qform holds non-finite numbers; the exam's geometry is unknown. {_REEXPORT}")
+    a2 = 1.0 - (b * b + c * c + d * d)
+    a = np.sqrt(a2) if a2 > 1e-7 else 0.0
+    rot = np.array([[a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
+                    [2 * (b * c + a * d), a * a + c * c - b * b - d * d, 2 * (c * d - a * b)],
+                    [2 * (b * d - a * c), 2 * (c * d + a * b), a * a + d * d - c * c - b * b]])
+    qfac = -1.0 if pixdim[0] < 0 else 1.0
+    spacing = np.array([pixdim[1], pixdim[2] if len(pixdim) > 2 else 1.0, (pixdim[3] if len(pixdim) > 3 else 1.0) * qfac])
+    qaff = np.column_stack([rot * spacing, [qx, qy, qz]])
+    dims = [int(s) for s in sizes[:3]] + [1] * (3 - min(len(sizes), 3))
+    corners = np.array([[i, j, k, 1.0] for i in (0, dims[0] - 1) for j in (0, dims[1] - 1) for k in (0, dims[2] - 1)])
+    gap = float(np.max(np.linalg.norm(corners @ qaff.T - corners @ srow.T, axis=1)))
+    if gap > QFORM_SFORM_TOLERANCE_MM:
+        raise ExamReadError(
+            f"{path}: the NIfTI header holds two different geometries: its qform and sform place the grid's corners up to {gap:.1f} mm apart, "
+            "and programs differ in which one they use, so voxel positions would depend on the program. "
+            "Re-export the exam (e.g. with dcm2niix), or make them agree (fslorient -copysform2qform)."
+        )
 
 
 def _text_header(data: bytes, path: Path, kind: str) -> tuple[list[str], int]:
@@ -260,7 +313,7 @@ def _check_nrrd(path: Path) -> None:
                 payload = gzip.decompress(payload) if compressed == "gzip" else bz2.decompress(payload)
             except (EOFError, OSError, ValueError, zlib.error) as exc:
                 raise ExamReadError(f"{path}: the compressed ({compressed}) voxel data are truncated or corrupt ({exc}). {_REEXPORT}") from None
-    need = int(np.prod(sizes, dtype=np.int64)) * _NRRD_BYTES[dtype]
+    need = math.prod(int(v) for v in sizes) * _NRRD_BYTES[dtype]
     skip = int(fields.get("byte skip", "0") or 0)
     if skip > 0:
         need += skip
@@ -327,7 +380,7 @@ def _check_meta(path: Path) -> None:
             raise ExamReadError(f"{culprit}: the compressed voxel data are truncated (the zlib stream ends early). {_REEXPORT}")
         payload = out
     header_size = int(fields.get("headersize", "0") or 0)
-    need = int(np.prod(sizes, dtype=np.int64)) * _MET_BYTES[element] * channels + max(header_size, 0)
+    need = math.prod(int(v) for v in sizes) * _MET_BYTES[element] * channels + max(header_size, 0)
     _check_size(culprit, len(payload), need, "voxel data")
 
 
@@ -339,11 +392,16 @@ def check_image_file(path: str | Path) -> None:
     ExamReadError
         Empty, truncated or corrupt-compressed files; headers with impossible sizes or spacing.
     """
+    import stat
+
     path = Path(path)
     try:
-        size = path.stat().st_size
+        info = path.stat()
     except OSError as exc:
         raise ExamReadError(f"{path}: cannot be read ({exc.strerror or exc}).") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ExamReadError(f"{path}: is not a regular file (a pipe, socket or device), so it is not read; give the image file itself.")
+    size = info.st_size
     if size == 0:
         raise ExamReadError(f"{path}: the file is empty (0 bytes). {_REEXPORT}")
     suffix = _suffix(path)
@@ -374,8 +432,15 @@ def check_geometry_sane(spacing: tuple[float, ...], origin: tuple[float, ...], d
     """Refuse zero/negative/non-finite spacing, non-finite origin and a direction that is not a rotation."""
     if any(not np.isfinite(s) or s <= 0 for s in spacing):
         raise ExamReadError(f"{source}: voxel spacing {tuple(round(s, 4) for s in spacing)} mm is not positive and finite; the exam's geometry is unknown.")
+    if any(not MIN_SPACING_MM <= s <= MAX_SPACING_MM for s in spacing):
+        raise ExamReadError(
+            f"{source}: voxel spacing {tuple(float(f'{s:.4g}') for s in spacing)} mm is outside {MIN_SPACING_MM:g} to {MAX_SPACING_MM:g} mm, "
+            "not a CT grid (spacing in metres or micrometres, or a damaged header?). Re-export the image with its spacing in mm."
+        )
     if any(not np.isfinite(o) for o in origin):
         raise ExamReadError(f"{source}: the origin {origin} is not finite; the exam's geometry is unknown.")
+    if any(abs(o) > MAX_ORIGIN_MM for o in origin):
+        raise ExamReadError(f"{source}: the origin {tuple(float(f'{o:.4g}') for o in origin)} mm lies more than {MAX_ORIGIN_MM / 1000:g} m from the scanner's centre; the header is damaged or not in mm. Re-export the image.")
     m = np.asarray(direction, dtype=float).reshape(3, 3)
     if not np.all(np.isfinite(m)) or not np.allclose(m.T @ m, np.eye(3), atol=1e-3):
         raise ExamReadError(

@@ -9,6 +9,7 @@ the platform is in LPS millimetres whatever its source format.
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,11 @@ def read_volume(path: str | Path, *, label: bool = False) -> Volume:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         last = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
+        if "orthonormal" in last:
+            raise ExamReadError(
+                f"{path}: its orientation (the NIfTI sform/qform or direction) is sheared, scaled or singular, not a rotation, so voxel positions "
+                "cannot be trusted. Resample the image onto an orthogonal grid (e.g. convert the DICOM with dcm2niix) first."
+            ) from None
         raise ExamReadError(f"{path}: cannot be read as an image ({last}). The file may be truncated or not an image; re-export it.") from None
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise ExamReadError(f"{path}: has {image.GetNumberOfComponentsPerPixel()} components per voxel (colour or vector image); a CT exam is a scalar volume.")
@@ -113,6 +119,12 @@ def read_volume(path: str | Path, *, label: bool = False) -> Volume:
             hint = "a single slice or a projection"
         raise ExamReadError(f"{path}: is a {image.GetDimension()}-D image of size {image.GetSize()}, not a 3-D volume ({hint}). A {what} needs a 3-D grid with several slices.")
     check_geometry_sane(image.GetSpacing(), image.GetOrigin(), image.GetDirection(), path)
+    if not label and image.GetPixelID() in (sitk.sitkInt8, sitk.sitkUInt8):
+        kind = "signed 8-bit (-128 to 127)" if image.GetPixelID() == sitk.sitkInt8 else "unsigned 8-bit (0 to 255)"
+        raise ExamReadError(
+            f"{path}: stores {kind} integers, which cannot hold CT values in HU (air -1000, bone up to 3000): a picture, "
+            "mask or down-converted export, not the CT. Supply the original exam (16-bit or float) in Hounsfield units."
+        )
     if label:
         array = sitk.GetArrayViewFromImage(image)
         check_voxels_finite(array, path, what="label value")
@@ -211,6 +223,26 @@ def check_same_patient(prior: Exam, current: Exam) -> None:
         warnings.warn(f"The 'prior' exam ({pd}) is dated after the 'current' exam ({cd}); are they swapped?", stacklevel=2)
 
 
+def _check_written(written: Path, target: Path) -> None:
+    """Refuse an image file that ITK wrote incompletely: its writer does not report a full disk or
+    a failed write, so the file is checked like an input (header against size, compressed stream
+    complete) before it is renamed into place."""
+    from tsct_files import OutputPathError
+
+    from .filecheck import check_image_file
+
+    try:
+        check_image_file(written)
+    except ExamReadError as exc:
+        detail = str(exc).removeprefix(f"{written}: ").split(". The file is damaged")[0]
+        free = ""
+        try:
+            free = f"; {shutil.disk_usage(written.parent).free:,} bytes free on that disk"
+        except OSError:
+            pass
+        raise OutputPathError(f"{target}: the image could not be written completely ({detail}{free}); is the disk full? Nothing was kept under that name.") from None
+
+
 def write_volume(volume: Volume, path: str | Path, *, compress: bool = True) -> Path:
     """Write a volume to NIfTI/NRRD/MHA chosen by suffix, atomically.
 
@@ -242,6 +274,7 @@ def write_volume(volume: Volume, path: str | Path, *, compress: bool = True) -> 
         tmp_dir.mkdir()
         try:
             sitk.WriteImage(image, str(tmp_dir / path.name), useCompression=compress)
+            _check_written(tmp_dir / path.name, path)
             for produced in sorted(tmp_dir.iterdir(), key=lambda p: p.name == path.name):
                 os.replace(produced, path.parent / produced.name)  # data file first, header last
         finally:
@@ -250,6 +283,7 @@ def write_volume(volume: Volume, path: str | Path, *, compress: bool = True) -> 
     tmp = temporary_sibling(path, _suffix(path))
     try:
         sitk.WriteImage(image, str(tmp), useCompression=compress)
+        _check_written(tmp, path)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -148,7 +148,7 @@ def backup_database(db: Database, dest: str | Path, *, actor: str = "coordinator
     PostgreSQL: ``pg_dump --format=custom`` (one snapshot of the database); restore with
     ``pg_restore``. The archive's table of contents is checked with ``pg_restore --list``.
     """
-    from tsct_files import pause_point, remove_stale_partials, temporary_sibling
+    from tsct_files import OutputPathError, pause_point, remove_stale_partials, temporary_sibling
 
     dest = Path(dest)
     _check_backup_target(db, dest, force)
@@ -192,7 +192,21 @@ def backup_database(db: Database, dest: str | Path, *, actor: str = "coordinator
             method = "pg_dump custom format"
         with partial.open("rb+") as handle:
             os.fsync(handle.fileno())
-        os.replace(partial, dest)
+        if force:
+            os.replace(partial, dest)
+        else:
+            # without --force, a file that appeared at dest while the backup ran (another backup to
+            # the same name) is never replaced: link the finished copy in, which fails if dest exists
+            appeared = OutputPathError(f"--out {dest} appeared while the backup was being written (another backup to the same name?); it was left alone and this backup discarded. Give a new file name.")
+            try:
+                os.link(partial, dest)
+                partial.unlink()
+            except FileExistsError:
+                raise appeared from None
+            except OSError:  # a file system without hard links: check, then rename
+                if dest.exists():
+                    raise appeared from None
+                os.replace(partial, dest)
     except sqlite3.Error as exc:
         partial.unlink(missing_ok=True)
         raise ReaderStudyError(f"The backup to {dest} failed ({exc}); nothing was written.") from None

@@ -56,7 +56,7 @@ from .models import (
     Treatment,
     utcnow,
 )
-from .study_inputs import CODE_RE, DEFAULT_TREATMENTS, ReaderSpec, TreatmentSpec, add_cases, file_sha256
+from .study_inputs import CODE_RE, DEFAULT_TREATMENTS, FORMULA_STARTS, ReaderSpec, TreatmentSpec, add_cases, file_sha256
 
 __all__ = [
     "get_study",
@@ -307,6 +307,12 @@ def add_readers(session: Session, study_code: str, readers: Iterable[ReaderSpec]
             raise DuplicateReaderError("A reader needs a name (--name, or the 'name' column of the readers file).")
         if len(name) > 200 or any(not ch.isprintable() for ch in name):
             raise ReaderStudyError(f"Reader name {name[:40]!r} must be 1-200 printable characters.")
+        for label, value in (("name", name), ("group", (spec.group or "").strip()), ("role", (spec.role or "").strip())):
+            if value.startswith(FORMULA_STARTS):
+                raise ReaderStudyError(
+                    f"Reader {label} {value[:40]!r} starts with {value[0]!r}: spreadsheets would run it as a formula when the study's "
+                    f"exports are opened. Start the {label} with a letter or digit."
+                )
         years = spec.experience_years
         if years is not None and not (isinstance(years, (int, float)) and years == years and 0 <= years < 100):
             raise ReaderStudyError(f"Reader {name!r}: years of experience (--years) must be a number from 0 to 99, got {years!r}.")

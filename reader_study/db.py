@@ -172,6 +172,7 @@ class Database:
         if current != head:
             if current is None and not inspect(self.engine).get_table_names():
                 raise SchemaVersionError(f"The database {self.safe_url} is empty. Create the schema with `tsct study init-db` (or reader_study.init_db()).")
+            _refuse_unknown_revision(self.safe_url, current, head)
             raise SchemaVersionError(
                 f"The database {self.safe_url} is at schema revision {current!r} but this version of TSCT needs {head!r}. "
                 "Back it up (`tsct study backup`), then upgrade with `tsct study init-db`."
@@ -195,6 +196,21 @@ def _alembic_config(connection=None):  # noqa: ANN001, ANN202
     return cfg
 
 
+def _refuse_unknown_revision(safe_url: str, current: str | None, head: str) -> None:
+    """Refuse a database at a schema revision this version of TSCT does not know: it was written by
+    a later version (or damaged). Upgrading cannot help and downgrading would lose data."""
+    from alembic.script import ScriptDirectory
+
+    if current is None:
+        return
+    known = {rev.revision for rev in ScriptDirectory.from_config(_alembic_config()).walk_revisions()}
+    if current not in known:
+        raise SchemaVersionError(
+            f"The database {safe_url} is at schema revision {current!r}, which this version of TSCT does not know (its newest is {head!r}): "
+            "it was made by a newer TSCT. Use that newer version, or restore a backup made with this one; nothing was changed."
+        )
+
+
 def _head_revision() -> str:
     from alembic.script import ScriptDirectory
 
@@ -206,15 +222,24 @@ def init_db(url: str | None = None, *, sqlite_synchronous: str | None = None) ->
     from alembic import command
 
     db = Database(url, sqlite_synchronous=sqlite_synchronous)
-    with db.engine.begin() as connection:
-        command.upgrade(_alembic_config(connection), "head")
+    try:
+        _refuse_unknown_revision(db.safe_url, db.schema_revision(), _head_revision())
+        with db.engine.begin() as connection:
+            command.upgrade(_alembic_config(connection), "head")
+    except BaseException:
+        db.dispose()  # close the connections, so no -wal/-shm file is left beside a refused database
+        raise
     return db
 
 
 def open_db(url: str | None = None, *, sqlite_synchronous: str | None = None) -> Database:
     """Open an existing database, refusing one whose schema is missing or out of date."""
     db = Database(url, sqlite_synchronous=sqlite_synchronous)
-    db.check_schema()
+    try:
+        db.check_schema()
+    except BaseException:
+        db.dispose()  # close the connections, so no -wal/-shm file is left beside a refused database
+        raise
     return db
 
 

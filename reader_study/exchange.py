@@ -348,7 +348,7 @@ def export_study(
     The records are taken from one consistent snapshot of the database, so readers may keep
     working. The export is recorded in the audit log with the files' hashes.
     """
-    from tsct_files import check_output_dir, pause_point, staged_dir
+    from tsct_files import check_output_dir
 
     unknown = [f for f in formats if f not in EXPORT_FORMATS]
     if unknown:
@@ -362,6 +362,20 @@ def export_study(
     code = records.study_code
     # Every file is written into a hidden staging folder beside OUT and moved in when all are
     # complete: a failed or killed export leaves no half-written file under OUT.
+    try:
+        hashes = _write_export(out, code, formats, records, names)
+    except OSError as exc:  # a full or read-only disk, found while writing
+        raise ExportError(f"--out {out}: the export could not be written ({exc.strerror or exc}); is the disk full or read-only? Nothing was left under {out}.") from None
+    with db.transaction() as s:
+        study = get_study(s, study_code)
+        audit.record(s, actor=actor, action="EXPORT", entity="study", entity_id=study.id, study_id=study.id, out_dir=str(out.resolve()), files=hashes, excluded_readers=list(records.excluded_readers))
+    return ExportResult(code, out, hashes, records)
+
+
+def _write_export(out: Path, code: str, formats: Sequence[str], records: StudyRecords, names: dict[str, str]) -> dict[str, str]:
+    """Write the export's files into a staging folder moved under ``out`` when complete; their SHA-256 by name."""
+    from tsct_files import csv_safe_frame, pause_point, staged_dir
+
     with staged_dir(out.resolve()) as stage:
         written: dict[str, Path] = {}
         if "jafroc" in formats or "imrmc" in formats or "csv" in formats:
@@ -378,20 +392,17 @@ def export_study(
         if "csv" in formats:
             for name, frame in (("truth", records.truth), ("nl", records.nl), ("ll", records.ll), ("marks", records.marks), ("reads", records.reads), ("roc", records.roc)):
                 path = stage / f"{name}.csv"
-                frame.to_csv(path, index=False)
+                csv_safe_frame(frame).to_csv(path, index=False)  # text a spreadsheet would run as a formula is quoted
                 written[path.name] = path
             readers = pd.DataFrame([{"reader": r, "name": names.get(r, ""), "group": records.reader_groups.get(r, "")} for r in records.readers])
-            readers.to_csv(stage / "readers.csv", index=False)
+            csv_safe_frame(readers).to_csv(stage / "readers.csv", index=False)
             written["readers.csv"] = stage / "readers.csv"
         hashes = {name: file_sha256(path) for name, path in written.items()}
         provenance = {**records.provenance, "files": hashes}
         (stage / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str) + "\n")
         hashes["provenance.json"] = file_sha256(stage / "provenance.json")
         pause_point("export-staged")
-    with db.transaction() as s:
-        study = get_study(s, study_code)
-        audit.record(s, actor=actor, action="EXPORT", entity="study", entity_id=study.id, study_id=study.id, out_dir=str(out.resolve()), files=hashes, excluded_readers=list(records.excluded_readers))
-    return ExportResult(code, out, hashes, records)
+    return hashes
 
 
 # ------------------------------------------------------------------------------------------------
@@ -448,17 +459,25 @@ def import_marks(
         raise StudyStateError(f"Study {study.code!r} is {study.status}; marks can be imported only into an open study.")
     if study.paradigm != "FROC":
         raise StudyStateError(f"Study {study.code!r} is an ROC study; it has case ratings, not marks, to import.")
-    if not path.is_file():
+    import tsct_files
+
+    if not path.exists():
         raise InputFileError(path, [InputProblem(None, None, "file not found")], what="marks file")
-    raw = path.read_bytes()
-    file_digest = hashlib.sha256(raw).hexdigest()
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputFileError(path, [InputProblem(None, None, f"not UTF-8 text ({exc}); save it as CSV (UTF-8)")], what="marks file") from None
-    rows = list(csv.DictReader(text.splitlines()))
+        text = tsct_files.read_input_text(path, what="marks file")
+    except tsct_files.InputFileError as exc:
+        raise InputFileError(path, [InputProblem(None, None, str(exc).removeprefix(f"{path}: "))], what="marks file") from None
+    file_digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    parser = csv.DictReader(text.splitlines())
+    try:
+        rows = list(parser)
+    except csv.Error as exc:
+        raise InputFileError(path, [InputProblem(parser.line_num, None, tsct_files.csv_field_error(path, exc).removeprefix(f"{path}: "))], what="marks file") from None
     header = [h.strip() for h in next(csv.reader(text.splitlines()[:1]), [])]
     problems: list[InputProblem] = []
+    twice = sorted({h for h in header if h and header.count(h) > 1})
+    if twice:
+        raise InputFileError(path, [InputProblem(1, None, f"column(s) {', '.join(twice)} appear more than once in the header; keep one of each")], what="marks file")
     required = ("reader", "case_id", "treatment", "rating")
     missing = [c for c in required if c not in header]
     has_mm = all(c in header for c in ("x_mm", "y_mm", "z_mm"))
@@ -488,6 +507,7 @@ def import_marks(
     scale = study.scale
     planned: list[dict[str, Any]] = []
     keys_seen: dict[tuple[int, str], int] = {}
+    marks_seen: dict[tuple[int, int, tuple[int, ...]], int] = {}
     for row_number, raw_row in enumerate(rows, start=2):
         row = {(k or "").strip(): (v or "").strip() for k, v in raw_row.items() if k is not None}
         if not any(row.values()):
@@ -534,6 +554,12 @@ def import_marks(
             if (rid, key) in keys_seen:
                 problems.append(InputProblem(row_number, "client_key", f"'{key}' repeats row {keys_seen[(rid, key)]} for the same reader; keys must be unique"))
             keys_seen.setdefault((rid, key), row_number)
+        if len(problems) == n_before and read is not None and index is not None:
+            same = (rid, read.id, tuple(int(v) for v in index))
+            if same in marks_seen:
+                problems.append(InputProblem(row_number, None, f"repeats the mark of row {marks_seen[same]} (same reader, reading of case {case.code} in {treatment.code}, and voxel); a lesion is marked once: delete the duplicate row"))
+                continue
+            marks_seen[same] = row_number
         if len(problems) == n_before and read is not None:
             planned.append({"row": row_number, "reader_id": rid, "read": read, "case": case, "key": key, "point": point, "index": index, "rating": rating})
     if not rows:

@@ -57,6 +57,10 @@ def parse_treatment(text: str) -> TreatmentSpec:
     return TreatmentSpec(code, names)
 
 
+#: reader names and groups may not start with these: spreadsheets run such cells as formulas
+FORMULA_STARTS = ("=", "+", "-", "@")
+
+
 @dataclass(frozen=True)
 class ReaderSpec:
     """A reader to add: name (unique), group (e.g. board-certified, resident), role, years of experience."""
@@ -75,17 +79,26 @@ def read_readers_file(path: str | Path) -> list[ReaderSpec]:
     InputFileError
         Listing every problem with its row number (missing names, repeated names, bad numbers).
     """
+    import tsct_files
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise InputFileError(path, [InputProblem(None, None, "file not found; give a CSV with a 'name' column (and optionally group, role, experience_years)")], what="readers file")
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputFileError(path, [InputProblem(None, None, f"cannot be read as UTF-8 text ({exc})")], what="readers file") from None
+        text = tsct_files.read_input_text(path, what="readers file")
+    except tsct_files.InputFileError as exc:
+        raise InputFileError(path, [InputProblem(None, None, str(exc).removeprefix(f"{path}: "))], what="readers file") from None
     reader = csv.DictReader(text.splitlines())
-    header = [h.strip() for h in (reader.fieldnames or [])]
+    try:
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        rows = list(reader)
+    except csv.Error as exc:
+        raise InputFileError(path, [InputProblem(reader.line_num, None, tsct_files.csv_field_error(path, exc).removeprefix(f"{path}: "))], what="readers file") from None
     problems: list[InputProblem] = []
     known = {"name", "group", "role", "experience_years"}
+    twice = sorted({h for h in header if h and header.count(h) > 1})
+    if twice:
+        raise InputFileError(path, [InputProblem(1, None, f"column(s) {', '.join(twice)} appear more than once in the header; keep one of each")], what="readers file")
     if "name" not in header:
         raise InputFileError(path, [InputProblem(1, None, f"no 'name' column; the header must include name (and may include {', '.join(sorted(known - {'name'}))})")], what="readers file")
     unknown = [h for h in header if h and h not in known]
@@ -93,8 +106,8 @@ def read_readers_file(path: str | Path) -> list[ReaderSpec]:
         problems.append(InputProblem(1, None, f"unknown column(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"))
     specs: list[ReaderSpec] = []
     first_row: dict[str, int] = {}
-    for row_number, raw in enumerate(reader, start=2):
-        row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
+    for row_number, raw in enumerate(rows, start=2):
+        row = {(k or "").strip(): (v if isinstance(v, str) else ",".join(v or [])).strip() for k, v in raw.items()}
         if not any(row.values()):
             continue
         name = row.get("name", "")
@@ -106,6 +119,10 @@ def read_readers_file(path: str | Path) -> list[ReaderSpec]:
             problems.append(InputProblem(row_number, "name", f"'{name}' repeats row {first_row[key]}; reader names must be unique"))
             continue
         first_row[key] = row_number
+        formula = [c for c in ("name", "group", "role") if row.get(c, "").startswith(FORMULA_STARTS)]
+        if formula:
+            problems.append(InputProblem(row_number, formula[0], f"'{row[formula[0]]}' starts with {row[formula[0]][0]!r}, which spreadsheets run as a formula; start it with a letter or digit"))
+            continue
         years = None
         if row.get("experience_years"):
             try:

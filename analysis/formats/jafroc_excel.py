@@ -36,6 +36,7 @@ Excel row and column.  LROC and ROI files and split-plot designs raise
 
 from __future__ import annotations
 
+import io
 import math
 import re
 import zipfile
@@ -198,6 +199,7 @@ def _load_workbook(path: Path) -> dict[str, _Sheet]:
     if path.stat().st_size == 0:
         raise ObserverDataError(Problem("the file is empty (0 bytes); export the workbook again.",
                                         file=str(path)))
+    _check_workbook_container(path)
     try:
         from python_calamine import CalamineWorkbook
     except ImportError:  # pragma: no cover - python-calamine is a dependency
@@ -230,6 +232,34 @@ def _load_workbook(path: Path) -> dict[str, _Sheet]:
             f"cannot be opened as an .xlsx workbook ({type(exc).__name__}: {exc}); save it from "
             "Excel as 'Excel Workbook (*.xlsx)'.", file=str(path))) from exc
     return sheets
+
+
+#: a workbook whose parts unpack to more than this is refused before it is read (a zip bomb)
+MAX_WORKBOOK_UNPACKED_BYTES = 2 << 30
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+def _check_workbook_container(path: Path) -> None:
+    """Refuse, before any parsing, a password-protected or old-format (.xls) workbook and a zip
+    whose parts would unpack to more than :data:`MAX_WORKBOOK_UNPACKED_BYTES`."""
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    if head == _OLE_MAGIC:
+        raise ObserverDataError(Problem(
+            "is a password-protected workbook or an old Excel 97-2003 (.xls) file, which cannot be read; "
+            "remove the password, or save it from Excel as 'Excel Workbook (*.xlsx)'.", file=str(path)))
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # the reader reports a damaged archive
+    if unpacked > MAX_WORKBOOK_UNPACKED_BYTES:
+        raise ObserverDataError(Problem(
+            f"its parts would unpack to {unpacked:,} bytes ({path.stat().st_size:,} on disk), more than any "
+            f"study workbook ({MAX_WORKBOOK_UNPACKED_BYTES:,}): a damaged or malicious file (zip bomb); it was not read.",
+            file=str(path)))
 
 
 _MARK_SHEETS = {"FP", "NL", "TP", "LL"}
@@ -583,6 +613,10 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
                 rec["lesion_id"] = mapped("lesion", rec["lesion_id"], rec["case_id"])
             rec["case_id"] = mapped("case", rec["case_id"])
             rec["rating"] = cell(row, cols["rating"])
+            if is_blank(rec["rating"]):
+                problems.append(Problem(f"the {names['rating']} cell is empty; every mark needs its rating (delete the row if there is no mark).",
+                                        file=file, sheet=sheet.title, row=n, column=names["rating"]))
+                continue
             recs.append(rec)
             rows.append(n)
         return recs, rows
@@ -694,6 +728,13 @@ def _fast_read(truth_recs: list[dict[str, Any]], attr_cols: dict[int, str], nl_s
                           roc=paradigm == "ROC")
     except ObserverDataError:
         return None
+
+
+def _safe_append(sheet: Any, row: Sequence[Any]) -> None:
+    """Append a row to a write-only sheet; text that Excel would run as a formula is written as text."""
+    from tsct_files import csv_safe_cell
+
+    sheet.append([csv_safe_cell(v) for v in row])
 
 
 def _is_number(v: Any) -> bool:
@@ -870,7 +911,7 @@ def write_jafroc_excel(
     wb = openpyxl.Workbook(write_only=True)
     ws = wb.create_sheet("TRUTH")
     attrs = list(data.lesion_attribute_names())
-    ws.append(["CaseID", "LesionID", "Weight", "ReaderID", "ModalityID", "Paradigm", *attrs])
+    _safe_append(ws, ["CaseID", "LesionID", "Weight", "ReaderID", "ModalityID", "Paradigm", *attrs])
     rdr_list = ",".join(f_rdr)
     trt_list = ",".join(f_trt)
     par_cells = [data.paradigm, "FCTRL"]
@@ -884,7 +925,7 @@ def write_jafroc_excel(
     for n, row in enumerate(truth_rows):
         if n < 2:
             row[5] = par_cells[n]
-        ws.append(row)
+        _safe_append(ws, row)
 
     fp_rows: list[list[Any]] = [["ReaderID", "ModalityID", "CaseID", "FP_Rating"]]
     tp_rows: list[list[Any]] = [["ReaderID", "ModalityID", "CaseID", "LesionID", "TP_Rating"]]
@@ -910,22 +951,25 @@ def write_jafroc_excel(
     for title, rows in (("FP", fp_rows), ("TP", tp_rows)):
         sheet = wb.create_sheet(title)
         for row in rows:
-            sheet.append(row)
+            _safe_append(sheet, row)
     if data.reader_groups:
         rs = wb.create_sheet(READERS_SHEET)
-        rs.append(["ReaderID", "Group"])
+        _safe_append(rs, ["ReaderID", "Group"])
         for r, fr in zip(data.readers, f_rdr):
             if r in data.reader_groups:
-                rs.append([fr, data.reader_groups[r]])
+                _safe_append(rs, [fr, data.reader_groups[r]])
     if idmap_rows:
         ms = wb.create_sheet(ID_MAP_SHEET)
-        ms.append(["Kind", "FileID", "OriginalID", "CaseFileID"])
+        _safe_append(ms, ["Kind", "FileID", "OriginalID", "CaseFileID"])
         for row in idmap_rows:
-            ms.append(list(row))
-    from tsct_files import atomic_file
+            _safe_append(ms, list(row))
+    from tsct_files import atomic_write_bytes
 
-    with atomic_file(path, suffix=".xlsx") as tmp:
-        wb.save(tmp)
+    # saved in memory first: openpyxl's streaming writer reports a full disk as an "exception
+    # ignored" traceback; a plain write of the finished bytes raises one clean OSError
+    buffer = io.BytesIO()
+    wb.save(buffer)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 

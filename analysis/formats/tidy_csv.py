@@ -29,6 +29,8 @@ IDs are read as text exactly as written (``007`` stays ``007``).
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from pathlib import Path
 
@@ -58,8 +60,18 @@ def read_tidy_csv(path: str | Path, *, name: str | None = None) -> ObserverData:
     file = str(path)
     if not path.exists():
         raise FileNotFoundError(f"No such CSV file: {file!r}")
+    from tsct_files import InputFileError, read_input_text
+
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        text = read_input_text(path, what="CSV file")  # a regular file, UTF-8 or UTF-16 with BOM
+    except InputFileError as exc:
+        raise ObserverDataError(Problem(str(exc).removeprefix(f"{path}: "), file=file)) from None
+    header = next(csv.reader(text.splitlines()[:1]), [])
+    twice = sorted({h.strip() for h in header if h.strip() and [x.strip() for x in header].count(h.strip()) > 1})
+    if twice:
+        raise ObserverDataError(Problem(f"column(s) {twice} appear more than once in the header; keep one of each.", file=file, row=1))
+    try:
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
     except pd.errors.EmptyDataError:
         raise ObserverDataError(Problem("the file is empty.", file=file)) from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -181,5 +193,7 @@ def write_tidy_csv(data: ObserverData, path: str | Path) -> Path:
     out = pd.DataFrame(rows, columns=[*TIDY_COLUMNS, *attrs]).fillna("")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    out.to_csv(path, index=False)
+    from tsct_files import csv_safe_frame
+
+    csv_safe_frame(out).to_csv(path, index=False)  # text a spreadsheet would run as a formula is quoted
     return path

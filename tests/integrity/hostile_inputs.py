@@ -49,6 +49,7 @@ class Built:
     culprit: str
     must_not_exist: list[Path] = field(default_factory=list)
     watch: list[Path] = field(default_factory=list)  # folders where no new file may appear
+    cleanup: Callable[[], None] | None = None  # run after the command (e.g. unmount a tmpfs)
 
 
 @dataclass(frozen=True)
@@ -241,9 +242,11 @@ CT_MUTATIONS: dict[str, tuple[Callable[[Path, str], None], str]] = {
 }
 
 
-def _image_import_case(fmt: str, mutation: str) -> Hostile:
+def _image_import_case(fmt: str, mutation: str, mutate: Callable[[Path, str], None] | None = None, extra: str = "", family: str = "image file") -> Hostile:
+    """``tsct cases import`` of a file ``bad<suffix>`` made by ``mutate`` (default: ``CT_MUTATIONS[mutation]``)."""
     suffix = FORMATS[fmt]
-    mutate, extra = CT_MUTATIONS[mutation]
+    if mutate is None:
+        mutate, extra = CT_MUTATIONS[mutation]
 
     def build(tmp: Path) -> Built:
         src = tmp / f"bad{suffix}"
@@ -251,7 +254,7 @@ def _image_import_case(fmt: str, mutation: str) -> Hostile:
         out = tmp / "out" / "exam.nii.gz"
         return Built(["cases", "import", str(src), str(out)], f"bad{suffix}" + (f"|{extra}" if extra else ""), [out, tmp / "out"], [tmp])
 
-    return Hostile(f"import-{fmt}-{mutation}", "image file", build)
+    return Hostile(f"import-{fmt}-{mutation}", family, build)
 
 
 def _corrupt_case(fmt: str) -> Hostile:
@@ -909,6 +912,220 @@ def build_hostile() -> list[Hostile]:
     out += [_content_case(f"patient-{k}", _patients(k)) for k in ("id", "birth", "dates", "same-file", "bad-override", "dicom-truncated-slice")]
     out += [_content_case(f"truth-{k}", _truth(k)) for k in ("x5000", "z-beyond", "in-air", "second-lesion-outside", "transform-garbage")]
     out += [_content_case(f"exam-{k}", _exam_kind(k)) for k in ("nifti-folder", "label-map-as-prior", "zmap-as-current", "empty-folder")]
+    out += _second_round()
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# second round: headers that lie, mixed-up series, encodings, special files, full or read-only disks
+def _nifti_patch(edits: list[tuple[str, int, tuple]]) -> Callable[[Path, str], None]:
+    """Write the tiny CT as NIfTI (.nii or .nii.gz) and overwrite header fields (struct format, offset, values)."""
+
+    def f(path: Path, suffix: str) -> None:
+        write_image(ct_image(), path, compress=False)
+        raw = bytearray(gzip.decompress(path.read_bytes()) if suffix == ".nii.gz" else path.read_bytes())
+        for fmt, offset, values in edits:
+            struct.pack_into(fmt, raw, offset, *values)
+        path.write_bytes(gzip.compress(bytes(raw)) if suffix == ".nii.gz" else bytes(raw))
+
+    return f
+
+
+def _text_header_edit(old: bytes, new: bytes) -> Callable[[Path, str], None]:
+    def f(path: Path, suffix: str) -> None:
+        write_image(ct_image(), path, compress=False)
+        data = path.read_bytes()
+        assert old in data, (old, data[:300])
+        path.write_bytes(data.replace(old, new, 1))
+
+    return f
+
+
+def _geometry(spacing=SPACING, origin=ORIGIN) -> Callable[[Path, str], None]:
+    def f(path: Path, suffix: str) -> None:
+        img = ct_image()
+        img.SetSpacing(spacing)
+        img.SetOrigin(origin)
+        write_image(img, path)
+
+    return f
+
+
+def _fifo(path: Path, suffix: str) -> None:
+    os.mkfifo(path)
+
+
+# qform_code 252, sform_code 254, quatern/qoffset 256-279, srow_x/y/z 280/296/312
+_SFORM_SHIFTED = [("<2h", 252, (1, 1)), ("<4f", 280, (-2.0, 0.0, 0.0, 61.0)), ("<4f", 296, (0.0, -2.0, 0.0, 71.0)), ("<4f", 312, (0.0, 0.0, 2.5, 81.0))]
+_SFORM_SHEARED = [("<2h", 252, (0, 1)), ("<4f", 280, (2.0, 1.0, 0.0, -11.0)), ("<4f", 296, (0.0, 2.0, 0.0, -11.0)), ("<4f", 312, (0.0, 0.0, 2.5, -8.0))]
+SECOND_IMAGE_CASES: dict[str, tuple[tuple[str, ...], Callable[[Path, str], None], str]] = {
+    # name: (formats, mutation, text the error must contain besides the file name)
+    "qform-sform-disagree": (("nii", "niigz"), _nifti_patch(_SFORM_SHIFTED), "qform"),
+    "sheared-sform": (("nii", "niigz"), _nifti_patch(_SFORM_SHEARED), "sheared"),
+    "huge-dims-tiny-file": (("nii",), _nifti_patch([("<8h", 40, (3, 32000, 32000, 32000, 1, 1, 1, 1))]), "truncated"),
+    "dims-overflow-int64": (("nii",), _nifti_patch([("<8h", 40, (7, 32767, 32767, 32767, 32767, 32767, 32767, 32767))]), ""),
+    "int8-voxels": (("nii", "mha"), _mut_array(lambda: np.clip(ct_array() / 10, -127, 127).astype(np.int8)), "8-bit"),
+    "uint8-voxels": (("niigz", "nrrd"), _mut_array(lambda: np.clip(ct_array() + 1000, 0, 255).astype(np.uint8)), "8-bit"),
+    "spacing-micrometres": (("niigz", "mha"), _geometry(spacing=(2e-6, 2e-6, 2.5e-6)), "spacing"),
+    "spacing-metres": (("niigz", "nrrd"), _geometry(spacing=(2000.0, 2000.0, 2500.0)), "spacing"),
+    "origin-far-away": (("niigz",), _geometry(origin=(1e30, 0.0, 0.0)), "origin"),
+    "named-pipe": (("nii", "niigz", "mha", "nrrd"), _fifo, "not a regular file"),
+}
+
+
+def _huge_text_dims(fmt: str) -> Hostile:
+    suffix = FORMATS[fmt]
+    old, new = {"mha": (b"DimSize = 12 12 8", b"DimSize = 99999 99999 99999"), "nrrd": (b"sizes: 12 12 8", b"sizes: 99999 99999 99999")}[fmt]
+
+    def build(tmp: Path) -> Built:
+        src = tmp / f"bad{suffix}"
+        _text_header_edit(old, new)(src, suffix)
+        out = tmp / "exam.nii.gz"
+        return Built(["cases", "import", str(src), str(out)], f"bad{suffix}|truncated", [out], [tmp])
+
+    return Hostile(f"import-{fmt}-huge-dims-tiny-file", "image header", build)
+
+
+def _one_slice_header(attr: str, value, index: int = 3) -> Callable[[Path, list[Path]], str]:
+    def m(folder: Path, files: list[Path]) -> str:
+        _edit_dicom(files[index], lambda ds: setattr(ds, attr, value))
+        return f"{files[index].name}|{attr}"
+
+    return m
+
+
+def _no_rescale_one(folder: Path, files: list[Path]) -> str:
+    def edit(ds):
+        del ds.RescaleIntercept
+        del ds.RescaleSlope
+
+    _edit_dicom(files[5], edit)
+    return f"{files[5].name}|RescaleIntercept"
+
+
+def _split_in_subfolder(folder: Path, files: list[Path]) -> str:
+    sub = folder / "part2"
+    sub.mkdir()
+    for f in files[4:]:
+        shutil.move(str(f), sub / f.name)
+    return "part2|sub-folder"
+
+
+def _cd_layout(folder: Path, files: list[Path]) -> str:
+    """A CD-style layout: a DICOMDIR at the top, the slices two folders down."""
+    deep = folder / "DICOM" / "S0001"
+    deep.mkdir(parents=True)
+    for f in files:
+        shutil.move(str(f), deep / f.name)
+    (folder / "DICOMDIR").write_bytes(b"\0" * 128 + b"DICM")
+    return "no DICOM series found|S0001"
+
+
+def _enhanced_multiframe(folder: Path, files: list[Path]) -> str:
+    import pydicom
+
+    ds = pydicom.dcmread(files[0])
+    stack = np.stack([pydicom.dcmread(f).pixel_array for f in files])
+    for f in files[1:]:
+        f.unlink()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2.1"  # Enhanced CT Image Storage
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.NumberOfFrames = len(files)
+    ds.PixelData = stack.astype(np.int16).tobytes()
+    ds.save_as(files[0])
+    return f"{files[0].name}|multi-frame"
+
+
+def _caselist_raw(name: str, make: Callable[[Path, Path], None], culprit: str) -> Hostile:
+    def build(tmp: Path) -> Built:
+        _valid_pair(tmp)
+        path = tmp / "list.csv"
+        make(tmp, path)
+        return Built(["cases", "validate", str(path)], culprit, [], [tmp])
+
+    return Hostile(f"caselist-{name}", "text encoding", build)
+
+
+_GOOD_LIST = CSV_HEADER + "\n" + "C1,prior.nii.gz,current.nii.gz,normal,,,,,,,,,,,\n"
+
+
+def _mount_tmpfs(folder: Path, options: str) -> bool:
+    """Mount a small tmpfs on ``folder`` (needs root); False where that is not possible."""
+    import subprocess
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True, check=False).returncode == 0
+
+
+def _unmount(folder: Path) -> None:
+    import subprocess
+
+    subprocess.run(["umount", str(folder)], capture_output=True, check=False)
+
+
+#: True where this process may mount a tmpfs (root in a container): the disk-full and read-only cases run only there.
+CAN_MOUNT = os.geteuid() == 0 and shutil.which("mount") is not None and os.environ.get("TSCT_TEST_NO_MOUNT") != "1"
+
+
+def _disk_case(name: str, kind: str, out_name: str, synth: bool = False) -> Hostile:
+    def build(tmp: Path) -> Built:
+        disk = tmp / "disk"
+        if kind == "full":
+            ok = _mount_tmpfs(disk, "size=16k")
+            if ok:
+                (disk / "filler").write_bytes(b"x" * 14000)  # the disk is now full
+            culprit = f"{out_name}|disk"
+        else:
+            ok = _mount_tmpfs(disk, "ro,size=64k")
+            culprit = "disk|not writable"
+        if not ok:
+            raise RuntimeError("cannot mount a tmpfs here")
+        out = disk / out_name
+        if synth:
+            argv = ["cases", "synth", str(out), "--n-cases", "1", "--size", "small"]
+        else:
+            src = write_image(ct_image(), tmp / "src" / "exam.nii.gz")
+            argv = ["cases", "import", str(src), str(out)]
+        return Built(argv, culprit, [out], [tmp], cleanup=lambda: _unmount(disk))
+
+    return Hostile(f"output-{name}", "disk and mounts", build)
+
+
+def _second_round() -> list[Hostile]:
+    out: list[Hostile] = []
+    for name, (fmts, mutate, extra) in SECOND_IMAGE_CASES.items():
+        out += [_image_import_case(fmt, name, mutate, extra, "image header") for fmt in fmts]
+    out += [_huge_text_dims("mha"), _huge_text_dims("nrrd")]
+    out += [
+        _dicom_case("one-slice-pet", _one_slice_header("Modality", "PT", 2)),
+        _dicom_case("one-slice-other-patient", _one_slice_header("PatientID", "SOMEONE-ELSE", 6)),
+        _dicom_case("one-slice-other-study", _one_slice_header("StudyInstanceUID", "1.2.3.4.5", 1)),
+        _dicom_case("one-slice-without-rescale", _no_rescale_one),
+        _dicom_case("series-split-in-subfolder", _split_in_subfolder),
+        _dicom_case("enhanced-multiframe-file", _enhanced_multiframe),
+        _dicom_case("cd-layout-top-folder", _cd_layout),
+    ]
+    out += [
+        _caselist_raw("utf16-without-bom", lambda t, p: p.write_bytes(_GOOD_LIST.encode("utf-16-le")), "list.csv|UTF-16"),
+        _caselist_raw("nul-bytes", lambda t, p: p.write_bytes(_GOOD_LIST.encode().replace(b"C1", b"C\x001")), "list.csv|NUL"),
+        _caselist_raw("cp1252-quotes", lambda t, p: p.write_bytes(_GOOD_LIST.encode().replace(b"normal", b"\x93normal\x94")), "list.csv|UTF-8|line 2"),
+        _caselist_raw("cell-over-csv-limit", lambda t, p: p.write_text(CSV_HEADER + "\nC1,\"prior.nii.gz" + "x" * 200_000 + "\n"), "list.csv|longer than"),
+        _caselist_raw("named-pipe", lambda t, p: os.mkfifo(p), "list.csv|not a regular file"),
+        _caselist_raw("device", lambda t, p: os.symlink("/dev/zero", p), "list.csv|not a regular file"),
+        _caselist_raw("prior-is-a-pipe", lambda t, p: (os.mkfifo(t / "pipe.nii.gz"), p.write_text(CSV_HEADER + "\nC1,pipe.nii.gz,current.nii.gz,normal,,,,,,,,,,,\n")),
+                      "row 2, column 'prior'|pipe.nii.gz|not a file or folder"),
+    ]
+    if CAN_MOUNT:
+        out += [
+            _disk_case("import-disk-full-nii-gz", "full", "exam.nii.gz"),
+            _disk_case("import-disk-full-mha", "full", "exam.mha"),
+            _disk_case("import-disk-full-nrrd", "full", "exam.nrrd"),
+            _disk_case("import-read-only-disk", "ro", "exam.nii.gz"),
+            _disk_case("synth-disk-full", "full", "set", synth=True),
+            _disk_case("synth-read-only-disk", "ro", "set", synth=True),
+        ]
     return out
 
 
@@ -942,11 +1159,15 @@ def run_case(case: Hostile, tmp: Path) -> Outcome:
     from tsct_cli import app
 
     built = case.build(tmp)
-    before = _snapshot(built.watch)
-    result = CliRunner().invoke(app, built.argv)
-    after = _snapshot(built.watch)
-    new = sorted(p for p in after - before if not p.name.endswith(".problems.csv"))
-    left = [p for p in built.must_not_exist if p.exists()] + [p for p in new if p not in built.must_not_exist]
+    try:
+        before = _snapshot(built.watch)
+        result = CliRunner().invoke(app, built.argv)
+        after = _snapshot(built.watch)
+        new = sorted(p for p in after - before if not p.name.endswith(".problems.csv"))
+        left = [p for p in built.must_not_exist if p.exists()] + [p for p in new if p not in built.must_not_exist]
+    finally:
+        if built.cleanup is not None:
+            built.cleanup()
     exception = result.exception if result.exception is not None and not isinstance(result.exception, SystemExit) else None
     return Outcome(result.exit_code, result.output, exception, left, built)
 

@@ -603,9 +603,146 @@ def _analysis_cases() -> list[Hostile]:
     return cases
 
 
+# ------------------------------------------------------------------------------------------------
+# second round: spreadsheet formulas, encodings and special files, duplicated columns and rows,
+# a database from a newer TSCT, full and read-only disks
+FORMULA = "=cmd|' /C calc'!A0"
+
+
+def _fifo(rel: str) -> Callable[[Path, StudyEnv], None]:
+    def setup(w: Path, env: StudyEnv) -> None:
+        os.mkfifo(w / rel)
+
+    return setup
+
+
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # an encrypted .xlsx or an old .xls starts so
+
+
+def _zip_bomb(name: str) -> Callable[[Path, StudyEnv], None]:
+    """The study's JAFROC workbook whose first part declares 4 GB unpacked (the central directory's
+    size field is patched, so writing the file costs nothing)."""
+
+    def setup(w: Path, env: StudyEnv) -> None:
+        data = bytearray(env.jafroc.read_bytes())
+        at = data.index(b"PK\x01\x02")
+        data[at + 24 : at + 28] = (0xFFFFFFF0).to_bytes(4, "little")
+        (w / name).write_bytes(bytes(data))
+
+    return setup
+
+
+def _newer_db(name: str) -> Callable[[Path, StudyEnv], None]:
+    """A copy of the study database stamped with a schema revision this TSCT does not know."""
+
+    def setup(w: Path, env: StudyEnv) -> None:
+        import sqlite3
+
+        shutil.copyfile(env.db_template, w / name)
+        con = sqlite3.connect(w / name)
+        con.execute("UPDATE alembic_version SET version_num = 'zz99_from_the_future'")
+        con.commit()
+        con.close()
+
+    return setup
+
+
+#: True where this process may mount a tmpfs (root in a container): the full/read-only disk cases run only there.
+CAN_MOUNT = os.geteuid() == 0 and shutil.which("mount") is not None and os.environ.get("TSCT_TEST_NO_MOUNT") != "1"
+
+
+def _disk(rel: str, kind: str) -> Callable[[Path, StudyEnv], None]:
+    """Mount a tiny tmpfs at ``rel``: ``full`` (filled up) or ``ro`` (read-only). Unmounted by :func:`run_case`."""
+
+    def setup(w: Path, env: StudyEnv) -> None:
+        import subprocess
+
+        target = w / rel
+        target.mkdir(parents=True)
+        options = "size=16k" if kind == "full" else "ro,size=64k"
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)], check=True, capture_output=True)
+        if kind == "full":
+            (target / "filler").write_bytes(b"x" * 14000)
+
+    return setup
+
+
+def _unmount_under(w: Path) -> None:
+    import subprocess
+
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return
+    for line in mounts:
+        point = line.split()[1] if len(line.split()) > 1 else ""
+        if point.startswith(str(w) + "/"):
+            subprocess.run(["umount", point], capture_output=True, check=False)
+
+
+def _second_round_cases() -> list[Hostile]:
+    cases: list[Hostile] = []
+    add = cases.append
+    radd = ("study", "readers", "add", "DRAFT")
+    add(Hostile("readers-add-formula-name", "spreadsheet formulas", (*radd, "--name", FORMULA), ("starts with '='",)))
+    add(Hostile("readers-add-plus-name", "spreadsheet formulas", (*radd, "--name", "+SUM(A1:A9)"), ("starts with '+'",)))
+    add(Hostile("readers-add-minus-name", "spreadsheet formulas", (*radd, "--name", "-2+3"), ("starts with '-'",)))
+    add(Hostile("readers-add-formula-group", "spreadsheet formulas", (*radd, "--name", "Dr Zed", "--group", "@SUM(A1)"), ("group '@SUM(A1)'",)))
+    for label, content, word in [
+        ("formula-name", f'name,group\n"{FORMULA}",resident\n', "starts with '='"),
+        ("formula-group", "name,group\nDr Q,=HYPERLINK(\"http://x\")\n", "starts with '='"),
+        ("duplicate-column", "name,group,name\nDr Q,resident,Dr R\n", "more than once"),
+        ("cell-over-csv-limit", "name,group\n\"Dr " + "q" * 200_000 + "\n", "longer than"),
+        ("utf16-without-bom", "name,group\nDr Q,resident\n".encode("utf-16-le"), "UTF-16"),
+        ("latin1", "name,group\nDr Qu\xe9bec,resident\n".encode("latin-1"), "not UTF-8"),
+    ]:
+        add(Hostile(f"readers-file-{label}", "readers file", (*radd, "--file", "{W}/readers.csv"), (word,), setup=_text("readers.csv", content)))
+        add(Hostile(f"create-readers-{label}", "readers file", ("study", "create", "NEW", "--case-list", "{CASES}", "--readers", "{W}/readers.csv"), (word,), setup=_text("readers.csv", content)))
+    add(Hostile("readers-file-named-pipe", "readers file", (*radd, "--file", "{W}/readers.csv"), ("not a regular file",), setup=_fifo("readers.csv")))
+    imp = ("study", "import-marks", "OPEN", "{W}/marks.csv")
+    for label, content, word in [
+        ("duplicate-column", "reader,case_id,treatment,rating,rating,x_mm,y_mm,z_mm\nOpen Ada,C001,aided,4,5,0,0,12\n", "more than once"),
+        ("cell-over-csv-limit", MARK_HEADER + "Open Ada,C001,aided,4,0,0,\"" + "1" * 200_000 + "\n", "longer than"),
+        ("duplicate-mark", MARK_HEADER + "Open Ada,C001,aided,4,0,0,12\nOpen Ada,C001,aided,4,0,0,12\n", "repeats the mark of row 2"),
+        ("duplicate-mark-reader-code", MARK_HEADER + "Open Ada,C001,aided,4,0,0,12\nR01,C001,aided,3,0.2,0,12\n", "repeats the mark of row 2"),
+        ("utf16-without-bom", (MARK_HEADER + "Open Ada,C001,aided,4,0,0,12\n").encode("utf-16-le"), "UTF-16"),
+        ("nul-bytes", (MARK_HEADER + "Open Ada,C001,aided,4,0,0,12\n").encode().replace(b"Ada", b"A\x00a"), "NUL"),
+    ]:
+        add(Hostile(f"marks-{label}", "import marks", imp, (word,), setup=_text("marks.csv", content)))
+    add(Hostile("marks-named-pipe", "import marks", imp, ("not a regular file",), setup=_fifo("marks.csv")))
+    add(Hostile("marks-device", "import marks", imp, ("not a regular file",), setup=lambda w, env: os.symlink("/dev/zero", w / "marks.csv")))
+    for cmd in ("st", "fom"):
+        args = ("analyze", cmd, "{W}/t.csv")
+        add(Hostile(f"{cmd}-tidy-duplicate-column", "analysis input (second round)", args, ("more than once",),
+                    setup=_tidy_variant("t.csv", lambda ls: [ls[0] + ",rating"] + [line + ",1" for line in ls[1:]])))
+        add(Hostile(f"{cmd}-tidy-named-pipe", "analysis input (second round)", args, ("not a regular file",), setup=_fifo("t.csv")))
+        add(Hostile(f"{cmd}-tidy-utf16-without-bom", "analysis input (second round)", args, ("UTF-16",),
+                    setup=lambda w, env: (w / "t.csv").write_bytes(env.tidy.read_text().encode("utf-16-le"))))
+    for cmd in ("st", "fom", "report"):
+        tail = ("--no-pdf", "--out", "{W}/r") if cmd == "report" else ()
+        for label, setup, word in [
+            ("xlsx-zip-bomb", _zip_bomb("x.xlsx"), "zip bomb"),
+            ("xlsx-password-protected", _text("x.xlsx", _OLE_MAGIC + bytes(4000)), "password-protected"),
+        ]:
+            add(Hostile(f"{cmd}-{label}", "analysis input (second round)", ("analyze", cmd, "{W}/x.xlsx", *tail), (word,), setup=setup, absent=("{W}/r",)))
+    add(Hostile("report-tidy-duplicate-column", "analysis input (second round)", ("analyze", "report", "{W}/t.csv", "--no-pdf", "--out", "{W}/r"), ("more than once",),
+                setup=_tidy_variant("t.csv", lambda ls: [ls[0] + ",reader"] + [line + ",R01" for line in ls[1:]]), absent=("{W}/r",)))
+    newer = ("study", "--db", "sqlite:///{W}/newer.sqlite3")
+    for label, args in [("list", ("list",)), ("init-db", ("init-db",)), ("status", ("status", "OPEN")), ("backup", ("backup", "--out", "{W}/b.sqlite3")),
+                        ("export", ("export", "DONE", "--out", "{W}/x"))]:
+        add(Hostile(f"db-newer-schema-{label}", "database", (*newer, *args), ("newer TSCT",), setup=_newer_db("newer.sqlite3"), absent=("{W}/b.sqlite3", "{W}/x")))
+    if CAN_MOUNT:
+        for kind, word in (("full", "full"), ("ro", "not writable")):
+            add(Hostile(f"backup-disk-{kind}", "disk and mounts", ("study", "backup", "--out", "{W}/disk/b.sqlite3"), (word,), setup=_disk("disk", kind), absent=("{W}/disk/b.sqlite3",)))
+            add(Hostile(f"export-disk-{kind}", "disk and mounts", ("study", "export", "DONE", "--out", "{W}/disk/x"), (word,), setup=_disk("disk", kind), absent=("{W}/disk/x",)))
+            add(Hostile(f"report-disk-{kind}", "disk and mounts", ("analyze", "report", "{TIDY}", "--no-pdf", "--out", "{W}/disk/r"), ("disk/r",), setup=_disk("disk", kind), absent=("{W}/disk/r",)))
+            add(Hostile(f"st-json-disk-{kind}", "disk and mounts", ("analyze", "st", "{TIDY}", "--json", "{W}/disk/r.json"), ("r.json",), setup=_disk("disk", kind), absent=("{W}/disk/r.json",)))
+    return cases
+
+
 def all_cases() -> list[Hostile]:
     """Every hostile case, in a stable order (ids are unique)."""
-    cases = _study_cases() + _marks_cases() + _exchange_cases() + _analysis_cases()
+    cases = _study_cases() + _marks_cases() + _exchange_cases() + _analysis_cases() + _second_round_cases()
     ids = [c.id for c in cases]
     assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})
     return cases
@@ -631,19 +768,26 @@ def _fill(text: str, w: Path, env: StudyEnv) -> str:
 
 def run_case(case: Hostile, w: Path, env: StudyEnv) -> Outcome:
     """Run one hostile case in folder ``w`` (created) and judge it."""
+    w.mkdir(parents=True, exist_ok=True)
+    copy_db(env, w)
+    try:
+        if case.setup is not None:
+            case.setup(w, env)
+        before = _snapshot(w)
+        args = [_fill(a, w, env) for a in case.args]
+        environ = {"TSCT_DATABASE_URL": f"sqlite:///{w / 'study.sqlite3'}", "TSCT_DETECTOR_DIR": None, "COLUMNS": "400", "TSCT_DATA_DIR": str(w / "data"),
+                   "TMPDIR": str(w / ".tmp"), **case.env}
+        (w / ".tmp").mkdir(exist_ok=True)
+        return _invoke_and_judge(case, w, env, args, environ, before)
+    finally:
+        _unmount_under(w)  # tmpfs mounted by a disk case's setup
+
+
+def _invoke_and_judge(case: Hostile, w: Path, env: StudyEnv, args: list[str], environ: dict, before: dict[str, str]) -> Outcome:
     from typer.testing import CliRunner
 
     import tsct_cli
 
-    w.mkdir(parents=True, exist_ok=True)
-    copy_db(env, w)
-    if case.setup is not None:
-        case.setup(w, env)
-    before = _snapshot(w)
-    args = [_fill(a, w, env) for a in case.args]
-    environ = {"TSCT_DATABASE_URL": f"sqlite:///{w / 'study.sqlite3'}", "TSCT_DETECTOR_DIR": None, "COLUMNS": "400", "TSCT_DATA_DIR": str(w / "data"),
-               "TMPDIR": str(w / ".tmp"), **case.env}
-    (w / ".tmp").mkdir(exist_ok=True)
     result = CliRunner().invoke(tsct_cli.app, args, env=environ, catch_exceptions=True)
     output = result.output or ""
     flat = " ".join(output.split())

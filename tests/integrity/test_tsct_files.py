@@ -159,3 +159,71 @@ def test_a_rerun_of_the_command_removes_what_a_killed_run_left_beside_its_target
     assert result.exit_code == 0, result.output
     assert not left.exists() and (cases_dir / "caselist.csv").is_file()
     assert not [p.name for p in tmp_path.iterdir() if ".partial-" in p.name]
+
+
+# ------------------------------------------------------------------------------------------------
+# reading text inputs; spreadsheet formulas in exports
+def test_text_inputs_are_decoded_or_refused_naming_the_file(tmp_path):
+    from tsct_files import InputFileError, read_input_text
+
+    body = "name,group\nDr Ådne,resident\n"
+    for name, data in {"plain.csv": body.encode(), "bom.csv": b"\xef\xbb\xbf" + body.encode(), "utf16.csv": body.encode("utf-16")}.items():
+        (tmp_path / name).write_bytes(data)
+        assert read_input_text(tmp_path / name) == body, name
+    refused = {
+        "utf16-le.csv": (body.encode("utf-16-le"), "UTF-16 text without a byte-order mark"),
+        "latin1.csv": (body.encode("latin-1"), "not UTF-8 text (byte 0xc5 on line 2)"),
+        "binary.csv": (bytes(range(256)), "NUL bytes"),
+    }
+    for name, (data, words) in refused.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(InputFileError, match=f"{name}.*{words.replace('(', '.').replace(')', '.')}"):
+            read_input_text(tmp_path / name)
+    os.mkfifo(tmp_path / "pipe.csv")
+    with pytest.raises(InputFileError, match="pipe.csv: is not a regular file"):
+        read_input_text(tmp_path / "pipe.csv")  # refused at once, never blocks waiting for a writer
+    with pytest.raises(InputFileError, match="is a folder"):
+        read_input_text(tmp_path)
+    with pytest.raises(InputFileError, match="marks file not found"):
+        read_input_text(tmp_path / "nope.csv", what="marks file")
+
+
+def test_export_cells_that_spreadsheets_would_run_are_quoted():
+    import pandas as pd
+
+    from tsct_files import csv_safe_cell, csv_safe_frame
+
+    for text in ("=cmd|' /C calc'!A0", "+SUM(A1)", "-2+3", "@SUM(A1)", "\tx", "\rx"):
+        assert csv_safe_cell(text) == "'" + text
+    for value in ("R01", "-3.5", "-inf", "+1e3", "", 4, -2.0, None):
+        assert csv_safe_cell(value) == value  # numbers (also as text) stay readable by analysis tools
+    frame = csv_safe_frame(pd.DataFrame({"reader": ["=x", "R02"], "rating": [-1.0, 2.0], "=col": ["a", "b"]}))
+    assert list(frame["reader"]) == ["'=x", "R02"] and list(frame["rating"]) == [-1.0, 2.0] and list(frame.columns) == ["reader", "rating", "'=col"]
+
+
+def test_report_and_excel_exports_quote_formula_ids(tmp_path):
+    """A reader ID from an input file that a spreadsheet would run comes out quoted in the report's
+    CSV tables and as text (not a formula) in a written JAFROC workbook."""
+    import csv
+
+    import numpy as np
+    import openpyxl
+
+    from analysis import ObserverData, write_jafroc_excel
+    from analysis.report import write_report
+
+    rng = np.random.default_rng(3)
+    formula = '=HYPERLINK("http://x")'
+    truth = [{"case_id": f"N{k}"} for k in range(4)] + [{"case_id": f"A{k}", "lesion_id": "1"} for k in range(4)]
+    nl, ll = [], []
+    for t in ("unaided", "aided"):
+        for r in (formula, "R2"):
+            nl += [{"treatment": t, "reader": r, "case_id": f"N{k}", "rating": float(rng.integers(1, 4))} for k in range(4)]
+            ll += [{"treatment": t, "reader": r, "case_id": f"A{k}", "lesion_id": "1", "rating": float(rng.integers(2, 6))} for k in range(4)]
+    data = ObserverData.from_marks(truth, nl, ll, treatments=["unaided", "aided"], readers=[formula, "R2"])
+    book = write_jafroc_excel(data, tmp_path / "d.xlsx")
+    cells = [c for ws in openpyxl.load_workbook(book).worksheets for row in ws.iter_rows() for c in row if isinstance(c.value, str) and "HYPERLINK" in c.value]
+    assert cells and all(c.data_type == "s" and c.value.startswith("'=") for c in cells)
+    foms = write_report(data, tmp_path / "reports", pdf=False, subgroups=None).foms_csv
+    values = [cell for row in csv.reader(foms.read_text().splitlines()) for cell in row if "HYPERLINK" in cell]
+    assert values and all(v.startswith("'=") for v in values)
