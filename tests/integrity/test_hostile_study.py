@@ -206,22 +206,22 @@ def test_kill9_during_detect_batch_counts_only_finished_cases(tmp_path):
 
 def test_backup_never_replaces_a_file_that_appears_while_it_runs(study_env, tmp_path, monkeypatch):
     """Two backups to one name at once: the one finishing second must not replace the first's file."""
-    from reader_study import exchange, open_db
+    from reader_study import backup, open_db
     from tsct_files import OutputPathError
 
     db_path = copy_db(study_env, tmp_path)
     dest = tmp_path / "backup.sqlite3"
-    real_verify = exchange._verify_sqlite_copy
+    real_verify = backup._verify_sqlite_copy
 
     def verify_while_another_backup_lands(path):
         dest.write_bytes(b"the other run's backup")  # the concurrent run renames its copy in first
         return real_verify(path)
 
-    monkeypatch.setattr(exchange, "_verify_sqlite_copy", verify_while_another_backup_lands)
+    monkeypatch.setattr(backup, "_verify_sqlite_copy", verify_while_another_backup_lands)
     db = open_db(f"sqlite:///{db_path}")
     try:
         with pytest.raises(OutputPathError, match="appeared while the backup was being written"):
-            exchange.backup_database(db, dest)
+            backup.backup_database(db, dest)
     finally:
         db.dispose()
     assert dest.read_bytes() == b"the other run's backup"
