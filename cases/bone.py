@@ -299,29 +299,35 @@ def _enclosed_marrow(mask: np.ndarray, dense: np.ndarray, spacing_mm: list[float
     ry, rx = (max(1, int(round(ENCLOSURE_RAY_RADIUS_MM / s))) for s in (sy, sx))
     thick = np.ones((1, 2 * ry + 1, 2 * rx + 1), bool)
     wall = ndi.binary_dilation(mask, structure=thick)
-    hits = np.zeros(mask.shape, dtype=np.uint8)
+    # Regions of dense tissue per axial slice, cut apart where the thick wall closes the gaps.
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[1] = ndi.generate_binary_structure(2, 1)
+    regions, n = ndi.label(dense & ~wall, structure=in_plane)
+    if n == 0:
+        return np.zeros_like(mask)
+    size = np.bincount(regions.ravel(), minlength=n + 1)
+    sized = (size <= MARROW_MAX_AREA_CM2 * 100.0 / (sy * sx)) & (size >= MARROW_MIN_AREA_CM2 * 100.0 / (sy * sx))
+    sized[0] = False
+    slices = np.nonzero(sized[regions].any(axis=(1, 2)))[0]
+    if slices.size == 0:
+        return np.zeros_like(mask)
+    z0, z1 = int(slices[0]), int(slices[-1]) + 1  # the rays are cast only in these slices
+    hits = np.zeros((z1 - z0,) + mask.shape[1:], dtype=np.uint8)
     ny, nx = mask.shape[1], mask.shape[2]
     for dy, dx in _RAY_DIRECTIONS:
-        n = max(1, int(ENCLOSURE_RAY_MM / float(np.hypot(dy * sy, dx * sx))))
-        hit = np.zeros_like(mask)
-        for k in range(1, n + 1):
+        n_steps = max(1, int(ENCLOSURE_RAY_MM / float(np.hypot(dy * sy, dx * sx))))
+        hit = np.zeros(hits.shape, dtype=bool)
+        for k in range(1, n_steps + 1):
             oy, ox = k * dy, k * dx
             if abs(oy) >= ny or abs(ox) >= nx:
                 break
             # hit[y, x] |= wall[y + oy, x + ox]
-            hit[:, max(0, -oy):ny - max(0, oy), max(0, -ox):nx - max(0, ox)] |= wall[:, max(0, oy):ny - max(0, -oy), max(0, ox):nx - max(0, -ox)]
+            hit[:, max(0, -oy):ny - max(0, oy), max(0, -ox):nx - max(0, ox)] |= wall[z0:z1, max(0, oy):ny - max(0, -oy), max(0, ox):nx - max(0, -ox)]
         hits += hit
-    enclosed = hits >= ENCLOSURE_MIN_HITS
-    # Regions of dense tissue per axial slice, cut apart where the thick wall closes the gaps.
-    regions, n = ndi.label(dense & ~wall, structure=np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]], [[0, 1, 0], [1, 1, 1], [0, 1, 0]], [[0, 0, 0], [0, 0, 0], [0, 0, 0]]], bool))
-    if n == 0:
-        return np.zeros_like(mask)
-    size = np.bincount(regions.ravel(), minlength=n + 1)
+    enclosed = np.zeros(mask.shape, dtype=bool)
+    enclosed[z0:z1] = hits >= ENCLOSURE_MIN_HITS
     inside = np.bincount(regions.ravel(), weights=enclosed.ravel(), minlength=n + 1)
-    max_voxels = MARROW_MAX_AREA_CM2 * 100.0 / (sy * sx)
-    min_voxels = MARROW_MIN_AREA_CM2 * 100.0 / (sy * sx)
-    keep = (inside >= MARROW_ENCLOSED_SHARE * size) & (size <= max_voxels) & (size >= min_voxels)
-    keep[0] = False
+    keep = sized & (inside >= MARROW_ENCLOSED_SHARE * size)
     marrow = keep[regions]
     # ... and grown back over the band between the region and the bone that the thick wall hid.
     marrow |= ndi.binary_dilation(marrow, structure=thick) & dense & wall & ~mask
