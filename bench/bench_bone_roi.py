@@ -110,7 +110,10 @@ def main() -> None:
         sys.exit(f"{args.ct_dir}: no CT (*.nii.gz) found.")
     print(f"{'CT':<34}{'grid':>15}{'mm':>14}{'ROI mL':>9}{'wall s':>8}{'precision':>11}{'vertebrae':>11}  labels")
     rows = [measure(p) for p in cts]
-    pct = lambda v: "-" if v is None else f"{100 * v:.1f} %"  # noqa: E731
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.1f} %"
+
     for r in rows:
         print(f"{r['ct']:<34}{r['grid']:>15}{r['spacing']:>14}{r['roi_ml']:9.0f}{r['seconds']:8.1f}{pct(r['precision']):>11}{pct(r['vertebrae']):>11}  {r['labels']}")
     for r in rows:
