@@ -33,6 +33,7 @@ the full grid by nearest neighbour; 0.1-1 s on the project's real CTs.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -154,8 +155,11 @@ def pools_in_both(current: Volume, warped_prior: Volume, settings: PoolSettings 
     if not current.same_space(warped_prior):
         raise ValueError("pools_in_both needs the prior warped onto the current exam's grid.")
     s = settings or PoolSettings()
-    cur_low, small, _ = _pools_low(current, s)
-    pri_low, _, _ = _pools_low(warped_prior, s)
+    # the two exams in two threads (SimpleITK and scipy.ndimage release the GIL)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        prior_done = pool.submit(_pools_low, warped_prior, s)
+        cur_low, small, _ = _pools_low(current, s)
+        pri_low, _, _ = prior_done.result()
     shared = np.zeros_like(cur_low)
     for mine, other in ((cur_low, pri_low), (pri_low, cur_low)):
         lab, n = ndi.label(mine, np.ones((3, 3, 3), bool))
