@@ -28,9 +28,12 @@ that are already finished, goes on past a failed case and reports the failures a
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
 import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -182,6 +185,24 @@ def _write_nifti(volume: Volume, path: Path) -> Path:
     return path
 
 
+def _int16_of(volume: Volume) -> Callable[[], Volume]:
+    """Deferred :func:`_int16`: the int16 copy is made by the writer thread, one image at a time."""
+    return lambda: _int16(volume)
+
+
+def _write_images(out: Path, images: dict[str, Callable[[], Volume]]) -> dict[str, Path]:
+    """Write the pair's images (role -> maker of the volume) one after the other as NIfTI."""
+    return {role: _write_nifti(make(), out / OUTPUT_FILES[role]) for role, make in images.items()}
+
+
+def _load_zscore_model_quietly(model: Any, device: str) -> None:
+    """Load (and cache) the z-score model ahead of the z-score stage; errors are left to that stage."""
+    from .zscore import _resolve_model
+
+    with contextlib.suppress(Exception):  # the z-score stage loads it again and reports the error
+        _resolve_model(model, device)
+
+
 def _load_bone_labels(bone_labels: LabelVolume | str | Path | None) -> LabelVolume | None:
     if bone_labels is None or isinstance(bone_labels, LabelVolume):
         return bone_labels
@@ -302,7 +323,9 @@ def run_pair(
     prior_series_uid, current_series_uid : series to read from DICOM folders holding several.
     on_iteration : registration progress callback (see :func:`register`).
     on_stage : called with a stage name (``"register"``, ``"warp"``, ``"bone"``, ``"subtract"``,
-        ``"qc"``, ``"zscore"``, ``"write"``) when that stage starts.
+        ``"qc"``, ``"zscore"``, ``"write"``) when that stage starts. With ``zscore``, QC runs in a
+        thread beside the z-score stage ("zscore" follows "qc" at once) and the images are
+        written by a background thread from the end of the subtraction on.
     zscore : also compute the z-score map and lesion candidates (and write ``zmap.nii.gz``,
         ``sigma.nii.gz``, ``candidates.json``/``.csv`` and, for DICOM input, the colour overlay
         series). The shipped network is used where the pair fits its training domain, else the
@@ -356,6 +379,16 @@ def run_pair(
     reg = register(current_vol, prior_vol, config=config, on_iteration=on_iteration)
     timings["register"] = time.perf_counter() - t
 
+    model_loading: threading.Thread | None = None
+    if zscore:
+        # The z-score network (importing torch alone takes seconds) loads in a thread while the
+        # prior is warped and the bone ROI made; the z-score stage then finds it loaded.
+        from .zscore_outputs import ZScoreSettings
+
+        settings = zscore_settings if zscore_settings is not None else ZScoreSettings()
+        model_loading = threading.Thread(target=_load_zscore_model_quietly, args=(settings.model, settings.device), name="tsct-model", daemon=True)
+        model_loading.start()
+
     t = stage("warp")
     # Resample only the current exam's body box; the rest of the grid is air.
     warped = reg.warp(prior_vol, default_value=_OUTSIDE_SENTINEL, outside_body_value=AIR_HU)
@@ -391,7 +424,25 @@ def run_pair(
     subtraction = temporal_subtraction(current_vol, warped, bone_roi=roi, kernel=kernel, prior_spacing_mm=prior_spacing, symmetric=symmetric)
     timings["subtract"] = time.perf_counter() - t
 
-    t = stage("qc")
+    writer: ThreadPoolExecutor | None = None
+    images_written: Future[dict[str, Path]] | None = None
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        qc_path = out / OUTPUT_FILES["qc"]
+        for done in (out / MANIFEST_NAME, qc_path):
+            if done.exists():
+                done.unlink()  # re-running: the case is unfinished until the new manifest lands
+        # The images are final: a background thread writes them while QC and the z-map run
+        # (mostly on one core; SimpleITK's writer and zlib release the GIL), and the z-map's
+        # files join it in the write stage. The case stays unfinished until the manifest.
+        writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tsct-write")
+        images_written = writer.submit(
+            _write_images, out, {"warped_prior": _int16_of(warped), "subtraction": _int16_of(subtraction.plain),
+                                 "subtraction_vm": _int16_of(subtraction.voxel_matched), "bone_roi": lambda: roi},
+        )
+
+    stage("qc")  # with the z-score stage, QC runs beside it (below)
     registration_info = {
         "rigid": reg.rigid_parameters(),
         "stages": [
@@ -403,55 +454,65 @@ def run_pair(
         "slice_thickness_mm": {"prior": prior_thickness, "current": current_thickness},
         "prior_z_blur_sigma_mm": blur_sigma_mm,
     }
-    qc = assess_registration(
-        current_vol,
-        warped,
-        roi_with_outside,  # overlap is measured before voxels outside the prior left the ROI
-        outside_fov=outside,
-        jacobian=reg.jacobian_determinant(),
-        rigid_parameters=reg.rigid_parameters(),
-        header_problems=problems,
-        header_warnings=notes,
-        registration=registration_info,
-        inputs={"prior": _describe(prior_exam, prior_vol), "current": _describe(current_exam, current_vol)},
-        thresholds=qc_thresholds,
-        case_id=case_id,
-        blood_pool=current_pools,
-    )
-    del roi_with_outside, outside, current_pools
-    timings["qc"] = time.perf_counter() - t
+
+    def assess(roi_with_outside: LabelVolume, outside: np.ndarray, current_pools: np.ndarray | None) -> QCReport:
+        started = time.perf_counter()
+        report = assess_registration(
+            current_vol,
+            warped,
+            roi_with_outside,  # overlap is measured before voxels outside the prior left the ROI
+            outside_fov=outside,
+            jacobian=reg.jacobian_determinant(),
+            rigid_parameters=reg.rigid_parameters(),
+            header_problems=problems,
+            header_warnings=notes,
+            registration=registration_info,
+            inputs={"prior": _describe(prior_exam, prior_vol), "current": _describe(current_exam, current_vol)},
+            thresholds=qc_thresholds,
+            case_id=case_id,
+            blood_pool=current_pools,
+        )
+        timings["qc"] = time.perf_counter() - started
+        return report
 
     zscore_result = None
-    if zscore:
+    if not zscore:
+        qc = assess(roi_with_outside, outside, current_pools)
+    else:
         from .zscore_outputs import zscore_stage
 
-        t = stage("zscore")
-        zscore_result = zscore_stage(current_vol, warped, roi, None, settings=zscore_settings, prior_spacing_mm=prior_spacing, case_id=case_id)
+        # QC and the z-map read the same images and change none: QC runs in a thread beside the
+        # z-map stage, which uses one core for most of its time.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsct-qc") as qc_thread:
+            qc_done = qc_thread.submit(assess, roi_with_outside, outside, current_pools)
+            t = stage("zscore")
+            if model_loading is not None:
+                model_loading.join()
+            zscore_result = zscore_stage(current_vol, warped, roi, None, settings=zscore_settings, prior_spacing_mm=prior_spacing, case_id=case_id)
+            qc = qc_done.result()
         qc = QCReport(
             status=qc.status, messages=qc.messages, metrics=qc.metrics, thresholds=qc.thresholds,
             registration=qc.registration, inputs=qc.inputs, case_id=qc.case_id, zscore=zscore_result.qc_entry(),
         )
         timings["zscore"] = time.perf_counter() - t
+    del roi_with_outside, outside, current_pools
 
     outputs: dict[str, Path] = {}
     if out_dir is not None:
+        assert writer is not None and images_written is not None
         t = stage("write")
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        qc_path = out / OUTPUT_FILES["qc"]
-        for done in (out / MANIFEST_NAME, qc_path):
-            if done.exists():
-                done.unlink()  # re-running: the case is unfinished until the new manifest lands
-        outputs["warped_prior"] = _write_nifti(_int16(warped), out / OUTPUT_FILES["warped_prior"])
-        outputs["subtraction"] = _write_nifti(_int16(subtraction.plain), out / OUTPUT_FILES["subtraction"])
-        outputs["subtraction_vm"] = _write_nifti(_int16(subtraction.voxel_matched), out / OUTPUT_FILES["subtraction_vm"])
-        outputs["bone_roi"] = _write_nifti(roi, out / OUTPUT_FILES["bone_roi"])
-        if save_transform:
-            outputs["transform"] = reg.save(out / OUTPUT_FILES["transform"])
+        zscore_written = None
         if zscore_result is not None:
             from .zscore_outputs import write_zscore_files
 
-            outputs.update(write_zscore_files(zscore_result, current_vol, out, style=getattr(zscore_settings, "style", None)))
+            zscore_written = writer.submit(write_zscore_files, zscore_result, current_vol, out, style=getattr(zscore_settings, "style", None))
+        transform_path = reg.save(out / OUTPUT_FILES["transform"]) if save_transform else None
+        writer.shutdown(wait=True)
+        outputs.update(images_written.result())
+        if transform_path is not None:
+            outputs["transform"] = transform_path
+        if zscore_written is not None:
+            outputs.update(zscore_written.result())
         timings["write_nifti"] = time.perf_counter() - t
         if write_dicom:
             t = time.perf_counter()

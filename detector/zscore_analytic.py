@@ -18,6 +18,7 @@ neighbourhood sees a wall of air.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import numpy as np
@@ -74,6 +75,15 @@ def analytic_sigma(
     med = float(np.median(vals))
     global_scale = max(float(1.4826 * np.median(np.abs(vals - med))), floor_hu)
     sz, sy, sx = current.spacing_mm[2], current.spacing_mm[1], current.spacing_mm[0]
+
+    def edge_strength() -> np.ndarray:
+        smooth = ndi.gaussian_filter(pri, sigma=(0.5, 0.5, 0.5), mode="nearest")
+        gz, gy, gx = np.gradient(smooth, sz, sy, sx)
+        return np.sqrt(gz * gz + gy * gy + gx * gx)[r]
+
+    # in a second thread while the block statistics are gathered (SciPy and NumPy release the GIL)
+    edge_pool = ThreadPoolExecutor(max_workers=1)
+    edge = edge_pool.submit(edge_strength)
     bz, by, bx = (max(2, int(round(block_mm / s))) for s in (sz, sy, sx))
     nbz, nby, nbx = (int(math.ceil(n / b)) for n, b in zip(ts.shape, (bz, by, bx)))
     blocks = np.full((nbz, nby, nbx), np.nan, dtype=np.float32)
@@ -91,9 +101,8 @@ def analytic_sigma(
     coords = np.nonzero(r)
     pts = np.stack([(c + 0.5) / b - 0.5 for c, b in zip(coords, (bz, by, bx))])
     s_local = ndi.map_coordinates(blocks, pts, order=1, mode="nearest")
-    smooth = ndi.gaussian_filter(pri, sigma=(0.5, 0.5, 0.5), mode="nearest")
-    gz, gy, gx = np.gradient(smooth, sz, sy, sx)
-    grad = np.sqrt(gz * gz + gy * gy + gx * gx)[r]
+    grad = edge.result()
+    edge_pool.shutdown()
     sig = np.sqrt(s_local.astype(np.float64) ** 2 + (delta_mm * grad.astype(np.float64)) ** 2)
     sig = np.maximum(sig, floor_hu).astype(np.float32)
     sub = np.zeros(ts.shape, dtype=np.float32)
