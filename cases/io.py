@@ -72,13 +72,15 @@ def _suffix(path: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
-def read_volume(path: str | Path, *, label: bool = False) -> Volume:
+def read_volume(path: str | Path, *, label: bool = False, exam: bool = False) -> Volume:
     """Read a NIfTI, NRRD or MHA image file as a volume (float32) or, with ``label``, a label volume.
 
     The file is checked in full first (:func:`cases.filecheck.check_image_file`: truncation,
     damaged compression, impossible headers); then the voxels must be finite, the grid 3-D with
     at least two voxels along each axis, and the geometry a proper rotation with positive
-    spacing. Label maps must hold whole numbers from 0 to 65535.
+    spacing. Label maps must hold whole numbers from 0 to 65535. With ``exam`` (the file is a CT
+    exam, as :func:`read_exam` reads it) 8-bit storage is refused: it cannot hold HU. Detector
+    outputs such as the bone ROI are 8-bit and are read without it.
 
     Raises
     ------
@@ -119,7 +121,7 @@ def read_volume(path: str | Path, *, label: bool = False) -> Volume:
             hint = "a single slice or a projection"
         raise ExamReadError(f"{path}: is a {image.GetDimension()}-D image of size {image.GetSize()}, not a 3-D volume ({hint}). A {what} needs a 3-D grid with several slices.")
     check_geometry_sane(image.GetSpacing(), image.GetOrigin(), image.GetDirection(), path)
-    if not label and image.GetPixelID() in (sitk.sitkInt8, sitk.sitkUInt8):
+    if exam and not label and image.GetPixelID() in (sitk.sitkInt8, sitk.sitkUInt8):
         kind = "signed 8-bit (-128 to 127)" if image.GetPixelID() == sitk.sitkInt8 else "unsigned 8-bit (0 to 255)"
         raise ExamReadError(
             f"{path}: stores {kind} integers, which cannot hold CT values in HU (air -1000, bone up to 3000): a picture, "
@@ -189,7 +191,7 @@ def read_exam(path: str | Path, *, series_uid: str | None = None, check_hu: bool
         volume, header, files = read_dicom_series(path, series_uid=series_uid)
         exam = Exam(volume=volume, source=path, format="dicom", header=header, files=files)
     elif _suffix(path) in IMAGE_SUFFIXES:
-        exam = Exam(volume=read_volume(path), source=path, format=_suffix(path).lstrip("."))
+        exam = Exam(volume=read_volume(path, exam=True), source=path, format=_suffix(path).lstrip("."))
     else:
         try:
             import pydicom
