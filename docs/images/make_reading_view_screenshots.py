@@ -165,7 +165,7 @@ def main() -> None:
 
             view = ViewTransform.for_plane(plane, box["width"], box["height"])
             x, y = view.image_to_screen(u, v)
-            page.locator(".vp.main").click(position={"x": x, "y": y})
+            page.locator(".vp.main").dblclick(position={"x": x, "y": y})  # a double click marks (docs/reading-app.md)
             page.get_by_role("button", name="4", exact=True).click()
             page.get_by_text("Mark saved with rating 4.").wait_for()
             settle()

@@ -80,12 +80,17 @@ def prefetch_cases(svc: reader_study.ReadingService, views: list[reader_study.Ca
     """Start reading the volumes of these case reads in the background, in order (first image at once when the case opens)."""
     from reading_app import workstation as ws
 
-    items, grids = [], []
+    shown, beside, grids = [], [], []
     for view in views:
         files = case_files(view, svc.study_code)
-        items += [(files[name], ws.LAYERS[name].volume_kind) for name in PREFETCH_ORDER if name in files and files[name].exists()]
+        for name in PREFETCH_ORDER:
+            if name in files and files[name].exists():
+                # what a case shows when it opens (CT, overlay) before any case's side panels: the next
+                # case's first image must not wait behind a subtraction or prior nobody has opened yet
+                (beside if ws.LAYERS[name].role == "side" else shown).append((files[name], ws.LAYERS[name].volume_kind))
         if "prior" in files and files["prior"].exists():
             grids.append(files["prior"])
+    items = shown + beside
     if items or grids:
         common.runtime().volumes.prefetch(items, grids=grids)
 

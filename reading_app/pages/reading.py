@@ -6,7 +6,7 @@ Rules this page keeps (the reading service enforces them again on the server):
   the same case, with its marks, from the database).
 * Images come through a ticket that allows only the layers of the case read's treatment: no
   subtraction or z-map in the unaided reading (:func:`reading_app.workstation.allowed_layers`).
-* A click places a *new* mark (shown dashed, "rate it"); choosing its rating saves it through
+* A double click (or a click with the Mark tool) places a *new* mark (shown dashed, "rate it"); choosing its rating saves it through
   :meth:`reader_study.ReadingService.save_mark` with the client key generated for that click,
   and only then is it shown as a saved mark. A repeated save (double click, retry after a lost
   connection) returns the same mark.
@@ -26,7 +26,7 @@ import reader_study
 from reading_app import workstation as ws
 from reading_app.pages import common, reader_common
 from reading_app.pages.viewer_component import slice_viewer
-from reading_app.workstation.layers import registration_prior_sync
+from reading_app.workstation.layers import registration_file, registration_prior_sync
 
 db = common.require_database()
 user = common.require_role("reader")
@@ -207,6 +207,7 @@ def ensure_ticket(view: reader_study.CaseView, files: dict, *, kind: str = "read
     token = rt.tickets.issue(
         account_id=user.account.account_id, reader_id=reader_id, study_code=svc.study_code, case_read_id=view.case_read_id,
         case_code=view.case_code, layers=ws.allowed_layers(view.overlays), files=files, session_key=user.session_key, kind=kind,
+        registration=registration_file(common.detector_dir(svc.study_code), view.case_code),
     )
     st.session_state[key] = token
     return token
@@ -297,7 +298,7 @@ def reading_area(view: reader_study.CaseView, current: ws.DisplayGrid, prior: ws
                         st.button("Save mark", on_click=save_pending_from_slider, type="primary")
                     st.button("Discard new mark", on_click=discard_pending, key="discard-new")
             else:
-                st.caption("Click a finding on the current exam to mark it.")
+                st.caption("Double-click a finding on the current exam to mark it (or click it with the Mark tool, M).")
             st.markdown(f"**Marks on this case: {len(marks)}**")
             for n, m in enumerate(marks, 1):
                 axial = ws.mark_positions(current, m.point_mm)["axial"][0]
