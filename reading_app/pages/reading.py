@@ -227,8 +227,7 @@ def prefetch(view: reader_study.CaseView) -> None:
 
 
 def grids(view: reader_study.CaseView, files: dict) -> tuple[ws.DisplayGrid, ws.DisplayGrid | None]:
-    g = view.grid
-    current = ws.DisplayGrid.from_geometry(g.size_xyz, g.spacing_mm, g.origin_mm, g.direction)
+    current = reader_common.current_grid(view)
     prior = None
     if "prior" in files and files["prior"].exists():
         try:

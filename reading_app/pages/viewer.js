@@ -174,14 +174,17 @@ class Viewer {
     }
     this.onKey = (e) => this.handleKey(e);
     document.addEventListener("keydown", this.onKey);
-    this.resizeObserver = new ResizeObserver(() => { this.layout(); this.redraw("main"); this.redraw("side"); this.drawMarks(); });
+    this.onResize = () => { this.layout(); this.redraw("main"); this.redraw("side"); this.drawMarks(); };
+    this.resizeObserver = new ResizeObserver(this.onResize);
     this.resizeObserver.observe(this.root);
+    window.addEventListener("resize", this.onResize);  // the image's height follows the window's
   }
 
   destroy() {
     document.removeEventListener("keydown", this.onKey);
     clearInterval(this.heartbeat);
     clearTimeout(this.cineTimer);
+    window.removeEventListener("resize", this.onResize);
     if (this.resizeObserver) this.resizeObserver.disconnect();
   }
 
@@ -351,6 +354,7 @@ class Viewer {
     const x0 = T.x(0), y0 = T.y(0), w = g.nu * T.pu, h = g.nv * T.pv;
     ctx.imageSmoothingEnabled = true;
     ctx.drawImage(shown.base, x0, y0, w, h);
+    canvas.dataset.imagePx = `${Math.round(w)}x${Math.round(h)}`;  // the drawn image's size (the bench's layout figures)
     if (role === "main" && shown.overlay && this.S.overlay) {
       ctx.globalAlpha = this.S.opacity;
       ctx.imageSmoothingEnabled = false;
@@ -486,6 +490,7 @@ class Viewer {
     const S = this.S;
     S.cine = on === undefined ? !S.cine : !!on;
     clearTimeout(this.cineTimer);
+    window.removeEventListener("resize", this.onResize);
     if (S.cine) this.cineTimer = setTimeout(() => this.cineTick(), 1000 / S.fps);
     this.updateInfo();
   }
