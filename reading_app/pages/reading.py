@@ -277,7 +277,7 @@ def reading_area(view: reader_study.CaseView, current: ws.DisplayGrid, prior: ws
         handled_key=st.session_state.get("tsct_handled_key"),
         prior_sync=registration_prior_sync(common.detector_dir(svc.study_code), view.case_code, current, prior),
     )
-    left, right = st.columns([3, 1.15], gap="medium")
+    left, right = st.columns([3.6, 1], gap="small")  # the image first (F: the viewer fills the window)
     with left:
         slice_viewer(payload, key=ctx["viewer_key"], callbacks={name: _viewer_callback(name) for name in HANDLERS})
     with right:
@@ -386,7 +386,7 @@ def review(case_read_id: int) -> None:
         truth=truth, image_format=rt.settings.image_format, mark_radius_mm=rt.settings.mark_radius_mm, can_mark=False,
         jump=st.session_state.get("tsct_jump"),
     )
-    left, right = st.columns([3, 1.15], gap="medium")
+    left, right = st.columns([3.6, 1], gap="small")  # the image first (F: the viewer fills the window)
     with left:
         slice_viewer(payload, key=f"review-{case_read_id}", callbacks={})
     with right:

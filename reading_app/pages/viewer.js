@@ -118,7 +118,7 @@ class Viewer {
         ${hasZ ? `<span class="group overlay-group"><label><input class="overlay-toggle" type="checkbox"> z-map</label>
           <input class="opacity" type="range" min="0" max="1" step="0.05" title="overlay opacity"></span>` : ""}
         ${sides.length ? `<span class="group"><label>beside: <select class="side">${sideOptions}</select></label></span>` : ""}
-        <span class="group"><button type="button" class="full" title="the viewer fills the window (F; Esc leaves)">⛶ Fill</button></span>
+        <span class="group"><button type="button" class="full" title="the viewer fills the window (F; Esc leaves)">Fill</button></span>
       </div>
       <div class="wl-message" role="alert"></div>
       <div class="panels">
