@@ -165,10 +165,13 @@ def main() -> None:
 
             view = ViewTransform.for_plane(plane, box["width"], box["height"])
             x, y = view.image_to_screen(u, v)
-            page.locator(".vp.main").click(position={"x": x, "y": y})
+            page.locator(".vp.main").dblclick(position={"x": x, "y": y})  # a double click marks (docs/reading-app.md)
             page.get_by_role("button", name="4", exact=True).click()
             page.get_by_text("Mark saved with rating 4.").wait_for()
             settle()
+            # the cursor beside the mark: its HU, and the crosshair on the prior at the same anatomy
+            page.mouse.move(box["x"] + x + 30, box["y"] + y - 20)
+            page.locator(".vp.side svg.cross[data-at]").wait_for()
             page.screenshot(path=str(OUT / "reading-view-unaided.png"))
             page.get_by_role("button", name="Finish case", exact=True).click()
             page.locator("input.overlay-toggle").wait_for()

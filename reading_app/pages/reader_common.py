@@ -7,6 +7,8 @@ their own worklist and marks, and never the truth of a study case.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pandas as pd
 import streamlit as st
 
@@ -80,14 +82,45 @@ def prefetch_cases(svc: reader_study.ReadingService, views: list[reader_study.Ca
     """Start reading the volumes of these case reads in the background, in order (first image at once when the case opens)."""
     from reading_app import workstation as ws
 
-    items, grids = [], []
+    shown, beside, grids = [], [], []
     for view in views:
         files = case_files(view, svc.study_code)
-        items += [(files[name], ws.LAYERS[name].volume_kind) for name in PREFETCH_ORDER if name in files and files[name].exists()]
+        for name in PREFETCH_ORDER:
+            if name in files and files[name].exists():
+                # what a case shows when it opens (CT, overlay) before any case's side panels: the next
+                # case's first image must not wait behind a subtraction or prior nobody has opened yet
+                (beside if ws.LAYERS[name].role == "side" else shown).append((files[name], ws.LAYERS[name].volume_kind))
         if "prior" in files and files["prior"].exists():
             grids.append(files["prior"])
+    items = shown + beside
     if items or grids:
         common.runtime().volumes.prefetch(items, grids=grids)
+    # The prior's slice table through the registration (reading a composite transform and mapping
+    # every slice takes a second or more): made now, so the case's page finds it cached.
+    detector_dir = common.detector_dir(svc.study_code)
+    for view in views:
+        if view.prior_path:
+            _SYNC_EXECUTOR.submit(_warm_prior_sync, view, detector_dir)
+
+
+def current_grid(view: reader_study.CaseView):  # -> reading_app.workstation.DisplayGrid
+    """The display grid of the case's current exam, from the study database's grid record."""
+    from reading_app import workstation as ws
+
+    g = view.grid
+    return ws.DisplayGrid.from_geometry(g.size_xyz, g.spacing_mm, g.origin_mm, g.direction)
+
+
+def _warm_prior_sync(view: reader_study.CaseView, detector_dir) -> None:  # noqa: ANN001
+    from reading_app.workstation.layers import registration_prior_sync
+
+    try:
+        registration_prior_sync(detector_dir, view.case_code, current_grid(view), common.runtime().volumes.grid_of(view.prior_path))
+    except Exception:  # noqa: BLE001 - the page computes it again and reports what is wrong
+        pass
+
+
+_SYNC_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsct-prior-sync")
 
 
 def upcoming_cases(svc: reader_study.ReadingService, n: int = 1) -> list[reader_study.CaseView]:

@@ -6,7 +6,7 @@ Rules this page keeps (the reading service enforces them again on the server):
   the same case, with its marks, from the database).
 * Images come through a ticket that allows only the layers of the case read's treatment: no
   subtraction or z-map in the unaided reading (:func:`reading_app.workstation.allowed_layers`).
-* A click places a *new* mark (shown dashed, "rate it"); choosing its rating saves it through
+* A double click (or a click with the Mark tool) places a *new* mark (shown dashed, "rate it"); choosing its rating saves it through
   :meth:`reader_study.ReadingService.save_mark` with the client key generated for that click,
   and only then is it shown as a saved mark. A repeated save (double click, retry after a lost
   connection) returns the same mark.
@@ -26,7 +26,7 @@ import reader_study
 from reading_app import workstation as ws
 from reading_app.pages import common, reader_common
 from reading_app.pages.viewer_component import slice_viewer
-from reading_app.workstation.layers import registration_prior_sync
+from reading_app.workstation.layers import registration_file, registration_prior_sync
 
 db = common.require_database()
 user = common.require_role("reader")
@@ -207,6 +207,7 @@ def ensure_ticket(view: reader_study.CaseView, files: dict, *, kind: str = "read
     token = rt.tickets.issue(
         account_id=user.account.account_id, reader_id=reader_id, study_code=svc.study_code, case_read_id=view.case_read_id,
         case_code=view.case_code, layers=ws.allowed_layers(view.overlays), files=files, session_key=user.session_key, kind=kind,
+        registration=registration_file(common.detector_dir(svc.study_code), view.case_code),
     )
     st.session_state[key] = token
     return token
@@ -226,8 +227,7 @@ def prefetch(view: reader_study.CaseView) -> None:
 
 
 def grids(view: reader_study.CaseView, files: dict) -> tuple[ws.DisplayGrid, ws.DisplayGrid | None]:
-    g = view.grid
-    current = ws.DisplayGrid.from_geometry(g.size_xyz, g.spacing_mm, g.origin_mm, g.direction)
+    current = reader_common.current_grid(view)
     prior = None
     if "prior" in files and files["prior"].exists():
         try:
@@ -277,7 +277,7 @@ def reading_area(view: reader_study.CaseView, current: ws.DisplayGrid, prior: ws
         handled_key=st.session_state.get("tsct_handled_key"),
         prior_sync=registration_prior_sync(common.detector_dir(svc.study_code), view.case_code, current, prior),
     )
-    left, right = st.columns([3, 1.15], gap="medium")
+    left, right = st.columns([3.6, 1], gap="small")  # the image first (F: the viewer fills the window)
     with left:
         slice_viewer(payload, key=ctx["viewer_key"], callbacks={name: _viewer_callback(name) for name in HANDLERS})
     with right:
@@ -297,7 +297,7 @@ def reading_area(view: reader_study.CaseView, current: ws.DisplayGrid, prior: ws
                         st.button("Save mark", on_click=save_pending_from_slider, type="primary")
                     st.button("Discard new mark", on_click=discard_pending, key="discard-new")
             else:
-                st.caption("Click a finding on the current exam to mark it.")
+                st.caption("Double-click a finding on the current exam to mark it (or click it with the Mark tool, M).")
             st.markdown(f"**Marks on this case: {len(marks)}**")
             for n, m in enumerate(marks, 1):
                 axial = ws.mark_positions(current, m.point_mm)["axial"][0]
@@ -386,7 +386,7 @@ def review(case_read_id: int) -> None:
         truth=truth, image_format=rt.settings.image_format, mark_radius_mm=rt.settings.mark_radius_mm, can_mark=False,
         jump=st.session_state.get("tsct_jump"),
     )
-    left, right = st.columns([3, 1.15], gap="medium")
+    left, right = st.columns([3.6, 1], gap="small")  # the image first (F: the viewer fills the window)
     with left:
         slice_viewer(payload, key=f"review-{case_read_id}", callbacks={})
     with right:

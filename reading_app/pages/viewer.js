@@ -1,19 +1,29 @@
 // TSCT slice viewer (Streamlit custom component v2, plain JavaScript, no build step).
 //
-// Scrolling, windowing, zoom and panning happen here in the browser; slice images come from the
-// server's image route with the reading's ticket (the server refuses any layer the treatment does
-// not show). Images are kept in a cache and the next slices in the scroll direction are prefetched.
-// Geometry: the image is placed with the formula of workstation.geometry.ViewTransform; a click is
-// sent back as a screen position plus the view, and the server converts it to voxels and mm.
-// Marks are drawn from the (slice, u, v) positions the server computed.
+// Scrolling, windowing, zoom, panning, cine and the ruler happen here in the browser; slice images
+// come from the server's image route with the reading's ticket (the server refuses any layer the
+// treatment does not show). Images are kept in a cache and the next slices in the scroll direction
+// are prefetched. The HU under the cursor comes from the server's volume (the /hu route, same
+// ticket), never from the grey level; its answer also places the crosshair on the panel beside.
+// Geometry: the image is placed with the formula of reading_app.workstation.geometry.ViewTransform;
+// a mark is sent back as a screen position plus the view, and the server converts it to voxels and
+// mm. Marks are drawn from the (slice, u, v) positions the server computed.
+//
+// Mouse (PACS conventions): the active tool's left-drag (W/L by default); right-drag or
+// Ctrl+left-drag always windows; middle-drag or Shift+left-drag always pans; wheel = slices. A mark
+// is a deliberate act: a click with the Mark tool, or a double click with any other tool but the ruler.
 
 const CACHE_LIMIT = 900;
+const PAD = 6;
 const PREFETCH_AHEAD = 10;
 const PREFETCH_BEHIND = 3;
 const PREFETCH_AFTER_JUMP_MS = 250;
 const DOUBLE_CLICK_MS = 500;
 const DOUBLE_CLICK_PX = 6;
 const PLANES = ["axial", "coronal", "sagittal"];
+const TOOLS = [["wl", "W/L", "w", "left-drag sets window/level"], ["pan", "Pan", "h", "left-drag pans"],
+  ["ruler", "Ruler", "d", "two clicks measure a distance (mm)"], ["mark", "Mark", "m", "a click places a mark"]];
+const CINE_FPS = [1, 30];
 
 function clamp(v, lo, hi) { return Math.max(lo, Math.min(hi, v)); }
 
@@ -64,13 +74,15 @@ class Viewer {
       preset: presets[0].name, wl: presets[0].level, ww: presets[0].width,
       zoom: 1, overlay: true, opacity: 0.85, side: "none", dir: 1,
       lastActivity: 0, lastBeat: 0, jumpNonce: null, localPending: null, lastClick: null,
+      tool: "wl", ruler: null, cine: false, fps: 8, full: false,
     };
     for (const p of PLANES) S.slice[p] = Math.floor(cur[p].n / 2);
     const v = data.view;
     if (v) {
       if (PLANES.includes(v.plane)) S.plane = v.plane;
       if (v.slice) for (const p of PLANES) if (Number.isInteger(v.slice[p])) S.slice[p] = clamp(v.slice[p], 0, cur[p].n - 1);
-      for (const k of ["preset", "wl", "ww", "zoom", "overlay", "opacity", "side"]) if (v[k] !== undefined && v[k] !== null) S[k] = v[k];
+      for (const k of ["preset", "wl", "ww", "zoom", "overlay", "opacity", "side", "tool", "fps"]) if (v[k] !== undefined && v[k] !== null) S[k] = v[k];
+      if (!TOOLS.some((t) => t[0] === S.tool) || (S.tool === "mark" && !data.canMark)) S.tool = "wl";
       if (S.side !== "none" && !data.layers[S.side]) S.side = "none";
     }
     this.S = S;
@@ -90,22 +102,32 @@ class Viewer {
     const hasZ = !!d.layers.zmap;
     const sides = Object.entries(d.layers).filter(([, L]) => L.role === "side");
     const sideOptions = [`<option value="none">none</option>`].concat(sides.map(([name, L]) => `<option value="${esc(name)}">${esc(L.label)}</option>`)).join("");
+    const lim = d.windowLimits;
+    const toolButtons = TOOLS.filter(([name]) => name !== "mark" || d.canMark)
+      .map(([name, label, key, what]) => `<button type="button" class="tool" data-tool="${name}" title="${what} (${key.toUpperCase()})">${label}</button>`).join("");
     this.root.innerHTML = `
       <div class="toolbar">
+        <span class="group tools" role="group" aria-label="tool">${toolButtons}</span>
         <span class="group">${planeButtons}</span>
         <span class="group">${presetButtons}
-          <label>W <input class="ww" type="number" step="10" min="1" max="20000"></label>
-          <label>L <input class="wl" type="number" step="10" min="-2000" max="4000"></label></span>
-        <span class="group"><button type="button" class="zoom-out" title="zoom out (−)">−</button><button type="button" class="zoom-in" title="zoom in (+)">+</button><button type="button" class="zoom-reset" title="reset (R)">Reset</button></span>
+          <label>W <input class="ww" type="number" step="10" min="${lim.widthMin}" max="${lim.widthMax}" aria-label="window width (HU)"></label>
+          <label>L <input class="wl" type="number" step="10" min="${lim.levelMin}" max="${lim.levelMax}" aria-label="window level (HU)"></label></span>
+        <span class="group"><button type="button" class="zoom-out" title="zoom out (−)">−</button><button type="button" class="zoom-in" title="zoom in (+)">+</button><button type="button" class="zoom-reset" title="reset zoom, pan, window (R)">Reset</button></span>
+        <span class="group"><button type="button" class="cine" title="play / pause the slices (Space)">▶ Cine</button>
+          <label>fps <input class="fps" type="number" min="${CINE_FPS[0]}" max="${CINE_FPS[1]}" step="1" aria-label="cine frames per second"></label></span>
         ${hasZ ? `<span class="group overlay-group"><label><input class="overlay-toggle" type="checkbox"> z-map</label>
           <input class="opacity" type="range" min="0" max="1" step="0.05" title="overlay opacity"></span>` : ""}
         ${sides.length ? `<span class="group"><label>beside: <select class="side">${sideOptions}</select></label></span>` : ""}
+        <span class="group"><button type="button" class="full" title="the viewer fills the window (F; Esc leaves)">Fill</button></span>
       </div>
+      <div class="wl-message" role="alert"></div>
       <div class="panels">
-        <div class="vp main" data-role="main"><canvas class="img"></canvas><svg class="marks" xmlns="http://www.w3.org/2000/svg"></svg><div class="info"></div></div>
-        <div class="vp side" data-role="side"><canvas class="img"></canvas><div class="info"></div></div>
+        <div class="vp main" data-role="main"><canvas class="img"></canvas><svg class="marks" xmlns="http://www.w3.org/2000/svg"></svg><div class="info"></div><div class="hu-info"></div></div>
+        <div class="vp side" data-role="side"><canvas class="img"></canvas><svg class="cross" xmlns="http://www.w3.org/2000/svg"></svg><div class="info"></div><div class="hu-info"></div></div>
       </div>
-      <div class="slider-row"><input class="slice" type="range" min="0" step="1"><span class="slice-label"></span></div>
+      <div class="slider-row"><input class="slice" type="range" min="0" step="1" aria-label="slice"><span class="slice-label"></span></div>
+      <div class="readout" aria-live="off"><span class="here">Move the cursor over the image for its HU.</span> <span class="linked"></span></div>
+      <div class="help">${esc(d.mouseHelp || "")}</div>
       <div class="status" role="status"></div>`;
     const q = (sel) => this.root.querySelector(sel);
     this.el = {
@@ -114,6 +136,9 @@ class Viewer {
       svg: q(".vp.main svg"), mainInfo: q(".vp.main .info"), sideInfo: q(".vp.side .info"),
       slider: q("input.slice"), sliceLabel: q(".slice-label"), status: q(".status"),
       ww: q("input.ww"), wl: q("input.wl"), overlay: q("input.overlay-toggle"), opacity: q("input.opacity"), sideSelect: q("select.side"),
+      toolbar: q(".toolbar"), wlMessage: q(".wl-message"), cine: q("button.cine"), fps: q("input.fps"), full: q("button.full"),
+      readout: q(".readout"), readHere: q(".readout .here"), readLinked: q(".readout .linked"),
+      crossSvg: q(".vp.side svg.cross"), mainHu: q(".vp.main .hu-info"), sideHu: q(".vp.side .hu-info"),
     };
   }
 
@@ -121,33 +146,45 @@ class Viewer {
     const el = this.el, S = this.S;
     this.root.querySelectorAll("button.plane").forEach((b) => b.addEventListener("click", () => this.setPlane(b.dataset.plane)));
     this.root.querySelectorAll("button.preset").forEach((b) => b.addEventListener("click", () => this.setPreset(b.dataset.preset)));
-    el.ww.addEventListener("change", () => this.setWindow(Number(el.wl.value), Number(el.ww.value)));
-    el.wl.addEventListener("change", () => this.setWindow(Number(el.wl.value), Number(el.ww.value)));
+    el.ww.addEventListener("change", () => this.typedWindow());
+    el.wl.addEventListener("change", () => this.typedWindow());
+    this.root.querySelectorAll("button.tool").forEach((b) => b.addEventListener("click", () => this.setTool(b.dataset.tool)));
+    // Toolbar buttons never take the keyboard focus from the viewer (Space is cine, not "press the button").
+    this.root.querySelectorAll(".toolbar button").forEach((b) => b.addEventListener("mousedown", (e) => e.preventDefault()));
+    el.cine.addEventListener("click", () => this.toggleCine());
+    el.fps.addEventListener("change", () => this.typedFps());
+    el.full.addEventListener("click", () => this.toggleFull());
     this.root.querySelector(".zoom-in").addEventListener("click", () => this.setZoom(S.zoom * 1.25));
     this.root.querySelector(".zoom-out").addEventListener("click", () => this.setZoom(S.zoom / 1.25));
     this.root.querySelector(".zoom-reset").addEventListener("click", () => this.reset());
     if (el.overlay) el.overlay.addEventListener("change", () => { S.overlay = el.overlay.checked; this.activity(); this.render(); });
     if (el.opacity) el.opacity.addEventListener("input", () => { S.opacity = Number(el.opacity.value); this.activity(); this.redraw("main"); });
     if (el.sideSelect) el.sideSelect.addEventListener("change", () => { S.side = el.sideSelect.value; this.activity(); this.layout(); this.render(); });
-    el.slider.addEventListener("input", () => this.go(Number(el.slider.value)));
+    el.slider.addEventListener("input", () => { this.stopCine(); this.go(Number(el.slider.value)); });
 
     for (const role of ["main", "side"]) {
       const vp = el[role];
       vp.addEventListener("wheel", (e) => this.onWheel(e, role), { passive: false });
       vp.addEventListener("pointerdown", (e) => this.onPointerDown(e, role));
-      vp.addEventListener("pointermove", (e) => this.onPointerMove(e));
+      vp.addEventListener("pointermove", (e) => this.onPointerMove(e, role));
       vp.addEventListener("pointerup", (e) => this.onPointerUp(e));
+      vp.addEventListener("pointerleave", () => this.leave(role));
+      vp.addEventListener("dblclick", (e) => this.onDoubleClick(e, role));
       vp.addEventListener("contextmenu", (e) => e.preventDefault());
     }
     this.onKey = (e) => this.handleKey(e);
     document.addEventListener("keydown", this.onKey);
-    this.resizeObserver = new ResizeObserver(() => { this.layout(); this.redraw("main"); this.redraw("side"); this.drawMarks(); });
+    this.onResize = () => { this.layout(); this.redraw("main"); this.redraw("side"); this.drawMarks(); };
+    this.resizeObserver = new ResizeObserver(this.onResize);
     this.resizeObserver.observe(this.root);
+    window.addEventListener("resize", this.onResize);  // the image's height follows the window's
   }
 
   destroy() {
     document.removeEventListener("keydown", this.onKey);
     clearInterval(this.heartbeat);
+    clearTimeout(this.cineTimer);
+    window.removeEventListener("resize", this.onResize);
     if (this.resizeObserver) this.resizeObserver.disconnect();
   }
 
@@ -155,10 +192,13 @@ class Viewer {
     const S = this.S, el = this.el;
     const showSide = S.side !== "none" && !!this.data.layers[S.side];
     el.side.style.display = showSide ? "block" : "none";
-    const width = Math.max(240, this.root.clientWidth || 640);
+    const width = Math.max(240, (this.root.clientWidth || 640) - 2 * PAD);
     const panels = showSide ? 2 : 1, gap = 8;
     const W = Math.floor((width - gap * (panels - 1)) / panels);
-    const H = Math.round(Math.max(320, Math.min(W, (window.innerHeight || 900) - 230)));
+    // The image gets the window's height less the viewer's own rows (toolbar, slider, readout), so
+    // that scrolled to the viewer (or with the viewer filling the window, F) it is all on screen.
+    const chrome = (this.el.toolbar ? this.el.toolbar.offsetHeight : 40) + (this.S.full ? 110 : 150);
+    const H = Math.round(Math.max(300, Math.min(W * 1.25, (window.innerHeight || 900) - chrome)));
     this.vp = { main: { W, H }, side: { W, H } };
     const dpr = window.devicePixelRatio || 1;
     for (const role of ["main", "side"]) {
@@ -167,7 +207,7 @@ class Viewer {
       c.width = Math.round(W * dpr); c.height = Math.round(H * dpr);
       c.style.width = W + "px"; c.style.height = H + "px";
     }
-    el.svg.setAttribute("width", W); el.svg.setAttribute("height", H); el.svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+    for (const svg of [el.svg, el.crossSvg]) { svg.setAttribute("width", W); svg.setAttribute("height", H); svg.setAttribute("viewBox", `0 0 ${W} ${H}`); }
   }
 
   // ------------------------------------------------------------------ images
@@ -208,16 +248,17 @@ class Viewer {
     fetch(u, { credentials: "same-origin" }).then((r) => r.json()).then((j) => this.status(j.error || `The ${layer} image could not be loaded.`)).catch(() => this.status(`The ${layer} image could not be loaded.`));
   }
 
-  sideIndex(plane) {
-    const d = this.data, S = this.S;
+  sideIndex(plane, slice) {
+    // the side panel's slice for current slice ``slice`` (default: the one shown)
+    const d = this.data, S = this.S, s = slice === undefined ? S.slice[plane] : slice;
     if (S.side === "prior") {
       const pg = d.volumes.prior[plane];
       // through the detector's registration when the server sent it (anatomy), else table position
       const synced = d.priorSync && d.priorSync[plane];
-      const base = synced ? synced[S.slice[plane]] : nearestIndex(pg.pos, d.volumes.current[plane].pos[S.slice[plane]]);
+      const base = synced ? synced[s] : nearestIndex(pg.pos, d.volumes.current[plane].pos[s]);
       return clamp(base + S.priorOffset[plane], 0, pg.n - 1);
     }
-    return S.slice[plane];
+    return s;
   }
 
   sideGeometry(plane) {
@@ -263,6 +304,7 @@ class Viewer {
         this.lastImages.side = { base: e.img, overlay: null, plane, volume: layer === "prior" ? "prior" : "current", index: si };
         this.redraw("side");
         this.el.sideCanvas.dataset.shown = `${layer}:${plane}:${si}`;
+        this.el.sideCanvas.dataset.for = `${plane}:${s}`;  // the current slice this side picture belongs to
       });
     }
     this.drawMarks();
@@ -280,7 +322,7 @@ class Viewer {
       if (i < 0 || i >= n) continue;
       urls.push(this.url("ct", plane, i));
       if (wantOverlay) urls.push(this.url("zmap", plane, i));
-      if (S.side !== "none" && d.layers[S.side] && S.side !== "prior") urls.push(this.url(S.side, plane, i));
+      if (S.side !== "none" && d.layers[S.side]) urls.push(this.url(S.side, plane, this.sideIndex(plane, i)));
     }
     // Cancel prefetches that are still loading but no longer near (after a jump): they would
     // compete with the images the reader wants now.
@@ -292,8 +334,8 @@ class Viewer {
       const e = this.cache.get(u);
       if (e && !e.ok && !e.err && !keep.has(u)) { e.img.src = ""; this.cache.delete(u); }
     }
-    this.prefetching = urls;
-    for (const u of urls) this.load(u);
+    this.prefetching = [...new Set(urls)];
+    for (const u of this.prefetching) this.load(u);
   }
 
   redraw(role) {
@@ -312,6 +354,7 @@ class Viewer {
     const x0 = T.x(0), y0 = T.y(0), w = g.nu * T.pu, h = g.nv * T.pv;
     ctx.imageSmoothingEnabled = true;
     ctx.drawImage(shown.base, x0, y0, w, h);
+    canvas.dataset.imagePx = `${Math.round(w)}x${Math.round(h)}`;  // the drawn image's size (the bench's layout figures)
     if (role === "main" && shown.overlay && this.S.overlay) {
       ctx.globalAlpha = this.S.opacity;
       ctx.imageSmoothingEnabled = false;
@@ -347,8 +390,24 @@ class Viewer {
       const cx = T.x(pending.u), cy = T.y(pending.v), r = Math.max(3, R * T.pxPerMm);
       parts.push(`<g class="pending on"><circle cx="${cx.toFixed(1)}" cy="${cy.toFixed(1)}" r="${r.toFixed(1)}"></circle><text x="${(cx + r + 3).toFixed(1)}" y="${(cy - r).toFixed(1)}">saving…</text></g>`);
     }
+    const ruler = this.rulerSvg(T);
+    if (ruler) parts.push(ruler);
     this.el.svg.innerHTML = parts.join("");
     this.el.svg.dataset.drawn = String(drawn);
+  }
+
+  rulerSvg(T) {
+    // The ruler lies on the slice it was drawn on; its length uses the pixel size of both image axes.
+    const S = this.S, R = S.ruler, g = this.data.volumes.current[S.plane];
+    if (!R || R.plane !== S.plane || R.slice !== S.slice[S.plane]) { delete this.el.svg.dataset.rulerMm; return ""; }
+    const b = R.b || R.hover;
+    if (!b) return `<g class="ruler"><circle cx="${T.x(R.a[0]).toFixed(1)}" cy="${T.y(R.a[1]).toFixed(1)}" r="3"></circle></g>`;
+    const mm = Math.hypot((b[0] - R.a[0]) * g.du, (b[1] - R.a[1]) * g.dv);
+    const x1 = T.x(R.a[0]), y1 = T.y(R.a[1]), x2 = T.x(b[0]), y2 = T.y(b[1]);
+    if (R.b) this.el.svg.dataset.rulerMm = mm.toFixed(2); else delete this.el.svg.dataset.rulerMm;
+    return `<g class="ruler${R.b ? "" : " live"}"><line x1="${x1.toFixed(1)}" y1="${y1.toFixed(1)}" x2="${x2.toFixed(1)}" y2="${y2.toFixed(1)}"></line>` +
+      `<circle cx="${x1.toFixed(1)}" cy="${y1.toFixed(1)}" r="3"></circle><circle cx="${x2.toFixed(1)}" cy="${y2.toFixed(1)}" r="3"></circle>` +
+      `<text x="${(x2 + 8).toFixed(1)}" y="${(y2 - 6).toFixed(1)}">${mm.toFixed(1)} mm</text></g>`;
   }
 
   // ------------------------------------------------------------------ state changes
@@ -363,6 +422,7 @@ class Viewer {
     S.slice[S.plane] = next;
     this.activity();
     this.render();
+    this.refreshReadout();
   }
 
   step(delta) { this.go(this.S.slice[this.S.plane] + delta); }
@@ -382,12 +442,91 @@ class Viewer {
   }
 
   setWindow(level, width, preset) {
-    if (!Number.isFinite(level) || !Number.isFinite(width) || width < 1) return;
-    this.S.wl = Math.round(level);
-    this.S.ww = Math.round(width);
+    const lim = this.data.windowLimits;
+    if (!Number.isFinite(level) || !Number.isFinite(width)) return;
+    this.S.wl = Math.round(clamp(level, lim.levelMin, lim.levelMax));
+    this.S.ww = Math.round(clamp(width, lim.widthMin, lim.widthMax));
     this.S.preset = preset || "custom";
+    this.wlProblem("");
     this.activity();
     this.render();
+  }
+
+  typedWindow() {
+    // Typed numbers are checked, and a wrong one is named with what to type instead (never applied).
+    const lim = this.data.windowLimits, el = this.el;
+    const read = (input) => (String(input.value).trim() === "" ? NaN : Number(input.value));
+    const width = read(el.ww), level = read(el.wl);
+    const problems = [];
+    if (!Number.isFinite(width) || width < lim.widthMin || width > lim.widthMax) {
+      problems.push(`Window width must be a number greater than 0, from ${lim.widthMin} to ${lim.widthMax} HU${String(el.ww.value).trim() === "" ? "" : ` (not ${el.ww.value})`}.`);
+    }
+    if (!Number.isFinite(level) || level < lim.levelMin || level > lim.levelMax) {
+      problems.push(`Window level must be a number from ${lim.levelMin} to ${lim.levelMax} HU${String(el.wl.value).trim() === "" ? "" : ` (not ${el.wl.value})`}.`);
+    }
+    el.ww.setAttribute("aria-invalid", String(problems.some((t) => t.startsWith("Window width"))));
+    el.wl.setAttribute("aria-invalid", String(problems.some((t) => t.startsWith("Window level"))));
+    if (problems.length) { this.wlProblem(problems.join(" ")); return; }
+    this.setWindow(level, width);
+  }
+
+  wlProblem(text) {
+    this.wlInvalid = !!text;
+    this.el.wlMessage.textContent = text;
+    this.root.dataset.wlInvalid = text ? "1" : "0";
+    if (!text) { this.el.ww.removeAttribute("aria-invalid"); this.el.wl.removeAttribute("aria-invalid"); }
+  }
+
+  setTool(tool) {
+    if (!TOOLS.some((t) => t[0] === tool) || (tool === "mark" && !this.data.canMark)) return;
+    this.S.tool = tool;
+    if (tool !== "ruler" && this.S.ruler && !this.S.ruler.b) this.S.ruler = null;
+    this.activity();
+    this.updateInfo(); this.drawMarks();
+  }
+
+  // ------------------------------------------------------------------ cine
+  toggleCine(on) {
+    const S = this.S;
+    S.cine = on === undefined ? !S.cine : !!on;
+    clearTimeout(this.cineTimer);
+    window.removeEventListener("resize", this.onResize);
+    if (S.cine) this.cineTimer = setTimeout(() => this.cineTick(), 1000 / S.fps);
+    this.updateInfo();
+  }
+
+  stopCine() { if (this.S.cine) this.toggleCine(false); }
+
+  cineTick() {
+    // One slice per frame, looping; a frame waits for the slice before it to be on screen, so cine
+    // never runs ahead of the images.
+    const S = this.S;
+    if (!S.cine || !this.root.isConnected) return;
+    this.cineTimer = setTimeout(() => this.cineTick(), 1000 / S.fps);
+    const c = this.el.mainCanvas, plane = S.plane, s = S.slice[plane];
+    if (!c.dataset.shown || !c.dataset.shown.startsWith(`${plane}:${s}:`)) return;
+    const n = this.data.volumes.current[plane].n;
+    this.go((s + 1) % n);
+    S.dir = 1;
+  }
+
+  typedFps() {
+    const fps = Number(this.el.fps.value);
+    if (!Number.isInteger(fps) || fps < CINE_FPS[0] || fps > CINE_FPS[1]) {
+      this.status(`Cine speed must be a whole number of frames per second from ${CINE_FPS[0]} to ${CINE_FPS[1]}.`);
+      this.el.fps.value = this.S.fps;
+      return;
+    }
+    this.S.fps = fps;
+    this.status("");
+    this.root.focus({ preventScroll: true });  // the keyboard goes back to the viewer (Space: cine)
+    if (this.S.cine) this.toggleCine(true);
+  }
+
+  toggleFull(on) {
+    this.S.full = on === undefined ? !this.S.full : !!on;
+    this.root.classList.toggle("full", this.S.full);
+    this.layout(); this.redraw("main"); this.redraw("side"); this.drawMarks(); this.updateInfo();
   }
 
   setZoom(zoom) {
@@ -410,36 +549,53 @@ class Viewer {
     if (e.ctrlKey) { this.setZoom(this.S.zoom * (e.deltaY < 0 ? 1.15 : 1 / 1.15)); return; }
     const delta = Math.sign(e.deltaY) || 0;
     if (!delta) return;
+    this.stopCine();
     if (role === "side" && this.S.side === "prior") {
       this.S.priorOffset[this.S.plane] += delta;
       this.render();
+      this.refreshReadout();
       return;
     }
     this.step(delta);
+  }
+
+  transformFor(role) {
+    const S = this.S;
+    const g = role === "main" ? this.data.volumes.current[S.plane] : this.sideGeometry(S.plane);
+    return { g, T: transformOf(this.vp[role], g, S.zoom, (role === "main" ? S.center : S.sideCenter)[S.plane]) };
+  }
+
+  dragMode(e) {
+    // right-drag or Ctrl+left-drag: window/level; middle-drag or Shift+left-drag: pan; else the tool's
+    if (e.button === 2 || (e.button === 0 && e.ctrlKey)) return "wl";
+    if (e.button === 1 || (e.button === 0 && e.shiftKey)) return "pan";
+    return this.S.tool === "wl" ? "wl" : "pan";
   }
 
   onPointerDown(e, role) {
     this.activity();
     const rect = this.el[role].getBoundingClientRect();
     const S = this.S;
-    const centers = role === "main" ? S.center : S.sideCenter;
-    const g = role === "main" ? this.data.volumes.current[S.plane] : this.sideGeometry(S.plane);
-    const T = transformOf(this.vp[role], g, S.zoom, centers[S.plane]);
-    this.drag = { role, button: e.button, x0: e.clientX, y0: e.clientY, rect, moved: false, wl: S.wl, ww: S.ww, cu: T.cu, cv: T.cv, pu: T.pu, pv: T.pv };
+    const { T } = this.transformFor(role);
+    if (e.button === 1) e.preventDefault();
+    this.drag = { role, button: e.button, mode: this.dragMode(e), plain: !(e.ctrlKey || e.shiftKey || e.altKey || e.metaKey),
+      x0: e.clientX, y0: e.clientY, rect, moved: false, wl: S.wl, ww: S.ww, cu: T.cu, cv: T.cv, pu: T.pu, pv: T.pv };
     try { this.el[role].setPointerCapture(e.pointerId); } catch (err) { /* synthetic events */ }
   }
 
-  onPointerMove(e) {
+  onPointerMove(e, role) {
     const D = this.drag;
-    if (!D) return;
+    if (!D) { this.hoverAt(role, e); return; }
     const dx = e.clientX - D.x0, dy = e.clientY - D.y0;
     if (!D.moved && Math.hypot(dx, dy) < 4) return;
     D.moved = true;
     this.activity();
     const S = this.S;
-    if (D.button === 2) {
-      const ww = Math.max(1, D.ww + dx * 4), wl = D.wl + dy * 2;
-      if (!this.wlFrame) this.wlFrame = requestAnimationFrame(() => { this.wlFrame = null; this.setWindow(wl, ww); });
+    if (D.mode === "wl") {
+      // left/right: width, up/down: level (as in most PACS)
+      // one render per frame, with the newest position (moves within a frame are not lost)
+      this.wlWanted = [D.wl + dy * 2, D.ww + dx * 4];
+      if (!this.wlFrame) this.wlFrame = requestAnimationFrame(() => { this.wlFrame = null; this.setWindow(...this.wlWanted); });
       return;
     }
     const centers = D.role === "main" ? S.center : S.sideCenter;
@@ -451,8 +607,103 @@ class Viewer {
   onPointerUp(e) {
     const D = this.drag;
     this.drag = null;
-    if (!D || D.moved || D.button !== 0 || D.role !== "main") return;
-    this.onClick(e.clientX - D.rect.left, e.clientY - D.rect.top);
+    if (!D || D.moved || D.button !== 0 || !D.plain || D.role !== "main") return;
+    const x = e.clientX - D.rect.left, y = e.clientY - D.rect.top;
+    if (this.S.tool === "mark") this.onClick(x, y);
+    else if (this.S.tool === "ruler") this.rulerClick(x, y);
+  }
+
+  onDoubleClick(e, role) {
+    // a double click marks with any tool but the ruler (with the Mark tool its first click already did)
+    if (role !== "main" || this.S.tool === "ruler" || this.S.tool === "mark" || e.button !== 0) return;
+    const rect = this.el.main.getBoundingClientRect();
+    this.onClick(e.clientX - rect.left, e.clientY - rect.top);
+  }
+
+  rulerClick(x, y) {
+    const S = this.S, { g, T } = this.transformFor("main");
+    const u = T.u(x), v = T.v(y);
+    if (u < 0 || v < 0 || u >= g.nu || v >= g.nv) { this.status("Click on the image to measure."); return; }
+    const R = S.ruler;
+    if (!R || R.b || R.plane !== S.plane || R.slice !== S.slice[S.plane]) S.ruler = { plane: S.plane, slice: S.slice[S.plane], a: [u, v], b: null };
+    else R.b = [u, v];
+    this.status("");
+    this.activity();
+    this.drawMarks();
+  }
+
+  // ------------------------------------------------------------------ HU readout and crosshair
+  hoverAt(role, e) {
+    const rect = this.el[role].getBoundingClientRect();
+    this.hover = { role, x: e.clientX - rect.left, y: e.clientY - rect.top };
+    const R = this.S.ruler;
+    if (role === "main" && R && !R.b && this.S.tool === "ruler") {
+      const { T } = this.transformFor("main");
+      R.hover = [T.u(this.hover.x), T.v(this.hover.y)];
+      this.drawMarks();
+    }
+    this.refreshReadout();
+  }
+
+  leave(role) {
+    if (this.hover && this.hover.role === role) this.hover = null;
+    this.el.crossSvg.innerHTML = "";
+    delete this.el.crossSvg.dataset.at;
+  }
+
+  refreshReadout() {
+    // One request in flight at most; the newest position waits for it (never a queue of stale ones).
+    const H = this.hover;
+    if (!H) return;
+    const d = this.data, S = this.S, plane = S.plane, role = H.role;
+    const layer = role === "main" ? "ct" : S.side;
+    const L = d.layers[layer];
+    if (!L || L.role === "overlay" || L.available === false || (role === "side" && S.side === "none")) return;
+    const { T } = this.transformFor(role);
+    const slice = role === "main" ? S.slice[plane] : this.sideIndex(plane);
+    let q = `u=${T.u(H.x).toFixed(3)}&v=${T.v(H.y).toFixed(3)}`;
+    const side = d.layers[S.side];
+    if (role === "main" && side && side.available !== false && side.role === "side") q += `&linked=${encodeURIComponent(S.side)}&linked_slice=${this.sideIndex(plane)}`;
+    const url = `${d.api}/hu/${encodeURIComponent(d.ticket)}/${layer}/${plane}/${slice}?${q}`;
+    if (this.huBusy) { this.huNext = url; return; }
+    this.fetchReadout(url, role);
+  }
+
+  fetchReadout(url, role) {
+    this.huBusy = true;
+    fetch(url, { credentials: "same-origin" })
+      .then((r) => r.json().then((j) => ({ ok: r.ok, j })))
+      .then(({ ok, j }) => { if (ok) this.showReadout(j, role); else this.el.readHere.textContent = j.error || "No HU here."; })
+      .catch(() => { this.el.readHere.textContent = "The HU could not be read."; })
+      .finally(() => {
+        this.huBusy = false;
+        if (this.huNext) { const next = this.huNext; this.huNext = null; this.fetchReadout(next, this.hover ? this.hover.role : role); }
+      });
+  }
+
+  showReadout(j, role) {
+    const el = this.el, S = this.S;
+    const fmt = (r) => (r.inside ? `${r.label}: ${r.value.toFixed(0)} HU` : `${r.label}: outside the image`);
+    const where = (r) => (r.inside ? ` · ${r.plane} slice ${r.slice + 1} · voxel (${r.voxel.join(", ")}) · (${r.mm.map((c) => c.toFixed(1)).join(", ")}) mm LPS` : "");
+    el.readHere.textContent = fmt(j) + where(j);
+    el.readout.dataset.layer = j.layer;
+    el.readout.dataset.hu = j.inside ? String(j.value) : "";
+    el.readout.dataset.voxel = j.inside ? j.voxel.join(",") : "";
+    el.readout.dataset.slice = String(j.slice);
+    const box = role === "main" ? el.mainHu : el.sideHu;
+    box.textContent = j.inside ? `${j.value.toFixed(0)} HU` : "";
+    const link = j.linked;
+    el.readLinked.textContent = link ? ` | ${fmt(link)}${link.inside ? ` (slice ${link.slice + 1}${link.layer === "prior" ? (link.registered ? ", through the registration" : ", by table position") : ""})` : ""}` : "";
+    el.readout.dataset.linkedHu = link && link.inside ? String(link.value) : "";
+    if (role === "main") el.sideHu.textContent = link && link.inside ? `${link.value.toFixed(0)} HU` : "";
+    // crosshair on the panel beside, at the linked point (the same anatomy)
+    if (link && S.side !== "none" && role === "main") {
+      const { T } = this.transformFor("side");
+      const x = T.x(link.u), y = T.y(link.v), vp = this.vp.side;
+      el.crossSvg.innerHTML = `<g class="crosshair"><line x1="0" y1="${y.toFixed(1)}" x2="${vp.W}" y2="${y.toFixed(1)}"></line>` +
+        `<line x1="${x.toFixed(1)}" y1="0" x2="${x.toFixed(1)}" y2="${vp.H}"></line></g>`;
+      el.crossSvg.dataset.at = `${link.u.toFixed(2)},${link.v.toFixed(2)}`;
+    } else { el.crossSvg.innerHTML = ""; delete el.crossSvg.dataset.at; }
   }
 
   onClick(x, y) {
@@ -461,6 +712,7 @@ class Viewer {
     const now = performance.now();
     if (S.lastClick && now - S.lastClick.t < DOUBLE_CLICK_MS && Math.hypot(x - S.lastClick.x, y - S.lastClick.y) < DOUBLE_CLICK_PX) return;
     S.lastClick = { t: now, x, y };
+    this.stopCine();
     const plane = S.plane, s = S.slice[plane], g = d.volumes.current[plane];
     const T = transformOf(this.vp.main, g, S.zoom, S.center[plane]);
     const u = T.u(x), v = T.v(y);
@@ -481,14 +733,21 @@ class Viewer {
     const S = this.S, d = this.data, key = e.key;
     const pending = d.pending || S.localPending;
     let handled = true;
+    const tool = TOOLS.find((t) => t[2] === key.toLowerCase());
+    if (["ArrowDown", "ArrowUp", "PageDown", "PageUp", "Home", "End"].includes(key)) this.stopCine();
     if (key === "ArrowDown") this.step(1);
     else if (key === "ArrowUp") this.step(-1);
     else if (key === "PageDown") this.step(10);
     else if (key === "PageUp") this.step(-10);
     else if (key === "Home") this.go(0);
     else if (key === "End") this.go(d.volumes.current[S.plane].n - 1);
+    else if (key === " ") this.toggleCine();
     else if (pending && d.ratingKeys.includes(key)) this.send("rate", { key: pending.key, rating: Number(key) });
     else if (key === "Escape" && pending) { S.localPending = null; this.send("cancel", { key: pending.key }); this.drawMarks(); }
+    else if (key === "Escape" && S.ruler) { S.ruler = null; this.drawMarks(); }
+    else if (key === "Escape" && S.full) this.toggleFull(false);
+    else if (key === "f" || key === "F") this.toggleFull();
+    else if (tool) this.setTool(tool[0]);
     else if (key === "+" || key === "=") this.setZoom(S.zoom * 1.25);
     else if (key === "-" || key === "_") this.setZoom(S.zoom / 1.25);
     else if (key === "r" || key === "R") this.reset();
@@ -508,7 +767,7 @@ class Viewer {
   // ------------------------------------------------------------------ server
   viewState() {
     const S = this.S;
-    return { plane: S.plane, slice: { ...S.slice }, preset: S.preset, wl: S.wl, ww: S.ww, zoom: S.zoom, overlay: S.overlay, opacity: S.opacity, side: S.side };
+    return { plane: S.plane, slice: { ...S.slice }, preset: S.preset, wl: S.wl, ww: S.ww, zoom: S.zoom, overlay: S.overlay, opacity: S.opacity, side: S.side, tool: S.tool, fps: S.fps };
   }
 
   send(name, value) {
@@ -528,7 +787,15 @@ class Viewer {
     const el = this.el;
     this.root.querySelectorAll("button.plane").forEach((b) => b.classList.toggle("active", b.dataset.plane === plane));
     this.root.querySelectorAll("button.preset").forEach((b) => b.classList.toggle("active", b.dataset.preset === S.preset));
-    el.ww.value = S.ww; el.wl.value = S.wl;
+    this.root.querySelectorAll("button.tool").forEach((b) => b.classList.toggle("active", b.dataset.tool === S.tool));
+    if (!this.wlInvalid) { el.ww.value = S.ww; el.wl.value = S.wl; }
+    if (document.activeElement !== el.fps && (!this.root.getRootNode || this.root.getRootNode().activeElement !== el.fps)) el.fps.value = S.fps;
+    el.cine.textContent = S.cine ? "❚❚ Pause" : "▶ Cine";
+    el.cine.classList.toggle("active", S.cine);
+    el.full.classList.toggle("active", S.full);
+    this.root.dataset.cine = S.cine ? "playing" : "paused";
+    this.root.dataset.tool = S.tool;
+    this.el.main.dataset.tool = S.tool;
     if (el.overlay) el.overlay.checked = !!S.overlay;
     if (el.opacity) el.opacity.value = S.opacity;
     if (el.sideSelect) el.sideSelect.value = S.side;

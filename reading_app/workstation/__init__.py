@@ -20,6 +20,8 @@ ImageService, get_runtime, WorkstationRuntime, WorkstationSettings
     The one function that renders images for readers, and the process-wide state.
 ActiveTimeTracker
     Reading time with pauses left out.
+ValueReader, read_transform
+    The true HU under the reader's cursor, and the linked point on the prior (the readout).
 viewer_payload, click_to_point, mark_positions, KEYBOARD_SHORTCUTS
     What the browser viewer is given and what its clicks mean.
 make_routes, api_base
@@ -44,10 +46,11 @@ from .render import (
     window_to_uint8,
     zmap_overlay_rgba,
 )
+from .readout import SampledValue, ValueReader, read_transform
 from .service import ImageService, RenderedImage, WorkstationRuntime, get_runtime, reset_runtime
 from .settings import WorkstationSettings
 from .timing import ActiveTimeTracker
-from .viewer import KEYBOARD_SHORTCUTS, ClickedPoint, click_to_point, mark_positions, plane_description, viewer_payload
+from .viewer import KEYBOARD_SHORTCUTS, MOUSE_HELP, WINDOW_LIMITS_HU, ClickedPoint, click_to_point, mark_positions, plane_description, viewer_payload
 from .volumes import CacheStats, LoadedVolume, VolumeCache, display_grid_of, read_axial_slice, read_display_volume
 
 __all__ = [
@@ -94,6 +97,9 @@ __all__ = [
     "read_axial_slice",
     "ImageService",
     "RenderedImage",
+    "ValueReader",
+    "SampledValue",
+    "read_transform",
     "WorkstationRuntime",
     "WorkstationSettings",
     "get_runtime",
@@ -106,6 +112,8 @@ __all__ = [
     "plane_description",
     "viewer_payload",
     "KEYBOARD_SHORTCUTS",
+    "MOUSE_HELP",
+    "WINDOW_LIMITS_HU",
     # http
     "API_PREFIX",
     "SESSION_COOKIE",

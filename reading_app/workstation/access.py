@@ -69,6 +69,9 @@ class ImageTicket:
     expires_at: float = 0.0
     #: ``"read"``: the case read while it is open; ``"review"``: a finished training case with its truth
     kind: str = "read"
+    #: the detector's registration (current → prior points) for the HU readout's linked prior point;
+    #: geometry, not an aid (it shows no finding), so unaided readings carry it too
+    registration: Path | None = field(default=None, repr=False)
 
 
 class TicketRegistry:
@@ -101,6 +104,7 @@ class TicketRegistry:
         files: Mapping[str, Path],
         session_key: str = "",
         kind: str = "read",
+        registration: str | Path | None = None,
     ) -> str:
         """A new ticket for ``layers`` of one case read; ``files`` outside ``layers`` are dropped, never stored.
 
@@ -114,7 +118,8 @@ class TicketRegistry:
             raise LayerNotAllowedError(f"Unknown image layer(s) {', '.join(sorted(unknown))}; known: {', '.join(LAYERS)}.")
         token = secrets.token_urlsafe(32)
         kept = {name: Path(path) for name, path in files.items() if name in layers}
-        ticket = ImageTicket(account_id, reader_id, study_code, case_read_id, case_code, frozenset(layers), kept, session_key, self._clock() + self.ttl_s, kind)
+        ticket = ImageTicket(account_id, reader_id, study_code, case_read_id, case_code, frozenset(layers), kept, session_key, self._clock() + self.ttl_s, kind,
+                             Path(registration) if registration else None)
         with self._lock:
             self._purge()
             self._tickets[_digest(token)] = ticket

@@ -6,6 +6,10 @@
     another reader's or another treatment's; **403 a layer the reading's treatment does not
     show**; 404 the layer's file is missing; 400 a bad plane, slice or window. Images are not kept
     in the browser's HTTP cache (``no-store``), so only the server decides whether a link still works.
+``GET  <base>/api/tsct/v1/hu/<ticket>/<layer>/<plane>/<slice>?u=<px>&v=<px>[&linked=<layer>&linked_slice=<n>]``
+    The true value (HU) of the voxel under image point ``(u, v)``, its voxel index and LPS mm, and
+    with ``linked`` the same anatomy on that layer (see :mod:`reading_app.workstation.readout`).
+    The same ticket checks and statuses as an image, for every layer it reads; 400 for the z-map.
 ``GET  <base>/api/tsct/v1/download/<token>``
     A file a page offered (export or report zip): only with the cookie of the browser session it
     was offered to, while the account still has one of the page's roles; 401/403 otherwise.
@@ -88,6 +92,13 @@ def make_routes(base_url_path: str = "", runtime: Callable[[], WorkstationRuntim
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status, headers=no_store)
 
+    #: the status of each refusal, first match wins (image and HU routes alike); a plain ValueError is an
+    #: unreadable image file (cases.ExamReadError) or a bad number
+    statuses = ((TicketError, 401), (LayerNotAllowedError, 403), (ImageLayerMissingError, 404), (ViewError, 400), (ValueError, 422))
+
+    def refused(exc: ValueError) -> JSONResponse:
+        return error(next(status for kind, status in statuses if isinstance(exc, kind)), str(exc))
+
     async def image(request):  # noqa: ANN001, ANN202
         p = request.path_params
         q = request.query_params
@@ -99,16 +110,8 @@ def make_routes(base_url_path: str = "", runtime: Callable[[], WorkstationRuntim
                 runtime().images.render, p["ticket"], p["layer"], p["plane"], int(p["index"]), level_hu=level, width_hu=width, fmt=fmt,
                 session_token=request.cookies.get(SESSION_COOKIE),
             )
-        except TicketError as exc:
-            return error(401, str(exc))
-        except LayerNotAllowedError as exc:
-            return error(403, str(exc))
-        except ImageLayerMissingError as exc:
-            return error(404, str(exc))
-        except ViewError as exc:
-            return error(400, str(exc))
-        except ValueError as exc:  # unreadable image files (cases.ExamReadError) and bad numbers
-            return error(422, str(exc))
+        except ValueError as exc:
+            return refused(exc)
         return Response(
             rendered.data,
             media_type=rendered.media_type,
@@ -116,6 +119,24 @@ def make_routes(base_url_path: str = "", runtime: Callable[[], WorkstationRuntim
             # reading) without asking the server; the viewer keeps the open case's images in memory itself
             headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
         )
+
+    async def hu(request):  # noqa: ANN001, ANN202
+        p = request.path_params
+        q = request.query_params
+        try:
+            u, v = float(q["u"]), float(q["v"])
+            linked = q.get("linked") or None
+            linked_slice = int(q["linked_slice"]) if q.get("linked_slice") not in (None, "") else None
+        except (KeyError, ValueError):
+            return error(400, "Give the image position as ?u=<number>&v=<number> (and linked_slice as a whole number).")
+        try:
+            values = await run_in_threadpool(
+                runtime().values.read, p["ticket"], p["layer"], p["plane"], int(p["index"]), u, v, linked=linked, linked_slice=linked_slice,
+                session_token=request.cookies.get(SESSION_COOKIE),
+            )
+        except ValueError as exc:
+            return refused(exc)
+        return JSONResponse(values, headers={**no_store, "X-Content-Type-Options": "nosniff"})
 
     async def claim(request):  # noqa: ANN001, ANN202
         if not _same_origin(request):
@@ -168,6 +189,7 @@ def make_routes(base_url_path: str = "", runtime: Callable[[], WorkstationRuntim
 
     return [
         Route(prefix + "/image/{ticket}/{layer}/{plane}/{index:int}", image, methods=["GET"]),
+        Route(prefix + "/hu/{ticket}/{layer}/{plane}/{index:int}", hu, methods=["GET"]),
         Route(prefix + "/download/{token}", download, methods=["GET"]),
         Route(prefix + "/session/claim", claim, methods=["POST"]),
         Route(prefix + "/session/logout", logout, methods=["POST"]),

@@ -39,7 +39,7 @@ from reader_study.aids import AIDS, unknown_overlays
 
 from .render import SUBTRACTION_WINDOW, WindowPreset
 
-__all__ = ["LayerSpec", "LAYERS", "AID_LAYERS", "allowed_layers", "unknown_overlays", "layer_files", "check_detector_outputs", "overlay_style_for", "SCORE_ROLE", "registration_prior_sync"]
+__all__ = ["LayerSpec", "LAYERS", "AID_LAYERS", "allowed_layers", "unknown_overlays", "layer_files", "check_detector_outputs", "overlay_style_for", "SCORE_ROLE", "registration_prior_sync", "registration_file"]
 
 
 @dataclass(frozen=True)
@@ -227,6 +227,14 @@ def overlay_style_for(path: str | Path, threshold: float, saturation: float) -> 
 _SYNC_CACHE: dict = {}
 
 
+def registration_file(detector_dir: str | Path, case_code: str) -> Path | None:
+    """The case's registration transform (manifest role ``transform``: current → prior points), or None without one."""
+    outputs = _case_outputs(Path(detector_dir) / case_code)
+    if isinstance(outputs, str) or not outputs.has("transform"):
+        return None
+    return outputs.path("transform")
+
+
 def registration_prior_sync(detector_dir: str | Path, case_code: str, current, prior) -> dict[str, list[int]] | None:  # noqa: ANN001 - DisplayGrid
     """``{plane: [prior slice per current slice]}`` through the case's registration (manifest role ``transform``), or None.
 
@@ -235,13 +243,13 @@ def registration_prior_sync(detector_dir: str | Path, case_code: str, current, p
     so it is used in unaided readings too. Cached by the transform file's path, size and time.
     """
     from .geometry import PLANES, synced_prior_slices
+    from .readout import read_transform
 
     if prior is None:
         return None
-    outputs = _case_outputs(Path(detector_dir) / case_code)
-    if isinstance(outputs, str) or not outputs.has("transform"):
+    path = registration_file(detector_dir, case_code)
+    if path is None:
         return None
-    path = outputs.path("transform")
     try:
         st = path.stat()
         key = (str(path), st.st_size, st.st_mtime_ns, current, prior)
@@ -249,11 +257,8 @@ def registration_prior_sync(detector_dir: str | Path, case_code: str, current, p
         return None
     if key in _SYNC_CACHE:
         return _SYNC_CACHE[key]
-    import SimpleITK as sitk
-
-    try:
-        transform = sitk.ReadTransform(str(path))
-    except RuntimeError:
+    transform = read_transform(path)
+    if transform is None:
         return None
     result = {plane: synced_prior_slices(current, prior, transform, plane) for plane in PLANES}
     if len(_SYNC_CACHE) > 64:

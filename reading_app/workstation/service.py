@@ -26,6 +26,7 @@ from .access import DownloadRegistry, ImageTicket, TicketRegistry, WebSessionSto
 from .errors import TicketError, ViewError
 from .geometry import PLANES
 from .layers import LAYERS, allowed_layers, overlay_style_for
+from .readout import ValueReader
 from .render import PALETTES, encode_image, window_to_uint8, zmap_overlay_rgba
 from .settings import WorkstationSettings
 from .timing import ActiveTimeTracker
@@ -157,6 +158,8 @@ class WorkstationRuntime:
     sessions: WebSessionStore
     timer: ActiveTimeTracker
     images: ImageService
+    #: voxel values under the cursor (HU readout), through the same tickets as the images
+    values: ValueReader
     #: last view (plane, slice, window, zoom) per (reader id, case read id), restored after a reload
     views: dict = field(default_factory=dict)
     #: files the pages offered for download (served only to the session and roles they were offered to)
@@ -235,6 +238,7 @@ def get_runtime() -> WorkstationRuntime:
                 sessions=WebSessionStore(settings.session_idle_s, database=lambda: holder[0].database()),
                 timer=ActiveTimeTracker(settings.idle_cap_s),
                 images=ImageService(settings, volumes, tickets),
+                values=ValueReader(volumes, tickets),
             )
             holder.append(runtime)
             tickets.check = runtime.check_ticket

@@ -28,25 +28,40 @@ from .geometry import PLANES, DisplayGrid, ViewTransform, image_to_voxel
 from .layers import LAYERS
 from .render import WINDOW_PRESETS
 
-__all__ = ["ClickedPoint", "click_to_point", "mark_positions", "plane_description", "viewer_payload", "KEYBOARD_SHORTCUTS"]
+__all__ = ["ClickedPoint", "click_to_point", "mark_positions", "plane_description", "viewer_payload", "KEYBOARD_SHORTCUTS", "MOUSE_HELP", "WINDOW_LIMITS_HU"]
 
 #: Shown in the app's help and handled by the viewer's script.
 KEYBOARD_SHORTCUTS: tuple[tuple[str, str], ...] = (
-    ("↑ / ↓, mouse wheel", "previous / next slice"),
+    ("mouse wheel, ↑ / ↓", "next / previous slice (wheel over the prior: shift the prior alone)"),
     ("Page Up / Page Down", "10 slices back / forward"),
     ("Home / End", "first / last slice"),
-    ("A, C, S", "axial, coronal, sagittal"),
+    ("left-drag", "the tool's drag: window/level with the W/L tool (default), pan with the others"),
+    ("right-drag, or Ctrl + left-drag", "window/level: left/right = width, up/down = level"),
+    ("middle-drag, or Shift + left-drag", "pan"),
+    ("W, H, D, M", "tools: W/L, pan (hand), ruler (distance), mark"),
+    ("double click", "place a mark (any tool but the ruler); with the Mark tool, a click"),
+    ("Ruler: click, click", "distance in mm on the slice (not saved); Esc clears it"),
+    ("1 … 5", "rate the new mark (1-5 scale)"),
+    ("Esc", "discard the new, unsaved mark (else clear the ruler, else leave Fill)"),
     ("B, T, L", "bone, soft-tissue, lung window"),
-    ("right-drag", "free window: left/right = width, up/down = level"),
+    ("Space", "cine: play / pause the slices at the fps set beside it"),
+    ("A, C, S", "axial, coronal, sagittal"),
     ("+ / −, Ctrl + wheel", "zoom in / out"),
     ("R", "reset zoom, pan and window"),
-    ("left-drag", "pan"),
-    ("click", "place a mark on the current exam"),
-    ("1 … 5", "rate the new mark (1-5 scale)"),
-    ("Esc", "discard the new, unsaved mark"),
     ("O", "z-map overlay on / off (aided reading)"),
     ("P", "prior exam beside the current one on / off"),
+    ("F", "the viewer fills the browser window / back"),
+    ("cursor over an image", "its true HU (from the exam, not the grey level), slice, voxel and mm; the crosshair marks the same anatomy on the prior"),
 )
+
+#: The one-line mouse help under the viewer.
+MOUSE_HELP = (
+    "Wheel: slices · left-drag: the tool (W/L by default) · right-drag or Ctrl+drag: window/level · "
+    "middle- or Shift+drag: pan · double click (or click with Mark): mark · Space: cine · F: fill the window"
+)
+
+#: What the W/L inputs accept (HU); the viewer names these bounds when a typed value is outside them.
+WINDOW_LIMITS_HU: dict[str, float] = {"widthMin": 1.0, "widthMax": 8000.0, "levelMin": -2000.0, "levelMax": 4000.0}
 
 
 @dataclass(frozen=True)
@@ -187,6 +202,8 @@ def viewer_payload(
         "jump": dict(jump) if jump else None,
         "handledKey": handled_key,
         "heartbeatS": float(heartbeat_s),
+        "windowLimits": dict(WINDOW_LIMITS_HU),
+        "mouseHelp": MOUSE_HELP if can_mark else MOUSE_HELP.replace(" · double click (or click with Mark): mark", ""),
     }
 
 

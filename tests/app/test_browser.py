@@ -218,6 +218,9 @@ def test_log_in_scroll_mark_rate_and_reload(server, browser):
     wait_slice(page, s0 + 3)
     s = s0 + 3
 
+    # a plain click with the default tool (window/level) places nothing; with the Mark tool (M) it marks
+    page.keyboard.press("m")
+    page.locator(".tsct-viewer[data-tool='mark']").wait_for()
     viewport.click(position={"x": box["width"] / 2, "y": box["height"] / 2})
     page.get_by_text("how confident are you that this is a lesion").wait_for()
     assert svc.marks(view.case_read_id) == []
@@ -275,7 +278,7 @@ def test_two_readers_never_see_each_others_marks(server, browser):
     open_reading(a, server)
     open_reading(b, server)
     box = a.locator(".vp.main").bounding_box()
-    a.locator(".vp.main").click(position={"x": box["width"] * 0.5, "y": box["height"] * 0.5})
+    a.locator(".vp.main").dblclick(position={"x": box["width"] * 0.5, "y": box["height"] * 0.5})
     a.get_by_text("how confident are you that this is a lesion").wait_for()
     a.keyboard.press("5")  # rate with the keyboard
     a.get_by_text("Mark saved with rating 5.").wait_for()

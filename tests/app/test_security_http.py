@@ -51,14 +51,14 @@ class Rig:
     def service(self, username: str) -> reader_study.ReadingService:
         return reader_study.ReadingService(self.db, reader_id=self.account(username).reader_id, study_code=self.env.study.study_code)
 
-    def ticket(self, username: str, cookie: str, view: reader_study.CaseView, *, kind: str = "read", layers=None) -> str:  # noqa: ANN001
+    def ticket(self, username: str, cookie: str, view: reader_study.CaseView, *, kind: str = "read", layers=None, registration=None) -> str:  # noqa: ANN001
         account = self.account(username)
         files = layer_files(case_code=view.case_code, current_path=view.current_path, prior_path=view.prior_path or None,
                             overlays=view.overlays if layers is None else ("subtraction", "zmap"), detector_dir=self.env.detector_dir)
         return self.rt.tickets.issue(
             account_id=account.account_id, reader_id=account.reader_id, study_code=self.env.study.study_code, case_read_id=view.case_read_id,
             case_code=view.case_code, layers=allowed_layers(view.overlays) if layers is None else layers, files=files,
-            session_key=self.rt.sessions.key_of(cookie), kind=kind,
+            session_key=self.rt.sessions.key_of(cookie), kind=kind, registration=registration,
         )
 
     def image(self, ticket: str, layer: str = "ct", cookie: str | None = None, plane: str = "axial", index: int = 0):  # noqa: ANN201
