@@ -34,6 +34,9 @@ def train(
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
     resume: bool = typer.Option(False, help="Continue from the last checkpoint in --work."),
     version: str = typer.Option("1.0.0", help="Version written into the metadata."),
+    augment: int = typer.Option(0, "--augment", min=0, help="Re-acquired variants per pair (thicker slices up to 5 mm, extra noise), added to the training data."),
+    init_weights: Optional[Path] = typer.Option(None, "--init-weights", help="Start from this bundle's weights (same architecture) instead of random ones: a warm start, recorded in the metadata."),
+    spacing_floor: bool = typer.Option(True, "--spacing-floor/--no-spacing-floor", help="Give spacings finer than the working grid to the network as the working spacing (the v2 contract; --no-spacing-floor: v1)."),
 ) -> None:
     """Train the z-score network on the normal pairs of CASELIST and write a weights bundle with its model card."""
     from cases import CaseListError, read_case_list
@@ -46,6 +49,7 @@ def train(
         config = TrainingConfig(
             iterations=iterations, batch_size=batch_size, patch_vox=patch, learning_rate=learning_rate, beta=beta, channels=channels,
             n_blocks=blocks, validation_pairs=validation_pairs, checkpoint_every=checkpoint_every, seed=seed, device=device, num_threads=threads, version=version,
+            augment_variants=augment, spacing_floor=spacing_floor, init_weights=str(init_weights) if init_weights else None,
         )
         cl = read_case_list(case_list)
         console.print(f"Preparing training pairs from {case_list}: {len(cl.normal_cases)} normal case(s); registration outputs in {work_dir}.")

@@ -40,7 +40,7 @@ from cases import Case, CaseList, LabelVolume, Volume, read_case_list, read_exam
 
 from ._errors import DetectorInputError
 from .candidates import find_candidates, matched_filter_score
-from .froc import CaseMarks, DetectionScore, TruthLesion, match_candidates, operating_point, score_detector, wafroc_with_ci
+from .froc import CaseMarks, DetectionScore, TruthLesion, match_candidates, operating_point, score_detector, wafroc_difference_ci, wafroc_with_ci
 
 __all__ = ["METHODS", "EvaluationSettings", "DetectorEvaluation", "evaluate_detectors", "write_marks_csv", "EVALUATION_JSON_KEYS"]
 
@@ -142,6 +142,7 @@ class DetectorEvaluation:
     elapsed_s: float = 0.0
     bone_roi: dict[str, Any] | None = None
     marks: dict[str, tuple[CaseMarks, ...]] = field(default_factory=dict)
+    wafroc_differences: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
     def summary(self) -> str:
         lines = [f"Stand-alone detection on {len(self.cases)} case(s) ({self.case_list or 'case list'}), hit margin {self.settings.margin_mm:g} mm:"]
@@ -160,6 +161,9 @@ class DetectorEvaluation:
             b = self.bone_roi
             lines.append(f"  bone ROI: mean volume {b['mean_volume_ml']:.0f} mL; within 3 mm of truth bone {_pct(b.get('mean_precision_3mm'))}; "
                          f"vertebral-body voxels inside {_pct(b.get('mean_vertebral_body_inside'))} ({b['n_cases_with_truth']} case(s) with a truth bone map)")
+        for name, (d, lo, hi) in self.wafroc_differences.items():
+            if all(math.isfinite(v) for v in (d, lo, hi)):
+                lines.append(f"  wAFROC {name}: {d:+.3f} (95 % CI {lo:+.3f} to {hi:+.3f}, paired case jackknife)")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -185,6 +189,7 @@ class DetectorEvaluation:
             "notes": list(self.notes),
             "elapsed_s": round(self.elapsed_s, 1),
             "bone_roi": self.bone_roi,
+            "wafroc_differences": {k: list(v) for k, v in self.wafroc_differences.items()},
             "keys": EVALUATION_JSON_KEYS,
         }
 
@@ -645,6 +650,7 @@ def evaluate_detectors(
             notes.append(f"The network ran on {n_net} of {len(case_rows)} cases; the others fell back to the analytic error model inside the network row.")
     ran_marks = {m: marks[m] for m in ran}
     waf = wafroc_with_ci(ran_marks, weights) if ran_marks else {}
+    diffs = {"zscore - analytic": wafroc_difference_ci(ran_marks, "zscore", "analytic", weights)} if {"zscore", "analytic"} <= set(ran_marks) else {}
     scores = {
         m: replace(score_detector(
             m, marks[m], lesions_by_case, fp_rates=settings.fp_rates, wafroc=waf.get(m, (float("nan"),) * 3)[0],
@@ -673,7 +679,7 @@ def evaluate_detectors(
     return DetectorEvaluation(
         scores=scores, settings=settings, cases=tuple(case_rows), model=model_info, notes=tuple(notes),
         case_list=str(case_list.source) if case_list.source else None, elapsed_s=time.perf_counter() - start, bone_roi=bone_summary,
-        marks={m: tuple(marks[m]) for m in ran},
+        marks={m: tuple(marks[m]) for m in ran}, wafroc_differences=diffs,
     )
 
 

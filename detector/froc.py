@@ -243,6 +243,31 @@ def wafroc_with_ci(marks_by_method: Mapping[str, Sequence[CaseMarks]], weights: 
     return out
 
 
+def wafroc_difference_ci(marks_by_method: Mapping[str, Sequence[CaseMarks]], a: str, b: str, weights: Mapping[str, Mapping[str, float]] | None = None,
+                         alpha: float = 0.05) -> tuple[float, float, float]:
+    """wAFROC of method ``a`` minus method ``b`` on the same cases, with a ``1 - alpha`` interval (paired case-deletion jackknife).
+
+    The jackknife runs on the difference, so what the two methods share case by case cancels;
+    an interval that excludes 0 says one method is better on cases like these (cases the only
+    random factor). Returns (difference, lower, upper); NaNs when undefined.
+    """
+    from statistics import NormalDist
+
+    from analysis.fom import fom_and_jackknife
+
+    pair = {a: marks_by_method[a], b: marks_by_method[b]}
+    if any(not math.isfinite(v) for v in wafroc_scores(pair, weights).values()):
+        return (float("nan"),) * 3
+    theta, jk = fom_and_jackknife(_observer_data(pair, weights), "wAFROC")
+    d = jk[0, 0] - jk[1, 0]
+    d = d[np.isfinite(d)]
+    k = d.size
+    se = math.sqrt((k - 1) / k * float(np.sum((d - d.mean()) ** 2))) if k > 1 else float("nan")
+    diff = float(theta[0, 0] - theta[1, 0])
+    zq = NormalDist().inv_cdf(1 - alpha / 2)
+    return diff, diff - zq * se, diff + zq * se
+
+
 def _observer_data(marks_by_method: Mapping[str, Sequence[CaseMarks]], weights: Mapping[str, Mapping[str, float]] | None):  # type: ignore[no-untyped-def]
     """The stand-alone detector as one-reader FROC data (one treatment per method), for the FOMs above."""
     from analysis import ObserverData

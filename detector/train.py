@@ -36,11 +36,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from cases import Case, CaseList, LabelVolume, read_case_list, read_exam, read_volume
 
@@ -62,10 +64,11 @@ from ._training_common import (
     write_bundle,
 )
 from .working_grid import WORKING_SPACING_MM, make_working_grid, to_working_grid
-from .zscore_domain import bone_hu_statistics, noise_index_hu
+from .zscore_bundle import load_bundle_weights, sha256_of
+from .zscore_domain import bone_hu_statistics, effective_spacing_mm, noise_index_hu
 from .zscore_model import CONDITION_NAMES, build_net, condition_vector, normalise_hu, predict_on_grid
 
-__all__ = ["TrainingConfig", "TrainingPair", "TrainingResult", "prepare_training_pairs", "train_zscore_model", "record_evaluation"]
+__all__ = ["TrainingConfig", "TrainingPair", "TrainingResult", "prepare_training_pairs", "augment_training_pairs", "train_zscore_model", "record_evaluation"]
 
 MODEL_NAME = "tsct-zscore"
 TRAINING_CACHE = "zscore_train.npz"
@@ -78,13 +81,23 @@ class TrainingConfig(TrainingSettings):
     Parameters
     ----------
     channels, n_blocks : width and depth of :class:`~detector.zscore.ZScoreNet`.
+    spacing_floor : give the network voxel spacings finer than the working spacing as the
+        working spacing (recorded as ``domain.spacing_floor_mm``): such detail never reaches the
+        working grid (:func:`~detector.zscore_domain.effective_spacing_mm`). False: the v1 contract.
+    augment_variants : re-acquired variants per training pair (:func:`augment_training_pairs`), 0: none.
+    init_weights : start from the weights of this bundle (same architecture; a warm start,
+        recorded in the metadata) instead of a random initialisation.
     """
 
     channels: int = 16
     n_blocks: int = 4
+    spacing_floor: bool = True
+    augment_variants: int = 0
+    init_weights: str | None = None
 
     def problems(self) -> list[str]:
         extra = ["channels and n_blocks must be at least 1"] if self.channels < 1 or self.n_blocks < 1 else []
+        extra += ["augment_variants must be non-negative"] if self.augment_variants < 0 else []
         return super().problems() + extra
 
 
@@ -102,15 +115,21 @@ class TrainingPair:
     prior_spacing_mm: tuple[float, float, float]
     bone_stats: dict[str, float]
     provenance: dict[str, Any] = field(default_factory=dict)
+    spacing_floor_mm: float | None = None
 
     @property
     def n_roi_voxels(self) -> int:
         return int(self.roi.sum())
 
     @property
+    def base_case_id(self) -> str:
+        """The case a variant was made from (:func:`augment_training_pairs`); the case itself otherwise."""
+        return self.case_id.split("~", 1)[0]
+
+    @property
     def conditions(self) -> np.ndarray:
-        """The network's exam-level inputs for this pair (:func:`detector.zscore.condition_vector`)."""
-        return condition_vector(self.noise_current_hu, self.noise_prior_hu, self.spacing_mm, self.prior_spacing_mm)
+        """The network's exam-level inputs for this pair (:func:`detector.zscore_model.condition_vector`)."""
+        return condition_vector(self.noise_current_hu, self.noise_prior_hu, self.spacing_mm, self.prior_spacing_mm, spacing_floor_mm=self.spacing_floor_mm)
 
 
 # =============================================================================================
@@ -260,8 +279,6 @@ def _to_training_pair(case: Case, current, warped, roi_vol: LabelVolume, prior_s
 
 
 def _grow(mask: np.ndarray) -> np.ndarray:
-    from scipy import ndimage as ndi
-
     return ndi.binary_dilation(mask, iterations=2) if mask.any() else mask
 
 
@@ -286,6 +303,55 @@ def _load_cache(path: Path, ws: float) -> TrainingPair | None:
         )
     except KeyError:
         return None  # from an older layout: rebuilt from the registration outputs
+
+
+def _thicker_slices(hu: np.ndarray, from_mm: float, to_mm: float, ws: float) -> np.ndarray:
+    """Blur a working-grid array along z as a thicker slice profile would (Gaussian, FWHM = slice thickness)."""
+    sigma_mm = math.sqrt(max(to_mm**2 - max(from_mm, ws) ** 2, 0.0)) / 2.3548
+    if sigma_mm < 1e-3:
+        return hu
+    return ndi.gaussian_filter1d(hu, sigma_mm / ws, axis=0, mode="nearest").astype(np.float32)
+
+
+def augment_training_pairs(pairs: Sequence[TrainingPair], variants: int, *, seed: int, working_spacing_mm: float = WORKING_SPACING_MM,
+                           max_slice_mm: float = 5.0, max_extra_noise_hu: float = 15.0) -> list[TrainingPair]:
+    """Re-acquired variants of each training pair: the input pairs followed by ``variants`` variants per pair.
+
+    Each variant re-acquires one exam or both on the working grid, each change drawn
+    independently: the current exam, the prior exam, or both, get a thicker slice (a Gaussian
+    slice profile along z, FWHM = a slice thickness drawn between the exam's own and
+    ``max_slice_mm``; its slice spacing becomes that thickness), and the current and/or the prior
+    get extra white noise (0 to ``max_extra_noise_hu``). The noise indices and the bone-HU
+    statistics are measured again on the variant, so the network's conditions describe it. It
+    widens the slice and noise ranges the network sees beyond those of the source pairs (docs/detector-zscore.md).
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 4409]))
+    out = list(pairs)
+    for pair in pairs:
+        grown = _grow(pair.roi)
+        for k in range(variants):
+            cur, pri = pair.current_hu, pair.prior_hu
+            cur_sp, pri_sp = list(pair.spacing_mm), list(pair.prior_spacing_mm)
+            which = rng.choice(["current", "prior", "both"])
+            for exam in (("current", "prior") if which == "both" else (which,)):
+                sp = cur_sp if exam == "current" else pri_sp
+                t = float(rng.uniform(max(sp[2], working_spacing_mm), max(max_slice_mm, sp[2])))
+                if exam == "current":
+                    cur = _thicker_slices(cur, sp[2], t, working_spacing_mm)
+                else:
+                    pri = _thicker_slices(pri, sp[2], t, working_spacing_mm)
+                sp[2] = t
+            if rng.random() < 0.5:
+                cur = (cur + rng.normal(0.0, rng.uniform(0.0, max_extra_noise_hu), cur.shape)).astype(np.float32)
+            if rng.random() < 0.5:
+                pri = (pri + rng.normal(0.0, rng.uniform(0.0, max_extra_noise_hu), pri.shape)).astype(np.float32)
+            out.append(TrainingPair(
+                case_id=f"{pair.case_id}~{k + 1}", current_hu=cur, prior_hu=pri, roi=pair.roi,
+                noise_current_hu=noise_index_hu(cur, grown), noise_prior_hu=noise_index_hu(pri, grown),
+                spacing_mm=tuple(cur_sp), prior_spacing_mm=tuple(pri_sp), bone_stats=bone_hu_statistics(pri, pair.roi),
+                provenance={**pair.provenance, "variant_of": pair.case_id, "variant": k + 1}, spacing_floor_mm=pair.spacing_floor_mm,
+            ))
+    return out
 
 
 # =============================================================================================
@@ -377,9 +443,16 @@ def train_zscore_model(
 
     cfg = config or TrainingConfig()
     out, ckpt_path, device = start_run(cfg, out_path, checkpoint_dir)
-    train_pairs, val_pairs = split_by_case(pairs, lambda p: p.case_id, cfg.validation_pairs, cfg.seed)
+    floor = cfg.working_spacing_mm if cfg.spacing_floor else None
+    pairs = [replace(p, spacing_floor_mm=floor) for p in pairs]
+    if cfg.augment_variants:
+        pairs = augment_training_pairs(pairs, cfg.augment_variants, seed=cfg.seed, working_spacing_mm=cfg.working_spacing_mm)
+    train_pairs, val_pairs = split_by_case(pairs, lambda p: p.base_case_id, cfg.validation_pairs, cfg.seed)
     torch.manual_seed(cfg.seed)
-    net = build_net(channels=cfg.channels, dilations=(1,) * cfg.n_blocks).to(device)
+    net = build_net(channels=cfg.channels, dilations=(1,) * cfg.n_blocks)
+    if cfg.init_weights:
+        net = load_bundle_weights(net, Path(cfg.init_weights), "cpu").train()
+    net = net.to(device)
     # channels-last 3-D layout: about 25 % faster convolutions on CPU (oneDNN) and on GPU
     net = net.to(memory_format=torch.channels_last_3d)
     inner_t = loss_mask(cfg.patch_vox, cfg.loss_border_vox, device)
@@ -408,8 +481,9 @@ def train_zscore_model(
 def _metadata(cfg: TrainingConfig, net, train_pairs, val_pairs, val, elapsed, device, digest, training_data, n_it) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     import torch
 
-    spacings = np.asarray([p.spacing_mm for p in train_pairs])
-    prior_spacings = np.asarray([p.prior_spacing_mm for p in train_pairs])
+    floor = cfg.working_spacing_mm if cfg.spacing_floor else None
+    spacings = np.asarray([effective_spacing_mm(p.spacing_mm, floor) for p in train_pairs])
+    prior_spacings = np.asarray([effective_spacing_mm(p.prior_spacing_mm, floor) for p in train_pairs])
     seeds = [p.provenance.get("synthetic", {}).get("seed") for p in train_pairs]
     now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
     return {
@@ -444,6 +518,7 @@ def _metadata(cfg: TrainingConfig, net, train_pairs, val_pairs, val, elapsed, de
         "domain": {
             "spacing_min_mm": spacings.min(axis=0).tolist(), "spacing_max_mm": spacings.max(axis=0).tolist(),
             "prior_spacing_min_mm": prior_spacings.min(axis=0).tolist(), "prior_spacing_max_mm": prior_spacings.max(axis=0).tolist(), "spacing_tolerance": 0.1,
+            **({"spacing_floor_mm": floor} if floor else {}),
             "bone_hu_p50": value_range([p.bone_stats.get("bone_hu_p50") for p in train_pairs]),
             "bone_hu_p95": value_range([p.bone_stats.get("bone_hu_p95") for p in train_pairs]),
             "hu_margin": 50.0,
@@ -455,13 +530,16 @@ def _metadata(cfg: TrainingConfig, net, train_pairs, val_pairs, val, elapsed, de
             **training_data,
             "n_pairs_train": len(train_pairs), "n_pairs_validation": len(val_pairs),
             "train_case_ids": [p.case_id for p in train_pairs], "validation_case_ids": [p.case_id for p in val_pairs],
+            "n_source_pairs_train": len({p.base_case_id for p in train_pairs}),
             "synthetic_seeds_train": [s for s in seeds if s is not None],
             "n_bone_voxels_train": int(sum(p.n_roi_voxels for p in train_pairs)),
         },
         "training": {
             "loss": f"beta-NLL, beta = {cfg.beta}", "optimizer": f"Adam, lr {cfg.learning_rate} with cosine decay to 5 %", "iterations": n_it,
-            "batch_size": cfg.batch_size, "patch_vox": cfg.patch_vox, "loss_border_vox": cfg.loss_border_vox, "augmentation": "random left-right flips",
+            "batch_size": cfg.batch_size, "patch_vox": cfg.patch_vox, "loss_border_vox": cfg.loss_border_vox, "augmentation": "random left-right flips"
+            + (f"; {cfg.augment_variants} re-acquired variant(s) per pair (thicker slices up to 5 mm, extra noise up to 15 HU; augment_training_pairs)" if cfg.augment_variants else ""),
             "seed": cfg.seed, "elapsed_s": round(elapsed, 1), "hardware": hardware_info(device),
+            **({"initial_weights": f"{Path(cfg.init_weights).name} (sha256 {sha256_of(cfg.init_weights)})"} if cfg.init_weights else {}),
         },
         "validation": {k: v for k, v in val.items() if k not in ("calibration_bins", "z_histogram")},
         "validation_split": "normal pairs of the training case list held out from training (validation_case_ids), z on the working grid",
@@ -492,8 +570,9 @@ def write_model_card(weights: str | Path, metadata: dict[str, Any], figures: Seq
         f"# Model card: {m['name']} v{m['version']}",
         "",
         "**Intended use: research use only; not for diagnosis.** It produces per-voxel z-scores of change between a",
-        "registered prior and current CT of the spine for temporal-subtraction reader studies; it was trained on",
-        "synthetic data only and has not been validated on patient CT.",
+        "registered prior and current CT of the spine for temporal-subtraction reader studies. It was trained on the",
+        "lesion-free pairs listed under Training data (synthetic phantom pairs and/or pairs simulated from real CTs by a",
+        "known motion and re-acquisition); it has not been validated on pairs of real follow-up exams.",
         "",
         "## What it does",
         "",

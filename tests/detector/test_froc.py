@@ -117,3 +117,16 @@ def test_wafroc_confidence_interval_brackets_the_estimate():
     assert est == pytest.approx(wafroc_scores({"a": marks})["a"])
     assert 0.0 <= lo <= est <= hi <= 1.0 and hi > lo
     assert ci["b"] == pytest.approx(ci["a"])
+
+
+def test_paired_wafroc_difference():
+    from detector.froc import wafroc_difference_ci
+
+    marks = _marks()
+    assert wafroc_difference_ci({"a": marks, "b": marks}, "a", "b") == pytest.approx((0.0, 0.0, 0.0))
+    # b loses its lesion hit in A2 (the mark moves out of the margin): a is better by the wAFROC difference
+    worse = marks[:3] + [match_candidates("A2", _cands(((5.0, 0, 0), 4.5), ((20.0, 0, 0), 3.2)), [L3], margin_mm=1.0)]
+    d, lo, hi = wafroc_difference_ci({"a": marks, "b": worse}, "a", "b")
+    w = wafroc_scores({"a": marks, "b": worse})
+    assert d == pytest.approx(w["a"] - w["b"]) and d > 0
+    assert lo <= d <= hi
