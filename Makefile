@@ -1,5 +1,5 @@
 # The two set-up commands of the README. Both install everything first (scripts/install.sh).
-.PHONY: demo test install
+.PHONY: demo test install lint
 
 install:
 	bash scripts/install.sh
@@ -7,5 +7,10 @@ install:
 demo: install
 	.venv/bin/tsct demo $(ARGS)
 
-test: install
+test: install lint
 	.venv/bin/python -m pytest $(ARGS)
+
+# ruff (configured in pyproject.toml): the linter and the formatter's check, as CI runs them
+lint: install
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .

@@ -128,7 +128,9 @@ class StudySetup:
     balance_notes: tuple[str, ...] = ()
 
 
-def ensure_study(db: "Database", spec: StudySpec, *, detector: DetectorRun | None = None, aids_from: Path | None = None, actor: str = "chain") -> StudySetup:
+def ensure_study(
+    db: "Database", spec: StudySpec, *, detector: DetectorRun | None = None, aids_from: Path | None = None, actor: str = "chain"
+) -> StudySetup:
     """Create, design, lock and open the study unless it exists; record where its aids come from.
 
     With ``detector``, the outputs are checked against the exams and recorded at creation (when
@@ -144,8 +146,13 @@ def ensure_study(db: "Database", spec: StudySpec, *, detector: DetectorRun | Non
     if not exists:
         with db.transaction() as s:
             rs.create_study(
-                s, code=spec.code, case_list=spec.case_list, title=spec.title,
-                readers=[rs.ReaderSpec(name, group) for name, group in spec.readers], washout_days=spec.washout_days, seed=spec.seed,
+                s,
+                code=spec.code,
+                case_list=spec.case_list,
+                title=spec.title,
+                readers=[rs.ReaderSpec(name, group) for name, group in spec.readers],
+                washout_days=spec.washout_days,
+                seed=spec.seed,
                 detector_dir=detector.detector_dir if detector is not None and detector.complete else None,
             )
             plan = rs.make_design(s, spec.code, seed=spec.seed)
@@ -184,7 +191,9 @@ def ensure_accounts(db: "Database", accounts: Sequence[AccountSpec], *, actor: s
 
 
 # 4. reading -----------------------------------------------------------------------------------
-def simulated_reading(db: "Database", study_code: str, detector: DetectorRun, *, seed: int = 0, progress: Progress | None = None) -> "SimulationSummary":
+def simulated_reading(
+    db: "Database", study_code: str, detector: DetectorRun, *, seed: int = 0, progress: Progress | None = None
+) -> "SimulationSummary":
     """Every simulated reader of the open study reads every case, unaided and aided (readers who finished are skipped)."""
     from reader_study.simulation import simulate_readers
 
@@ -265,8 +274,17 @@ def analyse(
             messages.append(f"the detector's marks do not fit the exported study ({exc}); the report has no 'detector alone' section")
             cad_marks = cad_source = None
     paths = write_report(
-        data, reports_dir, study_name=study_code, fom="wAFROC", method="OR", subgroups="auto", input_path=jafroc_file, detector_outputs=det_record,
-        cad_marks=cad_marks, cad_treatment="unaided" if cad_marks is not None else None, cad_marks_source=cad_source,
+        data,
+        reports_dir,
+        study_name=study_code,
+        fom="wAFROC",
+        method="OR",
+        subgroups="auto",
+        input_path=jafroc_file,
+        detector_outputs=det_record,
+        cad_marks=cad_marks,
+        cad_treatment="unaided" if cad_marks is not None else None,
+        cad_marks_source=cad_source,
     )
     return Analysis(export_dir, dict(export.files), paths.directory, Path(paths.json), headline(paths.json), tuple(messages))
 

@@ -100,7 +100,9 @@ def run_app(
     port: int = typer.Option(8501, help="Port to listen on."),
     address: str = typer.Option("127.0.0.1", help="Address to bind; keep 127.0.0.1 behind a reverse proxy on the same machine."),
     headless: bool = typer.Option(True, help="Do not open a browser window."),
-    base_url_path: str = typer.Option("", "--base-url-path", help="Serve under this path (e.g. 'reader') when a reverse proxy forwards https://host/reader/ to the app."),
+    base_url_path: str = typer.Option(
+        "", "--base-url-path", help="Serve under this path (e.g. 'reader') when a reverse proxy forwards https://host/reader/ to the app."
+    ),
 ) -> None:
     """Start the reading workstation (Streamlit) for readers, coordinators and statisticians.
 
@@ -115,10 +117,25 @@ def run_app(
     # ``reading_app.…``, so the folder holding the package goes first.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH", "")]))}
     cmd = [
-        sys.executable, "-m", "streamlit", "run", str(app_file),
-        "--server.port", str(port), "--server.address", address,
-        "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false",
-        "--server.enableXsrfProtection", "true", "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal",
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app_file),
+        "--server.port",
+        str(port),
+        "--server.address",
+        address,
+        "--server.headless",
+        str(headless).lower(),
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.enableXsrfProtection",
+        "true",
+        "--server.fileWatcherType",
+        "none",
+        "--client.toolbarMode",
+        "minimal",
     ]
     if base_url_path.strip("/"):
         cmd += ["--server.baseUrlPath", base_url_path.strip("/")]
@@ -143,8 +160,14 @@ def demo(
     from tsct_demo import DemoSettings, run_demo
 
     start = time.perf_counter()
-    settings = DemoSettings(data_dir=(data_dir or default_data_dir()), reports_dir=reports_dir.resolve(), n_cases=n_cases, seed=seed, size=size,
-                            database_url=os.environ.get("TSCT_DATABASE_URL"))
+    settings = DemoSettings(
+        data_dir=(data_dir or default_data_dir()),
+        reports_dir=reports_dir.resolve(),
+        n_cases=n_cases,
+        seed=seed,
+        size=size,
+        database_url=os.environ.get("TSCT_DATABASE_URL"),
+    )
     result = run_demo(settings, say=console.print)
     console.print()
     console.print(f"[bold green]Done in {time.perf_counter() - start:.0f} s[/] ({', '.join(f'{k} {v:.0f} s' for k, v in result.timings_s.items())})")
@@ -163,11 +186,18 @@ def demo(
         table.add_row(user, password, role)
     console.print(table)
     if result.practice_study:
-        console.print(f"[bold]Read it yourself[/]: `tsct app` (the same TSCT_DATA_DIR), log in as [bold]radiologist[/] and read study "
-                      f"{result.practice_study} (unaided, then aided); the first log-in asks you to choose your own password.")
+        console.print(
+            f"[bold]Read it yourself[/]: `tsct app` (the same TSCT_DATA_DIR), log in as [bold]radiologist[/] and read study "
+            f"{result.practice_study} (unaided, then aided); the first log-in asks you to choose your own password."
+        )
     if start_app:
         os.environ.setdefault("TSCT_DETECTOR_DIR", str(result.detector_dir))
-        os.environ.setdefault("TSCT_DATABASE_URL", result.database_url if "://" in result.database_url and "***" not in result.database_url else f"sqlite:///{settings.data_dir.resolve() / 'reader-study.sqlite3'}")
+        os.environ.setdefault(
+            "TSCT_DATABASE_URL",
+            result.database_url
+            if "://" in result.database_url and "***" not in result.database_url
+            else f"sqlite:///{settings.data_dir.resolve() / 'reader-study.sqlite3'}",
+        )
         run_app(port=port, address="127.0.0.1", headless=True)
 
 

@@ -136,7 +136,9 @@ def run_demo(settings: DemoSettings, *, say: Callable[[str], None] = print, prog
         say(f"1/5 cases: reusing {case_dir / 'caselist.csv'}")
     else:
         say(f"1/5 cases: generating {settings.n_cases} synthetic prior/current pairs ({settings.size}, seed {settings.seed})")
-    cases = chain.synthetic_cases(case_dir, n_cases=settings.n_cases, abnormal_fraction=settings.abnormal_fraction, seed=settings.seed, size=settings.size, progress=progress)
+    cases = chain.synthetic_cases(
+        case_dir, n_cases=settings.n_cases, abnormal_fraction=settings.abnormal_fraction, seed=settings.seed, size=settings.size, progress=progress
+    )
     say(f"    {cases.case_list.summary()}")
     timings["cases"] = time.perf_counter() - t0
 
@@ -156,19 +158,30 @@ def run_demo(settings: DemoSettings, *, say: Callable[[str], None] = print, prog
     db = chain.open_database(db_url)
     code = settings.study_code
     main = chain.StudySpec(
-        code, "Demo: temporal-subtraction z-map overlay on synthetic spine CT", cases.case_list_path, DEMO_READERS, washout_days=28, seed=settings.seed,
+        code,
+        "Demo: temporal-subtraction z-map overlay on synthetic spine CT",
+        cases.case_list_path,
+        DEMO_READERS,
+        washout_days=28,
+        seed=settings.seed,
     )
     say(f"3/5 study: crossover study {code} ({len(DEMO_READERS)} readers, unaided vs aided) in {db.safe_url}")
     setup = chain.ensure_study(db, main, detector=detector, actor="demo")
     if setup.created:
-        say(f"    created, locked and opened; design: {'balanced' if setup.balanced else 'NOT balanced'}{''.join(f'; {note}' for note in setup.balance_notes)}")
+        say(
+            f"    created, locked and opened; design: {'balanced' if setup.balanced else 'NOT balanced'}{''.join(f'; {note}' for note in setup.balance_notes)}"
+        )
     else:
         say("    reusing it (made by an earlier run)")
     practice = f"{code}-READ"
     human_user, human_name, human_group = HUMAN_READER
     practice_spec = chain.StudySpec(
-        practice, "Demo: read it yourself (unaided, then aided by the z-map overlay)", _practice_case_list(cases.case_list_path, PRACTICE_CASES),
-        [(human_name, human_group)], washout_days=0, seed=settings.seed,
+        practice,
+        "Demo: read it yourself (unaided, then aided by the z-map overlay)",
+        _practice_case_list(cases.case_list_path, PRACTICE_CASES),
+        [(human_name, human_group)],
+        washout_days=0,
+        seed=settings.seed,
     )
     if chain.ensure_study(db, practice_spec, aids_from=detector_dir, actor="demo").created:
         say(f"    and {practice}: {PRACTICE_CASES} of the cases, unaided then aided, for you to read in the app (account {human_user})")
@@ -194,7 +207,10 @@ def run_demo(settings: DemoSettings, *, say: Callable[[str], None] = print, prog
         with Progress() as bar:
             task = bar.add_task("simulated reading", total=None)
             summary = chain.simulated_reading(
-                db, code, detector, seed=settings.seed,
+                db,
+                code,
+                detector,
+                seed=settings.seed,
                 progress=lambda done, total, what: bar.update(task, completed=done, total=total, description=what),
             )
     else:
@@ -206,8 +222,41 @@ def run_demo(settings: DemoSettings, *, say: Callable[[str], None] = print, prog
     t0 = time.perf_counter()
     export_dir = data_dir / "exports" / code
     say(f"5/5 analysis: export to {export_dir} and report to {settings.reports_dir / code}")
-    analysis = chain.analyse(db, code, cases=cases, detector=detector, export_dir=export_dir, reports_dir=settings.reports_dir, marks_dir=data_dir / "detector-marks", actor="demo")
+    analysis = chain.analyse(
+        db,
+        code,
+        cases=cases,
+        detector=detector,
+        export_dir=export_dir,
+        reports_dir=settings.reports_dir,
+        marks_dir=data_dir / "detector-marks",
+        actor="demo",
+    )
     messages.extend(analysis.messages)
     timings["analysis"] = time.perf_counter() - t0
-    (data_dir / "demo.json").write_text(json.dumps({"case_list": str(cases.case_list_path), "study": code, "database": db.safe_url, "report": str(analysis.report_dir), "export": analysis.export_files, "timings_s": timings}, indent=2))
-    return DemoResult(cases.case_list_path, detector_dir, db.safe_url, code, export_dir, analysis.report_dir, accounts, timings, messages, analysis.headline, practice)
+    (data_dir / "demo.json").write_text(
+        json.dumps(
+            {
+                "case_list": str(cases.case_list_path),
+                "study": code,
+                "database": db.safe_url,
+                "report": str(analysis.report_dir),
+                "export": analysis.export_files,
+                "timings_s": timings,
+            },
+            indent=2,
+        )
+    )
+    return DemoResult(
+        cases.case_list_path,
+        detector_dir,
+        db.safe_url,
+        code,
+        export_dir,
+        analysis.report_dir,
+        accounts,
+        timings,
+        messages,
+        analysis.headline,
+        practice,
+    )

@@ -212,7 +212,7 @@ def remove_stale_partials(target: str | Path) -> list[Path]:
     for child in target.parent.iterdir():
         if not child.name.startswith(prefix):
             continue
-        pid_text = child.name[len(prefix):].split("-", 1)[0]
+        pid_text = child.name[len(prefix) :].split("-", 1)[0]
         if not pid_text.isdigit() or not _is_stale(child, int(pid_text)):
             continue
         if child.is_dir() and not child.is_symlink():
@@ -408,7 +408,9 @@ def read_input_text(path: str | Path, *, what: str = "file") -> str:
         try:
             return raw.decode("utf-16")
         except UnicodeDecodeError as exc:
-            raise InputFileError(f"{path}: starts like UTF-16 text but cannot be decoded ({exc.reason} at byte {exc.start}); save it as CSV (UTF-8).") from None
+            raise InputFileError(
+                f"{path}: starts like UTF-16 text but cannot be decoded ({exc.reason} at byte {exc.start}); save it as CSV (UTF-8)."
+            ) from None
     if b"\x00" in raw:
         at = raw.index(b"\x00")
         hint = "it looks like UTF-16 text without a byte-order mark" if raw[1::2].count(0) > len(raw) // 4 else "a binary file?"

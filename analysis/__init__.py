@@ -25,47 +25,100 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "analysis.data": ("Lesion", "ObserverData", "ObserverDataError", "Problem"),
     "analysis.fom": (
-        "EXPERIMENTAL_FOMS", "FOMS", "FomError", "check_fom", "fom_and_jackknife", "fom_case_ids",
-        "fom_frame", "fom_case_set", "fom_matrices", "fom_matrix", "jackknife_fom_matrix",
-        "pseudovalues", "valid_foms",
+        "EXPERIMENTAL_FOMS",
+        "FOMS",
+        "FomError",
+        "check_fom",
+        "fom_and_jackknife",
+        "fom_case_ids",
+        "fom_frame",
+        "fom_case_set",
+        "fom_matrices",
+        "fom_matrix",
+        "jackknife_fom_matrix",
+        "pseudovalues",
+        "valid_foms",
     ),
     "analysis.io": (
-        "TIDY_COLUMNS", "UnsupportedDataError", "read_imrmc", "read_jafroc_excel",
-        "read_observer_data", "read_tidy_csv", "write_imrmc", "write_jafroc_excel",
-        "write_observer_data", "write_tidy_csv",
+        "TIDY_COLUMNS",
+        "UnsupportedDataError",
+        "read_imrmc",
+        "read_jafroc_excel",
+        "read_observer_data",
+        "read_tidy_csv",
+        "write_imrmc",
+        "write_jafroc_excel",
+        "write_observer_data",
+        "write_tidy_csv",
     ),
     "analysis.curves": (
-        "CURVES", "CURVE_AXES", "average_curve", "curve_auc", "empirical_curve", "empirical_curves",
+        "CURVES",
+        "CURVE_AXES",
+        "average_curve",
+        "curve_auc",
+        "empirical_curve",
+        "empirical_curves",
     ),
     "analysis.significance": (
-        "significance_test", "BackendNotAvailableError", "COVARIANCE_METHODS", "U_STATISTIC_FOMS",
+        "significance_test",
+        "BackendNotAvailableError",
+        "COVARIANCE_METHODS",
+        "U_STATISTIC_FOMS",
     ),
     "analysis.results": (
-        "SignificanceResult", "AnalysisResult", "Comparison", "TreatmentEstimate", "Table",
-        "Provenance", "PowerResult", "SampleSizeResult", "PowerTable",
+        "SignificanceResult",
+        "AnalysisResult",
+        "Comparison",
+        "TreatmentEstimate",
+        "Table",
+        "Provenance",
+        "PowerResult",
+        "SampleSizeResult",
+        "PowerTable",
     ),
     "analysis.stats": ("MRMCInputError", "MRMCWarning"),
     "analysis.power": (
-        "PilotVarianceComponents", "pilot_variance_components", "power_from_or_components",
-        "power_from_dbm_components", "study_power", "sample_size", "power_table",
-        "planned_effect_size", "POWER_METHODS",
+        "PilotVarianceComponents",
+        "pilot_variance_components",
+        "power_from_or_components",
+        "power_from_dbm_components",
+        "study_power",
+        "sample_size",
+        "power_table",
+        "planned_effect_size",
+        "POWER_METHODS",
     ),
     "analysis.subgroups": (
-        "subgroup_analysis", "available_subgroups", "Subgroup", "SubgroupResult", "SubgroupError",
+        "subgroup_analysis",
+        "available_subgroups",
+        "Subgroup",
+        "SubgroupResult",
+        "SubgroupError",
         "SubgroupWarning",
     ),
     "analysis.report": ("write_report", "ReportPaths"),
     "analysis.rjafroc_backend": (
-        "rjafroc_available", "significance_test_rjafroc", "compare_results", "CrosscheckReport",
+        "rjafroc_available",
+        "significance_test_rjafroc",
+        "compare_results",
+        "CrosscheckReport",
     ),
     "analysis.degenerate": ("guard_degenerate", "identical_treatments"),
     "analysis.cad_vs_rad": (
-        "CadVsRadResult", "add_cad_reader", "cad_marks_from_case_marks", "cad_vs_rad", "read_cad_marks",
+        "CadVsRadResult",
+        "add_cad_reader",
+        "cad_marks_from_case_marks",
+        "cad_vs_rad",
+        "read_cad_marks",
         "st_cad_vs_rad",
     ),
     "analysis.formats.lroc_excel": ("read_lroc_excel", "write_lroc_excel"),
     "analysis.lroc": (
-        "LROC_FOMS", "LrocData", "lroc_fom_matrix", "lroc_jackknife_fom_matrix", "lroc_significance_test",
+        "LROC_FOMS",
+        "LrocData",
+        "lroc_fom_matrix",
+        "lroc_jackknife_fom_matrix",
+        "lroc_significance_test",
     ),
     "analysis.split_plot": ("SplitPlotData", "SplitPlotResult", "read_split_plot_excel", "split_plot_or"),
 }
@@ -90,35 +143,78 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static analysers and IDEs see ordinary imports
+    from analysis.cad_vs_rad import (
+        CadVsRadResult,
+        add_cad_reader,
+        cad_marks_from_case_marks,
+        cad_vs_rad,
+        read_cad_marks,
+        st_cad_vs_rad,
+    )
     from analysis.curves import CURVE_AXES, CURVES, average_curve, curve_auc, empirical_curve, empirical_curves
     from analysis.data import Lesion, ObserverData, ObserverDataError, Problem
     from analysis.degenerate import guard_degenerate, identical_treatments
     from analysis.fom import (
-        EXPERIMENTAL_FOMS, FOMS, FomError, check_fom, fom_and_jackknife, fom_case_ids, fom_case_set,
-        fom_frame, fom_matrices, fom_matrix, jackknife_fom_matrix, pseudovalues, valid_foms,
+        EXPERIMENTAL_FOMS,
+        FOMS,
+        FomError,
+        check_fom,
+        fom_and_jackknife,
+        fom_case_ids,
+        fom_case_set,
+        fom_frame,
+        fom_matrices,
+        fom_matrix,
+        jackknife_fom_matrix,
+        pseudovalues,
+        valid_foms,
     )
+    from analysis.formats.lroc_excel import read_lroc_excel, write_lroc_excel
     from analysis.io import (
-        TIDY_COLUMNS, UnsupportedDataError, read_imrmc, read_jafroc_excel, read_observer_data,
-        read_tidy_csv, write_imrmc, write_jafroc_excel, write_observer_data, write_tidy_csv,
+        TIDY_COLUMNS,
+        UnsupportedDataError,
+        read_imrmc,
+        read_jafroc_excel,
+        read_observer_data,
+        read_tidy_csv,
+        write_imrmc,
+        write_jafroc_excel,
+        write_observer_data,
+        write_tidy_csv,
     )
+    from analysis.lroc import LROC_FOMS, LrocData, lroc_fom_matrix, lroc_jackknife_fom_matrix, lroc_significance_test
     from analysis.power import (
-        POWER_METHODS, PilotVarianceComponents, pilot_variance_components, planned_effect_size,
-        power_from_dbm_components, power_from_or_components, power_table, sample_size, study_power,
+        POWER_METHODS,
+        PilotVarianceComponents,
+        pilot_variance_components,
+        planned_effect_size,
+        power_from_dbm_components,
+        power_from_or_components,
+        power_table,
+        sample_size,
+        study_power,
     )
     from analysis.report import ReportPaths, write_report
     from analysis.results import (
-        AnalysisResult, Comparison, PowerResult, PowerTable, Provenance, SampleSizeResult,
-        SignificanceResult, Table, TreatmentEstimate,
+        AnalysisResult,
+        Comparison,
+        PowerResult,
+        PowerTable,
+        Provenance,
+        SampleSizeResult,
+        SignificanceResult,
+        Table,
+        TreatmentEstimate,
     )
     from analysis.rjafroc_backend import CrosscheckReport, compare_results, rjafroc_available, significance_test_rjafroc
     from analysis.significance import COVARIANCE_METHODS, U_STATISTIC_FOMS, BackendNotAvailableError, significance_test
-    from analysis.stats import MRMCInputError, MRMCWarning
-    from analysis.cad_vs_rad import (
-        CadVsRadResult, add_cad_reader, cad_marks_from_case_marks, cad_vs_rad, read_cad_marks, st_cad_vs_rad,
-    )
-    from analysis.formats.lroc_excel import read_lroc_excel, write_lroc_excel
-    from analysis.lroc import LROC_FOMS, LrocData, lroc_fom_matrix, lroc_jackknife_fom_matrix, lroc_significance_test
     from analysis.split_plot import SplitPlotData, SplitPlotResult, read_split_plot_excel, split_plot_or
+    from analysis.stats import MRMCInputError, MRMCWarning
     from analysis.subgroups import (
-        Subgroup, SubgroupError, SubgroupResult, SubgroupWarning, available_subgroups, subgroup_analysis,
+        Subgroup,
+        SubgroupError,
+        SubgroupResult,
+        SubgroupWarning,
+        available_subgroups,
+        subgroup_analysis,
     )

@@ -8,8 +8,14 @@ from typing import Any
 
 
 def format_number(
-    x: Any, digits: int = 4, *, sci_at: float = math.inf, sci_digits: int | None = None,
-    none: str = "-", infinities: tuple[str, str] = ("Inf", "-Inf"), minus: str = "-",
+    x: Any,
+    digits: int = 4,
+    *,
+    sci_at: float = math.inf,
+    sci_digits: int | None = None,
+    none: str = "-",
+    infinities: tuple[str, str] = ("Inf", "-Inf"),
+    minus: str = "-",
 ) -> str:
     """``x`` with ``digits`` decimals, in scientific notation (``sci_digits`` decimals, default
     ``digits - 1``) below ``10**-digits`` (not zero) and from ``sci_at`` up in absolute value.

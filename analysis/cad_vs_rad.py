@@ -38,9 +38,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
+
+if TYPE_CHECKING:  # pandas is imported where the marks are read, not at import time
+    import pandas as pd
 
 from analysis.data import ObserverData, ObserverDataError, _id_str
 from analysis.lroc import (
@@ -132,7 +135,7 @@ class CadVsRadResult:
     @property
     def fstat(self) -> float:
         """``FStat = tstat^2`` on (1, df)."""
-        return self.tstat ** 2
+        return self.tstat**2
 
     @property
     def significant(self) -> bool | None:
@@ -188,20 +191,18 @@ class CadVsRadResult:
             f"{self.fom}{fpf}, {self.method} (treatment {self.treatment}, {self.n_cases} cases)",
             f"  detector FOM {self.fom_cad:.4f}; radiologists' mean {self.avg_rad_fom:.4f} "
             f"(range {np.min(self.fom_rad):.4f}-{np.max(self.fom_rad):.4f})",
-            f"  radiologists - detector: {self.avg_diff_fom:+.4f}, {level} CI "
-            f"({lo:+.4f}, {hi:+.4f})",
+            f"  radiologists - detector: {self.avg_diff_fom:+.4f}, {level} CI ({lo:+.4f}, {hi:+.4f})",
         ]
         if math.isnan(self.pval):
             lines.append("  no test: " + "; ".join(self.notes))
         else:
             p = f"{self.pval:.2e}" if self.pval < 1e-4 else f"{self.pval:.4f}"
             verdict = (
-                ("the radiologists are better than the detector" if self.avg_diff_fom > 0
-                 else "the detector is better than the radiologists")
-                if self.significant else "no significant difference"
+                ("the radiologists are better than the detector" if self.avg_diff_fom > 0 else "the detector is better than the radiologists")
+                if self.significant
+                else "no significant difference"
             )
-            lines.append(f"  t = {self.tstat:.3f} on {self.df:.2f} df, p = {p}: {verdict} "
-                         f"at alpha = {self.alpha:g}")
+            lines.append(f"  t = {self.tstat:.3f} on {self.df:.2f} df, p = {p}: {verdict} at alpha = {self.alpha:g}")
             lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)
 
@@ -225,21 +226,24 @@ def _var_cov2(cov: np.ndarray) -> tuple[float, float]:
     return var, cov2
 
 
-def _t_parts(mean: float, ms_den: float, var_r: float, n_r: int, rrrc: bool, alpha: float,
-             scale: float, notes: list[str]) -> tuple[float, float, float, float, tuple[float, float]]:
+def _t_parts(
+    mean: float, ms_den: float, var_r: float, n_r: int, rrrc: bool, alpha: float, scale: float, notes: list[str]
+) -> tuple[float, float, float, float, tuple[float, float]]:
     """(se, t, df, p, ci) of a mean from the single-treatment (OR) denominator."""
     from analysis.stats._distributions import t_quantile, t_two_sided_p
 
     if rrrc:
-        df = math.inf if var_r <= _NOISE * scale ** 2 else ms_den ** 2 / (var_r ** 2 / (n_r - 1))
+        df = math.inf if var_r <= _NOISE * scale**2 else ms_den**2 / (var_r**2 / (n_r - 1))
     else:
         df = float(n_r - 1)
-    if not (ms_den > _NOISE * scale ** 2):
+    if not (ms_den > _NOISE * scale**2):
         notes.append(
             "the variance of the mean difference is zero (within floating-point noise): "
-            + ("the radiologist-minus-detector differences vary neither between readers nor "
-               "over case samples" if rrrc else
-               "every radiologist differs from the detector by the same amount")
+            + (
+                "the radiologist-minus-detector differences vary neither between readers nor over case samples"
+                if rrrc
+                else "every radiologist differs from the detector by the same amount"
+            )
             + ", so no test is possible"
         )
         return 0.0, math.nan, df, math.nan, (mean, mean)
@@ -293,10 +297,7 @@ def cad_vs_rad(
     rad = np.asarray(fom_rad, dtype=float).ravel()
     n_r = rad.size
     if n_r < 2:
-        raise ObserverDataError(
-            f"comparing the detector with radiologists needs at least 2 radiologists besides "
-            f"the detector; got {n_r}."
-        )
+        raise ObserverDataError(f"comparing the detector with radiologists needs at least 2 radiologists besides the detector; got {n_r}.")
     cad = float(fom_cad)
     if not (np.all(np.isfinite(rad)) and math.isfinite(cad)):
         raise ObserverDataError("a figure of merit is NaN; check that the data define the FOM.")
@@ -314,14 +315,14 @@ def cad_vs_rad(
         jc = np.asarray(jk_cad, dtype=float).ravel()
         jr = np.asarray(jk_rad, dtype=float)
         if jr.shape != (n_r, jc.size):
-            raise ObserverDataError(
-                f"jk_rad must have shape (J, K) = ({n_r}, {jc.size}); got {jr.shape}.")
+            raise ObserverDataError(f"jk_rad must have shape (J, K) = ({n_r}, {jc.size}); got {jr.shape}.")
         if jc.size < 2:
             raise ObserverDataError("the jackknife needs at least 2 cases.")
         if not (np.all(np.isfinite(jc)) and np.all(np.isfinite(jr))):
             raise ObserverDataError(
                 "a jackknife FOM is NaN (deleting one case leaves the FOM undefined, e.g. the "
-                "only normal or abnormal case); 1T-RRRC needs at least 2 cases of each kind.")
+                "only normal or abnormal case); 1T-RRRC needs at least 2 cases of each kind."
+            )
         n_cases = n_cases if n_cases is not None else jc.size
         var_error, cov2 = _var_cov2(_jk_cov(jr - jc[None, :]))
         ms_den = var_r + n_r * max(cov2, 0.0)
@@ -336,10 +337,27 @@ def cad_vs_rad(
     if rrrc and cov2 < 0:
         notes.append(f"cov2 = {cov2:.3g} < 0 was truncated at 0 in the denominator (Hillis)")
     return CadVsRadResult(
-        method=method, fom=fom, fpf=fpf, treatment=str(treatment), cad_reader=str(cad_reader),
-        readers=readers, fom_cad=cad, fom_rad=rad, avg_rad_fom=avg_rad, avg_diff_fom=avg_diff,
-        ci_avg_diff_fom=ci, ci_avg_rad_fom=ci_rad, var_r=var_r, var_error=var_error, cov2=cov2,
-        se=se, tstat=t, df=df, pval=p, alpha=float(alpha), n_cases=int(n_cases or 0),
+        method=method,
+        fom=fom,
+        fpf=fpf,
+        treatment=str(treatment),
+        cad_reader=str(cad_reader),
+        readers=readers,
+        fom_cad=cad,
+        fom_rad=rad,
+        avg_rad_fom=avg_rad,
+        avg_diff_fom=avg_diff,
+        ci_avg_diff_fom=ci,
+        ci_avg_rad_fom=ci_rad,
+        var_r=var_r,
+        var_error=var_error,
+        cov2=cov2,
+        se=se,
+        tstat=t,
+        df=df,
+        pval=p,
+        alpha=float(alpha),
+        n_cases=int(n_cases or 0),
         notes=tuple(notes),
     )
 
@@ -393,16 +411,15 @@ def st_cad_vs_rad(
             raise ObserverDataError(
                 f"the study has {data.n_treatments} treatments {list(data.treatments)}; the "
                 "detector is compared with the radiologists within one treatment: choose it "
-                "(treatment=... / --treatment).")
+                "(treatment=... / --treatment)."
+            )
         treatment = data.treatments[0]
     treatment = str(treatment)
     if treatment not in data.treatments:
         raise ObserverDataError(f"unknown treatment {treatment!r}; the study has {list(data.treatments)}.")
     cad_reader = str(cad_reader) if cad_reader is not None else data.readers[0]
     if cad_reader not in data.readers:
-        raise ObserverDataError(
-            f"the detector's reader ID {cad_reader!r} is not in the study; readers are "
-            f"{list(data.readers)}.")
+        raise ObserverDataError(f"the detector's reader ID {cad_reader!r} is not in the study; readers are {list(data.readers)}.")
     rads = tuple(r for r in data.readers if r != cad_reader)
     order = (cad_reader,) + rads
     if isinstance(data, LrocData):
@@ -426,9 +443,18 @@ def st_cad_vs_rad(
         fpf_out = None
         n_used = len(fom_case_ids(sub, fom))
     return cad_vs_rad(
-        theta[0], theta[1:], None if jk is None else jk[0], None if jk is None else jk[1:],
-        method=method, alpha=alpha, fom=fom, fpf=fpf_out, treatment=treatment,
-        cad_reader=cad_reader, readers=rads, n_cases=n_used,
+        theta[0],
+        theta[1:],
+        None if jk is None else jk[0],
+        None if jk is None else jk[1:],
+        method=method,
+        alpha=alpha,
+        fom=fom,
+        fpf=fpf_out,
+        treatment=treatment,
+        cad_reader=cad_reader,
+        readers=rads,
+        n_cases=n_used,
     )
 
 
@@ -437,7 +463,7 @@ def st_cad_vs_rad(
 # ----------------------------------------------------------------------------------------------
 
 
-def cad_marks_from_case_marks(case_marks: Sequence[Any]) -> pd.DataFrame:  # noqa: F821
+def cad_marks_from_case_marks(case_marks: Sequence[Any]) -> pd.DataFrame:
     """Detector marks (``detector.froc.CaseMarks``) as the CAD marks table.
 
     Returns a DataFrame with columns ``case_id, lesion_id, rating``: one row per
@@ -455,7 +481,7 @@ def cad_marks_from_case_marks(case_marks: Sequence[Any]) -> pd.DataFrame:  # noq
     return pd.DataFrame(rows, columns=["case_id", "lesion_id", "rating"])
 
 
-def read_cad_marks(path: str) -> pd.DataFrame:  # noqa: F821
+def read_cad_marks(path: str) -> pd.DataFrame:
     """Read the detector's marks from a CSV file (see ``docs/analysis-methods.md``).
 
     Columns (case-insensitive): ``case_id``, ``rating`` and optional ``lesion_id`` (empty for a
@@ -473,14 +499,21 @@ def read_cad_marks(path: str) -> pd.DataFrame:  # noqa: F821
     cols = {c.strip().lower().replace(" ", "_"): c for c in df.columns}
     missing = [c for c in ("case_id", "rating") if c not in cols]
     if missing:
-        raise ObserverDataError(Problem(
-            f"the CAD marks file needs columns case_id and rating (and lesion_id for a hit); "
-            f"missing {missing}; the header has {list(df.columns)}.", file=str(path), row=1))
-    out = pd.DataFrame({
-        "case_id": df[cols["case_id"]].str.strip(),
-        "lesion_id": df[cols["lesion_id"]].str.strip() if "lesion_id" in cols else "",
-        "rating": df[cols["rating"]].str.strip(),
-    })
+        raise ObserverDataError(
+            Problem(
+                f"the CAD marks file needs columns case_id and rating (and lesion_id for a hit); "
+                f"missing {missing}; the header has {list(df.columns)}.",
+                file=str(path),
+                row=1,
+            )
+        )
+    out = pd.DataFrame(
+        {
+            "case_id": df[cols["case_id"]].str.strip(),
+            "lesion_id": df[cols["lesion_id"]].str.strip() if "lesion_id" in cols else "",
+            "rating": df[cols["rating"]].str.strip(),
+        }
+    )
     problems = []
     ratings = []
     for n, (c, r) in enumerate(zip(out["case_id"], out["rating"]), start=2):
@@ -489,22 +522,19 @@ def read_cad_marks(path: str) -> pd.DataFrame:  # noqa: F821
             if math.isnan(x) or x == math.inf:
                 raise ValueError
         except ValueError:
-            problems.append(Problem(f"rating {r!r} is not a number.", file=str(path), row=n,
-                                    column=cols["rating"]))
+            problems.append(Problem(f"rating {r!r} is not a number.", file=str(path), row=n, column=cols["rating"]))
             x = math.nan
         if not c:
-            problems.append(Problem("the case_id is empty.", file=str(path), row=n,
-                                    column=cols["case_id"]))
+            problems.append(Problem("the case_id is empty.", file=str(path), row=n, column=cols["case_id"]))
         ratings.append(x)
     if problems:
         raise ObserverDataError(problems)
     out["rating"] = ratings
-    out["lesion_id"] = ["" if v.lower() in ("", "nan", "none", "0") else v
-                        for v in out["lesion_id"]]
+    out["lesion_id"] = ["" if v.lower() in ("", "nan", "none", "0") else v for v in out["lesion_id"]]
     return out
 
 
-def _normalise_marks(marks: pd.DataFrame) -> pd.DataFrame:  # noqa: F821
+def _normalise_marks(marks: pd.DataFrame) -> pd.DataFrame:
     """case_id as str, lesion_id as str ("" = no lesion; None/NaN/empty in), rating as float."""
     import pandas as pd
 
@@ -518,15 +548,20 @@ def _normalise_marks(marks: pd.DataFrame) -> pd.DataFrame:  # noqa: F821
             return ""
         return _id_str(v)
 
-    return pd.DataFrame({
-        "case_id": [_id_str(c) for c in marks["case_id"]],
-        "lesion_id": [lesion(v) for v in lids],
-        "rating": marks["rating"].astype(float).to_numpy(),
-    })
+    return pd.DataFrame(
+        {
+            "case_id": [_id_str(c) for c in marks["case_id"]],
+            "lesion_id": [lesion(v) for v in lids],
+            "rating": marks["rating"].astype(float).to_numpy(),
+        }
+    )
 
 
 def add_cad_reader(
-    data: StudyData, marks: pd.DataFrame, *, reader_id: str = "CAD"  # noqa: F821
+    data: StudyData,
+    marks: pd.DataFrame,
+    *,
+    reader_id: str = "CAD",
 ) -> StudyData:
     """The study with the detector added as the first reader, in every treatment.
 
@@ -559,15 +594,15 @@ def add_cad_reader(
     reader_id = str(reader_id)
     marks = _normalise_marks(marks)
     if reader_id in data.readers:
-        raise ObserverDataError(
-            f"reader ID {reader_id!r} of the detector is already a reader of the study; choose "
-            "another (--cad-reader).")
+        raise ObserverDataError(f"reader ID {reader_id!r} of the detector is already a reader of the study; choose another (--cad-reader).")
     cases = set(data.case_ids)
     unknown = sorted(set(marks["case_id"]) - cases)
     if unknown:
-        raise ObserverDataError(Problem(
-            f"the detector marks name {len(unknown)} case(s) that are not in the study, e.g. "
-            f"{unknown[:5]}; give marks on the study's cases only."))
+        raise ObserverDataError(
+            Problem(
+                f"the detector marks name {len(unknown)} case(s) that are not in the study, e.g. {unknown[:5]}; give marks on the study's cases only."
+            )
+        )
     n_i = data.n_treatments
     if isinstance(data, LrocData):
         k1 = data.n_normal
@@ -578,15 +613,15 @@ def add_cad_reader(
         ai = {c: i for i, c in enumerate(data.abnormal_cases)}
         on_normal = [c for c, lid in zip(marks["case_id"], marks["lesion_id"]) if lid and c in ni]
         if on_normal:
-            raise ObserverDataError(Problem(
-                f"{len(on_normal)} detector mark(s) give a lesion_id on a normal case, e.g. case "
-                f"{on_normal[0]!r}; a normal case has no lesion: leave lesion_id empty."))
-        bad = [(c, lid) for c, lid in zip(marks["case_id"], marks["lesion_id"])
-               if lid and c in ai and lid != "1"]
+            raise ObserverDataError(
+                Problem(
+                    f"{len(on_normal)} detector mark(s) give a lesion_id on a normal case, e.g. case "
+                    f"{on_normal[0]!r}; a normal case has no lesion: leave lesion_id empty."
+                )
+            )
+        bad = [(c, lid) for c, lid in zip(marks["case_id"], marks["lesion_id"]) if lid and c in ai and lid != "1"]
         if bad:
-            raise ObserverDataError(Problem(
-                f"LROC cases have one lesion, ID 1; detector mark on case {bad[0][0]!r} names "
-                f"lesion {bad[0][1]!r}."))
+            raise ObserverDataError(Problem(f"LROC cases have one lesion, ID 1; detector mark on case {bad[0][0]!r} names lesion {bad[0][1]!r}."))
         best = marks.sort_values("rating", ascending=False, kind="stable").drop_duplicates("case_id")
         for c, lid, r in zip(best["case_id"], best["lesion_id"], best["rating"]):
             if c in ni:
@@ -599,9 +634,16 @@ def add_cad_reader(
         def stack(own: np.ndarray, x: np.ndarray) -> np.ndarray:
             return np.concatenate([np.broadcast_to(x, (n_i, 1, x.size)), own], axis=1)
 
-        return LrocData(data.treatments, (reader_id,) + data.readers, data.normal_cases,
-                        data.abnormal_cases, stack(data.fp, fp), stack(data.cl, cl),
-                        stack(data.il, il), data.name)
+        return LrocData(
+            data.treatments,
+            (reader_id,) + data.readers,
+            data.normal_cases,
+            data.abnormal_cases,
+            stack(data.fp, fp),
+            stack(data.cl, cl),
+            stack(data.il, il),
+            data.name,
+        )
 
     if data.paradigm == "ROC":
         k1 = data.n_normal
@@ -616,15 +658,16 @@ def add_cad_reader(
                     ll_new[k - k1, 0] = case_max[c]
         max_nl = data.max_nl
     else:
-        lesion_index = {(c, les.id): (k2, l) for k2, (c, case) in
-                        enumerate(zip(data.abnormal_cases, data.lesions)) for l, les in enumerate(case)}
-        bad = [(c, lid) for c, lid in zip(marks["case_id"], marks["lesion_id"])
-               if lid and (c, lid) not in lesion_index]
+        lesion_index = {(c, les.id): (k2, l) for k2, (c, case) in enumerate(zip(data.abnormal_cases, data.lesions)) for l, les in enumerate(case)}
+        bad = [(c, lid) for c, lid in zip(marks["case_id"], marks["lesion_id"]) if lid and (c, lid) not in lesion_index]
         if bad:
-            raise ObserverDataError(Problem(
-                f"{len(bad)} detector mark(s) name a lesion that the case does not have, e.g. "
-                f"case {bad[0][0]!r} lesion {bad[0][1]!r}; leave lesion_id empty for a mark "
-                "that hit no lesion."))
+            raise ObserverDataError(
+                Problem(
+                    f"{len(bad)} detector mark(s) name a lesion that the case does not have, e.g. "
+                    f"case {bad[0][0]!r} lesion {bad[0][1]!r}; leave lesion_id empty for a mark "
+                    "that hit no lesion."
+                )
+            )
         case_index = {c: k for k, c in enumerate(data.case_ids)}
         ll_new = np.full((data.n_abnormal, data.max_ll), -np.inf)
         nl_lists: dict[int, list[float]] = {}
@@ -646,8 +689,14 @@ def add_cad_reader(
     if groups:
         groups[reader_id] = "detector"
     return ObserverData(
-        treatments=data.treatments, readers=(reader_id,) + data.readers,
-        normal_cases=data.normal_cases, abnormal_cases=data.abnormal_cases,
-        lesions=data.lesions, nl=nl, ll=ll, paradigm=data.paradigm, reader_groups=groups,
+        treatments=data.treatments,
+        readers=(reader_id,) + data.readers,
+        normal_cases=data.normal_cases,
+        abnormal_cases=data.abnormal_cases,
+        lesions=data.lesions,
+        nl=nl,
+        ll=ll,
+        paradigm=data.paradigm,
+        reader_groups=groups,
         name=data.name,
     )

@@ -67,8 +67,7 @@ class RichTable:
         self.columns: list[tuple[str, str]] = []
         self.rows: list[list[Text]] = []
 
-    def add_column(self, header: str = "", justify: str = "left", style: str | None = None,
-                   **_rich_options: object) -> None:
+    def add_column(self, header: str = "", justify: str = "left", style: str | None = None, **_rich_options: object) -> None:
         self.columns.append((header, justify))
 
     def add_row(self, *cells: object) -> None:
@@ -102,9 +101,17 @@ class RichTable:
 
 #: Python argument names in messages shared with the Python API -> this command's option names.
 _OPTION_OF = {
-    "method": "--method", "analyses": "--analysis", "analysis": "--analysis", "covariance": "--covariance", "fom": "--fom",
-    "alpha": "--alpha", "n_bootstraps": "--bootstraps", "random_state": "--seed", "backend": "--backend",
-    "target_power": "--target-power", "effect_size": "--effect-size",
+    "method": "--method",
+    "analyses": "--analysis",
+    "analysis": "--analysis",
+    "covariance": "--covariance",
+    "fom": "--fom",
+    "alpha": "--alpha",
+    "n_bootstraps": "--bootstraps",
+    "random_state": "--seed",
+    "backend": "--backend",
+    "target_power": "--target-power",
+    "effect_size": "--effect-size",
 }
 _ARG_RE = re.compile(r"\b(" + "|".join(sorted(_OPTION_OF, key=len, reverse=True)) + r")\s*=\s*(?:'([^']*)'|\"([^\"]*)\"|([\w.+-]+))")
 
@@ -210,17 +217,20 @@ def _fom_table(result_or_foms, treatments, readers, title: str) -> RichTable:
 def _comparison_table(title: str, comparisons, level: str) -> RichTable:
     per_reader = any(c.reader is not None for c in comparisons)
     table = RichTable(title=title, title_justify="left")
-    cols = (["Reader"] if per_reader else []) + [
-        "Comparison", "Difference", "SE", "df", "t/z", "p", f"{level} CI lower", "upper"
-    ]
+    cols = (["Reader"] if per_reader else []) + ["Comparison", "Difference", "SE", "df", "t/z", "p", f"{level} CI lower", "upper"]
     for col in cols:
         table.add_column(col, justify="left" if col in ("Reader", "Comparison") else "right")
     for c in comparisons:
         table.add_row(
             *([c.reader] if per_reader else []),
-            f"{c.treatments[0]} - {c.treatments[1]}", _num(c.estimate), _num(c.se),
-            _num(c.df, 2) if c.df is not None else "z", _num(c.statistic, 3), _p(c.p_value),
-            _num(c.ci_lower), _num(c.ci_upper),
+            f"{c.treatments[0]} - {c.treatments[1]}",
+            _num(c.estimate),
+            _num(c.se),
+            _num(c.df, 2) if c.df is not None else "z",
+            _num(c.statistic, 3),
+            _p(c.p_value),
+            _num(c.ci_lower),
+            _num(c.ci_upper),
         )
     return table
 
@@ -240,8 +250,10 @@ def _print_result(result) -> None:
 
         test = res.test_text(_num)
         verdict = (
-            "[green]significant[/]" if res.p_value < result.alpha else "not significant"
-        ) if not math.isnan(res.p_value) else "[yellow]no p-value: degenerate data, see the note below[/]"
+            ("[green]significant[/]" if res.p_value < result.alpha else "not significant")
+            if not math.isnan(res.p_value)
+            else "[yellow]no p-value: degenerate data, see the note below[/]"
+        )
         console.print()
         console.print(f"[bold cyan]{name}[/] ({ANALYSIS_DESCRIPTIONS[name]})")
         console.print(f"  Equal-FOM test: {test}, p = {_p(res.p_value)} ({verdict} at alpha = {result.alpha:g})")
@@ -251,15 +263,16 @@ def _print_result(result) -> None:
             trt.add_column(col, justify="right" if col != "Treatment" else "left")
         for t in res.treatment_cis:
             trt.add_row(
-                t.treatment, _num(t.estimate), _num(t.se),
+                t.treatment,
+                _num(t.estimate),
+                _num(t.se),
                 "z" if t.normal_reference else (_num(t.df, 2) if t.df is not None else "-"),
-                _num(t.ci_lower), _num(t.ci_upper),
+                _num(t.ci_lower),
+                _num(t.ci_upper),
             )
         console.print(trt)
         if res.reader_differences:
-            console.print(
-                _comparison_table(f"{name}: treatment differences for each reader", res.reader_differences, level)
-            )
+            console.print(_comparison_table(f"{name}: treatment differences for each reader", res.reader_differences, level))
         for w in res.warnings:
             console.print(f"  [yellow]Warning:[/] {w}")
     other = [w for w in result.warnings if all(w not in a.warnings for a in result.analyses.values())]
@@ -287,9 +300,7 @@ def fom_command(
         except ValueError as exc:
             _fail(str(exc))
         console.print(_fom_table(foms, data.treatments, data.readers, f"{name} — {file.name}"))
-        doc["foms"][name] = {
-            t: {r: float(foms[i, j]) for j, r in enumerate(data.readers)} for i, t in enumerate(data.treatments)
-        }
+        doc["foms"][name] = {t: {r: float(foms[i, j]) for j, r in enumerate(data.readers)} for i, t in enumerate(data.treatments)}
     if json_out is not None:
         doc.update(Provenance.from_file(file).to_dict())
         doc["backend"] = "python"
@@ -302,16 +313,22 @@ def st_command(
     file: Path = typer.Argument(..., help=_FILE_HELP),
     fom: str = typer.Option("wAFROC", "--fom", "-f", help=_FOM_HELP),
     method: str = typer.Option(
-        "OR", "--method", "-m",
+        "OR",
+        "--method",
+        "-m",
         help="OR (Obuchowski-Rockette, default), DBM (Dorfman-Berbaum-Metz) or BOTH (DBM then OR, one file read; "
-        "--json then holds {\"DBM\": ..., \"OR\": ...}). Both give the same RRRC result with the jackknife.",
+        '--json then holds {"DBM": ..., "OR": ...}). Both give the same RRRC result with the jackknife.',
     ),
     analysis: str = typer.Option(
-        "ALL", "--analysis", "-a",
+        "ALL",
+        "--analysis",
+        "-a",
         help="RRRC (random readers and cases: the primary result), FRRC (these readers only), RRFC (these cases only) or ALL.",
     ),
     covariance: str = typer.Option(
-        "jackknife", "--covariance", "-c",
+        "jackknife",
+        "--covariance",
+        "-c",
         help="How case-sampling variability is estimated (OR only): jackknife (any FOM), delong or bootstrap (Wilcoxon, HrAuc, wAFROC).",
     ),
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level; confidence intervals are 1 - alpha."),
@@ -319,7 +336,8 @@ def st_command(
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed of the bootstrap (same seed, same result)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full result as JSON (docs/analysis-json.md)."),
     backend: str = typer.Option(
-        "python", "--backend",
+        "python",
+        "--backend",
         help="python (default) or rjafroc: the same analysis computed by R's RJafroc through rpy2 (needs R, RJafroc and pip install '.[rjafroc]'; jackknife only).",
     ),
 ) -> None:
@@ -346,18 +364,28 @@ def st_command(
 
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done)
+
     methods = ["DBM", "OR"] if method.strip().upper() == "BOTH" else [method]
     results = []
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # degenerate-data notes are printed from the result
             for one in methods:
-                results.append(significance_test(
-                    data, fom, method=one, analyses=analysis, covariance=covariance, alpha=alpha,
-                    n_bootstraps=n_bootstraps, random_state=seed, backend=backend.lower(),
-                    provenance=Provenance.from_file(file),
-                    progress=progress,
-                ))
+                results.append(
+                    significance_test(
+                        data,
+                        fom,
+                        method=one,
+                        analyses=analysis,
+                        covariance=covariance,
+                        alpha=alpha,
+                        n_bootstraps=n_bootstraps,
+                        random_state=seed,
+                        backend=backend.lower(),
+                        provenance=Provenance.from_file(file),
+                        progress=progress,
+                    )
+                )
     except BackendNotAvailableError as exc:
         _fail(str(exc))
     except ValueError as exc:
@@ -382,29 +410,42 @@ def power_command(
     file: Path = typer.Argument(..., help="Pilot study file (" + _FILE_HELP + ")"),
     fom: str = typer.Option("wAFROC", "--fom", "-f", help=_FOM_HELP),
     method: str = typer.Option(
-        "DBM", "--method", "-m",
+        "DBM",
+        "--method",
+        "-m",
         help="DBM (default; RJafroc's default: DBM variance components converted to OR, Hillis et al. 2011), "
         "DBM-HB2004 (Hillis-Berbaum 2004) or OR (Obuchowski-Rockette components, Hillis et al. 2011).",
     ),
     treatments: Optional[str] = typer.Option(
-        None, "--treatments", "-t",
+        None,
+        "--treatments",
+        "-t",
         help="The two treatments to compare, 'A,B' (required when the pilot has more than two).",
     ),
     effect_size: Optional[float] = typer.Option(
-        None, "--effect-size", "-d",
+        None,
+        "--effect-size",
+        "-d",
         help="FOM difference the planned study should detect, between 0 and 1 (default: the pilot's observed difference of the two treatments).",
     ),
     readers: List[int] = typer.Option(
-        [], "--readers", "-j", help="Number(s) of readers in the planned study; repeat for several (default 3 to 10).",
+        [],
+        "--readers",
+        "-j",
+        help="Number(s) of readers in the planned study; repeat for several (default 3 to 10).",
     ),
     cases: Optional[int] = typer.Option(
-        None, "--cases", "-k", help="Number of cases: print the power for it instead of the cases needed.",
+        None,
+        "--cases",
+        "-k",
+        help="Number of cases: print the power for it instead of the cases needed.",
     ),
     target_power: float = typer.Option(0.8, "--target-power", help="Power the planned study should reach."),
     analysis: str = typer.Option("RRRC", "--analysis", "-a", help="RRRC (default), FRRC, RRFC or ALL."),
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level of the planned study."),
     max_cases: int = typer.Option(
-        2000, "--max-cases",
+        2000,
+        "--max-cases",
         help="Search limit for the number of cases (RJafroc's: 2000; where it is not enough RJafroc reports 2001, here '> 2000').",
     ),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the table as JSON."),
@@ -436,8 +477,9 @@ def power_command(
     if treatments is not None:
         chosen = [t.strip() for t in treatments.split(",") if t.strip()]
         if len(chosen) != 2:
-            _fail(f"--treatments takes two treatment IDs separated by a comma, e.g. --treatments "
-                  f"{','.join(data.treatments[:2])}; got {treatments!r}.")
+            _fail(
+                f"--treatments takes two treatment IDs separated by a comma, e.g. --treatments {','.join(data.treatments[:2])}; got {treatments!r}."
+            )
     try:
         route = power_method(method)
         analyses = iter_analyses(analysis)
@@ -454,10 +496,7 @@ def power_command(
         )
         console.print(f"Method: {route}: {pilot.description}", highlight=False)
         if cases is not None:
-            rows = [
-                study_power(pilot, n_readers=j, n_cases=cases, effect_size=d, analysis=a, alpha=alpha)
-                for a in analyses for j in readers_list
-            ]
+            rows = [study_power(pilot, n_readers=j, n_cases=cases, effect_size=d, analysis=a, alpha=alpha) for a in analyses for j in readers_list]
             table = RichTable(title=f"Power with {cases} cases", title_justify="left")
             for col in ("Analysis", "Readers", "Cases", "Power", "ddf"):
                 table.add_column(col, justify="right")
@@ -467,15 +506,21 @@ def power_command(
             doc = {"power": [r.to_dict() for r in rows]}
         else:
             tab = power_table(
-                pilot, readers=readers_list, target_power=target_power, effect_size=d,
-                analyses=analyses, alpha=alpha, max_cases=max_cases,
+                pilot,
+                readers=readers_list,
+                target_power=target_power,
+                effect_size=d,
+                analyses=analyses,
+                alpha=alpha,
+                max_cases=max_cases,
             )
             table = RichTable(title=f"Cases needed for power {target_power:g}", title_justify="left")
             for col in ("Analysis", "Readers", "Cases", "Power"):
                 table.add_column(col, justify="right")
             for r in tab.rows:
                 table.add_row(
-                    r.analysis, str(r.n_readers),
+                    r.analysis,
+                    str(r.n_readers),
                     str(r.n_cases) if r.n_cases is not None else f"> {r.max_cases} (RJafroc: {r.max_cases + 1})",
                     _num(r.power),
                 )
@@ -491,9 +536,18 @@ def power_command(
         _fail(str(exc))
     if json_out is not None:
         doc.update(prov.to_dict())
-        doc.update({"fom": fom, "method": pilot.method, "method_description": pilot.description,
-                    "treatments": pair, "effect_size": d, "alpha": alpha, "max_cases": max_cases,
-                    "backend": "python"})
+        doc.update(
+            {
+                "fom": fom,
+                "method": pilot.method,
+                "method_description": pilot.description,
+                "treatments": pair,
+                "effect_size": d,
+                "alpha": alpha,
+                "max_cases": max_cases,
+                "backend": "python",
+            }
+        )
         _write_json(json_out, doc)
         console.print(f"Wrote {json_out}")
 
@@ -501,14 +555,13 @@ def power_command(
 @app.command("report")
 def report_command(
     file: Path = typer.Argument(..., help=_FILE_HELP),
-    study: Optional[str] = typer.Option(
-        None, "--study", "-s", help="Study name: the report's title and folder name (default: the file name)."
-    ),
+    study: Optional[str] = typer.Option(None, "--study", "-s", help="Study name: the report's title and folder name (default: the file name)."),
     fom: str = typer.Option("wAFROC", "--fom", "-f", help=_FOM_HELP),
     method: str = typer.Option("OR", "--method", "-m", help="OR (Obuchowski-Rockette, default) or DBM (Dorfman-Berbaum-Metz)."),
     out: Path = typer.Option(Path("reports"), "--out", "-o", help="Parent folder; the report goes to OUT/<study>/."),
     subgroups: str = typer.Option(
-        "auto", "--subgroups",
+        "auto",
+        "--subgroups",
         help="Comma-separated subgroups: reader_group, lesion_location, lesion_type (or lesion:<attribute>); "
         "'auto' (default) = all the file supports; 'none' = no subgroups.",
     ),
@@ -521,12 +574,14 @@ def report_command(
     pdf: bool = typer.Option(True, "--pdf/--no-pdf", help="Also write report.pdf (default: yes)."),
     backend: str = typer.Option("python", "--backend", help="python (default) or rjafroc (main analysis computed by RJafroc in R)."),
     cad_marks: Optional[Path] = typer.Option(
-        None, "--cad-marks",
+        None,
+        "--cad-marks",
         help="The detector's marks (CSV: case_id, rating, lesion_id; e.g. marks_<method>.csv of 'tsct detect evaluate'): "
         "adds the section 'The detector alone vs the radiologists' (1T-RRRC).",
     ),
     cad_treatment: Optional[str] = typer.Option(
-        None, "--cad-treatment",
+        None,
+        "--cad-treatment",
         help="Treatment in which the detector is compared with the radiologists (default: the unaided one, by name).",
     ),
 ) -> None:
@@ -541,7 +596,6 @@ def report_command(
 
     from analysis.report import write_report
     from analysis.significance import BackendNotAvailableError
-
     from analysis.subgroups import SUBGROUP_KINDS
     from tsct_files import OutputPathError, check_output_dir
 
@@ -579,11 +633,23 @@ def report_command(
         with Status("Analysing", console=err_console) as status, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             paths = write_report(
-                data, out, study_name=study or file.stem, fom=fom, method=method, covariance=covariance,
-                alpha=alpha, subgroups=kinds, input_path=file, backend=backend.lower(),
-                n_bootstraps=n_bootstraps, random_state=seed, pdf=pdf,
+                data,
+                out,
+                study_name=study or file.stem,
+                fom=fom,
+                method=method,
+                covariance=covariance,
+                alpha=alpha,
+                subgroups=kinds,
+                input_path=file,
+                backend=backend.lower(),
+                n_bootstraps=n_bootstraps,
+                random_state=seed,
+                pdf=pdf,
                 progress=lambda step: status.update(f"Report: {step}"),
-                cad_marks=marks, cad_treatment=cad_treatment, cad_marks_source=cad_marks.name if cad_marks else None,
+                cad_marks=marks,
+                cad_treatment=cad_treatment,
+                cad_marks_source=cad_marks.name if cad_marks else None,
             )
     except BackendNotAvailableError as exc:
         _fail(str(exc))
@@ -654,7 +720,8 @@ def crosscheck_command(
         err_console.print(
             "The Python engine alone is at your disposal: tsct analyze st FILE. Its results were checked "
             "against RJafroc 2.1.3 on RJafroc's example datasets to a relative 1e-9.",
-            highlight=False, soft_wrap=True,
+            highlight=False,
+            soft_wrap=True,
         )
         raise typer.Exit(3)
     data = _load(file)
@@ -679,7 +746,7 @@ def crosscheck_command(
 
 
 # ROC curve fitting (binormal, CBM, RSM): its command lives in analysis/fitting/cli.py.
-from analysis.fitting.cli import register as _register_fit  # light: imports typer only
+from analysis.fitting.cli import register as _register_fit  # noqa: E402 - light: imports typer only; registered after `app` exists
 
 _register_fit(app)
 

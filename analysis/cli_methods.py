@@ -51,19 +51,22 @@ def _load_any(path: Path):
 def cad_vs_rad_command(
     file: Path = typer.Argument(..., help="The radiologists' study (JAFROC .xlsx incl. LROC, .imrmc or .csv)."),
     cad_reader: Optional[str] = typer.Option(
-        None, "--cad-reader",
+        None,
+        "--cad-reader",
         help="Reader ID of the detector in FILE (default: the first reader, RJafroc's convention); "
         "with --cad-marks, the ID given to the detector (default CAD).",
     ),
     cad_marks: Optional[Path] = typer.Option(
-        None, "--cad-marks",
+        None,
+        "--cad-marks",
         help="CSV of the detector's marks on the same cases: case_id, rating, lesion_id (empty "
         "when the mark hit no lesion). See docs/analysis-methods.md.",
     ),
     fom: Optional[str] = typer.Option(
-        None, "--fom", "-f",
-        help="ROC: Wilcoxon (default). FROC: wAFROC (default) or another FROC FOM. LROC: PCL "
-        "(default), ALROC or Wilcoxon.",
+        None,
+        "--fom",
+        "-f",
+        help="ROC: Wilcoxon (default). FROC: wAFROC (default) or another FROC FOM. LROC: PCL (default), ALROC or Wilcoxon.",
     ),
     method: str = typer.Option("both", "--method", "-m", help="1T-RRRC (random readers and cases), 1T-RRFC (cases fixed) or both."),
     fpf: float = typer.Option(0.2, "--fpf", help="False-positive fraction for PCL / ALROC (RJafroc's FPFValue)."),
@@ -94,19 +97,16 @@ def cad_vs_rad_command(
             rid = cad_reader or "CAD"
             data = add_cad_reader(data, read_cad_marks(str(cad_marks)), reader_id=rid)
             cad_reader = rid
-        results = [st_cad_vs_rad(data, fom, cad_reader=cad_reader, method=m, fpf=fpf,
-                                 alpha=alpha, treatment=treatment) for m in methods]
+        results = [st_cad_vs_rad(data, fom, cad_reader=cad_reader, method=m, fpf=fpf, alpha=alpha, treatment=treatment) for m in methods]
     except ValueError as exc:
         _fail(str(exc))
     if cad_reader is None:
-        console.print(f"[dim]Detector = reader {results[0].cad_reader!r} (the first reader; "
-                      "choose another with --cad-reader).[/]")
+        console.print(f"[dim]Detector = reader {results[0].cad_reader!r} (the first reader; choose another with --cad-reader).[/]")
     for r in results:
         console.print(r.summary(), highlight=False)
         console.print()
     if json_out is not None:
-        doc = {"input": str(file), "backend": "python", "cadMarks": str(cad_marks) if cad_marks else None,
-               "results": [r.to_dict() for r in results]}
+        doc = {"input": str(file), "backend": "python", "cadMarks": str(cad_marks) if cad_marks else None, "results": [r.to_dict() for r in results]}
         _write_json_atomic(doc, json_out)
         console.print(f"Wrote {json_out}")
 
@@ -116,7 +116,9 @@ def lroc_command(
     file: Path = typer.Argument(..., help="LROC study: JAFROC .xlsx with Paradigm LROC."),
     fom: str = typer.Option("all", "--fom", "-f", help="PCL, ALROC, Wilcoxon or all."),
     fpf: float = typer.Option(0.2, "--fpf", help="False-positive fraction for PCL / ALROC (RJafroc's FPFValue)."),
-    to_roc: Optional[Path] = typer.Option(None, "--to-roc", help="Also write the ROC conversion (RJafroc DfLroc2Roc) to this .xlsx/.csv/.imrmc file."),
+    to_roc: Optional[Path] = typer.Option(
+        None, "--to-roc", help="Also write the ROC conversion (RJafroc DfLroc2Roc) to this .xlsx/.csv/.imrmc file."
+    ),
     st: bool = typer.Option(False, "--st", help="Also compare the treatments: Obuchowski-Rockette (jackknife) on --fom (PCL if 'all')."),
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level of --st."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the figures of merit (and the --st result) as JSON."),
@@ -164,8 +166,7 @@ def lroc_command(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # notes are printed from the result
-                result = lroc_significance_test(data, foms[0] if len(foms) == 1 else "PCL",
-                                                fpf=fpf, alpha=alpha)
+                result = lroc_significance_test(data, foms[0] if len(foms) == 1 else "PCL", fpf=fpf, alpha=alpha)
         except ValueError as exc:
             _fail(str(exc))
         console.print()
@@ -200,17 +201,19 @@ def split_plot_command(
         console.print(
             f"  RRRC treatment {e['treatment']}: {_num(e['estimate'])} (SE {_num(e['se'])}, df "
             f"{_num(e['df'], 2)}), {level} CI ({_num(e['ci_lower'])}, {_num(e['ci_upper'])})",
-            highlight=False)
+            highlight=False,
+        )
     for name in ("RRRC", "FRRC", "RRFC"):
         for c in result.analyses[name]["comparisons"]:
             df = "z" if c["df"] is None else _num(c["df"], 2)
             console.print(
                 f"  {name} {c['treatments'][0]} - {c['treatments'][1]}: {_num(c['estimate'])} "
                 f"(SE {_num(c['se'])}, df {df}, p {_p(c['p'])}), {level} CI "
-                f"({_num(c['ci_lower'])}, {_num(c['ci_upper'])})", highlight=False)
+                f"({_num(c['ci_lower'])}, {_num(c['ci_upper'])})",
+                highlight=False,
+            )
     if json_out is not None:
         doc = result.to_dict()
         doc["input"] = str(file)
         _write_json_atomic(doc, json_out)
         console.print(f"Wrote {json_out}")
-

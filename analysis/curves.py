@@ -73,20 +73,19 @@ def _check_kind(data: ObserverData, curve: str) -> None:
     if curve not in CURVES:
         raise ObserverDataError(f"Unknown curve {curve!r}; choose one of {', '.join(CURVES)}.")
     if data.paradigm == "ROC" and curve != "ROC":
-        raise ObserverDataError(
-            f"The {curve} curve needs FROC (mark-location) data; this study is ROC, so only the "
-            "ROC curve is defined."
-        )
+        raise ObserverDataError(f"The {curve} curve needs FROC (mark-location) data; this study is ROC, so only the ROC curve is defined.")
     if data.n_normal == 0 and curve in ("ROC", "AFROC", "wAFROC"):
-        raise ObserverDataError(
-            f"The {curve} curve needs normal cases and this study has none; use AFROC1 or "
-            "wAFROC1."
-        )
+        raise ObserverDataError(f"The {curve} curve needs normal cases and this study has none; use AFROC1 or wAFROC1.")
 
 
 def _points(
-    neg: np.ndarray, neg_w: np.ndarray, neg_norm: float,
-    pos: np.ndarray, pos_w: np.ndarray, pos_norm: float, extend: bool,
+    neg: np.ndarray,
+    neg_w: np.ndarray,
+    neg_norm: float,
+    pos: np.ndarray,
+    pos_w: np.ndarray,
+    pos_norm: float,
+    extend: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Operating points (threshold, x, y) with x(t) = sum(neg_w[neg >= t]) / neg_norm, etc."""
     values = np.concatenate([neg, pos])
@@ -137,18 +136,23 @@ def empirical_curve(data: ObserverData, curve: str, treatment: str, reader: str)
         t, x, y = _points(neg, np.ones(k1), k1, pos, np.ones(pos.size), pos.size, True)
     elif curve == "FROC":
         fin = np.isfinite(nl)
-        t, x, y = _points(nl[fin], np.ones(int(fin.sum())), k, ll[mask], np.ones(int(mask.sum())),
-                          data.n_lesions, False)
+        t, x, y = _points(nl[fin], np.ones(int(fin.sum())), k, ll[mask], np.ones(int(mask.sum())), data.n_lesions, False)
     else:
         weighted = curve.startswith("w")
         neg = fp if curve.endswith("1") else fp[:k1]
         w = data.lesion_weights[mask] if weighted else np.ones(int(mask.sum()))
-        t, x, y = _points(neg, np.ones(neg.size), neg.size, ll[mask], w,
-                          data.n_abnormal if weighted else data.n_lesions, True)
-    frame = pd.DataFrame({
-        "curve": curve, "treatment": treatment, "reader": reader,
-        "point": np.arange(t.size), "threshold": t, "x": x, "y": y,
-    })
+        t, x, y = _points(neg, np.ones(neg.size), neg.size, ll[mask], w, data.n_abnormal if weighted else data.n_lesions, True)
+    frame = pd.DataFrame(
+        {
+            "curve": curve,
+            "treatment": treatment,
+            "reader": reader,
+            "point": np.arange(t.size),
+            "threshold": t,
+            "x": x,
+            "y": y,
+        }
+    )
     frame.attrs["x_label"], frame.attrs["y_label"] = CURVE_AXES[curve]
     return frame
 
@@ -220,8 +224,7 @@ def average_curve(curves: Sequence[pd.DataFrame], *, method: str = "vertical") -
     if method == "vertical":
         if kind == "FROC":
             raise ObserverDataError(
-                "Vertical averaging needs a common abscissa range; FROC curves end at different "
-                "NLF values. Use method='threshold' for FROC curves."
+                "Vertical averaging needs a common abscissa range; FROC curves end at different NLF values. Use method='threshold' for FROC curves."
             )
         grid = np.unique(np.concatenate([c["x"].to_numpy() for c in curves]))
         lows, highs = [], []
@@ -260,10 +263,18 @@ def average_curve(curves: Sequence[pd.DataFrame], *, method: str = "vertical") -
         thresholds, xs_a, ys_a = thr, np.mean(xs_l, axis=0), np.mean(ys_l, axis=0)
     else:
         raise ObserverDataError(f"method must be 'vertical' or 'threshold', got {method!r}.")
-    frame = pd.DataFrame({
-        "curve": kind, "treatment": treatment, "reader": None, "point": np.arange(xs_a.size),
-        "threshold": thresholds, "x": xs_a, "y": ys_a, "average": method,
-    })
+    frame = pd.DataFrame(
+        {
+            "curve": kind,
+            "treatment": treatment,
+            "reader": None,
+            "point": np.arange(xs_a.size),
+            "threshold": thresholds,
+            "x": xs_a,
+            "y": ys_a,
+            "average": method,
+        }
+    )
     frame.attrs["x_label"], frame.attrs["y_label"] = CURVE_AXES[kind]
     return frame
 
@@ -282,14 +293,17 @@ def curve_auc(curves: pd.DataFrame) -> pd.DataFrame:
     if "average" not in frame.columns:
         frame["average"] = None
     keys = ["curve", "treatment", "reader", "average"]
-    for key, group in frame.groupby(
-        [frame[k].astype(object).where(frame[k].notna(), "") for k in keys], sort=False
-    ):
+    for key, group in frame.groupby([frame[k].astype(object).where(frame[k].notna(), "") for k in keys], sort=False):
         g = group.sort_values("point")
         x, y = g["x"].to_numpy(), g["y"].to_numpy()
         auc = float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2.0))
-        rows.append({
-            "curve": key[0], "treatment": key[1], "reader": key[2] or None,
-            "average": key[3] or None, "auc": auc,
-        })
+        rows.append(
+            {
+                "curve": key[0],
+                "treatment": key[1],
+                "reader": key[2] or None,
+                "average": key[3] or None,
+                "auc": auc,
+            }
+        )
     return pd.DataFrame(rows, columns=[*keys, "auc"])

@@ -146,9 +146,7 @@ class Lesion:
     def __post_init__(self) -> None:
         object.__setattr__(self, "id", str(self.id))
         object.__setattr__(self, "weight", float(self.weight))
-        object.__setattr__(
-            self, "attributes", {str(k): str(v) for k, v in dict(self.attributes).items()}
-        )
+        object.__setattr__(self, "attributes", {str(k): str(v) for k, v in dict(self.attributes).items()})
 
     def __hash__(self) -> int:  # attributes is a dict; hash the immutable parts
         return hash((self.id, self.weight, tuple(sorted(self.attributes.items()))))
@@ -175,10 +173,7 @@ def _as_id_tuple(values: Iterable[Any], what: str) -> tuple[str, ...]:
     seen: set[str] = set()
     dup = [v for v in out if v in seen or seen.add(v)]  # type: ignore[func-returns-value]
     if dup:
-        raise ObserverDataError(
-            f"{what} IDs must be unique; duplicated: {sorted(set(dup))}. Give each "
-            f"{what.lower()} a distinct ID."
-        )
+        raise ObserverDataError(f"{what} IDs must be unique; duplicated: {sorted(set(dup))}. Give each {what.lower()} a distinct ID.")
     if any(v == "" for v in out):
         raise ObserverDataError(f"{what} IDs must not be empty strings.")
     return out
@@ -269,17 +264,12 @@ class ObserverData(StudyShape):
         if not self.readers:
             raise ObserverDataError("The study has no readers; at least one is needed.")
         if not self.abnormal_cases:
-            raise ObserverDataError(
-                "The study has no abnormal cases; every figure of merit needs at least one "
-                "case with a lesion."
-            )
+            raise ObserverDataError("The study has no abnormal cases; every figure of merit needs at least one case with a lesion.")
 
         groups = {_id_str(k): str(v) for k, v in dict(self.reader_groups).items()}
         unknown = sorted(set(groups) - set(self.readers))
         if unknown:
-            raise ObserverDataError(
-                f"reader_groups names readers that are not in the study: {unknown}."
-            )
+            raise ObserverDataError(f"reader_groups names readers that are not in the study: {unknown}.")
         set_(self, "reader_groups", groups)
 
         # Lesions: normalise, check IDs and weights, renormalise weights exactly.
@@ -293,34 +283,24 @@ class ObserverData(StudyShape):
         problems: list[Problem] = []
         lesions_out: list[tuple[Lesion, ...]] = []
         for case_id, case_lesions in zip(self.abnormal_cases, lesions_in):
-            case_lesions = tuple(
-                les if isinstance(les, Lesion) else Lesion(**les) for les in case_lesions
-            )
+            case_lesions = tuple(les if isinstance(les, Lesion) else Lesion(**les) for les in case_lesions)
             if not case_lesions:
                 problems.append(Problem(f"abnormal case {case_id!r} has no lesions."))
                 lesions_out.append(case_lesions)
                 continue
             ids = [les.id for les in case_lesions]
             if len(set(ids)) != len(ids):
-                problems.append(
-                    Problem(f"case {case_id!r} has duplicated lesion IDs {ids}; make them unique.")
-                )
+                problems.append(Problem(f"case {case_id!r} has duplicated lesion IDs {ids}; make them unique."))
             w = np.array([les.weight for les in case_lesions])
             if not np.all(np.isfinite(w)) or np.any(w < 0):
-                problems.append(
-                    Problem(f"case {case_id!r} has lesion weights {w.tolist()}; weights must be "
-                            "finite and non-negative.")
-                )
+                problems.append(Problem(f"case {case_id!r} has lesion weights {w.tolist()}; weights must be finite and non-negative."))
             elif abs(w.sum() - 1.0) > _WEIGHT_TOLERANCE + 1e-9:
                 problems.append(
-                    Problem(f"the lesion weights of case {case_id!r} sum to {w.sum():.6g}, not 1; "
-                            "fix the weights (or give none for equal weights).")
+                    Problem(f"the lesion weights of case {case_id!r} sum to {w.sum():.6g}, not 1; fix the weights (or give none for equal weights).")
                 )
             else:
                 w = w / w.sum()
-                case_lesions = tuple(
-                    Lesion(les.id, float(wi), les.attributes) for les, wi in zip(case_lesions, w)
-                )
+                case_lesions = tuple(Lesion(les.id, float(wi), les.attributes) for les, wi in zip(case_lesions, w))
             lesions_out.append(case_lesions)
         if problems:
             raise ObserverDataError(problems)
@@ -332,20 +312,12 @@ class ObserverData(StudyShape):
         n_i, n_j, k1, k2 = len(self.treatments), len(self.readers), self.n_normal, self.n_abnormal
         max_ll = max(len(c) for c in self.lesions)
         if nl.ndim != 4 or nl.shape[:3] != (n_i, n_j, k1 + k2) or nl.shape[3] < 1:
-            raise ObserverDataError(
-                f"nl must have shape (I, J, K, max_nl) = ({n_i}, {n_j}, {k1 + k2}, >=1); "
-                f"got {nl.shape}."
-            )
+            raise ObserverDataError(f"nl must have shape (I, J, K, max_nl) = ({n_i}, {n_j}, {k1 + k2}, >=1); got {nl.shape}.")
         if ll.ndim != 4 or ll.shape[:3] != (n_i, n_j, k2) or ll.shape[3] < max_ll:
-            raise ObserverDataError(
-                f"ll must have shape (I, J, K2, max_ll) = ({n_i}, {n_j}, {k2}, >={max_ll}); "
-                f"got {ll.shape}."
-            )
+            raise ObserverDataError(f"ll must have shape (I, J, K2, max_ll) = ({n_i}, {n_j}, {k2}, >={max_ll}); got {ll.shape}.")
         if ll.shape[3] > max_ll:  # drop all-padding columns so max_ll is tight
             if np.any(np.isfinite(ll[..., max_ll:])):
-                raise ObserverDataError(
-                    "ll has finite ratings in padding slots beyond the last lesion of a case."
-                )
+                raise ObserverDataError("ll has finite ratings in padding slots beyond the last lesion of a case.")
             ll = ll[..., :max_ll]
         for arr, what in ((nl, "nl"), (ll, "ll")):
             bad = np.isnan(arr) | (arr == np.inf)
@@ -357,10 +329,7 @@ class ObserverData(StudyShape):
                 )
         pad = ~self.lesion_mask_for(self.lesions, max_ll)
         if np.any(np.isfinite(ll[:, :, pad])):
-            raise ObserverDataError(
-                "ll has finite ratings in padding slots (lesion index beyond the case's "
-                "number of lesions)."
-            )
+            raise ObserverDataError("ll has finite ratings in padding slots (lesion index beyond the case's number of lesions).")
         if self.paradigm == "ROC":
             if nl.shape[3] != 1 or ll.shape[3] != 1:
                 raise ObserverDataError(
@@ -369,10 +338,7 @@ class ObserverData(StudyShape):
                     "mark-based data."
                 )
             if np.any(np.isfinite(nl[:, :, k1:, :])):
-                raise ObserverDataError(
-                    "ROC data: an abnormal case's rating belongs in ll, not nl; nl on abnormal "
-                    "cases must be -inf."
-                )
+                raise ObserverDataError("ROC data: an abnormal case's rating belongs in ll, not nl; nl on abnormal cases must be -inf.")
         set_(self, "nl", _readonly(nl))
         set_(self, "ll", _readonly(ll))
 
@@ -464,8 +430,7 @@ class ObserverData(StudyShape):
             and dict(self.reader_groups) == dict(other.reader_groups)
             and self.lesion_ids == other.lesion_ids
             and np.allclose(self.lesion_weights, other.lesion_weights, rtol=0, atol=1e-12)
-            and [[les.attributes for les in c] for c in self.lesions]
-            == [[les.attributes for les in c] for c in other.lesions]
+            and [[les.attributes for les in c] for c in self.lesions] == [[les.attributes for les in c] for c in other.lesions]
         )
         if not same_meta or self.ll.shape != other.ll.shape:
             return False
@@ -590,17 +555,14 @@ class ObserverData(StudyShape):
             tp = tp[None]
         if fp.shape[:2] != tp.shape[:2]:
             raise ObserverDataError(
-                f"ratings_normal has (I, J) = {fp.shape[:2]} but ratings_abnormal has "
-                f"{tp.shape[:2]}; both need the same treatments and readers."
+                f"ratings_normal has (I, J) = {fp.shape[:2]} but ratings_abnormal has {tp.shape[:2]}; both need the same treatments and readers."
             )
         n_i, n_j, k1 = fp.shape
         k2 = tp.shape[2]
         treatments = treatments if treatments is not None else [str(i + 1) for i in range(n_i)]
         readers = readers if readers is not None else [str(j + 1) for j in range(n_j)]
         normal_cases = normal_cases if normal_cases is not None else [f"N{k + 1}" for k in range(k1)]
-        abnormal_cases = (
-            abnormal_cases if abnormal_cases is not None else [f"A{k + 1}" for k in range(k2)]
-        )
+        abnormal_cases = abnormal_cases if abnormal_cases is not None else [f"A{k + 1}" for k in range(k2)]
         nl = np.full((n_i, n_j, k1 + k2, 1), -np.inf)
         nl[:, :, :k1, 0] = fp
         ll = tp[..., None].copy()
@@ -631,10 +593,7 @@ class ObserverData(StudyShape):
             lesion; for ROC data every abnormal case, ``-inf`` included).
         """
         attrs = self.lesion_attribute_names()
-        rows = [
-            {"case_id": c, "lesion_id": None, "weight": 0.0, **{a: None for a in attrs}}
-            for c in self.normal_cases
-        ]
+        rows = [{"case_id": c, "lesion_id": None, "weight": 0.0, **{a: None for a in attrs}} for c in self.normal_cases]
         for c, case in zip(self.abnormal_cases, self.lesions):
             for les in case:
                 rows.append(
@@ -670,9 +629,7 @@ class ObserverData(StudyShape):
                         x = block[k2, l]
                         if roc or np.isfinite(x):
                             ll_rows.append((t, r, c, les.id, float(x)))
-        ll_df = pd.DataFrame(
-            ll_rows, columns=["treatment", "reader", "case_id", "lesion_id", "rating"]
-        )
+        ll_df = pd.DataFrame(ll_rows, columns=["treatment", "reader", "case_id", "lesion_id", "rating"])
         return truth, nl_df, ll_df
 
     # ------------------------------------------------------------------ subsets
@@ -729,9 +686,7 @@ class ObserverData(StudyShape):
             raise ObserverDataError(f"Select at least one {what}.")
         unknown = [x for x in ids if x not in available]
         if unknown:
-            raise ObserverDataError(
-                f"Unknown {what} ID(s) {unknown}; the study has {list(available)}."
-            )
+            raise ObserverDataError(f"Unknown {what} ID(s) {unknown}; the study has {list(available)}.")
         if len(set(ids)) != len(ids):
             raise ObserverDataError(f"{what} IDs selected more than once: {ids}.")
         return ids
@@ -776,17 +731,13 @@ class ObserverData(StudyShape):
         else:
             m = np.asarray(predicate, dtype=bool)
             if m.shape != mask.shape:
-                raise ObserverDataError(
-                    f"The lesion mask must have shape (K2, max_ll) = {mask.shape}; got {m.shape}."
-                )
+                raise ObserverDataError(f"The lesion mask must have shape (K2, max_ll) = {mask.shape}; got {m.shape}.")
             mask = m & self.lesion_mask
         if attributes:
             known = set(self.lesion_attribute_names())
             unknown = sorted(set(attributes) - known)
             if unknown:
-                raise ObserverDataError(
-                    f"Unknown lesion attribute(s) {unknown}; the lesions have {sorted(known)}."
-                )
+                raise ObserverDataError(f"Unknown lesion attribute(s) {unknown}; the lesions have {sorted(known)}.")
             for k, case in enumerate(self.lesions):
                 for l, les in enumerate(case):
                     for key, wanted in attributes.items():
@@ -795,9 +746,7 @@ class ObserverData(StudyShape):
                             mask[k, l] = False
         keep_case = mask.any(axis=1)
         if not keep_case.any():
-            raise ObserverDataError(
-                "No lesion matches the selection, so the subgroup has no abnormal cases."
-            )
+            raise ObserverDataError("No lesion matches the selection, so the subgroup has no abnormal cases.")
         kept = np.flatnonzero(keep_case)
         new_lesions = []
         new_max_ll = int(mask[kept].sum(axis=1).max())
@@ -873,9 +822,7 @@ def _frame(records: Any, what: str, required: Sequence[str]) -> pd.DataFrame:
         df = pd.DataFrame(columns=list(required))
     missing = [c for c in required if c not in df.columns]
     if missing:
-        raise ObserverDataError(
-            f"{what} lacks the column(s) {missing}; it has {list(df.columns)}."
-        )
+        raise ObserverDataError(f"{what} lacks the column(s) {missing}; it has {list(df.columns)}.")
     return df
 
 
@@ -945,9 +892,7 @@ def _build_from_frames(
 
     def problem(table: str, index: int, column: str | None, message: str) -> None:
         base = locate(tn[table], index, cn[table].get(column, column) if column else None)
-        problems.append(
-            Problem(message, file=base.file, sheet=base.sheet, row=base.row, column=base.column)
-        )
+        problems.append(Problem(message, file=base.file, sheet=base.sheet, row=base.row, column=base.column))
 
     # ---- truth
     reserved = {"case_id", "lesion_id", "weight"}
@@ -968,14 +913,20 @@ def _build_from_frames(
             case_order.append(cid)
         if lid_s is None:
             if cid in normal_rows:
-                problem("truth", idx, "case_id",
-                        f"normal case {cid!r} is listed twice (first at row "
-                        f"{locate(tn['truth'], normal_rows[cid], None).row}); delete the duplicate.")
+                problem(
+                    "truth",
+                    idx,
+                    "case_id",
+                    f"normal case {cid!r} is listed twice (first at row {locate(tn['truth'], normal_rows[cid], None).row}); delete the duplicate.",
+                )
                 continue
             if cid in case_lesions:
-                problem("truth", idx, "lesion_id",
-                        f"case {cid!r} is listed both as normal (no lesion) and with lesions; "
-                        "a case is either normal or abnormal.")
+                problem(
+                    "truth",
+                    idx,
+                    "lesion_id",
+                    f"case {cid!r} is listed both as normal (no lesion) and with lesions; a case is either normal or abnormal.",
+                )
                 continue
             normal_rows[cid] = idx
             w = rec.get("weight")
@@ -984,19 +935,21 @@ def _build_from_frames(
                 if wv is None:
                     problem("truth", idx, "weight", f"weight {w!r} is not a number.")
                 elif wv != 0:
-                    problem("truth", idx, "weight",
-                            f"normal case {cid!r} has weight {wv:g}; a normal case has no lesion, "
-                            "so its weight must be 0 or empty.")
+                    problem(
+                        "truth",
+                        idx,
+                        "weight",
+                        f"normal case {cid!r} has weight {wv:g}; a normal case has no lesion, so its weight must be 0 or empty.",
+                    )
             continue
         if cid in normal_rows:
-            problem("truth", idx, "lesion_id",
-                    f"case {cid!r} is listed both as normal (no lesion) and with lesions; a case "
-                    "is either normal or abnormal.")
+            problem(
+                "truth", idx, "lesion_id", f"case {cid!r} is listed both as normal (no lesion) and with lesions; a case is either normal or abnormal."
+            )
             continue
         lesions = case_lesions.setdefault(cid, [])
         if any(l[0] == lid_s for l in lesions):
-            problem("truth", idx, "lesion_id",
-                    f"lesion {lid_s!r} of case {cid!r} is listed twice; delete the duplicate row.")
+            problem("truth", idx, "lesion_id", f"lesion {lid_s!r} of case {cid!r} is listed twice; delete the duplicate row.")
             continue
         w = rec.get("weight")
         wv: Any
@@ -1005,8 +958,7 @@ def _build_from_frames(
         else:
             wv = _rating(w)
             if wv is None or wv < 0 or not math.isfinite(wv):
-                problem("truth", idx, "weight",
-                        f"weight {w!r} is not a non-negative number.")
+                problem("truth", idx, "weight", f"weight {w!r} is not a non-negative number.")
                 wv = None
         attrs = {a: str(rec[a]).strip() for a in attr_cols if not _missing(rec.get(a))}
         lesions.append((lid_s, wv, attrs, idx))
@@ -1019,15 +971,21 @@ def _build_from_frames(
             lesion_objs[cid] = tuple(Lesion(l[0], eq, l[2]) for l in lesions)
             continue
         if any(w is None for w in ws):
-            problem("truth", lesions[0][3], "weight",
-                    f"case {cid!r}: some lesions have a weight and some do not; give every "
-                    "lesion of the case a weight (or none for equal weights).")
+            problem(
+                "truth",
+                lesions[0][3],
+                "weight",
+                f"case {cid!r}: some lesions have a weight and some do not; give every lesion of the case a weight (or none for equal weights).",
+            )
             continue
         total = float(sum(ws))
         if abs(total - 1.0) > _WEIGHT_TOLERANCE + 1e-9:
-            problem("truth", lesions[0][3], "weight",
-                    f"the weights of case {cid!r} sum to {total:.6g}, not 1; fix them so that "
-                    "they sum to 1 (or set all to 0 for equal weights).")
+            problem(
+                "truth",
+                lesions[0][3],
+                "weight",
+                f"the weights of case {cid!r} sum to {total:.6g}, not 1; fix them so that they sum to 1 (or set all to 0 for equal weights).",
+            )
             continue
         lesion_objs[cid] = tuple(Lesion(l[0], l[1] / total, l[2]) for l in lesions)
 
@@ -1036,8 +994,7 @@ def _build_from_frames(
     if not case_order:
         problems.append(Problem("the truth table has no cases.", sheet=tn["truth"]))
     elif not abnormal_cases:
-        problems.append(Problem("the truth table has no abnormal case (no lesion); at least one "
-                                "case with a lesion is needed.", sheet=tn["truth"]))
+        problems.append(Problem("the truth table has no abnormal case (no lesion); at least one case with a lesion is needed.", sheet=tn["truth"]))
 
     # ---- treatments / readers
     def ids_in(col: str) -> list[str]:
@@ -1051,8 +1008,7 @@ def _build_from_frames(
     trt = [_id_str(t) for t in treatments] if treatments is not None else ids_in("treatment")
     rdr = [_id_str(r) for r in readers] if readers is not None else ids_in("reader")
     if not trt:
-        problems.append(Problem("no treatment found (no marks and none declared).",
-                                sheet=tn["nl"]))
+        problems.append(Problem("no treatment found (no marks and none declared).", sheet=tn["nl"]))
     if not rdr:
         problems.append(Problem("no reader found (no marks and none declared).", sheet=tn["nl"]))
     t_index = {t: i for i, t in enumerate(trt)}
@@ -1072,8 +1028,7 @@ def _build_from_frames(
                 continue
             s = _id_str(v)
             if s not in index:
-                problem(table, idx, col,
-                        f"{what} {s!r} is not one of the study's {what}s {list(index)}.")
+                problem(table, idx, col, f"{what} {s!r} is not one of the study's {what}s {list(index)}.")
                 ok = False
                 continue
             out.append(index[s])
@@ -1083,17 +1038,14 @@ def _build_from_frames(
             return None
         cid = _id_str(v)
         if cid not in k_index:
-            problem(table, idx, "case_id",
-                    f"case {cid!r} is not in the truth table; add it there or correct the ID.")
+            problem(table, idx, "case_id", f"case {cid!r} is not in the truth table; add it there or correct the ID.")
             return None
         x = _rating(rec["rating"])
         if x is None:
-            problem(table, idx, "rating",
-                    f"rating {rec['rating']!r} is not a number; ratings must be numeric.")
+            problem(table, idx, "rating", f"rating {rec['rating']!r} is not a number; ratings must be numeric.")
             ok = False
         elif x == -math.inf and paradigm != "ROC":
-            problem(table, idx, "rating",
-                    "rating -inf is not a mark; leave unmarked cases/lesions out instead.")
+            problem(table, idx, "rating", "rating -inf is not a mark; leave unmarked cases/lesions out instead.")
             ok = False
         if not ok:
             return None
@@ -1112,15 +1064,22 @@ def _build_from_frames(
         k = k_index[cid]
         if paradigm == "ROC":
             if k >= k1:
-                problem("nl", idx, "case_id",
-                        f"ROC data: case {cid!r} is abnormal, so its rating belongs in the "
-                        "lesion-localisation (LL/TP) table, not the NL/FP table.")
+                problem(
+                    "nl",
+                    idx,
+                    "case_id",
+                    f"ROC data: case {cid!r} is abnormal, so its rating belongs in the lesion-localisation (LL/TP) table, not the NL/FP table.",
+                )
                 continue
             if (i, j, k) in roc_nl_seen:
-                problem("nl", idx, "case_id",
-                        f"ROC data: case {cid!r} is rated twice by reader {rdr[j]!r} in "
-                        f"treatment {trt[i]!r} (also at row "
-                        f"{locate(tn['nl'], roc_nl_seen[(i, j, k)], None).row}).")
+                problem(
+                    "nl",
+                    idx,
+                    "case_id",
+                    f"ROC data: case {cid!r} is rated twice by reader {rdr[j]!r} in "
+                    f"treatment {trt[i]!r} (also at row "
+                    f"{locate(tn['nl'], roc_nl_seen[(i, j, k)], None).row}).",
+                )
                 continue
             roc_nl_seen[(i, j, k)] = idx
         nl_lists.setdefault((i, j, k), []).append(x)
@@ -1136,9 +1095,13 @@ def _build_from_frames(
             continue
         i, j, cid, x = r
         if cid not in a_index:
-            problem("ll", idx, "case_id",
-                    f"case {cid!r} is a normal case (no lesion in the truth table), so it cannot "
-                    "have a lesion localisation; move the mark to the NL/FP table or fix the truth.")
+            problem(
+                "ll",
+                idx,
+                "case_id",
+                f"case {cid!r} is a normal case (no lesion in the truth table), so it cannot "
+                "have a lesion localisation; move the mark to the NL/FP table or fix the truth.",
+            )
             continue
         if cid not in lesion_objs:
             continue  # its truth rows already have a problem
@@ -1154,49 +1117,53 @@ def _build_from_frames(
             lid_s = _id_str(lid)
             ids = [les.id for les in lesions]
             if lid_s not in ids:
-                problem("ll", idx, "lesion_id",
-                        f"lesion {lid_s!r} of case {cid!r} is not in the truth table (that case "
-                        f"has lesions {ids}).")
+                problem("ll", idx, "lesion_id", f"lesion {lid_s!r} of case {cid!r} is not in the truth table (that case has lesions {ids}).")
                 continue
             l = ids.index(lid_s)
         key = (i, j, a_index[cid], l)
         if key in ll_entries:
-            problem("ll", idx, "lesion_id",
-                    f"lesion {lesions[l].id!r} of case {cid!r} is marked twice by reader "
-                    f"{rdr[j]!r} in treatment {trt[i]!r} (also at row "
-                    f"{locate(tn['ll'], ll_entries[key], None).row}); a lesion can be localised "
-                    "only once: keep the highest rating.")
+            problem(
+                "ll",
+                idx,
+                "lesion_id",
+                f"lesion {lesions[l].id!r} of case {cid!r} is marked twice by reader "
+                f"{rdr[j]!r} in treatment {trt[i]!r} (also at row "
+                f"{locate(tn['ll'], ll_entries[key], None).row}); a lesion can be localised "
+                "only once: keep the highest rating.",
+            )
             continue
         ll_entries[key] = idx
         ll_values[key] = x
 
     if paradigm == "ROC" and not problems:
-        missing_nl = [
-            (i, j, k) for i in range(len(trt)) for j in range(len(rdr)) for k in range(k1)
-            if (i, j, k) not in roc_nl_seen
-        ]
+        missing_nl = [(i, j, k) for i in range(len(trt)) for j in range(len(rdr)) for k in range(k1) if (i, j, k) not in roc_nl_seen]
         missing_ll = [
-            (i, j, k) for i in range(len(trt)) for j in range(len(rdr))
-            for k in range(len(abnormal_cases)) if (i, j, k, 0) not in ll_entries
+            (i, j, k) for i in range(len(trt)) for j in range(len(rdr)) for k in range(len(abnormal_cases)) if (i, j, k, 0) not in ll_entries
         ]
         for i, j, k in missing_nl[:20]:
-            problems.append(Problem(
-                f"ROC data: normal case {normal_cases[k]!r} has no rating from reader "
-                f"{rdr[j]!r} in treatment {trt[i]!r}; every reader must rate every case.",
-                sheet=tn["nl"]))
+            problems.append(
+                Problem(
+                    f"ROC data: normal case {normal_cases[k]!r} has no rating from reader "
+                    f"{rdr[j]!r} in treatment {trt[i]!r}; every reader must rate every case.",
+                    sheet=tn["nl"],
+                )
+            )
         for i, j, k in missing_ll[:20]:
-            problems.append(Problem(
-                f"ROC data: abnormal case {abnormal_cases[k]!r} has no rating from reader "
-                f"{rdr[j]!r} in treatment {trt[i]!r}; every reader must rate every case.",
-                sheet=tn["ll"]))
+            problems.append(
+                Problem(
+                    f"ROC data: abnormal case {abnormal_cases[k]!r} has no rating from reader "
+                    f"{rdr[j]!r} in treatment {trt[i]!r}; every reader must rate every case.",
+                    sheet=tn["ll"],
+                )
+            )
         extra = len(missing_nl) + len(missing_ll) - min(20, len(missing_nl)) - min(20, len(missing_ll))
         if extra > 0:
             problems.append(Problem(f"... and {extra} more unrated cases.", sheet=tn["nl"]))
         if any(len(lesion_objs.get(c, ())) != 1 for c in abnormal_cases):
             bad = [c for c in abnormal_cases if len(lesion_objs.get(c, ())) != 1]
-            problems.append(Problem(
-                f"ROC data: abnormal cases {bad[:10]} have more than one lesion; ROC data have "
-                "one truth row per case.", sheet=tn["truth"]))
+            problems.append(
+                Problem(f"ROC data: abnormal cases {bad[:10]} have more than one lesion; ROC data have one truth row per case.", sheet=tn["truth"])
+            )
 
     if problems:
         raise ObserverDataError(problems)

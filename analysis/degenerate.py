@@ -71,8 +71,15 @@ def identical_treatments(foms: np.ndarray, tol: float | None = None) -> bool:
 
 
 def _blank_comparison(c: Comparison, estimate: float | None = None) -> Comparison:
-    return replace(c, estimate=c.estimate if estimate is None else estimate, se=math.nan,
-                   statistic=math.nan, p_value=math.nan, ci_lower=math.nan, ci_upper=math.nan)
+    return replace(
+        c,
+        estimate=c.estimate if estimate is None else estimate,
+        se=math.nan,
+        statistic=math.nan,
+        p_value=math.nan,
+        ci_lower=math.nan,
+        ci_upper=math.nan,
+    )
 
 
 def _zero_se(c: Comparison, tol_se: float) -> bool:
@@ -80,8 +87,7 @@ def _zero_se(c: Comparison, tol_se: float) -> bool:
     return math.isnan(c.se) or c.se <= tol_se
 
 
-def _guard_comparisons(comparisons: Iterable[Comparison], tol_fom: float,
-                       tol_se: float) -> tuple[tuple[Comparison, ...], bool, bool]:
+def _guard_comparisons(comparisons: Iterable[Comparison], tol_fom: float, tol_se: float) -> tuple[tuple[Comparison, ...], bool, bool]:
     """Blank the tests whose standard error is zero within rounding.
 
     A zero difference with a real standard error is a legitimate test (t = 0, p = 1) and is
@@ -117,11 +123,12 @@ def _guard_analysis(res: AnalysisResult, identical: bool, tol_fom: float, tol_se
         notes.append(f"{res.analysis}: " + NO_VARIANCE.format(tol=tol_se) + ".")
         changes.update(statistic=math.nan, p_value=math.nan)
     elif zd or zv:
-        notes.append(f"{res.analysis}: some treatment differences have a zero standard error "
-                     "(within rounding); their pairwise tests are not given.")
+        notes.append(f"{res.analysis}: some treatment differences have a zero standard error (within rounding); their pairwise tests are not given.")
     if zd_r or zv_r:
-        notes.append(f"{res.analysis}: for some readers the treatments' difference has a zero "
-                     "standard error (within rounding); those single-reader tests are not given.")
+        notes.append(
+            f"{res.analysis}: for some readers the treatments' difference has a zero "
+            "standard error (within rounding); those single-reader tests are not given."
+        )
     changes["warnings"] = tuple(dict.fromkeys(notes))
     return replace(res, **changes)
 

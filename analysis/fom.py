@@ -111,10 +111,7 @@ def fom_case_ids(data: ObserverData, fom: str) -> tuple[str, ...]:
 
 def _check_name(fom: str) -> None:
     if fom not in FOMS and fom not in EXPERIMENTAL_FOMS:
-        raise FomError(
-            f"Unknown figure of merit {fom!r}; choose one of {', '.join(FOMS)} "
-            f"(or the experimental {', '.join(EXPERIMENTAL_FOMS)})."
-        )
+        raise FomError(f"Unknown figure of merit {fom!r}; choose one of {', '.join(FOMS)} (or the experimental {', '.join(EXPERIMENTAL_FOMS)}).")
 
 
 def check_fom(data: ObserverData, fom: str) -> None:
@@ -126,8 +123,7 @@ def check_fom(data: ObserverData, fom: str) -> None:
     _check_name(fom)
     if data.paradigm == "ROC" and fom != "Wilcoxon":
         raise FomError(
-            f"{fom} needs FROC (mark-location) data, but this study is ROC; the ROC figure of "
-            "merit is 'Wilcoxon' (the empirical ROC AUC)."
+            f"{fom} needs FROC (mark-location) data, but this study is ROC; the ROC figure of merit is 'Wilcoxon' (the empirical ROC AUC)."
         )
     if data.paradigm == "FROC" and fom == "Wilcoxon":
         raise FomError(
@@ -159,9 +155,7 @@ def valid_foms(data: ObserverData) -> tuple[str, ...]:
 # ----------------------------------------------------------------------------------------------
 
 
-def _pair_sums(
-    x: np.ndarray, y: np.ndarray, v: np.ndarray, w: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def _pair_sums(x: np.ndarray, y: np.ndarray, v: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Row and column sums of the weighted psi matrix, for B independent blocks at once.
 
     Parameters
@@ -282,9 +276,7 @@ def _compute(data: ObserverData, fom: str, jackknife: bool) -> tuple[np.ndarray,
         theta = s / (k1 * k2)
         if not jackknife:
             return out(theta, None)
-        jk = np.concatenate(
-            [_div(s[:, None] - row, (k1 - 1) * k2), _div(s[:, None] - col, k1 * (k2 - 1))], axis=1
-        )
+        jk = np.concatenate([_div(s[:, None] - row, (k1 - 1) * k2), _div(s[:, None] - col, k1 * (k2 - 1))], axis=1)
         return out(theta, jk)
 
     if fom in ("AFROC", "wAFROC", "AFROC1", "wAFROC1"):
@@ -331,9 +323,7 @@ def _compute(data: ObserverData, fom: str, jackknife: bool) -> tuple[np.ndarray,
         if not jackknife:
             return out(theta, None)
         fin = np.isfinite(nl[:, k1:, :, None])  # (B, K2, max_nl, 1)
-        self_pairs = np.where(
-            fin & mask[None, :, None, :], _psi(nl[:, k1:, :, None], ll[:, :, None, :]), 0.0
-        ).sum(axis=(2, 3))
+        self_pairs = np.where(fin & mask[None, :, None, :], _psi(nl[:, k1:, :, None], ll[:, :, None, :]), 0.0).sum(axis=(2, 3))
         jk_norm = _div(s[:, None] - rowcase[:, :k1], (k - 1) * n_les)
         jk_abn = _div(
             s[:, None] - rowcase[:, k1:] - colcase + self_pairs,

@@ -40,8 +40,7 @@ __all__ = [
 #: 2007+, Excel 97-2003 as LibreOffice saves it, and OpenDocument)
 EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".xlsb", ".ods")
 
-_READERS = {**{s: read_jafroc_excel for s in EXCEL_SUFFIXES}, ".imrmc": read_imrmc,
-            ".csv": read_tidy_csv}
+_READERS = {**{s: read_jafroc_excel for s in EXCEL_SUFFIXES}, ".imrmc": read_imrmc, ".csv": read_tidy_csv}
 
 
 def read_observer_data(path: str | Path) -> ObserverData:

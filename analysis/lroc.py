@@ -77,8 +77,7 @@ def _ratings(a: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
     if bad.any():
         idx = tuple(int(x) for x in np.argwhere(bad)[0])
         raise ObserverDataError(
-            f"{what} contains {int(bad.sum())} NaN or +inf ratings (first at index {idx}); use "
-            "-inf for 'no rating' and finite numbers otherwise."
+            f"{what} contains {int(bad.sum())} NaN or +inf ratings (first at index {idx}); use -inf for 'no rating' and finite numbers otherwise."
         )
     arr.flags.writeable = False
     return arr
@@ -146,18 +145,18 @@ class LrocData(StudyShape):
         """A short human-readable description."""
         n_cl = int(np.isfinite(self.cl).sum())
         n_il = int(np.isfinite(self.il).sum())
-        return "\n".join([
-            f"LROC study {self.name!r} (fully crossed)",
-            f"  treatments ({self.n_treatments}): {', '.join(self.treatments)}",
-            f"  readers ({self.n_readers}): {', '.join(self.readers)}",
-            f"  cases: {self.n_cases} ({self.n_normal} normal, {self.n_abnormal} abnormal)",
-            f"  abnormal-case marks: {n_cl} correct, {n_il} incorrect localizations",
-        ])
+        return "\n".join(
+            [
+                f"LROC study {self.name!r} (fully crossed)",
+                f"  treatments ({self.n_treatments}): {', '.join(self.treatments)}",
+                f"  readers ({self.n_readers}): {', '.join(self.readers)}",
+                f"  cases: {self.n_cases} ({self.n_normal} normal, {self.n_abnormal} abnormal)",
+                f"  abnormal-case marks: {n_cl} correct, {n_il} incorrect localizations",
+            ]
+        )
 
     # ------------------------------------------------------------------ selection / conversion
-    def select(
-        self, *, treatments: Sequence[str] | None = None, readers: Sequence[str] | None = None
-    ) -> LrocData:
+    def select(self, *, treatments: Sequence[str] | None = None, readers: Sequence[str] | None = None) -> LrocData:
         """The study restricted to some treatments and/or readers (in the order given)."""
         ti = _indices(self.treatments, treatments, "treatment")
         ri = _indices(self.readers, readers, "reader")
@@ -167,7 +166,10 @@ class LrocData(StudyShape):
             readers=tuple(self.readers[j] for j in ri),
             normal_cases=self.normal_cases,
             abnormal_cases=self.abnormal_cases,
-            fp=self.fp[pick], cl=self.cl[pick], il=self.il[pick], name=self.name,
+            fp=self.fp[pick],
+            cl=self.cl[pick],
+            il=self.il[pick],
+            name=self.name,
         )
 
     def to_roc(self) -> ObserverData:
@@ -235,8 +237,7 @@ class LrocData(StudyShape):
             elif c in ai:
                 correct = rec.get("correct")
                 if correct is None or (isinstance(correct, float) and math.isnan(correct)):
-                    problems.append(f"record {n}: abnormal case {c!r} needs 'correct' "
-                                    "(was the lesion localized?).")
+                    problems.append(f"record {n}: abnormal case {c!r} needs 'correct' (was the lesion localized?).")
                     continue
                 (cl if bool(correct) else il)[ti[t], ri[r], ai[c]] = x
             else:
@@ -247,14 +248,16 @@ class LrocData(StudyShape):
 
 
 def lroc_layout(
-    treatments: Sequence[str], readers: Sequence[str], normal: Sequence[str], abnormal: Sequence[str],
+    treatments: Sequence[str],
+    readers: Sequence[str],
+    normal: Sequence[str],
+    abnormal: Sequence[str],
 ) -> tuple[tuple[dict[str, int], ...], tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Index of each treatment, reader, normal and abnormal case ID, and the empty ``fp``, ``cl``
     and ``il`` arrays (``-inf`` = not rated) that the LROC readers fill."""
     index = tuple({x: n for n, x in enumerate(ids)} for ids in (treatments, readers, normal, abnormal))
     shape = (len(treatments), len(readers))
-    return index, (np.full(shape + (len(normal),), -np.inf), np.full(shape + (len(abnormal),), -np.inf),
-                   np.full(shape + (len(abnormal),), -np.inf))
+    return index, (np.full(shape + (len(normal),), -np.inf), np.full(shape + (len(abnormal),), -np.inf), np.full(shape + (len(abnormal),), -np.inf))
 
 
 def _indices(ids: tuple[str, ...], wanted: Sequence[str] | None, what: str) -> list[int]:
@@ -281,9 +284,7 @@ def lroc_to_roc(data: LrocData) -> ObserverData:
 # ----------------------------------------------------------------------------------------------
 
 
-def lroc_operating_points(
-    normal_ratings: np.ndarray, cl_ratings: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def lroc_operating_points(normal_ratings: np.ndarray, cl_ratings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Empirical LROC operating points of one reader in one treatment.
 
     Parameters
@@ -316,9 +317,7 @@ def lroc_operating_points(
 def _check_fpf(fpf: float) -> float:
     x = float(fpf)
     if not (0.0 < x <= 1.0) or math.isnan(x):
-        raise ObserverDataError(
-            f"the false-positive fraction for PCL/ALROC must be in (0, 1]; got {fpf!r}."
-        )
+        raise ObserverDataError(f"the false-positive fraction for PCL/ALROC must be in (0, 1]; got {fpf!r}.")
     return x
 
 
@@ -349,10 +348,7 @@ def alroc_at(fpf_points: np.ndarray, pcl_points: np.ndarray, fpf: float) -> floa
 
 def _check_lroc_fom(fom: str) -> None:
     if fom not in LROC_FOMS:
-        raise ObserverDataError(
-            f"figure of merit {fom!r} is not defined for LROC data; choose one of "
-            f"{', '.join(LROC_FOMS)} (RJafroc's names)."
-        )
+        raise ObserverDataError(f"figure of merit {fom!r} is not defined for LROC data; choose one of {', '.join(LROC_FOMS)} (RJafroc's names).")
 
 
 def _one(fp: np.ndarray, cl: np.ndarray, roc_ab: np.ndarray, fom: str, fpf: float) -> float:
@@ -460,14 +456,23 @@ def lroc_significance_test(
     if data.n_treatments < 2:
         raise ObserverDataError(
             f"comparing treatments needs at least 2; this LROC study has {data.n_treatments}. "
-            "For the detector against radiologists use st_cad_vs_rad / tsct analyze cad-vs-rad.")
+            "For the detector against radiologists use st_cad_vs_rad / tsct analyze cad-vs-rad."
+        )
     theta = lroc_fom_matrix(data, fom, fpf)
     jk = lroc_jackknife_fom_matrix(data, fom, fpf)
     if not np.all(np.isfinite(jk)):
         raise ObserverDataError(
-            "deleting one case leaves the FOM undefined (the study needs at least 2 normal and 2 "
-            "abnormal cases for the jackknife).")
+            "deleting one case leaves the FOM undefined (the study needs at least 2 normal and 2 abnormal cases for the jackknife)."
+        )
     label = f"{fom}@{float(fpf):g}" if fom in ("PCL", "ALROC") else fom
-    return or_analysis(theta, jackknife_covariance(jk), n_cases=data.n_cases,
-                       treatments=data.treatments, readers=data.readers, fom=label,
-                       covariance_method="jackknife", analyses=analyses, alpha=alpha)
+    return or_analysis(
+        theta,
+        jackknife_covariance(jk),
+        n_cases=data.n_cases,
+        treatments=data.treatments,
+        readers=data.readers,
+        fom=label,
+        covariance_method="jackknife",
+        analyses=analyses,
+        alpha=alpha,
+    )

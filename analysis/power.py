@@ -82,12 +82,9 @@ __all__ = [
 
 #: The power routes, as named in every output.
 POWER_METHODS = {
-    "DBM": "DBM variance components converted to OR (Hillis, Obuchowski & Berbaum 2011); "
-           "RJafroc's default (method = \"DBM\", UseDBMHB2004 = FALSE)",
-    "DBM-HB2004": "DBM variance components, Hillis & Berbaum 2004 "
-                  "(RJafroc method = \"DBM\", UseDBMHB2004 = TRUE)",
-    "OR": "Obuchowski-Rockette variance components, Hillis, Obuchowski & Berbaum 2011 "
-          "(RJafroc method = \"OR\")",
+    "DBM": 'DBM variance components converted to OR (Hillis, Obuchowski & Berbaum 2011); RJafroc\'s default (method = "DBM", UseDBMHB2004 = FALSE)',
+    "DBM-HB2004": 'DBM variance components, Hillis & Berbaum 2004 (RJafroc method = "DBM", UseDBMHB2004 = TRUE)',
+    "OR": 'Obuchowski-Rockette variance components, Hillis, Obuchowski & Berbaum 2011 (RJafroc method = "OR")',
 }
 DEFAULT_MAX_CASES = 2000  # RJafroc's sample-size search limit
 #: FOMs not bounded by 1 (NL marks per case); every other FOM lies in [0, 1], so that a
@@ -98,12 +95,11 @@ _UNBOUNDED_FOMS = {"MaxNLF", "MaxNLFAllCases"}
 def power_method(method: str) -> str:
     """Normalise a power route name: ``DBM`` (default), ``DBM-HB2004`` or ``OR``."""
     key = str(method).strip().upper().replace("_", "-")
-    key = {"HB2004": "DBM-HB2004", "DBMHB2004": "DBM-HB2004", "DBM-HB": "DBM-HB2004",
-           "ORH": "OR", "DBMH": "DBM"}.get(key, key)
+    key = {"HB2004": "DBM-HB2004", "DBMHB2004": "DBM-HB2004", "DBM-HB": "DBM-HB2004", "ORH": "OR", "DBMH": "DBM"}.get(key, key)
     if key not in POWER_METHODS:
         raise MRMCInputError(
-            f"method must be one of {', '.join(POWER_METHODS)} (DBM = RJafroc's default: DBM "
-            f"converted to OR). Got {method!r} instead.")
+            f"method must be one of {', '.join(POWER_METHODS)} (DBM = RJafroc's default: DBM converted to OR). Got {method!r} instead."
+        )
     return key
 
 
@@ -149,7 +145,8 @@ class PilotVarianceComponents:
                 f"the pilot has {len(result.treatments)} treatments {list(result.treatments)}; "
                 "sample size is planned for a comparison of two: choose them (command line: "
                 "--treatments A,B; Python: data.select_treatments([A, B])), as RJafroc's "
-                "sample-size functions take exactly two.")
+                "sample-size functions take exactly two."
+            )
         vc = {k: result.variance_components.value(k, "estimate") for k in result.variance_components.index}
         means = result.treatment_means
         effect = float(means[0] - means[1]) if len(means) >= 2 else None
@@ -171,8 +168,9 @@ class PilotVarianceComponents:
         )
 
 
-def pilot_variance_components(data, fom: str = "wAFROC", *, method: str = "DBM",
-                              treatments: tuple[str, str] | list[str] | None = None) -> PilotVarianceComponents:
+def pilot_variance_components(
+    data, fom: str = "wAFROC", *, method: str = "DBM", treatments: tuple[str, str] | list[str] | None = None
+) -> PilotVarianceComponents:
     """Analyse a pilot :class:`~analysis.ObserverData` and return its variance components.
 
     Parameters
@@ -192,18 +190,16 @@ def pilot_variance_components(data, fom: str = "wAFROC", *, method: str = "DBM",
         chosen = [str(t) for t in treatments]
         unknown = [t for t in chosen if t not in data.treatments]
         if len(chosen) != 2 or len(set(chosen)) != 2 or unknown:
-            raise MRMCInputError(
-                f"treatments must name two different treatments of the pilot {list(data.treatments)}; "
-                f"got {chosen}.")
+            raise MRMCInputError(f"treatments must name two different treatments of the pilot {list(data.treatments)}; got {chosen}.")
         data = data.select_treatments(chosen)
     elif data.n_treatments > 2:
         raise MRMCInputError(
             f"the pilot has {data.n_treatments} treatments {list(data.treatments)}; choose the two "
             "to compare (treatments=(A, B); command line --treatments A,B), as RJafroc's "
-            "sample-size functions take exactly two.")
+            "sample-size functions take exactly two."
+        )
     result = significance_test(data, fom, method="OR" if route == "OR" else "DBM", analyses="RRRC")
-    return PilotVarianceComponents.from_result(
-        result, dbm_formula="HB2004" if route == "DBM-HB2004" else "converted")
+    return PilotVarianceComponents.from_result(result, dbm_formula="HB2004" if route == "DBM-HB2004" else "converted")
 
 
 def _check_counts(n_readers: int, n_cases: int) -> tuple[int, int]:
@@ -231,8 +227,17 @@ def _result(analysis, method, j, k, d, alpha, ncp, ddf) -> PowerResult:
 
         fcrit = float(special.chdtri(1, alpha)) if math.isinf(ddf) else float(special.fdtri(1, ddf, 1.0 - alpha))
     return PowerResult(
-        analysis=analysis, method=method, n_readers=j, n_cases=k, effect_size=float(d),
-        alpha=alpha, power=power, ncp=float(ncp), df=1.0, ddf=float(ddf), f_critical=fcrit,
+        analysis=analysis,
+        method=method,
+        n_readers=j,
+        n_cases=k,
+        effect_size=float(d),
+        alpha=alpha,
+        power=power,
+        ncp=float(ncp),
+        df=1.0,
+        ddf=float(ddf),
+        f_critical=fcrit,
     )
 
 
@@ -345,8 +350,7 @@ def _pilot(pilot) -> PilotVarianceComponents:
     )
 
 
-def planned_effect_size(pilot: "SignificanceResult | PilotVarianceComponents",
-                        effect_size: float | None = None) -> float:
+def planned_effect_size(pilot: "SignificanceResult | PilotVarianceComponents", effect_size: float | None = None) -> float:
     """The effect size a power calculation uses, checked (a clear error when it is not usable).
 
     ``None`` takes the pilot's observed difference, refused when it is zero within rounding;
@@ -366,7 +370,8 @@ def _effect(p: PilotVarianceComponents, effect_size: float | None) -> float:
                 f"the pilot's two treatments have the same {p.fom or 'figure of merit'} (difference "
                 f"{p.observed_effect_size:.1e}, zero within rounding), so there is no observed effect "
                 "to plan for: give the difference the planned study should detect (effect_size; "
-                "command line --effect-size, e.g. 0.05).")
+                "command line --effect-size, e.g. 0.05)."
+            )
         return abs(p.observed_effect_size)
     try:
         d = float(effect_size)
@@ -379,7 +384,8 @@ def _effect(p: PilotVarianceComponents, effect_size: float | None) -> float:
             f"effect_size {d:g} is impossible for {p.fom if p.fom not in ('', 'FOM') else 'an AUC-type figure of merit'}, "
             "whose values lie between 0 and 1: a "
             "difference of two such figures of merit lies strictly between -1 and 1 (typical "
-            "planned effects are 0.03 to 0.10).")
+            "planned effects are 0.03 to 0.10)."
+        )
     return d
 
 
@@ -395,7 +401,8 @@ def _check_pilot(p: PilotVarianceComponents) -> None:
             "the pilot's variance components are zero within rounding (no reader or case "
             "variability in the treatment difference: identical treatments, or no marks at all), "
             "so power and sample size cannot be estimated from it; use a pilot in which the "
-            "treatments' readings differ.")
+            "treatments' readings differ."
+        )
 
 
 def study_power(
@@ -435,21 +442,43 @@ def study_power(
     c = p.components
     if p.method == "OR":
         return power_from_or_components(
-            n_readers=n_readers, n_cases=n_cases, n_cases_pilot=p.n_cases_pilot, effect_size=d,
-            var_tr=c["VarTR"], cov1=c["Cov1"], cov2=c["Cov2"], cov3=c["Cov3"], var=c["Var"],
-            alpha=alpha, analysis=analysis,
+            n_readers=n_readers,
+            n_cases=n_cases,
+            n_cases_pilot=p.n_cases_pilot,
+            effect_size=d,
+            var_tr=c["VarTR"],
+            cov1=c["Cov1"],
+            cov2=c["Cov2"],
+            cov3=c["Cov3"],
+            var=c["Var"],
+            alpha=alpha,
+            analysis=analysis,
         )
     if p.method == "DBM":  # RJafroc's default: DBM components converted to OR (K* = pilot cases)
         k_star = int(p.n_cases_pilot)
         res = power_from_or_components(
-            n_readers=n_readers, n_cases=n_cases, n_cases_pilot=k_star, effect_size=d,
-            var_tr=c["VarTR"], cov1=0.0, cov2=c["VarTC"] / k_star, cov3=0.0,
-            var=(c["VarTC"] + c["VarErr"]) / k_star, alpha=alpha, analysis=analysis,
+            n_readers=n_readers,
+            n_cases=n_cases,
+            n_cases_pilot=k_star,
+            effect_size=d,
+            var_tr=c["VarTR"],
+            cov1=0.0,
+            cov2=c["VarTC"] / k_star,
+            cov3=0.0,
+            var=(c["VarTC"] + c["VarErr"]) / k_star,
+            alpha=alpha,
+            analysis=analysis,
         )
         return replace(res, method="DBM")
     res = power_from_dbm_components(
-        n_readers=n_readers, n_cases=n_cases, effect_size=d, var_tr=c["VarTR"],
-        var_tc=c["VarTC"], var_err=c["VarErr"], alpha=alpha, analysis=analysis,
+        n_readers=n_readers,
+        n_cases=n_cases,
+        effect_size=d,
+        var_tr=c["VarTR"],
+        var_tc=c["VarTC"],
+        var_err=c["VarErr"],
+        alpha=alpha,
+        analysis=analysis,
     )
     return replace(res, method="DBM-HB2004")
 
@@ -544,8 +573,13 @@ def power_table(
         for j in readers:
             rows.append(
                 sample_size(
-                    pilot, n_readers=j, target_power=target_power, effect_size=effect_size,
-                    analysis=a, alpha=alpha, max_cases=max_cases,
+                    pilot,
+                    n_readers=j,
+                    target_power=target_power,
+                    effect_size=effect_size,
+                    analysis=a,
+                    alpha=alpha,
+                    max_cases=max_cases,
                 )
             )
     return PowerTable(rows=tuple(rows))

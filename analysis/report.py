@@ -68,14 +68,8 @@ _FOM_WORDS = {
         "the area under the empirical AFROC1 curve, which compares each lesion with the "
         "highest-rated non-lesion mark on every case, normal or abnormal"
     ),
-    "HrAuc": (
-        "the area under the empirical ROC curve of the highest-rating inferred ROC data (each case "
-        "rated by its highest-rated mark)"
-    ),
-    "Wilcoxon": (
-        "the area under the empirical (trapezoidal) ROC curve, which equals the Wilcoxon-Mann-"
-        "Whitney statistic"
-    ),
+    "HrAuc": ("the area under the empirical ROC curve of the highest-rating inferred ROC data (each case rated by its highest-rated mark)"),
+    "Wilcoxon": ("the area under the empirical (trapezoidal) ROC curve, which equals the Wilcoxon-Mann-Whitney statistic"),
     "HrSe": "the highest-rating sensitivity: the fraction of abnormal cases with any mark",
     "HrSp": "the highest-rating specificity: the fraction of normal cases without any mark",
     "MaxLLF": "the fraction of lesions marked (the ordinate of the end point of the FROC curve)",
@@ -96,8 +90,7 @@ REFERENCES = {
         "Comput. 1995;24(2):285-308."
     ),
     "Hillis2007": (
-        "Hillis SL. A comparison of denominator degrees of freedom methods for multiple observer "
-        "ROC analysis. Stat Med. 2007;26(3):596-619."
+        "Hillis SL. A comparison of denominator degrees of freedom methods for multiple observer ROC analysis. Stat Med. 2007;26(3):596-619."
     ),
     "Hillis2008": (
         "Hillis SL, Berbaum KS, Metz CE. Recent developments in the Dorfman-Berbaum-Metz "
@@ -187,8 +180,7 @@ def study_slug(name: str) -> str:
 
 
 def _f(x: Any, digits: int = 4) -> str:
-    return format_number(x, digits, sci_digits=max(digits - 2, 1), none="–", infinities=("∞", "−∞"),
-                         minus="−")
+    return format_number(x, digits, sci_digits=max(digits - 2, 1), none="–", infinities=("∞", "−∞"), minus="−")
 
 
 def _p(p: Any) -> str:
@@ -228,16 +220,18 @@ def _mpl():
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({
-        "svg.fonttype": "none",
-        "font.size": 9,
-        "axes.titlesize": 9.5,
-        "axes.labelsize": 9,
-        "legend.fontsize": 8,
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-        "figure.dpi": 100,
-    })
+    plt.rcParams.update(
+        {
+            "svg.fonttype": "none",
+            "font.size": 9,
+            "axes.titlesize": 9.5,
+            "axes.labelsize": 9,
+            "legend.fontsize": 8,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "figure.dpi": 100,
+        }
+    )
     return plt
 
 
@@ -255,8 +249,7 @@ def _curve_kinds(data: ObserverData, fom: str) -> list[str]:
     """Curves to plot: the FOM's own curve first, then wAFROC (FROC data) and ROC."""
     if data.paradigm == "ROC":
         return ["ROC"]
-    own = {"Wilcoxon": "ROC", "HrAuc": "ROC", "AFROC": "AFROC", "wAFROC": "wAFROC",
-           "AFROC1": "AFROC1", "wAFROC1": "wAFROC1"}.get(fom)
+    own = {"Wilcoxon": "ROC", "HrAuc": "ROC", "AFROC": "AFROC", "wAFROC": "wAFROC", "AFROC1": "AFROC1", "wAFROC1": "wAFROC1"}.get(fom)
     kinds: list[str] = []
     for k in (own, "wAFROC" if data.n_normal else "wAFROC1", "ROC" if data.n_normal else None):
         if k is not None and k not in kinds:
@@ -302,8 +295,7 @@ def _figure_reader_curves(kind: str, frame: pd.DataFrame, data: ObserverData):
     readers = list(data.readers)
     ncols = min(4, len(readers))
     nrows = int(math.ceil(len(readers) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.45 * ncols, 2.45 * nrows + 0.35), squeeze=False,
-                             sharex=True, sharey=True)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.45 * ncols, 2.45 * nrows + 0.35), squeeze=False, sharex=True, sharey=True)
     per_reader = frame[frame["average"].isna()]
     for n, r in enumerate(readers):
         ax = axes[n // ncols][n % ncols]
@@ -326,8 +318,14 @@ def _figure_reader_curves(kind: str, frame: pd.DataFrame, data: ObserverData):
         row[0].set_ylabel(yl)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.tight_layout()
-    fig.legend(handles, [f"treatment {x}" if re.fullmatch(r"[0-9]+", x) else x for x in labels],
-               loc="upper center", ncol=min(len(labels), 6), frameon=False, bbox_to_anchor=(0.5, 0.0))
+    fig.legend(
+        handles,
+        [f"treatment {x}" if re.fullmatch(r"[0-9]+", x) else x for x in labels],
+        loc="upper center",
+        ncol=min(len(labels), 6),
+        frameon=False,
+        bbox_to_anchor=(0.5, 0.0),
+    )
     return fig
 
 
@@ -420,7 +418,8 @@ def _study_summary(data: ObserverData) -> dict[str, Any]:
     per_case = pd.Series(data.lesions_per_case).value_counts().sort_index()
     lesion_rows = [
         {"case_id": c, "lesion_id": les.id, **{a: les.attributes.get(a) for a in attrs}}
-        for c, case in zip(data.abnormal_cases, data.lesions) for les in case
+        for c, case in zip(data.abnormal_cases, data.lesions)
+        for les in case
     ]
     frame = pd.DataFrame(lesion_rows)
     by_attr: dict[str, dict[str, int]] = {}
@@ -431,7 +430,8 @@ def _study_summary(data: ObserverData) -> dict[str, Any]:
     if "location" in attrs and "lesion_type" in attrs:
         ct = pd.crosstab(frame["location"].fillna("(not recorded)"), frame["lesion_type"].fillna("(not recorded)"))
         crosstab = {
-            "rows": [str(x) for x in ct.index], "columns": [str(x) for x in ct.columns],
+            "rows": [str(x) for x in ct.index],
+            "columns": [str(x) for x in ct.columns],
             "values": ct.to_numpy().astype(int).tolist(),
         }
     marks = []
@@ -528,8 +528,7 @@ def _headline(result: SignificanceResult, analysis: str) -> list[str]:
         if math.isnan(c.p_value):
             out.append(f"{b} {verb} ({_p_words(c.p_value)}, {analysis}); the difference is {verdict}.")
         else:
-            out.append(f"{b} {verb} ({ci}, {_p_words(c.p_value)}, {analysis}); the difference is "
-                       f"{verdict} at α = {result.alpha:g}.")
+            out.append(f"{b} {verb} ({ci}, {_p_words(c.p_value)}, {analysis}); the difference is {verdict} at α = {result.alpha:g}.")
     return out
 
 
@@ -558,7 +557,9 @@ def _analysis_block(result: SignificanceResult, name: str) -> dict[str, Any]:
         "differences": _comparison_rows(res.differences),
         "treatments": [
             {
-                "treatment": t.treatment, "estimate": _f(t.estimate), "se": _f(t.se),
+                "treatment": t.treatment,
+                "estimate": _f(t.estimate),
+                "se": _f(t.se),
                 "df": "z" if t.normal_reference else _df(t.df),
                 "ci": f"{_f(t.ci_lower)} to {_f(t.ci_upper)}",
             }
@@ -590,31 +591,42 @@ def _subgroup_tables(subgroups: Sequence[Any], result: SignificanceResult) -> li
         rows = []
         for s in sg.subgroups:
             base = {
-                "label": s.label, "readers": s.n_readers, "n_normal": s.n_normal,
-                "n_abnormal": s.n_abnormal, "n_lesions": s.n_lesions,
+                "label": s.label,
+                "readers": s.n_readers,
+                "n_normal": s.n_normal,
+                "n_abnormal": s.n_abnormal,
+                "n_lesions": s.n_lesions,
             }
             if s.result is None:
-                rows.append({**base, "analysis": "–", "means": ["–"] * result.n_treatments,
-                             "comparisons": [], "note": s.error or ""})
+                rows.append({**base, "analysis": "–", "means": ["–"] * result.n_treatments, "comparisons": [], "note": s.error or ""})
                 continue
             a = s.primary_analysis
             comps = []
             for c in s.result.analyses[a].differences:
-                comps.append({
-                    "comparison": f"{c.treatments[0]} − {c.treatments[1]}", "estimate": _f(c.estimate),
-                    "ci": f"{_f(c.ci_lower)} to {_f(c.ci_upper)}", "p": _p(c.p_value),
-                })
-            rows.append({**base, "analysis": a, "means": [_f(v) for v in s.result.treatment_means],
-                         "comparisons": comps, "note": " ".join(s.warnings)})
-        tables.append({
-            "by": sg.by, "title": _SUBGROUP_TITLES.get(sg.by, sg.by), "rows": rows,
-            "definition": sg.to_dict()["definition"], "warnings": list(sg.warnings),
-        })
+                comps.append(
+                    {
+                        "comparison": f"{c.treatments[0]} − {c.treatments[1]}",
+                        "estimate": _f(c.estimate),
+                        "ci": f"{_f(c.ci_lower)} to {_f(c.ci_upper)}",
+                        "p": _p(c.p_value),
+                    }
+                )
+            rows.append(
+                {**base, "analysis": a, "means": [_f(v) for v in s.result.treatment_means], "comparisons": comps, "note": " ".join(s.warnings)}
+            )
+        tables.append(
+            {
+                "by": sg.by,
+                "title": _SUBGROUP_TITLES.get(sg.by, sg.by),
+                "rows": rows,
+                "definition": sg.to_dict()["definition"],
+                "warnings": list(sg.warnings),
+            }
+        )
     return tables
 
 
-def _methods(result: SignificanceResult, data: ObserverData, subgroups: Sequence[Any], backend_note: str,
-             version: str) -> tuple[str, list[str]]:
+def _methods(result: SignificanceResult, data: ObserverData, subgroups: Sequence[Any], backend_note: str, version: str) -> tuple[str, list[str]]:
     """The methods paragraph and the ordered reference keys it cites."""
     refs: list[str] = []
 
@@ -630,26 +642,21 @@ def _methods(result: SignificanceResult, data: ObserverData, subgroups: Sequence
     words = _FOM_WORDS.get(fom, f"the {fom} figure of merit")
     fom_cites = ("Chakraborty2004", "Chakraborty2017") if data.paradigm == "FROC" else ("Chakraborty2017",)
     parts = []
-    paradigm = ("free-response (FROC) marks with ratings" if data.paradigm == "FROC"
-                else "receiver operating characteristic (ROC) ratings")
+    paradigm = "free-response (FROC) marks with ratings" if data.paradigm == "FROC" else "receiver operating characteristic (ROC) ratings"
     parts.append(
         f"{data.n_readers} readers interpreted {data.n_cases} cases ({data.n_normal} without and "
         f"{data.n_abnormal} with lesions; {data.n_lesions} lesions in total) under each of "
         f"{data.n_treatments} reading conditions ({', '.join(data.treatments)}) in a fully crossed "
         f"design, reporting {paradigm}."
     )
-    parts.append(
-        f"Each reader's performance in each condition was summarised by {words} "
-        f"({fom} in RJafroc's terminology) {cite(*fom_cites)}."
-    )
+    parts.append(f"Each reader's performance in each condition was summarised by {words} ({fom} in RJafroc's terminology) {cite(*fom_cites)}.")
     alpha_txt = f"Tests are two-sided at α = {result.alpha:g} with {100 * (1 - result.alpha):g}% confidence intervals."
     if result.method == "OR":
         or_cite = cite("OR")  # numbered before the covariance estimator's reference
         if result.covariance == "delong":
             cov = f"the DeLong method {cite('DeLong1988')}"
         elif result.covariance == "bootstrap":
-            cov = (f"a bootstrap stratified by normal and abnormal cases ({result.n_bootstraps} "
-                   f"resamples, seed {result.random_state})")
+            cov = f"a bootstrap stratified by normal and abnormal cases ({result.n_bootstraps} resamples, seed {result.random_state})"
         else:
             cov = "the case-deletion jackknife"
         parts.append(
@@ -674,8 +681,7 @@ def _methods(result: SignificanceResult, data: ObserverData, subgroups: Sequence
     parts.append(
         "The primary analysis treats both readers and cases as random samples (random-reader "
         "random-case, RRRC), so that its conclusions generalise to the populations of readers and "
-        "cases; analyses with fixed readers (FRRC) and with fixed cases (RRFC) are secondary. "
-        + alpha_txt
+        "cases; analyses with fixed readers (FRRC) and with fixed cases (RRFC) are secondary. " + alpha_txt
     )
     if subgroups:
         kinds = ", ".join(_SUBGROUP_TITLES.get(s.by, s.by) for s in subgroups)
@@ -701,10 +707,26 @@ def _foms_frame(result: SignificanceResult, data: ObserverData, prov: Provenance
     rows = []
     for i, t in enumerate(result.treatments):
         for j, r in enumerate(result.readers):
-            rows.append({"fom": result.fom, "treatment": t, "reader": r, "reader_group": data.reader_groups.get(r),
-                         "kind": "reader", "value": float(result.foms[i, j])})
-        rows.append({"fom": result.fom, "treatment": t, "reader": None, "reader_group": None,
-                     "kind": "reader_average", "value": float(result.treatment_means[i])})
+            rows.append(
+                {
+                    "fom": result.fom,
+                    "treatment": t,
+                    "reader": r,
+                    "reader_group": data.reader_groups.get(r),
+                    "kind": "reader",
+                    "value": float(result.foms[i, j]),
+                }
+            )
+        rows.append(
+            {
+                "fom": result.fom,
+                "treatment": t,
+                "reader": None,
+                "reader_group": None,
+                "kind": "reader_average",
+                "value": float(result.treatment_means[i]),
+            }
+        )
     frame = pd.DataFrame(rows)
     frame["input_sha256"] = prov.input_sha256
     frame["package_version"] = prov.package_version
@@ -743,8 +765,7 @@ def _text_pages(pdf, title: str, lines: Sequence[str], *, per_page: int = 78) ->
     for start in range(0, max(len(lines), 1), per_page):
         fig = plt.figure(figsize=(8.27, 11.69))  # A4 portrait
         fig.text(0.06, 0.965, title + (" (continued)" if start else ""), fontsize=12, fontweight="bold", va="top")
-        fig.text(0.06, 0.935, "\n".join(lines[start:start + per_page]), family="monospace", fontsize=6.9,
-                 va="top", linespacing=1.18)
+        fig.text(0.06, 0.935, "\n".join(lines[start : start + per_page]), family="monospace", fontsize=6.9, va="top", linespacing=1.18)
         pdf.savefig(fig)
         plt.close(fig)
 
@@ -758,8 +779,7 @@ def _wrap(text: str, width: int = 118) -> list[str]:
     return out
 
 
-def _write_pdf(path: Path, context: dict[str, Any], result: SignificanceResult, subgroups: Sequence[Any],
-               figures: list[tuple[str, Any]]) -> None:
+def _write_pdf(path: Path, context: dict[str, Any], result: SignificanceResult, subgroups: Sequence[Any], figures: list[tuple[str, Any]]) -> None:
     from matplotlib.backends.backend_pdf import PdfPages
 
     plt = _mpl()
@@ -789,14 +809,12 @@ def _write_pdf(path: Path, context: dict[str, Any], result: SignificanceResult, 
         head = f"Subgroups by {table['title']}"
         lines += ["", head, "-" * len(head)] + _wrap(table["definition"])
         for r in table["rows"]:
-            base = (f"{r['label']}: {r['readers']} readers, {r['n_normal']} normal and {r['n_abnormal']} "
-                    f"abnormal cases, {r['n_lesions']} lesions")
+            base = f"{r['label']}: {r['readers']} readers, {r['n_normal']} normal and {r['n_abnormal']} abnormal cases, {r['n_lesions']} lesions"
             if not r["comparisons"]:
                 lines += _wrap(f"  {base}; no analysis: {r['note']}", 116)
                 continue
             means = ", ".join(f"{t} {m}" for t, m in zip(context["study"]["treatments"], r["means"]))
-            comps = "; ".join(f"{c['comparison']} {c['estimate']} (95% CI {c['ci']}), p = {c['p']}"
-                              for c in r["comparisons"])
+            comps = "; ".join(f"{c['comparison']} {c['estimate']} (95% CI {c['ci']}), p = {c['p']}" for c in r["comparisons"])
             lines += _wrap(f"  {base}; FOM {means}; {r['analysis']}: {comps}" + (f" [{r['note']}]" if r["note"] else ""), 116)
     for kind, why in context["subgroups_unavailable"].items():
         lines += [""] + _wrap(f"Subgroups by {kind} unavailable: {why}")
@@ -807,8 +825,9 @@ def _write_pdf(path: Path, context: dict[str, Any], result: SignificanceResult, 
     lines += ["", "Methods", "-------"] + _wrap(context["methods"]) + ["", "References", "----------"]
     for n, ref in enumerate(context["references"], start=1):
         lines += _wrap(f"[{n}] {ref}")
-    lines += ["", "Files", "-----"] + _wrap("Every number and plotted point is in results.json, foms.csv, "
-                                            "differences.csv and curves.csv beside this file.")
+    lines += ["", "Files", "-----"] + _wrap(
+        "Every number and plotted point is in results.json, foms.csv, differences.csv and curves.csv beside this file."
+    )
     lines += _wrap("Command: " + context["command"])
     with PdfPages(path, metadata={"Title": context["title"], "Creator": f"tsct {prov['package_version']}"}) as pdf:
         _text_pages(pdf, context["title"], [x.replace("\u2212", "-") for x in lines])
@@ -941,20 +960,26 @@ def write_report(
     if subgroups not in ("auto", None):
         from analysis.subgroups import _lesion_attribute
 
-        for kind in ([subgroups] if isinstance(subgroups, str) else list(subgroups)):
+        for kind in [subgroups] if isinstance(subgroups, str) else list(subgroups):
             if isinstance(kind, str):
                 _lesion_attribute(kind)  # an unknown kind is refused before any work (SubgroupError)
     prov = Provenance.from_file(input_path) if input_path is not None else Provenance()
     if detector_outputs is not None:
         prov = replace(prov, detector_outputs=dict(detector_outputs))
-    notes: list[str] = []
-
     step("significance test")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MRMCWarning)
         result = significance_test(
-            data, fom, method=method, analyses="ALL", covariance=covariance, alpha=alpha,
-            n_bootstraps=n_bootstraps, random_state=random_state, backend=backend, provenance=prov,
+            data,
+            fom,
+            method=method,
+            analyses="ALL",
+            covariance=covariance,
+            alpha=alpha,
+            n_bootstraps=n_bootstraps,
+            random_state=random_state,
+            backend=backend,
+            provenance=prov,
         )
     for w in caught:
         if not issubclass(w.category, MRMCWarning):  # pragma: no cover - pass unrelated warnings on
@@ -973,10 +998,18 @@ def write_report(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # their notes are kept in the results and shown
-                sub_results.append(subgroup_analysis(
-                    data, fom, by=kind, method=method, covariance=covariance, alpha=alpha,
-                    n_bootstraps=n_bootstraps, random_state=random_state,
-                ))
+                sub_results.append(
+                    subgroup_analysis(
+                        data,
+                        fom,
+                        by=kind,
+                        method=method,
+                        covariance=covariance,
+                        alpha=alpha,
+                        n_bootstraps=n_bootstraps,
+                        random_state=random_state,
+                    )
+                )
         except SubgroupError as exc:
             unavailable[kind] = str(exc)
             warnings.warn(f"Subgroups by {kind} are not in the report: {exc}", UserWarning, stacklevel=2)
@@ -998,33 +1031,38 @@ def write_report(
     plt = _mpl()
     figures: list[tuple[str, str, Any]] = []  # (id, caption, fig)
     fig = _figure_average_curves(curve_frames, data)
-    figures.append((
-        "fig-average",
-        "Reader-averaged empirical curves per treatment (vertical averaging of the readers' "
-        "curves; the area under each averaged curve equals the reader-averaged figure of merit "
-        "of the same name). Points: curves.csv, rows with a non-empty 'average'.",
-        fig,
-    ))
+    figures.append(
+        (
+            "fig-average",
+            "Reader-averaged empirical curves per treatment (vertical averaging of the readers' "
+            "curves; the area under each averaged curve equals the reader-averaged figure of merit "
+            "of the same name). Points: curves.csv, rows with a non-empty 'average'.",
+            fig,
+        )
+    )
     for kind, frame in curve_frames.items():
-        figures.append((
-            f"fig-readers-{kind}",
-            f"{kind} curve of each reader, one line per treatment. Points: curves.csv, rows with "
-            f"curve = {kind} and the reader's ID.",
-            _figure_reader_curves(kind, frame, data),
-        ))
+        figures.append(
+            (
+                f"fig-readers-{kind}",
+                f"{kind} curve of each reader, one line per treatment. Points: curves.csv, rows with curve = {kind} and the reader's ID.",
+                _figure_reader_curves(kind, frame, data),
+            )
+        )
     # parametric ROC fits (binormal ML) beside the empirical points: analysis/fitting/report_hook.py
     from analysis.fitting.report_hook import fitted_curve_section
 
     step("ROC curve fits")
     fit_figures, fit_json, fit_notes = fitted_curve_section(data)
     figures.extend(fit_figures)
-    figures.append((
-        "fig-forest",
-        "Treatment differences with 95% confidence intervals: all readers (primary analysis), "
-        "each reader (fixed-reader analysis of that reader) and each subgroup (its primary "
-        "analysis). Numbers: differences.csv.",
-        _figure_forest(result, sub_results),
-    ))
+    figures.append(
+        (
+            "fig-forest",
+            "Treatment differences with 95% confidence intervals: all readers (primary analysis), "
+            "each reader (fixed-reader analysis of that reader) and each subgroup (its primary "
+            "analysis). Numbers: differences.csv.",
+            _figure_forest(result, sub_results),
+        )
+    )
     svgs = [{"id": fid, "caption": cap, "svg": _svg(f)} for fid, cap, f in figures]
 
     step("tables")
@@ -1038,14 +1076,19 @@ def write_report(
         from analysis.rjafroc_backend import rjafroc_available
 
         engine = "RJafroc (R) through rpy2: " + rjafroc_available()[1]
-        backend_note = ("The significance tests were computed by RJafroc {cite_book} (R) through "
-                        "tsct {version}; subgroup analyses by tsct's Python engine, which "
-                        "reproduces RJafroc's numbers.")
+        backend_note = (
+            "The significance tests were computed by RJafroc {cite_book} (R) through "
+            "tsct {version}; subgroup analyses by tsct's Python engine, which "
+            "reproduces RJafroc's numbers."
+        )
     methods, ref_keys = _methods(result, data, sub_results, backend_note, prov.package_version)
     study = _study_summary(data)
     analysis_blocks = {name_: _analysis_block(result, name_) for name_ in result.analyses}
-    all_warnings = list(result.warnings) + [w for sg in sub_results for w in sg.warnings] + [
-        f"Subgroups by {k} unavailable: {v}" for k, v in unavailable.items()]
+    all_warnings = (
+        list(result.warnings)
+        + [w for sg in sub_results for w in sg.warnings]
+        + [f"Subgroups by {k} unavailable: {v}" for k, v in unavailable.items()]
+    )
     all_warnings += fit_notes
     created = prov.created_utc
     title = f"Observer study report: {name}"
@@ -1072,10 +1115,8 @@ def write_report(
         "methods": methods,
         "references": [REFERENCES[k] for k in ref_keys],
         "warnings": all_warnings,
-        "files": ["report.html", "results.json", "foms.csv", "differences.csv", "curves.csv"]
-        + (["report.pdf"] if pdf else []),
-        "command": _command(input_path, name, fom, method, covariance, alpha, kinds, subgroups, out_dir,
-                            n_bootstraps, random_state, backend),
+        "files": ["report.html", "results.json", "foms.csv", "differences.csv", "curves.csv"] + (["report.pdf"] if pdf else []),
+        "command": _command(input_path, name, fom, method, covariance, alpha, kinds, subgroups, out_dir, n_bootstraps, random_state, backend),
         "n_treatments": result.n_treatments,
         "cad": cad,
     }
@@ -1139,10 +1180,8 @@ def write_report(
     return paths
 
 
-def _command(input_path, name, fom, method, covariance, alpha, kinds, subgroups, out_dir, n_bootstraps,
-             random_state, backend) -> str:
-    parts = ["tsct analyze report", str(input_path) if input_path else "STUDY_FILE", f"--study '{name}'",
-             f"--fom {fom}", f"--method {method}"]
+def _command(input_path, name, fom, method, covariance, alpha, kinds, subgroups, out_dir, n_bootstraps, random_state, backend) -> str:
+    parts = ["tsct analyze report", str(input_path) if input_path else "STUDY_FILE", f"--study '{name}'", f"--fom {fom}", f"--method {method}"]
     if covariance != "jackknife":
         parts.append(f"--covariance {covariance}")
         if covariance == "bootstrap":

@@ -40,11 +40,13 @@ def choose_unaided_treatment(data: ObserverData, treatment: str | None = None) -
         return hits[0]
     raise ObserverDataError(
         f"the detector is compared with the radiologists in one treatment, normally the unaided one; "
-        f"the study has {names} and none is recognisably unaided: choose it with --cad-treatment.")
+        f"the study has {names} and none is recognisably unaided: choose it with --cad-treatment."
+    )
 
 
-def cad_section(data: ObserverData, marks: Any, fom: str, *, alpha: float = 0.05, treatment: str | None = None,
-                source: str | None = None) -> dict[str, Any]:
+def cad_section(
+    data: ObserverData, marks: Any, fom: str, *, alpha: float = 0.05, treatment: str | None = None, source: str | None = None
+) -> dict[str, Any]:
     """The section's content: the 1T-RRRC result in words and numbers, and its JSON.
 
     Parameters
@@ -70,8 +72,11 @@ def cad_section(data: ObserverData, marks: Any, fom: str, *, alpha: float = 0.05
     if math.isnan(res.pval):
         verdict = "no test is possible: " + "; ".join(res.notes)
     elif res.significant:
-        verdict = ("the radiologists performed significantly better than the detector alone" if res.avg_diff_fom > 0
-                   else "the detector alone performed significantly better than the radiologists")
+        verdict = (
+            "the radiologists performed significantly better than the detector alone"
+            if res.avg_diff_fom > 0
+            else "the detector alone performed significantly better than the radiologists"
+        )
     else:
         verdict = "the difference between the radiologists and the detector alone is not significant"
     p = "" if math.isnan(res.pval) else (f"{res.pval:.2e}" if res.pval < 1e-4 else f"{res.pval:.4f}")
@@ -83,10 +88,13 @@ def cad_section(data: ObserverData, marks: Any, fom: str, *, alpha: float = 0.05
         + f" (1T-RRRC, random readers and cases, {res.n_cases} cases): {verdict}"
         + (f" at alpha = {alpha:g}." if p else ".")
     )
-    rows = [("Treatment", treatment), ("Detector's FOM", f"{res.fom_cad:.4f}"),
-            ("Radiologists' mean FOM", f"{res.avg_rad_fom:.4f} ({level} CI {res.ci_avg_rad_fom[0]:.4f} to {res.ci_avg_rad_fom[1]:.4f})"),
-            ("Radiologists - detector", f"{res.avg_diff_fom:+.4f} ({level} CI {lo:+.4f} to {hi:+.4f})"),
-            ("t, df, p", f"{res.tstat:.3f}, {res.df:.2f}, {p}" if p else "not computed")]
+    rows = [
+        ("Treatment", treatment),
+        ("Detector's FOM", f"{res.fom_cad:.4f}"),
+        ("Radiologists' mean FOM", f"{res.avg_rad_fom:.4f} ({level} CI {res.ci_avg_rad_fom[0]:.4f} to {res.ci_avg_rad_fom[1]:.4f})"),
+        ("Radiologists - detector", f"{res.avg_diff_fom:+.4f} ({level} CI {lo:+.4f} to {hi:+.4f})"),
+        ("t, df, p", f"{res.tstat:.3f}, {res.df:.2f}, {p}" if p else "not computed"),
+    ]
     rows += [(f"Radiologist {r}", f"{v:.4f}") for r, v in zip(res.readers, res.fom_rad)]
     doc = res.to_dict()
     doc["cadMarksFile"] = source

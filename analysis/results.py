@@ -120,9 +120,7 @@ class Table:
         cols = {str(k): np.asarray(v, dtype=float).reshape(-1) for k, v in self.columns.items()}
         for name, values in cols.items():
             if values.shape[0] != len(self.index):
-                raise ValueError(
-                    f"Table column {name!r} has {values.shape[0]} values for {len(self.index)} rows."
-                )
+                raise ValueError(f"Table column {name!r} has {values.shape[0]} values for {len(self.index)} rows.")
             values.setflags(write=False)
         object.__setattr__(self, "index", tuple(str(i) for i in self.index))
         object.__setattr__(self, "columns", cols)
@@ -142,10 +140,7 @@ class Table:
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """``{row: {column: value}}`` with JSON-safe numbers."""
-        return {
-            row: {col: _json_number(values[r]) for col, values in self.columns.items()}
-            for r, row in enumerate(self.index)
-        }
+        return {row: {col: _json_number(values[r]) for col, values in self.columns.items()} for r, row in enumerate(self.index)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,9 +378,7 @@ class Provenance:
     input_file: str | None = None
     input_sha256: str | None = None
     package_version: str = field(default_factory=package_version)
-    created_utc: str = field(
-        default_factory=lambda: datetime.now(timezone.utc).replace(microsecond=0).isoformat()
-    )
+    created_utc: str = field(default_factory=lambda: datetime.now(timezone.utc).replace(microsecond=0).isoformat())
     detector_outputs: dict[str, Any] | None = None
 
     @classmethod
@@ -604,8 +597,18 @@ class SignificanceResult(TreatmentsReaders):
                     }
                 )
         columns = [
-            "analysis", "kind", "treatment_a", "treatment_b", "reader", "estimate", "se", "df",
-            "statistic", "p_value", "ci_lower", "ci_upper",
+            "analysis",
+            "kind",
+            "treatment_a",
+            "treatment_b",
+            "reader",
+            "estimate",
+            "se",
+            "df",
+            "statistic",
+            "p_value",
+            "ci_lower",
+            "ci_upper",
         ]
         return pd.DataFrame(rows, columns=columns)
 
@@ -629,18 +632,10 @@ class SignificanceResult(TreatmentsReaders):
             "treatments": list(self.treatments),
             "readers": list(self.readers),
             "n_cases": int(self.n_cases),
-            "foms": {
-                t: {r: _json_number(self.foms[i, j]) for j, r in enumerate(self.readers)}
-                for i, t in enumerate(self.treatments)
-            },
-            "treatment_means": {
-                t: _json_number(m) for t, m in zip(self.treatments, self.treatment_means)
-            },
+            "foms": {t: {r: _json_number(self.foms[i, j]) for j, r in enumerate(self.readers)} for i, t in enumerate(self.treatments)},
+            "treatment_means": {t: _json_number(m) for t, m in zip(self.treatments, self.treatment_means)},
             "analyses": {name: res.to_dict() for name, res in self.analyses.items()},
-            "variance_components": {
-                row: _json_number(self.variance_components.value(row, "estimate"))
-                for row in self.variance_components.index
-            },
+            "variance_components": {row: _json_number(self.variance_components.value(row, "estimate")) for row in self.variance_components.index},
             "anova": self.anova.to_dict(),
             "treatment_anova": self.treatment_anova.to_dict(),
             "reader_anova": self.reader_anova.to_dict(),
@@ -687,9 +682,7 @@ class SignificanceResult(TreatmentsReaders):
             )
             sections.append((f"{name}: reader-averaged FOM per treatment", trt))
             if res.reader_differences:
-                sections.append(
-                    (f"{name}: single-reader differences", _comparisons_frame(res.reader_differences))
-                )
+                sections.append((f"{name}: single-reader differences", _comparisons_frame(res.reader_differences)))
             if res.warnings:
                 sections.append((f"{name}: warnings", "\n".join(res.warnings)))
         vc = self.variance_components.to_frame().map(lambda v: _fmt(v, 6))
@@ -704,10 +697,7 @@ class SignificanceResult(TreatmentsReaders):
         return ResultSummary(title=title, sections=tuple(sections))
 
     def __repr__(self) -> str:
-        analyses = ", ".join(
-            f"{k}: {v.statistic_name}={_fmt(v.statistic, 3)} p={_fmt_p(v.p_value)}"
-            for k, v in self.analyses.items()
-        )
+        analyses = ", ".join(f"{k}: {v.statistic_name}={_fmt(v.statistic, 3)} p={_fmt_p(v.p_value)}" for k, v in self.analyses.items())
         return (
             f"SignificanceResult(fom={self.fom!r}, method={self.method!r}, "
             f"covariance={self.covariance!r}, I={self.n_treatments}, J={self.n_readers}, "
@@ -825,8 +815,7 @@ class PowerTable:
     def summary(self) -> ResultSummary:
         frame = self.to_frame()
         frame["n_cases"] = [
-            (str(int(k)) if k is not None and not (isinstance(k, float) and math.isnan(k))
-             else f"> {r.max_cases} (RJafroc: {r.max_cases + 1})")
+            (str(int(k)) if k is not None and not (isinstance(k, float) and math.isnan(k)) else f"> {r.max_cases} (RJafroc: {r.max_cases + 1})")
             for k, r in zip(frame["n_cases"], self.rows)
         ]
         frame["power"] = frame["power"].map(lambda v: _fmt(v, 4))
@@ -849,9 +838,6 @@ def iter_analyses(requested: str | Iterable[str]) -> tuple[str, ...]:
             if a not in out:
                 out.append(a)
         else:
-            raise ValueError(
-                f"Unknown analysis {a!r}: use 'RRRC' (random readers and cases), 'FRRC' (fixed "
-                "readers), 'RRFC' (fixed cases) or 'ALL'."
-            )
+            raise ValueError(f"Unknown analysis {a!r}: use 'RRRC' (random readers and cases), 'FRRC' (fixed readers), 'RRFC' (fixed cases) or 'ALL'.")
     order = {"RRRC": 0, "FRRC": 1, "RRFC": 2}
     return tuple(sorted(out, key=order.__getitem__))

@@ -78,7 +78,7 @@ MIN_RJAFROC_VERSION = (2, 1)
 
 INSTALL_HINT = (
     "To run RJafroc: (1) install R >= 4.0 (Debian/Ubuntu: 'apt-get install r-base'); "
-    "(2) in R: install.packages(\"RJafroc\"); (3) in this environment: "
+    '(2) in R: install.packages("RJafroc"); (3) in this environment: '
     "pip install '.[rjafroc]' (installs rpy2; the extra pins rpy2 < 3.6, which is also what "
     "Debian 12's R 4.2 needs)."
 )
@@ -136,10 +136,7 @@ def _check_available() -> tuple[bool, str]:
     try:
         import rpy2.robjects as ro  # starts the embedded R
     except Exception as exc:  # R missing, R_HOME unset, libR not found, ...
-        return False, (
-            f"rpy2 {rpy2_version} is installed but cannot start R ({type(exc).__name__}: "
-            f"{str(exc).strip()[:200]}). {INSTALL_HINT}"
-        )
+        return False, (f"rpy2 {rpy2_version} is installed but cannot start R ({type(exc).__name__}: {str(exc).strip()[:200]}). {INSTALL_HINT}")
     try:
         r_version = str(ro.r("R.version.string")[0])
         # isTRUE(): requireNamespace() returns invisibly, which ro.r() turns into None
@@ -164,9 +161,7 @@ def _check_available() -> tuple[bool, str]:
 # ------------------------------------------------------------------------------------------
 
 
-def _run_st_in_r(
-    xlsx_path: Path, fom: str, method: str, analyses: Sequence[str], alpha: float
-) -> dict[str, dict[str, Any]]:
+def _run_st_in_r(xlsx_path: Path, fom: str, method: str, analyses: Sequence[str], alpha: float) -> dict[str, dict[str, Any]]:
     """Read ``xlsx_path`` with RJafroc and run ``St()`` once per analysis.
 
     Returns ``{analysis: plain St() output}`` (see :func:`r_to_plain`).  R's console output is
@@ -189,14 +184,15 @@ def _run_st_in_r(
         for analysis in analyses:
             try:
                 st = rj.St(
-                    ds, FOM=fom, method=method, covEstMethod="jackknife",
-                    analysisOption=analysis, alpha=float(alpha),
+                    ds,
+                    FOM=fom,
+                    method=method,
+                    covEstMethod="jackknife",
+                    analysisOption=analysis,
+                    alpha=float(alpha),
                 )
             except Exception as exc:
-                raise RuntimeError(
-                    f"RJafroc::St(FOM = {fom!r}, method = {method!r}, analysisOption = "
-                    f"{analysis!r}) failed: {exc}"
-                ) from exc
+                raise RuntimeError(f"RJafroc::St(FOM = {fom!r}, method = {method!r}, analysisOption = {analysis!r}) failed: {exc}") from exc
             out[analysis] = r_to_plain(st)
         return out
     finally:
@@ -325,8 +321,7 @@ def _get(node: Mapping[str, Any], *path: str) -> Any:
     for key in path:
         if not isinstance(cur, Mapping) or key not in cur:
             raise RJafrocOutputError(
-                f"RJafroc's St() output has no element {'$'.join(path)!r} (missing {key!r}); "
-                "this bridge is written for RJafroc 2.1.x."
+                f"RJafroc's St() output has no element {'$'.join(path)!r} (missing {key!r}); this bridge is written for RJafroc 2.1.x."
             )
         cur = cur[key]
     return cur
@@ -343,9 +338,7 @@ def _col(frame: pd.DataFrame, *names: str) -> np.ndarray:
     for n in names:
         if n in frame.columns:
             return frame[n].to_numpy(dtype=float)
-    raise RJafrocOutputError(
-        f"St() data frame with columns {list(frame.columns)} lacks {' or '.join(names)}."
-    )
+    raise RJafrocOutputError(f"St() data frame with columns {list(frame.columns)} lacks {' or '.join(names)}.")
 
 
 def _optional(x: float) -> float | None:
@@ -422,14 +415,9 @@ def result_from_st(
         raise RJafrocOutputError("St()$FOMs$foms is not an array.")
     theta = foms_arr.values
     if theta.shape != (n_t, n_r):
-        raise RJafrocOutputError(
-            f"RJafroc reports FOMs of shape {theta.shape}; the study has {n_t} treatments and "
-            f"{n_r} readers."
-        )
-    t_labels = foms_arr.dimnames[0] if foms_arr.dimnames and foms_arr.dimnames[0] else tuple(
-        f"trt{t}" for t in treatments)
-    r_labels = foms_arr.dimnames[1] if len(foms_arr.dimnames) > 1 and foms_arr.dimnames[1] else tuple(
-        f"rdr{r}" for r in readers)
+        raise RJafrocOutputError(f"RJafroc reports FOMs of shape {theta.shape}; the study has {n_t} treatments and {n_r} readers.")
+    t_labels = foms_arr.dimnames[0] if foms_arr.dimnames and foms_arr.dimnames[0] else tuple(f"trt{t}" for t in treatments)
+    r_labels = foms_arr.dimnames[1] if len(foms_arr.dimnames) > 1 and foms_arr.dimnames[1] else tuple(f"rdr{r}" for r in readers)
     if rjafroc_treatments is not None:
         want = tuple(f"trt{t}" for t in rjafroc_treatments)
         if t_labels != want:
@@ -466,17 +454,21 @@ def result_from_st(
         diffs = _comparisons(_frame(block, "ciDiffTrt"), pairs, pair_labels, treatments, alpha, None)
         trt_frame = _frame(block, "ciAvgRdrEachTrt")
         if list(trt_frame.index) != list(t_labels):
-            raise RJafrocOutputError(
-                f"St()${name}$ciAvgRdrEachTrt rows {list(trt_frame.index)} != treatments {list(t_labels)}."
-            )
+            raise RJafrocOutputError(f"St()${name}$ciAvgRdrEachTrt rows {list(trt_frame.index)} != treatments {list(t_labels)}.")
         normal_ref = method == "OR" and name == "FRRC"
         cov2 = _col(trt_frame, "Cov2") if "Cov2" in trt_frame.columns else None
         est, se, df_t = _col(trt_frame, "Estimate"), _col(trt_frame, "StdErr"), _col(trt_frame, "DF")
         lo, hi = _col(trt_frame, "CILower"), _col(trt_frame, "CIUpper")
         trt_cis = tuple(
             TreatmentEstimate(
-                treatment=treatments[i], estimate=float(est[i]), se=float(se[i]), df=_optional(df_t[i]),
-                ci_lower=float(lo[i]), ci_upper=float(hi[i]), alpha=alpha, normal_reference=normal_ref,
+                treatment=treatments[i],
+                estimate=float(est[i]),
+                se=float(se[i]),
+                df=_optional(df_t[i]),
+                ci_lower=float(lo[i]),
+                ci_upper=float(hi[i]),
+                alpha=alpha,
+                normal_reference=normal_ref,
                 cov2=None if cov2 is None else float(cov2[i]),
             )
             for i in range(n_t)
@@ -491,9 +483,7 @@ def result_from_st(
                 labels = [f"{rl}::{pl}" for pl in pair_labels]
                 sub = frame.loc[[lab for lab in labels if lab in frame.index]]
                 if len(sub) != len(labels):
-                    raise RJafrocOutputError(
-                        f"St()$FRRC$ciDiffTrtEachRdr lacks rows for reader {rl}: expected {labels}."
-                    )
+                    raise RJafrocOutputError(f"St()$FRRC$ciDiffTrtEachRdr lacks rows for reader {rl}: expected {labels}.")
                 out.extend(_comparisons(sub, pairs, labels, treatments, alpha, readers[j]))
             reader_diffs = tuple(out)
 
@@ -520,20 +510,43 @@ def result_from_st(
         elif ms[1] == 0:
             notes.append("RRFC: MS(TR) = 0; the F statistic is undefined or infinite.")
         analyses[name] = AnalysisResult(
-            analysis=name, method=method, statistic_name="chi2" if chi2 else "F", statistic=stat,
-            df=float(dfs[0]), ddf=ddf, p_value=p, ms_treatment=float(ms[0]), ms_error=float(ms[1]),
-            error_term=_ERROR_TERMS[(method, name)], differences=diffs, treatment_cis=trt_cis,
-            reader_differences=reader_diffs, alpha=alpha, warnings=tuple(notes),
+            analysis=name,
+            method=method,
+            statistic_name="chi2" if chi2 else "F",
+            statistic=stat,
+            df=float(dfs[0]),
+            ddf=ddf,
+            p_value=p,
+            ms_treatment=float(ms[0]),
+            ms_error=float(ms[1]),
+            error_term=_ERROR_TERMS[(method, name)],
+            differences=diffs,
+            treatment_cis=trt_cis,
+            reader_differences=reader_diffs,
+            alpha=alpha,
+            warnings=tuple(notes),
         )
         for m in notes:
             if m not in log.messages:
                 log.messages.append(m)
 
     return SignificanceResult(
-        fom=fom, method=method, covariance="jackknife", treatments=treatments, readers=readers,
-        n_cases=int(n_cases), foms=theta, anova=anova, variance_components=vc_table,
-        treatment_anova=trt_table, reader_anova=rdr_table, analyses=analyses, alpha=alpha,
-        provenance=provenance, warnings=log.tuple(), backend="rjafroc",
+        fom=fom,
+        method=method,
+        covariance="jackknife",
+        treatments=treatments,
+        readers=readers,
+        n_cases=int(n_cases),
+        foms=theta,
+        anova=anova,
+        variance_components=vc_table,
+        treatment_anova=trt_table,
+        reader_anova=rdr_table,
+        analyses=analyses,
+        alpha=alpha,
+        provenance=provenance,
+        warnings=log.tuple(),
+        backend="rjafroc",
     )
 
 
@@ -546,9 +559,7 @@ def _comparisons(
     reader: str | None,
 ) -> tuple[Comparison, ...]:
     if list(frame.index) != list(labels):
-        raise RJafrocOutputError(
-            f"RJafroc's comparison rows {list(frame.index)} do not match the expected {list(labels)}."
-        )
+        raise RJafrocOutputError(f"RJafroc's comparison rows {list(frame.index)} do not match the expected {list(labels)}.")
     z = "z" in frame.columns
     est, se = _col(frame, "Estimate"), _col(frame, "StdErr")
     stat, p = _col(frame, "z", "t"), _col(frame, "PrGTz", "PrGTt")
@@ -556,9 +567,16 @@ def _comparisons(
     df = None if z else _col(frame, "DF")
     return tuple(
         Comparison(
-            treatments=(treatments[a], treatments[b]), estimate=float(est[n]), se=float(se[n]),
-            df=None if df is None else float(df[n]), statistic=float(stat[n]), p_value=float(p[n]),
-            ci_lower=float(lo[n]), ci_upper=float(hi[n]), alpha=alpha, reader=reader,
+            treatments=(treatments[a], treatments[b]),
+            estimate=float(est[n]),
+            se=float(se[n]),
+            df=None if df is None else float(df[n]),
+            statistic=float(stat[n]),
+            p_value=float(p[n]),
+            ci_lower=float(lo[n]),
+            ci_upper=float(hi[n]),
+            alpha=alpha,
+            reader=reader,
         )
         for n, (a, b) in enumerate(pairs)
     )
@@ -586,13 +604,18 @@ def _dbm_tables(anova_node, treatments, readers, t_labels, r_labels, n_cases):
 
     from analysis.stats._common import level_tables
 
-    trt_table, rdr_table = level_tables(treatments, readers, {
-        **{ms: row(it, ms, t_labels) for ms in ("msR", "msC", "msRC")},
-        **{f"df_{ms}": np.full(n_t, float(it.loc[ms, "DF"])) for ms in ("msR", "msC", "msRC")},
-    }, {
-        **{ms: row(ir, ms, r_labels) for ms in ("msT", "msC", "msTC")},
-        **{f"df_{ms}": np.full(n_r, float(ir.loc[ms, "DF"])) for ms in ("msT", "msC", "msTC")},
-    })
+    trt_table, rdr_table = level_tables(
+        treatments,
+        readers,
+        {
+            **{ms: row(it, ms, t_labels) for ms in ("msR", "msC", "msRC")},
+            **{f"df_{ms}": np.full(n_t, float(it.loc[ms, "DF"])) for ms in ("msR", "msC", "msRC")},
+        },
+        {
+            **{ms: row(ir, ms, r_labels) for ms in ("msT", "msC", "msTC")},
+            **{f"df_{ms}": np.full(n_r, float(ir.loc[ms, "DF"])) for ms in ("msT", "msC", "msTC")},
+        },
+    )
     return anova, vc_table, trt_table, rdr_table
 
 
@@ -613,9 +636,7 @@ def _or_tables(anova_node, treatments, readers, t_pos, r_pos):
     def ordered(frame: pd.DataFrame, positions: Mapping[str, int], what: str) -> pd.DataFrame:
         labels = sorted(positions, key=positions.__getitem__)
         if sorted(frame.index) != sorted(labels):
-            raise RJafrocOutputError(
-                f"St()$ANOVA$Individual{what} rows {list(frame.index)} do not match {labels}."
-            )
+            raise RJafrocOutputError(f"St()$ANOVA$Individual{what} rows {list(frame.index)} do not match {labels}.")
         return frame.loc[labels]
 
     it = ordered(it, t_pos, "Trt")
@@ -623,11 +644,11 @@ def _or_tables(anova_node, treatments, readers, t_pos, r_pos):
     from analysis.stats._common import level_tables
 
     trt_table, rdr_table = level_tables(
-        treatments, readers,
-        {"msR": _col(it, "msREachTrt"), "var": _col(it, "varEachTrt"),
-         "cov2": _col(it, "cov2EachTrt"), "df_msR": _col(it, "DF")},
-        {"msT": _col(ir, "msTEachRdr"), "var": _col(ir, "varEachRdr"),
-         "cov1": _col(ir, "cov1EachRdr"), "df_msT": _col(ir, "DF")})
+        treatments,
+        readers,
+        {"msR": _col(it, "msREachTrt"), "var": _col(it, "varEachTrt"), "cov2": _col(it, "cov2EachTrt"), "df_msR": _col(it, "DF")},
+        {"msT": _col(ir, "msTEachRdr"), "var": _col(ir, "varEachRdr"), "cov1": _col(ir, "cov1EachRdr"), "df_msT": _col(ir, "DF")},
+    )
     return anova, vc_table, trt_table, rdr_table
 
 
@@ -729,9 +750,17 @@ def significance_test_rjafroc(
         xlsx = write_jafroc_excel(copy, Path(tmp) / "study.xlsx", rjafroc_compatible=True)
         outputs = _run_st_in_r(xlsx, fom, method_u, wanted, alpha)
     return result_from_st(
-        outputs, method=method_u, fom=fom, treatments=data.treatments, readers=data.readers,
-        n_cases=n_cases, alpha=alpha, rjafroc_treatments=trt_ids, rjafroc_readers=rdr_ids,
-        provenance=provenance, extra_warnings=log.tuple(),
+        outputs,
+        method=method_u,
+        fom=fom,
+        treatments=data.treatments,
+        readers=data.readers,
+        n_cases=n_cases,
+        alpha=alpha,
+        rjafroc_treatments=trt_ids,
+        rjafroc_readers=rdr_ids,
+        provenance=provenance,
+        extra_warnings=log.tuple(),
     )
 
 
@@ -739,8 +768,20 @@ def significance_test_rjafroc(
 # Cross-check: our numbers beside RJafroc's
 # ------------------------------------------------------------------------------------------
 
-_SKIP_KEYS = {"schema", "package_version", "input_file", "input_sha256", "created_utc", "warnings",
-              "description", "error_term", "covariance", "n_bootstraps", "random_state", "backend"}
+_SKIP_KEYS = {
+    "schema",
+    "package_version",
+    "input_file",
+    "input_sha256",
+    "created_utc",
+    "warnings",
+    "description",
+    "error_term",
+    "covariance",
+    "n_bootstraps",
+    "random_state",
+    "backend",
+}
 
 
 @dataclass(frozen=True)
@@ -797,18 +838,18 @@ class CrosscheckReport:
         """One sentence saying how the numbers agreed, naming the tolerance each group used."""
         n = len(self.rows)
         if not self.passed:
-            return (f"{self.n_failed} of {n} numbers differ by more than {self.atol:g} + "
-                    f"{self.rtol:g} x |RJafroc's value|.")
+            return f"{self.n_failed} of {n} numbers differ by more than {self.atol:g} + {self.rtol:g} x |RJafroc's value|."
         parts = []
         if self.count("equal"):
             parts.append(f"{self.count('equal')} identical")
         if self.count("relative"):
-            parts.append(f"{self.count('relative')} within a relative {self.rtol:g} (largest "
-                         f"relative difference {self.max_rel_diff_relative:.1e})")
+            parts.append(f"{self.count('relative')} within a relative {self.rtol:g} (largest relative difference {self.max_rel_diff_relative:.1e})")
         if self.count("absolute"):
-            parts.append(f"{self.count('absolute')} near zero only within the absolute "
-                         f"{self.atol:g} (largest absolute difference "
-                         f"{self.max_abs_diff_absolute:.1e})")
+            parts.append(
+                f"{self.count('absolute')} near zero only within the absolute "
+                f"{self.atol:g} (largest absolute difference "
+                f"{self.max_abs_diff_absolute:.1e})"
+            )
         return f"all {n} numbers agree: " + "; ".join(parts) + "."
 
     @property
@@ -822,9 +863,7 @@ class CrosscheckReport:
         return max(finite) if finite else 0.0
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([r.__dict__ for r in self.rows],
-                            columns=["path", "ours", "reference", "abs_diff", "rel_diff", "ok",
-                                     "passed_by"])
+        return pd.DataFrame([r.__dict__ for r in self.rows], columns=["path", "ours", "reference", "abs_diff", "rel_diff", "ok", "passed_by"])
 
 
 def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -842,9 +881,7 @@ def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
-def compare_results(
-    ours: SignificanceResult, reference: SignificanceResult, *, rtol: float = 1e-9, atol: float = 1e-12
-) -> CrosscheckReport:
+def compare_results(ours: SignificanceResult, reference: SignificanceResult, *, rtol: float = 1e-9, atol: float = 1e-12) -> CrosscheckReport:
     """Compare every number of two results' JSON documents (provenance and texts excluded).
 
     Parameters
@@ -870,11 +907,9 @@ def compare_results(
             diff = abs(x_f - y_f)
             rel = diff / abs(y_f) if y_f != 0 else (0.0 if diff == 0 else math.inf)
             ok = diff <= atol + rtol * abs(y_f)
-            how = "" if not ok else ("equal" if diff == 0 else
-                                     "relative" if diff <= rtol * abs(y_f) else "absolute")
+            how = "" if not ok else ("equal" if diff == 0 else "relative" if diff <= rtol * abs(y_f) else "absolute")
             rows.append(CrosscheckRow(path, x_f, y_f, diff, rel, ok, how))
         else:
             same = x == y
-            rows.append(CrosscheckRow(path, x, y, 0.0 if same else math.nan, 0.0 if same else math.nan, same,
-                                      "equal" if same else ""))
+            rows.append(CrosscheckRow(path, x, y, 0.0 if same else math.nan, 0.0 if same else math.nan, same, "equal" if same else ""))
     return CrosscheckReport(rows=tuple(rows), rtol=rtol, atol=atol)

@@ -165,7 +165,12 @@ def significance_test(
             from analysis.rjafroc_backend import significance_test_rjafroc
 
             return significance_test_rjafroc(
-                data, fom, method, analyses, alpha=alpha, covariance=covariance,
+                data,
+                fom,
+                method,
+                analyses,
+                alpha=alpha,
+                covariance=covariance,
                 provenance=provenance,
             )
         raise MRMCInputError(f"backend must be 'python' or 'rjafroc'. Got {backend!r} instead.")
@@ -175,14 +180,9 @@ def significance_test(
         raise MRMCInputError(f"method must be 'OR' or 'DBM'. Got {method!r} instead.")
     cov_l = str(covariance).lower()
     if cov_l not in COVARIANCE_METHODS:
-        raise MRMCInputError(
-            f"covariance must be one of {', '.join(COVARIANCE_METHODS)}. Got {covariance!r} instead."
-        )
+        raise MRMCInputError(f"covariance must be one of {', '.join(COVARIANCE_METHODS)}. Got {covariance!r} instead.")
     if method_u == "DBM" and cov_l != "jackknife":
-        raise MRMCInputError(
-            "The DBM method analyses jackknife pseudovalues; covariance='delong' or 'bootstrap' "
-            "needs method='OR'."
-        )
+        raise MRMCInputError("The DBM method analyses jackknife pseudovalues; covariance='delong' or 'bootstrap' needs method='OR'.")
     check_fom(data, fom)
     common = dict(treatments=data.treatments, readers=data.readers, fom=fom, analyses=analyses, alpha=alpha)
 
@@ -199,7 +199,11 @@ def significance_test(
             extra = {}
         else:
             theta, cov, _ = bootstrap_covariance(
-                normal, lesions, weights, n_bootstraps=n_bootstraps, random_state=random_state,
+                normal,
+                lesions,
+                weights,
+                n_bootstraps=n_bootstraps,
+                random_state=random_state,
                 progress=progress,
             )
             extra = {"n_bootstraps": int(n_bootstraps), "random_state": random_state}
@@ -210,8 +214,12 @@ def significance_test(
                 f"{np.max(np.abs(theta - reference)):.3g}. Please report this."
             )
         result = or_analysis(
-            reference, cov, n_cases=data.n_normal + data.n_abnormal, covariance_method=cov_l,
-            **common, **extra,
+            reference,
+            cov,
+            n_cases=data.n_normal + data.n_abnormal,
+            covariance_method=cov_l,
+            **common,
+            **extra,
         )
     from analysis.degenerate import guard_degenerate
 

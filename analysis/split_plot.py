@@ -107,15 +107,16 @@ class SplitPlotData:
             if d.treatments != first.treatments:
                 raise ObserverDataError(
                     f"group {g!r} has treatments {list(d.treatments)} but group "
-                    f"{names[0]!r} has {list(first.treatments)}; every group reads all treatments.")
+                    f"{names[0]!r} has {list(first.treatments)}; every group reads all treatments."
+                )
             if d.paradigm != first.paradigm:
                 raise ObserverDataError(f"group {g!r} is {d.paradigm}, group {names[0]!r} is {first.paradigm}.")
             for what, ids, seen in (("reader", d.readers, readers), ("case", d.case_ids, cases)):
                 for x in ids:
                     if x in seen:
                         raise ObserverDataError(
-                            f"{what} {x!r} is in groups {seen[x]!r} and {g!r}; in a split-plot "
-                            f"design each {what} belongs to one group.")
+                            f"{what} {x!r} is in groups {seen[x]!r} and {g!r}; in a split-plot design each {what} belongs to one group."
+                        )
                     seen[x] = g
 
     @property
@@ -140,11 +141,9 @@ class SplitPlotData:
 
     def summary(self) -> str:
         """A short human-readable description."""
-        lines = [f"Split-plot study {self.name!r} ({self.paradigm}), {len(self.groups)} groups, "
-                 f"treatments {', '.join(self.treatments)}"]
+        lines = [f"Split-plot study {self.name!r} ({self.paradigm}), {len(self.groups)} groups, treatments {', '.join(self.treatments)}"]
         for g, d in zip(self.group_names, self.groups):
-            lines.append(f"  group {g}: readers {', '.join(d.readers)}; {d.n_cases} cases "
-                         f"({d.n_normal} normal, {d.n_abnormal} abnormal)")
+            lines.append(f"  group {g}: readers {', '.join(d.readers)}; {d.n_cases} cases ({d.n_normal} normal, {d.n_abnormal} abnormal)")
         return "\n".join(lines)
 
 
@@ -186,23 +185,25 @@ class SplitPlotResult:
                 return int(x)
             return x
 
-        return f({
-            "analysis": "OR split-plot (split-plot-C)",
-            "backend": "python",
-            "FOM": self.fom,
-            "alpha": self.alpha,
-            "treatments": list(self.treatments),
-            "readers": list(self.readers),
-            "groups": list(self.groups),
-            "readersPerGroup": list(self.readers_per_group),
-            "casesPerGroup": list(self.cases_per_group),
-            "foms": {t: dict(zip(self.readers, self.foms[i])) for i, t in enumerate(self.treatments)},
-            "meanSquares": self.mean_squares,
-            "covariances": self.covariances,
-            "c": self.c_factor,
-            "analyses": self.analyses,
-            "notes": list(self.notes),
-        })
+        return f(
+            {
+                "analysis": "OR split-plot (split-plot-C)",
+                "backend": "python",
+                "FOM": self.fom,
+                "alpha": self.alpha,
+                "treatments": list(self.treatments),
+                "readers": list(self.readers),
+                "groups": list(self.groups),
+                "readersPerGroup": list(self.readers_per_group),
+                "casesPerGroup": list(self.cases_per_group),
+                "foms": {t: dict(zip(self.readers, self.foms[i])) for i, t in enumerate(self.treatments)},
+                "meanSquares": self.mean_squares,
+                "covariances": self.covariances,
+                "c": self.c_factor,
+                "analyses": self.analyses,
+                "notes": list(self.notes),
+            }
+        )
 
     def summary(self) -> str:
         """Plain-text summary."""
@@ -212,8 +213,7 @@ class SplitPlotResult:
             f"(readers {list(self.readers_per_group)}, cases {list(self.cases_per_group)})",
         ]
         means = self.foms.mean(axis=1)
-        lines.append("  reader-averaged FOM: " + ", ".join(
-            f"{t} {m:.4f}" for t, m in zip(self.treatments, means)))
+        lines.append("  reader-averaged FOM: " + ", ".join(f"{t} {m:.4f}" for t, m in zip(self.treatments, means)))
         for name in ("RRRC", "FRRC", "RRFC"):
             a = self.analyses.get(name)
             if a is None:
@@ -235,8 +235,7 @@ def _pair_means(cov: np.ndarray) -> dict[str, tuple[float, int]]:
     same_t = np.eye(n_t, dtype=bool)[:, None, :, None]
     same_r = np.eye(n_r, dtype=bool)[None, :, None, :]
     out = {}
-    for key, mask in (("Var", same_t & same_r), ("Cov1", ~same_t & same_r),
-                      ("Cov2", same_t & ~same_r), ("Cov3", ~same_t & ~same_r)):
+    for key, mask in (("Var", same_t & same_r), ("Cov1", ~same_t & same_r), ("Cov2", same_t & ~same_r), ("Cov3", ~same_t & ~same_r)):
         m = np.broadcast_to(mask, cov.shape)
         out[key] = (float(cov[m].sum()), int(m.sum()))
     return out
@@ -291,8 +290,8 @@ def split_plot_or(
         th, jk = fom_and_jackknife(d, fom)
         if not np.all(np.isfinite(jk)):
             raise ObserverDataError(
-                f"group {g!r}: deleting one case leaves {fom} undefined (a group needs at least "
-                "2 normal and 2 abnormal cases for the jackknife).")
+                f"group {g!r}: deleting one case leaves {fom} undefined (a group needs at least 2 normal and 2 abnormal cases for the jackknife)."
+            )
         thetas.append(th)
         jg.append(d.n_readers)
         cov_g = jackknife_covariance(jk)
@@ -314,7 +313,8 @@ def split_plot_or(
         raise ObserverDataError(
             "every group has a single reader, so the treatment-by-reader interaction within "
             "groups has no degrees of freedom and Cov2/Cov3 cannot be estimated: the split-plot "
-            "OR analysis needs at least one group with 2 or more readers.")
+            "OR analysis needs at least one group with 2 or more readers."
+        )
     c = float(sum(j * j for j in jg)) / n_r
     # ANOVA
     grand = theta.mean()
@@ -324,10 +324,10 @@ def split_plot_or(
     ss_rg = 0.0
     start = 0
     for j_g in jg:
-        block = theta[:, start:start + j_g]
+        block = theta[:, start : start + j_g]
         start += j_g
         resid = block - block.mean(axis=1, keepdims=True) - block.mean(axis=0, keepdims=True) + block.mean()
-        ss_trg += float(np.sum(resid ** 2))
+        ss_trg += float(np.sum(resid**2))
         ss_rg += n_t * float(np.sum((block.mean(axis=0) - block.mean()) ** 2))
     ms_trg = ss_trg / df_trg
     ms_rg = ss_rg / (n_r - n_g) if n_r > n_g else math.nan
@@ -344,23 +344,41 @@ def split_plot_or(
         for a, b in diffs:
             est = float(t_means[a] - t_means[b])
             if not (se > 0):
-                out.append({"treatments": [data.treatments[a], data.treatments[b]],
-                            "estimate": est, "se": se, "df": df, "statistic": math.nan,
-                            "p": math.nan, "ci_lower": math.nan, "ci_upper": math.nan})
+                out.append(
+                    {
+                        "treatments": [data.treatments[a], data.treatments[b]],
+                        "estimate": est,
+                        "se": se,
+                        "df": df,
+                        "statistic": math.nan,
+                        "p": math.nan,
+                        "ci_lower": math.nan,
+                        "ci_upper": math.nan,
+                    }
+                )
                 continue
             stat = est / se
-            out.append({"treatments": [data.treatments[a], data.treatments[b]], "estimate": est,
-                        "se": se, "df": df, "statistic": stat, "p": t_two_sided_p(stat, df),
-                        "ci_lower": est - q * se, "ci_upper": est + q * se})
+            out.append(
+                {
+                    "treatments": [data.treatments[a], data.treatments[b]],
+                    "estimate": est,
+                    "se": se,
+                    "df": df,
+                    "statistic": stat,
+                    "p": t_two_sided_p(stat, df),
+                    "ci_lower": est - q * se,
+                    "ci_upper": est + q * se,
+                }
+            )
         return out
 
     scale = max(1.0, float(np.max(np.abs(theta))))
-    tiny = 1e-12 * scale ** 2
+    tiny = 1e-12 * scale**2
     analyses: dict[str, dict[str, Any]] = {}
     # RRRC
     ms_den = ms_trg + c * max(cov23, 0.0)
     if ms_den > tiny:
-        ddf = math.inf if ms_trg <= tiny else ms_den ** 2 / (ms_trg ** 2 / df_trg)
+        ddf = math.inf if ms_trg <= tiny else ms_den**2 / (ms_trg**2 / df_trg)
         f_stat = ms_t / ms_den
         p = f_sf(f_stat, n_t - 1, ddf)
     else:
@@ -371,23 +389,36 @@ def split_plot_or(
     for i in range(n_t):
         ss_i, start = 0.0, 0
         for j_g in jg:
-            row = theta[i, start:start + j_g]
+            row = theta[i, start : start + j_g]
             start += j_g
             ss_i += float(np.sum((row - row.mean()) ** 2))
         ms_r_i = ss_i / (n_r - n_g)
         cov2_i = cov2_i_sum[i] / cov2_i_n[i] if cov2_i_n[i] else math.nan
         den_i = ms_r_i + c * max(0.0 if math.isnan(cov2_i) else cov2_i, 0.0)
-        df_i = math.inf if ms_r_i <= tiny else den_i ** 2 / (ms_r_i ** 2 / (n_r - n_g))
+        df_i = math.inf if ms_r_i <= tiny else den_i**2 / (ms_r_i**2 / (n_r - n_g))
         se_i = safe_sqrt(den_i / n_r)
         q_i = t_quantile(1 - alpha / 2, df_i)
-        treatment_cis.append({"treatment": data.treatments[i], "estimate": float(t_means[i]),
-                              "se": se_i, "df": df_i, "cov2": cov2_i,
-                              "ci_lower": float(t_means[i]) - q_i * se_i,
-                              "ci_upper": float(t_means[i]) + q_i * se_i})
-    analyses["RRRC"] = {"statistic_name": "F", "statistic": f_stat, "ndf": n_t - 1, "ddf": ddf,
-                        "p": p, "ms_den": ms_den,
-                        "comparisons": comparisons(safe_sqrt(2 * ms_den / n_r), ddf),
-                        "treatment_cis": treatment_cis}
+        treatment_cis.append(
+            {
+                "treatment": data.treatments[i],
+                "estimate": float(t_means[i]),
+                "se": se_i,
+                "df": df_i,
+                "cov2": cov2_i,
+                "ci_lower": float(t_means[i]) - q_i * se_i,
+                "ci_upper": float(t_means[i]) + q_i * se_i,
+            }
+        )
+    analyses["RRRC"] = {
+        "statistic_name": "F",
+        "statistic": f_stat,
+        "ndf": n_t - 1,
+        "ddf": ddf,
+        "p": p,
+        "ms_den": ms_den,
+        "comparisons": comparisons(safe_sqrt(2 * ms_den / n_r), ddf),
+        "treatment_cis": treatment_cis,
+    }
     # FRRC
     ms_den_f = cov["Var"] - cov["Cov1"] + (c - 1) * max(cov23, 0.0)
     if ms_den_f > tiny:
@@ -396,9 +427,15 @@ def split_plot_or(
     else:
         chi2, p_f = math.nan, math.nan
         notes.append("FRRC: the error term is zero (within floating-point noise); no test")
-    analyses["FRRC"] = {"statistic_name": "chi2", "statistic": chi2, "ndf": n_t - 1, "ddf": None,
-                        "p": p_f, "ms_den": ms_den_f,
-                        "comparisons": comparisons(safe_sqrt(2 * ms_den_f / n_r), None)}
+    analyses["FRRC"] = {
+        "statistic_name": "chi2",
+        "statistic": chi2,
+        "ndf": n_t - 1,
+        "ddf": None,
+        "p": p_f,
+        "ms_den": ms_den_f,
+        "comparisons": comparisons(safe_sqrt(2 * ms_den_f / n_r), None),
+    }
     # RRFC
     if ms_trg > tiny:
         f_c = ms_t / ms_trg
@@ -406,15 +443,29 @@ def split_plot_or(
     else:
         f_c, p_c = math.nan, math.nan
         notes.append("RRFC: MS(T*R(G)) is zero (within floating-point noise); no test")
-    analyses["RRFC"] = {"statistic_name": "F", "statistic": f_c, "ndf": n_t - 1, "ddf": df_trg,
-                        "p": p_c, "ms_den": ms_trg,
-                        "comparisons": comparisons(safe_sqrt(2 * ms_trg / n_r), float(df_trg))}
+    analyses["RRFC"] = {
+        "statistic_name": "F",
+        "statistic": f_c,
+        "ndf": n_t - 1,
+        "ddf": df_trg,
+        "p": p_c,
+        "ms_den": ms_trg,
+        "comparisons": comparisons(safe_sqrt(2 * ms_trg / n_r), float(df_trg)),
+    }
     return SplitPlotResult(
-        fom=fom, treatments=data.treatments, readers=data.readers, groups=data.group_names,
-        readers_per_group=tuple(jg), cases_per_group=tuple(d.n_cases for d in data.groups),
+        fom=fom,
+        treatments=data.treatments,
+        readers=data.readers,
+        groups=data.group_names,
+        readers_per_group=tuple(jg),
+        cases_per_group=tuple(d.n_cases for d in data.groups),
         foms=theta,
         mean_squares={"T": ms_t, "R(G)": ms_rg, "T*R(G)": ms_trg},
-        covariances=cov, c_factor=c, analyses=analyses, alpha=float(alpha), notes=tuple(notes),
+        covariances=cov,
+        c_factor=c,
+        analyses=analyses,
+        alpha=float(alpha),
+        notes=tuple(notes),
     )
 
 
@@ -452,8 +503,7 @@ def read_split_plot_excel(path: str | Path, *, name: str | None = None) -> Split
 
     path, file, _, truth, nl_sheet, ll_sheet = _open_sheets(path)
     problems: list[Problem] = []
-    t_cols, t_names = truth.columns(_TRUTH_SPEC, ["case_id", "lesion_id", "weight", "reader",
-                                                  "treatment", "paradigm"], file, problems)
+    t_cols, t_names = truth.columns(_TRUTH_SPEC, ["case_id", "lesion_id", "weight", "reader", "treatment", "paradigm"], file, problems)
     n_cols, n_names = nl_sheet.columns(_NL_SPEC, list(_NL_SPEC), file, problems)
     l_cols, l_names = ll_sheet.columns(_LL_SPEC, list(_LL_SPEC), file, problems)
     if problems:
@@ -481,53 +531,67 @@ def read_split_plot_excel(path: str | Path, *, name: str | None = None) -> Split
         rdrs = tuple(ids(cell(row, t_cols["reader"])))
         trts = ids(cell(row, t_cols["treatment"]))
         if err or cid is None or err2 or lid is None:
-            problems.append(Problem(err or err2 or "case or lesion ID is empty.", file=file,
-                                    sheet=truth.title, row=n))
+            problems.append(Problem(err or err2 or "case or lesion ID is empty.", file=file, sheet=truth.title, row=n))
             continue
         if not rdrs or not trts:
-            problems.append(Problem("the ReaderID and ModalityID lists must not be empty.",
-                                    file=file, sheet=truth.title, row=n))
+            problems.append(Problem("the ReaderID and ModalityID lists must not be empty.", file=file, sheet=truth.title, row=n))
             continue
         if treatments is None:
             treatments = trts
         elif sorted(trts) != sorted(treatments):
-            problems.append(Problem(
-                f"this case lists treatments {trts}, others {treatments}; in a split-plot-C design "
-                "every case is read in every treatment.", file=file, sheet=truth.title, row=n,
-                column=t_names["treatment"]))
+            problems.append(
+                Problem(
+                    f"this case lists treatments {trts}, others {treatments}; in a split-plot-C design every case is read in every treatment.",
+                    file=file,
+                    sheet=truth.title,
+                    row=n,
+                    column=t_names["treatment"],
+                )
+            )
         if cid in group_of_case and group_of_case[cid] != rdrs:
-            problems.append(Problem(f"case {cid!r} lists different readers on different rows.",
-                                    file=file, sheet=truth.title, row=n))
+            problems.append(Problem(f"case {cid!r} lists different readers on different rows.", file=file, sheet=truth.title, row=n))
         group_of_case[cid] = rdrs
         groups.setdefault(rdrs, []).append(n)
         w = cell(row, t_cols["weight"])
-        truth_recs.append({"case_id": cid, "lesion_id": None if lid == "0" else lid,
-                           "weight": None if is_blank(w) else float(w)})
+        truth_recs.append({"case_id": cid, "lesion_id": None if lid == "0" else lid, "weight": None if is_blank(w) else float(w)})
     p = [str(x).strip().upper() for x in paradigm_cells if not is_blank(x)]
     paradigm = p[0] if p else ""
     design = p[1] if len(p) > 1 else ""
     if paradigm not in ("ROC", "FROC"):
-        problems.append(Problem(f"the Paradigm must be ROC or FROC; got {paradigm!r}.", file=file,
-                                sheet=truth.title, row=2, column=t_names["paradigm"]))
+        problems.append(
+            Problem(f"the Paradigm must be ROC or FROC; got {paradigm!r}.", file=file, sheet=truth.title, row=2, column=t_names["paradigm"])
+        )
     if design == "SPLIT-PLOT-A":
-        problems.append(Problem(
-            "split-plot-A designs (different readers in each treatment) are not supported; only "
-            "split-plot-C (each reader group reads its own cases in all treatments).", file=file,
-            sheet=truth.title, row=3, column=t_names["paradigm"]))
+        problems.append(
+            Problem(
+                "split-plot-A designs (different readers in each treatment) are not supported; only "
+                "split-plot-C (each reader group reads its own cases in all treatments).",
+                file=file,
+                sheet=truth.title,
+                row=3,
+                column=t_names["paradigm"],
+            )
+        )
     elif design not in ("SPLIT-PLOT-C", "SPLIT-PLOT", "FCTRL", "CROSSED", "FACTORIAL"):
         # a bare "SPLIT-PLOT" (RJafroc's toy rocSpCVaryK.xlsx) is taken as split-plot-C: the
         # checks below refuse it unless every group reads its own cases in every treatment
-        problems.append(Problem(
-            f"design {design!r}: expected SPLIT-PLOT-C (or FCTRL).", file=file, sheet=truth.title,
-            row=3, column=t_names["paradigm"]))
+        problems.append(
+            Problem(f"design {design!r}: expected SPLIT-PLOT-C (or FCTRL).", file=file, sheet=truth.title, row=3, column=t_names["paradigm"])
+        )
     seen: dict[str, tuple[str, ...]] = {}
     for rdrs in groups:
         for r in rdrs:
             if r in seen:
-                problems.append(Problem(
-                    f"reader {r!r} reads cases of two groups ({list(seen[r])} and {list(rdrs)}); "
-                    "in a split-plot-C design the reader groups are disjoint.", file=file,
-                    sheet=truth.title, row=groups[rdrs][0], column=t_names["reader"]))
+                problems.append(
+                    Problem(
+                        f"reader {r!r} reads cases of two groups ({list(seen[r])} and {list(rdrs)}); "
+                        "in a split-plot-C design the reader groups are disjoint.",
+                        file=file,
+                        sheet=truth.title,
+                        row=groups[rdrs][0],
+                        column=t_names["reader"],
+                    )
+                )
             seen[r] = rdrs
     if problems:
         raise ObserverDataError(problems)
@@ -543,14 +607,18 @@ def read_split_plot_excel(path: str | Path, *, name: str | None = None) -> Split
             rec["rating"] = cell(row, cols["rating"])
             c = rec["case_id"]
             if c not in group_of_case:
-                problems.append(Problem(f"case {c!r} is not in the TRUTH sheet.", file=file,
-                                        sheet=sheet.title, row=n, column=names["case_id"]))
+                problems.append(Problem(f"case {c!r} is not in the TRUTH sheet.", file=file, sheet=sheet.title, row=n, column=names["case_id"]))
                 continue
             if rec["reader"] not in group_of_case[c]:
-                problems.append(Problem(
-                    f"reader {rec['reader']!r} rated case {c!r}, which belongs to the group of "
-                    f"readers {list(group_of_case[c])}.", file=file, sheet=sheet.title, row=n,
-                    column=names["reader"]))
+                problems.append(
+                    Problem(
+                        f"reader {rec['reader']!r} rated case {c!r}, which belongs to the group of readers {list(group_of_case[c])}.",
+                        file=file,
+                        sheet=sheet.title,
+                        row=n,
+                        column=names["reader"],
+                    )
+                )
                 continue
             rec["_row"] = n
             recs.append(rec)
@@ -565,17 +633,18 @@ def read_split_plot_excel(path: str | Path, *, name: str | None = None) -> Split
     for rdrs in groups:
         cases = {c for c, g in group_of_case.items() if g == rdrs}
         t_g = truth_df[truth_df["case_id"].isin(cases)]
-        nl_g = pd.DataFrame([{k: v for k, v in r.items() if k != "_row"} for r in nl_recs
-                             if r["case_id"] in cases], columns=["reader", "treatment", "case_id", "rating"])
-        ll_g = pd.DataFrame([{k: v for k, v in r.items() if k != "_row"} for r in ll_recs
-                             if r["case_id"] in cases],
-                            columns=["reader", "treatment", "case_id", "lesion_id", "rating"])
+        nl_g = pd.DataFrame(
+            [{k: v for k, v in r.items() if k != "_row"} for r in nl_recs if r["case_id"] in cases],
+            columns=["reader", "treatment", "case_id", "rating"],
+        )
+        ll_g = pd.DataFrame(
+            [{k: v for k, v in r.items() if k != "_row"} for r in ll_recs if r["case_id"] in cases],
+            columns=["reader", "treatment", "case_id", "lesion_id", "rating"],
+        )
         try:
-            out.append(ObserverData.from_marks(
-                t_g, nl_g, ll_g, paradigm=paradigm, treatments=treatments, readers=list(rdrs),
-                name=f"group {','.join(rdrs)}"))
+            out.append(
+                ObserverData.from_marks(t_g, nl_g, ll_g, paradigm=paradigm, treatments=treatments, readers=list(rdrs), name=f"group {','.join(rdrs)}")
+            )
         except ObserverDataError as exc:
-            raise ObserverDataError([Problem(f"reader group {list(rdrs)}: {p.message}", file=file)
-                                     for p in exc.problems]) from None
-    return SplitPlotData(tuple(out), tuple(",".join(r) for r in groups),
-                         name if name is not None else path.stem)
+            raise ObserverDataError([Problem(f"reader group {list(rdrs)}: {p.message}", file=file) for p in exc.problems]) from None
+    return SplitPlotData(tuple(out), tuple(",".join(r) for r in groups), name if name is not None else path.stem)

@@ -187,8 +187,12 @@ class SubgroupResult:
         frames = []
         for s in self.subgroups:
             head = {
-                "by": s.by, "subgroup": s.label, "n_readers": s.n_readers, "n_normal": s.n_normal,
-                "n_abnormal": s.n_abnormal, "n_lesions": s.n_lesions,
+                "by": s.by,
+                "subgroup": s.label,
+                "n_readers": s.n_readers,
+                "n_normal": s.n_normal,
+                "n_abnormal": s.n_abnormal,
+                "n_lesions": s.n_lesions,
             }
             if s.result is None:
                 frames.append(pd.DataFrame([{**head, "error": s.error}]))
@@ -199,9 +203,25 @@ class SubgroupResult:
             f["error"] = None
             frames.append(f)
         columns = [
-            "by", "subgroup", "n_readers", "n_normal", "n_abnormal", "n_lesions", "analysis", "kind",
-            "treatment_a", "treatment_b", "reader", "estimate", "se", "df", "statistic", "p_value",
-            "ci_lower", "ci_upper", "error",
+            "by",
+            "subgroup",
+            "n_readers",
+            "n_normal",
+            "n_abnormal",
+            "n_lesions",
+            "analysis",
+            "kind",
+            "treatment_a",
+            "treatment_b",
+            "reader",
+            "estimate",
+            "se",
+            "df",
+            "statistic",
+            "p_value",
+            "ci_lower",
+            "ci_upper",
+            "error",
         ]
         if not frames:
             return pd.DataFrame(columns=columns)
@@ -213,8 +233,12 @@ class SubgroupResult:
         rows = []
         for s in self.subgroups:
             base = {
-                "by": s.by, "subgroup": s.label, "readers": s.n_readers, "normal cases": s.n_normal,
-                "abnormal cases": s.n_abnormal, "lesions": s.n_lesions,
+                "by": s.by,
+                "subgroup": s.label,
+                "readers": s.n_readers,
+                "normal cases": s.n_normal,
+                "abnormal cases": s.n_abnormal,
+                "lesions": s.n_lesions,
             }
             if s.result is None:
                 rows.append({**base, "analysis": None, "comparison": None, "note": s.error})
@@ -222,13 +246,20 @@ class SubgroupResult:
             res = s.result.analyses[s.primary_analysis]
             means = dict(zip(s.result.treatments, s.result.treatment_means))
             for c in res.differences:
-                rows.append({
-                    **base, "analysis": s.primary_analysis,
-                    "comparison": f"{c.treatments[0]} - {c.treatments[1]}",
-                    "mean_a": means[c.treatments[0]], "mean_b": means[c.treatments[1]],
-                    "difference": c.estimate, "ci_lower": c.ci_lower, "ci_upper": c.ci_upper,
-                    "p_value": c.p_value, "note": "; ".join(s.warnings) or None,
-                })
+                rows.append(
+                    {
+                        **base,
+                        "analysis": s.primary_analysis,
+                        "comparison": f"{c.treatments[0]} - {c.treatments[1]}",
+                        "mean_a": means[c.treatments[0]],
+                        "mean_b": means[c.treatments[1]],
+                        "difference": c.estimate,
+                        "ci_lower": c.ci_lower,
+                        "ci_upper": c.ci_upper,
+                        "p_value": c.p_value,
+                        "note": "; ".join(s.warnings) or None,
+                    }
+                )
         return pd.DataFrame(rows)
 
     def to_dict(self) -> dict[str, Any]:
@@ -260,8 +291,7 @@ class SubgroupResult:
         return ResultSummary(title=title, sections=tuple(sections))
 
     def __repr__(self) -> str:
-        return (f"SubgroupResult(by={self.by!r}, fom={self.fom!r}, method={self.method!r}, "
-                f"subgroups={list(self.labels)})")
+        return f"SubgroupResult(by={self.by!r}, fom={self.fom!r}, method={self.method!r}, subgroups={list(self.labels)})"
 
 
 def _isnan(v: Any) -> bool:
@@ -273,20 +303,24 @@ def _isnan(v: Any) -> bool:
 
 def _definition(by: str) -> str:
     if by == "reader_group":
-        return ("Reader groups: the readers of each group, reading all cases; the group's "
-                "reader-averaged figure of merit and its test treat the group's readers as a "
-                "sample of that group.")
-    return ("Lesion classes: all normal cases plus the abnormal cases with at least one lesion of "
-            "the class; lesions of other classes and the marks on them are removed (neither lesion "
-            "localisations nor false positives); the weights of a case's remaining lesions are "
-            "renormalised to sum to 1.")
+        return (
+            "Reader groups: the readers of each group, reading all cases; the group's "
+            "reader-averaged figure of merit and its test treat the group's readers as a "
+            "sample of that group."
+        )
+    return (
+        "Lesion classes: all normal cases plus the abnormal cases with at least one lesion of "
+        "the class; lesions of other classes and the marks on them are removed (neither lesion "
+        "localisations nor false positives); the weights of a case's remaining lesions are "
+        "renormalised to sum to 1."
+    )
 
 
 def _lesion_attribute(by: str) -> str | None:
     if by in SUBGROUP_KINDS:
         return SUBGROUP_KINDS[by]
     if by.startswith("lesion:") and len(by) > len("lesion:"):
-        return by[len("lesion:"):]
+        return by[len("lesion:") :]
     raise SubgroupError(
         f"Unknown subgroup kind {by!r}; use 'reader_group', 'lesion_location', 'lesion_type', "
         "'lesion:<attribute>' (any lesion attribute of the study) or a function "
@@ -454,8 +488,14 @@ def subgroup_analysis(
                 warnings.simplefilter("always", MRMCWarning)
                 try:
                     result = significance_test(
-                        sub, fom, method=method, analyses=analyses, covariance=covariance, alpha=alpha,
-                        random_state=random_state, n_bootstraps=n_bootstraps,
+                        sub,
+                        fom,
+                        method=method,
+                        analyses=analyses,
+                        covariance=covariance,
+                        alpha=alpha,
+                        random_state=random_state,
+                        n_bootstraps=n_bootstraps,
                     )
                 except ValueError as exc:  # MRMCInputError, FomError: undefined for this subgroup
                     err = str(exc)
@@ -469,11 +509,16 @@ def subgroup_analysis(
         ref = sub if sub is not None else data
         subgroups.append(
             Subgroup(
-                by=by_name, label=label, kind=kind, readers=ref.readers if sub is not None else (),
+                by=by_name,
+                label=label,
+                kind=kind,
+                readers=ref.readers if sub is not None else (),
                 n_normal=ref.n_normal if sub is not None else 0,
                 n_abnormal=ref.n_abnormal if sub is not None else 0,
                 n_lesions=ref.n_lesions if sub is not None else 0,
-                result=result, error=err, warnings=tuple(sub_warnings),
+                result=result,
+                error=err,
+                warnings=tuple(sub_warnings),
             )
         )
         if err is not None:
@@ -487,6 +532,12 @@ def subgroup_analysis(
         if progress is not None:
             progress(n + 1, len(groups), label)
     return SubgroupResult(
-        by=by_name, fom=fom, method=str(method).upper(), covariance=str(covariance).lower(),
-        alpha=alpha, subgroups=tuple(subgroups), unassigned=unassigned, warnings=tuple(notes),
+        by=by_name,
+        fom=fom,
+        method=str(method).upper(),
+        covariance=str(covariance).lower(),
+        alpha=alpha,
+        subgroups=tuple(subgroups),
+        unassigned=unassigned,
+        warnings=tuple(notes),
     )

@@ -76,18 +76,15 @@ def main() -> None:
     print(f"  RRRC: F = {orr['RRRC'].statistic:.4f}, ddf = {orr['RRRC'].ddf:.3f}, p = {orr['RRRC'].p_value:.3g}")
     _rjafroc_side_by_side(d04)
 
-    print(f"\n2) synthetic FROC study: {args.treatments} treatments x {args.readers} readers x {args.cases} cases "
-          f"(seed {args.seed})")
+    print(f"\n2) synthetic FROC study: {args.treatments} treatments x {args.readers} readers x {args.cases} cases (seed {args.seed})")
     t0 = time.perf_counter()
     data = synthetic_froc_study(args.treatments, args.readers, args.cases, seed=args.seed)
-    print(f"  generated in {time.perf_counter() - t0:.2f} s: K1 = {data.n_normal}, K2 = {data.n_abnormal}, "
-          f"lesions = {data.n_lesions}")
+    print(f"  generated in {time.perf_counter() - t0:.2f} s: K1 = {data.n_normal}, K2 = {data.n_abnormal}, lesions = {data.n_lesions}")
     _report("DBM + OR, RRRC/FRRC/RRFC, incl. jackknife", _time(lambda: _full_analysis(data, "wAFROC"), args.repeats))
     _report("OR with DeLong covariance", _time(lambda: significance_test(data, "wAFROC", covariance="delong"), args.repeats))
     _report(
         f"OR with stratified bootstrap (B = {args.bootstraps})",
-        _time(lambda: significance_test(data, "wAFROC", covariance="bootstrap", n_bootstraps=args.bootstraps,
-                                        random_state=0), 1),
+        _time(lambda: significance_test(data, "wAFROC", covariance="bootstrap", n_bootstraps=args.bootstraps, random_state=0), 1),
     )
     tracemalloc.start()
     dbm, orr = _full_analysis(data, "wAFROC")

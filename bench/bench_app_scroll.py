@@ -108,9 +108,12 @@ def _free_port() -> int:
 def _stats(values: list[float | None]) -> dict:
     ok = np.array([v for v in values if v is not None], dtype=float)
     return {
-        "n": len(values), "n_timed_out": sum(v is None for v in values),
-        "p50_ms": float(np.percentile(ok, 50)) if ok.size else None, "p95_ms": float(np.percentile(ok, 95)) if ok.size else None,
-        "max_ms": float(ok.max()) if ok.size else None, "mean_ms": float(ok.mean()) if ok.size else None,
+        "n": len(values),
+        "n_timed_out": sum(v is None for v in values),
+        "p50_ms": float(np.percentile(ok, 50)) if ok.size else None,
+        "p95_ms": float(np.percentile(ok, 95)) if ok.size else None,
+        "max_ms": float(ok.max()) if ok.size else None,
+        "mean_ms": float(ok.mean()) if ok.size else None,
     }
 
 
@@ -128,11 +131,17 @@ def _image_share(page) -> dict:  # noqa: ANN001
             page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
             box = page.locator(".vp.main").bounding_box()
             iw, ih = (int(c) for c in page.locator(".vp.main canvas").get_attribute("data-image-px").split("x"))
-            out[f"{w}x{h}_{mode}"] = {"panel_px": [round(box["width"]), round(box["height"])], "panel_share": box["width"] * box["height"] / (w * h),
-                                      "image_px": [iw, ih], "image_share": iw * ih / (w * h)}
-            print(f"at {w}x{h} ({'viewer fills the window' if mode == 'fill' else 'in the reading page'}): image panel "
-                  f"{box['width']:.0f} x {box['height']:.0f} px ({100 * box['width'] * box['height'] / (w * h):.0f} % of the window), "
-                  f"the 512 x 512 slice drawn {iw} x {ih} px ({100 * iw * ih / (w * h):.0f} %)")
+            out[f"{w}x{h}_{mode}"] = {
+                "panel_px": [round(box["width"]), round(box["height"])],
+                "panel_share": box["width"] * box["height"] / (w * h),
+                "image_px": [iw, ih],
+                "image_share": iw * ih / (w * h),
+            }
+            print(
+                f"at {w}x{h} ({'viewer fills the window' if mode == 'fill' else 'in the reading page'}): image panel "
+                f"{box['width']:.0f} x {box['height']:.0f} px ({100 * box['width'] * box['height'] / (w * h):.0f} % of the window), "
+                f"the 512 x 512 slice drawn {iw} x {ih} px ({100 * iw * ih / (w * h):.0f} %)"
+            )
             if mode == "fill":
                 page.keyboard.press("Escape")
                 page.locator(".tsct-viewer:not(.full)").wait_for()
@@ -158,7 +167,7 @@ def _ensure_cases(work: Path, cases: Path | None, seed: int, n_cases: int) -> Pa
 def _ensure_layers(case_list: Path, detector_dir: Path, seed: int) -> list[str]:
     """Stand-in subtraction and z-map (timing only) and the pair's true transform as registration, for cases without detector outputs; returns those cases."""
     from cases import Volume, read_case_list, read_grid, read_volume, write_volume
-    from detector.outputs import CaseOutputsError, ModelRecord, ROLES, read_case_outputs, write_case_outputs
+    from detector.outputs import ROLES, CaseOutputsError, ModelRecord, read_case_outputs, write_case_outputs
 
     stand_ins = []
     rng = np.random.default_rng(seed)
@@ -176,14 +185,27 @@ def _ensure_layers(case_list: Path, detector_dir: Path, seed: int) -> list[str]:
         bone = current.array > 150  # where a z-map has values: bone (a real one is 0 outside the bone ROI)
         stand_in = Volume(np.zeros(grid.shape, np.float32), grid.spacing_mm, grid.origin_mm, grid.direction)
         files = {
-            "subtraction": write_volume(stand_in.with_array(np.where(bone, rng.normal(0, 40, grid.shape), 0).astype(np.int16)), folder / ROLES["subtraction"][0]),
-            "zmap": write_volume(stand_in.with_array(np.where(bone, rng.standard_normal(grid.shape, dtype=np.float32), 0).astype(np.float32)), folder / ROLES["zmap"][0]),
+            "subtraction": write_volume(
+                stand_in.with_array(np.where(bone, rng.normal(0, 40, grid.shape), 0).astype(np.int16)), folder / ROLES["subtraction"][0]
+            ),
+            "zmap": write_volume(
+                stand_in.with_array(np.where(bone, rng.standard_normal(grid.shape, dtype=np.float32), 0).astype(np.float32)),
+                folder / ROLES["zmap"][0],
+            ),
         }
         if case.true_transform is not None and Path(case.true_transform).exists():
             import shutil
 
             files["transform"] = Path(shutil.copyfile(case.true_transform, folder / ROLES["transform"][0]))
-        write_case_outputs(folder, files, grid=grid, case_id=case.case_id, qc_status="passed", model=ModelRecord("bench stand-in (random, timing only)"), hash_exams=False)
+        write_case_outputs(
+            folder,
+            files,
+            grid=grid,
+            case_id=case.case_id,
+            qc_status="passed",
+            model=ModelRecord("bench stand-in (random, timing only)"),
+            hash_exams=False,
+        )
         stand_ins.append(case.case_id)
     return stand_ins
 
@@ -220,15 +242,31 @@ def main() -> None:
     data.mkdir()
     url = f"sqlite:///{data / 'reader-study.sqlite3'}"
     study = build_reading_study(url, case_list, study_code="BENCH", readers=("Bench Reader",), design="sequential")
-    env = {**os.environ, "TSCT_DATABASE_URL": url, "TSCT_DATA_DIR": str(data), "TSCT_DETECTOR_DIR": str(detector_dir), "TSCT_IMAGE_FORMAT": args.image_format}
+    env = {
+        **os.environ,
+        "TSCT_DATABASE_URL": url,
+        "TSCT_DATA_DIR": str(data),
+        "TSCT_DETECTOR_DIR": str(detector_dir),
+        "TSCT_IMAGE_FORMAT": args.image_format,
+    }
     port = _free_port()
     log = (data / "server.log").open("w")
-    server = subprocess.Popen([sys.executable, str(ROOT / "tsct_cli.py"), "app", "--port", str(port)], cwd=ROOT, env=env,
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "tsct_cli.py"), "app", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
-    results: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-                     "case_list": str(case_list), "stand_in_layers": stand_ins, "image_format": args.image_format,
-                     "pause_ms": args.pause_ms}
+    results: dict = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "case_list": str(case_list),
+        "stand_in_layers": stand_ins,
+        "image_format": args.image_format,
+        "pause_ms": args.pause_ms,
+    }
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -273,13 +311,19 @@ def main() -> None:
             def measure(label: str, prior: bool = False) -> None:
                 time.sleep(1.0)
                 # jumps first, while few slices are in the browser's cache, then scrolling
-                jumps = page.evaluate(MEASURE_JS, {"mode": "jump", "steps": args.jumps, "pauseMs": args.pause_ms, "seed": args.seed + 1, "prior": prior})
-                scroll = page.evaluate(MEASURE_JS, {"mode": "scroll", "steps": args.steps, "pauseMs": args.pause_ms, "seed": args.seed, "prior": prior})
+                jumps = page.evaluate(
+                    MEASURE_JS, {"mode": "jump", "steps": args.jumps, "pauseMs": args.pause_ms, "seed": args.seed + 1, "prior": prior}
+                )
+                scroll = page.evaluate(
+                    MEASURE_JS, {"mode": "scroll", "steps": args.steps, "pauseMs": args.pause_ms, "seed": args.seed, "prior": prior}
+                )
                 results[f"{label}_scroll"] = _stats(scroll)
                 results[f"{label}_jump"] = _stats(jumps)
                 for kind in ("jump", "scroll"):
                     r = results[f"{label}_{kind}"]
-                    print(f"{label:8s} {kind:6s} n={r['n']:4d}  p50 {r['p50_ms']:6.1f} ms  p95 {r['p95_ms']:6.1f} ms  max {r['max_ms']:6.1f} ms  timed out {r['n_timed_out']}")
+                    print(
+                        f"{label:8s} {kind:6s} n={r['n']:4d}  p50 {r['p50_ms']:6.1f} ms  p95 {r['p95_ms']:6.1f} ms  max {r['max_ms']:6.1f} ms  timed out {r['n_timed_out']}"
+                    )
 
             def finish_case() -> float:
                 """Finish the case; seconds from the click to the next reading's first image."""

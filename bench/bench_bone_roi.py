@@ -42,9 +42,27 @@ BONE_LABELS = list(range(25, 51)) + list(range(69, 79)) + list(range(91, 117))
 #: Vertebrae and sacrum.
 VERTEBRA_LABELS = list(range(25, 51))
 #: Soft organs and vessels the ROI must leave out (label -> name).
-ORGANS = {1: "spleen", 2: "kidney R", 3: "kidney L", 4: "gallbladder", 5: "liver", 6: "stomach", 7: "pancreas",
-          18: "small bowel", 19: "duodenum", 20: "colon", 21: "bladder", 51: "heart", 52: "aorta",
-          63: "IVC", 64: "portal/splenic v.", 65: "iliac a. L", 66: "iliac a. R", 67: "iliac v. L", 68: "iliac v. R"}
+ORGANS = {
+    1: "spleen",
+    2: "kidney R",
+    3: "kidney L",
+    4: "gallbladder",
+    5: "liver",
+    6: "stomach",
+    7: "pancreas",
+    18: "small bowel",
+    19: "duodenum",
+    20: "colon",
+    21: "bladder",
+    51: "heart",
+    52: "aorta",
+    63: "IVC",
+    64: "portal/splenic v.",
+    65: "iliac a. L",
+    66: "iliac a. R",
+    67: "iliac v. L",
+    68: "iliac v. R",
+}
 
 
 def _label_map(ct_path: Path) -> tuple[Path, bool] | None:
@@ -68,9 +86,17 @@ def measure(ct_path: Path) -> dict[str, object]:
     roi = dilate_mask(bone_mask(ct), 3.0).array != 0
     seconds = time.perf_counter() - t0
     ml = ct.voxel_volume_mm3 / 1000.0
-    row: dict[str, object] = {"ct": ct_path.name, "grid": "x".join(str(n) for n in ct.size),
-                              "spacing": "x".join(f"{s:g}" for s in ct.spacing_mm), "roi_ml": roi.sum() * ml, "seconds": seconds,
-                              "precision": None, "vertebrae": None, "organs": {}, "labels": "none"}
+    row: dict[str, object] = {
+        "ct": ct_path.name,
+        "grid": "x".join(str(n) for n in ct.size),
+        "spacing": "x".join(f"{s:g}" for s in ct.spacing_mm),
+        "roi_ml": roi.sum() * ml,
+        "seconds": seconds,
+        "precision": None,
+        "vertebrae": None,
+        "organs": {},
+        "labels": "none",
+    }
     found = _label_map(ct_path)
     if found is None:
         return row
@@ -115,7 +141,9 @@ def main() -> None:
         return "-" if v is None else f"{100 * v:.1f} %"
 
     for r in rows:
-        print(f"{r['ct']:<34}{r['grid']:>15}{r['spacing']:>14}{r['roi_ml']:9.0f}{r['seconds']:8.1f}{pct(r['precision']):>11}{pct(r['vertebrae']):>11}  {r['labels']}")
+        print(
+            f"{r['ct']:<34}{r['grid']:>15}{r['spacing']:>14}{r['roi_ml']:9.0f}{r['seconds']:8.1f}{pct(r['precision']):>11}{pct(r['vertebrae']):>11}  {r['labels']}"
+        )
     for r in rows:
         if r["organs"]:
             print(f"\n{r['ct']}: organs and vessels inside the ROI (mL of the label; share of its core, the label eroded by 1 voxel)")

@@ -52,8 +52,10 @@ def main() -> None:
     from detector.zscore_outputs import ZScoreSettings
 
     load_before = os.getloadavg()
-    print(f"machine: {os.cpu_count()} CPUs visible, SimpleITK threads {sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()}, "
-          f"load average before {load_before[0]:.1f} / {load_before[1]:.1f} / {load_before[2]:.1f} (1/5/15 min; other jobs share the CPU)")
+    print(
+        f"machine: {os.cpu_count()} CPUs visible, SimpleITK threads {sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()}, "
+        f"load average before {load_before[0]:.1f} / {load_before[1]:.1f} / {load_before[2]:.1f} (1/5/15 min; other jobs share the CPU)"
+    )
     out_tmp = None if args.out else tempfile.TemporaryDirectory(prefix="tsct-chain-out-")
     out_dir = args.out if args.out else Path(out_tmp.name)  # type: ignore[union-attr]
 
@@ -68,7 +70,9 @@ def main() -> None:
     current = read_exam(folder / "current.nii.gz")
     result = run_pair(prior, current, out_dir, on_stage=on_stage, write_dicom=False, zscore_settings=ZScoreSettings(device=args.device))
     end, cpu_end, rss_end = time.perf_counter(), time.process_time(), _rss_gb()
-    print(f"pair: prior {prior.volume.size}, current {current.volume.size} voxels, spacing {tuple(round(s, 3) for s in current.volume.spacing_mm)} mm")
+    print(
+        f"pair: prior {prior.volume.size}, current {current.volume.size} voxels, spacing {tuple(round(s, 3) for s in current.volume.spacing_mm)} mm"
+    )
     print(f"{'stage':<13}{'wall s':>8}{'cpu s':>8}{'peak RSS GB':>13}")
     bounds = marks + [("end", end, cpu_end, rss_end)]
     for (name, t, c, _), (_, t_next, c_next, rss_next) in zip(bounds, bounds[1:]):
@@ -77,14 +81,18 @@ def main() -> None:
     print(f"{'TOTAL':<13}{total_wall:8.1f}{total_cpu:8.1f}{rss_end:13.2f}   load + registration + subtraction + QC + z-map + candidates + outputs")
     zs = result.zscore
     if zs is not None:
-        print(f"z-map: {zs.zmap.method}; candidates at the operating point: {len(zs.candidates)} "
-              f"(threshold {zs.candidates.parameters.get('threshold')}, split {zs.candidates.parameters.get('split_mm')} mm)")
+        print(
+            f"z-map: {zs.zmap.method}; candidates at the operating point: {len(zs.candidates)} "
+            f"(threshold {zs.candidates.parameters.get('threshold')}, split {zs.candidates.parameters.get('split_mm')} mm)"
+        )
     print(f"QC: {result.qc.status}; bone ROI {result.qc.metrics.get('bone_roi_volume_ml', float('nan')):.0f} mL")
     print(f"outputs: {sum(p.stat().st_size for p in out_dir.rglob('*') if p.is_file()) / 1e6:.0f} MB")
     load_after = os.getloadavg()
     print(f"load average after: {load_after[0]:.1f} / {load_after[1]:.1f} / {load_after[2]:.1f}")
-    print(f"target <= 45 s: {'met' if total_wall <= 45.0 else 'NOT met'} ({total_wall:.1f} s wall, {total_cpu:.1f} s CPU); "
-          f"<= 6 GB: {'met' if rss_end <= 6.0 else 'NOT met'} ({rss_end:.2f} GB peak)")
+    print(
+        f"target <= 45 s: {'met' if total_wall <= 45.0 else 'NOT met'} ({total_wall:.1f} s wall, {total_cpu:.1f} s CPU); "
+        f"<= 6 GB: {'met' if rss_end <= 6.0 else 'NOT met'} ({rss_end:.2f} GB peak)"
+    )
     if out_tmp is not None:
         out_tmp.cleanup()
     if tmp is not None:

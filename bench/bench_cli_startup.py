@@ -36,8 +36,7 @@ def run_child(args: list[str]) -> tuple[float, float, float, int]:
 
 def importtime_top(args: list[str], top: int) -> list[tuple[int, str]]:
     """The ``-X importtime`` entries with the largest cumulative time (microseconds, module)."""
-    res = subprocess.run([sys.executable, "-X", "importtime", "-c", ENTRY, *args], cwd=ROOT,
-                         env=child_env(), capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-X", "importtime", "-c", ENTRY, *args], cwd=ROOT, env=child_env(), capture_output=True, text=True)
     rows = []
     for line in res.stderr.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:
@@ -52,8 +51,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--top", type=int, default=12)
     args = parser.parse_args()
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for label, argv in COMMANDS.items():
         run_child(argv)  # warm the file cache
         runs = [run_child(argv) for _ in range(args.repeats)]
@@ -61,8 +59,10 @@ def main() -> None:
         walls = [r[0] for r in runs]
         cpus = [r[1] for r in runs]
         rss = max(r[2] for r in runs)
-        print(f"{label:22s} wall median {statistics.median(walls):.3f} s (best {min(walls):.3f} s), "
-              f"CPU median {statistics.median(cpus):.3f} s, peak RSS {rss:.1f} MiB, exit {sorted(codes)}")
+        print(
+            f"{label:22s} wall median {statistics.median(walls):.3f} s (best {min(walls):.3f} s), "
+            f"CPU median {statistics.median(cpus):.3f} s, peak RSS {rss:.1f} MiB, exit {sorted(codes)}"
+        )
     for label, argv in COMMANDS.items():
         print(f"\npython -X importtime, {label}: top {args.top} by cumulative time")
         for cum_us, name in importtime_top(argv, args.top):

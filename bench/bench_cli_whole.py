@@ -56,8 +56,10 @@ def run_child(cmd: list[str]) -> tuple[float, float, float, int]:
 def _summary(label: str, runs: list[tuple[float, float, float, int]]) -> float:
     walls = [r[0] for r in runs]
     cpus = [r[1] for r in runs]
-    print(f"  {label:46s} wall median {statistics.median(walls):6.2f} s (best {min(walls):6.2f}), "
-          f"CPU median {statistics.median(cpus):6.2f} s, peak RSS {max(r[2] for r in runs):7.1f} MiB")
+    print(
+        f"  {label:46s} wall median {statistics.median(walls):6.2f} s (best {min(walls):6.2f}), "
+        f"CPU median {statistics.median(cpus):6.2f} s, peak RSS {max(r[2] for r in runs):7.1f} MiB"
+    )
     return statistics.median(walls)
 
 
@@ -65,8 +67,9 @@ def rjafroc_in_r() -> tuple[bool, str]:
     rscript = shutil.which("Rscript")
     if rscript is None:
         return False, "Rscript is not on PATH (R is not installed here)"
-    res = subprocess.run([rscript, "-e", "suppressMessages(library(RJafroc)); cat(as.character(packageVersion('RJafroc')))"],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [rscript, "-e", "suppressMessages(library(RJafroc)); cat(as.character(packageVersion('RJafroc')))"], capture_output=True, text=True
+    )
     if res.returncode != 0:
         return False, "R is installed but RJafroc is not (in R: install.packages('RJafroc'))"
     return True, f"RJafroc {res.stdout.strip()}"
@@ -131,10 +134,14 @@ def bench_big_workbook(n_cases: int, workdir: Path, reader: str) -> None:
     t3 = time.perf_counter()
     cpu = time.process_time() - cpu0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(f"  in one process ({reader} reader): read {t1 - t0:.2f} s, DBM {t2 - t1:.2f} s, OR {t3 - t2:.2f} s; "
-          f"total {t3 - t0:.2f} s wall, {cpu:.2f} s CPU; peak RSS {rss:.0f} MiB (target <= 5 s, <= 1024 MiB)")
-    print(f"  {data.n_treatments} x {data.n_readers} x {data.n_cases} cases, {int(data.lesions_per_case.sum())} lesions; "
-          f"RRRC p: DBM {dbm['RRRC'].p_value:.3g}, OR {orr['RRRC'].p_value:.3g}")
+    print(
+        f"  in one process ({reader} reader): read {t1 - t0:.2f} s, DBM {t2 - t1:.2f} s, OR {t3 - t2:.2f} s; "
+        f"total {t3 - t0:.2f} s wall, {cpu:.2f} s CPU; peak RSS {rss:.0f} MiB (target <= 5 s, <= 1024 MiB)"
+    )
+    print(
+        f"  {data.n_treatments} x {data.n_readers} x {data.n_cases} cases, {int(data.lesions_per_case.sum())} lesions; "
+        f"RRRC p: DBM {dbm['RRRC'].p_value:.3g}, OR {orr['RRRC'].p_value:.3g}"
+    )
 
 
 def main() -> None:
@@ -145,8 +152,7 @@ def main() -> None:
     parser.add_argument("--reader", choices=("default", "openpyxl"), default="default")
     parser.add_argument("--skip-dataset04", action="store_true")
     args = parser.parse_args()
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if not args.skip_dataset04:
         bench_dataset04(args.repeats)
     bench_big_workbook(args.cases, args.workdir, args.reader)

@@ -50,8 +50,14 @@ def main() -> None:
             load_before = os.getloadavg()[0]
             start = time.perf_counter()
             result = run_case_list_on_cluster(
-                case_list, folder / f"out-{n}", cluster="local", n_workers=n, retries=0,
-                config=RegistrationConfig(deformable=args.deformable), zscore=args.zscore, save_transform=False,
+                case_list,
+                folder / f"out-{n}",
+                cluster="local",
+                n_workers=n,
+                retries=0,
+                config=RegistrationConfig(deformable=args.deformable),
+                zscore=args.zscore,
+                save_transform=False,
             )
             wall = time.perf_counter() - start
             done = len(result.completed)

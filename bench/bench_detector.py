@@ -57,7 +57,9 @@ def add_pair_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="keep the outputs in this folder (default: a temporary folder, deleted)")
 
 
-def prepared_pair(data: Path | None, seed: int, *, dicom: bool = False, prefix: str = "tsct-bench-") -> tuple[Path, tempfile.TemporaryDirectory | None]:
+def prepared_pair(
+    data: Path | None, seed: int, *, dicom: bool = False, prefix: str = "tsct-bench-"
+) -> tuple[Path, tempfile.TemporaryDirectory | None]:
     """The pair's folder (``data``, or a temporary one to clean up), with the pair generated there unless it is already."""
     tmp = None
     folder = data
@@ -83,8 +85,10 @@ def main() -> None:
     from cases import load_true_transform, read_exam, read_volume
     from detector import RegistrationConfig, measure_registration, run_pair
 
-    print(f"machine: {os.cpu_count()} CPUs, SimpleITK threads {sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()}, "
-          f"load average before {os.getloadavg()[0]:.1f}")
+    print(
+        f"machine: {os.cpu_count()} CPUs, SimpleITK threads {sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()}, "
+        f"load average before {os.getloadavg()[0]:.1f}"
+    )
     print("GPU: none used (the chain is CPU-only: SimpleITK + NumPy/SciPy)")
     t0, c0 = time.perf_counter(), time.process_time()
     if args.dicom:
@@ -121,19 +125,28 @@ def main() -> None:
     truth = load_true_transform(folder / "true_transform.h5")
     params = json.loads((folder / "params.json").read_text())
     m = measure_registration(
-        reg, truth, current.volume, prior=prior.volume, subtraction=result.subtraction,
-        bone=read_volume(folder / "bone.nii.gz", label=True), lesion_labels=read_volume(folder / "lesions.nii.gz", label=True),
+        reg,
+        truth,
+        current.volume,
+        prior=prior.volume,
+        subtraction=result.subtraction,
+        bone=read_volume(folder / "bone.nii.gz", label=True),
+        lesion_labels=read_volume(folder / "lesions.nii.gz", label=True),
         lesion_types=[les["lesion_type"] for les in params["lesions"]],
     )
     print(m.summary())
     for les in m.lesions:
-        print(f"  lesion {les['label_value']} ({les['lesion_type']}, {les['n_voxels']} voxels): true {les['true_change_hu']:+.0f} HU, "
-              f"plain {les['plain_change_hu']:+.0f} HU ({les['kept_plain_pct']:.0f}%), VM {les['vm_change_hu']:+.0f} HU ({les['kept_vm_pct']:.0f}%)")
+        print(
+            f"  lesion {les['label_value']} ({les['lesion_type']}, {les['n_voxels']} voxels): true {les['true_change_hu']:+.0f} HU, "
+            f"plain {les['plain_change_hu']:+.0f} HU ({les['kept_plain_pct']:.0f}%), VM {les['vm_change_hu']:+.0f} HU ({les['kept_vm_pct']:.0f}%)"
+        )
     print(f"QC: {result.qc.summary().splitlines()[0]}")
     ok_time = total_wall <= 45.0
     ok_mem = rss_end <= 6.0
-    print(f"target <= 45 s: {'met' if ok_time else 'NOT met'} ({total_wall:.1f} s wall, {total_cpu:.1f} s CPU); "
-          f"<= 6 GB: {'met' if ok_mem else 'NOT met'} ({rss_end:.2f} GB peak, including loading)")
+    print(
+        f"target <= 45 s: {'met' if ok_time else 'NOT met'} ({total_wall:.1f} s wall, {total_cpu:.1f} s CPU); "
+        f"<= 6 GB: {'met' if ok_mem else 'NOT met'} ({rss_end:.2f} GB peak, including loading)"
+    )
     if out_tmp is not None:
         out_tmp.cleanup()
     if tmp is not None:

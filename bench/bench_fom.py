@@ -40,8 +40,7 @@ def main() -> None:
 
     times = {"fom_matrix": [], "jackknife_fom_matrix": [], "pseudovalues": []}
     for _ in range(args.repeats):
-        for label, fn in (("fom_matrix", fom_matrix), ("jackknife_fom_matrix", jackknife_fom_matrix),
-                          ("pseudovalues", pseudovalues)):
+        for label, fn in (("fom_matrix", fom_matrix), ("jackknife_fom_matrix", jackknife_fom_matrix), ("pseudovalues", pseudovalues)):
             t0 = time.perf_counter()
             fn(data, args.fom)
             times[label].append(time.perf_counter() - t0)
@@ -51,9 +50,11 @@ def main() -> None:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
 
-    print(f"\n{args.fom}: I={data.n_treatments} J={data.n_readers} K={data.n_cases} "
-          f"(K1={data.n_normal}, K2={data.n_abnormal}, lesions={data.n_lesions}); "
-          f"output {pv.shape}")
+    print(
+        f"\n{args.fom}: I={data.n_treatments} J={data.n_readers} K={data.n_cases} "
+        f"(K1={data.n_normal}, K2={data.n_abnormal}, lesions={data.n_lesions}); "
+        f"output {pv.shape}"
+    )
     for label, ts in times.items():
         print(f"  {label:22s} median {np.median(ts) * 1e3:8.1f} ms   min {min(ts) * 1e3:8.1f} ms")
     print(f"  peak traced memory (pseudovalues): {peak / 2**20:.1f} MiB")

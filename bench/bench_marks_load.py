@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reader_study.harness.loadtest import run_load_test  # noqa: E402
 from reader_study.harness import PostgresUnavailable, TemporaryPostgres  # noqa: E402
+from reader_study.harness.loadtest import run_load_test  # noqa: E402
 
 
 def main() -> int:
@@ -37,7 +37,13 @@ def main() -> int:
     parser.add_argument("--cases", type=int, default=40, help="study cases per reader session (default 40)")
     parser.add_argument("--kill-fraction", type=float, default=0.4, help="kill the server after this share of marks (0: never)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--sqlite-synchronous", nargs="+", default=["FULL"], choices=["FULL", "NORMAL"], help="SQLite durability mode(s) to run (default FULL, the platform default)")
+    parser.add_argument(
+        "--sqlite-synchronous",
+        nargs="+",
+        default=["FULL"],
+        choices=["FULL", "NORMAL"],
+        help="SQLite durability mode(s) to run (default FULL, the platform default)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if not 1 <= args.readers <= 64 or not 1 <= args.marks <= 200_000:
@@ -53,7 +59,9 @@ def main() -> int:
             os.environ["TSCT_SQLITE_SYNCHRONOUS"] = mode  # read by the server process too
         with tempfile.TemporaryDirectory(prefix="tsct-load-") as tmp:
             folder = Path(tmp)
-            kwargs = dict(n_readers=args.readers, n_marks=args.marks, n_cases=args.cases, kill_fraction=args.kill_fraction, seed=args.seed, progress=True)
+            kwargs = dict(
+                n_readers=args.readers, n_marks=args.marks, n_cases=args.cases, kill_fraction=args.kill_fraction, seed=args.seed, progress=True
+            )
             if backend == "sqlite":
                 result = run_load_test(f"sqlite:///{folder / 'load.sqlite3'}", folder, **kwargs)
             else:
@@ -64,7 +72,7 @@ def main() -> int:
                     print(f"postgresql: skipped ({exc})")
                     continue
         label = f"{result.backend} (synchronous={mode})" if mode else f"{result.backend} (fsync on)"
-        print(label + result.summary()[len(result.backend):])
+        print(label + result.summary()[len(result.backend) :])
         failed |= not result.exactly_once
         results.append(
             {
@@ -90,13 +98,21 @@ def main() -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(
             json.dumps(
-                {"machine": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                 "load_average_before": load_before, "load_average_after": os.getloadavg(), "results": results},
+                {
+                    "machine": platform.platform(),
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "load_average_before": load_before,
+                    "load_average_after": os.getloadavg(),
+                    "results": results,
+                },
                 indent=2,
             )
             + "\n"
         )
-    print(f"load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other work on the machine slows the run)")
+    print(
+        f"load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other work on the machine slows the run)"
+    )
     return 1 if failed else 0
 
 

@@ -62,7 +62,8 @@ def main() -> None:
             cases = query_case_requests(client, ["BENCH"])
             dimse = f"127.0.0.1:{server.dicom_port}"
             transports = {
-                "DICOMweb workers=1": (client, 1), "DICOMweb workers=4": (client, 4),
+                "DICOMweb workers=1": (client, 1),
+                "DICOMweb workers=4": (client, 4),
                 "DIMSE C-MOVE": (DimseClient(dimse, called_aet=server.aet, move_port=scp_port, move_bind="127.0.0.1"), 1),
                 "DIMSE C-GET": (DimseClient(dimse, called_aet=server.aet, retrieve="get"), 1),
             }
@@ -73,8 +74,9 @@ def main() -> None:
                     result = pull(source, cases, store, workers=workers)
                     dt = time.perf_counter() - t0
                     mb = sum(p.stat().st_size for p in store.rglob("*.dcm")) / 1e6
-                    print(f"{name:<19} run {rep + 1}: {result.instances} instances, {mb:.1f} MB in {dt:.2f} s "
-                          f"({result.instances / dt:.1f} instances/s)")
+                    print(
+                        f"{name:<19} run {rep + 1}: {result.instances} instances, {mb:.1f} MB in {dt:.2f} s ({result.instances / dt:.1f} instances/s)"
+                    )
             transports["DIMSE C-MOVE"][0].close()
             t0 = time.perf_counter()
             result = pull(client, cases, tmp / "store_1_0", workers=4)

@@ -53,7 +53,9 @@ def main() -> None:
 
     print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}")
     print(f"case: {pair.summary()}")
-    print(f"prior {pair.prior.shape} (z, y, x), current {pair.current.shape}; anatomy grid {pair.parameters['geometry']['anatomy']['size_xyz']} (x, y, z)")
+    print(
+        f"prior {pair.prior.shape} (z, y, x), current {pair.current.shape}; anatomy grid {pair.parameters['geometry']['anatomy']['size_xyz']} (x, y, z)"
+    )
     print("stages (start time):")
     for (name, start), nxt in zip(stages, stages[1:] + [("end", wall)]):
         print(f"  {name:16s} {start:6.1f} s  ({nxt[1] - start:5.1f} s)")

@@ -152,7 +152,11 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}")
     runs = [(dev, prec) for dev in devices for prec in (args.precision or ["float32", "bfloat16"])]
     for dev, prec in runs:
-        proc = subprocess.run([sys.executable, __file__, "--work", str(work), "--repeats", str(args.repeats), "--_measure", f"{dev}:{prec}"], capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--work", str(work), "--repeats", str(args.repeats), "--_measure", f"{dev}:{prec}"],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
             print(f"{dev} {prec}: failed\n{proc.stderr[-2000:]}")
             continue
@@ -163,8 +167,12 @@ def main() -> None:
             f"{r['device']}{' (' + r['gpu'] + ')' if r['gpu'] else ''}, {r['precision']}, {r['torch_threads']} threads: grid {r['grid_zyx']} (z, y, x) at "
             f"{', '.join(f'{s:.2f}' for s in r['spacing_mm'])} mm, {r['roi_voxels']:,} bone-ROI voxels"
         )
-        print(f"  z-map ({r['method']}): wall {', '.join(f'{t:.2f}' for t in r['zmap_s'])} s (best {best:.2f} s; target <= {target:g} s: {'met' if best <= target else 'NOT met'})")
-        print(f"  z-map CPU time (all threads): {', '.join(f'{t:.1f}' for t in r['zmap_cpu_s'])} s; load average before the run: {r['load_average']:.1f}")
+        print(
+            f"  z-map ({r['method']}): wall {', '.join(f'{t:.2f}' for t in r['zmap_s'])} s (best {best:.2f} s; target <= {target:g} s: {'met' if best <= target else 'NOT met'})"
+        )
+        print(
+            f"  z-map CPU time (all threads): {', '.join(f'{t:.1f}' for t in r['zmap_cpu_s'])} s; load average before the run: {r['load_average']:.1f}"
+        )
         print(f"  candidates: {', '.join(f'{t:.2f}' for t in r['candidates_s'])} s ({r['n_candidates']} candidates)")
         mem = f"  peak RSS {r['peak_rss_gib']:.2f} GiB (inputs loaded: {r['rss_after_inputs_gib']:.2f} GiB)"
         if r["peak_gpu_gib"] is not None:

@@ -60,7 +60,9 @@ def main() -> None:
             old = float((np.abs(z[m]) >= 4).mean()) if kind == "mixed" else float((sign * z[m] >= 4).mean())
             new = float((np.abs(s[m]) >= t).mean()) if kind == "mixed" else float((sign * s[m] >= t).mean())
             rows.append((case.case_id, kind, les.location.value, int(m.sum()), float(np.median(z[m])), old, new))
-            print(f"{case.case_id} {kind:8s} {les.location.value:15s} {int(m.sum()):5d} voxels, median z {np.median(z[m]):+6.1f}: coloured before {old:6.1%}, now {new:6.1%}")
+            print(
+                f"{case.case_id} {kind:8s} {les.location.value:15s} {int(m.sum()):5d} voxels, median z {np.median(z[m]):+6.1f}: coloured before {old:6.1%}, now {new:6.1%}"
+            )
         for c in res.candidates:
             k, j, i = np.round(cur.point_to_index(c.peak_mm)).astype(int)[::-1]
             total += 1
@@ -69,7 +71,9 @@ def main() -> None:
     for kind in ("lytic", "blastic", "mixed"):
         sel = [r for r in rows if r[1] == kind]
         if sel:
-            print(f"{kind}: {len(sel)} lesions, mean share coloured before {np.mean([r[5] for r in sel]):.1%}, now {np.mean([r[6] for r in sel]):.1%}")
+            print(
+                f"{kind}: {len(sel)} lesions, mean share coloured before {np.mean([r[5] for r in sel]):.1%}, now {np.mean([r[6] for r in sel]):.1%}"
+            )
 
 
 if __name__ == "__main__":

@@ -37,7 +37,9 @@ def _load():
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="also write every outcome to this JSON file")
-    parser.add_argument("--show", default="vague error,traceback,silent acceptance,partial output", help="categories whose cases are listed with their output")
+    parser.add_argument(
+        "--show", default="vague error,traceback,silent acceptance,partial output", help="categories whose cases are listed with their output"
+    )
     args = parser.parse_args()
     hostile = _load()
     by_family: dict[str, Counter] = defaultdict(Counter)

@@ -32,7 +32,9 @@ NOT_MODULES = ("tests/", "bench/", "scripts/", "docs/")
 def python_files(root: Path = ROOT) -> list[Path]:
     """Every Python file git tracks under ``root`` (and untracked ones git does not ignore); all ``*.py`` outside git."""
     try:
-        out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "*.py"], cwd=root, capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "*.py"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout
         return sorted(root / line for line in out.splitlines() if line and (root / line).is_file())
     except (OSError, subprocess.CalledProcessError):
         return sorted(p for p in root.rglob("*.py") if ".venv" not in p.parts)

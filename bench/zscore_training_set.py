@@ -56,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     lists: list[CaseList] = []
     if a.n_real:
         labels = [None if str(x).lower() == "none" else x for x in a.labels] if a.labels else None
-        path = real_ct_case_set(a.out / "real", a.from_ct, labels=labels, n_cases=a.n_real, abnormal_fraction=0.0, seed=a.seed,
-                                settings=TRAINING_SETTINGS, progress=True)
+        path = real_ct_case_set(
+            a.out / "real", a.from_ct, labels=labels, n_cases=a.n_real, abnormal_fraction=0.0, seed=a.seed, settings=TRAINING_SETTINGS, progress=True
+        )
         lists.append(read_case_list(path))
     if a.n_phantom:
         path = synthesize_case_set(a.out / "phantom", n_cases=a.n_phantom, abnormal_fraction=0.0, seed=a.seed + 1, size="small", progress=True)

@@ -25,37 +25,90 @@ Synthetic spine CT pairs
 """
 
 # geometry: the one grid type, and images that carry it --------------------------------------------
+# case lists and truth --------------------------------------------------------------------------------
+from .caselist import (
+    CASE_LIST_COLUMNS,
+    Case,
+    CaseList,
+    CaseListError,
+    CaseListProblem,
+    Lesion,
+    LesionLocation,
+    LesionType,
+    read_case_list,
+    validate_case_list,
+    write_case_list,
+)
+from .dicom import DicomSeriesInfo, list_dicom_series
 from .grid import Grid, GridReadError, read_grid
-from .volume import GeometryMismatchError, LabelVolume, Volume
+from .hashing import file_sha256
 
 # exams: reading and writing CT, hashing -------------------------------------------------------------
 from .io import Exam, ExamReadError, check_hu_plausible, check_same_patient, read_exam, read_volume, write_dicom_series, write_volume
-from .dicom import DicomSeriesInfo, list_dicom_series
-from .hashing import file_sha256
-
-# case lists and truth --------------------------------------------------------------------------------
-from .caselist import (
-    CASE_LIST_COLUMNS, Case, CaseList, CaseListError, CaseListProblem, Lesion, LesionLocation, LesionType, read_case_list,
-    validate_case_list, write_case_list,
-)
-from .truth import HitRule, TruthLesion
 
 # synthetic spine CT pairs ------------------------------------------------------------------------------
 from .synth import (
-    BONE_LABELS, SIZES, TISSUE_LABELS, SynthesisError, SyntheticPair, load_true_transform, map_points_mm, synthesize_case_set,
-    synthesize_from_parameters, synthesize_pair, true_bone_displacements_mm, write_pair,
+    BONE_LABELS,
+    SIZES,
+    TISSUE_LABELS,
+    SynthesisError,
+    SyntheticPair,
+    load_true_transform,
+    map_points_mm,
+    synthesize_case_set,
+    synthesize_from_parameters,
+    synthesize_pair,
+    true_bone_displacements_mm,
+    write_pair,
 )
+from .truth import HitRule, TruthLesion
+from .volume import GeometryMismatchError, LabelVolume, Volume
 
 __all__ = [
     # geometry
-    "Grid", "GridReadError", "read_grid", "GeometryMismatchError", "LabelVolume", "Volume",
+    "Grid",
+    "GridReadError",
+    "read_grid",
+    "GeometryMismatchError",
+    "LabelVolume",
+    "Volume",
     # exams
-    "Exam", "ExamReadError", "check_hu_plausible", "check_same_patient", "read_exam", "read_volume", "write_dicom_series", "write_volume",
-    "DicomSeriesInfo", "list_dicom_series", "file_sha256",
+    "Exam",
+    "ExamReadError",
+    "check_hu_plausible",
+    "check_same_patient",
+    "read_exam",
+    "read_volume",
+    "write_dicom_series",
+    "write_volume",
+    "DicomSeriesInfo",
+    "list_dicom_series",
+    "file_sha256",
     # case lists and truth
-    "CASE_LIST_COLUMNS", "Case", "CaseList", "CaseListError", "CaseListProblem", "Lesion", "LesionLocation", "LesionType",
-    "read_case_list", "validate_case_list", "write_case_list", "HitRule", "TruthLesion",
+    "CASE_LIST_COLUMNS",
+    "Case",
+    "CaseList",
+    "CaseListError",
+    "CaseListProblem",
+    "Lesion",
+    "LesionLocation",
+    "LesionType",
+    "read_case_list",
+    "validate_case_list",
+    "write_case_list",
+    "HitRule",
+    "TruthLesion",
     # synthetic spine CT pairs
-    "BONE_LABELS", "SIZES", "TISSUE_LABELS", "SynthesisError", "SyntheticPair", "load_true_transform", "map_points_mm",
-    "synthesize_case_set", "synthesize_from_parameters", "synthesize_pair", "true_bone_displacements_mm", "write_pair",
+    "BONE_LABELS",
+    "SIZES",
+    "TISSUE_LABELS",
+    "SynthesisError",
+    "SyntheticPair",
+    "load_true_transform",
+    "map_points_mm",
+    "synthesize_case_set",
+    "synthesize_from_parameters",
+    "synthesize_pair",
+    "true_bone_displacements_mm",
+    "write_pair",
 ]

@@ -32,8 +32,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import scipy.ndimage as ndi
-from scipy.special import ndtri
 import SimpleITK as sitk
+from scipy.special import ndtri
 
 from .grid import Grid as _VoxelGrid
 
@@ -594,8 +594,16 @@ class Anatomy:
             v = np.cross(tangent, u)
             frame = Frame(center + self.offset, np.column_stack([u, v, tangent]))
             vertebrae.append(
-                Vertebra(spec, frame, spec.body_w / 2 * p.size_scale, spec.body_d / 2 * p.size_scale, h, disc,
-                         z_top=float(center[2] + h / 2 + self.offset[2]), z_bottom=float(center[2] - h / 2 + self.offset[2]))
+                Vertebra(
+                    spec,
+                    frame,
+                    spec.body_w / 2 * p.size_scale,
+                    spec.body_d / 2 * p.size_scale,
+                    h,
+                    disc,
+                    z_top=float(center[2] + h / 2 + self.offset[2]),
+                    z_bottom=float(center[2] - h / 2 + self.offset[2]),
+                )
             )
             s += h
         self.vertebrae = list(reversed(vertebrae))  # T4 first
@@ -676,8 +684,9 @@ class Anatomy:
         for side, label in ((-1, "right"), (1, "left")):
             # pedicle: posterolateral body wall to the articular pillar
             ped = self._new_part(BoneClass.PEDICLE, f"{name} pedicle {label}", name, 1.6, marrow_delta + 10)
-            ped.shapes.append(Capsule(f.to_global([side * (cw + pw - 1.5), b - 5.0, w_p]), f.to_global([side * xp, vp, w_p]),
-                                      (pw, pw), (ph, ph), f.vec([1, 0, 0])))
+            ped.shapes.append(
+                Capsule(f.to_global([side * (cw + pw - 1.5), b - 5.0, w_p]), f.to_global([side * xp, vp, w_p]), (pw, pw), (ph, ph), f.vec([1, 0, 0]))
+            )
             # lamina: arc from the pillar to the midline, thickness radial to the canal
             lam = self._new_part(BoneClass.LAMINA_ARCH, f"{name} lamina {label}", name, 1.8, marrow_delta + 20)
             ang0 = math.atan2(vp - canal_c[1], xp)
@@ -692,21 +701,49 @@ class Anatomy:
                 lam.shapes.append(Capsule(f.to_global(q0), f.to_global(q1), (lam_r, lam_r), (s.lam_h / 2 * k, s.lam_h / 2 * k), f.vec(radial)))
             # articular processes (superior up to the disc level, inferior down to the next)
             sup_top = h / 2 + 6.0
-            lam.shapes.append(Capsule(f.to_global([side * (xp + 3.0), vp - 1.0, w_p]), f.to_global([side * (xp + 4.8), vp - 0.5, sup_top]),
-                                      (3.0, 2.6), (4.8, 4.0), f.vec([1, 0, 0])))
-            lam.shapes.append(Capsule(f.to_global([side * (xp - 1.0), vp + 3.0, w_l]), f.to_global([side * (xp - 3.8), vp + 4.5, -h / 2 - 4.5]),
-                                      (2.8, 2.4), (4.4, 3.6), f.vec([1, 0, 0])))
+            lam.shapes.append(
+                Capsule(
+                    f.to_global([side * (xp + 3.0), vp - 1.0, w_p]),
+                    f.to_global([side * (xp + 4.8), vp - 0.5, sup_top]),
+                    (3.0, 2.6),
+                    (4.8, 4.0),
+                    f.vec([1, 0, 0]),
+                )
+            )
+            lam.shapes.append(
+                Capsule(
+                    f.to_global([side * (xp - 1.0), vp + 3.0, w_l]),
+                    f.to_global([side * (xp - 3.8), vp + 4.5, -h / 2 - 4.5]),
+                    (2.8, 2.4),
+                    (4.4, 3.6),
+                    f.vec([1, 0, 0]),
+                )
+            )
             # transverse process
             tp = self._new_part(BoneClass.TRANSVERSE_PROCESS, f"{name} transverse process {label}", name, 1.5, marrow_delta + 15)
             tip = [side * (xp + s.tp_len * k), vp + s.tp_back * k, w_p]
             club = 1.3 if s.rib else 1.0
-            tp.shapes.append(Capsule(f.to_global([side * (xp - 1), vp, w_p]), f.to_global(tip), (s.tp_r * 1.15, s.tp_r * 0.9 * club),
-                                     (s.tp_r * 1.5, s.tp_r * 1.5 * club), f.vec([0, 1, 0])))
+            tp.shapes.append(
+                Capsule(
+                    f.to_global([side * (xp - 1), vp, w_p]),
+                    f.to_global(tip),
+                    (s.tp_r * 1.15, s.tp_r * 0.9 * club),
+                    (s.tp_r * 1.5, s.tp_r * 1.5 * club),
+                    f.vec([0, 1, 0]),
+                )
+            )
         # spinous process: from the laminar junction backwards (and down in the thorax)
         sp = self._new_part(BoneClass.SPINOUS_PROCESS, f"{name} spinous process", name, 1.6, marrow_delta + 20)
         base_v = canal_c[1] + cd / 2 + lam_r
-        sp.shapes.append(Capsule(f.to_global([0, base_v - 1.0, w_l]), f.to_global([0, base_v + s.sp_len * k, w_l - s.sp_drop * k]),
-                                 (s.sp_w / 2 * k, s.sp_w / 2 * k * 1.1), (s.sp_h / 2 * k * 0.8, s.sp_h / 2 * k), f.vec([1, 0, 0])))
+        sp.shapes.append(
+            Capsule(
+                f.to_global([0, base_v - 1.0, w_l]),
+                f.to_global([0, base_v + s.sp_len * k, w_l - s.sp_drop * k]),
+                (s.sp_w / 2 * k, s.sp_w / 2 * k * 1.1),
+                (s.sp_h / 2 * k * 0.8, s.sp_h / 2 * k),
+                f.vec([1, 0, 0]),
+            )
+        )
 
     def _disc_between(self, upper: Vertebra, lower: Vertebra) -> BodyShape:
         c = (upper.frame.to_global([0, 0, -upper.h / 2]) + lower.frame.to_global([0, 0, lower.h / 2])) / 2
@@ -714,8 +751,17 @@ class Anatomy:
         u = _unit(np.array([1.0, 0, 0]) - w[0] * w)
         v = np.cross(w, u)
         gap = float(np.linalg.norm(upper.frame.to_global([0, 0, -upper.h / 2]) - lower.frame.to_global([0, 0, lower.h / 2])))
-        return BodyShape(Frame(c, np.column_stack([u, v, w])), (upper.a + lower.a) / 2, (upper.b + lower.b) / 2, gap + 4.0,
-                         waist=-0.02, concavity=2.0, cup=-1.0, rounding=2.0, bulge=0.8)
+        return BodyShape(
+            Frame(c, np.column_stack([u, v, w])),
+            (upper.a + lower.a) / 2,
+            (upper.b + lower.b) / 2,
+            gap + 4.0,
+            waist=-0.02,
+            concavity=2.0,
+            cup=-1.0,
+            rounding=2.0,
+            bulge=0.8,
+        )
 
     def _pelvis_parts(self, l5: Vertebra) -> None:
         p = self.p
@@ -728,8 +774,19 @@ class Anatomy:
         c = (top_l5 + O) / 2
         w = _unit(l5.frame.R[:, 2] + R0[:, 2])
         u = _unit(np.array([1.0, 0, 0]) - w[0] * w)
-        self.discs.append(BodyShape(Frame(c, np.column_stack([u, np.cross(w, u), w])), 24 * k, 17 * k, gap + 4.0,
-                                    waist=-0.02, concavity=2.0, cup=-1.0, rounding=2.0, bulge=0.8))
+        self.discs.append(
+            BodyShape(
+                Frame(c, np.column_stack([u, np.cross(w, u), w])),
+                24 * k,
+                17 * k,
+                gap + 4.0,
+                waist=-0.02,
+                concavity=2.0,
+                cup=-1.0,
+                rounding=2.0,
+                bulge=0.8,
+            )
+        )
         sacrum = self._new_part(BoneClass.PELVIS, "sacrum", "S", 1.5, -10)
         dims = [(28, 24, 16), (24, 19, 11), (20, 15, 8), (15, 11, 6), (12, 8, 5)]
         pos = O.copy()
@@ -750,17 +807,48 @@ class Anatomy:
         f2, h2, w2, d2 = frames[1]
         self.si_x = 46.0 * k
         for side in (-1, 1):
-            sacrum.shapes.append(Capsule(f1.to_global([side * (w1 - 6), 2.0, 2.0]), f1.to_global([side * (self.si_x - 10 * k), 8.0, -4.0]),
-                                         (13 * k, 11 * k), (12 * k, 10 * k), f1.vec([0, 1, 0])))
-            sacrum.shapes.append(Capsule(f2.to_global([side * (w2 - 4), 4.0, 0.0]), f2.to_global([side * (self.si_x - 9 * k), 10.0, -4.0]),
-                                         (11 * k, 9 * k), (10 * k, 8 * k), f2.vec([0, 1, 0])))
-            sacrum.shapes.append(Capsule(f1.to_global([side * 12 * k, d1 + 14 * k, 4.0]), frames[2][0].to_global([side * 6 * k, frames[2][3] + 9 * k, 0.0]),
-                                         (3.5, 3.0), (7.0, 5.0), f1.vec([0, 1, 0])))
+            sacrum.shapes.append(
+                Capsule(
+                    f1.to_global([side * (w1 - 6), 2.0, 2.0]),
+                    f1.to_global([side * (self.si_x - 10 * k), 8.0, -4.0]),
+                    (13 * k, 11 * k),
+                    (12 * k, 10 * k),
+                    f1.vec([0, 1, 0]),
+                )
+            )
+            sacrum.shapes.append(
+                Capsule(
+                    f2.to_global([side * (w2 - 4), 4.0, 0.0]),
+                    f2.to_global([side * (self.si_x - 9 * k), 10.0, -4.0]),
+                    (11 * k, 9 * k),
+                    (10 * k, 8 * k),
+                    f2.vec([0, 1, 0]),
+                )
+            )
+            sacrum.shapes.append(
+                Capsule(
+                    f1.to_global([side * 12 * k, d1 + 14 * k, 4.0]),
+                    frames[2][0].to_global([side * 6 * k, frames[2][3] + 9 * k, 0.0]),
+                    (3.5, 3.0),
+                    (7.0, 5.0),
+                    f1.vec([0, 1, 0]),
+                )
+            )
             # S1 superior articular processes
-            sacrum.shapes.append(Capsule(f1.to_global([side * 17 * k, d1 + 8, 6.0]), f1.to_global([side * 19 * k, d1 + 9, h1 / 2 + 9]),
-                                         (2.8, 2.4), (4.0, 3.2), f1.vec([1, 0, 0])))
-        sacrum.shapes.append(Capsule(f1.to_global([0, d1 + 17 * k, 4.0]), frames[3][0].to_global([0, frames[3][3] + 9 * k, 0.0]),
-                                     (4.0, 3.0), (6.0, 4.0), f1.vec([1, 0, 0])))
+            sacrum.shapes.append(
+                Capsule(
+                    f1.to_global([side * 17 * k, d1 + 8, 6.0]),
+                    f1.to_global([side * 19 * k, d1 + 9, h1 / 2 + 9]),
+                    (2.8, 2.4),
+                    (4.0, 3.2),
+                    f1.vec([1, 0, 0]),
+                )
+            )
+        sacrum.shapes.append(
+            Capsule(
+                f1.to_global([0, d1 + 17 * k, 4.0]), frames[3][0].to_global([0, frames[3][3] + 9 * k, 0.0]), (4.0, 3.0), (6.0, 4.0), f1.vec([1, 0, 0])
+            )
+        )
         self.sacral_frames = frames
         # ilia: behind and along the sacroiliac joint (2.5 mm from the ala), then the wing
         l4 = self.by_name["L4"]
@@ -769,11 +857,17 @@ class Anatomy:
         xo = float(O[0])
         ws = p.width_scale
         layout = [  # (x beyond the joint, y from the joint, thickness, crest offset)
-            (14, 30, 14, -22), (15, 8, 24, -12), (13, -14, 17, -4), (40 * ws, -30, 5, 4), (60 * ws, -52, 4, 3), (74 * ws, -80, 9, -16)
+            (14, 30, 14, -22),
+            (15, 8, 24, -12),
+            (13, -14, 17, -4),
+            (40 * ws, -30, 5, 4),
+            (60 * ws, -52, 4, 3),
+            (74 * ws, -80, 9, -16),
         ]
         # the pelvic cavity ends at the inner (anteromedial) face of each iliac wing
-        self.ilium_line = {side: ((xo + side * (self.si_x + 13 * k), si_y - 14 * k), (xo + side * (self.si_x + 74 * ws * k), si_y - 80 * k))
-                           for side in (-1, 1)}
+        self.ilium_line = {
+            side: ((xo + side * (self.si_x + 13 * k), si_y - 14 * k), (xo + side * (self.si_x + 74 * ws * k), si_y - 80 * k)) for side in (-1, 1)
+        }
         self.iliac_crest_z = crest
         for side, label in ((-1, "right"), (1, "left")):
             il = self._new_part(BoneClass.PELVIS, f"ilium {label}", "P", 2.0, -20)
@@ -890,10 +984,7 @@ class Anatomy:
         return out
 
     def part_table(self) -> list[dict[str, Any]]:
-        return [
-            {"part_id": q.part_id, "location": q.location.location, "name": q.name, "level": q.level}
-            for q in self.parts
-        ]
+        return [{"part_id": q.part_id, "location": q.location.location, "name": q.name, "level": q.level} for q in self.parts]
 
 
 def _rot_x(angle: float) -> np.ndarray:
@@ -1106,7 +1197,15 @@ def render_anatomy(anatomy: Anatomy, grid: Grid, *, progress: Callable[[float], 
         bp = float(anatomy.level_profile(np.array([zp]), "body_d")[0]) / 2
         ang = math.radians(plq["angle_deg"])
         rr = plq["radius_mm"]
-        organs.append(((float(xsp[0]) + 14 + 11 * math.sin(ang), float(ysp[0]) - bp - 14 + 11 * math.cos(ang), zp), (rr, rr, 2 * rr), plq["hu"], Tissue.CALCIFICATION, False))
+        organs.append(
+            (
+                (float(xsp[0]) + 14 + 11 * math.sin(ang), float(ysp[0]) - bp - 14 + 11 * math.cos(ang), zp),
+                (rr, rr, 2 * rr),
+                plq["hu"],
+                Tissue.CALCIFICATION,
+                False,
+            )
+        )
     organ_boxes = [grid.slices_for_box(np.subtract(c, ax) - 1, np.add(c, ax) + 1) for c, ax, _, _, _ in organs]
 
     tubes: list[_Tube] = []
@@ -1125,9 +1224,19 @@ def render_anatomy(anatomy: Anatomy, grid: Grid, *, progress: Callable[[float], 
     ql = np.clip((z_t12 - z_all) / 30.0, 0.0, 1.0) * np.clip((z_all - z_s1 - 10.0) / 30.0, 0.0, 1.0)
     for side in (-1, 1):
         tubes.append(_Tube(xs_z + side * (5.0 + rx), ers_cy, rx, ry, ones > 0, [(1.2, -30.0, Tissue.MUSCLE), (0.0, p.muscle_hu + 3, Tissue.MUSCLE)]))
-        tubes.append(_Tube(xs_z + side * (a_z + ps_r * 0.85 + pelvic * 35.0), ys_z - 2.0 - pelvic * 40.0, ps_r, ps_r * 0.9, ps_r > 2.0,
-                           [(1.5, p.fat_hu, Tissue.FAT), (0.0, p.muscle_hu, Tissue.MUSCLE)]))
-        tubes.append(_Tube(xs_z + side * (a_z + 45.0), ys_z + 14.0, 16.0, 11.0, ql > 0.2, [(1.5, p.fat_hu, Tissue.FAT), (0.0, p.muscle_hu, Tissue.MUSCLE)]))
+        tubes.append(
+            _Tube(
+                xs_z + side * (a_z + ps_r * 0.85 + pelvic * 35.0),
+                ys_z - 2.0 - pelvic * 40.0,
+                ps_r,
+                ps_r * 0.9,
+                ps_r > 2.0,
+                [(1.5, p.fat_hu, Tissue.FAT), (0.0, p.muscle_hu, Tissue.MUSCLE)],
+            )
+        )
+        tubes.append(
+            _Tube(xs_z + side * (a_z + 45.0), ys_z + 14.0, 16.0, 11.0, ql > 0.2, [(1.5, p.fat_hu, Tissue.FAT), (0.0, p.muscle_hu, Tissue.MUSCLE)])
+        )
     cw = canal_w * (1 - 0.5 * sacral)
     cd = canal_d * (1 - 0.5 * sacral) / 2
     ccy = ys_z + b_z + cd - 1.0 + sacral * 6.0
@@ -1140,8 +1249,9 @@ def render_anatomy(anatomy: Anatomy, grid: Grid, *, progress: Callable[[float], 
     step = max(1, int(2_500_000 // (ny * nx)))
     for z0 in range(0, nz, step):
         slab = slice(z0, min(nz, z0 + step))
-        _paint_slab(cv, anatomy, slab, prof, xs_z, ys_z, wall_z, z_dome, z_s1, organs, organ_boxes, tubes,
-                    loops_field, gas_field, lung_tex, fat_width)
+        _paint_slab(
+            cv, anatomy, slab, prof, xs_z, ys_z, wall_z, z_dome, z_s1, organs, organ_boxes, tubes, loops_field, gas_field, lung_tex, fat_width
+        )
         note(0.7 * slab.stop / nz)
 
     # --- discs and costal cartilage (small boxes) ----------------------------------------------
@@ -1224,8 +1334,24 @@ def render_anatomy(anatomy: Anatomy, grid: Grid, *, progress: Callable[[float], 
     return RenderedAnatomy(grid, cv.hu, cv.tissue, cv.bone_sdf, cv.part, bone_class, part_location, anatomy)
 
 
-def _paint_slab(cv: Canvas, anatomy: Anatomy, slab: slice, prof, xs_z, ys_z, wall_z, z_dome, z_s1, organs, organ_boxes,
-                tubes: list[_Tube], loops_field: CoarseField, gas_field: CoarseField, lung_tex: TextureBlock, fat_width) -> None:
+def _paint_slab(
+    cv: Canvas,
+    anatomy: Anatomy,
+    slab: slice,
+    prof,
+    xs_z,
+    ys_z,
+    wall_z,
+    z_dome,
+    z_s1,
+    organs,
+    organ_boxes,
+    tubes: list[_Tube],
+    loops_field: CoarseField,
+    gas_field: CoarseField,
+    lung_tex: TextureBlock,
+    fat_width,
+) -> None:
     """Paint all soft tissue of the axial slab ``slab`` (body, cavity contents, lungs, organs, tubes)."""
     p = anatomy.p
     grid = cv.grid
@@ -1273,7 +1399,9 @@ def _paint_slab(cv: Canvas, anatomy: Anatomy, slab: slice, prof, xs_z, ys_z, wal
         cv.paint(full, d_cav, 35.0, Tissue.ORGAN, where=abd)
         region = (d_cav < 1.0) * abd
         del abd
-        cav = grid.slices_for_box(loops_field.origin + 2 * loops_field.step, loops_field.origin + loops_field.step * (np.asarray(loops_field.values.shape[::-1]) - 3))
+        cav = grid.slices_for_box(
+            loops_field.origin + 2 * loops_field.step, loops_field.origin + loops_field.step * (np.asarray(loops_field.values.shape[::-1]) - 3)
+        )
         sub = _intersect(cav, slab)
         if sub is not None:
             rsub = region[:, sub[1], sub[2]]

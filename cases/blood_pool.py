@@ -63,7 +63,7 @@ class PoolSettings:
 
 def _ball(radius_vox: list[float]) -> np.ndarray:
     r = [max(1, int(np.floor(x + 1e-6))) for x in radius_vox]
-    zz, yy, xx = np.ogrid[-r[0]:r[0] + 1, -r[1]:r[1] + 1, -r[2]:r[2] + 1]
+    zz, yy, xx = np.ogrid[-r[0] : r[0] + 1, -r[1] : r[1] + 1, -r[2] : r[2] + 1]
     rz, ry, rx = (max(x, 1e-3) for x in radius_vox)
     return (zz / rz) ** 2 + (yy / ry) ** 2 + (xx / rx) ** 2 <= 1.0 + 1e-9
 
@@ -87,7 +87,7 @@ def _pools_low(volume: Volume, s: PoolSettings) -> tuple[np.ndarray, sitk.Image,
     voxel_ml = float(np.prod(sp_zyx)) / 1000.0
     # A component barely larger than the opening's ball is too small to tell a vessel from a
     # pedicle or a facet (on 3 mm slices their partial-volume bone is ~300 HU in darker tissue).
-    min_ml = s.min_ball_volumes * 4.0 / 3.0 * np.pi * s.radius_mm ** 3 / 1000.0
+    min_ml = s.min_ball_volumes * 4.0 / 3.0 * np.pi * s.radius_mm**3 / 1000.0
     ring_se = ndi.generate_binary_structure(3, 1)
     for i, sl in enumerate(ndi.find_objects(lab), 1):
         if sl is None:
@@ -103,7 +103,15 @@ def _pools_low(volume: Volume, s: PoolSettings) -> tuple[np.ndarray, sitk.Image,
         vol = float(m.sum() * voxel_ml)
         darker_around = r50 < med - s.rim_drop_hu
         is_pool = darker_around and vol >= min_ml and (vol >= s.big_ml or (med >= s.dense_hu and r90 < med + s.cortex_rise_hu))
-        records.append({"volume_ml": round(vol, 2), "median_hu": round(med, 1), "ring_median_hu": round(r50, 1), "ring_p90_hu": round(r90, 1), "pool": bool(is_pool)})
+        records.append(
+            {
+                "volume_ml": round(vol, 2),
+                "median_hu": round(med, 1),
+                "ring_median_hu": round(r50, 1),
+                "ring_p90_hu": round(r90, 1),
+                "pool": bool(is_pool),
+            }
+        )
         if is_pool:
             pools[box] |= m
     if pools.any():
@@ -141,7 +149,9 @@ def blood_pool_mask(volume: Volume, settings: PoolSettings | None = None) -> Lab
     return mask
 
 
-def pools_in_both(current: Volume, warped_prior: Volume, settings: PoolSettings | None = None, *, min_overlap: float = 0.5) -> tuple[LabelVolume, LabelVolume]:
+def pools_in_both(
+    current: Volume, warped_prior: Volume, settings: PoolSettings | None = None, *, min_overlap: float = 0.5
+) -> tuple[LabelVolume, LabelVolume]:
     """Pools present in both exams of a registered pair, and the current exam's pools.
 
     A pool component of either exam counts as shared when at least ``min_overlap`` of it lies in

@@ -210,8 +210,9 @@ FILL_2D_RADIUS_MM = 4.5
 PLANAR_FILL_MIN_HU = 50.0
 
 
-def _filled_interior(mask: np.ndarray, spacing_mm: tuple[float, ...], closing_radius_mm: float, hu: np.ndarray | None = None,
-                     exclude: np.ndarray | None = None) -> np.ndarray:
+def _filled_interior(
+    mask: np.ndarray, spacing_mm: tuple[float, ...], closing_radius_mm: float, hu: np.ndarray | None = None, exclude: np.ndarray | None = None
+) -> np.ndarray:
     """Voxels enclosed by bone (marrow, lytic lesions inside cortex) and bridged cortical gaps.
 
     With ``hu``, also marrow inside a cortical shell with gaps (:func:`_enclosed_marrow`).
@@ -322,7 +323,9 @@ def _enclosed_marrow(mask: np.ndarray, dense: np.ndarray, spacing_mm: list[float
             if abs(oy) >= ny or abs(ox) >= nx:
                 break
             # hit[y, x] |= wall[y + oy, x + ox]
-            hit[:, max(0, -oy):ny - max(0, oy), max(0, -ox):nx - max(0, ox)] |= wall[z0:z1, max(0, oy):ny - max(0, -oy), max(0, ox):nx - max(0, -ox)]
+            hit[:, max(0, -oy) : ny - max(0, oy), max(0, -ox) : nx - max(0, ox)] |= wall[
+                z0:z1, max(0, oy) : ny - max(0, -oy), max(0, ox) : nx - max(0, -ox)
+            ]
         hits += hit
     enclosed = np.zeros(mask.shape, dtype=bool)
     enclosed[z0:z1] = hits >= ENCLOSURE_MIN_HITS
@@ -337,11 +340,11 @@ def _enclosed_marrow(mask: np.ndarray, dense: np.ndarray, spacing_mm: list[float
 def _fill_planes(mask: np.ndarray, axis: int, plane_spacing_mm: list[float]) -> np.ndarray:
     """Closing with a disk of ``FILL_2D_RADIUS_MM`` and hole filling in every plane normal to ``axis``."""
     r = [max(1, int(round(FILL_2D_RADIUS_MM / s))) for s in plane_spacing_mm]
-    aa, bb = np.ogrid[-r[0]:r[0] + 1, -r[1]:r[1] + 1]
+    aa, bb = np.ogrid[-r[0] : r[0] + 1, -r[1] : r[1] + 1]
     disk = (aa / r[0]) ** 2 + (bb / r[1]) ** 2 <= 1.0
     moved = np.moveaxis(mask, axis, 0)
     padded = np.pad(moved, ((0, 0), (r[0], r[0]), (r[1], r[1])))
-    closed = ndi.binary_closing(padded, structure=disk[None])[:, r[0]:r[0] + moved.shape[1], r[1]:r[1] + moved.shape[2]]
+    closed = ndi.binary_closing(padded, structure=disk[None])[:, r[0] : r[0] + moved.shape[1], r[1] : r[1] + moved.shape[2]]
     out = np.zeros_like(closed)
     for k in range(closed.shape[0]):
         if closed[k].any():
@@ -368,4 +371,3 @@ def dilate_mask(mask: LabelVolume, radius_mm: float) -> LabelVolume:
     dist = sitk.SignedMaurerDistanceMap(sub, insideIsPositive=False, squaredDistance=False, useImageSpacing=True)
     out[box] = (sitk.GetArrayViewFromImage(dist) <= radius_mm).astype(np.uint8)
     return label_like(mask, out)
-

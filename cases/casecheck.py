@@ -43,7 +43,9 @@ _DEFAULT_RADIUS_MM = 5.0
 
 
 def _extent_text(volume: "Volume") -> str:
-    corners = np.array([volume.index_to_point_mm((i, j, k)) for i in (0, volume.size[0] - 1) for j in (0, volume.size[1] - 1) for k in (0, volume.size[2] - 1)])
+    corners = np.array(
+        [volume.index_to_point_mm((i, j, k)) for i in (0, volume.size[0] - 1) for j in (0, volume.size[1] - 1) for k in (0, volume.size[2] - 1)]
+    )
     lo, hi = corners.min(axis=0), corners.max(axis=0)
     return ", ".join(f"{axis} {a:.0f} to {b:.0f}" for axis, a, b in zip("xyz", lo, hi))
 
@@ -66,7 +68,7 @@ def _ball_values(volume: "Volume", center_mm: tuple[float, float, float], radius
 def _exam_error(path: Path, exc: Exception) -> str:
     text = str(exc)
     prefix = f"{path}: "
-    return text[len(prefix):] if text.startswith(prefix) else text
+    return text[len(prefix) :] if text.startswith(prefix) else text
 
 
 def check_case_files(case: "Case", *, case_row: int, lesion_rows: dict[str, int]) -> tuple[list["CaseListProblem"], list["CaseListProblem"]]:
@@ -99,28 +101,63 @@ def check_case_files(case: "Case", *, case_row: int, lesion_rows: dict[str, int]
         except (OSError, RuntimeError, ValueError, MemoryError) as exc:
             problems.append(CaseListProblem(case_row, column, f"case {case.case_id}: {path} cannot be read ({type(exc).__name__}: {exc})"))
     if case.prior.resolve() == case.current.resolve():
-        problems.append(CaseListProblem(case_row, "current", f"case {case.case_id}: prior and current are the same exam ({case.current}); a case needs two exams of the patient"))
+        problems.append(
+            CaseListProblem(
+                case_row,
+                "current",
+                f"case {case.case_id}: prior and current are the same exam ({case.current}); a case needs two exams of the patient",
+            )
+        )
     prior, current = exams.get("prior"), exams.get("current")
     if prior is not None and current is not None:
         for key, label in (("PatientID", "patient ID"), ("PatientBirthDate", "birth date"), ("PatientSex", "sex")):
             a, b = str(prior.header.get(key, "") or "").strip(), str(current.header.get(key, "") or "").strip()
             if a and b and a != b:
                 if key == "PatientID" and case.same_patient_override:
-                    warns.append(CaseListProblem(case_row, "same_patient", f"case {case.case_id}: patient IDs differ ({a!r} vs {b!r}); accepted because same_patient is 'yes'", "warning"))
+                    warns.append(
+                        CaseListProblem(
+                            case_row,
+                            "same_patient",
+                            f"case {case.case_id}: patient IDs differ ({a!r} vs {b!r}); accepted because same_patient is 'yes'",
+                            "warning",
+                        )
+                    )
                     continue
                 hint = "; if they are the same person under two IDs, set the same_patient column to 'yes'" if key == "PatientID" else ""
-                problems.append(CaseListProblem(case_row, "current", f"case {case.case_id}: prior and current are of different patients ({label} {a!r} in {case.prior.name} vs {b!r} in {case.current.name}){hint}"))
+                problems.append(
+                    CaseListProblem(
+                        case_row,
+                        "current",
+                        f"case {case.case_id}: prior and current are of different patients ({label} {a!r} in {case.prior.name} vs {b!r} in {case.current.name}){hint}",
+                    )
+                )
         pd, cd = str(prior.header.get("StudyDate", "") or ""), str(current.header.get("StudyDate", "") or "")
         if pd and cd and pd > cd:
-            problems.append(CaseListProblem(case_row, "prior", f"case {case.case_id}: the prior exam is dated {pd}, after the current exam ({cd}); are prior and current swapped?"))
+            problems.append(
+                CaseListProblem(
+                    case_row,
+                    "prior",
+                    f"case {case.case_id}: the prior exam is dated {pd}, after the current exam ({cd}); are prior and current swapped?",
+                )
+            )
         if prior.header.get("SeriesInstanceUID") and prior.header.get("SeriesInstanceUID") == current.header.get("SeriesInstanceUID"):
-            problems.append(CaseListProblem(case_row, "current", f"case {case.case_id}: prior and current are the same DICOM series (SeriesInstanceUID {prior.header['SeriesInstanceUID']})"))
+            problems.append(
+                CaseListProblem(
+                    case_row,
+                    "current",
+                    f"case {case.case_id}: prior and current are the same DICOM series (SeriesInstanceUID {prior.header['SeriesInstanceUID']})",
+                )
+            )
     if case.true_transform is not None and case.true_transform.is_file():
         try:
             sitk.ReadTransform(str(case.true_transform))
         except RuntimeError as exc:
             last = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
-            problems.append(CaseListProblem(case_row, "true_transform", f"case {case.case_id}: {case.true_transform} is not a readable ITK transform ({last[:120]})"))
+            problems.append(
+                CaseListProblem(
+                    case_row, "true_transform", f"case {case.case_id}: {case.true_transform} is not a readable ITK transform ({last[:120]})"
+                )
+            )
     if current is None:
         return problems, warns
     volume = current.volume
@@ -131,16 +168,35 @@ def check_case_files(case: "Case", *, case_row: int, lesion_rows: dict[str, int]
         if not volume.contains_point(center):
             flipped = (-center[0], -center[1], center[2])
             hint = " The coordinates look like RAS (NIfTI viewer): negate x and y for LPS." if volume.contains_point(flipped) else ""
-            problems.append(CaseListProblem(row, "center_x_mm", f"case {case.case_id}, lesion {lesion.lesion_id}: centre ({center[0]:g}, {center[1]:g}, {center[2]:g}) mm lies outside the current exam ({_extent_text(volume)} mm).{hint}"))
+            problems.append(
+                CaseListProblem(
+                    row,
+                    "center_x_mm",
+                    f"case {case.case_id}, lesion {lesion.lesion_id}: centre ({center[0]:g}, {center[1]:g}, {center[2]:g}) mm lies outside the current exam ({_extent_text(volume)} mm).{hint}",
+                )
+            )
             continue
         radius = lesion.radius_mm or _DEFAULT_RADIUS_MM
         values = _ball_values(volume, center, radius + BONE_MARGIN_MM)
         if values.size:
             brightest = float(values.max())
             if brightest < AIR_HU:
-                problems.append(CaseListProblem(row, "center_x_mm", f"case {case.case_id}, lesion {lesion.lesion_id}: centre ({center[0]:g}, {center[1]:g}, {center[2]:g}) mm lies in air or lung (brightest voxel within {radius + BONE_MARGIN_MM:g} mm: {brightest:.0f} HU), not in bone. Check the coordinates (LPS mm of the current exam)."))
+                problems.append(
+                    CaseListProblem(
+                        row,
+                        "center_x_mm",
+                        f"case {case.case_id}, lesion {lesion.lesion_id}: centre ({center[0]:g}, {center[1]:g}, {center[2]:g}) mm lies in air or lung (brightest voxel within {radius + BONE_MARGIN_MM:g} mm: {brightest:.0f} HU), not in bone. Check the coordinates (LPS mm of the current exam).",
+                    )
+                )
             elif brightest < BONE_HU:
-                warns.append(CaseListProblem(row, "center_x_mm", f"case {case.case_id}, lesion {lesion.lesion_id}: no bone (>= {BONE_HU:.0f} HU) within {radius + BONE_MARGIN_MM:g} mm of the centre (brightest {brightest:.0f} HU); check the coordinates", "warning"))
+                warns.append(
+                    CaseListProblem(
+                        row,
+                        "center_x_mm",
+                        f"case {case.case_id}, lesion {lesion.lesion_id}: no bone (>= {BONE_HU:.0f} HU) within {radius + BONE_MARGIN_MM:g} mm of the centre (brightest {brightest:.0f} HU); check the coordinates",
+                        "warning",
+                    )
+                )
         if lesion.label_map is None:
             continue
         if lesion.label_map not in label_maps:
@@ -153,7 +209,9 @@ def check_case_files(case: "Case", *, case_row: int, lesion_rows: dict[str, int]
             except (OSError, RuntimeError, ValueError, MemoryError) as exc:
                 if isinstance(exc, GeometryMismatchError):
                     detail = str(exc).split(" (", 1)[-1].split(").", 1)[0]
-                    label_maps[lesion.label_map] = f"{lesion.label_map} is not on the current exam's grid ({detail}); a label map must be drawn on the current exam"
+                    label_maps[lesion.label_map] = (
+                        f"{lesion.label_map} is not on the current exam's grid ({detail}); a label map must be drawn on the current exam"
+                    )
                 else:
                     label_maps[lesion.label_map] = f"{lesion.label_map} cannot be read ({type(exc).__name__}: {str(exc)[:160]})"
         labels = label_maps[lesion.label_map]
@@ -167,7 +225,13 @@ def check_case_files(case: "Case", *, case_row: int, lesion_rows: dict[str, int]
             present = present[present != 0]
             listing = ", ".join(str(int(v)) for v in present[:12]) or "none (the map is empty)"
             what = f"label value {lesion.label_value}" if lesion.label_value is not None else "any non-zero label"
-            problems.append(CaseListProblem(row, "label_value" if lesion.label_value is not None else "label_map", f"case {case.case_id}, lesion {lesion.lesion_id}: {lesion.label_map.name} holds no voxel with {what}; values present: {listing}"))
+            problems.append(
+                CaseListProblem(
+                    row,
+                    "label_value" if lesion.label_value is not None else "label_map",
+                    f"case {case.case_id}, lesion {lesion.lesion_id}: {lesion.label_map.name} holds no voxel with {what}; values present: {listing}",
+                )
+            )
             continue
         zyx = np.argwhere(mask)
         if zyx.shape[0] > 20000:
@@ -176,5 +240,11 @@ def check_case_files(case: "Case", *, case_row: int, lesion_rows: dict[str, int]
         distance = float(np.min(np.linalg.norm(phys - np.asarray(center), axis=1)))
         if distance > LABEL_CENTRE_TOLERANCE_MM:
             centroid = phys.mean(axis=0)
-            problems.append(CaseListProblem(row, "label_map", f"case {case.case_id}, lesion {lesion.lesion_id}: the labelled region ({'label ' + str(lesion.label_value) if lesion.label_value is not None else 'non-zero voxels'}, centred near ({centroid[0]:.1f}, {centroid[1]:.1f}, {centroid[2]:.1f}) mm) lies {distance:.1f} mm from the stated centre; the centre and the label map must describe the same lesion"))
+            problems.append(
+                CaseListProblem(
+                    row,
+                    "label_map",
+                    f"case {case.case_id}, lesion {lesion.lesion_id}: the labelled region ({'label ' + str(lesion.label_value) if lesion.label_value is not None else 'non-zero voxels'}, centred near ({centroid[0]:.1f}, {centroid[1]:.1f}, {centroid[2]:.1f}) mm) lies {distance:.1f} mm from the stated centre; the centre and the label map must describe the same lesion",
+                )
+            )
     return problems, warns

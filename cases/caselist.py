@@ -323,7 +323,9 @@ def read_case_list(path: str | Path, *, check_files: bool = True, check_images: 
     if missing:
         separator = next((sep for sep in (";", "\t", "|") if sep in rows[0][0]), None) if len(rows[0]) == 1 else None
         hint = f" (the header is separated by {separator!r}: save the file as comma-separated CSV)" if separator else ""
-        problems.append(CaseListProblem(1, None, f"missing required column(s) {', '.join(missing)}; the header must include {', '.join(REQUIRED_COLUMNS)}{hint}"))
+        problems.append(
+            CaseListProblem(1, None, f"missing required column(s) {', '.join(missing)}; the header must include {', '.join(REQUIRED_COLUMNS)}{hint}")
+        )
     if unknown:
         problems.append(CaseListProblem(1, None, f"unknown column(s) {', '.join(unknown)}; known columns: {', '.join(KNOWN_COLUMNS)}"))
     if len(set(header)) != len(header):
@@ -358,10 +360,22 @@ def read_case_list(path: str | Path, *, check_files: bool = True, check_images: 
             if unsafe:
                 problems.append(CaseListProblem(row_number, "case_id", unsafe))
             elif case_id.lower() in folded:
-                problems.append(CaseListProblem(row_number, "case_id", f"'{case_id}' differs from case '{folded[case_id.lower()]}' only in upper/lower case; their folders would collide on Windows and macOS. Make the ids differ by more than case"))
+                problems.append(
+                    CaseListProblem(
+                        row_number,
+                        "case_id",
+                        f"'{case_id}' differs from case '{folded[case_id.lower()]}' only in upper/lower case; their folders would collide on Windows and macOS. Make the ids differ by more than case",
+                    )
+                )
             folded.setdefault(case_id.lower(), case_id)
             if case_fields["same_patient"].lower() not in ("", "yes"):
-                problems.append(CaseListProblem(row_number, "same_patient", f"'{case_fields['same_patient']}' must be empty or 'yes' (yes = the coordinator confirms prior and current are the same patient although their headers' patient IDs differ)"))
+                problems.append(
+                    CaseListProblem(
+                        row_number,
+                        "same_patient",
+                        f"'{case_fields['same_patient']}' must be empty or 'yes' (yes = the coordinator confirms prior and current are the same patient although their headers' patient IDs differ)",
+                    )
+                )
             for col in ("prior", "current"):
                 if not case_fields[col]:
                     problems.append(CaseListProblem(row_number, col, "empty; give the exam's DICOM folder or image file"))
@@ -377,16 +391,34 @@ def read_case_list(path: str | Path, *, check_files: bool = True, check_images: 
             first = cases[case_id]["fields"]
             for col in case_level:
                 if case_fields[col] != first[col]:
-                    problems.append(CaseListProblem(row_number, col, f"'{case_fields[col]}' differs from '{first[col]}' on row {cases[case_id]['row']} for the same case {case_id}; case columns must agree on every row of a case"))
+                    problems.append(
+                        CaseListProblem(
+                            row_number,
+                            col,
+                            f"'{case_fields[col]}' differs from '{first[col]}' on row {cases[case_id]['row']} for the same case {case_id}; case columns must agree on every row of a case",
+                        )
+                    )
         lesion_values = [rec.get(c, "") for c in LESION_COLUMNS]
         if any(lesion_values):
             lesion = _parse_lesion(rec, row_number, base, check_files, problems)
             if status == "normal":
-                problems.append(CaseListProblem(row_number, "lesion_id", f"case {case_id} is 'normal' but this row gives a lesion; set status to 'abnormal' or clear the lesion columns"))
+                problems.append(
+                    CaseListProblem(
+                        row_number,
+                        "lesion_id",
+                        f"case {case_id} is 'normal' but this row gives a lesion; set status to 'abnormal' or clear the lesion columns",
+                    )
+                )
             elif lesion is not None:
                 ids = [lid for lid, _, _ in cases[case_id]["lesions"]]
                 if lesion.lesion_id in ids:
-                    problems.append(CaseListProblem(row_number, "lesion_id", f"lesion '{lesion.lesion_id}' appears twice in case {case_id}; lesion IDs must be unique within a case"))
+                    problems.append(
+                        CaseListProblem(
+                            row_number,
+                            "lesion_id",
+                            f"lesion '{lesion.lesion_id}' appears twice in case {case_id}; lesion IDs must be unique within a case",
+                        )
+                    )
                 else:
                     cases[case_id]["lesions"].append((lesion.lesion_id, lesion, row_number))
 
@@ -397,13 +429,17 @@ def read_case_list(path: str | Path, *, check_files: bool = True, check_images: 
         lesions = [lesion for _, lesion, _ in info["lesions"]]
         abnormal = fields["status"] == "abnormal"
         if abnormal and not lesions:
-            problems.append(CaseListProblem(info["row"], "lesion_id", f"abnormal case {case_id} has no truth lesion; add one row per lesion or mark it 'normal'"))
+            problems.append(
+                CaseListProblem(info["row"], "lesion_id", f"abnormal case {case_id} has no truth lesion; add one row per lesion or mark it 'normal'")
+            )
         weights = [lesion.weight for lesion in lesions]
         if lesions and any(w is not None for w in weights):
             if any(w is None for w in weights):
                 problems.append(CaseListProblem(info["row"], "weight", f"case {case_id}: give a weight for every lesion or for none"))
             elif abs(sum(weights) - 1.0) > WEIGHT_TOLERANCE:  # type: ignore[arg-type]
-                problems.append(CaseListProblem(info["row"], "weight", f"case {case_id}: lesion weights sum to {sum(weights):.6g}, they must sum to 1"))  # type: ignore[arg-type]
+                problems.append(
+                    CaseListProblem(info["row"], "weight", f"case {case_id}: lesion weights sum to {sum(weights):.6g}, they must sum to 1")
+                )  # type: ignore[arg-type]
         if fields["status"] not in ("normal", "abnormal"):
             continue
         result.append(
@@ -435,7 +471,7 @@ def read_case_list(path: str | Path, *, check_files: bool = True, check_images: 
             if callable(progress):
                 progress(i + 1, len(checkable), case.case_id)
     if problems:
-        problems.sort(key=lambda p: (p.row if p.row is not None else 0))
+        problems.sort(key=lambda p: p.row if p.row is not None else 0)
         raise CaseListError(path, problems, notes)
     return CaseList(cases=tuple(result), source=path, warnings=tuple(notes))
 
@@ -457,10 +493,14 @@ def _parse_lesion(rec: dict[str, str], row: int, base: Path, check_files: bool, 
         problems.append(CaseListProblem(row, "lesion_id", "empty; each lesion row needs an ID unique within its case"))
     lesion_type = rec.get("lesion_type", "").lower()
     if lesion_type not in {t.value for t in LesionType}:
-        problems.append(CaseListProblem(row, "lesion_type", f"'{rec.get('lesion_type', '')}' must be one of {', '.join(t.value for t in LesionType)}"))
+        problems.append(
+            CaseListProblem(row, "lesion_type", f"'{rec.get('lesion_type', '')}' must be one of {', '.join(t.value for t in LesionType)}")
+        )
     location = rec.get("location", "").lower()
     if location not in {loc.value for loc in LesionLocation}:
-        problems.append(CaseListProblem(row, "location", f"'{rec.get('location', '')}' must be one of {', '.join(loc.value for loc in LesionLocation)}"))
+        problems.append(
+            CaseListProblem(row, "location", f"'{rec.get('location', '')}' must be one of {', '.join(loc.value for loc in LesionLocation)}")
+        )
     center = []
     for col in ("center_x_mm", "center_y_mm", "center_z_mm"):
         if not rec.get(col, ""):
@@ -473,7 +513,9 @@ def _parse_lesion(rec: dict[str, str], row: int, base: Path, check_files: bool, 
         if radius is not None and radius <= 0:
             problems.append(CaseListProblem(row, "radius_mm", f"{radius} must be positive"))
         elif radius is not None and radius > 150:
-            problems.append(CaseListProblem(row, "radius_mm", f"{radius:g} mm is larger than any bone lesion (limit 150 mm); is it a diameter in another unit?"))
+            problems.append(
+                CaseListProblem(row, "radius_mm", f"{radius:g} mm is larger than any bone lesion (limit 150 mm); is it a diameter in another unit?")
+            )
     label_map = None
     if rec.get("label_map", ""):
         label_map = _resolve(base, rec["label_map"])

@@ -65,7 +65,10 @@ def _write_problem_file(case_list: Path, problems: list, warnings: list) -> Path
 def validate(
     case_list: Path = typer.Argument(..., help="The case-list CSV to check (schema: docs/case-list.md)."),
     check_files: bool = typer.Option(True, help="Check that every exam, label map and transform file exists."),
-    check_images: bool = typer.Option(True, help="Read every exam and label map in full and check them against the list (same patient, truth inside the exam and in bone, label maps on the exam's grid). --no-check-images checks the CSV and file names only."),
+    check_images: bool = typer.Option(
+        True,
+        help="Read every exam and label map in full and check them against the list (same patient, truth inside the exam and in bone, label maps on the exam's grid). --no-check-images checks the CSV and file names only.",
+    ),
 ) -> None:
     """Check a case list and report every problem at once, with row numbers and what to fix.
 
@@ -91,11 +94,16 @@ def validate(
             summary = ", ".join(f"{k}: {v}" for k, v in sorted(by_column.items(), key=lambda kv: -kv[1]))
             where = _write_problem_file(case_list, problems, warns)
             more = f"{len(problems) - len(shown)} more not shown; " if len(problems) > len(shown) else ""
-            err_console.print(f"{len(problems)} problems by column: {summary}. {more}" + (f"Full list ({len(problems)} problems, {len(warns)} warnings): {where}" if where else "(could not write the full list to a file)"))
+            err_console.print(
+                f"{len(problems)} problems by column: {summary}. {more}"
+                + (f"Full list ({len(problems)} problems, {len(warns)} warnings): {where}" if where else "(could not write the full list to a file)")
+            )
         raise typer.Exit(1)
     if cl.warnings:
         _print_problems(f"{len(cl.warnings)} warning(s) (not blocking) in {case_list}:", list(cl.warnings), "yellow")
-    console.print(f"[bold green]OK[/] {case_list}: {cl.summary()}" + (" (exams and truth checked)" if check_images and check_files else " (files not read)"))
+    console.print(
+        f"[bold green]OK[/] {case_list}: {cl.summary()}" + (" (exams and truth checked)" if check_images and check_files else " (files not read)")
+    )
 
 
 @app.command("info")
@@ -176,12 +184,22 @@ def import_exam(
 def synth(
     out_dir: Path = typer.Argument(..., help="Folder to create the case set in (cases/<case_id>/ and caselist.csv)."),
     n_cases: int = typer.Option(20, "--n-cases", min=1, help="How many prior/current pairs to generate."),
-    abnormal_fraction: float = typer.Option(0.5, "--abnormal-fraction", min=0.0, max=1.0, help="Share of cases with new lesions in the current exam."),
+    abnormal_fraction: float = typer.Option(
+        0.5, "--abnormal-fraction", min=0.0, max=1.0, help="Share of cases with new lesions in the current exam."
+    ),
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed; the same seed gives the same cases."),
-    size: str = typer.Option("small", "--size", help="'small' (128x128x96 voxels, for tests and quick demos) or 'clinical' (512x512x300 at 0.75x0.75x1 mm)."),
+    size: str = typer.Option(
+        "small", "--size", help="'small' (128x128x96 voxels, for tests and quick demos) or 'clinical' (512x512x300 at 0.75x0.75x1 mm)."
+    ),
     dicom: bool = typer.Option(False, "--dicom", help="Also write each exam as a DICOM CT series and list those in the case list."),
-    from_ct: Optional[list[Path]] = typer.Option(None, "--from-ct", help="Make the pairs from this real CT (NIfTI/NRRD/MHA or DICOM folder) instead of the phantom; repeat for several CTs (cycled). See docs/synthetic-cases.md."),
-    labels: Optional[list[str]] = typer.Option(None, "--labels", help="Label map of each --from-ct CT (TotalSegmentator 'total' values), in the same order; 'none' for a CT without one."),
+    from_ct: Optional[list[Path]] = typer.Option(
+        None,
+        "--from-ct",
+        help="Make the pairs from this real CT (NIfTI/NRRD/MHA or DICOM folder) instead of the phantom; repeat for several CTs (cycled). See docs/synthetic-cases.md.",
+    ),
+    labels: Optional[list[str]] = typer.Option(
+        None, "--labels", help="Label map of each --from-ct CT (TotalSegmentator 'total' values), in the same order; 'none' for a CT without one."
+    ),
 ) -> None:
     """Generate synthetic prior/current spine CT pairs with known truth (not patient data).
 
@@ -204,13 +222,22 @@ def synth(
         if dicom:
             _fail("--dicom is not available with --from-ct yet; the pairs are written as NIfTI.")
         try:
-            path = real_ct_case_set(out_dir, list(from_ct), labels=list(labels) if labels else None, n_cases=n_cases,
-                                    abnormal_fraction=abnormal_fraction, seed=seed, progress=True)
+            path = real_ct_case_set(
+                out_dir,
+                list(from_ct),
+                labels=list(labels) if labels else None,
+                n_cases=n_cases,
+                abnormal_fraction=abnormal_fraction,
+                seed=seed,
+                progress=True,
+            )
         except (SynthesisError, ExamReadError, ValueError) as exc:
             _fail(str(exc))
             return
         n_abn = int(round(n_cases * abnormal_fraction))
-        console.print(f"[bold green]Wrote[/] {n_cases} pairs from {len(from_ct)} real CT(s) ({n_abn} abnormal, {n_cases - n_abn} normal) to {out_dir}")
+        console.print(
+            f"[bold green]Wrote[/] {n_cases} pairs from {len(from_ct)} real CT(s) ({n_abn} abnormal, {n_cases - n_abn} normal) to {out_dir}"
+        )
         console.print(f"Case list: {path}  (check it with: tsct cases validate {path})")
         return
     if size not in SIZES:

@@ -23,24 +23,46 @@ def pull_command(
     dimse: str | None = typer.Option(None, "--dimse", help="Instead of --url: HOST:PORT of the PACS's DICOM service (C-FIND, then C-MOVE or C-GET)."),
     called_aet: str | None = typer.Option(None, "--called-aet", help="DIMSE: the PACS's AE title."),
     aet: str = typer.Option("TSCT", "--aet", help="DIMSE: tsct's own (calling) AE title, as the PACS knows it."),
-    retrieve: str = typer.Option("move", "--retrieve", help="DIMSE: 'move' (C-MOVE to the storage SCP tsct starts on --move-port), 'get' (C-GET on the query association) or 'auto' (C-MOVE, then C-GET once the PACS refuses a move)."),
-    move_port: int | None = typer.Option(None, "--move-port", help="DIMSE C-MOVE: port of the storage SCP tsct starts; the PACS must know --move-aet at this machine's address and this port."),
-    move_aet: str | None = typer.Option(None, "--move-aet", help="DIMSE C-MOVE: AE title of tsct's storage SCP (the move destination); default --aet."),
+    retrieve: str = typer.Option(
+        "move",
+        "--retrieve",
+        help="DIMSE: 'move' (C-MOVE to the storage SCP tsct starts on --move-port), 'get' (C-GET on the query association) or 'auto' (C-MOVE, then C-GET once the PACS refuses a move).",
+    ),
+    move_port: int | None = typer.Option(
+        None,
+        "--move-port",
+        help="DIMSE C-MOVE: port of the storage SCP tsct starts; the PACS must know --move-aet at this machine's address and this port.",
+    ),
+    move_aet: str | None = typer.Option(
+        None, "--move-aet", help="DIMSE C-MOVE: AE title of tsct's storage SCP (the move destination); default --aet."
+    ),
     move_bind: str = typer.Option("0.0.0.0", "--move-bind", help="DIMSE C-MOVE: address the storage SCP listens on (0.0.0.0: every interface)."),
-    requests_csv: Path | None = typer.Option(None, "--requests", help="CSV of cases: case_id, patient_id, prior_accession|prior_study_uid, current_accession|current_study_uid[, status]."),
+    requests_csv: Path | None = typer.Option(
+        None, "--requests", help="CSV of cases: case_id, patient_id, prior_accession|prior_study_uid, current_accession|current_study_uid[, status]."
+    ),
     patient_id: list[str] = typer.Option([], "--patient-id", help="Query mode: a patient whose CT studies to pair (repeat for several)."),
     date_from: str | None = typer.Option(None, "--from", help="Query mode: earliest study date, YYYY-MM-DD."),
     date_to: str | None = typer.Option(None, "--to", help="Query mode: latest study date, YYYY-MM-DD."),
-    pairing: str = typer.Option("last-two", help="Query mode: 'last-two' (latest study = current, the one before = prior) or 'consecutive' (a case per consecutive pair)."),
+    pairing: str = typer.Option(
+        "last-two", help="Query mode: 'last-two' (latest study = current, the one before = prior) or 'consecutive' (a case per consecutive pair)."
+    ),
     body_part: str | None = typer.Option(None, "--body-part", help="Only series whose BodyPartExamined contains this text (e.g. SPINE, CHEST)."),
     kernel: str = typer.Option("bone,standard", "--kernel", help="Accepted kernel classes in order of preference: bone, standard, lung, any."),
-    kernel_pattern: str | None = typer.Option(None, "--kernel-pattern", help="Regular expression on ConvolutionKernel instead of the classes (the site's own kernel names)."),
+    kernel_pattern: str | None = typer.Option(
+        None, "--kernel-pattern", help="Regular expression on ConvolutionKernel instead of the classes (the site's own kernel names)."
+    ),
     max_thickness: float = typer.Option(5.0, "--max-thickness", help="Thickest accepted slice (mm)."),
-    min_coverage: float = typer.Option(0.9, "--min-coverage", help="Keep series covering at least this fraction of the widest z-extent in the study, then take the thinnest."),
+    min_coverage: float = typer.Option(
+        0.9, "--min-coverage", help="Keep series covering at least this fraction of the widest z-extent in the study, then take the thinnest."
+    ),
     min_slices: int = typer.Option(2, "--min-slices", help="Fewest instances a series may have."),
-    max_tilt: float = typer.Option(10.0, "--max-tilt", help="Largest angle (degrees) between the slice normal and the patient z axis for an axial series."),
+    max_tilt: float = typer.Option(
+        10.0, "--max-tilt", help="Largest angle (degrees) between the slice normal and the patient z axis for an axial series."
+    ),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for each PACS answer."),
-    retries: int = typer.Option(2, "--retries", help="DICOMweb: extra attempts of a request that cannot connect or gets 'busy' (429/503), with back-off 1 s, 2 s, 4 s …"),
+    retries: int = typer.Option(
+        2, "--retries", help="DICOMweb: extra attempts of a request that cannot connect or gets 'busy' (429/503), with back-off 1 s, 2 s, 4 s …"
+    ),
     workers: int = typer.Option(4, "--workers", min=1, help="DICOMweb: instances downloaded at a time (parallel WADO-RS requests)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the cases the request or query gives and stop."),
 ) -> None:
@@ -69,9 +91,15 @@ def pull_command(
     if (requests_csv is None) == (not patient_id):
         _fail("give either --requests CSV (a case list to pull) or --patient-id (a query), not both and not neither")
     try:
-        rule = SeriesRule(kernels=tuple(k.strip().lower() for k in kernel.split(",") if k.strip()), kernel_pattern=kernel_pattern,
-                          max_thickness_mm=max_thickness, min_slices=min_slices, min_coverage_fraction=min_coverage,
-                          max_tilt_deg=max_tilt, body_part=body_part)
+        rule = SeriesRule(
+            kernels=tuple(k.strip().lower() for k in kernel.split(",") if k.strip()),
+            kernel_pattern=kernel_pattern,
+            max_thickness_mm=max_thickness,
+            min_slices=min_slices,
+            min_coverage_fraction=min_coverage,
+            max_tilt_deg=max_tilt,
+            body_part=body_part,
+        )
     except ValueError as exc:
         _fail(str(exc))
         return
@@ -85,8 +113,16 @@ def pull_command(
         if dimse is not None:
             from .dimse import DimseClient
 
-            client = DimseClient(dimse, called_aet=called_aet or "", calling_aet=aet, retrieve=retrieve, move_aet=move_aet,
-                                 move_port=move_port, move_bind=move_bind, timeout_s=timeout)
+            client = DimseClient(
+                dimse,
+                called_aet=called_aet or "",
+                calling_aet=aet,
+                retrieve=retrieve,
+                move_aet=move_aet,
+                move_port=move_port,
+                move_bind=move_bind,
+                timeout_s=timeout,
+            )
         else:
             client = PacsClient(url or "", timeout_s=timeout, retries=retries)
     except PacsError as exc:
@@ -102,8 +138,9 @@ def pull_command(
                 console.print(f"{c.case_id}: patient {c.patient_id}, prior {c.prior.describe()}, current {c.current.describe()}", highlight=False)
             return
         console.print(f"Pulling {len(cases)} case(s) from {client.url} into {store}\nSeries rule: {rule.describe()}", highlight=False)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=err_console, transient=False) as progress:
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err_console, transient=False
+        ) as progress:
             exams = progress.add_task("exams", total=2 * len(cases))
             inst = progress.add_task("instances", total=0)
 
@@ -135,10 +172,15 @@ def pull_command(
     missing_status = sum(1 for c in cases if not c.status)
     console.print(
         f"[bold green]Done[/] {result.fetched} exam(s) fetched ({result.instances} instances downloaded), {result.skipped} already complete; "
-        f"case list {result.case_list}, series choices in {result.log}", highlight=False)
+        f"case list {result.case_list}, series choices in {result.log}",
+        highlight=False,
+    )
     if missing_status:
-        console.print(f"Note: {missing_status} case(s) have no status; fill in normal/abnormal (and lesions) in {result.case_list} "
-                      f"before a reader study, then run `tsct cases validate {result.case_list}`.", highlight=False)
+        console.print(
+            f"Note: {missing_status} case(s) have no status; fill in normal/abnormal (and lesions) in {result.case_list} "
+            f"before a reader study, then run `tsct cases validate {result.case_list}`.",
+            highlight=False,
+        )
 
 
 def push_command(
@@ -146,9 +188,13 @@ def push_command(
     url: str = typer.Option(..., "--url", help="DICOMweb root of the PACS, e.g. http://pacs:8042/dicom-web (STOW-RS)."),
     batch_size: int = typer.Option(20, "--batch-size", help="Instances sent in one STOW-RS request."),
     max_batch_mb: float = typer.Option(200.0, "--max-batch-mb", help="Largest STOW-RS request body (MB); a larger single file goes alone."),
-    log: Path | None = typer.Option(None, "--log", help="Write a CSV with one row per file: path, status (stored/failed/skipped), SOP Instance UID, message."),
+    log: Path | None = typer.Option(
+        None, "--log", help="Write a CSV with one row per file: path, status (stored/failed/skipped), SOP Instance UID, message."
+    ),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for each PACS answer."),
-    retries: int = typer.Option(2, "--retries", help="Extra attempts of a batch that cannot connect, times out or gets 'busy' (429/503), with back-off 1 s, 2 s, 4 s …"),
+    retries: int = typer.Option(
+        2, "--retries", help="Extra attempts of a batch that cannot connect, times out or gets 'busy' (429/503), with back-off 1 s, 2 s, 4 s …"
+    ),
 ) -> None:
     """Store every DICOM file under FOLDER on a PACS over DICOMweb STOW-RS; exit 1 when any file failed."""
     from rich.progress import (
@@ -170,11 +216,19 @@ def push_command(
         instances, _ = scan_dicom_folder(folder)
         if not instances:
             _fail(f"{folder}: no DICOM instances found to store")
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=err_console, transient=False) as progress:
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err_console, transient=False
+        ) as progress:
             task = progress.add_task("storing", total=len(instances))
-            result = push(client, folder, batch_size=batch_size, max_batch_mb=max_batch_mb, retries=retries, log_path=log,
-                          on_batch=lambda n: progress.advance(task, n))
+            result = push(
+                client,
+                folder,
+                batch_size=batch_size,
+                max_batch_mb=max_batch_mb,
+                retries=retries,
+                log_path=log,
+                on_batch=lambda n: progress.advance(task, n),
+            )
     except PacsError as exc:
         _fail(str(exc), 1)
         return
@@ -190,7 +244,9 @@ def push_command(
     for (modality, series), n in sorted(by_series.items()):
         console.print(f"stored {n} {modality} instance(s) of series {series}", highlight=False, soft_wrap=True)
     if result.skipped:
-        console.print(f"{len(result.skipped)} file(s) skipped (not storable DICOM instances)" + ("; see the log" if result.log else ""), highlight=False)
+        console.print(
+            f"{len(result.skipped)} file(s) skipped (not storable DICOM instances)" + ("; see the log" if result.log else ""), highlight=False
+        )
     summary = f"{len(result.stored)} stored, {len(result.failed)} failed, {len(result.skipped)} skipped on {client.url}"
     if result.log:
         summary += f"; per-file log {result.log}"

@@ -84,8 +84,13 @@ _DECODER_PACKAGES = {
 }
 #: Lossless syntaxes that SimpleITK's built-in GDCM decodes reliably when pydicom has no plugin.
 _GDCM_FALLBACK = {
-    "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81",
-    "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.5",
+    "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.70",
+    "1.2.840.10008.1.2.4.80",
+    "1.2.840.10008.1.2.4.81",
+    "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.4.91",
+    "1.2.840.10008.1.2.5",
 }
 
 
@@ -246,8 +251,7 @@ def _read_dicom_series(folder: Path, *, series_uid: str | None = None) -> tuple[
         if len(series) > 1:
             listing = "\n".join(f"  - {s}" for s in infos)
             raise ExamReadError(
-                f"{folder} holds {len(series)} DICOM series; choose one by SeriesInstanceUID "
-                f"(--series-uid on the command line):\n{listing}"
+                f"{folder} holds {len(series)} DICOM series; choose one by SeriesInstanceUID (--series-uid on the command line):\n{listing}"
             )
         uid = next(iter(series))
     else:
@@ -268,8 +272,7 @@ def _read_dicom_series(folder: Path, *, series_uid: str | None = None) -> tuple[
         )
     if len(slices) < 2:
         raise ExamReadError(
-            f"{slices[0].path}: the series has a single slice, a 2-D image. A CT exam must be a 3-D series "
-            "of axial slices; export the whole series."
+            f"{slices[0].path}: the series has a single slice, a 2-D image. A CT exam must be a 3-D series of axial slices; export the whole series."
         )
     first = slices[0].ds
     notes: list[str] = []
@@ -322,7 +325,9 @@ def _iop(ds: pydicom.Dataset) -> np.ndarray:
 
 def _check_slice_header(sl: _Slice) -> None:
     ds, path = sl.ds, sl.path
-    missing = [k for k in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns") if k not in ds or ds.get(k) in (None, "")]
+    missing = [
+        k for k in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns") if k not in ds or ds.get(k) in (None, "")
+    ]
     if missing:
         raise ExamReadError(
             f"{path}: missing {', '.join(missing)}, so this slice cannot be placed in the patient. "
@@ -333,25 +338,44 @@ def _check_slice_header(sl: _Slice) -> None:
         iop = _iop(ds)
         spacing = np.asarray(ds.PixelSpacing, dtype=float)
     except (TypeError, ValueError):
-        raise ExamReadError(f"{path}: ImagePositionPatient, ImageOrientationPatient or PixelSpacing is not numeric. The header is damaged; export the series again.") from None
-    if ipp.shape != (3,) or iop.shape != (6,) or spacing.shape != (2,) or not (np.all(np.isfinite(ipp)) and np.all(np.isfinite(iop)) and np.all(np.isfinite(spacing))):
-        raise ExamReadError(f"{path}: ImagePositionPatient/ImageOrientationPatient/PixelSpacing have the wrong number of values or non-finite ones. The header is damaged; export the series again.")
+        raise ExamReadError(
+            f"{path}: ImagePositionPatient, ImageOrientationPatient or PixelSpacing is not numeric. The header is damaged; export the series again."
+        ) from None
+    if (
+        ipp.shape != (3,)
+        or iop.shape != (6,)
+        or spacing.shape != (2,)
+        or not (np.all(np.isfinite(ipp)) and np.all(np.isfinite(iop)) and np.all(np.isfinite(spacing)))
+    ):
+        raise ExamReadError(
+            f"{path}: ImagePositionPatient/ImageOrientationPatient/PixelSpacing have the wrong number of values or non-finite ones. The header is damaged; export the series again."
+        )
     if np.any(spacing <= 0):
         raise ExamReadError(f"{path}: PixelSpacing {tuple(spacing)} must be positive.")
     r, c = iop[:3], iop[3:]
     if abs(np.linalg.norm(r) - 1) > 1e-3 or abs(np.linalg.norm(c) - 1) > 1e-3 or abs(float(r @ c)) > 1e-3:
-        raise ExamReadError(f"{path}: ImageOrientationPatient {tuple(np.round(iop, 4))} is not two perpendicular unit vectors; the slice geometry is damaged.")
+        raise ExamReadError(
+            f"{path}: ImageOrientationPatient {tuple(np.round(iop, 4))} is not two perpendicular unit vectors; the slice geometry is damaged."
+        )
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").strip().upper()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise ExamReadError(f"{path}: PhotometricInterpretation is {photometric}, a colour or palette image, not a CT slice in HU. Choose the CT series of the exam.")
+        raise ExamReadError(
+            f"{path}: PhotometricInterpretation is {photometric}, a colour or palette image, not a CT slice in HU. Choose the CT series of the exam."
+        )
     bits = ds.get("BitsAllocated", None)
     if bits is None or int(bits) not in (8, 16, 32):
-        raise ExamReadError(f"{path}: BitsAllocated is {bits}; a CT slice has 8, 16 or 32 bits per pixel. The header is damaged or the image is not CT.")
+        raise ExamReadError(
+            f"{path}: BitsAllocated is {bits}; a CT slice has 8, 16 or 32 bits per pixel. The header is damaged or the image is not CT."
+        )
     slope = ds.get("RescaleSlope", None)
     if slope is not None and str(slope).strip() != "" and (float(slope) == 0 or not np.isfinite(float(slope))):
-        raise ExamReadError(f"{path}: RescaleSlope is {slope}; it must be a non-zero finite number (every value would be the intercept). The header is damaged.")
+        raise ExamReadError(
+            f"{path}: RescaleSlope is {slope}; it must be a non-zero finite number (every value would be the intercept). The header is damaged."
+        )
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-        raise ExamReadError(f"{path}: a multi-frame (enhanced) DICOM image with {ds.NumberOfFrames} frames; export the series as classic single-frame CT images.")
+        raise ExamReadError(
+            f"{path}: a multi-frame (enhanced) DICOM image with {ds.NumberOfFrames} frames; export the series as classic single-frame CT images."
+        )
     if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
         raise ExamReadError(f"{path}: a colour image (SamplesPerPixel {ds.SamplesPerPixel}), not a CT slice in HU. Choose the CT series of the exam.")
     if sl.truncated:
@@ -442,10 +466,14 @@ def _check_same_frame(slices: Sequence[_Slice]) -> None:
         )
     odd_shape = [s.path for s in slices if (int(s.ds.Rows), int(s.ds.Columns)) != ref_shape]
     if odd_shape:
-        raise ExamReadError(f"{odd_shape[0]}: {int(_find(slices, odd_shape[0]).ds.Rows)}x{int(_find(slices, odd_shape[0]).ds.Columns)} pixels, while the series' other slices have {ref_shape[0]}x{ref_shape[1]}. Remove the slice that does not belong.")
+        raise ExamReadError(
+            f"{odd_shape[0]}: {int(_find(slices, odd_shape[0]).ds.Rows)}x{int(_find(slices, odd_shape[0]).ds.Columns)} pixels, while the series' other slices have {ref_shape[0]}x{ref_shape[1]}. Remove the slice that does not belong."
+        )
     odd_sp = [s.path for s in slices if not np.allclose(np.asarray(s.ds.PixelSpacing, float), ref_sp, rtol=1e-4)]
     if odd_sp:
-        raise ExamReadError(f"{odd_sp[0]}: PixelSpacing differs from the series' other slices ({tuple(ref_sp)} mm). Remove the slice that does not belong.")
+        raise ExamReadError(
+            f"{odd_sp[0]}: PixelSpacing differs from the series' other slices ({tuple(ref_sp)} mm). Remove the slice that does not belong."
+        )
 
 
 def _find(slices: Sequence[_Slice], path: Path) -> _Slice:
@@ -494,7 +522,9 @@ def _decode_slices(ordered: Sequence[_Slice]) -> tuple[np.ndarray, float]:
         except (ValueError, TypeError, OverflowError) as exc:
             if isinstance(exc, ExamReadError):
                 raise
-            raise ExamReadError(f"{path}: a header value needed to decode the pixels is not valid ({exc}); the header is damaged. Export the series again.") from None
+            raise ExamReadError(
+                f"{path}: a header value needed to decode the pixels is not valid ({exc}); the header is damaged. Export the series again."
+            ) from None
     if not all_integer_finite:
         from .filecheck import check_voxels_finite
 
@@ -516,7 +546,9 @@ def _decode_one(k: int, sl: _Slice, stack: np.ndarray, rows: int, cols: int, get
         need = rows * cols * bits_alloc // 8
         have = len(ds.PixelData) if "PixelData" in ds else 0
         if have < need:
-            raise ExamReadError(f"{path}: truncated pixel data ({have:,} of {need:,} bytes for {rows}x{cols} pixels of {bits_alloc} bits). Replace it with an intact copy of the slice.")
+            raise ExamReadError(
+                f"{path}: truncated pixel data ({have:,} of {need:,} bytes for {rows}x{cols} pixels of {bits_alloc} bits). Replace it with an intact copy of the slice."
+            )
         if syntax in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1") and bits_stored == bits_alloc and bits_alloc in (8, 16, 32):
             # little-endian native data using every allocated bit: the bytes are the values
             kind = "i" if int(ds.get("PixelRepresentation", 0) or 0) else "u"
@@ -538,12 +570,16 @@ def _decode_one(k: int, sl: _Slice, stack: np.ndarray, rows: int, cols: int, get
             try:
                 pixels = ds.pixel_array
             except Exception as exc:
-                raise ExamReadError(f"{path}: the compressed pixel data ({uid.name}) cannot be decoded ({str(exc)[:160]}). The file may be damaged; export the series again, uncompressed if possible.") from None
+                raise ExamReadError(
+                    f"{path}: the compressed pixel data ({uid.name}) cannot be decoded ({str(exc)[:160]}). The file may be damaged; export the series again, uncompressed if possible."
+                ) from None
         elif syntax in _GDCM_FALLBACK:
             try:
                 image = sitk.ReadImage(str(path))
             except RuntimeError as exc:
-                raise ExamReadError(f"{path}: the compressed pixel data ({uid.name}) cannot be decoded ({str(exc).strip().splitlines()[-1][:160]}). The file may be damaged; export the series again.") from None
+                raise ExamReadError(
+                    f"{path}: the compressed pixel data ({uid.name}) cannot be decoded ({str(exc).strip().splitlines()[-1][:160]}). The file may be damaged; export the series again."
+                ) from None
             pixels = sitk.GetArrayFromImage(image).reshape(-1, rows, cols)[0]
             rescaled_by_reader = True
         else:
@@ -561,7 +597,9 @@ def _decode_one(k: int, sl: _Slice, stack: np.ndarray, rows: int, cols: int, get
             lo = -(1 << (bits_stored - 1)) if int(ds.get("PixelRepresentation", 0) or 0) else 0
             hi = (1 << (bits_stored - 1)) - 1 if lo else (1 << bits_stored) - 1
             if pixels.size and (int(pixels.min()) < lo or int(pixels.max()) > hi):
-                raise ExamReadError(f"{path}: decoded values {int(pixels.min())} to {int(pixels.max())} exceed the {bits_stored} bits the header declares; the pixel data are damaged or mis-decoded. Export the series again, uncompressed.")
+                raise ExamReadError(
+                    f"{path}: decoded values {int(pixels.min())} to {int(pixels.max())} exceed the {bits_stored} bits the header declares; the pixel data are damaged or mis-decoded. Export the series again, uncompressed."
+                )
         slope = float(ds.get("RescaleSlope", 1) or 1)
         intercept = float(ds.get("RescaleIntercept", 0) or 0)
         if not (np.isfinite(slope) and np.isfinite(intercept)):
@@ -578,7 +616,9 @@ def _decode_one(k: int, sl: _Slice, stack: np.ndarray, rows: int, cols: int, get
     return all_integer_finite, whole
 
 
-def _build_grid(ordered: Sequence[_Slice], along: np.ndarray, normal: np.ndarray, stack: np.ndarray, fill: float) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float], list[str]]:
+def _build_grid(
+    ordered: Sequence[_Slice], along: np.ndarray, normal: np.ndarray, stack: np.ndarray, fill: float
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float], list[str]]:
     """Place the decoded slices on an orthogonal grid with even spacing; returns (array, origin, spacing, notes)."""
     from scipy import ndimage
 
@@ -623,7 +663,10 @@ def _build_grid(ordered: Sequence[_Slice], along: np.ndarray, normal: np.ndarray
     multiples = steps[irregular] / median
     is_gap = np.all((np.abs(multiples - np.rint(multiples)) < SLICE_SPACING_TOLERANCE * np.rint(multiples)) & (np.rint(multiples) >= 2))
     if irregular.size and is_gap and irregular.size <= max(1, int(0.1 * steps.size)):
-        gaps = [f"about {int(round(steps[i] / median)) - 1} missing slice(s) between {ordered[i].path.name} ({along[i]:.2f} mm) and {ordered[i + 1].path.name} ({along[i + 1]:.2f} mm)" for i in irregular[:5]]
+        gaps = [
+            f"about {int(round(steps[i] / median)) - 1} missing slice(s) between {ordered[i].path.name} ({along[i]:.2f} mm) and {ordered[i + 1].path.name} ({along[i + 1]:.2f} mm)"
+            for i in irregular[:5]
+        ]
         raise ExamReadError(
             f"{ordered[irregular[0] + 1].path}: {'; '.join(gaps)}, in a series spaced {median:.2f} mm. "
             "Export the complete series (a slice file may have been lost in copying)."
@@ -631,14 +674,18 @@ def _build_grid(ordered: Sequence[_Slice], along: np.ndarray, normal: np.ndarray
     n_out = int(np.ceil((along[-1] - along[0]) / float(steps.min()) - 1e-6)) + 1
     dz = float((along[-1] - along[0]) / (n_out - 1))  # at most the smallest step; both end slices on the grid
     if n_out > _MAX_RESAMPLED_SLICES:
-        raise ExamReadError(f"{ordered[0].path.parent}: slice spacing varies from {steps.min():.3f} to {steps.max():.2f} mm; even spacing would need {n_out} slices. Export the series with even spacing.")
+        raise ExamReadError(
+            f"{ordered[0].path.parent}: slice spacing varies from {steps.min():.3f} to {steps.max():.2f} mm; even spacing would need {n_out} slices. Export the series with even spacing."
+        )
     targets = along[0] + dz * np.arange(n_out)
     out = np.empty((n_out, stack.shape[1], stack.shape[2]), dtype=np.float32)
     for m, t in enumerate(targets):
         k = int(np.clip(np.searchsorted(along, t, side="right") - 1, 0, n - 2))
         w = float(np.clip((t - along[k]) / (along[k + 1] - along[k]), 0.0, 1.0))
         out[m] = stack[k] if w == 0.0 else (1 - w) * stack[k] + w * stack[k + 1]
-    notes.append(f"variable slice spacing ({steps.min():.2f} to {steps.max():.2f} mm) resampled to even {dz:.3f} mm by linear interpolation ({n} slices -> {n_out})")
+    notes.append(
+        f"variable slice spacing ({steps.min():.2f} to {steps.max():.2f} mm) resampled to even {dz:.3f} mm by linear interpolation ({n} slices -> {n_out})"
+    )
     return out, origin, (sx, sy, dz), notes
 
 
@@ -653,7 +700,9 @@ def _verify_against_headers(volume: Volume, ordered: Sequence[_Slice]) -> None:
     """
     d = volume.direction_matrix
     if not np.allclose(d.T @ d, np.eye(3), atol=1e-4):
-        raise ExamReadError(f"{ordered[0].path.parent}: the series' orientation is not orthogonal; refusing rather than writing a volume with wrong geometry.")
+        raise ExamReadError(
+            f"{ordered[0].path.parent}: the series' orientation is not orthogonal; refusing rather than writing a volume with wrong geometry."
+        )
     sx, sy, sz = volume.spacing_mm
     r, c, n = d[:, 0], d[:, 1], d[:, 2]
     p0 = np.asarray(ordered[0].ds.ImagePositionPatient, float)
@@ -681,10 +730,25 @@ def _check_modality(path: Path, ds: pydicom.Dataset) -> bool:
 def header_summary(ds: pydicom.Dataset) -> dict[str, Any]:
     """Key identification and acquisition attributes of a DICOM header, as plain Python values."""
     keys = (
-        "PatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate",
-        "StudyID", "AccessionNumber", "SeriesInstanceUID", "SeriesDescription", "SeriesNumber",
-        "FrameOfReferenceUID", "Modality", "Manufacturer", "ConvolutionKernel", "KVP", "SliceThickness",
-        "StudyDescription", "ReferringPhysicianName",
+        "PatientID",
+        "PatientName",
+        "PatientBirthDate",
+        "PatientSex",
+        "StudyInstanceUID",
+        "StudyDate",
+        "StudyID",
+        "AccessionNumber",
+        "SeriesInstanceUID",
+        "SeriesDescription",
+        "SeriesNumber",
+        "FrameOfReferenceUID",
+        "Modality",
+        "Manufacturer",
+        "ConvolutionKernel",
+        "KVP",
+        "SliceThickness",
+        "StudyDescription",
+        "ReferringPhysicianName",
     )
     out: dict[str, Any] = {}
     for key in keys:
@@ -820,4 +884,3 @@ def write_dicom_series(
             os.replace(folder / f"IM{k + 1:05d}.dcm", final_folder / f"IM{k + 1:05d}.dcm")
         shutil.rmtree(folder, ignore_errors=True)
     return paths
-

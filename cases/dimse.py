@@ -40,8 +40,17 @@ RETRIEVE_MODES = ("move", "get", "auto")
 # (PS3.18 F.2) so that cases.pacs reads them exactly as it reads QIDO-RS/WADO-RS answers.
 _STUDY_KEYS = ("StudyDate", "AccessionNumber", "ModalitiesInStudy", "StudyDescription", "PatientID", "StudyInstanceUID")
 _SERIES_KEYS = ("Modality", "SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "BodyPartExamined")
-_IMAGE_KEYS = ("SOPInstanceUID", "SOPClassUID", "ImageType", "ImagePositionPatient", "ImageOrientationPatient",
-               "SliceThickness", "ConvolutionKernel", "InstanceNumber", "NumberOfFrames")
+_IMAGE_KEYS = (
+    "SOPInstanceUID",
+    "SOPClassUID",
+    "ImageType",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "SliceThickness",
+    "ConvolutionKernel",
+    "InstanceNumber",
+    "NumberOfFrames",
+)
 
 # C-MOVE / C-GET failure statuses worth a sentence of their own (PS3.4 C.4.2.1.5, C.4.3.1.4).
 _RETRIEVE_FAILURES = {
@@ -56,9 +65,18 @@ _RETRIEVE_FAILURES = {
 
 # The transfer syntaxes a C-GET offers to receive in (one presentation context each, 128 at most in all).
 _GET_TRANSFER_SYNTAXES = (
-    "1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2",  # implicit/explicit LE, deflated, BE
-    "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",  # JPEG
-    "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91",  # JPEG-LS, JPEG 2000
+    "1.2.840.10008.1.2",
+    "1.2.840.10008.1.2.1",
+    "1.2.840.10008.1.2.1.99",
+    "1.2.840.10008.1.2.2",  # implicit/explicit LE, deflated, BE
+    "1.2.840.10008.1.2.4.50",
+    "1.2.840.10008.1.2.4.51",
+    "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.70",  # JPEG
+    "1.2.840.10008.1.2.4.80",
+    "1.2.840.10008.1.2.4.81",
+    "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.4.91",  # JPEG-LS, JPEG 2000
     "1.2.840.10008.1.2.5",  # RLE
 )
 
@@ -85,16 +103,24 @@ def _storage_contexts() -> list[Any]:
     """Storage SOP classes a pull may receive: CT, enhanced CT and the secondary captures a PACS keeps beside them."""
     from pynetdicom import sop_class as sc
 
-    return [sc.CTImageStorage, sc.EnhancedCTImageStorage, sc.LegacyConvertedEnhancedCTImageStorage,
-            sc.SecondaryCaptureImageStorage]
+    return [sc.CTImageStorage, sc.EnhancedCTImageStorage, sc.LegacyConvertedEnhancedCTImageStorage, sc.SecondaryCaptureImageStorage]
 
 
 class DimseClient:
     """A PACS reached over DIMSE (pynetdicom): Study Root C-FIND, and C-MOVE or C-GET to retrieve."""
 
-    def __init__(self, address: str, *, called_aet: str, calling_aet: str = "TSCT", retrieve: str = "move",
-                 move_aet: str | None = None, move_port: int | None = None, move_bind: str = "0.0.0.0",
-                 timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        address: str,
+        *,
+        called_aet: str,
+        calling_aet: str = "TSCT",
+        retrieve: str = "move",
+        move_aet: str | None = None,
+        move_port: int | None = None,
+        move_bind: str = "0.0.0.0",
+        timeout_s: float = 60.0,
+    ) -> None:
         """``address``: ``HOST:PORT`` of the PACS; ``called_aet``: its AE title; ``calling_aet``: ours.
         ``move_aet``/``move_port``/``move_bind``: the storage SCP tsct runs for C-MOVE (AE title
         defaults to ``calling_aet``; the port is required for ``move`` and ``auto``)."""
@@ -105,8 +131,10 @@ class DimseClient:
         if retrieve not in RETRIEVE_MODES:
             raise PacsError(f"--retrieve {retrieve!r} must be one of {', '.join(RETRIEVE_MODES)}")
         if retrieve != "get" and move_port is None:
-            raise PacsError(f"--retrieve {retrieve} needs --move-port: the port of the storage SCP tsct starts to receive the C-MOVE "
-                            "(the PACS must know it), or use --retrieve get")
+            raise PacsError(
+                f"--retrieve {retrieve} needs --move-port: the port of the storage SCP tsct starts to receive the C-MOVE "
+                "(the PACS must know it), or use --retrieve get"
+            )
         if move_port is not None and not 0 < move_port < 65536:
             raise PacsError(f"--move-port {move_port} must lie between 1 and 65535")
         if timeout_s <= 0:
@@ -145,10 +173,12 @@ class DimseClient:
                 reason = getattr(assoc.acceptor.primitive, "reason_str", "no reason given")
                 raise PacsError(
                     f"the PACS at {self.host}:{self.port} refused the association for {what} ({reason}); check --called-aet "
-                    f"{self.called_aet} (its AE title) and that it accepts the calling AE title {self.calling_aet} (--aet)")
+                    f"{self.called_aet} (its AE title) and that it accepts the calling AE title {self.calling_aet} (--aet)"
+                )
             raise PacsUnreachable(
                 f"cannot open an association with the PACS at {self.host}:{self.port} for {what}: connection refused, no answer "
-                f"within {self.timeout_s:g} s or aborted; check --dimse and that its DICOM service runs")
+                f"within {self.timeout_s:g} s or aborted; check --dimse and that its DICOM service runs"
+            )
         try:
             yield assoc
         except BaseException:  # an error or Ctrl-C mid-operation: abort, the PACS stops its sub-operations
@@ -179,12 +209,16 @@ class DimseClient:
                 elif code == 0x0000:
                     break
                 elif code == -1:
-                    raise PacsError(f"the PACS at {self.host}:{self.port} did not answer {what} within {self.timeout_s:g} s "
-                                    "(or aborted it); raise --timeout or see the PACS log")
+                    raise PacsError(
+                        f"the PACS at {self.host}:{self.port} did not answer {what} within {self.timeout_s:g} s "
+                        "(or aborted it); raise --timeout or see the PACS log"
+                    )
                 else:
                     comment = f": {status.ErrorComment}" if "ErrorComment" in status else ""
-                    raise PacsError(f"the PACS at {self.host}:{self.port} refused {what} with status 0x{code:04X}{comment}; "
-                                    f"check that it lets AE title {self.calling_aet} query (C-FIND)")
+                    raise PacsError(
+                        f"the PACS at {self.host}:{self.port} refused {what} with status 0x{code:04X}{comment}; "
+                        f"check that it lets AE title {self.calling_aet} query (C-FIND)"
+                    )
         return out
 
     # ------------------------------------------------------------------ the PacsSource interface
@@ -217,8 +251,17 @@ class DimseClient:
                     rec[tag] = element
         return records
 
-    def fetch_instances(self, study_uid: str, series_uid: str, sop_uids: Sequence[str], folder: Path, *, whole_series: bool = False,
-                        on_instance: Callable[[int], None] | None = None, workers: int = 1) -> None:
+    def fetch_instances(
+        self,
+        study_uid: str,
+        series_uid: str,
+        sop_uids: Sequence[str],
+        folder: Path,
+        *,
+        whole_series: bool = False,
+        on_instance: Callable[[int], None] | None = None,
+        workers: int = 1,
+    ) -> None:
         """Retrieve ``sop_uids`` of a series into ``folder`` as ``<SOPInstanceUID>.dcm`` (each written
         to ``*.tmp`` and renamed). ``whole_series``: they are every instance of the series (one
         SERIES-level retrieve; otherwise IMAGE level with the list). ``workers`` is unused: one
@@ -248,8 +291,10 @@ class DimseClient:
                 self._sink = {}
         missing = [s for s in sop_uids if not (folder / f"{s}.dcm").is_file()]
         if missing:
-            raise PacsError(f"the PACS at {self.host}:{self.port} finished the retrieve of series {series_uid} without sending "
-                            f"{len(missing)} of its {len(sop_uids)} instance(s) (first {missing[0]}); see the PACS log, then rerun")
+            raise PacsError(
+                f"the PACS at {self.host}:{self.port} finished the retrieve of series {series_uid} without sending "
+                f"{len(missing)} of its {len(sop_uids)} instance(s) (first {missing[0]}); see the PACS log, then rerun"
+            )
 
     def close(self) -> None:
         """Stop the storage SCP (if one was started)."""
@@ -311,11 +356,12 @@ class DimseClient:
         for ctx in AllStoragePresentationContexts:  # any transfer syntax: keep what the PACS stores (JPEG 2000 …) bit for bit
             ae.add_supported_context(ctx.abstract_syntax, list(ALL_TRANSFER_SYNTAXES))
         try:
-            self._scp = ae.start_server((self.move_bind, int(self.move_port or 0)), block=False,
-                                        evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
+            self._scp = ae.start_server((self.move_bind, int(self.move_port or 0)), block=False, evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
         except OSError as exc:
-            raise PacsError(f"cannot listen on {self.move_bind}:{self.move_port} for the C-MOVE ({exc.strerror or exc}); "
-                            "choose a free --move-port (the one the PACS knows for this AE title)") from None
+            raise PacsError(
+                f"cannot listen on {self.move_bind}:{self.move_port} for the C-MOVE ({exc.strerror or exc}); "
+                "choose a free --move-port (the one the PACS knows for this AE title)"
+            ) from None
 
     def _move(self, identifier: Any, series_uid: str, on_instance: Callable[[int], None] | None) -> None:
         from pynetdicom.sop_class import (
@@ -351,16 +397,17 @@ class DimseClient:
         (``auto`` then tries C-GET), :class:`PacsError` otherwise. Pending, success and warning pass (a warning's
         missing instances are named by the check after the retrieve)."""
         if not status or "Status" not in status:
-            raise PacsError(f"the PACS at {self.host}:{self.port} did not answer the {op} of series {series_uid} within "
-                            f"{self.timeout_s:g} s (or aborted it); raise --timeout or see the PACS log")
+            raise PacsError(
+                f"the PACS at {self.host}:{self.port} did not answer the {op} of series {series_uid} within "
+                f"{self.timeout_s:g} s (or aborted it); raise --timeout or see the PACS log"
+            )
         code = int(status.Status)
         if code in (0x0000, 0xFF00, 0xFF01, 0xB000):
             return
         reason = _RETRIEVE_FAILURES.get(code, "refused")
         comment = f" ({status.ErrorComment})" if "ErrorComment" in status else ""
         where = f"the PACS at {self.host}:{self.port}"
-        add_us = (f"add it to the PACS's modalities (AE title {self.move_aet}, this machine's address, port {self.move_port}), "
-                  "or use --retrieve get")
+        add_us = f"add it to the PACS's modalities (AE title {self.move_aet}, this machine's address, port {self.move_port}), or use --retrieve get"
         if not get and code == 0xA801:
             raise _RetrieveRefused(f"{where} does not know the move destination AE title {self.move_aet!r}{comment}: {add_us}")
         completed = int(status.get("NumberOfCompletedSuboperations", 0) or 0)
@@ -369,5 +416,6 @@ class DimseClient:
             raise _RetrieveRefused(
                 f"{where} refused the C-MOVE of series {series_uid} and sent nothing: {reason} (status 0x{code:04X}){comment}. "
                 f"Most often the move destination AE title {self.move_aet!r} is unknown to the PACS ({add_us}) or the PACS does "
-                f"not let {self.calling_aet} retrieve; see the PACS log")
+                f"not let {self.calling_aet} retrieve; see the PACS log"
+            )
         raise PacsError(f"{where} failed the {op} of series {series_uid}: {reason} (status 0x{code:04X}){comment}; see the PACS log")

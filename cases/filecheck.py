@@ -30,17 +30,60 @@ __all__ = ["check_image_file", "check_voxels_finite", "check_geometry_sane"]
 # NIfTI datatype code -> bytes per voxel (complex/RGB included so their sizes are right)
 _NIFTI_BYTES = {2: 1, 4: 2, 8: 4, 16: 4, 32: 8, 64: 8, 128: 3, 256: 1, 512: 2, 768: 4, 1024: 8, 1280: 8, 1536: 16, 1792: 16, 2048: 32, 2304: 4}
 _NRRD_BYTES = {
-    "signed char": 1, "int8": 1, "int8_t": 1, "uchar": 1, "unsigned char": 1, "uint8": 1, "uint8_t": 1,
-    "short": 2, "short int": 2, "signed short": 2, "signed short int": 2, "int16": 2, "int16_t": 2,
-    "ushort": 2, "unsigned short": 2, "unsigned short int": 2, "uint16": 2, "uint16_t": 2,
-    "int": 4, "signed int": 4, "int32": 4, "int32_t": 4, "uint": 4, "unsigned int": 4, "uint32": 4, "uint32_t": 4,
-    "longlong": 8, "long long": 8, "long long int": 8, "signed long long": 8, "signed long long int": 8, "int64": 8, "int64_t": 8,
-    "ulonglong": 8, "unsigned long long": 8, "unsigned long long int": 8, "uint64": 8, "uint64_t": 8,
-    "float": 4, "double": 8,
+    "signed char": 1,
+    "int8": 1,
+    "int8_t": 1,
+    "uchar": 1,
+    "unsigned char": 1,
+    "uint8": 1,
+    "uint8_t": 1,
+    "short": 2,
+    "short int": 2,
+    "signed short": 2,
+    "signed short int": 2,
+    "int16": 2,
+    "int16_t": 2,
+    "ushort": 2,
+    "unsigned short": 2,
+    "unsigned short int": 2,
+    "uint16": 2,
+    "uint16_t": 2,
+    "int": 4,
+    "signed int": 4,
+    "int32": 4,
+    "int32_t": 4,
+    "uint": 4,
+    "unsigned int": 4,
+    "uint32": 4,
+    "uint32_t": 4,
+    "longlong": 8,
+    "long long": 8,
+    "long long int": 8,
+    "signed long long": 8,
+    "signed long long int": 8,
+    "int64": 8,
+    "int64_t": 8,
+    "ulonglong": 8,
+    "unsigned long long": 8,
+    "unsigned long long int": 8,
+    "uint64": 8,
+    "uint64_t": 8,
+    "float": 4,
+    "double": 8,
 }
 _MET_BYTES = {
-    "MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
-    "MET_LONG": 4, "MET_ULONG": 4, "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8, "MET_FLOAT": 4, "MET_DOUBLE": 8,
+    "MET_CHAR": 1,
+    "MET_UCHAR": 1,
+    "MET_SHORT": 2,
+    "MET_USHORT": 2,
+    "MET_INT": 4,
+    "MET_UINT": 4,
+    "MET_LONG": 4,
+    "MET_ULONG": 4,
+    "MET_LONG_LONG": 8,
+    "MET_ULONG_LONG": 8,
+    "MET_FLOAT": 4,
+    "MET_DOUBLE": 8,
 }
 _REEXPORT = "The file is damaged or was not copied completely; copy or export it again."
 #: plausible voxel spacing of any image TSCT reads (CT, label map, detector output), in mm
@@ -168,7 +211,9 @@ def _check_nifti_bytes(path: Path, data: bytes, total: int | None) -> None:
         pixdim = struct.unpack(endian + "8d", data[104:168])
         vox_offset = struct.unpack(endian + "q", data[168:176])[0]
     if not magic.startswith((b"n+1", b"n+2")):
-        raise ExamReadError(f"{path}: NIfTI header without the single-file magic 'n+1' (a .hdr/.img pair renamed?). Convert it to a single .nii/.nii.gz file.")
+        raise ExamReadError(
+            f"{path}: NIfTI header without the single-file magic 'n+1' (a .hdr/.img pair renamed?). Convert it to a single .nii/.nii.gz file."
+        )
     ndim = dims[0]
     if not 1 <= ndim <= 7:
         raise ExamReadError(f"{path}: the NIfTI header gives {ndim} dimensions (must be 1 to 7); the header is damaged. {_REEXPORT}")
@@ -178,10 +223,14 @@ def _check_nifti_bytes(path: Path, data: bytes, total: int | None) -> None:
     if datatype not in _NIFTI_BYTES:
         raise ExamReadError(f"{path}: unknown NIfTI datatype code {datatype}; the header is damaged or the type unsupported.")
     if bitpix != 8 * _NIFTI_BYTES[datatype]:
-        raise ExamReadError(f"{path}: the NIfTI header is inconsistent (datatype {datatype} needs {8 * _NIFTI_BYTES[datatype]} bits per voxel, bitpix says {bitpix}). {_REEXPORT}")
+        raise ExamReadError(
+            f"{path}: the NIfTI header is inconsistent (datatype {datatype} needs {8 * _NIFTI_BYTES[datatype]} bits per voxel, bitpix says {bitpix}). {_REEXPORT}"
+        )
     spatial = pixdim[1 : min(ndim, 3) + 1]
     if any(not np.isfinite(s) or s <= 0 for s in spatial):
-        raise ExamReadError(f"{path}: voxel spacing {tuple(round(float(s), 4) for s in spatial)} mm in the header is not positive and finite; the exam's geometry is unknown. Re-export it with its spacing.")
+        raise ExamReadError(
+            f"{path}: voxel spacing {tuple(round(float(s), 4) for s in spatial)} mm in the header is not positive and finite; the exam's geometry is unknown. Re-export it with its spacing."
+        )
     if not np.isfinite(vox_offset) or vox_offset < sizeof_hdr:
         raise ExamReadError(f"{path}: the NIfTI header's data offset ({vox_offset}) is invalid. {_REEXPORT}")
     if sizeof_hdr == 348:
@@ -236,9 +285,13 @@ def _check_qform_sform(path: Path, data: bytes, endian: str, sizes: tuple[int, .
         raise ExamReadError(f"{path}: the NIfTI header's qform holds non-finite numbers; the exam's geometry is unknown. {_REEXPORT}")
     a2 = 1.0 - (b * b + c * c + d * d)
     a = np.sqrt(a2) if a2 > 1e-7 else 0.0
-    rot = np.array([[a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
-                    [2 * (b * c + a * d), a * a + c * c - b * b - d * d, 2 * (c * d - a * b)],
-                    [2 * (b * d - a * c), 2 * (c * d + a * b), a * a + d * d - c * c - b * b]])
+    rot = np.array(
+        [
+            [a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
+            [2 * (b * c + a * d), a * a + c * c - b * b - d * d, 2 * (c * d - a * b)],
+            [2 * (b * d - a * c), 2 * (c * d + a * b), a * a + d * d - c * c - b * b],
+        ]
+    )
     qfac = -1.0 if pixdim[0] < 0 else 1.0
     spacing = np.array([pixdim[1], pixdim[2] if len(pixdim) > 2 else 1.0, (pixdim[3] if len(pixdim) > 3 else 1.0) * qfac])
     qaff = np.column_stack([rot * spacing, [qx, qy, qz]])
@@ -358,7 +411,9 @@ def _check_meta(path: Path) -> None:
         except ValueError:
             values = [float("nan")]
         if any(not np.isfinite(v) or v <= 0 for v in values):
-            raise ExamReadError(f"{path}: ElementSpacing '{spacing}' is not positive and finite; the exam's geometry is unknown. Re-export it with its spacing.")
+            raise ExamReadError(
+                f"{path}: ElementSpacing '{spacing}' is not positive and finite; the exam's geometry is unknown. Re-export it with its spacing."
+            )
     data_file = fields["elementdatafile"]
     if data_file.upper().startswith("LIST") or "%" in data_file:
         return
@@ -431,7 +486,9 @@ def check_voxels_finite(array: np.ndarray, source: str | Path, *, what: str = "v
 def check_geometry_sane(spacing: tuple[float, ...], origin: tuple[float, ...], direction: tuple[float, ...], source: str | Path) -> None:
     """Refuse zero/negative/non-finite spacing, non-finite origin and a direction that is not a rotation."""
     if any(not np.isfinite(s) or s <= 0 for s in spacing):
-        raise ExamReadError(f"{source}: voxel spacing {tuple(round(s, 4) for s in spacing)} mm is not positive and finite; the exam's geometry is unknown.")
+        raise ExamReadError(
+            f"{source}: voxel spacing {tuple(round(s, 4) for s in spacing)} mm is not positive and finite; the exam's geometry is unknown."
+        )
     if any(not MIN_SPACING_MM <= s <= MAX_SPACING_MM for s in spacing):
         raise ExamReadError(
             f"{source}: voxel spacing {tuple(float(f'{s:.4g}') for s in spacing)} mm is outside {MIN_SPACING_MM:g} to {MAX_SPACING_MM:g} mm, "
@@ -440,7 +497,9 @@ def check_geometry_sane(spacing: tuple[float, ...], origin: tuple[float, ...], d
     if any(not np.isfinite(o) for o in origin):
         raise ExamReadError(f"{source}: the origin {origin} is not finite; the exam's geometry is unknown.")
     if any(abs(o) > MAX_ORIGIN_MM for o in origin):
-        raise ExamReadError(f"{source}: the origin {tuple(float(f'{o:.4g}') for o in origin)} mm lies more than {MAX_ORIGIN_MM / 1000:g} m from the scanner's centre; the header is damaged or not in mm. Re-export the image.")
+        raise ExamReadError(
+            f"{source}: the origin {tuple(float(f'{o:.4g}') for o in origin)} mm lies more than {MAX_ORIGIN_MM / 1000:g} m from the scanner's centre; the header is damaged or not in mm. Re-export the image."
+        )
     m = np.asarray(direction, dtype=float).reshape(3, 3)
     if not np.all(np.isfinite(m)) or not np.allclose(m.T @ m, np.eye(3), atol=1e-3):
         raise ExamReadError(

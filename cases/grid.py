@@ -205,7 +205,9 @@ class Grid:
 
 
 @lru_cache(maxsize=4096)
-def _sitk_affine(spacing_mm: tuple[float, ...], origin_mm: tuple[float, ...], direction: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _sitk_affine(
+    spacing_mm: tuple[float, ...], origin_mm: tuple[float, ...], direction: tuple[float, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """SimpleITK's index -> point map of a grid geometry, as a matrix, an offset and the inverse matrix
     (once per distinct geometry: asking SimpleITK costs a few hundred microseconds)."""
     image = sitk.Image([1, 1, 1], sitk.sitkUInt8)
@@ -213,7 +215,9 @@ def _sitk_affine(spacing_mm: tuple[float, ...], origin_mm: tuple[float, ...], di
     image.SetOrigin(origin_mm)
     image.SetDirection(direction)
     origin = np.asarray(image.TransformContinuousIndexToPhysicalPoint((0.0, 0.0, 0.0)), dtype=float)
-    columns = [np.asarray(image.TransformContinuousIndexToPhysicalPoint(tuple(float(i == k) for i in range(3))), dtype=float) - origin for k in range(3)]
+    columns = [
+        np.asarray(image.TransformContinuousIndexToPhysicalPoint(tuple(float(i == k) for i in range(3))), dtype=float) - origin for k in range(3)
+    ]
     matrix = np.column_stack(columns)
     for array in (matrix, origin):
         array.setflags(write=False)

@@ -108,7 +108,9 @@ def read_volume(path: str | Path, *, label: bool = False, exam: bool = False) ->
             ) from None
         raise ExamReadError(f"{path}: cannot be read as an image ({last}). The file may be truncated or not an image; re-export it.") from None
     if image.GetNumberOfComponentsPerPixel() != 1:
-        raise ExamReadError(f"{path}: has {image.GetNumberOfComponentsPerPixel()} components per voxel (colour or vector image); a CT exam is a scalar volume.")
+        raise ExamReadError(
+            f"{path}: has {image.GetNumberOfComponentsPerPixel()} components per voxel (colour or vector image); a CT exam is a scalar volume."
+        )
     while image.GetDimension() > 3 and image.GetSize()[-1] == 1:
         image = image[(slice(None),) * (image.GetDimension() - 1) + (0,)]
     if image.GetDimension() != 3 or min(image.GetSize()) < 2:
@@ -119,7 +121,9 @@ def read_volume(path: str | Path, *, label: bool = False, exam: bool = False) ->
             hint = "it has a single voxel along one axis (one slice)"
         else:
             hint = "a single slice or a projection"
-        raise ExamReadError(f"{path}: is a {image.GetDimension()}-D image of size {image.GetSize()}, not a 3-D volume ({hint}). A {what} needs a 3-D grid with several slices.")
+        raise ExamReadError(
+            f"{path}: is a {image.GetDimension()}-D image of size {image.GetSize()}, not a 3-D volume ({hint}). A {what} needs a 3-D grid with several slices."
+        )
     check_geometry_sane(image.GetSpacing(), image.GetOrigin(), image.GetDirection(), path)
     if exam and not label and image.GetPixelID() in (sitk.sitkInt8, sitk.sitkUInt8):
         kind = "signed 8-bit (-128 to 127)" if image.GetPixelID() == sitk.sitkInt8 else "unsigned 8-bit (0 to 255)"
@@ -132,10 +136,17 @@ def read_volume(path: str | Path, *, label: bool = False, exam: bool = False) ->
         check_voxels_finite(array, path, what="label value")
         if not np.issubdtype(array.dtype, np.integer):
             if array.size and float(np.abs(array - np.rint(array)).max()) > 1e-3:
-                raise ExamReadError(f"{path}: a label map must hold whole numbers, but it holds fractional values (e.g. {float(array.flat[np.argmax(np.abs(array - np.rint(array)))]):.3g}): a probability map or a CT image? Give the label map itself.")
+                raise ExamReadError(
+                    f"{path}: a label map must hold whole numbers, but it holds fractional values (e.g. {float(array.flat[np.argmax(np.abs(array - np.rint(array)))]):.3g}): a probability map or a CT image? Give the label map itself."
+                )
         if array.size and (float(array.min()) < 0 or float(array.max()) > 65535):
-            raise ExamReadError(f"{path}: label values must be 0 to 65535, but they span {float(array.min()):.0f} to {float(array.max()):.0f}. Is this a CT image rather than a label map?")
-        return LabelVolume.from_sitk(sitk.Cast(sitk.Round(image) if image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64) else image, sitk.sitkUInt16), metadata={"source": str(path)})
+            raise ExamReadError(
+                f"{path}: label values must be 0 to 65535, but they span {float(array.min()):.0f} to {float(array.max()):.0f}. Is this a CT image rather than a label map?"
+            )
+        return LabelVolume.from_sitk(
+            sitk.Cast(sitk.Round(image) if image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64) else image, sitk.sitkUInt16),
+            metadata={"source": str(path)},
+        )
     volume = Volume.from_sitk(sitk.Cast(image, sitk.sitkFloat32), metadata={"source": str(path), "format": _suffix(path).lstrip(".")})
     check_voxels_finite(volume.array, path)
     return volume
@@ -152,7 +163,9 @@ def check_hu_plausible(volume: Volume, source: str | Path) -> None:
     if not np.isfinite(lo) or not np.isfinite(hi):
         raise ExamReadError(f"{source}: holds NaN or infinite values; CT values must be finite HU.")
     if hi - lo < 50:
-        raise ExamReadError(f"{source}: values span only {lo:.3g} to {hi:.3g}, which is not a CT in HU (normalised or empty image?). Supply the exam in Hounsfield units.")
+        raise ExamReadError(
+            f"{source}: values span only {lo:.3g} to {hi:.3g}, which is not a CT in HU (normalised or empty image?). Supply the exam in Hounsfield units."
+        )
     if lo < HU_RANGE[0] - 1 or hi > HU_RANGE[1]:
         raise ExamReadError(f"{source}: values {lo:.0f} to {hi:.0f} lie outside the HU range {HU_RANGE[0]:.0f} to {HU_RANGE[1]:.0f}.")
     if lo >= 0 and hi <= 255:
@@ -198,7 +211,9 @@ def read_exam(path: str | Path, *, series_uid: str | None = None, check_hu: bool
 
             ds = pydicom.dcmread(str(path), stop_before_pixels=True)
         except Exception:
-            raise ExamReadError(f"{path}: neither a DICOM file nor one of {', '.join(IMAGE_SUFFIXES)}. Give a DICOM series folder or an image file.") from None
+            raise ExamReadError(
+                f"{path}: neither a DICOM file nor one of {', '.join(IMAGE_SUFFIXES)}. Give a DICOM series folder or an image file."
+            ) from None
         uid = series_uid or str(getattr(ds, "SeriesInstanceUID", "")) or None
         volume, header, files = read_dicom_series(path.parent, series_uid=uid)
         exam = Exam(volume=volume, source=path.parent, format="dicom", header=header, files=files)
@@ -242,7 +257,9 @@ def _check_written(written: Path, target: Path) -> None:
             free = f"; {shutil.disk_usage(written.parent).free:,} bytes free on that disk"
         except OSError:
             pass
-        raise OutputPathError(f"{target}: the image could not be written completely ({detail}{free}); is the disk full? Nothing was kept under that name.") from None
+        raise OutputPathError(
+            f"{target}: the image could not be written completely ({detail}{free}); is the disk full? Nothing was kept under that name."
+        ) from None
 
 
 def write_volume(volume: Volume, path: str | Path, *, compress: bool = True) -> Path:
@@ -265,7 +282,13 @@ def write_volume(volume: Volume, path: str | Path, *, compress: bool = True) -> 
     remove_stale_partials(path)  # left by a killed earlier run
     array = volume.array
     if not isinstance(volume, LabelVolume) and np.issubdtype(array.dtype, np.floating):
-        if np.all(np.isfinite(array)) and array.size and float(np.abs(array - np.rint(array)).max()) == 0.0 and array.min() >= -32768 and array.max() <= 32767:
+        if (
+            np.all(np.isfinite(array))
+            and array.size
+            and float(np.abs(array - np.rint(array)).max()) == 0.0
+            and array.min() >= -32768
+            and array.max() <= 32767
+        ):
             volume = volume.with_array(array.astype(np.int16))
         elif array.dtype != np.float32:
             volume = volume.with_array(array.astype(np.float32))

@@ -219,13 +219,15 @@ def select_series(candidates: Sequence[SeriesCandidate], rule: SeriesRule) -> tu
             reasons[c.series_uid] = f"covers {c.z_extent_mm:.0f} mm of z, < {rule.min_coverage_fraction:.0%} of the widest series ({widest:.0f} mm)"
         else:
             covering.append((c, rank))
-    covering.sort(key=lambda cr: (
-        round(cr[0].thickness_mm if cr[0].thickness_mm is not None else math.inf, 2),
-        -cr[0].z_extent_mm,
-        cr[1],
-        -cr[0].n_instances,
-        cr[0].series_number if cr[0].series_number is not None else 1 << 30,
-    ))
+    covering.sort(
+        key=lambda cr: (
+            round(cr[0].thickness_mm if cr[0].thickness_mm is not None else math.inf, 2),
+            -cr[0].z_extent_mm,
+            cr[1],
+            -cr[0].n_instances,
+            cr[0].series_number if cr[0].series_number is not None else 1 << 30,
+        )
+    )
     chosen = covering[0][0]
     for c, _ in covering[1:]:
         reasons[c.series_uid] = f"eligible, but {chosen.label()} ranks first (thinner or covers more)"
@@ -252,7 +254,11 @@ def _ineligible(c: SeriesCandidate, rule: SeriesRule) -> str:
     if c.thickness_mm is None:
         return "no slice thickness or slice positions"
     if c.thickness_mm > rule.max_thickness_mm + 1e-6:
-        mixed = f" (its slices are {c.thinnest_mm:g} to {c.thickness_mm:g} mm)" if c.thinnest_mm is not None and c.thinnest_mm < c.thickness_mm - 1e-6 else ""
+        mixed = (
+            f" (its slices are {c.thinnest_mm:g} to {c.thickness_mm:g} mm)"
+            if c.thinnest_mm is not None and c.thinnest_mm < c.thickness_mm - 1e-6
+            else ""
+        )
         return f"slice thickness {c.thickness_mm:g} mm > {rule.max_thickness_mm:g} mm{mixed}"
     if rule.kernel_rank(c.kernel) is None:
         accepted = f"/{rule.kernel_pattern}/" if rule.kernel_pattern else "/".join(rule.kernels)
@@ -283,12 +289,25 @@ def _text(item: dict[str, Any], tag: str) -> str:
 
 
 TAG = {
-    "StudyDate": "00080020", "Modality": "00080060", "ModalitiesInStudy": "00080061", "AccessionNumber": "00080050",
-    "ImageType": "00080008", "SeriesDescription": "0008103E", "StudyDescription": "00081030",
-    "PatientID": "00100020", "BodyPartExamined": "00180015", "SliceThickness": "00180050",
-    "ConvolutionKernel": "00181210", "StudyInstanceUID": "0020000D", "SeriesInstanceUID": "0020000E",
-    "SeriesNumber": "00200011", "ImagePositionPatient": "00200032", "ImageOrientationPatient": "00200037",
-    "SOPInstanceUID": "00080018", "SOPClassUID": "00080016", "NumberOfFrames": "00280008",
+    "StudyDate": "00080020",
+    "Modality": "00080060",
+    "ModalitiesInStudy": "00080061",
+    "AccessionNumber": "00080050",
+    "ImageType": "00080008",
+    "SeriesDescription": "0008103E",
+    "StudyDescription": "00081030",
+    "PatientID": "00100020",
+    "BodyPartExamined": "00180015",
+    "SliceThickness": "00180050",
+    "ConvolutionKernel": "00181210",
+    "StudyInstanceUID": "0020000D",
+    "SeriesInstanceUID": "0020000E",
+    "SeriesNumber": "00200011",
+    "ImagePositionPatient": "00200032",
+    "ImageOrientationPatient": "00200037",
+    "SOPInstanceUID": "00080018",
+    "SOPClassUID": "00080016",
+    "NumberOfFrames": "00280008",
 }
 
 
@@ -358,8 +377,17 @@ class PacsSource(Protocol):
         """One record per instance with what :func:`candidate_from_metadata` reads."""
         ...
 
-    def fetch_instances(self, study_uid: str, series_uid: str, sop_uids: Sequence[str], folder: Path, *, whole_series: bool = False,
-                        on_instance: Callable[[int], None] | None = None, workers: int = 1) -> None:
+    def fetch_instances(
+        self,
+        study_uid: str,
+        series_uid: str,
+        sop_uids: Sequence[str],
+        folder: Path,
+        *,
+        whole_series: bool = False,
+        on_instance: Callable[[int], None] | None = None,
+        workers: int = 1,
+    ) -> None:
         """Write each of ``sop_uids`` into ``folder`` as ``<SOPInstanceUID>.dcm`` atomically, calling ``on_instance(1)`` per file."""
         ...
 
@@ -386,12 +414,18 @@ class PacsClient:
         try:
             return fn(*args, **kwargs)
         except requests.exceptions.ConnectionError:
-            raise PacsError(f"cannot reach the PACS at {self.url} ({what}): connection refused or host unknown; check --url and that the server runs") from None
+            raise PacsError(
+                f"cannot reach the PACS at {self.url} ({what}): connection refused or host unknown; check --url and that the server runs"
+            ) from None
         except requests.exceptions.Timeout:
             raise PacsError(f"the PACS at {self.url} did not answer in time ({what}); raise --timeout or try later") from None
         except requests.exceptions.HTTPError as exc:
             code = exc.response.status_code if exc.response is not None else "?"
-            hint = {401: "it needs credentials", 403: "access is denied", 404: "no DICOMweb service at this URL (check the path, e.g. /dicom-web)"}.get(code, "see the server log")
+            hint = {
+                401: "it needs credentials",
+                403: "access is denied",
+                404: "no DICOMweb service at this URL (check the path, e.g. /dicom-web)",
+            }.get(code, "see the server log")
             raise PacsError(f"the PACS at {self.url} answered HTTP {code} to {what}: {hint}") from None
 
     def find_studies(self, patient_id: str, *, accession: str = "", study_uid: str = "", date_range: str = "") -> list[dict[str, Any]]:
@@ -418,7 +452,10 @@ class PacsClient:
         """WADO-RS retrieve of one instance, in the transfer syntax it is stored in, as Part 10 bytes."""
         ds = self._call(
             f"the retrieval of instance {sop_uid}",
-            self._client.retrieve_instance, study_uid, series_uid, sop_uid,
+            self._client.retrieve_instance,
+            study_uid,
+            series_uid,
+            sop_uid,
             media_types=(("application/dicom", "*"),),
         )
         if str(ds.get("SOPInstanceUID", "")) != sop_uid:
@@ -427,8 +464,17 @@ class PacsClient:
         ds.save_as(buffer, enforce_file_format=False)
         return buffer.getvalue()
 
-    def fetch_instances(self, study_uid: str, series_uid: str, sop_uids: Sequence[str], folder: Path, *, whole_series: bool = False,
-                        on_instance: Callable[[int], None] | None = None, workers: int = 1) -> None:
+    def fetch_instances(
+        self,
+        study_uid: str,
+        series_uid: str,
+        sop_uids: Sequence[str],
+        folder: Path,
+        *,
+        whole_series: bool = False,
+        on_instance: Callable[[int], None] | None = None,
+        workers: int = 1,
+    ) -> None:
         """WADO-RS retrieve of ``sop_uids`` into ``folder`` as ``<SOPInstanceUID>.dcm`` (each written to
         ``*.tmp`` and renamed), ``workers`` requests at a time; ``on_instance(1)`` after each file.
         ``whole_series`` changes nothing here: DICOMweb asks for each instance by its UID."""
@@ -516,8 +562,9 @@ def _date_range(date_from: str | None, date_to: str | None) -> str:
     return f"{a}-{b}" if (a or b) else ""
 
 
-def query_case_requests(client: PacsSource, patient_ids: Sequence[str], *, date_from: str | None = None,
-                        date_to: str | None = None, pairing: str = "last-two") -> list[CaseRequest]:
+def query_case_requests(
+    client: PacsSource, patient_ids: Sequence[str], *, date_from: str | None = None, date_to: str | None = None, pairing: str = "last-two"
+) -> list[CaseRequest]:
     """Turn a query (patients, date range, modality CT) into case requests.
 
     Each patient's CT studies in the range are sorted by date. ``pairing="last-two"`` makes one case
@@ -540,8 +587,16 @@ def query_case_requests(client: PacsSource, patient_ids: Sequence[str], *, date_
             case_id = re.sub(r"[^A-Za-z0-9._-]", "_", f"{pid}_{_text(current, TAG['StudyDate']) or 'nodate'}")
             if any(c.case_id == case_id for c in out):
                 case_id = f"{case_id}_{len(out)}"
-            out.append(CaseRequest(case_id, pid, ExamRequest(_text(prior, TAG["StudyInstanceUID"])),
-                                   ExamRequest(_text(current, TAG["StudyInstanceUID"])), "", f"query patient {pid}"))
+            out.append(
+                CaseRequest(
+                    case_id,
+                    pid,
+                    ExamRequest(_text(prior, TAG["StudyInstanceUID"])),
+                    ExamRequest(_text(current, TAG["StudyInstanceUID"])),
+                    "",
+                    f"query patient {pid}",
+                )
+            )
     return out
 
 
@@ -586,7 +641,9 @@ def _resolve_study(client: PacsSource, case: CaseRequest, exam_name: str, exam: 
         raise PacsError(f"case {case.case_id} ({case.source}): no {exam_name} study with {exam.describe()} for patient {case.patient_id} on the PACS")
     if len(studies) > 1:
         uids = ", ".join(_text(s, TAG["StudyInstanceUID"]) for s in studies)
-        raise PacsError(f"case {case.case_id} ({case.source}): {exam.describe()} matches {len(studies)} studies ({uids}); give {exam_name}_study_uid instead")
+        raise PacsError(
+            f"case {case.case_id} ({case.source}): {exam.describe()} matches {len(studies)} studies ({uids}); give {exam_name}_study_uid instead"
+        )
     return studies[0]
 
 
@@ -642,10 +699,26 @@ def pull(
             if chosen is None:
                 detail = "; ".join(f"{c.label()}: {reasons.get(c.series_uid, '')}" for c in candidates) or "the study holds no CT series"
                 raise PacsError(f"case {case.case_id} {exam_name} (study {study_uid}): no series matches the rule ({rule.describe()}) — {detail}")
-            n_fetched = _fetch_series(client, study_uid, chosen, final, reasons[chosen.series_uid], case, exam_name, on_exam, on_instance,
-                                      workers, accession=_text(study, TAG["AccessionNumber"]))
-            row.update(study_uid=study_uid, series_uid=chosen.series_uid, n_instances=str(chosen.n_instances),
-                       why=reasons[chosen.series_uid], action="fetched")
+            n_fetched = _fetch_series(
+                client,
+                study_uid,
+                chosen,
+                final,
+                reasons[chosen.series_uid],
+                case,
+                exam_name,
+                on_exam,
+                on_instance,
+                workers,
+                accession=_text(study, TAG["AccessionNumber"]),
+            )
+            row.update(
+                study_uid=study_uid,
+                series_uid=chosen.series_uid,
+                n_instances=str(chosen.n_instances),
+                why=reasons[chosen.series_uid],
+                action="fetched",
+            )
             result.fetched += 1
             result.instances += n_fetched
             result.rows.append(row)
@@ -668,8 +741,20 @@ def _check_same_exam(data: dict[str, Any], case: CaseRequest, exam_name: str, ex
         )
 
 
-def _fetch_series(client: PacsSource, study_uid: str, chosen: SeriesCandidate, final: Path, why: str, case: CaseRequest,
-                  exam_name: str, on_exam: Callable | None, on_instance: Callable | None, workers: int = 1, *, accession: str = "") -> int:
+def _fetch_series(
+    client: PacsSource,
+    study_uid: str,
+    chosen: SeriesCandidate,
+    final: Path,
+    why: str,
+    case: CaseRequest,
+    exam_name: str,
+    on_exam: Callable | None,
+    on_instance: Callable | None,
+    workers: int = 1,
+    *,
+    accession: str = "",
+) -> int:
     """Download the instances of ``chosen`` missing from ``<final>.partial`` and rename it to ``final``;
     returns how many instances were downloaded."""
     if final.exists():  # an incomplete final folder (e.g. deleted files): rebuild it via .partial
@@ -694,13 +779,24 @@ def _fetch_series(client: PacsSource, study_uid: str, chosen: SeriesCandidate, f
     todo = [s for s in chosen.sop_uids if not (partial / f"{s}.dcm").is_file()]
     if on_exam:
         on_exam(case.case_id, exam_name, len(todo))
-    client.fetch_instances(study_uid, chosen.series_uid, todo, partial, whole_series=len(todo) == len(chosen.sop_uids),
-                           on_instance=on_instance, workers=workers)
+    client.fetch_instances(
+        study_uid, chosen.series_uid, todo, partial, whole_series=len(todo) == len(chosen.sop_uids), on_instance=on_instance, workers=workers
+    )
     data = {
-        "case_id": case.case_id, "exam": exam_name, "patient_id": case.patient_id, "pacs": client.url,
-        "study_uid": study_uid, "accession_number": accession, "series_uid": chosen.series_uid, "series_description": chosen.description,
-        "kernel": chosen.kernel, "slice_thickness_mm": chosen.thickness_mm, "z_extent_mm": chosen.z_extent_mm,
-        "why": why, "n_instances": len(chosen.sop_uids), "sop_instance_uids": list(chosen.sop_uids),
+        "case_id": case.case_id,
+        "exam": exam_name,
+        "patient_id": case.patient_id,
+        "pacs": client.url,
+        "study_uid": study_uid,
+        "accession_number": accession,
+        "series_uid": chosen.series_uid,
+        "series_description": chosen.description,
+        "kernel": chosen.kernel,
+        "slice_thickness_mm": chosen.thickness_mm,
+        "z_extent_mm": chosen.z_extent_mm,
+        "why": why,
+        "n_instances": len(chosen.sop_uids),
+        "sop_instance_uids": list(chosen.sop_uids),
     }
     _write_atomic(manifest, json.dumps(data, indent=1).encode("utf-8"))
     os.replace(partial, final)
@@ -818,8 +914,14 @@ def store_datasets(client: PacsClient, datasets: Sequence[Any], *, retries: int 
             break
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             if attempt >= retries:
-                kind = "did not answer in time" if isinstance(exc, requests.exceptions.Timeout) else "cannot be reached (connection refused or host unknown)"
-                raise PacsUnreachable(f"the PACS at {client.url} {kind} while storing {len(uids)} instance(s), after {attempt + 1} attempt(s); check --url and that the server runs") from None
+                kind = (
+                    "did not answer in time"
+                    if isinstance(exc, requests.exceptions.Timeout)
+                    else "cannot be reached (connection refused or host unknown)"
+                )
+                raise PacsUnreachable(
+                    f"the PACS at {client.url} {kind} while storing {len(uids)} instance(s), after {attempt + 1} attempt(s); check --url and that the server runs"
+                ) from None
             time.sleep(backoff_s * (2**attempt))
             attempt += 1
         except requests.exceptions.HTTPError as exc:
@@ -832,8 +934,12 @@ def store_datasets(client: PacsClient, datasets: Sequence[Any], *, retries: int 
                 except Exception:  # noqa: BLE001 - a body that is not DICOM JSON: report the HTTP error
                     response = None
             if response is None:
-                hint = {401: "it needs credentials", 403: "access is denied", 404: "no DICOMweb service at this URL (check the path, e.g. /dicom-web)",
-                        413: "the batch is too large for the server: lower --batch-size"}.get(code, "see the server log")
+                hint = {
+                    401: "it needs credentials",
+                    403: "access is denied",
+                    404: "no DICOMweb service at this URL (check the path, e.g. /dicom-web)",
+                    413: "the batch is too large for the server: lower --batch-size",
+                }.get(code, "see the server log")
                 raise PacsError(f"the PACS at {client.url} answered HTTP {code} to a store of {len(uids)} instance(s): {hint}") from None
             break
     result: dict[str, tuple[str, str]] = {}
@@ -850,7 +956,11 @@ def store_datasets(client: PacsClient, datasets: Sequence[Any], *, retries: int 
     acknowledged = bool(result)
     for uid in uids:
         if uid not in result:
-            result[uid] = ("failed", "the PACS did not acknowledge this instance") if acknowledged else ("stored", "the PACS answered success without a per-instance list")
+            result[uid] = (
+                ("failed", "the PACS did not acknowledge this instance")
+                if acknowledged
+                else ("stored", "the PACS answered success without a per-instance list")
+            )
     return result
 
 
@@ -867,7 +977,11 @@ def scan_dicom_folder(folder: str | Path) -> tuple[list[PushItem], list[PushItem
     instances: list[PushItem] = []
     skipped: list[PushItem] = []
     seen: dict[str, Path] = {}
-    files = sorted(p for p in root.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts) and not p.name.endswith(".tmp"))
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts) and not p.name.endswith(".tmp")
+    )
     for path in files:
         try:
             ds = pydicom.dcmread(str(path), stop_before_pixels=True)
@@ -881,7 +995,9 @@ def scan_dicom_folder(folder: str | Path) -> tuple[list[PushItem], list[PushItem
         if cls == _DICOMDIR_SOP_CLASS:
             skipped.append(PushItem(path, "skipped", sop, cls, message="a DICOMDIR (a media index), not an instance"))
             continue
-        item = PushItem(path, "pending", sop, cls, str(ds.get("Modality", "")), str(ds.get("StudyInstanceUID", "")), str(ds.get("SeriesInstanceUID", "")))
+        item = PushItem(
+            path, "pending", sop, cls, str(ds.get("Modality", "")), str(ds.get("StudyInstanceUID", "")), str(ds.get("SeriesInstanceUID", ""))
+        )
         if sop in seen:
             skipped.append(PushItem(**{**item.__dict__, "status": "skipped", "message": f"same SOP Instance UID as {seen[sop]}; stored once"}))
             continue

@@ -285,8 +285,9 @@ def _vertebra_centres(classes: LabelVolume, labels: LabelVolume | None, mapping:
     return centres
 
 
-def _draw_transform(rng: np.random.Generator, source: Volume, current_grid: dict[str, Any], centres_prior: list[np.ndarray],
-                    s: RealPairSettings) -> tuple[sitk.CompositeTransform, dict[str, Any]]:
+def _draw_transform(
+    rng: np.random.Generator, source: Volume, current_grid: dict[str, Any], centres_prior: list[np.ndarray], s: RealPairSettings
+) -> tuple[sitk.CompositeTransform, dict[str, Any]]:
     centre = _points(source, (np.asarray(source.shape) - 1) / 2.0)
     angles = rng.uniform(-s.max_rotation_deg, s.max_rotation_deg, 3)
     direction = rng.normal(size=3)
@@ -322,7 +323,9 @@ def _draw_transform(rng: np.random.Generator, source: Volume, current_grid: dict
             w = np.exp(-((P - c) ** 2).sum(-1) / (2 * sig**2))
             acc += w[..., None] * d
             wsum += w
-            units.append({"centre_current_mm": [float(v) for v in c], "angles_deg": [float(math.degrees(a)) for a in ang], "shift_mm": [float(v) for v in t]})
+            units.append(
+                {"centre_current_mm": [float(v) for v in c], "angles_deg": [float(math.degrees(a)) for a in ang], "shift_mm": [float(v) for v in t]}
+            )
         # normalised blend inside the spine (weights ~ 1), fading to zero away from it
         near = np.clip(wsum, 0, 1)
         u += acc / wsum[..., None] * near[..., None]
@@ -338,11 +341,20 @@ def _draw_transform(rng: np.random.Generator, source: Volume, current_grid: dict
     disp = sitk.DisplacementFieldTransform(img)
     T = sitk.CompositeTransform([euler, disp])
     info = {
-        "rigid": {"center_mm": [float(v) for v in centre], "angles_deg": [float(a) for a in angles], "translation_mm": [float(v) for v in translation],
-                  "convention": "ITK Euler3DTransform: angles about x, y, z; x' = R (x - c) + c + t"},
-        "nonrigid": {"grid_origin_mm": [float(v) for v in lo], "grid_spacing_mm": spacing, "articulating_units": units,
-                     "smooth_amplitude_mm": s.smooth_mm, "max_displacement_mm": float(np.sqrt((u**2).sum(-1)).max()),
-                     "jacobian_range": [float(det.min()), float(det.max())]},
+        "rigid": {
+            "center_mm": [float(v) for v in centre],
+            "angles_deg": [float(a) for a in angles],
+            "translation_mm": [float(v) for v in translation],
+            "convention": "ITK Euler3DTransform: angles about x, y, z; x' = R (x - c) + c + t",
+        },
+        "nonrigid": {
+            "grid_origin_mm": [float(v) for v in lo],
+            "grid_spacing_mm": spacing,
+            "articulating_units": units,
+            "smooth_amplitude_mm": s.smooth_mm,
+            "max_displacement_mm": float(np.sqrt((u**2).sum(-1)).max()),
+            "jacobian_range": [float(det.min()), float(det.max())],
+        },
         "convention": "T maps a current-exam point to the prior-exam point (LPS mm); T = E o (Id + u)",
     }
     return T, info
@@ -351,8 +363,15 @@ def _draw_transform(rng: np.random.Generator, source: Volume, current_grid: dict
 # ----------------------------------------------------------------------------------------------
 # Lesions
 # ----------------------------------------------------------------------------------------------
-def _blob_weight(shape: tuple[int, int, int], centre_idx: np.ndarray, spacing_zyx: np.ndarray, radius_mm: float, edge_mm: float,
-                 rng: np.random.Generator, sl: tuple[slice, slice, slice]) -> np.ndarray:
+def _blob_weight(
+    shape: tuple[int, int, int],
+    centre_idx: np.ndarray,
+    spacing_zyx: np.ndarray,
+    radius_mm: float,
+    edge_mm: float,
+    rng: np.random.Generator,
+    sl: tuple[slice, slice, slice],
+) -> np.ndarray:
     zz, yy, xx = np.ogrid[sl[0], sl[1], sl[2]]
     dz = (zz - centre_idx[0]) * spacing_zyx[0]
     dy = (yy - centre_idx[1]) * spacing_zyx[1]
@@ -365,8 +384,9 @@ def _blob_weight(shape: tuple[int, int, int], centre_idx: np.ndarray, spacing_zy
     return np.clip(0.5 - sdf / edge_mm, 0.0, 1.0).astype(np.float32)
 
 
-def _paint_lesion(hu: np.ndarray, smooth: np.ndarray, weight: np.ndarray, kind: str, rng: np.random.Generator, s: RealPairSettings,
-                  spacing_zyx: np.ndarray) -> dict[str, Any]:
+def _paint_lesion(
+    hu: np.ndarray, smooth: np.ndarray, weight: np.ndarray, kind: str, rng: np.random.Generator, s: RealPairSettings, spacing_zyx: np.ndarray
+) -> dict[str, Any]:
     texture = hu - smooth  # the bone's own high-pass texture
     if kind == "lytic":
         target = rng.uniform(*s.lytic_hu)
@@ -467,8 +487,11 @@ def real_ct_pair(
     kernel = str(rng.choice(s.kernel_choices))
     extent = spacing * (np.asarray(src.size) - 1)
     margin = s.fov_margin_mm
-    cur_size = [max(8, int(np.floor((extent[0] - 2 * margin) / inplane)) + 1), max(8, int(np.floor((extent[1] - 2 * margin) / inplane)) + 1),
-                max(8, int(np.floor((extent[2] - 2 * margin) / cur_dz)) + 1)]
+    cur_size = [
+        max(8, int(np.floor((extent[0] - 2 * margin) / inplane)) + 1),
+        max(8, int(np.floor((extent[1] - 2 * margin) / inplane)) + 1),
+        max(8, int(np.floor((extent[2] - 2 * margin) / cur_dz)) + 1),
+    ]
     cur_spacing = [inplane, inplane * spacing[1] / spacing[0], cur_dz]
     # centre of the current field of view on the centre of the source, in the current frame (via E^-1 later)
     d = src.direction_matrix
@@ -508,8 +531,10 @@ def real_ct_pair(
     for i in range(n_lesions):
         loc = locs[i % len(locs)] if locs else str(rng.choice(present))
         if loc not in present:
-            raise SynthesisError(f"{source_name or 'the CT'}: no {loc.replace('_', ' ')} bone (> 0.3 mL) inside the current exam's field of view; present: {', '.join(present)}.")
-        kind = (list(lesion_types)[i % len(lesion_types)] if lesion_types else str(rng.choice(["lytic", "blastic", "mixed"], p=[0.45, 0.4, 0.15])))
+            raise SynthesisError(
+                f"{source_name or 'the CT'}: no {loc.replace('_', ' ')} bone (> 0.3 mL) inside the current exam's field of view; present: {', '.join(present)}."
+            )
+        kind = list(lesion_types)[i % len(lesion_types)] if lesion_types else str(rng.choice(["lytic", "blastic", "mixed"], p=[0.45, 0.4, 0.15]))
         if kind not in ("lytic", "blastic", "mixed"):
             raise SynthesisError(f"lesion type {kind!r} is not lytic, blastic or mixed.")
         cls_mask = fine_cls == _CLASS_VALUE[loc]
@@ -521,7 +546,7 @@ def real_ct_pair(
         # the centre must be inside bone by at least a third of the smallest radius, away from the FOV edge
         edge = np.zeros_like(ok)
         m = [max(1, int(np.ceil((rmin + 2) / v))) for v in sp_zyx]
-        edge[m[0]:-m[0], m[1]:-m[1], m[2]:-m[2]] = True
+        edge[m[0] : -m[0], m[1] : -m[1], m[2] : -m[2]] = True
         cand = np.argwhere(ok & edge & (depth >= min(rmin, 1.0)))
         if cand.size == 0:
             raise SynthesisError(f"{source_name or 'the CT'}: no room for a {loc.replace('_', ' ')} lesion.")
@@ -581,25 +606,60 @@ def real_ct_pair(
     current_vol = Volume(cur, cur_spacing_t, cur_origin_t, src.direction)
     lesions, lesion_truth = _measure(lesion_labels, current_vol, records, case_id)
     acquisition = {
-        "prior": {"grid": "source", "spacing_mm": [float(v) for v in src.spacing_mm], "size": list(src.size), "noise_added_hu": prior_noise,
-                  "slice_thickness_mm": float(spacing[2])},
-        "current": {"spacing_mm": list(cur_spacing_t), "size": cur_size, "origin_mm": list(cur_origin_t), "kernel": kernel,
-                    "slice_thickness_mm": cur_dz, "noise_hu": cur_noise},
+        "prior": {
+            "grid": "source",
+            "spacing_mm": [float(v) for v in src.spacing_mm],
+            "size": list(src.size),
+            "noise_added_hu": prior_noise,
+            "slice_thickness_mm": float(spacing[2]),
+        },
+        "current": {
+            "spacing_mm": list(cur_spacing_t),
+            "size": cur_size,
+            "origin_mm": list(cur_origin_t),
+            "kernel": kernel,
+            "slice_thickness_mm": cur_dz,
+            "noise_hu": cur_noise,
+        },
     }
-    request = {"case_id": case_id, "seed": int(seed), "source": source_name, "labels": labels is not None, "n_lesions": int(n_lesions),
-               "lesion_locations": list(lesion_locations) if lesion_locations else None, "lesion_types": list(lesion_types) if lesion_types else None,
-               "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in s.__dict__.items()}}
+    request = {
+        "case_id": case_id,
+        "seed": int(seed),
+        "source": source_name,
+        "labels": labels is not None,
+        "n_lesions": int(n_lesions),
+        "lesion_locations": list(lesion_locations) if lesion_locations else None,
+        "lesion_types": list(lesion_types) if lesion_types else None,
+        "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in s.__dict__.items()},
+    }
     params = {
-        "generator": GENERATOR, "version": GENERATOR_VERSION, "case_id": case_id, "request": request,
-        "transform": tinfo, "acquisition": acquisition, "lesions": lesion_truth, "benign_findings": [],
+        "generator": GENERATOR,
+        "version": GENERATOR_VERSION,
+        "case_id": case_id,
+        "request": request,
+        "transform": tinfo,
+        "acquisition": acquisition,
+        "lesions": lesion_truth,
+        "benign_findings": [],
         "bone_classes": {"values": dict(_CLASS_VALUE), "from": "labels" if labels is not None else "ct"},
         "limits": "The source CT's own noise is shared by both exams; independent noise is added to each.",
     }
 
     def vol(arr: np.ndarray, like: Volume, exam: str, acq: dict[str, Any]) -> Volume:
-        return Volume(arr, like.spacing_mm, like.origin_mm, like.direction, metadata={
-            "modality": "CT", "exam": exam, "case_id": case_id, "slice_thickness_mm": acq["slice_thickness_mm"], "dicom": dict(headers[exam]),
-            "synthetic": {"generator": GENERATOR, "version": GENERATOR_VERSION, "request": request, "acquisition": acq}})
+        return Volume(
+            arr,
+            like.spacing_mm,
+            like.origin_mm,
+            like.direction,
+            metadata={
+                "modality": "CT",
+                "exam": exam,
+                "case_id": case_id,
+                "slice_thickness_mm": acq["slice_thickness_mm"],
+                "dicom": dict(headers[exam]),
+                "synthetic": {"generator": GENERATOR, "version": GENERATOR_VERSION, "request": request, "acquisition": acq},
+            },
+        )
 
     prior_vol = vol(prior, src, "prior", acquisition["prior"])
     current_vol = vol(cur, current_vol, "current", acquisition["current"])
@@ -625,10 +685,12 @@ def _headers(case_id: str, rng: np.random.Generator) -> dict[str, dict[str, Any]
     out = {}
     for exam, date in (("prior", start), ("current", later)):
         out[exam] = {
-            "PatientID": case_id, "PatientName": f"RealCT^{case_id}",
+            "PatientID": case_id,
+            "PatientName": f"RealCT^{case_id}",
             "StudyInstanceUID": generate_uid(entropy_srcs=[GENERATOR, case_id, token, exam, "study"]),
             "FrameOfReferenceUID": generate_uid(entropy_srcs=[GENERATOR, case_id, token, exam, "frame"]),
-            "StudyDate": date.strftime("%Y%m%d"), "StudyDescription": "CT from a real exam with simulated follow-up (tsct)",
+            "StudyDate": date.strftime("%Y%m%d"),
+            "StudyDescription": "CT from a real exam with simulated follow-up (tsct)",
             "Manufacturer": "TSCT real-CT pair generator",
         }
     return out
@@ -647,12 +709,27 @@ def _measure(labels: np.ndarray, grid: Volume, records: list[dict[str, Any]], ca
         centroid = pts.mean(0)
         radius = float(np.linalg.norm(pts - centroid, axis=1).max()) + half_diag
         rec = dict(rec)
-        rec.update({"lesion_id": f"{case_id}-L{k}", "center_mm": [float(v) for v in centroid], "radius_mm": round(radius, 3),
-                    "n_voxels": int(len(idx)), "volume_mm3": float(len(idx) * voxel),
-                    "equivalent_diameter_mm": float(2 * (3 * len(idx) * voxel / (4 * math.pi)) ** (1 / 3))})
+        rec.update(
+            {
+                "lesion_id": f"{case_id}-L{k}",
+                "center_mm": [float(v) for v in centroid],
+                "radius_mm": round(radius, 3),
+                "n_voxels": int(len(idx)),
+                "volume_mm3": float(len(idx) * voxel),
+                "equivalent_diameter_mm": float(2 * (3 * len(idx) * voxel / (4 * math.pi)) ** (1 / 3)),
+            }
+        )
         out.append(rec)
-        lesions.append(Lesion(lesion_id=rec["lesion_id"], center_mm=tuple(rec["center_mm"]), lesion_type=LesionType(rec["lesion_type"]),
-                              location=LesionLocation(rec["location"]), radius_mm=rec["radius_mm"], label_value=k))
+        lesions.append(
+            Lesion(
+                lesion_id=rec["lesion_id"],
+                center_mm=tuple(rec["center_mm"]),
+                lesion_type=LesionType(rec["lesion_type"]),
+                location=LesionLocation(rec["location"]),
+                radius_mm=rec["radius_mm"],
+                label_value=k,
+            )
+        )
     return lesions, out
 
 
@@ -727,8 +804,17 @@ def real_ct_case_set(
         pair = None
         for attempt in range(4):
             try:
-                pair = real_ct_pair(vol, case_id, case_seeds[i] + 7919 * attempt, labels=lv, n_lesions=n_les, lesion_locations=locs,
-                                    settings=settings, source_name=src.name, classes=cls)
+                pair = real_ct_pair(
+                    vol,
+                    case_id,
+                    case_seeds[i] + 7919 * attempt,
+                    labels=lv,
+                    n_lesions=n_les,
+                    lesion_locations=locs,
+                    settings=settings,
+                    source_name=src.name,
+                    classes=cls,
+                )
                 if n_les and not pair.lesions:
                     continue
                 break
@@ -750,11 +836,13 @@ def real_ct_case_set(
         f"sources={[str(p) for p, _, _, _ in loaded]} seed={seed} n_cases={n_cases} abnormal_fraction={abnormal_fraction}\n"
         "Prior = the source CT (+ noise); current = the source moved (rigid + per-vertebra articulation + smooth field),\n"
         "re-acquired (kernel, slice thickness, spacing, noise), with new lesions inserted into bone.\n"
-        "Truth: lesions.nii.gz, true_transform.h5 (current -> prior), params.json. Cite the source CT's licence.\n\n"
-        + "\n".join(lines) + "\n",
+        "Truth: lesions.nii.gz, true_transform.h5 (current -> prior), params.json. Cite the source CT's licence.\n\n" + "\n".join(lines) + "\n",
         encoding="utf-8",
     )
-    (out_dir / "sources.json").write_text(json.dumps({"sources": [str(p) for p, _, _, _ in loaded], "labels": [None if x is None else str(x) for x in label_paths]}, indent=1), encoding="utf-8")
+    (out_dir / "sources.json").write_text(
+        json.dumps({"sources": [str(p) for p, _, _, _ in loaded], "labels": [None if x is None else str(x) for x in label_paths]}, indent=1),
+        encoding="utf-8",
+    )
     return path
 
 

@@ -423,7 +423,8 @@ def synthesize_pair(
         "header": header,
     }
     params["landmarks_current_mm"] = {
-        name: [float(v) for v in x] for name, x in ((n, _inverse_point(transform, np.asarray(p))) for n, p in params["landmarks_prior_mm"].items())
+        name: [float(v) for v in x]
+        for name, x in ((n, _inverse_point(transform, np.asarray(p))) for n, p in params["landmarks_prior_mm"].items())
         if _inside(current_grid, x)
     }
     params = _jsonable(params)
@@ -513,7 +514,9 @@ def _validate_request(req: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------------------------
 # Geometry
 # ----------------------------------------------------------------------------------------------
-def _prior_acquisition(preset: SizePreset, anatomy: Anatomy, include_pelvis: bool, rng: np.random.Generator, noise_sigma_hu: float | None) -> dict[str, Any]:
+def _prior_acquisition(
+    preset: SizePreset, anatomy: Anatomy, include_pelvis: bool, rng: np.random.Generator, noise_sigma_hu: float | None
+) -> dict[str, Any]:
     size = np.asarray(preset.size_xyz)
     sp = np.asarray(preset.spacing_mm, dtype=float)
     extent = (size - 1) * sp
@@ -542,8 +545,9 @@ def _prior_acquisition(preset: SizePreset, anatomy: Anatomy, include_pelvis: boo
     }
 
 
-def _current_acquisition(preset: SizePreset, prior: dict[str, Any], euler: sitk.Euler3DTransform, vary: bool,
-                         rng: np.random.Generator, noise_sigma_hu: float | None) -> dict[str, Any]:
+def _current_acquisition(
+    preset: SizePreset, prior: dict[str, Any], euler: sitk.Euler3DTransform, vary: bool, rng: np.random.Generator, noise_sigma_hu: float | None
+) -> dict[str, Any]:
     size = np.asarray(preset.size_xyz)
     sp = np.asarray(preset.spacing_mm, dtype=float)
     kernel = "standard"
@@ -609,8 +613,9 @@ def _euler(rigid: dict[str, Any]) -> sitk.Euler3DTransform:
     return e
 
 
-def _draw_displacement(rng: np.random.Generator, anatomy: Anatomy, current: Grid, euler: sitk.Euler3DTransform,
-                       spacing_mm: float = 8.0, margin_mm: float = 30.0) -> tuple[dict[str, Any], dict[str, Any]]:
+def _draw_displacement(
+    rng: np.random.Generator, anatomy: Anatomy, current: Grid, euler: sitk.Euler3DTransform, spacing_mm: float = 8.0, margin_mm: float = 30.0
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Smooth displacement u on a coarse grid over the current exam (+ margin), in current coordinates.
 
     A beam-like bending about the spine (a change of lordosis/kyphosis and of lateral curvature:
@@ -723,8 +728,9 @@ def _anatomy_grid(anatomy: Anatomy, prior: Grid, current: Grid, transform: sitk.
 # ----------------------------------------------------------------------------------------------
 # Benign findings and lesions (in the anatomy frame)
 # ----------------------------------------------------------------------------------------------
-def _part_depth(rendered: RenderedAnatomy, part_id: int, visible: tuple[slice, slice, slice] | None, cache: dict,
-                pad_vox: int = 2) -> tuple[tuple[slice, slice, slice], np.ndarray] | None:
+def _part_depth(
+    rendered: RenderedAnatomy, part_id: int, visible: tuple[slice, slice, slice] | None, cache: dict, pad_vox: int = 2
+) -> tuple[tuple[slice, slice, slice], np.ndarray] | None:
     """Depth (mm) inside one bone part, on the part's bounding box within the region both exams
     see: the distance to the nearest voxel that is not bone of this part (or out of view)."""
     if part_id in cache:
@@ -778,7 +784,9 @@ def _candidates(depth: np.ndarray, sl, grid: Grid, lo_mm: float, hi_mm: float, r
     return [np.asarray(grid.origin_mm) + zyx_i[::-1] * np.asarray(grid.spacing_mm) for zyx_i in zyx]
 
 
-def _place_bone_islands(rendered: RenderedAnatomy, rng: np.random.Generator, benign: bool, prior: Grid, current: Grid, transform) -> list[dict[str, Any]]:
+def _place_bone_islands(
+    rendered: RenderedAnatomy, rng: np.random.Generator, benign: bool, prior: Grid, current: Grid, transform
+) -> list[dict[str, Any]]:
     if not benign:
         return []
     anatomy = rendered.anatomy
@@ -840,8 +848,9 @@ def _paint_bone_islands(rendered: RenderedAnatomy, islands: list[dict[str, Any]]
         np.copyto(rendered.tissue[sl], np.uint8(Tissue.CORTICAL_BONE), where=alpha >= 0.5)
 
 
-def _plan_lesions(rng: np.random.Generator, n: int, request: dict[str, Any], rendered: RenderedAnatomy,
-                  visible: tuple[slice, slice, slice] | None) -> list[dict[str, Any]]:
+def _plan_lesions(
+    rng: np.random.Generator, n: int, request: dict[str, Any], rendered: RenderedAnatomy, visible: tuple[slice, slice, slice] | None
+) -> list[dict[str, Any]]:
     """Types and location classes of the new lesions (locations limited to those in view)."""
     types = list(request["lesion_types"] or [])
     locs = list(request["lesion_locations"] or [])
@@ -852,9 +861,7 @@ def _plan_lesions(rng: np.random.Generator, n: int, request: dict[str, Any], ren
             available.add(q.location.location)
     for loc in locs:
         if loc not in available:
-            raise SynthesisError(
-                f"No {loc} bone in this case's field of view; choose another location or set include_pelvis=True for 'pelvis'."
-            )
+            raise SynthesisError(f"No {loc} bone in this case's field of view; choose another location or set include_pelvis=True for 'pelvis'.")
     plan = []
     for i in range(n):
         t = types[i] if i < len(types) else str(rng.choice(list(TYPE_WEIGHTS), p=np.array(list(TYPE_WEIGHTS.values()))))
@@ -875,7 +882,7 @@ def _blob_sdf(z, y, x, c: np.ndarray, r: float, shape: dict[str, Any]) -> np.nda
     inv = 1.0 / np.maximum(rho, np.float32(1e-3))
     nx, ny, nz = dx * inv, dy * inv, dz * inv
     Q = shape["Q"]
-    g = (Q[0][0] * nx * nx + Q[1][1] * ny * ny + Q[2][2] * nz * nz + 2 * (Q[0][1] * nx * ny + Q[0][2] * nx * nz + Q[1][2] * ny * nz))
+    g = Q[0][0] * nx * nx + Q[1][1] * ny * ny + Q[2][2] * nz * nz + 2 * (Q[0][1] * nx * ny + Q[0][2] * nx * nz + Q[1][2] * ny * nz)
     for a, m in zip(shape["lobe_weights"], shape["lobe_dirs"]):
         g = g + np.float32(a) * (nx * m[0] + ny * m[1] + nz * m[2]) ** 3
     g *= np.float32(shape["norm"])
@@ -897,8 +904,15 @@ def _random_blob_shape(rng: np.random.Generator) -> dict[str, Any]:
     return {"Q": Q.tolist(), "lobe_dirs": dirs.tolist(), "lobe_weights": weights.tolist(), "norm": float(norm)}
 
 
-def _place_lesions(rendered: RenderedAnatomy, plan: list[dict[str, Any]], rng: np.random.Generator, prior: Grid, current: Grid,
-                   transform, current_acq: dict[str, Any]) -> tuple[list[tuple[tuple[slice, slice, slice], np.ndarray]], np.ndarray, list[dict[str, Any]]]:
+def _place_lesions(
+    rendered: RenderedAnatomy,
+    plan: list[dict[str, Any]],
+    rng: np.random.Generator,
+    prior: Grid,
+    current: Grid,
+    transform,
+    current_acq: dict[str, Any],
+) -> tuple[list[tuple[tuple[slice, slice, slice], np.ndarray]], np.ndarray, list[dict[str, Any]]]:
     """Choose lesion sites and paint them as HU changes in the anatomy frame.
 
     Returns the HU changes (a list of (box, delta) pairs), the lesion label map in the anatomy
@@ -1072,8 +1086,16 @@ def _sample_prior(rendered: RenderedAnatomy, prior: Grid, acq: dict[str, Any]) -
     return hu.astype(np.float32, copy=False), bone, tissue, blurred
 
 
-def _sample_current(rendered: RenderedAnatomy, prior_blurred: np.ndarray, deltas, lesion_map: np.ndarray, current: Grid, acq: dict[str, Any],
-                    prior_acq: dict[str, Any], transform: sitk.Transform) -> tuple[np.ndarray, np.ndarray]:
+def _sample_current(
+    rendered: RenderedAnatomy,
+    prior_blurred: np.ndarray,
+    deltas,
+    lesion_map: np.ndarray,
+    current: Grid,
+    acq: dict[str, Any],
+    prior_acq: dict[str, Any],
+    transform: sitk.Transform,
+) -> tuple[np.ndarray, np.ndarray]:
     """The noise-free current exam, and its label codes (bone class | lesion << 4).
 
     The scanner blur is linear, so blur(anatomy + lesions) = blur(anatomy) + blur(lesions):
@@ -1208,7 +1230,12 @@ def _volume(hu: np.ndarray, grid: Grid, exam: str, acq: dict[str, Any], header: 
             "case_id": case_id,
             "slice_thickness_mm": acq["slice_thickness_mm"],
             "dicom": dict(header[exam]),
-            "synthetic": {"generator": GENERATOR, "version": GENERATOR_VERSION, "request": params["request"], "acquisition": params["acquisition"][exam]},
+            "synthetic": {
+                "generator": GENERATOR,
+                "version": GENERATOR_VERSION,
+                "request": params["request"],
+                "acquisition": params["acquisition"][exam],
+            },
         },
     )
 

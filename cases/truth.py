@@ -147,7 +147,9 @@ class HitRule:
 
     def __post_init__(self) -> None:
         if self.kind not in ("extent", "radius"):
-            raise ValueError(f"Unknown hit rule {self.kind!r}; use 'extent' (inside the lesion, plus a margin) or 'radius' (within a distance of the centre).")
+            raise ValueError(
+                f"Unknown hit rule {self.kind!r}; use 'extent' (inside the lesion, plus a margin) or 'radius' (within a distance of the centre)."
+            )
         if self.kind == "radius" and (self.radius_mm is None or not math.isfinite(self.radius_mm) or self.radius_mm <= 0):
             raise ValueError(f"The radius hit rule needs a positive acceptance radius in mm, got {self.radius_mm!r}.")
         if not (math.isfinite(self.margin_mm) and self.margin_mm >= 0):

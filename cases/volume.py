@@ -187,9 +187,7 @@ class Volume:
         interpolator = sitk.sitkNearestNeighbor if isinstance(self, LabelVolume) else sitk.sitkLinear
         if default_value is None:
             default_value = 0.0 if isinstance(self, LabelVolume) else float(np.min(self.array))
-        out = sitk.Resample(
-            self.to_sitk(), reference.to_sitk(), sitk.Transform(), interpolator, default_value
-        )
+        out = sitk.Resample(self.to_sitk(), reference.to_sitk(), sitk.Transform(), interpolator, default_value)
         return type(self).from_sitk(out, metadata=self.metadata)
 
     def __repr__(self) -> str:
@@ -209,8 +207,7 @@ class LabelVolume(Volume):
         super().__post_init__()
         if not (np.issubdtype(self.array.dtype, np.integer) or self.array.dtype == bool):
             raise ValueError(
-                f"A label volume holds integers or booleans, got dtype {self.array.dtype}. "
-                "Round and cast it first, e.g. array.astype(np.uint8)."
+                f"A label volume holds integers or booleans, got dtype {self.array.dtype}. Round and cast it first, e.g. array.astype(np.uint8)."
             )
         if self.array.dtype == bool:
             self.array = self.array.astype(np.uint8)

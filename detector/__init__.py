@@ -57,18 +57,14 @@ See docs/detector.md for parameters, measurements, output layout and JSON keys.
 
 from ._errors import DetectorInputError
 from .bone import bone_mask
+from .candidates import Candidate, CandidateSet, find_candidates, matched_filter_score
+from .detection_eval import DetectorEvaluation, EvaluationSettings, evaluate_detectors
 from .evaluation import RegistrationMeasurement, measure_registration
 from .outputs import CaseOutputs, CaseOutputsError, read_case_outputs, write_case_outputs
+from .overlay import OverlayStyle, render_overlay, write_overlay_dicom
 from .pipeline import BatchResult, PairResult, run_case_list, run_pair
 from .qc import QCReport
 from .registration import IterationInfo, RegistrationConfig, RegistrationResult, register
-from .subtraction import SubtractionImages, temporal_subtraction
-from .candidates import Candidate, CandidateSet, find_candidates, matched_filter_score
-from .detection_eval import DetectorEvaluation, EvaluationSettings, evaluate_detectors
-from .overlay import OverlayStyle, render_overlay, write_overlay_dicom
-from .train import TrainingConfig, prepare_training_pairs, train_zscore_model
-from .zscore import DomainCheck, ModelBundleError, OutOfDomainWarning, ZMap, ZScoreModel, analytic_sigma, compute_zmap, load_zscore_model
-from .zscore_outputs import ZScoreOutputs, ZScoreSettings, zscore_stage
 from .single_exam import (
     SingleExamModel,
     SingleExamTrainingConfig,
@@ -78,6 +74,10 @@ from .single_exam import (
     single_exam_roi,
     train_single_exam_model,
 )
+from .subtraction import SubtractionImages, temporal_subtraction
+from .train import TrainingConfig, prepare_training_pairs, train_zscore_model
+from .zscore import DomainCheck, ModelBundleError, OutOfDomainWarning, ZMap, ZScoreModel, analytic_sigma, compute_zmap, load_zscore_model
+from .zscore_outputs import ZScoreOutputs, ZScoreSettings, zscore_stage
 
 __all__ = [
     "BatchResult",

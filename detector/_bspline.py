@@ -375,7 +375,7 @@ def fit_bspline(
             cost = float(result.fun)
             message = f"L-BFGS-B at level {level_index} ({level.control_spacing_mm:g} mm grid): {result.message if isinstance(result.message, str) else result.message.decode()}"
             previous = bspline
-            del chunks
+            chunks = []  # the level's samples are freed (the objective that reads them is done)
     finally:
         if pool is not None:
             pool.shutdown()

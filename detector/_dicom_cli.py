@@ -72,7 +72,10 @@ def export_dicom_batch(
         done += 1
         for note in result.notes:
             console.print(f"[yellow]{case.case_id}:[/] {note}", highlight=False)
-    console.print(f"DICOM objects of {done} case(s) in {out}" + (f"; not finished (no qc.json), skipped: {', '.join(skipped)}" if skipped else ""), highlight=False)
+    console.print(
+        f"DICOM objects of {done} case(s) in {out}" + (f"; not finished (no qc.json), skipped: {', '.join(skipped)}" if skipped else ""),
+        highlight=False,
+    )
     if failed:
         _fail(f"{len(failed)} case(s) failed: " + "; ".join(f"{k}: {v}" for k, v in failed.items()), code=1)
 

@@ -11,9 +11,11 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from cases import Grid as _CasesGrid
-from cases import LabelVolume, Volume
-from cases.bone import BODY_THRESHOLD_HU, block_factors, label_like, mask_bounding_box  # one definition each
-
+from cases import LabelVolume as LabelVolume  # re-exported for the detector's modules
+from cases import Volume
+from cases.bone import BODY_THRESHOLD_HU, block_factors  # one definition each
+from cases.bone import label_like as label_like  # re-exported for the detector's modules
+from cases.bone import mask_bounding_box as mask_bounding_box  # re-exported for the detector's modules
 
 #: The detector's voxel grid is the platform's one grid type (:class:`cases.Grid`).
 Grid = _CasesGrid
@@ -67,6 +69,3 @@ def crop(volume: Volume, box: tuple[slice, slice, slice]) -> Volume:
     start_xyz = (box[2].start, box[1].start, box[0].start)
     origin = tuple(float(v) for v in volume.index_to_point_mm(start_xyz))
     return type(volume)(volume.array[box], volume.spacing_mm, origin, volume.direction, dict(volume.metadata))
-
-
-

@@ -87,11 +87,19 @@ class BlindSpotNet(nn.Module):
     """
 
     def __init__(
-        self, channels: int = 8, n_layers: int = 5, blind_radius_vox: int = 2, n_conditions: int = 3, head_channels: int = 32, init_sigma_hu: float = 60.0
+        self,
+        channels: int = 8,
+        n_layers: int = 5,
+        blind_radius_vox: int = 2,
+        n_conditions: int = 3,
+        head_channels: int = 32,
+        init_sigma_hu: float = 60.0,
     ) -> None:
         super().__init__()
         if n_layers < 1 or blind_radius_vox < 0 or channels < 1:
-            raise ValueError(f"BlindSpotNet: n_layers ({n_layers}) and channels ({channels}) must be >= 1 and blind_radius_vox ({blind_radius_vox}) >= 0")
+            raise ValueError(
+                f"BlindSpotNet: n_layers ({n_layers}) and channels ({channels}) must be >= 1 and blind_radius_vox ({blind_radius_vox}) >= 0"
+            )
         self.channels = int(channels)
         self.n_layers = int(n_layers)
         self.blind_radius_vox = int(blind_radius_vox)

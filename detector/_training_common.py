@@ -23,8 +23,22 @@ from ._errors import DetectorInputError
 from .working_grid import WORKING_SPACING_MM
 
 __all__ = [
-    "beta_nll", "hardware_info", "value_range", "write_training_figures", "record_bundle_evaluation", "TrainingSettings",
-    "TrainingResult", "validation_figures", "fit", "save_cache", "load_cache", "write_bundle", "start_run", "split_by_case", "loss_mask", "validate_on",
+    "beta_nll",
+    "hardware_info",
+    "value_range",
+    "write_training_figures",
+    "record_bundle_evaluation",
+    "TrainingSettings",
+    "TrainingResult",
+    "validation_figures",
+    "fit",
+    "save_cache",
+    "load_cache",
+    "write_bundle",
+    "start_run",
+    "split_by_case",
+    "loss_mask",
+    "validate_on",
 ]
 
 
@@ -118,7 +132,9 @@ class TrainingResult:
             if v
             else "no validation data"
         )
-        return f"{self.iterations} iterations in {self.elapsed_s / 60:.1f} min; {val}. Weights: {self.weights_path}; model card: {self.model_card_path}"
+        return (
+            f"{self.iterations} iterations in {self.elapsed_s / 60:.1f} min; {val}. Weights: {self.weights_path}; model card: {self.model_card_path}"
+        )
 
 
 def validation_figures(z: np.ndarray, sigma: np.ndarray, residual: np.ndarray) -> dict[str, Any]:
@@ -132,7 +148,13 @@ def validation_figures(z: np.ndarray, sigma: np.ndarray, residual: np.ndarray) -
     for lo, hi in zip(edges[:-1], edges[1:]):
         sel = (sigma >= lo) & (sigma <= hi)
         if sel.any():
-            bins.append({"sigma_mean_hu": float(sigma[sel].mean()), "rmse_hu": float(np.sqrt(np.mean(residual[sel].astype(np.float64) ** 2))), "n": int(sel.sum())})
+            bins.append(
+                {
+                    "sigma_mean_hu": float(sigma[sel].mean()),
+                    "rmse_hu": float(np.sqrt(np.mean(residual[sel].astype(np.float64) ** 2))),
+                    "n": int(sel.sum()),
+                }
+            )
     return {
         "nll": nll,
         "frac_abs_z_gt3": float(np.mean(np.abs(z) > 3)),
@@ -185,7 +207,9 @@ def fit(
     if resume and ckpt_path.is_file():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         if any(state.get("config", {}).get(k) != getattr(cfg, k) for k in resume_keys):
-            raise DetectorInputError(f"{ckpt_path}: the checkpoint was made with other settings ({state.get('config')}); remove it or train with those settings.")
+            raise DetectorInputError(
+                f"{ckpt_path}: the checkpoint was made with other settings ({state.get('config')}); remove it or train with those settings."
+            )
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -200,7 +224,14 @@ def fit(
     if progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        bar = Progress(TextColumn(f"[bold]{progress_label}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
+        bar = Progress(
+            TextColumn(f"[bold]{progress_label}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
         bar.start()
         task = bar.add_task("train", total=cfg.iterations, completed=start_it, info="")
     last_val: dict[int, dict[str, Any]] = {}
@@ -212,9 +243,15 @@ def fit(
         history["validation"].append({"iteration": it, **{k: v for k, v in val.items() if k not in ("calibration_bins", "z_histogram")}})
         torch.save(
             {
-                "model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "history": history,
-                "iteration": it, "elapsed_s": elapsed_before + time.perf_counter() - t0, "config": cfg.to_dict(),
-                "sampler_rng": sampler_rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                "model": net.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "history": history,
+                "iteration": it,
+                "elapsed_s": elapsed_before + time.perf_counter() - t0,
+                "config": cfg.to_dict(),
+                "sampler_rng": sampler_rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
             },
             ckpt_path,
         )
@@ -292,7 +329,13 @@ def hardware_info(device) -> dict[str, Any]:  # type: ignore[no-untyped-def]
                 break
     except OSError:
         pass
-    info: dict[str, Any] = {"device": str(device), "cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform()}
+    info: dict[str, Any] = {
+        "device": str(device),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+    }
     if getattr(device, "type", str(device)) == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info

@@ -55,8 +55,19 @@ Polarity = Literal["blastic", "lytic"]
 
 #: Columns of ``candidates.csv`` (and of :meth:`CandidateSet.to_frame`).
 CANDIDATE_COLUMNS: tuple[str, ...] = (
-    "candidate_id", "polarity", "center_x_mm", "center_y_mm", "center_z_mm", "peak_x_mm", "peak_y_mm", "peak_z_mm",
-    "volume_mm3", "n_voxels", "peak_abs_score", "mean_score", "mean_change_hu",
+    "candidate_id",
+    "polarity",
+    "center_x_mm",
+    "center_y_mm",
+    "center_z_mm",
+    "peak_x_mm",
+    "peak_y_mm",
+    "peak_z_mm",
+    "volume_mm3",
+    "n_voxels",
+    "peak_abs_score",
+    "mean_score",
+    "mean_change_hu",
 )
 
 _STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
@@ -92,11 +103,19 @@ class Candidate:
     def to_row(self) -> dict[str, Any]:
         """Flat dictionary with the :data:`CANDIDATE_COLUMNS`."""
         return {
-            "candidate_id": self.candidate_id, "polarity": self.polarity,
-            "center_x_mm": self.center_mm[0], "center_y_mm": self.center_mm[1], "center_z_mm": self.center_mm[2],
-            "peak_x_mm": self.peak_mm[0], "peak_y_mm": self.peak_mm[1], "peak_z_mm": self.peak_mm[2],
-            "volume_mm3": self.volume_mm3, "n_voxels": self.n_voxels, "peak_abs_score": self.peak_abs_score,
-            "mean_score": self.mean_score, "mean_change_hu": self.mean_change_hu,
+            "candidate_id": self.candidate_id,
+            "polarity": self.polarity,
+            "center_x_mm": self.center_mm[0],
+            "center_y_mm": self.center_mm[1],
+            "center_z_mm": self.center_mm[2],
+            "peak_x_mm": self.peak_mm[0],
+            "peak_y_mm": self.peak_mm[1],
+            "peak_z_mm": self.peak_mm[2],
+            "volume_mm3": self.volume_mm3,
+            "n_voxels": self.n_voxels,
+            "peak_abs_score": self.peak_abs_score,
+            "mean_score": self.mean_score,
+            "mean_change_hu": self.mean_change_hu,
         }
 
 
@@ -130,7 +149,9 @@ class CandidateSet:
         thr = f"|{p.get('score', 'score')}| >= {p.get('threshold')}"
         if p.get("low_threshold") is not None:
             thr += f" (grown to >= {p['low_threshold']})"
-        lines = [f"{who}{len(self)} candidate(s) ({len(self.by_polarity('blastic'))} blastic, {len(self.by_polarity('lytic'))} lytic); {thr}, >= {p.get('min_volume_mm3')} mm³"]
+        lines = [
+            f"{who}{len(self)} candidate(s) ({len(self.by_polarity('blastic'))} blastic, {len(self.by_polarity('lytic'))} lytic); {thr}, >= {p.get('min_volume_mm3')} mm³"
+        ]
         for c in self.candidates[:20]:
             dhu = f", mean change {c.mean_change_hu:+.0f} HU" if c.mean_change_hu is not None else ""
             lines.append(
@@ -179,9 +200,15 @@ class CandidateSet:
             data = json.loads(path.read_text(encoding="utf-8"))
             cands = tuple(
                 Candidate(
-                    candidate_id=int(c["candidate_id"]), polarity=c["polarity"], center_mm=tuple(c["center_mm"]), peak_mm=tuple(c["peak_mm"]),
-                    volume_mm3=float(c["volume_mm3"]), n_voxels=int(c["n_voxels"]), peak_abs_score=float(c["peak_abs_score"]),
-                    mean_score=float(c["mean_score"]), mean_change_hu=None if c.get("mean_change_hu") is None else float(c["mean_change_hu"]),
+                    candidate_id=int(c["candidate_id"]),
+                    polarity=c["polarity"],
+                    center_mm=tuple(c["center_mm"]),
+                    peak_mm=tuple(c["peak_mm"]),
+                    volume_mm3=float(c["volume_mm3"]),
+                    n_voxels=int(c["n_voxels"]),
+                    peak_abs_score=float(c["peak_abs_score"]),
+                    mean_score=float(c["mean_score"]),
+                    mean_change_hu=None if c.get("mean_change_hu") is None else float(c["mean_change_hu"]),
                 )
                 for c in data["candidates"]
             )
@@ -200,7 +227,6 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-
 def _roi_mask(roi: Any, score: Volume) -> np.ndarray:
     """The ROI as a boolean array on ``score``'s grid (a LabelVolume/Volume, an array, or None = everywhere)."""
     if isinstance(roi, Volume):
@@ -213,6 +239,7 @@ def _roi_mask(roi: Any, score: Volume) -> np.ndarray:
             raise DetectorInputError(f"The ROI array has shape {inside.shape}, the score map {score.shape}.")
         return inside
     return np.ones(score.shape, dtype=bool)
+
 
 def find_candidates(
     score: Volume,
@@ -331,13 +358,21 @@ def find_candidates(
         found = regions_of("blastic", 1.0) + lytic.result()
     found.sort(key=lambda c: -c["peak_abs_score"])
     candidates = tuple(Candidate(candidate_id=i + 1, **c) for i, c in enumerate(found))
-    params = {"score": score_name, "threshold": float(threshold), "low_threshold": None if low_threshold is None else float(low), "min_volume_mm3": float(min_volume_mm3), "connectivity": 26,
-              "split_mm": None if not split_mm else float(split_mm), "split_dip": float(split_dip) if split_mm else None}
+    params = {
+        "score": score_name,
+        "threshold": float(threshold),
+        "low_threshold": None if low_threshold is None else float(low),
+        "min_volume_mm3": float(min_volume_mm3),
+        "connectivity": 26,
+        "split_mm": None if not split_mm else float(split_mm),
+        "split_dip": float(split_dip) if split_mm else None,
+    }
     return CandidateSet(candidates, params, case_id)
 
 
-def _split_region(signed: np.ndarray, region: np.ndarray, threshold: float, radius_mm: float, dip: float,
-                  spacing_mm: tuple[float, ...]) -> list[np.ndarray]:
+def _split_region(
+    signed: np.ndarray, region: np.ndarray, threshold: float, radius_mm: float, dip: float, spacing_mm: tuple[float, ...]
+) -> list[np.ndarray]:
     """Divide one candidate region among its peaks (watershed), merging parts without a real dip.
 
     ``signed`` is the polarity-signed score on the region's bounding box, ``region`` its mask.
@@ -347,7 +382,7 @@ def _split_region(signed: np.ndarray, region: np.ndarray, threshold: float, radi
 
     vals = np.where(region, signed, -np.inf).astype(np.float32)
     r = [max(1, int(round(radius_mm / float(sp)))) for sp in reversed(spacing_mm)]
-    zz, yy, xx = np.ogrid[-r[0]:r[0] + 1, -r[1]:r[1] + 1, -r[2]:r[2] + 1]
+    zz, yy, xx = np.ogrid[-r[0] : r[0] + 1, -r[1] : r[1] + 1, -r[2] : r[2] + 1]
     ball = (zz / max(r[0], 1e-3)) ** 2 + (yy / max(r[1], 1e-3)) ** 2 + (xx / max(r[2], 1e-3)) ** 2 <= 1.0
     local_max = (vals == ndi.maximum_filter(vals, footprint=ball, mode="constant", cval=-np.inf)) & region & (signed >= threshold)
     peaks, n = ndi.label(local_max, structure=_STRUCTURE_26)  # plateaus count once

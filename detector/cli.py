@@ -62,7 +62,16 @@ def _print_qc(qc, where: str = "") -> None:  # type: ignore[no-untyped-def]
         console.print("[bold red]Do not read this subtraction: registration QC failed.[/]")
 
 
-def _zscore_settings(model: str, force_model: bool, device: str, threshold: Optional[float] = None, low_threshold: Optional[float] = None, min_volume: float = 20.0, palette: str = "green-orange", recalibrate: bool = True):  # type: ignore[no-untyped-def]
+def _zscore_settings(
+    model: str,
+    force_model: bool,
+    device: str,
+    threshold: Optional[float] = None,
+    low_threshold: Optional[float] = None,
+    min_volume: float = 20.0,
+    palette: str = "green-orange",
+    recalibrate: bool = True,
+):  # type: ignore[no-untyped-def]
     from ._errors import DetectorInputError
     from .overlay import OverlayStyle
     from .zscore_outputs import OPERATING_LOW_THRESHOLD, OPERATING_THRESHOLD, ZScoreSettings
@@ -74,12 +83,23 @@ def _zscore_settings(model: str, force_model: bool, device: str, threshold: Opti
     shown = OPERATING_THRESHOLD if threshold is None else threshold
 
     if model not in ("default", "analytic") and not Path(model).is_file():
-        _fail(f"--model {model}: no such weights file. Use 'default' (the shipped network), 'analytic' or the path of a .pt file written by 'tsct detect train'.")
+        _fail(
+            f"--model {model}: no such weights file. Use 'default' (the shipped network), 'analytic' or the path of a .pt file written by 'tsct detect train'."
+        )
     try:
         style = OverlayStyle(threshold=shown, z_max=max(10.0, 2.5 * shown), palette=palette)
     except DetectorInputError as exc:
         _fail(str(exc))
-    return ZScoreSettings(model=model, force_model=force_model, device=device, recalibrate=recalibrate, threshold=threshold, low_threshold=low_threshold, min_volume_mm3=min_volume, style=style)
+    return ZScoreSettings(
+        model=model,
+        force_model=force_model,
+        device=device,
+        recalibrate=recalibrate,
+        threshold=threshold,
+        low_threshold=low_threshold,
+        min_volume_mm3=min_volume,
+        style=style,
+    )
 
 
 class _Progress:
@@ -88,7 +108,9 @@ class _Progress:
     def __init__(self) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console)
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console
+        )
         self.task = self.bar.add_task("starting", total=None, detail="")
 
     def stage(self, name: str) -> None:
@@ -109,24 +131,57 @@ def run(
     prior: Path = typer.Argument(..., help="The prior (older) CT: a DICOM series folder or a .nii/.nii.gz/.nrrd/.mha file."),
     current: Path = typer.Argument(..., help="The current (newer) CT of the same patient, same formats."),
     out: Path = typer.Option(..., "--out", help="Folder for the outputs (created if needed)."),
-    bone_labels: Optional[Path] = typer.Option(None, "--bone-labels", help="Your own label map of the current exam (e.g. TotalSegmentator output) to use as bone instead of the threshold mask."),
-    bone_label_values: Optional[str] = typer.Option(None, "--bone-label-values", help="Which values of --bone-labels are bone, comma-separated (default: every non-zero label)."),
-    series_uid_prior: Optional[str] = typer.Option(None, "--series-uid-prior", help="SeriesInstanceUID of the prior series, when its folder holds several."),
-    series_uid_current: Optional[str] = typer.Option(None, "--series-uid-current", help="SeriesInstanceUID of the current series, when its folder holds several."),
-    kernel: str = typer.Option("adaptive", help="Voxel-matching kernel: 'adaptive' (from the slice spacings), 'none', or half-widths in voxels 'rx,ry,rz' (e.g. 1,1,0 = 3x3x1)."),
-    deformable: str = typer.Option("bspline", help="Deformable stage: 'bspline' (default: B-spline fitted in bone), 'demons', 'diffeomorphic_demons' (dense, slower) or 'none' (rigid only)."),
+    bone_labels: Optional[Path] = typer.Option(
+        None,
+        "--bone-labels",
+        help="Your own label map of the current exam (e.g. TotalSegmentator output) to use as bone instead of the threshold mask.",
+    ),
+    bone_label_values: Optional[str] = typer.Option(
+        None, "--bone-label-values", help="Which values of --bone-labels are bone, comma-separated (default: every non-zero label)."
+    ),
+    series_uid_prior: Optional[str] = typer.Option(
+        None, "--series-uid-prior", help="SeriesInstanceUID of the prior series, when its folder holds several."
+    ),
+    series_uid_current: Optional[str] = typer.Option(
+        None, "--series-uid-current", help="SeriesInstanceUID of the current series, when its folder holds several."
+    ),
+    kernel: str = typer.Option(
+        "adaptive",
+        help="Voxel-matching kernel: 'adaptive' (from the slice spacings), 'none', or half-widths in voxels 'rx,ry,rz' (e.g. 1,1,0 = 3x3x1).",
+    ),
+    deformable: str = typer.Option(
+        "bspline",
+        help="Deformable stage: 'bspline' (default: B-spline fitted in bone), 'demons', 'diffeomorphic_demons' (dense, slower) or 'none' (rigid only).",
+    ),
     dicom: Optional[bool] = typer.Option(None, "--dicom/--no-dicom", help="Write derived DICOM series (default: when the current exam is DICOM)."),
     save_transform: bool = typer.Option(True, "--transform/--no-transform", help="Write transform.h5 (the deformation, ~25 bytes per 1.5 mm voxel)."),
     case_id: Optional[str] = typer.Option(None, help="Case identifier written into qc.json."),
-    zscore: bool = typer.Option(True, "--zscore/--no-zscore", help="Also make the z-score map, its sigma, lesion candidates and (DICOM input) the colour overlay series."),
-    model: str = typer.Option("default", help="z-score model: 'default' (the shipped network), the path of your own weights (.pt), or 'analytic' (no network)."),
-    force_model: bool = typer.Option(False, help="Use the network even when the pair is outside its training domain (otherwise the analytic error model is used, with a warning)."),
-    threshold: Optional[float] = typer.Option(None, help="Operating point: the candidate threshold on the matched-filter score (z smoothed over 1.5 mm and rescaled by its spread in the exam); the overlay colours the same score from the same threshold. Default: the calibrated operating point of the z method that runs (network 5.5, analytic model 8.5; docs/detector-zscore.md)."),
-    low_threshold: Optional[float] = typer.Option(None, help="Candidates grow over connected voxels with a score >= this (hysteresis). Default: the calibrated value."),
+    zscore: bool = typer.Option(
+        True, "--zscore/--no-zscore", help="Also make the z-score map, its sigma, lesion candidates and (DICOM input) the colour overlay series."
+    ),
+    model: str = typer.Option(
+        "default", help="z-score model: 'default' (the shipped network), the path of your own weights (.pt), or 'analytic' (no network)."
+    ),
+    force_model: bool = typer.Option(
+        False, help="Use the network even when the pair is outside its training domain (otherwise the analytic error model is used, with a warning)."
+    ),
+    threshold: Optional[float] = typer.Option(
+        None,
+        help="Operating point: the candidate threshold on the matched-filter score (z smoothed over 1.5 mm and rescaled by its spread in the exam); the overlay colours the same score from the same threshold. Default: the calibrated operating point of the z method that runs (network 5.5, analytic model 8.5; docs/detector-zscore.md).",
+    ),
+    low_threshold: Optional[float] = typer.Option(
+        None, help="Candidates grow over connected voxels with a score >= this (hysteresis). Default: the calibrated value."
+    ),
     min_volume: float = typer.Option(20.0, help="Smallest lesion candidate, mm³."),
-    palette: str = typer.Option("green-orange", help="Overlay colours: 'green-orange' (increase green, decrease orange) or 'blue-red' (Hoshiai et al.)."),
+    palette: str = typer.Option(
+        "green-orange", help="Overlay colours: 'green-orange' (increase green, decrease orange) or 'blue-red' (Hoshiai et al.)."
+    ),
     device: str = typer.Option("cpu", help="Torch device for the network: 'cpu', 'cuda' or 'auto'."),
-    recalibrate: bool = typer.Option(True, "--recalibrate/--no-recalibrate", help="Widen the network's sigma for a pair whose z spreads more than the training pairs' (e.g. a sharper kernel); see docs/detector-zscore.md."),
+    recalibrate: bool = typer.Option(
+        True,
+        "--recalibrate/--no-recalibrate",
+        help="Widen the network's sigma for a pair whose z spreads more than the training pairs' (e.g. a sharper kernel); see docs/detector-zscore.md.",
+    ),
 ) -> None:
     """Register PRIOR onto CURRENT and write the warped prior, the subtraction images, the bone ROI, the z-score map with lesion candidates, and qc.json."""
     from cases import ExamReadError
@@ -185,14 +240,24 @@ def batch(
     out: Path = typer.Option(..., "--out", help="Output folder; each case goes to OUT/<case_id>/."),
     overwrite: bool = typer.Option(False, help="Re-run cases that are already finished (qc.json present)."),
     deformable: str = typer.Option("bspline", help="Deformable stage: 'bspline' (default), 'demons', 'diffeomorphic_demons' or 'none'."),
-    zscore: bool = typer.Option(True, "--zscore/--no-zscore", help="Also make each case's z-score map, sigma, lesion candidates and (DICOM input) colour overlay series."),
+    zscore: bool = typer.Option(
+        True, "--zscore/--no-zscore", help="Also make each case's z-score map, sigma, lesion candidates and (DICOM input) colour overlay series."
+    ),
     model: str = typer.Option("default", help="z-score model: 'default' (the shipped network), the path of your own weights (.pt), or 'analytic'."),
     force_model: bool = typer.Option(False, help="Use the network even on pairs outside its training domain."),
     device: str = typer.Option("cpu", help="Torch device for the network: 'cpu', 'cuda' or 'auto'."),
-    cluster: Optional[str] = typer.Option(None, "--cluster", help="Run the cases on Dask workers: 'local' (a local cluster), a scheduler address tcp://HOST:PORT, 'slurm' or 'pbs' (dask-jobqueue). Default: one case after the other in this process. See docs/cluster.md."),
+    cluster: Optional[str] = typer.Option(
+        None,
+        "--cluster",
+        help="Run the cases on Dask workers: 'local' (a local cluster), a scheduler address tcp://HOST:PORT, 'slurm' or 'pbs' (dask-jobqueue). Default: one case after the other in this process. See docs/cluster.md.",
+    ),
     workers: int = typer.Option(2, "--workers", help="With --cluster local/slurm/pbs: number of workers (one case at a time each)."),
-    retries: int = typer.Option(2, "--retries", help="With --cluster: times a failing case is retried (a case whose worker dies is re-run on another)."),
-    worker_memory: str = typer.Option("auto", "--worker-memory", help="With --cluster: memory per worker, e.g. 12GB; 'auto' sizes it from the largest exam grid."),
+    retries: int = typer.Option(
+        2, "--retries", help="With --cluster: times a failing case is retried (a case whose worker dies is re-run on another)."
+    ),
+    worker_memory: str = typer.Option(
+        "auto", "--worker-memory", help="With --cluster: memory per worker, e.g. 12GB; 'auto' sizes it from the largest exam grid."
+    ),
 ) -> None:
     """Run every case of a case list; finished cases are skipped, failed cases are reported at the end."""
     import warnings
@@ -215,8 +280,18 @@ def batch(
                 from .cluster import run_case_list_on_cluster
 
                 result = run_case_list_on_cluster(
-                    case_list, out, cluster=cluster, n_workers=workers, retries=retries, worker_memory=worker_memory,
-                    overwrite=overwrite, progress=True, console=console, config=config, zscore=zscore, zscore_settings=settings,
+                    case_list,
+                    out,
+                    cluster=cluster,
+                    n_workers=workers,
+                    retries=retries,
+                    worker_memory=worker_memory,
+                    overwrite=overwrite,
+                    progress=True,
+                    console=console,
+                    config=config,
+                    zscore=zscore,
+                    zscore_settings=settings,
                 )
     except CaseListError as exc:
         _fail(str(exc))
@@ -236,7 +311,18 @@ def _nanmean(values: list[float]) -> float | None:
 
 
 def _summarise(rows: list[dict]) -> dict:
-    keys = ("tre_initial_mean_mm", "tre_rigid_mean_mm", "tre_mean_mm", "tre_p95_mm", "tre_max_mm", "artifact_plain_hu", "artifact_vm_hu", "lesion_contrast_kept_plain_pct", "lesion_contrast_kept_vm_pct", "run_time_s")
+    keys = (
+        "tre_initial_mean_mm",
+        "tre_rigid_mean_mm",
+        "tre_mean_mm",
+        "tre_p95_mm",
+        "tre_max_mm",
+        "artifact_plain_hu",
+        "artifact_vm_hu",
+        "lesion_contrast_kept_plain_pct",
+        "lesion_contrast_kept_vm_pct",
+        "run_time_s",
+    )
     out: dict = {"n_cases": len(rows)}
     for key in keys:
         vals = [r[key] for r in rows if r.get(key) is not None]
@@ -246,7 +332,9 @@ def _summarise(rows: list[dict]) -> dict:
     kept = [les["kept_plain_pct"] for les in lesions if les.get("kept_plain_pct") is not None]
     out["n_lesions"] = len(lesions)
     out["lesion_contrast_kept_plain_pct_min"] = min(kept) if kept else None
-    out["qc_status_counts"] = {s: sum(1 for r in rows if r.get("qc_status") == s) for s in sorted({r.get("qc_status") for r in rows if r.get("qc_status")})}
+    out["qc_status_counts"] = {
+        s: sum(1 for r in rows if r.get("qc_status") == s) for s in sorted({r.get("qc_status") for r in rows if r.get("qc_status")})
+    }
     return out
 
 
@@ -255,7 +343,10 @@ def check_registration(
     case_list: Path = typer.Argument(..., help="Case-list CSV whose cases have a true_transform (synthetic pairs from 'tsct cases synth')."),
     json_out: Path = typer.Option(..., "--json", help="Where to write the per-case and summary figures (JSON)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write each case's outputs to OUT/<case_id>/."),
-    bone_truth: str = typer.Option("bone.nii.gz", help="File name of a truth bone mask next to each current exam (synthetic sets write bone.nii.gz); a threshold mask is used where it is missing."),
+    bone_truth: str = typer.Option(
+        "bone.nii.gz",
+        help="File name of a truth bone mask next to each current exam (synthetic sets write bone.nii.gz); a threshold mask is used where it is missing.",
+    ),
     max_cases: Optional[int] = typer.Option(None, help="Measure at most this many cases."),
     deformable: str = typer.Option("bspline", help="Deformable stage: 'bspline' (default), 'demons', 'diffeomorphic_demons' or 'none'."),
 ) -> None:
@@ -294,7 +385,12 @@ def check_registration(
                 true_t = loader(case.true_transform)
                 start = time.perf_counter()
                 result = run_pair(
-                    prior, current, (out / case.case_id) if out else None, case_id=case.case_id, config=config, zscore=False,
+                    prior,
+                    current,
+                    (out / case.case_id) if out else None,
+                    case_id=case.case_id,
+                    config=config,
+                    zscore=False,
                     on_stage=lambda name, cid=case.case_id: bar.update(task, description=f"{cid}: {name}"),
                 )
                 run_time = time.perf_counter() - start
@@ -317,9 +413,18 @@ def check_registration(
                         values.append(int(lesion.label_value))
                         types.append(lesion.lesion_type.value)
                 m = measure_registration(
-                    result.registration, true_t, current.volume, prior=prior.volume, subtraction=result.subtraction,
-                    bone=bone, lesion_labels=labels, lesion_values=values or None, lesion_types=types or None,
-                    case_id=case.case_id, run_time_s=run_time, qc_status=result.qc.status,
+                    result.registration,
+                    true_t,
+                    current.volume,
+                    prior=prior.volume,
+                    subtraction=result.subtraction,
+                    bone=bone,
+                    lesion_labels=labels,
+                    lesion_values=values or None,
+                    lesion_types=types or None,
+                    case_id=case.case_id,
+                    run_time_s=run_time,
+                    qc_status=result.qc.status,
                 )
                 rows.append(m.to_dict())
                 console.print(m.summary(), highlight=False)

@@ -73,9 +73,23 @@ class ClusterError(DetectorInputError):
 def parse_memory(text: str) -> int:
     """Bytes from a size such as ``"8GB"``, ``"6 GiB"``, ``"512MB"`` or a plain byte count."""
     t = str(text).strip().replace(" ", "")
-    units = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4, "k": 1024, "m": 1024**2, "g": 1024**3}
+    units = {
+        "": 1,
+        "b": 1,
+        "kb": 1000,
+        "mb": 1000**2,
+        "gb": 1000**3,
+        "tb": 1000**4,
+        "kib": 1024,
+        "mib": 1024**2,
+        "gib": 1024**3,
+        "tib": 1024**4,
+        "k": 1024,
+        "m": 1024**2,
+        "g": 1024**3,
+    }
     num = t.rstrip("BbKkMmGgTtIi")
-    unit = t[len(num):].lower()
+    unit = t[len(num) :].lower()
     try:
         value = float(num)
     except ValueError:
@@ -116,7 +130,9 @@ def _fmt_bytes(n: int) -> str:
 
 
 @contextlib.contextmanager
-def open_client(cluster: str = "local", *, n_workers: int = 2, memory_limit: int = MIN_WORKER_BYTES, threads_per_worker: int = 1, retries: int = 2) -> Iterator[Any]:
+def open_client(
+    cluster: str = "local", *, n_workers: int = 2, memory_limit: int = MIN_WORKER_BYTES, threads_per_worker: int = 1, retries: int = 2
+) -> Iterator[Any]:
     """A ``distributed.Client`` on the requested cluster, closed (and a started cluster shut down) on exit.
 
     Parameters
@@ -142,7 +158,14 @@ def open_client(cluster: str = "local", *, n_workers: int = 2, memory_limit: int
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # e.g. "dashboard needs bokeh", "port in use, using a random port"
                 try:
-                    started = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True, memory_limit=memory_limit, dashboard_address=":0", silence_logs=logging.CRITICAL)  # failures are reported per case, with error.txt
+                    started = LocalCluster(
+                        n_workers=n_workers,
+                        threads_per_worker=threads_per_worker,
+                        processes=True,
+                        memory_limit=memory_limit,
+                        dashboard_address=":0",
+                        silence_logs=logging.CRITICAL,
+                    )  # failures are reported per case, with error.txt
                 except (RuntimeError, OSError, TimeoutError) as exc:
                     raise ClusterError(
                         f"Could not start a local Dask cluster of {n_workers} worker process(es) ({exc}). "
@@ -152,13 +175,17 @@ def open_client(cluster: str = "local", *, n_workers: int = 2, memory_limit: int
             try:
                 import dask_jobqueue
             except ImportError:
-                raise ClusterError(f"--cluster {cluster} needs dask-jobqueue: pip install dask-jobqueue (or start a scheduler yourself and give its tcp:// address).") from None
+                raise ClusterError(
+                    f"--cluster {cluster} needs dask-jobqueue: pip install dask-jobqueue (or start a scheduler yourself and give its tcp:// address)."
+                ) from None
             cls = dask_jobqueue.SLURMCluster if cluster == "slurm" else dask_jobqueue.PBSCluster
             gib = max(1, -(-memory_limit // 1024**3))
             try:
                 started = cls(cores=threads_per_worker, processes=1, memory=f"{gib}GiB")
             except Exception as exc:  # noqa: BLE001 - jobqueue raises plain ValueError for missing config
-                raise ClusterError(f"--cluster {cluster}: could not set up the batch jobs ({exc}). Set queue/account/walltime in the 'jobqueue.{cluster}' section of ~/.config/dask/jobqueue.yaml.") from None
+                raise ClusterError(
+                    f"--cluster {cluster}: could not set up the batch jobs ({exc}). Set queue/account/walltime in the 'jobqueue.{cluster}' section of ~/.config/dask/jobqueue.yaml."
+                ) from None
             started.scale(jobs=n_workers)
         elif cluster.startswith(("tcp://", "tls://", "ucx://", "inproc://")):
             pass
@@ -169,7 +196,9 @@ def open_client(cluster: str = "local", *, n_workers: int = 2, memory_limit: int
         except (OSError, TimeoutError) as exc:
             if started is not None:
                 started.close()
-            raise ClusterError(f"--cluster {cluster}: cannot reach the scheduler ({exc}). Check the address and that 'dask scheduler' is running there.") from None
+            raise ClusterError(
+                f"--cluster {cluster}: cannot reach the scheduler ({exc}). Check the address and that 'dask scheduler' is running there."
+            ) from None
     try:
         yield client
     finally:
@@ -313,14 +342,27 @@ def run_case_list_on_cluster(
             workers = client.scheduler_info().get("workers", {})
             limits = [w.get("memory_limit") or 0 for w in workers.values()]
             existing = cluster.startswith(("tcp://", "tls://", "ucx://", "inproc://"))
-            mem_text = f"needs {_fmt_bytes(memory)} per worker (the running workers keep their own limit)" if existing else f"limit {_fmt_bytes(memory)}"
+            mem_text = (
+                f"needs {_fmt_bytes(memory)} per worker (the running workers keep their own limit)" if existing else f"limit {_fmt_bytes(memory)}"
+            )
             say(f"{len(workers)} worker(s) up; worker memory {mem_text}; {len(todo)} case(s) to run, {len(skipped)} already finished.")
             small = [lim for lim in limits if 0 < lim < memory]
             if small:
-                say(f"[yellow]{len(small)} worker(s) have a memory limit below the {_fmt_bytes(memory)} these exams need (smallest {_fmt_bytes(min(small))}); start them with 'dask worker --memory-limit {(memory + 1024**3 - 1) // 1024**3}GiB'.[/]")
+                say(
+                    f"[yellow]{len(small)} worker(s) have a memory limit below the {_fmt_bytes(memory)} these exams need (smallest {_fmt_bytes(min(small))}); start them with 'dask worker --memory-limit {(memory + 1024**3 - 1) // 1024**3}GiB'.[/]"
+                )
             futures = {}
             for case in todo:
-                fut = client.submit(_run_case_task, case, str(out), pair_options, itk_threads, key=f"tsct-case-{case.case_id}-{time.time_ns()}", retries=retries, pure=False)
+                fut = client.submit(
+                    _run_case_task,
+                    case,
+                    str(out),
+                    pair_options,
+                    itk_threads,
+                    key=f"tsct-case-{case.case_id}-{time.time_ns()}",
+                    retries=retries,
+                    pure=False,
+                )
                 futures[fut] = case.case_id
             bar = task = None
             if progress:

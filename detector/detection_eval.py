@@ -154,13 +154,17 @@ class DetectorEvaluation:
             if op:
                 big = op.get("sensitivity_ge_5mm")
                 thr = op["threshold"] if isinstance(op["threshold"], list) else [op["threshold"]]
-                lines[-1] += (f"; at the operating point (score >= {'/'.join(f'{t:g}' for t in thr)}): {op['fp_per_case']:.2f} FP/case"
-                              + (f", sensitivity {op['sensitivity']:.2f}" if op.get("sensitivity") is not None else "")
-                              + (f" ({big:.2f} for lesions >= 5 mm)" if big is not None else ""))
+                lines[-1] += (
+                    f"; at the operating point (score >= {'/'.join(f'{t:g}' for t in thr)}): {op['fp_per_case']:.2f} FP/case"
+                    + (f", sensitivity {op['sensitivity']:.2f}" if op.get("sensitivity") is not None else "")
+                    + (f" ({big:.2f} for lesions >= 5 mm)" if big is not None else "")
+                )
         if self.bone_roi:
             b = self.bone_roi
-            lines.append(f"  bone ROI: mean volume {b['mean_volume_ml']:.0f} mL; within 3 mm of truth bone {_pct(b.get('mean_precision_3mm'))}; "
-                         f"vertebral-body voxels inside {_pct(b.get('mean_vertebral_body_inside'))} ({b['n_cases_with_truth']} case(s) with a truth bone map)")
+            lines.append(
+                f"  bone ROI: mean volume {b['mean_volume_ml']:.0f} mL; within 3 mm of truth bone {_pct(b.get('mean_precision_3mm'))}; "
+                f"vertebral-body voxels inside {_pct(b.get('mean_vertebral_body_inside'))} ({b['n_cases_with_truth']} case(s) with a truth bone map)"
+            )
         for name, (d, lo, hi) in self.wafroc_differences.items():
             if all(math.isfinite(v) for v in (d, lo, hi)):
                 lines.append(f"  wAFROC {name}: {d:+.3f} (95 % CI {lo:+.3f} to {hi:+.3f}, paired case jackknife)")
@@ -173,7 +177,14 @@ class DetectorEvaluation:
 
         rows = []
         for s in self.scores.values():
-            row = {"method": s.method, "n_cases": s.n_cases, "n_lesions": s.n_lesions, "wafroc": s.wafroc, "calibration_frac_abs_gt3": s.calibration_frac_abs_gt3, "max_nl_per_case": s.max_nlf}
+            row = {
+                "method": s.method,
+                "n_cases": s.n_cases,
+                "n_lesions": s.n_lesions,
+                "wafroc": s.wafroc,
+                "calibration_frac_abs_gt3": s.calibration_frac_abs_gt3,
+                "max_nl_per_case": s.max_nlf,
+            }
             for fp, v in s.sensitivity.items():
                 row[f"sensitivity_at_{fp:g}_fp"] = v
             rows.append(row)
@@ -261,7 +272,11 @@ class DetectorEvaluation:
 
     def to_markdown(self, froc_image: str | None = None) -> str:
         fps = self.settings.fp_rates
-        head = "| method | " + " | ".join(f"sens. @ {f:g} FP/case" for f in fps) + " | wAFROC (95 % CI) | abs(score) > 3 in normal bone | FP/case at end of curve | FP/case, sens. (>= 5 mm) at the operating point |"
+        head = (
+            "| method | "
+            + " | ".join(f"sens. @ {f:g} FP/case" for f in fps)
+            + " | wAFROC (95 % CI) | abs(score) > 3 in normal bone | FP/case at end of curve | FP/case, sens. (>= 5 mm) at the operating point |"
+        )
         lines = [
             "# Stand-alone detection: plain subtraction vs voxel matching vs z-map",
             "",
@@ -269,27 +284,52 @@ class DetectorEvaluation:
             f"candidates: |score| >= {self.settings.seed_threshold:g}"
             + (f" grown to {self.settings.low_threshold:g}" if self.settings.low_threshold else "")
             + f", >= {self.settings.min_volume_mm3:g} mm³, rated by peak |score|"
-            + (f"; score = matched filter (Gaussian {self.settings.matched_filter_mm:g} mm) of each method's map, in robust sigmas." if self.settings.matched_filter_mm else "."),
+            + (
+                f"; score = matched filter (Gaussian {self.settings.matched_filter_mm:g} mm) of each method's map, in robust sigmas."
+                if self.settings.matched_filter_mm
+                else "."
+            ),
             "",
         ]
         if self.model and self.model.get("name"):
-            lines += [f"Network: {self.model.get('name')} v{self.model.get('version')} (`{self.model.get('path')}`, SHA-256 {str(self.model.get('sha256'))[:12]}…).", ""]
+            lines += [
+                f"Network: {self.model.get('name')} v{self.model.get('version')} (`{self.model.get('path')}`, SHA-256 {str(self.model.get('sha256'))[:12]}…).",
+                "",
+            ]
         if self.model and self.model.get("single_exam"):
             se = self.model["single_exam"]
-            lines += [f"Single-exam network (current exam only): {se.get('name')} v{se.get('version')} (`{se.get('path')}`, SHA-256 {str(se.get('sha256'))[:12]}…).", ""]
+            lines += [
+                f"Single-exam network (current exam only): {se.get('name')} v{se.get('version')} (`{se.get('path')}`, SHA-256 {str(se.get('sha256'))[:12]}…).",
+                "",
+            ]
         lines += [head, "|" + "---|" * (len(fps) + 6)]
         for s in self.scores.values():
             cal = f"{100 * s.calibration_frac_abs_gt3:.2f} %" if math.isfinite(s.calibration_frac_abs_gt3) else "n/a"
             ci = f" ({s.wafroc_ci[0]:.3f}-{s.wafroc_ci[1]:.3f})" if s.wafroc_ci and all(math.isfinite(v) for v in s.wafroc_ci) else ""
             op = s.operating_point or {}
-            opc = (f"{op['fp_per_case']:.2f}, {_num(op.get('sensitivity'))} ({_num(op.get('sensitivity_ge_5mm'))})" if op else "n/a")
-            lines.append(f"| {METHOD_LABELS.get(s.method, s.method)} | " + " | ".join(f"{s.sensitivity[f]:.2f}" for f in fps) + f" | {s.wafroc:.3f}{ci} | {cal} | {s.max_nlf:.1f} | {opc} |")
-        lines += ["", "Operating point: candidates rated at least the default threshold of `tsct detect run` "
-                  + (f"({self.settings.operating_threshold:g})" if self.settings.operating_threshold is not None else "(per z method: network 5.5, analytic model 8.5; the subtraction methods at 8.5 on their own robust scale)") + "."]
+            opc = f"{op['fp_per_case']:.2f}, {_num(op.get('sensitivity'))} ({_num(op.get('sensitivity_ge_5mm'))})" if op else "n/a"
+            lines.append(
+                f"| {METHOD_LABELS.get(s.method, s.method)} | "
+                + " | ".join(f"{s.sensitivity[f]:.2f}" for f in fps)
+                + f" | {s.wafroc:.3f}{ci} | {cal} | {s.max_nlf:.1f} | {opc} |"
+            )
+        lines += [
+            "",
+            "Operating point: candidates rated at least the default threshold of `tsct detect run` "
+            + (
+                f"({self.settings.operating_threshold:g})"
+                if self.settings.operating_threshold is not None
+                else "(per z method: network 5.5, analytic model 8.5; the subtraction methods at 8.5 on their own robust scale)"
+            )
+            + ".",
+        ]
         if self.bone_roi:
             b = self.bone_roi
-            lines += ["", f"Bone ROI: mean volume {b['mean_volume_ml']:.0f} mL; share within 3 mm of truth bone {_pct(b.get('mean_precision_3mm'))} (lowest {_pct(b.get('min_precision_3mm'))}); "
-                      f"vertebral-body voxels inside {_pct(b.get('mean_vertebral_body_inside'))} (lowest {_pct(b.get('min_vertebral_body_inside'))}); {b['n_cases_with_truth']} case(s) with a truth bone map."]
+            lines += [
+                "",
+                f"Bone ROI: mean volume {b['mean_volume_ml']:.0f} mL; share within 3 mm of truth bone {_pct(b.get('mean_precision_3mm'))} (lowest {_pct(b.get('min_precision_3mm'))}); "
+                f"vertebral-body voxels inside {_pct(b.get('mean_vertebral_body_inside'))} (lowest {_pct(b.get('min_vertebral_body_inside'))}); {b['n_cases_with_truth']} case(s) with a truth bone map.",
+            ]
         lines += ["", "A calibrated Gaussian z gives 0.27 % of voxels with |z| > 3.", ""]
         for key, title in (("size", "By lesion size (equivalent-sphere diameter)"), ("lesion_type", "By lesion type"), ("location", "By location")):
             lines += [f"## {title}: sensitivity at 1 FP per case", ""]
@@ -308,7 +348,12 @@ class DetectorEvaluation:
             lines += [f"![FROC curves]({froc_image})", ""]
         if self.notes:
             lines += ["## Notes", ""] + [f"- {n}" for n in self.notes] + [""]
-        lines += ["## Cases", "", "| case | status | lesions | QC | z method | " + " | ".join(f"candidates ({m})" for m in self.scores) + " |", "|" + "---|" * (5 + len(self.scores))]
+        lines += [
+            "## Cases",
+            "",
+            "| case | status | lesions | QC | z method | " + " | ".join(f"candidates ({m})" for m in self.scores) + " |",
+            "|" + "---|" * (5 + len(self.scores)),
+        ]
         for c in self.cases:
             lines.append(
                 f"| {c['case_id']} | {c['status']} | {c['n_lesions']} | {c.get('qc_status')} | {c.get('zscore_method', '-')} | "
@@ -366,7 +411,9 @@ def _num(v: Any) -> str:
     return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{float(v):.2f}"
 
 
-def bone_roi_agreement(roi: np.ndarray, truth_bone: np.ndarray, spacing_mm: Sequence[float], *, body_value: int | None = 1) -> dict[str, float | None]:
+def bone_roi_agreement(
+    roi: np.ndarray, truth_bone: np.ndarray, spacing_mm: Sequence[float], *, body_value: int | None = 1
+) -> dict[str, float | None]:
     """How well a bone ROI matches a truth bone map.
 
     Returns ``precision_3mm`` (share of ROI voxels within 3 mm of a truth bone voxel) and
@@ -380,8 +427,7 @@ def bone_roi_agreement(roi: np.ndarray, truth_bone: np.ndarray, spacing_mm: Sequ
         return {"precision_3mm": None, "vertebral_body_inside": None}
     dist = ndi.distance_transform_edt(~bone, sampling=tuple(reversed([float(v) for v in spacing_mm])))
     body = truth_bone == body_value if body_value is not None else bone
-    return {"precision_3mm": float((dist[roi] <= 3.0).mean()),
-            "vertebral_body_inside": float(roi[body].mean()) if body.any() else None}
+    return {"precision_3mm": float((dist[roi] <= 3.0).mean()), "vertebral_body_inside": float(roi[body].mean()) if body.any() else None}
 
 
 def _truth_bone(case: Case, current: Volume) -> LabelVolume | None:
@@ -428,14 +474,25 @@ def _truth_lesions(case: Case, current: Volume) -> tuple[list[TruthLesion], np.n
                 union = sel if union is None else (union | sel)
         out.append(
             TruthLesion(
-                case_id=case.case_id, lesion_id=les.lesion_id, center_mm=les.center_mm, radius_mm=les.radius_mm, points_mm=points, label_map=lesion_map, label_value=les.label_value,
-                lesion_type=les.lesion_type.value, location=les.location.value, diameter_mm=diameter, weight=les.weight,
+                case_id=case.case_id,
+                lesion_id=les.lesion_id,
+                center_mm=les.center_mm,
+                radius_mm=les.radius_mm,
+                points_mm=points,
+                label_map=lesion_map,
+                label_value=les.label_value,
+                lesion_type=les.lesion_type.value,
+                location=les.location.value,
+                diameter_mm=diameter,
+                weight=les.weight,
             )
         )
     return out, union
 
 
-def _registered(case: Case, work: Path, current: Volume, run_options: dict[str, Any]) -> tuple[Volume, LabelVolume, np.ndarray, str, tuple[float, ...] | None]:
+def _registered(
+    case: Case, work: Path, current: Volume, run_options: dict[str, Any]
+) -> tuple[Volume, LabelVolume, np.ndarray, str, tuple[float, ...] | None]:
     """Warped prior, ROI, voxel-matched subtraction, QC status and the prior's own spacing."""
     from .pipeline import OUTPUT_FILES, run_pair
 
@@ -494,9 +551,9 @@ def evaluate_detectors(
     -------
     DetectorEvaluation
     """
-    from .zscore import ModelBundleError, OutOfDomainWarning, ZScoreModel, compute_zmap, load_zscore_model
-
     import warnings
+
+    from .zscore import ModelBundleError, OutOfDomainWarning, ZScoreModel, compute_zmap, load_zscore_model
 
     settings = settings or EvaluationSettings()
     bad = [m for m in methods if m not in METHODS + OPTIONAL_METHODS]
@@ -521,13 +578,19 @@ def evaluate_detectors(
         train_seeds = set(net_model.metadata.get("training_data", {}).get("synthetic_seeds_train", []))
         overlap = [c.case_id for c in case_list if _synthetic_seed(c) in train_seeds]
         if overlap:
-            notes.append(f"{len(overlap)} case(s) were generated with seeds the network was trained on ({', '.join(overlap[:10])}); these are not held out.")
+            notes.append(
+                f"{len(overlap)} case(s) were generated with seeds the network was trained on ({', '.join(overlap[:10])}); these are not held out."
+            )
     se_model = None
     if "single_exam" in methods:
         from .single_exam import SingleExamModel, compute_single_exam_zmap, load_single_exam_model
 
         try:
-            se_model = single_exam_model if isinstance(single_exam_model, SingleExamModel) else load_single_exam_model(None if single_exam_model == "default" else single_exam_model, device=device)
+            se_model = (
+                single_exam_model
+                if isinstance(single_exam_model, SingleExamModel)
+                else load_single_exam_model(None if single_exam_model == "default" else single_exam_model, device=device)
+            )
         except ModelBundleError as exc:
             raise DetectorInputError(f"The single-exam network cannot be loaded: {exc}") from None
         se_info = {"name": se_model.name, "version": se_model.version, "path": str(se_model.path), "sha256": se_model.metadata.get("sha256")}
@@ -535,7 +598,9 @@ def evaluate_detectors(
         se_seeds = set(se_model.metadata.get("training_data", {}).get("synthetic_seeds_train", []))
         overlap = [c.case_id for c in case_list if _synthetic_seed(c) in se_seeds]
         if overlap:
-            notes.append(f"{len(overlap)} case(s) were generated with seeds the single-exam network was trained on ({', '.join(overlap[:10])}); these are not held out.")
+            notes.append(
+                f"{len(overlap)} case(s) were generated with seeds the single-exam network was trained on ({', '.join(overlap[:10])}); these are not held out."
+            )
 
     marks: dict[str, list[CaseMarks]] = {m: [] for m in methods}
     lesions_by_case: dict[str, list[TruthLesion]] = {}
@@ -577,8 +642,15 @@ def evaluate_detectors(
             vals = ts[roi]
             scale = max(1.0, float(1.4826 * np.median(np.abs(vals - np.median(vals))))) if vals.size else 1.0
             change = current.like(ts)
-            info: dict[str, Any] = {"case_id": case.case_id, "status": case.status, "n_lesions": len(lesions), "qc_status": qc_status, "subtraction_scale_hu": scale, "n_candidates": {},
-                                    "bone_roi_volume_ml": float(roi.sum() * current.voxel_volume_mm3 / 1000.0)}
+            info: dict[str, Any] = {
+                "case_id": case.case_id,
+                "status": case.status,
+                "n_lesions": len(lesions),
+                "qc_status": qc_status,
+                "subtraction_scale_hu": scale,
+                "n_candidates": {},
+                "bone_roi_volume_ml": float(roi.sum() * current.voxel_volume_mm3 / 1000.0),
+            }
             truth_bone = _truth_bone(case, current)
             if truth_bone is not None:
                 info["bone_roi"] = bone_roi_agreement(roi, truth_bone.array, current.spacing_mm)
@@ -602,8 +674,13 @@ def evaluate_detectors(
                     with warnings.catch_warnings(record=True) as caught:
                         warnings.simplefilter("always", OutOfDomainWarning)
                         zm = compute_zmap(
-                            current, warped, roi_vol, model=net_model if method == "zscore" else "analytic",
-                            prior_spacing_mm=prior_spacing, force=force_model, device=device,
+                            current,
+                            warped,
+                            roi_vol,
+                            model=net_model if method == "zscore" else "analytic",
+                            prior_spacing_mm=prior_spacing,
+                            force=force_model,
+                            device=device,
                             **((zmap_options or {}) if method == "zscore" else {}),
                         )
                     score = zm.z.array
@@ -620,8 +697,15 @@ def evaluate_detectors(
                     base = current.like(np.asarray(regional, dtype=np.float32)) if regional is not None else score_vol
                     score_vol = matched_filter_score(base, cand_roi, sigma_mm=settings.matched_filter_mm)
                 cands = find_candidates(
-                    score_vol, roi=cand_roi, threshold=settings.seed_threshold, low_threshold=settings.low_threshold,
-                    min_volume_mm3=settings.min_volume_mm3, change_hu=change, split_mm=settings.split_mm, score_name="z" if method in ("zscore", "analytic", "single_exam") else "sigma", case_id=case.case_id,
+                    score_vol,
+                    roi=cand_roi,
+                    threshold=settings.seed_threshold,
+                    low_threshold=settings.low_threshold,
+                    min_volume_mm3=settings.min_volume_mm3,
+                    change_hu=change,
+                    split_mm=settings.split_mm,
+                    score_name="z" if method in ("zscore", "analytic", "single_exam") else "sigma",
+                    case_id=case.case_id,
                 )
                 info["n_candidates"][method] = len(cands)
                 marks[method].append(match_candidates(case.case_id, cands, lesions, margin_mm=settings.margin_mm))
@@ -644,21 +728,40 @@ def evaluate_detectors(
         n_net = sum(1 for c in case_rows if c.get("zscore_method") == "network")
         if n_net == 0:
             ran.remove("zscore")
-            notes.append(f"The network ran on none of the {len(case_rows)} cases (all out of its training domain; each fell back to the analytic error model, "
-                         "which has its own row): no network row. --force-model scores it anyway.")
+            notes.append(
+                f"The network ran on none of the {len(case_rows)} cases (all out of its training domain; each fell back to the analytic error model, "
+                "which has its own row): no network row. --force-model scores it anyway."
+            )
         elif n_net < len(case_rows):
-            notes.append(f"The network ran on {n_net} of {len(case_rows)} cases; the others fell back to the analytic error model inside the network row.")
+            notes.append(
+                f"The network ran on {n_net} of {len(case_rows)} cases; the others fell back to the analytic error model inside the network row."
+            )
     ran_marks = {m: marks[m] for m in ran}
     waf = wafroc_with_ci(ran_marks, weights) if ran_marks else {}
     diffs = {"zscore - analytic": wafroc_difference_ci(ran_marks, "zscore", "analytic", weights)} if {"zscore", "analytic"} <= set(ran_marks) else {}
     scores = {
-        m: replace(score_detector(
-            m, marks[m], lesions_by_case, fp_rates=settings.fp_rates, wafroc=waf.get(m, (float("nan"),) * 3)[0],
-            calibration_frac_abs_gt3=cal_counts[m][0] / cal_counts[m][1] if cal_counts[m][1] else float("nan"), size_edges_mm=settings.size_edges_mm,
-        ), wafroc_ci=tuple(waf[m][1:]) if m in waf else None,
-            operating_point=operating_point(marks[m], lesions_by_case, _op_thresholds(m, settings, case_rows), min_diameter_mm=settings.size_edges_mm[0] if settings.size_edges_mm else 5.0),
-            operating_curve=tuple(operating_point(marks[m], lesions_by_case, float(t), min_diameter_mm=settings.size_edges_mm[0] if settings.size_edges_mm else 5.0)
-                                  for t in OPERATING_CURVE_THRESHOLDS))
+        m: replace(
+            score_detector(
+                m,
+                marks[m],
+                lesions_by_case,
+                fp_rates=settings.fp_rates,
+                wafroc=waf.get(m, (float("nan"),) * 3)[0],
+                calibration_frac_abs_gt3=cal_counts[m][0] / cal_counts[m][1] if cal_counts[m][1] else float("nan"),
+                size_edges_mm=settings.size_edges_mm,
+            ),
+            wafroc_ci=tuple(waf[m][1:]) if m in waf else None,
+            operating_point=operating_point(
+                marks[m],
+                lesions_by_case,
+                _op_thresholds(m, settings, case_rows),
+                min_diameter_mm=settings.size_edges_mm[0] if settings.size_edges_mm else 5.0,
+            ),
+            operating_curve=tuple(
+                operating_point(marks[m], lesions_by_case, float(t), min_diameter_mm=settings.size_edges_mm[0] if settings.size_edges_mm else 5.0)
+                for t in OPERATING_CURVE_THRESHOLDS
+            ),
+        )
         for m in ran
     }
     roi_rows = [c["bone_roi"] for c in case_rows if c.get("bone_roi") and c["bone_roi"].get("precision_3mm") is not None]
@@ -677,9 +780,16 @@ def evaluate_detectors(
     if failed_qc:
         notes.append(f"registration QC failed for {', '.join(failed_qc)} (scored anyway)")
     return DetectorEvaluation(
-        scores=scores, settings=settings, cases=tuple(case_rows), model=model_info, notes=tuple(notes),
-        case_list=str(case_list.source) if case_list.source else None, elapsed_s=time.perf_counter() - start, bone_roi=bone_summary,
-        marks={m: tuple(marks[m]) for m in ran}, wafroc_differences=diffs,
+        scores=scores,
+        settings=settings,
+        cases=tuple(case_rows),
+        model=model_info,
+        notes=tuple(notes),
+        case_list=str(case_list.source) if case_list.source else None,
+        elapsed_s=time.perf_counter() - start,
+        bone_roi=bone_summary,
+        marks={m: tuple(marks[m]) for m in ran},
+        wafroc_differences=diffs,
     )
 
 

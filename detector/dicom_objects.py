@@ -135,8 +135,17 @@ class SourceExam:
 
 
 # Type 2 attributes of the patient and study modules that highdicom copies from the source images.
-_TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID",
-                 "AccessionNumber", "ReferringPhysicianName")
+_TYPE2_COPIED = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+)
 
 
 def read_source_exam(folder: str | Path, *, series_uid: str | None = None) -> SourceExam:
@@ -157,7 +166,9 @@ def read_source_exam(folder: str | Path, *, series_uid: str | None = None) -> So
     except ExamReadError as exc:
         raise DetectorInputError(str(exc)) from None
     if exam.format != "dicom":
-        raise DetectorInputError(f"{folder}: the current exam must be a DICOM series folder (derived objects reference its instances), not {exam.format}.")
+        raise DetectorInputError(
+            f"{folder}: the current exam must be a DICOM series folder (derived objects reference its instances), not {exam.format}."
+        )
     datasets = [pydicom.dcmread(str(f), stop_before_pixels=True) for f in exam.files]
     for path, ds in zip(exam.files, datasets):
         # anonymised series often drop type 2 patient/study attributes (the GE series of the tests has no
@@ -165,8 +176,11 @@ def read_source_exam(folder: str | Path, *, series_uid: str | None = None) -> So
         for key in _TYPE2_COPIED:
             if key not in ds:
                 setattr(ds, key, "")
-        if str(ds.get("PatientIdentityRemoved", "")).upper() == "YES" and not ds.get("DeidentificationMethod") \
-                and not ds.get("DeidentificationMethodCodeSequence"):
+        if (
+            str(ds.get("PatientIdentityRemoved", "")).upper() == "YES"
+            and not ds.get("DeidentificationMethod")
+            and not ds.get("DeidentificationMethodCodeSequence")
+        ):
             ds.DeidentificationMethod = "not stated in the source series"  # type 1C once identity is removed
         # some anonymisers blank SOP Class/Instance UID in the data set and keep them in the file
         # meta information: references need them, so take them from there
@@ -176,7 +190,9 @@ def read_source_exam(folder: str | Path, *, series_uid: str | None = None) -> So
                 setattr(ds, key, meta.get(meta_key))
         for key in ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "SOPInstanceUID", "SOPClassUID"):
             if not ds.get(key):
-                raise DetectorInputError(f"{path}: no {key}; derived objects cannot be placed in this exam's study. Export the series with its full header.")
+                raise DetectorInputError(
+                    f"{path}: no {key}; derived objects cannot be placed in this exam's study. Export the series with its full header."
+                )
     return SourceExam(volume=exam.volume, datasets=datasets, folder=folder)
 
 
@@ -190,7 +206,7 @@ def _sphere(shape: tuple[int, int, int], centre_zyx: np.ndarray, radius_mm: floa
         return out
     idx = np.indices([h - l for l, h in zip(lo, hi)], dtype=np.float32)
     d2 = sum(((idx[a] + lo[a] - centre_zyx[a]) * spacing_zyx[a]) ** 2 for a in range(3))
-    out[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = d2 <= radius_mm**2
+    out[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = d2 <= radius_mm**2
     return out
 
 
@@ -295,13 +311,20 @@ def make_segmentation(
     shape = source.volume.shape
     for name, arr in (("bone ROI", bone_roi), ("candidate labels", candidate_labels)):
         if tuple(arr.shape) != tuple(shape):
-            raise DetectorInputError(f"The {name} has shape {tuple(arr.shape)}, the current exam {tuple(shape)}; it must be on the current exam's grid.")
+            raise DetectorInputError(
+                f"The {name} has shape {tuple(arr.shape)}, the current exam {tuple(shape)}; it must be on the current exam's grid."
+            )
     approximate = approximate or set()
     descriptions = [
         hd.seg.SegmentDescription(
-            segment_number=1, segment_label="Bone ROI", segmented_property_category=c["anatomical"], segmented_property_type=c["bone"],
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=_algorithm(version),
-            tracking_uid=generate_uid(), tracking_id="Bone ROI",
+            segment_number=1,
+            segment_label="Bone ROI",
+            segmented_property_category=c["anatomical"],
+            segmented_property_type=c["bone"],
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=_algorithm(version),
+            tracking_uid=generate_uid(),
+            tracking_id="Bone ROI",
         )
     ]
     # one dense uint8 array, filled in place (no per-segment copies): segment 1 the ROI, then each
@@ -318,9 +341,15 @@ def make_segmentation(
         label = f"Candidate {cand.candidate_id} ({cand.polarity}){extra}"
         descriptions.append(
             hd.seg.SegmentDescription(
-                segment_number=i, segment_label=label[:64], segmented_property_category=c["abnormal"], segmented_property_type=c["lesion"],
-                algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=_algorithm(version),
-                tracking_uid=generate_uid(), tracking_id=f"Candidate {cand.candidate_id}", anatomic_regions=[c["bone"]],
+                segment_number=i,
+                segment_label=label[:64],
+                segmented_property_category=c["abnormal"],
+                segmented_property_type=c["lesion"],
+                algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+                algorithm_identification=_algorithm(version),
+                tracking_uid=generate_uid(),
+                tracking_id=f"Candidate {cand.candidate_id}",
+                anatomic_regions=[c["bone"]],
             )
         )
         cid = int(cand.candidate_id)
@@ -328,12 +357,23 @@ def make_segmentation(
         if box is not None:
             pixels[box + (i - 1,)] = labels_arr[box] == cid
     return hd.seg.Segmentation(
-        source_images=source.datasets, pixel_array=pixels, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=descriptions, series_instance_uid=generate_uid(), series_number=series_number or _series_number(source, 91),
-        sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MANUFACTURER, manufacturer_model_name=MODEL_NAME,
-        software_versions=version, device_serial_number=DEVICE_SERIAL, series_description="TSCT bone ROI and candidates (research)",
-        content_label="TSCT_SEG", content_description="Bone ROI and lesion candidates (research use, not for diagnosis)",
-        omit_empty_frames=False, **_grid_geometry(source),
+        source_images=source.datasets,
+        pixel_array=pixels,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=generate_uid(),
+        series_number=series_number or _series_number(source, 91),
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        manufacturer_model_name=MODEL_NAME,
+        software_versions=version,
+        device_serial_number=DEVICE_SERIAL,
+        series_description="TSCT bone ROI and candidates (research)",
+        content_label="TSCT_SEG",
+        content_description="Bone ROI and lesion candidates (research use, not for diagnosis)",
+        omit_empty_frames=False,
+        **_grid_geometry(source),
     )
 
 
@@ -359,7 +399,9 @@ def _grid_geometry(source: SourceExam) -> dict[str, Any]:
             return {}
     sx, sy, sz = (float(v) for v in vol.spacing_mm)
     return {
-        "plane_orientation": hd.PlaneOrientationSequence(coordinate_system="PATIENT", image_orientation=[float(v) for v in np.concatenate([d[:, 0], d[:, 1]])]),
+        "plane_orientation": hd.PlaneOrientationSequence(
+            coordinate_system="PATIENT", image_orientation=[float(v) for v in np.concatenate([d[:, 0], d[:, 1]])]
+        ),
         "plane_positions": [hd.PlanePositionSequence(coordinate_system="PATIENT", image_position=[float(v) for v in pos]) for pos in positions],
         "pixel_measures": hd.PixelMeasuresSequence(pixel_spacing=[sy, sx], slice_thickness=sz, spacing_between_slices=sz),
     }
@@ -378,21 +420,38 @@ def make_parametric_map(source: SourceExam, zmap: np.ndarray, *, series_number: 
     c = _codes()
     z = np.nan_to_num(np.asarray(zmap, dtype=np.float32))
     if tuple(z.shape) != tuple(source.volume.shape):
-        raise DetectorInputError(f"The z-map has shape {tuple(z.shape)}, the current exam {tuple(source.volume.shape)}; it must be on the current exam's grid.")
+        raise DetectorInputError(
+            f"The z-map has shape {tuple(z.shape)}, the current exam {tuple(source.volume.shape)}; it must be on the current exam's grid."
+        )
     lo, hi = float(z.min()), float(z.max())
     if lo == hi:
         hi = lo + 1.0
     mapping = hd.pm.RealWorldValueMapping(
-        lut_label="ZSCORE", lut_explanation=f"Temporal subtraction z-score{(' (' + method + ')') if method else ''}"[:64], unit=c["unity"],
-        value_range=(lo, hi), slope=1.0, intercept=0.0, quantity_definition=c["zscore"],
+        lut_label="ZSCORE",
+        lut_explanation=f"Temporal subtraction z-score{(' (' + method + ')') if method else ''}"[:64],
+        unit=c["unity"],
+        value_range=(lo, hi),
+        slope=1.0,
+        intercept=0.0,
+        quantity_definition=c["zscore"],
     )
     pm = hd.pm.ParametricMap(
-        source_images=source.datasets, pixel_array=z, series_instance_uid=generate_uid(), series_number=series_number or _series_number(source, 92),
-        sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MANUFACTURER, manufacturer_model_name=MODEL_NAME,
-        software_versions=_software_version(), device_serial_number=DEVICE_SERIAL, contains_recognizable_visual_features=False,
-        real_world_value_mappings=[mapping], voi_lut_transformations=[hd.VOILUTTransformation(window_center=0.0, window_width=16.0)],
+        source_images=source.datasets,
+        pixel_array=z,
+        series_instance_uid=generate_uid(),
+        series_number=series_number or _series_number(source, 92),
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        manufacturer_model_name=MODEL_NAME,
+        software_versions=_software_version(),
+        device_serial_number=DEVICE_SERIAL,
+        contains_recognizable_visual_features=False,
+        real_world_value_mappings=[mapping],
+        voi_lut_transformations=[hd.VOILUTTransformation(window_center=0.0, window_width=16.0)],
         series_description="TSCT z-score map (research)",
-        content_label="TSCT_ZMAP", content_description="Temporal subtraction z-score (research use, not for diagnosis)",
+        content_label="TSCT_ZMAP",
+        content_description="Temporal subtraction z-score (research use, not for diagnosis)",
         **_grid_geometry(source),
     )
     _copy_laterality(source, pm)
@@ -414,7 +473,9 @@ def make_candidate_report(source: SourceExam, candidates: Any, *, series_number:
     version = _software_version()
     device = hd.sr.ObserverContext(
         observer_type=hd.sr.CodedConcept("121007", "DCM", "Device"),
-        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(uid=generate_uid(), name="TSCT detector", manufacturer_name=MANUFACTURER, model_name=MODEL_NAME),
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=generate_uid(), name="TSCT detector", manufacturer_name=MANUFACTURER, model_name=MODEL_NAME
+        ),
     )
     groups = []
     series = hd.sr.SourceSeriesForSegmentation(str(source.datasets[0].SeriesInstanceUID))
@@ -430,10 +491,14 @@ def make_candidate_report(source: SourceExam, candidates: Any, *, series_number:
             hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
                 tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=f"Candidate {cand.candidate_id}"),
                 referenced_volume_surface=hd.sr.VolumeSurface(
-                    graphic_type=hd.sr.GraphicTypeValues3D.POINT, graphic_data=np.asarray([cand.center_mm], dtype=float),
-                    frame_of_reference_uid=source.frame_of_reference_uid, source_series=series,
+                    graphic_type=hd.sr.GraphicTypeValues3D.POINT,
+                    graphic_data=np.asarray([cand.center_mm], dtype=float),
+                    frame_of_reference_uid=source.frame_of_reference_uid,
+                    source_series=series,
                 ),
-                finding_type=c["lesion"], finding_sites=[hd.sr.FindingSite(c["bone"])], algorithm_id=algo,
+                finding_type=c["lesion"],
+                finding_sites=[hd.sr.FindingSite(c["bone"])],
+                algorithm_id=algo,
                 measurements=measurements,
                 qualitative_evaluations=[hd.sr.QualitativeEvaluation(name=c["polarity_name"], value=c[cand.polarity])],
             )
@@ -452,11 +517,20 @@ def make_candidate_report(source: SourceExam, candidates: Any, *, series_number:
         ],
     )
     report = hd.sr.MeasurementReport(
-        observation_context=hd.sr.ObservationContext(observer_device_context=device), procedure_reported=c["procedure"], imaging_measurements=[summary, *groups],
+        observation_context=hd.sr.ObservationContext(observer_device_context=device),
+        procedure_reported=c["procedure"],
+        imaging_measurements=[summary, *groups],
     )
     return hd.sr.Comprehensive3DSR(
-        evidence=source.datasets, content=report, series_instance_uid=generate_uid(), series_number=series_number or _series_number(source, 93),
-        sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MANUFACTURER, is_complete=True, is_final=False,
+        evidence=source.datasets,
+        content=report,
+        series_instance_uid=generate_uid(),
+        series_number=series_number or _series_number(source, 93),
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        is_complete=True,
+        is_final=False,
         series_description="TSCT candidates report (research)",
     )
 
@@ -529,7 +603,9 @@ def export_case_dicom(
     if {"seg", "pm", "overlay"} & set(objects):
         zmap = read_volume(case_dir / "zmap.nii.gz")
         if not zmap.same_space(grid):
-            raise DetectorInputError(f"{case_dir / 'zmap.nii.gz'} is not on the grid of the current exam {current_dicom}; give the current exam this case was run on.")
+            raise DetectorInputError(
+                f"{case_dir / 'zmap.nii.gz'} is not on the grid of the current exam {current_dicom}; give the current exam this case was run on."
+            )
     if "seg" in objects:
         roi_vol = read_volume(case_dir / "bone_roi.nii.gz")
         if not roi_vol.same_space(grid):

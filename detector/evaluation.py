@@ -94,7 +94,8 @@ class RegistrationMeasurement:
 
         contrast = (
             f"lesion contrast kept plain {f(self.lesion_contrast_kept_plain_pct, '.0f', '%')}, VM {f(self.lesion_contrast_kept_vm_pct, '.0f', '%')} ({self.n_lesions} lesions)"
-            if self.n_lesions else "no lesions"
+            if self.n_lesions
+            else "no lesions"
         )
         return (
             f"{who}TRE in bone mean {f(self.tre_mean_mm, '.2f')} / p95 {f(self.tre_p95_mm, '.2f')} / max {f(self.tre_max_mm, '.2f')} mm "
@@ -266,7 +267,9 @@ def measure_registration(
         if lesion_labels is not None and lesion_labels.array.any():
             from .bone import dilate_mask
 
-            near = dilate_mask(LabelVolume((lesion_labels.array != 0).astype(np.uint8), current.spacing_mm, current.origin_mm, current.direction), lesion_margin_mm)
+            near = dilate_mask(
+                LabelVolume((lesion_labels.array != 0).astype(np.uint8), current.spacing_mm, current.origin_mm, current.direction), lesion_margin_mm
+            )
             region &= near.array == 0
         if prior is not None and region.any():
             # Leave out bone whose true counterpart lies outside the prior (no data to subtract).

@@ -26,7 +26,7 @@ Curves and figures
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -208,8 +208,9 @@ def wafroc_scores(marks_by_method: Mapping[str, Sequence[CaseMarks]], weights: M
     return {method: float(foms[i, 0]) for i, method in enumerate(methods)}
 
 
-def wafroc_with_ci(marks_by_method: Mapping[str, Sequence[CaseMarks]], weights: Mapping[str, Mapping[str, float]] | None = None,
-                   alpha: float = 0.05) -> dict[str, tuple[float, float, float]]:
+def wafroc_with_ci(
+    marks_by_method: Mapping[str, Sequence[CaseMarks]], weights: Mapping[str, Mapping[str, float]] | None = None, alpha: float = 0.05
+) -> dict[str, tuple[float, float, float]]:
     """wAFROC of each method with a ``1 - alpha`` confidence interval (case-deletion jackknife).
 
     The standard error is the jackknife's, ``sqrt((K - 1) / K * sum_k (theta_(k) - mean)^2)``
@@ -243,8 +244,9 @@ def wafroc_with_ci(marks_by_method: Mapping[str, Sequence[CaseMarks]], weights: 
     return out
 
 
-def wafroc_difference_ci(marks_by_method: Mapping[str, Sequence[CaseMarks]], a: str, b: str, weights: Mapping[str, Mapping[str, float]] | None = None,
-                         alpha: float = 0.05) -> tuple[float, float, float]:
+def wafroc_difference_ci(
+    marks_by_method: Mapping[str, Sequence[CaseMarks]], a: str, b: str, weights: Mapping[str, Mapping[str, float]] | None = None, alpha: float = 0.05
+) -> tuple[float, float, float]:
     """wAFROC of method ``a`` minus method ``b`` on the same cases, with a ``1 - alpha`` interval (paired case-deletion jackknife).
 
     The jackknife runs on the difference, so what the two methods share case by case cancels;
@@ -270,8 +272,9 @@ def wafroc_difference_ci(marks_by_method: Mapping[str, Sequence[CaseMarks]], a: 
 
 def _observer_data(marks_by_method: Mapping[str, Sequence[CaseMarks]], weights: Mapping[str, Mapping[str, float]] | None):  # type: ignore[no-untyped-def]
     """The stand-alone detector as one-reader FROC data (one treatment per method), for the FOMs above."""
-    from analysis import ObserverData
     import pandas as pd
+
+    from analysis import ObserverData
 
     methods = list(marks_by_method)
     first = marks_by_method[methods[0]]
@@ -294,14 +297,19 @@ def _observer_data(marks_by_method: Mapping[str, Sequence[CaseMarks]], weights: 
                 if r is not None:
                     ll_rows.append({"treatment": method, "reader": "detector", "case_id": m.case_id, "lesion_id": lid, "rating": float(r)})
     return ObserverData.from_marks(
-        pd.DataFrame(truth), pd.DataFrame(nl_rows, columns=["treatment", "reader", "case_id", "rating"]),
+        pd.DataFrame(truth),
+        pd.DataFrame(nl_rows, columns=["treatment", "reader", "case_id", "rating"]),
         pd.DataFrame(ll_rows, columns=["treatment", "reader", "case_id", "lesion_id", "rating"]),
-        paradigm="FROC", treatments=methods, readers=["detector"], name="stand-alone detector",
+        paradigm="FROC",
+        treatments=methods,
+        readers=["detector"],
+        name="stand-alone detector",
     )
 
 
-def operating_point(marks: Sequence[CaseMarks], lesions: Mapping[str, Sequence[TruthLesion]], threshold: float | Mapping[str, float], *,
-                    min_diameter_mm: float = 5.0) -> dict[str, Any]:
+def operating_point(
+    marks: Sequence[CaseMarks], lesions: Mapping[str, Sequence[TruthLesion]], threshold: float | Mapping[str, float], *, min_diameter_mm: float = 5.0
+) -> dict[str, Any]:
     """False positives per case and sensitivity of the candidates rated at least ``threshold``.
 
     ``threshold`` is one number, or one per case (case_id -> threshold: e.g. the network's
@@ -378,7 +386,11 @@ def score_detector(
 
     for cid, lst in lesions.items():
         for les in lst:
-            for key, value in (("lesion_type", les.lesion_type or "unknown"), ("location", les.location or "unknown"), ("size", size_label(les.diameter_mm))):
+            for key, value in (
+                ("lesion_type", les.lesion_type or "unknown"),
+                ("location", les.location or "unknown"),
+                ("size", size_label(les.diameter_mm)),
+            ):
                 groups[key].setdefault(value, {}).setdefault(cid, set()).add(les.lesion_id)  # type: ignore[arg-type]
     # cumulative "diameter >= 5 mm" group (the issue's target population)
     if edges:

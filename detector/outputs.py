@@ -67,7 +67,11 @@ ROLES: dict[str, tuple[str, FileKind, str]] = {
     "sigma": ("sigma.nii.gz", "image", "the z-score model's sigma, HU, float32"),
     "candidates_json": ("candidates.json", "json", "lesion candidates (LPS mm of the current exam)"),
     "candidates_csv": ("candidates.csv", "table", "lesion candidates, one row each"),
-    "candidate_score": ("candidate_score.nii.gz", "image", "matched-filter score the candidates are found on and the overlay shows, float32 (robust sigmas)"),
+    "candidate_score": (
+        "candidate_score.nii.gz",
+        "image",
+        "matched-filter score the candidates are found on and the overlay shows, float32 (robust sigmas)",
+    ),
     "candidate_labels": ("candidate_labels.nii.gz", "image", "candidate regions, int32 (label = candidate id, 0 = none)"),
     "qc": ("qc.json", "json", "registration QC figures and verdict"),
     "dicom_warped_prior": ("dicom/warped_prior", "dicom_series", "registered prior as a DICOM series"),
@@ -205,8 +209,7 @@ class CaseOutputs:
         problem = self.grid.mismatch(other)
         if problem is not None:
             raise CaseOutputsError(
-                f"{self.folder}: the detector's outputs lie on another grid than {what} ({problem}). "
-                f"They were made from another exam; {_RERUN}"
+                f"{self.folder}: the detector's outputs lie on another grid than {what} ({problem}). They were made from another exam; {_RERUN}"
             )
 
     def record(self) -> dict[str, Any]:
@@ -326,7 +329,9 @@ def read_case_outputs(folder: str | Path, *, verify: bool | Iterable[str] = Fals
     except (UnicodeDecodeError, ValueError) as exc:
         raise CaseOutputsError(f"{path}: not readable JSON ({exc}). {_RERUN}") from None
     if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
-        raise CaseOutputsError(f"{path}: not a TSCT case-outputs manifest (format {data.get('format') if isinstance(data, dict) else None!r}). {_RERUN}")
+        raise CaseOutputsError(
+            f"{path}: not a TSCT case-outputs manifest (format {data.get('format') if isinstance(data, dict) else None!r}). {_RERUN}"
+        )
     version = int(data.get("version", 0))
     if version > MANIFEST_VERSION:
         raise CaseOutputsError(f"{path}: manifest version {version} is newer than this TSCT reads ({MANIFEST_VERSION}); update TSCT.")
@@ -337,7 +342,8 @@ def read_case_outputs(folder: str | Path, *, verify: bool | Iterable[str] = Fals
         }
         model = data.get("model")
         exams = {
-            k: ExamRecord(e.get("path"), e.get("sha256"), Grid.from_dict(e["grid"]) if e.get("grid") else None) for k, e in (data.get("exams") or {}).items()
+            k: ExamRecord(e.get("path"), e.get("sha256"), Grid.from_dict(e["grid"]) if e.get("grid") else None)
+            for k, e in (data.get("exams") or {}).items()
         }
         known = {"format", "version", "case_id", "created_at", "grid", "qc_status", "model", "exams", "files"}
         outputs = CaseOutputs(

@@ -30,7 +30,16 @@ from cases import Volume
 
 from ._errors import DetectorInputError
 
-__all__ = ["PALETTES", "OverlayStyle", "overlay_pixels", "render_overlay", "render_overlay_volume", "write_overlay_dicom", "SECONDARY_CAPTURE_SOP_CLASS", "NOT_FOR_DIAGNOSIS"]
+__all__ = [
+    "PALETTES",
+    "OverlayStyle",
+    "overlay_pixels",
+    "render_overlay",
+    "render_overlay_volume",
+    "write_overlay_dicom",
+    "SECONDARY_CAPTURE_SOP_CLASS",
+    "NOT_FOR_DIAGNOSIS",
+]
 
 #: Named palettes: (colour of an increase z > 0, colour of a decrease z < 0), RGB 0-255.
 PALETTES: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]]] = {
@@ -48,7 +57,9 @@ PaletteSpec = Union[str, Sequence[Sequence[int]]]
 def _palette(palette: PaletteSpec) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(palette, str):
         if palette not in PALETTES:
-            raise DetectorInputError(f"Unknown palette {palette!r}; choose one of {', '.join(PALETTES)} or give two RGB colours ((r, g, b), (r, g, b)).")
+            raise DetectorInputError(
+                f"Unknown palette {palette!r}; choose one of {', '.join(PALETTES)} or give two RGB colours ((r, g, b), (r, g, b))."
+            )
         inc, dec = PALETTES[palette]
     else:
         try:
@@ -56,7 +67,9 @@ def _palette(palette: PaletteSpec) -> tuple[np.ndarray, np.ndarray]:
             inc = tuple(int(v) for v in inc)
             dec = tuple(int(v) for v in dec)
         except (TypeError, ValueError):
-            raise DetectorInputError(f"palette must be a name or two RGB colours ((r, g, b) for increase, (r, g, b) for decrease), got {palette!r}.") from None
+            raise DetectorInputError(
+                f"palette must be a name or two RGB colours ((r, g, b) for increase, (r, g, b) for decrease), got {palette!r}."
+            ) from None
         if len(inc) != 3 or len(dec) != 3 or not all(0 <= v <= 255 for v in (*inc, *dec)):
             raise DetectorInputError(f"palette colours must be three integers 0-255 each, got {palette!r}.")
     return np.asarray(inc, dtype=np.float32), np.asarray(dec, dtype=np.float32)
@@ -189,7 +202,9 @@ def render_overlay_volume(ct: Volume, z: Volume, style: OverlayStyle | None = No
         raise DetectorInputError("The CT and the z-map are not on the same grid.")
     out = np.empty(ct.shape + (3,), dtype=np.uint8)
     for k in range(ct.shape[0]):
-        out[k] = render_overlay(ct.array[k], z.array[k], window=style.window, threshold=style.threshold, palette=style.palette, opacity=style.opacity, z_max=style.z_max)
+        out[k] = render_overlay(
+            ct.array[k], z.array[k], window=style.window, threshold=style.threshold, palette=style.palette, opacity=style.opacity, z_max=style.z_max
+        )
     return out
 
 
@@ -273,7 +288,16 @@ def write_overlay_dicom(
         ds.ImageType = ["DERIVED", "SECONDARY", "ZSCORE_OVERLAY"]
         ds.PatientID = template.get("PatientID", "ANON")
         ds.PatientName = template.get("PatientName", "Anonymous")
-        for key in ("PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID", "StudyDescription", "ReferringPhysicianName", "StudyDate", "StudyTime"):
+        for key in (
+            "PatientBirthDate",
+            "PatientSex",
+            "AccessionNumber",
+            "StudyID",
+            "StudyDescription",
+            "ReferringPhysicianName",
+            "StudyDate",
+            "StudyTime",
+        ):
             setattr(ds, key, template.get(key, ""))
         if not ds.StudyDate:
             ds.StudyDate = now.strftime("%Y%m%d")

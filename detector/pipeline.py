@@ -253,7 +253,9 @@ def match_slice_thickness(prior: Volume, prior_thickness_mm: float, current_thic
     return prior.with_array(sitk.GetArrayFromImage(blurred), slice_thickness_matched_mm=current_thickness_mm), sigma_mm
 
 
-def _write_dicom_outputs(result_images: dict[str, tuple[Volume, str, Sequence[str], float, float]], current: Exam, out_dir: Path, derivation: str) -> dict[str, Path]:
+def _write_dicom_outputs(
+    result_images: dict[str, tuple[Volume, str, Sequence[str], float, float]], current: Exam, out_dir: Path, derivation: str
+) -> dict[str, Path]:
     outputs = {}
     base_number = int(current.header.get("SeriesNumber") or 0)
     for i, (kind, (volume, description, image_type, wc, ww)) in enumerate(result_images.items()):
@@ -438,15 +440,27 @@ def run_pair(
         # files join it in the write stage. The case stays unfinished until the manifest.
         writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tsct-write")
         images_written = writer.submit(
-            _write_images, out, {"warped_prior": _int16_of(warped), "subtraction": _int16_of(subtraction.plain),
-                                 "subtraction_vm": _int16_of(subtraction.voxel_matched), "bone_roi": lambda: roi},
+            _write_images,
+            out,
+            {
+                "warped_prior": _int16_of(warped),
+                "subtraction": _int16_of(subtraction.plain),
+                "subtraction_vm": _int16_of(subtraction.voxel_matched),
+                "bone_roi": lambda: roi,
+            },
         )
 
     stage("qc")  # with the z-score stage, QC runs beside it (below)
     registration_info = {
         "rigid": reg.rigid_parameters(),
         "stages": [
-            {"name": s.name, "elapsed_s": s.elapsed_s, "n_iterations": list(s.n_iterations), "final_metric": s.final_metric, "stop_condition": s.stop_condition}
+            {
+                "name": s.name,
+                "elapsed_s": s.elapsed_s,
+                "n_iterations": list(s.n_iterations),
+                "final_metric": s.final_metric,
+                "stop_condition": s.stop_condition,
+            }
             for s in reg.stages
         ],
         "config": reg.config.to_dict(),
@@ -491,8 +505,14 @@ def run_pair(
             zscore_result = zscore_stage(current_vol, warped, roi, None, settings=zscore_settings, prior_spacing_mm=prior_spacing, case_id=case_id)
             qc = qc_done.result()
         qc = QCReport(
-            status=qc.status, messages=qc.messages, metrics=qc.metrics, thresholds=qc.thresholds,
-            registration=qc.registration, inputs=qc.inputs, case_id=qc.case_id, zscore=zscore_result.qc_entry(),
+            status=qc.status,
+            messages=qc.messages,
+            metrics=qc.metrics,
+            thresholds=qc.thresholds,
+            registration=qc.registration,
+            inputs=qc.inputs,
+            case_id=qc.case_id,
+            zscore=zscore_result.qc_entry(),
         )
         timings["zscore"] = time.perf_counter() - t
     del roi_with_outside, outside, current_pools
@@ -529,7 +549,13 @@ def run_pair(
                     {
                         "warped_prior": (_int16(warped), f"TSCT warped prior{since}", ("DERIVED", "SECONDARY", "REGISTERED"), 400.0, 1800.0),
                         "subtraction": (_int16(subtraction.plain), f"TSCT subtraction{since}", ("DERIVED", "SECONDARY", "SUBTRACTION"), 0.0, 500.0),
-                        "subtraction_vm": (_int16(subtraction.voxel_matched), f"TSCT subtraction VM {kernel_txt}{since}", ("DERIVED", "SECONDARY", "SUBTRACTION"), 0.0, 500.0),
+                        "subtraction_vm": (
+                            _int16(subtraction.voxel_matched),
+                            f"TSCT subtraction VM {kernel_txt}{since}",
+                            ("DERIVED", "SECONDARY", "SUBTRACTION"),
+                            0.0,
+                            500.0,
+                        ),
                     },
                     current_exam,
                     out,
@@ -542,20 +568,36 @@ def run_pair(
                 base_number = int(current_exam.header.get("SeriesNumber") or 0)
                 outputs.update(
                     write_zscore_files(
-                        zscore_result, current_vol, out, style=getattr(zscore_settings, "style", None), dicom_template=current_exam.header,
-                        series_number=base_number * 100 + 99 if base_number < 1000 else 9099, nifti=False,
+                        zscore_result,
+                        current_vol,
+                        out,
+                        style=getattr(zscore_settings, "style", None),
+                        dicom_template=current_exam.header,
+                        series_number=base_number * 100 + 99 if base_number < 1000 else 9099,
+                        nifti=False,
                     )
                 )
             timings["write_dicom"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t_all
         qc_final = QCReport(
-            status=qc.status, messages=qc.messages, metrics=qc.metrics, thresholds=qc.thresholds,
-            registration={**qc.registration, "timings_s": dict(timings)}, inputs=qc.inputs, case_id=qc.case_id, zscore=qc.zscore,
+            status=qc.status,
+            messages=qc.messages,
+            metrics=qc.metrics,
+            thresholds=qc.thresholds,
+            registration={**qc.registration, "timings_s": dict(timings)},
+            inputs=qc.inputs,
+            case_id=qc.case_id,
+            zscore=qc.zscore,
         )
         outputs["qc"] = qc_final.write_json(qc_path)
         qc = qc_final
         write_case_outputs(
-            out, outputs, grid=current_vol.grid, case_id=case_id, qc_status=qc.status, model=_model_record(zscore_result),
+            out,
+            outputs,
+            grid=current_vol.grid,
+            case_id=case_id,
+            qc_status=qc.status,
+            model=_model_record(zscore_result),
             exams={
                 "prior": (prior_exam.source if prior_exam is not None else None, prior_vol.grid),
                 "current": (current_exam.source if current_exam is not None else None, current_vol.grid),
@@ -644,6 +686,7 @@ def run_case_list(
                 qc_status[case.case_id] = status
                 outcome = "skipped"
             else:
+
                 def _stage(name: str, cid: str = case.case_id) -> None:
                     if bar is not None:
                         bar.update(task, description=f"{cid}: {name}")  # type: ignore[arg-type]

@@ -266,11 +266,16 @@ def assess_registration(
             )
     if 0 < n_roi and metrics["bone_roi_volume_ml"] < thresholds.warn_bone_roi_min_ml:
         warn = True
-        messages.append(f"The bone ROI is only {metrics['bone_roi_volume_ml']:.1f} mL: little bone was found (a CT of soft tissue, or a narrow field of view?).")
+        messages.append(
+            f"The bone ROI is only {metrics['bone_roi_volume_ml']:.1f} mL: little bone was found (a CT of soft tissue, or a narrow field of view?)."
+        )
     if n_roi == 0:
         metrics.update(
-            bone_mean_abs_diff_hu=float("nan"), bone_median_abs_diff_hu=float("nan"), bone_ncc=float("nan"),
-            bone_dice=float("nan"), fov_overlap_fraction=float("nan"),
+            bone_mean_abs_diff_hu=float("nan"),
+            bone_median_abs_diff_hu=float("nan"),
+            bone_ncc=float("nan"),
+            bone_dice=float("nan"),
+            fov_overlap_fraction=float("nan"),
         )
         messages.append("No bone found in the current exam: the subtraction has nothing to show. Is this a CT of the trunk in HU?")
         failed = True
@@ -346,8 +351,11 @@ def assess_registration(
         signs.append(f"correlation in bone {ncc:.3f} (< {t.warn_bone_ncc})")
     if median is not None and median > t.warn_bone_median_abs_diff_hu:
         signs.append(f"median |Δ| in bone {median:.0f} HU (> {t.warn_bone_median_abs_diff_hu:.0f} HU)")
-    if j01 is not None and j99 is not None and (j01 < t.warn_jacobian_range[0] or j99 > t.warn_jacobian_range[1]) and not (
-        j01 < t.jacobian_range[0] or j99 > t.jacobian_range[1]
+    if (
+        j01 is not None
+        and j99 is not None
+        and (j01 < t.warn_jacobian_range[0] or j99 > t.warn_jacobian_range[1])
+        and not (j01 < t.jacobian_range[0] or j99 > t.jacobian_range[1])
     ):
         signs.append(f"Jacobian 1st-99th percentile {j01:.2f}-{j99:.2f} (outside {t.warn_jacobian_range[0]}-{t.warn_jacobian_range[1]})")
     if folding is not None and t.warn_folding_fraction < folding <= t.max_folding_fraction:
@@ -355,7 +363,8 @@ def assess_registration(
     if len(signs) >= 2:
         failed = True
         messages.append(
-            "Several signs of a wrong pairing or failed registration: " + "; ".join(signs)
+            "Several signs of a wrong pairing or failed registration: "
+            + "; ".join(signs)
             + ". Check that both exams are of the same patient and body region."
         )
     elif signs:
@@ -376,7 +385,9 @@ def assess_registration(
     )
 
 
-def header_checks(prior_header: Mapping[str, Any] | None, current_header: Mapping[str, Any] | None, prior_source: Any = None, current_source: Any = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def header_checks(
+    prior_header: Mapping[str, Any] | None, current_header: Mapping[str, Any] | None, prior_source: Any = None, current_source: Any = None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Failures and warnings from the two exams' DICOM headers (via ``cases.check_same_patient``)."""
     from cases import Exam, ExamReadError, check_same_patient
 

@@ -171,7 +171,14 @@ class RegistrationConfig:
             problems.append("rigid_shrink_factors and rigid_smoothing_mm need one entry per level (same length, at least 1)")
         if any(f < 1 for f in self.rigid_shrink_factors):
             problems.append(f"rigid_shrink_factors must be integers >= 1, got {self.rigid_shrink_factors}")
-        for name in ("rigid_spacing_mm", "bspline_image_spacing_mm", "bspline_sample_grid_mm", "field_spacing_mm", "demons_field_sigma_vox", "demons_max_step_vox"):
+        for name in (
+            "rigid_spacing_mm",
+            "bspline_image_spacing_mm",
+            "bspline_sample_grid_mm",
+            "field_spacing_mm",
+            "demons_field_sigma_vox",
+            "demons_max_step_vox",
+        ):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be positive, got {getattr(self, name)}")
         if not 0 < self.rigid_sampling_fraction <= 1:
@@ -388,8 +395,10 @@ class RegistrationResult:
         """A few lines: rigid parameters, per-stage iterations, metrics and times."""
         rp = self.rigid_parameters()
         lines = [
-            "rigid: rotation (deg) " + ", ".join(f"{a:+.2f}" for a in rp["rotation_deg"])
-            + "; translation (mm) " + ", ".join(f"{t:+.1f}" for t in rp["translation_mm"])
+            "rigid: rotation (deg) "
+            + ", ".join(f"{a:+.2f}" for a in rp["rotation_deg"])
+            + "; translation (mm) "
+            + ", ".join(f"{t:+.1f}" for t in rp["translation_mm"])
         ]
         for s in self.stages:
             lines.append(
@@ -451,9 +460,7 @@ def _bspline_on_grid(bspline: sitk.BSplineTransform, grid: Grid) -> sitk.Image:
     c_origin, c_spacing, c_dir, c_size = _grid_of_coefficients(bspline)
     g_dir = np.asarray(grid.direction, dtype=float).reshape(3, 3)
     if not np.allclose(c_dir, g_dir, atol=1e-6):
-        out = sitk.TransformToDisplacementField(
-            bspline, sitk.sitkVectorFloat64, grid.size, grid.origin_mm, grid.spacing_mm, grid.direction
-        )
+        out = sitk.TransformToDisplacementField(bspline, sitk.sitkVectorFloat64, grid.size, grid.origin_mm, grid.spacing_mm, grid.direction)
         return out
     offset = ((np.asarray(grid.origin_mm) - c_origin) @ c_dir) / c_spacing
     mats = []
@@ -570,7 +577,9 @@ def _rigid_stage(
     def _on_iter() -> None:
         state["iters"][-1] += 1
         if on_iteration is not None:
-            on_iteration(IterationInfo("rigid", state["level"], n_levels, state["iters"][-1], config.rigid_iterations, float(method.GetMetricValue())))
+            on_iteration(
+                IterationInfo("rigid", state["level"], n_levels, state["iters"][-1], config.rigid_iterations, float(method.GetMetricValue()))
+            )
 
     method.AddCommand(sitk.sitkMultiResolutionIterationEvent, _on_level)
     method.AddCommand(sitk.sitkIterationEvent, _on_iter)

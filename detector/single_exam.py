@@ -126,7 +126,9 @@ def build_single_exam_net(channels: int = 8, n_layers: int = 5, blind_radius_vox
     """A new, untrained :class:`~detector._inpaint_net.BlindSpotNet`."""
     from ._inpaint_net import BlindSpotNet
 
-    return BlindSpotNet(channels=channels, n_layers=n_layers, blind_radius_vox=blind_radius_vox, n_conditions=len(CONDITION_NAMES), head_channels=head_channels)
+    return BlindSpotNet(
+        channels=channels, n_layers=n_layers, blind_radius_vox=blind_radius_vox, n_conditions=len(CONDITION_NAMES), head_channels=head_channels
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -160,7 +162,11 @@ class SingleExamModel(ModelBundle):
 
 def _check_domain(domain: dict[str, Any], spacing_mm: Sequence[float], hu_work: np.ndarray, roi_work: np.ndarray, noise_hu: float) -> DomainCheck:
     return check_domain_ranges(
-        domain, spacings=(("spacing", "", spacing_mm),), bone_hu=hu_work, roi=roi_work, noises=(("noise_hu", "noise index", noise_hu),),
+        domain,
+        spacings=(("spacing", "", spacing_mm),),
+        bone_hu=hu_work,
+        roi=roi_work,
+        noises=(("noise_hu", "noise index", noise_hu),),
         measured={"spacing_mm": [float(s) for s in spacing_mm], "noise_hu": noise_hu},
     )
 
@@ -185,15 +191,23 @@ def load_single_exam_model(path: str | Path | None = None, *, device: str = "cpu
 
     def check(metadata: dict[str, Any]) -> None:
         if metadata.get("name") != MODEL_NAME:
-            raise ModelBundleError(f"{weights}: this is a '{metadata.get('name')}' bundle, not a single-exam one ('{MODEL_NAME}'); the temporal z-score network needs a prior exam (tsct detect run).")
+            raise ModelBundleError(
+                f"{weights}: this is a '{metadata.get('name')}' bundle, not a single-exam one ('{MODEL_NAME}'); the temporal z-score network needs a prior exam (tsct detect run)."
+            )
 
     return load_bundle(
-        weights, SingleExamModel,
+        weights,
+        SingleExamModel,
         lambda arch: build_single_exam_net(
-            channels=int(arch.get("channels", 8)), n_layers=int(arch.get("n_layers", 5)), blind_radius_vox=int(arch.get("blind_radius_vox", 2)), head_channels=int(arch.get("head_channels", 32))
+            channels=int(arch.get("channels", 8)),
+            n_layers=int(arch.get("n_layers", 5)),
+            blind_radius_vox=int(arch.get("blind_radius_vox", 2)),
+            head_channels=int(arch.get("head_channels", 32)),
         ),
         missing_hint=f"single-exam weights not found. Train them with 'tsct detect train-single-exam CASELIST --out {weights}'.",
-        device=device, verify_hash=verify_hash, check=check,
+        device=device,
+        verify_hash=verify_hash,
+        check=check,
     )
 
 
@@ -336,7 +350,9 @@ def compute_single_exam_zmap(
             msg = f"single-exam network v{net_model.version}: the exam is {domain.summary()}"
             if not force:
                 warnings.warn(msg, OutOfDomainWarning, stacklevel=2)
-                raise DetectorInputError(msg + ". There is no analytic fallback without a prior exam; pass force=True (--force-model) to use the network anyway.")
+                raise DetectorInputError(
+                    msg + ". There is no analytic fallback without a prior exam; pass force=True (--force-model) to use the network anyway."
+                )
             notes.append(msg + "; used anyway because it was forced")
             warnings.warn(notes[-1], OutOfDomainWarning, stacklevel=2)
             params["forced"] = True

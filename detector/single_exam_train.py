@@ -22,8 +22,8 @@ from cases import CaseList, Volume, read_case_list, read_exam
 from ._errors import DetectorInputError
 from ._training_common import (
     TrainingResult,
-    beta_nll,
     TrainingSettings,
+    beta_nll,
     fit,
     hardware_info,
     load_cache,
@@ -97,13 +97,27 @@ def _exam_to_working(case_id: str, role: str, volume: Volume, ws: float, halo_mm
     roi_w = to_working_grid(roi.astype(np.float32), grid, volume.spacing_mm, label=True) > 0.5
     grown = ndi.binary_dilation(roi_w, iterations=2) if roi_w.any() else roi_w
     return SingleExamExam(
-        case_id=case_id, role=role, hu=hu.astype(np.float32), roi=roi_w, noise_hu=noise_index_hu(hu, grown),
-        spacing_mm=tuple(float(s) for s in volume.spacing_mm), bone_stats=bone_hu_statistics(hu, roi_w), provenance=provenance,  # type: ignore[arg-type]
+        case_id=case_id,
+        role=role,
+        hu=hu.astype(np.float32),
+        roi=roi_w,
+        noise_hu=noise_index_hu(hu, grown),
+        spacing_mm=tuple(float(s) for s in volume.spacing_mm),
+        bone_stats=bone_hu_statistics(hu, roi_w),
+        provenance=provenance,  # type: ignore[arg-type]
     )
 
 
 def _save_exam(path: Path, exam: SingleExamExam, ws: float) -> None:
-    meta = {"case_id": exam.case_id, "role": exam.role, "noise_hu": exam.noise_hu, "spacing_mm": list(exam.spacing_mm), "bone_stats": exam.bone_stats, "provenance": exam.provenance, "working_spacing_mm": ws}
+    meta = {
+        "case_id": exam.case_id,
+        "role": exam.role,
+        "noise_hu": exam.noise_hu,
+        "spacing_mm": list(exam.spacing_mm),
+        "bone_stats": exam.bone_stats,
+        "provenance": exam.provenance,
+        "working_spacing_mm": ws,
+    }
     save_cache(path, {"hu": exam.hu, "roi": exam.roi}, meta)
 
 
@@ -114,8 +128,14 @@ def _load_exam(path: Path, ws: float) -> SingleExamExam | None:
     arrays, meta = got
     try:
         return SingleExamExam(
-            case_id=meta["case_id"], role=meta["role"], hu=arrays["hu"], roi=arrays["roi"], noise_hu=float(meta["noise_hu"]),
-            spacing_mm=tuple(meta["spacing_mm"]), bone_stats=meta["bone_stats"], provenance=meta.get("provenance", {}),
+            case_id=meta["case_id"],
+            role=meta["role"],
+            hu=arrays["hu"],
+            roi=arrays["roi"],
+            noise_hu=float(meta["noise_hu"]),
+            spacing_mm=tuple(meta["spacing_mm"]),
+            bone_stats=meta["bone_stats"],
+            provenance=meta.get("provenance", {}),
         )
     except KeyError:
         return None
@@ -158,7 +178,9 @@ def prepare_single_exam_exams(
         case_list = read_case_list(case_list)
     normals = case_list.normal_cases
     if not normals:
-        raise DetectorInputError(f"{case_list.source or 'The case list'}: no normal case. The single-exam network is trained on lesion-free exams (status 'normal').")
+        raise DetectorInputError(
+            f"{case_list.source or 'The case list'}: no normal case. The single-exam network is trained on lesion-free exams (status 'normal')."
+        )
     if max_pairs is not None:
         normals = normals[:max_pairs]
     roles = ("current", "prior") if include_priors else ("current",)
@@ -273,8 +295,6 @@ class _Sampler:
         return x, m, c
 
 
-
-
 def _validate(net, exams: Sequence[SingleExamExam], device) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     return validate_on(net, exams, lambda e: (e.hu, *predict_single_exam_on_grid(net, e.hu, e.conditions, e.roi, device=device), e.roi))
 
@@ -328,14 +348,30 @@ def train_single_exam_model(
         return beta_nll(mu, log_var, xt, torch.from_numpy(m).to(device) & inner_t, cfg.beta)
 
     history, elapsed, final_val = fit(
-        net, cfg, make_sampler=lambda rng: _Sampler(train_exams, cfg.patch_vox, rng), step=step,
-        validate=lambda: _validate(net, val_exams, device) if val_exams else {}, ckpt_path=ckpt_path, device=device, resume=resume,
-        resume_keys=("patch_vox", "channels", "n_layers", "blind_radius_vox", "head_channels"), progress_label="training (single exam)",
-        progress=progress, on_checkpoint=on_checkpoint,
+        net,
+        cfg,
+        make_sampler=lambda rng: _Sampler(train_exams, cfg.patch_vox, rng),
+        step=step,
+        validate=lambda: _validate(net, val_exams, device) if val_exams else {},
+        ckpt_path=ckpt_path,
+        device=device,
+        resume=resume,
+        resume_keys=("patch_vox", "channels", "n_layers", "blind_radius_vox", "head_channels"),
+        progress_label="training (single exam)",
+        progress=progress,
+        on_checkpoint=on_checkpoint,
     )
     return write_bundle(
-        net, out, history, final_val, elapsed, title="single-exam in-painting network", write_card=write_single_exam_model_card,
-        make_metadata=lambda net_cpu, digest: _metadata(cfg, net_cpu, train_exams, val_exams, final_val, elapsed, device, digest, training_data or {}, len(history["loss"]), hardware_note),
+        net,
+        out,
+        history,
+        final_val,
+        elapsed,
+        title="single-exam in-painting network",
+        write_card=write_single_exam_model_card,
+        make_metadata=lambda net_cpu, digest: _metadata(
+            cfg, net_cpu, train_exams, val_exams, final_val, elapsed, device, digest, training_data or {}, len(history["loss"]), hardware_note
+        ),
     )
 
 
@@ -358,40 +394,67 @@ def _metadata(cfg, net, train_exams, val_exams, val, elapsed, device, digest, tr
         "pytorch_version": torch.__version__,
         "numpy_version": np.__version__,
         "architecture": {
-            "class": "detector._inpaint_net.BlindSpotNet", "channels": cfg.channels, "n_layers": cfg.n_layers, "blind_radius_vox": cfg.blind_radius_vox,
-            "head_channels": cfg.head_channels, "n_conditions": len(CONDITION_NAMES), "n_parameters": int(sum(p.numel() for p in net.parameters())),
-            "reach_vox": int(net.reach_vox), "padding": "zeros", "normalisation_layers": "none",
+            "class": "detector._inpaint_net.BlindSpotNet",
+            "channels": cfg.channels,
+            "n_layers": cfg.n_layers,
+            "blind_radius_vox": cfg.blind_radius_vox,
+            "head_channels": cfg.head_channels,
+            "n_conditions": len(CONDITION_NAMES),
+            "n_parameters": int(sum(p.numel() for p in net.parameters())),
+            "reach_vox": int(net.reach_vox),
+            "padding": "zeros",
+            "normalisation_layers": "none",
             "design": "six half-space branches with shared weights (causal 3x3x3 convolutions, shift of blind_radius_vox + 1), combined by 1x1x1 layers",
         },
         "input": {
-            "modality": "CT", "format": "hounsfield", "working_spacing_mm": cfg.working_spacing_mm,
+            "modality": "CT",
+            "format": "hounsfield",
+            "working_spacing_mm": cfg.working_spacing_mm,
             "channels": {"0": "the exam on the working grid, (clip(HU, -1024, 3071) - 200) / 500"},
             "conditions": list(CONDITION_NAMES),
             "noise_index": "1.4826 x MAD of neighbour differences / sqrt(2) along x and y in soft tissue (-150..150 HU) outside the bone ROI grown by 2 voxels, on the working grid",
             "never_sees": f"the cube of {2 * cfg.blind_radius_vox + 1}^3 working-grid voxels ({(2 * cfg.blind_radius_vox + 1) * cfg.working_spacing_mm:g} mm) centred on the voxel it predicts",
             "bone_roi": f"detector.bone_mask of the exam grown by {ROI_MARGIN_MM:g} mm",
-            "patch_shape_training": [cfg.patch_vox] * 3, "dtype": "float32",
+            "patch_shape_training": [cfg.patch_vox] * 3,
+            "dtype": "float32",
         },
         "output": {
-            "channel_def": {"0": "mu: in-painted estimate of the voxel, (HU - 200) / 500", "1": "log sigma^2 of the same units (clamped to [-12, 4])"},
+            "channel_def": {
+                "0": "mu: in-painted estimate of the voxel, (HU - 200) / 500",
+                "1": "log sigma^2 of the same units (clamped to [-12, 4])",
+            },
             "z": "(exam - mu) / sigma on the working grid, interpolated onto the exam's grid",
         },
         "domain": {
-            "spacing_min_mm": spacings.min(axis=0).tolist(), "spacing_max_mm": spacings.max(axis=0).tolist(), "spacing_tolerance": 0.1,
+            "spacing_min_mm": spacings.min(axis=0).tolist(),
+            "spacing_max_mm": spacings.max(axis=0).tolist(),
+            "spacing_tolerance": 0.1,
             "bone_hu_p50": value_range([e.bone_stats.get("bone_hu_p50") for e in train_exams]),
-            "bone_hu_p95": value_range([e.bone_stats.get("bone_hu_p95") for e in train_exams]), "hu_margin": 50.0,
-            "noise_hu": value_range([e.noise_hu for e in train_exams]), "noise_factor": 1.3,
+            "bone_hu_p95": value_range([e.bone_stats.get("bone_hu_p95") for e in train_exams]),
+            "hu_margin": 50.0,
+            "noise_hu": value_range([e.noise_hu for e in train_exams]),
+            "noise_factor": 1.3,
         },
         "training_data": {
             **training_data,
-            "n_exams_train": len(train_exams), "n_exams_validation": len(val_exams),
-            "train_exams": [f"{e.case_id}/{e.role}" for e in train_exams], "validation_exams": [f"{e.case_id}/{e.role}" for e in val_exams],
-            "synthetic_seeds_train": seeds, "n_bone_voxels_train": int(sum(e.n_roi_voxels for e in train_exams)),
+            "n_exams_train": len(train_exams),
+            "n_exams_validation": len(val_exams),
+            "train_exams": [f"{e.case_id}/{e.role}" for e in train_exams],
+            "validation_exams": [f"{e.case_id}/{e.role}" for e in val_exams],
+            "synthetic_seeds_train": seeds,
+            "n_bone_voxels_train": int(sum(e.n_roi_voxels for e in train_exams)),
         },
         "training": {
-            "loss": f"beta-NLL, beta = {cfg.beta}", "optimizer": f"Adam, lr {cfg.learning_rate} with cosine decay to 5 %", "iterations": n_it,
-            "batch_size": cfg.batch_size, "patch_vox": cfg.patch_vox, "loss_border_vox": cfg.loss_border_vox, "augmentation": "random left-right flips",
-            "seed": cfg.seed, "elapsed_s": round(elapsed, 1), "hardware": hw,
+            "loss": f"beta-NLL, beta = {cfg.beta}",
+            "optimizer": f"Adam, lr {cfg.learning_rate} with cosine decay to 5 %",
+            "iterations": n_it,
+            "batch_size": cfg.batch_size,
+            "patch_vox": cfg.patch_vox,
+            "loss_border_vox": cfg.loss_border_vox,
+            "augmentation": "random left-right flips",
+            "seed": cfg.seed,
+            "elapsed_s": round(elapsed, 1),
+            "hardware": hw,
         },
         "validation": {k: v for k, v in val.items() if k not in ("calibration_bins", "z_histogram")},
         "validation_calibration_bins": val.get("calibration_bins", []),
@@ -403,8 +466,6 @@ def _metadata(cfg, net, train_exams, val_exams, val, elapsed, device, digest, tr
             "Seitzer M. et al., On the Pitfalls of Heteroscedastic Uncertainty Estimation with Probabilistic Neural Networks, ICLR 2022 (beta-NLL)",
         ],
     }
-
-
 
 
 def _fmt(values: Any, spec: str = ".2f") -> str:

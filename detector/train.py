@@ -49,8 +49,8 @@ from cases import Case, CaseList, LabelVolume, read_case_list, read_exam, read_v
 from ._errors import DetectorInputError
 from ._training_common import (
     TrainingResult,
-    beta_nll,
     TrainingSettings,
+    beta_nll,
     fit,
     hardware_info,
     load_cache,
@@ -68,7 +68,15 @@ from .zscore_bundle import load_bundle_weights, sha256_of
 from .zscore_domain import bone_hu_statistics, effective_spacing_mm, noise_index_hu
 from .zscore_model import CONDITION_NAMES, build_net, condition_vector, normalise_hu, predict_on_grid
 
-__all__ = ["TrainingConfig", "TrainingPair", "TrainingResult", "prepare_training_pairs", "augment_training_pairs", "train_zscore_model", "record_evaluation"]
+__all__ = [
+    "TrainingConfig",
+    "TrainingPair",
+    "TrainingResult",
+    "prepare_training_pairs",
+    "augment_training_pairs",
+    "train_zscore_model",
+    "record_evaluation",
+]
 
 MODEL_NAME = "tsct-zscore"
 TRAINING_CACHE = "zscore_train.npz"
@@ -129,7 +137,9 @@ class TrainingPair:
     @property
     def conditions(self) -> np.ndarray:
         """The network's exam-level inputs for this pair (:func:`detector.zscore_model.condition_vector`)."""
-        return condition_vector(self.noise_current_hu, self.noise_prior_hu, self.spacing_mm, self.prior_spacing_mm, spacing_floor_mm=self.spacing_floor_mm)
+        return condition_vector(
+            self.noise_current_hu, self.noise_prior_hu, self.spacing_mm, self.prior_spacing_mm, spacing_floor_mm=self.spacing_floor_mm
+        )
 
 
 # =============================================================================================
@@ -209,7 +219,9 @@ def prepare_training_pairs(
         case_list = read_case_list(case_list)
     normals = case_list.normal_cases
     if not normals:
-        raise DetectorInputError(f"{case_list.source or 'The case list'}: no normal case. The z-score network is trained on pairs without new lesions (status 'normal').")
+        raise DetectorInputError(
+            f"{case_list.source or 'The case list'}: no normal case. The z-score network is trained on pairs without new lesions (status 'normal')."
+        )
     if max_pairs is not None:
         normals = normals[:max_pairs]
     work = Path(work_dir)
@@ -255,7 +267,9 @@ def prepare_training_pairs(
     return pairs
 
 
-def _to_training_pair(case: Case, current, warped, roi_vol: LabelVolume, prior_spacing: tuple[float, float, float], ws: float, halo_mm: float) -> TrainingPair:  # type: ignore[no-untyped-def]
+def _to_training_pair(
+    case: Case, current, warped, roi_vol: LabelVolume, prior_spacing: tuple[float, float, float], ws: float, halo_mm: float
+) -> TrainingPair:  # type: ignore[no-untyped-def]
     roi = roi_vol.array != 0
     grid = make_working_grid(current, roi, ws, halo_mm)
     if grid is None:
@@ -287,7 +301,11 @@ _CACHE_META = ("case_id", "noise_current_hu", "noise_prior_hu", "spacing_mm", "p
 
 def _save_cache(path: Path, pair: TrainingPair, ws: float) -> None:
     meta = {k: getattr(pair, k) for k in _CACHE_META}
-    save_cache(path, {"current": pair.current_hu, "prior": pair.prior_hu, "roi": pair.roi}, {**meta, "spacing_mm": list(pair.spacing_mm), "prior_spacing_mm": list(pair.prior_spacing_mm), "working_spacing_mm": ws})
+    save_cache(
+        path,
+        {"current": pair.current_hu, "prior": pair.prior_hu, "roi": pair.roi},
+        {**meta, "spacing_mm": list(pair.spacing_mm), "prior_spacing_mm": list(pair.prior_spacing_mm), "working_spacing_mm": ws},
+    )
 
 
 def _load_cache(path: Path, ws: float) -> TrainingPair | None:
@@ -297,9 +315,16 @@ def _load_cache(path: Path, ws: float) -> TrainingPair | None:
     arrays, meta = got
     try:
         return TrainingPair(
-            case_id=meta["case_id"], current_hu=arrays["current"], prior_hu=arrays["prior"], roi=arrays["roi"],
-            noise_current_hu=float(meta["noise_current_hu"]), noise_prior_hu=float(meta["noise_prior_hu"]),
-            spacing_mm=tuple(meta["spacing_mm"]), prior_spacing_mm=tuple(meta["prior_spacing_mm"]), bone_stats=meta["bone_stats"], provenance=meta.get("provenance", {}),
+            case_id=meta["case_id"],
+            current_hu=arrays["current"],
+            prior_hu=arrays["prior"],
+            roi=arrays["roi"],
+            noise_current_hu=float(meta["noise_current_hu"]),
+            noise_prior_hu=float(meta["noise_prior_hu"]),
+            spacing_mm=tuple(meta["spacing_mm"]),
+            prior_spacing_mm=tuple(meta["prior_spacing_mm"]),
+            bone_stats=meta["bone_stats"],
+            provenance=meta.get("provenance", {}),
         )
     except KeyError:
         return None  # from an older layout: rebuilt from the registration outputs
@@ -313,8 +338,15 @@ def _thicker_slices(hu: np.ndarray, from_mm: float, to_mm: float, ws: float) -> 
     return ndi.gaussian_filter1d(hu, sigma_mm / ws, axis=0, mode="nearest").astype(np.float32)
 
 
-def augment_training_pairs(pairs: Sequence[TrainingPair], variants: int, *, seed: int, working_spacing_mm: float = WORKING_SPACING_MM,
-                           max_slice_mm: float = 5.0, max_extra_noise_hu: float = 15.0) -> list[TrainingPair]:
+def augment_training_pairs(
+    pairs: Sequence[TrainingPair],
+    variants: int,
+    *,
+    seed: int,
+    working_spacing_mm: float = WORKING_SPACING_MM,
+    max_slice_mm: float = 5.0,
+    max_extra_noise_hu: float = 15.0,
+) -> list[TrainingPair]:
     """Re-acquired variants of each training pair: the input pairs followed by ``variants`` variants per pair.
 
     Each variant re-acquires one exam or both on the working grid, each change drawn
@@ -333,7 +365,7 @@ def augment_training_pairs(pairs: Sequence[TrainingPair], variants: int, *, seed
             cur, pri = pair.current_hu, pair.prior_hu
             cur_sp, pri_sp = list(pair.spacing_mm), list(pair.prior_spacing_mm)
             which = rng.choice(["current", "prior", "both"])
-            for exam in (("current", "prior") if which == "both" else (which,)):
+            for exam in ("current", "prior") if which == "both" else (which,):
                 sp = cur_sp if exam == "current" else pri_sp
                 t = float(rng.uniform(max(sp[2], working_spacing_mm), max(max_slice_mm, sp[2])))
                 if exam == "current":
@@ -345,12 +377,21 @@ def augment_training_pairs(pairs: Sequence[TrainingPair], variants: int, *, seed
                 cur = (cur + rng.normal(0.0, rng.uniform(0.0, max_extra_noise_hu), cur.shape)).astype(np.float32)
             if rng.random() < 0.5:
                 pri = (pri + rng.normal(0.0, rng.uniform(0.0, max_extra_noise_hu), pri.shape)).astype(np.float32)
-            out.append(TrainingPair(
-                case_id=f"{pair.case_id}~{k + 1}", current_hu=cur, prior_hu=pri, roi=pair.roi,
-                noise_current_hu=noise_index_hu(cur, grown), noise_prior_hu=noise_index_hu(pri, grown),
-                spacing_mm=tuple(cur_sp), prior_spacing_mm=tuple(pri_sp), bone_stats=bone_hu_statistics(pri, pair.roi),
-                provenance={**pair.provenance, "variant_of": pair.case_id, "variant": k + 1}, spacing_floor_mm=pair.spacing_floor_mm,
-            ))
+            out.append(
+                TrainingPair(
+                    case_id=f"{pair.case_id}~{k + 1}",
+                    current_hu=cur,
+                    prior_hu=pri,
+                    roi=pair.roi,
+                    noise_current_hu=noise_index_hu(cur, grown),
+                    noise_prior_hu=noise_index_hu(pri, grown),
+                    spacing_mm=tuple(cur_sp),
+                    prior_spacing_mm=tuple(pri_sp),
+                    bone_stats=bone_hu_statistics(pri, pair.roi),
+                    provenance={**pair.provenance, "variant_of": pair.case_id, "variant": k + 1},
+                    spacing_floor_mm=pair.spacing_floor_mm,
+                )
+            )
     return out
 
 
@@ -398,8 +439,6 @@ class _PatchSampler:
             y[b, 0] = yp
             m[b, 0] = mp
         return x, y, m
-
-
 
 
 def _validate(net, pairs: Sequence[TrainingPair], device) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -464,9 +503,18 @@ def train_zscore_model(
         return beta_nll(mu, log_var, torch.from_numpy(y).to(device), torch.from_numpy(m).to(device) & inner_t, cfg.beta)
 
     history, elapsed, final_val = fit(
-        net, cfg, make_sampler=lambda rng: _PatchSampler(train_pairs, cfg.patch_vox, rng), step=step,
-        validate=lambda: _validate(net, val_pairs, device) if val_pairs else {}, ckpt_path=ckpt_path, device=device, resume=resume,
-        resume_keys=("patch_vox", "channels"), progress_label="training", progress=progress, on_checkpoint=on_checkpoint,
+        net,
+        cfg,
+        make_sampler=lambda rng: _PatchSampler(train_pairs, cfg.patch_vox, rng),
+        step=step,
+        validate=lambda: _validate(net, val_pairs, device) if val_pairs else {},
+        ckpt_path=ckpt_path,
+        device=device,
+        resume=resume,
+        resume_keys=("patch_vox", "channels"),
+        progress_label="training",
+        progress=progress,
+        on_checkpoint=on_checkpoint,
     )
 
     def make_metadata(net_cpu, digest: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -497,27 +545,42 @@ def _metadata(cfg: TrainingConfig, net, train_pairs, val_pairs, val, elapsed, de
         "pytorch_version": torch.__version__,
         "numpy_version": np.__version__,
         "architecture": {
-            "class": "detector.zscore.ZScoreNet", "channels": cfg.channels, "dilations": [1] * cfg.n_blocks, "n_inputs": int(net.n_inputs),
-            "n_parameters": int(sum(p.numel() for p in net.parameters())), "receptive_radius_vox": int(net.receptive_radius_vox),
-            "padding": "zeros", "normalisation_layers": "none",
+            "class": "detector.zscore.ZScoreNet",
+            "channels": cfg.channels,
+            "dilations": [1] * cfg.n_blocks,
+            "n_inputs": int(net.n_inputs),
+            "n_parameters": int(sum(p.numel() for p in net.parameters())),
+            "receptive_radius_vox": int(net.receptive_radius_vox),
+            "padding": "zeros",
+            "normalisation_layers": "none",
         },
         "input": {
-            "modality": "CT", "format": "hounsfield", "working_spacing_mm": cfg.working_spacing_mm,
+            "modality": "CT",
+            "format": "hounsfield",
+            "working_spacing_mm": cfg.working_spacing_mm,
             "channels": {
                 "0": "warped prior CT on the working grid, (clip(HU, -1024, 3071) - 200) / 500",
                 **{str(i + 1): f"{name}, constant map" for i, name in enumerate(CONDITION_NAMES)},
             },
             "noise_index": "1.4826 x MAD of neighbour differences / sqrt(2) along x and y in soft tissue (-150..150 HU) outside the bone ROI grown by 2 voxels, on the working grid",
             "never_sees": "the current exam's voxels inside the bone ROI (the current enters only through its soft-tissue noise index)",
-            "patch_shape_training": [cfg.patch_vox] * 3, "dtype": "float32", "inference": "fully convolutional, tiles of 64^3 with a halo of the receptive field",
+            "patch_shape_training": [cfg.patch_vox] * 3,
+            "dtype": "float32",
+            "inference": "fully convolutional, tiles of 64^3 with a halo of the receptive field",
         },
         "output": {
-            "channel_def": {"0": "mu: no-change estimate of the current, (HU - 200) / 500", "1": "log sigma^2 of the same units (clamped to [-12, 4])"},
+            "channel_def": {
+                "0": "mu: no-change estimate of the current, (HU - 200) / 500",
+                "1": "log sigma^2 of the same units (clamped to [-12, 4])",
+            },
             "z": "(current - mu) / sigma on the current exam's grid, mu and sigma interpolated from the working grid",
         },
         "domain": {
-            "spacing_min_mm": spacings.min(axis=0).tolist(), "spacing_max_mm": spacings.max(axis=0).tolist(),
-            "prior_spacing_min_mm": prior_spacings.min(axis=0).tolist(), "prior_spacing_max_mm": prior_spacings.max(axis=0).tolist(), "spacing_tolerance": 0.1,
+            "spacing_min_mm": spacings.min(axis=0).tolist(),
+            "spacing_max_mm": spacings.max(axis=0).tolist(),
+            "prior_spacing_min_mm": prior_spacings.min(axis=0).tolist(),
+            "prior_spacing_max_mm": prior_spacings.max(axis=0).tolist(),
+            "spacing_tolerance": 0.1,
             **({"spacing_floor_mm": floor} if floor else {}),
             "bone_hu_p50": value_range([p.bone_stats.get("bone_hu_p50") for p in train_pairs]),
             "bone_hu_p95": value_range([p.bone_stats.get("bone_hu_p95") for p in train_pairs]),
@@ -528,17 +591,30 @@ def _metadata(cfg: TrainingConfig, net, train_pairs, val_pairs, val, elapsed, de
         },
         "training_data": {
             **training_data,
-            "n_pairs_train": len(train_pairs), "n_pairs_validation": len(val_pairs),
-            "train_case_ids": [p.case_id for p in train_pairs], "validation_case_ids": [p.case_id for p in val_pairs],
+            "n_pairs_train": len(train_pairs),
+            "n_pairs_validation": len(val_pairs),
+            "train_case_ids": [p.case_id for p in train_pairs],
+            "validation_case_ids": [p.case_id for p in val_pairs],
             "n_source_pairs_train": len({p.base_case_id for p in train_pairs}),
             "synthetic_seeds_train": [s for s in seeds if s is not None],
             "n_bone_voxels_train": int(sum(p.n_roi_voxels for p in train_pairs)),
         },
         "training": {
-            "loss": f"beta-NLL, beta = {cfg.beta}", "optimizer": f"Adam, lr {cfg.learning_rate} with cosine decay to 5 %", "iterations": n_it,
-            "batch_size": cfg.batch_size, "patch_vox": cfg.patch_vox, "loss_border_vox": cfg.loss_border_vox, "augmentation": "random left-right flips"
-            + (f"; {cfg.augment_variants} re-acquired variant(s) per pair (thicker slices up to 5 mm, extra noise up to 15 HU; augment_training_pairs)" if cfg.augment_variants else ""),
-            "seed": cfg.seed, "elapsed_s": round(elapsed, 1), "hardware": hardware_info(device),
+            "loss": f"beta-NLL, beta = {cfg.beta}",
+            "optimizer": f"Adam, lr {cfg.learning_rate} with cosine decay to 5 %",
+            "iterations": n_it,
+            "batch_size": cfg.batch_size,
+            "patch_vox": cfg.patch_vox,
+            "loss_border_vox": cfg.loss_border_vox,
+            "augmentation": "random left-right flips"
+            + (
+                f"; {cfg.augment_variants} re-acquired variant(s) per pair (thicker slices up to 5 mm, extra noise up to 15 HU; augment_training_pairs)"
+                if cfg.augment_variants
+                else ""
+            ),
+            "seed": cfg.seed,
+            "elapsed_s": round(elapsed, 1),
+            "hardware": hardware_info(device),
             **({"initial_weights": f"{Path(cfg.init_weights).name} (sha256 {sha256_of(cfg.init_weights)})"} if cfg.init_weights else {}),
         },
         "validation": {k: v for k, v in val.items() if k not in ("calibration_bins", "z_histogram")},
@@ -550,8 +626,6 @@ def _metadata(cfg: TrainingConfig, net, train_pairs, val_pairs, val, elapsed, de
             "Hoshiai S. et al., Clinical usefulness of temporal subtraction CT in detecting vertebral bone metastases, Eur J Radiol 2019",
         ],
     }
-
-
 
 
 def write_model_card(weights: str | Path, metadata: dict[str, Any], figures: Sequence[Path] = ()) -> Path:

@@ -78,7 +78,6 @@ domain check) and :mod:`detector.zscore_analytic` (the analytic error model and 
 mask). Their names stay importable from here.
 """
 
-
 from __future__ import annotations
 
 import math
@@ -117,7 +116,7 @@ __all__ = [
     "ModelBundle",
     "read_bundle_metadata",
     "load_bundle_weights",
-    "ZScoreNet",
+    "ZScoreNet",  # noqa: F822 - resolved lazily by __getattr__ (no torch import at import time)
     "build_net",
     "ZScoreModel",
     "ZMap",
@@ -225,7 +224,9 @@ class ZMap:
         return "\n".join(lines)
 
 
-def recalibrate_z(z: np.ndarray, sigma: np.ndarray, roi: np.ndarray, params: dict[str, Any], *, what: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def recalibrate_z(
+    z: np.ndarray, sigma: np.ndarray, roi: np.ndarray, params: dict[str, Any], *, what: str
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Per-exam recalibration of a network's map: widen sigma by the robust spread of z over the ROI when it exceeds 1.
 
     The spread is 1.4826 x the median absolute deviation of z in ``roi`` (lesions cover a small
@@ -383,7 +384,9 @@ def compute_zmap(
             nc = noise_c if math.isfinite(noise_c) else float(np.mean(net_model.metadata.get("domain", {}).get("noise_current_hu", [20.0, 20.0])))
             npr = noise_p if math.isfinite(noise_p) else float(np.mean(net_model.metadata.get("domain", {}).get("noise_prior_hu", [20.0, 20.0])))
             cond = net_model.conditions(nc, npr, current.spacing_mm, prior_sp)
-            mu_w, sig_w = predict_on_grid(net_model.net, prior_w, cond, roi_w_grown | roi_w, device=net_model.device, tile_vox=tile_vox, precision=precision)
+            mu_w, sig_w = predict_on_grid(
+                net_model.net, prior_w, cond, roi_w_grown | roi_w, device=net_model.device, tile_vox=tile_vox, precision=precision
+            )
             computed = np.isfinite(sig_w)
             # z is formed on the working grid, where the network's Gaussian is defined (it was
             # trained on the current resampled there), then interpolated onto the native grid.
@@ -402,7 +405,13 @@ def compute_zmap(
             z_network = np.zeros(current.shape, dtype=np.float32)
             np.copyto(z_network[box], z_n, where=r)
             method = "network"
-            params = {"working_spacing_mm": ws, "noise_current_hu": noise_c, "noise_prior_hu": noise_p, "prior_spacing_mm": list(prior_sp), "forced": bool(force and not domain.in_domain)}
+            params = {
+                "working_spacing_mm": ws,
+                "noise_current_hu": noise_c,
+                "noise_prior_hu": noise_p,
+                "prior_spacing_mm": list(prior_sp),
+                "forced": bool(force and not domain.in_domain),
+            }
         else:
             msg = (
                 f"z-score network v{net_model.version} not used: the pair is {domain.summary()}. "

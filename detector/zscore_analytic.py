@@ -169,7 +169,12 @@ def _near_missing(missing: np.ndarray, roi: np.ndarray, spacing_mm: Sequence[flo
 
 
 def near_missing_prior(
-    current_hu: np.ndarray, warped_prior_hu: np.ndarray, roi: np.ndarray, spacing_mm: Sequence[float], margin_mm: float, prior_missing: np.ndarray | None = None
+    current_hu: np.ndarray,
+    warped_prior_hu: np.ndarray,
+    roi: np.ndarray,
+    spacing_mm: Sequence[float],
+    margin_mm: float,
+    prior_missing: np.ndarray | None = None,
 ) -> np.ndarray:
     """ROI voxels within ``margin_mm`` of tissue the prior did not image (:func:`prior_missing_mask`).
 

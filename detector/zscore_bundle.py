@@ -113,7 +113,9 @@ def read_bundle_metadata(weights: Path, *, missing_hint: str, verify_hash: bool 
     if not weights.is_file():
         raise ModelBundleError(f"{weights}: {missing_hint}")
     if not meta_path.is_file():
-        raise ModelBundleError(f"{meta_path}: the metadata of {weights.name} is missing; a weights file is only used with its metadata (input contract, domain, hash).")
+        raise ModelBundleError(
+            f"{meta_path}: the metadata of {weights.name} is missing; a weights file is only used with its metadata (input contract, domain, hash)."
+        )
     try:
         metadata = json.loads(meta_path.read_text(encoding="utf-8"))
     except ValueError as exc:
@@ -139,7 +141,9 @@ def load_bundle_weights(net: Any, weights: Path, device: Any) -> Any:
             state = state["model"]
         net.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError) as exc:
-        raise ModelBundleError(f"{weights}: the weights do not fit the architecture in {metadata_path_for(weights).name} ({str(exc).splitlines()[0]}).") from None
+        raise ModelBundleError(
+            f"{weights}: the weights do not fit the architecture in {metadata_path_for(weights).name} ({str(exc).splitlines()[0]})."
+        ) from None
     return net.to(device).eval()
 
 

@@ -43,7 +43,6 @@ class OutOfDomainWarning(UserWarning):
     """The pair lies outside the data the z-score network was trained on."""
 
 
-
 @dataclass(frozen=True)
 class DomainCheck:
     """Whether a pair lies inside the network's training domain.
@@ -164,7 +163,9 @@ def check_domain_ranges(
     return DomainCheck(in_domain=not reasons, reasons=tuple(reasons), measured=out)
 
 
-def check_domain(model: "ZScoreModel", current: Volume, warped_prior: Volume, bone_roi: LabelVolume, *, prior_spacing_mm: Sequence[float] | None = None) -> DomainCheck:
+def check_domain(
+    model: "ZScoreModel", current: Volume, warped_prior: Volume, bone_roi: LabelVolume, *, prior_spacing_mm: Sequence[float] | None = None
+) -> DomainCheck:
     """Whether a registered pair lies inside the training domain of ``model``.
 
     Checks both exams' voxel spacings against the trained ranges, the warped prior's bone HU

@@ -26,7 +26,7 @@ __all__ = [
     "NORM_SCALE_HU",
     "NOISE_SCALE_HU",
     "CONDITION_NAMES",
-    "ZScoreNet",
+    "ZScoreNet",  # noqa: F822 - resolved lazily by __getattr__ (no torch import at import time)
     "ZScoreModel",
     "build_net",
     "condition_vector",
@@ -62,14 +62,22 @@ def build_net(channels: int = 16, dilations: Sequence[int] = (1, 1, 1, 1), n_inp
 
 #: Names of the network's constant input channels 1..6, in order.
 CONDITION_NAMES: tuple[str, ...] = (
-    "noise_current_hu / 50", "noise_prior_hu / 50",
-    "current in-plane spacing (mm) / 1.5", "current slice spacing (mm) / 1.5",
-    "prior in-plane spacing (mm) / 1.5", "prior slice spacing (mm) / 1.5",
+    "noise_current_hu / 50",
+    "noise_prior_hu / 50",
+    "current in-plane spacing (mm) / 1.5",
+    "current slice spacing (mm) / 1.5",
+    "prior in-plane spacing (mm) / 1.5",
+    "prior slice spacing (mm) / 1.5",
 )
 
 
 def condition_vector(
-    noise_current_hu: float, noise_prior_hu: float, current_spacing_mm: Sequence[float], prior_spacing_mm: Sequence[float], *, spacing_floor_mm: float | None = None
+    noise_current_hu: float,
+    noise_prior_hu: float,
+    current_spacing_mm: Sequence[float],
+    prior_spacing_mm: Sequence[float],
+    *,
+    spacing_floor_mm: float | None = None,
 ) -> np.ndarray:
     """The exam-level inputs of the network (channels 1-6), see :data:`CONDITION_NAMES`.
 
@@ -81,7 +89,14 @@ def condition_vector(
     cur = effective_spacing_mm(current_spacing_mm, spacing_floor_mm)
     pri = effective_spacing_mm(prior_spacing_mm, spacing_floor_mm)
     return np.asarray(
-        [noise_current_hu / NOISE_SCALE_HU, noise_prior_hu / NOISE_SCALE_HU, (cur[0] + cur[1]) / 2 / 1.5, cur[2] / 1.5, (pri[0] + pri[1]) / 2 / 1.5, pri[2] / 1.5],
+        [
+            noise_current_hu / NOISE_SCALE_HU,
+            noise_prior_hu / NOISE_SCALE_HU,
+            (cur[0] + cur[1]) / 2 / 1.5,
+            cur[2] / 1.5,
+            (pri[0] + pri[1]) / 2 / 1.5,
+            pri[2] / 1.5,
+        ],
         dtype=np.float32,
     )
 
@@ -204,22 +219,38 @@ class ZScoreModel(ModelBundle):
         v = self.metadata.get("domain", {}).get("spacing_floor_mm")
         return float(v) if v else None
 
-    def conditions(self, noise_current_hu: float, noise_prior_hu: float, current_spacing_mm: Sequence[float], prior_spacing_mm: Sequence[float]) -> np.ndarray:
+    def conditions(
+        self, noise_current_hu: float, noise_prior_hu: float, current_spacing_mm: Sequence[float], prior_spacing_mm: Sequence[float]
+    ) -> np.ndarray:
         """:func:`condition_vector` with this bundle's spacing floor."""
         return condition_vector(noise_current_hu, noise_prior_hu, current_spacing_mm, prior_spacing_mm, spacing_floor_mm=self.spacing_floor_mm)
 
     def check_domain(
-        self, current: Volume, prior_hu_work: np.ndarray, roi_work: np.ndarray, noise_current_hu: float, noise_prior_hu: float, prior_spacing_mm: Sequence[float] | None = None
+        self,
+        current: Volume,
+        prior_hu_work: np.ndarray,
+        roi_work: np.ndarray,
+        noise_current_hu: float,
+        noise_prior_hu: float,
+        prior_spacing_mm: Sequence[float] | None = None,
     ) -> DomainCheck:
         """Compare one pair (already on the working grid) with the recorded training domain."""
-        measured: dict[str, Any] = {"spacing_mm": [float(s) for s in current.spacing_mm], "noise_current_hu": noise_current_hu, "noise_prior_hu": noise_prior_hu}
+        measured: dict[str, Any] = {
+            "spacing_mm": [float(s) for s in current.spacing_mm],
+            "noise_current_hu": noise_current_hu,
+            "noise_prior_hu": noise_prior_hu,
+        }
         if prior_spacing_mm is not None:
             measured["prior_spacing_mm"] = [float(s) for s in prior_spacing_mm]
         return check_domain_ranges(
             self.metadata.get("domain", {}),
             spacings=(("spacing", "the current exam", current.spacing_mm), ("prior_spacing", "the prior exam", prior_spacing_mm)),
-            bone_hu=prior_hu_work, roi=roi_work,
-            noises=(("noise_current_hu", "noise of the current exam", noise_current_hu), ("noise_prior_hu", "noise of the prior exam", noise_prior_hu)),
+            bone_hu=prior_hu_work,
+            roi=roi_work,
+            noises=(
+                ("noise_current_hu", "noise of the current exam", noise_current_hu),
+                ("noise_prior_hu", "noise of the prior exam", noise_prior_hu),
+            ),
             measured=measured,
         )
 
@@ -245,8 +276,12 @@ def load_zscore_model(path: str | Path | None = None, *, device: str = "cpu", ve
     """
     weights = Path(path) if path is not None else default_model_path()
     return load_bundle(
-        weights, ZScoreModel,
-        lambda arch: build_net(channels=int(arch.get("channels", 16)), dilations=tuple(arch.get("dilations", (1, 1, 1, 1))), n_inputs=int(arch.get("n_inputs", 7))),
+        weights,
+        ZScoreModel,
+        lambda arch: build_net(
+            channels=int(arch.get("channels", 16)), dilations=tuple(arch.get("dilations", (1, 1, 1, 1))), n_inputs=int(arch.get("n_inputs", 7))
+        ),
         missing_hint=f"z-score weights not found. Train them with 'tsct detect train CASELIST --out {weights}', or use the analytic error model (--model analytic).",
-        device=device, verify_hash=verify_hash,
+        device=device,
+        verify_hash=verify_hash,
     )

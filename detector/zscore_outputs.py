@@ -42,10 +42,22 @@ OPERATING_THRESHOLD = max(OPERATING_THRESHOLDS.values())
 #: Hysteresis: a candidate grows over connected voxels down to this score.
 OPERATING_LOW_THRESHOLD = 3.0
 
-__all__ = ["OPERATING_THRESHOLD", "OPERATING_LOW_THRESHOLD", "overlay_map", "ZScoreSettings", "ZScoreOutputs", "zscore_stage", "write_zscore_files", "ZSCORE_OUTPUT_FILES"]
+__all__ = [
+    "OPERATING_THRESHOLD",
+    "OPERATING_LOW_THRESHOLD",
+    "overlay_map",
+    "ZScoreSettings",
+    "ZScoreOutputs",
+    "zscore_stage",
+    "write_zscore_files",
+    "ZSCORE_OUTPUT_FILES",
+]
 
 #: Output file names of the z-score stage inside a case folder (from :data:`detector.outputs.ROLES`).
-ZSCORE_OUTPUT_FILES: dict[str, str] = {role: ROLES[role][0] for role in ("zmap", "sigma", "candidates_json", "candidates_csv", "dicom_zscore_overlay", "candidate_labels", "candidate_score")}
+ZSCORE_OUTPUT_FILES: dict[str, str] = {
+    role: ROLES[role][0]
+    for role in ("zmap", "sigma", "candidates_json", "candidates_csv", "dicom_zscore_overlay", "candidate_labels", "candidate_score")
+}
 
 
 @dataclass(frozen=True)
@@ -156,7 +168,12 @@ def write_zscore_files(
         folder = out / ZSCORE_OUTPUT_FILES["dicom_zscore_overlay"]
         shown, style = overlay_map(result, style)
         write_overlay_dicom(
-            current, shown, folder, template=dicom_template, style=style, series_number=series_number,
+            current,
+            shown,
+            folder,
+            template=dicom_template,
+            style=style,
+            series_number=series_number,
             series_description=f"TSCT z-score overlay ({'network' if zm.method == 'network' else 'analytic'})",
             derivation_description=f"TSCT z-score map ({how}) on the current CT; z = (current - estimate) / sigma from the registered prior. Research use only; not for diagnosis.",
         )
@@ -226,7 +243,13 @@ def zscore_stage(
     """
     settings = settings or ZScoreSettings()
     zm = compute_zmap(
-        current, warped_prior, bone_roi, model=settings.model, prior_spacing_mm=prior_spacing_mm, force=settings.force_model, device=settings.device,
+        current,
+        warped_prior,
+        bone_roi,
+        model=settings.model,
+        prior_spacing_mm=prior_spacing_mm,
+        force=settings.force_model,
+        device=settings.device,
         recalibrate=settings.recalibrate,
     )
     roi = bone_roi.array != 0
@@ -241,8 +264,15 @@ def zscore_stage(
         score = matched_filter_score(zm.candidate_z, cand_roi, sigma_mm=settings.matched_filter_mm)
         score_name = f"z, matched filter {settings.matched_filter_mm:g} mm"
     cands = find_candidates(
-        score, roi=cand_roi, threshold=threshold, low_threshold=low, min_volume_mm3=settings.min_volume_mm3,
-        change_hu=change, score_name=score_name, case_id=case_id, split_mm=settings.split_mm,
+        score,
+        roi=cand_roi,
+        threshold=threshold,
+        low_threshold=low,
+        min_volume_mm3=settings.min_volume_mm3,
+        change_hu=change,
+        score_name=score_name,
+        case_id=case_id,
+        split_mm=settings.split_mm,
     )
     extra: dict[str, Any] = {"z_method": zm.method, "model_version": zm.model_version, "matched_filter_mm": settings.matched_filter_mm}
     if settings.matched_filter_mm:

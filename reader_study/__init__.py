@@ -38,55 +38,153 @@ Errors
 """
 
 # database ---------------------------------------------------------------------------------------
-from .db import Database, default_database_url, init_db, open_db
+# errors: every refusal is public (the names are reader_study.errors.__all__) ----------------------------
+from . import errors as _errors
 
-# studies: inputs, creation, design, lock, state, progress, rating scales, detector folder, audit log
-from .study_inputs import DEFAULT_TREATMENTS, ReaderSpec, TreatmentSpec, parse_treatment, read_readers_file
-from .coordinator import (
-    add_readers, close_study, create_study, get_study, list_studies, load_design, make_design, open_study, study_readers, waive_washout,
+# accounts and web sessions ----------------------------------------------------------------------------
+from .accounts import (
+    LOCAL_CLIENT,
+    THROTTLE,
+    AccountInfo,
+    LoginResult,
+    ThrottlePolicy,
+    change_password,
+    check_login,
+    create_account,
+    find_account,
+    list_accounts,
+    login,
+    recent_login_attempts,
+    reset_password,
+    set_account_active,
+    unlock_account,
 )
-from .lock import LockVerification, lock_study, verify_lock, verify_study
-from .status import StudyStatus, study_status
-from .design import BalanceReport, DesignPlan, PlannedRead, plan_design
-from .models import RATING_SCALES, RatingScale
-from .detector_folder import detector_dir_of, set_detector_dir
 from .audit import audit_frame
+from .backup import BackupResult, backup_database
+from .coordinator import (
+    add_readers,
+    close_study,
+    create_study,
+    get_study,
+    list_studies,
+    load_design,
+    make_design,
+    open_study,
+    study_readers,
+    waive_washout,
+)
+from .db import Database, default_database_url, init_db, open_db
+from .design import BalanceReport, DesignPlan, PlannedRead, plan_design
+from .detector_folder import detector_dir_of, set_detector_dir
+from .errors import *  # noqa: F403
+from .exchange import ExportError, ExportResult, ImportResult, StudyRecords, export_study, import_marks, study_records
+from .lock import LockVerification, lock_study, verify_lock, verify_study
+from .models import RATING_SCALES, RatingScale
 
 # reading: what a reader's workstation may do ------------------------------------------------------
 from .reading import CaseView, GridInfo, MarkView, ReadingService, SessionView, TrainingFeedback, WorklistItem
 
 # scoring and exchange -------------------------------------------------------------------------------
 from .scoring import AcceptanceRule, MarkScore, MarkToScore, ScoringError, ScoringResult, TruthLesion, roc_ratings, score_marks
-from .exchange import ExportError, ExportResult, ImportResult, StudyRecords, export_study, import_marks, study_records
-from .backup import BackupResult, backup_database
+from .status import StudyStatus, study_status
 
-# accounts and web sessions ----------------------------------------------------------------------------
-from .accounts import (
-    LOCAL_CLIENT, THROTTLE, AccountInfo, LoginResult, ThrottlePolicy, change_password, check_login, create_account, find_account,
-    list_accounts, login, recent_login_attempts, reset_password, set_account_active, unlock_account,
+# studies: inputs, creation, design, lock, state, progress, rating scales, detector folder, audit log
+from .study_inputs import DEFAULT_TREATMENTS, ReaderSpec, TreatmentSpec, parse_treatment, read_readers_file
+from .websessions import (
+    LiveSession,
+    create_web_session,
+    end_account_sessions,
+    end_web_session,
+    list_web_sessions,
+    lookup_web_session,
+    revoke_web_session,
 )
-from .websessions import LiveSession, create_web_session, end_account_sessions, end_web_session, list_web_sessions, lookup_web_session, revoke_web_session
-
-# errors: every refusal is public (the names are reader_study.errors.__all__) ----------------------------
-from . import errors as _errors
-from .errors import *  # noqa: F403
 
 __all__ = [
     # database
-    "Database", "default_database_url", "init_db", "open_db",
+    "Database",
+    "default_database_url",
+    "init_db",
+    "open_db",
     # studies
-    "DEFAULT_TREATMENTS", "LockVerification", "ReaderSpec", "StudyStatus", "TreatmentSpec", "add_readers", "close_study", "create_study",
-    "get_study", "list_studies", "load_design", "lock_study", "make_design", "open_study", "parse_treatment", "read_readers_file",
-    "study_readers", "study_status", "verify_lock", "verify_study", "waive_washout",
-    "BalanceReport", "DesignPlan", "PlannedRead", "plan_design", "RATING_SCALES", "RatingScale", "detector_dir_of", "set_detector_dir", "audit_frame",
+    "DEFAULT_TREATMENTS",
+    "LockVerification",
+    "ReaderSpec",
+    "StudyStatus",
+    "TreatmentSpec",
+    "add_readers",
+    "close_study",
+    "create_study",
+    "get_study",
+    "list_studies",
+    "load_design",
+    "lock_study",
+    "make_design",
+    "open_study",
+    "parse_treatment",
+    "read_readers_file",
+    "study_readers",
+    "study_status",
+    "verify_lock",
+    "verify_study",
+    "waive_washout",
+    "BalanceReport",
+    "DesignPlan",
+    "PlannedRead",
+    "plan_design",
+    "RATING_SCALES",
+    "RatingScale",
+    "detector_dir_of",
+    "set_detector_dir",
+    "audit_frame",
     # reading
-    "CaseView", "GridInfo", "MarkView", "ReadingService", "SessionView", "TrainingFeedback", "WorklistItem",
+    "CaseView",
+    "GridInfo",
+    "MarkView",
+    "ReadingService",
+    "SessionView",
+    "TrainingFeedback",
+    "WorklistItem",
     # scoring and exchange
-    "AcceptanceRule", "MarkScore", "MarkToScore", "ScoringError", "ScoringResult", "TruthLesion", "roc_ratings", "score_marks",
-    "BackupResult", "ExportError", "ExportResult", "ImportResult", "StudyRecords", "backup_database", "export_study", "import_marks", "study_records",
+    "AcceptanceRule",
+    "MarkScore",
+    "MarkToScore",
+    "ScoringError",
+    "ScoringResult",
+    "TruthLesion",
+    "roc_ratings",
+    "score_marks",
+    "BackupResult",
+    "ExportError",
+    "ExportResult",
+    "ImportResult",
+    "StudyRecords",
+    "backup_database",
+    "export_study",
+    "import_marks",
+    "study_records",
     # accounts and web sessions
-    "LOCAL_CLIENT", "THROTTLE", "AccountInfo", "LoginResult", "ThrottlePolicy", "change_password", "check_login", "create_account", "find_account",
-    "list_accounts", "login", "recent_login_attempts", "reset_password", "set_account_active", "unlock_account",
-    "LiveSession", "create_web_session", "end_account_sessions", "end_web_session", "list_web_sessions", "lookup_web_session", "revoke_web_session",
+    "LOCAL_CLIENT",
+    "THROTTLE",
+    "AccountInfo",
+    "LoginResult",
+    "ThrottlePolicy",
+    "change_password",
+    "check_login",
+    "create_account",
+    "find_account",
+    "list_accounts",
+    "login",
+    "recent_login_attempts",
+    "reset_password",
+    "set_account_active",
+    "unlock_account",
+    "LiveSession",
+    "create_web_session",
+    "end_account_sessions",
+    "end_web_session",
+    "list_web_sessions",
+    "lookup_web_session",
+    "revoke_web_session",
 ]
 __all__ += _errors.__all__

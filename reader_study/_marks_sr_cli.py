@@ -16,7 +16,11 @@ def register_marks_sr_command(app: typer.Typer) -> None:
     def export_sr(
         code: str = typer.Argument(..., help="Study code."),
         out: Path = typer.Option(..., "--out", help="Folder for <case_id>/SR_<reader>.dcm (created if needed)."),
-        dicom_map: Optional[Path] = typer.Option(None, "--dicom-map", help="CSV case_id,current_dicom: each case's current DICOM series folder (needed when the study's current exams are not DICOM folders)."),
+        dicom_map: Optional[Path] = typer.Option(
+            None,
+            "--dicom-map",
+            help="CSV case_id,current_dicom: each case's current DICOM series folder (needed when the study's current exams are not DICOM folders).",
+        ),
         reader_names: bool = typer.Option(False, "--reader-names", help="Name the observer by the reader's name instead of the study's reader code."),
         allow_incomplete: bool = typer.Option(False, help="Export the readers who have finished, leaving out the others."),
     ) -> None:

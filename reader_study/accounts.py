@@ -141,9 +141,16 @@ class ThrottlePolicy:
         lock = int(number("TSCT_LOGIN_LOCK_FAILURES", base.lock_failures, 2, 1000))
         free = int(number("TSCT_LOGIN_FREE_FAILURES", min(base.free_failures, lock - 1), 1, lock - 1))
         minutes = number("TSCT_LOGIN_LOCK_MINUTES", base.lock_s / 60.0, 1, 24 * 60)
-        return cls(free_failures=free, lock_failures=lock, lock_s=minutes * 60.0, max_delay_s=base.max_delay_s,
-                   client_free_failures=base.client_free_failures, client_lock_failures=base.client_lock_failures,
-                   client_window_s=base.client_window_s, name_window_s=base.name_window_s)
+        return cls(
+            free_failures=free,
+            lock_failures=lock,
+            lock_s=minutes * 60.0,
+            max_delay_s=base.max_delay_s,
+            client_free_failures=base.client_free_failures,
+            client_lock_failures=base.client_lock_failures,
+            client_window_s=base.client_window_s,
+            name_window_s=base.name_window_s,
+        )
 
     def delay_s(self, failures: int, free: int) -> float:
         """The wait after the last of ``failures`` failures in a row (0 while ``failures <= free``)."""
@@ -205,7 +212,9 @@ def create_account(
     if not username:
         raise ReaderStudyError("A user name is needed.")
     if len(username) > 64 or any(not ch.isprintable() or ch.isspace() for ch in username):
-        raise ReaderStudyError(f"The user name {username[:40]!r}{'…' if len(username) > 40 else ''} must be 1-64 printable characters without spaces, e.g. 'jdoe'.")
+        raise ReaderStudyError(
+            f"The user name {username[:40]!r}{'…' if len(username) > 40 else ''} must be 1-64 printable characters without spaces, e.g. 'jdoe'."
+        )
     if role not in ACCOUNT_ROLES:
         raise ReaderStudyError(f"Role {role!r} is not one of {', '.join(ACCOUNT_ROLES)}.")
     if reader_name is not None and role != "reader":
@@ -226,7 +235,9 @@ def create_account(
     account = Account(username=username, password_hash=_hasher().hash(password), role=role, reader_id=reader_id, must_change_password=True)
     session.add(account)
     session.flush()
-    audit.record(session, actor=actor, action="CREATE_ACCOUNT", entity="account", entity_id=account.id, username=username, role=role, reader_id=reader_id)
+    audit.record(
+        session, actor=actor, action="CREATE_ACCOUNT", entity="account", entity_id=account.id, username=username, role=role, reader_id=reader_id
+    )
     return _info(account)
 
 
@@ -243,8 +254,16 @@ class LoginResult:
 
 
 def _record_attempt(session: Session, username: str, account: Account | None, client: str, outcome: str, reason: str, now: dt.datetime) -> None:
-    session.add(LoginAttempt(at=now, username=username.strip().lower()[:200], account_id=account.id if account else None,
-                             client=client[:100], outcome=outcome, reason=reason[:200]))
+    session.add(
+        LoginAttempt(
+            at=now,
+            username=username.strip().lower()[:200],
+            account_id=account.id if account else None,
+            client=client[:100],
+            outcome=outcome,
+            reason=reason[:200],
+        )
+    )
     session.flush()
 
 
@@ -262,15 +281,19 @@ def _throttled(session: Session, username: str, account: Account | None, client:
         locked_until = account.locked_until
     else:
         rows = session.execute(
-            select(func.count(), func.max(LoginAttempt.at))
-            .where(LoginAttempt.username == username.strip().lower()[:200], LoginAttempt.outcome == "failed",
-                   LoginAttempt.at > now - dt.timedelta(seconds=policy.name_window_s))
+            select(func.count(), func.max(LoginAttempt.at)).where(
+                LoginAttempt.username == username.strip().lower()[:200],
+                LoginAttempt.outcome == "failed",
+                LoginAttempt.at > now - dt.timedelta(seconds=policy.name_window_s),
+            )
         ).one()
         failures, last = int(rows[0]), rows[1]
         locked_until = last + lock if failures >= policy.lock_failures and last is not None else None
     if locked_until is not None and now < locked_until:
-        return (f"Too many failed log-ins: this account is locked until {locked_until:%H:%M} UTC "
-                f"(in {_wait_text((locked_until - now).total_seconds())}). Wait, or ask the study coordinator to unlock it.")
+        return (
+            f"Too many failed log-ins: this account is locked until {locked_until:%H:%M} UTC "
+            f"(in {_wait_text((locked_until - now).total_seconds())}). Wait, or ask the study coordinator to unlock it."
+        )
     wait = policy.delay_s(failures, policy.free_failures)
     if last is not None and wait > 0 and now < last + dt.timedelta(seconds=wait):
         return f"Too many failed log-ins in a row; try again in {_wait_text((last - now).total_seconds() + wait)}."
@@ -279,12 +302,16 @@ def _throttled(session: Session, username: str, account: Account | None, client:
         window = now - dt.timedelta(seconds=policy.client_window_s)
         start = max(window, since_ok) if since_ok is not None else window
         rows = session.execute(
-            select(func.count(), func.max(LoginAttempt.at)).where(LoginAttempt.client == client, LoginAttempt.outcome == "failed", LoginAttempt.at > start)
+            select(func.count(), func.max(LoginAttempt.at)).where(
+                LoginAttempt.client == client, LoginAttempt.outcome == "failed", LoginAttempt.at > start
+            )
         ).one()
         n, last_c = int(rows[0]), rows[1]
         if n >= policy.client_lock_failures and last_c is not None and now < last_c + lock:
-            return (f"Too many failed log-ins from this computer; log-in is blocked here for "
-                    f"{_wait_text((last_c + lock - now).total_seconds())}. Ask the study coordinator if this was not you.")
+            return (
+                f"Too many failed log-ins from this computer; log-in is blocked here for "
+                f"{_wait_text((last_c + lock - now).total_seconds())}. Ask the study coordinator if this was not you."
+            )
         wait = policy.delay_s(n, policy.client_free_failures)
         if last_c is not None and wait > 0 and now < last_c + dt.timedelta(seconds=wait):
             return f"Too many failed log-ins from this computer; try again in {_wait_text((last_c - now).total_seconds() + wait)}."
@@ -324,8 +351,15 @@ def check_login(
     why = _throttled(session, username, account, client, now, policy)
     if why is not None:
         _record_attempt(session, username, account, client, "throttled", why, now)
-        audit.record(session, actor=username.strip()[:200] or "?", action="LOGIN_THROTTLED", entity="account",
-                     entity_id=account.id if account else None, client=client, reason=why)
+        audit.record(
+            session,
+            actor=username.strip()[:200] or "?",
+            action="LOGIN_THROTTLED",
+            entity="account",
+            entity_id=account.id if account else None,
+            client=client,
+            reason=why,
+        )
         return LoginResult(None, why)
     if account is None:
         _verify(_dummy_hash(), password)
@@ -339,12 +373,23 @@ def check_login(
             account.locked_until = now + dt.timedelta(seconds=policy.lock_s)
         session.flush()
         _record_attempt(session, username, account, client, "failed", "wrong password", now)
-        audit.record(session, actor=account.username, action="LOGIN_FAILED", entity="account", entity_id=account.id, reason="wrong password",
-                     failed_logins=account.failed_logins, client=client, locked_until=account.locked_until.isoformat() if account.locked_until else None)
+        audit.record(
+            session,
+            actor=account.username,
+            action="LOGIN_FAILED",
+            entity="account",
+            entity_id=account.id,
+            reason="wrong password",
+            failed_logins=account.failed_logins,
+            client=client,
+            locked_until=account.locked_until.isoformat() if account.locked_until else None,
+        )
         return LoginResult(None, wrong)
     if not account.active:
         _record_attempt(session, username, account, client, "failed", "account disabled", now)
-        audit.record(session, actor=account.username, action="LOGIN_FAILED", entity="account", entity_id=account.id, reason="account disabled", client=client)
+        audit.record(
+            session, actor=account.username, action="LOGIN_FAILED", entity="account", entity_id=account.id, reason="account disabled", client=client
+        )
         return LoginResult(None, "This account is disabled; ask an administrator.")
     if _hasher().check_needs_rehash(account.password_hash):
         account.password_hash = _hasher().hash(password)
@@ -353,7 +398,9 @@ def check_login(
     account.last_login_at = now
     session.flush()
     _record_attempt(session, username, account, client, "ok", "", now)
-    audit.record(session, actor=account.username, actor_reader_id=account.reader_id, action="LOGIN", entity="account", entity_id=account.id, client=client)
+    audit.record(
+        session, actor=account.username, actor_reader_id=account.reader_id, action="LOGIN", entity="account", entity_id=account.id, client=client
+    )
     return LoginResult(_info(account), "")
 
 
@@ -386,7 +433,9 @@ def change_password(db: Database, username: str, old_password: str, new_password
             account.must_change_password = False
             account.password_changed_at = utcnow()
             session.flush()
-            audit.record(session, actor=account.username, actor_reader_id=account.reader_id, action="CHANGE_PASSWORD", entity="account", entity_id=account.id)
+            audit.record(
+                session, actor=account.username, actor_reader_id=account.reader_id, action="CHANGE_PASSWORD", entity="account", entity_id=account.id
+            )
             info = _info(account)
     if result.account is None:
         raise AuthenticationError(result.message)
@@ -405,7 +454,14 @@ def set_account_active(session: Session, username: str, active: bool, *, actor: 
             from .websessions import end_account_sessions
 
             end_account_sessions(session, account.id, reason=f"account disabled by {actor}")
-        audit.record(session, actor=actor, action="ENABLE_ACCOUNT" if active else "DISABLE_ACCOUNT", entity="account", entity_id=account.id, username=account.username)
+        audit.record(
+            session,
+            actor=actor,
+            action="ENABLE_ACCOUNT" if active else "DISABLE_ACCOUNT",
+            entity="account",
+            entity_id=account.id,
+            username=account.username,
+        )
     return _info(account)
 
 
@@ -433,14 +489,36 @@ def list_accounts(session: Session, *, now: dt.datetime | None = None) -> pd.Dat
         .subquery()
     )
     rows = session.execute(
-        select(Account.username, Account.role, Reader.name, Account.active, Account.must_change_password, Account.last_login_at,
-               Account.failed_logins, func.coalesce(month.c.n, 0), Account.last_failed_login_at, Account.locked_until, Account.created_at)
+        select(
+            Account.username,
+            Account.role,
+            Reader.name,
+            Account.active,
+            Account.must_change_password,
+            Account.last_login_at,
+            Account.failed_logins,
+            func.coalesce(month.c.n, 0),
+            Account.last_failed_login_at,
+            Account.locked_until,
+            Account.created_at,
+        )
         .outerjoin(Reader, Reader.id == Account.reader_id)
         .outerjoin(month, month.c.account_id == Account.id)
         .order_by(Account.username)
     ).all()
-    columns = ["username", "role", "reader", "active", "must_change_password", "last_login_at", "failed_logins",
-               "failed_logins_30d", "last_failed_login_at", "locked_until", "created_at"]
+    columns = [
+        "username",
+        "role",
+        "reader",
+        "active",
+        "must_change_password",
+        "last_login_at",
+        "failed_logins",
+        "failed_logins_30d",
+        "last_failed_login_at",
+        "locked_until",
+        "created_at",
+    ]
     frame = pd.DataFrame(rows, columns=columns)
     if not frame.empty:
         frame["locked_until"] = [u if u is not None and u > now else None for u in frame["locked_until"]]
@@ -466,8 +544,16 @@ def unlock_account(session: Session, username: str, *, actor: str = "admin") -> 
     account.locked_until = None
     account.last_failed_login_at = None
     session.flush()
-    audit.record(session, actor=actor, action="UNLOCK_ACCOUNT", entity="account", entity_id=account.id, username=account.username,
-                 failed_logins_before=before[0], locked_until_before=before[1].isoformat() if before[1] else None)
+    audit.record(
+        session,
+        actor=actor,
+        action="UNLOCK_ACCOUNT",
+        entity="account",
+        entity_id=account.id,
+        username=account.username,
+        failed_logins_before=before[0],
+        locked_until_before=before[1].isoformat() if before[1] else None,
+    )
     return _info(account)
 
 

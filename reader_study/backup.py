@@ -59,7 +59,9 @@ def _pg_tool(name: str) -> str:
     folder = find_postgres_bin()
     if folder is not None and (folder / name).exists():
         return str(folder / name)
-    raise ReaderStudyError(f"{name} was not found; install the PostgreSQL client programs (Debian package postgresql-client) to back up a PostgreSQL database.")
+    raise ReaderStudyError(
+        f"{name} was not found; install the PostgreSQL client programs (Debian package postgresql-client) to back up a PostgreSQL database."
+    )
 
 
 def _is_previous_backup(path: Path) -> bool:
@@ -108,7 +110,9 @@ def _check_backup_target(db: Database, dest: Path, force: bool) -> None:
         if not force:
             raise OutputPathError(f"--out {dest} already exists; give a new file name, or --force to replace it if it is an earlier backup.")
         if not _is_previous_backup(dest):
-            raise OutputPathError(f"--out {dest} exists and is not a TSCT backup (a SQLite copy or pg_dump archive of a reader-study database); it is left alone even with --force. Give another file name.")
+            raise OutputPathError(
+                f"--out {dest} exists and is not a TSCT backup (a SQLite copy or pg_dump archive of a reader-study database); it is left alone even with --force. Give another file name."
+            )
 
 
 def _verify_sqlite_copy(path: Path) -> dict[str, int]:
@@ -177,7 +181,12 @@ def backup_database(db: Database, dest: str | Path, *, actor: str = "coordinator
             if url.password:
                 env["PGPASSWORD"] = str(url.password)
             conninfo = url.set(password=None).render_as_string(hide_password=False)
-            proc = subprocess.run([_pg_tool("pg_dump"), "--format=custom", "--no-owner", f"--file={partial}", f"--dbname={conninfo}"], capture_output=True, text=True, env=env)
+            proc = subprocess.run(
+                [_pg_tool("pg_dump"), "--format=custom", "--no-owner", f"--file={partial}", f"--dbname={conninfo}"],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
             if proc.returncode != 0:
                 raise ReaderStudyError(f"pg_dump failed: {proc.stderr.strip()}")
             pause_point("backup-written")
@@ -197,7 +206,9 @@ def backup_database(db: Database, dest: str | Path, *, actor: str = "coordinator
         else:
             # without --force, a file that appeared at dest while the backup ran (another backup to
             # the same name) is never replaced: link the finished copy in, which fails if dest exists
-            appeared = OutputPathError(f"--out {dest} appeared while the backup was being written (another backup to the same name?); it was left alone and this backup discarded. Give a new file name.")
+            appeared = OutputPathError(
+                f"--out {dest} appeared while the backup was being written (another backup to the same name?); it was left alone and this backup discarded. Give a new file name."
+            )
             try:
                 os.link(partial, dest)
                 partial.unlink()

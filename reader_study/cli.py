@@ -43,7 +43,12 @@ _state = _State()
 
 @app.callback()
 def _main(
-    db: Optional[str] = typer.Option(None, "--db", envvar="TSCT_DATABASE_URL", help="Database URL: sqlite:///FILE or postgresql://USER@HOST/DB (default: SQLite file under $TSCT_DATA_DIR or ./tsct-data)."),
+    db: Optional[str] = typer.Option(
+        None,
+        "--db",
+        envvar="TSCT_DATABASE_URL",
+        help="Database URL: sqlite:///FILE or postgresql://USER@HOST/DB (default: SQLite file under $TSCT_DATA_DIR or ./tsct-data).",
+    ),
     actor: Optional[str] = typer.Option(None, "--actor", help="Your name for the audit log (default: cli:<login name>)."),
 ) -> None:
     _state.db_url = db
@@ -82,9 +87,16 @@ def _errors() -> Iterator[None]:
         if len(shown) < len(problems):
             from tsct_files import problems_file
 
-            full = problems_file([f"row {p.row if p.row is not None else '-'}, {p.column or '-'}: {p.message}" for p in problems],
-                                 near=getattr(exc, "path", None), stem="tsct-study-problems")
-            err_console.print(f"{len(problems) - len(shown)} more problem(s) not shown; the full list of {len(problems)} is in {full}", soft_wrap=True, highlight=False)
+            full = problems_file(
+                [f"row {p.row if p.row is not None else '-'}, {p.column or '-'}: {p.message}" for p in problems],
+                near=getattr(exc, "path", None),
+                stem="tsct-study-problems",
+            )
+            err_console.print(
+                f"{len(problems) - len(shown)} more problem(s) not shown; the full list of {len(problems)} is in {full}",
+                soft_wrap=True,
+                highlight=False,
+            )
         raise typer.Exit(2) from None
     except ReaderStudyError as exc:
         _fail(str(exc))
@@ -140,18 +152,30 @@ def init_database() -> None:
 def create(
     code: str = typer.Argument(..., help="Short unique study code, e.g. TS-2026."),
     case_list: Path = typer.Option(..., "--case-list", help="Case-list CSV with the truth lesions (docs/case-list.md)."),
-    readers: Optional[Path] = typer.Option(None, "--readers", help="Readers CSV: name, group (e.g. board-certified, resident), role, experience_years."),
+    readers: Optional[Path] = typer.Option(
+        None, "--readers", help="Readers CSV: name, group (e.g. board-certified, resident), role, experience_years."
+    ),
     training_cases: Optional[Path] = typer.Option(None, "--training-cases", help="Case list of training cases, read first and never analysed."),
     title: str = typer.Option("", help="Study title."),
     paradigm: str = typer.Option("FROC", help="FROC (mark each lesion with a rating) or ROC (one rating per case)."),
     scale: str = typer.Option("1-5", "--scale", help="Rating scale: 1-5 (whole numbers) or 0-100."),
-    treatment: Optional[List[str]] = typer.Option(None, "--treatment", help="Reading condition CODE or CODE=OVERLAY+OVERLAY, in reading order; repeat. Default: unaided, aided=subtraction+zmap."),
-    acceptance: str = typer.Option("radius", help="When a mark hits a lesion: 'radius' (within --radius-mm of its centre) or 'extent' (inside the lesion's label map or sphere)."),
+    treatment: Optional[List[str]] = typer.Option(
+        None,
+        "--treatment",
+        help="Reading condition CODE or CODE=OVERLAY+OVERLAY, in reading order; repeat. Default: unaided, aided=subtraction+zmap.",
+    ),
+    acceptance: str = typer.Option(
+        "radius", help="When a mark hits a lesion: 'radius' (within --radius-mm of its centre) or 'extent' (inside the lesion's label map or sphere)."
+    ),
     radius_mm: float = typer.Option(10.0, "--radius-mm", help="Acceptance radius in mm for the radius rule."),
     washout_days: float = typer.Option(28.0, "--washout-days", help="Minimum days between a reader's sessions (crossover design)."),
     seed: int = typer.Option(0, help="Seed of the design's random choices (groups, blocks, case orders)."),
     hash_files: bool = typer.Option(True, help="Store the SHA-256 of every exam and label map (part of the lock's content hash)."),
-    detector_dir: Optional[Path] = typer.Option(None, "--detector-dir", help="The detector's batch output folder (DIR/<case>/outputs.json): every case's outputs are checked (finished, on the exam's grid) and recorded in the study's audit log."),
+    detector_dir: Optional[Path] = typer.Option(
+        None,
+        "--detector-dir",
+        help="The detector's batch output folder (DIR/<case>/outputs.json): every case's outputs are checked (finished, on the exam's grid) and recorded in the study's audit log.",
+    ),
 ) -> None:
     """Create a draft study from a case list (with truth) and, optionally, a readers file."""
     from .coordinator import create_study
@@ -163,9 +187,21 @@ def create(
         db = _db(create=True)
         with db.transaction() as s:
             study = create_study(
-                s, code=code, case_list=case_list, readers=specs, title=title, paradigm=paradigm, rating_scale=scale,
-                treatments=treatments, acceptance_rule=acceptance, acceptance_radius_mm=radius_mm if acceptance == "radius" else None,
-                washout_days=washout_days, seed=seed, training_case_list=training_cases, hash_files=hash_files, actor=_state.actor,
+                s,
+                code=code,
+                case_list=case_list,
+                readers=specs,
+                title=title,
+                paradigm=paradigm,
+                rating_scale=scale,
+                treatments=treatments,
+                acceptance_rule=acceptance,
+                acceptance_radius_mm=radius_mm if acceptance == "radius" else None,
+                washout_days=washout_days,
+                seed=seed,
+                training_case_list=training_cases,
+                hash_files=hash_files,
+                actor=_state.actor,
                 detector_dir=detector_dir,
             )
             n_cases = sum(1 for c in study.cases if not c.is_training)
@@ -227,7 +263,9 @@ def readers_list(code: str = typer.Argument(..., help="Study code.")) -> None:
             study = get_study(s, code)
             rows = s.execute(
                 select(StudyReader.reader_code, Reader.name, Reader.group, Reader.role, Reader.experience_years, StudyReader.sequence_group)
-                .join(Reader, Reader.id == StudyReader.reader_id).where(StudyReader.study_id == study.id).order_by(StudyReader.reader_code)
+                .join(Reader, Reader.id == StudyReader.reader_id)
+                .where(StudyReader.study_id == study.id)
+                .order_by(StudyReader.reader_code)
             ).all()
         frame = pd.DataFrame(rows, columns=["code", "name", "group", "role", "years", "sequence group"])
         _print_frame(frame, f"Readers of {code}")
@@ -260,8 +298,13 @@ def _fmt(value: object) -> str:
 @app.command("design")
 def design(
     code: str = typer.Argument(..., help="Study code."),
-    kind: str = typer.Option("crossover", help="crossover: sessions separated by the washout, counterbalanced; sequential: each case unaided then aided in one session."),
-    blocks: Optional[int] = typer.Option(None, help="Crossover case blocks: 1 (AB/BA: a whole session per treatment) or the number of treatments (default: treatments mixed within each session)."),
+    kind: str = typer.Option(
+        "crossover", help="crossover: sessions separated by the washout, counterbalanced; sequential: each case unaided then aided in one session."
+    ),
+    blocks: Optional[int] = typer.Option(
+        None,
+        help="Crossover case blocks: 1 (AB/BA: a whole session per treatment) or the number of treatments (default: treatments mixed within each session).",
+    ),
     seed: Optional[int] = typer.Option(None, help="Seed (default: the study's seed)."),
     show: bool = typer.Option(False, help="Only show the stored design; do not make a new one."),
     reads: bool = typer.Option(False, help="Also list every reading in order."),
@@ -296,11 +339,15 @@ def design(
 def lock(
     code: str = typer.Argument(..., help="Study code."),
     detector_dir: Optional[Path] = typer.Option(
-        None, "--detector-dir", envvar="TSCT_DETECTOR_DIR",
+        None,
+        "--detector-dir",
+        envvar="TSCT_DETECTOR_DIR",
         help="The detector's batch output folder readers' overlays come from (DIR/<case id>/); every output file is hashed into the lock.",
     ),
     without_detector_outputs: bool = typer.Option(
-        False, "--without-detector-outputs", help="Lock a study with aided treatments without hashing detector outputs (not recommended).",
+        False,
+        "--without-detector-outputs",
+        help="Lock a study with aided treatments without hashing detector outputs (not recommended).",
     ),
 ) -> None:
     """Freeze truth, design, settings and the files readers read (exams, label maps, detector outputs): stores their SHA-256 content hash. Any later change is refused or reported."""
@@ -325,8 +372,8 @@ def lock(
 @app.command("verify")
 def verify(code: str = typer.Argument(..., help="Study code.")) -> None:
     """Recompute the content hash of a locked study and re-hash every locked file; names each file that changed, by case."""
-    from .lock import verify_study
     from .integrity import describe_changes
+    from .lock import verify_study
 
     with _errors():
         db = _db()
@@ -335,7 +382,9 @@ def verify(code: str = typer.Argument(..., help="Study code.")) -> None:
         if result.stored_hash is None:
             _fail(f"Study {code} is not locked; its content hash would be {result.now_hash}.", 1)
         if result.ok:
-            console.print(f"[bold green]OK[/] {code}: truth, design and {result.n_files} locked file(s) unchanged since the lock (sha256 {result.stored_hash}).")
+            console.print(
+                f"[bold green]OK[/] {code}: truth, design and {result.n_files} locked file(s) unchanged since the lock (sha256 {result.stored_hash})."
+            )
             with db.snapshot() as s:
                 from sqlalchemy import func, select
 
@@ -345,7 +394,9 @@ def verify(code: str = typer.Argument(..., help="Study code.")) -> None:
                 aided = s.scalar(select(func.count()).select_from(Treatment).where(Treatment.study_id == study_id, Treatment.overlays != ""))
                 det = s.scalar(select(func.count()).select_from(StudyFile).where(StudyFile.study_id == study_id, StudyFile.role == "detector"))
             if aided and not det:
-                console.print("[yellow]Note:[/] the detector outputs readers see in the aided treatment(s) were not part of this lock (locked without --detector-dir).")
+                console.print(
+                    "[yellow]Note:[/] the detector outputs readers see in the aided treatment(s) were not part of this lock (locked without --detector-dir)."
+                )
             return
         if result.changes:
             message = f"{code}: {describe_changes(result.changes)}."
@@ -396,7 +447,10 @@ def status(code: str = typer.Argument(..., help="Study code.")) -> None:
         table = frame[["reader", "name", "group", "session", "status"]].copy()
         table["done"] = [f"{f}/{n}" for f, n in zip(frame["finished"], frame["reads"], strict=True)]
         table["median s"] = frame["median_time_s"]
-        table["opens"] = ["waived" if w else (_fmt(t) if t is not None and t == t else "") for t, w in zip(frame["not_before"], frame["washout_waived"], strict=True)]
+        table["opens"] = [
+            "waived" if w else (_fmt(t) if t is not None and t == t else "")
+            for t, w in zip(frame["not_before"], frame["washout_waived"], strict=True)
+        ]
         _print_frame(table, f"Progress of {code} (session k+1 opens after the washout)")
         console.print(st.summary())
 
@@ -422,7 +476,9 @@ def waive(
 def export(
     code: str = typer.Argument(..., help="Study code."),
     out: Path = typer.Option(..., "--out", help="Folder to write the files to."),
-    format: Optional[List[str]] = typer.Option(None, "--format", help="jafroc (RJafroc Excel), imrmc (FDA iMRMC), csv (tidy tables); repeat. Default: all."),
+    format: Optional[List[str]] = typer.Option(
+        None, "--format", help="jafroc (RJafroc Excel), imrmc (FDA iMRMC), csv (tidy tables); repeat. Default: all."
+    ),
     allow_incomplete: bool = typer.Option(False, help="Export the readers who have finished, leaving out the others (named in the output)."),
 ) -> None:
     """Score every finished reading against the truth and export for analysis (JAFROC Excel, iMRMC, CSV)."""
@@ -430,13 +486,17 @@ def export(
 
     with _errors():
         db = _db()
-        result = export_study(db, code, out, formats=tuple(format) if format else EXPORT_FORMATS, allow_incomplete=allow_incomplete, actor=_state.actor)
+        result = export_study(
+            db, code, out, formats=tuple(format) if format else EXPORT_FORMATS, allow_incomplete=allow_incomplete, actor=_state.actor
+        )
         console.print(result.summary())
 
 
 @app.command("backup")
 def backup(
-    out: Path = typer.Option(..., "--out", help="Backup file to write (SQLite database copy, or pg_dump archive for PostgreSQL); never the live database."),
+    out: Path = typer.Option(
+        ..., "--out", help="Backup file to write (SQLite database copy, or pg_dump archive for PostgreSQL); never the live database."
+    ),
     force: bool = typer.Option(False, "--force", help="Replace --out if it is an earlier TSCT backup (any other file is never replaced)."),
 ) -> None:
     """Write a consistent snapshot of the whole database while readers keep working; the copy is checked after writing."""
@@ -451,7 +511,9 @@ def backup(
 @app.command("import-marks")
 def import_marks_cmd(
     code: str = typer.Argument(..., help="Study code."),
-    file: Path = typer.Argument(..., help="CSV: reader, case_id, treatment, rating, and x_mm,y_mm,z_mm or index_x,index_y,index_z; optional client_key."),
+    file: Path = typer.Argument(
+        ..., help="CSV: reader, case_id, treatment, rating, and x_mm,y_mm,z_mm or index_x,index_y,index_z; optional client_key."
+    ),
     complete_reads: bool = typer.Option(False, help="Also finish the other readings of the readers in the file as read without findings."),
 ) -> None:
     """Import marks made with another tool, checked row by row; all or nothing."""
@@ -467,7 +529,11 @@ def import_marks_cmd(
 @app.command("simulate-readers")
 def simulate_readers_cmd(
     code: str = typer.Argument(..., help="Study code (an open study)."),
-    detector_dir: Optional[Path] = typer.Option(None, "--detector-dir", help="The detector's batch output folder (DIR/<case>/outputs.json and the files it lists); the aided reading's overlay comes from there."),
+    detector_dir: Optional[Path] = typer.Option(
+        None,
+        "--detector-dir",
+        help="The detector's batch output folder (DIR/<case>/outputs.json and the files it lists); the aided reading's overlay comes from there.",
+    ),
     seed: int = typer.Option(0, help="Random seed: the same seed gives the same readings."),
 ) -> None:
     """Fill an open study with readings by simulated readers that read the images (for demos and method studies).
@@ -498,7 +564,6 @@ def audit_cmd(
 ) -> None:
     """Show the audit log (newest last)."""
     from .audit import audit_frame
-
     from .coordinator import get_study
 
     with _errors():

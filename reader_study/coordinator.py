@@ -72,22 +72,7 @@ __all__ = [
 ]
 
 
-
 # ------------------------------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 # ------------------------------------------------------------------------------------------------
@@ -108,8 +93,17 @@ def list_studies(session: Session) -> pd.DataFrame:
         n_readers = session.scalar(select(func.count()).select_from(StudyReader).where(StudyReader.study_id == study.id))
         n_cases = session.scalar(select(func.count()).select_from(StudyCase).where(StudyCase.study_id == study.id, StudyCase.is_training.is_(False)))
         rows.append(
-            {"code": study.code, "title": study.title, "paradigm": study.paradigm, "scale": study.rating_scale, "status": study.status,
-             "locked": study.is_locked, "design": study.design or "", "readers": n_readers, "cases": n_cases}
+            {
+                "code": study.code,
+                "title": study.title,
+                "paradigm": study.paradigm,
+                "scale": study.rating_scale,
+                "status": study.status,
+                "locked": study.is_locked,
+                "design": study.design or "",
+                "readers": n_readers,
+                "cases": n_cases,
+            }
         )
     return pd.DataFrame(rows, columns=["code", "title", "paradigm", "scale", "status", "locked", "design", "readers", "cases"])
 
@@ -134,8 +128,6 @@ def require_draft(study: Study, action: str) -> None:
             f"Cannot {action}: study {study.code!r} was locked at {study.locked_at:%Y-%m-%d %H:%M} UTC (content hash {study.content_hash[:12]}…). "  # type: ignore[index]
             "Truth and design of a locked study are frozen; create a new study to change them."
         )
-
-
 
 
 def create_study(
@@ -202,7 +194,9 @@ def create_study(
     if rating_scale not in RATING_SCALES:
         raise ReaderStudyError(f"Rating scale {rating_scale!r} is not supported; use one of {', '.join(RATING_SCALES)}.")
     if acceptance_rule not in ACCEPTANCE_RULES:
-        raise ReaderStudyError(f"Acceptance rule {acceptance_rule!r} is not supported; use 'radius' (within a distance of the lesion centre) or 'extent' (inside the lesion).")
+        raise ReaderStudyError(
+            f"Acceptance rule {acceptance_rule!r} is not supported; use 'radius' (within a distance of the lesion centre) or 'extent' (inside the lesion)."
+        )
     if acceptance_rule == "radius" and (acceptance_radius_mm is None or not acceptance_radius_mm > 0):
         raise ReaderStudyError(f"The radius acceptance rule needs a positive acceptance radius in mm, got {acceptance_radius_mm!r}.")
     if not washout_days >= 0:
@@ -234,13 +228,23 @@ def create_study(
         training = training_case_list if isinstance(training_case_list, CaseList) else read_case_list(training_case_list, check_images=True)
         clash = sorted(set(cl.case_ids) & set(training.case_ids))
         if clash:
-            raise ReaderStudyError(f"Case IDs {', '.join(clash)} appear in both the case list and the training case list; a training case must not be analysed.")
+            raise ReaderStudyError(
+                f"Case IDs {', '.join(clash)} appear in both the case list and the training case list; a training case must not be analysed."
+            )
     source = cl.source
     study = Study(
-        code=code, title=title, paradigm=paradigm, rating_scale=rating_scale, acceptance_rule=acceptance_rule,
+        code=code,
+        title=title,
+        paradigm=paradigm,
+        rating_scale=rating_scale,
+        acceptance_rule=acceptance_rule,
         acceptance_radius_mm=float(acceptance_radius_mm) if acceptance_radius_mm is not None else None,
-        washout_days=float(washout_days), seed=int(seed), carry_marks_forward=bool(carry_marks_forward), status="draft",
-        case_list_path=str(source) if source else "", case_list_sha256=file_sha256(source) if source and Path(source).is_file() else "",
+        washout_days=float(washout_days),
+        seed=int(seed),
+        carry_marks_forward=bool(carry_marks_forward),
+        status="draft",
+        case_list_path=str(source) if source else "",
+        case_list_sha256=file_sha256(source) if source and Path(source).is_file() else "",
         tsct_version=audit.tsct_version(),
     )
     session.add(study)
@@ -258,10 +262,24 @@ def create_study(
     if problems:
         raise InputFileError(source or "case list", problems, what="case list")
     audit.record(
-        session, actor=actor, action="CREATE_STUDY", entity="study", entity_id=study.id, study_id=study.id,
-        settings={"paradigm": paradigm, "rating_scale": rating_scale, "acceptance_rule": acceptance_rule, "acceptance_radius_mm": acceptance_radius_mm,
-                  "washout_days": washout_days, "seed": seed, "treatments": [t.code for t in treatments]},
-        case_list=str(source) if source else None, n_cases=n_cases, n_training_cases=n_training,
+        session,
+        actor=actor,
+        action="CREATE_STUDY",
+        entity="study",
+        entity_id=study.id,
+        study_id=study.id,
+        settings={
+            "paradigm": paradigm,
+            "rating_scale": rating_scale,
+            "acceptance_rule": acceptance_rule,
+            "acceptance_radius_mm": acceptance_radius_mm,
+            "washout_days": washout_days,
+            "seed": seed,
+            "treatments": [t.code for t in treatments],
+        },
+        case_list=str(source) if source else None,
+        n_cases=n_cases,
+        n_training_cases=n_training,
         **({"detector_outputs": detector_record} if detector_record is not None else {}),
     )
     if readers:
@@ -329,7 +347,9 @@ def add_readers(session: Session, study_code: str, readers: Iterable[ReaderSpec]
             reader = Reader(name=name, group=spec.group, role=spec.role or "radiologist", experience_years=spec.experience_years)
             session.add(reader)
             session.flush()
-            audit.record(session, actor=actor, action="CREATE_READER", entity="reader", entity_id=reader.id, name=name, group=spec.group, role=reader.role)
+            audit.record(
+                session, actor=actor, action="CREATE_READER", entity="reader", entity_id=reader.id, name=name, group=spec.group, role=reader.role
+            )
         else:
             if (spec.group and spec.group != reader.group) or (spec.role and spec.role != reader.role and spec.role != "radiologist"):
                 raise DuplicateReaderError(
@@ -343,7 +363,9 @@ def add_readers(session: Session, study_code: str, readers: Iterable[ReaderSpec]
         sr = StudyReader(study_id=study.id, reader_id=reader.id, reader_code=code)
         session.add(sr)
         session.flush()
-        audit.record(session, actor=actor, action="ADD_READER", entity="study_reader", entity_id=sr.id, study_id=study.id, reader=reader.name, reader_code=code)
+        audit.record(
+            session, actor=actor, action="ADD_READER", entity="study_reader", entity_id=sr.id, study_id=study.id, reader=reader.name, reader_code=code
+        )
         added.append(sr)
     return added
 
@@ -405,16 +427,31 @@ def make_design(
         CaseRead.__table__.insert(),
         [
             {
-                "study_id": study.id, "rating_scale": study.rating_scale, "session_id": session_ids[(r.reader, r.session_index)],
-                "reader_id": by_code_reader[r.reader].reader_id, "case_id": by_code_case[r.case].id,
-                "treatment_id": by_code_treatment[r.treatment].id, "order_index": r.order_index, "status": "pending", "no_lesion": False,
+                "study_id": study.id,
+                "rating_scale": study.rating_scale,
+                "session_id": session_ids[(r.reader, r.session_index)],
+                "reader_id": by_code_reader[r.reader].reader_id,
+                "case_id": by_code_case[r.case].id,
+                "treatment_id": by_code_treatment[r.treatment].id,
+                "order_index": r.order_index,
+                "status": "pending",
+                "no_lesion": False,
             }
             for r in plan.reads
         ],
     )
     audit.record(
-        session, actor=actor, action="MAKE_DESIGN", entity="study", entity_id=study.id, study_id=study.id,
-        kind=plan.kind, case_blocks=plan.case_blocks, seed=plan.seed, n_sessions=plan.n_sessions, n_reads=len(plan.reads),
+        session,
+        actor=actor,
+        action="MAKE_DESIGN",
+        entity="study",
+        entity_id=study.id,
+        study_id=study.id,
+        kind=plan.kind,
+        case_blocks=plan.case_blocks,
+        seed=plan.seed,
+        n_sessions=plan.n_sessions,
+        n_reads=len(plan.reads),
     )
     session.flush()
     return plan
@@ -461,18 +498,6 @@ def load_design(session: Session, study_code: str) -> DesignPlan:
 # ------------------------------------------------------------------------------------------------
 
 
-
-
-
-
-
-
-
-
-
-
-
-
 #: status -> (the study's time-stamp column, the audit action)
 _STATUS_CHANGES = {"open": ("opened_at", "OPEN_STUDY"), "closed": ("closed_at", "CLOSE_STUDY")}
 
@@ -509,7 +534,16 @@ def close_study(session: Session, study_code: str, *, actor: str = "coordinator"
     return _change_status(session, study, "closed", actor=actor, now=now)
 
 
-def waive_washout(session: Session, study_code: str, reader_name: str, session_index: int, *, reason: str, actor: str = "coordinator", now: dt.datetime | None = None) -> None:
+def waive_washout(
+    session: Session,
+    study_code: str,
+    reader_name: str,
+    session_index: int,
+    *,
+    reason: str,
+    actor: str = "coordinator",
+    now: dt.datetime | None = None,
+) -> None:
     """Let a reader open session ``session_index`` before the washout has passed (audited; give the reason)."""
     if not reason.strip():
         raise ReaderStudyError("Give the reason for waiving the washout; it is kept in the audit log.")
@@ -517,7 +551,11 @@ def waive_washout(session: Session, study_code: str, reader_name: str, session_i
     reader = session.scalar(select(Reader).where(func.lower(Reader.name) == reader_name.strip().lower()))
     if reader is None:
         raise NotFoundError(f"No reader named {reader_name!r}.")
-    rs = session.scalar(select(ReadingSession).where(ReadingSession.study_id == study.id, ReadingSession.reader_id == reader.id, ReadingSession.session_index == session_index))
+    rs = session.scalar(
+        select(ReadingSession).where(
+            ReadingSession.study_id == study.id, ReadingSession.reader_id == reader.id, ReadingSession.session_index == session_index
+        )
+    )
     if rs is None:
         raise NotFoundError(f"Reader {reader.name!r} has no session {session_index} in study {study.code!r}.")
     if rs.status != "scheduled":
@@ -525,9 +563,17 @@ def waive_washout(session: Session, study_code: str, reader_name: str, session_i
     rs.washout_waived_at = now or utcnow()
     rs.washout_waiver = reason.strip()
     session.flush()
-    audit.record(session, actor=actor, action="WAIVE_WASHOUT", entity="reading_session", entity_id=rs.id, study_id=study.id, reader=reader.name, session_index=session_index, reason=reason.strip())
+    audit.record(
+        session,
+        actor=actor,
+        action="WAIVE_WASHOUT",
+        entity="reading_session",
+        entity_id=rs.id,
+        study_id=study.id,
+        reader=reader.name,
+        session_index=session_index,
+        reason=reason.strip(),
+    )
 
 
 # ------------------------------------------------------------------------------------------------
-
-

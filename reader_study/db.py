@@ -106,7 +106,9 @@ def make_engine(url: str | None = None, *, echo: bool = False, sqlite_synchronou
         return engine
     if parsed.get_backend_name() == "postgresql":
         return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
-    raise ValueError(f"Unsupported database {parsed.get_backend_name()!r} in {parsed.render_as_string()}; use sqlite:///FILE or postgresql://USER@HOST/DB")
+    raise ValueError(
+        f"Unsupported database {parsed.get_backend_name()!r} in {parsed.render_as_string()}; use sqlite:///FILE or postgresql://USER@HOST/DB"
+    )
 
 
 class Database:
@@ -171,7 +173,9 @@ class Database:
         current = self.schema_revision()
         if current != head:
             if current is None and not inspect(self.engine).get_table_names():
-                raise SchemaVersionError(f"The database {self.safe_url} is empty. Create the schema with `tsct study init-db` (or reader_study.init_db()).")
+                raise SchemaVersionError(
+                    f"The database {self.safe_url} is empty. Create the schema with `tsct study init-db` (or reader_study.init_db())."
+                )
             _refuse_unknown_revision(self.safe_url, current, head)
             raise SchemaVersionError(
                 f"The database {self.safe_url} is at schema revision {current!r} but this version of TSCT needs {head!r}. "
@@ -249,7 +253,9 @@ def find_postgres_bin() -> Path | None:
     Backups of a PostgreSQL study (``pg_dump``) look there when the client is not on ``PATH``; the
     test harness's throw-away server (:mod:`reader_study.harness.postgres`) starts from there.
     """
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0, reverse=True)
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0, reverse=True
+    )
     for folder in candidates:
         if Path(folder, "initdb").exists() and Path(folder, "pg_ctl").exists():
             return Path(folder)

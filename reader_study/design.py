@@ -191,14 +191,24 @@ class DesignPlan:
                 msg.append(f"{len(twice)} read more than once (e.g. {twice[0]})")
             checks.append(BalanceCheck("fully crossed", "error", "; ".join(msg)))
         else:
-            checks.append(BalanceCheck("fully crossed", "ok", f"each of {J} readers reads each of {K} cases once in each of {T} treatments ({len(study)} study reads)"))
+            checks.append(
+                BalanceCheck(
+                    "fully crossed", "ok", f"each of {J} readers reads each of {K} cases once in each of {T} treatments ({len(study)} study reads)"
+                )
+            )
 
         # 2. no case twice in a session (crossover) / consecutive phases (sequential)
         if self.kind == "crossover":
             per_session = Counter((r.reader, r.session_index, r.case) for r in study)
             repeated = [key for key, n in per_session.items() if n > 1]
             if repeated:
-                checks.append(BalanceCheck("one reading per case per session", "error", f"{len(repeated)} times a reader meets the same case twice in a session (e.g. {repeated[0]})"))
+                checks.append(
+                    BalanceCheck(
+                        "one reading per case per session",
+                        "error",
+                        f"{len(repeated)} times a reader meets the same case twice in a session (e.g. {repeated[0]})",
+                    )
+                )
             else:
                 checks.append(BalanceCheck("one reading per case per session", "ok", "no reader meets a case twice within a session"))
         else:
@@ -213,7 +223,15 @@ class DesignPlan:
                     if len({r.case for r in chunk}) != 1 or tuple(r.treatment for r in chunk) != self.treatments:
                         bad += 1
             level = "error" if bad else "ok"
-            checks.append(BalanceCheck("sequential phases", level, f"{bad} cases whose readings are not consecutive in treatment order" if bad else f"each case is read {' then '.join(self.treatments)}, one right after the other"))
+            checks.append(
+                BalanceCheck(
+                    "sequential phases",
+                    level,
+                    f"{bad} cases whose readings are not consecutive in treatment order"
+                    if bad
+                    else f"each case is read {' then '.join(self.treatments)}, one right after the other",
+                )
+            )
 
         # 3. sequence groups of equal size
         group_sizes = Counter(self.reader_groups[j] for j in self.readers)
@@ -222,7 +240,13 @@ class DesignPlan:
         if max(sizes) - min(sizes) == 0:
             checks.append(BalanceCheck("equal sequence groups", "ok", f"{n_groups} group(s) of {sizes[0]} reader(s)"))
         else:
-            checks.append(BalanceCheck("equal sequence groups", "warning", f"group sizes {sizes}: with {J} readers and {n_groups} sequence groups the order of treatments cannot be fully counterbalanced; use a multiple of {n_groups} readers"))
+            checks.append(
+                BalanceCheck(
+                    "equal sequence groups",
+                    "warning",
+                    f"group sizes {sizes}: with {J} readers and {n_groups} sequence groups the order of treatments cannot be fully counterbalanced; use a multiple of {n_groups} readers",
+                )
+            )
 
         # 4. first treatment per case counterbalanced
         if self.kind == "crossover" and T > 1:
@@ -233,16 +257,34 @@ class DesignPlan:
             for (_reader, case), reads in by_reader_case.items():
                 first_read = min(reads, key=lambda r: (r.session_index, r.order_index))
                 first[case][first_read.treatment] += 1
-            spread = max((max(first[k][t] for t in self.treatments) - min(first[k][t] for t in self.treatments)) for k in self.cases) if self.cases else 0
+            spread = (
+                max((max(first[k][t] for t in self.treatments) - min(first[k][t] for t in self.treatments)) for k in self.cases) if self.cases else 0
+            )
             allowed = 0 if J % T == 0 else 1
             example = self.cases[0] if self.cases else None
             detail = ", ".join(f"{t} {first[example][t]}" for t in self.treatments) if example else ""
             if spread <= allowed:
-                checks.append(BalanceCheck("treatment order counterbalanced", "ok", f"for every case the readers meeting it first in each treatment are equally many (case {example}: {detail})"))
+                checks.append(
+                    BalanceCheck(
+                        "treatment order counterbalanced",
+                        "ok",
+                        f"for every case the readers meeting it first in each treatment are equally many (case {example}: {detail})",
+                    )
+                )
             else:
-                checks.append(BalanceCheck("treatment order counterbalanced", "warning", f"for some cases up to {spread} more readers meet them first in one treatment than another (case {example}: {detail})"))
+                checks.append(
+                    BalanceCheck(
+                        "treatment order counterbalanced",
+                        "warning",
+                        f"for some cases up to {spread} more readers meet them first in one treatment than another (case {example}: {detail})",
+                    )
+                )
         elif self.kind == "sequential":
-            checks.append(BalanceCheck("treatment order counterbalanced", "ok", f"not applicable: sequential reading always reads {self.treatments[0]} first by design"))
+            checks.append(
+                BalanceCheck(
+                    "treatment order counterbalanced", "ok", f"not applicable: sequential reading always reads {self.treatments[0]} first by design"
+                )
+            )
 
         # 5. blocks balanced for normal/abnormal
         if self.case_blocks > 1 and self.abnormal:
@@ -266,7 +308,9 @@ class DesignPlan:
                 BalanceCheck(
                     "treatments mixed within sessions",
                     "ok" if spread <= 1 else "warning",
-                    "every session holds each treatment about equally often" if spread <= 1 else f"within a session the treatments differ by up to {spread} cases (unequal case blocks)",
+                    "every session holds each treatment about equally often"
+                    if spread <= 1
+                    else f"within a session the treatments differ by up to {spread} cases (unequal case blocks)",
                 )
             )
 
@@ -275,7 +319,13 @@ class DesignPlan:
             if washout_days >= 28:
                 checks.append(BalanceCheck("washout", "ok", f"{washout_days:g} days between sessions"))
             else:
-                checks.append(BalanceCheck("washout", "warning", f"{washout_days:g} days between sessions; reader studies usually use at least 4 weeks (28 days) so readers do not recall cases"))
+                checks.append(
+                    BalanceCheck(
+                        "washout",
+                        "warning",
+                        f"{washout_days:g} days between sessions; reader studies usually use at least 4 weeks (28 days) so readers do not recall cases",
+                    )
+                )
         return BalanceReport(tuple(checks))
 
     def summary(self) -> str:
@@ -362,7 +412,9 @@ def plan_design(
         n_sessions, n_groups = T, T
         blocks = T if case_blocks is None else int(case_blocks)
         if blocks not in (1, T):
-            raise DesignError(f"The number of case blocks (--blocks) must be 1 (AB/BA crossover) or {T} (the number of treatments: Latin square); got {case_blocks}.")
+            raise DesignError(
+                f"The number of case blocks (--blocks) must be 1 (AB/BA crossover) or {T} (the number of treatments: Latin square); got {case_blocks}."
+            )
 
     # Sequence groups: shuffle readers within each stratum, then deal them out in turn.
     reader_groups: dict[str, int] = {}

@@ -28,7 +28,9 @@ def set_detector_dir(session: Session, study_code: str, folder: str | Path, *, a
         before = study.detector_dir
         study.detector_dir = str(path)
         session.flush()
-        audit.record(session, actor=actor, action="SET_DETECTOR_DIR", entity="study", entity_id=study.id, study_id=study.id, before=before, after=str(path))
+        audit.record(
+            session, actor=actor, action="SET_DETECTOR_DIR", entity="study", entity_id=study.id, study_id=study.id, before=before, after=str(path)
+        )
     return path
 
 

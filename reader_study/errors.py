@@ -105,6 +105,4 @@ class InputFileError(ReaderStudyError):
         shown = self.problems[:50]
         lines = "\n".join(f"  - {p}" for p in shown)
         more = f"\n  … and {len(self.problems) - len(shown)} more" if len(self.problems) > len(shown) else ""
-        super().__init__(
-            f"The {what} {self.path} has {len(self.problems)} problem(s); nothing was changed:\n{lines}{more}"
-        )
+        super().__init__(f"The {what} {self.path} has {len(self.problems)} problem(s); nothing was changed:\n{lines}{more}")

@@ -34,12 +34,12 @@ from sqlalchemy.orm import Session
 
 from . import audit
 from .coordinator import get_study
-from .study_inputs import file_sha256
 from .db import Database
 from .errors import InputFileError, InputProblem, MarkPositionError, RatingError, ReaderStudyError, StudyStateError
 from .models import CaseRead, Lesion, Mark, Reader, ReadingSession, Study, StudyCase, StudyReader, Treatment, utcnow
 from .reading import GridInfo, locate_mark
 from .scoring import AcceptanceRule, MarkToScore, ScoringError, TruthLesion, roc_ratings, score_marks
+from .study_inputs import file_sha256
 
 __all__ = [
     "StudyRecords",
@@ -79,9 +79,13 @@ def load_label_maps(lesions: Iterable[Lesion], case_code: str | None = None) -> 
         path = les.label_map_path
         if path not in cache:
             if not Path(path).is_file():
-                raise ScoringError(f"Label map {path} of lesion {les.code} is missing; restore it (its SHA-256 is {les.label_map_sha256 or 'not recorded'}).")
+                raise ScoringError(
+                    f"Label map {path} of lesion {les.code} is missing; restore it (its SHA-256 is {les.label_map_sha256 or 'not recorded'})."
+                )
             if les.label_map_sha256 and file_sha256(path) != les.label_map_sha256:
-                raise ScoringError(f"Label map {path} of lesion {les.code} changed after the study was created (SHA-256 differs); restore the original file.")
+                raise ScoringError(
+                    f"Label map {path} of lesion {les.code} changed after the study was created (SHA-256 differs); restore the original file."
+                )
             cache[path] = read_volume(path, label=True)
         out[(case_code or les.case.code, les.code)] = cache[path]
     return out
@@ -147,9 +151,25 @@ class StudyRecords:
             normal_ids = set(truth.loc[truth["lesion_id"].isna(), "case_id"])
             nl = self.roc[self.roc["case_id"].isin(normal_ids)]
             ll = self.roc[~self.roc["case_id"].isin(normal_ids)].assign(lesion_id="1")
-            return ObserverData.from_marks(truth, nl, ll, paradigm="ROC", treatments=self.treatments, readers=self.readers, reader_groups=self.reader_groups, name=self.study_code)
+            return ObserverData.from_marks(
+                truth,
+                nl,
+                ll,
+                paradigm="ROC",
+                treatments=self.treatments,
+                readers=self.readers,
+                reader_groups=self.reader_groups,
+                name=self.study_code,
+            )
         return ObserverData.from_marks(
-            self.truth, self.nl, self.ll, paradigm="FROC", treatments=self.treatments, readers=self.readers, reader_groups=self.reader_groups, name=self.study_code
+            self.truth,
+            self.nl,
+            self.ll,
+            paradigm="FROC",
+            treatments=self.treatments,
+            readers=self.readers,
+            reader_groups=self.reader_groups,
+            name=self.study_code,
         )
 
 
@@ -174,10 +194,14 @@ def study_records(session: Session, study_code: str, *, allow_incomplete: bool =
         raise ExportError(f"Study {study.code!r} has no design and no readings yet.")
     treatments = list(session.scalars(select(Treatment).where(Treatment.study_id == study.id).order_by(Treatment.position)))
     study_readers = session.execute(
-        select(StudyReader.reader_id, StudyReader.reader_code, Reader.group).join(Reader, Reader.id == StudyReader.reader_id)
-        .where(StudyReader.study_id == study.id).order_by(StudyReader.reader_code)
+        select(StudyReader.reader_id, StudyReader.reader_code, Reader.group)
+        .join(Reader, Reader.id == StudyReader.reader_id)
+        .where(StudyReader.study_id == study.id)
+        .order_by(StudyReader.reader_code)
     ).all()
-    cases = list(session.scalars(select(StudyCase).where(StudyCase.study_id == study.id, StudyCase.is_training.is_(False)).order_by(StudyCase.jafroc_id)))
+    cases = list(
+        session.scalars(select(StudyCase).where(StudyCase.study_id == study.id, StudyCase.is_training.is_(False)).order_by(StudyCase.jafroc_id))
+    )
     case_ids = {c.id for c in cases}
     code_of_case = {c.id: c.code for c in cases}
     code_of_reader = {r[0]: r[1] for r in study_readers}
@@ -185,8 +209,18 @@ def study_records(session: Session, study_code: str, *, allow_incomplete: bool =
 
     read_rows = session.execute(
         select(
-            CaseRead.id, CaseRead.reader_id, ReadingSession.session_index, CaseRead.order_index, CaseRead.case_id, CaseRead.treatment_id,
-            CaseRead.status, CaseRead.opened_at, CaseRead.finished_at, CaseRead.reading_time_s, CaseRead.no_lesion, CaseRead.case_rating,
+            CaseRead.id,
+            CaseRead.reader_id,
+            ReadingSession.session_index,
+            CaseRead.order_index,
+            CaseRead.case_id,
+            CaseRead.treatment_id,
+            CaseRead.status,
+            CaseRead.opened_at,
+            CaseRead.finished_at,
+            CaseRead.reading_time_s,
+            CaseRead.no_lesion,
+            CaseRead.case_rating,
         )
         .join(ReadingSession, ReadingSession.id == CaseRead.session_id)
         .where(CaseRead.study_id == study.id, CaseRead.case_id.in_(case_ids) if case_ids else False)
@@ -227,19 +261,43 @@ def study_records(session: Session, study_code: str, *, allow_incomplete: bool =
         if not lesions_of.get(c.id):
             truth_rows.append({"case_id": c.code, "lesion_id": None, "weight": 0.0, "location": None, "lesion_type": None})
         for les in lesions_of.get(c.id, []):
-            truth_rows.append({"case_id": c.code, "lesion_id": les.code, "weight": les.weight, "location": les.location, "lesion_type": les.lesion_type})
+            truth_rows.append(
+                {"case_id": c.code, "lesion_id": les.code, "weight": les.weight, "location": les.location, "lesion_type": les.lesion_type}
+            )
     truth = pd.DataFrame(truth_rows, columns=["case_id", "lesion_id", "weight", "location", "lesion_type"])
 
     reads = pd.DataFrame(
         [
             {
-                "reader": code_of_reader[r[1]], "session": r[2], "position": r[3] + 1, "case_id": code_of_case[r[4]], "treatment": code_of_treatment[r[5]],
-                "status": r[6], "opened_at": r[7], "finished_at": r[8], "reading_time_s": r[9], "no_lesion": bool(r[10]),
-                "case_rating": r[11], "n_marks": n_marks.get(r[0], 0),
+                "reader": code_of_reader[r[1]],
+                "session": r[2],
+                "position": r[3] + 1,
+                "case_id": code_of_case[r[4]],
+                "treatment": code_of_treatment[r[5]],
+                "status": r[6],
+                "opened_at": r[7],
+                "finished_at": r[8],
+                "reading_time_s": r[9],
+                "no_lesion": bool(r[10]),
+                "case_rating": r[11],
+                "n_marks": n_marks.get(r[0], 0),
             }
             for r in read_rows
         ],
-        columns=["reader", "session", "position", "case_id", "treatment", "status", "opened_at", "finished_at", "reading_time_s", "no_lesion", "case_rating", "n_marks"],
+        columns=[
+            "reader",
+            "session",
+            "position",
+            "case_id",
+            "treatment",
+            "status",
+            "opened_at",
+            "finished_at",
+            "reading_time_s",
+            "no_lesion",
+            "case_rating",
+            "n_marks",
+        ],
     )
 
     rule = AcceptanceRule(study.acceptance_rule, study.acceptance_radius_mm)  # type: ignore[arg-type]
@@ -248,7 +306,9 @@ def study_records(session: Session, study_code: str, *, allow_incomplete: bool =
         for m in marks_orm
     ]
     if study.paradigm == "FROC":
-        truth_lesions = [TruthLesion(code_of_case[les.case_id], les.code, les.center_mm, les.radius_mm, les.weight, les.label_value) for les in lesions]
+        truth_lesions = [
+            TruthLesion(code_of_case[les.case_id], les.code, les.center_mm, les.radius_mm, les.weight, les.label_value) for les in lesions
+        ]
         label_maps = None
         if rule.kind == "extent" and any(les.label_map_path for les in lesions):
             label_maps = {}
@@ -267,11 +327,16 @@ def study_records(session: Session, study_code: str, *, allow_incomplete: bool =
         nl, ll = result.nl_frame(), result.ll_frame()
         roc = roc_ratings(to_score, [(treatment_of_read[i], reader_of_read[i], case_of_read[i]) for i in read_ids])
     else:
-        scored = pd.DataFrame(columns=["mark_id", "treatment", "reader", "case_id", "x_mm", "y_mm", "z_mm", "rating", "outcome", "lesion_id", "distance_mm"])
+        scored = pd.DataFrame(
+            columns=["mark_id", "treatment", "reader", "case_id", "x_mm", "y_mm", "z_mm", "rating", "outcome", "lesion_id", "distance_mm"]
+        )
         nl = pd.DataFrame(columns=["treatment", "reader", "case_id", "rating"])
         ll = pd.DataFrame(columns=["treatment", "reader", "case_id", "lesion_id", "rating"])
         roc = pd.DataFrame(
-            [{"treatment": code_of_treatment[r[5]], "reader": code_of_reader[r[1]], "case_id": code_of_case[r[4]], "rating": r[11]} for r in read_rows],
+            [
+                {"treatment": code_of_treatment[r[5]], "reader": code_of_reader[r[1]], "case_id": code_of_case[r[4]], "rating": r[11]}
+                for r in read_rows
+            ],
             columns=["treatment", "reader", "case_id", "rating"],
         )
     truth_status = {c.code: c.abnormal for c in cases}
@@ -300,9 +365,19 @@ def study_records(session: Session, study_code: str, *, allow_incomplete: bool =
         "records_made_at": utcnow().isoformat(),
     }
     return StudyRecords(
-        study_code=study.code, paradigm=study.paradigm, treatments=tuple(t.code for t in treatments), readers=readers,
-        reader_groups={r[1]: r[2] for r in study_readers if r[1] in readers}, truth=truth, nl=nl, ll=ll, marks=scored,
-        reads=reads, roc=roc, excluded_readers=excluded, provenance=provenance,
+        study_code=study.code,
+        paradigm=study.paradigm,
+        treatments=tuple(t.code for t in treatments),
+        readers=readers,
+        reader_groups={r[1]: r[2] for r in study_readers if r[1] in readers},
+        truth=truth,
+        nl=nl,
+        ll=ll,
+        marks=scored,
+        reads=reads,
+        roc=roc,
+        excluded_readers=excluded,
+        provenance=provenance,
     )
 
 
@@ -356,19 +431,36 @@ def export_study(
     out = check_output_dir(Path(out_dir), option="--out")
     with db.snapshot() as s:
         records = study_records(s, study_code, allow_incomplete=allow_incomplete)
-        names = dict(s.execute(
-            select(StudyReader.reader_code, Reader.name).join(Reader, Reader.id == StudyReader.reader_id).join(Study, Study.id == StudyReader.study_id).where(Study.code == study_code)
-        ).all())
+        names = dict(
+            s.execute(
+                select(StudyReader.reader_code, Reader.name)
+                .join(Reader, Reader.id == StudyReader.reader_id)
+                .join(Study, Study.id == StudyReader.study_id)
+                .where(Study.code == study_code)
+            ).all()
+        )
     code = records.study_code
     # Every file is written into a hidden staging folder beside OUT and moved in when all are
     # complete: a failed or killed export leaves no half-written file under OUT.
     try:
         hashes = _write_export(out, code, formats, records, names)
     except OSError as exc:  # a full or read-only disk, found while writing
-        raise ExportError(f"--out {out}: the export could not be written ({exc.strerror or exc}); is the disk full or read-only? Nothing was left under {out}.") from None
+        raise ExportError(
+            f"--out {out}: the export could not be written ({exc.strerror or exc}); is the disk full or read-only? Nothing was left under {out}."
+        ) from None
     with db.transaction() as s:
         study = get_study(s, study_code)
-        audit.record(s, actor=actor, action="EXPORT", entity="study", entity_id=study.id, study_id=study.id, out_dir=str(out.resolve()), files=hashes, excluded_readers=list(records.excluded_readers))
+        audit.record(
+            s,
+            actor=actor,
+            action="EXPORT",
+            entity="study",
+            entity_id=study.id,
+            study_id=study.id,
+            out_dir=str(out.resolve()),
+            files=hashes,
+            excluded_readers=list(records.excluded_readers),
+        )
     return ExportResult(code, out, hashes, records)
 
 
@@ -386,11 +478,22 @@ def _write_export(out: Path, code: str, formats: Sequence[str], records: StudyRe
                 written[f"{code}-jafroc.xlsx"] = write_jafroc_excel(data, stage / f"{code}-jafroc.xlsx", rjafroc_compatible=True)
             if "imrmc" in formats:
                 roc = data.to_roc() if data.paradigm == "FROC" else data
-                written[f"{code}.imrmc"] = write_imrmc(roc, stage / f"{code}.imrmc", description=f"TSCT study {code}: case-level ratings ({'highest mark rating' if data.paradigm == 'FROC' else 'case rating'})")
+                written[f"{code}.imrmc"] = write_imrmc(
+                    roc,
+                    stage / f"{code}.imrmc",
+                    description=f"TSCT study {code}: case-level ratings ({'highest mark rating' if data.paradigm == 'FROC' else 'case rating'})",
+                )
             if "csv" in formats:
                 written[f"{code}-tidy.csv"] = write_tidy_csv(data, stage / f"{code}-tidy.csv")
         if "csv" in formats:
-            for name, frame in (("truth", records.truth), ("nl", records.nl), ("ll", records.ll), ("marks", records.marks), ("reads", records.reads), ("roc", records.roc)):
+            for name, frame in (
+                ("truth", records.truth),
+                ("nl", records.nl),
+                ("ll", records.ll),
+                ("marks", records.marks),
+                ("reads", records.reads),
+                ("roc", records.roc),
+            ):
                 path = stage / f"{name}.csv"
                 csv_safe_frame(frame).to_csv(path, index=False)  # text a spreadsheet would run as a formula is quoted
                 written[path.name] = path
@@ -472,12 +575,16 @@ def import_marks(
     try:
         rows = list(parser)
     except csv.Error as exc:
-        raise InputFileError(path, [InputProblem(parser.line_num, None, tsct_files.csv_field_error(path, exc).removeprefix(f"{path}: "))], what="marks file") from None
+        raise InputFileError(
+            path, [InputProblem(parser.line_num, None, tsct_files.csv_field_error(path, exc).removeprefix(f"{path}: "))], what="marks file"
+        ) from None
     header = [h.strip() for h in next(csv.reader(text.splitlines()[:1]), [])]
     problems: list[InputProblem] = []
     twice = sorted({h for h in header if h and header.count(h) > 1})
     if twice:
-        raise InputFileError(path, [InputProblem(1, None, f"column(s) {', '.join(twice)} appear more than once in the header; keep one of each")], what="marks file")
+        raise InputFileError(
+            path, [InputProblem(1, None, f"column(s) {', '.join(twice)} appear more than once in the header; keep one of each")], what="marks file"
+        )
     required = ("reader", "case_id", "treatment", "rating")
     missing = [c for c in required if c not in header]
     has_mm = all(c in header for c in ("x_mm", "y_mm", "z_mm"))
@@ -493,7 +600,9 @@ def import_marks(
         raise InputFileError(path, problems, what="marks file")
 
     readers = session.execute(
-        select(StudyReader.reader_id, StudyReader.reader_code, Reader.name).join(Reader, Reader.id == StudyReader.reader_id).where(StudyReader.study_id == study.id)
+        select(StudyReader.reader_id, StudyReader.reader_code, Reader.name)
+        .join(Reader, Reader.id == StudyReader.reader_id)
+        .where(StudyReader.study_id == study.id)
     ).all()
     reader_by_key: dict[str, int] = {}
     for rid, rcode, rname in readers:
@@ -501,9 +610,7 @@ def import_marks(
         reader_by_key[rname.casefold()] = rid
     cases = {c.code: c for c in session.scalars(select(StudyCase).where(StudyCase.study_id == study.id))}
     treatments = {t.code: t for t in session.scalars(select(Treatment).where(Treatment.study_id == study.id))}
-    reads = {
-        (r.reader_id, r.case_id, r.treatment_id): r for r in session.scalars(select(CaseRead).where(CaseRead.study_id == study.id))
-    }
+    reads = {(r.reader_id, r.case_id, r.treatment_id): r for r in session.scalars(select(CaseRead).where(CaseRead.study_id == study.id))}
     scale = study.scale
     planned: list[dict[str, Any]] = []
     keys_seen: dict[tuple[int, str], int] = {}
@@ -515,13 +622,19 @@ def import_marks(
         n_before = len(problems)
         rid = reader_by_key.get(row.get("reader", "").casefold())
         if rid is None:
-            problems.append(InputProblem(row_number, "reader", f"'{row.get('reader', '')}' is not a reader of study {study.code} (give the name or reader code)"))
+            problems.append(
+                InputProblem(row_number, "reader", f"'{row.get('reader', '')}' is not a reader of study {study.code} (give the name or reader code)")
+            )
         case = cases.get(row.get("case_id", ""))
         if case is None:
             problems.append(InputProblem(row_number, "case_id", f"'{row.get('case_id', '')}' is not a case of study {study.code}"))
         treatment = treatments.get(row.get("treatment", ""))
         if treatment is None:
-            problems.append(InputProblem(row_number, "treatment", f"'{row.get('treatment', '')}' is not a treatment of study {study.code} ({', '.join(treatments)})"))
+            problems.append(
+                InputProblem(
+                    row_number, "treatment", f"'{row.get('treatment', '')}' is not a treatment of study {study.code} ({', '.join(treatments)})"
+                )
+            )
         try:
             rating = scale.check(row.get("rating", ""))
         except RatingError as exc:
@@ -531,9 +644,17 @@ def import_marks(
         if rid is not None and case is not None and treatment is not None:
             read = reads.get((rid, case.id, treatment.id))
             if read is None:
-                problems.append(InputProblem(row_number, None, f"the design has no reading of case {case.code} in {treatment.code} by {row['reader']}"))
+                problems.append(
+                    InputProblem(row_number, None, f"the design has no reading of case {case.code} in {treatment.code} by {row['reader']}")
+                )
             elif read.status == "finished" and not _imported_read(session, read.id):
-                problems.append(InputProblem(row_number, None, f"the reading of case {case.code} in {treatment.code} by {row['reader']} was already finished in the workstation; its marks cannot be replaced"))
+                problems.append(
+                    InputProblem(
+                        row_number,
+                        None,
+                        f"the reading of case {case.code} in {treatment.code} by {row['reader']} was already finished in the workstation; its marks cannot be replaced",
+                    )
+                )
         point = index = None
         if case is not None:
             grid = GridInfo(case.size, case.spacing_mm, case.origin_mm, case.direction)
@@ -545,23 +666,41 @@ def import_marks(
                     point, index = locate_mark(grid, case.code, None, [row.get("index_x", ""), row.get("index_y", ""), row.get("index_z", "")])
             except MarkPositionError as exc:
                 names = ("x_mm", "y_mm", "z_mm") if use_mm else ("index_x", "index_y", "index_z")
-                column = next((c for c in names if not _finite_number(row.get(c, ""))), None) or _axis_outside(grid, names, [row.get(c, "") for c in names], use_mm)
+                column = next((c for c in names if not _finite_number(row.get(c, ""))), None) or _axis_outside(
+                    grid, names, [row.get(c, "") for c in names], use_mm
+                )
                 problems.append(InputProblem(row_number, column, str(exc)))
             if use_mm and has_index and any(row.get(c) for c in ("index_x", "index_y", "index_z")):
-                problems.append(InputProblem(row_number, "index_x", "both a position in mm (x_mm, y_mm, z_mm) and a voxel index (index_x, index_y, index_z); give one of them"))
+                problems.append(
+                    InputProblem(
+                        row_number,
+                        "index_x",
+                        "both a position in mm (x_mm, y_mm, z_mm) and a voxel index (index_x, index_y, index_z); give one of them",
+                    )
+                )
         key = row.get("client_key") or f"import:{file_digest[:16]}:{row_number}"
         if rid is not None:
             if (rid, key) in keys_seen:
-                problems.append(InputProblem(row_number, "client_key", f"'{key}' repeats row {keys_seen[(rid, key)]} for the same reader; keys must be unique"))
+                problems.append(
+                    InputProblem(row_number, "client_key", f"'{key}' repeats row {keys_seen[(rid, key)]} for the same reader; keys must be unique")
+                )
             keys_seen.setdefault((rid, key), row_number)
         if len(problems) == n_before and read is not None and index is not None:
             same = (rid, read.id, tuple(int(v) for v in index))
             if same in marks_seen:
-                problems.append(InputProblem(row_number, None, f"repeats the mark of row {marks_seen[same]} (same reader, reading of case {case.code} in {treatment.code}, and voxel); a lesion is marked once: delete the duplicate row"))
+                problems.append(
+                    InputProblem(
+                        row_number,
+                        None,
+                        f"repeats the mark of row {marks_seen[same]} (same reader, reading of case {case.code} in {treatment.code}, and voxel); a lesion is marked once: delete the duplicate row",
+                    )
+                )
                 continue
             marks_seen[same] = row_number
         if len(problems) == n_before and read is not None:
-            planned.append({"row": row_number, "reader_id": rid, "read": read, "case": case, "key": key, "point": point, "index": index, "rating": rating})
+            planned.append(
+                {"row": row_number, "reader_id": rid, "read": read, "case": case, "key": key, "point": point, "index": index, "rating": rating}
+            )
     if not rows:
         problems.append(InputProblem(None, None, "the file has a header but no marks"))
     # Keys used before: the same mark imported again is skipped; a different mark is an error.
@@ -571,7 +710,9 @@ def import_marks(
             existing[(m.reader_id, m.client_key)] = m
     for p in planned:
         m = existing.get((p["reader_id"], p["key"]))
-        if m is not None and (m.case_read_id != p["read"].id or abs(m.x_mm - p["point"][0]) + abs(m.y_mm - p["point"][1]) + abs(m.z_mm - p["point"][2]) > 1e-6):
+        if m is not None and (
+            m.case_read_id != p["read"].id or abs(m.x_mm - p["point"][0]) + abs(m.y_mm - p["point"][1]) + abs(m.z_mm - p["point"][2]) > 1e-6
+        ):
             problems.append(InputProblem(p["row"], "client_key", f"'{p['key']}' was already used for another mark ({m.id}); use a new key"))
     if problems:
         raise InputFileError(path, problems, what="marks file")
@@ -593,14 +734,37 @@ def import_marks(
             session.flush()
         touched[read.id] = read
         mark = Mark(
-            study_id=study.id, rating_scale=study.rating_scale, reader_id=p["reader_id"], case_read_id=read.id, client_key=p["key"],
-            x_mm=p["point"][0], y_mm=p["point"][1], z_mm=p["point"][2], index_x=p["index"][0], index_y=p["index"][1], index_z=p["index"][2],
-            rating=p["rating"], source="import", created_at=now,
+            study_id=study.id,
+            rating_scale=study.rating_scale,
+            reader_id=p["reader_id"],
+            case_read_id=read.id,
+            client_key=p["key"],
+            x_mm=p["point"][0],
+            y_mm=p["point"][1],
+            z_mm=p["point"][2],
+            index_x=p["index"][0],
+            index_y=p["index"][1],
+            index_z=p["index"][2],
+            rating=p["rating"],
+            source="import",
+            created_at=now,
         )
         session.add(mark)
         session.flush()
-        audit.record(session, actor=actor, action="ADD_MARK", entity="mark", entity_id=mark.id, study_id=study.id, source="import",
-                     file=str(path), row=p["row"], case_read_id=read.id, point_mm=p["point"], rating=p["rating"])
+        audit.record(
+            session,
+            actor=actor,
+            action="ADD_MARK",
+            entity="mark",
+            entity_id=mark.id,
+            study_id=study.id,
+            source="import",
+            file=str(path),
+            row=p["row"],
+            case_read_id=read.id,
+            point_mm=p["point"],
+            rating=p["rating"],
+        )
         added += 1
     finished = 0
     for read in touched.values():
@@ -630,8 +794,20 @@ def import_marks(
             rs.status = "closed"
             rs.closed_at = now
     session.flush()
-    audit.record(session, actor=actor, action="IMPORT_MARKS", entity="study", entity_id=study.id, study_id=study.id,
-                 file=str(path), sha256=file_digest, rows=len(planned), added=added, skipped=skipped, reads_finished=finished)
+    audit.record(
+        session,
+        actor=actor,
+        action="IMPORT_MARKS",
+        entity="study",
+        entity_id=study.id,
+        study_id=study.id,
+        file=str(path),
+        sha256=file_digest,
+        rows=len(planned),
+        added=added,
+        skipped=skipped,
+        reads_finished=finished,
+    )
     return ImportResult(path, len(planned), added, skipped, finished)
 
 

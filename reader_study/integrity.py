@@ -45,6 +45,7 @@ __all__ = [
     "describe_changes",
 ]
 
+
 class IncompleteFileError(ValueError):
     """A file is missing, truncated or cannot be parsed; the message names it and says what to do."""
 

@@ -48,10 +48,17 @@ def study_content(session: Session, study: Study) -> dict[str, Any]:
     content: dict[str, Any] = {
         "format": "tsct-reader-study-content/1",
         "study": {
-            "code": study.code, "paradigm": study.paradigm, "rating_scale": study.rating_scale,
-            "acceptance_rule": study.acceptance_rule, "acceptance_radius_mm": study.acceptance_radius_mm,
-            "design": study.design, "case_blocks": study.case_blocks, "carry_marks_forward": study.carry_marks_forward,
-            "washout_days": study.washout_days, "seed": study.seed, "case_list_sha256": study.case_list_sha256,
+            "code": study.code,
+            "paradigm": study.paradigm,
+            "rating_scale": study.rating_scale,
+            "acceptance_rule": study.acceptance_rule,
+            "acceptance_radius_mm": study.acceptance_radius_mm,
+            "design": study.design,
+            "case_blocks": study.case_blocks,
+            "carry_marks_forward": study.carry_marks_forward,
+            "washout_days": study.washout_days,
+            "seed": study.seed,
+            "case_list_sha256": study.case_list_sha256,
         },
         "treatments": [{"code": t.code, "label": t.label, "overlays": t.overlays, "position": t.position} for t in treatments],
         "readers": [
@@ -60,13 +67,26 @@ def study_content(session: Session, study: Study) -> dict[str, Any]:
         ],
         "cases": [
             {
-                "code": c.code, "jafroc_id": c.jafroc_id, "training": c.is_training, "abnormal": c.abnormal, "block": c.block,
-                "prior_sha256": c.prior_sha256, "current_sha256": c.current_sha256,
+                "code": c.code,
+                "jafroc_id": c.jafroc_id,
+                "training": c.is_training,
+                "abnormal": c.abnormal,
+                "block": c.block,
+                "prior_sha256": c.prior_sha256,
+                "current_sha256": c.current_sha256,
                 "grid": {"size": list(c.size), "spacing_mm": list(c.spacing_mm), "origin_mm": list(c.origin_mm), "direction": list(c.direction)},
                 "lesions": [
-                    {"code": les.code, "number": les.number, "center_mm": list(les.center_mm), "radius_mm": les.radius_mm,
-                     "label_map_sha256": les.label_map_sha256, "label_value": les.label_value, "weight": les.weight,
-                     "lesion_type": les.lesion_type, "location": les.location}
+                    {
+                        "code": les.code,
+                        "number": les.number,
+                        "center_mm": list(les.center_mm),
+                        "radius_mm": les.radius_mm,
+                        "label_map_sha256": les.label_map_sha256,
+                        "label_value": les.label_value,
+                        "weight": les.weight,
+                        "lesion_type": les.lesion_type,
+                        "location": les.location,
+                    }
                     for les in by_case.get(c.id, [])
                 ],
             }
@@ -128,10 +148,19 @@ def lock_study(
     if hash_files:
         entries = lock_manifest(session, study, detector_dir=detector_dir, require_detector=require_detector)
         for e in entries:
-            session.add(StudyFile(
-                study_id=study.id, case_id=e[0], role=e[1].role, name=e[1].name, path=str(e[1].path), sha256=e[1].sha256,
-                size_bytes=e[1].size_bytes, model_name=e[1].model_name, model_version=e[1].model_version,
-            ))
+            session.add(
+                StudyFile(
+                    study_id=study.id,
+                    case_id=e[0],
+                    role=e[1].role,
+                    name=e[1].name,
+                    path=str(e[1].path),
+                    sha256=e[1].sha256,
+                    size_bytes=e[1].size_bytes,
+                    model_name=e[1].model_name,
+                    model_version=e[1].model_version,
+                )
+            )
         session.flush()
     digest = content_hash(study_content(session, study))
     study.locked_at = now or utcnow()
@@ -160,7 +189,9 @@ class LockVerification:
         return self.stored_hash is not None and self.hash_matches and not self.changes
 
 
-def lock_manifest(session: Session, study: Study, *, detector_dir: str | Path | None = None, require_detector: bool = False) -> list[tuple[int | None, Any]]:
+def lock_manifest(
+    session: Session, study: Study, *, detector_dir: str | Path | None = None, require_detector: bool = False
+) -> list[tuple[int | None, Any]]:
     """Hash every file the lock protects: ``[(case row id, FileEntry), …]``.
 
     Raises
@@ -169,13 +200,19 @@ def lock_manifest(session: Session, study: Study, *, detector_dir: str | Path | 
         Listing every problem: an exam or label map missing, truncated or changed since the
         study was created; a case without complete detector outputs for an aided treatment.
     """
+    from detector.outputs import CaseOutputsError
     from tsct_files import problems_file
 
-    from detector.outputs import CaseOutputsError
-
     from .integrity import (
-        FileEntry, IncompleteFileError, check_complete, check_detector_case, detector_model, detector_output_files, exam_files,
-        overlay_roles_needed, sha256_file,
+        FileEntry,
+        IncompleteFileError,
+        check_complete,
+        check_detector_case,
+        detector_model,
+        detector_output_files,
+        exam_files,
+        overlay_roles_needed,
+        sha256_file,
     )
 
     cases = list(session.scalars(select(StudyCase).where(StudyCase.study_id == study.id).order_by(StudyCase.jafroc_id)))
@@ -191,7 +228,9 @@ def lock_manifest(session: Session, study: Study, *, detector_dir: str | Path | 
 
     def add(case: StudyCase | None, role: str, name: str, path: Path, model: tuple[str, str] = ("", "")) -> str:
         digest = sha256_file(path)
-        entries.append((case.id if case else None, FileEntry(case.code if case else None, role, name, path.resolve(), digest, path.stat().st_size, *model)))
+        entries.append(
+            (case.id if case else None, FileEntry(case.code if case else None, role, name, path.resolve(), digest, path.stat().st_size, *model))
+        )
         return digest
 
     for case in cases:
@@ -207,8 +246,10 @@ def lock_manifest(session: Session, study: Study, *, detector_dir: str | Path | 
             for name, f in files:
                 add(case, role, name, f)
             if stored and file_sha256(path) != stored:
-                problems.append(f"case {case.code}: the {role} exam {path} changed since the study was created (sha256 then {stored[:12]}…); "
-                                "create the study again from the files readers should read")
+                problems.append(
+                    f"case {case.code}: the {role} exam {path} changed since the study was created (sha256 then {stored[:12]}…); "
+                    "create the study again from the files readers should read"
+                )
     by_case = {c.id: c for c in cases}
     for les in lesions:
         if not les.label_map_path:
@@ -250,7 +291,9 @@ def lock_manifest(session: Session, study: Study, *, detector_dir: str | Path | 
                     continue
                 for name, f in listed:
                     if not f.is_file():
-                        problems.append(f"case {case.code}: {name} is listed in {case_dir / 'outputs.json'} but missing; rerun `tsct detect batch` for this case")
+                        problems.append(
+                            f"case {case.code}: {name} is listed in {case_dir / 'outputs.json'} but missing; rerun `tsct detect batch` for this case"
+                        )
                         continue
                     add(case, "detector", name, f, model)
     if problems:
@@ -306,4 +349,3 @@ def verify_lock(session: Session, study_code: str) -> tuple[bool, str | None, st
     """
     result = verify_study(session, study_code)
     return (result.hash_matches and not result.changes, result.stored_hash, result.now_hash)
-

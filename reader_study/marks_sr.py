@@ -124,7 +124,11 @@ def export_marks_sr(
     records = study_records(session, study_code, allow_incomplete=allow_incomplete)
     study = session.scalars(select(Study).where(Study.code == study_code)).one()
     cases = {c.code: c for c in session.scalars(select(StudyCase).where(StudyCase.study_id == study.id, StudyCase.is_training.is_(False)))}
-    names = dict(session.execute(select(StudyReader.reader_code, Reader.name).join(Reader, Reader.id == StudyReader.reader_id).where(StudyReader.study_id == study.id)).all())
+    names = dict(
+        session.execute(
+            select(StudyReader.reader_code, Reader.name).join(Reader, Reader.id == StudyReader.reader_id).where(StudyReader.study_id == study.id)
+        ).all()
+    )
     dicom_folders = {k: Path(v) for k, v in (dicom_folders or {}).items()}
     unknown = sorted(set(dicom_folders) - set(cases))
     if unknown:
@@ -184,11 +188,15 @@ def export_marks_sr(
                     measurements.append(hd.sr.Measurement(name=case_rating, value=float(read["case_rating"]), unit=unity))
                 groups.append(
                     hd.sr.MeasurementsAndQualitativeEvaluations(
-                        tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=f"Read {treatment}"), session=treatment, measurements=measurements,
+                        tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=f"Read {treatment}"),
+                        session=treatment,
+                        measurements=measurements,
                     )
                 )
                 if len(marks):
-                    these = marks[(marks["case_id"] == case_code) & (marks["reader"] == reader_code) & (marks["treatment"] == treatment)].sort_values("mark_id")
+                    these = marks[(marks["case_id"] == case_code) & (marks["reader"] == reader_code) & (marks["treatment"] == treatment)].sort_values(
+                        "mark_id"
+                    )
                 else:
                     these = marks
                 for n, (_, mark) in enumerate(these.iterrows(), start=1):
@@ -198,7 +206,8 @@ def export_marks_sr(
                             referenced_volume_surface=hd.sr.VolumeSurface(
                                 graphic_type=hd.sr.GraphicTypeValues3D.POINT,
                                 graphic_data=np.asarray([[float(mark["x_mm"]), float(mark["y_mm"]), float(mark["z_mm"])]]),
-                                frame_of_reference_uid=source.frame_of_reference_uid, source_series=series,
+                                frame_of_reference_uid=source.frame_of_reference_uid,
+                                source_series=series,
                             ),
                             session=treatment,
                             measurements=[hd.sr.Measurement(name=rating, value=float(mark["rating"]), unit=unity)],
@@ -206,11 +215,20 @@ def export_marks_sr(
                     )
                     result.n_marks += 1
             report = hd.sr.MeasurementReport(
-                observation_context=hd.sr.ObservationContext(observer_person_context=person), procedure_reported=procedure, imaging_measurements=groups,
+                observation_context=hd.sr.ObservationContext(observer_person_context=person),
+                procedure_reported=procedure,
+                imaging_measurements=groups,
             )
             sr = hd.sr.Comprehensive3DSR(
-                evidence=source.datasets, content=report, series_instance_uid=generate_uid(), series_number=9095, sop_instance_uid=generate_uid(),
-                instance_number=1, manufacturer=MANUFACTURER, is_complete=True, series_description=f"TSCT reader marks {observer_name} ({study_code})"[:64],
+                evidence=source.datasets,
+                content=report,
+                series_instance_uid=generate_uid(),
+                series_number=9095,
+                sop_instance_uid=generate_uid(),
+                instance_number=1,
+                manufacturer=MANUFACTURER,
+                is_complete=True,
+                series_description=f"TSCT reader marks {observer_name} ({study_code})"[:64],
             )
             result.files[(reader_code, case_code)] = save_dataset(sr, out / _safe(case_code) / f"SR_{_safe(reader_code)}.dcm")
     return result

@@ -37,7 +37,6 @@ import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
-import numpy as np
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -136,10 +135,7 @@ RATING_SCALES: dict[str, RatingScale] = {
     "0-100": RatingScale("0-100", 0.0, 100.0, False),
 }
 
-_RATING_CHECK = (
-    "(rating_scale = '1-5' AND {col} IN (1, 2, 3, 4, 5)) OR "
-    "(rating_scale = '0-100' AND {col} >= 0 AND {col} <= 100)"
-)
+_RATING_CHECK = "(rating_scale = '1-5' AND {col} IN (1, 2, 3, 4, 5)) OR (rating_scale = '0-100' AND {col} >= 0 AND {col} <= 100)"
 
 
 def utcnow() -> dt.datetime:
@@ -676,8 +672,19 @@ _FROZEN_COLUMNS: dict[type, tuple[str, ...] | None] = {
 }
 
 _FROZEN_STUDY_COLUMNS = (
-    "code", "paradigm", "rating_scale", "acceptance_rule", "acceptance_radius_mm", "design", "case_blocks",
-    "carry_marks_forward", "washout_days", "seed", "locked_at", "content_hash", "case_list_sha256",
+    "code",
+    "paradigm",
+    "rating_scale",
+    "acceptance_rule",
+    "acceptance_radius_mm",
+    "design",
+    "case_blocks",
+    "carry_marks_forward",
+    "washout_days",
+    "seed",
+    "locked_at",
+    "content_hash",
+    "case_list_sha256",
 )
 
 
@@ -685,8 +692,7 @@ def _refuse_audit_change(mapper: Any, connection: Any, target: AuditEvent) -> No
     from .errors import AuditLogError
 
     raise AuditLogError(
-        f"Audit event {target.id} cannot be changed or deleted: the audit log is append-only. "
-        "Record a new event that corrects it instead."
+        f"Audit event {target.id} cannot be changed or deleted: the audit log is append-only. Record a new event that corrects it instead."
     )
 
 

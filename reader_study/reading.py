@@ -41,7 +41,8 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
-from sqlalchemy import bindparam, case as sql_case, func, select
+from sqlalchemy import bindparam, func, select
+from sqlalchemy import case as sql_case
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import IntegrityError
@@ -204,7 +205,9 @@ def _mark_view(m: Mark) -> MarkView:
     )
 
 
-def locate_mark(grid: GridInfo, case_code: str, point_mm: Sequence[float] | None, index_xyz: Sequence[int] | None) -> tuple[tuple[float, float, float], tuple[int, int, int]]:
+def locate_mark(
+    grid: GridInfo, case_code: str, point_mm: Sequence[float] | None, index_xyz: Sequence[int] | None
+) -> tuple[tuple[float, float, float], tuple[int, int, int]]:
     """A mark's position in LPS mm and as the nearest voxel index ``(x, y, z)``, from either one.
 
     Raises :class:`MarkPositionError` when both or neither are given, when a value is not a finite
@@ -212,7 +215,9 @@ def locate_mark(grid: GridInfo, case_code: str, point_mm: Sequence[float] | None
     (more than half a voxel beyond the outer voxel centres).
     """
     if (point_mm is None) == (index_xyz is None):
-        raise MarkPositionError("Give the mark's position either in patient millimetres (point_mm) or as a voxel index (index_xyz), not both or neither.")
+        raise MarkPositionError(
+            "Give the mark's position either in patient millimetres (point_mm) or as a voxel index (index_xyz), not both or neither."
+        )
     volume = grid
     size = np.asarray(grid.size)
     if index_xyz is not None:
@@ -249,8 +254,14 @@ def locate_mark(grid: GridInfo, case_code: str, point_mm: Sequence[float] | None
 # Statements of the save path, built once (building and cache-keying a statement costs more than running it).
 _CONTEXT = (
     select(
-        CaseRead.id, CaseRead.status, ReadingSession.status, ReadingSession.session_index, Study.status,
-        StudyCase.id, StudyCase.code, CaseRead.treatment_id,
+        CaseRead.id,
+        CaseRead.status,
+        ReadingSession.status,
+        ReadingSession.session_index,
+        Study.status,
+        StudyCase.id,
+        StudyCase.code,
+        CaseRead.treatment_id,
     )
     .join(ReadingSession, ReadingSession.id == CaseRead.session_id)
     .join(Study, Study.id == CaseRead.study_id)
@@ -318,7 +329,9 @@ class ReadingService:
                 .where(Study.code == study_code, StudyReader.reader_id == reader_id)
             ).one_or_none()
         if row is None:
-            raise NotFoundError(f"Reader {reader_id} is not a reader of study {study_code!r} (or the study does not exist); ask the coordinator to add you.")
+            raise NotFoundError(
+                f"Reader {reader_id} is not a reader of study {study_code!r} (or the study does not exist); ask the coordinator to add you."
+            )
         self._study_id: int = row.id
         self._study_code = study_code
         self._paradigm: str = row.paradigm
@@ -347,7 +360,16 @@ class ReadingService:
 
     # ------------------------------------------------------------------ helpers
     def _audit(self, s: Session, action: str, entity: str, entity_id: int | None, **detail: object) -> None:
-        audit.record(s, actor=self._actor, actor_reader_id=self._reader_id, study_id=self._study_id, action=action, entity=entity, entity_id=entity_id, **detail)
+        audit.record(
+            s,
+            actor=self._actor,
+            actor_reader_id=self._reader_id,
+            study_id=self._study_id,
+            action=action,
+            entity=entity,
+            entity_id=entity_id,
+            **detail,
+        )
 
     def _study_status(self, s: Session) -> str:
         return s.scalar(select(Study.status).where(Study.id == self._study_id))  # type: ignore[return-value]
@@ -404,7 +426,10 @@ class ReadingService:
             return True, f"washout waived by the coordinator: {rs.washout_waiver}"
         not_before = session_not_before(previous.closed_at, self._washout_days)
         if not_before is not None and now < not_before:
-            return False, f"washout: session {rs.session_index} opens on {not_before:%Y-%m-%d %H:%M} UTC ({self._washout_days:g} days after session {previous.session_index} was finished)"
+            return (
+                False,
+                f"washout: session {rs.session_index} opens on {not_before:%Y-%m-%d %H:%M} UTC ({self._washout_days:g} days after session {previous.session_index} was finished)",
+            )
         return True, ""
 
     def _context(self, s: Session, case_read_id: int) -> _ReadContext:
@@ -451,7 +476,16 @@ class ReadingService:
 
     def _worklist_items(self, s: Session, session_id: int, session_index: int) -> list[WorklistItem]:
         rows = s.execute(
-            select(CaseRead.id, CaseRead.order_index, CaseRead.status, StudyCase.code, StudyCase.is_training, Treatment.code, Treatment.label, Treatment.overlays)
+            select(
+                CaseRead.id,
+                CaseRead.order_index,
+                CaseRead.status,
+                StudyCase.code,
+                StudyCase.is_training,
+                Treatment.code,
+                Treatment.label,
+                Treatment.overlays,
+            )
             .join(StudyCase, StudyCase.id == CaseRead.case_id)
             .join(Treatment, Treatment.id == CaseRead.treatment_id)
             .where(CaseRead.session_id == session_id, CaseRead.reader_id == self._reader_id)
@@ -464,7 +498,9 @@ class ReadingService:
         ]
 
     def _case_view(self, s: Session, case_read_id: int) -> CaseView:
-        read = s.scalar(select(CaseRead).where(CaseRead.id == case_read_id, CaseRead.reader_id == self._reader_id, CaseRead.study_id == self._study_id))
+        read = s.scalar(
+            select(CaseRead).where(CaseRead.id == case_read_id, CaseRead.reader_id == self._reader_id, CaseRead.study_id == self._study_id)
+        )
         if read is None:
             raise NotFoundError(f"There is no case read {case_read_id} in your worklist of study {self._study_code!r}.")
         rs = s.get(ReadingSession, read.session_id)
@@ -535,7 +571,14 @@ class ReadingService:
                 current.status = "open"
                 current.opened_at = self._clock()
                 s.flush()
-                self._audit(s, "OPEN_SESSION", "reading_session", current.id, session_index=current.session_index, washout_waived=current.washout_waived_at is not None)
+                self._audit(
+                    s,
+                    "OPEN_SESSION",
+                    "reading_session",
+                    current.id,
+                    session_index=current.session_index,
+                    washout_waived=current.washout_waived_at is not None,
+                )
             index = current.session_index
         return next(v for v in self.sessions() if v.session_index == index)
 
@@ -556,7 +599,9 @@ class ReadingService:
             else:
                 rs = s.scalar(
                     select(ReadingSession).where(
-                        ReadingSession.study_id == self._study_id, ReadingSession.reader_id == self._reader_id, ReadingSession.session_index == session_index
+                        ReadingSession.study_id == self._study_id,
+                        ReadingSession.reader_id == self._reader_id,
+                        ReadingSession.session_index == session_index,
                     )
                 )
                 if rs is None:
@@ -584,7 +629,9 @@ class ReadingService:
             if ctx.study_status != "open":
                 raise StudyStateError(f"Study {self._study_code!r} is {ctx.study_status}, not open for reading.")
             if ctx.session_status != "open":
-                raise WashoutError(f"Case read {case_read_id} belongs to session {ctx.session_index}, which is {ctx.session_status}; open that session first.")
+                raise WashoutError(
+                    f"Case read {case_read_id} belongs to session {ctx.session_index}, which is {ctx.session_status}; open that session first."
+                )
             if ctx.read_status == "pending":
                 read = s.get(CaseRead, case_read_id)
                 assert read is not None
@@ -623,10 +670,21 @@ class ReadingService:
         n = 0
         for m in self._marks(s, previous.id):
             copy = Mark(
-                study_id=m.study_id, rating_scale=m.rating_scale, reader_id=m.reader_id, case_read_id=read.id,
-                client_key=f"carried:{read.id}:{m.id}", x_mm=m.x_mm, y_mm=m.y_mm, z_mm=m.z_mm,
-                index_x=m.index_x, index_y=m.index_y, index_z=m.index_z, rating=m.rating, source="carried",
-                carried_from_id=m.id, created_at=self._clock(),
+                study_id=m.study_id,
+                rating_scale=m.rating_scale,
+                reader_id=m.reader_id,
+                case_read_id=read.id,
+                client_key=f"carried:{read.id}:{m.id}",
+                x_mm=m.x_mm,
+                y_mm=m.y_mm,
+                z_mm=m.z_mm,
+                index_x=m.index_x,
+                index_y=m.index_y,
+                index_z=m.index_z,
+                rating=m.rating,
+                source="carried",
+                carried_from_id=m.id,
+                created_at=self._clock(),
             )
             s.add(copy)
             n += 1
@@ -691,18 +749,35 @@ class ReadingService:
             if existing is not None:
                 return self._same_mark(existing, case_read_id, point)
             if self._paradigm != "FROC":
-                raise ReadingStateError(f"Study {self._study_code!r} is an ROC study: rate the case as a whole (set_case_rating) instead of marking lesions.")
+                raise ReadingStateError(
+                    f"Study {self._study_code!r} is an ROC study: rate the case as a whole (set_case_rating) instead of marking lesions."
+                )
             self._require_open_read(ctx, "add a mark")
         value = self._scale.check(rating)
         now = self._clock()
-        new_id = s.connection().execute(
-            _insert_mark(self._db.dialect),
-            {
-                "study_id": self._study_id, "rating_scale": self._scale.name, "reader_id": self._reader_id, "case_read_id": case_read_id,
-                "client_key": client_key, "x_mm": point[0], "y_mm": point[1], "z_mm": point[2],
-                "index_x": index[0], "index_y": index[1], "index_z": index[2], "rating": value, "source": "app", "created_at": now,
-            },
-        ).scalar()
+        new_id = (
+            s.connection()
+            .execute(
+                _insert_mark(self._db.dialect),
+                {
+                    "study_id": self._study_id,
+                    "rating_scale": self._scale.name,
+                    "reader_id": self._reader_id,
+                    "case_read_id": case_read_id,
+                    "client_key": client_key,
+                    "x_mm": point[0],
+                    "y_mm": point[1],
+                    "z_mm": point[2],
+                    "index_x": index[0],
+                    "index_y": index[1],
+                    "index_z": index[2],
+                    "rating": value,
+                    "source": "app",
+                    "created_at": now,
+                },
+            )
+            .scalar()
+        )
         if new_id is None:  # this key was saved before (a repeated save): return that mark
             existing = s.scalar(select(Mark).where(Mark.reader_id == self._reader_id, Mark.client_key == client_key))
             assert existing is not None
@@ -746,7 +821,16 @@ class ReadingService:
             self._require_open_read(ctx, "delete a mark")
             mark.deleted_at = self._clock()
             s.flush()
-            self._audit(s, "DELETE_MARK", "mark", mark.id, case_read_id=mark.case_read_id, client_key=mark.client_key, point_mm=mark.point_mm, rating=mark.rating)
+            self._audit(
+                s,
+                "DELETE_MARK",
+                "mark",
+                mark.id,
+                case_read_id=mark.case_read_id,
+                client_key=mark.client_key,
+                point_mm=mark.point_mm,
+                rating=mark.rating,
+            )
             return _mark_view(mark)
 
     def marks(self, case_read_id: int, *, include_deleted: bool = False) -> list[MarkView]:
@@ -761,7 +845,9 @@ class ReadingService:
         with self._db.transaction() as s:
             ctx = self._context(s, case_read_id)
             if self._paradigm != "ROC":
-                raise ReadingStateError(f"Study {self._study_code!r} is a FROC study: mark each lesion with its own rating instead of rating the case.")
+                raise ReadingStateError(
+                    f"Study {self._study_code!r} is a FROC study: mark each lesion with its own rating instead of rating the case."
+                )
             self._require_open_read(ctx, "rate the case")
             value = self._scale.check(rating)
             read = s.get(CaseRead, case_read_id)
@@ -792,7 +878,14 @@ class ReadingService:
             if read.status == "finished":
                 return self._case_view(s, case_read_id)
             self._require_open_read(ctx, "finish the case")
-            n_marks = s.scalar(select(func.count()).select_from(Mark).where(Mark.case_read_id == case_read_id, Mark.reader_id == self._reader_id, Mark.deleted_at.is_(None))) or 0
+            n_marks = (
+                s.scalar(
+                    select(func.count())
+                    .select_from(Mark)
+                    .where(Mark.case_read_id == case_read_id, Mark.reader_id == self._reader_id, Mark.deleted_at.is_(None))
+                )
+                or 0
+            )
             if self._paradigm == "FROC":
                 if n_marks and no_lesion:
                     raise ReadingStateError(f"Case {ctx.case_code} has {n_marks} mark(s); delete them before declaring that it has no lesion.")
@@ -810,7 +903,9 @@ class ReadingService:
             read.no_lesion = bool(no_lesion) if self._paradigm == "FROC" else False
             read.reading_time_s = reading_time_s
             s.flush()
-            self._audit(s, "FINISH_CASE", "case_read", read.id, case=ctx.case_code, n_marks=n_marks, no_lesion=read.no_lesion, reading_time_s=reading_time_s)
+            self._audit(
+                s, "FINISH_CASE", "case_read", read.id, case=ctx.case_code, n_marks=n_marks, no_lesion=read.no_lesion, reading_time_s=reading_time_s
+            )
             if self._next_read_id(s, read.session_id) is None:
                 rs = s.get(ReadingSession, read.session_id)
                 assert rs is not None
@@ -826,8 +921,8 @@ class ReadingService:
 
         Refused for study cases: their truth is never shown to readers.
         """
-        from .scoring import AcceptanceRule, MarkToScore, TruthLesion, score_marks
         from .models import Lesion
+        from .scoring import AcceptanceRule, MarkToScore, TruthLesion, score_marks
 
         with self._db.snapshot() as s:
             ctx = self._context(s, case_read_id)
@@ -853,6 +948,11 @@ class ReadingService:
             return TrainingFeedback(
                 case_read_id=case_read_id,
                 case_code=case.code,
-                lesions=tuple({"lesion": les.code, "center_mm": les.center_mm, "radius_mm": les.radius_mm, "type": les.lesion_type, "location": les.location} for les in lesions),
-                marks=tuple({"mark_id": sc.mark.mark_id, "rating": sc.mark.rating, "outcome": sc.outcome, "lesion": sc.lesion_id} for sc in result.scores),
+                lesions=tuple(
+                    {"lesion": les.code, "center_mm": les.center_mm, "radius_mm": les.radius_mm, "type": les.lesion_type, "location": les.location}
+                    for les in lesions
+                ),
+                marks=tuple(
+                    {"mark_id": sc.mark.mark_id, "rating": sc.mark.rating, "outcome": sc.outcome, "lesion": sc.lesion_id} for sc in result.scores
+                ),
             )

@@ -66,6 +66,7 @@ __all__ = [
     "BOUNDARY_TOLERANCE_MM",
 ]
 
+
 class ScoringError(ReaderStudyError):
     """Marks or truth cannot be scored (e.g. a label map is missing for the extent rule)."""
 
@@ -79,7 +80,9 @@ class AcceptanceRule:
 
     def __post_init__(self) -> None:
         if self.kind not in ("radius", "extent"):
-            raise ScoringError(f"Unknown acceptance rule {self.kind!r}; use 'radius' (within a distance of the centre) or 'extent' (inside the lesion).")
+            raise ScoringError(
+                f"Unknown acceptance rule {self.kind!r}; use 'radius' (within a distance of the centre) or 'extent' (inside the lesion)."
+            )
         if self.kind == "radius":
             if self.radius_mm is None or not math.isfinite(self.radius_mm) or self.radius_mm <= 0:
                 raise ScoringError(f"The radius rule needs a positive acceptance radius in mm, got {self.radius_mm!r}.")
@@ -152,7 +155,11 @@ class ScoringResult:
 
     def nl_frame(self) -> pd.DataFrame:
         """Non-lesion localisations: treatment, reader, case_id, rating."""
-        rows = [{"treatment": s.mark.treatment, "reader": s.mark.reader, "case_id": s.mark.case_id, "rating": s.mark.rating} for s in self.scores if s.outcome == "NL"]
+        rows = [
+            {"treatment": s.mark.treatment, "reader": s.mark.reader, "case_id": s.mark.case_id, "rating": s.mark.rating}
+            for s in self.scores
+            if s.outcome == "NL"
+        ]
         return pd.DataFrame(rows, columns=["treatment", "reader", "case_id", "rating"])
 
     def ll_frame(self) -> pd.DataFrame:
@@ -168,7 +175,13 @@ class ScoringResult:
         """Every lesion for every reader and treatment, with its LL rating or ``-inf`` when unmarked."""
         ll = {(s.mark.treatment, s.mark.reader, s.mark.case_id, s.lesion_id): s.mark.rating for s in self.scores if s.outcome == "LL"}
         rows = [
-            {"treatment": t, "reader": r, "case_id": les.case_id, "lesion_id": les.lesion_id, "rating": ll.get((t, r, les.case_id, les.lesion_id), -math.inf)}
+            {
+                "treatment": t,
+                "reader": r,
+                "case_id": les.case_id,
+                "lesion_id": les.lesion_id,
+                "rating": ll.get((t, r, les.case_id, les.lesion_id), -math.inf),
+            }
             for t in treatments
             for r in readers
             for les in self.lesions
@@ -298,5 +311,7 @@ def roc_ratings(
     missing = set(best) - {(r["treatment"], r["reader"], r["case_id"]) for r in rows}
     if missing:
         example = sorted(missing)[0]
-        raise ScoringError(f"{len(missing)} (treatment, reader, case) combinations have marks but are not in reads, e.g. {example}; pass every read case.")
+        raise ScoringError(
+            f"{len(missing)} (treatment, reader, case) combinations have marks but are not in reads, e.g. {example}; pass every read case."
+        )
     return pd.DataFrame(rows, columns=["treatment", "reader", "case_id", "rating"])

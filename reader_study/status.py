@@ -54,7 +54,11 @@ def study_status(session: Session, study_code: str, *, now: dt.datetime | None =
         .where(StudyReader.study_id == study.id)
         .order_by(StudyReader.reader_code)
     ).all()
-    sessions = list(session.scalars(select(ReadingSession).where(ReadingSession.study_id == study.id).order_by(ReadingSession.reader_id, ReadingSession.session_index)))
+    sessions = list(
+        session.scalars(
+            select(ReadingSession).where(ReadingSession.study_id == study.id).order_by(ReadingSession.reader_id, ReadingSession.session_index)
+        )
+    )
     reads = session.execute(
         select(CaseRead.session_id, CaseRead.status, CaseRead.reading_time_s, Treatment.code, StudyCase.is_training)
         .join(Treatment, Treatment.id == CaseRead.treatment_id)
@@ -76,10 +80,18 @@ def study_status(session: Session, study_code: str, *, now: dt.datetime | None =
             not_before = session_not_before(previous.closed_at, study.washout_days) if previous is not None else None
             rows.append(
                 {
-                    "reader": code, "name": name, "group": group, "sequence": None if seq_group is None else seq_group + 1,
-                    "session": rs.session_index, "status": rs.status, "reads": len(rr), "finished": sum(r[1] == "finished" for r in rr),
-                    "median_time_s": median(times) if times else float("nan"), "total_time_s": float(sum(times)) if times else 0.0,
-                    "opened_at": rs.opened_at, "closed_at": rs.closed_at,
+                    "reader": code,
+                    "name": name,
+                    "group": group,
+                    "sequence": None if seq_group is None else seq_group + 1,
+                    "session": rs.session_index,
+                    "status": rs.status,
+                    "reads": len(rr),
+                    "finished": sum(r[1] == "finished" for r in rr),
+                    "median_time_s": median(times) if times else float("nan"),
+                    "total_time_s": float(sum(times)) if times else 0.0,
+                    "opened_at": rs.opened_at,
+                    "closed_at": rs.closed_at,
                     "not_before": not_before,
                     "washout_waived": rs.washout_waived_at is not None,
                 }
@@ -87,7 +99,22 @@ def study_status(session: Session, study_code: str, *, now: dt.datetime | None =
             previous = rs
     frame = pd.DataFrame(
         rows,
-        columns=["reader", "name", "group", "sequence", "session", "status", "reads", "finished", "median_time_s", "total_time_s", "opened_at", "closed_at", "not_before", "washout_waived"],
+        columns=[
+            "reader",
+            "name",
+            "group",
+            "sequence",
+            "session",
+            "status",
+            "reads",
+            "finished",
+            "median_time_s",
+            "total_time_s",
+            "opened_at",
+            "closed_at",
+            "not_before",
+            "washout_waived",
+        ],
     )
     per_treatment: dict[str, list[float]] = {}
     for r in reads:
@@ -96,10 +123,13 @@ def study_status(session: Session, study_code: str, *, now: dt.datetime | None =
     treatments = list(session.scalars(select(Treatment.code).where(Treatment.study_id == study.id).order_by(Treatment.position)))
     times = pd.DataFrame(
         [
-            {"treatment": t, "n_reads": len(per_treatment.get(t, [])), "median_time_s": median(per_treatment[t]) if per_treatment.get(t) else float("nan")}
+            {
+                "treatment": t,
+                "n_reads": len(per_treatment.get(t, [])),
+                "median_time_s": median(per_treatment[t]) if per_treatment.get(t) else float("nan"),
+            }
             for t in treatments
         ],
         columns=["treatment", "n_reads", "median_time_s"],
     )
     return StudyStatus(study.code, study.status, study.is_locked, study.content_hash, frame, times)
-

@@ -83,7 +83,11 @@ def read_readers_file(path: str | Path) -> list[ReaderSpec]:
 
     path = Path(path)
     if not path.exists():
-        raise InputFileError(path, [InputProblem(None, None, "file not found; give a CSV with a 'name' column (and optionally group, role, experience_years)")], what="readers file")
+        raise InputFileError(
+            path,
+            [InputProblem(None, None, "file not found; give a CSV with a 'name' column (and optionally group, role, experience_years)")],
+            what="readers file",
+        )
     try:
         text = tsct_files.read_input_text(path, what="readers file")
     except tsct_files.InputFileError as exc:
@@ -93,14 +97,22 @@ def read_readers_file(path: str | Path) -> list[ReaderSpec]:
         header = [h.strip() for h in (reader.fieldnames or [])]
         rows = list(reader)
     except csv.Error as exc:
-        raise InputFileError(path, [InputProblem(reader.line_num, None, tsct_files.csv_field_error(path, exc).removeprefix(f"{path}: "))], what="readers file") from None
+        raise InputFileError(
+            path, [InputProblem(reader.line_num, None, tsct_files.csv_field_error(path, exc).removeprefix(f"{path}: "))], what="readers file"
+        ) from None
     problems: list[InputProblem] = []
     known = {"name", "group", "role", "experience_years"}
     twice = sorted({h for h in header if h and header.count(h) > 1})
     if twice:
-        raise InputFileError(path, [InputProblem(1, None, f"column(s) {', '.join(twice)} appear more than once in the header; keep one of each")], what="readers file")
+        raise InputFileError(
+            path, [InputProblem(1, None, f"column(s) {', '.join(twice)} appear more than once in the header; keep one of each")], what="readers file"
+        )
     if "name" not in header:
-        raise InputFileError(path, [InputProblem(1, None, f"no 'name' column; the header must include name (and may include {', '.join(sorted(known - {'name'}))})")], what="readers file")
+        raise InputFileError(
+            path,
+            [InputProblem(1, None, f"no 'name' column; the header must include name (and may include {', '.join(sorted(known - {'name'}))})")],
+            what="readers file",
+        )
     unknown = [h for h in header if h and h not in known]
     if unknown:
         problems.append(InputProblem(1, None, f"unknown column(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"))
@@ -121,7 +133,13 @@ def read_readers_file(path: str | Path) -> list[ReaderSpec]:
         first_row[key] = row_number
         formula = [c for c in ("name", "group", "role") if row.get(c, "").startswith(FORMULA_STARTS)]
         if formula:
-            problems.append(InputProblem(row_number, formula[0], f"'{row[formula[0]]}' starts with {row[formula[0]][0]!r}, which spreadsheets run as a formula; start it with a letter or digit"))
+            problems.append(
+                InputProblem(
+                    row_number,
+                    formula[0],
+                    f"'{row[formula[0]]}' starts with {row[formula[0]][0]!r}, which spreadsheets run as a formula; start it with a letter or digit",
+                )
+            )
             continue
         years = None
         if row.get("experience_years"):
@@ -182,7 +200,9 @@ def _exam_problem(path: Path) -> str:
     return ""
 
 
-def add_cases(session: Session, study: Study, case_list: Any, *, training: bool, first_jafroc_id: int, hash_files: bool, problems: list[InputProblem]) -> int:
+def add_cases(
+    session: Session, study: Study, case_list: Any, *, training: bool, first_jafroc_id: int, hash_files: bool, problems: list[InputProblem]
+) -> int:
     """Add the cases of ``case_list`` (a CaseList or a path); returns the number added."""
     from cases import CaseList, read_case_list
 
@@ -203,11 +223,25 @@ def add_cases(session: Session, study: Study, case_list: Any, *, training: bool,
             problems.append(InputProblem(None, "current", f"case {case.case_id}: the current exam {case.current} cannot be read ({exc})"))
             continue
         row = StudyCase(
-            study_id=study.id, code=case.case_id, jafroc_id=jafroc_id, is_training=training, abnormal=case.abnormal,
-            prior_path=str(case.prior), current_path=str(case.current),
-            prior_sha256=file_sha256(case.prior) if hash_files else "", current_sha256=file_sha256(case.current) if hash_files else "",
-            size_x=size[0], size_y=size[1], size_z=size[2], spacing_x_mm=spacing[0], spacing_y_mm=spacing[1], spacing_z_mm=spacing[2],
-            origin_x_mm=origin[0], origin_y_mm=origin[1], origin_z_mm=origin[2], direction_json=json.dumps([float(v) for v in direction]),
+            study_id=study.id,
+            code=case.case_id,
+            jafroc_id=jafroc_id,
+            is_training=training,
+            abnormal=case.abnormal,
+            prior_path=str(case.prior),
+            current_path=str(case.current),
+            prior_sha256=file_sha256(case.prior) if hash_files else "",
+            current_sha256=file_sha256(case.current) if hash_files else "",
+            size_x=size[0],
+            size_y=size[1],
+            size_z=size[2],
+            spacing_x_mm=spacing[0],
+            spacing_y_mm=spacing[1],
+            spacing_z_mm=spacing[2],
+            origin_x_mm=origin[0],
+            origin_y_mm=origin[1],
+            origin_z_mm=origin[2],
+            direction_json=json.dumps([float(v) for v in direction]),
         )
         session.add(row)
         session.flush()
@@ -218,14 +252,22 @@ def add_cases(session: Session, study: Study, case_list: Any, *, training: bool,
                 label_hash = file_sha256(lesion.label_map)
             session.add(
                 Lesion(
-                    study_id=study.id, case_id=row.id, code=lesion.lesion_id, number=number,
-                    center_x_mm=lesion.center_mm[0], center_y_mm=lesion.center_mm[1], center_z_mm=lesion.center_mm[2],
-                    radius_mm=lesion.radius_mm, label_map_path=None if lesion.label_map is None else str(lesion.label_map),
-                    label_map_sha256=label_hash, label_value=lesion.label_value, weight=float(weights[lesion.lesion_id]),
-                    lesion_type=lesion.lesion_type.value, location=lesion.location.value,
+                    study_id=study.id,
+                    case_id=row.id,
+                    code=lesion.lesion_id,
+                    number=number,
+                    center_x_mm=lesion.center_mm[0],
+                    center_y_mm=lesion.center_mm[1],
+                    center_z_mm=lesion.center_mm[2],
+                    radius_mm=lesion.radius_mm,
+                    label_map_path=None if lesion.label_map is None else str(lesion.label_map),
+                    label_map_sha256=label_hash,
+                    label_value=lesion.label_value,
+                    weight=float(weights[lesion.lesion_id]),
+                    lesion_type=lesion.lesion_type.value,
+                    location=lesion.location.value,
                 )
             )
         jafroc_id += 1
     session.flush()
     return jafroc_id - first_jafroc_id
-

@@ -61,13 +61,25 @@ class LiveSession:
     expires_at: dt.datetime
 
 
-def create_web_session(db: Database, *, account_id: int, method: str = "password", client: str = "", idle_s: float, now: dt.datetime | None = None) -> str:
+def create_web_session(
+    db: Database, *, account_id: int, method: str = "password", client: str = "", idle_s: float, now: dt.datetime | None = None
+) -> str:
     """Start a session for an account; returns the token for the cookie (never stored)."""
     now = now or utcnow()
     token = secrets.token_urlsafe(32)
     with db.transaction() as s:
-        s.add(WebSessionRecord(token_sha256=token_digest(token), account_id=int(account_id), method=method, client=str(client)[:100],
-                               created_at=now, last_seen_at=now, expires_at=now + dt.timedelta(seconds=idle_s), end_reason=""))
+        s.add(
+            WebSessionRecord(
+                token_sha256=token_digest(token),
+                account_id=int(account_id),
+                method=method,
+                client=str(client)[:100],
+                created_at=now,
+                last_seen_at=now,
+                expires_at=now + dt.timedelta(seconds=idle_s),
+                end_reason="",
+            )
+        )
     return token
 
 
@@ -82,8 +94,17 @@ def lookup_web_session(db: Database, token: str | None, *, idle_s: float, now: d
     digest = token_digest(token)
     with db.snapshot() as s:
         row = s.execute(
-            select(WebSessionRecord.id, WebSessionRecord.account_id, Account.username, Account.role, WebSessionRecord.method,
-                   WebSessionRecord.expires_at, WebSessionRecord.ended_at, WebSessionRecord.last_seen_at, Account.active)
+            select(
+                WebSessionRecord.id,
+                WebSessionRecord.account_id,
+                Account.username,
+                Account.role,
+                WebSessionRecord.method,
+                WebSessionRecord.expires_at,
+                WebSessionRecord.ended_at,
+                WebSessionRecord.last_seen_at,
+                Account.active,
+            )
             .join(Account, Account.id == WebSessionRecord.account_id)
             .where(WebSessionRecord.token_sha256 == digest)
         ).one_or_none()
@@ -116,7 +137,9 @@ def end_web_session(db: Database, token: str | None, *, reason: str = "logout", 
 def end_account_sessions(session: Session, account_id: int, *, reason: str, now: dt.datetime | None = None) -> list[str]:
     """End every live session of an account (in the caller's transaction); returns their token digests."""
     now = now or utcnow()
-    records = session.scalars(select(WebSessionRecord).where(WebSessionRecord.account_id == int(account_id), WebSessionRecord.ended_at.is_(None))).all()
+    records = session.scalars(
+        select(WebSessionRecord).where(WebSessionRecord.account_id == int(account_id), WebSessionRecord.ended_at.is_(None))
+    ).all()
     for record in records:
         record.ended_at = now
         record.end_reason = reason[:200]
@@ -141,8 +164,16 @@ def list_web_sessions(session: Session, *, now: dt.datetime | None = None) -> pd
     """The live sessions: id, user name, role, how they logged in, client, started, last seen, expires."""
     now = now or utcnow()
     rows = session.execute(
-        select(WebSessionRecord.id, Account.username, Account.role, WebSessionRecord.method, WebSessionRecord.client,
-               WebSessionRecord.created_at, WebSessionRecord.last_seen_at, WebSessionRecord.expires_at)
+        select(
+            WebSessionRecord.id,
+            Account.username,
+            Account.role,
+            WebSessionRecord.method,
+            WebSessionRecord.client,
+            WebSessionRecord.created_at,
+            WebSessionRecord.last_seen_at,
+            WebSessionRecord.expires_at,
+        )
         .join(Account, Account.id == WebSessionRecord.account_id)
         .where(WebSessionRecord.ended_at.is_(None), WebSessionRecord.expires_at > now)
         .order_by(WebSessionRecord.id)
@@ -175,4 +206,6 @@ def case_read_access(db: Database, case_read_id: int) -> CaseReadAccess | None:
         ).one_or_none()
     if row is None:
         return None
-    return CaseReadAccess(int(case_read_id), int(row.reader_id), str(row.status), tuple(o for o in (row.overlays or "").split(",") if o), bool(row.is_training))
+    return CaseReadAccess(
+        int(case_read_id), int(row.reader_id), str(row.status), tuple(o for o in (row.overlays or "").split(",") if o), bool(row.is_training)
+    )

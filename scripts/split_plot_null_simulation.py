@@ -23,19 +23,27 @@ from analysis.split_plot import SplitPlotData, split_plot_or
 def simulate(rng: np.random.Generator, sizes=(3, 3, 3), k1=30, k2=30) -> SplitPlotData:
     out = []
     for g, readers in enumerate(sizes):
-        shift = 1.5 + rng.normal(0, 0.25, size=readers)              # reader skill
+        shift = 1.5 + rng.normal(0, 0.25, size=readers)  # reader skill
+
         def ratings(n, mu, readers=readers):
             case = rng.normal(0, np.sqrt(0.3), size=(1, 1, n))
             rc = rng.normal(0, np.sqrt(0.2), size=(1, readers, n))
             tc = rng.normal(0, np.sqrt(0.2), size=(2, 1, n))
             e = rng.normal(0, np.sqrt(0.3), size=(2, readers, n))
             return mu + case + rc + tc + e
+
         fp = ratings(k1, np.zeros((1, readers, 1)))
         tp = ratings(k2, shift[None, :, None])
-        out.append(ObserverData.from_roc(
-            fp, tp, treatments=["A", "B"], readers=[f"g{g}r{j}" for j in range(readers)],
-            normal_cases=[f"g{g}n{k}" for k in range(k1)],
-            abnormal_cases=[f"g{g}a{k}" for k in range(k2)]))
+        out.append(
+            ObserverData.from_roc(
+                fp,
+                tp,
+                treatments=["A", "B"],
+                readers=[f"g{g}r{j}" for j in range(readers)],
+                normal_cases=[f"g{g}n{k}" for k in range(k1)],
+                abnormal_cases=[f"g{g}a{k}" for k in range(k2)],
+            )
+        )
     return SplitPlotData(tuple(out))
 
 
@@ -54,12 +62,11 @@ def main() -> None:
             hits[k] += r.analyses[k]["p"] < 0.05
         ms_trg = r.mean_squares["T*R(G)"]
         den = ms_trg + max(r.covariances["Cov2"] - r.covariances["Cov3"], 0)
-        ddf = den ** 2 / (ms_trg ** 2 / (len(r.readers) - len(r.groups)))
+        ddf = den**2 / (ms_trg**2 / (len(r.readers) - len(r.groups)))
         hits["RRRC with c=1"] += stats.f.sf(r.mean_squares["T"] / den, 1, ddf) < 0.05
     for k, v in hits.items():
         se = np.sqrt(0.05 * 0.95 / reps)
-        print(f"{k:14s} rejection rate {v / reps:.3f}  (nominal 0.050, MC s.e. {se:.3f}; "
-              f"{reps} studies, readers per group {sizes})")
+        print(f"{k:14s} rejection rate {v / reps:.3f}  (nominal 0.050, MC s.e. {se:.3f}; {reps} studies, readers per group {sizes})")
 
 
 if __name__ == "__main__":

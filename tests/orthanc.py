@@ -34,8 +34,9 @@ def free_port() -> int:
 class Orthanc:
     """An Orthanc process on loopback with a throw-away storage folder."""
 
-    def __init__(self, folder: Path, *, dicom_port: int | None = None, aet: str = "ORTHANC",
-                 modalities: dict[str, tuple[str, int]] | None = None) -> None:
+    def __init__(
+        self, folder: Path, *, dicom_port: int | None = None, aet: str = "ORTHANC", modalities: dict[str, tuple[str, int]] | None = None
+    ) -> None:
         import requests
 
         self.port = free_port()
@@ -43,17 +44,28 @@ class Orthanc:
         storage = folder / "storage"
         storage.mkdir(parents=True)
         config = {
-            "Name": "tsct-test", "StorageDirectory": str(storage), "IndexDirectory": str(storage),
-            "HttpPort": self.port, "DicomServerEnabled": dicom_port is not None, "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False, "Plugins": [str(DICOMWEB_PLUGIN)],
+            "Name": "tsct-test",
+            "StorageDirectory": str(storage),
+            "IndexDirectory": str(storage),
+            "HttpPort": self.port,
+            "DicomServerEnabled": dicom_port is not None,
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "Plugins": [str(DICOMWEB_PLUGIN)],
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
         }
         if dicom_port is not None:  # DIMSE: C-FIND/C-MOVE/C-GET only for the known modalities, called AE title checked
-            config.update({
-                "DicomAet": aet, "DicomPort": dicom_port, "DicomCheckCalledAet": True,
-                "DicomModalities": {title.lower(): [title, host, port] for title, (host, port) in (modalities or {}).items()},
-                "DicomAlwaysAllowFind": False, "DicomAlwaysAllowMove": False, "DicomAlwaysAllowGet": False,
-            })
+            config.update(
+                {
+                    "DicomAet": aet,
+                    "DicomPort": dicom_port,
+                    "DicomCheckCalledAet": True,
+                    "DicomModalities": {title.lower(): [title, host, port] for title, (host, port) in (modalities or {}).items()},
+                    "DicomAlwaysAllowFind": False,
+                    "DicomAlwaysAllowMove": False,
+                    "DicomAlwaysAllowGet": False,
+                }
+            )
         cfg = folder / "orthanc.json"
         cfg.write_text(json.dumps(config))
         self.log = (folder / "orthanc.log").open("wb")
@@ -95,5 +107,3 @@ class Orthanc:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
-
-

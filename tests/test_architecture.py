@@ -121,8 +121,10 @@ def _violations(unit: str) -> list[str]:
                 if top not in ALLOWED[unit] and top not in UTILITIES:
                     reached = module if top == module.split(".")[0] else f"{top} ({module})"
                     problems.append(f"{where}: {unit} imports {reached} (allowed: {', '.join(sorted(ALLOWED[unit])) or 'no project package'})")
-                inner = parts[len(top.split(".")):]
-                private = [p for p in inner if p.startswith("_") and not p.startswith("__")] + [n for n in names if n.startswith("_") and not n.startswith("__")]
+                inner = parts[len(top.split(".")) :]
+                private = [p for p in inner if p.startswith("_") and not p.startswith("__")] + [
+                    n for n in names if n.startswith("_") and not n.startswith("__")
+                ]
                 if private:
                     problems.append(f"{where}: {unit} imports {module}{' (' + ', '.join(names) + ')' if names else ''}, private to {top}")
     return problems
@@ -166,11 +168,15 @@ def _role_violations(unit: str) -> list[str]:
             if package == here[0]:
                 source = _role(package, here[1:])
                 if target not in ROLES[package][source]:
-                    problems.append(f"{where}: {package}'s {source} imports {'.'.join(parts)} ({target}; {source} may import: {', '.join(sorted(ROLES[package][source]))})")
+                    problems.append(
+                        f"{where}: {package}'s {source} imports {'.'.join(parts)} ({target}; {source} may import: {', '.join(sorted(ROLES[package][source]))})"
+                    )
             else:
                 seen = SEEN_FROM_OUTSIDE[package]
                 if target not in seen.get(unit, seen["*"]):
-                    problems.append(f"{where}: {unit} imports {'.'.join(parts)}, {package}'s {target} (not for {unit}: {', '.join(sorted(seen.get(unit, seen['*'])))})")
+                    problems.append(
+                        f"{where}: {unit} imports {'.'.join(parts)}, {package}'s {target} (not for {unit}: {', '.join(sorted(seen.get(unit, seen['*'])))})"
+                    )
     return problems
 
 
@@ -223,7 +229,9 @@ def test_the_role_checker_sees_a_violation(tmp_path, monkeypatch):
     """The role rule is not vacuous: the data layer importing the harness or the simulated readers is reported."""
     fake = tmp_path / "reader_study"
     (fake / "simulation").mkdir(parents=True)
-    (fake / "scoring.py").write_text("from .harness import TemporaryPostgres\n\ndef f():\n    from reader_study.simulation import read_case\n    from . import models\n")
+    (fake / "scoring.py").write_text(
+        "from .harness import TemporaryPostgres\n\ndef f():\n    from reader_study.simulation import read_case\n    from . import models\n"
+    )
     (fake / "simulation" / "readers.py").write_text("from ..reading import ReadingService\nfrom ..harness.caselists import SyntheticLesion\n")
     (tmp_path / "app.py").write_text("from reader_study.harness import write_synthetic_case_list\nfrom reader_study import open_db\n")
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)

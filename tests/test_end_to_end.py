@@ -7,7 +7,6 @@ a rerun must not duplicate the study or any reading.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -184,8 +184,8 @@ def _auc_optimal_bins(bins: RatingBins, n_bins: int) -> RatingBins:
         c -= 1
     kept.sort()  # operating-point index t (1 .. R-1) = the threshold between bins t-1 and t
     edges = [0] + kept + [bins.n_bins]
-    fp = np.array([bins.fp[edges[i]:edges[i + 1]].sum() for i in range(len(edges) - 1)], dtype=int)
-    tp = np.array([bins.tp[edges[i]:edges[i + 1]].sum() for i in range(len(edges) - 1)], dtype=int)
+    fp = np.array([bins.fp[edges[i] : edges[i + 1]].sum() for i in range(len(edges) - 1)], dtype=int)
+    tp = np.array([bins.tp[edges[i] : edges[i + 1]].sum() for i in range(len(edges) - 1)], dtype=int)
     values = tuple(bins.values[edges[i + 1] - 1] for i in range(len(edges) - 1))
     return RatingBins(values, fp, tp, f"binned:{n_bins}")
 
@@ -349,7 +349,7 @@ def _to_natural(u: np.ndarray, p: int) -> np.ndarray:
     theta = u[:p]
     if u.size == p:
         return theta.copy()
-    zeta = u[p] + np.concatenate([[0.0], np.cumsum(np.exp(u[p + 1:]))])
+    zeta = u[p] + np.concatenate([[0.0], np.cumsum(np.exp(u[p + 1 :]))])
     return np.concatenate([theta, zeta])
 
 
@@ -358,7 +358,7 @@ def _grad_internal(g_nat: np.ndarray, u: np.ndarray, p: int) -> np.ndarray:
     if g_zeta.size == 0:
         return g_theta.copy()
     tail = np.cumsum(g_zeta[::-1])[::-1]  # tail[j] = sum_{i >= j} g_zeta[i]
-    return np.concatenate([g_theta, [tail[0]], tail[1:] * np.exp(u[p + 1:])])
+    return np.concatenate([g_theta, [tail[0]], tail[1:] * np.exp(u[p + 1 :])])
 
 
 @dataclass(frozen=True)
@@ -402,7 +402,11 @@ def fit_ordinal(model: OrdinalModel, bins: RatingBins, starts: Sequence[np.ndarr
         if not math.isfinite(nll0):
             continue
         res = optimize.minimize(
-            fun, u0, jac=True, method="L-BFGS-B", bounds=bounds,
+            fun,
+            u0,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
             options={"maxiter": 3000, "maxfun": 10000, "ftol": 1e-13, "gtol": 1e-9, "maxcor": 20},
         )
         nat = _to_natural(res.x, p)
@@ -420,8 +424,14 @@ def fit_ordinal(model: OrdinalModel, bins: RatingBins, starts: Sequence[np.ndarr
     g = nll_and_gradient(model, nat, bins)[1]
     converged = bool(res.success) or float(np.max(np.abs(_grad_internal(g, res.x, p)))) < 1e-4
     return MLFit(
-        params=nat, initial=init, nll_initial=float(nll0), nll_final=float(val), converged=converged,
-        message=str(res.message), n_iterations=int(res.nit), at_bound=tuple(at_bound),
+        params=nat,
+        initial=init,
+        nll_initial=float(nll0),
+        nll_final=float(val),
+        converged=converged,
+        message=str(res.message),
+        n_iterations=int(res.nit),
+        at_bound=tuple(at_bound),
     )
 
 
@@ -464,8 +474,7 @@ class ChiSquare:
         }
 
 
-def chi_square_gof(bins: RatingBins, pn: np.ndarray, pa: np.ndarray, n_model_params: int,
-                   min_expected: float = 5.0) -> ChiSquare:
+def chi_square_gof(bins: RatingBins, pn: np.ndarray, pa: np.ndarray, n_model_params: int, min_expected: float = 5.0) -> ChiSquare:
     """Chi-square goodness of fit, pooling adjacent bins until every expected count is >= 5.
 
     Bins are pooled from the lowest upwards: a pooled bin is closed once both its expected
@@ -497,7 +506,10 @@ def chi_square_gof(bins: RatingBins, pn: np.ndarray, pa: np.ndarray, n_model_par
     if df < 1:
         need = n_model_params + 2
         return ChiSquare(
-            math.nan, None, math.nan, pooled,
+            math.nan,
+            None,
+            math.nan,
+            pooled,
             f"not computable: {n_groups} pooled bin(s) with expected counts >= {min_expected:g} in both "
             f"truth states; at least {need} are needed for one degree of freedom",
         )
@@ -507,7 +519,10 @@ def chi_square_gof(bins: RatingBins, pn: np.ndarray, pa: np.ndarray, n_model_par
     ega = np.array([ea[g].sum() for g in groups])
     if np.any(egn < min_expected) or np.any(ega < min_expected):
         return ChiSquare(
-            math.nan, None, math.nan, pooled,
+            math.nan,
+            None,
+            math.nan,
+            pooled,
             f"not computable: the pooled bins cannot all reach expected counts >= {min_expected:g}",
         )
     chi = float(((on - egn) ** 2 / egn).sum() + ((oa - ega) ** 2 / ega).sum())
@@ -591,7 +606,12 @@ def probe_bounds(model: OrdinalModel, bins: RatingBins, ml: MLFit, tol: float = 
     if best is None:
         return None
     return MLFit(
-        params=best.params, initial=ml.initial, nll_initial=ml.nll_initial, nll_final=best.nll_final,
-        converged=best.converged, message=best.message, n_iterations=ml.n_iterations + best.n_iterations,
+        params=best.params,
+        initial=ml.initial,
+        nll_initial=ml.nll_initial,
+        nll_final=best.nll_final,
+        converged=best.converged,
+        message=best.message,
+        n_iterations=ml.n_iterations + best.n_iterations,
         at_bound=best.at_bound,
     )

@@ -96,25 +96,36 @@ def _conditional_errors(model: OrdinalModel, bins: RatingBins, params: np.ndarra
     g = model.auc_gradient(params[:p])
     var = float(g @ cov_model @ g)
     se_auc = math.sqrt(var) if var >= 0 else math.nan
-    se = {k: (math.sqrt(cov[i, i]) if np.isfinite(cov[i, i]) and cov[i, i] >= 0 else math.nan)
-          for i, k in enumerate(model.param_names)}
+    se = {k: (math.sqrt(cov[i, i]) if np.isfinite(cov[i, i]) and cov[i, i] >= 0 else math.nan) for i, k in enumerate(model.param_names)}
     return cov, se, se_auc
 
 
-def _nan_fit(model: OrdinalModel, bins: RatingBins, status: str, reason: str, treatment, reader,
-             notes: Sequence[str] = (), lesion_distribution=None) -> RocFit:
+def _nan_fit(
+    model: OrdinalModel, bins: RatingBins, status: str, reason: str, treatment, reader, notes: Sequence[str] = (), lesion_distribution=None
+) -> RocFit:
     params = {k: math.nan for k in model.param_names}
     if model.name == "rsm":
         params.update({"lambda_i": math.nan, "nu_i": math.nan})
     names = tuple(model.param_names) + tuple(f"zeta{k + 1}" for k in range(max(bins.n_bins - 1, 0)))
     return RocFit(
-        model=model.name, treatment=treatment, reader=reader, status=status, reason=reason,
-        parameters=params, parameter_se={k: math.nan for k in model.param_names},
-        zetas=tuple(math.nan for _ in range(max(bins.n_bins - 1, 0))), auc=math.nan, se_auc=math.nan,
+        model=model.name,
+        treatment=treatment,
+        reader=reader,
+        status=status,
+        reason=reason,
+        parameters=params,
+        parameter_se={k: math.nan for k in model.param_names},
+        zetas=tuple(math.nan for _ in range(max(bins.n_bins - 1, 0))),
+        auc=math.nan,
+        se_auc=math.nan,
         empirical_auc=bins.empirical_auc() if bins.k1 and bins.k2 else math.nan,
-        nll_initial=math.nan, nll_final=math.nan,
+        nll_initial=math.nan,
+        nll_final=math.nan,
         chisq=ChiSquare(math.nan, None, math.nan, (), "not computed: no fit"),
-        cov=np.full((len(names), len(names)), np.nan), cov_names=names, bins=bins, notes=tuple(notes),
+        cov=np.full((len(names), len(names)), np.nan),
+        cov_names=names,
+        bins=bins,
+        notes=tuple(notes),
         lesion_distribution=lesion_distribution,
     )
 
@@ -161,8 +172,9 @@ def fit_roc_curve(
         ``"degenerate"`` or ``"not_estimable"``, NaN estimates and a ``reason``.
     """
     with _single_threaded_blas():
-        return _fit_roc_curve(fp_ratings, tp_ratings, model, binning=binning,
-                              lesion_distribution=lesion_distribution, treatment=treatment, reader=reader)
+        return _fit_roc_curve(
+            fp_ratings, tp_ratings, model, binning=binning, lesion_distribution=lesion_distribution, treatment=treatment, reader=reader
+        )
 
 
 def _fit_roc_curve(fp_ratings, tp_ratings, model, *, binning, lesion_distribution, treatment, reader) -> RocFit:
@@ -177,24 +189,33 @@ def _fit_roc_curve(fp_ratings, tp_ratings, model, *, binning, lesion_distributio
         )
     if bins.k1 == 0 or bins.k2 == 0:
         what = "non-diseased" if bins.k1 == 0 else "diseased"
-        return _nan_fit(mdl, bins, "not_estimable", f"no {what} cases: an ROC curve needs both truth states",
-                        treatment, reader, notes, les)
+        return _nan_fit(mdl, bins, "not_estimable", f"no {what} cases: an ROC curve needs both truth states", treatment, reader, notes, les)
     need = _min_bins(mdl)
     if bins.n_bins < need:
         return _nan_fit(
-            mdl, bins, "not_estimable",
+            mdl,
+            bins,
+            "not_estimable",
             f"{bins.n_bins} rating bin(s); the {mdl.name} model has {mdl.n_params} parameters besides the "
             f"thresholds and needs at least {need} distinct ratings",
-            treatment, reader, notes, les,
+            treatment,
+            reader,
+            notes,
+            les,
         )
     fpf, tpf = bins.operating_points()
     interior = (fpf > 0) & (tpf < 1)
     if not interior.any() and mdl.name == "binormal":
         return _nan_fit(
-            mdl, bins, "degenerate",
+            mdl,
+            bins,
+            "degenerate",
             "every operating point lies on the FPF = 0 or TPF = 1 edge, so the binormal maximum-likelihood "
             "estimate does not exist (a or b runs to infinity); the CBM fits such data",
-            treatment, reader, notes, les,
+            treatment,
+            reader,
+            notes,
+            les,
         )
     try:
         ml = fit_ordinal(mdl, bins)
@@ -218,9 +239,10 @@ def _fit_roc_curve(fp_ratings, tp_ratings, model, *, binning, lesion_distributio
     if ml.at_bound:
         status = "boundary"
         bounds = dict(zip(mdl.param_names, mdl.bounds))
-        reason = "; ".join(
-            f"{n} = {theta[mdl.param_names.index(n)]:.4g} is on its bound {bounds[n]}" for n in ml.at_bound
-        ) + ": the AUC is the limit of the likelihood maximum"
+        reason = (
+            "; ".join(f"{n} = {theta[mdl.param_names.index(n)]:.4g} is on its bound {bounds[n]}" for n in ml.at_bound)
+            + ": the AUC is the limit of the likelihood maximum"
+        )
     if not ml.converged:
         status, reason = "failed", f"the optimiser did not converge ({ml.message})"
 
@@ -248,7 +270,8 @@ def _fit_roc_curve(fp_ratings, tp_ratings, model, *, binning, lesion_distributio
         if cond is not None:
             cov, se, se_auc = cond
             notes.append(
-                "standard errors are conditional on " + ", ".join(ml.at_bound)
+                "standard errors are conditional on "
+                + ", ".join(ml.at_bound)
                 + " fixed at its bound (the usual Wald theory does not hold on a bound)"
             )
 
@@ -261,11 +284,29 @@ def _fit_roc_curve(fp_ratings, tp_ratings, model, *, binning, lesion_distributio
     if status in ("failed",):
         auc = math.nan
     return RocFit(
-        model=mdl.name, treatment=treatment, reader=reader, status=status, reason=reason,
-        parameters=params, parameter_se=se, zetas=zetas, auc=float(auc), se_auc=float(se_auc),
-        empirical_auc=bins.empirical_auc(), nll_initial=ml.nll_initial, nll_final=ml.nll_final,
-        chisq=chisq, cov=cov, cov_names=names, bins=bins, notes=tuple(notes), lesion_distribution=les,
-        converged=ml.converged, n_iterations=ml.n_iterations, _model=mdl, _theta=np.array(theta),
+        model=mdl.name,
+        treatment=treatment,
+        reader=reader,
+        status=status,
+        reason=reason,
+        parameters=params,
+        parameter_se=se,
+        zetas=zetas,
+        auc=float(auc),
+        se_auc=float(se_auc),
+        empirical_auc=bins.empirical_auc(),
+        nll_initial=ml.nll_initial,
+        nll_final=ml.nll_final,
+        chisq=chisq,
+        cov=cov,
+        cov_names=names,
+        bins=bins,
+        notes=tuple(notes),
+        lesion_distribution=les,
+        converged=ml.converged,
+        n_iterations=ml.n_iterations,
+        _model=mdl,
+        _theta=np.array(theta),
     )
 
 
@@ -322,13 +363,19 @@ def fit_roc(
     with _single_threaded_blas():
         fits = _fit_all(roc, key, t_ids, r_ids, binning, les)
     return RocFitSet(
-        model=key, fits=tuple(fits), treatments=tuple(t_ids), readers=tuple(r_ids),
-        source_paradigm=data.paradigm, binning=str(binning), provenance=dict(provenance or {}),
+        model=key,
+        fits=tuple(fits),
+        treatments=tuple(t_ids),
+        readers=tuple(r_ids),
+        source_paradigm=data.paradigm,
+        binning=str(binning),
+        provenance=dict(provenance or {}),
     )
 
 
-def _fit_all(roc: ObserverData, key: str, t_ids: Sequence[str], r_ids: Sequence[str], binning: str | int,
-             les: Mapping[int, float] | None) -> list[RocFit]:
+def _fit_all(
+    roc: ObserverData, key: str, t_ids: Sequence[str], r_ids: Sequence[str], binning: str | int, les: Mapping[int, float] | None
+) -> list[RocFit]:
     k1 = roc.n_normal
     fits = []
     for t in t_ids:

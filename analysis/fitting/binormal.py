@@ -22,7 +22,13 @@ import math
 import numpy as np
 
 from analysis.fitting._core import (
-    OrdinalModel, RatingBins, between_corners, npdf, phi_cdf, probit, start_thresholds,
+    OrdinalModel,
+    RatingBins,
+    between_corners,
+    npdf,
+    phi_cdf,
+    probit,
+    start_thresholds,
 )
 
 __all__ = ["BinormalModel", "binormal_auc", "binormal_roc"]
@@ -69,7 +75,7 @@ class BinormalModel(OrdinalModel):
         a, b = float(theta[0]), float(theta[1])
         s = math.sqrt(1.0 + b * b)
         d = npdf(a / s)
-        return np.array([d / s, -d * a * b / s ** 3])
+        return np.array([d / s, -d * a * b / s**3])
 
     def initial_guesses(self, bins: RatingBins) -> list[np.ndarray]:
         fpf, tpf, zeta = start_thresholds(bins)

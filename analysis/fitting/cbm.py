@@ -23,7 +23,12 @@ import math
 import numpy as np
 
 from analysis.fitting._core import (
-    OrdinalModel, RatingBins, between_corners, npdf, phi_cdf, start_thresholds,
+    OrdinalModel,
+    RatingBins,
+    between_corners,
+    npdf,
+    phi_cdf,
+    start_thresholds,
 )
 
 __all__ = ["CbmModel", "cbm_auc"]
@@ -69,11 +74,7 @@ class CbmModel(OrdinalModel):
         from analysis.fitting._core import negative_log_likelihood
 
         *_, zeta = start_thresholds(bins)
-        grid = [
-            np.concatenate([[mu, alpha], zeta])
-            for mu in (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
-            for alpha in (0.2, 0.4, 0.6, 0.8, 0.95, 1.0)
-        ]
+        grid = [np.concatenate([[mu, alpha], zeta]) for mu in (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0) for alpha in (0.2, 0.4, 0.6, 0.8, 0.95, 1.0)]
         scored = sorted(grid, key=lambda s: negative_log_likelihood(self, s, bins))
         return scored[:2]
 

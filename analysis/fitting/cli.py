@@ -60,11 +60,14 @@ def fit_command(
     treatment: Optional[List[str]] = typer.Option(None, "--treatment", "-t", help="Fit only this treatment (repeat for several)."),
     reader: Optional[List[str]] = typer.Option(None, "--reader", "-r", help="Fit only this reader (repeat for several)."),
     binning: str = typer.Option("auto", "--binning", help=_BINNING_HELP),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write every fit (parameters, thresholds, AUC, SE, chi-square, covariance) as JSON."),
+    json_out: Optional[Path] = typer.Option(
+        None, "--json", help="Write every fit (parameters, thresholds, AUC, SE, chi-square, covariance) as JSON."
+    ),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one row per treatment and reader as CSV."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the fitted curves beside the empirical points (.png, .svg or .pdf)."),
     lesions: Optional[str] = typer.Option(
-        None, "--lesion-distribution",
+        None,
+        "--lesion-distribution",
         help="RSM only: fraction of diseased cases with 1, 2, ... lesions, e.g. '1:0.7,2:0.3' (default: from the file's lesions).",
     ),
 ) -> None:
@@ -102,8 +105,9 @@ def fit_command(
     data = _load(file)
     prov = Provenance.from_file(file)
     try:
-        fits = fit_roc(data, key, treatments=treatment or None, readers=reader or None, binning=bins,
-                       lesion_distribution_override=les, provenance=prov.to_dict())
+        fits = fit_roc(
+            data, key, treatments=treatment or None, readers=reader or None, binning=bins, lesion_distribution_override=les, provenance=prov.to_dict()
+        )
     except ValueError as exc:
         _fail(str(exc))
 
@@ -120,8 +124,14 @@ def fit_command(
         chi = f.chisq
         status = f.status if f.status == "ok" else f"[yellow]{f.status}[/]"
         table.add_row(
-            escape(str(f.treatment)), escape(str(f.reader)), num(f.auc), num(f.se_auc), num(f.empirical_auc),
-            f"{chi.statistic:.2f} ({chi.df})" if chi.df else "-", num(chi.p_value, 3) if chi.df else "-", status,
+            escape(str(f.treatment)),
+            escape(str(f.reader)),
+            num(f.auc),
+            num(f.se_auc),
+            num(f.empirical_auc),
+            f"{chi.statistic:.2f} ({chi.df})" if chi.df else "-",
+            num(chi.p_value, 3) if chi.df else "-",
+            status,
         )
     console.print(table)
     first = fits.fits[0] if fits.fits else None
@@ -140,8 +150,7 @@ def fit_command(
     for f in fits:
         where = f"treatment {f.treatment}, reader {f.reader}"
         if f.reason:
-            console.print(f"[yellow]{escape(where[0].upper() + where[1:])}:[/] {f.status}: {escape(f.reason)}",
-                          highlight=False)
+            console.print(f"[yellow]{escape(where[0].upper() + where[1:])}:[/] {f.status}: {escape(f.reason)}", highlight=False)
         for note in f.notes:
             notes.setdefault(note, []).append(where)
     for note, wheres in notes.items():  # one line per distinct note

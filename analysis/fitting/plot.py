@@ -21,8 +21,7 @@ def _style(i: int) -> dict[str, Any]:
     return {"color": _COLOURS[i % len(_COLOURS)], "linestyle": _LINESTYLES[(i // len(_COLOURS)) % len(_LINESTYLES)]}
 
 
-def plot_fits(fits: RocFitSet, *, reader_groups: Mapping[str, str] | None = None,
-              replacements: Mapping[tuple[str, str], RocFit] | None = None):
+def plot_fits(fits: RocFitSet, *, reader_groups: Mapping[str, str] | None = None, replacements: Mapping[tuple[str, str], RocFit] | None = None):
     """One panel per reader: each treatment's fitted curve (line) and empirical points (markers).
 
     ``replacements`` maps ``(treatment, reader)`` to another fit drawn dashed instead (the report
@@ -38,16 +37,21 @@ def plot_fits(fits: RocFitSet, *, reader_groups: Mapping[str, str] | None = None
     replacements = dict(replacements or {})
     ncols = max(1, min(4, len(readers)))
     nrows = max(1, math.ceil(len(readers) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.6 * nrows + 0.4), squeeze=False,
-                             sharex=True, sharey=True)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.6 * nrows + 0.4), squeeze=False, sharex=True, sharey=True)
     for n, r in enumerate(readers):
         ax = axes[n // ncols][n % ncols]
         for i, t in enumerate(fits.treatments):
             f = fits.get(t, r)
             style = _style(i)
             ex, ey = f.operating_points()
-            ax.plot(np.concatenate([[0.0], ex[::-1], [1.0]]), np.concatenate([[0.0], ey[::-1], [1.0]]),
-                    lw=0.6, alpha=0.6, color=style["color"], linestyle=":")
+            ax.plot(
+                np.concatenate([[0.0], ex[::-1], [1.0]]),
+                np.concatenate([[0.0], ey[::-1], [1.0]]),
+                lw=0.6,
+                alpha=0.6,
+                color=style["color"],
+                linestyle=":",
+            )
             ax.plot(ex, ey, "o", ms=3.2, color=style["color"])
             x, y = f.curve()
             label = f"{t}: " + (f"AUC {f.auc:.3f}" if f.ok else f.status)

@@ -49,13 +49,11 @@ def fitted_curve_section(data: ObserverData, model: str = "binormal") -> tuple[l
         f"Fitted ROC curves ({MODEL_NAMES.get(model, model)}; lines) beside the "
         f"empirical operating points{source} (markers, joined by dotted lines), one panel per reader. "
         "The legend gives each treatment's fitted AUC"
-        + ("; a dashed line is the contaminated binormal (CBM) fit where the binormal estimate does not "
-           "exist (degenerate data)" if fallback else "")
+        + ("; a dashed line is the contaminated binormal (CBM) fit where the binormal estimate does not exist (degenerate data)" if fallback else "")
         + ". Parameters, standard errors, thresholds and goodness of fit: results.json, key roc_fits "
         "(docs/analysis-fitting.md)."
     )
-    notes = [f"ROC fit ({model}), treatment {f.treatment}, reader {f.reader}: {f.status}: {f.reason}"
-             for f in fits if f.status != "ok" and f.reason]
+    notes = [f"ROC fit ({model}), treatment {f.treatment}, reader {f.reader}: {f.status}: {f.reason}" for f in fits if f.status != "ok" and f.reason]
     doc = fits.to_dict()
     if fallback:
         doc["cbm_where_degenerate"] = [f.to_dict() for f in fallback.values()]

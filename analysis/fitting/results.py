@@ -165,7 +165,7 @@ class RocFit:
         """One line: treatment, reader, parameters, AUC (SE), chi-square, status."""
         params = ", ".join(f"{k} = {_fmt(v, 3)}" for k, v in self.parameters.items() if k not in ("lambda_i", "nu_i"))
         chi = self.chisq
-        gof = (f"chi2({chi.df}) = {chi.statistic:.2f}, p = {chi.p_value:.3f}" if chi.df else "chi2 n/a")
+        gof = f"chi2({chi.df}) = {chi.statistic:.2f}, p = {chi.p_value:.3f}" if chi.df else "chi2 n/a"
         where = f"treatment {self.treatment}, reader {self.reader}"
         if not self.ok:
             return f"{where}: {self.status} - {self.reason}"
@@ -200,8 +200,7 @@ class RocFitSet:
         for f in self.fits:
             if f.treatment == str(treatment) and f.reader == str(reader):
                 return f
-        raise KeyError(f"no fit for treatment {treatment!r} and reader {reader!r}; treatments "
-                       f"{list(self.treatments)}, readers {list(self.readers)}.")
+        raise KeyError(f"no fit for treatment {treatment!r} and reader {reader!r}; treatments {list(self.treatments)}, readers {list(self.readers)}.")
 
     def to_frame(self) -> pd.DataFrame:
         """One row per treatment and reader: status, parameters, AUC, SE, CI, chi-square, NLL."""
@@ -211,13 +210,22 @@ class RocFitSet:
             row = {"model": f.model, "treatment": f.treatment, "reader": f.reader, "status": f.status}
             row.update({k: float(v) for k, v in f.parameters.items()})
             row.update({f"se_{k}": float(v) for k, v in f.parameter_se.items()})
-            row.update({
-                "auc": f.auc, "se_auc": f.se_auc, "auc_ci_lower": lo, "auc_ci_upper": hi,
-                "empirical_auc": f.empirical_auc, "n_bins": f.bins.n_bins,
-                "chisq": f.chisq.statistic, "chisq_df": f.chisq.df if f.chisq.df is not None else math.nan,
-                "chisq_p": f.chisq.p_value, "nll_initial": f.nll_initial, "nll_final": f.nll_final,
-                "reason": f.reason,
-            })
+            row.update(
+                {
+                    "auc": f.auc,
+                    "se_auc": f.se_auc,
+                    "auc_ci_lower": lo,
+                    "auc_ci_upper": hi,
+                    "empirical_auc": f.empirical_auc,
+                    "n_bins": f.bins.n_bins,
+                    "chisq": f.chisq.statistic,
+                    "chisq_df": f.chisq.df if f.chisq.df is not None else math.nan,
+                    "chisq_p": f.chisq.p_value,
+                    "nll_initial": f.nll_initial,
+                    "nll_final": f.nll_final,
+                    "reason": f.reason,
+                }
+            )
             rows.append(row)
         return pd.DataFrame(rows)
 
@@ -227,11 +235,9 @@ class RocFitSet:
         for f in self.fits:
             x, y = f.curve(n)
             if x.size:
-                parts.append(pd.DataFrame({"model": f.model, "treatment": f.treatment, "reader": f.reader,
-                                           "kind": "fitted", "fpf": x, "tpf": y}))
+                parts.append(pd.DataFrame({"model": f.model, "treatment": f.treatment, "reader": f.reader, "kind": "fitted", "fpf": x, "tpf": y}))
             ex, ey = f.operating_points()
-            parts.append(pd.DataFrame({"model": f.model, "treatment": f.treatment, "reader": f.reader,
-                                       "kind": "empirical", "fpf": ex, "tpf": ey}))
+            parts.append(pd.DataFrame({"model": f.model, "treatment": f.treatment, "reader": f.reader, "kind": "empirical", "fpf": ex, "tpf": ey}))
         if not parts:
             return pd.DataFrame(columns=["model", "treatment", "reader", "kind", "fpf", "tpf"])
         return pd.concat(parts, ignore_index=True)
@@ -275,8 +281,7 @@ class RocFitSet:
         shown = frame[cols].copy()
         for c in params + ["auc", "se_auc", "empirical_auc", "chisq", "chisq_p"]:
             shown[c] = shown[c].map(lambda v: _fmt(v, 4))
-        shown["chisq_df"] = shown["chisq_df"].map(
-            lambda v: "-" if (v is None or (isinstance(v, float) and math.isnan(v))) else str(int(v)))
+        shown["chisq_df"] = shown["chisq_df"].map(lambda v: "-" if (v is None or (isinstance(v, float) and math.isnan(v))) else str(int(v)))
         sections: list[tuple[str, Any]] = []
         if self.source_paradigm == "FROC":
             sections.append(("Data", "FROC data: fitted to the highest-rating inferred ROC ratings."))

@@ -61,9 +61,7 @@ def rsm_from_intrinsic(mu: float, lambda_i: float, nu_i: float) -> tuple[float, 
 def _lesion_arrays(lesion_distribution: Mapping[int, float]) -> tuple[np.ndarray, np.ndarray]:
     items = sorted((int(k), float(v)) for k, v in dict(lesion_distribution).items() if float(v) > 0)
     if not items or any(k < 1 for k, _ in items):
-        raise ValueError(
-            f"lesion_distribution must map lesion counts >= 1 to fractions; got {dict(lesion_distribution)!r}."
-        )
+        raise ValueError(f"lesion_distribution must map lesion counts >= 1 to fractions; got {dict(lesion_distribution)!r}.")
     ls = np.array([k for k, _ in items], dtype=float)
     fs = np.array([v for _, v in items], dtype=float)
     if abs(fs.sum() - 1.0) > 1e-6:

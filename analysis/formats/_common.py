@@ -73,10 +73,7 @@ def parse_id(value: Any) -> tuple[str | None, str | None]:
         x = float(value)
         if math.isfinite(x) and x.is_integer():
             return str(int(x)), None
-        return None, (
-            f"{value!r} is a non-integer number; IDs must be integers or text "
-            "(type it as text if the decimal point is intended)"
-        )
+        return None, (f"{value!r} is a non-integer number; IDs must be integers or text (type it as text if the decimal point is intended)")
     if isinstance(value, str):
         return value.strip(), None
     return None, f"{value!r} ({type(value).__name__}) is not a valid ID"

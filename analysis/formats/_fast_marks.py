@@ -31,7 +31,7 @@ def transpose(rows: list) -> list[np.ndarray]:
     if any(len(r) != width for r in body):
         body = [tuple(r) + (None,) * (width - len(r)) for r in body]
     out = []
-    for col in (zip(*body) if body else [()] * width):
+    for col in zip(*body) if body else [()] * width:
         arr = np.empty(len(body), dtype=object)
         arr[:] = col
         out.append(arr)
@@ -232,7 +232,7 @@ def _with_ratings(skeleton: ObserverData, nl: np.ndarray, ll: np.ndarray, paradi
     assert ll.shape == (skeleton.n_treatments, skeleton.n_readers, skeleton.n_abnormal, max_ll)
     if np.isnan(nl).any() or np.isnan(ll).any() or np.isposinf(nl).any() or np.isposinf(ll).any():
         return None  # type: ignore[return-value]
-    if paradigm == "ROC" and np.isfinite(nl[:, :, skeleton.n_normal:]).any():
+    if paradigm == "ROC" and np.isfinite(nl[:, :, skeleton.n_normal :]).any():
         return None  # type: ignore[return-value]
     out = copy.copy(skeleton)
     object.__setattr__(out, "nl", _readonly(nl))
@@ -241,8 +241,7 @@ def _with_ratings(skeleton: ObserverData, nl: np.ndarray, ll: np.ndarray, paradi
     return out
 
 
-def distinct_ids(columns_and_cols: list[tuple[list[np.ndarray], dict[str, int]]], key: str,
-                 mapped: Callable[[str], str]) -> list[str] | None:
+def distinct_ids(columns_and_cols: list[tuple[list[np.ndarray], dict[str, int]]], key: str, mapped: Callable[[str], str]) -> list[str] | None:
     """The distinct, mapped IDs of column ``key`` over several sheets (None if any is invalid)."""
     seen: dict[str, None] = {}
     for columns, cols in columns_and_cols:
@@ -254,4 +253,3 @@ def distinct_ids(columns_and_cols: list[tuple[list[np.ndarray], dict[str, int]]]
                 return None
             seen.setdefault(mapped(v), None)
     return list(seen)
-

@@ -58,12 +58,13 @@ def read_imrmc(path: str | Path, *, name: str | None = None) -> ObserverData:
     if not any(line.strip() for line in lines):
         raise ObserverDataError(Problem("the file is empty.", file=file))
     try:
-        begin = next(n for n, line in enumerate(lines)
-                     if line.strip().upper().startswith("BEGIN DATA"))
+        begin = next(n for n, line in enumerate(lines) if line.strip().upper().startswith("BEGIN DATA"))
     except StopIteration:
-        raise ObserverDataError(Problem(
-            "no 'BEGIN DATA:' line; an iMRMC file has a header, a line 'BEGIN DATA:', then "
-            "rows 'readerID,caseID,modalityID,score'.", file=file)) from None
+        raise ObserverDataError(
+            Problem(
+                "no 'BEGIN DATA:' line; an iMRMC file has a header, a line 'BEGIN DATA:', then rows 'readerID,caseID,modalityID,score'.", file=file
+            )
+        ) from None
 
     counts: dict[str, int] = {}
     description = ""
@@ -86,8 +87,7 @@ def read_imrmc(path: str | Path, *, name: str | None = None) -> ObserverData:
             continue
         parts = [p.strip() for p in line.split(",")]
         if len(parts) != 4:
-            problems.append(Problem(f"expected 4 comma-separated fields {fields}, got "
-                                    f"{len(parts)}: {line.strip()!r}.", file=file, row=n))
+            problems.append(Problem(f"expected 4 comma-separated fields {fields}, got {len(parts)}: {line.strip()!r}.", file=file, row=n))
             continue
         reader, case, modality, score = parts
         for value, fld in zip(parts[:3], fields):
@@ -98,26 +98,28 @@ def read_imrmc(path: str | Path, *, name: str | None = None) -> ObserverData:
         if reader == "-1" or modality.lower() == "truth":
             t = parse_number(score)
             if t not in (0.0, 1.0):
-                problems.append(Problem(f"truth must be 0 (normal) or 1 (abnormal), got "
-                                        f"{score!r}.", file=file, row=n, column="score"))
+                problems.append(Problem(f"truth must be 0 (normal) or 1 (abnormal), got {score!r}.", file=file, row=n, column="score"))
                 continue
             if case in truth:
-                problems.append(Problem(f"case {case!r} has more than one truth row.",
-                                        file=file, row=n, column="caseID"))
+                problems.append(Problem(f"case {case!r} has more than one truth row.", file=file, row=n, column="caseID"))
                 continue
             truth[case] = int(t)
             truth_order.append(case)
             continue
         x = parse_number(score, allow_minus_inf=True)
         if x is None:
-            problems.append(Problem(f"score {score!r} is not a number.", file=file, row=n,
-                                    column="score"))
+            problems.append(Problem(f"score {score!r} is not a number.", file=file, row=n, column="score"))
             continue
         key = (modality, reader, case)
         if key in scores:
-            problems.append(Problem(
-                f"reader {reader!r} scores case {case!r} in modality {modality!r} twice (also "
-                f"line {scores[key][1]}).", file=file, row=n, column="caseID"))
+            problems.append(
+                Problem(
+                    f"reader {reader!r} scores case {case!r} in modality {modality!r} twice (also line {scores[key][1]}).",
+                    file=file,
+                    row=n,
+                    column="caseID",
+                )
+            )
             continue
         readers.setdefault(reader, None)
         modalities.setdefault(modality, None)
@@ -125,15 +127,13 @@ def read_imrmc(path: str | Path, *, name: str | None = None) -> ObserverData:
 
     for (modality, reader, case), (_, n) in scores.items():
         if case not in truth:
-            problems.append(Problem(f"case {case!r} has no truth row ('-1,{case},truth,0|1').",
-                                    file=file, row=n, column="caseID"))
+            problems.append(Problem(f"case {case!r} has no truth row ('-1,{case},truth,0|1').", file=file, row=n, column="caseID"))
     normal = [c for c in truth_order if truth[c] == 0]
     abnormal = [c for c in truth_order if truth[c] == 1]
     expected = {"N0": len(normal), "N1": len(abnormal), "NR": len(readers), "NM": len(modalities)}
     for key, value in counts.items():
         if expected[key] != value:
-            problems.append(Problem(f"the header says {key}:{value} but the data have "
-                                    f"{expected[key]}.", file=file))
+            problems.append(Problem(f"the header says {key}:{value} but the data have {expected[key]}.", file=file))
     if not abnormal:
         problems.append(Problem("there is no abnormal case (truth 1).", file=file))
     if problems:
@@ -157,11 +157,20 @@ def read_imrmc(path: str | Path, *, name: str | None = None) -> ObserverData:
     if missing:
         listed = "; ".join(f"modality {m!r} reader {r!r} case {c!r}" for m, r, c in missing[:10])
         more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-        raise ObserverDataError(Problem(
-            f"{len(missing)} scores are missing ({listed}{more}); only fully crossed designs "
-            "(every reader scores every case in every modality) are supported.", file=file))
+        raise ObserverDataError(
+            Problem(
+                f"{len(missing)} scores are missing ({listed}{more}); only fully crossed designs "
+                "(every reader scores every case in every modality) are supported.",
+                file=file,
+            )
+        )
     return ObserverData.from_roc(
-        fp, tp, treatments=trt, readers=rdr, normal_cases=normal, abnormal_cases=abnormal,
+        fp,
+        tp,
+        treatments=trt,
+        readers=rdr,
+        normal_cases=normal,
+        abnormal_cases=abnormal,
         name=name if name is not None else (description or path.stem),
     )
 
@@ -179,10 +188,7 @@ def write_imrmc(data: ObserverData, path: str | Path, *, description: str | None
         For FROC data, or IDs containing commas (the field separator).
     """
     if data.paradigm != "ROC":
-        raise ObserverDataError(
-            "iMRMC files hold ROC data only; convert FROC data with data.to_roc() first "
-            "(highest-rating inferred ROC)."
-        )
+        raise ObserverDataError("iMRMC files hold ROC data only; convert FROC data with data.to_roc() first (highest-rating inferred ROC).")
     bad = [x for x in (*data.treatments, *data.readers, *data.case_ids) if "," in x]
     if bad or "-1" in data.readers or "truth" in {t.lower() for t in data.treatments}:
         raise ObserverDataError(

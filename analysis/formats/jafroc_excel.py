@@ -56,8 +56,7 @@ from analysis.formats._common import (
     parse_id,
 )
 
-__all__ = ["ID_MAP_SHEET", "READERS_SHEET", "RJAFROC_SHEET_RULE", "read_jafroc_excel",
-           "rjafroc_sheet_order_ok", "write_jafroc_excel"]
+__all__ = ["ID_MAP_SHEET", "READERS_SHEET", "RJAFROC_SHEET_RULE", "read_jafroc_excel", "rjafroc_sheet_order_ok", "write_jafroc_excel"]
 
 #: Our extension sheets.  Their names sort after ``TRUTH`` (``TS`` > ``TR``) in every collation,
 #: so RJafroc's reader, which sorts the sheet names and takes the first three, still finds
@@ -108,9 +107,15 @@ class _Sheet:
     (:meth:`materialize`).
     """
 
-    def __init__(self, title: str, rows: list[tuple[Any, ...]] | None,
-                 *, arrays: list[np.ndarray] | None = None, header: tuple[Any, ...] | None = None,
-                 loader: Any = None):
+    def __init__(
+        self,
+        title: str,
+        rows: list[tuple[Any, ...]] | None,
+        *,
+        arrays: list[np.ndarray] | None = None,
+        header: tuple[Any, ...] | None = None,
+        loader: Any = None,
+    ):
         self.title = title
         self._rows = rows  # rows[0] is the header (Excel row 1)
         self.arrays = arrays
@@ -152,7 +157,10 @@ class _Sheet:
         return transpose(self.rows)
 
     def columns(
-        self, spec: Mapping[str, Sequence[str]], required: Sequence[str], file: str,
+        self,
+        spec: Mapping[str, Sequence[str]],
+        required: Sequence[str],
+        file: str,
         problems: list[Problem],
     ) -> tuple[dict[str, int], dict[str, str]]:
         """Map logical column names to indices; report missing required columns."""
@@ -168,20 +176,35 @@ class _Sheet:
         for key in required:
             if key not in idx:
                 expected = spec[key][0]
-                problems.append(Problem(
-                    f"required column {expected!r} (e.g. "
-                    f"{'/'.join(_display(a) for a in spec[key])}) is missing; the header row has "
-                    f"{[h for h in self.header if h is not None]}.",
-                    file=file, sheet=self.title, row=1, column=_display(expected)))
+                problems.append(
+                    Problem(
+                        f"required column {expected!r} (e.g. "
+                        f"{'/'.join(_display(a) for a in spec[key])}) is missing; the header row has "
+                        f"{[h for h in self.header if h is not None]}.",
+                        file=file,
+                        sheet=self.title,
+                        row=1,
+                        column=_display(expected),
+                    )
+                )
         return idx, names
 
 
 def _display(alias: str) -> str:
     return {
-        "caseid": "CaseID", "lesionid": "LesionID", "weight": "Weight", "weights": "Weights",
-        "readerid": "ReaderID", "modalityid": "ModalityID", "treatmentid": "TreatmentID",
-        "paradigm": "Paradigm", "fprating": "FP_Rating", "nlrating": "NL_Rating",
-        "tprating": "TP_Rating", "llrating": "LL_Rating", "rating": "Rating",
+        "caseid": "CaseID",
+        "lesionid": "LesionID",
+        "weight": "Weight",
+        "weights": "Weights",
+        "readerid": "ReaderID",
+        "modalityid": "ModalityID",
+        "treatmentid": "TreatmentID",
+        "paradigm": "Paradigm",
+        "fprating": "FP_Rating",
+        "nlrating": "NL_Rating",
+        "tprating": "TP_Rating",
+        "llrating": "LL_Rating",
+        "rating": "Rating",
     }.get(alias, alias)
 
 
@@ -197,8 +220,7 @@ def _load_workbook(path: Path) -> dict[str, _Sheet]:
     if not path.exists():
         raise FileNotFoundError(f"No such Excel file: {str(path)!r}")
     if path.stat().st_size == 0:
-        raise ObserverDataError(Problem("the file is empty (0 bytes); export the workbook again.",
-                                        file=str(path)))
+        raise ObserverDataError(Problem("the file is empty (0 bytes); export the workbook again.", file=str(path)))
     _check_workbook_container(path)
     try:
         from python_calamine import CalamineWorkbook
@@ -228,9 +250,12 @@ def _load_workbook(path: Path) -> dict[str, _Sheet]:
                 return _load_workbook_openpyxl(path)
             except ObserverDataError:
                 pass
-        raise ObserverDataError(Problem(
-            f"cannot be opened as an .xlsx workbook ({type(exc).__name__}: {exc}); save it from "
-            "Excel as 'Excel Workbook (*.xlsx)'.", file=str(path))) from exc
+        raise ObserverDataError(
+            Problem(
+                f"cannot be opened as an .xlsx workbook ({type(exc).__name__}: {exc}); save it from Excel as 'Excel Workbook (*.xlsx)'.",
+                file=str(path),
+            )
+        ) from exc
     return sheets
 
 
@@ -245,9 +270,13 @@ def _check_workbook_container(path: Path) -> None:
     with path.open("rb") as handle:
         head = handle.read(8)
     if head == _OLE_MAGIC:
-        raise ObserverDataError(Problem(
-            "is a password-protected workbook or an old Excel 97-2003 (.xls) file, which cannot be read; "
-            "remove the password, or save it from Excel as 'Excel Workbook (*.xlsx)'.", file=str(path)))
+        raise ObserverDataError(
+            Problem(
+                "is a password-protected workbook or an old Excel 97-2003 (.xls) file, which cannot be read; "
+                "remove the password, or save it from Excel as 'Excel Workbook (*.xlsx)'.",
+                file=str(path),
+            )
+        )
     if not zipfile.is_zipfile(path):
         return
     try:
@@ -256,18 +285,24 @@ def _check_workbook_container(path: Path) -> None:
     except (zipfile.BadZipFile, OSError, ValueError):
         return  # the reader reports a damaged archive
     if unpacked > MAX_WORKBOOK_UNPACKED_BYTES:
-        raise ObserverDataError(Problem(
-            f"its parts would unpack to {unpacked:,} bytes ({path.stat().st_size:,} on disk), more than any "
-            f"study workbook ({MAX_WORKBOOK_UNPACKED_BYTES:,}): a damaged or malicious file (zip bomb); it was not read.",
-            file=str(path)))
+        raise ObserverDataError(
+            Problem(
+                f"its parts would unpack to {unpacked:,} bytes ({path.stat().st_size:,} on disk), more than any "
+                f"study workbook ({MAX_WORKBOOK_UNPACKED_BYTES:,}): a damaged or malicious file (zip bomb); it was not read.",
+                file=str(path),
+            )
+        )
 
 
 _MARK_SHEETS = {"FP", "NL", "TP", "LL"}
 _TYPED_MIN_BYTES = 1 << 20  # below 1 MiB the row reader is as fast
 
 
-def _typed_columns(path: Path, title: str, reader_cache: list | None = None,
-                   ) -> tuple[tuple[Any, ...], list[np.ndarray]] | None:
+def _typed_columns(
+    path: Path,
+    title: str,
+    reader_cache: list | None = None,
+) -> tuple[tuple[Any, ...], list[np.ndarray]] | None:
     """A large mark sheet as typed columns via fastexcel (strict types), or None.
 
     Strict typing makes every column one type (numbers as float64, text as str, blanks as
@@ -287,8 +322,7 @@ def _typed_columns(path: Path, title: str, reader_cache: list | None = None,
             reader = fastexcel.read_excel(str(path))
             if reader_cache is not None:
                 reader_cache.append(reader)
-        sheet = reader.load_sheet(
-            title, header_row=0, schema_sample_rows=None, dtype_coercion="strict")
+        sheet = reader.load_sheet(title, header_row=0, schema_sample_rows=None, dtype_coercion="strict")
         table = sheet.to_arrow()
     except Exception:  # fastexcel's own error types: mixed columns, odd files
         return None
@@ -314,9 +348,9 @@ def _load_workbook_openpyxl(path: Path) -> dict[str, _Sheet]:
         try:
             wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
         except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError) as exc:
-            raise ObserverDataError(Problem(
-                f"cannot be opened as an .xlsx workbook ({exc}); save it from Excel as "
-                "'Excel Workbook (*.xlsx)'.", file=str(path))) from exc
+            raise ObserverDataError(
+                Problem(f"cannot be opened as an .xlsx workbook ({exc}); save it from Excel as 'Excel Workbook (*.xlsx)'.", file=str(path))
+            ) from exc
         try:
             sheets = {}
             for ws in wb.worksheets:
@@ -331,13 +365,15 @@ def _load_workbook_openpyxl(path: Path) -> dict[str, _Sheet]:
 def _find(sheets: dict[str, _Sheet], names: Sequence[str], what: str, file: str) -> _Sheet:
     found = [sheets[n] for n in names if n in sheets]
     if not found:
-        raise ObserverDataError(Problem(
-            f"no {what} sheet: expected a sheet named {' or '.join(names)}; the workbook has "
-            f"{[s.title for s in sheets.values()]}. Rename the sheet.", file=file))
+        raise ObserverDataError(
+            Problem(
+                f"no {what} sheet: expected a sheet named {' or '.join(names)}; the workbook has "
+                f"{[s.title for s in sheets.values()]}. Rename the sheet.",
+                file=file,
+            )
+        )
     if len(found) > 1:
-        raise ObserverDataError(Problem(
-            f"both {found[0].title!r} and {found[1].title!r} sheets exist; keep only one "
-            f"{what} sheet.", file=file))
+        raise ObserverDataError(Problem(f"both {found[0].title!r} and {found[1].title!r} sheets exist; keep only one {what} sheet.", file=file))
     return found[0]
 
 
@@ -354,8 +390,14 @@ def _open_sheets(
     path = Path(path)
     file = str(path)
     sheets = _load_workbook(path)
-    return (path, file, sheets, _find(sheets, ["TRUTH"], "TRUTH", file),
-            _find(sheets, ["FP", "NL"], nl_what, file), _find(sheets, ["TP", "LL"], ll_what, file))
+    return (
+        path,
+        file,
+        sheets,
+        _find(sheets, ["TRUTH"], "TRUTH", file),
+        _find(sheets, ["FP", "NL"], nl_what, file),
+        _find(sheets, ["TP", "LL"], ll_what, file),
+    )
 
 
 def _id_map(sheets: dict[str, _Sheet], file: str) -> dict[tuple[str, str, str], str]:
@@ -364,8 +406,7 @@ def _id_map(sheets: dict[str, _Sheet], file: str) -> dict[tuple[str, str, str], 
     if sheet is None or not sheet.rows:
         return {}
     problems: list[Problem] = []
-    spec = {"kind": ("kind",), "file_id": ("fileid",), "original_id": ("originalid",),
-            "case_file_id": ("casefileid",)}
+    spec = {"kind": ("kind",), "file_id": ("fileid",), "original_id": ("originalid",), "case_file_id": ("casefileid",)}
     cols, _ = sheet.columns(spec, ["kind", "file_id", "original_id"], file, problems)
     if problems:
         raise ObserverDataError(problems)
@@ -379,8 +420,9 @@ def _id_map(sheets: dict[str, _Sheet], file: str) -> dict[tuple[str, str, str], 
         orig = "" if is_blank(cells["original_id"]) else str(cells["original_id"])
         cfid, _ = parse_id(cells.get("case_file_id"))
         if kind not in ("case", "lesion", "reader", "treatment") or fid is None or not orig:
-            problems.append(Problem("expected Kind in case/lesion/reader/treatment and non-empty "
-                                    "FileID and OriginalID.", file=file, sheet=sheet.title, row=n))
+            problems.append(
+                Problem("expected Kind in case/lesion/reader/treatment and non-empty FileID and OriginalID.", file=file, sheet=sheet.title, row=n)
+            )
             continue
         out[(kind, (cfid or "") if kind == "lesion" else "", fid)] = orig
     if problems:
@@ -426,38 +468,37 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
     for sheet in (nl_sheet, ll_sheet, truth_sheet):
         norm = {norm_header(h) for h in sheet.header}
         if {"modalityid1", "modalityid2"} <= norm:
-            raise UnsupportedDataError(Problem(
-                "cross-modality (two modality factors, FCTRL-X-MOD) files are not supported; "
-                "analyse one modality factor at a time with a single ModalityID column.",
-                file=file, sheet=sheet.title, row=1))
+            raise UnsupportedDataError(
+                Problem(
+                    "cross-modality (two modality factors, FCTRL-X-MOD) files are not supported; "
+                    "analyse one modality factor at a time with a single ModalityID column.",
+                    file=file,
+                    sheet=sheet.title,
+                    row=1,
+                )
+            )
     if not truth_sheet.rows:
-        raise ObserverDataError(Problem("the TRUTH sheet is empty.", file=file,
-                                        sheet=truth_sheet.title))
-    t_cols, t_names = truth_sheet.columns(
-        _TRUTH_SPEC, ["case_id", "lesion_id", "weight"], file, problems)
+        raise ObserverDataError(Problem("the TRUTH sheet is empty.", file=file, sheet=truth_sheet.title))
+    t_cols, t_names = truth_sheet.columns(_TRUTH_SPEC, ["case_id", "lesion_id", "weight"], file, problems)
     header_problems: list[Problem] = []
-    n_cols, n_names = nl_sheet.columns(_NL_SPEC, list(_NL_SPEC), file, header_problems) \
-        if not nl_sheet.empty else ({}, {})
-    l_cols, l_names = ll_sheet.columns(_LL_SPEC, list(_LL_SPEC), file, header_problems) \
-        if not ll_sheet.empty else ({}, {})
+    n_cols, n_names = nl_sheet.columns(_NL_SPEC, list(_NL_SPEC), file, header_problems) if not nl_sheet.empty else ({}, {})
+    l_cols, l_names = ll_sheet.columns(_LL_SPEC, list(_LL_SPEC), file, header_problems) if not ll_sheet.empty else ({}, {})
     if header_problems and (nl_sheet.arrays is not None or ll_sheet.arrays is not None):
         # report the header as the user sees it (typed columns rename blank headers)
         nl_sheet.materialize()
         ll_sheet.materialize()
         header_problems = []
-        n_cols, n_names = nl_sheet.columns(_NL_SPEC, list(_NL_SPEC), file, header_problems) \
-            if nl_sheet.rows else ({}, {})
-        l_cols, l_names = ll_sheet.columns(_LL_SPEC, list(_LL_SPEC), file, header_problems) \
-            if ll_sheet.rows else ({}, {})
+        n_cols, n_names = nl_sheet.columns(_NL_SPEC, list(_NL_SPEC), file, header_problems) if nl_sheet.rows else ({}, {})
+        l_cols, l_names = ll_sheet.columns(_LL_SPEC, list(_LL_SPEC), file, header_problems) if ll_sheet.rows else ({}, {})
     problems.extend(header_problems)
     if problems:
         raise ObserverDataError(problems)
     new_format = "reader" in t_cols and "treatment" in t_cols
     known = set(t_cols.values())
     attr_cols = {
-        i: str(h).strip() for i, h in enumerate(truth_sheet.header)
-        if i not in known and h is not None and not is_blank(h)
-        and not isinstance(h, (int, float))
+        i: str(h).strip()
+        for i, h in enumerate(truth_sheet.header)
+        if i not in known and h is not None and not is_blank(h) and not isinstance(h, (int, float))
     }
 
     def cell(row: tuple, i: int | None) -> Any:
@@ -478,22 +519,29 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
         cid, err = parse_id(cell(row, t_cols["case_id"]))
         bad = False
         if err or cid is None:
-            problems.append(Problem(err or "the case ID is empty; fill it in or delete the row.",
-                                    file=file, sheet=truth_sheet.title, row=n,
-                                    column=t_names["case_id"]))
+            problems.append(
+                Problem(
+                    err or "the case ID is empty; fill it in or delete the row.", file=file, sheet=truth_sheet.title, row=n, column=t_names["case_id"]
+                )
+            )
             bad = True
         lid, err = parse_id(cell(row, t_cols["lesion_id"]))
         if err or lid is None:
-            problems.append(Problem(
-                err or "the lesion ID is empty; use 0 for a normal case, 1, 2, ... for lesions.",
-                file=file, sheet=truth_sheet.title, row=n, column=t_names["lesion_id"]))
+            problems.append(
+                Problem(
+                    err or "the lesion ID is empty; use 0 for a normal case, 1, 2, ... for lesions.",
+                    file=file,
+                    sheet=truth_sheet.title,
+                    row=n,
+                    column=t_names["lesion_id"],
+                )
+            )
             bad = True
         w_raw = cell(row, t_cols["weight"])
         if is_blank(w_raw):
             w = None
         elif isinstance(w_raw, bool) or not _is_number(w_raw):
-            problems.append(Problem(f"weight {w_raw!r} is not a number.", file=file,
-                                    sheet=truth_sheet.title, row=n, column=t_names["weight"]))
+            problems.append(Problem(f"weight {w_raw!r} is not a number.", file=file, sheet=truth_sheet.title, row=n, column=t_names["weight"]))
             bad = True
             w = None
         else:
@@ -506,10 +554,15 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
                 if ids is None:
                     ids = list_memo[memo_key] = [mapped(key, x) for x in _split_list(raw)]
                 if not ids:
-                    problems.append(Problem(
-                        f"the {t_names[key]} list is empty; list the {key}s that read this case "
-                        "(comma separated).", file=file, sheet=truth_sheet.title, row=n,
-                        column=t_names[key]))
+                    problems.append(
+                        Problem(
+                            f"the {t_names[key]} list is empty; list the {key}s that read this case (comma separated).",
+                            file=file,
+                            sheet=truth_sheet.title,
+                            row=n,
+                            column=t_names[key],
+                        )
+                    )
                     bad = True
                 else:
                     store.append((n, ids))
@@ -529,8 +582,7 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
         truth_recs.append(rec)
         truth_rows.append(n)
     if not truth_recs and not problems:
-        problems.append(Problem("the TRUTH sheet has no cases.", file=file,
-                                sheet=truth_sheet.title))
+        problems.append(Problem("the TRUTH sheet has no cases.", file=file, sheet=truth_sheet.title))
 
     # ---- paradigm, design, readers, treatments
     paradigm: str | None = None
@@ -541,27 +593,48 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
         paradigm = p[0] if p else None
         design = p[1] if len(p) > 1 else "FCTRL"
         if paradigm in ("LROC", "ROI"):
-            raise UnsupportedDataError(Problem(
-                (f"{paradigm} data are not supported (only ROC and FROC)." if paradigm == "ROI"
-                 else "LROC data are not supported by this reader (it returns ROC/FROC "
-                 "data): read the file with analysis.formats.lroc_excel.read_lroc_excel "
-                 "(tsct analyze lroc and cad-vs-rad read it directly); LrocData.to_roc() "
-                 "converts it to ROC."), file=file, sheet=truth_sheet.title,
-                row=2, column=t_names.get("paradigm")))
+            raise UnsupportedDataError(
+                Problem(
+                    (
+                        f"{paradigm} data are not supported (only ROC and FROC)."
+                        if paradigm == "ROI"
+                        else "LROC data are not supported by this reader (it returns ROC/FROC "
+                        "data): read the file with analysis.formats.lroc_excel.read_lroc_excel "
+                        "(tsct analyze lroc and cad-vs-rad read it directly); LrocData.to_roc() "
+                        "converts it to ROC."
+                    ),
+                    file=file,
+                    sheet=truth_sheet.title,
+                    row=2,
+                    column=t_names.get("paradigm"),
+                )
+            )
         if paradigm not in ("ROC", "FROC"):
-            problems.append(Problem(
-                f"the first entry of the Paradigm column must be ROC or FROC, got "
-                f"{p[0] if p else 'nothing'!r}.", file=file, sheet=truth_sheet.title, row=2,
-                column=t_names.get("paradigm", "Paradigm")))
+            problems.append(
+                Problem(
+                    f"the first entry of the Paradigm column must be ROC or FROC, got {p[0] if p else 'nothing'!r}.",
+                    file=file,
+                    sheet=truth_sheet.title,
+                    row=2,
+                    column=t_names.get("paradigm", "Paradigm"),
+                )
+            )
         if design not in _CROSSED:
-            hint = (" Split-plot-C studies (each reader group reads its own cases in every "
-                    "treatment) are analysed by 'tsct analyze split-plot'."
-                    if design.startswith("SPLIT-PLOT") else "")
-            raise UnsupportedDataError(Problem(
-                f"study design {design!r} is not supported here; this reader takes fully crossed "
-                f"designs (FCTRL: every reader reads every case in every treatment).{hint}",
-                file=file, sheet=truth_sheet.title, row=3,
-                column=t_names.get("paradigm", "Paradigm")))
+            hint = (
+                " Split-plot-C studies (each reader group reads its own cases in every treatment) are analysed by 'tsct analyze split-plot'."
+                if design.startswith("SPLIT-PLOT")
+                else ""
+            )
+            raise UnsupportedDataError(
+                Problem(
+                    f"study design {design!r} is not supported here; this reader takes fully crossed "
+                    f"designs (FCTRL: every reader reads every case in every treatment).{hint}",
+                    file=file,
+                    sheet=truth_sheet.title,
+                    row=3,
+                    column=t_names.get("paradigm", "Paradigm"),
+                )
+            )
         for key, lists in (("reader", reader_lists), ("treatment", treatment_lists)):
             order: dict[str, None] = {}
             for _, ids in lists:
@@ -572,17 +645,28 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
                 # (len(set) == len: no repeats; checked first, as most rows share one list)
                 twice = [] if len(set(ids)) == len(ids) else sorted({x for x in ids if ids.count(x) > 1})
                 if twice:
-                    problems.append(Problem(
-                        f"{key} ID(s) {twice} appear more than once in the list {ids}; each "
-                        f"{key} must have a distinct ID.", file=file, sheet=truth_sheet.title,
-                        row=n, column=t_names[key]))
+                    problems.append(
+                        Problem(
+                            f"{key} ID(s) {twice} appear more than once in the list {ids}; each {key} must have a distinct ID.",
+                            file=file,
+                            sheet=truth_sheet.title,
+                            row=n,
+                            column=t_names[key],
+                        )
+                    )
                 elif set(ids) != set(full):
                     missing = [x for x in full if x not in ids]
-                    problems.append(Problem(
-                        f"this case lists {key}s {ids}, but the study has {full} (missing "
-                        f"{missing}); only fully crossed designs are supported: every {key} "
-                        f"must be listed on every row.", file=file, sheet=truth_sheet.title,
-                        row=n, column=t_names[key]))
+                    problems.append(
+                        Problem(
+                            f"this case lists {key}s {ids}, but the study has {full} (missing "
+                            f"{missing}); only fully crossed designs are supported: every {key} "
+                            f"must be listed on every row.",
+                            file=file,
+                            sheet=truth_sheet.title,
+                            row=n,
+                            column=t_names[key],
+                        )
+                    )
             if key == "reader":
                 readers = full
             else:
@@ -601,8 +685,7 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
             for key in keys:
                 v, err = parse_id(cell(row, cols[key]))
                 if err or v is None:
-                    problems.append(Problem(err or f"the {names[key]} cell is empty.", file=file,
-                                            sheet=sheet.title, row=n, column=names[key]))
+                    problems.append(Problem(err or f"the {names[key]} cell is empty.", file=file, sheet=sheet.title, row=n, column=names[key]))
                     bad = True
                 rec[key] = v
             if bad:
@@ -614,8 +697,15 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
             rec["case_id"] = mapped("case", rec["case_id"])
             rec["rating"] = cell(row, cols["rating"])
             if is_blank(rec["rating"]):
-                problems.append(Problem(f"the {names['rating']} cell is empty; every mark needs its rating (delete the row if there is no mark).",
-                                        file=file, sheet=sheet.title, row=n, column=names["rating"]))
+                problems.append(
+                    Problem(
+                        f"the {names['rating']} cell is empty; every mark needs its rating (delete the row if there is no mark).",
+                        file=file,
+                        sheet=sheet.title,
+                        row=n,
+                        column=names["rating"],
+                    )
+                )
                 continue
             recs.append(rec)
             rows.append(n)
@@ -623,18 +713,27 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
 
     groups = _reader_groups(sheets, file, mapped)
     if not problems and truth_recs and n_cols and l_cols:
-        fast = _fast_read(truth_recs, attr_cols, nl_sheet, n_cols, ll_sheet, l_cols, mapped,
-                          paradigm=paradigm, new_format=new_format, treatments=treatments,
-                          readers=readers, name=name if name is not None else path.stem)
+        fast = _fast_read(
+            truth_recs,
+            attr_cols,
+            nl_sheet,
+            n_cols,
+            ll_sheet,
+            l_cols,
+            mapped,
+            paradigm=paradigm,
+            new_format=new_format,
+            treatments=treatments,
+            readers=readers,
+            name=name if name is not None else path.stem,
+        )
         if fast is not None:
             return _finish(fast, new_format, groups, file)
     if nl_sheet.arrays is not None or ll_sheet.arrays is not None:
         nl_sheet.materialize()
         ll_sheet.materialize()
-        n_cols, n_names = nl_sheet.columns(_NL_SPEC, list(_NL_SPEC), file, problems) \
-            if nl_sheet.rows else ({}, {})
-        l_cols, l_names = ll_sheet.columns(_LL_SPEC, list(_LL_SPEC), file, problems) \
-            if ll_sheet.rows else ({}, {})
+        n_cols, n_names = nl_sheet.columns(_NL_SPEC, list(_NL_SPEC), file, problems) if nl_sheet.rows else ({}, {})
+        l_cols, l_names = ll_sheet.columns(_LL_SPEC, list(_LL_SPEC), file, problems) if ll_sheet.rows else ({}, {})
         if problems:
             raise ObserverDataError(problems)
 
@@ -653,13 +752,14 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
     title_of = {"TRUTH": truth_sheet.title, "NL": nl_sheet.title, "LL": ll_sheet.title}
 
     def locate(table: str, index: int, column: str | None) -> Problem:
-        return Problem("", file=file, sheet=title_of[table], row=row_of[table][index],
-                       column=column)
+        return Problem("", file=file, sheet=title_of[table], row=row_of[table][index], column=column)
 
     build_paradigm = paradigm if paradigm in ("ROC", "FROC") else "FROC"
     try:
         data = _build_from_frames(
-            truth_df, nl_df, ll_df,
+            truth_df,
+            nl_df,
+            ll_df,
             paradigm=build_paradigm,
             treatments=treatments or None,
             readers=readers or None,
@@ -687,16 +787,26 @@ def _finish(data: ObserverData, new_format: bool, groups: dict[str, str], file: 
     if groups:
         unknown = sorted(set(groups) - set(data.readers))
         if unknown:
-            raise ObserverDataError(Problem(
-                f"readers {unknown} are not in the study.", file=file, sheet=READERS_SHEET))
+            raise ObserverDataError(Problem(f"readers {unknown} are not in the study.", file=file, sheet=READERS_SHEET))
         data = data._replace(reader_groups=groups)
     return data
 
 
-def _fast_read(truth_recs: list[dict[str, Any]], attr_cols: dict[int, str], nl_sheet: _Sheet,
-               n_cols: dict[str, int], ll_sheet: _Sheet, l_cols: dict[str, int], mapped,
-               *, paradigm: str | None, new_format: bool, treatments: list[str] | None,
-               readers: list[str] | None, name: str) -> ObserverData | None:
+def _fast_read(
+    truth_recs: list[dict[str, Any]],
+    attr_cols: dict[int, str],
+    nl_sheet: _Sheet,
+    n_cols: dict[str, int],
+    ll_sheet: _Sheet,
+    l_cols: dict[str, int],
+    mapped,
+    *,
+    paradigm: str | None,
+    new_format: bool,
+    treatments: list[str] | None,
+    readers: list[str] | None,
+    name: str,
+) -> ObserverData | None:
     """The vectorised path for regular files (``_fast_marks``); None sends the caller row by row."""
     from analysis.formats._fast_marks import distinct_ids, fast_marks
 
@@ -711,21 +821,27 @@ def _fast_read(truth_recs: list[dict[str, Any]], attr_cols: dict[int, str], nl_s
     elif paradigm not in ("ROC", "FROC") or not treatments or not readers:
         return None
     attr_names = list(dict.fromkeys(attr_cols.values()))
-    truth_df = pd.DataFrame(truth_recs, columns=["case_id", "lesion_id", "weight", *attr_names],
-                            dtype=object)  # plain objects: row iteration is slow on Arrow strings
+    truth_df = pd.DataFrame(
+        truth_recs, columns=["case_id", "lesion_id", "weight", *attr_names], dtype=object
+    )  # plain objects: row iteration is slow on Arrow strings
     empty_nl = pd.DataFrame(columns=["reader", "treatment", "case_id", "rating"])
     empty_ll = pd.DataFrame(columns=["reader", "treatment", "case_id", "lesion_id", "rating"])
     try:
         skeleton = _build_from_frames(
-            truth_df, empty_nl, empty_ll, paradigm="FROC", treatments=treatments,
-            readers=readers, reader_groups=None, name=name,
+            truth_df,
+            empty_nl,
+            empty_ll,
+            paradigm="FROC",
+            treatments=treatments,
+            readers=readers,
+            reader_groups=None,
+            name=name,
             locate=lambda table, index, column: Problem(""),
         )
     except ObserverDataError:
         return None
     try:
-        return fast_marks(skeleton, nl_arrays, n_cols, ll_arrays, l_cols, mapped,
-                          roc=paradigm == "ROC")
+        return fast_marks(skeleton, nl_arrays, n_cols, ll_arrays, l_cols, mapped, roc=paradigm == "ROC")
     except ObserverDataError:
         return None
 
@@ -765,8 +881,7 @@ def _reader_groups(sheets: dict[str, _Sheet], file: str, mapped) -> dict[str, st
     if sheet is None or not sheet.rows:
         return {}
     problems: list[Problem] = []
-    cols, _ = sheet.columns({"reader": ("readerid",), "group": ("group", "readergroup")},
-                            ["reader", "group"], file, problems)
+    cols, _ = sheet.columns({"reader": ("readerid",), "group": ("group", "readergroup")}, ["reader", "group"], file, problems)
     if problems:
         raise ObserverDataError(problems)
     out = {}
@@ -784,21 +899,18 @@ def _infer_old_format_paradigm(data: ObserverData, file: str) -> ObserverData:
     one_lesion = bool(np.all(data.lesions_per_case == 1))
     nl_count = np.isfinite(data.nl).sum(axis=3)  # (I, J, K)
     ll_all = bool(np.all(np.isfinite(data.ll[:, :, data.lesion_mask])))
-    if (
-        one_lesion
-        and data.max_nl == 1
-        and np.all(nl_count[:, :, :k1] == 1)
-        and np.all(nl_count[:, :, k1:] == 0)
-        and ll_all
-    ):
+    if one_lesion and data.max_nl == 1 and np.all(nl_count[:, :, :k1] == 1) and np.all(nl_count[:, :, k1:] == 0) and ll_all:
         return data._replace(paradigm="ROC")
     if data.max_nl >= 2 and ll_all:
         per_case = nl_count.copy()
         per_case[:, :, k1:] += data.lesions_per_case[None, None, :]
         if np.all(per_case == per_case.flat[0]) and per_case.flat[0] >= 2:
-            raise UnsupportedDataError(Problem(
-                f"this looks like ROI data (every case has exactly {int(per_case.flat[0])} "
-                "rated regions); ROI analysis is not supported.", file=file))
+            raise UnsupportedDataError(
+                Problem(
+                    f"this looks like ROI data (every case has exactly {int(per_case.flat[0])} rated regions); ROI analysis is not supported.",
+                    file=file,
+                )
+            )
     return data
 
 
@@ -814,9 +926,7 @@ def _excel_id(s: str) -> int | str:
     return s
 
 
-def write_jafroc_excel(
-    data: ObserverData, path: str | Path, *, rjafroc_compatible: bool = False
-) -> Path:
+def write_jafroc_excel(data: ObserverData, path: str | Path, *, rjafroc_compatible: bool = False) -> Path:
     """Write a study as a JAFROC Excel workbook (current six-column TRUTH layout).
 
     Parameters
@@ -920,8 +1030,9 @@ def write_jafroc_excel(
         truth_rows.append([f_case[k], 0, 0, rdr_list, trt_list, None, *([None] * len(attrs))])
     for k2, case in enumerate(data.lesions):
         for n, les in enumerate(case):
-            truth_rows.append([f_case[data.n_normal + k2], f_les[k2][n], les.weight, rdr_list,
-                               trt_list, None, *[les.attributes.get(a) for a in attrs]])
+            truth_rows.append(
+                [f_case[data.n_normal + k2], f_les[k2][n], les.weight, rdr_list, trt_list, None, *[les.attributes.get(a) for a in attrs]]
+            )
     for n, row in enumerate(truth_rows):
         if n < 2:
             row[5] = par_cells[n]
@@ -943,8 +1054,7 @@ def write_jafroc_excel(
                 for n in range(len(case)):
                     x = data.ll[i, j, k2, n]
                     if roc or np.isfinite(x):
-                        tp_rows.append([f_rdr[j], f_trt[i], f_case[data.n_normal + k2],
-                                        f_les[k2][n], rating(x)])
+                        tp_rows.append([f_rdr[j], f_trt[i], f_case[data.n_normal + k2], f_les[k2][n], rating(x)])
     # RJafroc's new-format reader sorts the sheet names and requires FP, TP, TRUTH in the first
     # three places, so the mark sheets are named FP/TP (never NL/LL, which sort as LL < NL) and
     # our extension sheets carry names that sort after TRUTH (see RJAFROC_SHEET_RULE).

@@ -87,10 +87,10 @@ def read_lroc_excel(path: str | Path, *, name: str | None = None) -> LrocData:
         Listing every problem (file, sheet, row, column).
     """
     path, file, _, truth, nl_sheet, ll_sheet = _open_sheets(
-        path, "FP/NL (ratings of normal cases, incorrect localizations)", "TP/LL (correct localizations)")
+        path, "FP/NL (ratings of normal cases, incorrect localizations)", "TP/LL (correct localizations)"
+    )
     problems: list[Problem] = []
-    t_cols, t_names = truth.columns(
-        _TRUTH_SPEC, ["case_id", "lesion_id", "reader", "treatment", "paradigm"], file, problems)
+    t_cols, t_names = truth.columns(_TRUTH_SPEC, ["case_id", "lesion_id", "reader", "treatment", "paradigm"], file, problems)
     n_cols, n_names = nl_sheet.columns(_NL_SPEC, list(_NL_SPEC), file, problems) if nl_sheet.rows else ({}, {})
     l_cols, l_names = ll_sheet.columns(_LL_SPEC, list(_LL_SPEC), file, problems) if ll_sheet.rows else ({}, {})
     if problems:
@@ -109,39 +109,60 @@ def read_lroc_excel(path: str | Path, *, name: str | None = None) -> LrocData:
         cid, err = parse_id(_cell(row, t_cols["case_id"]))
         lid, err2 = parse_id(_cell(row, t_cols["lesion_id"]))
         if err or cid is None:
-            problems.append(Problem(err or "the case ID is empty.", file=file, sheet=truth.title,
-                                    row=n, column=t_names["case_id"]))
+            problems.append(Problem(err or "the case ID is empty.", file=file, sheet=truth.title, row=n, column=t_names["case_id"]))
             continue
         if err2 or lid is None:
-            problems.append(Problem(err2 or "the lesion ID is empty; use 0 for a normal case and 1 "
-                                    "for the lesion of an abnormal case.", file=file,
-                                    sheet=truth.title, row=n, column=t_names["lesion_id"]))
+            problems.append(
+                Problem(
+                    err2 or "the lesion ID is empty; use 0 for a normal case and 1 for the lesion of an abnormal case.",
+                    file=file,
+                    sheet=truth.title,
+                    row=n,
+                    column=t_names["lesion_id"],
+                )
+            )
             continue
         if cid in seen:
-            problems.append(Problem(
-                f"case {cid!r} appears again (first on row {seen[cid]}); LROC data have one "
-                "lesion per abnormal case, so each case has exactly one TRUTH row.",
-                file=file, sheet=truth.title, row=n, column=t_names["case_id"]))
+            problems.append(
+                Problem(
+                    f"case {cid!r} appears again (first on row {seen[cid]}); LROC data have one "
+                    "lesion per abnormal case, so each case has exactly one TRUTH row.",
+                    file=file,
+                    sheet=truth.title,
+                    row=n,
+                    column=t_names["case_id"],
+                )
+            )
             continue
         seen[cid] = n
         (normal if lid == "0" else abnormal).append(cid)
         for key, store in (("reader", readers), ("treatment", treatments)):
             ids = _split_list(_cell(row, t_cols[key]))
             if not ids:
-                problems.append(Problem(f"the {t_names[key]} list is empty.", file=file,
-                                        sheet=truth.title, row=n, column=t_names[key]))
+                problems.append(Problem(f"the {t_names[key]} list is empty.", file=file, sheet=truth.title, row=n, column=t_names[key]))
             for x in ids:
                 store.setdefault(x, None)
     p = [str(x).strip().upper() for x in paradigm_cells if not is_blank(x)]
     if not p or p[0] != "LROC":
-        problems.append(Problem(
-            f"the first entry of the Paradigm column must be LROC for an LROC file; got "
-            f"{p[0] if p else 'nothing'!r}.", file=file, sheet=truth.title, row=2,
-            column=t_names.get("paradigm")))
+        problems.append(
+            Problem(
+                f"the first entry of the Paradigm column must be LROC for an LROC file; got {p[0] if p else 'nothing'!r}.",
+                file=file,
+                sheet=truth.title,
+                row=2,
+                column=t_names.get("paradigm"),
+            )
+        )
     elif len(p) > 1 and p[1] not in ("FCTRL", "CROSSED", "FACTORIAL"):
-        problems.append(Problem(
-            f"design {p[1]!r} is not supported for LROC data; only fully crossed (FCTRL).",
-            file=file, sheet=truth.title, row=3, column=t_names.get("paradigm")))
+        problems.append(
+            Problem(
+                f"design {p[1]!r} is not supported for LROC data; only fully crossed (FCTRL).",
+                file=file,
+                sheet=truth.title,
+                row=3,
+                column=t_names.get("paradigm"),
+            )
+        )
     if problems:
         raise ObserverDataError(problems)
 
@@ -158,8 +179,7 @@ def read_lroc_excel(path: str | Path, *, name: str | None = None) -> LrocData:
             for key in ("reader", "treatment", "case_id") + (("lesion_id",) if with_lesion else ()):
                 v, err = parse_id(_cell(row, cols[key]))
                 if err or v is None:
-                    problems.append(Problem(err or f"the {names[key]} cell is empty.", file=file,
-                                            sheet=sheet.title, row=n, column=names[key]))
+                    problems.append(Problem(err or f"the {names[key]} cell is empty.", file=file, sheet=sheet.title, row=n, column=names[key]))
                     bad = True
                 vals[key] = v
             raw = _cell(row, cols["rating"])
@@ -168,23 +188,32 @@ def read_lroc_excel(path: str | Path, *, name: str | None = None) -> LrocData:
                 if np.isnan(x) or x == np.inf or isinstance(raw, bool):
                     raise ValueError
             except (TypeError, ValueError):
-                problems.append(Problem(f"rating {raw!r} is not a number.", file=file,
-                                        sheet=sheet.title, row=n, column=names["rating"]))
+                problems.append(Problem(f"rating {raw!r} is not a number.", file=file, sheet=sheet.title, row=n, column=names["rating"]))
                 bad = True
             if bad:
                 continue
             key3 = (vals["treatment"], vals["reader"], vals["case_id"])
             if vals["treatment"] not in ti or vals["reader"] not in ri:
-                problems.append(Problem(
-                    f"reader {vals['reader']!r} / modality {vals['treatment']!r} is not listed in "
-                    "the TRUTH sheet.", file=file, sheet=sheet.title, row=n))
+                problems.append(
+                    Problem(
+                        f"reader {vals['reader']!r} / modality {vals['treatment']!r} is not listed in the TRUTH sheet.",
+                        file=file,
+                        sheet=sheet.title,
+                        row=n,
+                    )
+                )
                 continue
             if key3 in first:
-                problems.append(Problem(
-                    f"a second rating for reader {vals['reader']!r}, modality "
-                    f"{vals['treatment']!r}, case {vals['case_id']!r} (first on row "
-                    f"{first[key3]}); LROC allows one mark per case.", file=file,
-                    sheet=sheet.title, row=n))
+                problems.append(
+                    Problem(
+                        f"a second rating for reader {vals['reader']!r}, modality "
+                        f"{vals['treatment']!r}, case {vals['case_id']!r} (first on row "
+                        f"{first[key3]}); LROC allows one mark per case.",
+                        file=file,
+                        sheet=sheet.title,
+                        row=n,
+                    )
+                )
                 continue
             first[key3] = n
             yield n, vals, x
@@ -197,27 +226,36 @@ def read_lroc_excel(path: str | Path, *, name: str | None = None) -> LrocData:
         elif c in ai:
             il[idx + (ai[c],)] = x
         else:
-            problems.append(Problem(f"case {c!r} is not in the TRUTH sheet.", file=file,
-                                    sheet=nl_sheet.title, row=n, column=n_names["case_id"]))
+            problems.append(Problem(f"case {c!r} is not in the TRUTH sheet.", file=file, sheet=nl_sheet.title, row=n, column=n_names["case_id"]))
     for n, v, x in rows(ll_sheet, l_cols, l_names, True) if l_cols else ():
         c = v["case_id"]
         if c in ni:
-            problems.append(Problem(
-                f"case {c!r} is a normal case; a correct localization (TP row) needs an abnormal "
-                "case.", file=file, sheet=ll_sheet.title, row=n, column=l_names["case_id"]))
+            problems.append(
+                Problem(
+                    f"case {c!r} is a normal case; a correct localization (TP row) needs an abnormal case.",
+                    file=file,
+                    sheet=ll_sheet.title,
+                    row=n,
+                    column=l_names["case_id"],
+                )
+            )
         elif c not in ai:
-            problems.append(Problem(f"case {c!r} is not in the TRUTH sheet.", file=file,
-                                    sheet=ll_sheet.title, row=n, column=l_names["case_id"]))
+            problems.append(Problem(f"case {c!r} is not in the TRUTH sheet.", file=file, sheet=ll_sheet.title, row=n, column=l_names["case_id"]))
         elif v["lesion_id"] != "1":
-            problems.append(Problem(
-                f"lesion ID {v['lesion_id']!r}: LROC cases have one lesion, ID 1.", file=file,
-                sheet=ll_sheet.title, row=n, column=l_names["lesion_id"]))
+            problems.append(
+                Problem(
+                    f"lesion ID {v['lesion_id']!r}: LROC cases have one lesion, ID 1.",
+                    file=file,
+                    sheet=ll_sheet.title,
+                    row=n,
+                    column=l_names["lesion_id"],
+                )
+            )
         else:
             cl[(ti[v["treatment"]], ri[v["reader"]], ai[c])] = x
     if problems:
         raise ObserverDataError(problems)
-    return LrocData(tuple(t_ids), tuple(r_ids), tuple(normal), tuple(abnormal), fp, cl, il,
-                    name if name is not None else path.stem)
+    return LrocData(tuple(t_ids), tuple(r_ids), tuple(normal), tuple(abnormal), fp, cl, il, name if name is not None else path.stem)
 
 
 def write_lroc_excel(data: LrocData, path: str | Path) -> Path:

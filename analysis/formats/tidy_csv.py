@@ -42,8 +42,15 @@ from analysis.data import ObserverData, ObserverDataError, Problem, _build_from_
 __all__ = ["read_tidy_csv", "write_tidy_csv", "TIDY_COLUMNS"]
 
 TIDY_COLUMNS = (
-    "record", "paradigm", "treatment", "reader", "reader_group", "case_id", "lesion_id",
-    "weight", "rating",
+    "record",
+    "paradigm",
+    "treatment",
+    "reader",
+    "reader_group",
+    "case_id",
+    "lesion_id",
+    "weight",
+    "rating",
 )
 _RECORDS = ("study", "treatment", "reader", "truth", "NL", "LL")
 
@@ -77,36 +84,29 @@ def read_tidy_csv(path: str | Path, *, name: str | None = None) -> ObserverData:
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise ObserverDataError(Problem(f"cannot be parsed as CSV ({exc}).", file=file)) from None
     df.columns = [str(c).strip() for c in df.columns]
-    missing = [c for c in ("record", "treatment", "reader", "case_id", "lesion_id", "rating")
-               if c not in df.columns]
+    missing = [c for c in ("record", "treatment", "reader", "case_id", "lesion_id", "rating") if c not in df.columns]
     if missing:
-        raise ObserverDataError(Problem(
-            f"missing column(s) {missing}; the header must include {list(TIDY_COLUMNS)}.",
-            file=file, row=1))
+        raise ObserverDataError(Problem(f"missing column(s) {missing}; the header must include {list(TIDY_COLUMNS)}.", file=file, row=1))
     df = df.apply(lambda col: col.str.strip())
     line = pd.Series(np.arange(len(df)) + 2, index=df.index)
     problems: list[Problem] = []
     kinds = df["record"]
     unknown = ~kinds.isin(_RECORDS) & (kinds != "")
     for idx in df.index[unknown]:
-        problems.append(Problem(f"unknown record {kinds[idx]!r}; use one of {list(_RECORDS)}.",
-                                file=file, row=int(line[idx]), column="record"))
+        problems.append(Problem(f"unknown record {kinds[idx]!r}; use one of {list(_RECORDS)}.", file=file, row=int(line[idx]), column="record"))
     blank = kinds == ""
     for idx in df.index[blank]:
         if (df.loc[idx] != "").any():
-            problems.append(Problem("the record column is empty.", file=file,
-                                    row=int(line[idx]), column="record"))
+            problems.append(Problem("the record column is empty.", file=file, row=int(line[idx]), column="record"))
 
     paradigm = "FROC"
     study = df[kinds == "study"]
     if len(study) > 1:
-        problems.append(Problem("more than one 'study' row.", file=file,
-                                row=int(line[study.index[1]]), column="record"))
+        problems.append(Problem("more than one 'study' row.", file=file, row=int(line[study.index[1]]), column="record"))
     if len(study) and "paradigm" in df.columns and study["paradigm"].iloc[0]:
         paradigm = study["paradigm"].iloc[0].upper()
         if paradigm not in ("ROC", "FROC"):
-            problems.append(Problem(f"paradigm must be ROC or FROC, got {paradigm!r}.",
-                                    file=file, row=int(line[study.index[0]]), column="paradigm"))
+            problems.append(Problem(f"paradigm must be ROC or FROC, got {paradigm!r}.", file=file, row=int(line[study.index[0]]), column="paradigm"))
             paradigm = "FROC"
 
     def declared(kind: str, col: str) -> list[str] | None:
@@ -116,11 +116,9 @@ def read_tidy_csv(path: str | Path, *, name: str | None = None) -> ObserverData:
         out: list[str] = []
         for idx, v in rows[col].items():
             if not v:
-                problems.append(Problem(f"{kind} row without a {col}.", file=file,
-                                        row=int(line[idx]), column=col))
+                problems.append(Problem(f"{kind} row without a {col}.", file=file, row=int(line[idx]), column=col))
             elif v in out:
-                problems.append(Problem(f"{kind} {v!r} is declared twice.", file=file,
-                                        row=int(line[idx]), column=col))
+                problems.append(Problem(f"{kind} {v!r} is declared twice.", file=file, row=int(line[idx]), column=col))
             else:
                 out.append(v)
         return out
@@ -138,8 +136,7 @@ def read_tidy_csv(path: str | Path, *, name: str | None = None) -> ObserverData:
     truth_cols = ["case_id", "lesion_id"] + (["weight"] if "weight" in df.columns else [])
     truth = truth_rows[truth_cols + attr_cols].replace("", None)
     nl = df[kinds == "NL"][["treatment", "reader", "case_id", "rating"]].replace("", None)
-    ll = df[kinds == "LL"][["treatment", "reader", "case_id", "lesion_id", "rating"]].replace(
-        "", None)
+    ll = df[kinds == "LL"][["treatment", "reader", "case_id", "lesion_id", "rating"]].replace("", None)
     row_of = {
         "truth": line[truth_rows.index].to_numpy(),
         "NL": line[nl.index].to_numpy(),
@@ -151,9 +148,15 @@ def read_tidy_csv(path: str | Path, *, name: str | None = None) -> ObserverData:
 
     try:
         data = _build_from_frames(
-            truth.reset_index(drop=True), nl.reset_index(drop=True), ll.reset_index(drop=True),
-            paradigm=paradigm, treatments=treatments, readers=readers,
-            reader_groups=None, name=name if name is not None else path.stem, locate=locate,
+            truth.reset_index(drop=True),
+            nl.reset_index(drop=True),
+            ll.reset_index(drop=True),
+            paradigm=paradigm,
+            treatments=treatments,
+            readers=readers,
+            reader_groups=None,
+            name=name if name is not None else path.stem,
+            locate=locate,
             table_names={"truth": "truth", "nl": "NL", "ll": "LL"},
         )
     except ObserverDataError as exc:
@@ -163,8 +166,7 @@ def read_tidy_csv(path: str | Path, *, name: str | None = None) -> ObserverData:
     if groups:
         unknown_r = sorted(set(groups) - set(data.readers))
         if unknown_r:
-            raise ObserverDataError(Problem(f"reader groups given for unknown readers "
-                                            f"{unknown_r}.", file=file))
+            raise ObserverDataError(Problem(f"reader groups given for unknown readers {unknown_r}.", file=file))
         data = data._replace(reader_groups=groups)
     return data
 
@@ -175,8 +177,7 @@ def write_tidy_csv(data: ObserverData, path: str | Path) -> Path:
     attrs = list(data.lesion_attribute_names())
     rows: list[dict[str, object]] = [{"record": "study", "paradigm": data.paradigm}]
     rows += [{"record": "treatment", "treatment": t} for t in data.treatments]
-    rows += [{"record": "reader", "reader": r, "reader_group": data.reader_groups.get(r, "")}
-             for r in data.readers]
+    rows += [{"record": "reader", "reader": r, "reader_group": data.reader_groups.get(r, "")} for r in data.readers]
     for rec in truth.to_dict("records"):
         row: dict[str, object] = {"record": "truth", "case_id": rec["case_id"]}
         if rec["lesion_id"] is not None:
@@ -188,8 +189,7 @@ def write_tidy_csv(data: ObserverData, path: str | Path) -> Path:
     for kind, frame in (("NL", nl), ("LL", ll)):
         for rec in frame.to_dict("records"):
             x = float(rec["rating"])
-            rows.append({"record": kind, **{k: v for k, v in rec.items() if k != "rating"},
-                         "rating": "-inf" if x == -math.inf else repr(x)})
+            rows.append({"record": kind, **{k: v for k, v in rec.items() if k != "rating"}, "rating": "-inf" if x == -math.inf else repr(x)})
     out = pd.DataFrame(rows, columns=[*TIDY_COLUMNS, *attrs]).fillna("")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

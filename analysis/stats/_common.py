@@ -72,9 +72,7 @@ def validate_ids(ids: Sequence[str] | None, n: int, kind: str) -> tuple[str, ...
     return ids
 
 
-def resolve_analyses(
-    analyses: str | Iterable[str], n_treatments: int, n_readers: int, n_cases: int, log: WarningLog
-) -> tuple[str, ...]:
+def resolve_analyses(analyses: str | Iterable[str], n_treatments: int, n_readers: int, n_cases: int, log: WarningLog) -> tuple[str, ...]:
     """Check the design supports the requested analyses.
 
     With ``"ALL"`` analyses that the design cannot support are dropped with a warning (a
@@ -103,8 +101,7 @@ def resolve_analyses(
             )
         if dropped:
             log.add(
-                "Only 1 reader: the random-reader analyses (RRRC, RRFC) are undefined and were "
-                "skipped; the fixed-reader analysis (FRRC) is reported."
+                "Only 1 reader: the random-reader analyses (RRRC, RRFC) are undefined and were skipped; the fixed-reader analysis (FRRC) is reported."
             )
         wanted = tuple(a for a in wanted if a not in ("RRRC", "RRFC"))
     return wanted
@@ -217,16 +214,23 @@ def rrfc_result(
     stat = ratio(ms_t, ms_tr)
     se = safe_sqrt(2.0 * ms_tr / scale)
     diffs = pairwise_comparisons(means, treatments, se, df_tr, alpha)
-    trt = tuple(
-        treatment_estimate(treatments[i], means[i], ms_r_per_treatment[i] / scale, n_readers - 1, alpha)
-        for i in range(len(treatments))
-    )
+    trt = tuple(treatment_estimate(treatments[i], means[i], ms_r_per_treatment[i] / scale, n_readers - 1, alpha) for i in range(len(treatments)))
     if ms_tr == 0:
         notes.add("RRFC: MS(TR) = 0; the F statistic is undefined or infinite.")
     return AnalysisResult(
-        analysis="RRFC", method=method, statistic_name="F", statistic=stat, df=df_t, ddf=df_tr,
-        p_value=f_sf(stat, df_t, df_tr), ms_treatment=ms_t, ms_error=ms_tr,
-        error_term="MS(TR)", differences=diffs, treatment_cis=trt, alpha=alpha,
+        analysis="RRFC",
+        method=method,
+        statistic_name="F",
+        statistic=stat,
+        df=df_t,
+        ddf=df_tr,
+        p_value=f_sf(stat, df_t, df_tr),
+        ms_treatment=ms_t,
+        ms_error=ms_tr,
+        error_term="MS(TR)",
+        differences=diffs,
+        treatment_cis=trt,
+        alpha=alpha,
         warnings=notes.tuple(),
     )
 
@@ -239,13 +243,17 @@ def record_warnings(result: AnalysisResult, log: WarningLog) -> None:
 
 
 def level_tables(
-    treatments: Sequence[str], readers: Sequence[str],
-    per_treatment: dict[str, Sequence[float]], per_reader: dict[str, Sequence[float]],
+    treatments: Sequence[str],
+    readers: Sequence[str],
+    per_treatment: dict[str, Sequence[float]],
+    per_reader: dict[str, Sequence[float]],
 ) -> tuple[Table, Table]:
     """The single-treatment and single-reader tables (RJafroc's ``IndividualTrt`` and
     ``IndividualRdr``): ``per_treatment``/``per_reader`` columns indexed by the IDs."""
-    return (Table(index=tuple(treatments), columns=per_treatment, index_name="treatment"),
-            Table(index=tuple(readers), columns=per_reader, index_name="reader"))
+    return (
+        Table(index=tuple(treatments), columns=per_treatment, index_name="treatment"),
+        Table(index=tuple(readers), columns=per_reader, index_name="reader"),
+    )
 
 
 def significance_result(
@@ -274,7 +282,19 @@ def significance_result(
     """
     trt_table, rdr_table = level_tables(treatments, readers, per_treatment, per_reader)
     return SignificanceResult(
-        fom=fom, method=method, covariance=covariance, treatments=treatments, readers=readers,
-        n_cases=n_cases, foms=foms, anova=anova, variance_components=variance_components,
-        treatment_anova=trt_table, reader_anova=rdr_table, analyses=analyses, alpha=alpha, warnings=log.tuple(), **extra,
+        fom=fom,
+        method=method,
+        covariance=covariance,
+        treatments=treatments,
+        readers=readers,
+        n_cases=n_cases,
+        foms=foms,
+        anova=anova,
+        variance_components=variance_components,
+        treatment_anova=trt_table,
+        reader_anova=rdr_table,
+        analyses=analyses,
+        alpha=alpha,
+        warnings=log.tuple(),
+        **extra,
     )

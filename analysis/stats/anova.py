@@ -125,16 +125,7 @@ def trc_anova(pseudovalues: np.ndarray) -> TRCAnova:
     e_tr = m_tr - m_t[:, None] - m_r[None, :] + grand
     e_tc = m_tc - m_t[:, None] - m_c[None, :] + grand
     e_rc = m_rc - m_r[:, None] - m_c[None, :] + grand
-    resid = (
-        y
-        - m_tr[:, :, None]
-        - m_tc[:, None, :]
-        - m_rc[None, :, :]
-        + m_t[:, None, None]
-        + m_r[None, :, None]
-        + m_c[None, None, :]
-        - grand
-    )
+    resid = y - m_tr[:, :, None] - m_tc[:, None, :] - m_rc[None, :, :] + m_t[:, None, None] + m_r[None, :, None] + m_c[None, None, :] - grand
     ss = {
         "T": n_r * n_c * float(np.sum(e_t**2)),
         "R": n_t * n_c * float(np.sum(e_r**2)),
@@ -158,16 +149,16 @@ def trc_anova(pseudovalues: np.ndarray) -> TRCAnova:
     ms = {k: float(_div(ss[k], df[k])) for k in ("T", "R", "C", "TR", "TC", "RC", "TRC")}
 
     # Per-treatment two-way (reader x case) ANOVA of Y[i].
-    dev_r = m_tr - m_t[:, None]                       # (I, J)
-    dev_c = m_tc - m_t[:, None]                       # (I, K)
+    dev_r = m_tr - m_t[:, None]  # (I, J)
+    dev_c = m_tc - m_t[:, None]  # (I, K)
     res_i = y - m_tr[:, :, None] - m_tc[:, None, :] + m_t[:, None, None]
     ms_r_i = _div(n_c * np.sum(dev_r**2, axis=1), n_r - 1)
     ms_c_i = _div(n_r * np.sum(dev_c**2, axis=1), n_c - 1)
     ms_rc_i = _div(np.sum(res_i**2, axis=(1, 2)), (n_r - 1) * (n_c - 1))
 
     # Per-reader two-way (treatment x case) ANOVA of Y[:, j].
-    dev_t = m_tr - m_r[None, :]                       # (I, J)
-    dev_cj = m_rc - m_r[:, None]                      # (J, K)
+    dev_t = m_tr - m_r[None, :]  # (I, J)
+    dev_cj = m_rc - m_r[:, None]  # (J, K)
     res_j = y - m_tr[:, :, None] - m_rc[None, :, :] + m_r[None, :, None]
     ms_t_j = _div(n_c * np.sum(dev_t**2, axis=0), n_t - 1)
     ms_c_j = _div(n_t * np.sum(dev_cj**2, axis=1), n_c - 1)
@@ -251,9 +242,7 @@ def pseudovalues_from_jackknife(foms: np.ndarray, jackknife_foms: np.ndarray) ->
     theta = np.asarray(foms, dtype=float)
     jk = np.asarray(jackknife_foms, dtype=float)
     if jk.ndim != 3 or jk.shape[:2] != theta.shape:
-        raise ValueError(
-            f"jackknife_foms must have shape (I, J, K) with (I, J) = {theta.shape}; got {jk.shape}."
-        )
+        raise ValueError(f"jackknife_foms must have shape (I, J, K) with (I, J) = {theta.shape}; got {jk.shape}.")
     n_c = jk.shape[2]
     pv = n_c * theta[:, :, None] - (n_c - 1) * jk
     pv += (theta - pv.mean(axis=2))[:, :, None]

@@ -126,13 +126,13 @@ def or_covariance_components(covariance: np.ndarray) -> ORCovariances:
 
     ii = np.arange(n_t)
     jj = np.arange(n_r)
-    var_ij = c[ii[:, None], jj[None, :], ii[:, None], jj[None, :]]          # (I, J)
+    var_ij = c[ii[:, None], jj[None, :], ii[:, None], jj[None, :]]  # (I, J)
     # within treatment i: c[i, :, i, :]  (J x J)
-    within_t = c[ii, :, ii, :]                                              # (I, J, J)
+    within_t = c[ii, :, ii, :]  # (I, J, J)
     off_r = ~np.eye(n_r, dtype=bool)
     cov2_i = _masked_mean(within_t, np.broadcast_to(off_r, within_t.shape), axis=(1, 2))
     # within reader j: c[:, j, :, j]  (I x I)
-    within_r = c[:, jj, :, jj]                                              # (J, I, I)
+    within_r = c[:, jj, :, jj]  # (J, I, I)
     off_t = ~np.eye(n_t, dtype=bool)
     cov1_j = _masked_mean(within_r, np.broadcast_to(off_t, within_r.shape), axis=(1, 2))
 
@@ -164,8 +164,7 @@ def _kernel_inputs(
         ll = ll[..., None]
     if ll.ndim != 4 or ll.shape[:2] != fp.shape[:2]:
         raise ValueError(
-            "lesion_scores must have shape (I, J, K2) or (I, J, K2, L) with the same (I, J) as "
-            f"normal_scores {fp.shape[:2]}; got shape {ll.shape}."
+            f"lesion_scores must have shape (I, J, K2) or (I, J, K2, L) with the same (I, J) as normal_scores {fp.shape[:2]}; got shape {ll.shape}."
         )
     n_abn, n_les = ll.shape[2:]
     if lesion_weights is None:
@@ -178,10 +177,7 @@ def _kernel_inputs(
             raise ValueError(f"lesion_weights must have shape {(n_abn, n_les)}; got {w.shape}.")
         w = np.where(np.isfinite(w), w, 0.0)
     if fp.shape[2] < 2 or n_abn < 2:
-        raise ValueError(
-            f"DeLong/bootstrap covariance needs at least 2 normal and 2 abnormal cases; got "
-            f"{fp.shape[2]} normal and {n_abn} abnormal."
-        )
+        raise ValueError(f"DeLong/bootstrap covariance needs at least 2 normal and 2 abnormal cases; got {fp.shape[2]} normal and {n_abn} abnormal.")
     if np.isnan(fp).any() or np.isnan(ll).any():
         raise ValueError("Ratings contain NaN; use -inf for 'not marked'.")
     return fp, ll, w
@@ -224,7 +220,7 @@ def auc_structural_components(
             x = ll[i, j].reshape(-1)
             lo = np.searchsorted(fp_sorted, x, side="left")
             hi = np.searchsorted(fp_sorted, x, side="right")
-            per_lesion = (lo + 0.5 * (hi - lo)) / n_nor          # P(FP < x) + 1/2 P(FP = x)
+            per_lesion = (lo + 0.5 * (hi - lo)) / n_nor  # P(FP < x) + 1/2 P(FP = x)
             v01[i, j] = (per_lesion * w_flat).reshape(n_abn, n_les).sum(axis=1)
             order = np.argsort(x, kind="stable")
             xs = x[order]
@@ -327,7 +323,7 @@ def bootstrap_covariance(
     m_counts = rng.multinomial(n_abn, np.full(n_abn, 1.0 / n_abn), size=n_bootstraps).astype(float)
 
     w_flat = w.reshape(-1)
-    real = w_flat > 0                                   # padding slots carry no weight
+    real = w_flat > 0  # padding slots carry no weight
     lesion_case = np.repeat(np.arange(n_abn), n_les)[real]
     w_real = w_flat[real]
     boot = np.empty((n_bootstraps, n_t, n_r))

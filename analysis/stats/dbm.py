@@ -44,8 +44,8 @@ from analysis.stats._common import (
     pairwise_comparisons,
     ratio,
     record_warnings,
-    rrfc_result,
     resolve_analyses,
+    rrfc_result,
     significance_result,
     treatment_estimate,
     validate_alpha,
@@ -115,9 +115,7 @@ def dbm_analysis(
     if theta.ndim != 2:
         raise MRMCInputError(f"foms must have shape (I, J); got shape {theta.shape}.")
     if y.ndim != 3 or y.shape[:2] != theta.shape:
-        raise MRMCInputError(
-            f"pseudovalues must have shape (I, J, K) with (I, J) = {theta.shape}; got {y.shape}."
-        )
+        raise MRMCInputError(f"pseudovalues must have shape (I, J, K) with (I, J) = {theta.shape}; got {y.shape}.")
     if not (np.isfinite(theta).all() and np.isfinite(y).all()):
         raise MRMCInputError(
             "The figures of merit or pseudovalues contain NaN or infinite values; the figure of "
@@ -153,10 +151,20 @@ def dbm_analysis(
                     notes.add(f"RRRC: treatment {treatments[i]} has msR = 0, so its interval uses infinite df.")
                 trt.append(treatment_estimate(treatments[i], means[i], den_i / (n_r * n_c), df_i, alpha))
             results[name] = AnalysisResult(
-                analysis=name, method="DBM", statistic_name="F", statistic=stat, df=df["T"], ddf=ddf,
-                p_value=f_sf(stat, df["T"], ddf), ms_treatment=ms["T"], ms_error=ms_den,
-                error_term="MS(TR) + max(MS(TC) - MS(TRC), 0)", differences=diffs,
-                treatment_cis=tuple(trt), alpha=alpha, warnings=notes.tuple(),
+                analysis=name,
+                method="DBM",
+                statistic_name="F",
+                statistic=stat,
+                df=df["T"],
+                ddf=ddf,
+                p_value=f_sf(stat, df["T"], ddf),
+                ms_treatment=ms["T"],
+                ms_error=ms_den,
+                error_term="MS(TR) + max(MS(TC) - MS(TRC), 0)",
+                differences=diffs,
+                treatment_cis=tuple(trt),
+                alpha=alpha,
+                warnings=notes.tuple(),
             )
         elif name == "FRRC":
             ms_den = ms["TC"]
@@ -164,10 +172,7 @@ def dbm_analysis(
             stat = ratio(ms["T"], ms_den)
             se = safe_sqrt(2.0 * ms_den / (n_r * n_c))
             diffs = pairwise_comparisons(means, treatments, se, ddf, alpha)
-            trt = tuple(
-                treatment_estimate(treatments[i], means[i], an.ms_c_per_treatment[i] / (n_r * n_c), n_c - 1, alpha)
-                for i in range(n_t)
-            )
+            trt = tuple(treatment_estimate(treatments[i], means[i], an.ms_c_per_treatment[i] / (n_r * n_c), n_c - 1, alpha) for i in range(n_t))
             per_reader: list = []
             for j in range(n_r):
                 se_j = safe_sqrt(2.0 * an.ms_tc_per_reader[j] / n_c)
@@ -175,16 +180,36 @@ def dbm_analysis(
             if ms_den == 0:
                 notes.add("FRRC: MS(TC) = 0; the F statistic is undefined or infinite.")
             results[name] = AnalysisResult(
-                analysis=name, method="DBM", statistic_name="F", statistic=stat, df=df["T"], ddf=ddf,
-                p_value=f_sf(stat, df["T"], ddf), ms_treatment=ms["T"], ms_error=ms_den,
-                error_term="MS(TC)", differences=diffs, treatment_cis=trt,
-                reader_differences=tuple(per_reader), alpha=alpha, warnings=notes.tuple(),
+                analysis=name,
+                method="DBM",
+                statistic_name="F",
+                statistic=stat,
+                df=df["T"],
+                ddf=ddf,
+                p_value=f_sf(stat, df["T"], ddf),
+                ms_treatment=ms["T"],
+                ms_error=ms_den,
+                error_term="MS(TC)",
+                differences=diffs,
+                treatment_cis=trt,
+                reader_differences=tuple(per_reader),
+                alpha=alpha,
+                warnings=notes.tuple(),
             )
         else:  # RRFC
             results[name] = rrfc_result(
-                "DBM", ms_t=ms["T"], ms_tr=ms["TR"], df_t=df["T"], df_tr=df["TR"], means=means,
-                treatments=treatments, ms_r_per_treatment=an.ms_r_per_treatment, n_readers=n_r,
-                scale=n_r * n_c, alpha=alpha, notes=notes,
+                "DBM",
+                ms_t=ms["T"],
+                ms_tr=ms["TR"],
+                df_t=df["T"],
+                df_tr=df["TR"],
+                means=means,
+                treatments=treatments,
+                ms_r_per_treatment=an.ms_r_per_treatment,
+                n_readers=n_r,
+                scale=n_r * n_c,
+                alpha=alpha,
+                notes=notes,
             )
         record_warnings(results[name], log)
 
@@ -199,17 +224,32 @@ def dbm_analysis(
     )
     vc_table = Table(index=tuple(vc), columns={"estimate": list(vc.values())}, index_name="component")
     return significance_result(
-        fom=fom, method="DBM", covariance="jackknife", treatments=treatments, readers=readers,
-        n_cases=n_c, foms=theta, anova=anova_table, variance_components=vc_table,
+        fom=fom,
+        method="DBM",
+        covariance="jackknife",
+        treatments=treatments,
+        readers=readers,
+        n_cases=n_c,
+        foms=theta,
+        anova=anova_table,
+        variance_components=vc_table,
         per_treatment={
-            "msR": an.ms_r_per_treatment, "msC": an.ms_c_per_treatment,
-            "msRC": an.ms_rc_per_treatment, "df_msR": np.full(n_t, n_r - 1.0),
-            "df_msC": np.full(n_t, n_c - 1.0), "df_msRC": np.full(n_t, (n_r - 1.0) * (n_c - 1.0)),
+            "msR": an.ms_r_per_treatment,
+            "msC": an.ms_c_per_treatment,
+            "msRC": an.ms_rc_per_treatment,
+            "df_msR": np.full(n_t, n_r - 1.0),
+            "df_msC": np.full(n_t, n_c - 1.0),
+            "df_msRC": np.full(n_t, (n_r - 1.0) * (n_c - 1.0)),
         },
         per_reader={
-            "msT": an.ms_t_per_reader, "msC": an.ms_c_per_reader, "msTC": an.ms_tc_per_reader,
-            "df_msT": np.full(n_r, n_t - 1.0), "df_msC": np.full(n_r, n_c - 1.0),
+            "msT": an.ms_t_per_reader,
+            "msC": an.ms_c_per_reader,
+            "msTC": an.ms_tc_per_reader,
+            "df_msT": np.full(n_r, n_t - 1.0),
+            "df_msC": np.full(n_r, n_c - 1.0),
             "df_msTC": np.full(n_r, (n_t - 1.0) * (n_c - 1.0)),
         },
-        analyses=results, alpha=alpha, log=log,
+        analyses=results,
+        alpha=alpha,
+        log=log,
     )

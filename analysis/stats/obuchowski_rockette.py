@@ -47,8 +47,8 @@ from analysis.stats._common import (
     pairwise_comparisons,
     ratio,
     record_warnings,
-    rrfc_result,
     resolve_analyses,
+    rrfc_result,
     significance_result,
     treatment_estimate,
     validate_alpha,
@@ -129,8 +129,7 @@ def or_analysis(
         raise MRMCInputError(f"covariance must have shape {theta.shape * 2}; got {c.shape}.")
     if not (np.isfinite(theta).all() and np.isfinite(c).all()):
         raise MRMCInputError(
-            "The figures of merit or their covariance contain NaN or infinite values; the figure "
-            "of merit is undefined for some treatment/reader."
+            "The figures of merit or their covariance contain NaN or infinite values; the figure of merit is undefined for some treatment/reader."
         )
     n_t, n_r = theta.shape
     n_c = int(n_cases)
@@ -167,10 +166,20 @@ def or_analysis(
                     notes.add(f"RRRC: treatment {treatments[i]} has msR = 0, so its interval uses infinite df.")
                 trt.append(treatment_estimate(treatments[i], means[i], den_i / n_r, df_i, alpha, cov2=cov2_i))
             results[name] = AnalysisResult(
-                analysis=name, method="OR", statistic_name="F", statistic=stat, df=df["T"], ddf=ddf,
-                p_value=f_sf(stat, df["T"], ddf), ms_treatment=ms["T"], ms_error=ms_den,
-                error_term="MS(TR) + J * max(Cov2 - Cov3, 0)", differences=diffs,
-                treatment_cis=tuple(trt), alpha=alpha, warnings=notes.tuple(),
+                analysis=name,
+                method="OR",
+                statistic_name="F",
+                statistic=stat,
+                df=df["T"],
+                ddf=ddf,
+                p_value=f_sf(stat, df["T"], ddf),
+                ms_treatment=ms["T"],
+                ms_error=ms_den,
+                error_term="MS(TR) + J * max(Cov2 - Cov3, 0)",
+                differences=diffs,
+                treatment_cis=tuple(trt),
+                alpha=alpha,
+                warnings=notes.tuple(),
             )
         elif name == "FRRC":
             ms_den = cv.var - cv.cov1 + (n_r - 1) * cov23_pos
@@ -188,8 +197,12 @@ def or_analysis(
                 extra = 0.0 if (n_r < 2 or math.isnan(cov2_i)) else (n_r - 1) * max(cov2_i, 0.0)
                 trt.append(
                     treatment_estimate(
-                        treatments[i], means[i], (cv.var_per_treatment[i] + extra) / n_r, n_c - 1,
-                        alpha, normal_reference=True,
+                        treatments[i],
+                        means[i],
+                        (cv.var_per_treatment[i] + extra) / n_r,
+                        n_c - 1,
+                        alpha,
+                        normal_reference=True,
                     )
                 )
             per_reader: list = []
@@ -197,21 +210,38 @@ def or_analysis(
                 d = cv.var_per_reader[j] - cv.cov1_per_reader[j]
                 if d <= 0:
                     notes.add(f"FRRC: reader {readers[j]} has Var - Cov1 <= 0; its single-reader tests are undefined.")
-                per_reader.extend(
-                    pairwise_comparisons(theta[:, j], treatments, safe_sqrt(2.0 * d), None, alpha, reader=readers[j])
-                )
+                per_reader.extend(pairwise_comparisons(theta[:, j], treatments, safe_sqrt(2.0 * d), None, alpha, reader=readers[j]))
             results[name] = AnalysisResult(
-                analysis=name, method="OR", statistic_name="chi2", statistic=stat, df=df["T"], ddf=None,
-                p_value=chi2_sf(stat, df["T"]), ms_treatment=ms["T"], ms_error=ms_den,
-                error_term="Var - Cov1 + (J-1) * max(Cov2 - Cov3, 0)", differences=diffs,
-                treatment_cis=tuple(trt), reader_differences=tuple(per_reader), alpha=alpha,
+                analysis=name,
+                method="OR",
+                statistic_name="chi2",
+                statistic=stat,
+                df=df["T"],
+                ddf=None,
+                p_value=chi2_sf(stat, df["T"]),
+                ms_treatment=ms["T"],
+                ms_error=ms_den,
+                error_term="Var - Cov1 + (J-1) * max(Cov2 - Cov3, 0)",
+                differences=diffs,
+                treatment_cis=tuple(trt),
+                reader_differences=tuple(per_reader),
+                alpha=alpha,
                 warnings=notes.tuple(),
             )
         else:  # RRFC
             results[name] = rrfc_result(
-                "OR", ms_t=ms["T"], ms_tr=ms["TR"], df_t=df["T"], df_tr=df["TR"], means=means,
-                treatments=treatments, ms_r_per_treatment=an.ms_r_per_treatment, n_readers=n_r,
-                scale=n_r, alpha=alpha, notes=notes,
+                "OR",
+                ms_t=ms["T"],
+                ms_tr=ms["TR"],
+                df_t=df["T"],
+                df_tr=df["TR"],
+                means=means,
+                treatments=treatments,
+                ms_r_per_treatment=an.ms_r_per_treatment,
+                n_readers=n_r,
+                scale=n_r,
+                alpha=alpha,
+                notes=notes,
             )
         record_warnings(results[name], log)
 
@@ -234,12 +264,20 @@ def or_analysis(
         index_name="component",
     )
     return significance_result(
-        fom=fom, method="OR", covariance=covariance_method, treatments=treatments,
-        readers=readers, n_cases=n_c, foms=theta, anova=anova_table, variance_components=vc_table,
-        per_treatment={"msR": an.ms_r_per_treatment, "var": cv.var_per_treatment,
-                       "cov2": cv.cov2_per_treatment, "df_msR": np.full(n_t, n_r - 1.0)},
-        per_reader={"msT": an.ms_t_per_reader, "var": cv.var_per_reader,
-                    "cov1": cv.cov1_per_reader, "df_msT": np.full(n_r, n_t - 1.0)},
-        analyses=results, alpha=alpha, log=log,
-        n_bootstraps=n_bootstraps, random_state=random_state,
+        fom=fom,
+        method="OR",
+        covariance=covariance_method,
+        treatments=treatments,
+        readers=readers,
+        n_cases=n_c,
+        foms=theta,
+        anova=anova_table,
+        variance_components=vc_table,
+        per_treatment={"msR": an.ms_r_per_treatment, "var": cv.var_per_treatment, "cov2": cv.cov2_per_treatment, "df_msR": np.full(n_t, n_r - 1.0)},
+        per_reader={"msT": an.ms_t_per_reader, "var": cv.var_per_reader, "cov1": cv.cov1_per_reader, "df_msT": np.full(n_r, n_t - 1.0)},
+        analyses=results,
+        alpha=alpha,
+        log=log,
+        n_bootstraps=n_bootstraps,
+        random_state=random_state,
     )

@@ -48,8 +48,12 @@ def main(out: Path = ROOT / "docs" / "images" / "overlay-example.png") -> None:
     blastic = next(les for les in pair.lesions if les.lesion_type.value == "blastic")
     k = int(np.argmax((labels == lytic.label_value).sum(axis=(1, 2))))  # axial slice through the lytic lesion
     xb = int(np.argmax((labels == blastic.label_value).sum(axis=(0, 1))))  # sagittal plane through the blastic lesion
-    axial = render_overlay(ct[k], z[k], window=style.window, threshold=style.threshold, palette=style.palette, opacity=style.opacity, z_max=style.z_max)
-    sag = render_overlay(ct[:, :, xb], z[:, :, xb], window=style.window, threshold=style.threshold, palette=style.palette, opacity=style.opacity, z_max=style.z_max)
+    axial = render_overlay(
+        ct[k], z[k], window=style.window, threshold=style.threshold, palette=style.palette, opacity=style.opacity, z_max=style.z_max
+    )
+    sag = render_overlay(
+        ct[:, :, xb], z[:, :, xb], window=style.window, threshold=style.threshold, palette=style.palette, opacity=style.opacity, z_max=style.z_max
+    )
     sx, sy, sz = pair.current.spacing_mm
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 4.6), dpi=120)
     axes[0].imshow(axial, aspect=sy / sx)
@@ -59,7 +63,10 @@ def main(out: Path = ROOT / "docs" / "images" / "overlay-example.png") -> None:
     for ax in axes:
         ax.set_axis_off()
     how = f"network v{stage.zmap.model_version}" if stage.zmap.method == "network" else "analytic error model"
-    fig.suptitle(f"z-score overlay on the current CT (bone window L {style.window_level_hu:g} / W {style.window_width_hu:g}; {how}; synthetic case)", fontsize=9)
+    fig.suptitle(
+        f"z-score overlay on the current CT (bone window L {style.window_level_hu:g} / W {style.window_width_hu:g}; {how}; synthetic case)",
+        fontsize=9,
+    )
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)

@@ -80,7 +80,9 @@ def prepare(work: Path, seed: int) -> tuple[Path, Path, dict]:
         for lesion in case.lesions:
             idx = np.rint(current.point_to_index(lesion.center_mm)).astype(int)
             zz, yy, xx = np.ogrid[: z.shape[0], : z.shape[1], : z.shape[2]]
-            near = ((xx - idx[0]) * current.spacing_mm[0]) ** 2 + ((yy - idx[1]) * current.spacing_mm[1]) ** 2 + ((zz - idx[2]) * current.spacing_mm[2]) ** 2 <= (lesion.radius_mm or 5.0) ** 2
+            near = ((xx - idx[0]) * current.spacing_mm[0]) ** 2 + ((yy - idx[1]) * current.spacing_mm[1]) ** 2 + (
+                (zz - idx[2]) * current.spacing_mm[2]
+            ) ** 2 <= (lesion.radius_mm or 5.0) ** 2
             strength = float(np.nanmax(np.abs(z[near]))) if near.any() else 0.0
             if best is None or strength > best[0]:
                 best = (strength, case, lesion)
@@ -113,8 +115,14 @@ def main() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "TSCT_DATABASE_URL": url, "TSCT_DATA_DIR": str(data), "TSCT_DETECTOR_DIR": str(detector_dir)}
-    server = subprocess.Popen([sys.executable, str(ROOT / "tsct_cli.py"), "app", "--port", str(port)], cwd=ROOT, env=env,
-                              stdout=(data / "server.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "tsct_cli.py"), "app", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=(data / "server.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):

@@ -66,7 +66,7 @@ def write_synthetic_case_list(
         array[-1, -1, -1] = 1200.0
         for spec in lesion_specs:  # truth lies in bone: a small block of bone under each lesion centre
             ix, iy, iz = spec.index_xyz
-            array[max(iz - 1, 0):iz + 2, max(iy - 1, 0):iy + 2, max(ix - 1, 0):ix + 2] = BONE_BLOCK_HU
+            array[max(iz - 1, 0) : iz + 2, max(iy - 1, 0) : iy + 2, max(ix - 1, 0) : ix + 2] = BONE_BLOCK_HU
         current = Volume(array, spacing_mm, origin_mm)
         prior = Volume(array + rng.normal(0.0, 5.0, shape_zyx).astype(np.float32), spacing_mm, origin_mm)
         prior_path = write_volume(prior, folder / f"{code}_prior.nii.gz")

@@ -84,7 +84,9 @@ def serve(url: str, study_code: str, port_file: Path) -> None:
                     svc.open_case(int(request["case_read_id"]))
                     self._reply(200, {})
                 elif self.path == "/mark":
-                    mark = svc.save_mark(int(request["case_read_id"]), client_key=request["client_key"], point_mm=request["point_mm"], rating=request["rating"])
+                    mark = svc.save_mark(
+                        int(request["case_read_id"]), client_key=request["client_key"], point_mm=request["point_mm"], rating=request["rating"]
+                    )
                     self._reply(200, {"mark_id": mark.mark_id})
                 elif self.path == "/finish":
                     svc.finish_case(int(request["case_read_id"]))
@@ -121,8 +123,21 @@ class _ServerProcess:
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "reader_study.harness.loadtest", "serve", "--url", self.url, "--study", self.study_code, "--port-file", str(port_file)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [
+                sys.executable,
+                "-m",
+                "reader_study.harness.loadtest",
+                "serve",
+                "--url",
+                self.url,
+                "--study",
+                self.study_code,
+                "--port-file",
+                str(port_file),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + timeout_s
         while not port_file.exists():
@@ -156,17 +171,24 @@ def prepare_load_study(db, folder: Path, *, n_readers: int = 11, n_cases: int = 
     """Create, design, lock and open a study for the load test; returns reader name → reader id."""
     from ..coordinator import create_study, make_design, open_study
     from ..lock import lock_study
-    from ..study_inputs import ReaderSpec
     from ..models import StudyReader
+    from ..study_inputs import ReaderSpec
     from .caselists import SyntheticLesion, write_synthetic_case_list
 
     rng = np.random.default_rng(seed)
-    lesions = [[SyntheticLesion((int(rng.integers(2, 14)), int(rng.integers(2, 14)), int(rng.integers(1, 11))), 3.0)] if k % 2 else [] for k in range(n_cases)]
+    lesions = [
+        [SyntheticLesion((int(rng.integers(2, 14)), int(rng.integers(2, 14)), int(rng.integers(1, 11))), 3.0)] if k % 2 else []
+        for k in range(n_cases)
+    ]
     case_list = write_synthetic_case_list(folder / "cases", lesions, seed=seed)
     with db.transaction() as s:
         create_study(
-            s, code=study_code, case_list=case_list, readers=[ReaderSpec(f"Load reader {j + 1:02d}", "board-certified" if j % 2 else "resident") for j in range(n_readers)],
-            hash_files=False, actor="loadtest",
+            s,
+            code=study_code,
+            case_list=case_list,
+            readers=[ReaderSpec(f"Load reader {j + 1:02d}", "board-certified" if j % 2 else "resident") for j in range(n_readers)],
+            hash_files=False,
+            actor="loadtest",
         )
         make_design(s, study_code, actor="loadtest")
         lock_study(s, study_code, actor="loadtest")
@@ -217,7 +239,11 @@ class LoadTestResult:
             f"({self.marks_per_s:.0f} marks/s including {self.downtime_s:.2f} s restart); save latency (acknowledged attempt) p50 {self.percentile_ms(50):.1f} ms, "
             f"p95 {self.percentile_ms(95):.1f} ms, p99 {self.percentile_ms(99):.1f} ms; server killed (SIGKILL) after {self.killed_after_marks} marks, "
             f"{self.n_failed_at_kill} requests in flight failed and {self.n_retried_requests} attempts were retried"
-            + (f" (the {len(self.outage_latencies_ms)} saves caught by the kill were acknowledged after at most {max(self.outage_latencies_ms):.0f} ms)" if self.outage_latencies_ms else "")
+            + (
+                f" (the {len(self.outage_latencies_ms)} saves caught by the kill were acknowledged after at most {max(self.outage_latencies_ms):.0f} ms)"
+                if self.outage_latencies_ms
+                else ""
+            )
             + f"; in the database: {self.n_marks_in_db} marks, "
             f"{self.n_missing} missing, {self.n_duplicates} duplicated, {self.n_wrong_id} with another id -> "
             f"{'every acknowledged mark present exactly once' if self.exactly_once else 'CHECK FAILED'}"
@@ -291,7 +317,9 @@ class _Client(threading.Thread):
                 for n in range(self.marks_per_read):
                     key = f"load-{self.reader_id}-{read_id}-{n}"
                     point = [float(self.rng.uniform(-7.5, 7.5)), float(self.rng.uniform(-7.5, 7.5)), float(self.rng.uniform(0.0, 22.0))]
-                    data = self._post("/mark", {"case_read_id": read_id, "client_key": key, "point_mm": point, "rating": int(self.rng.integers(1, 6))}, is_mark=True)
+                    data = self._post(
+                        "/mark", {"case_read_id": read_id, "client_key": key, "point_mm": point, "rating": int(self.rng.integers(1, 6))}, is_mark=True
+                    )
                     self.acked[key] = int(data["mark_id"])
                     self.on_ack()
                 self._post("/finish", {"case_read_id": read_id})
@@ -400,11 +428,21 @@ def run_load_test(
     wrong = sum(1 for k, mid in acked.items() if k in found and found[k] != [mid])
     db.dispose()
     return LoadTestResult(
-        backend=db.dialect, n_readers=n_readers, n_marks_acknowledged=len(acked), n_marks_in_db=int(n_in_db or 0),
-        n_duplicates=duplicates, n_missing=missing, n_wrong_id=wrong, n_retried_requests=sum(c.retries for c in clients),
-        n_failed_at_kill=sum(c.failed_at_kill for c in clients), killed_after_marks=kill_info["after"], elapsed_s=elapsed,
-        downtime_s=kill_info["downtime"], latencies_ms=[x for c in clients for x in c.latencies_ms],
-        outage_latencies_ms=[x for c in clients for x in c.outage_latencies_ms], integrity=integrity,
+        backend=db.dialect,
+        n_readers=n_readers,
+        n_marks_acknowledged=len(acked),
+        n_marks_in_db=int(n_in_db or 0),
+        n_duplicates=duplicates,
+        n_missing=missing,
+        n_wrong_id=wrong,
+        n_retried_requests=sum(c.retries for c in clients),
+        n_failed_at_kill=sum(c.failed_at_kill for c in clients),
+        killed_after_marks=kill_info["after"],
+        elapsed_s=elapsed,
+        downtime_s=kill_info["downtime"],
+        latencies_ms=[x for c in clients for x in c.latencies_ms],
+        outage_latencies_ms=[x for c in clients for x in c.outage_latencies_ms],
+        integrity=integrity,
     )
 
 

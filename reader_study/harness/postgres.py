@@ -68,7 +68,9 @@ class TemporaryPostgres:
 
                 pwd.getpwnam("postgres")
             except KeyError:
-                raise PostgresUnavailable("Running as root, but there is no 'postgres' system user to run the server as (PostgreSQL refuses to run as root); install the Debian package 'postgresql'.") from None
+                raise PostgresUnavailable(
+                    "Running as root, but there is no 'postgres' system user to run the server as (PostgreSQL refuses to run as root); install the Debian package 'postgresql'."
+                ) from None
             if runuser is None:
                 raise PostgresUnavailable("Running as root, but 'runuser' is missing, so the server cannot be started as the 'postgres' user.")
             self._run_as = [runuser, "-u", "postgres", "--"]
@@ -80,7 +82,9 @@ class TemporaryPostgres:
         try:
             subprocess.run(
                 self._cmd(str(self.bin_dir / "initdb"), "-D", str(data), "-U", self.user, "-A", "trust", "-E", "UTF8", "--no-sync", "--locale=C"),
-                check=True, capture_output=True, text=True,
+                check=True,
+                capture_output=True,
+                text=True,
             )
         except subprocess.CalledProcessError as exc:
             self._cleanup()
@@ -90,8 +94,11 @@ class TemporaryPostgres:
             speed = "" if self.durable else " -c fsync=off -c full_page_writes=off -c synchronous_commit=off"
             options = f"-h 127.0.0.1 -p {self.port} -k {self.root} -c max_connections=200{speed}"
             result = subprocess.run(
-                self._cmd(str(self.bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(self.root / "server.log"), "-w", "-t", "60", "start"),
-                capture_output=True, text=True,
+                self._cmd(
+                    str(self.bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(self.root / "server.log"), "-w", "-t", "60", "start"
+                ),
+                capture_output=True,
+                text=True,
             )
             if result.returncode == 0:
                 return self
@@ -123,7 +130,9 @@ class TemporaryPostgres:
 
     def stop(self) -> None:
         if self.root is not None and self.bin_dir is not None and (self.root / "data").exists():
-            subprocess.run(self._cmd(str(self.bin_dir / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate", "-w", "stop"), capture_output=True)
+            subprocess.run(
+                self._cmd(str(self.bin_dir / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate", "-w", "stop"), capture_output=True
+            )
         self._cleanup()
 
     def _cleanup(self) -> None:

@@ -232,8 +232,7 @@ def check_simulation_inputs(session: Any, study: Any, detector_dir: str | Path |
     if not root.is_dir():
         raise ReaderStudyError(f"--detector-dir {root} is not a folder; give the detector's batch output folder (DIR/<case id>/).")
     locked: dict[tuple[int, str], str] = {
-        (f.case_id, f.name): f.sha256
-        for f in session.scalars(select(StudyFile).where(StudyFile.study_id == study.id, StudyFile.role == "detector"))
+        (f.case_id, f.name): f.sha256 for f in session.scalars(select(StudyFile).where(StudyFile.study_id == study.id, StudyFile.role == "detector"))
     }
     problems: list[str] = []
     for case in cases:
@@ -256,7 +255,9 @@ def check_simulation_inputs(session: Any, study: Any, detector_dir: str | Path |
         problems.extend(found)
     if problems:
         shown = "; ".join(problems[:8]) + (f"; … and {len(problems) - 8} more" if len(problems) > 8 else "")
-        raise ReaderStudyError(f"Cannot read study {study.code!r} with its overlays: {len(problems)} problem(s) with the detector outputs in {root}: {shown}. Nothing was read.")
+        raise ReaderStudyError(
+            f"Cannot read study {study.code!r} with its overlays: {len(problems)} problem(s) with the detector outputs in {root}: {shown}. Nothing was read."
+        )
 
 
 def simulate_readers(
@@ -324,9 +325,7 @@ def simulate_readers(
     from ..models import StudyCase
 
     with db.snapshot() as s:
-        case_rows = s.execute(
-            select(StudyCase.code, StudyCase.current_path).where(StudyCase.study_id == study.id).order_by(StudyCase.code)
-        ).all()
+        case_rows = s.execute(select(StudyCase.code, StudyCase.current_path).where(StudyCase.study_id == study.id).order_by(StudyCase.code)).all()
     cache: dict[str, CaseEvidence] = {}
     for k, row in enumerate(case_rows, start=1):
         cache[row.code] = case_evidence(row.code, row.current_path, det_root / row.code if det_root else None)

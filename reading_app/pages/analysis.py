@@ -53,8 +53,15 @@ if run:
         progress.write(records.summary())
         data = records.to_observer_data()
         paths = write_report(
-            data, rt.settings.data_dir / "reports", study_name=code, fom=fom, method=method, alpha=float(alpha),
-            subgroups=None if subgroups == "none" else "auto", pdf=pdf, progress=progress.write,
+            data,
+            rt.settings.data_dir / "reports",
+            study_name=code,
+            fom=fom,
+            method=method,
+            alpha=float(alpha),
+            subgroups=None if subgroups == "none" else "auto",
+            pdf=pdf,
+            progress=progress.write,
         )
     except Exception as exc:  # noqa: BLE001 - every analysis refusal is shown with its message
         progress.update(label="The analysis could not be run", state="error")
@@ -83,9 +90,12 @@ with tab_plots:
         curves = pd.read_csv(curves_csv)
         averaged = curves[curves["average"].notna()] if "average" in curves else curves
         for name, frame in averaged.groupby("curve"):
-            chart = alt.Chart(frame).mark_line(interpolate="step-after").encode(
-                x=alt.X("x:Q", title="x"), y=alt.Y("y:Q", title="y", scale=alt.Scale(domain=[0, 1])), color="treatment:N"
-            ).properties(title=f"{name} (reader-averaged)", height=320)
+            chart = (
+                alt.Chart(frame)
+                .mark_line(interpolate="step-after")
+                .encode(x=alt.X("x:Q", title="x"), y=alt.Y("y:Q", title="y", scale=alt.Scale(domain=[0, 1])), color="treatment:N")
+                .properties(title=f"{name} (reader-averaged)", height=320)
+            )
             st.altair_chart(chart, width="stretch")
 with tab_report:
     html = folder / "report.html"

@@ -36,7 +36,9 @@ def login_view() -> None:
             st.divider()
             unknown = st.session_state.pop("tsct_oidc_unknown", None)
             if unknown:
-                st.error(f"The identity {common.text(unknown)} has no TSCT account; ask the study coordinator to create one with this e-mail as user name.")
+                st.error(
+                    f"The identity {common.text(unknown)} has no TSCT account; ask the study coordinator to create one with this e-mail as user name."
+                )
             st.button("Log in with single sign-on", on_click=st.login)
         st.caption("Accounts are issued by the study coordinator. Forgot your password? Ask them for a new initial password.")
 
@@ -48,7 +50,9 @@ def password_view() -> None:
     if user is None:
         st.stop()
     st.title("Choose your password")
-    st.write(f"Welcome, **{common.text(user.username)}**. Replace the initial password you were given with one only you know (at least 10 characters).")
+    st.write(
+        f"Welcome, **{common.text(user.username)}**. Replace the initial password you were given with one only you know (at least 10 characters)."
+    )
     with st.form("password"):
         old = st.text_input("Initial password", type="password", autocomplete="current-password")
         new = st.text_input("New password", type="password", autocomplete="new-password")

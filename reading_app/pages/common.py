@@ -16,6 +16,7 @@ import datetime as dt
 import os
 import re
 import secrets
+import string as _string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,6 @@ from reading_app.workstation import SESSION_COOKIE, WorkstationRuntime, api_base
 
 ROLE_LABELS = {"reader": "Reader", "coordinator": "Coordinator", "statistician": "Statistician", "admin": "Administrator"}
 
-
-import string as _string
 
 _MARKDOWN_SPECIAL = re.compile("([" + re.escape(_string.punctuation) + "])")
 
@@ -280,8 +279,14 @@ def offer_download(user: User, label: str, path: Path, filename: str, *, roles: 
     rt = runtime()
     token = st.session_state.get(key)
     if not token or rt.downloads.get(token) is None:
-        token = rt.downloads.offer(session_key=user.session_key, account_id=user.account.account_id, roles=frozenset(roles), path=path,
-                                   filename=filename, media_type=media_type)
+        token = rt.downloads.offer(
+            session_key=user.session_key,
+            account_id=user.account.account_id,
+            roles=frozenset(roles),
+            path=path,
+            filename=filename,
+            media_type=media_type,
+        )
         st.session_state[key] = token
     url = f"{api_base(st.get_option('server.baseUrlPath') or '')}/download/{token}"
     st.link_button(label, url, type="primary")
@@ -309,8 +314,10 @@ def confined_path(typed: str, *, what: str) -> Path:
         candidate = roots[0] / candidate
     resolved = candidate.resolve()
     if not any(resolved == r or r in resolved.parents for r in roots):
-        raise ValueError(f"The {what} must be inside the study data folder(s) {', '.join(str(r) for r in roots)} "
-                         "($TSCT_STUDY_DIRS or $TSCT_DATA_DIR); copy it there, or upload it.")
+        raise ValueError(
+            f"The {what} must be inside the study data folder(s) {', '.join(str(r) for r in roots)} "
+            "($TSCT_STUDY_DIRS or $TSCT_DATA_DIR); copy it there, or upload it."
+        )
     return resolved
 
 

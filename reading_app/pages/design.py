@@ -18,7 +18,11 @@ with db.snapshot() as s:
     status, locked, washout_days, design_kind = study.status, study.is_locked, study.washout_days, study.design
     content_hash = study.content_hash
 
-st.markdown(f"Status **{status}**" + (f", locked (content hash `{content_hash[:16]}…`)" if locked else ", not locked") + (f", design **{design_kind}**" if design_kind else ""))
+st.markdown(
+    f"Status **{status}**"
+    + (f", locked (content hash `{content_hash[:16]}…`)" if locked else ", not locked")
+    + (f", design **{design_kind}**" if design_kind else "")
+)
 
 
 def show_plan(plan: reader_study.DesignPlan) -> None:
@@ -36,14 +40,24 @@ with tab_design:
     if not locked:
         with st.form("design"):
             c1, c2, c3 = st.columns(3)
-            kind = c1.selectbox("Design", ["crossover", "sequential"], help="crossover: sessions separated by the washout, counterbalanced; sequential: each case unaided then aided in one session.")
+            kind = c1.selectbox(
+                "Design",
+                ["crossover", "sequential"],
+                help="crossover: sessions separated by the washout, counterbalanced; sequential: each case unaided then aided in one session.",
+            )
             blocks = c2.selectbox("Case blocks (crossover)", ["treatments mixed in each session", "1 (AB/BA)"])
             seed = c3.number_input("Seed (empty: the study's)", 0, 2**31 - 1, value=None)
             if st.form_submit_button("Make the design", type="primary"):
                 try:
                     with db.transaction() as s:
-                        plan = reader_study.make_design(s, code, kind=kind, case_blocks=1 if blocks.startswith("1") else None,
-                                                        seed=None if seed is None else int(seed), actor=user.actor)
+                        plan = reader_study.make_design(
+                            s,
+                            code,
+                            kind=kind,
+                            case_blocks=1 if blocks.startswith("1") else None,
+                            seed=None if seed is None else int(seed),
+                            actor=user.actor,
+                        )
                     st.session_state["tsct_plan_made"] = code
                 except reader_study.ReaderStudyError as exc:
                     common.show_error(exc)
@@ -114,7 +128,9 @@ with tab_progress:
         table["total time"] = [common.fmt_seconds(v) for v in frame["total_time_s"]]
         table["next session from"] = ["waived" if w else common.fmt_time(t) for t, w in zip(frame["not_before"], frame["washout_waived"])]
         st.dataframe(
-            table, hide_index=True, width="stretch",
+            table,
+            hide_index=True,
+            width="stretch",
             column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent")},
         )
         st.caption("Times are active reading time per case (pauses left out) as recorded when each case was finished.")

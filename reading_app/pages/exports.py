@@ -18,8 +18,10 @@ code = common.choose_study(db, statuses=("open", "closed"))
 
 if code:
     st.header("Export a study")
-    st.caption("Scores every finished reading against the truth (one consistent snapshot; readers may keep working) and writes "
-               "the RJafroc workbook, the iMRMC file, tidy CSV tables and provenance.json with each file's SHA-256.")
+    st.caption(
+        "Scores every finished reading against the truth (one consistent snapshot; readers may keep working) and writes "
+        "the RJafroc workbook, the iMRMC file, tidy CSV tables and provenance.json with each file's SHA-256."
+    )
     with st.form("export"):
         formats = st.multiselect("Formats", ["jafroc", "imrmc", "csv"], default=["jafroc", "imrmc", "csv"])
         allow_incomplete = st.checkbox("Export the readers who have finished and leave out the others")

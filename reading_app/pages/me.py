@@ -11,8 +11,10 @@ if user is None:
     st.stop()
 
 st.title("My account")
-st.write(f"User name **{common.text(user.username)}**, role **{common.ROLE_LABELS.get(user.role, user.role)}**"
-         + (", logged in with single sign-on." if user.method == "oidc" else "."))
+st.write(
+    f"User name **{common.text(user.username)}**, role **{common.ROLE_LABELS.get(user.role, user.role)}**"
+    + (", logged in with single sign-on." if user.method == "oidc" else ".")
+)
 if user.method == "password":
     with st.form("change-password", clear_on_submit=True):
         st.subheader("Change password")

@@ -73,8 +73,11 @@ def case_files(view: reader_study.CaseView, study_code: str) -> dict:
     from reading_app import workstation as ws
 
     return ws.layer_files(
-        case_code=view.case_code, current_path=view.current_path, prior_path=view.prior_path or None,
-        overlays=view.overlays, detector_dir=common.detector_dir(study_code),
+        case_code=view.case_code,
+        current_path=view.current_path,
+        prior_path=view.prior_path or None,
+        overlays=view.overlays,
+        detector_dir=common.detector_dir(study_code),
     )
 
 

@@ -42,7 +42,9 @@ if code:
             if st.form_submit_button("Add reader"):
                 try:
                     with db.transaction() as s:
-                        added = reader_study.add_readers(s, code, [reader_study.ReaderSpec(name.strip(), group.strip(), "radiologist", years)], actor=user.actor)
+                        added = reader_study.add_readers(
+                            s, code, [reader_study.ReaderSpec(name.strip(), group.strip(), "radiologist", years)], actor=user.actor
+                        )
                         new_code = added[0].reader_code
                     st.success(f"Added {common.text(name)} as {common.text(new_code)}.")
                     st.rerun()
@@ -117,8 +119,10 @@ if not accounts.empty:
 
 # ------------------------------------------------------------------------------------------------
 st.header("Logged-in browsers")
-st.caption("Every browser session that is logged in now (kept in the database: a restart of the server keeps them). "
-           "Ending one logs that browser out at once and closes its image links.")
+st.caption(
+    "Every browser session that is logged in now (kept in the database: a restart of the server keeps them). "
+    "Ending one logs that browser out at once and closes its image links."
+)
 with db.snapshot() as s:
     live = reader_study.list_web_sessions(s)
 if live.empty:
@@ -127,8 +131,10 @@ else:
     st.dataframe(live, hide_index=True, width="stretch")
     with st.form("revoke-session"):
         c1, c2 = st.columns([3, 1])
-        labels = {int(r.session): f"{r.session}: {r.username} ({r.role}, {r.method}, from {r.client or 'unknown'}, since {common.fmt_time(r.started)})"
-                  for r in live.itertuples()}
+        labels = {
+            int(r.session): f"{r.session}: {r.username} ({r.role}, {r.method}, from {r.client or 'unknown'}, since {common.fmt_time(r.started)})"
+            for r in live.itertuples()
+        }
         chosen = c1.selectbox("Session", list(labels), format_func=lambda k: labels[k])
         if c2.form_submit_button("End this session"):
             target = live.loc[live["session"] == chosen].iloc[0]
@@ -145,8 +151,10 @@ else:
                 st.rerun()
 
 st.header("Log-in attempts")
-st.caption("The latest attempts, newest first (user names as typed). Failed attempts slow further tries and lock an account "
-           "for 15 minutes after 10 in a row; unlock it above once you know who it was.")
+st.caption(
+    "The latest attempts, newest first (user names as typed). Failed attempts slow further tries and lock an account "
+    "for 15 minutes after 10 in a row; unlock it above once you know who it was."
+)
 with db.snapshot() as s:
     attempts = reader_study.recent_login_attempts(s, limit=200)
 if attempts.empty:

@@ -65,8 +65,16 @@ def handle_click(ctx: dict, ev: dict) -> None:
         return
     try:
         point = ws.click_to_point(
-            ctx["grid"], plane=str(ev["plane"]), slice_index=int(ev["slice"]), screen_x=float(ev["x"]), screen_y=float(ev["y"]),
-            viewport_w_px=float(ev["W"]), viewport_h_px=float(ev["H"]), zoom=float(ev["zoom"]), center_u=float(ev["cu"]), center_v=float(ev["cv"]),
+            ctx["grid"],
+            plane=str(ev["plane"]),
+            slice_index=int(ev["slice"]),
+            screen_x=float(ev["x"]),
+            screen_y=float(ev["y"]),
+            viewport_w_px=float(ev["W"]),
+            viewport_h_px=float(ev["H"]),
+            zoom=float(ev["zoom"]),
+            center_u=float(ev["cu"]),
+            center_v=float(ev["cv"]),
         )
     except (ws.ViewError, KeyError, TypeError, ValueError) as exc:
         _message("error", f"That click could not be placed: {exc}")
@@ -75,7 +83,13 @@ def handle_click(ctx: dict, ev: dict) -> None:
         _message("warning", "Click on the image to place a mark.")
         return
     key = str(ev.get("key") or uuid.uuid4().hex)[:150]
-    st.session_state["tsct_pending"] = {"key": key, "point_mm": point.point_mm, "case_read_id": ctx["case_read_id"], "plane": point.plane, "slice": point.slice_index}
+    st.session_state["tsct_pending"] = {
+        "key": key,
+        "point_mm": point.point_mm,
+        "case_read_id": ctx["case_read_id"],
+        "plane": point.plane,
+        "slice": point.slice_index,
+    }
 
 
 def save_pending(rating: float) -> None:
@@ -205,8 +219,15 @@ def ensure_ticket(view: reader_study.CaseView, files: dict, *, kind: str = "read
     if token and rt.tickets.valid(token):
         return token
     token = rt.tickets.issue(
-        account_id=user.account.account_id, reader_id=reader_id, study_code=svc.study_code, case_read_id=view.case_read_id,
-        case_code=view.case_code, layers=ws.allowed_layers(view.overlays), files=files, session_key=user.session_key, kind=kind,
+        account_id=user.account.account_id,
+        reader_id=reader_id,
+        study_code=svc.study_code,
+        case_read_id=view.case_read_id,
+        case_code=view.case_code,
+        layers=ws.allowed_layers(view.overlays),
+        files=files,
+        session_key=user.session_key,
+        kind=kind,
         registration=registration_file(common.detector_dir(svc.study_code), view.case_code),
     )
     st.session_state[key] = token
@@ -268,12 +289,21 @@ def reading_area(view: reader_study.CaseView, current: ws.DisplayGrid, prior: ws
         pending = None
     missing = [name for name, path in files.items() if not path.exists()]
     payload = ws.viewer_payload(
-        instance=f"{svc.study_code}:{view.case_read_id}", api_base=ws.api_base(st.get_option("server.baseUrlPath") or ""), ticket=token,
-        current=current, prior=prior, layers=files.keys(), missing_layers=missing,
+        instance=f"{svc.study_code}:{view.case_read_id}",
+        api_base=ws.api_base(st.get_option("server.baseUrlPath") or ""),
+        ticket=token,
+        current=current,
+        prior=prior,
+        layers=files.keys(),
+        missing_layers=missing,
         marks=[{"id": m.mark_id, "n": n, "rating": m.rating, "point_mm": m.point_mm} for n, m in enumerate(marks, 1)],
-        pending=pending, image_format=rt.settings.image_format, mark_radius_mm=rt.settings.mark_radius_mm, can_mark=froc,
+        pending=pending,
+        image_format=rt.settings.image_format,
+        mark_radius_mm=rt.settings.mark_radius_mm,
+        can_mark=froc,
         rating_keys=[str(r) for r in range(int(scale.low), int(scale.high) + 1)] if scale.integer and scale.high - scale.low < 10 else [],
-        view=rt.views.get((reader_id, view.case_read_id)), jump=st.session_state.get("tsct_jump"),
+        view=rt.views.get((reader_id, view.case_read_id)),
+        jump=st.session_state.get("tsct_jump"),
         handled_key=st.session_state.get("tsct_handled_key"),
         prior_sync=registration_prior_sync(common.detector_dir(svc.study_code), view.case_code, current, prior),
     )
@@ -307,11 +337,26 @@ def reading_area(view: reader_study.CaseView, current: ws.DisplayGrid, prior: ws
                     wkey = f"mark-rating-{m.mark_id}"
                     if scale.integer and scale.high - scale.low < 10:
                         options = list(range(int(scale.low), int(scale.high) + 1))
-                        b.selectbox("Rating", options, index=options.index(int(m.rating)), key=wkey, label_visibility="collapsed",
-                                    on_change=change_rating, args=(m.mark_id, wkey))
+                        b.selectbox(
+                            "Rating",
+                            options,
+                            index=options.index(int(m.rating)),
+                            key=wkey,
+                            label_visibility="collapsed",
+                            on_change=change_rating,
+                            args=(m.mark_id, wkey),
+                        )
                     else:
-                        b.number_input("Rating", scale.low, scale.high, value=float(m.rating), key=wkey, label_visibility="collapsed",
-                                       on_change=change_rating, args=(m.mark_id, wkey))
+                        b.number_input(
+                            "Rating",
+                            scale.low,
+                            scale.high,
+                            value=float(m.rating),
+                            key=wkey,
+                            label_visibility="collapsed",
+                            on_change=change_rating,
+                            args=(m.mark_id, wkey),
+                        )
                     c, d = st.columns(2)
                     c.button("Go to", key=f"go-{m.mark_id}", on_click=jump_to, args=(m.mark_id,), width="stretch")
                     d.button("Delete", key=f"del-{m.mark_id}", on_click=delete_mark, args=(m.mark_id,), width="stretch")
@@ -321,11 +366,25 @@ def reading_area(view: reader_study.CaseView, current: ws.DisplayGrid, prior: ws
             st.markdown("**Your rating of this case** — how confident are you that it has a lesion?")
             if scale.integer and scale.high - scale.low < 10:
                 options = list(range(int(scale.low), int(scale.high) + 1))
-                st.radio("Case rating", options, index=None if current_rating is None else options.index(int(current_rating)),
-                         key=wkey, horizontal=True, on_change=set_case_rating, args=(wkey,))
+                st.radio(
+                    "Case rating",
+                    options,
+                    index=None if current_rating is None else options.index(int(current_rating)),
+                    key=wkey,
+                    horizontal=True,
+                    on_change=set_case_rating,
+                    args=(wkey,),
+                )
             else:
-                st.number_input("Case rating", scale.low, scale.high, value=None if current_rating is None else float(current_rating),
-                                key=wkey, on_change=set_case_rating, args=(wkey,))
+                st.number_input(
+                    "Case rating",
+                    scale.low,
+                    scale.high,
+                    value=None if current_rating is None else float(current_rating),
+                    key=wkey,
+                    on_change=set_case_rating,
+                    args=(wkey,),
+                )
 
         st.divider()
         active = rt.timer.total_s((reader_id, view.case_read_id))
@@ -344,15 +403,22 @@ def treatment_banner(view: reader_study.CaseView) -> None:
     if view.overlays:
         st.markdown(f":green-badge[Aided reading] {common.text(view.treatment_label)}" + (" :orange-badge[Training case]" if view.training else ""))
     else:
-        st.markdown(":gray-badge[Unaided reading] the CT exams only, no subtraction or z-map" + (" :orange-badge[Training case]" if view.training else ""))
+        st.markdown(
+            ":gray-badge[Unaided reading] the CT exams only, no subtraction or z-map" + (" :orange-badge[Training case]" if view.training else "")
+        )
     unknown = ws.unknown_overlays(view.overlays)
     if unknown:
-        st.warning(f"This reading names aids the viewer does not know ({common.text(', '.join(unknown))}); they are not shown. Tell the study coordinator.")
+        st.warning(
+            f"This reading names aids the viewer does not know ({common.text(', '.join(unknown))}); they are not shown. Tell the study coordinator."
+        )
 
 
 def set_context(view: reader_study.CaseView, current: ws.DisplayGrid, *, can_mark: bool) -> None:
     st.session_state["tsct_ctx"] = {
-        "case_read_id": view.case_read_id, "study": svc.study_code, "grid": current, "can_mark": can_mark,
+        "case_read_id": view.case_read_id,
+        "study": svc.study_code,
+        "grid": current,
+        "can_mark": can_mark,
         "viewer_key": f"viewer-{svc.study_code}-{view.case_read_id}",
     }
 
@@ -380,10 +446,18 @@ def review(case_read_id: int) -> None:
         for les in feedback.lesions
     ]
     payload = ws.viewer_payload(
-        instance=f"{svc.study_code}:{case_read_id}:review", api_base=ws.api_base(st.get_option("server.baseUrlPath") or ""), ticket=token,
-        current=current, prior=prior, layers=files.keys(), missing_layers=[n for n, p in files.items() if not p.exists()],
+        instance=f"{svc.study_code}:{case_read_id}:review",
+        api_base=ws.api_base(st.get_option("server.baseUrlPath") or ""),
+        ticket=token,
+        current=current,
+        prior=prior,
+        layers=files.keys(),
+        missing_layers=[n for n, p in files.items() if not p.exists()],
         marks=[{"id": m.mark_id, "n": n, "rating": m.rating, "point_mm": m.point_mm} for n, m in enumerate(marks, 1)],
-        truth=truth, image_format=rt.settings.image_format, mark_radius_mm=rt.settings.mark_radius_mm, can_mark=False,
+        truth=truth,
+        image_format=rt.settings.image_format,
+        mark_radius_mm=rt.settings.mark_radius_mm,
+        can_mark=False,
         jump=st.session_state.get("tsct_jump"),
     )
     left, right = st.columns([3.6, 1], gap="small")  # the image first (F: the viewer fills the window)
@@ -391,21 +465,30 @@ def review(case_read_id: int) -> None:
         slice_viewer(payload, key=f"review-{case_read_id}", callbacks={})
     with right:
         if not feedback.lesions:
-            st.success("This case has no lesion." + (" You marked none: correct." if not marks else f" Your {len(marks)} mark(s) are false positives."))
+            st.success(
+                "This case has no lesion." + (" You marked none: correct." if not marks else f" Your {len(marks)} mark(s) are false positives.")
+            )
         else:
             st.markdown("**Lesions** (dashed cyan circles)")
             found = {m["lesion"] for m in feedback.marks if m["outcome"] == "LL"}
             for les in feedback.lesions:
                 hit = les["lesion"] in found
                 cols = st.columns([3, 1])
-                cols[0].markdown(f"{'✅' if hit else '❌'} **{common.text(les['lesion'])}** {common.text(les['type'])}, {common.text(les['location'].replace('_', ' '))}")
-                cols[1].button("Go to", key=f"go-truth-{les['lesion']}", on_click=jump_to, args=(f"{les['lesion']} ({les['type']}, {les['location']})",))
+                cols[0].markdown(
+                    f"{'✅' if hit else '❌'} **{common.text(les['lesion'])}** {common.text(les['type'])}, {common.text(les['location'].replace('_', ' '))}"
+                )
+                cols[1].button(
+                    "Go to", key=f"go-truth-{les['lesion']}", on_click=jump_to, args=(f"{les['lesion']} ({les['type']}, {les['location']})",)
+                )
         if marks:
             words = {"LL": "hit a lesion", "NL": "false positive", "dropped": "second mark on a found lesion"}
             st.markdown("**Your marks**")
             for n, m in enumerate(marks, 1):
                 o = outcome_of.get(m.mark_id, {})
-                st.markdown(f"{n}. rating {m.rating:g}: {words.get(o.get('outcome'), o.get('outcome', ''))}" + (f" ({common.text(o['lesion'])})" if o.get("lesion") else ""))
+                st.markdown(
+                    f"{n}. rating {m.rating:g}: {words.get(o.get('outcome'), o.get('outcome', ''))}"
+                    + (f" ({common.text(o['lesion'])})" if o.get("lesion") else "")
+                )
         if st.button("Continue", type="primary", width="stretch"):
             st.session_state.pop("tsct_review", None)
             st.rerun()

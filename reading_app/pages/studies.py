@@ -6,9 +6,9 @@ import pandas as pd
 import streamlit as st
 
 import reader_study
+from cases import CaseListError, read_case_list
 from reading_app import workstation as ws
 from reading_app.pages import common
-from cases import CaseListError, read_case_list
 
 db = common.require_database()
 user = common.require_role("coordinator")
@@ -29,8 +29,17 @@ def problems_frame(problems) -> pd.DataFrame:  # noqa: ANN001
     from cases.caselist import REQUIRED_COLUMNS
 
     if any(p.row == 1 and p.column is None and "missing required column" in p.message for p in problems):
-        return pd.DataFrame([{"row": 1, "column": None, "what to fix": "This is not a case list: its first row must be a header with the columns "
-                              + ", ".join(REQUIRED_COLUMNS) + " (docs/case-list.md)."}])
+        return pd.DataFrame(
+            [
+                {
+                    "row": 1,
+                    "column": None,
+                    "what to fix": "This is not a case list: its first row must be a header with the columns "
+                    + ", ".join(REQUIRED_COLUMNS)
+                    + " (docs/case-list.md).",
+                }
+            ]
+        )
     return pd.DataFrame([{"row": p.row, "column": p.column, "what to fix": p.message} for p in problems])
 
 
@@ -63,9 +72,11 @@ def typed_path(value: str, what: str) -> Path | None:
 # ------------------------------------------------------------------------------------------------
 st.header("Validate a case list")
 roots = ", ".join(str(r) for r in common.data_roots())
-st.caption("A case list is a CSV on the server (docs/case-list.md): one row per truth lesion and per normal case. "
-           f"Paths inside it are read relative to its folder. Only files inside the study data folder(s) can be used: {common.text(roots)} "
-           "($TSCT_STUDY_DIRS, default $TSCT_DATA_DIR); a relative path starts there.")
+st.caption(
+    "A case list is a CSV on the server (docs/case-list.md): one row per truth lesion and per normal case. "
+    f"Paths inside it are read relative to its folder. Only files inside the study data folder(s) can be used: {common.text(roots)} "
+    "($TSCT_STUDY_DIRS, default $TSCT_DATA_DIR); a relative path starts there."
+)
 path_text = st.text_input("Case list (path on the server)", key="caselist_path", placeholder="studies/ts-2026/caselist.csv")
 if st.button("Validate", disabled=not path_text):
     path = typed_path(path_text, "case list")
@@ -88,8 +99,10 @@ if st.button("Validate", disabled=not path_text):
             st.success(f"Valid: {common.text(cl.summary())}")
             away = outside_images(cl)
             if away:
-                st.error(f"{len(away)} case(s) have exams outside the study data folders ({common.text(', '.join(away[:10]))}); "
-                         "move them inside (or add their folder to $TSCT_STUDY_DIRS) before creating a study.")
+                st.error(
+                    f"{len(away)} case(s) have exams outside the study data folders ({common.text(', '.join(away[:10]))}); "
+                    "move them inside (or add their folder to $TSCT_STUDY_DIRS) before creating a study."
+                )
             overlays = ("subtraction", "zmap")
             folder = rt.settings.detector_dir
             check = ws.check_detector_outputs([c.case_id for c in cl], overlays, folder, current={c.case_id: c.current for c in cl})
@@ -97,8 +110,10 @@ if st.button("Validate", disabled=not path_text):
             if missing.empty:
                 st.info(f"Detector outputs found for every case in {common.text(folder)}.")
             else:
-                st.warning(f"{len(missing)} of {len(check)} detector outputs the aided reading needs are missing or unusable in {common.text(folder)} "
-                           f"(run `tsct detect batch {common.text(path)} --out {common.text(folder)}`).")
+                st.warning(
+                    f"{len(missing)} of {len(check)} detector outputs the aided reading needs are missing or unusable in {common.text(folder)} "
+                    f"(run `tsct detect batch {common.text(path)} --out {common.text(folder)}`)."
+                )
                 st.dataframe(missing, hide_index=True, width="stretch")
 
 # ------------------------------------------------------------------------------------------------
@@ -114,13 +129,20 @@ with st.form("create-study"):
     c5, c6, c7 = st.columns(3)
     paradigm = c5.selectbox("Paradigm", ["FROC", "ROC"], help="FROC: each lesion marked with a rating. ROC: one rating per case.")
     scale = c6.selectbox("Rating scale", ["1-5", "0-100"])
-    acceptance = c7.selectbox("A mark hits a lesion when", ["radius", "extent"], format_func=lambda r: {"radius": "within a radius of its centre", "extent": "inside the lesion"}[r])
+    acceptance = c7.selectbox(
+        "A mark hits a lesion when",
+        ["radius", "extent"],
+        format_func=lambda r: {"radius": "within a radius of its centre", "extent": "inside the lesion"}[r],
+    )
     c8, c9, c10 = st.columns(3)
     radius = c8.number_input("Acceptance radius (mm)", 1.0, 50.0, 10.0)
     washout = c9.number_input("Washout (days)", 0.0, 365.0, 28.0)
     seed = c10.number_input("Seed", 0, 2**31 - 1, 0)
-    treatments_text = st.text_input("Treatments, in reading order", value="unaided, aided=subtraction+zmap",
-                                    help="CODE or CODE=OVERLAY+OVERLAY; overlays: subtraction, subtraction_vm, warped_prior, zmap.")
+    treatments_text = st.text_input(
+        "Treatments, in reading order",
+        value="unaided, aided=subtraction+zmap",
+        help="CODE or CODE=OVERLAY+OVERLAY; overlays: subtraction, subtraction_vm, warped_prior, zmap.",
+    )
     submitted = st.form_submit_button("Create study", type="primary")
 if submitted:
     try:
@@ -130,8 +152,10 @@ if submitted:
         for listed in [case_list_path] + ([training_path] if training_path else []):
             away = outside_images(read_case_list(listed))
             if away:
-                raise ValueError(f"{len(away)} case(s) of {listed.name} have exams outside the study data folders "
-                                 f"({', '.join(away[:10])}); move them inside, or add their folder to $TSCT_STUDY_DIRS.")
+                raise ValueError(
+                    f"{len(away)} case(s) of {listed.name} have exams outside the study data folders "
+                    f"({', '.join(away[:10])}); move them inside, or add their folder to $TSCT_STUDY_DIRS."
+                )
         specs = []
         if readers_upload is not None:
             import hashlib
@@ -146,13 +170,25 @@ if submitted:
             specs = reader_study.read_readers_file(saved)
         with db.transaction() as s:
             study = reader_study.create_study(
-                s, code=code.strip(), case_list=case_list_path, readers=specs, title=title, paradigm=paradigm,
-                rating_scale=scale, treatments=treatments, acceptance_rule=acceptance,
-                acceptance_radius_mm=radius if acceptance == "radius" else None, washout_days=washout, seed=int(seed),
-                training_case_list=training_path, actor=user.actor,
+                s,
+                code=code.strip(),
+                case_list=case_list_path,
+                readers=specs,
+                title=title,
+                paradigm=paradigm,
+                rating_scale=scale,
+                treatments=treatments,
+                acceptance_rule=acceptance,
+                acceptance_radius_mm=radius if acceptance == "radius" else None,
+                washout_days=washout,
+                seed=int(seed),
+                training_case_list=training_path,
+                actor=user.actor,
             )
             n_cases = sum(1 for c in study.cases if not c.is_training)
-        st.success(f"Study {common.text(code)} created as a draft with {n_cases} cases and {len(specs)} readers. Next: readers and accounts, then the design.")
+        st.success(
+            f"Study {common.text(code)} created as a draft with {n_cases} cases and {len(specs)} readers. Next: readers and accounts, then the design."
+        )
     except reader_study.InputFileError as exc:
         st.error(f"{len(exc.problems)} problem(s) in the readers file; nothing was created.")
         st.dataframe(problems_frame(exc.problems), hide_index=True, width="stretch")

@@ -37,6 +37,7 @@ for v in sessions:
     rows.append({"session": v.session_index, "status": v.status, "read": f"{v.n_finished} / {v.n_reads}", "when": when})
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
+
 def prefetch_next(case_read_id: int) -> None:
     """Read the next case's volumes in the background while the reader is on this page (its first image then appears at once)."""
     if st.session_state.get("tsct_worklist_prefetched") != case_read_id:
@@ -74,7 +75,10 @@ else:
     items = svc.worklist()
     st.subheader(f"Session {open_session.session_index}")
     table = pd.DataFrame(
-        [{"#": i.position, "case": i.case_code, "reading": i.treatment_label, "training": "yes" if i.training else "", "status": i.status} for i in items]
+        [
+            {"#": i.position, "case": i.case_code, "reading": i.treatment_label, "training": "yes" if i.training else "", "status": i.status}
+            for i in items
+        ]
     )
     st.dataframe(table, hide_index=True, width="stretch")
     finished_training = [i for i in items if i.training and i.status == "finished"]

@@ -33,6 +33,7 @@ from .errors import ImageLayerMissingError, LayerNotAllowedError, TicketError, V
 from .geometry import PLANES, DisplayGrid, PlaneGeometry, ViewTransform, extract_slice, image_to_voxel, voxel_to_image
 from .http import API_PREFIX, SESSION_COOKIE, api_base, make_routes
 from .layers import AID_LAYERS, LAYERS, LayerSpec, allowed_layers, check_detector_outputs, layer_files, unknown_overlays
+from .readout import SampledValue, ValueReader, read_transform
 from .render import (
     DEFAULT_OPACITY,
     DEFAULT_PALETTE,
@@ -46,7 +47,6 @@ from .render import (
     window_to_uint8,
     zmap_overlay_rgba,
 )
-from .readout import SampledValue, ValueReader, read_transform
 from .service import ImageService, RenderedImage, WorkstationRuntime, get_runtime, reset_runtime
 from .settings import WorkstationSettings
 from .timing import ActiveTimeTracker

@@ -118,8 +118,19 @@ class TicketRegistry:
             raise LayerNotAllowedError(f"Unknown image layer(s) {', '.join(sorted(unknown))}; known: {', '.join(LAYERS)}.")
         token = secrets.token_urlsafe(32)
         kept = {name: Path(path) for name, path in files.items() if name in layers}
-        ticket = ImageTicket(account_id, reader_id, study_code, case_read_id, case_code, frozenset(layers), kept, session_key, self._clock() + self.ttl_s, kind,
-                             Path(registration) if registration else None)
+        ticket = ImageTicket(
+            account_id,
+            reader_id,
+            study_code,
+            case_read_id,
+            case_code,
+            frozenset(layers),
+            kept,
+            session_key,
+            self._clock() + self.ttl_s,
+            kind,
+            Path(registration) if registration else None,
+        )
         with self._lock:
             self._purge()
             self._tickets[_digest(token)] = ticket
@@ -185,8 +196,10 @@ class TicketRegistry:
         """Revoke every ticket of an account, of one browser session or of one case read; returns how many."""
         with self._lock:
             doomed = [
-                k for k, t in self._tickets.items()
-                if (account_id is not None and t.account_id == account_id) or (session_key and t.session_key == session_key)
+                k
+                for k, t in self._tickets.items()
+                if (account_id is not None and t.account_id == account_id)
+                or (session_key and t.session_key == session_key)
                 or (case_read_id is not None and t.case_read_id == case_read_id)
             ]
             for k in doomed:
@@ -384,8 +397,16 @@ class DownloadRegistry:
         self._items: dict[str, Download] = {}
         self._lock = threading.Lock()
 
-    def offer(self, *, session_key: str, account_id: int, roles: frozenset[str] | set[str] | tuple[str, ...], path: Path, filename: str,
-              media_type: str = "application/zip") -> str:
+    def offer(
+        self,
+        *,
+        session_key: str,
+        account_id: int,
+        roles: frozenset[str] | set[str] | tuple[str, ...],
+        path: Path,
+        filename: str,
+        media_type: str = "application/zip",
+    ) -> str:
         """Offer ``path`` (a folder is zipped when fetched) to one browser session; returns the token for the URL."""
         token = secrets.token_urlsafe(24)
         now = self._clock()

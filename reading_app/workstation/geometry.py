@@ -263,8 +263,16 @@ class ViewTransform:
             raise ViewError(f"Zoom must be a positive number, got {self.zoom!r}.")
 
     @classmethod
-    def for_plane(cls, geometry: PlaneGeometry, viewport_w_px: float, viewport_h_px: float, *, zoom: float = 1.0,
-                  center_u: float | None = None, center_v: float | None = None) -> "ViewTransform":
+    def for_plane(
+        cls,
+        geometry: PlaneGeometry,
+        viewport_w_px: float,
+        viewport_h_px: float,
+        *,
+        zoom: float = 1.0,
+        center_u: float | None = None,
+        center_v: float | None = None,
+    ) -> "ViewTransform":
         return cls(viewport_w_px, viewport_h_px, geometry.n_u, geometry.n_v, geometry.du_mm, geometry.dv_mm, zoom, center_u, center_v)
 
     @property

@@ -107,7 +107,14 @@ def make_routes(base_url_path: str = "", runtime: Callable[[], WorkstationRuntim
             width = float(q["ww"]) if "ww" in q else None
             fmt = q.get("fmt") or None
             rendered = await run_in_threadpool(
-                runtime().images.render, p["ticket"], p["layer"], p["plane"], int(p["index"]), level_hu=level, width_hu=width, fmt=fmt,
+                runtime().images.render,
+                p["ticket"],
+                p["layer"],
+                p["plane"],
+                int(p["index"]),
+                level_hu=level,
+                width_hu=width,
+                fmt=fmt,
                 session_token=request.cookies.get(SESSION_COOKIE),
             )
         except ValueError as exc:
@@ -131,7 +138,15 @@ def make_routes(base_url_path: str = "", runtime: Callable[[], WorkstationRuntim
             return error(400, "Give the image position as ?u=<number>&v=<number> (and linked_slice as a whole number).")
         try:
             values = await run_in_threadpool(
-                runtime().values.read, p["ticket"], p["layer"], p["plane"], int(p["index"]), u, v, linked=linked, linked_slice=linked_slice,
+                runtime().values.read,
+                p["ticket"],
+                p["layer"],
+                p["plane"],
+                int(p["index"]),
+                u,
+                v,
+                linked=linked,
+                linked_slice=linked_slice,
                 session_token=request.cookies.get(SESSION_COOKIE),
             )
         except ValueError as exc:
@@ -145,13 +160,18 @@ def make_routes(base_url_path: str = "", runtime: Callable[[], WorkstationRuntim
             body = json.loads((await request.body()) or b"{}")
             code = str(body.get("code", ""))
         except (ValueError, AttributeError):
-            return error(400, "Send {\"code\": \"...\"}.")
+            return error(400, 'Send {"code": "..."}.')
         token = await run_in_threadpool(runtime().sessions.claim, code)
         if token is None:
             return error(401, "This log-in link is unknown, used or expired; log in again.")
         response = JSONResponse({"ok": True}, headers=no_store)
         response.set_cookie(
-            SESSION_COOKIE, token, httponly=True, samesite="strict", secure=_is_https(request), path=cookie_path,
+            SESSION_COOKIE,
+            token,
+            httponly=True,
+            samesite="strict",
+            secure=_is_https(request),
+            path=cookie_path,
             max_age=int(runtime().sessions.idle_s),
         )
         return response
@@ -184,8 +204,11 @@ def make_routes(base_url_path: str = "", runtime: Callable[[], WorkstationRuntim
             return error(404, "The exported files are no longer on the server; export again.")
         data = await run_in_threadpool(_zip_or_read, item.path)
         quoted = item.filename.replace('"', "")
-        return Response(data, media_type=item.media_type, headers={**no_store, "Content-Disposition": f'attachment; filename="{quoted}"',
-                                                                    "X-Content-Type-Options": "nosniff"})
+        return Response(
+            data,
+            media_type=item.media_type,
+            headers={**no_store, "Content-Disposition": f'attachment; filename="{quoted}"', "X-Content-Type-Options": "nosniff"},
+        )
 
     return [
         Route(prefix + "/image/{ticket}/{layer}/{plane}/{index:int}", image, methods=["GET"]),

@@ -39,7 +39,19 @@ from reader_study.aids import AIDS, unknown_overlays
 
 from .render import SUBTRACTION_WINDOW, WindowPreset
 
-__all__ = ["LayerSpec", "LAYERS", "AID_LAYERS", "allowed_layers", "unknown_overlays", "layer_files", "check_detector_outputs", "overlay_style_for", "SCORE_ROLE", "registration_prior_sync", "registration_file"]
+__all__ = [
+    "LayerSpec",
+    "LAYERS",
+    "AID_LAYERS",
+    "allowed_layers",
+    "unknown_overlays",
+    "layer_files",
+    "check_detector_outputs",
+    "overlay_style_for",
+    "SCORE_ROLE",
+    "registration_prior_sync",
+    "registration_file",
+]
 
 
 @dataclass(frozen=True)
@@ -184,11 +196,27 @@ def check_detector_outputs(
             if problem is not None:
                 rows.append({"case": code, "layer": name, "file": str(Path(detector_dir) / code), "present": False, "problem": problem})
             elif not outputs.has(role):
-                rows.append({"case": code, "layer": name, "file": str(Path(detector_dir) / code), "present": False, "problem": f"the detector wrote no {role!r} output for this case"})
+                rows.append(
+                    {
+                        "case": code,
+                        "layer": name,
+                        "file": str(Path(detector_dir) / code),
+                        "present": False,
+                        "problem": f"the detector wrote no {role!r} output for this case",
+                    }
+                )
             else:
                 path = outputs.path(role)
                 present = path.exists()
-                rows.append({"case": code, "layer": name, "file": str(path), "present": present, "problem": None if present else "listed in outputs.json but missing"})
+                rows.append(
+                    {
+                        "case": code,
+                        "layer": name,
+                        "file": str(path),
+                        "present": present,
+                        "problem": None if present else "listed in outputs.json but missing",
+                    }
+                )
     return pd.DataFrame(rows, columns=["case", "layer", "file", "present", "problem"])
 
 
@@ -218,7 +246,9 @@ def overlay_style_for(path: str | Path, threshold: float, saturation: float) -> 
     try:
         t = float(json.loads(cand.read_text(encoding="utf-8"))["parameters"]["threshold"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ViewError(f"The candidates' threshold for {path} could not be read from {cand} ({type(exc).__name__}); rerun tsct detect for this case.") from exc
+        raise ViewError(
+            f"The candidates' threshold for {path} could not be read from {cand} ({type(exc).__name__}); rerun tsct detect for this case."
+        ) from exc
     if not (t > 0 and t < 1e6):
         raise ViewError(f"The candidates' threshold {t} in {cand} is not a positive number; rerun tsct detect for this case.")
     return t, 2.5 * t

@@ -50,9 +50,15 @@ class SampledValue:
     def as_json(self) -> dict[str, Any]:
         """The JSON the viewer reads (numbers rounded for display: HU to 0.1, mm to 0.01)."""
         return {
-            "layer": self.layer, "plane": self.plane, "slice": self.slice_index, "u": round(self.u, 3), "v": round(self.v, 3),
-            "inside": self.inside, "value": None if self.value is None else round(self.value, 1),
-            "unit": "HU", "label": LAYERS[self.layer].label,
+            "layer": self.layer,
+            "plane": self.plane,
+            "slice": self.slice_index,
+            "u": round(self.u, 3),
+            "v": round(self.v, 3),
+            "inside": self.inside,
+            "value": None if self.value is None else round(self.value, 1),
+            "unit": "HU",
+            "label": LAYERS[self.layer].label,
             "voxel": None if self.voxel_xyz is None else list(self.voxel_xyz),
             "mm": None if self.point_mm is None else [round(c, 2) for c in self.point_mm],
         }

@@ -28,8 +28,13 @@ CHROMIUM_PATH = Path("/usr/bin/chromium")
 
 #: Headless chromium as root, with no outside lookups (only 127.0.0.1 resolves).
 CHROMIUM_ARGS: tuple[str, ...] = (
-    "--no-sandbox", "--headless", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-    "--disable-background-networking", "--disable-component-update", "--no-first-run",
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
 )
 
 #: Password of every account made by :func:`build_reading_study` (tests and local demos only).
@@ -71,7 +76,9 @@ def write_test_detector_outputs(
         current = read_volume(case.current)
         prior = read_volume(case.prior)
         if current.shape != prior.shape:
-            raise ValueError(f"Case {case.case_id}: prior {prior.shape} and current {current.shape} differ in shape; run `tsct detect` for real outputs.")
+            raise ValueError(
+                f"Case {case.case_id}: prior {prior.shape} and current {current.shape} differ in shape; run `tsct detect` for real outputs."
+            )
         folder = Path(detector_dir) / case.case_id
         folder.mkdir(parents=True, exist_ok=True)
         (folder / MANIFEST_NAME).unlink(missing_ok=True)
@@ -83,9 +90,14 @@ def write_test_detector_outputs(
             files["qc"] = folder / ROLES["qc"][0]
             files["qc"].write_text(json.dumps({"case_id": case.case_id, "status": "passed"}) + "\n", encoding="utf-8")
         write_case_outputs(
-            folder, files, grid=current.grid, case_id=case.case_id, qc_status="passed",
+            folder,
+            files,
+            grid=current.grid,
+            case_id=case.case_id,
+            qc_status="passed",
             model=model or ModelRecord(f"test stand-in (difference / {noise_hu:g} HU)"),
-            exams={"prior": (case.prior, prior.grid), "current": (case.current, current.grid)}, hash_exams=False,
+            exams={"prior": (case.prior, prior.grid), "current": (case.current, current.grid)},
+            hash_exams=False,
         )
         folders.append(folder)
     return folders
@@ -121,10 +133,19 @@ def build_reading_study(
     try:
         with db.transaction() as s:
             rs.create_study(
-                s, code=study_code, case_list=Path(case_list), readers=[rs.ReaderSpec(name, "board-certified" if i % 2 == 0 else "resident") for i, name in enumerate(readers)],
-                title="Reading app test study", paradigm=paradigm, rating_scale=rating_scale,
-                treatments=tuple(rs.parse_treatment(t) for t in treatments), washout_days=0.0, seed=seed,
-                training_case_list=Path(training_case_list) if training_case_list else None, hash_files=False, actor="test",
+                s,
+                code=study_code,
+                case_list=Path(case_list),
+                readers=[rs.ReaderSpec(name, "board-certified" if i % 2 == 0 else "resident") for i, name in enumerate(readers)],
+                title="Reading app test study",
+                paradigm=paradigm,
+                rating_scale=rating_scale,
+                treatments=tuple(rs.parse_treatment(t) for t in treatments),
+                washout_days=0.0,
+                seed=seed,
+                training_case_list=Path(training_case_list) if training_case_list else None,
+                hash_files=False,
+                actor="test",
             )
             rs.make_design(s, study_code, kind=design, case_blocks=case_blocks, actor="test")
             rs.lock_study(s, study_code, actor="test")

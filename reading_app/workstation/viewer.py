@@ -28,7 +28,16 @@ from .geometry import PLANES, DisplayGrid, ViewTransform, image_to_voxel
 from .layers import LAYERS
 from .render import WINDOW_PRESETS
 
-__all__ = ["ClickedPoint", "click_to_point", "mark_positions", "plane_description", "viewer_payload", "KEYBOARD_SHORTCUTS", "MOUSE_HELP", "WINDOW_LIMITS_HU"]
+__all__ = [
+    "ClickedPoint",
+    "click_to_point",
+    "mark_positions",
+    "plane_description",
+    "viewer_payload",
+    "KEYBOARD_SHORTCUTS",
+    "MOUSE_HELP",
+    "WINDOW_LIMITS_HU",
+]
 
 #: Shown in the app's help and handled by the viewer's script.
 KEYBOARD_SHORTCUTS: tuple[tuple[str, str], ...] = (
@@ -51,7 +60,10 @@ KEYBOARD_SHORTCUTS: tuple[tuple[str, str], ...] = (
     ("O", "z-map overlay on / off (aided reading)"),
     ("P", "prior exam beside the current one on / off"),
     ("F", "the viewer fills the browser window / back"),
-    ("cursor over an image", "its true HU (from the exam, not the grey level), slice, voxel and mm; the crosshair marks the same anatomy on the prior"),
+    (
+        "cursor over an image",
+        "its true HU (from the exam, not the grey level), slice, voxel and mm; the crosshair marks the same anatomy on the prior",
+    ),
 )
 
 #: The one-line mouse help under the viewer.
@@ -124,7 +136,12 @@ def plane_description(grid: DisplayGrid) -> dict[str, dict[str, Any]]:
     for plane in PLANES:
         g = grid.plane(plane)
         out[plane] = {
-            "n": g.n_slices, "nu": g.n_u, "nv": g.n_v, "du": g.du_mm, "dv": g.dv_mm, "ds": g.slice_spacing_mm,
+            "n": g.n_slices,
+            "nu": g.n_u,
+            "nv": g.n_v,
+            "du": g.du_mm,
+            "dv": g.dv_mm,
+            "ds": g.slice_spacing_mm,
             "pos": [round(float(p), 3) for p in grid.slice_positions_mm(plane)],
         }
     return out
@@ -176,7 +193,12 @@ def viewer_payload(
     if prior is None and "prior" in allowed:
         allowed.remove("prior")
     layer_info = {
-        name: {"label": LAYERS[name].label, "role": LAYERS[name].role, "fixed": LAYERS[name].fixed_window is not None, "available": name not in missing}
+        name: {
+            "label": LAYERS[name].label,
+            "role": LAYERS[name].role,
+            "fixed": LAYERS[name].fixed_window is not None,
+            "available": name not in missing,
+        }
         for name in allowed
     }
     return {

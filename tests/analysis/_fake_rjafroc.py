@@ -27,13 +27,13 @@ _LABEL = re.compile(r"\b(trt|rdr)([A-Za-z0-9_.]+)")
 
 def relabel(plain, mapping: dict[str, dict[str, str]]):
     """Rename RJafroc's trt/rdr labels (row names, column names, dimnames) in a plain St() output."""
+
     def sub(s: str) -> str:
         return _LABEL.sub(lambda m: m.group(1) + mapping[m.group(1)].get(m.group(2), m.group(2)), s)
 
     if isinstance(plain, dict):
         if plain.get("__type__") == "data.frame":
-            return {**plain, "rownames": [sub(r) for r in plain["rownames"]],
-                    "columns": {sub(k): v for k, v in plain["columns"].items()}}
+            return {**plain, "rownames": [sub(r) for r in plain["rownames"]], "columns": {sub(k): v for k, v in plain["columns"].items()}}
         if plain.get("__type__") == "array":
             return {**plain, "dimnames": [[sub(x) for x in d] for d in plain["dimnames"]]}
         return {k: relabel(v, mapping) for k, v in plain.items()}
@@ -51,13 +51,10 @@ def fake_r_layer(dataset: str, fom: str, calls: list | None = None, tamper=None)
         assert written.treatments == tuple(f"T{i + 1:0{wt}d}" for i in range(data.n_treatments))
         assert written.readers == tuple(f"R{j + 1:0{wr}d}" for j in range(data.n_readers))
         np.testing.assert_array_equal(fom_matrix(written, fom_), fom_matrix(data, fom_))
-        mapping = {"trt": {t: w for t, w in zip(data.treatments, written.treatments)},
-                   "rdr": {r: w for r, w in zip(data.readers, written.readers)}}
+        mapping = {"trt": {t: w for t, w in zip(data.treatments, written.treatments)}, "rdr": {r: w for r, w in zip(data.readers, written.readers)}}
         if calls is not None:
             calls.append((fom_, method, tuple(analyses), alpha))
         out = {a: relabel(_st(dataset)[f"{fom}|{method}|{a}"], mapping) for a in analyses}
         return tamper(out) if tamper else out
 
     return run
-
-

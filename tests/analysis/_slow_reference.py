@@ -33,8 +33,7 @@ def highest(values: list[float]) -> float:
     return out
 
 
-def slow_fom(fom: str, nl: list[list[float]], ll: list[list[float]], w: list[list[float]],
-             k1: int) -> float:
+def slow_fom(fom: str, nl: list[list[float]], ll: list[list[float]], w: list[list[float]], k1: int) -> float:
     k2 = len(ll)
     k = k1 + k2
     n_les = sum(len(c) for c in ll)
@@ -111,11 +110,9 @@ def slow_jackknife(fom: str, nl, ll, w, k1: int, case_set: str) -> list[float]:
 def as_lists(data, i: int, j: int):
     """Extract (nl, ll, w, k1) for one (treatment, reader) of an ObserverData."""
     nl = [[float(x) for x in data.nl[i, j, k] if x != NEG_INF] for k in range(data.n_cases)]
-    ll = [[float(data.ll[i, j, b, l]) for l in range(len(case))]
-          for b, case in enumerate(data.lesions)]
+    ll = [[float(data.ll[i, j, b, l]) for l in range(len(case))] for b, case in enumerate(data.lesions)]
     w = [[les.weight for les in case] for case in data.lesions]
     if data.paradigm == "ROC":
         # ROC: the rating of a normal case is its (possibly -inf) NL rating; keep it as a mark
-        nl = [[float(data.nl[i, j, k, 0])] if k < data.n_normal else []
-              for k in range(data.n_cases)]
+        nl = [[float(data.nl[i, j, k, 0])] if k < data.n_normal else [] for k in range(data.n_cases)]
     return nl, ll, w, data.n_normal

@@ -22,8 +22,7 @@ def simulated_study(
 ) -> ObserverData:
     """A fully crossed FROC study; see the module docstring."""
     rng = np.random.default_rng(seed)
-    readers = readers or {"R1": "board-certified", "R2": "board-certified", "R3": "board-certified",
-                          "R4": "resident", "R5": "resident"}
+    readers = readers or {"R1": "board-certified", "R2": "board-certified", "R3": "board-certified", "R4": "resident", "R5": "resident"}
     treatments = ["CT", "CT+TS"]
     truth = [{"case_id": f"N{k + 1:02d}", "lesion_id": None} for k in range(n_normal)]
     lesions = []
@@ -41,12 +40,17 @@ def simulated_study(
             for row in truth:
                 n_fp = rng.poisson(0.5)
                 for _ in range(n_fp):
-                    nl.append({"treatment": t, "reader": r, "case_id": row["case_id"],
-                               "rating": float(np.round(rng.normal(1.0, 1.0), 3))})
+                    nl.append({"treatment": t, "reader": r, "case_id": row["case_id"], "rating": float(np.round(rng.normal(1.0, 1.0), 3))})
             for case, les, loc, typ in lesions:
                 p_find = 0.45 + 0.2 * t_idx + (0.1 if typ == "blastic" else 0.0) - skill * 0.3
                 if rng.random() < p_find:
-                    ll.append({"treatment": t, "reader": r, "case_id": case, "lesion_id": les,
-                               "rating": float(np.round(rng.normal(2.0 + 0.5 * t_idx, 1.0), 3))})
-    return ObserverData.from_marks(truth, nl, ll, treatments=treatments, readers=list(readers),
-                                   reader_groups=readers, name=name)
+                    ll.append(
+                        {
+                            "treatment": t,
+                            "reader": r,
+                            "case_id": case,
+                            "lesion_id": les,
+                            "rating": float(np.round(rng.normal(2.0 + 0.5 * t_idx, 1.0), 3)),
+                        }
+                    )
+    return ObserverData.from_marks(truth, nl, ll, treatments=treatments, readers=list(readers), reader_groups=readers, name=name)

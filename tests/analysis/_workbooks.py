@@ -25,5 +25,4 @@ def write_book(path: Path, sheets: dict[str, list[list]]) -> Path:
 
 def write_jafroc_book(path: Path, truth: list[list], fp: list[list], tp: list[list]) -> Path:
     """A current-format JAFROC workbook (TRUTH, FP, TP) from data rows; headers added."""
-    return write_book(path, {"TRUTH": [TRUTH_HEADER, *truth], "FP": [FP_HEADER, *fp],
-                             "TP": [TP_HEADER, *tp]})
+    return write_book(path, {"TRUTH": [TRUTH_HEADER, *truth], "FP": [FP_HEADER, *fp], "TP": [TP_HEADER, *tp]})

@@ -47,8 +47,7 @@ def decode(obj: Any) -> Any:
             values = np.array([_num(v) for v in obj["values"]], dtype=float)
             return values.reshape(obj["dim"], order="F")
         if kind == "data.frame":
-            cols = {k: [_num(v) for v in (vals if isinstance(vals, list) else [vals])]
-                    for k, vals in obj["columns"].items()}
+            cols = {k: [_num(v) for v in (vals if isinstance(vals, list) else [vals])] for k, vals in obj["columns"].items()}
             return pd.DataFrame(cols, index=obj.get("rownames"))
         return {k: decode(v) for k, v in obj.items()}
     if isinstance(obj, list):
@@ -75,9 +74,7 @@ def expected_foms(dataset: str) -> dict[str, np.ndarray]:
 def expected_pseudovalues(dataset: str) -> dict[str, dict[str, np.ndarray]]:
     """``{fom: {"jkFomValues": (I, J, K), "jkPseudoValues": (I, J, K)}}``."""
     raw = _load(str(EXPECTED_DIR / "pseudovalues" / f"{dataset}.json"))["pseudovalues"]
-    return {
-        fom: {key: decode(arr) for key, arr in entry.items()} for fom, entry in raw.items()
-    }
+    return {fom: {key: decode(arr) for key, arr in entry.items()} for fom, entry in raw.items()}
 
 
 def expected_st(dataset: str) -> dict[str, Any]:
@@ -129,8 +126,7 @@ def dataset_path(name: str) -> Path:
     return DATASETS_DIR / f"{name}.xlsx"
 
 
-def assert_close(actual: np.ndarray, expected: np.ndarray, *, rtol: float = 1e-9,
-                 atol: float = 1e-12, what: str = "") -> None:
+def assert_close(actual: np.ndarray, expected: np.ndarray, *, rtol: float = 1e-9, atol: float = 1e-12, what: str = "") -> None:
     """Element-wise ``|a - e| <= atol + rtol * |e|`` with NaN == NaN; names the worst cell."""
     actual = np.asarray(actual, dtype=float)
     expected = np.asarray(expected, dtype=float)
@@ -141,7 +137,4 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, *, rtol: float = 1e-9
     bad = ~(err <= tol)
     if bad.any():
         idx = tuple(int(x) for x in np.argwhere(bad)[0])
-        raise AssertionError(
-            f"{what}: {int(bad.sum())} of {bad.size} values differ; first at {idx}: "
-            f"{actual[idx]!r} vs expected {expected[idx]!r}"
-        )
+        raise AssertionError(f"{what}: {int(bad.sum())} of {bad.size} values differ; first at {idx}: {actual[idx]!r} vs expected {expected[idx]!r}")

@@ -61,7 +61,7 @@ def test_rrrc_pcl02_matches_published_printout(cad_lroc):
     assert r.ci_avg_rad_fom == pytest.approx((0.59611510, 0.82423047), abs=5e-9)
     assert r.n_cases == 200
     d = r.to_dict()
-    assert d["FStat"] == pytest.approx(2.0390389 ** 2, rel=1e-7) and d["ndf"] == 1
+    assert d["FStat"] == pytest.approx(2.0390389**2, rel=1e-7) and d["ndf"] == 1
     assert "the radiologists are better than the detector" in r.summary()
 
 
@@ -87,15 +87,13 @@ def test_dataset09_wilcoxon_matches_table1():
     rrfc = st_cad_vs_rad(d, method="1T-RRFC")
     rrrc = st_cad_vs_rad(d, method="1T-RRRC")
     assert rrfc.fom == "Wilcoxon"
-    assert (round(rrfc.fom_cad, 3), round(rrfc.avg_rad_fom, 3), round(rrfc.avg_diff_fom, 4)) == \
-        (0.817, 0.849, 0.0317)
+    assert (round(rrfc.fom_cad, 3), round(rrfc.avg_rad_fom, 3), round(rrfc.avg_diff_fom, 4)) == (0.817, 0.849, 0.0317)
     assert (float(f"{rrfc.fstat:.2g}"), rrfc.df, float(f"{rrfc.pval:.2g}")) == (10, 8, 0.012)
     assert (round(rrfc.ci_avg_diff_fom[0], 3), round(rrfc.ci_avg_diff_fom[1], 3)) == (0.009, 0.055)
     assert (float(f"{rrrc.fstat:.2g}"), round(rrrc.df), float(f"{rrrc.pval:.2g}")) == (0.99, 878, 0.32)
     assert (round(rrrc.ci_avg_diff_fom[0], 3), round(rrrc.ci_avg_diff_fom[1], 3)) == (-0.031, 0.094)
     # table 3: varR 0.000878, Cov2 0.000924, Var 0.0014
-    assert (round(rrrc.var_r, 6), round(rrrc.cov2, 6), round(rrrc.var_error, 4)) == \
-        (0.000878, 0.000924, 0.0014)
+    assert (round(rrrc.var_r, 6), round(rrrc.cov2, 6), round(rrrc.var_error, 4)) == (0.000878, 0.000924, 0.0014)
 
 
 def test_lroc_wilcoxon_equals_roc_analysis(cad_lroc):
@@ -109,8 +107,7 @@ def test_hand_worked_rrfc_is_a_one_sample_t_test():
     # psi = (0.1, 0.2): mean 0.15, variance 0.005, SE 0.05, t = 3 on 1 df (Cauchy)
     assert r.tstat == pytest.approx(3.0)
     assert r.pval == pytest.approx(1 - 2 / math.pi * math.atan(3.0))
-    assert r.ci_avg_diff_fom == pytest.approx((0.15 - 12.7062047 * 0.05, 0.15 + 12.7062047 * 0.05),
-                                              abs=1e-6)
+    assert r.ci_avg_diff_fom == pytest.approx((0.15 - 12.7062047 * 0.05, 0.15 + 12.7062047 * 0.05), abs=1e-6)
 
 
 def test_hand_worked_rrrc():
@@ -125,7 +122,7 @@ def test_hand_worked_rrrc():
     assert r.cov2 == pytest.approx(cov[0, 1])
     ms_den = 0.005 + 2 * max(cov[0, 1], 0)
     assert r.se == pytest.approx(math.sqrt(ms_den / 2))
-    assert r.df == pytest.approx(ms_den ** 2 / (0.005 ** 2 / 1))
+    assert r.df == pytest.approx(ms_den**2 / (0.005**2 / 1))
     assert r.tstat == pytest.approx(0.15 / math.sqrt(ms_den / 2))
 
 
@@ -140,20 +137,24 @@ def test_degenerate_gives_nan_with_reason():
 
 
 def _froc_study() -> ObserverData:
-    truth = pd.DataFrame([
-        {"case_id": "n1", "lesion_id": None}, {"case_id": "n2", "lesion_id": None},
-        {"case_id": "n3", "lesion_id": None},
-        {"case_id": "a1", "lesion_id": "1"}, {"case_id": "a1", "lesion_id": "2"},
-        {"case_id": "a2", "lesion_id": "1"}, {"case_id": "a3", "lesion_id": "1"},
-    ])
+    truth = pd.DataFrame(
+        [
+            {"case_id": "n1", "lesion_id": None},
+            {"case_id": "n2", "lesion_id": None},
+            {"case_id": "n3", "lesion_id": None},
+            {"case_id": "a1", "lesion_id": "1"},
+            {"case_id": "a1", "lesion_id": "2"},
+            {"case_id": "a2", "lesion_id": "1"},
+            {"case_id": "a3", "lesion_id": "1"},
+        ]
+    )
     nl, ll = [], []
     rng = np.random.default_rng(3)
     for r in ("R1", "R2", "R3"):
         for c in ("n1", "n2", "n3", "a2"):
             nl.append({"treatment": "T", "reader": r, "case_id": c, "rating": float(rng.integers(1, 5))})
         for c, l in (("a1", "1"), ("a1", "2"), ("a2", "1"), ("a3", "1")):
-            ll.append({"treatment": "T", "reader": r, "case_id": c, "lesion_id": l,
-                       "rating": float(rng.integers(2, 7))})
+            ll.append({"treatment": "T", "reader": r, "case_id": c, "lesion_id": l, "rating": float(rng.integers(2, 7))})
     return ObserverData.from_marks(truth, pd.DataFrame(nl), pd.DataFrame(ll), paradigm="FROC")
 
 
@@ -164,11 +165,16 @@ def test_add_cad_reader_froc_from_detector_marks():
         def __init__(self, case_id, nl, ll):
             self.case_id, self.nl_ratings, self.ll_ratings = case_id, nl, ll
 
-    marks = cad_marks_from_case_marks([
-        Marks("n1", [0.5, 2.5, 1.0], {}), Marks("n2", [], {}), Marks("n3", [3.0], {}),
-        Marks("a1", [], {"1": 4.0, "2": None}), Marks("a2", [1.5], {"1": 2.0}),
-        Marks("a3", [], {"1": 5.0}),
-    ])
+    marks = cad_marks_from_case_marks(
+        [
+            Marks("n1", [0.5, 2.5, 1.0], {}),
+            Marks("n2", [], {}),
+            Marks("n3", [3.0], {}),
+            Marks("a1", [], {"1": 4.0, "2": None}),
+            Marks("a2", [1.5], {"1": 2.0}),
+            Marks("a3", [], {"1": 5.0}),
+        ]
+    )
     with_cad = add_cad_reader(study, marks, reader_id="CAD")
     assert with_cad.readers == ("CAD", "R1", "R2", "R3")
     assert with_cad.max_nl == 3
@@ -227,8 +233,7 @@ def test_add_cad_reader_lroc(cad_lroc):
     ours = st_cad_vs_rad(rebuilt, "PCL", fpf=0.2, cad_reader="CAD")
     assert ours.fom_cad == pytest.approx(ref.fom_cad) and ours.pval == pytest.approx(ref.pval, rel=1e-12)
     with pytest.raises(ObserverDataError, match="normal case"):
-        add_cad_reader(rads, pd.DataFrame([{"case_id": cad.normal_cases[0], "lesion_id": "1",
-                                            "rating": 3.0}]))
+        add_cad_reader(rads, pd.DataFrame([{"case_id": cad.normal_cases[0], "lesion_id": "1", "rating": 3.0}]))
 
 
 def test_detector_marks_csv_gives_the_in_memory_result(tmp_path):
@@ -241,8 +246,10 @@ def test_detector_marks_csv_gives_the_in_memory_result(tmp_path):
             self.case_id, self.nl_ratings, self.ll_ratings = case_id, nl, ll
 
     case_marks = [
-        Marks("n1", [0.5, 2.5, 1.0], {}), Marks("n3", [3.0], {}),
-        Marks("a1", [], {"1": 4.0, "2": None}), Marks("a2", [1.5], {"1": 2.0}),
+        Marks("n1", [0.5, 2.5, 1.0], {}),
+        Marks("n3", [3.0], {}),
+        Marks("a1", [], {"1": 4.0, "2": None}),
+        Marks("a2", [1.5], {"1": 2.0}),
         Marks("a3", [0.25], {"1": 5.0}),
     ]
     study = _froc_study()

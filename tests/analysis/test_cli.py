@@ -47,8 +47,7 @@ def test_st_dbm_single_analysis_and_alpha():
 def test_st_bootstrap_is_reproducible(tmp_path):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     for path in (a, b):
-        res = _run("st", FEDERICA, "--covariance", "bootstrap", "--bootstraps", "200", "--seed", "3",
-                   "--analysis", "RRRC", "--json", path)
+        res = _run("st", FEDERICA, "--covariance", "bootstrap", "--bootstraps", "200", "--seed", "3", "--analysis", "RRRC", "--json", path)
         assert res.exit_code == 0, res.output
     da, db = json.loads(a.read_text()), json.loads(b.read_text())
     assert da["analyses"] == db["analyses"]
@@ -67,8 +66,7 @@ def test_fom_command(tmp_path):
 
 def test_power_command(tmp_path):
     out = tmp_path / "power.json"
-    res = _run("power", DATA / "datasets" / "dataset03.xlsx", "--fom", "Wilcoxon", "-d", "0.05", "-j", "6",
-               "--json", out)
+    res = _run("power", DATA / "datasets" / "dataset03.xlsx", "--fom", "Wilcoxon", "-d", "0.05", "-j", "6", "--json", out)
     assert res.exit_code == 0, res.output
     doc = json.loads(out.read_text())
     row = doc["rows"][0]
@@ -76,8 +74,7 @@ def test_power_command(tmp_path):
     assert row["power"] == pytest.approx(0.8004469, abs=5e-8)
     assert doc["method"] == "DBM" and "converted to OR" in doc["method_description"]
     assert doc["backend"] == "python" and doc["rows"][0]["rjafroc_n_cases"] == 121
-    res = _run("power", DATA / "datasets" / "dataset03.xlsx", "--fom", "Wilcoxon", "-d", "0.05", "-j", "6",
-               "-k", "121", "-m", "DBM-HB2004")
+    res = _run("power", DATA / "datasets" / "dataset03.xlsx", "--fom", "Wilcoxon", "-d", "0.05", "-j", "6", "-k", "121", "-m", "DBM-HB2004")
     assert res.exit_code == 0, res.output
     assert "0.7857" in res.output and "Hillis & Berbaum 2004" in " ".join(res.output.split())
 

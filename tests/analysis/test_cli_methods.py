@@ -49,10 +49,8 @@ def test_cad_vs_rad_with_separate_marks_file(tmp_path):
 
     d = read_observer_data(VAN_DYKE)
     marks = tmp_path / "detector.csv"
-    marks.write_text("case_id,lesion_id,rating\n" + "".join(
-        f"{c},,{(7 * k) % 11}\n" for k, c in enumerate(d.case_ids)))
-    res = _run("cad-vs-rad", VAN_DYKE, "--cad-marks", marks, "--treatment", "1",
-               "--method", "1T-RRRC", "--json", tmp_path / "r.json")
+    marks.write_text("case_id,lesion_id,rating\n" + "".join(f"{c},,{(7 * k) % 11}\n" for k, c in enumerate(d.case_ids)))
+    res = _run("cad-vs-rad", VAN_DYKE, "--cad-marks", marks, "--treatment", "1", "--method", "1T-RRRC", "--json", tmp_path / "r.json")
     assert res.exit_code == 0, res.output
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["results"][0]["cadReader"] == "CAD" and len(doc["results"][0]["readers"]) == 5
@@ -96,15 +94,19 @@ def test_lroc_st_option(tmp_path):
     assert doc["st"]["fom"] == "PCL@0.2"
 
 
-@pytest.mark.parametrize("args", [
-    ("fom", VAN_DYKE, "--fom", "Wilcoxon"),
-    ("st", VAN_DYKE, "--fom", "Wilcoxon"),
-    ("power", VAN_DYKE, "--fom", "Wilcoxon", "--effect-size", "0.05"),
-    ("fit", VAN_DYKE, "--model", "binormal", "-t", "0"),
-    ("cad-vs-rad", CAD_LROC, "--fom", "PCL", "--method", "1T-RRFC"),
-    ("lroc", TOY / "LROC" / "lroc.xlsx", "--fom", "PCL"),
-    ("split-plot", VAN_DYKE),  # a crossed study is a split-plot study of one group
-], ids=lambda a: a[0])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("fom", VAN_DYKE, "--fom", "Wilcoxon"),
+        ("st", VAN_DYKE, "--fom", "Wilcoxon"),
+        ("power", VAN_DYKE, "--fom", "Wilcoxon", "--effect-size", "0.05"),
+        ("fit", VAN_DYKE, "--model", "binormal", "-t", "0"),
+        ("cad-vs-rad", CAD_LROC, "--fom", "PCL", "--method", "1T-RRFC"),
+        ("lroc", TOY / "LROC" / "lroc.xlsx", "--fom", "PCL"),
+        ("split-plot", VAN_DYKE),  # a crossed study is a split-plot study of one group
+    ],
+    ids=lambda a: a[0],
+)
 def test_every_json_result_names_the_backend(tmp_path, args):
     """Issue 15: every JSON result says which engine computed it (``backend``)."""
     out = tmp_path / "out.json"

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from analysis import rjafroc_backend as rb
 from analysis import write_jafroc_excel
 from analysis.cli import app
-from tests.analysis._study_factory import simulated_study
 from tests.analysis._fake_rjafroc import fake_r_layer
+from tests.analysis._study_factory import simulated_study
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "rjafroc"
 VAN_DYKE = DATA / "datasets" / "dataset02.xlsx"
@@ -32,8 +32,7 @@ def _run(*args):
 
 def test_report_command_writes_the_report_folder(tmp_path):
     xlsx = write_jafroc_excel(simulated_study(), tmp_path / "spine.xlsx")
-    res = _run("report", xlsx, "--study", "Spine study", "--out", tmp_path / "reports",
-               "--subgroups", "reader_group,lesion_type", "--no-pdf")
+    res = _run("report", xlsx, "--study", "Spine study", "--out", tmp_path / "reports", "--subgroups", "reader_group,lesion_type", "--no-pdf")
     assert res.exit_code == 0, res.output
     folder = tmp_path / "reports" / "Spine-study"
     assert f"Report written to {folder}" in " ".join(res.output.split())

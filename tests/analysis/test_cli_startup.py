@@ -17,8 +17,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("numpy", "pandas", "scipy", "matplotlib", "torch", "SimpleITK", "sqlalchemy", "streamlit",
-         "analysis.data", "analysis.significance", "analysis.report", "openpyxl", "python_calamine")
+HEAVY = (
+    "numpy",
+    "pandas",
+    "scipy",
+    "matplotlib",
+    "torch",
+    "SimpleITK",
+    "sqlalchemy",
+    "streamlit",
+    "analysis.data",
+    "analysis.significance",
+    "analysis.report",
+    "openpyxl",
+    "python_calamine",
+)
 GROUPS = ("cases.cli", "detector.cli", "reader_study.cli", "analysis.cli")
 
 PROBE = """
@@ -39,8 +52,9 @@ print(json.dumps({"code": code, "loaded": [m for m in mods if m in sys.modules]}
 def _probe(args: list[str], modules: tuple[str, ...]) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    res = subprocess.run([sys.executable, "-c", PROBE, json.dumps(args), json.dumps(list(modules))],
-                         cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    res = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(args), json.dumps(list(modules))], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     return json.loads(res.stdout.strip().splitlines()[-1])
 

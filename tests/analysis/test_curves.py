@@ -20,8 +20,7 @@ from analysis import (
 from tests.analysis.rjafroc_reference import dataset_path
 
 NEG_INF = -np.inf
-FOM_OF_CURVE = {"AFROC": "AFROC", "wAFROC": "wAFROC", "AFROC1": "AFROC1", "wAFROC1": "wAFROC1",
-                "FROC": "FROC", "ROC": "HrAuc"}
+FOM_OF_CURVE = {"AFROC": "AFROC", "wAFROC": "wAFROC", "AFROC1": "AFROC1", "wAFROC1": "wAFROC1", "FROC": "FROC", "ROC": "HrAuc"}
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +40,7 @@ def toy() -> ObserverData:
     nl[0, 0, 0, 0] = 3.0
     nl[0, 0, 2, 0] = 1.0
     ll = np.array([[[[4.0, NEG_INF], [2.0, NEG_INF]]]])
-    return ObserverData(("T",), ("R",), ("n1", "n2"), ("a", "b"),
-                        ((Lesion("1", 0.25), Lesion("2", 0.75)), (Lesion("1", 1.0),)), nl, ll)
+    return ObserverData(("T",), ("R",), ("n1", "n2"), ("a", "b"), ((Lesion("1", 0.25), Lesion("2", 0.75)), (Lesion("1", 1.0),)), nl, ll)
 
 
 def test_hand_computed_operating_points():
@@ -51,20 +49,20 @@ def test_hand_computed_operating_points():
     # thresholds: +inf, the normals' highest NL (3) and the LL ratings (4, 2), -inf;
     # FPF over 2 normals, LLF over 3 lesions (the NL mark on case a is not used by AFROC)
     np.testing.assert_array_equal(afroc["threshold"], [np.inf, 4, 3, 2, -np.inf])
-    np.testing.assert_allclose(afroc["x"], [0, 0, .5, .5, 1])
+    np.testing.assert_allclose(afroc["x"], [0, 0, 0.5, 0.5, 1])
     np.testing.assert_allclose(afroc["y"], [0, 1 / 3, 1 / 3, 2 / 3, 1])
     wafroc = empirical_curve(d, "wAFROC", "T", "R")
-    np.testing.assert_allclose(wafroc["y"], [0, .125, .125, .625, 1])
+    np.testing.assert_allclose(wafroc["y"], [0, 0.125, 0.125, 0.625, 1])
     froc = empirical_curve(d, "FROC", "T", "R")
     # NL marks 3 and 1 over K = 4 cases; no extension to (1, 1)
-    np.testing.assert_allclose(froc["x"], [0, 0, .25, .25, .5])
+    np.testing.assert_allclose(froc["x"], [0, 0, 0.25, 0.25, 0.5])
     np.testing.assert_allclose(froc["y"], [0, 1 / 3, 1 / 3, 2 / 3, 2 / 3])
     afroc1 = empirical_curve(d, "AFROC1", "T", "R")
-    np.testing.assert_allclose(afroc1["x"], [0, 0, .25, .25, .5, 1])
+    np.testing.assert_allclose(afroc1["x"], [0, 0, 0.25, 0.25, 0.5, 1])
     roc = empirical_curve(d, "ROC", "T", "R")
     # highest rating: normals (3, -inf), abnormals (max(4, 1) = 4, 2)
-    np.testing.assert_allclose(roc["x"], [0, 0, .5, .5, 1])
-    np.testing.assert_allclose(roc["y"], [0, .5, .5, 1, 1])
+    np.testing.assert_allclose(roc["x"], [0, 0, 0.5, 0.5, 1])
+    np.testing.assert_allclose(roc["y"], [0, 0.5, 0.5, 1, 1])
     assert afroc.attrs["x_label"] == "FPF" and wafroc.attrs["y_label"] == "wLLF"
 
 
@@ -92,8 +90,7 @@ def test_roc_curve_of_roc_data_gives_wilcoxon(d02):
     reader_rows = auc[auc.average.isna()]
     w = fom_matrix(d02, "Wilcoxon")
     for i, t in enumerate(d02.treatments):
-        got = [reader_rows[(reader_rows.treatment == t) & (reader_rows.reader == r)].auc.item()
-               for r in d02.readers]
+        got = [reader_rows[(reader_rows.treatment == t) & (reader_rows.reader == r)].auc.item() for r in d02.readers]
         np.testing.assert_allclose(got, w[i], rtol=1e-12)
     with pytest.raises(ObserverDataError, match="needs FROC"):
         empirical_curves(d02, "wAFROC")
@@ -114,8 +111,7 @@ def test_threshold_average_pools_the_readers(d04):
 
 def test_tidy_frame_layout(d04):
     frame = empirical_curves(d04, "wAFROC", readers=["1", "3"])
-    assert list(frame.columns) == ["curve", "treatment", "reader", "point", "threshold", "x", "y",
-                                   "average"]
+    assert list(frame.columns) == ["curve", "treatment", "reader", "point", "threshold", "x", "y", "average"]
     assert set(frame.reader.dropna()) == {"1", "3"}
     assert frame.groupby(["treatment", "reader"], dropna=False).ngroups == 5 * 3
     start = frame[frame.point == 0]
@@ -125,9 +121,7 @@ def test_tidy_frame_layout(d04):
 
 def test_no_normal_cases_only_afroc1_curves():
     nl = np.full((1, 1, 1, 1), NEG_INF)
-    d = ObserverData(("T",), ("R",), (), ("a",), ((Lesion("1", 1.0),),), nl,
-                     np.array([[[[1.0]]]]))
-    assert curve_auc(empirical_curves(d, "wAFROC1", average=None)).auc.item() == pytest.approx(
-        fom_matrix(d, "wAFROC1")[0, 0])
+    d = ObserverData(("T",), ("R",), (), ("a",), ((Lesion("1", 1.0),),), nl, np.array([[[[1.0]]]]))
+    assert curve_auc(empirical_curves(d, "wAFROC1", average=None)).auc.item() == pytest.approx(fom_matrix(d, "wAFROC1")[0, 0])
     with pytest.raises(ObserverDataError, match="AFROC1"):
         empirical_curves(d, "wAFROC")

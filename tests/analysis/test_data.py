@@ -17,34 +17,35 @@ def small_froc() -> ObserverData:
     Case A has a lytic (weight .6) and a sclerotic lesion (.4), case B one sclerotic lesion,
     case C one lytic lesion.
     """
-    truth = pd.DataFrame([
-        {"case_id": "N1", "lesion_id": None},
-        {"case_id": "N2", "lesion_id": None},
-        {"case_id": "A", "lesion_id": "L1", "weight": 0.6, "lesion_type": "lytic",
-         "location": "spine"},
-        {"case_id": "A", "lesion_id": "L2", "weight": 0.4, "lesion_type": "sclerotic",
-         "location": "pelvis"},
-        {"case_id": "B", "lesion_id": "x", "weight": 1.0, "lesion_type": "sclerotic",
-         "location": "spine"},
-        {"case_id": "C", "lesion_id": "7", "weight": 1.0, "lesion_type": "lytic",
-         "location": "rib"},
-    ])
+    truth = pd.DataFrame(
+        [
+            {"case_id": "N1", "lesion_id": None},
+            {"case_id": "N2", "lesion_id": None},
+            {"case_id": "A", "lesion_id": "L1", "weight": 0.6, "lesion_type": "lytic", "location": "spine"},
+            {"case_id": "A", "lesion_id": "L2", "weight": 0.4, "lesion_type": "sclerotic", "location": "pelvis"},
+            {"case_id": "B", "lesion_id": "x", "weight": 1.0, "lesion_type": "sclerotic", "location": "spine"},
+            {"case_id": "C", "lesion_id": "7", "weight": 1.0, "lesion_type": "lytic", "location": "rib"},
+        ]
+    )
     rng = np.random.default_rng(0)
     nl, ll = [], []
     for t in ("CT", "CT+TS"):
         for r in ("R1", "R2", "R10"):
             for case in ("N1", "N2", "A", "B", "C"):
                 for _ in range(int(rng.integers(0, 3))):
-                    nl.append({"treatment": t, "reader": r, "case_id": case,
-                               "rating": float(rng.integers(1, 6))})
+                    nl.append({"treatment": t, "reader": r, "case_id": case, "rating": float(rng.integers(1, 6))})
             for case, lesion in (("A", "L1"), ("A", "L2"), ("B", "x"), ("C", "7")):
                 if rng.random() < 0.7:
-                    ll.append({"treatment": t, "reader": r, "case_id": case, "lesion_id": lesion,
-                               "rating": float(rng.integers(1, 6))})
+                    ll.append({"treatment": t, "reader": r, "case_id": case, "lesion_id": lesion, "rating": float(rng.integers(1, 6))})
     return ObserverData.from_marks(
-        truth, pd.DataFrame(nl), pd.DataFrame(ll), treatments=["CT", "CT+TS"],
-        readers=["R1", "R2", "R10"], reader_groups={"R1": "resident", "R2": "resident",
-                                                    "R10": "radiologist"}, name="toy")
+        truth,
+        pd.DataFrame(nl),
+        pd.DataFrame(ll),
+        treatments=["CT", "CT+TS"],
+        readers=["R1", "R2", "R10"],
+        reader_groups={"R1": "resident", "R2": "resident", "R10": "radiologist"},
+        name="toy",
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -57,8 +58,7 @@ def test_layout_sizes_and_ids():
     assert d.treatments == ("CT", "CT+TS")
     assert d.readers == ("R1", "R2", "R10")  # order as given, not string-sorted
     assert d.normal_cases == ("N1", "N2") and d.abnormal_cases == ("A", "B", "C")
-    assert (d.n_treatments, d.n_readers, d.n_normal, d.n_abnormal, d.n_cases, d.n_lesions) == (
-        2, 3, 2, 3, 5, 4)
+    assert (d.n_treatments, d.n_readers, d.n_normal, d.n_abnormal, d.n_cases, d.n_lesions) == (2, 3, 2, 3, 5, 4)
     assert d.nl.shape[:3] == (2, 3, 5) and d.ll.shape == (2, 3, 3, 2)
     assert d.lesion_ids == (("L1", "L2"), ("x",), ("7",))
     np.testing.assert_allclose(d.lesion_weights, [[0.6, 0.4], [1, 0], [1, 0]])
@@ -79,39 +79,43 @@ def test_arrays_are_read_only():
 
 def _kwargs(**changes):
     kw = dict(
-        treatments=("T",), readers=("R",), normal_cases=("n",), abnormal_cases=("a",),
-        lesions=((Lesion("1", 1.0),),), nl=np.full((1, 1, 2, 1), NEG_INF),
+        treatments=("T",),
+        readers=("R",),
+        normal_cases=("n",),
+        abnormal_cases=("a",),
+        lesions=((Lesion("1", 1.0),),),
+        nl=np.full((1, 1, 2, 1), NEG_INF),
         ll=np.array([[[[2.0]]]]),
     )
     kw.update(changes)
     return kw
 
 
-@pytest.mark.parametrize("changes,match", [
-    ({"nl": np.full((1, 1, 3, 1), NEG_INF)}, "nl must have shape"),
-    ({"ll": np.full((1, 2, 1, 1), NEG_INF)}, "ll must have shape"),
-    ({"nl": np.array([[[[np.nan], [1.0]]]])}, "NaN"),
-    ({"ll": np.array([[[[np.inf]]]])}, r"\+inf"),
-    ({"ll": np.array([[[[1.0, 2.0]]]])}, "padding"),
-    ({"lesions": ((Lesion("1", 0.5),),)}, "sum to 0.5"),
-    ({"lesions": ((Lesion("1", 0.5), Lesion("1", 0.5)),),
-      "ll": np.full((1, 1, 1, 2), NEG_INF)}, "duplicated lesion"),
-    ({"normal_cases": ("a",)}, "Case IDs must be unique"),
-    ({"readers": ("R", "R")}, "Reader IDs must be unique"),
-    ({"abnormal_cases": (), "lesions": (), "ll": np.zeros((1, 1, 0, 1)),
-      "nl": np.full((1, 1, 1, 1), NEG_INF)}, "no abnormal cases"),
-    ({"paradigm": "LROC"}, "not supported"),
-    ({"reader_groups": {"X": "g"}}, "not in the study"),
-    ({"paradigm": "ROC", "nl": np.array([[[[1.0], [2.0]]]])}, "abnormal case's rating"),
-])
+@pytest.mark.parametrize(
+    "changes,match",
+    [
+        ({"nl": np.full((1, 1, 3, 1), NEG_INF)}, "nl must have shape"),
+        ({"ll": np.full((1, 2, 1, 1), NEG_INF)}, "ll must have shape"),
+        ({"nl": np.array([[[[np.nan], [1.0]]]])}, "NaN"),
+        ({"ll": np.array([[[[np.inf]]]])}, r"\+inf"),
+        ({"ll": np.array([[[[1.0, 2.0]]]])}, "padding"),
+        ({"lesions": ((Lesion("1", 0.5),),)}, "sum to 0.5"),
+        ({"lesions": ((Lesion("1", 0.5), Lesion("1", 0.5)),), "ll": np.full((1, 1, 1, 2), NEG_INF)}, "duplicated lesion"),
+        ({"normal_cases": ("a",)}, "Case IDs must be unique"),
+        ({"readers": ("R", "R")}, "Reader IDs must be unique"),
+        ({"abnormal_cases": (), "lesions": (), "ll": np.zeros((1, 1, 0, 1)), "nl": np.full((1, 1, 1, 1), NEG_INF)}, "no abnormal cases"),
+        ({"paradigm": "LROC"}, "not supported"),
+        ({"reader_groups": {"X": "g"}}, "not in the study"),
+        ({"paradigm": "ROC", "nl": np.array([[[[1.0], [2.0]]]])}, "abnormal case's rating"),
+    ],
+)
 def test_invalid_construction_raises(changes, match):
     with pytest.raises(ObserverDataError, match=match):
         ObserverData(**_kwargs(**changes))
 
 
 def test_weights_are_renormalised_within_tolerance():
-    d = ObserverData(**_kwargs(lesions=((Lesion("1", 0.33), Lesion("2", 0.33), Lesion("3", 0.33)),),
-                               ll=np.full((1, 1, 1, 3), NEG_INF)))
+    d = ObserverData(**_kwargs(lesions=((Lesion("1", 0.33), Lesion("2", 0.33), Lesion("3", 0.33)),), ll=np.full((1, 1, 1, 3), NEG_INF)))
     np.testing.assert_allclose(d.lesion_weights, [[1 / 3, 1 / 3, 1 / 3]], rtol=0, atol=1e-15)
 
 
@@ -128,7 +132,7 @@ def test_from_marks_collects_every_problem_with_record_numbers():
     ]
     nl = [
         {"treatment": "T", "reader": "R", "case_id": "n1", "rating": 3},
-        {"treatment": "T", "reader": "R", "case_id": "zz", "rating": 3},     # unknown case
+        {"treatment": "T", "reader": "R", "case_id": "zz", "rating": 3},  # unknown case
         {"treatment": "T", "reader": "R", "case_id": "n1", "rating": "high"},  # not numeric
     ]
     ll = [
@@ -151,20 +155,22 @@ def test_from_marks_collects_every_problem_with_record_numbers():
 
 
 def test_from_marks_weights_and_equal_weights():
-    truth = [{"case_id": "a", "lesion_id": "1"}, {"case_id": "a", "lesion_id": "2"},
-             {"case_id": "b", "lesion_id": "1", "weight": 1}]
+    truth = [{"case_id": "a", "lesion_id": "1"}, {"case_id": "a", "lesion_id": "2"}, {"case_id": "b", "lesion_id": "1", "weight": 1}]
     d = ObserverData.from_marks(truth, [], [], treatments=["T"], readers=["R"])
     np.testing.assert_allclose(d.lesion_weights, [[0.5, 0.5], [1.0, 0.0]])
     assert d.n_normal == 0 and d.max_nl == 1
     with pytest.raises(ObserverDataError, match="sum to 0.7"):
         ObserverData.from_marks(
-            [{"case_id": "a", "lesion_id": "1", "weight": 0.3},
-             {"case_id": "a", "lesion_id": "2", "weight": 0.4}], [], [],
-            treatments=["T"], readers=["R"])
+            [{"case_id": "a", "lesion_id": "1", "weight": 0.3}, {"case_id": "a", "lesion_id": "2", "weight": 0.4}],
+            [],
+            [],
+            treatments=["T"],
+            readers=["R"],
+        )
 
 
 def test_from_roc_and_its_validation():
-    fp = np.array([[[1, 2, 3], [2, 2, 2]]], dtype=float)   # (I=1, J=2, K1=3)
+    fp = np.array([[[1, 2, 3], [2, 2, 2]]], dtype=float)  # (I=1, J=2, K1=3)
     tp = np.array([[[3, 4], [2, NEG_INF]]], dtype=float)
     d = ObserverData.from_roc(fp, tp, readers=["a", "b"])
     assert d.paradigm == "ROC" and d.readers == ("a", "b") and d.n_cases == 5
@@ -178,15 +184,13 @@ def test_from_roc_and_its_validation():
 def test_roc_from_marks_requires_a_rating_for_every_case():
     truth = [{"case_id": "n", "lesion_id": None}, {"case_id": "a", "lesion_id": "1"}]
     with pytest.raises(ObserverDataError, match="has no rating from reader"):
-        ObserverData.from_marks(truth, [], [{"treatment": "T", "reader": "R", "case_id": "a",
-                                             "rating": 1}], paradigm="ROC")
+        ObserverData.from_marks(truth, [], [{"treatment": "T", "reader": "R", "case_id": "a", "rating": 1}], paradigm="ROC")
 
 
 def test_to_frames_round_trip():
     d = small_froc()
     truth, nl, ll = d.to_frames()
-    back = ObserverData.from_marks(truth, nl, ll, treatments=d.treatments, readers=d.readers,
-                                   reader_groups=d.reader_groups, name=d.name)
+    back = ObserverData.from_marks(truth, nl, ll, treatments=d.treatments, readers=d.readers, reader_groups=d.reader_groups, name=d.name)
     assert back.equals(d)
 
 
@@ -278,8 +282,8 @@ def test_select_lesions_errors():
 
 def test_to_roc_highest_rating_and_floor_for_unmarked_cases():
     nl = np.full((1, 1, 3, 2), NEG_INF)
-    nl[0, 0, 0] = [2.0, 4.0]        # normal case 1: highest NL 4
-    nl[0, 0, 2] = [5.0, NEG_INF]    # abnormal case: NL 5 beats its LL 3
+    nl[0, 0, 0] = [2.0, 4.0]  # normal case 1: highest NL 4
+    nl[0, 0, 2] = [5.0, NEG_INF]  # abnormal case: NL 5 beats its LL 3
     ll = np.array([[[[3.0]]]])
     d = ObserverData(("T",), ("R",), ("n1", "n2"), ("a",), ((Lesion("1", 1.0),),), nl, ll)
     roc = d.to_roc()

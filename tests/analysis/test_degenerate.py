@@ -92,8 +92,7 @@ def test_zero_difference_with_real_variance_is_an_ordinary_test():
     assert not any("rounding" in w for w in res.warnings)
 
 
-@pytest.mark.parametrize("name,fom", [("dataset02", "Wilcoxon"), ("dataset04", "wAFROC"), ("dataset04", "HrSe"),
-                                      ("dataset05", "MaxNLF")])
+@pytest.mark.parametrize("name,fom", [("dataset02", "Wilcoxon"), ("dataset04", "wAFROC"), ("dataset04", "HrSe"), ("dataset05", "MaxNLF")])
 def test_ordinary_datasets_are_untouched(name, fom):
     data = read_jafroc_excel(DATA / f"{name}.xlsx")
     for method in ("OR", "DBM"):
@@ -115,8 +114,7 @@ def test_cli_and_report_say_so_in_words(tmp_path, no_marks):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         paths = write_report(no_marks, tmp_path / "reports", study_name="nomarks", subgroups=[], pdf=False)
-    html = paths.html.read_text(encoding="utf-8") if hasattr(paths, "html") else \
-        (paths.directory / "report.html").read_text(encoding="utf-8")
+    html = paths.html.read_text(encoding="utf-8") if hasattr(paths, "html") else (paths.directory / "report.html").read_text(encoding="utf-8")
     assert "no p-value" in html
     assert "statistically significant at" not in html
 

@@ -89,16 +89,12 @@ def test_binormal_three_bins_hand_worked():
 # PROPROC fits" (section "RSM parameters" / "CBM parameters"): Van Dyke (dataset02) treatment 1 reader 2
 # and Franken (dataset03) treatment 2 reader 3 (1-based, as in R).
 BOOK_CBM = {
-    ("dataset02.xlsx", "0", "1"): dict(mu=2.745791, alpha=0.7931264, zeta1=1.125028, auc=0.8758668,
-                                       se=0.03964492, nll=85.88459),
-    ("dataset03.xlsx", "TREAT2", "READER_3"): dict(mu=2.340719, alpha=0.7860465, zeta1=-1.144089,
-                                                   auc=0.8545476, se=0.03825439, nll=128.0437),
+    ("dataset02.xlsx", "0", "1"): dict(mu=2.745791, alpha=0.7931264, zeta1=1.125028, auc=0.8758668, se=0.03964492, nll=85.88459),
+    ("dataset03.xlsx", "TREAT2", "READER_3"): dict(mu=2.340719, alpha=0.7860465, zeta1=-1.144089, auc=0.8545476, se=0.03825439, nll=128.0437),
 }
 BOOK_RSM = {
-    ("dataset02.xlsx", "0", "1"): dict(mu=2.201413, lam=0.2569453, nu=0.7524016, auc=0.8653694,
-                                       se=0.04740562, nll=85.86244),
-    ("dataset03.xlsx", "TREAT2", "READER_3"): dict(mu=2.641412, lam=2.137379, nu=0.784759,
-                                                   auc=0.8552573, se=0.03809136, nll=127.9418),
+    ("dataset02.xlsx", "0", "1"): dict(mu=2.201413, lam=0.2569453, nu=0.7524016, auc=0.8653694, se=0.04740562, nll=85.86244),
+    ("dataset03.xlsx", "TREAT2", "READER_3"): dict(mu=2.641412, lam=2.137379, nu=0.784759, auc=0.8552573, se=0.03809136, nll=127.9418),
 }
 
 
@@ -243,12 +239,14 @@ def test_cbm_recovers_simulated_parameters_within_se():
 
 def _simulate_rsm_roc(rng, mu, lam, nu, lesions, k1, cuts):
     """Highest-rating ROC data from the RSM: Poisson(lam) NLs ~ N(0,1), Binomial(L, nu) LLs ~ N(mu,1)."""
+
     def case_max(n_les):
         n_nl = rng.poisson(lam)
         marks = list(rng.normal(size=n_nl))
         if n_les:
             marks += list(rng.normal(mu, 1.0, size=rng.binomial(n_les, nu)))
         return max(marks) if marks else -np.inf
+
     fp = np.array([case_max(0) for _ in range(k1)])
     tp = np.array([case_max(n) for n in lesions])
     return np.digitize(fp, cuts) + 1, np.digitize(tp, cuts) + 1
@@ -316,8 +314,7 @@ def test_chi_square_pools_bins_to_expected_five():
     bins = bin_ratings(*_from_counts([30, 25, 20, 10, 8], [6, 10, 20, 25, 30]))
     pn, pa = np.full(5, 93 / 5) / 93, np.full(5, 91 / 5) / 91
     chi = chi_square_gof(bins, pn, pa, 2)
-    expected = sum((o - 93 / 5) ** 2 / (93 / 5) for o in [30, 25, 20, 10, 8]) + sum(
-        (o - 91 / 5) ** 2 / (91 / 5) for o in [6, 10, 20, 25, 30])
+    expected = sum((o - 93 / 5) ** 2 / (93 / 5) for o in [30, 25, 20, 10, 8]) + sum((o - 91 / 5) ** 2 / (91 / 5) for o in [6, 10, 20, 25, 30])
     assert chi.df == 2 and chi.statistic == pytest.approx(expected)
 
 
@@ -440,9 +437,14 @@ def test_froc_data_use_highest_rating_roc_and_lesion_distribution():
     from analysis.data import Lesion
 
     data = ObserverData(
-        treatments=("A",), readers=("R",), normal_cases=("n1", "n2", "n3"), abnormal_cases=("a1", "a2", "a3"),
+        treatments=("A",),
+        readers=("R",),
+        normal_cases=("n1", "n2", "n3"),
+        abnormal_cases=("a1", "a2", "a3"),
         lesions=((Lesion("1", 1.0),), (Lesion("1", 0.5), Lesion("2", 0.5)), (Lesion("1", 1.0),)),
-        nl=nl, ll=ll, paradigm="FROC",
+        nl=nl,
+        ll=ll,
+        paradigm="FROC",
     )
     fits = fit_roc(data, "rsm")
     (fit,) = fits.fits
@@ -460,8 +462,9 @@ def test_cli_fit_writes_json_and_rejects_bad_options(tmp_path):
     runner = CliRunner()
     out = tmp_path / "fit.json"
     csv = tmp_path / "fit.csv"
-    res = runner.invoke(app, ["fit", str(DATA / "dataset02.xlsx"), "--model", "cbm", "-t", "1", "--json", str(out),
-                              "--csv", str(csv)], env={"COLUMNS": "160"})
+    res = runner.invoke(
+        app, ["fit", str(DATA / "dataset02.xlsx"), "--model", "cbm", "-t", "1", "--json", str(out), "--csv", str(csv)], env={"COLUMNS": "160"}
+    )
     assert res.exit_code == 0, res.output
     assert "cbm ROC fits" in res.output and "boundary" in res.output
     doc = json.loads(out.read_text())
@@ -472,8 +475,25 @@ def test_cli_fit_writes_json_and_rejects_bad_options(tmp_path):
     res = runner.invoke(app, ["fit", str(DATA / "dataset02.xlsx"), "--binning", "one"])
     assert res.exit_code == 2 and "--binning" in res.output
     png = tmp_path / "fits.png"
-    res = runner.invoke(app, ["fit", str(DATA / "dataset03.xlsx"), "-m", "rsm", "-t", "TREAT1", "-r", "READER_1",
-                              "--lesion-distribution", "1:0.5,2:0.5", "--plot", str(png), "--json", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "fit",
+            str(DATA / "dataset03.xlsx"),
+            "-m",
+            "rsm",
+            "-t",
+            "TREAT1",
+            "-r",
+            "READER_1",
+            "--lesion-distribution",
+            "1:0.5,2:0.5",
+            "--plot",
+            str(png),
+            "--json",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert json.loads(out.read_text())["fits"][0]["lesion_distribution"] == {"1": 0.5, "2": 0.5}

@@ -142,8 +142,7 @@ def test_fast_foms_equal_slow_pairwise_definitions(seed):
                 want = slow_fom(fom, nl, ll, w, k1)
                 assert math.isclose(theta[i, j], want, rel_tol=1e-12, abs_tol=1e-14), (fom, i, j)
                 want_jk = slow_jackknife(fom, nl, ll, w, k1, fom_case_set(fom))
-                np.testing.assert_allclose(jk[i, j], want_jk, rtol=1e-12, atol=1e-14,
-                                           err_msg=f"{fom} jackknife seed {seed}")
+                np.testing.assert_allclose(jk[i, j], want_jk, rtol=1e-12, atol=1e-14, err_msg=f"{fom} jackknife seed {seed}")
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -154,15 +153,13 @@ def test_fast_wilcoxon_equals_slow_on_roc_data_with_minus_inf(seed):
         for j in range(data.n_readers):
             nl, ll, w, k1 = as_lists(data, i, j)
             assert math.isclose(theta[i, j], slow_fom("Wilcoxon", nl, ll, w, k1), rel_tol=1e-12)
-            np.testing.assert_allclose(
-                jk[i, j], slow_jackknife("Wilcoxon", nl, ll, w, k1, "all"), rtol=1e-12)
+            np.testing.assert_allclose(jk[i, j], slow_jackknife("Wilcoxon", nl, ll, w, k1, "all"), rtol=1e-12)
 
 
 @pytest.mark.parametrize("seed", range(10))
 def test_hrauc_equals_wilcoxon_of_highest_rating_roc(seed):
     data = random_study(seed, k1=3)
-    np.testing.assert_allclose(fom_matrix(data, "HrAuc"), fom_matrix(data.to_roc(), "Wilcoxon"),
-                               rtol=0, atol=1e-15)
+    np.testing.assert_allclose(fom_matrix(data, "HrAuc"), fom_matrix(data.to_roc(), "Wilcoxon"), rtol=0, atol=1e-15)
 
 
 @pytest.mark.parametrize("fom", FOMS[1:])
@@ -192,8 +189,7 @@ def tiny(nl_normal, nl_abnormal, ll, weights=None) -> ObserverData:
         arr[0, 0, k, : len(c)] = c
     weights = weights or [[1 / len(c)] * len(c) for c in ll]
     lesions = tuple(tuple(Lesion(str(l + 1), w) for l, w in enumerate(ws)) for ws in weights)
-    return ObserverData(("T",), ("R",), tuple(f"n{k}" for k in range(k1)),
-                        tuple(f"a{k}" for k in range(k2)), lesions, nl, arr)
+    return ObserverData(("T",), ("R",), tuple(f"n{k}" for k in range(k1)), tuple(f"a{k}" for k in range(k2)), lesions, nl, arr)
 
 
 def test_minus_inf_ties_score_one_half():
@@ -225,8 +221,18 @@ def test_marked_lesion_beats_unmarked_normal_and_ties_count_half():
 
 def test_no_marks_at_all():
     d = tiny([[], []], [[], []], [[NEG_INF], [NEG_INF, NEG_INF]])
-    expected = {"HrAuc": .5, "AFROC": .5, "wAFROC": .5, "AFROC1": .5, "wAFROC1": .5, "HrSe": 0,
-                "HrSp": 1, "MaxLLF": 0, "MaxNLF": 0, "MaxNLFAllCases": 0}
+    expected = {
+        "HrAuc": 0.5,
+        "AFROC": 0.5,
+        "wAFROC": 0.5,
+        "AFROC1": 0.5,
+        "wAFROC1": 0.5,
+        "HrSe": 0,
+        "HrSp": 1,
+        "MaxLLF": 0,
+        "MaxNLF": 0,
+        "MaxNLFAllCases": 0,
+    }
     for fom, value in expected.items():
         assert fom_matrix(d, fom)[0, 0] == value, fom
         assert np.all(jackknife_fom_matrix(d, fom) == value), fom

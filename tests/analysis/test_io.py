@@ -48,8 +48,7 @@ BIG = {"datasetBinned123", "datasetBinned124", "datasetBinned125"}
 
 @pytest.fixture(scope="module")
 def datasets() -> dict[str, ObserverData]:
-    return {n: read_jafroc_excel(DATASETS_DIR / f"{n}.xlsx") for n in XLSX_DATASETS
-            if n not in UNSUPPORTED}
+    return {n: read_jafroc_excel(DATASETS_DIR / f"{n}.xlsx") for n in XLSX_DATASETS if n not in UNSUPPORTED}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -66,8 +65,7 @@ def test_dataset_reads_with_rjafroc_dimensions_and_ids(datasets, name):
     d = datasets[name]
     ref = INDEX[name]
     assert d.paradigm == ref["type"]
-    assert (d.n_treatments, d.n_readers, d.n_normal, d.n_abnormal) == (
-        ref["I"], ref["J"], ref["K1"], ref["K2"])
+    assert (d.n_treatments, d.n_readers, d.n_normal, d.n_abnormal) == (ref["I"], ref["J"], ref["K1"], ref["K2"])
     assert d.n_lesions == ref["totalLesions"]
     assert list(d.nl.shape) == ref["dimNL"] and list(d.ll.shape) == ref["dimLL"]
     per_case = pd.Series(d.lesions_per_case).value_counts()
@@ -103,8 +101,7 @@ def _round_trip_cases():
     for name in XLSX_DATASETS:
         if name in UNSUPPORTED:
             continue
-        formats = ["xlsx", "compat.xlsx", "csv"] + (["imrmc"] if INDEX[name]["type"] == "ROC"
-                                                      else [])
+        formats = ["xlsx", "compat.xlsx", "csv"] + (["imrmc"] if INDEX[name]["type"] == "ROC" else [])
         for fmt in formats:
             marks = [pytest.mark.slow] if name in BIG and fmt.endswith("xlsx") else []
             yield pytest.param(name, fmt, marks=marks, id=f"{name}-{fmt}")
@@ -134,8 +131,7 @@ def test_rjafroc_read_back_labels_differ_only_by_its_string_sort(datasets):
         if name not in datasets or not isinstance(entry, dict) or "readReaderIDs" not in entry:
             continue
         d = datasets[name]
-        for ours, theirs in ((d.readers, entry["readReaderIDs"]),
-                             (d.treatments, entry["readModalityIDs"])):
+        for ours, theirs in ((d.readers, entry["readReaderIDs"]), (d.treatments, entry["readModalityIDs"])):
             theirs = [theirs] if isinstance(theirs, str) else theirs
             assert sorted(ours) == sorted(theirs), name
             if list(ours) != theirs:
@@ -153,13 +149,15 @@ def _examples():
     results = example_read_results()
     files = sorted({key.split(" [")[0] for key in results})
     for f in files:
-        entries = {k.split("=")[1].rstrip("]"): v for k, v in results.items()
-                   if k.startswith(f + " [")}
+        entries = {k.split("=")[1].rstrip("]"): v for k, v in results.items() if k.startswith(f + " [")}
         yield f, entries
 
 
-GOOD = [(f, e) for f, e in _examples() if any("error" not in v for v in e.values())
-        and "LROC" not in f and not any(v.get("design", "FCTRL") != "FCTRL" for v in e.values())]
+GOOD = [
+    (f, e)
+    for f, e in _examples()
+    if any("error" not in v for v in e.values()) and "LROC" not in f and not any(v.get("design", "FCTRL") != "FCTRL" for v in e.values())
+]
 
 
 @pytest.mark.parametrize("file,entries", GOOD, ids=[g[0] for g in GOOD])
@@ -181,8 +179,7 @@ def test_example_files_rjafroc_reads_give_the_same_foms(file, entries):
     assert list(d.ll.shape) == ref["dimLL"]
     assert d.lesions_per_case.tolist() == ref["perCase"]
     ref_w = np.array([[np.nan if x == "-Inf" else x for x in row] for row in ref["weights"]])
-    np.testing.assert_allclose(np.where(d.lesion_mask, d.lesion_weights, np.nan), ref_w,
-                               rtol=1e-6)
+    np.testing.assert_allclose(np.where(d.lesion_mask, d.lesion_weights, np.nan), ref_w, rtol=1e-6)
     checked = 0
     for fom, out in ref["foms"].items():
         if "error" in out:
@@ -190,8 +187,7 @@ def test_example_files_rjafroc_reads_give_the_same_foms(file, entries):
                 fom_matrix(d, fom)
             continue
         expected = np.array(out["values"], dtype=float).reshape(d.n_treatments, d.n_readers)
-        np.testing.assert_allclose(fom_matrix(d, fom), expected, rtol=1e-9, atol=1e-12,
-                                   err_msg=f"{file} {fom}")
+        np.testing.assert_allclose(fom_matrix(d, fom), expected, rtol=1e-9, atol=1e-12, err_msg=f"{file} {fom}")
         checked += 1
     assert checked >= 1
 
@@ -215,19 +211,22 @@ def test_example_blank_weight_of_single_lesion_case_means_weight_one():
     assert d.lesion_weights[0, 0] == 1.0
 
 
-@pytest.mark.parametrize("file,match,row,column", [
-    ("toyFiles/ROC/bad/incorrectSheetName.xlsx", "no TRUTH sheet", None, None),
-    ("toyFiles/ROC/bad/duplicatedRow.xlsx", "listed twice", 7, "LesionID"),
-    ("toyFiles/ROC/bad/incorrectWeights.xlsx", "sum to 0.5", 5, "Weight"),
-    ("toyFiles/ROC/bad/non-integerCaseID.xlsx", "non-integer number", 7, "CaseID"),
-    ("toyFiles/ROC/bad/non-integerLesionID.xlsx", "non-integer number", 2, "LesionID"),
-    ("toyFiles/ROC/bad/non-numeric-weight.xlsx", "not a number", 5, "Weight"),
-    ("toyFiles/ROC/bad/non-integerCellsRows5and7.xlsx", "not a number", 5, "Weight"),
-    ("toyFiles/ROC/bad/rocCrStrRdrsNonUnique.xlsx", "more than once", 2, "ReaderID"),
-    ("toyFiles/ROC/bad/missingCells.xlsx", "case ID is empty", 3, "CaseID"),
-    ("toyFiles/ROC/bad/missingEntireRow5.xlsx", "not in the truth table", None, "CaseID"),
-    ("toyFiles/FROC/bad/incorrectCaseIDsInTP.xlsx", "not in the truth table", 7, "CaseID"),
-])
+@pytest.mark.parametrize(
+    "file,match,row,column",
+    [
+        ("toyFiles/ROC/bad/incorrectSheetName.xlsx", "no TRUTH sheet", None, None),
+        ("toyFiles/ROC/bad/duplicatedRow.xlsx", "listed twice", 7, "LesionID"),
+        ("toyFiles/ROC/bad/incorrectWeights.xlsx", "sum to 0.5", 5, "Weight"),
+        ("toyFiles/ROC/bad/non-integerCaseID.xlsx", "non-integer number", 7, "CaseID"),
+        ("toyFiles/ROC/bad/non-integerLesionID.xlsx", "non-integer number", 2, "LesionID"),
+        ("toyFiles/ROC/bad/non-numeric-weight.xlsx", "not a number", 5, "Weight"),
+        ("toyFiles/ROC/bad/non-integerCellsRows5and7.xlsx", "not a number", 5, "Weight"),
+        ("toyFiles/ROC/bad/rocCrStrRdrsNonUnique.xlsx", "more than once", 2, "ReaderID"),
+        ("toyFiles/ROC/bad/missingCells.xlsx", "case ID is empty", 3, "CaseID"),
+        ("toyFiles/ROC/bad/missingEntireRow5.xlsx", "not in the truth table", None, "CaseID"),
+        ("toyFiles/FROC/bad/incorrectCaseIDsInTP.xlsx", "not in the truth table", 7, "CaseID"),
+    ],
+)
 def test_example_bad_files_are_rejected_with_location(file, match, row, column):
     with pytest.raises(ObserverDataError) as err:
         read_jafroc_excel(EXAMPLES_DIR / file)
@@ -258,10 +257,8 @@ TRUTH = [
     [10, 2, 0.5, "A,B", "T1", None],
     [11, 1, 1, "A,B", "T1", None],
 ]
-FP = [["ReaderID", "ModalityID", "CaseID", "FP_Rating"],
-      ["A", "T1", 1, 2.5], ["A", "T1", 10, 1.0], ["B", "T1", 2, 3.0]]
-TP = [["ReaderID", "ModalityID", "CaseID", "LesionID", "TP_Rating"],
-      ["A", "T1", 10, 1, 4.0], ["A", "T1", 11, 1, 5.0], ["B", "T1", 10, 2, 2.0]]
+FP = [["ReaderID", "ModalityID", "CaseID", "FP_Rating"], ["A", "T1", 1, 2.5], ["A", "T1", 10, 1.0], ["B", "T1", 2, 3.0]]
+TP = [["ReaderID", "ModalityID", "CaseID", "LesionID", "TP_Rating"], ["A", "T1", 10, 1, 4.0], ["A", "T1", 11, 1, 5.0], ["B", "T1", 10, 2, 2.0]]
 
 
 def test_small_handwritten_file_reads(tmp_path):
@@ -279,29 +276,23 @@ def _replace(rows, r, c, value):
     return rows
 
 
-@pytest.mark.parametrize("sheets,match,sheet,row,column", [
-    ({"TRUTH": TRUTH, "FP": FP}, "no TP/LL", None, None, None),
-    ({"TRUTH": TRUTH, "FP": FP, "TP": _replace(TP, 1, 2, 99)}, "case '99' is not in the truth",
-     "TP", 2, "CaseID"),
-    ({"TRUTH": TRUTH, "FP": FP, "TP": TP + [["B", "T1", 1, 1, 3.0]]}, "is a normal case",
-     "TP", 5, "CaseID"),
-    ({"TRUTH": TRUTH, "FP": FP, "TP": TP + [["A", "T1", 10, 1, 3.0]]}, "marked twice",
-     "TP", 5, "LesionID"),
-    ({"TRUTH": TRUTH, "FP": FP, "TP": _replace(TP, 2, 3, 3)}, "lesion '3' of case '11' is not",
-     "TP", 3, "LesionID"),
-    ({"TRUTH": _replace(TRUTH, 3, 2, 0.9), "FP": FP, "TP": TP}, "sum to 1.4", "TRUTH", 4,
-     "Weight"),
-    ({"TRUTH": TRUTH, "FP": _replace(FP, 2, 3, "high"), "TP": TP}, "not a number", "FP", 3,
-     "FP_Rating"),
-    ({"TRUTH": TRUTH, "FP": [r[:3] for r in FP], "TP": TP}, "FP_Rating", "FP", 1,
-     "FP_Rating"),
-    ({"TRUTH": [r[:2] for r in TRUTH], "FP": FP, "TP": TP}, "Weight", "TRUTH", 1, "Weight"),
-    ({"TRUTH": TRUTH, "FP": FP, "TP": _replace(TP, 1, 0, "Z")}, "reader 'Z' is not one",
-     "TP", 2, "ReaderID"),
-    ({"TRUTH": _replace(TRUTH, 5, 3, "A"), "FP": FP, "TP": TP}, "only fully crossed",
-     "TRUTH", 6, "ReaderID"),
-    ({"TRUTH": TRUTH, "FP": FP, "NL": FP, "TP": TP}, "keep only one", None, None, None),
-])
+@pytest.mark.parametrize(
+    "sheets,match,sheet,row,column",
+    [
+        ({"TRUTH": TRUTH, "FP": FP}, "no TP/LL", None, None, None),
+        ({"TRUTH": TRUTH, "FP": FP, "TP": _replace(TP, 1, 2, 99)}, "case '99' is not in the truth", "TP", 2, "CaseID"),
+        ({"TRUTH": TRUTH, "FP": FP, "TP": TP + [["B", "T1", 1, 1, 3.0]]}, "is a normal case", "TP", 5, "CaseID"),
+        ({"TRUTH": TRUTH, "FP": FP, "TP": TP + [["A", "T1", 10, 1, 3.0]]}, "marked twice", "TP", 5, "LesionID"),
+        ({"TRUTH": TRUTH, "FP": FP, "TP": _replace(TP, 2, 3, 3)}, "lesion '3' of case '11' is not", "TP", 3, "LesionID"),
+        ({"TRUTH": _replace(TRUTH, 3, 2, 0.9), "FP": FP, "TP": TP}, "sum to 1.4", "TRUTH", 4, "Weight"),
+        ({"TRUTH": TRUTH, "FP": _replace(FP, 2, 3, "high"), "TP": TP}, "not a number", "FP", 3, "FP_Rating"),
+        ({"TRUTH": TRUTH, "FP": [r[:3] for r in FP], "TP": TP}, "FP_Rating", "FP", 1, "FP_Rating"),
+        ({"TRUTH": [r[:2] for r in TRUTH], "FP": FP, "TP": TP}, "Weight", "TRUTH", 1, "Weight"),
+        ({"TRUTH": TRUTH, "FP": FP, "TP": _replace(TP, 1, 0, "Z")}, "reader 'Z' is not one", "TP", 2, "ReaderID"),
+        ({"TRUTH": _replace(TRUTH, 5, 3, "A"), "FP": FP, "TP": TP}, "only fully crossed", "TRUTH", 6, "ReaderID"),
+        ({"TRUTH": TRUTH, "FP": FP, "NL": FP, "TP": TP}, "keep only one", None, None, None),
+    ],
+)
 def test_malformed_files_name_sheet_row_and_column(tmp_path, sheets, match, sheet, row, column):
     path = write_book(tmp_path / "bad.xlsx", sheets)
     with pytest.raises(ObserverDataError) as err:
@@ -335,23 +326,18 @@ def test_empty_and_corrupt_files(tmp_path):
         read_jafroc_excel(junk)
     with pytest.raises(FileNotFoundError):
         read_jafroc_excel(tmp_path / "missing.xlsx")
-    no_cases = write_book(tmp_path / "nocases.xlsx", {"TRUTH": TRUTH[:1], "FP": FP[:1],
-                                                      "TP": TP[:1]})
+    no_cases = write_book(tmp_path / "nocases.xlsx", {"TRUTH": TRUTH[:1], "FP": FP[:1], "TP": TP[:1]})
     with pytest.raises(ObserverDataError, match="no cases"):
         read_jafroc_excel(no_cases)
 
 
 def test_old_three_column_layout_infers_roc_and_froc(tmp_path):
     truth = [["CaseID", "LesionID", "Weight"], [1, 0, 0], [2, 0, 0], [5, 1, 1]]
-    fp = [["ReaderID", "ModalityID", "CaseID", "NL_Rating"],
-          ["r2", "m", 1, 1], ["r2", "m", 2, 2], ["r10", "m", 1, 3], ["r10", "m", 2, 1]]
-    tp = [["ReaderID", "ModalityID", "CaseID", "LesionID", "LL_Rating"],
-          ["r2", "m", 5, 1, 3], ["r10", "m", 5, 1, 2]]
+    fp = [["ReaderID", "ModalityID", "CaseID", "NL_Rating"], ["r2", "m", 1, 1], ["r2", "m", 2, 2], ["r10", "m", 1, 3], ["r10", "m", 2, 1]]
+    tp = [["ReaderID", "ModalityID", "CaseID", "LesionID", "LL_Rating"], ["r2", "m", 5, 1, 3], ["r10", "m", 5, 1, 2]]
     roc = read_jafroc_excel(write_book(tmp_path / "roc.xlsx", {"TRUTH": truth, "NL": fp, "LL": tp}))
     assert roc.paradigm == "ROC" and roc.readers == ("r2", "r10")  # natural order
-    froc = read_jafroc_excel(write_book(tmp_path / "froc.xlsx",
-                                        {"TRUTH": truth, "NL": fp + [["r2", "m", 5, 1.5]],
-                                         "LL": tp}))
+    froc = read_jafroc_excel(write_book(tmp_path / "froc.xlsx", {"TRUTH": truth, "NL": fp + [["r2", "m", 5, 1.5]], "LL": tp}))
     assert froc.paradigm == "FROC"
 
 
@@ -361,29 +347,38 @@ def test_old_three_column_layout_infers_roc_and_froc(tmp_path):
 
 
 def awkward_study() -> ObserverData:
-    truth = pd.DataFrame([
-        {"case_id": "pt-007", "lesion_id": None},
-        {"case_id": "0042", "lesion_id": None},
-        {"case_id": "p 9", "lesion_id": "0", "weight": 0.25, "lesion_type": "lytic"},
-        {"case_id": "p 9", "lesion_id": "T12 vertebra", "weight": 0.75, "lesion_type": "mixed"},
-        {"case_id": "3", "lesion_id": "5", "weight": 1.0, "lesion_type": "lytic"},
-    ])
-    nl = pd.DataFrame([
-        {"treatment": "CT, bone window", "reader": "Dr. A", "case_id": "pt-007", "rating": 40},
-        {"treatment": "TS", "reader": "Dr. A", "case_id": "p 9", "rating": 12.5},
-        {"treatment": "TS", "reader": "r,2", "case_id": "0042", "rating": 77.25},
-    ])
-    ll = pd.DataFrame([
-        {"treatment": "CT, bone window", "reader": "Dr. A", "case_id": "p 9", "lesion_id": "0",
-         "rating": 90},
-        {"treatment": "TS", "reader": "r,2", "case_id": "p 9", "lesion_id": "T12 vertebra",
-         "rating": 1e-9},
-        {"treatment": "TS", "reader": "Dr. A", "case_id": "3", "lesion_id": "5", "rating": 55},
-    ])
-    return ObserverData.from_marks(truth, nl, ll, treatments=["CT, bone window", "TS"],
-                                   readers=["Dr. A", "r,2"],
-                                   reader_groups={"Dr. A": "radiologist", "r,2": "resident"},
-                                   name="awkward")
+    truth = pd.DataFrame(
+        [
+            {"case_id": "pt-007", "lesion_id": None},
+            {"case_id": "0042", "lesion_id": None},
+            {"case_id": "p 9", "lesion_id": "0", "weight": 0.25, "lesion_type": "lytic"},
+            {"case_id": "p 9", "lesion_id": "T12 vertebra", "weight": 0.75, "lesion_type": "mixed"},
+            {"case_id": "3", "lesion_id": "5", "weight": 1.0, "lesion_type": "lytic"},
+        ]
+    )
+    nl = pd.DataFrame(
+        [
+            {"treatment": "CT, bone window", "reader": "Dr. A", "case_id": "pt-007", "rating": 40},
+            {"treatment": "TS", "reader": "Dr. A", "case_id": "p 9", "rating": 12.5},
+            {"treatment": "TS", "reader": "r,2", "case_id": "0042", "rating": 77.25},
+        ]
+    )
+    ll = pd.DataFrame(
+        [
+            {"treatment": "CT, bone window", "reader": "Dr. A", "case_id": "p 9", "lesion_id": "0", "rating": 90},
+            {"treatment": "TS", "reader": "r,2", "case_id": "p 9", "lesion_id": "T12 vertebra", "rating": 1e-9},
+            {"treatment": "TS", "reader": "Dr. A", "case_id": "3", "lesion_id": "5", "rating": 55},
+        ]
+    )
+    return ObserverData.from_marks(
+        truth,
+        nl,
+        ll,
+        treatments=["CT, bone window", "TS"],
+        readers=["Dr. A", "r,2"],
+        reader_groups={"Dr. A": "radiologist", "r,2": "resident"},
+        name="awkward",
+    )
 
 
 @pytest.mark.parametrize("compatible", [False, True])
@@ -427,8 +422,7 @@ def test_roc_minus_inf_ratings_in_both_writer_modes(tmp_path):
     exact = read_jafroc_excel(write_jafroc_excel(d, tmp_path / "e.xlsx"))
     assert exact.equals(d)
     compat_path = write_jafroc_excel(d, tmp_path / "c.xlsx", rjafroc_compatible=True)
-    ratings = [r[3] for r in openpyxl.load_workbook(compat_path)["FP"].iter_rows(
-        min_row=2, values_only=True)]
+    ratings = [r[3] for r in openpyxl.load_workbook(compat_path)["FP"].iter_rows(min_row=2, values_only=True)]
     assert ratings == [1.0, 0.0, 2.0]  # -inf -> min(finite) - 1
     compat = read_jafroc_excel(compat_path)
     assert fom_matrix(compat, "Wilcoxon")[0, 0] == fom_matrix(d, "Wilcoxon")[0, 0]
@@ -475,22 +469,23 @@ def test_tidy_csv_round_trip_keeps_attributes_groups_and_text_ids(tmp_path):
     assert back.equals(d) and back.reader_groups == d.reader_groups
     assert "0042" in back.case_ids  # text IDs stay text
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    assert list(frame.columns[:9]) == ["record", "paradigm", "treatment", "reader",
-                                       "reader_group", "case_id", "lesion_id", "weight", "rating"]
+    assert list(frame.columns[:9]) == ["record", "paradigm", "treatment", "reader", "reader_group", "case_id", "lesion_id", "weight", "rating"]
     assert "lesion_type" in frame.columns
 
 
 def test_tidy_csv_errors_give_line_numbers(tmp_path):
-    text = "\n".join([
-        "record,treatment,reader,case_id,lesion_id,weight,rating",
-        "truth,,,n1,,,",
-        "truth,,,a1,L1,,",
-        "NL,T,R,n1,,,2",
-        "NL,T,R,zz,,,2",
-        "LL,T,R,a1,L9,,3",
-        "LL,T,R,a1,L1,,abc",
-        "XX,T,R,a1,L1,,3",
-    ])
+    text = "\n".join(
+        [
+            "record,treatment,reader,case_id,lesion_id,weight,rating",
+            "truth,,,n1,,,",
+            "truth,,,a1,L1,,",
+            "NL,T,R,n1,,,2",
+            "NL,T,R,zz,,,2",
+            "LL,T,R,a1,L9,,3",
+            "LL,T,R,a1,L1,,abc",
+            "XX,T,R,a1,L1,,3",
+        ]
+    )
     (tmp_path / "bad.csv").write_text(text)
     with pytest.raises(ObserverDataError) as err:
         read_tidy_csv(tmp_path / "bad.csv")

@@ -25,13 +25,14 @@ def _idmapped_dataset04():
     """The study dataset04_idmap_lo.* was made from (PROVENANCE.md)."""
     d = read_observer_data(RJ / "datasets" / "dataset04.xlsx")
     return dataclasses.replace(
-        d, normal_cases=tuple(f"N-{c}" for c in d.normal_cases),
+        d,
+        normal_cases=tuple(f"N-{c}" for c in d.normal_cases),
         abnormal_cases=tuple(f"A-{c}" for c in d.abnormal_cases),
-        reader_groups={r: ("resident" if n % 2 else "attending") for n, r in enumerate(d.readers)})
+        reader_groups={r: ("resident" if n % 2 else "attending") for n, r in enumerate(d.readers)},
+    )
 
 
-@pytest.mark.parametrize("name", ["dataset02_lo.xlsx", "dataset02_lo.xls", "dataset02_lo.ods",
-                                  "dataset04_lo.xlsx"])
+@pytest.mark.parametrize("name", ["dataset02_lo.xlsx", "dataset02_lo.xls", "dataset02_lo.ods", "dataset04_lo.xlsx"])
 def test_libreoffice_copy_reads_as_the_original(name):
     original = read_observer_data(RJ / "datasets" / f"{name.split('_')[0]}.xlsx")
     copy = read_observer_data(LO / name)

@@ -32,9 +32,14 @@ from analysis.formats.jafroc_excel import rjafroc_sheet_order_ok
 from tests.analysis._workbooks import write_book
 from tests.analysis.rjafroc_reference import DATASETS_DIR, dataset_index
 
-SUPPORTED = [n for n, v in dataset_index().items()
-             if (DATASETS_DIR / f"{n}.xlsx").exists() and v.get("type") in ("ROC", "FROC")
-             and not n.startswith("datasetBinned") and n not in ("datasetROI", "datasetCadLroc")]
+SUPPORTED = [
+    n
+    for n, v in dataset_index().items()
+    if (DATASETS_DIR / f"{n}.xlsx").exists()
+    and v.get("type") in ("ROC", "FROC")
+    and not n.startswith("datasetBinned")
+    and n not in ("datasetROI", "datasetCadLroc")
+]
 
 
 def _openxlsx_style(src: Path, dst: Path, *, dangling_drawing: bool = False) -> Path:
@@ -48,8 +53,8 @@ def _openxlsx_style(src: Path, dst: Path, *, dangling_drawing: bool = False) -> 
                 if dangling_drawing:
                     data = data.replace(
                         b"</worksheet>",
-                        b'<drawing xmlns:r="http://schemas.openxmlformats.org/officeDocument/'
-                        b'2006/relationships" r:id="rId9"/></worksheet>')
+                        b'<drawing xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships" r:id="rId9"/></worksheet>',
+                    )
             zout.writestr(item, data)
     return dst
 
@@ -64,15 +69,22 @@ def _same(a: ObserverData, b: ObserverData) -> None:
 
 def _old_format_openxlsx_book(path: Path) -> Path:
     """RJafroc's writer layout: old three-column TRUTH, sheets LL/NL/TRUTH, NLRating/LLRating."""
-    return write_book(path, {
-        "LL": [["ReaderID", "ModalityID", "CaseID", "LesionID", "LLRating"],
-               [1, 1, 3, 1, 4.0], [1, 1, 4, 1, 5.0], [1, 1, 4, 2, 2.0], [1, 2, 3, 1, 3.0],
-               [2, 1, 3, 1, 1.0], [2, 2, 4, 2, 4.0]],
-        "NL": [["ReaderID", "ModalityID", "CaseID", "NLRating"],
-               [1, 1, 1, 2.5], [1, 2, 2, 1.0], [2, 1, 3, 3.0], [2, 2, 1, 0.5]],
-        "TRUTH": [["CaseID", "LesionID", "Weight"],
-                  [1, 0, 0], [2, 0, 0], [3, 1, 1.0], [4, 1, 0.5], [4, 2, 0.5]],
-    })
+    return write_book(
+        path,
+        {
+            "LL": [
+                ["ReaderID", "ModalityID", "CaseID", "LesionID", "LLRating"],
+                [1, 1, 3, 1, 4.0],
+                [1, 1, 4, 1, 5.0],
+                [1, 1, 4, 2, 2.0],
+                [1, 2, 3, 1, 3.0],
+                [2, 1, 3, 1, 1.0],
+                [2, 2, 4, 2, 4.0],
+            ],
+            "NL": [["ReaderID", "ModalityID", "CaseID", "NLRating"], [1, 1, 1, 2.5], [1, 2, 2, 1.0], [2, 1, 3, 3.0], [2, 2, 1, 0.5]],
+            "TRUTH": [["CaseID", "LesionID", "Weight"], [1, 0, 0], [2, 0, 0], [3, 1, 1.0], [4, 1, 0.5], [4, 2, 0.5]],
+        },
+    )
 
 
 def test_openxlsx_dimension_a1_workbook_is_read_completely(tmp_path):
@@ -137,23 +149,32 @@ def test_fast_paths_equal_the_row_path_on_every_reference_dataset(name, monkeypa
 
 
 def _study_with_ids() -> ObserverData:
-    truth = pd.DataFrame([
-        {"case_id": "n-1", "lesion_id": None}, {"case_id": "n 2", "lesion_id": None},
-        {"case_id": "a-1", "lesion_id": "L7", "weight": 0.3}, {"case_id": "a-1", "lesion_id": "0", "weight": 0.7},
-        {"case_id": "a 2", "lesion_id": "x", "weight": 1.0},
-    ])
-    nl = pd.DataFrame([
-        {"treatment": "CT", "reader": "Dr A", "case_id": "n-1", "rating": 2.0},
-        {"treatment": "CT", "reader": "Dr A", "case_id": "n-1", "rating": 3.5},
-        {"treatment": "TS", "reader": "r,2", "case_id": "a 2", "rating": 1.25},
-    ])
-    ll = pd.DataFrame([
-        {"treatment": "CT", "reader": "Dr A", "case_id": "a-1", "lesion_id": "0", "rating": 9.0},
-        {"treatment": "TS", "reader": "r,2", "case_id": "a-1", "lesion_id": "L7", "rating": 4.0},
-        {"treatment": "TS", "reader": "Dr A", "case_id": "a 2", "lesion_id": "x", "rating": 5.0},
-    ])
-    return ObserverData.from_marks(truth, nl, ll, treatments=["CT", "TS"], readers=["Dr A", "r,2"],
-                                   reader_groups={"Dr A": "radiologist", "r,2": "resident"})
+    truth = pd.DataFrame(
+        [
+            {"case_id": "n-1", "lesion_id": None},
+            {"case_id": "n 2", "lesion_id": None},
+            {"case_id": "a-1", "lesion_id": "L7", "weight": 0.3},
+            {"case_id": "a-1", "lesion_id": "0", "weight": 0.7},
+            {"case_id": "a 2", "lesion_id": "x", "weight": 1.0},
+        ]
+    )
+    nl = pd.DataFrame(
+        [
+            {"treatment": "CT", "reader": "Dr A", "case_id": "n-1", "rating": 2.0},
+            {"treatment": "CT", "reader": "Dr A", "case_id": "n-1", "rating": 3.5},
+            {"treatment": "TS", "reader": "r,2", "case_id": "a 2", "rating": 1.25},
+        ]
+    )
+    ll = pd.DataFrame(
+        [
+            {"treatment": "CT", "reader": "Dr A", "case_id": "a-1", "lesion_id": "0", "rating": 9.0},
+            {"treatment": "TS", "reader": "r,2", "case_id": "a-1", "lesion_id": "L7", "rating": 4.0},
+            {"treatment": "TS", "reader": "Dr A", "case_id": "a 2", "lesion_id": "x", "rating": 5.0},
+        ]
+    )
+    return ObserverData.from_marks(
+        truth, nl, ll, treatments=["CT", "TS"], readers=["Dr A", "r,2"], reader_groups={"Dr A": "radiologist", "r,2": "resident"}
+    )
 
 
 @pytest.mark.parametrize("compatible", [False, True])
@@ -217,8 +238,7 @@ def _write_every_kind(tmp_path: Path) -> list[Path]:
         groups = {r: ("g1" if n % 2 else "g2") for n, r in enumerate(ds.readers)}
         ds = ds._replace(reader_groups=groups)
         for compatible in (False, True):
-            paths.append(write_jafroc_excel(ds, tmp_path / f"{name}-{compatible}.xlsx",
-                                            rjafroc_compatible=compatible))
+            paths.append(write_jafroc_excel(ds, tmp_path / f"{name}-{compatible}.xlsx", rjafroc_compatible=compatible))
     return paths
 
 

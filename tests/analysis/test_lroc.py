@@ -39,8 +39,7 @@ TOY = DATA / "excel-examples" / "toyFiles" / "LROC" / "lroc.xlsx"
 
 def _tiny() -> LrocData:
     # normals rated 1 and 3; abnormal A1 correctly localized at 2, A2 mislocalized at 4
-    return LrocData(("T",), ("R",), ("N1", "N2"), ("A1", "A2"),
-                    fp=[[[1.0, 3.0]]], cl=[[[2.0, -np.inf]]], il=[[[-np.inf, 4.0]]])
+    return LrocData(("T",), ("R",), ("N1", "N2"), ("A1", "A2"), fp=[[[1.0, 3.0]]], cl=[[[2.0, -np.inf]]], il=[[[-np.inf, 4.0]]])
 
 
 def test_operating_points_hand_worked():
@@ -85,8 +84,7 @@ def test_cad_lroc_pcl_matches_published_values():
     d = read_lroc_excel(CAD_LROC)
     assert d.readers[0] == "1" and d.n_readers == 10 and (d.n_normal, d.n_abnormal) == (120, 80)
     pcl02 = lroc_fom_matrix(d, "PCL", 0.2)[0]
-    published = [0.59166667, 0.69453125, 0.65, 0.80625, 0.725, 0.65982143, 0.76845238, 0.7375,
-                 0.675, 0.675]
+    published = [0.59166667, 0.69453125, 0.65, 0.80625, 0.725, 0.65982143, 0.76845238, 0.7375, 0.675, 0.675]
     np.testing.assert_allclose(pcl02, published, atol=5e-9)
     pcl005 = lroc_fom_matrix(d, "PCL", 0.05)[0]
     assert pcl005[0] == pytest.approx(0.45)
@@ -110,8 +108,7 @@ def test_jackknife_deletes_each_case():
             keep_a = [c for c in d.abnormal_cases if c != case]
             ni = [d.normal_cases.index(c) for c in keep_n]
             ai = [d.abnormal_cases.index(c) for c in keep_a]
-            smaller = LrocData(d.treatments, d.readers, keep_n, keep_a, d.fp[:, :, ni],
-                               d.cl[:, :, ai], d.il[:, :, ai])
+            smaller = LrocData(d.treatments, d.readers, keep_n, keep_a, d.fp[:, :, ni], d.cl[:, :, ai], d.il[:, :, ai])
             np.testing.assert_allclose(jk[:, :, k], lroc_fom_matrix(smaller, fom, 0.2), atol=1e-12)
 
 
@@ -122,15 +119,14 @@ TRUTH = [[1, 0, 0, "1,2", "A", "LROC"], [2, 0, 0, "1,2", "A", "FCTRL"], [3, 1, 1
 
 
 def test_reader_errors_name_sheet_and_row(tmp_path):
-    good = _write(tmp_path / "good.xlsx", TRUTH,
-                  [[1, "A", 1, 1], [1, "A", 2, 2], [2, "A", 1, 1], [2, "A", 2, 2], [2, "A", 3, 5]],
-                  [[1, "A", 3, 1, 4]])
+    good = _write(
+        tmp_path / "good.xlsx", TRUTH, [[1, "A", 1, 1], [1, "A", 2, 2], [2, "A", 1, 1], [2, "A", 2, 2], [2, "A", 3, 5]], [[1, "A", 3, 1, 4]]
+    )
     assert is_lroc_workbook(good)
     d = read_lroc_excel(good)
     assert d.cl[0, :, 0].tolist() == [4.0, -np.inf]
     assert d.il[0, :, 0].tolist() == [-np.inf, 5.0]
-    bad = _write(tmp_path / "bad.xlsx", TRUTH,
-                 [[1, "A", 1, 1], [1, "A", 1, 2]], [[1, "A", 1, 1, 4]])
+    bad = _write(tmp_path / "bad.xlsx", TRUTH, [[1, "A", 1, 1], [1, "A", 1, 2]], [[1, "A", 1, 1, 4]])
     with pytest.raises(ObserverDataError) as exc:
         read_lroc_excel(bad)
     text = str(exc.value)

@@ -114,8 +114,9 @@ def test_effect_sizes_outside_zero_one_and_zero_observed_effect_are_refused(fran
 
 
 def test_unreached_target_follows_rjafroc_k_convention():
-    pilot = PilotVarianceComponents("OR", {"VarTR": 2e-3, "Cov1": 3.5e-4, "Cov2": 3.4e-4, "Cov3": 2.4e-4,
-                                           "Var": 8e-4}, n_cases_pilot=114, observed_effect_size=-0.04)
+    pilot = PilotVarianceComponents(
+        "OR", {"VarTR": 2e-3, "Cov1": 3.5e-4, "Cov2": 3.4e-4, "Cov3": 2.4e-4, "Var": 8e-4}, n_cases_pilot=114, observed_effect_size=-0.04
+    )
     res = sample_size(pilot, n_readers=3, effect_size=0.05)  # default search limit 2000, as RJafroc
     assert res.n_cases is None and res.max_cases == 2000
     doc = res.to_dict()
@@ -135,28 +136,26 @@ def test_pilot_from_the_excel_file_gives_the_same_components(franken_or):
 def test_or_formula_hand_computed():
     # VarTR = 0, Cov2 = Cov3, K = K*: den = Var - Cov1 = 5e-4; ncp = J d^2 / (2 den) = 5 * 0.0025 / 0.001 = 12.5;
     # ddf = (den / den)^2 (J - 1) = 4.
-    r = power_from_or_components(n_readers=5, n_cases=100, n_cases_pilot=100, effect_size=0.05,
-                                 var_tr=0.0, cov1=5e-4, cov2=3e-4, cov3=3e-4, var=1e-3)
+    r = power_from_or_components(n_readers=5, n_cases=100, n_cases_pilot=100, effect_size=0.05, var_tr=0.0, cov1=5e-4, cov2=3e-4, cov3=3e-4, var=1e-3)
     assert r.ncp == pytest.approx(12.5, rel=1e-12)
     assert r.ddf == pytest.approx(4.0, rel=1e-12)
     fcrit = stats.f.isf(0.05, 1, 4)
     assert r.f_critical == pytest.approx(fcrit, rel=1e-12)
     assert r.power == pytest.approx(stats.ncf.sf(fcrit, 1, 4, 12.5), rel=1e-12)
     # doubling the cases halves the case-related variance: den = 2.5e-4, ncp = 25
-    r2 = power_from_or_components(n_readers=5, n_cases=200, n_cases_pilot=100, effect_size=0.05,
-                                  var_tr=0.0, cov1=5e-4, cov2=3e-4, cov3=3e-4, var=1e-3)
+    r2 = power_from_or_components(
+        n_readers=5, n_cases=200, n_cases_pilot=100, effect_size=0.05, var_tr=0.0, cov1=5e-4, cov2=3e-4, cov3=3e-4, var=1e-3
+    )
     assert r2.ncp == pytest.approx(25.0, rel=1e-12) and r2.power > r.power
     # VarTR = 1e-4, Cov2 - Cov3 = 1e-4, J = 4, K = K*: den = 1e-4 + 5e-4 + 3e-4 = 9e-4,
     # den_TR = 1e-4 + 5e-4 - 1e-4 = 5e-4, ddf = (9/5)^2 * 3 = 9.72, ncp = 4 * 0.01 / 1.8e-3
-    r3 = power_from_or_components(n_readers=4, n_cases=50, n_cases_pilot=50, effect_size=0.1,
-                                  var_tr=1e-4, cov1=5e-4, cov2=4e-4, cov3=3e-4, var=1e-3)
+    r3 = power_from_or_components(n_readers=4, n_cases=50, n_cases_pilot=50, effect_size=0.1, var_tr=1e-4, cov1=5e-4, cov2=4e-4, cov3=3e-4, var=1e-3)
     assert r3.ddf == pytest.approx(9.72, rel=1e-12)
     assert r3.ncp == pytest.approx(0.04 / 1.8e-3, rel=1e-12)
 
 
 def test_or_frrc_is_chi_square_and_rrfc_uses_reader_df():
-    kw = dict(n_readers=5, n_cases=100, n_cases_pilot=100, effect_size=0.05, var_tr=1e-4, cov1=5e-4,
-              cov2=3e-4, cov3=2e-4, var=1e-3)
+    kw = dict(n_readers=5, n_cases=100, n_cases_pilot=100, effect_size=0.05, var_tr=1e-4, cov1=5e-4, cov2=3e-4, cov3=2e-4, var=1e-3)
     f = power_from_or_components(analysis="FRRC", **kw)
     # den = Var - Cov1 + (J-1)(Cov2 - Cov3) = 5e-4 + 4e-4
     assert math.isinf(f.ddf) and f.ncp == pytest.approx(5 * 0.0025 / (2 * 9e-4), rel=1e-12)
@@ -171,8 +170,7 @@ def test_dbm_formula_hand_computed():
     r = power_from_dbm_components(n_readers=5, n_cases=100, effect_size=0.05, var_tr=1e-4, var_tc=0.01, var_err=0.05)
     assert r.ncp == pytest.approx(5 * 100 * 0.0025 / 0.22, rel=1e-12)
     assert r.ddf == pytest.approx(0.11**2 / (0.06**2 / 4), rel=1e-12)
-    f = power_from_dbm_components(n_readers=5, n_cases=100, effect_size=0.05, var_tr=1e-4, var_tc=0.01,
-                                  var_err=0.05, analysis="FRRC")
+    f = power_from_dbm_components(n_readers=5, n_cases=100, effect_size=0.05, var_tr=1e-4, var_tc=0.01, var_err=0.05, analysis="FRRC")
     assert f.ddf == 99 and f.ncp == pytest.approx(5 * 100 * 0.0025 / (2 * 0.1), rel=1e-12)
     # negative components are truncated at zero
     neg = power_from_dbm_components(n_readers=5, n_cases=100, effect_size=0.05, var_tr=-1e-4, var_tc=-0.01, var_err=0.05)
@@ -184,25 +182,38 @@ def test_zero_effect_has_power_alpha(franken_or, franken_dbm, analysis):
     for pilot in (franken_or, franken_dbm):
         p = PilotVarianceComponents.from_result(pilot)
         comps = dict(p.components)
-        r = (power_from_or_components(n_readers=5, n_cases=200, n_cases_pilot=p.n_cases_pilot, effect_size=0.0,
-                                      var_tr=comps["VarTR"], cov1=comps["Cov1"], cov2=comps["Cov2"],
-                                      cov3=comps["Cov3"], var=comps["Var"], analysis=analysis, alpha=0.05)
-             if p.method == "OR" else
-             power_from_dbm_components(n_readers=5, n_cases=200, effect_size=0.0, var_tr=comps["VarTR"],
-                                       var_tc=comps["VarTC"], var_err=comps["VarErr"], analysis=analysis))
+        r = (
+            power_from_or_components(
+                n_readers=5,
+                n_cases=200,
+                n_cases_pilot=p.n_cases_pilot,
+                effect_size=0.0,
+                var_tr=comps["VarTR"],
+                cov1=comps["Cov1"],
+                cov2=comps["Cov2"],
+                cov3=comps["Cov3"],
+                var=comps["Var"],
+                analysis=analysis,
+                alpha=0.05,
+            )
+            if p.method == "OR"
+            else power_from_dbm_components(
+                n_readers=5, n_cases=200, effect_size=0.0, var_tr=comps["VarTR"], var_tc=comps["VarTC"], var_err=comps["VarErr"], analysis=analysis
+            )
+        )
         assert r.power == pytest.approx(0.05, abs=1e-12)
 
 
 def test_power_increases_with_readers_and_cases(franken_or):
-    pw = [[study_power(franken_or, n_readers=j, n_cases=k, effect_size=0.05).power for k in (50, 100, 200)]
-          for j in (3, 6, 12)]
+    pw = [[study_power(franken_or, n_readers=j, n_cases=k, effect_size=0.05).power for k in (50, 100, 200)] for j in (3, 6, 12)]
     arr = np.array(pw)
     assert (np.diff(arr, axis=0) > 0).all() and (np.diff(arr, axis=1) > 0).all()
 
 
 def test_power_table_and_unreachable_targets():
-    pilot = PilotVarianceComponents("OR", {"VarTR": 2e-3, "Cov1": 3.5e-4, "Cov2": 3.4e-4, "Cov3": 2.4e-4,
-                                           "Var": 8e-4}, n_cases_pilot=114, observed_effect_size=-0.04)
+    pilot = PilotVarianceComponents(
+        "OR", {"VarTR": 2e-3, "Cov1": 3.5e-4, "Cov2": 3.4e-4, "Cov3": 2.4e-4, "Var": 8e-4}, n_cases_pilot=114, observed_effect_size=-0.04
+    )
     tab = power_table(pilot, readers=[3, 5, 20], effect_size=0.05, max_cases=5000)
     rows = {r.n_readers: r for r in tab.rows}
     # with large reader variability 3 readers can never reach 80 % power, whatever the cases

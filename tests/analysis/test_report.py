@@ -36,8 +36,7 @@ def simulated(tmp_path_factory):
     data = read_jafroc_excel(xlsx)
     paths = _quiet(write_report, data, tmp / "reports", study_name="Spine TS study", input_path=xlsx)
     result = _quiet(significance_test, data, "wAFROC", method="OR")
-    return {"xlsx": xlsx, "data": data, "paths": paths, "result": result,
-            "html": paths.html.read_text(encoding="utf-8")}
+    return {"xlsx": xlsx, "data": data, "paths": paths, "result": result, "html": paths.html.read_text(encoding="utf-8")}
 
 
 def _fmt(x: float, digits: int = 4) -> str:
@@ -60,8 +59,17 @@ def test_html_is_self_contained_and_in_the_required_order(simulated):
     assert html.index("<h1>Observer study report: Spine TS study") < html.index("SHA-256 of input") < html.index("<h2>")
     headings = [re.sub(r"\s+", " ", h) for h in re.findall(r"<h2>(.*?)</h2>", html, flags=re.S)]
     assert [h.split(" (")[0].split(":")[0] for h in headings] == [
-        "1. Study", "2. Figures of merit", "3. Primary analysis", "4. Fixed readers", "5. Variance components",
-        "6. Subgroups", "7. Plots", "8. Methods", "References", "Reproducing this report"]
+        "1. Study",
+        "2. Figures of merit",
+        "3. Primary analysis",
+        "4. Fixed readers",
+        "5. Variance components",
+        "6. Subgroups",
+        "7. Plots",
+        "8. Methods",
+        "References",
+        "Reproducing this report",
+    ]
     assert headings[2].startswith("3. Primary analysis: RRRC")
     for s in ("By reader group", "By lesion location", "By lesion type", "Lesions by location and type"):
         assert s in html
@@ -72,14 +80,13 @@ def test_html_numbers_equal_the_significance_test(simulated):
     rrrc = res["RRRC"]
     d = rrrc.differences[0]
     # table row: estimate, SE, df, t, p and CI as the significance result has them
-    for s in (_fmt(d.estimate), _fmt(d.se), f"{d.df:.2f}", f"{d.p_value:.4f}",
-              f"{_fmt(d.ci_lower)} to {_fmt(d.ci_upper)}"):
+    for s in (_fmt(d.estimate), _fmt(d.se), f"{d.df:.2f}", f"{d.p_value:.4f}", f"{_fmt(d.ci_lower)} to {_fmt(d.ci_upper)}"):
         assert s in html, s
     assert f"F(1, {rrrc.ddf:.2f}) = {rrrc.statistic:.3f}, p = {rrrc.p_value:.4f}" in html
     # the sentence: change from CT to CT+TS = -(CT - CT+TS), CI flipped
     change = -d.estimate
     words = "improved" if change > 0 else "lowered"
-    sentence = (f"CT+TS {words} the wAFROC figure of merit")
+    sentence = f"CT+TS {words} the wAFROC figure of merit"
     assert sentence in html
     assert f"{abs(change):.3f}" in html and f"{-d.ci_upper:.3f}".replace("-", "−") in html
     assert f"p = {d.p_value:.3f}, RRRC)" in html or (d.p_value < 0.001 and "p < 0.001, RRRC)" in html)
@@ -93,17 +100,21 @@ def test_html_numbers_equal_the_significance_test(simulated):
 
 def test_methods_paragraph_and_references(simulated):
     html = simulated["html"]
-    methods = html[html.index("8. Methods"):html.index("Reproducing this report")]
-    for s in ("Obuchowski-Rockette method", "Dorfman-Berbaum-Metz", "Hillis", "wAFROC",
-              "random-reader random-case", "lesion-class subgroup"):
+    methods = html[html.index("8. Methods") : html.index("Reproducing this report")]
+    for s in ("Obuchowski-Rockette method", "Dorfman-Berbaum-Metz", "Hillis", "wAFROC", "random-reader random-case", "lesion-class subgroup"):
         assert s in methods, s
-    for s in ("Dorfman DD, Berbaum KS, Metz CE", "Obuchowski NA, Rockette HE", "Hillis SL. A comparison",
-              "Hillis SL, Berbaum KS, Metz CE", "Chakraborty DP, Berbaum KS",
-              "Observer Performance Methods for Diagnostic Imaging"):
+    for s in (
+        "Dorfman DD, Berbaum KS, Metz CE",
+        "Obuchowski NA, Rockette HE",
+        "Hillis SL. A comparison",
+        "Hillis SL, Berbaum KS, Metz CE",
+        "Chakraborty DP, Berbaum KS",
+        "Observer Performance Methods for Diagnostic Imaging",
+    ):
         assert s in methods, s
     assert "DeLong ER" not in methods  # only cited with the DeLong covariance
     cited = {int(n) for group in re.findall(r"\[([\d, ]+)\]", methods) for n in group.split(",")}
-    n_refs = methods[methods.index("<ol"):].count("<li>")
+    n_refs = methods[methods.index("<ol") :].count("<li>")
     assert cited == set(range(1, n_refs + 1))  # every reference cited, every citation listed
 
 
@@ -122,8 +133,8 @@ def test_json_has_version_hash_and_the_full_result(simulated):
     study = doc["report"]["study"]
     assert (study["n_normal"], study["n_abnormal"], study["n_lesions"]) == (24, 24, 48)
     assert study["lesions_by_attribute"]["location"] == {
-        k: int(v) for k, v in pd.Series([les.attributes["location"] for c in simulated["data"].lesions for les in c])
-        .value_counts(sort=False).items()}
+        k: int(v) for k, v in pd.Series([les.attributes["location"] for c in simulated["data"].lesions for les in c]).value_counts(sort=False).items()
+    }
     assert "tsct analyze report" in doc["report"]["command"]
 
 
@@ -158,8 +169,7 @@ def test_roc_study_without_subgroups_and_an_unavailable_request(tmp_path):
     data = read_jafroc_excel(VAN_DYKE)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        paths = write_report(data, tmp_path, fom="Wilcoxon", method="DBM", subgroups=["reader_group"],
-                             input_path=VAN_DYKE, pdf=False)
+        paths = write_report(data, tmp_path, fom="Wilcoxon", method="DBM", subgroups=["reader_group"], input_path=VAN_DYKE, pdf=False)
     assert any("Subgroups by reader_group" in str(w.message) for w in caught)
     assert paths.pdf is None and not (paths.directory / "report.pdf").exists()
     assert paths.directory.name == "dataset02"

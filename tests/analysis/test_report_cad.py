@@ -47,8 +47,16 @@ def test_report_section_equals_the_cad_vs_rad_analysis(study):
     data, marks = study["data"], study["marks"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        paths = write_report(data, study["tmp"] / "reports", study_name="with cad", subgroups=None, pdf=False,
-                             cad_marks=marks, cad_treatment="CT", cad_marks_source="marks_analytic.csv")
+        paths = write_report(
+            data,
+            study["tmp"] / "reports",
+            study_name="with cad",
+            subgroups=None,
+            pdf=False,
+            cad_marks=marks,
+            cad_treatment="CT",
+            cad_marks_source="marks_analytic.csv",
+        )
     doc = json.loads(paths.json.read_text())["cad_vs_rad"]
     want = st_cad_vs_rad(add_cad_reader(data, marks, reader_id="CAD"), "wAFROC", cad_reader="CAD", method="1T-RRRC", treatment="CT")
     assert doc["method"] == "1T-RRRC" and doc["treatment"] == "CT" and doc["cadMarksFile"] == "marks_analytic.csv"
@@ -76,8 +84,20 @@ def test_cli_report_with_cad_marks(study):
     from tsct_cli import app
 
     out = study["tmp"] / "cli-reports"
-    args = ["analyze", "report", str(study["xlsx"]), "--out", str(out), "--study", "cli", "--subgroups", "none", "--no-pdf",
-            "--cad-marks", str(study["csv"])]
+    args = [
+        "analyze",
+        "report",
+        str(study["xlsx"]),
+        "--out",
+        str(out),
+        "--study",
+        "cli",
+        "--subgroups",
+        "none",
+        "--no-pdf",
+        "--cad-marks",
+        str(study["csv"]),
+    ]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2 and "--cad-treatment" in res.output and "Traceback" not in res.output
     res = CliRunner().invoke(app, args + ["--cad-treatment", "CT"])

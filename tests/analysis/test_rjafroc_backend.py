@@ -109,8 +109,13 @@ def test_converted_st_output_equals_python_engine(dataset, fom, method):
     if fom == "Wilcoxon_of_DfFroc2Roc":  # St(DfFroc2Roc(ds), "Wilcoxon"): RJafroc renames readers
         data, name, positional = data.to_roc(), "Wilcoxon", True
     converted = rb.result_from_st(
-        _stored_outputs(dataset, fom, method), method=method, fom=name, treatments=data.treatments,
-        readers=data.readers, n_cases=len(fom_case_ids(data, name)), provenance=PROV,
+        _stored_outputs(dataset, fom, method),
+        method=method,
+        fom=name,
+        treatments=data.treatments,
+        readers=data.readers,
+        n_cases=len(fom_case_ids(data, name)),
+        provenance=PROV,
         rjafroc_treatments=None if positional else data.treatments,
         rjafroc_readers=None if positional else data.readers,
     )
@@ -125,16 +130,14 @@ def test_converted_st_output_equals_python_engine(dataset, fom, method):
     for name_, res in doc_o["analyses"].items():
         conv = doc_c["analyses"][name_]
         assert set(conv) == set(res)
-        assert (conv["statistic_name"], conv["error_term"], conv["description"]) == (
-            res["statistic_name"], res["error_term"], res["description"])
+        assert (conv["statistic_name"], conv["error_term"], conv["description"]) == (res["statistic_name"], res["error_term"], res["description"])
     json.dumps(doc_c, allow_nan=False)  # strict JSON
 
 
 def test_converter_reads_a_single_analysis_and_keeps_alpha():
     data = _data("dataset02")
     outputs = _stored_outputs("dataset02", "Wilcoxon", "OR", analyses=("FRRC",))
-    res = rb.result_from_st(outputs, method="OR", fom="Wilcoxon", treatments=data.treatments,
-                            readers=data.readers, n_cases=data.n_cases)
+    res = rb.result_from_st(outputs, method="OR", fom="Wilcoxon", treatments=data.treatments, readers=data.readers, n_cases=data.n_cases)
     assert list(res.analyses) == ["FRRC"]
     frrc = res["FRRC"]
     assert frrc.statistic_name == "chi2" and frrc.ddf is None
@@ -146,8 +149,7 @@ def test_converter_reads_a_single_analysis_and_keeps_alpha():
 def test_converter_checks_labels_and_structure():
     data = _data("dataset04")
     outputs = _stored_outputs("dataset04", "wAFROC", "OR")
-    kw = dict(method="OR", fom="wAFROC", treatments=data.treatments, readers=data.readers,
-              n_cases=data.n_cases)
+    kw = dict(method="OR", fom="wAFROC", treatments=data.treatments, readers=data.readers, n_cases=data.n_cases)
     with pytest.raises(rb.RJafrocOutputError, match="labelled the readers"):
         rb.result_from_st(outputs, rjafroc_readers=("1", "2", "3", "4"), **kw)
     broken = copy.deepcopy(outputs)
@@ -173,40 +175,55 @@ def _plain_st_from_result(res, analysis: str) -> dict:
     pairs = [f"{trt[a]}-{trt[b]}" for a in range(len(trt)) for b in range(a + 1, len(trt))]
 
     def frame(rows, cols):
-        return {"__type__": "data.frame", "rownames": rows,
-                "columns": {k: [_r_value(v) for v in vals] for k, vals in cols.items()}}
+        return {"__type__": "data.frame", "rownames": rows, "columns": {k: [_r_value(v) for v in vals] for k, vals in cols.items()}}
 
     def comps(cs, labels):
-        return frame(labels, {"Estimate": [c.estimate for c in cs], "StdErr": [c.se for c in cs],
-                              "DF": [c.df for c in cs], "t": [c.statistic for c in cs],
-                              "PrGTt": [c.p_value for c in cs], "CILower": [c.ci_lower for c in cs],
-                              "CIUpper": [c.ci_upper for c in cs]})
+        return frame(
+            labels,
+            {
+                "Estimate": [c.estimate for c in cs],
+                "StdErr": [c.se for c in cs],
+                "DF": [c.df for c in cs],
+                "t": [c.statistic for c in cs],
+                "PrGTt": [c.p_value for c in cs],
+                "CILower": [c.ci_lower for c in cs],
+                "CIUpper": [c.ci_upper for c in cs],
+            },
+        )
 
     a = res.analyses[analysis]
     block = {
-        "FTests": frame(["Treatment", "Error"], {"DF": [a.df, a.ddf], "MS": [a.ms_treatment, a.ms_error],
-                                                 "FStat": [a.statistic, None], "p": [a.p_value, None]}),
+        "FTests": frame(
+            ["Treatment", "Error"], {"DF": [a.df, a.ddf], "MS": [a.ms_treatment, a.ms_error], "FStat": [a.statistic, None], "p": [a.p_value, None]}
+        ),
         "ciDiffTrt": comps(a.differences, pairs),
-        "ciAvgRdrEachTrt": frame(trt, {"Estimate": [t.estimate for t in a.treatment_cis],
-                                       "StdErr": [t.se for t in a.treatment_cis],
-                                       "DF": [t.df for t in a.treatment_cis],
-                                       "CILower": [t.ci_lower for t in a.treatment_cis],
-                                       "CIUpper": [t.ci_upper for t in a.treatment_cis],
-                                       **({"Cov2": [t.cov2 for t in a.treatment_cis]} if analysis == "RRRC" else {})}),
+        "ciAvgRdrEachTrt": frame(
+            trt,
+            {
+                "Estimate": [t.estimate for t in a.treatment_cis],
+                "StdErr": [t.se for t in a.treatment_cis],
+                "DF": [t.df for t in a.treatment_cis],
+                "CILower": [t.ci_lower for t in a.treatment_cis],
+                "CIUpper": [t.ci_upper for t in a.treatment_cis],
+                **({"Cov2": [t.cov2 for t in a.treatment_cis]} if analysis == "RRRC" else {}),
+            },
+        ),
     }
     it, ir = res.treatment_anova, res.reader_anova
     return {
-        "FOMs": {"foms": {"__type__": "array", "dim": list(res.foms.shape), "dimnames": [trt, rdr],
-                          "values": res.foms.flatten(order="F").tolist()}},
+        "FOMs": {"foms": {"__type__": "array", "dim": list(res.foms.shape), "dimnames": [trt, rdr], "values": res.foms.flatten(order="F").tolist()}},
         "ANOVA": {
             "TRanova": frame(["T", "R", "TR"], {c: list(res.anova[c]) for c in ("SS", "DF", "MS")}),
-            "VarCom": frame(list(res.variance_components.index),
-                            {"Estimates": list(res.variance_components["estimate"]),
-                             "Rhos": list(res.variance_components["rho"])}),
-            "IndividualTrt": frame(trt, {"DF": list(it["df_msR"]), "msREachTrt": list(it["msR"]),
-                                         "varEachTrt": list(it["var"]), "cov2EachTrt": list(it["cov2"])}),
-            "IndividualRdr": frame(rdr, {"DF": list(ir["df_msT"]), "msTEachRdr": list(ir["msT"]),
-                                         "varEachRdr": list(ir["var"]), "cov1EachRdr": list(ir["cov1"])}),
+            "VarCom": frame(
+                list(res.variance_components.index),
+                {"Estimates": list(res.variance_components["estimate"]), "Rhos": list(res.variance_components["rho"])},
+            ),
+            "IndividualTrt": frame(
+                trt, {"DF": list(it["df_msR"]), "msREachTrt": list(it["msR"]), "varEachTrt": list(it["var"]), "cov2EachTrt": list(it["cov2"])}
+            ),
+            "IndividualRdr": frame(
+                rdr, {"DF": list(ir["df_msT"]), "msTEachRdr": list(ir["msT"]), "varEachRdr": list(ir["var"]), "cov1EachRdr": list(ir["cov1"])}
+            ),
         },
         analysis: block,
     }
@@ -222,9 +239,17 @@ def test_converter_derives_the_engines_warnings_for_degenerate_data():
     assert any("infinite" in w for w in ours.warnings)
     assert ours["RRRC"].ddf == np.inf
     plain = json.loads(json.dumps(_plain_st_from_result(ours, "RRRC")))
-    converted = rb.result_from_st({"RRRC": plain}, method="OR", fom="Wilcoxon", treatments=data.treatments,
-                                  readers=data.readers, n_cases=data.n_cases, provenance=PROV,
-                                  rjafroc_treatments=data.treatments, rjafroc_readers=data.readers)
+    converted = rb.result_from_st(
+        {"RRRC": plain},
+        method="OR",
+        fom="Wilcoxon",
+        treatments=data.treatments,
+        readers=data.readers,
+        n_cases=data.n_cases,
+        provenance=PROV,
+        rjafroc_treatments=data.treatments,
+        rjafroc_readers=data.readers,
+    )
     assert converted.warnings == ours.warnings
     assert converted["RRRC"].warnings == ours["RRRC"].warnings
     assert rb.compare_results(converted, ours).passed
@@ -261,8 +286,7 @@ def test_crosscheck_verdict_names_the_tolerance_each_number_passed_by():
     theirs = replace(ours, variance_components=Table(index=vc.index, columns=cols, index_name=vc.index_name))
     cols2 = {k: np.array(v, dtype=float) for k, v in cols.items()}
     cols2["estimate"][0] = 5e-13  # ... and 5e-13 here: passes only by the absolute 1e-12
-    mine = replace(ours, foms=foms,
-                   variance_components=Table(index=vc.index, columns=cols2, index_name=vc.index_name))
+    mine = replace(ours, foms=foms, variance_components=Table(index=vc.index, columns=cols2, index_name=vc.index_name))
     report = rb.compare_results(mine, theirs)
     assert report.passed
     by = {r.path: r.passed_by for r in report.rows}
@@ -276,6 +300,7 @@ def test_crosscheck_verdict_names_the_tolerance_each_number_passed_by():
 # ------------------------------------------------------------------------------------------
 # The whole backend with the R call replaced by RJafroc's stored output
 # ------------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def fake_rjafroc(monkeypatch):
@@ -328,8 +353,7 @@ def test_single_reader_runs_fixed_reader_analysis_only(fake_rjafroc, monkeypatch
 
 
 def test_positional_ids_sort_like_numbers():
-    data = ObserverData.from_roc(np.zeros((2, 12, 3)), np.ones((2, 12, 2)),
-                                 readers=[f"reader {j}" for j in range(12)])
+    data = ObserverData.from_roc(np.zeros((2, 12, 3)), np.ones((2, 12, 2)), readers=[f"reader {j}" for j in range(12)])
     copy_, trt, rdr = rb._positional_copy(data)
     assert trt == ("T1", "T2") and rdr[:3] == ("R01", "R02", "R03") and rdr[-1] == "R12"
     assert list(rdr) == sorted(rdr)  # RJafroc's string sort keeps the order
@@ -362,9 +386,12 @@ def test_r_to_plain_matches_the_stored_serialisation():
                                             row.names = c("Treatment", "Error"))))"""
     )
     plain = rb.r_to_plain(obj)
-    assert plain["FOMs"]["foms"] == {"__type__": "array", "dim": [2, 2],
-                                     "dimnames": [["trt1", "trt2"], ["rdr1", "rdr2"]],
-                                     "values": [0.1, 0.2, 0.3, 0.4]}
+    assert plain["FOMs"]["foms"] == {
+        "__type__": "array",
+        "dim": [2, 2],
+        "dimnames": [["trt1", "trt2"], ["rdr1", "rdr2"]],
+        "values": [0.1, 0.2, 0.3, 0.4],
+    }
     ft = plain["RRRC"]["FTests"]
     assert ft["rownames"] == ["Treatment", "Error"]
     assert ft["columns"]["DF"] == [1.0, 15.2] and np.isnan(ft["columns"]["p"][1])
@@ -408,7 +435,8 @@ def test_r_calling_layer_with_a_stand_in_rjafroc_package(tmp_path):
     lib.mkdir()
     (pkg / "DESCRIPTION").write_text(
         "Package: RJafroc\nVersion: 2.1.3\nTitle: Stand-in\nDescription: Test stand-in.\nLicense: MIT\n"
-        "Author: tsct tests\nMaintainer: tsct tests <tests@example.org>\n")
+        "Author: tsct tests\nMaintainer: tsct tests <tests@example.org>\n"
+    )
     (pkg / "NAMESPACE").write_text("export(St, DfReadDataFile)\n")
     (pkg / "R" / "stand_in.R").write_text(_STAND_IN_R)
     subprocess.run(["R", "CMD", "INSTALL", f"--library={lib}", str(pkg)], check=True, capture_output=True)
@@ -425,8 +453,14 @@ def test_r_calling_layer_with_a_stand_in_rjafroc_package(tmp_path):
         ro.r('if ("RJafroc" %in% loadedNamespaces()) unloadNamespace("RJafroc")')
         rb.rjafroc_available(refresh=True)
     assert list(out) == ["RRRC", "FRRC"]
-    assert out["FRRC"]["echo"] == {"FOM": "wAFROC", "method": "DBM", "covEstMethod": "jackknife",
-                                   "analysisOption": "FRRC", "alpha": 0.01, "file": str(xlsx)}
+    assert out["FRRC"]["echo"] == {
+        "FOM": "wAFROC",
+        "method": "DBM",
+        "covEstMethod": "jackknife",
+        "analysisOption": "FRRC",
+        "alpha": 0.01,
+        "file": str(xlsx),
+    }
     assert out["RRRC"]["FOMs"]["foms"]["dimnames"] == [["trtT1", "trtT2"], ["rdrR1", "rdrR2"]]
     tr = out["RRRC"]["ANOVA"]["TRanova"]
     assert tr["rownames"] == ["T", "R", "TR"] and tr["columns"]["DF"][:2] == [1.0, 1.0]

@@ -114,16 +114,21 @@ def _compare_comparisons(check, frame, comparisons, where, check_ids=True):
         assert [c.label for c in comparisons] == rows, where
     for k, c in enumerate(comparisons):
         for col, val in (
-            ("Estimate", c.estimate), ("StdErr", c.se), ("DF", c.df), ("t", c.statistic),
-            ("z", c.statistic), ("PrGTt", c.p_value), ("PrGTz", c.p_value),
-            ("CILower", c.ci_lower), ("CIUpper", c.ci_upper),
+            ("Estimate", c.estimate),
+            ("StdErr", c.se),
+            ("DF", c.df),
+            ("t", c.statistic),
+            ("z", c.statistic),
+            ("PrGTt", c.p_value),
+            ("PrGTz", c.p_value),
+            ("CILower", c.ci_lower),
+            ("CIUpper", c.ci_upper),
         ):
             if col in cols:
                 check(val, cols[col][k], f"{where}/{rows[k]}/{col}")
 
 
-def compare_with_rjafroc(result, expected: dict, method: str, analysis: str, label: str,
-                         check_ids: bool = True) -> Checker:
+def compare_with_rjafroc(result, expected: dict, method: str, analysis: str, label: str, check_ids: bool = True) -> Checker:
     """Compare every number of one RJafroc ``St()`` output with a SignificanceResult.
 
     ``check_ids=False`` matches treatments/readers by position (RJafroc's DfFroc2Roc renames
@@ -203,16 +208,18 @@ def compare_with_rjafroc(result, expected: dict, method: str, analysis: str, lab
     assert rows == trts
     for k, t in enumerate(res.treatment_cis):
         for col, val in (
-            ("Estimate", t.estimate), ("StdErr", t.se), ("DF", t.df), ("CILower", t.ci_lower),
-            ("CIUpper", t.ci_upper), ("Cov2", t.cov2),
+            ("Estimate", t.estimate),
+            ("StdErr", t.se),
+            ("DF", t.df),
+            ("CILower", t.ci_lower),
+            ("CIUpper", t.ci_upper),
+            ("Cov2", t.cov2),
         ):
             if col in cols:
                 check(val, cols[col][k], f"ciAvgRdrEachTrt/{rows[k]}/{col}")
     if "ciDiffTrtEachRdr" in block:
         assert res.reader_differences
-        _compare_comparisons(
-            check, _frame(block["ciDiffTrtEachRdr"]), res.reader_differences, "ciDiffTrtEachRdr", check_ids
-        )
+        _compare_comparisons(check, _frame(block["ciDiffTrtEachRdr"]), res.reader_differences, "ciDiffTrtEachRdr", check_ids)
     else:
         assert not res.reader_differences
     if "IndividualRdrVarCov1" in block:
@@ -327,8 +334,14 @@ def test_van_dyke_equals_iowa_or_dbm_mrmc():
     assert "0.00107626" in (IOWA / "VanDyke.txt").read_text()
     r = significance_test(_data("dataset02"), "Wilcoxon", method="OR")
     vc = {k: r.variance_components.value(k, "estimate") for k in r.variance_components.index}
-    for key, value in {"VarR": 0.00153500, "VarTR": 0.00020040, "Cov1": 0.00034661, "Cov2": 0.00034407,
-                       "Cov3": 0.00023903, "Var": 0.00080229}.items():
+    for key, value in {
+        "VarR": 0.00153500,
+        "VarTR": 0.00020040,
+        "Cov1": 0.00034661,
+        "Cov2": 0.00034407,
+        "Cov3": 0.00023903,
+        "Var": 0.00080229,
+    }.items():
         assert vc[key] == pytest.approx(value, abs=5e-9)
     rrrc = r["RRRC"]
     assert rrrc.ms_error == pytest.approx(0.00107626, abs=5e-9)
@@ -338,24 +351,31 @@ def test_van_dyke_equals_iowa_or_dbm_mrmc():
     assert (d.ci_lower, d.ci_upper) == (pytest.approx(-0.08796, abs=5e-6), pytest.approx(0.00036, abs=5e-6))
     t0, t1 = rrrc.treatment_cis
     assert (t0.se, t0.df, t0.ci_lower, t0.ci_upper) == (
-        pytest.approx(0.03317360, abs=5e-9), pytest.approx(12.74, abs=5e-3),
-        pytest.approx(0.82522360, abs=5e-9), pytest.approx(0.96885048, abs=5e-9),
+        pytest.approx(0.03317360, abs=5e-9),
+        pytest.approx(12.74, abs=5e-3),
+        pytest.approx(0.82522360, abs=5e-9),
+        pytest.approx(0.96885048, abs=5e-9),
     )
     assert (t1.ci_lower, t1.ci_upper) == (pytest.approx(0.89413783, abs=5e-9), pytest.approx(0.98753689, abs=5e-9))
     frrc = r["FRRC"]
     assert frrc.statistic == pytest.approx(5.47595, abs=5e-6)
     assert frrc.p_value == pytest.approx(0.0193, abs=5e-5)
     assert (frrc.treatment_cis[0].ci_lower, frrc.treatment_cis[0].ci_upper) == (
-        pytest.approx(0.84943008, abs=5e-9), pytest.approx(0.94464399, abs=5e-9))
-    iowa_readers = [(-0.02818, 0.02551, 0.2693), (-0.04654, 0.02630, 0.0768), (-0.01787, 0.03121, 0.5668),
-                    (-0.02625, 0.01729, 0.1290), (-0.10016, 0.04406, 0.0230)]
+        pytest.approx(0.84943008, abs=5e-9),
+        pytest.approx(0.94464399, abs=5e-9),
+    )
+    iowa_readers = [
+        (-0.02818, 0.02551, 0.2693),
+        (-0.04654, 0.02630, 0.0768),
+        (-0.01787, 0.03121, 0.5668),
+        (-0.02625, 0.01729, 0.1290),
+        (-0.10016, 0.04406, 0.0230),
+    ]
     for c, (est, se, p) in zip(frrc.reader_differences, iowa_readers):
-        assert (c.estimate, c.se, c.p_value) == (
-            pytest.approx(est, abs=5e-6), pytest.approx(se, abs=5e-6), pytest.approx(p, abs=5e-5))
+        assert (c.estimate, c.se, c.p_value) == (pytest.approx(est, abs=5e-6), pytest.approx(se, abs=5e-6), pytest.approx(p, abs=5e-5))
     rrfc = r["RRFC"]
     assert rrfc.statistic == pytest.approx(8.70, abs=5e-3)
-    assert (rrfc.differences[0].ci_lower, rrfc.differences[0].ci_upper) == (
-        pytest.approx(-0.08502, abs=5e-6), pytest.approx(-0.00258, abs=5e-6))
+    assert (rrfc.differences[0].ci_lower, rrfc.differences[0].ci_upper) == (pytest.approx(-0.08502, abs=5e-6), pytest.approx(-0.00258, abs=5e-6))
     assert rrfc.treatment_cis[1].se == pytest.approx(0.01615303, abs=5e-9)
 
 
@@ -370,13 +390,22 @@ def test_single_reader_equals_iowa_and_reports_frrc_only():
     assert f.p_value == pytest.approx(0.2693, abs=5e-5)
     d = f.differences[0]
     assert (d.estimate, d.se, d.ci_lower, d.ci_upper) == (
-        pytest.approx(-0.02818, abs=5e-6), pytest.approx(0.02551, abs=5e-6),
-        pytest.approx(-0.07818, abs=5e-6), pytest.approx(0.02182, abs=5e-6))
+        pytest.approx(-0.02818, abs=5e-6),
+        pytest.approx(0.02551, abs=5e-6),
+        pytest.approx(-0.07818, abs=5e-6),
+        pytest.approx(0.02182, abs=5e-6),
+    )
     t0, t1 = f.treatment_cis
     assert (t0.se, t0.ci_lower, t0.ci_upper) == (
-        pytest.approx(0.03012552, abs=5e-9), pytest.approx(0.86060081, abs=5e-9), pytest.approx(0.97869066, abs=5e-9))
+        pytest.approx(0.03012552, abs=5e-9),
+        pytest.approx(0.86060081, abs=5e-9),
+        pytest.approx(0.97869066, abs=5e-9),
+    )
     assert (t1.se, t1.ci_lower, t1.ci_upper) == (
-        pytest.approx(0.02214169, abs=5e-9), pytest.approx(0.90442917, abs=5e-9), pytest.approx(0.99122300, abs=5e-9))
+        pytest.approx(0.02214169, abs=5e-9),
+        pytest.approx(0.90442917, abs=5e-9),
+        pytest.approx(0.99122300, abs=5e-9),
+    )
     assert f.reader_differences[0].p_value == pytest.approx(f.p_value)
     # DBM with one reader: FRRC is an F test on (I-1)(K-1) df and equals t^2 of the difference
     with pytest.warns(MRMCWarning):
@@ -406,16 +435,26 @@ def test_franken_equals_iowa_except_the_documented_var_tr_difference():
     assert r.variance_components.value("Cov1", "rho") == pytest.approx(0.51887172, abs=5e-9)
     rrrc = r["RRRC"]
     assert (rrrc.ms_treatment, rrrc.ms_error, rrrc.ddf, rrrc.p_value) == (
-        pytest.approx(0.00023565, abs=5e-9), pytest.approx(0.00005020, abs=5e-9),
-        pytest.approx(3.00, abs=5e-3), pytest.approx(0.1188, abs=5e-5))
+        pytest.approx(0.00023565, abs=5e-9),
+        pytest.approx(0.00005020, abs=5e-9),
+        pytest.approx(3.00, abs=5e-3),
+        pytest.approx(0.1188, abs=5e-5),
+    )
     d = rrrc.differences[0]
     assert (d.estimate, d.se, d.ci_lower, d.ci_upper) == (
-        pytest.approx(0.01085, abs=5e-6), pytest.approx(0.00501, abs=5e-6),
-        pytest.approx(-0.00509, abs=5e-6), pytest.approx(0.02680, abs=5e-6))
+        pytest.approx(0.01085, abs=5e-6),
+        pytest.approx(0.00501, abs=5e-6),
+        pytest.approx(-0.00509, abs=5e-6),
+        pytest.approx(0.02680, abs=5e-6),
+    )
     t0 = rrrc.treatment_cis[0]
     assert (t0.se, t0.df, t0.ci_lower, t0.ci_upper, t0.cov2) == (
-        pytest.approx(0.02440215, abs=5e-9), pytest.approx(70.12, abs=5e-3),
-        pytest.approx(0.79908282, abs=5e-9), pytest.approx(0.89641696, abs=5e-9), pytest.approx(0.00047230, abs=5e-9))
+        pytest.approx(0.02440215, abs=5e-9),
+        pytest.approx(70.12, abs=5e-3),
+        pytest.approx(0.79908282, abs=5e-9),
+        pytest.approx(0.89641696, abs=5e-9),
+        pytest.approx(0.00047230, abs=5e-9),
+    )
     assert rrrc.treatment_cis[1].df == pytest.approx(253.64, abs=5e-3)
     assert (r["FRRC"].statistic, r["FRRC"].p_value) == (pytest.approx(0.32101, abs=5e-6), pytest.approx(0.5710, abs=5e-5))
 
@@ -430,18 +469,27 @@ def test_fedroc_equals_iowa():
     assert fed["RRRC"].p_value == pytest.approx(0.0305, abs=5e-5)
     d = fed["RRRC"].differences[0]
     assert (d.se, d.df, d.ci_lower, d.ci_upper) == (
-        pytest.approx(0.01654, abs=5e-6), pytest.approx(16.80, abs=5e-3),
-        pytest.approx(-0.04002, abs=5e-6), pytest.approx(0.02982, abs=5e-6))
+        pytest.approx(0.01654, abs=5e-6),
+        pytest.approx(16.80, abs=5e-3),
+        pytest.approx(-0.04002, abs=5e-6),
+        pytest.approx(0.02982, abs=5e-6),
+    )
     assert [c.estimate for c in fed["RRRC"].differences] == pytest.approx(
-        [-0.00510, 0.035325, -0.0054125, 0.036775, 0.040425, -0.0003125, 0.041875, -0.0407375, 0.00145, 0.0421875],
-        abs=5e-9)
+        [-0.00510, 0.035325, -0.0054125, 0.036775, 0.040425, -0.0003125, 0.041875, -0.0407375, 0.00145, 0.0421875], abs=5e-9
+    )
     d = fed["FRRC"].differences[0]
     assert (d.se, d.p_value, d.ci_lower, d.ci_upper) == (
-        pytest.approx(0.01670, abs=5e-6), pytest.approx(0.7601, abs=5e-5),
-        pytest.approx(-0.03783, abs=5e-6), pytest.approx(0.02763, abs=5e-6))
+        pytest.approx(0.01670, abs=5e-6),
+        pytest.approx(0.7601, abs=5e-5),
+        pytest.approx(-0.03783, abs=5e-6),
+        pytest.approx(0.02763, abs=5e-6),
+    )
     first_reader = fed["FRRC"].reader_differences[0]
     assert (first_reader.estimate, first_reader.se, first_reader.p_value) == (
-        pytest.approx(0.04000, abs=5e-6), pytest.approx(0.03080, abs=5e-6), pytest.approx(0.1940, abs=5e-5))
+        pytest.approx(0.04000, abs=5e-6),
+        pytest.approx(0.03080, abs=5e-6),
+        pytest.approx(0.1940, abs=5e-5),
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -491,8 +539,7 @@ def test_dbm_equals_or_for_rrrc_and_rrfc_with_the_jackknife():
 def test_two_treatment_f_is_t_squared():
     jk = _array(_pv("dataset02")["Wilcoxon"]["jkFomValues"])
     foms = _array(_st("dataset02")["Wilcoxon|OR|RRRC"]["FOMs"]["foms"])
-    for res in (dbm_analysis(foms, pseudovalues_from_jackknife(foms, jk)),
-                or_analysis(foms, jackknife_covariance(jk), n_cases=jk.shape[2])):
+    for res in (dbm_analysis(foms, pseudovalues_from_jackknife(foms, jk)), or_analysis(foms, jackknife_covariance(jk), n_cases=jk.shape[2])):
         for a in res.analyses.values():
             c = a.differences[0]
             assert a.statistic == pytest.approx(c.statistic**2, rel=1e-10)
@@ -685,10 +732,15 @@ def test_delong_matches_slow_definition_with_ties_unmarked_and_weights():
     np.testing.assert_allclose(cov, expected, rtol=1e-12, atol=1e-16)
 
 
-@pytest.mark.parametrize("dataset,fom,roc", [
-    ("dataset02", "Wilcoxon", False), ("dataset05", "wAFROC", False), ("dataset05", "HrAuc", False),
-    ("dataset04", "Wilcoxon", True),
-])
+@pytest.mark.parametrize(
+    "dataset,fom,roc",
+    [
+        ("dataset02", "Wilcoxon", False),
+        ("dataset05", "wAFROC", False),
+        ("dataset05", "HrAuc", False),
+        ("dataset04", "Wilcoxon", True),
+    ],
+)
 def test_delong_components_reproduce_the_jackknife_exactly(dataset, fom, roc):
     """For a two-sample U-statistic, deleting normal case a gives theta_(a) = (K1 theta - V10_a)/(K1-1),
     so the jackknife covariance is exactly (K-1)/K [S10/(K1-1) + S01/(K2-1)] in terms of the DeLong
@@ -718,8 +770,7 @@ def test_or_with_delong_covariance_runs_end_to_end():
     jk = significance_test(data, "Wilcoxon", method="OR")
     # same FOMs; DeLong and jackknife variances of an AUC agree to O(1/K)
     np.testing.assert_allclose(r.foms, jk.foms)
-    assert r.variance_components.value("Var", "estimate") == pytest.approx(
-        jk.variance_components.value("Var", "estimate"), rel=0.05)
+    assert r.variance_components.value("Var", "estimate") == pytest.approx(jk.variance_components.value("Var", "estimate"), rel=0.05)
     assert r.to_dict()["covariance"] == "delong"
 
 
@@ -742,7 +793,7 @@ def _ideal_bootstrap_covariance(fp, ll, w):
     flat = phis.reshape(n_t * n_r, k1, k2)
     a1, b2 = 1 - 1 / k1, 1 - 1 / k2
     r, c, s = flat.sum(axis=2), flat.sum(axis=1), flat.sum(axis=(1, 2))
-    cov = (np.einsum("pab,qab->pq", flat, flat) + b2 * r @ r.T + a1 * c @ c.T + (a1 * b2 - 1) * np.outer(s, s))
+    cov = np.einsum("pab,qab->pq", flat, flat) + b2 * r @ r.T + a1 * c @ c.T + (a1 * b2 - 1) * np.outer(s, s)
     return (cov / (k1 * k2) ** 2).reshape(n_t, n_r, n_t, n_r)
 
 

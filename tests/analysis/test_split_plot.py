@@ -55,9 +55,14 @@ def _roc_subset(d: ObserverData, readers, normal_idx, abnormal_idx) -> ObserverD
     ri = [d.readers.index(r) for r in readers]
     fp = d.nl[:, ri][:, :, normal_idx, 0]
     tp = d.ll[:, ri][:, :, abnormal_idx, 0]
-    return ObserverData.from_roc(fp, tp, treatments=d.treatments, readers=readers,
-                                 normal_cases=[d.normal_cases[k] for k in normal_idx],
-                                 abnormal_cases=[d.abnormal_cases[k] for k in abnormal_idx])
+    return ObserverData.from_roc(
+        fp,
+        tp,
+        treatments=d.treatments,
+        readers=readers,
+        normal_cases=[d.normal_cases[k] for k in normal_idx],
+        abnormal_cases=[d.abnormal_cases[k] for k in abnormal_idx],
+    )
 
 
 def _brute_force(groups, alpha=0.05):
@@ -77,8 +82,7 @@ def _brute_force(groups, alpha=0.05):
     for cov in covs:
         n_i, n_j = cov.shape[:2]
         for a, b, c, d in product(range(n_i), range(n_j), range(n_i), range(n_j)):
-            key = {(True, True): "Var", (False, True): "Cov1", (True, False): "Cov2",
-                   (False, False): "Cov3"}[(a == c, b == d)]
+            key = {(True, True): "Var", (False, True): "Cov1", (True, False): "Cov2", (False, False): "Cov3"}[(a == c, b == d)]
             kinds[key].append(cov[a, b, c, d])
     m = {k: float(np.mean(v)) for k, v in kinds.items()}
     theta = np.concatenate(thetas, axis=1)
@@ -93,7 +97,7 @@ def _brute_force(groups, alpha=0.05):
     ms_trg = ss / df
     c = sum(th.shape[1] ** 2 for th in thetas) / n_j
     ms_den = ms_trg + c * max(m["Cov2"] - m["Cov3"], 0)
-    ddf = ms_den ** 2 / (ms_trg ** 2 / df)
+    ddf = ms_den**2 / (ms_trg**2 / df)
     f = ms_t / ms_den
     return f, ddf, stats.f.sf(f, n_i - 1, ddf), m, ms_den
 
@@ -159,8 +163,12 @@ _write = write_jafroc_book
 
 
 def test_mark_on_a_case_of_another_group_names_the_row(tmp_path):
-    truth = [[1, 0, 0, "A1, A2", "X, Y", "ROC"], [2, 1, 1, "A1, A2", "X, Y", "SPLIT-PLOT-C"],
-             [3, 0, 0, "B1, B2", "X, Y", None], [4, 1, 1, "B1, B2", "X, Y", None]]
+    truth = [
+        [1, 0, 0, "A1, A2", "X, Y", "ROC"],
+        [2, 1, 1, "A1, A2", "X, Y", "SPLIT-PLOT-C"],
+        [3, 0, 0, "B1, B2", "X, Y", None],
+        [4, 1, 1, "B1, B2", "X, Y", None],
+    ]
     fp = [["A1", "X", 1, 1], ["B1", "X", 1, 2]]
     path = _write(tmp_path / "sp.xlsx", truth, fp, [])
     with pytest.raises(ObserverDataError) as exc:
@@ -197,8 +205,7 @@ def test_excel_round_trip_two_sites(tmp_path, van_dyke):
 
     from analysis.cli import app
 
-    res = CliRunner().invoke(app, ["split-plot", str(path), "--json", str(tmp_path / "sp.json")],
-                             env={"COLUMNS": "200"})
+    res = CliRunner().invoke(app, ["split-plot", str(path), "--json", str(tmp_path / "sp.json")], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     assert "RRRC 0 - 1" in res.output and "RRRC treatment 0:" in res.output
     import json

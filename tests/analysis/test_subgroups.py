@@ -55,6 +55,7 @@ from analysis.subgroups import (
 )
 from tests.analysis._study_factory import simulated_study
 
+
 def tiny_study() -> ObserverData:
     truth = [
         {"case_id": "N1", "lesion_id": None},
@@ -77,10 +78,10 @@ def tiny_study() -> ObserverData:
         lls = dict(ll_common)
         if t == "B":
             lls[("C2", "L1")] = 4
-        ll += [{"treatment": t, "reader": r, "case_id": c, "lesion_id": les, "rating": x}
-               for (c, les), x in lls.items()]
-    return ObserverData.from_marks(truth, nl, ll, treatments=["A", "B"], readers=["r1", "r2"],
-                                   reader_groups={"r1": "board-certified", "r2": "resident"})
+        ll += [{"treatment": t, "reader": r, "case_id": c, "lesion_id": les, "rating": x} for (c, les), x in lls.items()]
+    return ObserverData.from_marks(
+        truth, nl, ll, treatments=["A", "B"], readers=["r1", "r2"], reader_groups={"r1": "board-certified", "r2": "resident"}
+    )
 
 
 def _quiet(fn, *args, **kw):
@@ -154,8 +155,7 @@ def test_undefined_subgroup_is_reported_not_raised():
     """DeLong needs 2 abnormal cases: a lesion class on one case has no analysis, the others do."""
     data = tiny_study()
     with pytest.warns(SubgroupWarning, match="no analysis"):
-        res = subgroup_analysis(data, "wAFROC", by=lambda case, les: "C2 only" if case == "C2" else "other",
-                                name="custom", covariance="delong")
+        res = subgroup_analysis(data, "wAFROC", by=lambda case, les: "C2 only" if case == "C2" else "other", name="custom", covariance="delong")
     only = res["C2 only"]
     assert only.result is None and "2 abnormal" in only.error
     assert res["other"].result is not None
@@ -166,8 +166,7 @@ def test_undefined_subgroup_is_reported_not_raised():
 
 def test_callable_and_generic_attribute_partitions():
     data = tiny_study()
-    by_fn = _quiet(subgroup_analysis, data, "wAFROC",
-                   by=lambda case, les: les.attributes.get("location"), name="where")
+    by_fn = _quiet(subgroup_analysis, data, "wAFROC", by=lambda case, les: les.attributes.get("location"), name="where")
     by_attr = _quiet(subgroup_analysis, data, "wAFROC", by="lesion:location")
     assert by_fn.by == "where" and by_attr.by == "lesion:location"
     for a, b in zip(by_fn, by_attr):
@@ -177,8 +176,7 @@ def test_callable_and_generic_attribute_partitions():
 def test_lesions_without_a_class_are_counted_and_warned():
     data = tiny_study()
     with pytest.warns(SubgroupWarning, match="1 lesion"):
-        res = _quiet_mrmc(subgroup_analysis, data, "wAFROC",
-                          by=lambda case, les: None if (case, les.id) == ("C3", "L1") else "kept")
+        res = _quiet_mrmc(subgroup_analysis, data, "wAFROC", by=lambda case, les: None if (case, les.id) == ("C3", "L1") else "kept")
     assert res.unassigned == 1 and res["kept"].n_abnormal == 2
 
 

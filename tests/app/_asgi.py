@@ -28,10 +28,18 @@ def request(app, method: str, url: str, *, headers: dict[str, str] | None = None
     if cookies:
         hdrs["cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-        "path": unquote(parts.path), "raw_path": raw_path, "query_string": parts.query.encode("latin-1"), "root_path": "",
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": unquote(parts.path),
+        "raw_path": raw_path,
+        "query_string": parts.query.encode("latin-1"),
+        "root_path": "",
         "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in hdrs.items()],
-        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8501),
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8501),
     }
     sent = {"status": 0, "headers": {}, "body": b""}
     delivered = False

@@ -36,8 +36,14 @@ def app_cases(tmp_path_factory) -> CaseSet:
     lesions = [[SyntheticLesion(LESION_VOXEL, 4.0)], [], [SyntheticLesion((10, 10, 4), 3.0, "blastic", "pedicle")], []]
     case_list = write_synthetic_case_list(folder, lesions, size_xyz=SIZE_XYZ, spacing_mm=SPACING_MM, origin_mm=ORIGIN_MM, prefix="C", seed=1)
     training = write_synthetic_case_list(
-        folder / "training", [[SyntheticLesion((30, 12, 10), 4.0, "lytic", "rib")]], size_xyz=SIZE_XYZ, spacing_mm=SPACING_MM,
-        origin_mm=ORIGIN_MM, prefix="T", seed=2, name="training.csv",
+        folder / "training",
+        [[SyntheticLesion((30, 12, 10), 4.0, "lytic", "rib")]],
+        size_xyz=SIZE_XYZ,
+        spacing_mm=SPACING_MM,
+        origin_mm=ORIGIN_MM,
+        prefix="T",
+        seed=2,
+        name="training.csv",
     )
     detector = folder / "detector"
     write_test_detector_outputs(case_list, detector)
@@ -63,9 +69,14 @@ def make_app_env(folder: Path, cases: CaseSet, *, training: bool = True, **kwarg
     folder.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{folder / 'reader-study.sqlite3'}"
     study = build_reading_study(url, cases.case_list, training_case_list=cases.training_list if training else None, **kwargs)
-    env = {"TSCT_DATABASE_URL": url, "TSCT_DATA_DIR": str(folder), "TSCT_DETECTOR_DIR": str(cases.detector_dir), "TSCT_SQLITE_SYNCHRONOUS": "NORMAL",
-           # paths typed in the app may point into the data folder and the test cases' folder
-           "TSCT_STUDY_DIRS": os.pathsep.join([str(folder), str(cases.case_list.parent)])}
+    env = {
+        "TSCT_DATABASE_URL": url,
+        "TSCT_DATA_DIR": str(folder),
+        "TSCT_DETECTOR_DIR": str(cases.detector_dir),
+        "TSCT_SQLITE_SYNCHRONOUS": "NORMAL",
+        # paths typed in the app may point into the data folder and the test cases' folder
+        "TSCT_STUDY_DIRS": os.pathsep.join([str(folder), str(cases.case_list.parent)]),
+    }
     return AppEnv(study, folder, cases.detector_dir, env)
 
 

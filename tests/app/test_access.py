@@ -104,7 +104,9 @@ def test_aided_ticket_gives_the_aids_and_reports_a_missing_file(tmp_path):
     registry = TicketRegistry()
     files = _files(tmp_path)
     files["zmap"].unlink()
-    token = registry.issue(account_id=1, reader_id=1, study_code="S", case_read_id=8, case_code="C2", layers=allowed_layers(("subtraction", "zmap")), files=files)
+    token = registry.issue(
+        account_id=1, reader_id=1, study_code="S", case_read_id=8, case_code="C2", layers=allowed_layers(("subtraction", "zmap")), files=files
+    )
     assert registry.authorize(token, "subtraction")[1] == files["subtraction"]
     with pytest.raises(ImageLayerMissingError, match="z-map overlay of case C2 is not available"):
         registry.authorize(token, "zmap")
@@ -115,8 +117,12 @@ def test_tickets_expire_when_unused_and_can_be_revoked(tmp_path):
     registry = TicketRegistry(ttl_s=60, clock=clock)
     files = _files(tmp_path)
     key_a, key_b = WebSessionStore.key_of("cookie-a"), WebSessionStore.key_of("cookie-b")
-    a = registry.issue(account_id=1, reader_id=1, study_code="S", case_read_id=1, case_code="C", layers=frozenset({"ct"}), files=files, session_key=key_a)
-    b = registry.issue(account_id=2, reader_id=2, study_code="S", case_read_id=2, case_code="C", layers=frozenset({"ct"}), files=files, session_key=key_b)
+    a = registry.issue(
+        account_id=1, reader_id=1, study_code="S", case_read_id=1, case_code="C", layers=frozenset({"ct"}), files=files, session_key=key_a
+    )
+    b = registry.issue(
+        account_id=2, reader_id=2, study_code="S", case_read_id=2, case_code="C", layers=frozenset({"ct"}), files=files, session_key=key_b
+    )
     clock.t += 50
     registry.authorize(a, "ct", session_token="cookie-a")  # use pushes expiry back
     with pytest.raises(TicketError, match="no session cookie"):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -32,6 +31,7 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
 from reading_app.workstation.testing import CHROMIUM_ARGS  # noqa: E402  (one list for tests, screenshots and benches)
+
 ROOT = Path(__file__).resolve().parents[2]
 READERS = ("Reader One", "Reader Two", "Reader Three", "Reader Four", "Reader Five")
 
@@ -62,7 +62,11 @@ def server(tmp_path_factory, app_cases):
     with log.open("w") as handle:
         process = subprocess.Popen(
             [sys.executable, str(ROOT / "tsct_cli.py"), "app", "--port", str(port)],
-            cwd=ROOT, env={**os.environ, **env.env}, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env={**os.environ, **env.env},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90

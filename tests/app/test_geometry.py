@@ -6,7 +6,17 @@ import numpy as np
 import pytest
 
 from cases import Volume
-from reading_app.workstation import PLANES, DisplayGrid, ViewError, ViewTransform, click_to_point, extract_slice, image_to_voxel, mark_positions, voxel_to_image
+from reading_app.workstation import (
+    PLANES,
+    DisplayGrid,
+    ViewError,
+    ViewTransform,
+    click_to_point,
+    extract_slice,
+    image_to_voxel,
+    mark_positions,
+    voxel_to_image,
+)
 
 IDENTITY = (1, 0, 0, 0, 1, 0, 0, 0, 1)
 
@@ -137,14 +147,34 @@ def test_click_on_a_voxel_gives_its_patient_position(name, plane, zoom):
     assert s == pytest.approx(round(s))
     view = ViewTransform.for_plane(g, 640, 480, zoom=zoom, center_u=g.n_u / 2 + 0.7, center_v=g.n_v / 2 - 0.3)
     x, y = view.image_to_screen(u, v)
-    clicked = click_to_point(grid, plane=plane, slice_index=int(round(s)), screen_x=x, screen_y=y, viewport_w_px=640, viewport_h_px=480,
-                             zoom=zoom, center_u=view.center_u, center_v=view.center_v)
+    clicked = click_to_point(
+        grid,
+        plane=plane,
+        slice_index=int(round(s)),
+        screen_x=x,
+        screen_y=y,
+        viewport_w_px=640,
+        viewport_h_px=480,
+        zoom=zoom,
+        center_u=view.center_u,
+        center_v=view.center_v,
+    )
     assert clicked.inside
     assert np.allclose(clicked.point_mm, target_mm, atol=1e-9)
     assert np.allclose(volume.point_to_index(clicked.point_mm), stored, atol=1e-9)
     # half a pixel to the right moves the point by half a pixel width in mm, within the slice
-    clicked2 = click_to_point(grid, plane=plane, slice_index=int(round(s)), screen_x=x + 0.5 * view.px_per_u, screen_y=y,
-                              viewport_w_px=640, viewport_h_px=480, zoom=zoom, center_u=view.center_u, center_v=view.center_v)
+    clicked2 = click_to_point(
+        grid,
+        plane=plane,
+        slice_index=int(round(s)),
+        screen_x=x + 0.5 * view.px_per_u,
+        screen_y=y,
+        viewport_w_px=640,
+        viewport_h_px=480,
+        zoom=zoom,
+        center_u=view.center_u,
+        center_v=view.center_v,
+    )
     assert np.linalg.norm(np.subtract(clicked2.point_mm, clicked.point_mm)) == pytest.approx(0.5 * g.du_mm)
 
 

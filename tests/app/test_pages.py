@@ -40,7 +40,15 @@ def shown(markdown: str) -> str:
 
 
 def texts(at) -> str:
-    return shown("\n".join([t.value for t in at.title] + [m.value for m in at.markdown] + [e.value for e in at.error] + [s.value for s in at.success] + [i.value for i in at.info]))
+    return shown(
+        "\n".join(
+            [t.value for t in at.title]
+            + [m.value for m in at.markdown]
+            + [e.value for e in at.error]
+            + [s.value for s in at.success]
+            + [i.value for i in at.info]
+        )
+    )
 
 
 def click_event(grid: DisplayGrid, voxel_xyz, key: str, plane: str = "axial"):
@@ -50,8 +58,22 @@ def click_event(grid: DisplayGrid, voxel_xyz, key: str, plane: str = "axial"):
     g = grid.plane(plane)
     view = ViewTransform.for_plane(g, W, H, zoom=1.5, center_u=g.n_u / 2 + 3, center_v=g.n_v / 2 - 2)
     x, y = view.image_to_screen(u, v)
-    return {"event": "click", "value": {"key": key, "plane": plane, "slice": int(round(s)), "x": x, "y": y, "W": W, "H": H,
-                                        "zoom": 1.5, "cu": view.center_u, "cv": view.center_v, "view": {"plane": plane}}}
+    return {
+        "event": "click",
+        "value": {
+            "key": key,
+            "plane": plane,
+            "slice": int(round(s)),
+            "x": x,
+            "y": y,
+            "W": W,
+            "H": H,
+            "zoom": 1.5,
+            "cu": view.center_u,
+            "cv": view.center_v,
+            "view": {"plane": plane},
+        },
+    }
 
 
 def reading_page(at):
@@ -334,8 +356,15 @@ def test_single_sign_on_identity_maps_to_an_account_by_e_mail(app_test, app_env)
     db = reader_study.open_db(app_env.database_url)
     with db.transaction() as s:
         reader_study.create_account(s, "stat@example.org", "unused-password-1", role="statistician")
-    auth = {"auth": {"redirect_uri": "http://localhost/oauth2callback", "cookie_secret": "x" * 32, "client_id": "tsct",
-                     "client_secret": "s", "server_metadata_url": "https://idp.example.org/.well-known/openid-configuration"}}
+    auth = {
+        "auth": {
+            "redirect_uri": "http://localhost/oauth2callback",
+            "cookie_secret": "x" * 32,
+            "client_id": "tsct",
+            "client_secret": "s",
+            "server_metadata_url": "https://idp.example.org/.well-known/openid-configuration",
+        }
+    }
     at = app_test()
     at.secrets = auth
     at.user = {"is_logged_in": True, "email": "stat@example.org"}

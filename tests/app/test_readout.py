@@ -76,8 +76,12 @@ def test_the_aided_reading_reads_the_subtraction_but_the_z_map_has_no_hu(rig):
     sub = _hu(rig, ticket, cookie, layer="subtraction")
     got = json.loads(sub.text)
     assert sub.status == 200 and got["label"] == LAYERS["subtraction"].label
-    assert got["value"] == _file_hu(layer_files(case_code=view.case_code, current_path=view.current_path, prior_path=None, overlays=view.overlays,
-                                                detector_dir=rig.env.detector_dir)["subtraction"], got["mm"])
+    assert got["value"] == _file_hu(
+        layer_files(
+            case_code=view.case_code, current_path=view.current_path, prior_path=None, overlays=view.overlays, detector_dir=rig.env.detector_dir
+        )["subtraction"],
+        got["mm"],
+    )
     z = _hu(rig, ticket, cookie, layer="zmap")
     assert z.status == 400 and "no HU" in z.text
 

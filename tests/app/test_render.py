@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reading_app.workstation import DEFAULT_PALETTE, HOSHIAI_PALETTE, WINDOW_PRESETS, ViewError, composite, encode_image, window_to_uint8, zmap_overlay_rgba
+from reading_app.workstation import (
+    DEFAULT_PALETTE,
+    HOSHIAI_PALETTE,
+    WINDOW_PRESETS,
+    ViewError,
+    composite,
+    encode_image,
+    window_to_uint8,
+    zmap_overlay_rgba,
+)
 
 
 def test_window_maps_level_plus_minus_half_width_to_black_and_white():
@@ -47,9 +56,8 @@ def test_zmap_overlay_colours_polarity_and_alpha_ramp():
 
 def test_default_overlay_looks_like_the_detectors_overlay_series():
     """At the reader's default opacity the colours and opacities equal detector.overlay.render_overlay's defaults."""
-    from reading_app.workstation import DEFAULT_OPACITY, WINDOW_PRESETS
-
     from detector import render_overlay
+    from reading_app.workstation import DEFAULT_OPACITY, WINDOW_PRESETS
 
     rng = np.random.default_rng(2)
     ct = rng.normal(300, 400, (16, 16)).astype(np.float32)

@@ -9,10 +9,10 @@ never for a time. Skipped, with the reason, when /usr/bin/chromium or Playwright
 
 from __future__ import annotations
 
-import socket
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -47,7 +47,11 @@ class Server:
         handle = self.log.open("a")
         self.process = subprocess.Popen(
             [sys.executable, str(ROOT / "tsct_cli.py"), "app", "--port", str(self.port)],
-            cwd=ROOT, env={**os.environ, **self.env.env}, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env={**os.environ, **self.env.env},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         while True:  # wait for the state "healthy" (or the process gone)
             try:
@@ -199,11 +203,15 @@ def test_guessed_passwords_are_throttled_and_recorded(server, browser):
         if "locked until" in last["reason"] or (last["outcome"] == "failed" and outcomes.count("failed") == LOCK_AFTER):
             break
     assert outcomes.count("failed") == LOCK_AFTER
-    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=\"stAlertContentError\"]')].some(e => e.innerText.includes('wrong password') || e.innerText.includes('locked until'))")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=\"stAlertContentError\"]')].some(e => e.innerText.includes('wrong password') || e.innerText.includes('locked until'))"
+    )
     # the right password now: refused, because of the failures before it
     last = _submit(page, server, "reader3", server.env.study.password)
     assert last["outcome"] == "throttled" and "locked until" in last["reason"]
-    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=\"stAlertContentError\"]')].some(e => e.innerText.includes('locked until'))")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=\"stAlertContentError\"]')].some(e => e.innerText.includes('locked until'))"
+    )
     settle(page)
     assert page.get_by_text("Logged in as").count() == 0
     db = reader_study.open_db(server.env.database_url)
@@ -220,8 +228,10 @@ def test_another_site_cannot_log_a_reader_out(server, browser):
     context, page = new_page(browser)
     log_in(page, server, "reader2")
     evil = f"http://127.0.0.1:{_free_port()}/evil.html"
-    form = (f"<form id=f method=post action='{server.base_url}/api/tsct/v1/session/logout' enctype='text/plain'>"
-            "<input name=x value=y></form><script>document.getElementById('f').submit()</script>")
+    form = (
+        f"<form id=f method=post action='{server.base_url}/api/tsct/v1/session/logout' enctype='text/plain'>"
+        "<input name=x value=y></form><script>document.getElementById('f').submit()</script>"
+    )
     context.route(evil, lambda route: route.fulfill(status=200, content_type="text/html", body=form))
     responses = []
     page.on("response", lambda r: responses.append(r.status) if r.url.endswith("/session/logout") else None)

@@ -53,17 +53,30 @@ class Rig:
 
     def ticket(self, username: str, cookie: str, view: reader_study.CaseView, *, kind: str = "read", layers=None, registration=None) -> str:  # noqa: ANN001
         account = self.account(username)
-        files = layer_files(case_code=view.case_code, current_path=view.current_path, prior_path=view.prior_path or None,
-                            overlays=view.overlays if layers is None else ("subtraction", "zmap"), detector_dir=self.env.detector_dir)
+        files = layer_files(
+            case_code=view.case_code,
+            current_path=view.current_path,
+            prior_path=view.prior_path or None,
+            overlays=view.overlays if layers is None else ("subtraction", "zmap"),
+            detector_dir=self.env.detector_dir,
+        )
         return self.rt.tickets.issue(
-            account_id=account.account_id, reader_id=account.reader_id, study_code=self.env.study.study_code, case_read_id=view.case_read_id,
-            case_code=view.case_code, layers=allowed_layers(view.overlays) if layers is None else layers, files=files,
-            session_key=self.rt.sessions.key_of(cookie), kind=kind, registration=registration,
+            account_id=account.account_id,
+            reader_id=account.reader_id,
+            study_code=self.env.study.study_code,
+            case_read_id=view.case_read_id,
+            case_code=view.case_code,
+            layers=allowed_layers(view.overlays) if layers is None else layers,
+            files=files,
+            session_key=self.rt.sessions.key_of(cookie),
+            kind=kind,
+            registration=registration,
         )
 
     def image(self, ticket: str, layer: str = "ct", cookie: str | None = None, plane: str = "axial", index: int = 0):  # noqa: ANN201
-        return request(self.app, "GET", f"{API}/image/{ticket}/{layer}/{plane}/{index}?wl=40&ww=400",
-                       cookies={SESSION_COOKIE: cookie} if cookie else None)
+        return request(
+            self.app, "GET", f"{API}/image/{ticket}/{layer}/{plane}/{index}?wl=40&ww=400", cookies={SESSION_COOKIE: cookie} if cookie else None
+        )
 
 
 @pytest.fixture()
@@ -177,7 +190,10 @@ def test_image_links_die_with_the_session(rig):
     # log-out through the route ends the session and its tickets
     cookie2 = rig.log_in("reader1")
     ticket2 = rig.ticket("reader1", cookie2, view)
-    assert request(rig.app, "POST", f"{API}/session/logout", cookies={SESSION_COOKIE: cookie2}, headers={"origin": "http://127.0.0.1:8501"}).status == 200
+    assert (
+        request(rig.app, "POST", f"{API}/session/logout", cookies={SESSION_COOKIE: cookie2}, headers={"origin": "http://127.0.0.1:8501"}).status
+        == 200
+    )
     assert rig.image(ticket2, cookie=cookie2).status == 401
 
 
@@ -215,8 +231,13 @@ def test_downloads_need_the_page_s_authorisation(rig, tmp_path):
     (folder / "APP-TEST-jafroc.xlsx").write_bytes(b"workbook")
     coordinator = rig.log_in("coordinator")
     account = rig.account("coordinator")
-    token = rig.rt.downloads.offer(session_key=rig.rt.sessions.key_of(coordinator), account_id=account.account_id,
-                                   roles=frozenset({"coordinator", "statistician"}), path=folder, filename="export.zip")
+    token = rig.rt.downloads.offer(
+        session_key=rig.rt.sessions.key_of(coordinator),
+        account_id=account.account_id,
+        roles=frozenset({"coordinator", "statistician"}),
+        path=folder,
+        filename="export.zip",
+    )
     url = f"{API}/download/{token}"
     assert request(rig.app, "GET", url).status == 401  # no cookie (the media-URL hole of st.download_button)
     assert request(rig.app, "GET", url, cookies={SESSION_COOKIE: rig.log_in("reader1")}).status == 401  # a reader

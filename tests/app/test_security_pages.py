@@ -59,9 +59,12 @@ def test_a_typed_path_is_confined_to_the_data_folders_and_never_echoed(app_test,
     outside = app_env.data_dir.parent / "outside-secret.txt"
     outside.write_text("OUTSIDE-SECRET:x:0:0\n")
     at = login(app_test(), "coordinator", app_env.study.password)
-    for path, expected in ((str(outside), "must be inside the study data folder"), ("/etc/passwd", "must be inside the study data folder"),
-                           (str(app_env.data_dir / ".." / outside.name), "must be inside the study data folder"),
-                           (str(secret), "This is not a case list")):
+    for path, expected in (
+        (str(outside), "must be inside the study data folder"),
+        ("/etc/passwd", "must be inside the study data folder"),
+        (str(app_env.data_dir / ".." / outside.name), "must be inside the study data folder"),
+        (str(secret), "This is not a case list"),
+    ):
         _by_label(at.text_input, "Case list (path on the server)").input(path)
         at.run()
         _by_label(at.button, "Validate").click()

@@ -124,7 +124,9 @@ def test_image_service_aided_overlay_and_subtraction(case_files, tmp_path):
     files, ct, z = case_files
     tickets = TicketRegistry()
     service = ImageService(_settings(tmp_path, image_format="jpeg"), VolumeCache(), tickets)
-    token = tickets.issue(account_id=1, reader_id=1, study_code="S", case_read_id=2, case_code="C", layers=allowed_layers(("subtraction", "zmap")), files=files)
+    token = tickets.issue(
+        account_id=1, reader_id=1, study_code="S", case_read_id=2, case_code="C", layers=allowed_layers(("subtraction", "zmap")), files=files
+    )
     # stored slice 2 (feet-first) is display z index 3, i.e. axial slice 6 - 1 - 3 = 2
     overlay = service.render(token, "zmap", "axial", 2)
     assert overlay.media_type == "image/png"
@@ -270,7 +272,9 @@ def test_prior_sync_reads_the_case_registration(tmp_path):
     shift = sitk.TranslationTransform(3, (0.0, 0.0, 5.0))
     sitk.WriteTransform(shift, str(folder / ROLES["transform"][0]))
     vol = Volume(np.zeros((4, 6, 8), np.float32), SPACING, (0, 0, 0))
-    write_case_outputs(folder, {"zmap": folder / ROLES["zmap"][0], "transform": folder / ROLES["transform"][0]}, grid=vol.grid, case_id="C1", hash_exams=False)
+    write_case_outputs(
+        folder, {"zmap": folder / ROLES["zmap"][0], "transform": folder / ROLES["transform"][0]}, grid=vol.grid, case_id="C1", hash_exams=False
+    )
     sync = registration_prior_sync(folder.parent, "C1", grid, grid)
     assert sync["axial"] == synced_prior_slices(grid, grid, shift, "axial") == [0, 0, 0, 1]  # 5 mm up = 2 slices of 2.5 mm
     assert registration_prior_sync(folder.parent, "C1", grid, None) is None

@@ -41,7 +41,9 @@ def test_planes_and_slice_positions():
 
 def test_marks_and_pending_in_image_coordinates():
     point = GRID.index_to_point_mm((5, 7, 3))
-    payload = _payload((), marks=[{"id": 11, "n": 1, "rating": 4.0, "point_mm": point}], pending={"key": "k1", "point_mm": point}, rating_keys="12345")
+    payload = _payload(
+        (), marks=[{"id": 11, "n": 1, "rating": 4.0, "point_mm": point}], pending={"key": "k1", "point_mm": point}, rating_keys="12345"
+    )
     mark = payload["marks"][0]
     assert mark["id"] == 11 and mark["rating"] == 4 and isinstance(mark["rating"], int)
     assert mark["pos"]["axial"] == [6.0, 5.5, 7.5]  # slice 10 - 1 - 3, centre of column 5, row 7

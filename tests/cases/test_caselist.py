@@ -65,9 +65,7 @@ def test_every_bad_row_is_reported_at_once(exams):
 def test_case_columns_must_agree_and_duplicate_lesions(exams):
     path = exams / "dup.csv"
     path.write_text(
-        HEADER
-        + "C2,p2.nii.gz,c2.nii.gz,abnormal,,L1,lytic,rib,1,2,3,5,,,\n"
-        + "C2,p1.nii.gz,c2.nii.gz,abnormal,,L1,lytic,rib,1,2,3,5,,,\n"
+        HEADER + "C2,p2.nii.gz,c2.nii.gz,abnormal,,L1,lytic,rib,1,2,3,5,,,\n" + "C2,p1.nii.gz,c2.nii.gz,abnormal,,L1,lytic,rib,1,2,3,5,,,\n"
     )
     msgs = [str(p) for p in validate_case_list(path)]
     assert any("row 3, column 'prior'" in m and "must agree" in m for m in msgs)
@@ -87,9 +85,14 @@ def test_write_read_round_trip(exams):
         (
             Case("N1", exams / "p1.nii.gz", exams / "c1.nii.gz", False),
             Case(
-                "A1", exams / "p2.nii.gz", exams / "c2.nii.gz", True,
-                (Lesion("L1", (1.5, -2.25, 3.0), "lytic", "pedicle", radius_mm=4.0, weight=0.25),
-                 Lesion("L2", (10, 20, 30), "mixed", "rib", radius_mm=6.0, weight=0.75)),
+                "A1",
+                exams / "p2.nii.gz",
+                exams / "c2.nii.gz",
+                True,
+                (
+                    Lesion("L1", (1.5, -2.25, 3.0), "lytic", "pedicle", radius_mm=4.0, weight=0.25),
+                    Lesion("L2", (10, 20, 30), "mixed", "rib", radius_mm=6.0, weight=0.75),
+                ),
             ),
         )
     )

@@ -22,10 +22,13 @@ def test_valid_list_with_dicom_pair_and_label_map_passes_with_images_read(tmp_pa
     dicom_series(tmp_path / "prior", study_date="20240101")
     dicom_series(tmp_path / "current", study_date="20240701")
     write_image(label_image(value=2), tmp_path / "labels.nii.gz")
-    path = _write(tmp_path, [
-        "C1,prior,current,abnormal,,L1,lytic,vertebral_body,0,0,0,,labels.nii.gz,2,",
-        "C2,prior,current,normal,,,,,,,,,,,",
-    ])
+    path = _write(
+        tmp_path,
+        [
+            "C1,prior,current,abnormal,,L1,lytic,vertebral_body,0,0,0,,labels.nii.gz,2,",
+            "C2,prior,current,normal,,,,,,,,,,,",
+        ],
+    )
     cl = read_case_list(path, check_images=True)
     assert cl.case_ids == ["C1", "C2"] and not cl.warnings
     result = CliRunner().invoke(app, ["cases", "validate", str(path)])

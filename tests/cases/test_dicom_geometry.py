@@ -46,7 +46,9 @@ def test_real_ge_tilted_variable_spacing_series_is_resampled_and_matches_every_s
     assert "gantry tilt of 18.5°" in notes and "variable slice spacing" in notes
     # orthogonal grid whose in-plane axes are the headers' (dcm2niix reports the same orientation)
     reference = json.loads((folder / "dcm2niix_reference.json").read_text())
-    np.testing.assert_allclose(np.concatenate([vol.direction_matrix[:, 0], vol.direction_matrix[:, 1]]), reference["ImageOrientationPatientDICOM"], atol=1e-5)
+    np.testing.assert_allclose(
+        np.concatenate([vol.direction_matrix[:, 0], vol.direction_matrix[:, 1]]), reference["ImageOrientationPatientDICOM"], atol=1e-5
+    )
     d = vol.direction_matrix
     np.testing.assert_allclose(d.T @ d, np.eye(3), atol=1e-6)
     # even spacing no larger than the smallest step (1.08 mm), both end slices on the grid

@@ -26,7 +26,9 @@ from cases import (
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
 
 
-def _series_from_ct_small(folder: Path, z_positions: list[float], *, names: list[str] | None = None, series_uid: str | None = None, patient_id: str | None = None) -> Path:
+def _series_from_ct_small(
+    folder: Path, z_positions: list[float], *, names: list[str] | None = None, series_uid: str | None = None, patient_id: str | None = None
+) -> Path:
     """A series made of copies of the real CT_small.dcm slice at the given z positions (mm)."""
     folder.mkdir(parents=True, exist_ok=True)
     series_uid = series_uid or generate_uid()
@@ -175,7 +177,13 @@ def test_derived_series_copies_patient_study_and_frame_of_reference(tmp_path):
     folder = _series_from_ct_small(tmp_path / "cur", [0.0, 5.0, 10.0])
     current = read_exam(folder)
     derived = current.volume.with_array(current.volume.array * 0)
-    files = write_dicom_series(derived, tmp_path / "ts", series_description="Temporal subtraction", template=current.header, image_type=("DERIVED", "SECONDARY", "SUBTRACTION"))
+    files = write_dicom_series(
+        derived,
+        tmp_path / "ts",
+        series_description="Temporal subtraction",
+        template=current.header,
+        image_type=("DERIVED", "SECONDARY", "SUBTRACTION"),
+    )
     ds = pydicom.dcmread(files[0])
     for key in ("PatientID", "StudyInstanceUID", "FrameOfReferenceUID"):
         assert str(ds.data_element(key).value) == str(current.header[key])

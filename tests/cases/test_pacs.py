@@ -45,15 +45,25 @@ from tests.orthanc import DICOMWEB_PLUGIN, ORTHANC, Orthanc, free_port
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "pacs"
 GE_TILT = Path(__file__).resolve().parents[1] / "data" / "dicom_geometry" / "ge_tilt"  # see its PROVENANCE.md
-needs_orthanc = pytest.mark.skipif(ORTHANC is None or DICOMWEB_PLUGIN is None,
-                                   reason="Orthanc with its DICOMweb plug-in is not installed (apt-get install orthanc orthanc-dicomweb)")
+needs_orthanc = pytest.mark.skipif(
+    ORTHANC is None or DICOMWEB_PLUGIN is None, reason="Orthanc with its DICOMweb plug-in is not installed (apt-get install orthanc orthanc-dicomweb)"
+)
 
 
 # ------------------------------------------------------------------ series selection (no PACS)
-def _cand(uid: str, thickness: float | None, extent: float, kernel: str = "B30f", *, axial: bool = True, n: int = 10,
-          localizer: bool = False, modality: str = "CT", body: str = "") -> SeriesCandidate:
-    return SeriesCandidate(uid, int(uid[-1]) if uid[-1].isdigit() else None, uid, modality, n, thickness, extent, kernel,
-                           axial, localizer, body)
+def _cand(
+    uid: str,
+    thickness: float | None,
+    extent: float,
+    kernel: str = "B30f",
+    *,
+    axial: bool = True,
+    n: int = 10,
+    localizer: bool = False,
+    modality: str = "CT",
+    body: str = "",
+) -> SeriesCandidate:
+    return SeriesCandidate(uid, int(uid[-1]) if uid[-1].isdigit() else None, uid, modality, n, thickness, extent, kernel, axial, localizer, body)
 
 
 def test_classify_kernel_vendor_names() -> None:
@@ -72,12 +82,12 @@ def test_classify_kernel_vendor_names() -> None:
 def test_select_thinnest_among_series_covering_the_study() -> None:
     series = [
         _cand("s1", 3.0, 400.0, "B30f"),
-        _cand("s2", 1.0, 395.0, "B60f"),           # thinnest covering ≥ 90 % → chosen
-        _cand("s3", 0.5, 100.0, "BONE"),            # thinner but covers only a quarter
-        _cand("s4", 0.6, 400.0, "LUNG"),            # lung kernel
+        _cand("s2", 1.0, 395.0, "B60f"),  # thinnest covering ≥ 90 % → chosen
+        _cand("s3", 0.5, 100.0, "BONE"),  # thinner but covers only a quarter
+        _cand("s4", 0.6, 400.0, "LUNG"),  # lung kernel
         _cand("s5", 0.5, 400.0, "B30f", axial=False),  # sagittal reformat
         _cand("s6", 2.0, 0.0, "B30f", n=1, localizer=True),
-        _cand("s7", 6.0, 400.0, "B30f"),            # too thick
+        _cand("s7", 6.0, 400.0, "B30f"),  # too thick
     ]
     chosen, why = select_series(series, SeriesRule())
     assert chosen is not None and chosen.series_uid == "s2"
@@ -137,20 +147,41 @@ def test_request_file_problems_are_all_reported(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ the PACS (tests/orthanc.py)
-def _synthetic_series(tmp: Path, *, patient: str, study_uid: str, accession: str, date: str, number: int, kernel: str,
-                      thickness: float, n: int, description: str, sagittal: bool = False, localizer: bool = False,
-                      body_part: str = "SPINE") -> list[pydicom.Dataset]:
+def _synthetic_series(
+    tmp: Path,
+    *,
+    patient: str,
+    study_uid: str,
+    accession: str,
+    date: str,
+    number: int,
+    kernel: str,
+    thickness: float,
+    n: int,
+    description: str,
+    sagittal: bool = False,
+    localizer: bool = False,
+    body_part: str = "SPINE",
+) -> list[pydicom.Dataset]:
     """A small synthetic CT series (16×16 pixels, HU ramp) written with the project's DICOM writer."""
     rng = np.random.default_rng(number)
     array = (rng.normal(40.0, 20.0, size=(n, 16, 16)) + np.arange(n)[:, None, None] * 50).astype(np.float32)
     direction = (0.0, 0.0, -1.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0) if sagittal else (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
-    vol = Volume(array, (0.8, 0.8, thickness), origin_mm=(-6.0, -6.0, 100.0), direction=direction,
-                 metadata={"slice_thickness_mm": thickness})
+    vol = Volume(array, (0.8, 0.8, thickness), origin_mm=(-6.0, -6.0, 100.0), direction=direction, metadata={"slice_thickness_mm": thickness})
     folder = tmp / f"{study_uid}_{number}"
     image_type = ("ORIGINAL", "PRIMARY", "LOCALIZER") if localizer else ("ORIGINAL", "PRIMARY", "AXIAL")
-    paths = write_dicom_series(vol, folder, series_description=description, patient_id=patient, patient_name=patient,
-                               study_instance_uid=study_uid, study_date=date, series_number=number, image_type=image_type,
-                               template={"AccessionNumber": accession})
+    paths = write_dicom_series(
+        vol,
+        folder,
+        series_description=description,
+        patient_id=patient,
+        patient_name=patient,
+        study_instance_uid=study_uid,
+        study_date=date,
+        series_number=number,
+        image_type=image_type,
+        template={"AccessionNumber": accession},
+    )
     out = []
     for p in paths:
         ds = pydicom.dcmread(p)
@@ -191,18 +222,71 @@ def pacs(tmp_path_factory: pytest.TempPathFactory):
     server.scp_port = scp_port
     uids = {k: generate_uid() for k in ("p1_old", "p1_prior", "p1_current", "p2_prior", "p2_current", "p4_prior", "p4_current")}
     series: list[pydicom.Dataset] = []
-    mk = lambda **kw: series.extend(_synthetic_series(tmp / "gen", patient="P1", **kw))
+
+    def mk(**kw) -> None:
+        series.extend(_synthetic_series(tmp / "gen", patient="P1", **kw))
+
     mk(study_uid=uids["p1_old"], accession="ACC0", date="20200105", number=1, kernel="B30f", thickness=3.0, n=4, description="old")
     mk(study_uid=uids["p1_prior"], accession="ACC1", date="20240110", number=1, kernel="B30f", thickness=3.0, n=5, description="prior std 3mm")
     mk(study_uid=uids["p1_prior"], accession="ACC1", date="20240110", number=2, kernel="LUNG", thickness=1.0, n=13, description="prior lung 1mm")
-    mk(study_uid=uids["p1_prior"], accession="ACC1", date="20240110", number=3, kernel="B30f", thickness=1.0, n=1, description="scout", localizer=True)
-    mk(study_uid=uids["p1_current"], accession="ACC2", date="20250302", number=1, kernel="STANDARD", thickness=3.0, n=3, description="current std 3mm")
+    mk(
+        study_uid=uids["p1_prior"],
+        accession="ACC1",
+        date="20240110",
+        number=3,
+        kernel="B30f",
+        thickness=1.0,
+        n=1,
+        description="scout",
+        localizer=True,
+    )
+    mk(
+        study_uid=uids["p1_current"],
+        accession="ACC2",
+        date="20250302",
+        number=1,
+        kernel="STANDARD",
+        thickness=3.0,
+        n=3,
+        description="current std 3mm",
+    )
     mk(study_uid=uids["p1_current"], accession="ACC2", date="20250302", number=2, kernel="BONE", thickness=1.0, n=7, description="current bone 1mm")
-    mk(study_uid=uids["p1_current"], accession="ACC2", date="20250302", number=3, kernel="BONE", thickness=0.5, n=4, description="current bone 0.5mm partial")
-    mk(study_uid=uids["p1_current"], accession="ACC2", date="20250302", number=4, kernel="BONE", thickness=0.5, n=16, description="current sagittal", sagittal=True)
+    mk(
+        study_uid=uids["p1_current"],
+        accession="ACC2",
+        date="20250302",
+        number=3,
+        kernel="BONE",
+        thickness=0.5,
+        n=4,
+        description="current bone 0.5mm partial",
+    )
+    mk(
+        study_uid=uids["p1_current"],
+        accession="ACC2",
+        date="20250302",
+        number=4,
+        kernel="BONE",
+        thickness=0.5,
+        n=16,
+        description="current sagittal",
+        sagittal=True,
+    )
     for acc, date in (("LONG1", "20240101"), ("LONG2", "20250101")):  # P3: two 60-slice series for the kill test
-        series.extend(_synthetic_series(tmp / "gen", patient="P3", study_uid=generate_uid(), accession=acc, date=date, number=1,
-                                        kernel="B30f", thickness=1.0, n=60, description=f"long {acc}"))
+        series.extend(
+            _synthetic_series(
+                tmp / "gen",
+                patient="P3",
+                study_uid=generate_uid(),
+                accession=acc,
+                date=date,
+                number=1,
+                kernel="B30f",
+                thickness=1.0,
+                n=60,
+                description=f"long {acc}",
+            )
+        )
     series += _real_series(DATA / "siemens", "P2", uids["p2_prior"], "SIE1", "20221208")
     series += _real_series(DATA / "siemens", "P2", uids["p2_current"], "SIE2", "20231208")
     series += _real_series(GE_TILT, "P4", uids["p4_prior"], "GE1", "20190301")
@@ -224,8 +308,11 @@ def _requests_csv(tmp: Path, text: str) -> Path:
 
 @needs_orthanc
 def test_pull_case_list_by_accession_and_study_uid(pacs: Orthanc, tmp_path: Path) -> None:
-    req = _requests_csv(tmp_path, "case_id,patient_id,prior_accession,prior_study_uid,current_accession,current_study_uid,status\n"
-                                  f"c1,P1,ACC1,,ACC2,,normal\nc2,P2,,{pacs.uids['p2_prior']},SIE2,,\n")
+    req = _requests_csv(
+        tmp_path,
+        "case_id,patient_id,prior_accession,prior_study_uid,current_accession,current_study_uid,status\n"
+        f"c1,P1,ACC1,,ACC2,,normal\nc2,P2,,{pacs.uids['p2_prior']},SIE2,,\n",
+    )
     store = tmp_path / "store"
     result = pull(PacsClient(pacs.url), read_pull_requests(req), store)
     assert (result.fetched, result.skipped) == (4, 0)
@@ -268,8 +355,7 @@ def test_pull_case_list_by_accession_and_study_uid(pacs: Orthanc, tmp_path: Path
 def test_pull_by_query_with_date_range_and_pairing(pacs: Orthanc, tmp_path: Path) -> None:
     client = PacsClient(pacs.url)
     cases = query_case_requests(client, ["P1"], date_from="2021-01-01", date_to="2025-12-31")
-    assert [(c.case_id, c.prior.study_uid, c.current.study_uid) for c in cases] == [
-        ("P1_20250302", pacs.uids["p1_prior"], pacs.uids["p1_current"])]
+    assert [(c.case_id, c.prior.study_uid, c.current.study_uid) for c in cases] == [("P1_20250302", pacs.uids["p1_prior"], pacs.uids["p1_current"])]
     every = query_case_requests(client, ["P1"], pairing="consecutive")
     assert [c.case_id for c in every] == ["P1_20240110", "P1_20250302"]
     with pytest.raises(PacsError, match="patient P1: 1 CT study found"):
@@ -339,8 +425,11 @@ def test_pull_killed_mid_series_resumes(pacs: Orthanc, tmp_path: Path, transport
 
     req = _requests_csv(tmp_path, "case_id,patient_id,prior_accession,current_accession\nlong,P3,LONG1,LONG2\n")
     store = tmp_path / "store"
-    source = ["--url", pacs.url] if transport == "dicomweb" else [
-        "--dimse", f"127.0.0.1:{pacs.dicom_port}", "--called-aet", "ORTHANC", "--move-port", str(pacs.scp_port), "--move-bind", "127.0.0.1"]
+    source = (
+        ["--url", pacs.url]
+        if transport == "dicomweb"
+        else ["--dimse", f"127.0.0.1:{pacs.dicom_port}", "--called-aet", "ORTHANC", "--move-port", str(pacs.scp_port), "--move-bind", "127.0.0.1"]
+    )
     cli = [sys.executable, "-c", "import tsct_cli; tsct_cli.main()", "cases", "pull", str(store), *source, "--requests", str(req)]
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     proc = subprocess.Popen(cli, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -380,7 +469,9 @@ def test_pull_errors_are_one_line(pacs: Orthanc, tmp_path: Path) -> None:
 
     assert "no current study with accession NOPE for patient P1" in run("--url", pacs.url, "--requests", str(req))
     port = free_port()
-    assert f"cannot reach the PACS at http://127.0.0.1:{port}/dicom-web" in run("--url", f"http://127.0.0.1:{port}/dicom-web", "--patient-id", "P1", "--retries", "0")
+    assert f"cannot reach the PACS at http://127.0.0.1:{port}/dicom-web" in run(
+        "--url", f"http://127.0.0.1:{port}/dicom-web", "--patient-id", "P1", "--retries", "0"
+    )
     assert "answered HTTP 404" in run("--url", f"{pacs.rest}/not-dicom-web", "--patient-id", "P1")
     ok = _requests_csv(tmp_path, "case_id,patient_id,prior_accession,current_accession\nc1,P1,ACC1,ACC2\n")
     out = run("--url", pacs.url, "--requests", str(ok), "--kernel", "lung", "--max-thickness", "2")
@@ -409,8 +500,11 @@ def _store_contents(store: Path) -> dict[str, bytes]:
 def test_dimse_pull_equals_the_dicomweb_pull(pacs: Orthanc, tmp_path: Path) -> None:
     """The same requests pulled over C-FIND/C-MOVE, over C-GET and over QIDO-RS/WADO-RS give the same case
     store: same series chosen (synthetic, real Siemens JPEG 2000, real GE tilted), same files, same case list and log."""
-    req = _requests_csv(tmp_path, "case_id,patient_id,prior_accession,prior_study_uid,current_accession,current_study_uid,status\n"
-                                  f"c1,P1,ACC1,,ACC2,,normal\nc2,P2,,{pacs.uids['p2_prior']},SIE2,,\nge,P4,GE1,,GE2,,normal\n")
+    req = _requests_csv(
+        tmp_path,
+        "case_id,patient_id,prior_accession,prior_study_uid,current_accession,current_study_uid,status\n"
+        f"c1,P1,ACC1,,ACC2,,normal\nc2,P2,,{pacs.uids['p2_prior']},SIE2,,\nge,P4,GE1,,GE2,,normal\n",
+    )
     cases = read_pull_requests(req)
     rule = SeriesRule(max_tilt_deg=20.0, max_thickness_mm=8.0)  # the GE head series: tilted 18.5°, 4 and 7 mm slices
     web = pull(PacsClient(pacs.url), cases, tmp_path / "web", rule)
@@ -498,8 +592,9 @@ def test_dimse_pull_cli_and_its_errors(pacs: Orthanc, tmp_path: Path) -> None:
     assert "Done 2 exam(s) fetched (12 instances downloaded)" in out
     assert len(list((store / "c1" / "current").glob("*.dcm"))) == 7
     # a PACS that refuses the association (wrong called AE title)
-    assert ("refused the association for the study search (Called AE title not recognised); check --called-aet WRONG"
-            in run("--dimse", f"127.0.0.1:{pacs.dicom_port}", "--called-aet", "WRONG", "--requests", str(req), "--retrieve", "get"))
+    assert "refused the association for the study search (Called AE title not recognised); check --called-aet WRONG" in run(
+        "--dimse", f"127.0.0.1:{pacs.dicom_port}", "--called-aet", "WRONG", "--requests", str(req), "--retrieve", "get"
+    )
     # nothing listening
     port = free_port()
     unreachable = run("--dimse", f"127.0.0.1:{port}", "--called-aet", "X", "--requests", str(req), "--retrieve", "get")

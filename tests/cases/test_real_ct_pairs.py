@@ -30,8 +30,15 @@ def source():
 @pytest.fixture(scope="module")
 def pair(source):
     ct, labels = source
-    return real_ct_pair(ct, "RT1", 3, labels=labels, n_lesions=3, lesion_locations=["vertebral_body", "lamina_arch", "vertebral_body"],
-                        lesion_types=["lytic", "blastic", "mixed"])
+    return real_ct_pair(
+        ct,
+        "RT1",
+        3,
+        labels=labels,
+        n_lesions=3,
+        lesion_locations=["vertebral_body", "lamina_arch", "vertebral_body"],
+        lesion_types=["lytic", "blastic", "mixed"],
+    )
 
 
 def test_bone_classes_from_totalsegmentator_labels(source):

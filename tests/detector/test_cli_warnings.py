@@ -16,7 +16,9 @@ def test_out_of_domain_warning_is_one_clean_line():
         "from detector.zscore import OutOfDomainWarning\n"
         "warnings.warn('voxel spacing of the current exam along z is 5.00 mm,\\n trained on [1.50-3.00] mm', OutOfDomainWarning)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "COLUMNS": "200"}, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "COLUMNS": "200"}, check=True
+    )
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert lines == ["Warning: voxel spacing of the current exam along z is 5.00 mm, trained on [1.50-3.00] mm"]
     assert "OutOfDomainWarning" not in out.stderr and "warnings.warn" not in out.stderr

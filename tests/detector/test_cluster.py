@@ -63,7 +63,17 @@ def _crop(path: Path, out: Path) -> Path:
 def case_list(tmp_path_factory) -> Path:
     """Three tiny cases (64 x 64 x 48 voxels) and one whose current exam is not an image."""
     folder = tmp_path_factory.mktemp("cluster-cases")
-    pair = synthesize_pair("cl-1", seed=5, size="small", abnormal=True, n_lesions=1, lesion_types=["lytic"], lesion_locations=["vertebral_body"], vary_acquisition=False, benign_finding=False)
+    pair = synthesize_pair(
+        "cl-1",
+        seed=5,
+        size="small",
+        abnormal=True,
+        n_lesions=1,
+        lesion_types=["lytic"],
+        lesion_locations=["vertebral_body"],
+        vary_acquisition=False,
+        benign_finding=False,
+    )
     write_volume(pair.prior, folder / "prior_full.nii.gz")
     write_volume(pair.current, folder / "current_full.nii.gz")
     prior = _crop(folder / "prior_full.nii.gz", folder / "prior.nii.gz")
@@ -110,11 +120,29 @@ def loopback_cluster(tmp_path):  # type: ignore[no-untyped-def]
         procs.append(p)
         return p
 
-    start(["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", str(sched_file)], "scheduler")
+    start(
+        ["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", str(sched_file)], "scheduler"
+    )
     _wait_for(lambda: sched_file.is_file() and sched_file.stat().st_size > 0 and "address" in sched_file.read_text(), "scheduler file written", procs)
     address = json.loads(sched_file.read_text())["address"]
     workers = [
-        start(["distributed.cli.dask_worker", address, "--host", "127.0.0.1", "--nthreads", "1", "--no-nanny", "--no-dashboard", "--memory-limit", "0", "--name", f"w{i}"], f"worker{i}")
+        start(
+            [
+                "distributed.cli.dask_worker",
+                address,
+                "--host",
+                "127.0.0.1",
+                "--nthreads",
+                "1",
+                "--no-nanny",
+                "--no-dashboard",
+                "--memory-limit",
+                "0",
+                "--name",
+                f"w{i}",
+            ],
+            f"worker{i}",
+        )
         for i in range(2)
     ]
     from distributed import Client
@@ -143,9 +171,13 @@ def _same_outputs(a: Path, b: Path) -> None:
         pa, pb = oa.path(role), ob.path(role)
         if entry.path.endswith((".nii.gz", ".nii")):
             va, vb = read_volume(pa), read_volume(pb)
-            assert np.array_equal(va.array, vb.array), f"{a.name}/{entry.path} differs from the serial run (max |diff| {np.nanmax(np.abs(va.array - vb.array))})"
+            assert np.array_equal(va.array, vb.array), (
+                f"{a.name}/{entry.path} differs from the serial run (max |diff| {np.nanmax(np.abs(va.array - vb.array))})"
+            )
         elif pa.is_file() and role != "qc":
-            assert pa.read_bytes() == pb.read_bytes(), f"{a.name}/{entry.path} differs from the serial run (max |diff| {np.nanmax(np.abs(va.array - vb.array))})"
+            assert pa.read_bytes() == pb.read_bytes(), (
+                f"{a.name}/{entry.path} differs from the serial run (max |diff| {np.nanmax(np.abs(va.array - vb.array))})"
+            )
 
 
 def test_worker_killed_mid_case_batch_completes_like_serial(case_list, serial_out, loopback_cluster, tmp_path):
@@ -159,7 +191,9 @@ def test_worker_killed_mid_case_batch_completes_like_serial(case_list, serial_ou
 
     def batch() -> None:
         try:
-            outcome["result"] = run_case_list_on_cluster(case_list, out, cluster=loopback_cluster["address"], retries=1, itk_threads=1, on_stage=HoldAtStage(hook), **OPTIONS)
+            outcome["result"] = run_case_list_on_cluster(
+                case_list, out, cluster=loopback_cluster["address"], retries=1, itk_threads=1, on_stage=HoldAtStage(hook), **OPTIONS
+            )
         except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
             outcome["error"] = exc
 
@@ -239,9 +273,25 @@ def test_cli_local_cluster_runs_the_batch_and_lists_failures(case_list, serial_o
     # it; inside the long test process, state left by other tests' event loops can stop them).
     out = tmp_path / "o"
     root = Path(__file__).resolve().parents[2]
-    args = ["detect", "batch", str(case_list), "--out", str(out), "--no-zscore", "--deformable", "none", "--cluster", "local", "--workers", "2", "--retries", "0"]
-    proc = subprocess.run([sys.executable, str(root / "tsct_cli.py"), *args], cwd=root, capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "200"})
+    args = [
+        "detect",
+        "batch",
+        str(case_list),
+        "--out",
+        str(out),
+        "--no-zscore",
+        "--deformable",
+        "none",
+        "--cluster",
+        "local",
+        "--workers",
+        "2",
+        "--retries",
+        "0",
+    ]
+    proc = subprocess.run(
+        [sys.executable, str(root / "tsct_cli.py"), *args], cwd=root, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}
+    )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 1, output
     assert "Traceback" not in output
@@ -260,7 +310,9 @@ def test_a_case_that_raises_is_retried_per_case(case_list, serial_out, loopback_
         hook = tmp_path / f"hook{retries}"
         hook.mkdir()
         out = tmp_path / f"out{retries}"
-        result = run_case_list_on_cluster(two, out, cluster=loopback_cluster["address"], retries=retries, itk_threads=1, on_stage=FailOnce(hook), **OPTIONS)
+        result = run_case_list_on_cluster(
+            two, out, cluster=loopback_cluster["address"], retries=retries, itk_threads=1, on_stage=FailOnce(hook), **OPTIONS
+        )
         assert (hook / "failed-once").is_file()
         if retries:
             assert result.completed == ("A", "B") and not result.failed

@@ -19,7 +19,9 @@ def toy_study(tmp_path_factory):
 
 def test_evaluation_scores_every_method(toy_study, tmp_path):
     caselist, work = toy_study
-    ev = evaluate_detectors(caselist, work, methods=("plain", "voxel_matched", "analytic"), settings=EvaluationSettings(margin_mm=3.0), progress=False)
+    ev = evaluate_detectors(
+        caselist, work, methods=("plain", "voxel_matched", "analytic"), settings=EvaluationSettings(margin_mm=3.0), progress=False
+    )
     assert set(ev.scores) == {"plain", "voxel_matched", "analytic"}
     an = ev.scores["analytic"]
     assert an.n_cases == 4 and an.n_lesions == 4 and an.n_normal_cases == 2

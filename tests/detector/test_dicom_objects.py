@@ -35,8 +35,16 @@ def dciodvfy_errors(path: Path) -> list[str]:
 def case(tmp_path_factory):
     root = tmp_path_factory.mktemp("dicom-objects")
     pair = synthesize_pair(
-        "dcm-t1", seed=11, size="small", abnormal=True, n_lesions=2, lesion_types=["lytic", "blastic"],
-        lesion_locations=["vertebral_body", "vertebral_body"], lesion_radius_mm=(5.0, 7.0), vary_acquisition=False, benign_finding=False,
+        "dcm-t1",
+        seed=11,
+        size="small",
+        abnormal=True,
+        n_lesions=2,
+        lesion_types=["lytic", "blastic"],
+        lesion_locations=["vertebral_body", "vertebral_body"],
+        lesion_radius_mm=(5.0, 7.0),
+        vary_acquisition=False,
+        benign_finding=False,
     )
     paths = write_pair(pair, root / "pair", dicom=True)
     case_dir = root / "case"
@@ -51,7 +59,12 @@ def case(tmp_path_factory):
     write_volume(pair.current.like(roi.astype(np.uint8)), case_dir / "bone_roi.nii.gz")
     write_volume(zmap, case_dir / "zmap.nii.gz")
     found = find_candidates(
-        matched_filter_score(zmap, roi, sigma_mm=1.5), roi=roi, threshold=4.0, low_threshold=3.0, min_volume_mm3=20.0, score_name="z, matched filter 1.5 mm",
+        matched_filter_score(zmap, roi, sigma_mm=1.5),
+        roi=roi,
+        threshold=4.0,
+        low_threshold=3.0,
+        min_volume_mm3=20.0,
+        score_name="z, matched filter 1.5 mm",
         change_hu=pair.current.like((40.0 * z).astype(np.float32)),  # a stand-in HU change: 40 HU per unit of z
     )
     cands = CandidateSet(found.candidates, {**found.parameters, "matched_filter_mm": 1.5}, "dcm-t1")
@@ -160,7 +173,11 @@ def test_report_lists_the_candidates_with_centre_volume_polarity_and_score(case)
         assert evaluation.value.value == {"blastic": "BLASTIC", "lytic": "LYTIC"}[cand.polarity]
         assert group.finding_type.value == "52988006"
     (count,) = sr.content.get_image_measurement_groups()
-    assert [m.value for m in count.get_measurements()] == [len(cands), len([c for c in cands if c.polarity == "blastic"]), len([c for c in cands if c.polarity == "lytic"])]
+    assert [m.value for m in count.get_measurements()] == [
+        len(cands),
+        len([c for c in cands if c.polarity == "blastic"]),
+        len([c for c in cands if c.polarity == "lytic"]),
+    ]
 
 
 def test_overlay_series_is_one_rgb_instance_per_slice(case):
@@ -209,7 +226,10 @@ def test_cli_export_and_clean_errors(case, tmp_path):
     from detector.cli import app
 
     runner = CliRunner()
-    res = runner.invoke(app, ["export-dicom", str(case["case_dir"]), "--current", str(case["paths"]["current_dicom"]), "--out", str(tmp_path / "o"), "--objects", "sr"])
+    res = runner.invoke(
+        app,
+        ["export-dicom", str(case["case_dir"]), "--current", str(case["paths"]["current_dicom"]), "--out", str(tmp_path / "o"), "--objects", "sr"],
+    )
     assert res.exit_code == 0, res.output
     assert (tmp_path / "o" / "SR.dcm").is_file() and not (tmp_path / "o" / "SEG.dcm").exists()
     empty = tmp_path / "empty"
@@ -249,7 +269,9 @@ def test_rebuilt_regions_that_differ_from_the_detector_are_labelled_approximate(
     case_dir = tmp_path / "case"
     shutil.copytree(case["case_dir"], case_dir)
     first = case["cands"].candidates[0]
-    changed = CandidateSet((type(first)(**{**first.__dict__, "n_voxels": first.n_voxels + 1}), *case["cands"].candidates[1:]), case["cands"].parameters)
+    changed = CandidateSet(
+        (type(first)(**{**first.__dict__, "n_voxels": first.n_voxels + 1}), *case["cands"].candidates[1:]), case["cands"].parameters
+    )
     changed.write_json(case_dir / "candidates.json")
     res = export_case_dicom(case_dir, case["paths"]["current_dicom"], tmp_path / "out", objects=("seg",))
     assert len(res.notes) == 1 and "[1]" in res.notes[0]
@@ -296,8 +318,15 @@ def test_a_resampled_tilted_current_exam_gets_frames_on_its_grid(case, tmp_path)
     z[3:6, 240:250, 250:260] = -7.0  # one lytic region inside the ROI
     write_volume(vol.like(roi.astype(np.uint8)), case_dir / "bone_roi.nii.gz")
     write_volume(vol.like(z), case_dir / "zmap.nii.gz")
-    found = find_candidates(matched_filter_score(vol.like(z), roi, sigma_mm=1.5), roi=roi, threshold=4.0, low_threshold=3.0,
-                            min_volume_mm3=20.0, score_name="z, matched filter 1.5 mm", change_hu=vol.like((40.0 * z).astype(np.float32)))
+    found = find_candidates(
+        matched_filter_score(vol.like(z), roi, sigma_mm=1.5),
+        roi=roi,
+        threshold=4.0,
+        low_threshold=3.0,
+        min_volume_mm3=20.0,
+        score_name="z, matched filter 1.5 mm",
+        change_hu=vol.like((40.0 * z).astype(np.float32)),
+    )
     assert len(found.candidates) == 1
     CandidateSet(found.candidates, {**found.parameters, "matched_filter_mm": 1.5}, "ge").write_json(case_dir / "candidates.json")
     res = export_case_dicom(case_dir, ge, tmp_path / "out")
@@ -308,8 +337,9 @@ def test_a_resampled_tilted_current_exam_gets_frames_on_its_grid(case, tmp_path)
         assert int(ds.NumberOfFrames) == 9 * (2 if kind == "seg" else 1)  # SEG: one frame per slice and segment (ROI, candidate)
         assert ds.StudyInstanceUID == sources[0].StudyInstanceUID and ds.FrameOfReferenceUID == sources[0].FrameOfReferenceUID
         shared = ds.SharedFunctionalGroupsSequence[0]
-        np.testing.assert_allclose([float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient],
-                                   np.concatenate([d[:, 0], d[:, 1]]), atol=1e-6)
+        np.testing.assert_allclose(
+            [float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient], np.concatenate([d[:, 0], d[:, 1]]), atol=1e-6
+        )
         assert float(shared.PixelMeasuresSequence[0].SpacingBetweenSlices) == pytest.approx(vol.spacing_mm[2])
         referenced = {r.ReferencedSOPInstanceUID for s in ds.ReferencedSeriesSequence for r in s.ReferencedInstanceSequence}
         assert referenced == {str(s.SOPInstanceUID) for s in sources}

@@ -23,8 +23,9 @@ from tests.orthanc import DICOMWEB_PLUGIN, ORTHANC, Orthanc, free_port
 from .test_dicom_objects import case  # noqa: F401  (the module-scoped exported case)
 
 hd = pytest.importorskip("highdicom")
-pytestmark = pytest.mark.skipif(ORTHANC is None or DICOMWEB_PLUGIN is None,
-                                reason="Orthanc with its DICOMweb plug-in is not installed (apt-get install orthanc orthanc-dicomweb)")
+pytestmark = pytest.mark.skipif(
+    ORTHANC is None or DICOMWEB_PLUGIN is None, reason="Orthanc with its DICOMweb plug-in is not installed (apt-get install orthanc orthanc-dicomweb)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +79,10 @@ def test_push_stores_every_object_and_they_read_back_the_same(case, pacs, tmp_pa
     assert [d.SegmentLabel for d in seg_back.SegmentSequence] == [d.SegmentLabel for d in seg_local.SegmentSequence]
     uids = [str(pydicom.dcmread(str(f), stop_before_pixels=True).SOPInstanceUID) for f in case["current"].files]
     segments = list(range(1, 1 + seg_local.number_of_segments))
-    np.testing.assert_array_equal(seg_back.get_pixels_by_source_instance(uids, segment_numbers=segments),
-                                  seg_local.get_pixels_by_source_instance(uids, segment_numbers=segments))
+    np.testing.assert_array_equal(
+        seg_back.get_pixels_by_source_instance(uids, segment_numbers=segments),
+        seg_local.get_pixels_by_source_instance(uids, segment_numbers=segments),
+    )
 
     # Parametric Map: the float z-map, bit for bit
     pm_back = _retrieve(pacs.url, folder / "PM.dcm")

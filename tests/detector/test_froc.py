@@ -12,12 +12,7 @@ from detector.froc import TruthLesion, froc_curve, match_candidates, score_detec
 
 
 def _cands(*items: tuple[tuple[float, float, float], float]) -> CandidateSet:
-    return CandidateSet(
-        tuple(
-            Candidate(i + 1, "lytic", c, c, 30.0, 10, r, -r)
-            for i, (c, r) in enumerate(items)
-        )
-    )
+    return CandidateSet(tuple(Candidate(i + 1, "lytic", c, c, 30.0, 10, r, -r) for i, (c, r) in enumerate(items)))
 
 
 L1 = TruthLesion("C", "L1", (0.0, 0.0, 0.0), radius_mm=5.0, lesion_type="lytic", location="vertebral_body", diameter_mm=10.0)

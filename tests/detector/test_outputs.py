@@ -17,7 +17,9 @@ def test_run_pair_writes_a_manifest_of_every_output(reg_run):
     out, result = reg_run["out"], reg_run["result"]
     outputs = read_case_outputs(out, verify=True)
     assert set(outputs.files) == set(result.outputs)  # every file written is listed, by role
-    assert {"warped_prior", "subtraction", "subtraction_vm", "bone_roi", "zmap", "sigma", "candidates_json", "qc", "dicom_zscore_overlay"} <= set(outputs.files)
+    assert {"warped_prior", "subtraction", "subtraction_vm", "bone_roi", "zmap", "sigma", "candidates_json", "qc", "dicom_zscore_overlay"} <= set(
+        outputs.files
+    )
     current = reg_run["current"]
     assert outputs.case_id == "reg-t1" and outputs.qc_status == result.qc.status
     assert outputs.grid.agrees(current.volume) and outputs.grid.agrees(read_grid(reg_run["current"].source))

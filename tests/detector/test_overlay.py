@@ -22,17 +22,17 @@ def test_below_threshold_is_transparent_grey():
     rgb = render_overlay(ct, z, window=(400, 1800), threshold=4.0)
     assert rgb.dtype == np.uint8 and rgb.shape == (4, 4, 3)
     grey = round(127.5)
-    for (r, c) in ((0, 0), (0, 1), (0, 2), (2, 2)):  # 0, 2, 3.99 and NaN
+    for r, c in ((0, 0), (0, 1), (0, 2), (2, 2)):  # 0, 2, 3.99 and NaN
         assert tuple(rgb[r, c]) == (grey, grey, grey)
 
 
 def test_green_for_increase_orange_for_decrease():
     ct, z = _slice()
     rgb = render_overlay(ct, z, threshold=4.0).astype(int)
-    for (r, c) in ((0, 3), (1, 0), (1, 1)):
+    for r, c in ((0, 3), (1, 0), (1, 1)):
         red, green, blue = rgb[r, c]
         assert green > red and green > blue
-    for (r, c) in ((1, 3), (2, 0), (2, 1)):
+    for r, c in ((1, 3), (2, 0), (2, 1)):
         red, green, blue = rgb[r, c]
         assert red > green > blue
 
@@ -83,7 +83,13 @@ def test_colour_dicom_series_is_readable_with_the_right_tags(tmp_path):
     zarr[1, 2, 3] = 7.0
     zarr[1, 4, 5] = -7.0
     z = ct.like(zarr)
-    template = {"PatientID": "P1", "PatientName": "Test^Patient", "StudyInstanceUID": "1.2.3.4", "FrameOfReferenceUID": "1.2.3.5", "StudyDate": "20250101"}
+    template = {
+        "PatientID": "P1",
+        "PatientName": "Test^Patient",
+        "StudyInstanceUID": "1.2.3.4",
+        "FrameOfReferenceUID": "1.2.3.5",
+        "StudyDate": "20250101",
+    }
     paths = write_overlay_dicom(ct, z, tmp_path / "sc", template=template, derivation_description="toy")
     assert [p.name for p in paths] == ["SC00001.dcm", "SC00002.dcm", "SC00003.dcm"]
     ds = pydicom.dcmread(paths[1])

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pydicom
-import pytest
 
 from cases import Case, CaseList, read_exam, read_volume, synthesize_pair, write_case_list, write_volume
 from detector import measure_registration, run_case_list, run_pair
@@ -45,8 +44,13 @@ def test_qc_json_documents_every_key(reg_run):
 def test_artifact_level_and_lesion_contrast(reg_run, reg_pair):
     result = reg_run["result"]
     m = measure_registration(
-        result.registration, reg_pair.true_transform, reg_run["current"].volume, prior=reg_run["prior"].volume,
-        subtraction=result.subtraction, bone=reg_pair.bone_label, lesion_labels=reg_pair.lesion_labels,
+        result.registration,
+        reg_pair.true_transform,
+        reg_run["current"].volume,
+        prior=reg_run["prior"].volume,
+        subtraction=result.subtraction,
+        bone=reg_pair.bone_label,
+        lesion_labels=reg_pair.lesion_labels,
         lesion_types=[les.lesion_type.value for les in reg_pair.lesions],
     )
     # Clinical target: <= 40 HU on 0.75 mm voxels; small pairs have twice the voxel size.
@@ -122,7 +126,9 @@ def test_exams_that_do_not_overlap_are_flagged(reg_run):
     qc = assess_registration(reg_run["current"].volume, result.warped_prior, result.bone_roi, outside_fov=outside)
     assert qc.status == "failed"
     assert any("same body region" in m for m in qc.messages)
-    strict = assess_registration(reg_run["current"].volume, result.warped_prior, result.bone_roi, thresholds=QCThresholds(max_bone_mean_abs_diff_hu=1.0))
+    strict = assess_registration(
+        reg_run["current"].volume, result.warped_prior, result.bone_roi, thresholds=QCThresholds(max_bone_mean_abs_diff_hu=1.0)
+    )
     assert strict.status == "failed" and "registration failed" in strict.messages[0]
 
 

@@ -63,7 +63,9 @@ def test_blind_cube_is_never_seen(blind_radius_vox):
                 x_out = x.clone()
                 x_out[0, 0, pos[0], pos[1], pos[2]] += 10.0
                 mu_out, lv_out = net(x_out, cond)
-                changed = abs(float(mu_out[0, 0, c[0], c[1], c[2]] - mu[0, 0, c[0], c[1], c[2]])) + abs(float(lv_out[0, 0, c[0], c[1], c[2]] - lv[0, 0, c[0], c[1], c[2]]))
+                changed = abs(float(mu_out[0, 0, c[0], c[1], c[2]] - mu[0, 0, c[0], c[1], c[2]])) + abs(
+                    float(lv_out[0, 0, c[0], c[1], c[2]] - lv[0, 0, c[0], c[1], c[2]])
+                )
                 assert changed > 1e-5, f"voxel at offset {sign * (r + 1)} along axis {axis} is not seen"
     assert net.reach_vox == r + 1 + 2 * 3
 
@@ -96,10 +98,24 @@ def tiny_bundle(toy_study, tmp_path_factory):
     root = tmp_path_factory.mktemp("single-bundle")
     exams = prepare_single_exam_exams(caselist, root / "work", progress=False)
     cfg = SingleExamTrainingConfig(
-        iterations=40, batch_size=2, patch_vox=20, loss_border_vox=3, learning_rate=1e-2, channels=4, n_layers=3, head_channels=8,
-        checkpoint_every=20, validation_pairs=1, seed=0, device="cpu", num_threads=1, version="0.0.1-test",
+        iterations=40,
+        batch_size=2,
+        patch_vox=20,
+        loss_border_vox=3,
+        learning_rate=1e-2,
+        channels=4,
+        n_layers=3,
+        head_channels=8,
+        checkpoint_every=20,
+        validation_pairs=1,
+        seed=0,
+        device="cpu",
+        num_threads=1,
+        version="0.0.1-test",
     )
-    result = train_single_exam_model(exams, root / "single.pt", config=cfg, progress=False, checkpoint_dir=root / "work", training_data={"case_list": str(caselist)})
+    result = train_single_exam_model(
+        exams, root / "single.pt", config=cfg, progress=False, checkpoint_dir=root / "work", training_data={"case_list": str(caselist)}
+    )
     return exams, result, cfg, root
 
 
@@ -191,7 +207,9 @@ def test_out_of_domain_exam_is_refused_unless_forced(tiny_bundle):
 def test_evaluation_scores_the_single_exam_method(toy_study, tiny_bundle, tmp_path):
     caselist, work = toy_study
     _, result, _, _ = tiny_bundle
-    ev = evaluate_detectors(caselist, work, methods=("plain", "single_exam"), single_exam_model=result.weights_path, settings=EvaluationSettings(), progress=False)
+    ev = evaluate_detectors(
+        caselist, work, methods=("plain", "single_exam"), single_exam_model=result.weights_path, settings=EvaluationSettings(), progress=False
+    )
     assert set(ev.scores) == {"plain", "single_exam"}
     se = ev.scores["single_exam"]
     assert se.n_cases == 4 and se.n_lesions == 4 and se.n_normal_cases == 2

@@ -154,13 +154,20 @@ def bundle(tmp_path):
         roi = p.roi.array != 0
         pairs.append(
             TrainingPair(
-                case_id=f"toy{seed}", current_hu=p.current.array, prior_hu=p.prior.array, roi=roi,
-                noise_current_hu=noise_index_hu(p.current.array, roi), noise_prior_hu=noise_index_hu(p.prior.array, roi),
-                spacing_mm=(1.5, 1.5, 1.5), prior_spacing_mm=(1.5, 1.5, 1.5),
+                case_id=f"toy{seed}",
+                current_hu=p.current.array,
+                prior_hu=p.prior.array,
+                roi=roi,
+                noise_current_hu=noise_index_hu(p.current.array, roi),
+                noise_prior_hu=noise_index_hu(p.prior.array, roi),
+                spacing_mm=(1.5, 1.5, 1.5),
+                prior_spacing_mm=(1.5, 1.5, 1.5),
                 bone_stats={"bone_hu_p50": 230.0, "bone_hu_p95": 900.0},
             )
         )
-    cfg = TrainingConfig(iterations=3, batch_size=2, patch_vox=16, loss_border_vox=2, channels=4, n_blocks=2, checkpoint_every=2, validation_pairs=1, device="cpu")
+    cfg = TrainingConfig(
+        iterations=3, batch_size=2, patch_vox=16, loss_border_vox=2, channels=4, n_blocks=2, checkpoint_every=2, validation_pairs=1, device="cpu"
+    )
     result = train_zscore_model(pairs, tmp_path / "toy.pt", config=cfg, progress=False)
     return result
 
@@ -254,7 +261,9 @@ def test_training_resumes_from_its_checkpoint(tmp_path):
 
     p = toy_pair(seed=12, lesions=False)
     roi = p.roi.array != 0
-    pairs = [TrainingPair("toy", p.current.array, p.prior.array, roi, 15.0, 15.0, (1.5,) * 3, (1.5,) * 3, {"bone_hu_p50": 230.0, "bone_hu_p95": 900.0})]
+    pairs = [
+        TrainingPair("toy", p.current.array, p.prior.array, roi, 15.0, 15.0, (1.5,) * 3, (1.5,) * 3, {"bone_hu_p50": 230.0, "bone_hu_p95": 900.0})
+    ]
     base = dict(batch_size=2, patch_vox=16, loss_border_vox=2, channels=4, n_blocks=1, checkpoint_every=2, validation_pairs=0, device="cpu")
     first = train_zscore_model(pairs, tmp_path / "r.pt", config=TrainingConfig(iterations=2, **base), progress=False)
     assert first.iterations == 2

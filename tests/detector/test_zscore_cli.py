@@ -32,8 +32,30 @@ def test_train_command_writes_a_bundle(app, study, tmp_path):
     out = tmp_path / "model" / "toy.pt"
     result = CliRunner().invoke(
         app,
-        ["train", str(caselist), "--out", str(out), "--work", str(work), "--iterations", "2", "--batch-size", "2", "--patch", "16",
-         "--channels", "4", "--blocks", "1", "--validation-pairs", "1", "--device", "cpu", "--checkpoint-every", "1"],
+        [
+            "train",
+            str(caselist),
+            "--out",
+            str(out),
+            "--work",
+            str(work),
+            "--iterations",
+            "2",
+            "--batch-size",
+            "2",
+            "--patch",
+            "16",
+            "--channels",
+            "4",
+            "--blocks",
+            "1",
+            "--validation-pairs",
+            "1",
+            "--device",
+            "cpu",
+            "--checkpoint-every",
+            "1",
+        ],
     )
     assert result.exit_code == 0, result.output
     meta = json.loads(out.with_name("toy.metadata.json").read_text())
@@ -45,7 +67,21 @@ def test_train_command_writes_a_bundle(app, study, tmp_path):
 
 def test_evaluate_command_writes_report_and_json(app, study, tmp_path):
     caselist, work = study
-    result = CliRunner().invoke(app, ["evaluate", str(caselist), "--work", str(work), "--model", "analytic", "--report", str(tmp_path / "rep"), "--json", str(tmp_path / "e.json")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            str(caselist),
+            "--work",
+            str(work),
+            "--model",
+            "analytic",
+            "--report",
+            str(tmp_path / "rep"),
+            "--json",
+            str(tmp_path / "e.json"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "e.json").read_text())
     assert set(data["methods"]) == {"plain", "voxel_matched", "analytic"}
@@ -59,6 +95,8 @@ def test_evaluate_command_writes_report_and_json(app, study, tmp_path):
 
 def test_evaluate_command_reports_a_missing_model(app, study, tmp_path):
     caselist, work = study
-    result = CliRunner().invoke(app, ["evaluate", str(caselist), "--work", str(work), "--model", str(tmp_path / "none.pt"), "--report", str(tmp_path / "rep")])
+    result = CliRunner().invoke(
+        app, ["evaluate", str(caselist), "--work", str(work), "--model", str(tmp_path / "none.pt"), "--report", str(tmp_path / "rep")]
+    )
     assert result.exit_code == 2
     assert "not found" in result.output

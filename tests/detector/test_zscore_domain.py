@@ -44,7 +44,9 @@ def test_condition_vector_with_a_spacing_floor():
 def _pair(case_id: str, seed: int) -> TrainingPair:
     p = toy_pair(seed=seed, lesions=False)
     roi = p.roi.array != 0
-    return TrainingPair(case_id, p.current.array, p.prior.array, roi, 12.0, 8.0, (1.5, 1.5, 1.5), (1.5, 1.5, 2.0), {"bone_hu_p50": 230.0, "bone_hu_p95": 900.0})
+    return TrainingPair(
+        case_id, p.current.array, p.prior.array, roi, 12.0, 8.0, (1.5, 1.5, 1.5), (1.5, 1.5, 2.0), {"bone_hu_p50": 230.0, "bone_hu_p95": 900.0}
+    )
 
 
 def test_augmented_variants_are_thicker_or_noisier_and_stay_with_their_source():

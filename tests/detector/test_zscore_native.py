@@ -30,7 +30,9 @@ def test_native_z_differs_from_working_grid_z_on_another_grid_and_keeps_the_marg
     prior[:6] = -1024.0  # the prior's field of view ends at slice 6
     roi = pair.roi.array.copy()
     roi[:6] = 0
-    zm = compute_zmap(pair.current, pair.prior.with_array(prior), pair.roi.with_array(roi), model=untrained_model(), prior_spacing_mm=(1.5, 1.5, 2.0), force=True)
+    zm = compute_zmap(
+        pair.current, pair.prior.with_array(prior), pair.roi.with_array(roi), model=untrained_model(), prior_spacing_mm=(1.5, 1.5, 2.0), force=True
+    )
     inside = roi != 0
     a, b = zm.z.array[inside], zm.z_native.array[inside]
     assert not np.allclose(a, b, atol=1e-2)  # resampling to 1.5 mm and back smooths z

@@ -24,8 +24,14 @@ def test_stage_writes_every_output(tmp_path, model):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OutOfDomainWarning)  # the toy pair is outside the shipped network's domain
         out = zscore_stage(
-            pair.current, pair.prior, pair.roi, tmp_path, settings=ZScoreSettings(model=model, force_model=True),
-            prior_spacing_mm=(1.5, 1.5, 1.5), dicom_template=template, case_id="T21",
+            pair.current,
+            pair.prior,
+            pair.roi,
+            tmp_path,
+            settings=ZScoreSettings(model=model, force_model=True),
+            prior_spacing_mm=(1.5, 1.5, 1.5),
+            dicom_template=template,
+            case_id="T21",
         )
     for key, name in ZSCORE_OUTPUT_FILES.items():
         assert (tmp_path / name).exists(), key
@@ -51,7 +57,6 @@ def test_stage_writes_every_output(tmp_path, model):
     assert entry["method"] == out.zmap.method and entry["n_candidates"] == len(cands)
 
 
-
 def test_run_pair_writes_zscore_outputs_and_finds_both_lesions(reg_pair, reg_run):
     """End to end on a registered synthetic DICOM pair (shared fixture of the pipeline tests)."""
     out = reg_run["out"]
@@ -68,5 +73,7 @@ def test_run_pair_writes_zscore_outputs_and_finds_both_lesions(reg_pair, reg_run
     cands = CandidateSet.read_json(out / "candidates.json")
     for lesion in reg_pair.lesions:
         polarity = "lytic" if lesion.lesion_type.value == "lytic" else "blastic"
-        hits = [c for c in cands.by_polarity(polarity) if np.linalg.norm(np.asarray(c.center_mm) - np.asarray(lesion.center_mm)) <= lesion.radius_mm + 3.0]
+        hits = [
+            c for c in cands.by_polarity(polarity) if np.linalg.norm(np.asarray(c.center_mm) - np.asarray(lesion.center_mm)) <= lesion.radius_mm + 3.0
+        ]
         assert hits, f"{lesion.lesion_type.value} lesion at {lesion.center_mm} not found"

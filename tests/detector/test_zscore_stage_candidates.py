@@ -23,7 +23,9 @@ def test_stage_candidates_use_the_matched_filter_by_default():
 
     st = ZScoreSettings()
     assert p["threshold"] == OPERATING_THRESHOLDS["analytic"]  # the calibrated operating point of the method that ran
-    ref = find_candidates(score, roi=pair.roi.array != 0, threshold=p["threshold"], low_threshold=st.low_threshold, min_volume_mm3=20.0, split_mm=st.split_mm)
+    ref = find_candidates(
+        score, roi=pair.roi.array != 0, threshold=p["threshold"], low_threshold=st.low_threshold, min_volume_mm3=20.0, split_mm=st.split_mm
+    )
     assert [c.peak_abs_score for c in out.candidates] == pytest.approx([c.peak_abs_score for c in ref])
     # both toy lesions (6 mm) are the two strongest candidates, with the right polarity
     top = sorted(out.candidates.candidates[:2], key=lambda c: c.polarity)
@@ -35,7 +37,14 @@ def test_stage_candidates_on_voxelwise_z_when_switched_off():
     pair = toy_pair(seed=31)
     out = zscore_stage(pair.current, pair.prior, pair.roi, settings=ZScoreSettings(model="analytic", matched_filter_mm=None))
     st = ZScoreSettings()
-    ref = find_candidates(out.zmap.z, roi=pair.roi.array != 0, threshold=out.candidates.parameters["threshold"], low_threshold=st.low_threshold, min_volume_mm3=20.0, split_mm=st.split_mm)
+    ref = find_candidates(
+        out.zmap.z,
+        roi=pair.roi.array != 0,
+        threshold=out.candidates.parameters["threshold"],
+        low_threshold=st.low_threshold,
+        min_volume_mm3=20.0,
+        split_mm=st.split_mm,
+    )
     assert out.candidates.parameters["score"] == "z" and out.candidates.parameters["matched_filter_mm"] is None
     assert [c.peak_abs_score for c in out.candidates] == pytest.approx([c.peak_abs_score for c in ref])
 

@@ -85,7 +85,13 @@ def untrained_model(domain: dict | None = None, seed: int = 0):  # type: ignore[
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    meta = {"name": "toy", "version": "0.0.1", "architecture": {"channels": 4, "dilations": [1, 1], "n_inputs": 7}, "input": {"working_spacing_mm": 1.5}, "domain": domain or {}}
+    meta = {
+        "name": "toy",
+        "version": "0.0.1",
+        "architecture": {"channels": 4, "dilations": [1, 1], "n_inputs": 7},
+        "input": {"working_spacing_mm": 1.5},
+        "domain": domain or {},
+    }
     return ZScoreModel(net=net.eval(), metadata=meta, path=None, device=torch.device("cpu"))
 
 
@@ -113,7 +119,15 @@ def write_toy_study(root, abnormal=(False, True, False, True)):  # type: ignore[
         if is_abnormal:
             labels = write_volume(pair.lesions, folder / "lesions.nii.gz")
             lesions = tuple(
-                Lesion(f"T{i}-{k}", tuple(float(v) for v in pair.current.index_to_point_mm(c[::-1])), t, "vertebral_body", radius_mm=6.0, label_map=labels, label_value=k)
+                Lesion(
+                    f"T{i}-{k}",
+                    tuple(float(v) for v in pair.current.index_to_point_mm(c[::-1])),
+                    t,
+                    "vertebral_body",
+                    radius_mm=6.0,
+                    label_map=labels,
+                    label_value=k,
+                )
                 for k, (t, c) in enumerate((("lytic", LYTIC_CENTRE), ("blastic", BLASTIC_CENTRE)), start=1)
             )
         cases.append(Case(f"T{i}", prior, current, is_abnormal, lesions))

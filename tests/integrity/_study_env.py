@@ -19,7 +19,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from reader_study import ReaderSpec, ReadingService, close_study, create_study, init_db, lock_study, make_design, open_study, waive_washout
+from reader_study import ReaderSpec, ReadingService, close_study, create_study, init_db, lock_study, make_design, open_study
 from reader_study.exchange import export_study
 from reader_study.harness import SyntheticLesion, write_synthetic_case_list
 

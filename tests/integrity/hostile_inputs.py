@@ -98,7 +98,14 @@ def dicom_series(folder: Path, *, patient_id: str = "PAT1", study_date: str = "2
     from cases import Volume, write_dicom_series
 
     vol = Volume(ct_array(), (SPACING[0], SPACING[1], SPACING[2]), ORIGIN)
-    return write_dicom_series(vol, folder, series_description="hostile test", patient_id=patient_id, study_date=study_date, template={"PatientBirthDate": birth, "PatientSex": "F"})
+    return write_dicom_series(
+        vol,
+        folder,
+        series_description="hostile test",
+        patient_id=patient_id,
+        study_date=study_date,
+        template={"PatientBirthDate": birth, "PatientSex": "F"},
+    )
 
 
 def _edit_dicom(path: Path, edit: Callable) -> None:
@@ -125,7 +132,20 @@ def _normal_row(case_id: str = "C1", prior: str = "prior.nii.gz", current: str =
     return f"{case_id},{prior},{current},normal,,,,,,,,,,,"
 
 
-def _lesion_row(case_id: str = "C1", *, lid: str = "L1", ltype: str = "lytic", loc: str = "vertebral_body", center=BONE_CENTRE, radius: str = "3", label_map: str = "", label_value: str = "", weight: str = "", prior: str = "prior.nii.gz", current: str = "current.nii.gz") -> str:
+def _lesion_row(
+    case_id: str = "C1",
+    *,
+    lid: str = "L1",
+    ltype: str = "lytic",
+    loc: str = "vertebral_body",
+    center=BONE_CENTRE,
+    radius: str = "3",
+    label_map: str = "",
+    label_value: str = "",
+    weight: str = "",
+    prior: str = "prior.nii.gz",
+    current: str = "current.nii.gz",
+) -> str:
     cx, cy, cz = (str(c) for c in center)
     return f"{case_id},{prior},{current},abnormal,,{lid},{ltype},{loc},{cx},{cy},{cz},{radius},{label_map},{label_value},{weight}"
 
@@ -242,7 +262,9 @@ CT_MUTATIONS: dict[str, tuple[Callable[[Path, str], None], str]] = {
 }
 
 
-def _image_import_case(fmt: str, mutation: str, mutate: Callable[[Path, str], None] | None = None, extra: str = "", family: str = "image file") -> Hostile:
+def _image_import_case(
+    fmt: str, mutation: str, mutate: Callable[[Path, str], None] | None = None, extra: str = "", family: str = "image file"
+) -> Hostile:
     """``tsct cases import`` of a file ``bad<suffix>`` made by ``mutate`` (default: ``CT_MUTATIONS[mutation]``)."""
     suffix = FORMATS[fmt]
     if mutate is None:
@@ -482,7 +504,9 @@ def _output_case(name: str, arrange: Callable[[Path], tuple[list[str], str, list
     return Hostile(f"output-{name}", "output path", build)
 
 
-def _import_into(target_of: Callable[[Path], Path], culprit: str = "", extra: tuple[str, ...] = ()) -> Callable[[Path], tuple[list[str], str, list[Path]]]:
+def _import_into(
+    target_of: Callable[[Path], Path], culprit: str = "", extra: tuple[str, ...] = ()
+) -> Callable[[Path], tuple[list[str], str, list[Path]]]:
     def arrange(tmp: Path) -> tuple[list[str], str, list[Path]]:
         src = write_image(ct_image(), tmp / "src" / "exam.nii.gz")
         out = target_of(tmp)
@@ -491,7 +515,9 @@ def _import_into(target_of: Callable[[Path], Path], culprit: str = "", extra: tu
     return arrange
 
 
-def _synth_into(target_of: Callable[[Path], Path], extra: tuple[str, ...] = (), culprit: str = "") -> Callable[[Path], tuple[list[str], str, list[Path]]]:
+def _synth_into(
+    target_of: Callable[[Path], Path], extra: tuple[str, ...] = (), culprit: str = ""
+) -> Callable[[Path], tuple[list[str], str, list[Path]]]:
     def arrange(tmp: Path) -> tuple[list[str], str, list[Path]]:
         out = target_of(tmp)
         return ["cases", "synth", str(out), "--n-cases", "1", "--size", "small", *extra], culprit or out.name, []
@@ -557,7 +583,9 @@ def _synth_fresh(tmp: Path) -> Path:
 
 # ------------------------------------------------------------------------------------------------
 # case lists: structure
-def _csv_case(name: str, rows: Callable[[Path], list[str]] | list[str], culprit: str, header: str = CSV_HEADER, *, images: bool = True, raw: bytes | None = None) -> Hostile:
+def _csv_case(
+    name: str, rows: Callable[[Path], list[str]] | list[str], culprit: str, header: str = CSV_HEADER, *, images: bool = True, raw: bytes | None = None
+) -> Hostile:
     def build(tmp: Path) -> Built:
         _valid_pair(tmp)
         if raw is not None:
@@ -804,10 +832,14 @@ def build_hostile() -> list[Hostile]:
         _dicom_case("rescale-beyond-hu", _rescale_huge, "HU range"),
         _dicom_case("raw-without-intercept", _raw_values, "rescale"),
         _dicom_case("zero-pixel-spacing", _set("PixelSpacing", [0.0, 0.0], 4), "PixelSpacing"),
-        _dicom_case("ipp-not-numeric", _patched("ImagePositionPatient", [11.25, 22.5, 33.75], b"11.25\\22.5\\33.75", b"ab.cd\\ef.g\\hi.jk"), "not numeric"),
+        _dicom_case(
+            "ipp-not-numeric", _patched("ImagePositionPatient", [11.25, 22.5, 33.75], b"11.25\\22.5\\33.75", b"ab.cd\\ef.g\\hi.jk"), "not numeric"
+        ),
         _dicom_case("spacing-not-numeric", _patched("PixelSpacing", [2.25, 2.5], b"2.25\\2.5", b"x.yz\\w.v"), "not numeric"),
         _dicom_case("slope-not-numeric", _patched("RescaleSlope", 1.5, b"1.5", b"a.b"), "not valid"),
-        _dicom_case("frames-not-numeric", _patched("NumberOfFrames", "1", b"\x28\x00\x08\x00IS\x02\x001 ", b"\x28\x00\x08\x00IS\x02\x00x "), "not valid"),
+        _dicom_case(
+            "frames-not-numeric", _patched("NumberOfFrames", "1", b"\x28\x00\x08\x00IS\x02\x001 ", b"\x28\x00\x08\x00IS\x02\x00x "), "not valid"
+        ),
         _dicom_case("slope-zero", _set("RescaleSlope", 0, 5), "RescaleSlope"),
         _dicom_case("photometric-rgb", _set("PhotometricInterpretation", "RGB", 2), "RGB"),
         _dicom_case("palette-colour", _all("PhotometricInterpretation", "PALETTE COLOR"), "PALETTE COLOR"),
@@ -852,7 +884,9 @@ def build_hostile() -> list[Hostile]:
         _csv_case("id-empty", [_normal_row("")], "row 2, column 'case_id'"),
         _csv_case("missing-column", ["C1,prior.nii.gz,normal"], "current", header="case_id,prior,status"),
         _csv_case("unknown-column", ["C1,prior.nii.gz,current.nii.gz,normal,x"], "colour", header="case_id,prior,current,status,colour"),
-        _csv_case("duplicate-column", ["C1,prior.nii.gz,current.nii.gz,normal,normal"], "appears twice", header="case_id,prior,current,status,status"),
+        _csv_case(
+            "duplicate-column", ["C1,prior.nii.gz,current.nii.gz,normal,normal"], "appears twice", header="case_id,prior,current,status,status"
+        ),
         _csv_case("empty-file", [], "empty", raw=b""),
         _csv_case("header-only", [], "no cases", raw=(CSV_HEADER + "\n").encode()),
         _csv_case("not-utf8", [], "UTF-8", raw=(CSV_HEADER + "\nC1,pr\xe9or.nii.gz,current.nii.gz,normal,,,,,,,,,,,\n").encode("latin-1")),
@@ -889,10 +923,23 @@ def build_hostile() -> list[Hostile]:
         _csv_case("tab-separated", [], "'\\t'", raw=(CSV_HEADER.replace(",", "\t") + "\nC1\tprior.nii.gz\tcurrent.nii.gz\tnormal\n").encode()),
     ]
     out.append(Hostile("caselist-is-a-folder", "case list", lambda tmp: Built(["cases", "validate", str(tmp)], "is a folder", [], [tmp])))
-    out.append(Hostile("caselist-missing-file", "case list", lambda tmp: Built(["cases", "validate", str(tmp / "nope.csv")], "nope.csv|not found", [], [tmp])))
+    out.append(
+        Hostile(
+            "caselist-missing-file", "case list", lambda tmp: Built(["cases", "validate", str(tmp / "nope.csv")], "nope.csv|not found", [], [tmp])
+        )
+    )
     # case lists: what the rows point at
     for column in ("prior", "current"):
-        for fmt, mutation in [("niigz", "truncated-half"), ("nii", "truncated-90pc"), ("mha", "nan-voxel"), ("nrrd", "inf-voxels"), ("niigz", "2d-image"), ("nii", "garbage-bytes"), ("mha", "normalised-0-1"), ("nrrd", "4d-series")]:
+        for fmt, mutation in [
+            ("niigz", "truncated-half"),
+            ("nii", "truncated-90pc"),
+            ("mha", "nan-voxel"),
+            ("nrrd", "inf-voxels"),
+            ("niigz", "2d-image"),
+            ("nii", "garbage-bytes"),
+            ("mha", "normalised-0-1"),
+            ("nrrd", "4d-series"),
+        ]:
             out.append(_exam_in_list(column, fmt, mutation))
     for fmt in FORMATS:
         for mutation in ("truncated-half", "nan-voxel", "2d-image", "4d-series", "empty-file", "garbage-bytes"):
@@ -956,8 +1003,18 @@ def _fifo(path: Path, suffix: str) -> None:
 
 
 # qform_code 252, sform_code 254, quatern/qoffset 256-279, srow_x/y/z 280/296/312
-_SFORM_SHIFTED = [("<2h", 252, (1, 1)), ("<4f", 280, (-2.0, 0.0, 0.0, 61.0)), ("<4f", 296, (0.0, -2.0, 0.0, 71.0)), ("<4f", 312, (0.0, 0.0, 2.5, 81.0))]
-_SFORM_SHEARED = [("<2h", 252, (0, 1)), ("<4f", 280, (2.0, 1.0, 0.0, -11.0)), ("<4f", 296, (0.0, 2.0, 0.0, -11.0)), ("<4f", 312, (0.0, 0.0, 2.5, -8.0))]
+_SFORM_SHIFTED = [
+    ("<2h", 252, (1, 1)),
+    ("<4f", 280, (-2.0, 0.0, 0.0, 61.0)),
+    ("<4f", 296, (0.0, -2.0, 0.0, 71.0)),
+    ("<4f", 312, (0.0, 0.0, 2.5, 81.0)),
+]
+_SFORM_SHEARED = [
+    ("<2h", 252, (0, 1)),
+    ("<4f", 280, (2.0, 1.0, 0.0, -11.0)),
+    ("<4f", 296, (0.0, 2.0, 0.0, -11.0)),
+    ("<4f", 312, (0.0, 0.0, 2.5, -8.0)),
+]
 SECOND_IMAGE_CASES: dict[str, tuple[tuple[str, ...], Callable[[Path, str], None], str]] = {
     # name: (formats, mutation, text the error must contain besides the file name)
     "qform-sform-disagree": (("nii", "niigz"), _nifti_patch(_SFORM_SHIFTED), "qform"),
@@ -1110,12 +1167,19 @@ def _second_round() -> list[Hostile]:
     out += [
         _caselist_raw("utf16-without-bom", lambda t, p: p.write_bytes(_GOOD_LIST.encode("utf-16-le")), "list.csv|UTF-16"),
         _caselist_raw("nul-bytes", lambda t, p: p.write_bytes(_GOOD_LIST.encode().replace(b"C1", b"C\x001")), "list.csv|NUL"),
-        _caselist_raw("cp1252-quotes", lambda t, p: p.write_bytes(_GOOD_LIST.encode().replace(b"normal", b"\x93normal\x94")), "list.csv|UTF-8|line 2"),
-        _caselist_raw("cell-over-csv-limit", lambda t, p: p.write_text(CSV_HEADER + "\nC1,\"prior.nii.gz" + "x" * 200_000 + "\n"), "list.csv|longer than"),
+        _caselist_raw(
+            "cp1252-quotes", lambda t, p: p.write_bytes(_GOOD_LIST.encode().replace(b"normal", b"\x93normal\x94")), "list.csv|UTF-8|line 2"
+        ),
+        _caselist_raw(
+            "cell-over-csv-limit", lambda t, p: p.write_text(CSV_HEADER + '\nC1,"prior.nii.gz' + "x" * 200_000 + "\n"), "list.csv|longer than"
+        ),
         _caselist_raw("named-pipe", lambda t, p: os.mkfifo(p), "list.csv|not a regular file"),
         _caselist_raw("device", lambda t, p: os.symlink("/dev/zero", p), "list.csv|not a regular file"),
-        _caselist_raw("prior-is-a-pipe", lambda t, p: (os.mkfifo(t / "pipe.nii.gz"), p.write_text(CSV_HEADER + "\nC1,pipe.nii.gz,current.nii.gz,normal,,,,,,,,,,,\n")),
-                      "row 2, column 'prior'|pipe.nii.gz|not a file or folder"),
+        _caselist_raw(
+            "prior-is-a-pipe",
+            lambda t, p: (os.mkfifo(t / "pipe.nii.gz"), p.write_text(CSV_HEADER + "\nC1,pipe.nii.gz,current.nii.gz,normal,,,,,,,,,,,\n")),
+            "row 2, column 'prior'|pipe.nii.gz|not a file or folder",
+        ),
     ]
     if CAN_MOUNT:
         out += [

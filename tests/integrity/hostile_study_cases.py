@@ -161,7 +161,9 @@ def _locked_study_on_copies(code: str = "V") -> Callable[[Path, StudyEnv], None]
         write_detector_outputs(w / "cases" / "cases.csv", w / "det")
         db = open_db(f"sqlite:///{w / 'study.sqlite3'}")
         with db.transaction() as s:
-            create_study(s, code=code, case_list=w / "cases" / "cases.csv", readers=[ReaderSpec(f"{code} One"), ReaderSpec(f"{code} Two")], washout_days=0)
+            create_study(
+                s, code=code, case_list=w / "cases" / "cases.csv", readers=[ReaderSpec(f"{code} One"), ReaderSpec(f"{code} Two")], washout_days=0
+            )
             make_design(s, code)
             lock_study(s, code, detector_dir=w / "det")
         db.dispose()
@@ -248,29 +250,108 @@ def _study_cases() -> list[Hostile]:
     add(Hostile("create-code-taken", "study create", (*create, "OPEN", "--case-list", "{CASES}"), ("already exists",)))
     # settings
     for opt, value, word in [
-        ("--paradigm", "LROC", "paradigm"), ("--paradigm", "", "paradigm"), ("--scale", "1-10", "rating scale"), ("--scale", "abc", "rating scale"),
-        ("--acceptance", "near", "acceptance rule"), ("--radius-mm", "0", "radius"), ("--radius-mm", "-3", "radius"), ("--radius-mm", "nan", "radius"),
-        ("--washout-days", "-1", "washout"), ("--washout-days", "nan", "washout"), ("--treatment", "a b", "treatment"), ("--treatment", "=zmap", "treatment"),
+        ("--paradigm", "LROC", "paradigm"),
+        ("--paradigm", "", "paradigm"),
+        ("--scale", "1-10", "rating scale"),
+        ("--scale", "abc", "rating scale"),
+        ("--acceptance", "near", "acceptance rule"),
+        ("--radius-mm", "0", "radius"),
+        ("--radius-mm", "-3", "radius"),
+        ("--radius-mm", "nan", "radius"),
+        ("--washout-days", "-1", "washout"),
+        ("--washout-days", "nan", "washout"),
+        ("--treatment", "a b", "treatment"),
+        ("--treatment", "=zmap", "treatment"),
     ]:
         add(Hostile(f"create-{opt.strip('-')}-{value or 'empty'}", "study create", (*create, "NEW", "--case-list", "{CASES}", opt, value), (word,)))
-    add(Hostile("create-treatment-unknown-overlay", "study create", (*create, "NEW", "--case-list", "{CASES}", "--treatment", "unaided", "--treatment", "aided=heatmap"), ("heatmap",)))
-    add(Hostile("create-treatment-twice", "study create", (*create, "NEW", "--case-list", "{CASES}", "--treatment", "a", "--treatment", "a"), ("unique",)))
+    add(
+        Hostile(
+            "create-treatment-unknown-overlay",
+            "study create",
+            (*create, "NEW", "--case-list", "{CASES}", "--treatment", "unaided", "--treatment", "aided=heatmap"),
+            ("heatmap",),
+        )
+    )
+    add(
+        Hostile(
+            "create-treatment-twice", "study create", (*create, "NEW", "--case-list", "{CASES}", "--treatment", "a", "--treatment", "a"), ("unique",)
+        )
+    )
     # case list and exams
     add(Hostile("create-caselist-missing", "study create", (*create, "NEW", "--case-list", "{W}/nope.csv"), ("nope.csv",)))
-    add(Hostile("create-caselist-folder", "study create", (*create, "NEW", "--case-list", "{W}/list-folder.csv"), ("list-folder.csv",), setup=_text("list-folder.csv/keep", "")))
-    add(Hostile("create-caselist-empty", "study create", (*create, "NEW", "--case-list", "{W}/empty.csv"), ("empty.csv", "empty", "no cases"), setup=_text("empty.csv", "")))
-    add(Hostile("create-caselist-binary", "study create", (*create, "NEW", "--case-list", "{W}/bin.csv"), ("bin.csv",), setup=_text("bin.csv", bytes(range(256)) * 4)))
+    add(
+        Hostile(
+            "create-caselist-folder",
+            "study create",
+            (*create, "NEW", "--case-list", "{W}/list-folder.csv"),
+            ("list-folder.csv",),
+            setup=_text("list-folder.csv/keep", ""),
+        )
+    )
+    add(
+        Hostile(
+            "create-caselist-empty",
+            "study create",
+            (*create, "NEW", "--case-list", "{W}/empty.csv"),
+            ("empty.csv", "empty", "no cases"),
+            setup=_text("empty.csv", ""),
+        )
+    )
+    add(
+        Hostile(
+            "create-caselist-binary",
+            "study create",
+            (*create, "NEW", "--case-list", "{W}/bin.csv"),
+            ("bin.csv",),
+            setup=_text("bin.csv", bytes(range(256)) * 4),
+        )
+    )
     for who in ("prior", "current"):
-        add(Hostile(f"create-{who}-truncated", "study create", (*create, "NEW", "--case-list", "{W}/cases/cases.csv"), (who,),
-                    setup=_chain(_copy_cases, _truncate(f"cases/C002_{who}.nii.gz", 0.5))))
-        add(Hostile(f"create-{who}-half-voxels", "study create", (*create, "NEW", "--case-list", "{W}/cases/cases.csv"), (who,),
-                    setup=_chain(_copy_cases, _half_voxels(f"cases/C003_{who}.nii.gz"))))
-        add(Hostile(f"create-{who}-missing", "study create", (*create, "NEW", "--case-list", "{W}/cases/cases.csv"), (who, "C004"),
-                    setup=_chain(_copy_cases, _remove(f"cases/C004_{who}.nii.gz"))))
-        add(Hostile(f"create-{who}-empty", "study create", (*create, "NEW", "--case-list", "{W}/cases/cases.csv"), (who,),
-                    setup=_chain(_copy_cases, _text(f"cases/C001_{who}.nii.gz", b""))))
-        add(Hostile(f"create-{who}-garbage", "study create", (*create, "NEW", "--case-list", "{W}/cases/cases.csv"), (who,),
-                    setup=_chain(_copy_cases, _text(f"cases/C001_{who}.nii.gz", b"\x1f\x8b" + b"garbage" * 50))))
+        add(
+            Hostile(
+                f"create-{who}-truncated",
+                "study create",
+                (*create, "NEW", "--case-list", "{W}/cases/cases.csv"),
+                (who,),
+                setup=_chain(_copy_cases, _truncate(f"cases/C002_{who}.nii.gz", 0.5)),
+            )
+        )
+        add(
+            Hostile(
+                f"create-{who}-half-voxels",
+                "study create",
+                (*create, "NEW", "--case-list", "{W}/cases/cases.csv"),
+                (who,),
+                setup=_chain(_copy_cases, _half_voxels(f"cases/C003_{who}.nii.gz")),
+            )
+        )
+        add(
+            Hostile(
+                f"create-{who}-missing",
+                "study create",
+                (*create, "NEW", "--case-list", "{W}/cases/cases.csv"),
+                (who, "C004"),
+                setup=_chain(_copy_cases, _remove(f"cases/C004_{who}.nii.gz")),
+            )
+        )
+        add(
+            Hostile(
+                f"create-{who}-empty",
+                "study create",
+                (*create, "NEW", "--case-list", "{W}/cases/cases.csv"),
+                (who,),
+                setup=_chain(_copy_cases, _text(f"cases/C001_{who}.nii.gz", b"")),
+            )
+        )
+        add(
+            Hostile(
+                f"create-{who}-garbage",
+                "study create",
+                (*create, "NEW", "--case-list", "{W}/cases/cases.csv"),
+                (who,),
+                setup=_chain(_copy_cases, _text(f"cases/C001_{who}.nii.gz", b"\x1f\x8b" + b"garbage" * 50)),
+            )
+        )
     add(Hostile("create-training-clash", "study create", (*create, "NEW", "--case-list", "{CASES}", "--training-cases", "{CASES}"), ("training",)))
     # readers files
     readers_files = {
@@ -287,19 +368,55 @@ def _study_cases() -> list[Hostile]:
     }
     for label, content in readers_files.items():
         setup = None if content is None else _text("readers.csv", content)
-        add(Hostile(f"create-readers-{label}", "readers file", (*create, "NEW", "--case-list", "{CASES}", "--readers", "{W}/readers.csv"), ("readers.csv",), setup=setup))
-        add(Hostile(f"readers-add-file-{label}", "readers file", ("study", "readers", "add", "DRAFT", "--file", "{W}/readers.csv"), ("readers.csv",), setup=setup))
+        add(
+            Hostile(
+                f"create-readers-{label}",
+                "readers file",
+                (*create, "NEW", "--case-list", "{CASES}", "--readers", "{W}/readers.csv"),
+                ("readers.csv",),
+                setup=setup,
+            )
+        )
+        add(
+            Hostile(
+                f"readers-add-file-{label}",
+                "readers file",
+                ("study", "readers", "add", "DRAFT", "--file", "{W}/readers.csv"),
+                ("readers.csv",),
+                setup=setup,
+            )
+        )
     # readers add
-    add(Hostile("readers-add-both", "study readers", ("study", "readers", "add", "DRAFT", "--name", "X", "--file", "{READERS}"), ("--name", "--file")))
+    add(
+        Hostile("readers-add-both", "study readers", ("study", "readers", "add", "DRAFT", "--name", "X", "--file", "{READERS}"), ("--name", "--file"))
+    )
     add(Hostile("readers-add-neither", "study readers", ("study", "readers", "add", "DRAFT"), ("--name", "--file")))
     add(Hostile("readers-add-duplicate", "study readers", ("study", "readers", "add", "DRAFT", "--name", "Draft Ada"), ("Draft Ada",)))
-    add(Hostile("readers-add-duplicate-case", "study readers", ("study", "readers", "add", "DRAFT", "--name", "draft ada"), ("draft ada", "Draft Ada")))
+    add(
+        Hostile(
+            "readers-add-duplicate-case", "study readers", ("study", "readers", "add", "DRAFT", "--name", "draft ada"), ("draft ada", "Draft Ada")
+        )
+    )
     add(Hostile("readers-add-locked", "study readers", ("study", "readers", "add", "LOCKED", "--name", "Dr Late"), ("locked",)))
     add(Hostile("readers-add-unknown-study", "study readers", ("study", "readers", "add", "NOPE", "--name", "Dr X"), ("NOPE",)))
     add(Hostile("readers-add-empty-name", "study readers", ("study", "readers", "add", "DRAFT", "--name", ""), ("name",)))
     add(Hostile("readers-add-blank-name", "study readers", ("study", "readers", "add", "DRAFT", "--name", "   "), ("name",)))
-    add(Hostile("readers-add-negative-years", "study readers", ("study", "readers", "add", "DRAFT", "--name", "Dr Y", "--years", "-4"), ("years", "experience")))
-    add(Hostile("readers-add-nan-years", "study readers", ("study", "readers", "add", "DRAFT", "--name", "Dr Y", "--years", "nan"), ("years", "experience")))
+    add(
+        Hostile(
+            "readers-add-negative-years",
+            "study readers",
+            ("study", "readers", "add", "DRAFT", "--name", "Dr Y", "--years", "-4"),
+            ("years", "experience"),
+        )
+    )
+    add(
+        Hostile(
+            "readers-add-nan-years",
+            "study readers",
+            ("study", "readers", "add", "DRAFT", "--name", "Dr Y", "--years", "nan"),
+            ("years", "experience"),
+        )
+    )
     add(Hostile("readers-list-unknown", "study readers", ("study", "readers", "list", "NOPE"), ("NOPE",)))
     # design
     add(Hostile("design-unknown-study", "study design", ("study", "design", "NOPE"), ("NOPE",)))
@@ -323,8 +440,24 @@ def _study_cases() -> list[Hostile]:
 
     add(Hostile("lock-no-detector-dir", "study lock", ("study", "lock", "DRAFT"), ("--detector-dir",), setup=_designed))
     add(Hostile("lock-detector-missing", "study lock", ("study", "lock", "DRAFT", "--detector-dir", "{W}/nodet"), ("nodet",), setup=_designed))
-    add(Hostile("lock-detector-is-file", "study lock", ("study", "lock", "DRAFT", "--detector-dir", "{W}/plainfile"), ("plainfile",), setup=_chain(_designed, _text("plainfile", "x"))))
-    add(Hostile("lock-detector-both-flags", "study lock", ("study", "lock", "DRAFT", "--detector-dir", "{DET}", "--without-detector-outputs"), ("--without-detector-outputs",), setup=_designed))
+    add(
+        Hostile(
+            "lock-detector-is-file",
+            "study lock",
+            ("study", "lock", "DRAFT", "--detector-dir", "{W}/plainfile"),
+            ("plainfile",),
+            setup=_chain(_designed, _text("plainfile", "x")),
+        )
+    )
+    add(
+        Hostile(
+            "lock-detector-both-flags",
+            "study lock",
+            ("study", "lock", "DRAFT", "--detector-dir", "{DET}", "--without-detector-outputs"),
+            ("--without-detector-outputs",),
+            setup=_designed,
+        )
+    )
     for label, step, word in [
         ("case-folder-missing", _remove("det/C002"), "C002"),
         ("zmap-missing", _remove("det/C003/zmap.nii.gz"), "zmap.nii.gz"),
@@ -337,7 +470,15 @@ def _study_cases() -> list[Hostile]:
         ("manifest-missing", _remove("det/C001/outputs.json"), "outputs.json"),
         ("manifest-truncated", _truncate("det/C001/outputs.json", 0.5), "outputs.json"),
     ]:
-        add(Hostile(f"lock-detector-{label}", "study lock", ("study", "lock", "DRAFT", "--detector-dir", "{W}/det"), (word,), setup=_chain(_designed, _copy_detector, step)))
+        add(
+            Hostile(
+                f"lock-detector-{label}",
+                "study lock",
+                ("study", "lock", "DRAFT", "--detector-dir", "{W}/det"),
+                (word,),
+                setup=_chain(_designed, _copy_detector, step),
+            )
+        )
     # verify: a changed byte is reported by case and file
     for label, step, words in [
         ("current-byte", _flip_byte("cases/C001_current.nii.gz"), ("C001", "C001_current.nii.gz")),
@@ -349,7 +490,11 @@ def _study_cases() -> list[Hostile]:
         ("qc-edited", _text("det/C003/qc.json", "{}"), ("C003", "qc.json")),
         ("manifest-edited", _text("det/C002/outputs.json", "{}"), ("C002", "outputs.json")),
     ]:
-        add(Hostile(f"verify-{label}", "study verify", ("study", "verify", "V"), words, setup=_chain(_locked_study_on_copies("V"), step), exit_codes=(1,)))
+        add(
+            Hostile(
+                f"verify-{label}", "study verify", ("study", "verify", "V"), words, setup=_chain(_locked_study_on_copies("V"), step), exit_codes=(1,)
+            )
+        )
     add(Hostile("verify-draft", "study verify", ("study", "verify", "DRAFT"), ("not locked",), exit_codes=(1,)))
     add(Hostile("verify-unknown", "study verify", ("study", "verify", "NOPE"), ("NOPE",)))
     # open / close / status / waive
@@ -367,12 +512,27 @@ def _study_cases() -> list[Hostile]:
         ("reason-blank", ("--reader", "Open Ada", "--session", "2", "--reason", "  "), "reason"),
     ]:
         add(Hostile(f"waive-{label}", "study waive-washout", ("study", "waive-washout", "OPEN", *args), (word,)))
-    add(Hostile("waive-unknown-study", "study waive-washout", ("study", "waive-washout", "NOPE", "--reader", "Open Ada", "--session", "2", "--reason", "r"), ("NOPE",)))
+    add(
+        Hostile(
+            "waive-unknown-study",
+            "study waive-washout",
+            ("study", "waive-washout", "NOPE", "--reader", "Open Ada", "--session", "2", "--reason", "r"),
+            ("NOPE",),
+        )
+    )
     add(Hostile("audit-unknown-study", "study audit", ("study", "audit", "NOPE"), ("NOPE",)))
     add(Hostile("audit-limit-negative", "study audit", ("study", "audit", "--limit", "-5"), ("--limit",)))
     # database URL
     add(Hostile("db-bad-url", "database", ("study", "--db", "nonsense://x", "list"), ("nonsense", "--db")))
-    add(Hostile("db-not-a-database", "database", ("study", "--db", "sqlite:///{W}/notes.txt", "list"), ("notes.txt",), setup=_text("notes.txt", "hello\n" * 100)))
+    add(
+        Hostile(
+            "db-not-a-database",
+            "database",
+            ("study", "--db", "sqlite:///{W}/notes.txt", "list"),
+            ("notes.txt",),
+            setup=_text("notes.txt", "hello\n" * 100),
+        )
+    )
     add(Hostile("db-is-folder", "database", ("study", "--db", "sqlite:///{W}/dbdir", "list"), ("dbdir",), setup=_text("dbdir/keep", "")))
     add(Hostile("db-empty-file", "database", ("study", "--db", "sqlite:///{W}/empty.sqlite3", "list"), ("empty.sqlite3", "init-db")))
     return cases
@@ -421,15 +581,43 @@ def _marks_cases() -> list[Hostile]:
         ("no-reader-column", "case_id,treatment,rating,x_mm,y_mm,z_mm\nC001,aided,4,0,0,12\n", "reader"),
         ("semicolons", "reader;case_id;treatment;rating;x_mm;y_mm;z_mm\nOpen Ada;C001;aided;4;0;0;12\n", "reader"),
         ("binary", bytes(range(256)) * 4, "marks.csv"),
-        ("key-reused", "reader,case_id,treatment,rating,x_mm,y_mm,z_mm,client_key\nOpen Ada,C001,aided,4,0,0,12,k1\nOpen Ada,C003,aided,4,0,0,12,k1\n", "k1"),
+        (
+            "key-reused",
+            "reader,case_id,treatment,rating,x_mm,y_mm,z_mm,client_key\nOpen Ada,C001,aided,4,0,0,12,k1\nOpen Ada,C003,aided,4,0,0,12,k1\n",
+            "k1",
+        ),
     ]:
         setup = None if content is None else _text("marks.csv", content)
         add(Hostile(f"marks-{label}", "import marks", imp, (word,), setup=setup))
     many = "".join(f"Open Ada,C001,aided,{9 + i},0,0,12\n" for i in range(80))
     add(Hostile("marks-eighty-bad-rows", "import marks", imp, ("the full list of 80",), setup=_marks("marks.csv", many)))
-    add(Hostile("marks-unknown-study", "import marks", ("study", "import-marks", "NOPE", "{W}/marks.csv"), ("NOPE",), setup=_marks("marks.csv", "Open Ada,C001,aided,4,0,0,12\n")))
-    add(Hostile("marks-closed-study", "import marks", ("study", "import-marks", "DONE", "{W}/marks.csv"), ("closed",), setup=_marks("marks.csv", "Done Ada,C001,aided,4,0,0,12\n")))
-    add(Hostile("marks-draft-study", "import marks", ("study", "import-marks", "DRAFT", "{W}/marks.csv"), ("draft", "not open"), setup=_marks("marks.csv", "Draft Ada,C001,aided,4,0,0,12\n")))
+    add(
+        Hostile(
+            "marks-unknown-study",
+            "import marks",
+            ("study", "import-marks", "NOPE", "{W}/marks.csv"),
+            ("NOPE",),
+            setup=_marks("marks.csv", "Open Ada,C001,aided,4,0,0,12\n"),
+        )
+    )
+    add(
+        Hostile(
+            "marks-closed-study",
+            "import marks",
+            ("study", "import-marks", "DONE", "{W}/marks.csv"),
+            ("closed",),
+            setup=_marks("marks.csv", "Done Ada,C001,aided,4,0,0,12\n"),
+        )
+    )
+    add(
+        Hostile(
+            "marks-draft-study",
+            "import marks",
+            ("study", "import-marks", "DRAFT", "{W}/marks.csv"),
+            ("draft", "not open"),
+            setup=_marks("marks.csv", "Draft Ada,C001,aided,4,0,0,12\n"),
+        )
+    )
     return cases
 
 
@@ -437,33 +625,100 @@ def _exchange_cases() -> list[Hostile]:
     cases: list[Hostile] = []
     add = cases.append
     # exports
-    add(Hostile("export-out-is-file", "study export", ("study", "export", "DONE", "--out", "{W}/file.txt"), ("file.txt",), setup=_unrelated("file.txt")))
-    add(Hostile("export-out-under-file", "study export", ("study", "export", "DONE", "--out", "{W}/file.txt/sub"), ("file.txt",), setup=_unrelated("file.txt")))
+    add(
+        Hostile(
+            "export-out-is-file", "study export", ("study", "export", "DONE", "--out", "{W}/file.txt"), ("file.txt",), setup=_unrelated("file.txt")
+        )
+    )
+    add(
+        Hostile(
+            "export-out-under-file",
+            "study export",
+            ("study", "export", "DONE", "--out", "{W}/file.txt/sub"),
+            ("file.txt",),
+            setup=_unrelated("file.txt"),
+        )
+    )
     add(Hostile("export-out-unwritable", "study export", ("study", "export", "DONE", "--out", "/proc/tsct-export"), ("/proc",)))
     add(Hostile("export-out-dev-null", "study export", ("study", "export", "DONE", "--out", "/dev/null"), ("/dev/null",)))
-    add(Hostile("export-format-bogus", "study export", ("study", "export", "DONE", "--out", "{W}/out", "--format", "spss"), ("spss",), absent=("{W}/out",)))
+    add(
+        Hostile(
+            "export-format-bogus", "study export", ("study", "export", "DONE", "--out", "{W}/out", "--format", "spss"), ("spss",), absent=("{W}/out",)
+        )
+    )
     add(Hostile("export-unknown-study", "study export", ("study", "export", "NOPE", "--out", "{W}/out"), ("NOPE",), absent=("{W}/out",)))
-    add(Hostile("export-nothing-read", "study export", ("study", "export", "OPEN", "--out", "{W}/out"), ("unfinished", "not finished", "no finished", "nothing")), )
+    add(
+        Hostile(
+            "export-nothing-read",
+            "study export",
+            ("study", "export", "OPEN", "--out", "{W}/out"),
+            ("unfinished", "not finished", "no finished", "nothing"),
+        ),
+    )
     add(Hostile("export-draft", "study export", ("study", "export", "DRAFT", "--out", "{W}/out"), ("DRAFT",), absent=("{W}/out",)))
     # backups
     add(Hostile("backup-onto-live-db", "study backup", ("study", "backup", "--out", "{W}/study.sqlite3"), ("live database",)))
     add(Hostile("backup-onto-live-wal", "study backup", ("study", "backup", "--out", "{W}/study.sqlite3-wal"), ("live database",)))
     add(Hostile("backup-onto-live-db-force", "study backup", ("study", "backup", "--out", "{W}/study.sqlite3", "--force"), ("live database",)))
-    add(Hostile("backup-onto-live-db-relative", "study backup", ("study", "backup", "--out", "{W}/./sub/../study.sqlite3"), ("live database",), setup=_text("sub/keep", "")))
+    add(
+        Hostile(
+            "backup-onto-live-db-relative",
+            "study backup",
+            ("study", "backup", "--out", "{W}/./sub/../study.sqlite3"),
+            ("live database",),
+            setup=_text("sub/keep", ""),
+        )
+    )
     add(Hostile("backup-existing-file", "study backup", ("study", "backup", "--out", "{W}/notes.txt"), ("notes.txt",), setup=_unrelated("notes.txt")))
-    add(Hostile("backup-existing-file-force", "study backup", ("study", "backup", "--out", "{W}/notes.txt", "--force"), ("notes.txt",), setup=_unrelated("notes.txt")))
-    add(Hostile("backup-existing-sqlite-force", "study backup", ("study", "backup", "--out", "{W}/other.sqlite3", "--force"), ("other.sqlite3",), setup=_other_sqlite("other.sqlite3")))
-    add(Hostile("backup-previous-no-force", "study backup", ("study", "backup", "--out", "{W}/old-backup.sqlite3"), ("--force",), setup=_previous_backup("old-backup.sqlite3")))
+    add(
+        Hostile(
+            "backup-existing-file-force",
+            "study backup",
+            ("study", "backup", "--out", "{W}/notes.txt", "--force"),
+            ("notes.txt",),
+            setup=_unrelated("notes.txt"),
+        )
+    )
+    add(
+        Hostile(
+            "backup-existing-sqlite-force",
+            "study backup",
+            ("study", "backup", "--out", "{W}/other.sqlite3", "--force"),
+            ("other.sqlite3",),
+            setup=_other_sqlite("other.sqlite3"),
+        )
+    )
+    add(
+        Hostile(
+            "backup-previous-no-force",
+            "study backup",
+            ("study", "backup", "--out", "{W}/old-backup.sqlite3"),
+            ("--force",),
+            setup=_previous_backup("old-backup.sqlite3"),
+        )
+    )
     add(Hostile("backup-folder", "study backup", ("study", "backup", "--out", "{W}/folder"), ("folder",), setup=_text("folder/keep", "")))
     add(Hostile("backup-folder-slash", "study backup", ("study", "backup", "--out", "{W}/folder/"), ("folder",), setup=_text("folder/keep", "")))
-    add(Hostile("backup-under-file", "study backup", ("study", "backup", "--out", "{W}/notes.txt/b.sqlite3"), ("notes.txt",), setup=_unrelated("notes.txt")))
+    add(
+        Hostile(
+            "backup-under-file",
+            "study backup",
+            ("study", "backup", "--out", "{W}/notes.txt/b.sqlite3"),
+            ("notes.txt",),
+            setup=_unrelated("notes.txt"),
+        )
+    )
     add(Hostile("backup-unwritable", "study backup", ("study", "backup", "--out", "/proc/tsct-backup.sqlite3"), ("/proc",)))
     add(Hostile("backup-dev-full", "study backup", ("study", "backup", "--out", "/dev/full"), ("/dev/full",)))
     # simulated readers
     sim = ("study", "simulate-readers", "OPEN")
     add(Hostile("simulate-no-detector", "simulate-readers", sim, ("--detector-dir",)))
     add(Hostile("simulate-detector-missing", "simulate-readers", (*sim, "--detector-dir", "{W}/nodet"), ("nodet",)))
-    add(Hostile("simulate-detector-is-file", "simulate-readers", (*sim, "--detector-dir", "{W}/plainfile"), ("plainfile",), setup=_text("plainfile", "x")))
+    add(
+        Hostile(
+            "simulate-detector-is-file", "simulate-readers", (*sim, "--detector-dir", "{W}/plainfile"), ("plainfile",), setup=_text("plainfile", "x")
+        )
+    )
     for label, step, words in [
         ("case-folder-missing", _remove("det/C003"), ("C003",)),
         ("zmap-missing", _remove("det/C001/zmap.nii.gz"), ("C001", "zmap.nii.gz")),
@@ -471,7 +726,11 @@ def _exchange_cases() -> list[Hostile]:
         ("zmap-half-voxels", _half_voxels("det/C004/zmap.nii.gz"), ("C004", "zmap.nii.gz")),
         ("subtraction-truncated", _truncate("det/C001/subtraction.nii.gz", 0.4), ("C001", "subtraction.nii.gz")),
         ("zmap-changed-after-lock", _flip_byte("det/C003/zmap.nii.gz"), ("C003", "zmap.nii.gz")),
-        ("bone-roi-truncated", _list_in_manifest("det/C002", "bone_roi", "bone_roi.nii.gz", gzip.compress(b"\x5c\x01" + b"\0" * 400)[:30]), ("C002", "bone_roi.nii.gz")),
+        (
+            "bone-roi-truncated",
+            _list_in_manifest("det/C002", "bone_roi", "bone_roi.nii.gz", gzip.compress(b"\x5c\x01" + b"\0" * 400)[:30]),
+            ("C002", "bone_roi.nii.gz"),
+        ),
         ("manifest-missing", _remove("det/C004/outputs.json"), ("C004", "outputs.json")),
         ("zmap-not-in-manifest", _unlist("det/C001", "zmap"), ("C001", "zmap")),
     ]:
@@ -498,8 +757,24 @@ def _exchange_cases() -> list[Hostile]:
         ("reader-role-mismatch", ("u9", "--role", "coordinator", "--reader", "Open Ada", "--password-file", "{W}/pw.txt"), "--reader", pw),
     ]:
         add(Hostile(f"accounts-{label}", "accounts", (*acc, *args), (word,), setup=setup))
-    add(Hostile("accounts-duplicate", "accounts", (*acc, "taken", "--role", "coordinator", "--password-file", "{W}/pw.txt"), ("taken",), setup=_chain(pw, _account("taken"))))
-    add(Hostile("accounts-duplicate-case", "accounts", (*acc, "TAKEN", "--role", "coordinator", "--password-file", "{W}/pw.txt"), ("TAKEN", "taken"), setup=_chain(pw, _account("taken"))))
+    add(
+        Hostile(
+            "accounts-duplicate",
+            "accounts",
+            (*acc, "taken", "--role", "coordinator", "--password-file", "{W}/pw.txt"),
+            ("taken",),
+            setup=_chain(pw, _account("taken")),
+        )
+    )
+    add(
+        Hostile(
+            "accounts-duplicate-case",
+            "accounts",
+            (*acc, "TAKEN", "--role", "coordinator", "--password-file", "{W}/pw.txt"),
+            ("TAKEN", "taken"),
+            setup=_chain(pw, _account("taken")),
+        )
+    )
     add(Hostile("accounts-disable-unknown", "accounts", ("study", "accounts", "disable", "ghost"), ("ghost",)))
     return cases
 
@@ -567,9 +842,17 @@ def _analysis_cases() -> list[Hostile]:
         "imrmc-unknown-case": ("t.imrmc", _imrmc_variant("t.imrmc", lambda ls: ls + ["R02,C999,aided,3"]), ("C999",)),
         "imrmc-bad-truth": ("t.imrmc", _imrmc_variant("t.imrmc", lambda ls: [l.replace("C001,truth,1", "C001,truth,7") for l in ls]), ("truth",)),
         "xlsx-no-truth-sheet": ("x.xlsx", _xlsx_variant("x.xlsx", lambda sh: sh.pop("TRUTH", None)), ("Truth",)),
-        "xlsx-rating-text": ("x.xlsx", _xlsx_variant("x.xlsx", lambda sh: sh["TP"].__setitem__("TP_Rating", ["high"] * len(sh["TP"]))), ("rating", "high")),
+        "xlsx-rating-text": (
+            "x.xlsx",
+            _xlsx_variant("x.xlsx", lambda sh: sh["TP"].__setitem__("TP_Rating", ["high"] * len(sh["TP"]))),
+            ("rating", "high"),
+        ),
         "xlsx-unknown-case": ("x.xlsx", _xlsx_variant("x.xlsx", lambda sh: sh["TP"].__setitem__("CaseID", [9999] * len(sh["TP"]))), ("9999",)),
-        "xlsx-no-tp-columns": ("x.xlsx", _xlsx_variant("x.xlsx", lambda sh: sh.__setitem__("TP", sh["TP"].drop(columns=["LesionID"]))), ("LesionID",)),
+        "xlsx-no-tp-columns": (
+            "x.xlsx",
+            _xlsx_variant("x.xlsx", lambda sh: sh.__setitem__("TP", sh["TP"].drop(columns=["LesionID"]))),
+            ("LesionID",),
+        ),
         "single-treatment": ("t.csv", _tidy_variant("t.csv", lambda ls: [l for l in ls if ",aided," not in l]), ("treatment",)),
     }
     for label, (name, setup, words) in bad_files.items():
@@ -578,23 +861,64 @@ def _analysis_cases() -> list[Hostile]:
             if cmd == "fom" and label in ("single-treatment",):
                 continue
             absent = ("{W}/reports",) if cmd == "report" else ()
-            add(Hostile(f"{cmd}-{label}", f"analysis input ({cmd})", (*command[:2], f"{{W}}/{name}", *command[2:]), words, setup=setup, absent=absent))
+            add(
+                Hostile(f"{cmd}-{label}", f"analysis input ({cmd})", (*command[:2], f"{{W}}/{name}", *command[2:]), words, setup=setup, absent=absent)
+            )
     # options and output paths
-    add(Hostile("st-analysis-rrrc-one-reader", "analysis options", ("analyze", "st", "{W}/t.csv", "--analysis", "RRRC"), ("--analysis FRRC",),
-                setup=_tidy_variant("t.csv", lambda ls: [l for l in ls if ",R02," not in l])))
+    add(
+        Hostile(
+            "st-analysis-rrrc-one-reader",
+            "analysis options",
+            ("analyze", "st", "{W}/t.csv", "--analysis", "RRRC"),
+            ("--analysis FRRC",),
+            setup=_tidy_variant("t.csv", lambda ls: [l for l in ls if ",R02," not in l]),
+        )
+    )
     add(Hostile("st-json-folder", "analysis output", ("analyze", "st", "{TIDY}", "--json", "{W}/out"), ("folder",), setup=_text("out/keep", "")))
-    add(Hostile("st-json-under-file", "analysis output", ("analyze", "st", "{TIDY}", "--json", "{W}/notes.txt/r.json"), ("notes.txt",), setup=_unrelated("notes.txt")))
+    add(
+        Hostile(
+            "st-json-under-file",
+            "analysis output",
+            ("analyze", "st", "{TIDY}", "--json", "{W}/notes.txt/r.json"),
+            ("notes.txt",),
+            setup=_unrelated("notes.txt"),
+        )
+    )
     add(Hostile("st-json-unwritable", "analysis output", ("analyze", "st", "{TIDY}", "--json", "/proc/tsct/r.json"), ("/proc",)))
     add(Hostile("st-json-dev-full", "analysis output", ("analyze", "st", "{TIDY}", "--json", "/dev/full"), ("/dev/full",)))
     add(Hostile("st-alpha", "analysis options", ("analyze", "st", "{TIDY}", "--alpha", "1.5"), ("alpha",)))
     add(Hostile("st-fom-bogus", "analysis options", ("analyze", "st", "{TIDY}", "--fom", "Accuracy"), ("Accuracy",)))
     add(Hostile("fom-json-folder", "analysis output", ("analyze", "fom", "{TIDY}", "--json", "{W}/out"), ("folder",), setup=_text("out/keep", "")))
-    add(Hostile("power-json-folder", "analysis output", ("analyze", "power", "{TIDY}", "--json", "{W}/out"), ("folder",), setup=_text("out/keep", "")))
-    add(Hostile("power-json-under-file", "analysis output", ("analyze", "power", "{TIDY}", "--json", "{W}/notes.txt/p.json"), ("notes.txt",), setup=_unrelated("notes.txt")))
+    add(
+        Hostile("power-json-folder", "analysis output", ("analyze", "power", "{TIDY}", "--json", "{W}/out"), ("folder",), setup=_text("out/keep", ""))
+    )
+    add(
+        Hostile(
+            "power-json-under-file",
+            "analysis output",
+            ("analyze", "power", "{TIDY}", "--json", "{W}/notes.txt/p.json"),
+            ("notes.txt",),
+            setup=_unrelated("notes.txt"),
+        )
+    )
     rep = ("analyze", "report", "{TIDY}", "--no-pdf")
-    add(Hostile("report-subgroups-bogus", "analysis options", (*rep, "--out", "{W}/r", "--subgroups", "bogus"), ("bogus", "reader_group")), )
-    add(Hostile("report-subgroups-one-bogus", "analysis options", (*rep, "--out", "{W}/r", "--subgroups", "reader_group,shoe_size"), ("shoe_size",), absent=("{W}/r",)))
-    add(Hostile("report-subgroups-empty-lesion", "analysis options", (*rep, "--out", "{W}/r", "--subgroups", "lesion:"), ("lesion:",), absent=("{W}/r",)))
+    add(
+        Hostile("report-subgroups-bogus", "analysis options", (*rep, "--out", "{W}/r", "--subgroups", "bogus"), ("bogus", "reader_group")),
+    )
+    add(
+        Hostile(
+            "report-subgroups-one-bogus",
+            "analysis options",
+            (*rep, "--out", "{W}/r", "--subgroups", "reader_group,shoe_size"),
+            ("shoe_size",),
+            absent=("{W}/r",),
+        )
+    )
+    add(
+        Hostile(
+            "report-subgroups-empty-lesion", "analysis options", (*rep, "--out", "{W}/r", "--subgroups", "lesion:"), ("lesion:",), absent=("{W}/r",)
+        )
+    )
     add(Hostile("report-alpha", "analysis options", (*rep, "--out", "{W}/r", "--alpha", "0"), ("alpha",), absent=("{W}/r",)))
     add(Hostile("report-out-is-file", "analysis output", (*rep, "--out", "{W}/notes.txt"), ("notes.txt",), setup=_unrelated("notes.txt")))
     add(Hostile("report-out-under-file", "analysis output", (*rep, "--out", "{W}/notes.txt/r"), ("notes.txt",), setup=_unrelated("notes.txt")))
@@ -690,19 +1014,27 @@ def _second_round_cases() -> list[Hostile]:
     add(Hostile("readers-add-formula-group", "spreadsheet formulas", (*radd, "--name", "Dr Zed", "--group", "@SUM(A1)"), ("group '@SUM(A1)'",)))
     for label, content, word in [
         ("formula-name", f'name,group\n"{FORMULA}",resident\n', "starts with '='"),
-        ("formula-group", "name,group\nDr Q,=HYPERLINK(\"http://x\")\n", "starts with '='"),
+        ("formula-group", 'name,group\nDr Q,=HYPERLINK("http://x")\n', "starts with '='"),
         ("duplicate-column", "name,group,name\nDr Q,resident,Dr R\n", "more than once"),
-        ("cell-over-csv-limit", "name,group\n\"Dr " + "q" * 200_000 + "\n", "longer than"),
+        ("cell-over-csv-limit", 'name,group\n"Dr ' + "q" * 200_000 + "\n", "longer than"),
         ("utf16-without-bom", "name,group\nDr Q,resident\n".encode("utf-16-le"), "UTF-16"),
         ("latin1", "name,group\nDr Qu\xe9bec,resident\n".encode("latin-1"), "not UTF-8"),
     ]:
         add(Hostile(f"readers-file-{label}", "readers file", (*radd, "--file", "{W}/readers.csv"), (word,), setup=_text("readers.csv", content)))
-        add(Hostile(f"create-readers-{label}", "readers file", ("study", "create", "NEW", "--case-list", "{CASES}", "--readers", "{W}/readers.csv"), (word,), setup=_text("readers.csv", content)))
+        add(
+            Hostile(
+                f"create-readers-{label}",
+                "readers file",
+                ("study", "create", "NEW", "--case-list", "{CASES}", "--readers", "{W}/readers.csv"),
+                (word,),
+                setup=_text("readers.csv", content),
+            )
+        )
     add(Hostile("readers-file-named-pipe", "readers file", (*radd, "--file", "{W}/readers.csv"), ("not a regular file",), setup=_fifo("readers.csv")))
     imp = ("study", "import-marks", "OPEN", "{W}/marks.csv")
     for label, content, word in [
         ("duplicate-column", "reader,case_id,treatment,rating,rating,x_mm,y_mm,z_mm\nOpen Ada,C001,aided,4,5,0,0,12\n", "more than once"),
-        ("cell-over-csv-limit", MARK_HEADER + "Open Ada,C001,aided,4,0,0,\"" + "1" * 200_000 + "\n", "longer than"),
+        ("cell-over-csv-limit", MARK_HEADER + 'Open Ada,C001,aided,4,0,0,"' + "1" * 200_000 + "\n", "longer than"),
         ("duplicate-mark", MARK_HEADER + "Open Ada,C001,aided,4,0,0,12\nOpen Ada,C001,aided,4,0,0,12\n", "repeats the mark of row 2"),
         ("duplicate-mark-reader-code", MARK_HEADER + "Open Ada,C001,aided,4,0,0,12\nR01,C001,aided,3,0.2,0,12\n", "repeats the mark of row 2"),
         ("utf16-without-bom", (MARK_HEADER + "Open Ada,C001,aided,4,0,0,12\n").encode("utf-16-le"), "UTF-16"),
@@ -713,30 +1045,106 @@ def _second_round_cases() -> list[Hostile]:
     add(Hostile("marks-device", "import marks", imp, ("not a regular file",), setup=lambda w, env: os.symlink("/dev/zero", w / "marks.csv")))
     for cmd in ("st", "fom"):
         args = ("analyze", cmd, "{W}/t.csv")
-        add(Hostile(f"{cmd}-tidy-duplicate-column", "analysis input (second round)", args, ("more than once",),
-                    setup=_tidy_variant("t.csv", lambda ls: [ls[0] + ",rating"] + [line + ",1" for line in ls[1:]])))
+        add(
+            Hostile(
+                f"{cmd}-tidy-duplicate-column",
+                "analysis input (second round)",
+                args,
+                ("more than once",),
+                setup=_tidy_variant("t.csv", lambda ls: [ls[0] + ",rating"] + [line + ",1" for line in ls[1:]]),
+            )
+        )
         add(Hostile(f"{cmd}-tidy-named-pipe", "analysis input (second round)", args, ("not a regular file",), setup=_fifo("t.csv")))
-        add(Hostile(f"{cmd}-tidy-utf16-without-bom", "analysis input (second round)", args, ("UTF-16",),
-                    setup=lambda w, env: (w / "t.csv").write_bytes(env.tidy.read_text().encode("utf-16-le"))))
+        add(
+            Hostile(
+                f"{cmd}-tidy-utf16-without-bom",
+                "analysis input (second round)",
+                args,
+                ("UTF-16",),
+                setup=lambda w, env: (w / "t.csv").write_bytes(env.tidy.read_text().encode("utf-16-le")),
+            )
+        )
     for cmd in ("st", "fom", "report"):
         tail = ("--no-pdf", "--out", "{W}/r") if cmd == "report" else ()
         for label, setup, word in [
             ("xlsx-zip-bomb", _zip_bomb("x.xlsx"), "zip bomb"),
             ("xlsx-password-protected", _text("x.xlsx", _OLE_MAGIC + bytes(4000)), "password-protected"),
         ]:
-            add(Hostile(f"{cmd}-{label}", "analysis input (second round)", ("analyze", cmd, "{W}/x.xlsx", *tail), (word,), setup=setup, absent=("{W}/r",)))
-    add(Hostile("report-tidy-duplicate-column", "analysis input (second round)", ("analyze", "report", "{W}/t.csv", "--no-pdf", "--out", "{W}/r"), ("more than once",),
-                setup=_tidy_variant("t.csv", lambda ls: [ls[0] + ",reader"] + [line + ",R01" for line in ls[1:]]), absent=("{W}/r",)))
+            add(
+                Hostile(
+                    f"{cmd}-{label}", "analysis input (second round)", ("analyze", cmd, "{W}/x.xlsx", *tail), (word,), setup=setup, absent=("{W}/r",)
+                )
+            )
+    add(
+        Hostile(
+            "report-tidy-duplicate-column",
+            "analysis input (second round)",
+            ("analyze", "report", "{W}/t.csv", "--no-pdf", "--out", "{W}/r"),
+            ("more than once",),
+            setup=_tidy_variant("t.csv", lambda ls: [ls[0] + ",reader"] + [line + ",R01" for line in ls[1:]]),
+            absent=("{W}/r",),
+        )
+    )
     newer = ("study", "--db", "sqlite:///{W}/newer.sqlite3")
-    for label, args in [("list", ("list",)), ("init-db", ("init-db",)), ("status", ("status", "OPEN")), ("backup", ("backup", "--out", "{W}/b.sqlite3")),
-                        ("export", ("export", "DONE", "--out", "{W}/x"))]:
-        add(Hostile(f"db-newer-schema-{label}", "database", (*newer, *args), ("newer TSCT",), setup=_newer_db("newer.sqlite3"), absent=("{W}/b.sqlite3", "{W}/x")))
+    for label, args in [
+        ("list", ("list",)),
+        ("init-db", ("init-db",)),
+        ("status", ("status", "OPEN")),
+        ("backup", ("backup", "--out", "{W}/b.sqlite3")),
+        ("export", ("export", "DONE", "--out", "{W}/x")),
+    ]:
+        add(
+            Hostile(
+                f"db-newer-schema-{label}",
+                "database",
+                (*newer, *args),
+                ("newer TSCT",),
+                setup=_newer_db("newer.sqlite3"),
+                absent=("{W}/b.sqlite3", "{W}/x"),
+            )
+        )
     if CAN_MOUNT:
         for kind, word in (("full", "full"), ("ro", "not writable")):
-            add(Hostile(f"backup-disk-{kind}", "disk and mounts", ("study", "backup", "--out", "{W}/disk/b.sqlite3"), (word,), setup=_disk("disk", kind), absent=("{W}/disk/b.sqlite3",)))
-            add(Hostile(f"export-disk-{kind}", "disk and mounts", ("study", "export", "DONE", "--out", "{W}/disk/x"), (word,), setup=_disk("disk", kind), absent=("{W}/disk/x",)))
-            add(Hostile(f"report-disk-{kind}", "disk and mounts", ("analyze", "report", "{TIDY}", "--no-pdf", "--out", "{W}/disk/r"), ("disk/r",), setup=_disk("disk", kind), absent=("{W}/disk/r",)))
-            add(Hostile(f"st-json-disk-{kind}", "disk and mounts", ("analyze", "st", "{TIDY}", "--json", "{W}/disk/r.json"), ("r.json",), setup=_disk("disk", kind), absent=("{W}/disk/r.json",)))
+            add(
+                Hostile(
+                    f"backup-disk-{kind}",
+                    "disk and mounts",
+                    ("study", "backup", "--out", "{W}/disk/b.sqlite3"),
+                    (word,),
+                    setup=_disk("disk", kind),
+                    absent=("{W}/disk/b.sqlite3",),
+                )
+            )
+            add(
+                Hostile(
+                    f"export-disk-{kind}",
+                    "disk and mounts",
+                    ("study", "export", "DONE", "--out", "{W}/disk/x"),
+                    (word,),
+                    setup=_disk("disk", kind),
+                    absent=("{W}/disk/x",),
+                )
+            )
+            add(
+                Hostile(
+                    f"report-disk-{kind}",
+                    "disk and mounts",
+                    ("analyze", "report", "{TIDY}", "--no-pdf", "--out", "{W}/disk/r"),
+                    ("disk/r",),
+                    setup=_disk("disk", kind),
+                    absent=("{W}/disk/r",),
+                )
+            )
+            add(
+                Hostile(
+                    f"st-json-disk-{kind}",
+                    "disk and mounts",
+                    ("analyze", "st", "{TIDY}", "--json", "{W}/disk/r.json"),
+                    ("r.json",),
+                    setup=_disk("disk", kind),
+                    absent=("{W}/disk/r.json",),
+                )
+            )
     return cases
 
 
@@ -761,9 +1169,15 @@ def _snapshot(folder: Path) -> dict[str, str]:
 
 
 def _fill(text: str, w: Path, env: StudyEnv) -> str:
-    return (text.replace("{W}", str(w)).replace("{CASES}", str(env.case_list)).replace("{DET}", str(env.detector_dir))
-            .replace("{READERS}", str(env.readers_csv)).replace("{JAFROC}", str(env.jafroc)).replace("{IMRMC}", str(env.imrmc))
-            .replace("{TIDY}", str(env.tidy)))
+    return (
+        text.replace("{W}", str(w))
+        .replace("{CASES}", str(env.case_list))
+        .replace("{DET}", str(env.detector_dir))
+        .replace("{READERS}", str(env.readers_csv))
+        .replace("{JAFROC}", str(env.jafroc))
+        .replace("{IMRMC}", str(env.imrmc))
+        .replace("{TIDY}", str(env.tidy))
+    )
 
 
 def run_case(case: Hostile, w: Path, env: StudyEnv) -> Outcome:
@@ -775,8 +1189,14 @@ def run_case(case: Hostile, w: Path, env: StudyEnv) -> Outcome:
             case.setup(w, env)
         before = _snapshot(w)
         args = [_fill(a, w, env) for a in case.args]
-        environ = {"TSCT_DATABASE_URL": f"sqlite:///{w / 'study.sqlite3'}", "TSCT_DETECTOR_DIR": None, "COLUMNS": "400", "TSCT_DATA_DIR": str(w / "data"),
-                   "TMPDIR": str(w / ".tmp"), **case.env}
+        environ = {
+            "TSCT_DATABASE_URL": f"sqlite:///{w / 'study.sqlite3'}",
+            "TSCT_DETECTOR_DIR": None,
+            "COLUMNS": "400",
+            "TSCT_DATA_DIR": str(w / "data"),
+            "TMPDIR": str(w / ".tmp"),
+            **case.env,
+        }
         (w / ".tmp").mkdir(exist_ok=True)
         return _invoke_and_judge(case, w, env, args, environ, before)
     finally:

@@ -49,7 +49,10 @@ def test_killed_synth_leaves_nothing_under_the_final_name(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(root)}
     proc = subprocess.Popen(
         [sys.executable, "-c", "import tsct_cli; tsct_cli.app()", "cases", "synth", str(target), "--n-cases", "6", "--size", "small"],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         # wait for a state: the first case's files exist in the hidden work folder

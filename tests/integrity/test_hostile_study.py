@@ -17,7 +17,6 @@ The totals are printed by ``bench/hostile_study_tally.py``.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -57,8 +56,14 @@ def _cli(args: list[str], env: dict[str, str], pause: str | None = None, marker:
     if pause is not None:
         full["TSCT_TEST_PAUSE_AT"] = pause
         full["TSCT_TEST_PAUSE_FILE"] = str(marker)
-    return subprocess.Popen([sys.executable, "-c", "import tsct_cli; tsct_cli.main()", *args], env=full, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", "import tsct_cli; tsct_cli.main()", *args],
+        env=full,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _wait_for(proc: subprocess.Popen, ready) -> None:
@@ -85,7 +90,11 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def _visible(folder: Path) -> list[str]:
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    return sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
 def test_kill9_during_report_leaves_no_report_and_a_rerun_completes(study_env, tmp_path):

@@ -222,7 +222,13 @@ def test_report_and_excel_exports_quote_formula_ids(tmp_path):
             ll += [{"treatment": t, "reader": r, "case_id": f"A{k}", "lesion_id": "1", "rating": float(rng.integers(2, 6))} for k in range(4)]
     data = ObserverData.from_marks(truth, nl, ll, treatments=["unaided", "aided"], readers=[formula, "R2"])
     book = write_jafroc_excel(data, tmp_path / "d.xlsx")
-    cells = [c for ws in openpyxl.load_workbook(book).worksheets for row in ws.iter_rows() for c in row if isinstance(c.value, str) and "HYPERLINK" in c.value]
+    cells = [
+        c
+        for ws in openpyxl.load_workbook(book).worksheets
+        for row in ws.iter_rows()
+        for c in row
+        if isinstance(c.value, str) and "HYPERLINK" in c.value
+    ]
     assert cells and all(c.data_type == "s" and c.value.startswith("'=") for c in cells)
     foms = write_report(data, tmp_path / "reports", pdf=False, subgroups=None).foms_csv
     values = [cell for row in csv.reader(foms.read_text().splitlines()) for cell in row if "HYPERLINK" in cell]

@@ -44,7 +44,10 @@ def test_failed_log_ins_are_recorded_and_give_one_message(db, study):
         with pytest.raises(AuthenticationError, match="Unknown user name or wrong password"):
             login(db, user, password)
     with db.snapshot() as s:
-        failures = [json.loads(e.detail_json)["reason"] for e in s.scalars(select(AuditEvent).where(AuditEvent.action == "LOGIN_FAILED").order_by(AuditEvent.id))]
+        failures = [
+            json.loads(e.detail_json)["reason"]
+            for e in s.scalars(select(AuditEvent).where(AuditEvent.action == "LOGIN_FAILED").order_by(AuditEvent.id))
+        ]
         assert failures == ["wrong password", "unknown user"]
         assert s.scalar(select(Account.failed_logins).where(Account.username == "ben")) == 1
     login(db, "ben", "correct horse battery")

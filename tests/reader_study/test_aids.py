@@ -7,8 +7,8 @@ import shutil
 import pytest
 
 from reader_study.aids import AIDS, aid_roles, unknown_overlays
-from reader_study.integrity import check_detector_case, detector_model, detector_output_files, overlay_roles_needed
 from reader_study.harness import write_synthetic_case_list
+from reader_study.integrity import check_detector_case, detector_model, detector_output_files, overlay_roles_needed
 
 from .conftest import LESIONS, write_detector_outputs
 

@@ -70,6 +70,7 @@ def test_coordinator_workflow(cli_env, case_files, detector_outputs):
     db = open_db(os.environ["TSCT_DATABASE_URL"])
     with db.snapshot() as s:
         readers_ = s.execute(select(Reader.name, Reader.id)).all()
+
     def read(svc, item):
         if item.case_code == "C001":
             svc.save_mark(item.case_read_id, client_key=f"{item.case_read_id}", point_mm=(0, 0, 12), rating=4)

@@ -38,7 +38,14 @@ def test_create_stores_cases_truth_and_settings(db, case_files):
     make_study(db, case_files, code="NEW", design=None, acceptance_radius_mm=12.5, washout_days=35, seed=4)
     with db.snapshot() as s:
         study = s.scalar(select(Study).where(Study.code == "NEW"))
-        assert (study.paradigm, study.rating_scale, study.acceptance_rule, study.acceptance_radius_mm, study.washout_days, study.seed) == ("FROC", "1-5", "radius", 12.5, 35.0, 4)
+        assert (study.paradigm, study.rating_scale, study.acceptance_rule, study.acceptance_radius_mm, study.washout_days, study.seed) == (
+            "FROC",
+            "1-5",
+            "radius",
+            12.5,
+            35.0,
+            4,
+        )
         assert [t.code for t in study.treatments] == ["unaided", "aided"]
         assert study.treatments[1].overlay_names == ("subtraction", "zmap")
         cases = {c.code: c for c in s.scalars(select(StudyCase).where(StudyCase.study_id == study.id))}

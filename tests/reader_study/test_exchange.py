@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
 import subprocess
 import threading
+from collections import Counter
 
 import pandas as pd
 import pytest
@@ -82,7 +82,19 @@ def test_export_writes_files_that_read_back(db, study, tmp_path):
         close_study(s, study.code)
     result = export_study(db, study.code, tmp_path / "out")
     names = set(result.files)
-    assert {"S1-jafroc.xlsx", "S1.imrmc", "S1-tidy.csv", "truth.csv", "nl.csv", "ll.csv", "marks.csv", "reads.csv", "roc.csv", "readers.csv", "provenance.json"} <= names
+    assert {
+        "S1-jafroc.xlsx",
+        "S1.imrmc",
+        "S1-tidy.csv",
+        "truth.csv",
+        "nl.csv",
+        "ll.csv",
+        "marks.csv",
+        "reads.csv",
+        "roc.csv",
+        "readers.csv",
+        "provenance.json",
+    } <= names
     data = result.records.to_observer_data()
     assert read_jafroc_excel(tmp_path / "out" / "S1-jafroc.xlsx").equals(data)
     assert read_tidy_csv(tmp_path / "out" / "S1-tidy.csv").equals(data)
@@ -111,6 +123,7 @@ def test_unfinished_readings_are_not_exported_as_negatives(db, study, tmp_path):
 
 def test_roc_study_exports_case_ratings(db, case_files, tmp_path):
     study = make_study(db, case_files, code="ROC", paradigm="ROC", rating_scale="0-100", training=False)
+
     def read(svc, item):
         svc.set_case_rating(item.case_read_id, 80.0 if item.case_code in ("C001", "C003") else 10.0)
         return False
@@ -144,10 +157,7 @@ def test_imported_marks_are_checked_row_by_row_all_or_nothing(db, study, tmp_pat
 
     good = tmp_path / "good.csv"
     good.write_text(
-        "reader,case_id,treatment,rating,index_x,index_y,index_z\n"
-        "Dr Ada,C001,aided,4,8,8,6\n"
-        "R01,C001,aided,2,3,3,3\n"
-        "Dr Ben,C003,unaided,5,12,12,8\n"
+        "reader,case_id,treatment,rating,index_x,index_y,index_z\nDr Ada,C001,aided,4,8,8,6\nR01,C001,aided,2,3,3,3\nDr Ben,C003,unaided,5,12,12,8\n"
     )
     with db.transaction() as s:
         result = import_marks(s, study.code, good)
@@ -228,12 +238,15 @@ def test_postgresql_backup_restores(postgres_server, case_files, tmp_path):
     result = backup_database(db, tmp_path / "pg.dump")
     db.dispose()
     target = postgres_server.create_database()
-    subprocess.run([_pg_tool("pg_restore"), "--no-owner", f"--dbname={target.replace('postgresql+psycopg', 'postgresql')}", str(tmp_path / "pg.dump")], check=True, capture_output=True)
+    subprocess.run(
+        [_pg_tool("pg_restore"), "--no-owner", f"--dbname={target.replace('postgresql+psycopg', 'postgresql')}", str(tmp_path / "pg.dump")],
+        check=True,
+        capture_output=True,
+    )
     restored = open_db(target)
     with restored.snapshot() as s:
         assert s.scalar(select(func.count()).select_from(Mark)) == result.n_marks == 7  # Ada: unaided 2 + 1 + 1, aided 2 + 0 + 1
     restored.dispose()
-
 
 
 def test_extent_rule_scores_against_label_maps_and_refuses_changed_ones(db, tmp_path):
@@ -241,10 +254,13 @@ def test_extent_rule_scores_against_label_maps_and_refuses_changed_ones(db, tmp_
     from reader_study.scoring import ScoringError
 
     # One abnormal case with two lesions in one label map (values 1 and 2), one normal case.
-    case_list = write_synthetic_case_list(tmp_path / "ext", [[SyntheticLesion((4, 4, 3), 3.0), SyntheticLesion((11, 11, 8), 3.0)], []], label_maps=True)
+    case_list = write_synthetic_case_list(
+        tmp_path / "ext", [[SyntheticLesion((4, 4, 3), 3.0), SyntheticLesion((11, 11, 8), 3.0)], []], label_maps=True
+    )
     study = make_study(db, (case_list, case_list), code="EXT", training=False, acceptance_rule="extent", acceptance_radius_mm=None)
     # C001: L1 at voxel (4, 4, 3) = (-4, -4, 6) mm; L2 at voxel (11, 11, 8) = (3, 3, 16) mm.
     plan = {"C001": [((-4, -4, 6), 5), ((-3, -4, 6), 3), ((-4, -4, 10), 2), ((3, 3, 16), 4)], "C002": [((0, 0, 12), 1)]}
+
     def read(svc, item):
         for n, (point, rating) in enumerate(plan[item.case_code]):
             svc.save_mark(item.case_read_id, client_key=f"{item.case_read_id}-{n}", point_mm=point, rating=rating)
@@ -257,7 +273,11 @@ def test_extent_rule_scores_against_label_maps_and_refuses_changed_ones(db, tmp_
     # rating 5 at L1's centre: LL; 3 one voxel away (inside the 3 mm sphere of voxels): dropped;
     # 4 at L2: LL; 2 at 4 mm above L1 (z 10 mm: two slices, outside the label): NL; the normal case's mark: NL.
     assert list(zip(one["rating"], one["outcome"], one["lesion_id"].fillna("-"), strict=True)) == [
-        (5.0, "LL", "L1"), (4.0, "LL", "L2"), (3.0, "dropped", "L1"), (2.0, "NL", "-"), (1.0, "NL", "-"),
+        (5.0, "LL", "L1"),
+        (4.0, "LL", "L2"),
+        (3.0, "dropped", "L1"),
+        (2.0, "NL", "-"),
+        (1.0, "NL", "-"),
     ]
     # A label map that changed after the study was created is refused.
     label_map = next((tmp_path / "ext").glob("C001_labels.nii.gz"))

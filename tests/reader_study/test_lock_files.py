@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import insert, select, text
 
 from reader_study import ReaderStudyError, create_study, lock_study, make_design, verify_study
-from reader_study.models import Study, StudyFile
 from reader_study.harness import write_synthetic_case_list
+from reader_study.models import Study, StudyFile
 
 from .conftest import LESIONS, READERS, write_detector_outputs
 
@@ -58,7 +58,9 @@ def test_lock_ignores_files_the_manifest_does_not_list_and_verify_reports_a_rewr
     old = read_case_outputs(det / "C001")
     roi = det / "C001" / "bone_roi.nii.gz"
     shutil.copy(det / "C001" / "subtraction.nii.gz", roi)
-    write_case_outputs(det / "C001", {**{r: det / "C001" / f.path for r, f in old.files.items()}, "bone_roi": roi}, grid=old.grid, case_id="C001", model=old.model)
+    write_case_outputs(
+        det / "C001", {**{r: det / "C001" / f.path for r, f in old.files.items()}, "bone_roi": roi}, grid=old.grid, case_id="C001", model=old.model
+    )
     with db.snapshot() as s:
         result = verify_study(s, "F")
     found = {(c.case_code, c.name, c.kind) for c in result.changes}
@@ -93,7 +95,13 @@ def test_lock_refuses_unfinished_or_truncated_detector_outputs_listing_each(db, 
         with db.transaction() as s:
             lock_study(s, "F", detector_dir=det)
     message = str(info.value)
-    assert "3 problem(s)" in message and "case C001: the detector did not finish this case" in message and "rerun tsct detect" in message.lower() and "case C004: zmap.nii.gz" in message and "case C002" in message
+    assert (
+        "3 problem(s)" in message
+        and "case C001: the detector did not finish this case" in message
+        and "rerun tsct detect" in message.lower()
+        and "case C004: zmap.nii.gz" in message
+        and "case C002" in message
+    )
     with db.snapshot() as s:
         assert s.scalar(select(Study.locked_at).where(Study.code == "F")) is None
         assert s.scalars(select(StudyFile)).first() is None
@@ -118,4 +126,8 @@ def test_locked_file_rows_are_frozen_for_plain_sql(db, own_files):
             conn.execute(text("UPDATE study_file SET sha256 = 'x' WHERE study_id = :s"), {"s": study_id})
     with pytest.raises(Exception, match="locked"):
         with db.engine.begin() as conn:
-            conn.execute(insert(StudyFile.__table__).values(study_id=study_id, case_id=None, role="prior", name="x", path="x", sha256="0" * 64, size_bytes=1, model_name="", model_version=""))
+            conn.execute(
+                insert(StudyFile.__table__).values(
+                    study_id=study_id, case_id=None, role="prior", name="x", path="x", sha256="0" * 64, size_bytes=1, model_name="", model_version=""
+                )
+            )

@@ -37,7 +37,9 @@ def finished(sqlite_template, case_files, tmp_path):
         cases = [(c.code, c.current_path) for c in s.scalars(select(StudyCase).where(StudyCase.is_training.is_(False)))]
     for code, current in cases:
         folder = tmp_path / "dicom" / code
-        write_dicom_series(read_volume(current), folder, series_description=f"{code} current", template={"PatientID": f"P-{code}", "PatientName": f"Test^{code}"})
+        write_dicom_series(
+            read_volume(current), folder, series_description=f"{code} current", template={"PatientID": f"P-{code}", "PatientName": f"Test^{code}"}
+        )
         rows.append(f"{code},dicom/{code}")
     (tmp_path / "map.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     yield db, study, tmp_path
@@ -61,7 +63,9 @@ def test_one_sr_per_reader_and_case_with_every_mark(finished):
         (observer,) = sr.content.get_observer_contexts()
         assert pydicom.valuerep.PersonName(observer.observer_identifying_attributes.name).family_name == reader
         reads = sr.content.get_image_measurement_groups()
-        assert [g.tracking_identifier for g in reads] == [f"Read {t}" for t in rec.reads[(rec.reads.reader == reader) & (rec.reads.case_id == case)].sort_values(["session", "position"]).treatment]
+        assert [g.tracking_identifier for g in reads] == [
+            f"Read {t}" for t in rec.reads[(rec.reads.reader == reader) & (rec.reads.case_id == case)].sort_values(["session", "position"]).treatment
+        ]
         got = []
         for g in sr.content.get_volumetric_roi_measurement_groups():
             point = g.roi[0]

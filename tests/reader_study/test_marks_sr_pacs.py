@@ -20,8 +20,9 @@ from tests.orthanc import DICOMWEB_PLUGIN, ORTHANC, Orthanc
 from .test_marks_sr import finished  # noqa: F401  (a finished study with a DICOM current exam per case)
 
 hd = pytest.importorskip("highdicom")
-pytestmark = pytest.mark.skipif(ORTHANC is None or DICOMWEB_PLUGIN is None,
-                                reason="Orthanc with its DICOMweb plug-in is not installed (apt-get install orthanc orthanc-dicomweb)")
+pytestmark = pytest.mark.skipif(
+    ORTHANC is None or DICOMWEB_PLUGIN is None, reason="Orthanc with its DICOMweb plug-in is not installed (apt-get install orthanc orthanc-dicomweb)"
+)
 
 
 def _marks(sr: hd.sr.Comprehensive3DSR) -> list[tuple[str, tuple[float, ...], float]]:

@@ -133,7 +133,10 @@ def test_changes_and_deletions_leave_their_trail(db, study):
     with db.snapshot() as s:
         row = s.get(Mark, m.mark_id)
         assert row is not None and row.rating == 4 and row.deleted_at is not None
-        events = {e.action: json.loads(e.detail_json) for e in s.scalars(select(AuditEvent).where(AuditEvent.entity_id == m.mark_id, AuditEvent.entity == "mark"))}
+        events = {
+            e.action: json.loads(e.detail_json)
+            for e in s.scalars(select(AuditEvent).where(AuditEvent.entity_id == m.mark_id, AuditEvent.entity == "mark"))
+        }
     assert events["CHANGE_RATING"]["old_rating"] == 2 and events["CHANGE_RATING"]["new_rating"] == 4
     assert events["DELETE_MARK"]["rating"] == 4 and events["DELETE_MARK"]["point_mm"] == [0.0, 0.0, 12.0]
 
@@ -165,8 +168,22 @@ def test_a_reader_cannot_reach_another_readers_marks_or_the_truth(db, study):
         assert not names & {"abnormal", "lesions", "normal", "truth", "status_truth"}
     public = {name for name in dir(ReadingService) if not name.startswith("_")}
     assert public == {
-        "sessions", "open_session", "worklist", "next_case", "open_case", "get_case", "save_mark", "change_rating",
-        "delete_mark", "marks", "set_case_rating", "finish_case", "training_feedback", "study_code", "paradigm", "rating_scale",
+        "sessions",
+        "open_session",
+        "worklist",
+        "next_case",
+        "open_case",
+        "get_case",
+        "save_mark",
+        "change_rating",
+        "delete_mark",
+        "marks",
+        "set_case_rating",
+        "finish_case",
+        "training_feedback",
+        "study_code",
+        "paradigm",
+        "rating_scale",
     }
     # Study cases never give feedback on their truth.
     finish_session(ada)
@@ -200,7 +217,11 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(db, study, case_files)
         (RatingError, "outside the study's scale", lambda: svc.save_mark(view.case_read_id, client_key="x", point_mm=(0, 0, 0), rating=0)),
         (RatingError, "not a whole number", lambda: svc.save_mark(view.case_read_id, client_key="x", point_mm=(0, 0, 0), rating=2.5)),
         (RatingError, "not a number", lambda: svc.save_mark(view.case_read_id, client_key="x", point_mm=(0, 0, 0), rating="high")),
-        (MarkPositionError, "outside the current exam of case T001", lambda: svc.save_mark(view.case_read_id, client_key="x", point_mm=(0, 0, 40), rating=3)),
+        (
+            MarkPositionError,
+            "outside the current exam of case T001",
+            lambda: svc.save_mark(view.case_read_id, client_key="x", point_mm=(0, 0, 40), rating=3),
+        ),
         (MarkPositionError, "outside the current exam", lambda: svc.save_mark(view.case_read_id, client_key="x", index_xyz=(16, 0, 0), rating=3)),
         (MarkPositionError, "whole numbers", lambda: svc.save_mark(view.case_read_id, client_key="x", index_xyz=(1.5, 0, 0), rating=3)),
         (MarkPositionError, "not both or neither", lambda: svc.save_mark(view.case_read_id, client_key="x", rating=3)),

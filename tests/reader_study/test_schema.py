@@ -137,8 +137,19 @@ def test_marks_cannot_be_added_to_a_read_that_is_not_open(db, study):
         with db.transaction() as s:
             s.execute(
                 insert(Mark).values(
-                    study_id=study_id, rating_scale="1-5", reader_id=read.reader_id, case_read_id=read.id, client_key="sneaky",
-                    x_mm=0, y_mm=0, z_mm=0, index_x=0, index_y=0, index_z=0, rating=3, source="app",
+                    study_id=study_id,
+                    rating_scale="1-5",
+                    reader_id=read.reader_id,
+                    case_read_id=read.id,
+                    client_key="sneaky",
+                    x_mm=0,
+                    y_mm=0,
+                    z_mm=0,
+                    index_x=0,
+                    index_y=0,
+                    index_z=0,
+                    rating=3,
+                    source="app",
                     created_at=utcnow(),
                 )
             )

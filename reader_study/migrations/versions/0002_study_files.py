@@ -24,25 +24,26 @@ _LOCKED_MESSAGE = "study is locked: truth and design are frozen"
 
 
 def upgrade() -> None:
-    op.create_table('study_file',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('study_id', sa.Integer(), nullable=False),
-    sa.Column('case_id', sa.Integer(), nullable=True),
-    sa.Column('role', sa.String(length=16), nullable=False),
-    sa.Column('name', sa.Text(), nullable=False),
-    sa.Column('path', sa.Text(), nullable=False),
-    sa.Column('sha256', sa.String(length=64), nullable=False),
-    sa.Column('size_bytes', sa.BigInteger(), nullable=False),
-    sa.Column('model_name', sa.String(length=200), nullable=False),
-    sa.Column('model_version', sa.String(length=64), nullable=False),
-    sa.CheckConstraint("role IN ('prior', 'current', 'label_map', 'detector')", name=op.f('ck_study_file_role')),
-    sa.CheckConstraint('size_bytes >= 0', name=op.f('ck_study_file_size_bytes')),
-    sa.ForeignKeyConstraint(['case_id'], ['study_case.id'], name=op.f('fk_study_file_case_id_study_case')),
-    sa.ForeignKeyConstraint(['study_id'], ['study.id'], name=op.f('fk_study_file_study_id_study')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_study_file'))
+    op.create_table(
+        "study_file",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("study_id", sa.Integer(), nullable=False),
+        sa.Column("case_id", sa.Integer(), nullable=True),
+        sa.Column("role", sa.String(length=16), nullable=False),
+        sa.Column("name", sa.Text(), nullable=False),
+        sa.Column("path", sa.Text(), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("size_bytes", sa.BigInteger(), nullable=False),
+        sa.Column("model_name", sa.String(length=200), nullable=False),
+        sa.Column("model_version", sa.String(length=64), nullable=False),
+        sa.CheckConstraint("role IN ('prior', 'current', 'label_map', 'detector')", name=op.f("ck_study_file_role")),
+        sa.CheckConstraint("size_bytes >= 0", name=op.f("ck_study_file_size_bytes")),
+        sa.ForeignKeyConstraint(["case_id"], ["study_case.id"], name=op.f("fk_study_file_case_id_study_case")),
+        sa.ForeignKeyConstraint(["study_id"], ["study.id"], name=op.f("fk_study_file_study_id_study")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_study_file")),
     )
-    op.create_index(op.f('ix_study_file_case_id'), 'study_file', ['case_id'], unique=False)
-    op.create_index(op.f('ix_study_file_study_id'), 'study_file', ['study_id'], unique=False)
+    op.create_index(op.f("ix_study_file_case_id"), "study_file", ["case_id"], unique=False)
+    op.create_index(op.f("ix_study_file_study_id"), "study_file", ["study_id"], unique=False)
     dialect = op.get_bind().dialect.name
     if dialect == "sqlite":
         abort = "BEGIN SELECT RAISE(ABORT, '{msg}'); END"
@@ -67,6 +68,6 @@ def downgrade() -> None:
             op.execute(f"DROP TRIGGER IF EXISTS study_file_locked_{verb}")
     elif dialect == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS study_file_locked ON study_file")
-    op.drop_index(op.f('ix_study_file_study_id'), table_name='study_file')
-    op.drop_index(op.f('ix_study_file_case_id'), table_name='study_file')
-    op.drop_table('study_file')
+    op.drop_index(op.f("ix_study_file_study_id"), table_name="study_file")
+    op.drop_index(op.f("ix_study_file_case_id"), table_name="study_file")
+    op.drop_table("study_file")
