@@ -265,18 +265,26 @@ _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 
 def _check_workbook_container(path: Path) -> None:
-    """Refuse, before any parsing, a password-protected or old-format (.xls) workbook and a zip
-    whose parts would unpack to more than :data:`MAX_WORKBOOK_UNPACKED_BYTES`."""
+    """Refuse, before any parsing, a password-protected workbook and a zip whose parts would unpack
+    to more than :data:`MAX_WORKBOOK_UNPACKED_BYTES`.
+
+    An OLE compound file is either an old Excel 97-2003 workbook (``.xls``: read by calamine) or
+    an encrypted (password-protected) workbook, which Excel also stores in that container, with an
+    ``EncryptedPackage`` stream; under a ``.xlsx``/``.xlsm`` name it can only be the latter.
+    """
     with path.open("rb") as handle:
         head = handle.read(8)
     if head == _OLE_MAGIC:
-        raise ObserverDataError(
-            Problem(
-                "is a password-protected workbook or an old Excel 97-2003 (.xls) file, which cannot be read; "
-                "remove the password, or save it from Excel as 'Excel Workbook (*.xlsx)'.",
-                file=str(path),
+        encrypted = "EncryptedPackage".encode("utf-16-le") in path.read_bytes()
+        if encrypted or path.suffix.lower() != ".xls":
+            raise ObserverDataError(
+                Problem(
+                    "is a password-protected (encrypted) workbook, which cannot be read; "
+                    "remove the password and save it from Excel as 'Excel Workbook (*.xlsx)'.",
+                    file=str(path),
+                )
             )
-        )
+        return
     if not zipfile.is_zipfile(path):
         return
     try:
