@@ -16,7 +16,8 @@ import openpyxl
 import pytest
 from typer.testing import CliRunner
 
-from analysis import ObserverData, fom_matrix, read_jafroc_excel
+import analysis.formats.jafroc_excel as jx
+from analysis import ObserverData, fom_matrix, read_jafroc_excel, write_jafroc_excel
 from analysis.cli import app
 from analysis.fom import FomError, check_fom, jackknife_fom_matrix, valid_foms
 from analysis.significance import significance_test
@@ -162,3 +163,16 @@ def test_cli_fom_and_st_on_roi_data(tmp_path):
     res = runner.invoke(app, ["st", str(DATASET_ROI)], env={"COLUMNS": "160"})  # default wAFROC
     assert res.exit_code != 0
     assert "figure of merit of ROI data is 'ROI'" in res.output
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_current_layout_round_trip_keeps_the_roi_paradigm(tmp_path, monkeypatch, fast):
+    d = hand_study()
+    path = write_jafroc_excel(d, tmp_path / "roi.xlsx")
+    truth = openpyxl.load_workbook(path, read_only=True)["TRUTH"]
+    assert next(truth.iter_rows(min_row=2, max_row=2, values_only=True))[5] == "ROI"
+    if not fast:
+        monkeypatch.setattr(jx, "_fast_read", lambda *a, **k: None)
+    back = read_jafroc_excel(path)
+    assert back.paradigm == "ROI" and back.equals(d)
+    assert fom_matrix(back, "ROI")[0, 0] == pytest.approx(2 / 3, abs=1e-15)
