@@ -49,7 +49,7 @@ err_console = Console(stderr=True)
 _FILE_HELP = "Study file: JAFROC Excel (.xlsx), iMRMC (.imrmc) or tidy CSV (.csv)."
 _FOM_HELP = (
     "Figure of merit, as in RJafroc: wAFROC (default; FROC data), AFROC, wAFROC1, AFROC1, HrAuc, "
-    "HrSe, HrSp, MaxLLF, MaxNLF, MaxNLFAllCases, or Wilcoxon (ROC AUC; ROC data)."
+    "HrSe, HrSp, MaxLLF, MaxNLF, MaxNLFAllCases, Wilcoxon (ROC AUC; ROC data) or ROI (Obuchowski; ROI data)."
 )
 
 

@@ -45,8 +45,11 @@ __all__ = [
     "PARADIGMS",
 ]
 
-PARADIGMS = ("FROC", "ROC")
-"""Supported data paradigms.  LROC and ROI data are not supported (see ``docs/analysis-data.md``)."""
+PARADIGMS = ("FROC", "ROC", "ROI")
+"""Supported data paradigms.  ROI data (each case divided into regions of interest, each region
+rated) are held in the FROC layout: ``nl`` = the normal ROIs' ratings, ``ll`` = the lesion
+ROIs' ratings.  LROC data are held by :class:`analysis.lroc.LrocData` (see
+``docs/analysis-data.md``)."""
 
 _WEIGHT_TOLERANCE = 0.01  # RJafroc accepts weights summing to 1 within +-0.01 and renormalises.
 
@@ -225,8 +228,12 @@ class ObserverData(StudyShape):
         Non-lesion-localisation ratings, ``-inf`` = no mark.
     ll : ndarray of shape (I, J, K2, max_ll)
         Lesion-localisation ratings, ``-inf`` = unmarked lesion or padding.
-    paradigm : {"FROC", "ROC"}
-        Data collection paradigm.
+    paradigm : {"FROC", "ROC", "ROI"}
+        Data collection paradigm.  ROI (region of interest) data use the FROC layout: each
+        case is divided into regions, each region is rated; ``nl[i, j, k, :]`` holds the
+        ratings of case ``k``'s lesion-free regions (``-inf`` slots are padding, not regions)
+        and ``ll[i, j, k2, l]`` the rating of the region holding lesion ``l`` (``-inf``: not
+        rated, counted below every rated region, as RJafroc stores it).
     reader_groups : mapping of str to str, optional
         Optional group of each reader, e.g. ``{"R1": "resident", "R2": "radiologist"}``.
     name : str, optional
@@ -245,7 +252,7 @@ class ObserverData(StudyShape):
     lesions: tuple[tuple[Lesion, ...], ...]
     nl: np.ndarray
     ll: np.ndarray
-    paradigm: Literal["FROC", "ROC"] = "FROC"
+    paradigm: Literal["FROC", "ROC", "ROI"] = "FROC"
     reader_groups: Mapping[str, str] = field(default_factory=dict)
     name: str = ""
 
@@ -256,8 +263,7 @@ class ObserverData(StudyShape):
         if self.paradigm not in PARADIGMS:
             raise ObserverDataError(
                 f"paradigm must be one of {PARADIGMS}, got {self.paradigm!r}. LROC data are "
-                "held by analysis.lroc.LrocData (LrocData.to_roc() converts them to ROC); ROI "
-                "data are not supported."
+                "held by analysis.lroc.LrocData (LrocData.to_roc() converts them to ROC)."
             )
         if not self.treatments:
             raise ObserverDataError("The study has no treatments; at least one is needed.")
@@ -450,7 +456,7 @@ class ObserverData(StudyShape):
         nl_marks: pd.DataFrame | Iterable[Mapping[str, Any]],
         ll_marks: pd.DataFrame | Iterable[Mapping[str, Any]],
         *,
-        paradigm: Literal["FROC", "ROC"] = "FROC",
+        paradigm: Literal["FROC", "ROC", "ROI"] = "FROC",
         treatments: Sequence[str] | None = None,
         readers: Sequence[str] | None = None,
         reader_groups: Mapping[str, str] | None = None,
@@ -475,8 +481,10 @@ class ObserverData(StudyShape):
             One row per marked lesion: ``treatment``, ``reader``, ``case_id``, ``lesion_id``,
             ``rating``.  At most one row per (treatment, reader, lesion).  For ROC data this
             holds the rating of each abnormal case (``lesion_id`` may be left empty).
-        paradigm : {"FROC", "ROC"}
-            "ROC" requires one rating per case per reader and treatment.
+        paradigm : {"FROC", "ROC", "ROI"}
+            "ROC" requires one rating per case per reader and treatment.  "ROI": each NL row
+            is the rating of one lesion-free region of the case, each LL row the rating of a
+            lesion's region.
         treatments, readers : sequence of str, optional
             IDs and their order.  Default: order of first appearance in ``nl_marks`` then
             ``ll_marks``.  Pass them explicitly to keep readers/treatments without any mark.

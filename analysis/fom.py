@@ -1,4 +1,4 @@
-"""Figures of merit (FOMs) of ROC/FROC observer studies and their case-deletion jackknife.
+"""Figures of merit (FOMs) of ROC, FROC and ROI observer studies and their case-deletion jackknife.
 
 Every FOM is computed for each (treatment, reader) pair from an :class:`ObserverData`.  The
 definitions follow RJafroc 2.1.3 exactly (Chakraborty 2017, *Observer Performance Methods for
@@ -61,6 +61,7 @@ FOMS: tuple[str, ...] = (
     "MaxLLF",
     "MaxNLF",
     "MaxNLFAllCases",
+    "ROI",
 )
 """FOMs supported for analysis (names exactly as RJafroc's ``FOM`` argument)."""
 
@@ -68,7 +69,7 @@ EXPERIMENTAL_FOMS: tuple[str, ...] = ("FROC",)
 """FOMs that :func:`fom_matrix` computes but that RJafroc's significance tests refuse
 (the area under the empirical FROC up to its end point)."""
 
-_FROC_FOMS = frozenset(FOMS) - {"Wilcoxon"} | frozenset(EXPERIMENTAL_FOMS)
+_FROC_FOMS = frozenset(FOMS) - {"Wilcoxon", "ROI"} | frozenset(EXPERIMENTAL_FOMS)
 _K1_ZERO_FOMS = frozenset({"AFROC1", "wAFROC1"})
 _NORMAL_ONLY = frozenset({"MaxNLF", "HrSp"})
 _ABNORMAL_ONLY = frozenset({"MaxLLF", "HrSe"})
@@ -117,10 +118,26 @@ def _check_name(fom: str) -> None:
 def check_fom(data: ObserverData, fom: str) -> None:
     """Raise :class:`FomError` unless ``fom`` is defined for ``data`` (RJafroc's rules).
 
-    ROC data: Wilcoxon only.  FROC data: every FOM except Wilcoxon.  No normal cases
-    (K1 = 0): AFROC1 and wAFROC1 only.
+    ROC data: Wilcoxon only.  FROC data: every FOM except Wilcoxon and ROI.  ROI data: ROI
+    only (RJafroc's ``UtilFigureOfMerit`` and ``St`` take ``FOM = "ROI"`` for ROI data and
+    refuse it for any other).  No normal cases (K1 = 0): AFROC1 and wAFROC1 only (ROI needs
+    none: the normal regions of abnormal cases are negatives too).
     """
     _check_name(fom)
+    if data.paradigm == "ROI" or fom == "ROI":
+        if data.paradigm != "ROI":
+            own = "'Wilcoxon' (the ROC AUC)" if data.paradigm == "ROC" else "'wAFROC' or another FROC figure of merit"
+            raise FomError(
+                f"ROI is the region-of-interest figure of merit (Obuchowski) and needs ROI data, but this study is {data.paradigm}; use {own}."
+            )
+        if fom != "ROI":
+            raise FomError(
+                f"{fom} is not defined for ROI (region-of-interest) data; the figure of merit of ROI data is 'ROI' "
+                "(Obuchowski's: the probability that a lesion region is rated above a lesion-free region)."
+            )
+        if not np.isfinite(data.nl).any(axis=(2, 3)).all():
+            raise FomError("ROI needs at least one rated lesion-free region per treatment and reader; a reader has none.")
+        return
     if data.paradigm == "ROC" and fom != "Wilcoxon":
         raise FomError(
             f"{fom} needs FROC (mark-location) data, but this study is ROC; the ROC figure of merit is 'Wilcoxon' (the empirical ROC AUC)."
@@ -310,24 +327,27 @@ def _compute(data: ObserverData, fom: str, jackknife: bool) -> tuple[np.ndarray,
             jk_abn = _div(s[:, None] - colcase, n_neg * (n_pos - pos_per_case[None, :]))
         return out(theta, np.concatenate([jk_norm, jk_abn], axis=1))
 
-    if fom == "FROC":
-        # negatives: every finite NL mark on any case; positives: every lesion (weight 1).
-        v = np.isfinite(nl).astype(float).reshape(b, -1)  # (B, K*max_nl)
-        x = nl.reshape(b, -1)
-        w = mask.astype(float).ravel()
-        row, col = _pair_sums(x, ll.reshape(b, -1), v, w)
+    if fom in ("FROC", "ROI"):
+        # Pairs of every finite NL mark (any case) with every lesion (weight 1; -inf if unmarked),
+        # across and within cases.  FROC: divided by K x (number of lesions) (the area under the
+        # empirical FROC).  ROI (Obuchowski, Lieber & Powell 2000): the NL marks are the rated
+        # lesion-free regions and the divisor is (number of them) x (number of lesion regions).
+        v = np.isfinite(nl).astype(float)  # (B, K, max_nl)
+        row, col = _pair_sums(nl.reshape(b, -1), ll.reshape(b, -1), v.reshape(b, -1), mask.astype(float).ravel())
         rowcase = row.reshape(b, k, -1).sum(axis=2)  # (B, K)
         colcase = col.reshape(b, k2, -1).sum(axis=2)  # (B, K2)
         s = rowcase.sum(axis=1)
-        theta = s / (k * n_les)
+        neg_case = v.sum(axis=2) if fom == "ROI" else np.ones((b, k))  # (B, K): negatives counted per case
+        n_neg = neg_case.sum(axis=1)  # (B,)
+        theta = _div(s, n_neg * n_les)
         if not jackknife:
             return out(theta, None)
         fin = np.isfinite(nl[:, k1:, :, None])  # (B, K2, max_nl, 1)
         self_pairs = np.where(fin & mask[None, :, None, :], _psi(nl[:, k1:, :, None], ll[:, :, None, :]), 0.0).sum(axis=(2, 3))
-        jk_norm = _div(s[:, None] - rowcase[:, :k1], (k - 1) * n_les)
+        jk_norm = _div(s[:, None] - rowcase[:, :k1], (n_neg[:, None] - neg_case[:, :k1]) * n_les)
         jk_abn = _div(
             s[:, None] - rowcase[:, k1:] - colcase + self_pairs,
-            (k - 1) * (n_les - n_per_case[None, :]),
+            (n_neg[:, None] - neg_case[:, k1:]) * (n_les - n_per_case[None, :]),
         )
         return out(theta, np.concatenate([jk_norm, jk_abn], axis=1))
 

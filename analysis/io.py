@@ -10,7 +10,7 @@ Supported formats (details in ``docs/analysis-data.md`` and each module's docstr
 
 Every reader raises :class:`~analysis.data.ObserverDataError` (a ``ValueError``) naming the file,
 sheet, row and column of each problem, and :class:`UnsupportedDataError` for valid data of a
-kind that is not analysed here (LROC, ROI, split-plot designs).
+kind that is not analysed here (LROC data for this reader, split-plot designs, cross-modality files).
 """
 
 from __future__ import annotations

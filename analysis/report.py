@@ -48,6 +48,11 @@ _COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#
 _LINESTYLES = ("-", "--", "-.", ":")
 
 _FOM_WORDS = {
+    "ROI": (
+        "the region-of-interest (ROI) figure of merit: the probability that a region containing a "
+        "lesion is rated higher than a lesion-free region, over every pair of such regions on any "
+        "cases (ties count one half)"
+    ),
     "wAFROC": (
         "the area under the empirical weighted alternative free-response ROC (wAFROC) curve: the "
         "probability that a lesion, weighted so that every abnormal case counts equally, is rated "
@@ -104,6 +109,10 @@ REFERENCES = {
     "Chakraborty2004": (
         "Chakraborty DP, Berbaum KS. Observer studies involving detection and localization: "
         "modeling, analysis, and validation. Med Phys. 2004;31(8):2313-2330."
+    ),
+    "Obuchowski2000": (
+        "Obuchowski NA, Lieber ML, Powell KA. Data analysis for detection and localization of "
+        "multiple abnormalities with application to mammography. Acad Radiol. 2000;7(7):516-525."
     ),
     "Chakraborty2017": (
         "Chakraborty DP. Observer Performance Methods for Diagnostic Imaging: Foundations, "
@@ -247,8 +256,8 @@ def _svg(fig) -> str:
 
 def _curve_kinds(data: ObserverData, fom: str) -> list[str]:
     """Curves to plot: the FOM's own curve first, then wAFROC (FROC data) and ROC."""
-    if data.paradigm == "ROC":
-        return ["ROC"]
+    if data.paradigm in ("ROC", "ROI"):
+        return ["ROC"]  # ROI: the case-level ROC of each case's highest-rated region
     own = {"Wilcoxon": "ROC", "HrAuc": "ROC", "AFROC": "AFROC", "wAFROC": "wAFROC", "AFROC1": "AFROC1", "wAFROC1": "wAFROC1"}.get(fom)
     kinds: list[str] = []
     for k in (own, "wAFROC" if data.n_normal else "wAFROC1", "ROC" if data.n_normal else None):
@@ -281,7 +290,7 @@ def _figure_average_curves(curves: dict[str, pd.DataFrame], data: ObserverData):
         xl, yl = CURVE_AXES[kind]
         ax.set_xlabel(xl)
         ax.set_ylabel(yl)
-        title = f"{kind}" + (" (highest-rating inferred)" if kind == "ROC" and data.paradigm == "FROC" else "")
+        title = f"{kind}" + (" (highest-rating inferred)" if kind == "ROC" and data.paradigm != "ROC" else "")
         ax.set_title(f"{title}, reader-averaged")
         ax.legend(loc="lower right", frameon=False)
     fig.tight_layout()
@@ -640,9 +649,14 @@ def _methods(result: SignificanceResult, data: ObserverData, subgroups: Sequence
 
     fom = result.fom
     words = _FOM_WORDS.get(fom, f"the {fom} figure of merit")
-    fom_cites = ("Chakraborty2004", "Chakraborty2017") if data.paradigm == "FROC" else ("Chakraborty2017",)
+    fom_cites = {"FROC": ("Chakraborty2004", "Chakraborty2017"), "ROI": ("Obuchowski2000", "Chakraborty2017")}.get(
+        data.paradigm, ("Chakraborty2017",)
+    )
     parts = []
-    paradigm = "free-response (FROC) marks with ratings" if data.paradigm == "FROC" else "receiver operating characteristic (ROC) ratings"
+    paradigm = {
+        "FROC": "free-response (FROC) marks with ratings",
+        "ROI": "a rating of every region of interest (ROI) of each case",
+    }.get(data.paradigm, "receiver operating characteristic (ROC) ratings")
     parts.append(
         f"{data.n_readers} readers interpreted {data.n_cases} cases ({data.n_normal} without and "
         f"{data.n_abnormal} with lesions; {data.n_lesions} lesions in total) under each of "

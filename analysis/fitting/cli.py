@@ -116,7 +116,7 @@ def fit_command(
 
     from rich import box
 
-    suffix = " (highest-rating inferred ROC data)" if data.paradigm == "FROC" else ""
+    suffix = " (highest-rating inferred ROC data)" if data.paradigm != "ROC" else ""
     table = RichTable(title=f"{key} ROC fits — {file.name}{suffix}", title_justify="left", box=box.SIMPLE_HEAD)
     for col in ["Treatment", "Reader", "AUC", "SE", "Empirical AUC", "Chi2 (df)", "p", "Status"]:
         table.add_column(col, justify="left" if col in ("Treatment", "Reader", "Status") else "right")

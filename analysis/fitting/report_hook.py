@@ -44,7 +44,7 @@ def fitted_curve_section(data: ObserverData, model: str = "binormal") -> tuple[l
                     fallback[(f.treatment, f.reader)] = cbm
     _mpl()  # the report's matplotlib style
     fig = plot_fits(fits, reader_groups=data.reader_groups, replacements=fallback)
-    source = " of the highest-rating inferred ROC data" if data.paradigm == "FROC" else ""
+    source = " of the highest-rating inferred ROC data" if data.paradigm != "ROC" else ""
     caption = (
         f"Fitted ROC curves ({MODEL_NAMES.get(model, model)}; lines) beside the "
         f"empirical operating points{source} (markers, joined by dotted lines), one panel per reader. "

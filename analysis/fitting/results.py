@@ -283,8 +283,8 @@ class RocFitSet:
             shown[c] = shown[c].map(lambda v: _fmt(v, 4))
         shown["chisq_df"] = shown["chisq_df"].map(lambda v: "-" if (v is None or (isinstance(v, float) and math.isnan(v))) else str(int(v)))
         sections: list[tuple[str, Any]] = []
-        if self.source_paradigm == "FROC":
-            sections.append(("Data", "FROC data: fitted to the highest-rating inferred ROC ratings."))
+        if self.source_paradigm != "ROC":
+            sections.append(("Data", f"{self.source_paradigm} data: fitted to the highest-rating inferred ROC ratings."))
         sections.append(("Fits (one row per treatment and reader)", shown))
         lines = []
         for f in self.fits:

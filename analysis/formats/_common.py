@@ -25,7 +25,7 @@ _NUM_CHUNK = re.compile(r"(\d+)")
 
 
 class UnsupportedDataError(ObserverDataError, NotImplementedError):
-    """Valid data of a kind this package does not analyse (LROC, ROI, split-plot designs)."""
+    """Valid data of a kind this package does not analyse (LROC data for the ROC/FROC/ROI readers, split-plot designs)."""
 
 
 def natural_key(value: str) -> tuple:

@@ -30,8 +30,12 @@ Differences from RJafroc's reader (deliberate): any text or integer IDs are acce
 (non-numeric, non-consecutive, lesion IDs need not be 1..n); readers and treatments keep the
 order of the TRUTH list (RJafroc labels them in string-sorted order, which mislabels 10 or more
 readers); fully blank rows are ignored; every problem of a sheet is reported at once with its
-Excel row and column.  LROC and ROI files and split-plot designs raise
-:class:`UnsupportedDataError`.
+Excel row and column.  LROC files and split-plot designs raise :class:`UnsupportedDataError`.
+
+ROI (region-of-interest) data: ``Paradigm`` = ``ROI`` (current layout), or, in the older layout,
+inferred when every lesion is rated and every case has the same number ``Q >= 2`` of rated
+regions.  The FP/NL sheet holds one row per lesion-free region (normal cases and abnormal
+cases), the TP/LL sheet one row per lesion region; see ``docs/analysis-data.md``.
 """
 
 from __future__ import annotations
@@ -464,7 +468,7 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
         For every malformed input, listing all problems found, each with file, sheet, Excel
         row and column.
     UnsupportedDataError
-        For LROC or ROI data and designs that are not fully crossed.
+        For LROC data and designs that are not fully crossed.
     """
     path, file, sheets, truth_sheet, nl_sheet, ll_sheet = _open_sheets(path)
     idmap = _id_map(sheets, file)
@@ -600,13 +604,11 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
         p = [str(x).strip().upper() for x in paradigm_cells if not is_blank(x)]
         paradigm = p[0] if p else None
         design = p[1] if len(p) > 1 else "FCTRL"
-        if paradigm in ("LROC", "ROI"):
+        if paradigm == "LROC":
             raise UnsupportedDataError(
                 Problem(
                     (
-                        f"{paradigm} data are not supported (only ROC and FROC)."
-                        if paradigm == "ROI"
-                        else "LROC data are not supported by this reader (it returns ROC/FROC "
+                        "LROC data are not supported by this reader (it returns ROC/FROC/ROI "
                         "data): read the file with analysis.formats.lroc_excel.read_lroc_excel "
                         "(tsct analyze lroc and cad-vs-rad read it directly); LrocData.to_roc() "
                         "converts it to ROC."
@@ -617,10 +619,10 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
                     column=t_names.get("paradigm"),
                 )
             )
-        if paradigm not in ("ROC", "FROC"):
+        if paradigm not in ("ROC", "FROC", "ROI"):
             problems.append(
                 Problem(
-                    f"the first entry of the Paradigm column must be ROC or FROC, got {p[0] if p else 'nothing'!r}.",
+                    f"the first entry of the Paradigm column must be ROC, FROC or ROI, got {p[0] if p else 'nothing'!r}.",
                     file=file,
                     sheet=truth_sheet.title,
                     row=2,
@@ -762,7 +764,7 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
     def locate(table: str, index: int, column: str | None) -> Problem:
         return Problem("", file=file, sheet=title_of[table], row=row_of[table][index], column=column)
 
-    build_paradigm = paradigm if paradigm in ("ROC", "FROC") else "FROC"
+    build_paradigm = paradigm if paradigm in ("ROC", "FROC", "ROI") else "FROC"
     try:
         data = _build_from_frames(
             truth_df,
@@ -826,7 +828,7 @@ def _fast_read(
         if not t or not r:
             return None
         treatments, readers = natural_sorted(t), natural_sorted(r)
-    elif paradigm not in ("ROC", "FROC") or not treatments or not readers:
+    elif paradigm not in ("ROC", "FROC", "ROI") or not treatments or not readers:
         return None
     attr_names = list(dict.fromkeys(attr_cols.values()))
     truth_df = pd.DataFrame(
@@ -849,9 +851,10 @@ def _fast_read(
     except ObserverDataError:
         return None
     try:
-        return fast_marks(skeleton, nl_arrays, n_cols, ll_arrays, l_cols, mapped, roc=paradigm == "ROC")
+        data = fast_marks(skeleton, nl_arrays, n_cols, ll_arrays, l_cols, mapped, roc=paradigm == "ROC")
     except ObserverDataError:
         return None
+    return data._replace(paradigm="ROI") if paradigm == "ROI" else data
 
 
 def _safe_append(sheet: Any, row: Sequence[Any]) -> None:
@@ -902,7 +905,11 @@ def _reader_groups(sheets: dict[str, _Sheet], file: str, mapped) -> dict[str, st
 
 
 def _infer_old_format_paradigm(data: ObserverData, file: str) -> ObserverData:
-    """Older TRUTH layout has no Paradigm column: infer ROC, ROI (unsupported) or FROC."""
+    """Older TRUTH layout has no Paradigm column: infer ROC, ROI or FROC.
+
+    ROI: every lesion rated and every case carrying the same number ``Q >= 2`` of rated regions
+    (its NL rows plus its lesions), as in RJafroc's ``datasetROI`` (Q = 4).
+    """
     k1 = data.n_normal
     one_lesion = bool(np.all(data.lesions_per_case == 1))
     nl_count = np.isfinite(data.nl).sum(axis=3)  # (I, J, K)
@@ -913,12 +920,7 @@ def _infer_old_format_paradigm(data: ObserverData, file: str) -> ObserverData:
         per_case = nl_count.copy()
         per_case[:, :, k1:] += data.lesions_per_case[None, None, :]
         if np.all(per_case == per_case.flat[0]) and per_case.flat[0] >= 2:
-            raise UnsupportedDataError(
-                Problem(
-                    f"this looks like ROI data (every case has exactly {int(per_case.flat[0])} rated regions); ROI analysis is not supported.",
-                    file=file,
-                )
-            )
+            return data._replace(paradigm="ROI")
     return data
 
 

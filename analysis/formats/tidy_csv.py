@@ -6,7 +6,7 @@ One row per record; the ``record`` column says what the row is.  Columns:
 column        meaning
 ============  ==================================================================================
 record        ``study`` | ``treatment`` | ``reader`` | ``truth`` | ``NL`` | ``LL``
-paradigm      ``study`` rows only: ``FROC`` (default) or ``ROC``
+paradigm      ``study`` rows only: ``FROC`` (default), ``ROC`` or ``ROI``
 treatment     treatment (modality) ID: ``treatment``, ``NL`` and ``LL`` rows
 reader        reader ID: ``reader``, ``NL`` and ``LL`` rows
 reader_group  ``reader`` rows, optional: e.g. ``resident``
@@ -105,8 +105,10 @@ def read_tidy_csv(path: str | Path, *, name: str | None = None) -> ObserverData:
         problems.append(Problem("more than one 'study' row.", file=file, row=int(line[study.index[1]]), column="record"))
     if len(study) and "paradigm" in df.columns and study["paradigm"].iloc[0]:
         paradigm = study["paradigm"].iloc[0].upper()
-        if paradigm not in ("ROC", "FROC"):
-            problems.append(Problem(f"paradigm must be ROC or FROC, got {paradigm!r}.", file=file, row=int(line[study.index[0]]), column="paradigm"))
+        if paradigm not in ("ROC", "FROC", "ROI"):
+            problems.append(
+                Problem(f"paradigm must be ROC, FROC or ROI, got {paradigm!r}.", file=file, row=int(line[study.index[0]]), column="paradigm")
+            )
             paradigm = "FROC"
 
     def declared(kind: str, col: str) -> list[str] | None:

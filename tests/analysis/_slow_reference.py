@@ -79,6 +79,11 @@ def slow_fom(fom: str, nl: list[list[float]], ll: list[list[float]], w: list[lis
                     for y in c:
                         total += psi(x, y)
         return total / (k * n_les)
+    if fom == "ROI":
+        # Obuchowski: every lesion-free region (an NL rating, any case) against every lesion region
+        negatives = [x for a in range(k) for x in nl[a]]
+        positives = [y for c in ll for y in c]
+        return sum(psi(x, y) for x in negatives for y in positives) / (len(negatives) * len(positives))
     raise ValueError(fom)
 
 

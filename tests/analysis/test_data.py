@@ -104,7 +104,7 @@ def _kwargs(**changes):
         ({"normal_cases": ("a",)}, "Case IDs must be unique"),
         ({"readers": ("R", "R")}, "Reader IDs must be unique"),
         ({"abnormal_cases": (), "lesions": (), "ll": np.zeros((1, 1, 0, 1)), "nl": np.full((1, 1, 1, 1), NEG_INF)}, "no abnormal cases"),
-        ({"paradigm": "LROC"}, "not supported"),
+        ({"paradigm": "LROC"}, "LrocData"),
         ({"reader_groups": {"X": "g"}}, "not in the study"),
         ({"paradigm": "ROC", "nl": np.array([[[[1.0], [2.0]]]])}, "abnormal case's rating"),
     ],

@@ -42,7 +42,7 @@ from tests.analysis.rjafroc_reference import (
 
 INDEX = dataset_index()
 XLSX_DATASETS = sorted(p.stem for p in DATASETS_DIR.glob("*.xlsx"))
-UNSUPPORTED = {"datasetCadLroc": "LROC", "datasetROI": "ROI"}
+UNSUPPORTED = {"datasetCadLroc": "LROC"}
 BIG = {"datasetBinned123", "datasetBinned124", "datasetBinned125"}
 
 
@@ -76,7 +76,7 @@ def test_dataset_reads_with_rjafroc_dimensions_and_ids(datasets, name):
 
 
 @pytest.mark.parametrize("name,kind", sorted(UNSUPPORTED.items()))
-def test_lroc_and_roi_datasets_are_refused_clearly(name, kind):
+def test_lroc_dataset_is_refused_clearly(name, kind):
     with pytest.raises(UnsupportedDataError, match=f"{kind}.*not supported"):
         read_jafroc_excel(DATASETS_DIR / f"{name}.xlsx")
 

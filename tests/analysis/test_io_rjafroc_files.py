@@ -36,9 +36,9 @@ SUPPORTED = [
     n
     for n, v in dataset_index().items()
     if (DATASETS_DIR / f"{n}.xlsx").exists()
-    and v.get("type") in ("ROC", "FROC")
+    and v.get("type") in ("ROC", "FROC", "ROI")
     and not n.startswith("datasetBinned")
-    and n not in ("datasetROI", "datasetCadLroc")
+    and n != "datasetCadLroc"
 ]
 
 
