@@ -771,7 +771,7 @@ def real_ct_case_set(
         src = Path(src)
         if not src.exists():
             raise SynthesisError(f"{src}: CT not found.")
-        vol = read_volume(src)
+        vol = read_volume(src, exam=True)  # a CT: 8-bit storage refused, as for every exam
         lv = None
         if lab is not None and str(lab).lower() != "none":
             if not Path(lab).exists():
