@@ -270,6 +270,38 @@ def shortcuts_help() -> None:
 
 
 # ------------------------------------------------------------------------------------------------
+#: The reading page's own style: the image takes the window. The page's margins shrink to a few
+#: pixels and Streamlit's header band is out of the way; its button that opens the (collapsed)
+#: sidebar, with the worklist, the account and the log-out, stays at the top right.
+_COMPACT_CSS = """<style>
+[data-testid="stMainBlockContainer"] { padding: 0.35rem 0.6rem 0.5rem 0.6rem !important; max-width: none !important; }
+[data-testid="stHeader"] { background: transparent !important; height: 0 !important; min-height: 0 !important; }
+[data-testid="stToolbar"] { height: 0 !important; pointer-events: none; }
+[data-testid="stMainMenu"], [data-testid="stToolbarActions"] { display: none !important; }
+[data-testid="stExpandSidebarButton"] { pointer-events: auto; position: fixed; top: 0.3rem; right: 0.5rem; }
+.st-key-tsct-case-header { padding-right: 2rem; }
+[data-testid="stMainBlockContainer"] [data-testid="stVerticalBlock"] { gap: 0.45rem; }
+</style>"""
+
+#: Widths of the viewer's column and the side column (the case, rating, marks, finishing).
+READING_COLUMNS = (5.2, 1)
+
+
+def compact_page() -> None:
+    """Give the image the window: the sidebar starts collapsed (its button opens it) and the page's margins shrink."""
+    st.set_page_config(initial_sidebar_state="collapsed")
+    st.html(_COMPACT_CSS)
+
+
+def case_header(view: reader_study.CaseView) -> None:
+    """Which case this is and its treatment, compact, at the top of the side column."""
+    with st.container(key="tsct-case-header"):
+        st.markdown(
+            f"**{common.text(svc.study_code)}** · session {view.session_index} · case {view.position} of {view.n_in_session} · {common.text(view.case_code)}"
+        )
+        treatment_banner(view)
+
+
 @st.fragment
 def reading_area(view: reader_study.CaseView, current: ws.DisplayGrid, prior: ws.DisplayGrid | None, files: dict, token: str) -> None:
     """The viewer and the marks panel; reruns alone on every click, rating and heartbeat."""
@@ -307,10 +339,11 @@ def reading_area(view: reader_study.CaseView, current: ws.DisplayGrid, prior: ws
         handled_key=st.session_state.get("tsct_handled_key"),
         prior_sync=registration_prior_sync(common.detector_dir(svc.study_code), view.case_code, current, prior),
     )
-    left, right = st.columns([3.6, 1], gap="small")  # the image first (F: the viewer fills the window)
+    left, right = st.columns(READING_COLUMNS, gap="small")  # the image first, and most of the window
     with left:
         slice_viewer(payload, key=ctx["viewer_key"], callbacks={name: _viewer_callback(name) for name in HANDLERS})
     with right:
+        case_header(view)
         show_message()
         if froc:
             if pending:
@@ -433,6 +466,7 @@ def review(case_read_id: int) -> None:
         common.show_error(exc)
         st.session_state.pop("tsct_review", None)
         return
+    compact_page()
     st.title(f"Training case {common.text(view.case_code)}: the truth")
     treatment_banner(view)
     files = case_files(view)
@@ -460,7 +494,7 @@ def review(case_read_id: int) -> None:
         can_mark=False,
         jump=st.session_state.get("tsct_jump"),
     )
-    left, right = st.columns([3.6, 1], gap="small")  # the image first (F: the viewer fills the window)
+    left, right = st.columns(READING_COLUMNS, gap="small")  # the image first, and most of the window
     with left:
         slice_viewer(payload, key=f"review-{case_read_id}", callbacks={})
     with right:
@@ -534,8 +568,7 @@ current, prior = grids(view, files)
 token = ensure_ticket(view, files)
 set_context(view, current, can_mark=svc.paradigm == "FROC")
 
-st.markdown(f"#### {svc.study_code} · session {view.session_index} · case {view.position} of {view.n_in_session} · {common.text(view.case_code)}")
-treatment_banner(view)
+compact_page()
 missing_aids = [ws.LAYERS[n].label for n, p in files.items() if ws.LAYERS[n].aid and not p.exists()]
 if missing_aids:
     st.warning(f"{', '.join(missing_aids)} of this case are missing on the server; read it as shown and tell the study coordinator.")

@@ -88,6 +88,7 @@ class Viewer {
     this.S = S;
     root.dataset.instance = data.instance;
     this.build();
+    this.localizer = new Localizer(this);  // localizer.js
     this.bind();
     this.layout();
     this.render();
@@ -105,29 +106,36 @@ class Viewer {
     const lim = d.windowLimits;
     const toolButtons = TOOLS.filter(([name]) => name !== "mark" || d.canMark)
       .map(([name, label, key, what]) => `<button type="button" class="tool" data-tool="${name}" title="${what} (${key.toUpperCase()})">${label}</button>`).join("");
+    // The image takes the window: the localizer and the controls stacked in a narrow rail beside
+    // it, the slice slider and the readout in one line each below it.
     this.root.innerHTML = `
-      <div class="toolbar">
-        <span class="group tools" role="group" aria-label="tool">${toolButtons}</span>
-        <span class="group">${planeButtons}</span>
-        <span class="group">${presetButtons}
-          <label>W <input class="ww" type="number" step="10" min="${lim.widthMin}" max="${lim.widthMax}" aria-label="window width (HU)"></label>
-          <label>L <input class="wl" type="number" step="10" min="${lim.levelMin}" max="${lim.levelMax}" aria-label="window level (HU)"></label></span>
-        <span class="group"><button type="button" class="zoom-out" title="zoom out (−)">−</button><button type="button" class="zoom-in" title="zoom in (+)">+</button><button type="button" class="zoom-reset" title="reset zoom, pan, window (R)">Reset</button></span>
-        <span class="group"><button type="button" class="cine" title="play / pause the slices (Space)">▶ Cine</button>
-          <label>fps <input class="fps" type="number" min="${CINE_FPS[0]}" max="${CINE_FPS[1]}" step="1" aria-label="cine frames per second"></label></span>
-        ${hasZ ? `<span class="group overlay-group"><label><input class="overlay-toggle" type="checkbox"> z-map</label>
-          <input class="opacity" type="range" min="0" max="1" step="0.05" title="overlay opacity"></span>` : ""}
-        ${sides.length ? `<span class="group"><label>beside: <select class="side">${sideOptions}</select></label></span>` : ""}
-        <span class="group"><button type="button" class="full" title="the viewer fills the window (F; Esc leaves)">Fill</button></span>
-      </div>
       <div class="wl-message" role="alert"></div>
-      <div class="panels">
-        <div class="vp main" data-role="main"><canvas class="img"></canvas><svg class="marks" xmlns="http://www.w3.org/2000/svg"></svg><div class="info"></div><div class="hu-info"></div></div>
-        <div class="vp side" data-role="side"><canvas class="img"></canvas><svg class="cross" xmlns="http://www.w3.org/2000/svg"></svg><div class="info"></div><div class="hu-info"></div></div>
+      <div class="body">
+        <div class="panels">
+          <div class="vp main" data-role="main"><canvas class="img"></canvas><svg class="marks" xmlns="http://www.w3.org/2000/svg"></svg><div class="info"></div><div class="hu-info"></div></div>
+          <div class="vp side" data-role="side"><canvas class="img"></canvas><svg class="cross" xmlns="http://www.w3.org/2000/svg"></svg><div class="info"></div><div class="hu-info"></div></div>
+        </div>
+        <div class="rail">
+          ${Localizer.html()}
+          <div class="toolbar">
+            <span class="group tools" role="group" aria-label="tool">${toolButtons}</span>
+            <span class="group">${planeButtons}</span>
+            <span class="group">${presetButtons}</span>
+            <span class="group"><label>W <input class="ww" type="number" step="10" min="${lim.widthMin}" max="${lim.widthMax}" aria-label="window width (HU)"></label>
+              <label>L <input class="wl" type="number" step="10" min="${lim.levelMin}" max="${lim.levelMax}" aria-label="window level (HU)"></label></span>
+            ${hasZ ? `<span class="group overlay-group"><label><input class="overlay-toggle" type="checkbox"> z-map</label>
+              <input class="opacity" type="range" min="0" max="1" step="0.05" title="overlay opacity"></span>` : ""}
+            <span class="group"><button type="button" class="zoom-out" title="zoom out (−)">−</button><button type="button" class="zoom-in" title="zoom in (+)">+</button><button type="button" class="zoom-reset" title="reset zoom, pan, window (R)">Reset</button></span>
+            <span class="group"><button type="button" class="cine" title="play / pause the slices (Space)">▶ Cine</button>
+              <label>fps <input class="fps" type="number" min="${CINE_FPS[0]}" max="${CINE_FPS[1]}" step="1" aria-label="cine frames per second"></label></span>
+            ${sides.length ? `<span class="group"><label>beside: <select class="side">${sideOptions}</select></label></span>` : ""}
+            <span class="group"><button type="button" class="full" title="the viewer fills the window (F; Esc leaves)">Fill</button></span>
+          </div>
+        </div>
       </div>
       <div class="slider-row"><input class="slice" type="range" min="0" step="1" aria-label="slice"><span class="slice-label"></span></div>
-      <div class="readout" aria-live="off"><span class="here">Move the cursor over the image for its HU.</span> <span class="linked"></span></div>
-      <div class="help">${esc(d.mouseHelp || "")}</div>
+      <div class="readout-row"><div class="readout" aria-live="off"><span class="here">Move the cursor over the image for its HU.</span> <span class="linked"></span></div>
+        <div class="help" title="${esc(d.mouseHelp || "")}">${esc(d.mouseHelp || "")}</div></div>
       <div class="status" role="status"></div>`;
     const q = (sel) => this.root.querySelector(sel);
     this.el = {
@@ -136,7 +144,7 @@ class Viewer {
       svg: q(".vp.main svg"), mainInfo: q(".vp.main .info"), sideInfo: q(".vp.side .info"),
       slider: q("input.slice"), sliceLabel: q(".slice-label"), status: q(".status"),
       ww: q("input.ww"), wl: q("input.wl"), overlay: q("input.overlay-toggle"), opacity: q("input.opacity"), sideSelect: q("select.side"),
-      toolbar: q(".toolbar"), wlMessage: q(".wl-message"), cine: q("button.cine"), fps: q("input.fps"), full: q("button.full"),
+      toolbar: q(".toolbar"), body: q(".body"), rail: q(".rail"), wlMessage: q(".wl-message"), cine: q("button.cine"), fps: q("input.fps"), full: q("button.full"),
       readout: q(".readout"), readHere: q(".readout .here"), readLinked: q(".readout .linked"),
       crossSvg: q(".vp.side svg.cross"), mainHu: q(".vp.main .hu-info"), sideHu: q(".vp.side .hu-info"),
     };
@@ -194,11 +202,13 @@ class Viewer {
     el.side.style.display = showSide ? "block" : "none";
     const width = Math.max(240, (this.root.clientWidth || 640) - 2 * PAD);
     const panels = showSide ? 2 : 1, gap = 8;
-    const W = Math.floor((width - gap * (panels - 1)) / panels);
-    // The image gets the window's height less the viewer's own rows (toolbar, slider, readout), so
-    // that scrolled to the viewer (or with the viewer filling the window, F) it is all on screen.
-    const chrome = (this.el.toolbar ? this.el.toolbar.offsetHeight : 40) + (this.S.full ? 110 : 150);
-    const H = Math.round(Math.max(300, Math.min(W * 1.25, (window.innerHeight || 900) - chrome)));
+    const railW = Localizer.railWidth(width);
+    el.rail.style.width = railW + "px";
+    const W = Math.floor((width - railW - gap - gap * (panels - 1)) / panels);
+    // The image gets the window's height below the viewer's top less the viewer's own rows
+    // (toolbar, slider, readout: measured), so that the whole viewer is on screen at once.
+    const chrome = this.root.offsetHeight - el.body.offsetHeight;
+    const H = Math.round(Math.max(260, Math.min(W * 1.25, (window.innerHeight || 900) - this.pageTop() - chrome - PAD)));
     this.vp = { main: { W, H }, side: { W, H } };
     const dpr = window.devicePixelRatio || 1;
     for (const role of ["main", "side"]) {
@@ -208,6 +218,21 @@ class Viewer {
       c.style.width = W + "px"; c.style.height = H + "px";
     }
     for (const svg of [el.svg, el.crossSvg]) { svg.setAttribute("width", W); svg.setAttribute("height", H); svg.setAttribute("viewBox", `0 0 ${W} ${H}`); }
+    this.localizer.layout(Localizer.shown(width) ? railW : 0, H);
+    this.root.dataset.layoutFor = String(window.innerWidth);  // the window width this layout was made for (the layout bench waits for it)
+  }
+
+  pageTop() {
+    // The viewer's top in the page scrolled to its start (0 when it fills the window): its top on
+    // screen plus how far every box around it (through the component's shadow root) is scrolled.
+    if (this.S.full) return 0;
+    let top = this.root.getBoundingClientRect().top;
+    for (let n = this.root; n; ) {
+      top += n.scrollTop || 0;
+      const root = n.getRootNode ? n.getRootNode() : null;
+      n = n.parentElement || (root && root !== document && root.host) || null;
+    }
+    return Math.max(0, top);
   }
 
   // ------------------------------------------------------------------ images
@@ -636,6 +661,7 @@ class Viewer {
   hoverAt(role, e) {
     const rect = this.el[role].getBoundingClientRect();
     this.hover = { role, x: e.clientX - rect.left, y: e.clientY - rect.top };
+    this.localizer.drawLines();
     const R = this.S.ruler;
     if (role === "main" && R && !R.b && this.S.tool === "ruler") {
       const { T } = this.transformFor("main");
@@ -647,6 +673,7 @@ class Viewer {
 
   leave(role) {
     if (this.hover && this.hover.role === role) this.hover = null;
+    this.localizer.drawLines();
     this.el.crossSvg.innerHTML = "";
     delete this.el.crossSvg.dataset.at;
   }
@@ -809,6 +836,7 @@ class Viewer {
     }
     this.root.dataset.plane = plane;
     this.root.dataset.slice = String(s);
+    this.localizer.update();
   }
 
   update(data, trigger) {

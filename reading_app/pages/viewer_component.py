@@ -3,7 +3,8 @@
 :func:`slice_viewer` mounts it with a payload from :func:`reading_app.workstation.viewer_payload` and returns
 the component's result; its one-shot events (``click``, ``rate``, ``cancel``, ``beat``) are handled
 by the callbacks the caller passes (they run before the rerun, so the page reflects them at once).
-The JavaScript and CSS live beside this file (``viewer.js``, ``viewer.css``).
+The JavaScript and CSS live beside this file: ``viewer.js`` and ``viewer.css`` (the viewer), ``localizer.js``
+and ``localizer.css`` (the localizer beside it), joined into the component's one module and style sheet.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ _HTML = '<div class="tsct-viewer" tabindex="0" data-testid="tsct-viewer"></div>'
 _component = st.components.v2.component(
     "tsct.slice_viewer",
     html=_HTML,
-    css=(_HERE / "viewer.css").read_text(encoding="utf-8"),
-    js=(_HERE / "viewer.js").read_text(encoding="utf-8"),
+    css="\n".join((_HERE / name).read_text(encoding="utf-8") for name in ("viewer.css", "localizer.css")),
+    js="\n".join((_HERE / name).read_text(encoding="utf-8") for name in ("localizer.js", "viewer.js")),
 )
 
 #: The viewer's events; each gets an ``on_<name>_change`` callback.

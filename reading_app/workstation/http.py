@@ -10,6 +10,10 @@
     The true value (HU) of the voxel under image point ``(u, v)``, its voxel index and LPS mm, and
     with ``linked`` the same anatomy on that layer (see :mod:`reading_app.workstation.readout`).
     The same ticket checks and statuses as an image, for every layer it reads; 400 for the z-map.
+``GET  <base>/api/tsct/v1/localizer/<ticket>/<plane>``
+    The localizer beside the viewer: a PNG projection of the **current CT only** (the route takes
+    no layer) as ``plane`` (coronal or sagittal; see :mod:`reading_app.workstation.localizer`).
+    The same ticket checks and statuses as an image of the current CT; 400 for another plane.
 ``GET  <base>/api/tsct/v1/download/<token>``
     A file a page offered (export or report zip): only with the cookie of the browser session it
     was offered to, while the account still has one of the page's roles; 401/403 otherwise.
@@ -153,6 +157,18 @@ def make_routes(base_url_path: str = "", runtime: Callable[[], WorkstationRuntim
             return refused(exc)
         return JSONResponse(values, headers={**no_store, "X-Content-Type-Options": "nosniff"})
 
+    async def localizer(request):  # noqa: ANN001, ANN202
+        rt = runtime()
+        if rt.localizers is None:
+            return error(404, "This server makes no localizer.")
+        try:
+            data = await run_in_threadpool(
+                rt.localizers.render, request.path_params["ticket"], request.path_params["plane"], session_token=request.cookies.get(SESSION_COOKIE)
+            )
+        except ValueError as exc:
+            return refused(exc)
+        return Response(data, media_type="image/png", headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"})
+
     async def claim(request):  # noqa: ANN001, ANN202
         if not _same_origin(request):
             return error(403, "Cross-site request refused.")
@@ -213,6 +229,7 @@ def make_routes(base_url_path: str = "", runtime: Callable[[], WorkstationRuntim
     return [
         Route(prefix + "/image/{ticket}/{layer}/{plane}/{index:int}", image, methods=["GET"]),
         Route(prefix + "/hu/{ticket}/{layer}/{plane}/{index:int}", hu, methods=["GET"]),
+        Route(prefix + "/localizer/{ticket}/{plane}", localizer, methods=["GET"]),
         Route(prefix + "/download/{token}", download, methods=["GET"]),
         Route(prefix + "/session/claim", claim, methods=["POST"]),
         Route(prefix + "/session/logout", logout, methods=["POST"]),

@@ -26,6 +26,7 @@ from .access import DownloadRegistry, ImageTicket, TicketRegistry, WebSessionSto
 from .errors import TicketError, ViewError
 from .geometry import PLANES
 from .layers import LAYERS, allowed_layers, overlay_style_for
+from .localizer import LocalizerService
 from .readout import ValueReader
 from .render import PALETTES, encode_image, window_to_uint8, zmap_overlay_rgba
 from .settings import WorkstationSettings
@@ -164,6 +165,8 @@ class WorkstationRuntime:
     views: dict = field(default_factory=dict)
     #: files the pages offered for download (served only to the session and roles they were offered to)
     downloads: DownloadRegistry = field(default_factory=DownloadRegistry)
+    #: the localizer picture beside the viewer (the current exam only), through the same tickets
+    localizers: LocalizerService | None = None
     #: the study database's URL (``None``: ``reader_study.default_database_url()``)
     database_url: str | None = None
     #: how long a case read's state (status, reader, treatment) read for a ticket check is trusted
@@ -239,6 +242,7 @@ def get_runtime() -> WorkstationRuntime:
                 timer=ActiveTimeTracker(settings.idle_cap_s),
                 images=ImageService(settings, volumes, tickets),
                 values=ValueReader(volumes, tickets),
+                localizers=LocalizerService(volumes, tickets),
             )
             holder.append(runtime)
             tickets.check = runtime.check_ticket

@@ -161,6 +161,37 @@ def test_the_aid_never_reaches_the_unaided_reading_even_from_an_earlier_reading(
     assert reply.status == 401 and "another treatment" in reply.text
 
 
+def test_the_localizer_shows_the_current_exam_only_and_dies_with_the_reading(rig):
+    """The localizer route takes no layer: in the unaided reading it is the current CT's projection, never an aid,
+    refused without the log-in and after the case read is finished, like a slice image."""
+    import numpy as np
+    from PIL import Image
+
+    from reading_app.workstation.localizer import projection
+    from reading_app.workstation.render import WINDOW_PRESETS, window_to_uint8
+
+    cookie = rig.log_in("reader2")
+    svc = rig.service("reader2")
+    view = read_until(svc, aided=False)
+    ticket = rig.ticket("reader2", cookie, view)
+
+    def get(plane: str, c: str | None = cookie, t: str = ticket):  # noqa: ANN202
+        return request(rig.app, "GET", f"{API}/localizer/{t}/{plane}", cookies={SESSION_COOKIE: c} if c else None)
+
+    reply = get("coronal")
+    assert reply.status == 200 and reply.headers["content-type"] == "image/png" and "no-store" in reply.headers["cache-control"]
+    shown = np.asarray(Image.open(io.BytesIO(reply.body)))
+    bone = WINDOW_PRESETS[0]
+    current = rig.rt.volumes.get(view.current_path, "ct").array
+    assert np.array_equal(shown, window_to_uint8(projection(current, "coronal"), bone.level_hu, bone.width_hu))  # the current CT, nothing laid over it
+    assert get("sagittal").status == 200
+    assert get("axial").status == 400 and get("..%2F..").status in (400, 404)
+    assert get("coronal", c=None).status == 401
+    assert get("coronal", c=rig.log_in("reader1")).status == 401  # another reader's log-in
+    svc.finish_case(view.case_read_id, no_lesion=True, reading_time_s=1.0)
+    assert get("coronal").status == 401
+
+
 def test_path_traversal_in_the_image_route_reaches_no_file(rig):
     cookie = rig.log_in("reader1")
     view = open_next(rig.service("reader1"))
