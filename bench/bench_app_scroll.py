@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 CHROMIUM = "/usr/bin/chromium"
 from reading_app.workstation.testing import CHROMIUM_ARGS  # noqa: E402  (one list for tests, screenshots and benches)
+from bench.bench_app_layout import image_share  # noqa: E402  (the image's share of the window, on this clinical-size case)
 
 MEASURE_JS = """
 async (args) => {
@@ -115,37 +116,6 @@ def _stats(values: list[float | None]) -> dict:
         "max_ms": float(ok.max()) if ok.size else None,
         "mean_ms": float(ok.mean()) if ok.size else None,
     }
-
-
-def _image_share(page) -> dict:  # noqa: ANN001
-    """Share of the browser window the current image's panel takes, at 1280x720 and 1920x1080, in the page and filling the window (F)."""
-    out = {}
-    for w, h in ((1280, 720), (1920, 1080)):
-        page.set_viewport_size({"width": w, "height": h})
-        for mode in ("page", "fill"):
-            if mode == "fill":
-                page.keyboard.press("f")
-                page.locator(".tsct-viewer.full").wait_for()
-            # the viewer lays itself out again on the window's resize event
-            page.wait_for_function("([w, h]) => window.innerWidth === w && window.innerHeight === h", arg=[w, h])
-            page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
-            box = page.locator(".vp.main").bounding_box()
-            iw, ih = (int(c) for c in page.locator(".vp.main canvas").get_attribute("data-image-px").split("x"))
-            out[f"{w}x{h}_{mode}"] = {
-                "panel_px": [round(box["width"]), round(box["height"])],
-                "panel_share": box["width"] * box["height"] / (w * h),
-                "image_px": [iw, ih],
-                "image_share": iw * ih / (w * h),
-            }
-            print(
-                f"at {w}x{h} ({'viewer fills the window' if mode == 'fill' else 'in the reading page'}): image panel "
-                f"{box['width']:.0f} x {box['height']:.0f} px ({100 * box['width'] * box['height'] / (w * h):.0f} % of the window), "
-                f"the 512 x 512 slice drawn {iw} x {ih} px ({100 * iw * ih / (w * h):.0f} %)"
-            )
-            if mode == "fill":
-                page.keyboard.press("Escape")
-                page.locator(".tsct-viewer:not(.full)").wait_for()
-    return out
 
 
 def _ensure_cases(work: Path, cases: Path | None, seed: int, n_cases: int) -> Path:
@@ -351,7 +321,7 @@ def main() -> None:
             measure("aided")
             results["first_image_next_case_s"] = finish_case()
             print(f"first image of the next case (prefetched while reading): {results['first_image_next_case_s']:.2f} s")
-            results["image_share_of_window"] = _image_share(page)
+            results["image_share_of_window"] = image_share(page, ((1280, 720), (1920, 1080)))
             results["bytes_per_image"] = {layer: {"median": float(np.median(v)), "n": len(v)} for layer, v in sizes.items()}
             for layer, v in results["bytes_per_image"].items():
                 print(f"image size {layer:12s} median {v['median'] / 1024:6.1f} KiB over {v['n']} images")

@@ -280,6 +280,7 @@ _COMPACT_CSS = """<style>
 [data-testid="stMainMenu"], [data-testid="stToolbarActions"] { display: none !important; }
 [data-testid="stExpandSidebarButton"] { pointer-events: auto; position: fixed; top: 0.3rem; right: 0.5rem; }
 .st-key-tsct-case-header { padding-right: 2rem; }
+[class*="st-key-rate-new-"] button { padding-left: 0 !important; padding-right: 0 !important; min-width: 0 !important; }
 [data-testid="stMainBlockContainer"] [data-testid="stVerticalBlock"] { gap: 0.45rem; }
 </style>"""
 
@@ -351,7 +352,7 @@ def reading_area(view: reader_study.CaseView, current: ws.DisplayGrid, prior: ws
                     st.markdown("**New mark** — how confident are you that this is a lesion?")
                     if scale.integer and scale.high - scale.low < 10:
                         values = list(range(int(scale.low), int(scale.high) + 1))
-                        cols = st.columns(len(values))
+                        cols = st.columns(len(values), gap="xxsmall")
                         for col, r in zip(cols, values):
                             col.button(str(r), key=f"rate-new-{r}", on_click=save_pending, args=(r,), type="primary", width="stretch")
                         st.caption(f"{values[0]} = least, {values[-1]} = most confident (or press the number key).")

@@ -60,6 +60,7 @@ KEYBOARD_SHORTCUTS: tuple[tuple[str, str], ...] = (
     ("O", "z-map overlay on / off (aided reading)"),
     ("P", "prior exam beside the current one on / off"),
     ("F", "the viewer fills the browser window / back"),
+    ("click or drag on the localizer", "go to the slice under the pointer (its yellow line marks the slice shown)"),
     (
         "cursor over an image",
         "its true HU (from the exam, not the grey level), slice, voxel and mm; the crosshair marks the same anatomy on the prior",
