@@ -29,18 +29,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._app import start_app, stop_app  # noqa: E402
 from reading_app.workstation.testing import CHROMIUM_ARGS, CHROMIUM_PATH  # noqa: E402
 
 SIZES = ((1280, 720), (1366, 768), (1920, 1080))
@@ -103,12 +100,6 @@ def image_share(page, sizes=SIZES, *, screenshots: Path | None = None) -> dict: 
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=None, help="folder for the cases and the study (default: a temporary one)")
@@ -133,27 +124,8 @@ def main() -> None:
     url = f"sqlite:///{work / 'reader-study.sqlite3'}"
     study = build_reading_study(url, case_list, study_code="LAYOUT", readers=("Layout Reader",), design="sequential")
     env = {**os.environ, "TSCT_DATABASE_URL": url, "TSCT_DATA_DIR": str(work), "TSCT_DETECTOR_DIR": str(work / "detector")}
-    port = _free_port()
-    log = (work / "server.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, str(ROOT / "tsct_cli.py"), "app", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    server, base, log = start_app(env, work / "server.log")
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit(f"the app did not start; see {work / 'server.log'}")
-                time.sleep(0.3)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=str(CHROMIUM_PATH), args=CHROMIUM_ARGS)
             page = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
@@ -182,12 +154,7 @@ def main() -> None:
             results = {"slice_px": [size[0], size[1]], "sizes": image_share(page, screenshots=args.screenshots)}
             browser.close()
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-        log.close()
+        stop_app(server, log)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")

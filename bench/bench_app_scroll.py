@@ -35,12 +35,8 @@ import argparse
 import json
 import os
 import platform
-import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +45,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 CHROMIUM = "/usr/bin/chromium"
-from reading_app.workstation.testing import CHROMIUM_ARGS  # noqa: E402  (one list for tests, screenshots and benches)
+from bench._app import start_app, stop_app  # noqa: E402
 from bench.bench_app_layout import image_share  # noqa: E402  (the image's share of the window, on this clinical-size case)
+from reading_app.workstation.testing import CHROMIUM_ARGS  # noqa: E402  (one list for tests, screenshots and benches)
 
 MEASURE_JS = """
 async (args) => {
@@ -98,12 +95,6 @@ async (args) => {
   return out;
 }
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _stats(values: list[float | None]) -> dict:
@@ -219,17 +210,7 @@ def main() -> None:
         "TSCT_DETECTOR_DIR": str(detector_dir),
         "TSCT_IMAGE_FORMAT": args.image_format,
     }
-    port = _free_port()
-    log = (data / "server.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, str(ROOT / "tsct_cli.py"), "app", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    server, base, log = start_app(env, data / "server.log")
     results: dict = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "case_list": str(case_list),
@@ -238,15 +219,6 @@ def main() -> None:
         "pause_ms": args.pause_ms,
     }
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit(f"the app did not start; see {data / 'server.log'}")
-                time.sleep(0.3)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_context(viewport={"width": 1600, "height": 1100}).new_page()
@@ -327,12 +299,7 @@ def main() -> None:
                 print(f"image size {layer:12s} median {v['median'] / 1024:6.1f} KiB over {v['n']} images")
             browser.close()
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-        log.close()
+        stop_app(server, log)
     print("\nIssue 17 targets (Chromium, clinical-size case):")
     for name, value, target, unit in (
         ("slice change p95 (aided scrolling)", results.get("aided_scroll", {}).get("p95_ms"), 50.0, "ms"),

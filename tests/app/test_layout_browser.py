@@ -91,7 +91,8 @@ def test_the_localizer_follows_the_slice_mirrors_the_cursor_and_a_click_goes_the
     sc = int(page.locator(".vp.main canvas[data-shown^='coronal:']").get_attribute("data-shown").split(":")[1])
     page.locator(f".loc svg[data-line='coronal:{sc}']").wait_for()
     # the localizer's pictures came through the ticket-checked route, for the current CT only
-    assert all("/localizer/" in u and u.rsplit("/", 1)[1] in ("coronal", "sagittal") for u in page.evaluate(
-        "() => performance.getEntriesByType('resource').map(e => e.name).filter(n => n.includes('/localizer/'))"
-    ))
+    assert all(
+        "/localizer/" in u and u.rsplit("/", 1)[1] in ("coronal", "sagittal")
+        for u in page.evaluate("() => performance.getEntriesByType('resource').map(e => e.name).filter(n => n.includes('/localizer/'))")
+    )
     context.close()

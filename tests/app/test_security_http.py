@@ -183,7 +183,9 @@ def test_the_localizer_shows_the_current_exam_only_and_dies_with_the_reading(rig
     shown = np.asarray(Image.open(io.BytesIO(reply.body)))
     bone = WINDOW_PRESETS[0]
     current = rig.rt.volumes.get(view.current_path, "ct").array
-    assert np.array_equal(shown, window_to_uint8(projection(current, "coronal"), bone.level_hu, bone.width_hu))  # the current CT, nothing laid over it
+    assert np.array_equal(
+        shown, window_to_uint8(projection(current, "coronal"), bone.level_hu, bone.width_hu)
+    )  # the current CT, nothing laid over it
     assert get("sagittal").status == 200
     assert get("axial").status == 400 and get("..%2F..").status in (400, 404)
     assert get("coronal", c=None).status == 401
