@@ -22,6 +22,8 @@ ActiveTimeTracker
     Reading time with pauses left out.
 ValueReader, read_transform
     The true HU under the reader's cursor, and the linked point on the prior (the readout).
+LocalizerService, projection
+    The localizer beside the viewer: a projection of the current CT only, through the image tickets.
 viewer_payload, click_to_point, mark_positions, KEYBOARD_SHORTCUTS
     What the browser viewer is given and what its clicks mean.
 make_routes, api_base
@@ -33,6 +35,7 @@ from .errors import ImageLayerMissingError, LayerNotAllowedError, TicketError, V
 from .geometry import PLANES, DisplayGrid, PlaneGeometry, ViewTransform, extract_slice, image_to_voxel, voxel_to_image
 from .http import API_PREFIX, SESSION_COOKIE, api_base, make_routes
 from .layers import AID_LAYERS, LAYERS, LayerSpec, allowed_layers, check_detector_outputs, layer_files, unknown_overlays
+from .localizer import LocalizerService, projection
 from .readout import SampledValue, ValueReader, read_transform
 from .render import (
     DEFAULT_OPACITY,
@@ -100,6 +103,8 @@ __all__ = [
     "ValueReader",
     "SampledValue",
     "read_transform",
+    "LocalizerService",
+    "projection",
     "WorkstationRuntime",
     "WorkstationSettings",
     "get_runtime",
