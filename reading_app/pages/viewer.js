@@ -206,7 +206,7 @@ class Viewer {
     el.rail.style.width = railW + "px";
     const W = Math.floor((width - railW - gap - gap * (panels - 1)) / panels);
     // The image gets the window's height below the viewer's top less the viewer's own rows
-    // (toolbar, slider, readout: measured), so that the whole viewer is on screen at once.
+    // (slider, readout, messages: measured), so that the whole viewer is on screen at once.
     const chrome = this.root.offsetHeight - el.body.offsetHeight;
     const H = Math.round(Math.max(260, Math.min(W * 1.25, (window.innerHeight || 900) - this.pageTop() - chrome - PAD)));
     this.vp = { main: { W, H }, side: { W, H } };
