@@ -100,6 +100,7 @@ def run_app(
     port: int = typer.Option(8501, help="Port to listen on."),
     address: str = typer.Option("127.0.0.1", help="Address to bind; keep 127.0.0.1 behind a reverse proxy on the same machine."),
     headless: bool = typer.Option(True, help="Do not open a browser window."),
+    theme: str = typer.Option("dark", help="'dark' (the reading-room default, for every page) or 'light'."),
     base_url_path: str = typer.Option(
         "", "--base-url-path", help="Serve under this path (e.g. 'reader') when a reverse proxy forwards https://host/reader/ to the app."
     ),
@@ -111,6 +112,11 @@ def run_app(
     """
     if not isinstance(base_url_path, str):  # called as a Python function (tsct demo) without it
         base_url_path = ""
+    if not isinstance(theme, str):
+        theme = "dark"
+    if theme not in ("dark", "light"):
+        err_console.print(f"[red]--theme must be 'dark' or 'light', not {theme!r}.[/red]")
+        raise typer.Exit(2)
     root = Path(__file__).resolve().parent
     app_file = root / "reading_app" / "server.py"
     # Streamlit puts the script's folder (reading_app/) on sys.path; the pages import
@@ -136,6 +142,8 @@ def run_app(
         "none",
         "--client.toolbarMode",
         "minimal",
+        "--theme.base",
+        theme,
     ]
     if base_url_path.strip("/"):
         cmd += ["--server.baseUrlPath", base_url_path.strip("/")]
