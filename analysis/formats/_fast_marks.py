@@ -57,16 +57,16 @@ def _factorize(values: np.ndarray) -> tuple[np.ndarray, list] | None:
         uniques, codes = np.unique(values, return_inverse=True)
         return codes.reshape(-1).astype(np.int64), uniques.tolist()
     cells = values.tolist()
-    table: dict = {}
     try:
-        codes = np.fromiter((table.setdefault(v, len(table)) for v in cells), dtype=np.int64, count=len(cells))
+        uniques = list(dict.fromkeys(cells))
     except TypeError:  # an unhashable cell
         return None
-    if bool in set(map(type, cells)):  # True is not an ID (and a dict takes it for 1)
+    if any(u is None or type(u) is bool or (isinstance(u, float) and math.isnan(u)) for u in uniques):
         return None
-    uniques = list(table)
-    if any(u is None or (isinstance(u, float) and math.isnan(u)) for u in uniques):
-        return None
+    if any(type(u) in (int, float) and u in (0, 1) for u in uniques) and bool in set(map(type, cells)):
+        return None  # a True/False cell that the dict took for the number 1/0
+    index = {u: n for n, u in enumerate(uniques)}
+    codes = np.fromiter(map(index.__getitem__, cells), dtype=np.int64, count=len(cells))
     return codes, uniques
 
 
@@ -96,7 +96,7 @@ def _ratings(values: np.ndarray, allow_minus_inf: bool) -> np.ndarray | None:
         return x
     if any(type(v) is bool for v in values):  # noqa: E721 (True is not a rating)
         return None
-    x = np.fromiter((_number(v) for v in values.tolist()), dtype=float, count=len(values))
+    x = np.fromiter(map(_number, values.tolist()), dtype=float, count=len(values))
     bad = np.isnan(x)
     if bad.any():
         for n in np.flatnonzero(bad):
