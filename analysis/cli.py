@@ -366,6 +366,7 @@ def st_command(
             bar.update(task, completed=done)
 
     methods = ["DBM", "OR"] if method.strip().upper() == "BOTH" else [method]
+    provenance = Provenance.from_file(file)  # one file, hashed once for both methods
     results = []
     try:
         with warnings.catch_warnings():
@@ -382,7 +383,7 @@ def st_command(
                         n_bootstraps=n_bootstraps,
                         random_state=seed,
                         backend=backend.lower(),
-                        provenance=Provenance.from_file(file),
+                        provenance=provenance,
                         progress=progress,
                     )
                 )

@@ -30,12 +30,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 
 from analysis._shape import StudyShape
+
+if TYPE_CHECKING:  # pandas is loaded where frames are built: reading a workbook and analysing it never needs it
+    import pandas as pd
 
 __all__ = [
     "Lesion",
@@ -600,6 +602,8 @@ class ObserverData(StudyShape):
             ``ll_marks``: treatment, reader, case_id, lesion_id, rating (one row per marked
             lesion; for ROC data every abnormal case, ``-inf`` included).
         """
+        import pandas as pd
+
         attrs = self.lesion_attribute_names()
         rows = [{"case_id": c, "lesion_id": None, "weight": 0.0, **{a: None for a in attrs}} for c in self.normal_cases]
         for c, case in zip(self.abnormal_cases, self.lesions):
@@ -824,6 +828,8 @@ def _pad_sorted(nl: np.ndarray, width: int) -> np.ndarray:
 
 
 def _frame(records: Any, what: str, required: Sequence[str]) -> pd.DataFrame:
+    import pandas as pd
+
     df = records.copy() if isinstance(records, pd.DataFrame) else pd.DataFrame(list(records))
     df = df.reset_index(drop=True)
     if df.empty and not len(df.columns):
@@ -848,6 +854,8 @@ def _missing(value: Any) -> bool:
         return value.strip() == ""
     if isinstance(value, int):  # bool included: never missing (as pd.isna says)
         return False
+    import pandas as pd  # only for other objects (pd.NA, NaT...): cells are None, numbers and text
+
     try:
         return bool(pd.isna(value))
     except (TypeError, ValueError):
@@ -873,10 +881,36 @@ def _rating(value: Any) -> float | None:
     return None
 
 
+class Records:
+    """A table as its column names and one tuple per row: what :func:`_build_from_frames` reads.
+
+    The file readers build their tables this way rather than as DataFrames, so that reading a
+    workbook and analysing it (``tsct analyze st``) never imports pandas (about 0.4 s of CPU
+    at start-up).  :func:`_build_from_frames` reads a DataFrame through the same three
+    operations: ``columns``, ``itertuples(index=False)`` and ``table[column]``.
+    """
+
+    def __init__(self, records: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> None:
+        self.columns = list(columns)
+        self._rows = [tuple(rec.get(c) for c in self.columns) for rec in records]
+
+    def itertuples(self, index: bool = False) -> Iterable[tuple[Any, ...]]:
+        """The rows in order, as tuples in :attr:`columns` order (``index`` must be False)."""
+        assert not index
+        return iter(self._rows)
+
+    def __getitem__(self, column: str) -> list[Any]:
+        j = self.columns.index(column)
+        return [row[j] for row in self._rows]
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
 def _build_from_frames(
-    truth: pd.DataFrame,
-    nl_df: pd.DataFrame,
-    ll_df: pd.DataFrame,
+    truth: pd.DataFrame | Records,
+    nl_df: pd.DataFrame | Records,
+    ll_df: pd.DataFrame | Records,
     *,
     paradigm: str,
     treatments: Sequence[str] | None,

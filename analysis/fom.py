@@ -26,12 +26,14 @@ self-pairs counted twice.  Cost: O(N log N) for N ratings, memory O(N).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 
 from analysis.data import ObserverData, ObserverDataError
+
+if TYPE_CHECKING:  # pandas only for fom_frame: computing FOMs never loads it
+    import pandas as pd
 
 __all__ = [
     "FOMS",
@@ -463,6 +465,8 @@ def fom_frame(data: ObserverData, foms: Sequence[str] | None = None) -> pd.DataF
         Columns ``fom, treatment, reader, value``; the reader average of each treatment has
         ``reader`` = None.
     """
+    import pandas as pd
+
     rows = []
     for name, matrix in fom_matrices(data, foms).items():
         for i, t in enumerate(data.treatments):

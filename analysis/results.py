@@ -23,13 +23,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 
 from analysis._shape import TreatmentsReaders
 from analysis._text import format_number
+
+if TYPE_CHECKING:  # pandas is imported by the methods that build frames: `tsct analyze st` never loads it
+    import pandas as pd
 
 __all__ = [
     "JSON_SCHEMA_ID",
@@ -134,6 +136,8 @@ class Table:
 
     def to_frame(self) -> pd.DataFrame:
         """The table as a DataFrame indexed by the row labels."""
+        import pandas as pd
+
         frame = pd.DataFrame({k: np.array(v) for k, v in self.columns.items()}, index=list(self.index))
         frame.index.name = self.index_name
         return frame
@@ -416,6 +420,8 @@ class ResultSummary:
     sections: tuple[tuple[str, pd.DataFrame | str], ...]
 
     def as_text(self) -> str:
+        import pandas as pd
+
         lines = [self.title, "=" * len(self.title)]
         for heading, body in self.sections:
             lines += ["", heading, "-" * len(heading)]
@@ -426,6 +432,8 @@ class ResultSummary:
         return "\n".join(lines)
 
     def as_html(self) -> str:
+        import pandas as pd
+
         parts = [f"<h3>{html.escape(self.title)}</h3>"]
         for heading, body in self.sections:
             parts.append(f"<h4>{html.escape(heading)}</h4>")
@@ -443,6 +451,8 @@ class ResultSummary:
 
 
 def _comparisons_frame(comparisons: Sequence[Comparison]) -> pd.DataFrame:
+    import pandas as pd
+
     rows = []
     for c in comparisons:
         lo, hi = c.ci_lower, c.ci_upper
@@ -545,6 +555,8 @@ class SignificanceResult(TreatmentsReaders):
 
     def fom_frame(self) -> pd.DataFrame:
         """FOMs as a treatment x reader DataFrame with a reader-average column."""
+        import pandas as pd
+
         frame = pd.DataFrame(self.foms, index=list(self.treatments), columns=list(self.readers))
         frame.index.name = "treatment"
         frame.columns.name = "reader"
@@ -560,6 +572,8 @@ class SignificanceResult(TreatmentsReaders):
         statistic, p_value, ci_lower, ci_upper``; ``kind`` is ``"difference"``,
         ``"treatment"`` or ``"reader_difference"``.
         """
+        import pandas as pd
+
         rows: list[dict[str, Any]] = []
         for name, res in self.analyses.items():
             for c in res.differences + res.reader_differences:
@@ -652,6 +666,8 @@ class SignificanceResult(TreatmentsReaders):
 
     def summary(self) -> ResultSummary:
         """Human-readable summary (RRRC first), for the console, reports and notebooks."""
+        import pandas as pd
+
         level = f"{100 * (1 - self.alpha):g}%"
         sections: list[tuple[str, pd.DataFrame | str]] = []
         foms = self.fom_frame().map(lambda v: _fmt(v))
@@ -791,6 +807,8 @@ class PowerTable:
     provenance: Provenance | None = None
 
     def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame(
             [
                 {

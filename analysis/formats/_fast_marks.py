@@ -16,7 +16,6 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-import pandas as pd
 
 from analysis.data import ObserverData, _readonly
 from analysis.formats._common import parse_id
@@ -44,11 +43,39 @@ def _column(columns: list[np.ndarray], col: int, n_rows: int) -> np.ndarray:
     return np.full(n_rows, None, dtype=object)
 
 
+def _factorize(values: np.ndarray) -> tuple[np.ndarray, list] | None:
+    """``(codes, distinct cells)`` with ``distinct[codes] == values``; None if a cell is blank
+    (None, NaN) or a boolean (not an ID; a dict would also take ``True`` for ``1``).
+
+    A float column (fastexcel's typed columns) is factorised by NumPy; an object column by a
+    dict, in order of first appearance (numbers equal as values, ``1`` and ``1.0``, share a code:
+    both are the ID "1").  No pandas: ``tsct analyze st`` would pay its import for this alone.
+    """
+    if values.dtype.kind == "f":
+        if np.isnan(values).any():
+            return None
+        uniques, codes = np.unique(values, return_inverse=True)
+        return codes.reshape(-1).astype(np.int64), uniques.tolist()
+    cells = values.tolist()
+    try:
+        uniques = list(dict.fromkeys(cells))
+    except TypeError:  # an unhashable cell
+        return None
+    if any(u is None or type(u) is bool or (isinstance(u, float) and math.isnan(u)) for u in uniques):
+        return None
+    if any(type(u) in (int, float) and u in (0, 1) for u in uniques) and bool in set(map(type, cells)):
+        return None  # a True/False cell that the dict took for the number 1/0
+    index = {u: n for n, u in enumerate(uniques)}
+    codes = np.fromiter(map(index.__getitem__, cells), dtype=np.int64, count=len(cells))
+    return codes, uniques
+
+
 def _ids(values: np.ndarray, mapped: Callable[[str], str]) -> tuple[np.ndarray, list[str]] | None:
     """Factorise an ID column; ``(codes, canonical IDs)`` or None if any cell is not a valid ID."""
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    if (codes < 0).any():
+    factorized = _factorize(values)
+    if factorized is None:
         return None
+    codes, uniques = factorized
     canon: list[str] = []
     for u in uniques:
         v, err = parse_id(u)
@@ -69,7 +96,7 @@ def _ratings(values: np.ndarray, allow_minus_inf: bool) -> np.ndarray | None:
         return x
     if any(type(v) is bool for v in values):  # noqa: E721 (True is not a rating)
         return None
-    x = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=float)
+    x = np.fromiter(map(_number, values.tolist()), dtype=float, count=len(values))
     bad = np.isnan(x)
     if bad.any():
         for n in np.flatnonzero(bad):
@@ -83,6 +110,14 @@ def _ratings(values: np.ndarray, allow_minus_inf: bool) -> np.ndarray | None:
     if not allow_minus_inf and np.isneginf(x).any():
         return None
     return x
+
+
+def _number(cell: object) -> float:
+    """A cell as a float, NaN where it is not a number (as the row path's ``float(text.strip())``)."""
+    try:
+        return float(cell)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def _index(codes: np.ndarray, uniques: list[str], order: dict[str, int]) -> np.ndarray | None:
@@ -148,10 +183,10 @@ def fast_marks(
             return None
         got["rating"] = x
         if "lesion_id" in cols:
-            raw = _column(columns, cols["lesion_id"], n_rows)
-            codes, uniques = pd.factorize(raw, use_na_sentinel=True)
-            if (codes < 0).any():
+            factorized = _factorize(_column(columns, cols["lesion_id"], n_rows))
+            if factorized is None:
                 return None
+            codes, uniques = factorized
             canon = []
             for u in uniques:
                 v, err = parse_id(u)
@@ -247,7 +282,7 @@ def distinct_ids(columns_and_cols: list[tuple[list[np.ndarray], dict[str, int]]]
     for columns, cols in columns_and_cols:
         if not columns or key not in cols or cols[key] >= len(columns):
             continue
-        for u in pd.unique(columns[cols[key]]):
+        for u in dict.fromkeys(columns[cols[key]].tolist()):
             v, err = parse_id(u)
             if err or not v:
                 return None

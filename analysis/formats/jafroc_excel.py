@@ -49,9 +49,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from analysis.data import ObserverData, ObserverDataError, Problem, _build_from_frames
+from analysis.data import ObserverData, ObserverDataError, Problem, Records, _build_from_frames
 from analysis.formats._common import (
     UnsupportedDataError,
     is_blank,
@@ -755,9 +754,9 @@ def read_jafroc_excel(path: str | Path, *, name: str | None = None) -> ObserverD
         treatments = natural_sorted({r["treatment"] for r in nl_recs + ll_recs})
 
     attr_names = list(dict.fromkeys(attr_cols.values()))
-    truth_df = pd.DataFrame(truth_recs, columns=["case_id", "lesion_id", "weight", *attr_names])
-    nl_df = pd.DataFrame(nl_recs, columns=["reader", "treatment", "case_id", "rating"])
-    ll_df = pd.DataFrame(ll_recs, columns=["reader", "treatment", "case_id", "lesion_id", "rating"])
+    truth_df = Records(truth_recs, ["case_id", "lesion_id", "weight", *attr_names])
+    nl_df = Records(nl_recs, ["reader", "treatment", "case_id", "rating"])
+    ll_df = Records(ll_recs, ["reader", "treatment", "case_id", "lesion_id", "rating"])
     row_of = {"TRUTH": truth_rows, "NL": nl_rows, "LL": ll_rows}
     title_of = {"TRUTH": truth_sheet.title, "NL": nl_sheet.title, "LL": ll_sheet.title}
 
@@ -831,11 +830,9 @@ def _fast_read(
     elif paradigm not in ("ROC", "FROC", "ROI") or not treatments or not readers:
         return None
     attr_names = list(dict.fromkeys(attr_cols.values()))
-    truth_df = pd.DataFrame(
-        truth_recs, columns=["case_id", "lesion_id", "weight", *attr_names], dtype=object
-    )  # plain objects: row iteration is slow on Arrow strings
-    empty_nl = pd.DataFrame(columns=["reader", "treatment", "case_id", "rating"])
-    empty_ll = pd.DataFrame(columns=["reader", "treatment", "case_id", "lesion_id", "rating"])
+    truth_df = Records(truth_recs, ["case_id", "lesion_id", "weight", *attr_names])
+    empty_nl = Records([], ["reader", "treatment", "case_id", "rating"])
+    empty_ll = Records([], ["reader", "treatment", "case_id", "lesion_id", "rating"])
     try:
         skeleton = _build_from_frames(
             truth_df,

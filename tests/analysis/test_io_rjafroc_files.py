@@ -212,6 +212,34 @@ def test_duplicate_marks_fall_back_to_the_located_message(tmp_path):
         read_jafroc_excel(tmp_path / "dup.xlsx")
 
 
+@pytest.mark.parametrize("value", [True, False])
+def test_a_boolean_id_cell_among_numbers_is_refused_with_its_row(tmp_path, value):
+    """TRUE equals 1 and FALSE 0 as dictionary keys; the fast path must not read TRUE as reader 1."""
+    wb = openpyxl.load_workbook(DATASETS_DIR / "dataset04.xlsx")
+    ws = wb["FP"]
+    for row in range(2, ws.max_row + 1):  # reader IDs as numbers (the file has text '1'...'4')
+        ws.cell(row=row, column=1).value = int(ws.cell(row=row, column=1).value)
+    ws.cell(row=12, column=1).value = value
+    wb.save(tmp_path / "bool.xlsx")
+    with pytest.raises(ObserverDataError) as info:
+        read_jafroc_excel(tmp_path / "bool.xlsx")
+    assert "row 12" in str(info.value) and f"{value!r} is not a valid ID" in str(info.value)
+
+
+def test_fast_factorize_keeps_first_appearance_and_refuses_blanks():
+    from analysis.formats._fast_marks import _factorize
+
+    codes, uniques = _factorize(np.array(["b", 1, "a", 1.0, "b"], dtype=object))
+    assert uniques == ["b", 1, "a"] and codes.tolist() == [0, 1, 2, 1, 0]
+    codes, uniques = _factorize(np.array([3.0, 1.0, 3.0]))
+    assert [uniques[c] for c in codes] == [3.0, 1.0, 3.0]
+    for bad in ([1, None], [1.0, float("nan")], [1, True], [True, 1], [0, False], [[1], 2]):
+        arr = np.empty(len(bad), dtype=object)
+        arr[:] = bad
+        assert _factorize(arr) is None, bad
+    assert _factorize(np.array([1.0, np.nan])) is None
+
+
 # ----------------------------------------------------------------------------------------------
 # RJafroc's sheet-name rule
 # ----------------------------------------------------------------------------------------------
