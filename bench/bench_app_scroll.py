@@ -219,7 +219,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=120, help="slice changes per scroll measurement")
     parser.add_argument("--jumps", type=int, default=40, help="random slice jumps per measurement")
     parser.add_argument("--pause-ms", type=float, default=50.0, help="pause after each slice change (50 ms: at most 20 slices a second)")
-    parser.add_argument("--image-format", choices=["png", "jpeg"], default="png")
+    parser.add_argument("--image-format", choices=["raw", "png", "jpeg"], default="raw", help="grey slices: raw int16 windowed in the browser, or png/jpeg windowed on the server")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args()
@@ -308,8 +308,31 @@ def main() -> None:
             settle()
             print(f"first image of the first case (volume read from disk): {results['first_image_cold_s']:.2f} s")
 
+            def requests_by_layer(label: str) -> None:
+                """Resource Timing of the image requests made during a measurement: per layer, the whole
+                request and its server part (request sent -> first byte), p50 / p95 ms."""
+                entries = page.evaluate(
+                    "() => performance.getEntriesByType('resource').filter(e => e.name.includes('/api/tsct/v1/image/'))"
+                    ".map(e => [e.name.split('/image/')[1].split('/')[1], e.duration, e.responseStart - e.requestStart, e.responseEnd - e.responseStart])"
+                )
+                out = {}
+                for layer in sorted({e[0] for e in entries}):
+                    rows = np.array([e[1:] for e in entries if e[0] == layer], dtype=float)
+                    out[layer] = {
+                        "n": len(rows),
+                        **{f"{what}_p{q}_ms": float(np.percentile(rows[:, i], q)) for i, what in enumerate(("request", "server", "transfer")) for q in (50, 95)},
+                    }
+                    r = out[layer]
+                    print(
+                        f"    {layer:8s} requests n={r['n']:4d}  whole p50 {r['request_p50_ms']:6.1f} / p95 {r['request_p95_ms']:6.1f} ms; "
+                        f"until the first byte p50 {r['server_p50_ms']:6.1f} / p95 {r['server_p95_ms']:6.1f} ms; "
+                        f"transfer p50 {r['transfer_p50_ms']:5.1f} / p95 {r['transfer_p95_ms']:5.1f} ms"
+                    )
+                results[f"{label}_requests"] = out
+
             def measure(label: str, prior: bool = False) -> None:
                 time.sleep(1.0)
+                page.evaluate("() => { performance.setResourceTimingBufferSize(20000); performance.clearResourceTimings(); }")
                 # jumps first, while few slices are in the browser's cache, then scrolling
                 jumps = page.evaluate(
                     MEASURE_JS, {"mode": "jump", "steps": args.jumps, "pauseMs": args.pause_ms, "seed": args.seed + 1, "prior": prior}
@@ -324,6 +347,7 @@ def main() -> None:
                     print(
                         f"{label:8s} {kind:6s} n={r['n']:4d}  p50 {r['p50_ms']:6.1f} ms  p95 {r['p95_ms']:6.1f} ms  max {r['max_ms']:6.1f} ms  timed out {r['n_timed_out']}"
                     )
+                requests_by_layer(label)
 
             def finish_case() -> float:
                 """Finish the case; seconds from the click to the next reading's first image."""
