@@ -5,7 +5,8 @@ makes it: 512 x 512 voxels per slice; detector outputs or the same timing-only s
 app's volume cache and times, over many axial slices, what the image route does after the ticket
 check: take the slice, window it, colour the overlay, encode. Grey layers: windowed and encoded as
 PNG or JPEG (the server-side path), or copied out as raw ``int16`` bytes (the browser windows
-them). The z-map overlay: the RGBA image as PNG, or the indexed (paletted) PNG.
+them). The z-map overlay: the RGBA image as PNG, the indexed (paletted) PNG, or the raw palette
+indices and palette (what rides with a raw CT slice in the aided reading).
 
 Usage::
 
@@ -75,8 +76,10 @@ def main() -> None:
     cache = VolumeCache()
     t = time.perf_counter()
     ct = cache.get(files["ct"], "ct")
-    z = cache.get(files["zmap"], "z")
-    print(f"case {case.case_id}: CT {ct.array.shape} and its {'stand-in ' if case.case_id in stand_ins else ''}z-map read in {time.perf_counter() - t:.1f} s")
+    cache.get(files["zmap"], "z")
+    print(
+        f"case {case.case_id}: CT {ct.array.shape} and its {'stand-in ' if case.case_id in stand_ins else ''}z-map read in {time.perf_counter() - t:.1f} s"
+    )
     n = ct.array.shape[0]
     slices = [int(round(i)) for i in np.linspace(0, n - 1, min(args.slices, n))]
     bone = WINDOW_PRESETS[0]
@@ -97,14 +100,16 @@ def main() -> None:
         "z-map overlay, paletted PNG": lambda k: encode_paletted_png(
             zmap_overlay_indexed(z_slice(k), threshold=threshold, saturation=saturation), palette
         ),
+        "z-map overlay, raw indices": lambda k: (
+            zmap_overlay_indexed(z_slice(k), threshold=threshold, saturation=saturation).tobytes() + palette.tobytes()
+        ),
     }
     print(f"server work per image over {len(slices)} axial slices (slice taken from memory, ticket check not included):")
     for name, fn in paths.items():
         fn(slices[0])  # warm-up
         times, sizes = _timed(fn, slices)
         print(
-            f"  {name:30s} median {np.median(times):6.2f} ms  p95 {np.percentile(times, 95):6.2f} ms  "
-            f"median size {np.median(sizes) / 1024:7.1f} KiB"
+            f"  {name:30s} median {np.median(times):6.2f} ms  p95 {np.percentile(times, 95):6.2f} ms  median size {np.median(sizes) / 1024:7.1f} KiB"
         )
 
 

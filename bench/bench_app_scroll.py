@@ -18,6 +18,9 @@ What it does:
    the current (P): key press → the current slice *and* the prior slice synced to it through the
    registration both drawn. And the first image of a case: cold (nothing in memory: the volume
    is read from disk) and the next case (read in the background while the previous case was read).
+4. Where the time goes: per measurement and layer, the image requests' Resource Timing (whole
+   request, until the first byte, transfer); with raw slices (the default ``--image-format``), the
+   browser's main-thread time to window one aided slice, colour its overlay and draw it.
 
 Usage::
 
@@ -93,6 +96,27 @@ async (args) => {
     out.push(ok ? performance.now() - t0 : null);
     s = target;
     await sleep(args.pauseMs);
+  }
+  return out;
+}
+"""
+
+
+DRAW_JS = """
+() => {
+  const host = [...document.querySelectorAll('*')].find(e => e.shadowRoot && e.shadowRoot.querySelector('.tsct-viewer'));
+  const v = host.shadowRoot.querySelector('.tsct-viewer').__tsct;
+  const S = v.S, plane = S.plane, g = v.data.volumes.current[plane];
+  const e = v.cache.get(v.url('ct', plane, S.slice[plane], v.rawOverlay()));
+  if (!e || !e.buf) return null;
+  const out = [];
+  for (let k = 0; k < 40; k++) {
+    v.offscreen.main.entry = null;  // as for a slice not drawn before
+    if (v.offscreen.overlay) v.offscreen.overlay.entry = null;
+    const t0 = performance.now();
+    v.lastImages.main = { base: v.picture(e, 'main', 'ct', g), overlay: v.overlayPicture(e, g), plane, volume: 'current' };
+    v.redraw('main');
+    out.push(performance.now() - t0);
   }
   return out;
 }
@@ -219,7 +243,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=120, help="slice changes per scroll measurement")
     parser.add_argument("--jumps", type=int, default=40, help="random slice jumps per measurement")
     parser.add_argument("--pause-ms", type=float, default=50.0, help="pause after each slice change (50 ms: at most 20 slices a second)")
-    parser.add_argument("--image-format", choices=["raw", "png", "jpeg"], default="raw", help="grey slices: raw int16 windowed in the browser, or png/jpeg windowed on the server")
+    parser.add_argument(
+        "--image-format",
+        choices=["raw", "png", "jpeg"],
+        default="raw",
+        help="grey slices: raw int16 windowed in the browser, or png/jpeg windowed on the server",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args()
@@ -320,7 +349,11 @@ def main() -> None:
                     rows = np.array([e[1:] for e in entries if e[0] == layer], dtype=float)
                     out[layer] = {
                         "n": len(rows),
-                        **{f"{what}_p{q}_ms": float(np.percentile(rows[:, i], q)) for i, what in enumerate(("request", "server", "transfer")) for q in (50, 95)},
+                        **{
+                            f"{what}_p{q}_ms": float(np.percentile(rows[:, i], q))
+                            for i, what in enumerate(("request", "server", "transfer"))
+                            for q in (50, 95)
+                        },
                     }
                     r = out[layer]
                     print(
@@ -373,6 +406,14 @@ def main() -> None:
             results["first_image_same_case_aided_s"] = finish_case()
             print(f"first image of the aided reading of the same case: {results['first_image_same_case_aided_s']:.2f} s")
             measure("aided")
+            if args.image_format == "raw":
+                # the browser's own part of an aided slice: window the raw CT, colour the overlay, draw (main thread)
+                draw = page.evaluate(DRAW_JS)
+                if draw:
+                    results["aided_draw_ms"] = _stats(draw)
+                    print(
+                        f"  browser: window + colour + draw one aided slice (main thread) p50 {np.percentile(draw, 50):.1f} ms, p95 {np.percentile(draw, 95):.1f} ms"
+                    )
             results["first_image_next_case_s"] = finish_case()
             print(f"first image of the next case (prefetched while reading): {results['first_image_next_case_s']:.2f} s")
             results["image_share_of_window"] = _image_share(page)

@@ -92,7 +92,9 @@ def check_window(level_hu: float, width_hu: float) -> tuple[float, float]:
     """``(level, width)`` rounded to 0.1 HU when inside :data:`WINDOW_LIMITS_HU`; :class:`ViewError` naming the bounds otherwise."""
     lim = WINDOW_LIMITS_HU
     level, width = float(level_hu), float(width_hu)
-    if not (np.isfinite(level) and np.isfinite(width) and lim["widthMin"] <= width <= lim["widthMax"] and lim["levelMin"] <= level <= lim["levelMax"]):
+    if not (
+        np.isfinite(level) and np.isfinite(width) and lim["widthMin"] <= width <= lim["widthMax"] and lim["levelMin"] <= level <= lim["levelMax"]
+    ):
         raise ViewError(
             f"Window level {level_hu} / width {width_hu} HU is out of range "
             f"(width {lim['widthMin']:g} to {lim['widthMax']:g} HU, level {lim['levelMin']:g} to {lim['levelMax']:g} HU)."
@@ -138,6 +140,21 @@ def window_to_uint8(values: np.ndarray, level_hu: float, width_hu: float) -> np.
     return out.astype(np.uint8)
 
 
+def _overlay_pixels(z: np.ndarray, threshold: float, saturation: float, min_alpha: float, palette: OverlayPalette) -> tuple:
+    """The coloured pixels, their opacity and colour by the detector's one overlay rule, with the settings checked first."""
+    if not (threshold > 0 and saturation > threshold and 0.0 <= min_alpha <= 1.0):
+        raise ViewError(f"Overlay settings need 0 < threshold < saturation and 0 ≤ min_alpha ≤ 1; got {threshold}, {saturation}, {min_alpha}.")
+    from detector.overlay import overlay_pixels  # the one overlay rule, shared with the detector's overlay series
+
+    return overlay_pixels(
+        np.asarray(z, dtype=np.float32),
+        threshold=threshold,
+        z_max=saturation,
+        opacity=(min_alpha, 1.0),
+        palette=(palette.increase_rgb, palette.decrease_rgb),
+    )
+
+
 def zmap_overlay_rgba(
     z: np.ndarray,
     *,
@@ -156,15 +173,8 @@ def zmap_overlay_rgba(
     min_alpha : opacity at the threshold (0..1).
     palette : colours for increase and decrease.
     """
-    if not (threshold > 0 and saturation > threshold and 0.0 <= min_alpha <= 1.0):
-        raise ViewError(f"Overlay settings need 0 < threshold < saturation and 0 ≤ min_alpha ≤ 1; got {threshold}, {saturation}, {min_alpha}.")
-    from detector.overlay import overlay_pixels  # the one overlay rule, shared with the detector's overlay series
-
-    zf = np.asarray(z, dtype=np.float32)
-    rgba = np.zeros(zf.shape + (4,), dtype=np.uint8)
-    where, alpha, colour = overlay_pixels(
-        zf, threshold=threshold, z_max=saturation, opacity=(min_alpha, 1.0), palette=(palette.increase_rgb, palette.decrease_rgb)
-    )
+    where, alpha, colour = _overlay_pixels(z, threshold, saturation, min_alpha, palette)
+    rgba = np.zeros(np.shape(z) + (4,), dtype=np.uint8)
     if alpha.size:
         rgba[where] = np.column_stack([colour.astype(np.uint8), np.rint(alpha * 255.0).astype(np.uint8)])
     return rgba
@@ -198,15 +208,8 @@ def zmap_overlay_indexed(
     :data:`OVERLAY_STEPS` steps between ``min_alpha`` and 1 (at most 0.6 % off, under one 8-bit
     level), so the server sends one byte per pixel and the browser colours it with the palette.
     """
-    if not (threshold > 0 and saturation > threshold and 0.0 <= min_alpha <= 1.0):
-        raise ViewError(f"Overlay settings need 0 < threshold < saturation and 0 ≤ min_alpha ≤ 1; got {threshold}, {saturation}, {min_alpha}.")
-    from detector.overlay import overlay_pixels
-
-    zf = np.asarray(z, dtype=np.float32)
-    index = np.zeros(zf.shape, dtype=np.uint8)
-    where, alpha, colour = overlay_pixels(
-        zf, threshold=threshold, z_max=saturation, opacity=(min_alpha, 1.0), palette=(palette.increase_rgb, palette.decrease_rgb)
-    )
+    where, alpha, colour = _overlay_pixels(z, threshold, saturation, min_alpha, palette)
+    index = np.zeros(np.shape(z), dtype=np.uint8)
     if alpha.size:
         span = 1.0 - min_alpha
         step = np.rint((alpha - min_alpha) / span * (OVERLAY_STEPS - 1)) if span > 0 else np.zeros_like(alpha)

@@ -28,7 +28,16 @@ from .errors import TicketError, ViewError
 from .geometry import PLANES
 from .layers import LAYERS, allowed_layers, overlay_style_for
 from .readout import ValueReader
-from .render import PALETTES, check_window, encode_image, encode_paletted_png, overlay_palette_rgba, raw_slice_bytes, window_to_uint8, zmap_overlay_indexed
+from .render import (
+    PALETTES,
+    check_window,
+    encode_image,
+    encode_paletted_png,
+    overlay_palette_rgba,
+    raw_slice_bytes,
+    window_to_uint8,
+    zmap_overlay_indexed,
+)
 from .settings import WorkstationSettings
 from .timing import ActiveTimeTracker
 from .volumes import VolumeCache
@@ -127,7 +136,9 @@ class ImageService:
         """
         if overlay is not None:
             if overlay != "zmap" or layer != "ct" or fmt != "raw":
-                raise ViewError("Only the z-map overlay rides with an image, and only on the current CT in the raw format (layer ct, fmt=raw, overlay=zmap).")
+                raise ViewError(
+                    "Only the z-map overlay rides with an image, and only on the current CT in the raw format (layer ct, fmt=raw, overlay=zmap)."
+                )
             base = self.render(token, "ct", plane, slice_index, fmt="raw", session_token=session_token)
             over = self.render(token, "zmap", plane, slice_index, fmt="raw", session_token=session_token)
             return RenderedImage(base.data + over.data, _MEDIA_TYPES["raw"])

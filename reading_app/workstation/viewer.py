@@ -73,7 +73,6 @@ MOUSE_HELP = (
 )
 
 
-
 @dataclass(frozen=True)
 class ClickedPoint:
     """Where a click landed: image point ``(u, v)`` on a slice, the continuous display-grid voxel index, and LPS mm."""

@@ -152,7 +152,12 @@ def test_image_service_aided_overlay_and_subtraction(case_files, tmp_path):
         service.render(token, "ct", "axial", 0, level_hu=40, width_hu=0)
     # the server's limits are the W/L inputs' (WINDOW_LIMITS_HU): a width the page refuses is refused here too
     assert service.render(token, "ct", "axial", 0, level_hu=40, width_hu=WINDOW_LIMITS_HU["widthMax"]).media_type == "image/jpeg"
-    for level, width in ((40, WINDOW_LIMITS_HU["widthMax"] + 1), (40, 20000), (WINDOW_LIMITS_HU["levelMax"] + 1, 400), (WINDOW_LIMITS_HU["levelMin"] - 1, 400)):
+    for level, width in (
+        (40, WINDOW_LIMITS_HU["widthMax"] + 1),
+        (40, 20000),
+        (WINDOW_LIMITS_HU["levelMax"] + 1, 400),
+        (WINDOW_LIMITS_HU["levelMin"] - 1, 400),
+    ):
         with pytest.raises(ViewError, match="out of range .width 1 to 8000 HU, level -2000 to 4000 HU"):
             service.render(token, "ct", "axial", 0, level_hu=level, width_hu=width)
     with pytest.raises(ViewError, match="Unknown image format"):

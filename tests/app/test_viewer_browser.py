@@ -35,11 +35,16 @@ def _window(page) -> tuple[int, int]:
     return int(level), int(width)
 
 
-def test_the_hu_readout_shows_the_exams_hu_under_the_cursor_and_the_prior_beside_it(server, browser):
+def _reading(server, browser, reader: str):  # noqa: ANN001, ANN202
+    """A new browser context logged in as ``reader`` on the reading page with its first image drawn: (context, page, the case read's view)."""
     context, page = new_page(browser)
-    log_in(page, server, "reader1")
+    log_in(page, server, reader)
     open_reading(page, server)
-    view = current_case(reader_service(server, "reader1"))
+    return context, page, current_case(reader_service(server, reader))
+
+
+def test_the_hu_readout_shows_the_exams_hu_under_the_cursor_and_the_prior_beside_it(server, browser):
+    context, page, view = _reading(server, browser, "reader1")
     grid = _grid(view)
     s = shown_slice(page)
     col, row = 20, 18
@@ -202,10 +207,7 @@ def test_the_browser_windows_the_raw_slice_as_the_server_does_and_a_window_chang
     from reading_app.workstation import read_display_volume, window_to_uint8
     from reading_app.workstation.geometry import extract_slice
 
-    context, page = new_page(browser)
-    log_in(page, server, "reader1")
-    open_reading(page, server)
-    view = current_case(reader_service(server, "reader1"))
+    context, page, view = _reading(server, browser, "reader1")
     s = shown_slice(page)
     values = extract_slice(read_display_volume(view.current_path, "ct").array, "axial", s)
 
