@@ -339,9 +339,10 @@ def main() -> None:
 
             def requests_by_layer(label: str) -> None:
                 """Resource Timing of the image requests made during a measurement: per layer, the whole
-                request and its server part (request sent -> first byte), p50 / p95 ms."""
+                request and its server part (request sent -> first byte), p50 / p95 ms (requests
+                without timings, e.g. started before the measurement, are left out)."""
                 entries = page.evaluate(
-                    "() => performance.getEntriesByType('resource').filter(e => e.name.includes('/api/tsct/v1/image/'))"
+                    "() => performance.getEntriesByType('resource').filter(e => e.name.includes('/api/tsct/v1/image/') && e.responseStart > 0)"
                     ".map(e => [e.name.split('/image/')[1].split('/')[1], e.duration, e.responseStart - e.requestStart, e.responseEnd - e.responseStart])"
                 )
                 out = {}
