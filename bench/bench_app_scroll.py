@@ -18,6 +18,9 @@ What it does:
    the current (P): key press → the current slice *and* the prior slice synced to it through the
    registration both drawn. And the first image of a case: cold (nothing in memory: the volume
    is read from disk) and the next case (read in the background while the previous case was read).
+4. Where the time goes: per measurement and layer, the image requests' Resource Timing (whole
+   request, until the first byte, transfer); with raw slices (the default ``--image-format``), the
+   browser's main-thread time to window one aided slice, colour its overlay and draw it.
 
 Usage::
 
@@ -91,6 +94,27 @@ async (args) => {
     out.push(ok ? performance.now() - t0 : null);
     s = target;
     await sleep(args.pauseMs);
+  }
+  return out;
+}
+"""
+
+
+DRAW_JS = """
+() => {
+  const host = [...document.querySelectorAll('*')].find(e => e.shadowRoot && e.shadowRoot.querySelector('.tsct-viewer'));
+  const v = host.shadowRoot.querySelector('.tsct-viewer').__tsct;
+  const S = v.S, plane = S.plane, g = v.data.volumes.current[plane];
+  const e = v.cache.get(v.url('ct', plane, S.slice[plane], v.rawOverlay()));
+  if (!e || !e.buf) return null;
+  const out = [];
+  for (let k = 0; k < 40; k++) {
+    v.offscreen.main.entry = null;  // as for a slice not drawn before
+    if (v.offscreen.overlay) v.offscreen.overlay.entry = null;
+    const t0 = performance.now();
+    v.lastImages.main = { base: v.picture(e, 'main', 'ct', g), overlay: v.overlayPicture(e, g), plane, volume: 'current' };
+    v.redraw('main');
+    out.push(performance.now() - t0);
   }
   return out;
 }
@@ -180,7 +204,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=120, help="slice changes per scroll measurement")
     parser.add_argument("--jumps", type=int, default=40, help="random slice jumps per measurement")
     parser.add_argument("--pause-ms", type=float, default=50.0, help="pause after each slice change (50 ms: at most 20 slices a second)")
-    parser.add_argument("--image-format", choices=["png", "jpeg"], default="png")
+    parser.add_argument(
+        "--image-format",
+        choices=["raw", "png", "jpeg"],
+        default="raw",
+        help="grey slices: raw int16 windowed in the browser, or png/jpeg windowed on the server",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args()
@@ -250,8 +279,36 @@ def main() -> None:
             settle()
             print(f"first image of the first case (volume read from disk): {results['first_image_cold_s']:.2f} s")
 
+            def requests_by_layer(label: str) -> None:
+                """Resource Timing of the image requests made during a measurement: per layer, the whole
+                request and its server part (request sent -> first byte), p50 / p95 ms (requests
+                without timings, e.g. started before the measurement, are left out)."""
+                entries = page.evaluate(
+                    "() => performance.getEntriesByType('resource').filter(e => e.name.includes('/api/tsct/v1/image/') && e.responseStart > 0)"
+                    ".map(e => [e.name.split('/image/')[1].split('/')[1], e.duration, e.responseStart - e.requestStart, e.responseEnd - e.responseStart])"
+                )
+                out = {}
+                for layer in sorted({e[0] for e in entries}):
+                    rows = np.array([e[1:] for e in entries if e[0] == layer], dtype=float)
+                    out[layer] = {
+                        "n": len(rows),
+                        **{
+                            f"{what}_p{q}_ms": float(np.percentile(rows[:, i], q))
+                            for i, what in enumerate(("request", "server", "transfer"))
+                            for q in (50, 95)
+                        },
+                    }
+                    r = out[layer]
+                    print(
+                        f"    {layer:8s} requests n={r['n']:4d}  whole p50 {r['request_p50_ms']:6.1f} / p95 {r['request_p95_ms']:6.1f} ms; "
+                        f"until the first byte p50 {r['server_p50_ms']:6.1f} / p95 {r['server_p95_ms']:6.1f} ms; "
+                        f"transfer p50 {r['transfer_p50_ms']:5.1f} / p95 {r['transfer_p95_ms']:5.1f} ms"
+                    )
+                results[f"{label}_requests"] = out
+
             def measure(label: str, prior: bool = False) -> None:
                 time.sleep(1.0)
+                page.evaluate("() => { performance.setResourceTimingBufferSize(20000); performance.clearResourceTimings(); }")
                 # jumps first, while few slices are in the browser's cache, then scrolling
                 jumps = page.evaluate(
                     MEASURE_JS, {"mode": "jump", "steps": args.jumps, "pauseMs": args.pause_ms, "seed": args.seed + 1, "prior": prior}
@@ -266,6 +323,7 @@ def main() -> None:
                     print(
                         f"{label:8s} {kind:6s} n={r['n']:4d}  p50 {r['p50_ms']:6.1f} ms  p95 {r['p95_ms']:6.1f} ms  max {r['max_ms']:6.1f} ms  timed out {r['n_timed_out']}"
                     )
+                requests_by_layer(label)
 
             def finish_case() -> float:
                 """Finish the case; seconds from the click to the next reading's first image."""
@@ -291,6 +349,14 @@ def main() -> None:
             results["first_image_same_case_aided_s"] = finish_case()
             print(f"first image of the aided reading of the same case: {results['first_image_same_case_aided_s']:.2f} s")
             measure("aided")
+            if args.image_format == "raw":
+                # the browser's own part of an aided slice: window the raw CT, colour the overlay, draw (main thread)
+                draw = page.evaluate(DRAW_JS)
+                if draw:
+                    results["aided_draw_ms"] = _stats(draw)
+                    print(
+                        f"  browser: window + colour + draw one aided slice (main thread) p50 {np.percentile(draw, 50):.1f} ms, p95 {np.percentile(draw, 95):.1f} ms"
+                    )
             results["first_image_next_case_s"] = finish_case()
             print(f"first image of the next case (prefetched while reading): {results['first_image_next_case_s']:.2f} s")
             results["image_share_of_window"] = image_share(page, ((1280, 720), (1920, 1080)))

@@ -2,8 +2,12 @@
 //
 // Scrolling, windowing, zoom, panning, cine and the ruler happen here in the browser; slice images
 // come from the server's image route with the reading's ticket (the server refuses any layer the
-// treatment does not show). Images are kept in a cache and the next slices in the scroll direction
-// are prefetched. The HU under the cursor comes from the server's volume (the /hu route, same
+// treatment does not show). Grey slices come as raw int16 values (format "raw") and are windowed
+// here through a lookup table, so a window change redraws without asking the server; with format
+// png/jpeg the server windows them. With raw slices the aided reading's z-map overlay rides in the
+// CT's response (palette indices and the palette, coloured here), so an aided slice is one request;
+// otherwise it is a paletted PNG of its own. Slices are kept in a
+// cache (bounded in bytes) and the next slices in the scroll direction are prefetched at low priority. The HU under the cursor comes from the server's volume (the /hu route, same
 // ticket), never from the grey level; its answer also places the crosshair on the panel beside.
 // Geometry: the image is placed with the formula of reading_app.workstation.geometry.ViewTransform;
 // a mark is sent back as a screen position plus the view, and the server converts it to voxels and
@@ -13,7 +17,8 @@
 // Ctrl+left-drag always windows; middle-drag or Shift+left-drag always pans; wheel = slices. A mark
 // is a deliberate act: a click with the Mark tool, or a double click with any other tool but the ruler.
 
-const CACHE_LIMIT = 900;
+const CACHE_BYTES = 384 * 2 ** 20;  // raw slices count their bytes (512 KiB at 512 x 512)
+const IMAGE_BYTES = 256 * 1024;  // what a cached PNG/JPEG image counts as
 const PAD = 6;
 const PREFETCH_AHEAD = 10;
 const PREFETCH_BEHIND = 3;
@@ -59,6 +64,9 @@ class Viewer {
     this.data = data;
     this.trigger = trigger;
     this.cache = new Map();
+    this.cacheBytes = 0;
+    this.offscreen = { main: null, side: null, overlay: null };
+    this.luts = new Map();
     this.req = 0;
     this.drawnReq = { main: 0, side: 0 };
     this.lastImages = { main: null, side: null };
@@ -236,35 +244,151 @@ class Viewer {
   }
 
   // ------------------------------------------------------------------ images
-  url(layer, plane, index) {
+  rawOverlay() {
+    // the z-map overlay is wanted, and rides with the raw CT slice
+    const d = this.data;
+    return d.format === "raw" && !!(this.S.overlay && d.layers.zmap && d.layers.zmap.available);
+  }
+
+  url(layer, plane, index, withOverlay = false) {
     const d = this.data, S = this.S, L = d.layers[layer];
     let u = `${d.api}/image/${encodeURIComponent(d.ticket)}/${layer}/${plane}/${index}`;
     if (layer === "zmap") return u;
     u += `?fmt=${d.format}`;
-    if (!L.fixed) u += `&wl=${S.wl}&ww=${S.ww}`;
+    if (!L.fixed && d.format !== "raw") u += `&wl=${S.wl}&ww=${S.ww}`;
+    if (withOverlay) u += "&overlay=zmap";
     return u;
   }
 
-  load(u) {
+  forget(u) {
+    const e = this.cache.get(u);
+    if (!e) return;
+    this.cache.delete(u);
+    this.cacheBytes -= e.bytes;
+  }
+
+  clearCache() {
+    for (const e of this.cache.values()) if (!e.ok && !e.err && e.cancel) e.cancel();
+    this.cache.clear();
+    this.cacheBytes = 0;
+  }
+
+  load(u, priority = "high") {
     let e = this.cache.get(u);
     if (e) { this.cache.delete(u); this.cache.set(u, e); return e.promise; }
-    e = { img: null, ok: false, err: false };
-    // decode() loads and decodes off the main thread, so drawing it later costs no decoding. A
-    // failed image is asked for once more after a moment (right after log-in the session cookie
-    // may still be on its way; image links work only with it).
-    const attempt = (left) => {
+    const raw = u.includes("fmt=raw");
+    e = { img: null, buf: null, ok: false, err: false, bytes: raw ? 0 : IMAGE_BYTES, cancel: null };
+    // A failed image is asked for once more after a moment (right after log-in the session cookie
+    // may still be on its way; image links work only with it). Prefetches ask at low priority, so
+    // the slice on screen never queues behind them.
+    const retry = (left, again) => {
+      if (left > 0 && this.cache.get(u) === e) return new Promise((r) => setTimeout(r, 700)).then(() => again(left - 1));
+      e.err = true;
+      if (this.cache.get(u) === e) this.forget(u);
+      return e;
+    };
+    // raw: the slice's values (int16), windowed when drawn
+    const fetchRaw = (left) => {
+      const ctl = new AbortController();
+      e.cancel = () => ctl.abort();
+      return fetch(u, { credentials: "same-origin", signal: ctl.signal, priority })
+        .then((r) => (r.ok ? r.arrayBuffer() : Promise.reject(new Error(String(r.status)))))
+        .then((buf) => {
+          e.buf = buf; e.ok = true;
+          if (this.cache.get(u) === e) { this.cacheBytes += buf.byteLength; e.bytes = buf.byteLength; this.trimCache(); }
+          return e;
+        }, (err) => (ctl.signal.aborted ? retry(0) : retry(left, fetchRaw)));
+    };
+    // decode() loads and decodes off the main thread, so drawing it later costs no decoding
+    const fetchImage = (left) => {
       const img = new Image();
       e.img = img;
+      img.fetchPriority = priority;
+      e.cancel = () => { img.src = ""; };
       img.src = u;
-      return img.decode().then(() => { e.ok = true; return e; }, () => {
-        if (left > 0 && this.cache.get(u) === e) return new Promise((r) => setTimeout(r, 700)).then(() => attempt(left - 1));
-        e.err = true; this.cache.delete(u); return e;
-      });
+      return img.decode().then(() => { e.ok = true; return e; }, () => retry(left, fetchImage));
     };
-    e.promise = attempt(1);
+    e.promise = raw ? fetchRaw(1) : fetchImage(1);
     this.cache.set(u, e);
-    while (this.cache.size > CACHE_LIMIT) this.cache.delete(this.cache.keys().next().value);
+    this.cacheBytes += e.bytes;
+    this.trimCache();
     return e.promise;
+  }
+
+  trimCache() {
+    // least recently used out, never the newest entry
+    while (this.cacheBytes > CACHE_BYTES && this.cache.size > 1) this.forget(this.cache.keys().next().value);
+  }
+
+  lut(level, width) {
+    // int16 value + 32768 -> opaque grey pixel (RGBA bytes as one little-endian uint32), the
+    // server's window_to_uint8: clip((v - (level - width / 2)) * 255 / width, 0, 255), rounded
+    const key = `${level}:${width}`;
+    let t = this.luts.get(key);
+    if (t) return t;
+    t = new Uint32Array(65536);
+    const lo = level - width / 2, scale = 255 / width;
+    for (let i = 0; i < 65536; i++) {
+      const g = Math.floor(clamp((i - 32768 - lo) * scale, 0, 255) + 0.5);
+      t[i] = 0xff000000 | (g << 16) | (g << 8) | g;
+    }
+    if (this.luts.size >= 4) this.luts.clear();
+    this.luts.set(key, t);
+    return t;
+  }
+
+  parts(entry, g) {
+    // a raw response: the int16 slice, then (overlay=zmap) the overlay's palette indices and 256 RGBA entries
+    if (entry.parts && entry.parts.n === g.nu * g.nv) return entry.parts;
+    const n = g.nu * g.nv, size = entry.buf.byteLength;
+    if (size !== 2 * n && size !== 3 * n + 1024) return null;
+    entry.parts = { n, values: new Int16Array(entry.buf, 0, n) };
+    if (size > 2 * n) {
+      entry.parts.index = new Uint8Array(entry.buf, 2 * n, n);
+      entry.parts.palette = new Uint32Array(entry.buf.slice(3 * n));  // RGBA bytes as little-endian uint32
+    }
+    return entry.parts;
+  }
+
+  offscreenFor(name, g) {
+    let o = this.offscreen[name];
+    if (!o || o.canvas.width !== g.nu || o.canvas.height !== g.nv) {
+      const canvas = document.createElement("canvas");
+      canvas.width = g.nu; canvas.height = g.nv;
+      const ctx = canvas.getContext("2d");
+      const img = ctx.createImageData(g.nu, g.nv);
+      o = this.offscreen[name] = { canvas, ctx, img, px: new Uint32Array(img.data.buffer), entry: null, key: "" };
+    }
+    return o;
+  }
+
+  picture(entry, role, layer, g) {
+    // what drawImage draws: the decoded image, or the raw slice windowed into this panel's own canvas
+    if (!entry.buf) return entry.img;
+    const parts = this.parts(entry, g);
+    if (!parts) return null;
+    const L = this.data.layers[layer], S = this.S;
+    const win = L && L.window ? L.window : { level: S.wl, width: S.ww };
+    const o = this.offscreenFor(role, g), key = `${win.level}:${win.width}`;
+    if (o.entry === entry && o.key === key) return o.canvas;  // already in it
+    o.entry = entry; o.key = key;
+    const lut = this.lut(win.level, win.width), px = o.px, values = parts.values;
+    for (let i = 0; i < px.length; i++) px[i] = lut[values[i] + 32768];
+    o.ctx.putImageData(o.img, 0, 0);
+    return o.canvas;
+  }
+
+  overlayPicture(entry, g) {
+    // the overlay that rode with a raw CT slice, coloured with its palette (null: none came)
+    const parts = entry && entry.buf ? this.parts(entry, g) : null;
+    if (!parts || !parts.index) return null;
+    const o = this.offscreenFor("overlay", g);
+    if (o.entry === entry) return o.canvas;
+    o.entry = entry;
+    const px = o.px, index = parts.index, palette = parts.palette;
+    for (let i = 0; i < px.length; i++) px[i] = palette[index[i]];
+    o.ctx.putImageData(o.img, 0, 0);
+    return o.canvas;
   }
 
   reportError(layer, u) {
@@ -293,9 +417,10 @@ class Viewer {
   render() {
     const d = this.data, S = this.S, plane = S.plane, s = S.slice[plane];
     const reqId = ++this.req;
-    const base = this.url("ct", plane, s);
+    const riding = this.rawOverlay();
+    const base = this.url("ct", plane, s, riding);
     const wantOverlay = !!(S.overlay && d.layers.zmap && d.layers.zmap.available);
-    const overlayUrl = wantOverlay ? this.url("zmap", plane, s) : null;
+    const overlayUrl = wantOverlay && !riding ? this.url("zmap", plane, s) : null;
     const tag = `${plane}:${s}:${S.wl}:${S.ww}`;
     const c = this.el.mainCanvas;
     let baseEntry = null, overlayEntry = null;
@@ -303,9 +428,13 @@ class Viewer {
     // the complete picture (CT, plus the overlay when it is on).
     const draw = () => {
       if (reqId < this.drawnReq.main || !baseEntry || baseEntry.err) return;
+      const g = d.volumes.current[plane];
+      const picture = this.picture(baseEntry, "main", "ct", g);
+      if (!picture) { this.reportError("CT", base); return; }
+      if (riding) overlayEntry = baseEntry;
       this.drawnReq.main = reqId;
-      const overlay = overlayEntry && overlayEntry.ok ? overlayEntry.img : null;
-      this.lastImages.main = { base: baseEntry.img, overlay, plane, volume: "current" };
+      const overlay = riding ? this.overlayPicture(baseEntry, g) : overlayEntry && overlayEntry.ok ? overlayEntry.img : null;
+      this.lastImages.main = { base: picture, overlay, plane, volume: "current" };
       this.redraw("main");
       c.dataset.base = tag;
       c.dataset.overlay = overlay ? "1" : "0";
@@ -324,9 +453,10 @@ class Viewer {
       const u = this.url(layer, plane, si);
       this.load(u).then((e) => {
         if (reqId <= this.drawnReq.side) return;
-        if (e.err) { this.reportError(d.layers[layer].label, u); return; }
+        const picture = e.err ? null : this.picture(e, "side", layer, layer === "prior" ? d.volumes.prior[plane] : d.volumes.current[plane]);
+        if (!picture) { this.reportError(d.layers[layer].label, u); return; }
         this.drawnReq.side = reqId;
-        this.lastImages.side = { base: e.img, overlay: null, plane, volume: layer === "prior" ? "prior" : "current", index: si };
+        this.lastImages.side = { base: picture, overlay: null, plane, volume: layer === "prior" ? "prior" : "current", index: si };
         this.redraw("side");
         this.el.sideCanvas.dataset.shown = `${layer}:${plane}:${si}`;
         this.el.sideCanvas.dataset.for = `${plane}:${s}`;  // the current slice this side picture belongs to
@@ -340,27 +470,28 @@ class Viewer {
     // Only for the picture still wanted, and after it is on screen, so prefetching never delays it.
     if (reqId !== this.req) return;
     const d = this.data, S = this.S, plane = S.plane, s = S.slice[plane], n = d.volumes.current[plane].n;
-    const wantOverlay = S.overlay && d.layers.zmap && d.layers.zmap.available;
+    const riding = this.rawOverlay();
+    const wantOverlay = S.overlay && d.layers.zmap && d.layers.zmap.available && !riding;
     const urls = [];
     for (let k = 1; k <= PREFETCH_AHEAD + PREFETCH_BEHIND; k++) {
       const i = k <= PREFETCH_AHEAD ? s + S.dir * k : s - S.dir * (k - PREFETCH_AHEAD);
       if (i < 0 || i >= n) continue;
-      urls.push(this.url("ct", plane, i));
+      urls.push(this.url("ct", plane, i, riding));
       if (wantOverlay) urls.push(this.url("zmap", plane, i));
       if (S.side !== "none" && d.layers[S.side]) urls.push(this.url(S.side, plane, this.sideIndex(plane, i)));
     }
     // Cancel prefetches that are still loading but no longer near (after a jump): they would
     // compete with the images the reader wants now.
     const keep = new Set(urls);
-    keep.add(this.url("ct", plane, s));
+    keep.add(this.url("ct", plane, s, riding));
     if (wantOverlay) keep.add(this.url("zmap", plane, s));
     if (S.side !== "none" && d.layers[S.side]) keep.add(this.url(S.side, plane, this.sideIndex(plane)));
     for (const u of this.prefetching || []) {
       const e = this.cache.get(u);
-      if (e && !e.ok && !e.err && !keep.has(u)) { e.img.src = ""; this.cache.delete(u); }
+      if (e && !e.ok && !e.err && !keep.has(u)) { this.forget(u); if (e.cancel) e.cancel(); }
     }
     this.prefetching = [...new Set(urls)];
-    for (const u of this.prefetching) this.load(u);
+    for (const u of this.prefetching) this.load(u, "low");
   }
 
   redraw(role) {
@@ -853,7 +984,7 @@ class Viewer {
         if (S.zoom > 1) S.center[S.plane] = [m.pos[S.plane][1], m.pos[S.plane][2]];
       }
     }
-    if (ticketChanged) { this.cache.clear(); this.render(); return; }
+    if (ticketChanged) { this.clearCache(); this.render(); return; }
     this.render();
   }
 }

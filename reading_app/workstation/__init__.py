@@ -8,7 +8,8 @@ Public API
 DisplayGrid, ViewTransform, PlaneGeometry, PLANES, image_to_voxel, voxel_to_image, extract_slice
     Screen ↔ image ↔ voxel ↔ LPS mm; exams turned to radiological display orientation.
 WindowPreset, WINDOW_PRESETS, window_to_uint8, zmap_overlay_rgba, composite, encode_image
-    Window/level, the green/orange z-map overlay, PNG/JPEG encoding.
+    Window/level, the green/orange z-map overlay (RGBA; in ``render``: as palette indices), raw int16
+    slices the browser windows, PNG/JPEG encoding; ``render.WINDOW_LIMITS_HU`` bounds every window.
 LAYERS, AID_LAYERS, allowed_layers, layer_files, check_detector_outputs
     Which images a treatment shows (the unaided reading: the exams only) and where they are.
 TicketRegistry, ImageTicket, WebSessionStore

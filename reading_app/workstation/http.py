@@ -1,7 +1,11 @@
 """HTTP routes of the app server, next to Streamlit's own (mounted by ``reading_app/server.py``).
 
-``GET  <base>/api/tsct/v1/image/<ticket>/<layer>/<plane>/<slice>?wl=<HU>&ww=<HU>&fmt=png|jpeg``
-    One slice image (see :meth:`reading_app.workstation.service.ImageService.render`). 200 with the image;
+``GET  <base>/api/tsct/v1/image/<ticket>/<layer>/<plane>/<slice>?fmt=raw[&overlay=zmap]`` or ``?fmt=png|jpeg&wl=<HU>&ww=<HU>``
+    One slice image (see :meth:`reading_app.workstation.service.ImageService.render`): with
+    ``fmt=raw`` (the viewer's default) the slice's values as little-endian int16, sent uncompressed
+    (``Content-Encoding: identity``), and no window; ``overlay=zmap`` on the ``ct`` layer appends the
+    z-map overlay of the same slice (palette indices and palette), checked as the z-map layer itself
+    is (403 where the treatment does not show it). 200 with the image;
     401 unknown or expired ticket, no or another browser session's cookie, the case read finished,
     another reader's or another treatment's; **403 a layer the reading's treatment does not
     show**; 404 the layer's file is missing; 400 a bad plane, slice or window. Images are not kept
@@ -110,6 +114,7 @@ def make_routes(base_url_path: str = "", runtime: Callable[[], WorkstationRuntim
             level = float(q["wl"]) if "wl" in q else None
             width = float(q["ww"]) if "ww" in q else None
             fmt = q.get("fmt") or None
+            overlay = q.get("overlay") or None
             rendered = await run_in_threadpool(
                 runtime().images.render,
                 p["ticket"],
@@ -120,16 +125,21 @@ def make_routes(base_url_path: str = "", runtime: Callable[[], WorkstationRuntim
                 width_hu=width,
                 fmt=fmt,
                 session_token=request.cookies.get(SESSION_COOKIE),
+                overlay=overlay,
             )
         except ValueError as exc:
             return refused(exc)
-        return Response(
-            rendered.data,
-            media_type=rendered.media_type,
+        headers = {
             # no-store: the browser's HTTP cache must not answer a replayed link (an aid from an earlier
             # reading) without asking the server; the viewer keeps the open case's images in memory itself
-            headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
-        )
+            "Cache-Control": "private, no-store",
+            "X-Content-Type-Options": "nosniff",
+        }
+        if rendered.media_type == "application/octet-stream":
+            # raw slices go as they are: the app server's gzip (level 5) would cost more per slice
+            # than everything else the route does (an encoding already set makes it pass them by)
+            headers["Content-Encoding"] = "identity"
+        return Response(rendered.data, media_type=rendered.media_type, headers=headers)
 
     async def hu(request):  # noqa: ANN001, ANN202
         p = request.path_params

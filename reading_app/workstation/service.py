@@ -15,12 +15,13 @@ treatment that shows the ticket's layers.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Hashable
+
+import numpy as np
 
 from .access import DownloadRegistry, ImageTicket, TicketRegistry, WebSessionStore
 from .errors import TicketError, ViewError
@@ -28,14 +29,24 @@ from .geometry import PLANES
 from .layers import LAYERS, allowed_layers, overlay_style_for
 from .localizer import LocalizerService
 from .readout import ValueReader
-from .render import PALETTES, encode_image, window_to_uint8, zmap_overlay_rgba
+from .render import (
+    PALETTES,
+    check_window,
+    encode_image,
+    encode_paletted_png,
+    overlay_palette_rgba,
+    raw_slice_bytes,
+    window_to_uint8,
+    zmap_overlay_indexed,
+)
 from .settings import WorkstationSettings
 from .timing import ActiveTimeTracker
 from .volumes import VolumeCache
 
 __all__ = ["ImageService", "RenderedImage", "WorkstationRuntime", "get_runtime", "reset_runtime"]
 
-_MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
+#: ``raw``: the slice's values as little-endian int16 (rows first), windowed in the browser.
+_MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "raw": "application/octet-stream"}
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,7 @@ class ImageService:
         self.volumes = volumes
         self.tickets = tickets
         self._cache = _BytesLRU(settings.render_cache_mb * 2**20)
+        self._overlay_palette = overlay_palette_rgba(PALETTES[settings.zmap_palette])
 
     def render(
         self,
@@ -98,13 +110,23 @@ class ImageService:
         width_hu: float | None = None,
         fmt: str | None = None,
         session_token: str | None = None,
+        overlay: str | None = None,
     ) -> RenderedImage:
         """The image of ``layer`` on slice ``slice_index`` of ``plane``, for the holder of ``token``.
 
         ``session_token`` is the request's log-in cookie (a ticket works only with the session it was issued to).
 
-        Grey layers use the window ``level_hu ± width_hu / 2`` (subtraction layers their own
-        fixed window); the z-map is an RGBA PNG to lay over the current CT.
+        ``fmt`` ``raw`` (the viewer's default): a grey layer's values as little-endian ``int16``,
+        no window (the browser windows them). ``png``/``jpeg``: windowed here with
+        ``level_hu ± width_hu / 2`` inside :data:`~reading_app.workstation.render.WINDOW_LIMITS_HU`
+        (subtraction layers with their own fixed window). The z-map is always a paletted PNG
+        (:func:`~reading_app.workstation.render.zmap_overlay_indexed`) to lay over the current CT;
+        with ``fmt`` ``raw`` its palette indices (one byte per pixel) followed by the palette's 256
+        RGBA entries (1024 bytes), which the browser colours itself.
+
+        ``overlay="zmap"`` (only with ``ct`` and ``raw``): the CT slice and the z-map overlay of
+        the same slice in one response (the CT's bytes, then the overlay's), each layer checked
+        on its own, so an aided slice is one request; refused like the z-map where it is not shown.
 
         Raises
         ------
@@ -113,25 +135,32 @@ class ImageService:
         ViewError
             Bad plane, slice or window.
         """
+        if overlay is not None:
+            if overlay != "zmap" or layer != "ct" or fmt != "raw":
+                raise ViewError(
+                    "Only the z-map overlay rides with an image, and only on the current CT in the raw format (layer ct, fmt=raw, overlay=zmap)."
+                )
+            base = self.render(token, "ct", plane, slice_index, fmt="raw", session_token=session_token)
+            over = self.render(token, "zmap", plane, slice_index, fmt="raw", session_token=session_token)
+            return RenderedImage(base.data + over.data, _MEDIA_TYPES["raw"])
         ticket, path = self.tickets.authorize(token, layer, session_token=session_token)
         if plane not in PLANES:
             raise ViewError(f"Unknown plane {plane!r}; use one of {', '.join(PLANES)}.")
         spec = LAYERS[layer]
+        window: tuple[float, float] | None = None
         if layer == "zmap":
-            fmt = "png"
-            window: tuple[float, float] = (0.0, 0.0)
+            fmt = "raw" if fmt == "raw" else "png"
         else:
             fmt = fmt or self.settings.image_format
             if fmt not in _MEDIA_TYPES:
-                raise ViewError(f"Unknown image format {fmt!r}; use png or jpeg.")
-            if spec.fixed_window is not None:
-                window = (spec.fixed_window.level_hu, spec.fixed_window.width_hu)
-            else:
-                if level_hu is None or width_hu is None:
+                raise ViewError(f"Unknown image format {fmt!r}; use raw, png or jpeg.")
+            if fmt != "raw":
+                if spec.fixed_window is not None:
+                    window = (spec.fixed_window.level_hu, spec.fixed_window.width_hu)
+                elif level_hu is None or width_hu is None:
                     raise ViewError("Give the window level and width (HU) for a grey image.")
-                if not (math.isfinite(level_hu) and math.isfinite(width_hu) and 1.0 <= width_hu <= 20000.0 and abs(level_hu) <= 20000.0):
-                    raise ViewError(f"Window level {level_hu} / width {width_hu} HU is out of range (width 1 to 20000 HU).")
-                window = (round(float(level_hu), 1), round(float(width_hu), 1))
+                else:
+                    window = check_window(level_hu, width_hu)
         key = (str(path), layer, plane, int(slice_index), window, fmt)
         cached = self._cache.get(key)
         if cached is not None:
@@ -140,8 +169,13 @@ class ImageService:
         if layer == "zmap":
             s = self.settings
             threshold, saturation = overlay_style_for(path, s.zmap_threshold, s.zmap_saturation)
-            image = zmap_overlay_rgba(pixels, threshold=threshold, saturation=saturation, palette=PALETTES[s.zmap_palette])
-            data = encode_image(image, "png")
+            index = zmap_overlay_indexed(pixels, threshold=threshold, saturation=saturation, palette=PALETTES[s.zmap_palette])
+            if fmt == "raw":
+                data = np.ascontiguousarray(index).tobytes() + self._overlay_palette.tobytes()
+            else:
+                data = encode_paletted_png(index, self._overlay_palette)
+        elif window is None:
+            data = raw_slice_bytes(pixels)
         else:
             data = encode_image(window_to_uint8(pixels, *window), fmt, jpeg_quality=self.settings.jpeg_quality)  # type: ignore[arg-type]
         result = RenderedImage(data, _MEDIA_TYPES[fmt])

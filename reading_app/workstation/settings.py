@@ -7,7 +7,9 @@ variable                       meaning                                          
 ``TSCT_DATA_DIR``              data folder (database, exports, reports)                    ``./tsct-data``
 ``TSCT_DETECTOR_DIR``          detector outputs, one folder per case (``<dir>/<case id>/``)  ``$TSCT_DATA_DIR/detector``
 ``TSCT_VOLUME_CACHE_MB``       memory for volumes kept between requests                    3072
-``TSCT_IMAGE_FORMAT``          ``png`` (lossless) or ``jpeg`` (smaller, for slow links)    ``png``
+``TSCT_IMAGE_FORMAT``          grey slices as ``raw`` int16 values, windowed in the        ``raw``
+                               browser (512 KiB per 512² slice: a LAN), or windowed on
+                               the server as ``png`` (lossless) or ``jpeg`` (slow links)
 ``TSCT_JPEG_QUALITY``          JPEG quality 50-100                                          90
 ``TSCT_ZMAP_THRESHOLD``        |z| from which the overlay shows colour                      4
 ``TSCT_ZMAP_SATURATION``       |z| at which the overlay is fully opaque                     10
@@ -47,7 +49,7 @@ class WorkstationSettings:
     data_dir: Path
     detector_dir: Path
     volume_cache_mb: int = 3072
-    image_format: str = "png"
+    image_format: str = "raw"
     jpeg_quality: int = 90
     zmap_threshold: float = 4.0
     zmap_saturation: float = 10.0
@@ -63,11 +65,11 @@ class WorkstationSettings:
         """Read the settings from the environment; :class:`WorkstationError` names a bad variable and what it must be."""
         data_dir = Path(os.environ.get("TSCT_DATA_DIR", "tsct-data")).resolve()
         detector = os.environ.get("TSCT_DETECTOR_DIR", "").strip()
-        fmt = os.environ.get("TSCT_IMAGE_FORMAT", "png").strip().lower() or "png"
+        fmt = os.environ.get("TSCT_IMAGE_FORMAT", "raw").strip().lower() or "raw"
         if fmt == "jpg":
             fmt = "jpeg"
-        if fmt not in ("png", "jpeg"):
-            raise WorkstationError(f"$TSCT_IMAGE_FORMAT must be png or jpeg, got {fmt!r}.")
+        if fmt not in ("raw", "png", "jpeg"):
+            raise WorkstationError(f"$TSCT_IMAGE_FORMAT must be raw, png or jpeg, got {fmt!r}.")
         palette = os.environ.get("TSCT_ZMAP_PALETTE", "green-orange").strip() or "green-orange"
         from .render import PALETTES
 

@@ -26,7 +26,7 @@ import numpy as np
 from .errors import ViewError
 from .geometry import PLANES, DisplayGrid, ViewTransform, image_to_voxel
 from .layers import LAYERS
-from .render import WINDOW_PRESETS
+from .render import WINDOW_LIMITS_HU, WINDOW_PRESETS
 
 __all__ = [
     "ClickedPoint",
@@ -72,9 +72,6 @@ MOUSE_HELP = (
     "Wheel: slices · left-drag: the tool (W/L by default) · right-drag or Ctrl+drag: window/level · "
     "middle- or Shift+drag: pan · double click (or click with Mark): mark · Space: cine · F: fill the window"
 )
-
-#: What the W/L inputs accept (HU); the viewer names these bounds when a typed value is outside them.
-WINDOW_LIMITS_HU: dict[str, float] = {"widthMin": 1.0, "widthMax": 8000.0, "levelMin": -2000.0, "levelMax": 4000.0}
 
 
 @dataclass(frozen=True)
@@ -160,7 +157,7 @@ def viewer_payload(
     marks: Sequence[Mapping[str, Any]] = (),
     pending: Mapping[str, Any] | None = None,
     truth: Sequence[Mapping[str, Any]] = (),
-    image_format: str = "png",
+    image_format: str = "raw",
     mark_radius_mm: float = 5.0,
     can_mark: bool = True,
     rating_keys: Sequence[str] = (),
@@ -198,6 +195,12 @@ def viewer_payload(
             "label": LAYERS[name].label,
             "role": LAYERS[name].role,
             "fixed": LAYERS[name].fixed_window is not None,
+            # the browser windows raw slices itself, with this window for a fixed-window layer
+            **(
+                {"window": {"level": LAYERS[name].fixed_window.level_hu, "width": LAYERS[name].fixed_window.width_hu}}  # type: ignore[union-attr]
+                if LAYERS[name].fixed_window is not None
+                else {}
+            ),
             "available": name not in missing,
         }
         for name in allowed

@@ -318,12 +318,16 @@ def test_no_overlay_request_succeeds_in_the_unaided_reading(server, browser):
         ct_url = [url for url, status in seen if "/ct/" in url and status == 200][-1]
         probes = {layer: ct_url.split("?")[0].replace("/ct/", f"/{layer}/") for layer in ("zmap", "subtraction")}
         statuses = {layer: page.evaluate("u => fetch(u).then(r => r.status)", url) for layer, url in probes.items()}
+        # the overlay comes as a layer of its own, or riding with the raw CT slice (overlay=zmap)
+        overlay = lambda url: "/zmap/" in url or "overlay=zmap" in url  # noqa: E731
         if aided:
             assert statuses == {"zmap": 200, "subtraction": 200}, (statuses, ct_url, view.case_code, seen[-6:])
-            assert any("/zmap/" in url and status == 200 for url, status in seen)  # the overlay is on by default
+            assert any(overlay(url) and status == 200 for url, status in seen)  # the overlay is on by default
+            assert page.locator(".vp.main canvas[data-overlay='1']").count() == 1  # and drawn
         else:
             assert statuses == {"zmap": 403, "subtraction": 403}
-            assert not any(("/zmap/" in url or "/subtraction/" in url) and status == 200 for url, status in seen)
+            assert page.evaluate("u => fetch(u + '?fmt=raw&overlay=zmap').then(r => r.status)", ct_url.split("?")[0]) == 403
+            assert not any((overlay(url) or "/subtraction/" in url) and status == 200 for url, status in seen)
             assert page.locator("input.overlay-toggle").count() == 0
         checked.add(aided)
         if checked == {True, False}:

@@ -16,6 +16,14 @@ from reading_app.workstation import (
     window_to_uint8,
     zmap_overlay_rgba,
 )
+from reading_app.workstation.render import (
+    MIN_ALPHA,
+    OVERLAY_STEPS,
+    encode_paletted_png,
+    overlay_palette_rgba,
+    raw_slice_bytes,
+    zmap_overlay_indexed,
+)
 
 
 def test_window_maps_level_plus_minus_half_width_to_black_and_white():
@@ -98,3 +106,32 @@ def test_png_is_lossless_and_jpeg_is_small_and_close():
         encode_image(rgba, "jpeg")
     with pytest.raises(ViewError):
         encode_image(grey.astype(np.float32), "png")
+
+
+def test_the_indexed_overlay_is_the_rgba_overlay_within_one_alpha_level():
+    """What the viewer receives (palette indices, a paletted PNG) shows what zmap_overlay_rgba computes."""
+    rng = np.random.default_rng(4)
+    z = rng.normal(0, 6, (64, 64)).astype(np.float32)
+    z[0, :3] = (np.nan, 4.0, -4.0)
+    for palette, threshold, saturation in ((DEFAULT_PALETTE, 4.0, 10.0), (HOSHIAI_PALETTE, 3.0, 7.5)):
+        rgba = zmap_overlay_rgba(z, threshold=threshold, saturation=saturation, palette=palette)
+        index = zmap_overlay_indexed(z, threshold=threshold, saturation=saturation, palette=palette)
+        table = overlay_palette_rgba(palette)
+        assert index.dtype == np.uint8 and index.max() <= 2 * OVERLAY_STEPS
+        shown = table[index]
+        assert np.array_equal(shown[..., 3] > 0, rgba[..., 3] > 0)  # the same pixels coloured
+        assert np.array_equal(shown[..., :3][rgba[..., 3] > 0], rgba[..., :3][rgba[..., 3] > 0])  # in the same colour
+        assert np.abs(shown[..., 3].astype(int) - rgba[..., 3].astype(int)).max() <= 1
+        png = Image.open(io.BytesIO(encode_paletted_png(index, table)))
+        assert png.mode == "P" and np.array_equal(np.asarray(png.convert("RGBA")), np.where(shown[..., 3:] > 0, shown, 0))
+    assert table[0, 3] == 0 and table[1, 3] == round(255 * MIN_ALPHA) and table[OVERLAY_STEPS, 3] == 255
+    with pytest.raises(ViewError):
+        zmap_overlay_indexed(z, threshold=4.0, saturation=3.0)
+
+
+def test_raw_slices_are_whole_hu_little_endian_int16():
+    values = np.array([[-1024.4, 0.6, 40.0], [3071.0, 40000.0, np.nan]], dtype=np.float32)
+    back = np.frombuffer(raw_slice_bytes(values), dtype="<i2").reshape(values.shape)
+    assert back.tolist() == [[-1024, 1, 40], [3071, 32767, 0]]
+    ints = np.array([[1, -2]], dtype=np.int16)
+    assert raw_slice_bytes(ints) == ints.astype("<i2").tobytes()

@@ -73,10 +73,8 @@ class Rig:
             registration=registration,
         )
 
-    def image(self, ticket: str, layer: str = "ct", cookie: str | None = None, plane: str = "axial", index: int = 0):  # noqa: ANN201
-        return request(
-            self.app, "GET", f"{API}/image/{ticket}/{layer}/{plane}/{index}?wl=40&ww=400", cookies={SESSION_COOKIE: cookie} if cookie else None
-        )
+    def image(self, ticket: str, layer: str = "ct", cookie: str | None = None, plane: str = "axial", index: int = 0, query: str = "wl=40&ww=400"):  # noqa: ANN201
+        return request(self.app, "GET", f"{API}/image/{ticket}/{layer}/{plane}/{index}?{query}", cookies={SESSION_COOKIE: cookie} if cookie else None)
 
 
 @pytest.fixture()
@@ -138,6 +136,10 @@ def test_the_aid_never_reaches_the_unaided_reading_even_from_an_earlier_reading(
     aided_ticket = rig.ticket("reader2", cookie, aided)
     assert rig.image(aided_ticket, "zmap", cookie).status == 200
     assert rig.image(aided_ticket, "subtraction", cookie).status == 200
+    # the overlay riding with the raw CT slice (the viewer's aided request): the CT's bytes, then the overlay's
+    both = rig.image(aided_ticket, "ct", cookie, query="fmt=raw&overlay=zmap")
+    ct_only = rig.image(aided_ticket, "ct", cookie, query="fmt=raw")
+    assert both.status == 200 and both.body.startswith(ct_only.body) and len(both.body) == len(ct_only.body) * 3 // 2 + 1024
     case = aided.case_code
     svc.finish_case(aided.case_read_id, no_lesion=True, reading_time_s=1.0)
     # the case read is finished: its link is dead, whatever it asks for (replay after finishing)
@@ -154,6 +156,12 @@ def test_the_aid_never_reaches_the_unaided_reading_even_from_an_earlier_reading(
     assert rig.image(unaided_ticket, "ct", cookie).status == 200
     for layer in ("zmap", "subtraction", "subtraction_vm", "warped_prior"):
         assert rig.image(unaided_ticket, layer, cookie).status == 403
+        assert rig.image(unaided_ticket, layer, cookie, query="fmt=raw").status == 403
+    # the overlay cannot ride in with the CT either: the whole response is refused, no CT bytes with it
+    reply = rig.image(unaided_ticket, "ct", cookie, query="fmt=raw&overlay=zmap")
+    assert reply.status == 403 and reply.headers["content-type"].startswith("application/json")
+    for query in ("fmt=raw&overlay=subtraction", "fmt=png&wl=40&ww=400&overlay=zmap"):
+        assert rig.image(unaided_ticket, "ct", cookie, query=query).status == 400
     assert rig.image(aided_ticket, "zmap", cookie).status == 401  # the earlier reading's link, replayed now
     # a ticket claiming the aids for this unaided case read (the treatment differs): refused
     widened = rig.ticket("reader2", cookie, view, layers=allowed_layers(("subtraction", "zmap")))
@@ -290,3 +298,20 @@ def test_no_truth_route_exists(rig):
     cookie = rig.log_in("reader1")
     for path in ("/truth", "/lesions", "/marks", "/study/APP-TEST", "/session/list"):
         assert request(rig.app, "GET", API + path, cookies={SESSION_COOKIE: cookie}).status == 404
+
+
+def test_the_server_refuses_a_window_the_inputs_refuse(rig):
+    """One limit (WINDOW_LIMITS_HU) for the W/L inputs and the image route: a wider window is a 400, not an image."""
+    from reading_app.workstation.render import WINDOW_LIMITS_HU
+
+    cookie = rig.log_in("reader1")
+    ticket = rig.ticket("reader1", cookie, open_next(rig.service("reader1")))
+    widest = int(WINDOW_LIMITS_HU["widthMax"])
+    assert rig.image(ticket, cookie=cookie, query=f"fmt=png&wl=40&ww={widest}").status == 200
+    for query in (f"fmt=png&wl=40&ww={widest + 1}", "fmt=png&wl=40&ww=20000", f"fmt=jpeg&wl={int(WINDOW_LIMITS_HU['levelMax']) + 1}&ww=400"):
+        reply = rig.image(ticket, cookie=cookie, query=query)
+        assert reply.status == 400 and f"width 1 to {widest} HU" in reply.text, query
+    # raw values carry no window (the browser applies it): the same slice, int16 little-endian
+    raw = rig.image(ticket, cookie=cookie, query="fmt=raw")
+    assert raw.status == 200 and raw.headers["content-type"] == "application/octet-stream" and "no-store" in raw.headers["cache-control"]
+    assert len(raw.body) % 2 == 0 and len(raw.body) > 0

@@ -25,6 +25,7 @@ from reading_app.workstation import (
     read_display_volume,
     window_to_uint8,
 )
+from reading_app.workstation.render import WINDOW_LIMITS_HU
 
 SPACING = (0.8, 0.8, 2.5)
 
@@ -53,7 +54,9 @@ def _settings(tmp_path, **kw):
 
 
 def _decode(data: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)))
+    """The pixels of an encoded image; a paletted one (the z-map overlay) as the RGBA its palette gives."""
+    image = Image.open(io.BytesIO(data))
+    return np.asarray(image.convert("RGBA") if image.mode == "P" else image)
 
 
 def test_read_display_volume_turns_feet_first_exams_head_up(case_files):
@@ -109,9 +112,13 @@ def test_image_service_unaided_never_reads_the_zmap(case_files, tmp_path):
     tickets = TicketRegistry()
     service = ImageService(_settings(tmp_path), VolumeCache(reader=reader), tickets)
     token = tickets.issue(account_id=1, reader_id=1, study_code="S", case_read_id=1, case_code="C", layers=allowed_layers(()), files=files)
-    image = service.render(token, "ct", "axial", 0, level_hu=40, width_hu=400)
+    image = service.render(token, "ct", "axial", 0, level_hu=40, width_hu=400, fmt="png")
     assert image.media_type == "image/png"
     assert np.array_equal(_decode(image.data), window_to_uint8(ct[0], 40, 400))  # slice 0 = the top of the scan
+    # the default: the slice's own values (int16, little-endian, rows first), windowed by the browser
+    raw = service.render(token, "ct", "axial", 0)
+    assert raw.media_type == "application/octet-stream"
+    assert np.array_equal(np.frombuffer(raw.data, dtype="<i2").reshape(ct[0].shape), ct[0].astype(np.int16))
     for layer in ("zmap", "subtraction"):
         with pytest.raises(LayerNotAllowedError):
             service.render(token, layer, "axial", 0)
@@ -130,6 +137,7 @@ def test_image_service_aided_overlay_and_subtraction(case_files, tmp_path):
     # stored slice 2 (feet-first) is display z index 3, i.e. axial slice 6 - 1 - 3 = 2
     overlay = service.render(token, "zmap", "axial", 2)
     assert overlay.media_type == "image/png"
+    assert Image.open(io.BytesIO(overlay.data)).mode == "P"  # one byte per pixel; the palette colours it
     rgba = _decode(overlay.data)
     assert rgba.shape == (10, 12, 4)
     assert tuple(rgba[4, 5]) == (0, 220, 60, round(255 * (0.35 / 0.85 + (1 - 0.35 / 0.85) * 5 / 6)))  # z = 9: green
@@ -142,6 +150,18 @@ def test_image_service_aided_overlay_and_subtraction(case_files, tmp_path):
     assert abs(float(_decode(sub.data).mean()) - 255 * 600 / 1000) < 2
     with pytest.raises(ViewError, match="out of range"):
         service.render(token, "ct", "axial", 0, level_hu=40, width_hu=0)
+    # the server's limits are the W/L inputs' (WINDOW_LIMITS_HU): a width the page refuses is refused here too
+    assert service.render(token, "ct", "axial", 0, level_hu=40, width_hu=WINDOW_LIMITS_HU["widthMax"]).media_type == "image/jpeg"
+    for level, width in (
+        (40, WINDOW_LIMITS_HU["widthMax"] + 1),
+        (40, 20000),
+        (WINDOW_LIMITS_HU["levelMax"] + 1, 400),
+        (WINDOW_LIMITS_HU["levelMin"] - 1, 400),
+    ):
+        with pytest.raises(ViewError, match="out of range .width 1 to 8000 HU, level -2000 to 4000 HU"):
+            service.render(token, "ct", "axial", 0, level_hu=level, width_hu=width)
+    with pytest.raises(ViewError, match="Unknown image format"):
+        service.render(token, "ct", "axial", 0, fmt="gif")
     with pytest.raises(ViewError, match="outside"):
         service.render(token, "ct", "axial", 6, level_hu=40, width_hu=400)
     with pytest.raises(ViewError, match="Unknown plane"):

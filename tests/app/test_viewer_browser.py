@@ -35,11 +35,16 @@ def _window(page) -> tuple[int, int]:
     return int(level), int(width)
 
 
-def test_the_hu_readout_shows_the_exams_hu_under_the_cursor_and_the_prior_beside_it(server, browser):
+def _reading(server, browser, reader: str):  # noqa: ANN001, ANN202
+    """A new browser context logged in as ``reader`` on the reading page with its first image drawn: (context, page, the case read's view)."""
     context, page = new_page(browser)
-    log_in(page, server, "reader1")
+    log_in(page, server, reader)
     open_reading(page, server)
-    view = current_case(reader_service(server, "reader1"))
+    return context, page, current_case(reader_service(server, reader))
+
+
+def test_the_hu_readout_shows_the_exams_hu_under_the_cursor_and_the_prior_beside_it(server, browser):
+    context, page, view = _reading(server, browser, "reader1")
     grid = _grid(view)
     s = shown_slice(page)
     col, row = 20, 18
@@ -178,4 +183,45 @@ def test_dragging_changes_the_window_as_in_a_pacs(server, browser):
     page.mouse.up()
     page.keyboard.up("Control")
     page.locator(f".vp.main canvas[data-shown$=':{level0 + 20}:{width0 + 20}']").wait_for()
+    context.close()
+
+
+_DRAWN_GREY = """() => {
+  const host = [...document.querySelectorAll('*')].find(e => e.shadowRoot && e.shadowRoot.querySelector('.tsct-viewer'));
+  const o = host.shadowRoot.querySelector('.tsct-viewer').__tsct.offscreen.main;
+  const px = o.ctx.getImageData(0, 0, o.canvas.width, o.canvas.height).data;
+  const grey = [];
+  for (let i = 0; i < px.length; i += 4) grey.push(px[i]);
+  return { w: o.canvas.width, h: o.canvas.height, grey };
+}"""
+
+_ALL_LOADED = """() => {
+  const host = [...document.querySelectorAll('*')].find(e => e.shadowRoot && e.shadowRoot.querySelector('.tsct-viewer'));
+  return [...host.shadowRoot.querySelector('.tsct-viewer').__tsct.cache.values()].every(e => e.ok || e.err);
+}"""
+
+_IMAGE_REQUESTS = "() => performance.getEntriesByType('resource').filter(e => e.name.includes('/api/tsct/v1/image/')).length"
+
+
+def test_the_browser_windows_the_raw_slice_as_the_server_does_and_a_window_change_asks_for_no_image(server, browser):
+    from reading_app.workstation import read_display_volume, window_to_uint8
+    from reading_app.workstation.geometry import extract_slice
+
+    context, page, view = _reading(server, browser, "reader1")
+    s = shown_slice(page)
+    values = extract_slice(read_display_volume(view.current_path, "ct").array, "axial", s)
+
+    def drawn() -> np.ndarray:
+        out = page.evaluate(_DRAWN_GREY)
+        return np.array(out["grey"], dtype=np.uint8).reshape(out["h"], out["w"])
+
+    level, width = _window(page)
+    assert np.array_equal(drawn(), window_to_uint8(values, level, width))  # the server's window_to_uint8, done in the browser
+    page.wait_for_function(_ALL_LOADED)  # the prefetched neighbours are in
+    requests = page.evaluate(_IMAGE_REQUESTS)
+    page.locator("input.ww").fill("600")
+    page.locator("input.ww").press("Enter")
+    page.locator(f".vp.main canvas[data-shown='axial:{s}:{level}:600']").wait_for()
+    assert np.array_equal(drawn(), window_to_uint8(values, level, 600))
+    assert page.evaluate(_IMAGE_REQUESTS) == requests  # windowed from the slice already here
     context.close()
