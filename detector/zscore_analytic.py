@@ -162,8 +162,9 @@ def match_resolution(
     Returns
     -------
     (estimate, info) : the matched prior (float32; the warped prior outside ``roi``) and
-    ``{"coefficients": [c0, a_1, b_1, ...], "scales_vox": [...], "residual_rsd_hu": [before, after],
-    "n_fit_voxels": n}``.
+    ``{"coefficients": [c0, a_1, b_1, ...], "scales_vox": [...], "residual_rsd_hu": [before, after]
+    (robust SD of current - prior and of current - estimate over the voxels the fit read),
+    "n_fit_voxels": n (those kept by the last trimming)}``.
     """
     pri_full = np.asarray(warped_prior, dtype=np.float32)
     out = pri_full.copy()
@@ -185,26 +186,29 @@ def match_resolution(
     with ThreadPoolExecutor(max_workers=2) as pool:
         jobs = [pool.submit(blur_diff, float(s), a) for s in scales_vox for a in ("xy", "z")]
         feats = [j.result() for j in jobs]
-    y = (cur - pri)[r].astype(np.float64)
-    X = np.column_stack([np.ones(y.size)] + [f.astype(np.float64) for f in feats])
-    stride = max(1, int(math.ceil(y.size / _RESOLUTION_FIT_VOXELS)))
-    Xs, ys = X[::stride], y[::stride]
+    # the fit reads an even stride through the ROI voxels; the estimate is formed at every one
+    n = int(r.sum())
+    stride = max(1, int(math.ceil(n / _RESOLUTION_FIT_VOXELS)))
+    ys = (cur - pri)[r][::stride].astype(np.float64)
+    Xs = np.column_stack([np.ones(ys.size)] + [f[::stride].astype(np.float64) for f in feats])
 
     def rsd(v: np.ndarray) -> float:
         return float(1.4826 * np.median(np.abs(v - np.median(v))))
 
     keep = np.ones(ys.size, dtype=bool)
-    coef = np.zeros(X.shape[1])
+    coef = np.zeros(Xs.shape[1])
     for _ in range(max(1, iterations)):
         coef, *_ = np.linalg.lstsq(Xs[keep], ys[keep], rcond=None)
         res = ys - Xs @ coef
         keep = np.abs(res - np.median(res)) <= trim * max(rsd(res), 1e-6)
-    est = pri[r] + (X @ coef).astype(np.float32)
+    est = pri[r] + np.float32(coef[0])
+    for c, f in zip(coef[1:], feats):
+        est += np.float32(c) * f
     sub = out[box]  # a view: written in place
     sub[r] = est
     info.update(
         coefficients=[float(v) for v in coef],
-        residual_rsd_hu=[rsd(y), rsd(y - X @ coef)],
+        residual_rsd_hu=[rsd(ys), rsd(ys - Xs @ coef)],
         n_fit_voxels=int(keep.sum()),
     )
     return out, info
