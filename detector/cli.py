@@ -167,7 +167,7 @@ def run(
     ),
     threshold: Optional[float] = typer.Option(
         None,
-        help="Operating point: the candidate threshold on the matched-filter score (z smoothed over 1.5 mm and rescaled by its spread in the exam); the overlay colours the same score from the same threshold. Default: the calibrated operating point of the z method that runs (network 5.5, analytic model 8.5; docs/detector-zscore.md).",
+        help="Operating point: the candidate threshold on the matched-filter score (z smoothed over 1.5 mm and rescaled by its spread in the exam); the overlay colours the same score from the same threshold. Default: the calibrated operating point of the z method that runs (network 5.0, analytic model 7.5; docs/detector-zscore.md).",
     ),
     low_threshold: Optional[float] = typer.Option(
         None, help="Candidates grow over connected voxels with a score >= this (hysteresis). Default: the calibrated value."

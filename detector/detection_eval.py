@@ -316,11 +316,7 @@ class DetectorEvaluation:
         lines += [
             "",
             "Operating point: candidates rated at least the default threshold of `tsct detect run` "
-            + (
-                f"({self.settings.operating_threshold:g})"
-                if self.settings.operating_threshold is not None
-                else "(per z method: network 5.5, analytic model 8.5; the subtraction methods at 8.5 on their own robust scale)"
-            )
+            + (f"({self.settings.operating_threshold:g})" if self.settings.operating_threshold is not None else _operating_rule_words())
             + ".",
         ]
         if self.bone_roi:
@@ -401,6 +397,16 @@ def _op_thresholds(method: str, settings: EvaluationSettings, case_rows: Sequenc
     if method == "zscore":
         return {c["case_id"]: float(OPERATING_THRESHOLDS.get(c.get("zscore_method") or "analytic", OPERATING_THRESHOLD)) for c in case_rows}
     return float(OPERATING_THRESHOLDS.get(method, OPERATING_THRESHOLD))
+
+
+def _operating_rule_words() -> str:
+    """The default operating points in words, from :data:`detector.zscore_outputs.OPERATING_THRESHOLDS`."""
+    from .zscore_outputs import OPERATING_THRESHOLD, OPERATING_THRESHOLDS
+
+    return (
+        f"(per z method: network {OPERATING_THRESHOLDS['network']:g}, analytic model {OPERATING_THRESHOLDS['analytic']:g}; "
+        f"the subtraction methods at {OPERATING_THRESHOLD:g} on their own robust scale)"
+    )
 
 
 def _pct(v: Any) -> str:

@@ -65,6 +65,9 @@ caller forces the network. The analytic model is
 in bone, in blocks of about ``block_mm``; ``|grad prior|``: the gradient magnitude of the warped
 prior (HU/mm); ``delta_mm``: the residual misregistration it allows for (0.5 mm by default, about
 the measured bone TRE of the registration). It is the hand-made version of what the network learns.
+Its estimate is the warped prior brought to the current exam's resolution (slice profile and
+kernel, fitted on the pair: :func:`detector.zscore_analytic.match_resolution`), so a softer or
+sharper second scan does not read as change in dense bone.
 
 All geometry is DICOM/ITK LPS in millimetres; arrays are ``(z, y, x)``.
 
@@ -94,7 +97,7 @@ from cases import LabelVolume, Volume
 from ._errors import DetectorInputError
 from ._geometry import mask_bounding_box
 from .working_grid import WORKING_SPACING_MM, WorkingGrid, from_working_grid, make_working_grid, to_working_grid  # noqa: F401
-from .zscore_analytic import PRIOR_MISSING_HU, TISSUE_HU, _near_missing, analytic_sigma, near_missing_prior, prior_missing_mask  # noqa: F401
+from .zscore_analytic import PRIOR_MISSING_HU, TISSUE_HU, _near_missing, analytic_sigma, match_resolution, near_missing_prior, prior_missing_mask  # noqa: F401
 from .zscore_bundle import ModelBundle, ModelBundleError, load_bundle_weights, metadata_path_for, read_bundle_metadata, resolve_device, sha256_of  # noqa: F401
 from .zscore_domain import SOFT_TISSUE_HU, DomainCheck, OutOfDomainWarning, bone_hu_statistics, check_domain, noise_index_hu  # noqa: F401
 from .zscore_model import (  # noqa: F401
@@ -277,6 +280,7 @@ def compute_zmap(
     block_mm: float = 15.0,
     prior_fov_margin_mm: float = 3.0,
     prior_missing: np.ndarray | None = None,
+    resolution_match: bool = True,
 ) -> ZMap:
     """z-score map of a registered pair: the network where it applies, else the analytic model.
 
@@ -309,6 +313,11 @@ def compute_zmap(
         set with other seeds (2, 3 and 4.5 mm gave the same result there). 0 switches it off.
     prior_missing : boolean array on the current grid marking where the prior has no data; None
         (default): derived from the volumes by :func:`prior_missing_mask`.
+    resolution_match : for the analytic model, bring the warped prior to the current exam's
+        slice profile and kernel first (:func:`detector.zscore_analytic.match_resolution`, fitted
+        on the pair; its coefficients go to ``parameters["resolution_match"]``); the estimate is
+        then the matched prior. False: the warped prior itself (the rule before Dec 2026). The
+        network's estimate is its own.
 
     Returns
     -------
@@ -423,8 +432,13 @@ def compute_zmap(
         notes.append("no z-score network given; analytic error model used")
 
     if method == "analytic":
-        sigma = analytic_sigma(current, warped_prior, bone_roi, delta_mm=delta_mm, block_mm=block_mm)
-        params = {"delta_mm": delta_mm, "block_mm": block_mm}
+        params = {"delta_mm": delta_mm, "block_mm": block_mm, "resolution_match": None}
+        analytic_prior = warped_prior
+        if resolution_match and roi_z.any():
+            matched, params["resolution_match"] = match_resolution(cur, pri, roi_z)
+            np.copyto(estimate, matched, where=roi_z)
+            analytic_prior = warped_prior.with_array(estimate)
+        sigma = analytic_sigma(current, analytic_prior, bone_roi, delta_mm=delta_mm, block_mm=block_mm)
     if method == "network" and z_network is not None:
         z = z_network
         z[near_missing] = OUTSIDE_Z

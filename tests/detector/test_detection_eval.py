@@ -44,7 +44,9 @@ def test_evaluation_scores_every_method(toy_study, tmp_path):
     lo, hi = an.wafroc_ci
     assert 0.0 <= lo <= an.wafroc <= hi <= 1.0
     op = data["methods"]["analytic"]["operating_point"]
-    assert op["threshold"] == 8.5 and op["fp_per_case"] >= 0 and 0 <= op["sensitivity"] <= 1
+    from detector.zscore_outputs import OPERATING_THRESHOLDS
+
+    assert op["threshold"] == OPERATING_THRESHOLDS["analytic"] and op["fp_per_case"] >= 0 and 0 <= op["sensitivity"] <= 1
     assert len(data["methods"]["analytic"]["operating_curve"]) == 35
     for key in ("wafroc_ci95", "operating_point", "operating_curve"):
         assert key in EVALUATION_JSON_KEYS
