@@ -177,6 +177,10 @@ class ZMap:
         over-dispersed voxel by voxel (the network's sigma describes the resampled current), so
         it is meant for *regional* scores renormalised per exam — the lesion candidates'
         :func:`~detector.candidates.matched_filter_score` — not for display.
+    near_missing_prior : boolean array, the ROI voxels within ``prior_fov_margin_mm`` of tissue
+        the prior did not image, where z is set to 0 (:func:`near_missing_prior`); the z-score
+        stage leaves them out of the candidates' ROI without computing them again. None for maps
+        made elsewhere.
     """
 
     z: Volume
@@ -189,6 +193,7 @@ class ZMap:
     notes: tuple[str, ...] = ()
     parameters: dict[str, Any] = field(default_factory=dict)
     z_native: Volume | None = None
+    near_missing_prior: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def candidate_z(self) -> Volume:
@@ -462,4 +467,5 @@ def compute_zmap(
         domain=domain,
         notes=tuple(notes),
         parameters=params,
+        near_missing_prior=near_missing,
     )

@@ -255,8 +255,11 @@ def zscore_stage(
     roi = bone_roi.array != 0
     change = current.like(np.where(roi, current.array.astype(np.float32) - warped_prior.array.astype(np.float32), 0.0).astype(np.float32))
     # where the prior had no data nearby the z-map holds no value (compute_zmap): not part of the map
-    margin = float(zm.parameters.get("prior_fov_margin_mm", 0.0))
-    cand_roi = roi & ~near_missing_prior(current.array, warped_prior.array, roi, current.spacing_mm, margin)
+    near = zm.near_missing_prior
+    if near is None:
+        margin = float(zm.parameters.get("prior_fov_margin_mm", 0.0))
+        near = near_missing_prior(current.array, warped_prior.array, roi, current.spacing_mm, margin)
+    cand_roi = roi & ~near
     score, score_name = zm.z, "z"
     threshold = settings.threshold if settings.threshold is not None else OPERATING_THRESHOLDS.get(zm.method, OPERATING_THRESHOLD)
     low = None if settings.low_threshold is None else min(float(settings.low_threshold), float(threshold))
