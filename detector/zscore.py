@@ -168,7 +168,8 @@ class ZMap:
         it is computed on the working grid and interpolated (so on the native grid it equals
         ``(current - estimate) / sigma`` exactly only where the two grids coincide).
     sigma_hu : the estimated error, HU; 0 outside the ROI.
-    estimate_hu : the estimated no-change current, HU (the warped prior outside the ROI).
+    estimate_hu : the estimated no-change current, HU (the warped prior outside the ROI; for the
+        analytic model the warped prior's own array, not a copy: read it, do not write to it).
     bone_roi : where the map is defined.
     method : ``"network"`` or ``"analytic"``.
     model_version : the network's bundle version (None for the analytic model).
@@ -385,7 +386,7 @@ def compute_zmap(
     # v1 weights): then neither the working grid nor the network is needed.
     spacing_check = None if force else spacing_domain_check(model, current.spacing_mm, prior_spacing_mm)
     net_model = None if spacing_check is not None and not spacing_check.in_domain else _resolve_model(model, device)
-    estimate = pri.copy()
+    estimate = pri  # the analytic model's estimate is the warped prior itself; the network's is a copy (below)
     sigma = np.zeros(current.shape, dtype=np.float32)
     method: Literal["network", "analytic"] = "analytic"
     params: dict[str, Any] = {}
@@ -430,6 +431,7 @@ def compute_zmap(
             z_n = from_working_grid(z_w, grid, current.spacing_mm, 0.0)
             delta_n = from_working_grid(delta_w, grid, current.spacing_mm, 0.0)
             log_sig_n = from_working_grid(log_sig_w, grid, current.spacing_mm, float(np.log(60.0)))
+            estimate = pri.copy()
             box = grid.box  # basic slices: estimate[box] etc. are views, written in place
             r = roi[box]
             np.add(pri[box], delta_n, out=delta_n)
