@@ -203,6 +203,18 @@ def _load_zscore_model_quietly(model: Any, device: str) -> None:
         _resolve_model(model, device)
 
 
+def _spacing_rules_out_network(model: Any, current_spacing_mm: Sequence[float], prior_spacing_mm: Sequence[float]) -> bool:
+    """Whether the voxel spacings alone put the pair outside the network's domain (then the z-map
+    neither loads it nor resamples onto its grid); errors are left to the z-score stage."""
+    from .zscore import spacing_domain_check
+
+    try:
+        check = spacing_domain_check(model, current_spacing_mm, prior_spacing_mm)
+    except Exception:  # noqa: BLE001 - the z-score stage reads the bundle again and reports the error
+        return False
+    return check is not None and not check.in_domain
+
+
 def _load_bone_labels(bone_labels: LabelVolume | str | Path | None) -> LabelVolume | None:
     if bone_labels is None or isinstance(bone_labels, LabelVolume):
         return bone_labels
@@ -388,8 +400,9 @@ def run_pair(
         from .zscore_outputs import ZScoreSettings
 
         settings = zscore_settings if zscore_settings is not None else ZScoreSettings()
-        model_loading = threading.Thread(target=_load_zscore_model_quietly, args=(settings.model, settings.device), name="tsct-model", daemon=True)
-        model_loading.start()
+        if settings.force_model or not _spacing_rules_out_network(settings.model, current_vol.spacing_mm, prior_spacing):
+            model_loading = threading.Thread(target=_load_zscore_model_quietly, args=(settings.model, settings.device), name="tsct-model", daemon=True)
+            model_loading.start()
 
     t = stage("warp")
     # Resample only the current exam's body box; the rest of the grid is air.

@@ -198,7 +198,10 @@ def _jacobian_in_roi(jacobian: Volume | None, bone_roi: LabelVolume) -> dict[str
         return {"jacobian_min": 1.0, "jacobian_p01": 1.0, "jacobian_p99": 1.0, "jacobian_max": 1.0, "folding_fraction": 0.0}
     grid = Grid.of(jacobian)
     roi_img = bone_roi.to_sitk()
-    roi_small = sitk.GetArrayViewFromImage(grid.resampler(sitk.sitkNearestNeighbor, 0).Execute(roi_img)) > 0
+    # the resampled image is kept in a name while its view is read: a view of a temporary reads
+    # freed memory (other threads reuse it at once, which put folding from outside the ROI in these figures)
+    small = grid.resampler(sitk.sitkNearestNeighbor, 0).Execute(roi_img)
+    roi_small = sitk.GetArrayViewFromImage(small) > 0
     values = jacobian.array[roi_small]
     if values.size == 0:
         return {"jacobian_min": nan, "jacobian_p01": nan, "jacobian_p99": nan, "jacobian_max": nan, "folding_fraction": nan}

@@ -57,7 +57,9 @@ When no weights fit the data
 :func:`check_domain` compares the pair with the training data recorded in the metadata (voxel
 spacing range, bone HU distribution of the warped prior, noise levels). Out of domain, the map
 falls back to the **analytic error model** (:func:`analytic_sigma`) with a warning, unless the
-caller forces the network. The analytic model is
+caller forces the network. The spacing check needs only the metadata and comes first
+(:func:`spacing_domain_check`): when the spacing alone rules the network out, the pair is not
+resampled onto the working grid and the network is not loaded. The analytic model is
 
     sigma_a(x)^2 = s_local(x)^2 + (delta_mm * |grad prior(x)|)^2,
 
@@ -107,11 +109,13 @@ from .zscore_model import (  # noqa: F401
     NORM_SCALE_HU,
     ZScoreModel,
     build_net,
+    check_spacing_domain,
     condition_vector,
     default_model_path,
     load_zscore_model,
     normalise_hu,
     predict_on_grid,
+    read_zscore_metadata,
 )
 
 # The names above stay importable from ``detector.zscore`` (the module before it was split by stage).
@@ -129,6 +133,7 @@ __all__ = [
     "compute_zmap",
     "analytic_sigma",
     "check_domain",
+    "spacing_domain_check",
     "load_zscore_model",
     "default_model_path",
     "resolve_device",
@@ -166,7 +171,8 @@ class ZMap:
         it is computed on the working grid and interpolated (so on the native grid it equals
         ``(current - estimate) / sigma`` exactly only where the two grids coincide).
     sigma_hu : the estimated error, HU; 0 outside the ROI.
-    estimate_hu : the estimated no-change current, HU (the warped prior outside the ROI).
+    estimate_hu : the estimated no-change current, HU (the warped prior outside the ROI; for the
+        analytic model the warped prior's own array, not a copy: read it, do not write to it).
     bone_roi : where the map is defined.
     method : ``"network"`` or ``"analytic"``.
     model_version : the network's bundle version (None for the analytic model).
@@ -180,6 +186,10 @@ class ZMap:
         over-dispersed voxel by voxel (the network's sigma describes the resampled current), so
         it is meant for *regional* scores renormalised per exam — the lesion candidates'
         :func:`~detector.candidates.matched_filter_score` — not for display.
+    near_missing_prior : boolean array, the ROI voxels within ``prior_fov_margin_mm`` of tissue
+        the prior did not image, where z is set to 0 (:func:`near_missing_prior`); the z-score
+        stage leaves them out of the candidates' ROI without computing them again. None for maps
+        made elsewhere.
     """
 
     z: Volume
@@ -192,6 +202,7 @@ class ZMap:
     notes: tuple[str, ...] = ()
     parameters: dict[str, Any] = field(default_factory=dict)
     z_native: Volume | None = None
+    near_missing_prior: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def candidate_z(self) -> Volume:
@@ -262,6 +273,27 @@ def _resolve_model(model: ModelSpec, device: str) -> ZScoreModel | None:
             _DEFAULT_MODEL_CACHE[key] = load_zscore_model(None, device=device)
         return _DEFAULT_MODEL_CACHE[key]
     return load_zscore_model(model, device=device)
+
+
+def spacing_domain_check(model: ModelSpec, current_spacing_mm: Sequence[float], prior_spacing_mm: Sequence[float] | None) -> DomainCheck | None:
+    """The spacing part of the network's domain check (:func:`check_spacing_domain`) from the bundle's metadata, without loading the network.
+
+    None when ``model`` names no network (``"analytic"``/None). ``measured["version"]`` holds the
+    bundle's version. A missing bundle or a hash mismatch raises :class:`ModelBundleError` as
+    loading it would. ``prior_spacing_mm`` None: the current's.
+    """
+    if model is None or (isinstance(model, str) and model == "analytic"):
+        return None
+    if isinstance(model, ZScoreModel):
+        metadata = model.metadata
+    elif isinstance(model, str) and model == "default":
+        cached = next((m for (path, _), m in _DEFAULT_MODEL_CACHE.items() if path == str(default_model_path())), None)
+        metadata = cached.metadata if cached is not None else read_zscore_metadata(None)
+    else:
+        metadata = read_zscore_metadata(model)
+    prior = tuple(current_spacing_mm) if prior_spacing_mm is None else tuple(float(v) for v in prior_spacing_mm)
+    check = check_spacing_domain(metadata, current_spacing_mm, prior)
+    return DomainCheck(check.in_domain, check.reasons, {**check.measured, "version": str(metadata.get("version", "unversioned"))})
 
 
 def compute_zmap(
@@ -358,9 +390,12 @@ def compute_zmap(
             f"z set to 0 in {n_near} ROI voxels ({100.0 * n_near / max(int(roi.sum()), 1):.1f} %) within {prior_fov_margin_mm:g} mm of tissue "
             "outside the prior's field of view (no reliable estimate there)"
         )
-    net_model = _resolve_model(model, device)
     domain: DomainCheck | None = None
-    estimate = pri.copy()
+    # The voxel spacing alone can rule the network out (every clinical thin-slice exam, with the
+    # v1 weights): then neither the working grid nor the network is needed.
+    spacing_check = None if force else spacing_domain_check(model, current.spacing_mm, prior_spacing_mm)
+    net_model = None if spacing_check is not None and not spacing_check.in_domain else _resolve_model(model, device)
+    estimate = pri  # the analytic model's estimate is the warped prior itself; the network's is a copy (below)
     sigma = np.zeros(current.shape, dtype=np.float32)
     method: Literal["network", "analytic"] = "analytic"
     params: dict[str, Any] = {}
@@ -405,6 +440,7 @@ def compute_zmap(
             z_n = from_working_grid(z_w, grid, current.spacing_mm, 0.0)
             delta_n = from_working_grid(delta_w, grid, current.spacing_mm, 0.0)
             log_sig_n = from_working_grid(log_sig_w, grid, current.spacing_mm, float(np.log(60.0)))
+            estimate = pri.copy()
             box = grid.box  # basic slices: estimate[box] etc. are views, written in place
             r = roi[box]
             np.add(pri[box], delta_n, out=delta_n)
@@ -424,6 +460,16 @@ def compute_zmap(
         else:
             msg = (
                 f"z-score network v{net_model.version} not used: the pair is {domain.summary()}. "
+                "Falling back to the analytic error model (local noise and edge strength); pass force=True (--force-model) to use the network anyway."
+            )
+            notes.append(msg)
+            warnings.warn(msg, OutOfDomainWarning, stacklevel=2)
+    elif spacing_check is not None and not spacing_check.in_domain:
+        if roi.any():
+            domain = spacing_check
+            msg = (
+                f"z-score network v{spacing_check.measured['version']} not used: the pair is {domain.summary()} "
+                "(bone HU and noise not measured: the spacing alone rules the network out). "
                 "Falling back to the analytic error model (local noise and edge strength); pass force=True (--force-model) to use the network anyway."
             )
             notes.append(msg)
@@ -476,4 +522,5 @@ def compute_zmap(
         domain=domain,
         notes=tuple(notes),
         parameters=params,
+        near_missing_prior=near_missing,
     )

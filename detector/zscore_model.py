@@ -18,7 +18,7 @@ import numpy as np
 from cases import Volume
 
 from ._errors import DetectorInputError
-from .zscore_bundle import ModelBundle, load_bundle
+from .zscore_bundle import ModelBundle, load_bundle, read_bundle_metadata
 from .zscore_domain import DomainCheck, check_domain_ranges, effective_spacing_mm
 
 __all__ = [
@@ -35,6 +35,8 @@ __all__ = [
     "run_tiled",
     "default_model_path",
     "load_zscore_model",
+    "read_zscore_metadata",
+    "check_spacing_domain",
 ]
 
 #: HU normalisation of the network's input and output: (HU - centre) / scale.
@@ -244,7 +246,7 @@ class ZScoreModel(ModelBundle):
             measured["prior_spacing_mm"] = [float(s) for s in prior_spacing_mm]
         return check_domain_ranges(
             self.metadata.get("domain", {}),
-            spacings=(("spacing", "the current exam", current.spacing_mm), ("prior_spacing", "the prior exam", prior_spacing_mm)),
+            spacings=_spacings(current.spacing_mm, prior_spacing_mm),
             bone_hu=prior_hu_work,
             roi=roi_work,
             noises=(
@@ -257,6 +259,30 @@ class ZScoreModel(ModelBundle):
     def __repr__(self) -> str:
         where = f" from {self.path}" if self.path else ""
         return f"ZScoreModel({self.name} v{self.version}; {self.n_parameters} parameters; {self.device}{where})"
+
+
+def _spacings(current_spacing_mm: Sequence[float], prior_spacing_mm: Sequence[float] | None) -> tuple[tuple[str, str, Sequence[float] | None], ...]:
+    return (("spacing", "the current exam", current_spacing_mm), ("prior_spacing", "the prior exam", prior_spacing_mm))
+
+
+def check_spacing_domain(metadata: dict[str, Any], current_spacing_mm: Sequence[float], prior_spacing_mm: Sequence[float] | None) -> DomainCheck:
+    """The voxel-spacing part of a bundle's domain check alone (:meth:`ZScoreModel.check_domain`).
+
+    Needs neither the network nor the images: when it already fails, the z-map skips resampling
+    the pair onto the working grid (about 4 CPU s on a clinical exam) and loading the network.
+    Its reasons are the first reasons the full check would give.
+    """
+    measured: dict[str, Any] = {"spacing_mm": [float(s) for s in current_spacing_mm]}
+    if prior_spacing_mm is not None:
+        measured["prior_spacing_mm"] = [float(s) for s in prior_spacing_mm]
+    check = check_domain_ranges(
+        metadata.get("domain", {}),
+        spacings=_spacings(current_spacing_mm, prior_spacing_mm),
+        bone_hu=np.zeros(0, dtype=np.float32),
+        roi=np.zeros(0, dtype=bool),
+        noises=(),
+    )
+    return DomainCheck(check.in_domain, check.reasons, measured)
 
 
 def load_zscore_model(path: str | Path | None = None, *, device: str = "cpu", verify_hash: bool = True) -> ZScoreModel:
@@ -281,7 +307,21 @@ def load_zscore_model(path: str | Path | None = None, *, device: str = "cpu", ve
         lambda arch: build_net(
             channels=int(arch.get("channels", 16)), dilations=tuple(arch.get("dilations", (1, 1, 1, 1))), n_inputs=int(arch.get("n_inputs", 7))
         ),
-        missing_hint=f"z-score weights not found. Train them with 'tsct detect train CASELIST --out {weights}', or use the analytic error model (--model analytic).",
+        missing_hint=_missing_weights_hint(weights),
         device=device,
         verify_hash=verify_hash,
     )
+
+
+def _missing_weights_hint(weights: Path) -> str:
+    return f"z-score weights not found. Train them with 'tsct detect train CASELIST --out {weights}', or use the analytic error model (--model analytic)."
+
+
+def read_zscore_metadata(path: str | Path | None = None, *, verify_hash: bool = True) -> dict[str, Any]:
+    """The metadata of a z-score bundle without loading the network (nor importing torch).
+
+    The same checks and messages as :func:`load_zscore_model` for missing files and the hash;
+    the z-map reads the training domain from it before deciding whether to load the network.
+    """
+    weights = Path(path) if path is not None else default_model_path()
+    return read_bundle_metadata(weights, missing_hint=_missing_weights_hint(weights), verify_hash=verify_hash)

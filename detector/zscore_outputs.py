@@ -23,6 +23,7 @@ import SimpleITK as sitk
 
 from cases import LabelVolume, Volume
 
+from ._geometry import mask_bounding_box
 from .candidates import CandidateSet, find_candidates, matched_filter_score
 from .outputs import ROLES
 from .overlay import OverlayStyle, write_overlay_dicom
@@ -254,10 +255,18 @@ def zscore_stage(
         recalibrate=settings.recalibrate,
     )
     roi = bone_roi.array != 0
-    change = current.like(np.where(roi, current.array.astype(np.float32) - warped_prior.array.astype(np.float32), 0.0).astype(np.float32))
+    # current - prior in the ROI (0 outside), computed on the ROI's bounding box only: no full-volume temporaries
+    change_hu = np.zeros(current.shape, dtype=np.float32)
+    box = mask_bounding_box(roi)
+    if box is not None:
+        np.subtract(current.array[box], warped_prior.array[box], out=change_hu[box], where=roi[box], dtype=np.float32)
+    change = current.like(change_hu)
     # where the prior had no data nearby the z-map holds no value (compute_zmap): not part of the map
-    margin = float(zm.parameters.get("prior_fov_margin_mm", 0.0))
-    cand_roi = roi & ~near_missing_prior(current.array, warped_prior.array, roi, current.spacing_mm, margin)
+    near = zm.near_missing_prior
+    if near is None:
+        margin = float(zm.parameters.get("prior_fov_margin_mm", 0.0))
+        near = near_missing_prior(current.array, warped_prior.array, roi, current.spacing_mm, margin)
+    cand_roi = roi & ~near
     score, score_name = zm.z, "z"
     threshold = settings.threshold if settings.threshold is not None else OPERATING_THRESHOLDS.get(zm.method, OPERATING_THRESHOLD)
     low = None if settings.low_threshold is None else min(float(settings.low_threshold), float(threshold))

@@ -9,7 +9,7 @@ import SimpleITK as sitk
 from cases import LabelVolume, Volume
 from detector import DetectorInputError, IterationInfo, RegistrationConfig, measure_registration, register
 from detector.evaluation import transform_points
-from detector.registration import _bspline_on_grid
+from detector.registration import _bspline_on_grid, _jacobian_determinant
 
 
 def test_tre_in_bone_small_pair(reg_run, reg_pair):
@@ -66,6 +66,28 @@ def test_bspline_grid_evaluation_matches_simpleitk():
         sitk.TransformToDisplacementField(bspline, sitk.sitkVectorFloat64, grid.size, grid.origin_mm, grid.spacing_mm, grid.direction)
     )
     np.testing.assert_allclose(ours, reference, atol=1e-9)
+
+
+def test_jacobian_determinant_of_known_fields():
+    """The written-out 3 x 3 determinant: exact for a linear field on an oblique grid, and the
+    same as an LU determinant (``np.linalg.det``) of ``I + du/dx`` on a rough random field."""
+    from detector._geometry import Grid
+
+    angle = np.radians(30.0)
+    direction = (np.cos(angle), -np.sin(angle), 0.0, np.sin(angle), np.cos(angle), 0.0, 0.0, 0.0, 1.0)
+    grid = Grid((23, 19, 37), (1.5, 1.2, 2.0), (-10.0, 5.0, 40.0), direction)  # 37 slices: three blocks of 16
+    idx = np.stack(np.meshgrid(np.arange(37), np.arange(19), np.arange(23), indexing="ij")[::-1], axis=-1).reshape(-1, 3)
+    points = grid.index_to_point_mm(idx.astype(float)).reshape(37, 19, 23, 3)
+    a = np.array([[0.05, -0.02, 0.01], [0.03, -0.04, 0.02], [-0.01, 0.02, 0.06]])
+    linear = _jacobian_determinant(points @ a.T, grid)
+    assert linear.shape == (37, 19, 23) and linear.dtype == np.float32
+    np.testing.assert_allclose(linear, np.linalg.det(np.eye(3) + a), rtol=1e-6)
+
+    u = np.random.default_rng(3).normal(0.0, 0.4, size=(37, 19, 23, 3))
+    m = (np.asarray(direction).reshape(3, 3) / np.asarray(grid.spacing_mm)).T
+    du_didx = np.stack([np.gradient(u, axis=a) for a in (2, 1, 0)], axis=-1)
+    reference = np.linalg.det(du_didx @ m + np.eye(3)).astype(np.float32)
+    np.testing.assert_allclose(_jacobian_determinant(u, grid), reference, rtol=1e-6, atol=1e-6)
 
 
 def test_on_iteration_reports_progress_and_seed_reproduces(reg_pair, reg_run):

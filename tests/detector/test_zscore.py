@@ -217,6 +217,32 @@ def test_out_of_domain_pair_falls_back_to_the_analytic_model():
     assert ok.method == "network" and ok.domain.in_domain
 
 
+def test_spacing_alone_rules_the_network_out_without_loading_it(monkeypatch):
+    """Out of domain by voxel spacing: the network is neither loaded nor run on the working grid,
+    and the reasons are the spacing reasons the full check gives first."""
+    import detector.zscore as zscore_module
+
+    model = untrained_model({"spacing_min_mm": [1.5, 1.5, 1.5], "spacing_max_mm": [1.5, 1.5, 1.5], "noise_current_hu": [100.0, 200.0]})
+    coarse = toy_pair(seed=7, spacing_mm=(1.5, 1.5, 3.0))
+    with pytest.warns(OutOfDomainWarning, match="along z is 3.00 mm"):
+        quick = compute_zmap(coarse.current, coarse.prior, coarse.roi, model=model)
+    with pytest.warns(OutOfDomainWarning, match="forced"):
+        forced = compute_zmap(coarse.current, coarse.prior, coarse.roi, model=model, force=True)
+    n = len(quick.domain.reasons)
+    assert quick.method == "analytic" and n >= 1 and all("voxel spacing" in r for r in quick.domain.reasons)
+    assert forced.domain.reasons[:n] == quick.domain.reasons and any("noise of the current exam" in r for r in forced.domain.reasons[n:])
+    assert any("spacing alone rules the network out" in note for note in quick.notes)
+
+    def no_loading(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise AssertionError("the network was loaded")
+
+    monkeypatch.setattr(zscore_module, "_resolve_model", no_loading)
+    with pytest.warns(OutOfDomainWarning, match="prior exam along x is 0.75 mm"):
+        shipped = compute_zmap(coarse.current, coarse.prior, coarse.roi, model="default", prior_spacing_mm=(0.75, 0.75, 1.0))
+    assert shipped.method == "analytic" and not shipped.domain.in_domain
+    np.testing.assert_array_equal(shipped.z.array, quick.z.array)  # the analytic map either way
+
+
 def test_noisier_current_is_out_of_domain():
     model = untrained_model({"noise_current_hu": [10.0, 16.0], "noise_factor": 1.3})
     noisy = toy_pair(seed=8, noise_hu=60.0)
