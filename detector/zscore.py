@@ -482,6 +482,7 @@ def compute_zmap(
         analytic_prior = warped_prior
         if resolution_match and roi_z.any():
             matched, params["resolution_match"] = match_resolution(cur, pri, roi_z)
+            estimate = pri.copy()  # never write into the warped prior's own array
             np.copyto(estimate, matched, where=roi_z)
             analytic_prior = warped_prior.with_array(estimate)
         sigma = analytic_sigma(current, analytic_prior, bone_roi, delta_mm=delta_mm, block_mm=block_mm)

@@ -71,8 +71,10 @@ def test_analytic_zmap_uses_the_matched_prior_and_has_fewer_false_alarms():
     pair = toy_pair(seed=23, noise_hu=5.0)
     current = _rekernel(pair, "sharp")
     normal = (pair.roi.array != 0) & (pair.lesions.array == 0)
+    prior_before = pair.prior.array.copy()
     plain = compute_zmap(current, pair.prior, pair.roi, model="analytic", resolution_match=False)
     matched = compute_zmap(current, pair.prior, pair.roi, model="analytic")
+    np.testing.assert_array_equal(pair.prior.array, prior_before)  # the warped prior itself is never written into
     assert plain.parameters["resolution_match"] is None
     rinfo = matched.parameters["resolution_match"]
     assert rinfo["coefficients"] is not None and rinfo["n_fit_voxels"] > 0
