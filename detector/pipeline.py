@@ -401,7 +401,9 @@ def run_pair(
 
         settings = zscore_settings if zscore_settings is not None else ZScoreSettings()
         if settings.force_model or not _spacing_rules_out_network(settings.model, current_vol.spacing_mm, prior_spacing):
-            model_loading = threading.Thread(target=_load_zscore_model_quietly, args=(settings.model, settings.device), name="tsct-model", daemon=True)
+            model_loading = threading.Thread(
+                target=_load_zscore_model_quietly, args=(settings.model, settings.device), name="tsct-model", daemon=True
+            )
             model_loading.start()
 
     t = stage("warp")
