@@ -36,6 +36,10 @@ from scipy import optimize, sparse
 __all__ = ["BSplineLevel", "fit_bspline", "bspline_weights_matrix", "refine_coefficients"]
 
 
+#: Number of sample chunks of the cost's evaluation (at most this many threads).
+_N_CHUNKS = 4
+
+
 @dataclass(frozen=True)
 class BSplineLevel:
     """One level of the fit: control spacing (mm), samples and iteration budget."""
@@ -295,7 +299,7 @@ def fit_bspline(
 
     size_xyz = np.asarray(fixed.GetSize())
     extent = size_xyz * f_spacing
-    n_threads = max(1, min(4, sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()))
+    n_threads = max(1, min(_N_CHUNKS, sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()))
     pool = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
     previous: sitk.BSplineTransform | None = None
     iterations: list[int] = []
@@ -324,8 +328,10 @@ def fit_bspline(
             weights = bspline_weights_matrix(bspline, points)
             base = points @ a_rigid.T + offset  # R(x)
             # Contiguous chunks of (spatially sorted) samples, evaluated in parallel threads: NumPy's
-            # gathers and SciPy's sparse products release the GIL.
-            bounds = np.linspace(0, n, n_threads + 1).astype(int)
+            # gathers and SciPy's sparse products release the GIL. Always _N_CHUNKS chunks, summed
+            # in chunk order, so that the sums (and the fit, bit for bit) do not depend on the
+            # thread count, which other code may change (SimpleITK's global default).
+            bounds = np.linspace(0, n, _N_CHUNKS + 1).astype(int)
             chunks = []
             for lo_i, hi_i in zip(bounds[:-1], bounds[1:]):
                 w = weights[lo_i:hi_i]

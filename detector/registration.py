@@ -15,7 +15,8 @@ Pipeline and why (measured on synthetic spine pairs; numbers in docs/detector.md
    descent with optimizer scales from physical shift, three levels (8, 4, 2 mm) on copies
    block-averaged to 2 mm. The finest level is capped at 2 mm (a full-resolution pyramid spent
    most of its time smoothing). No bone mask here: a mask in the rigid stage destroyed the
-   capture range in trials.
+   capture range in trials. The metric runs on one ITK work unit, the price of a result that
+   does not change from run to run.
 4. **Deformable** (``deformable=``):
 
    * ``"bspline"`` (default): a cubic B-spline free-form deformation on a 30 mm control grid,
@@ -131,7 +132,8 @@ class RegistrationConfig:
     demons_max_step_vox : largest Demons update per iteration, voxels.
     field_spacing_mm : spacing of the dense displacement grid over the current exam's body box,
         used to warp images and compute the Jacobian, mm.
-    seed : seed of all random sampling; the same seed gives the same result.
+    seed : seed of all random sampling; the same inputs and seed give the same transform, bit
+        for bit, whatever the thread count (rigid and B-spline stages; docs/detector.md).
     """
 
     crop_to_body: bool = True
@@ -573,6 +575,12 @@ def _rigid_stage(
     method.SetSmoothingSigmasPerLevel(list(config.rigid_smoothing_mm))
     method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     method.SetInitialTransform(initial, inPlace=False)
+    # One work unit: with two or more, ITK's Mattes metric gave a different sum from run to run
+    # (last digits of the metric and parameters, fixed work-unit count included), which the
+    # B-spline stage's L-BFGS-B amplified into visibly different fits. With one, the stage is
+    # bit-reproducible for a seed whatever the thread count, for about 1.3 s more wall time on a
+    # clinical pair and no more CPU time (docs/detector.md, "Reproducibility").
+    method.SetNumberOfWorkUnits(1)
 
     n_levels = len(config.rigid_shrink_factors)
     state = {"level": -1, "iters": []}
@@ -780,8 +788,12 @@ def register(
 
     Notes
     -----
-    The result is reproducible for a given ``config.seed`` (and thread count for the rigid
-    stage). See the module docstring for the stages and docs/detector.md for the measurements.
+    The same inputs and ``config.seed`` give the same transform bit for bit, in one process or
+    several, whatever SimpleITK's thread count and whatever other threads run meanwhile (the
+    rigid metric runs on one work unit; the B-spline cost sums a fixed number of sample chunks
+    in a fixed order; the Demons stages were checked on a small pair at the default thread
+    count only). See the module docstring for the stages and docs/detector.md for the
+    measurements.
 
     Examples
     --------
