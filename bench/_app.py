@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -61,3 +62,12 @@ def stop_app(server: subprocess.Popen, log: IO) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
     log.close()
+
+
+def write_results(path: Path | None, results: dict) -> None:
+    """Write a bench's results as indented JSON to ``path`` (parents made), when one was given."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"results written to {path}")

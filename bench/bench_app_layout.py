@@ -27,7 +27,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._app import start_app, stop_app  # noqa: E402
+from bench._app import start_app, stop_app, write_results  # noqa: E402
 from reading_app.workstation.testing import CHROMIUM_ARGS, CHROMIUM_PATH  # noqa: E402
 
 SIZES = ((1280, 720), (1366, 768), (1920, 1080))
@@ -155,10 +154,7 @@ def main() -> None:
             browser.close()
     finally:
         stop_app(server, log)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"results written to {args.json}")
+    write_results(args.json, results)
 
 
 if __name__ == "__main__":

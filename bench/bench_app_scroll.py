@@ -35,7 +35,6 @@ next case ≤ 1.5 s.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -48,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 CHROMIUM = "/usr/bin/chromium"
-from bench._app import start_app, stop_app  # noqa: E402
+from bench._app import start_app, stop_app, write_results  # noqa: E402
 from bench.bench_app_layout import image_share  # noqa: E402  (the image's share of the window, on this clinical-size case)
 from reading_app.workstation.testing import CHROMIUM_ARGS  # noqa: E402  (one list for tests, screenshots and benches)
 
@@ -376,10 +375,7 @@ def main() -> None:
         verdict = "n/a" if value is None else ("met" if value <= target else "MISSED")
         shown = "n/a" if value is None else f"{value:.2f}" if unit == "s" else f"{value:.1f}"
         print(f"  {name:44s} {shown:>8s} {unit}  (target <= {target:g} {unit}) {verdict}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"results written to {args.json}")
+    write_results(args.json, results)
 
 
 if __name__ == "__main__":
