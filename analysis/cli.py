@@ -116,12 +116,13 @@ _OPTION_OF = {
     "target_power": "--target-power",
     "effect_size": "--effect-size",
 }
-_ARG_RE = re.compile(r"\b(" + "|".join(sorted(_OPTION_OF, key=len, reverse=True)) + r")\s*=\s*(?:'([^']*)'|\"([^\"]*)\"|([\w.+-]+))")
+#: ``name=value`` for those names; compiled on the first error message (``re`` keeps it), not at start-up
+_ARG_PATTERN = r"\b(" + "|".join(sorted(_OPTION_OF, key=len, reverse=True)) + r")\s*=\s*(?:'([^']*)'|\"([^\"]*)\"|([\w.+-]+))"
 
 
 def _user_words(text: str) -> str:
     """Say ``--method OR`` where a message shared with the Python API says ``method='OR'``."""
-    return _ARG_RE.sub(lambda m: f"{_OPTION_OF[m.group(1)]} {next(g for g in m.groups()[1:] if g is not None)}", text)
+    return re.sub(_ARG_PATTERN, lambda m: f"{_OPTION_OF[m.group(1)]} {next(g for g in m.groups()[1:] if g is not None)}", text)
 
 
 def _one_line(message: str) -> str:
