@@ -56,7 +56,8 @@ class _PlainValues:
     exactly as pydantic converts them (``int('0012')``, ``float('1e-3')``: the same values;
     paths through typer's own ``coerce_cli_path``, so its checks and messages are unchanged);
     anything else (``1_000``, a number with blanks, ``nan``, a bad value) goes to typer's own
-    conversion, so every error message is typer's.  Installed by :func:`_plain_param` where typer has this layer.
+    conversion, so every error message is typer's.  Installed by :func:`_plain_param` where
+    typer has this layer.
     """
 
     def __init__(self, annotation: type) -> None:
@@ -76,16 +77,27 @@ class _PlainValues:
                 return int(value)
             if kind is float and _FLOAT.fullmatch(value):
                 return float(value)
+        build_runtime_param, coerce_cli_path = _typer_layer()
         if kind is Path and (isinstance(value, Path) or (isinstance(value, str) and "\0" not in value)):
-            from typer._param_types import coerce_cli_path
-
             path = value if isinstance(value, Path) else Path(value)
             return coerce_cli_path(path, param.type_descriptor.parameter_info, path_type=Path, param=param, ctx=ctx)
         if self._typer is None:
-            from typer._coercion import build_runtime_param
-
             self._typer = build_runtime_param(param.type_descriptor)
         return self._typer.coerce(value, param=param, ctx=ctx)
+
+
+def _typer_layer() -> tuple | None:
+    """typer's own ``build_runtime_param`` and ``coerce_cli_path``, or None under a typer without them.
+
+    Both are imported by ``typer.core`` already, so this costs nothing; :func:`_plain_param`
+    installs :class:`_PlainValues` only where they exist.
+    """
+    try:
+        from typer._coercion import build_runtime_param
+        from typer._param_types import coerce_cli_path
+    except ImportError:
+        return None
+    return build_runtime_param, coerce_cli_path
 
 
 def _plain_param(param: click.Parameter) -> None:
@@ -93,10 +105,11 @@ def _plain_param(param: click.Parameter) -> None:
 
     Plain: one value of type ``bool``, ``str``, ``int``, ``float`` or ``Path``, with no parser,
     bounds or other path type.  Every other option, and every option under a typer without that
-    layer (no ``type_descriptor``, or no unset ``_runtime_param``), keeps typer's own conversion.
+    layer (no ``type_descriptor``, no unset ``_runtime_param``, or no :func:`_typer_layer`), keeps
+    typer's own conversion.
     """
     descriptor = getattr(param, "type_descriptor", None)
-    if descriptor is None or getattr(param, "_runtime_param", False) is not None:
+    if descriptor is None or getattr(param, "_runtime_param", False) is not None or _typer_layer() is None:
         return
     info = descriptor.parameter_info
     if (
