@@ -204,3 +204,14 @@ def test_options_with_bounds_or_lists_keep_typers_conversion():
     for param in (params[1], *bounded):
         tsct_cli._plain_param(param)
         assert param._runtime_param is None
+
+
+def test_a_typer_without_the_layer_keeps_its_own_conversion(monkeypatch):
+    import tsct_cli
+
+    param = _typer_param(int, 1)
+    if param is None:
+        pytest.skip("this typer has no pydantic conversion layer")
+    monkeypatch.setattr(tsct_cli, "_typer_layer", lambda: None)
+    tsct_cli._plain_param(param)
+    assert param._runtime_param is None
