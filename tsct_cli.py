@@ -16,15 +16,19 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import click
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
+
+if TYPE_CHECKING:  # typer runs on its own copy of click; the click package is not imported at run time
+    import click
 
 console = Console()
 err_console = Console(stderr=True)
@@ -38,6 +42,111 @@ _GROUPS = {
 }
 
 
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+class _PlainValues:
+    """typer's conversion of one ``bool``, ``str``, ``int``, ``float`` or ``Path`` option, without pydantic.
+
+    typer (0.2x) converts every option value through a pydantic ``TypeAdapter``, built when the
+    command runs; importing pydantic and building the adapters costs about 0.15 s of CPU per
+    command, more than ``tsct analyze st`` spends on the analysis.  The values a statistician
+    types are plain: a string, a decimal integer or number, a path.  Those are converted here
+    exactly as pydantic converts them (``int('0012')``, ``float('1e-3')``: the same values;
+    paths through typer's own ``coerce_cli_path``, so its checks and messages are unchanged);
+    anything else (``1_000``, a number with blanks, ``nan``, a bad value) goes to typer's own
+    conversion, so every error message is typer's.  Installed by :func:`_plain_param` where
+    typer has this layer.
+    """
+
+    def __init__(self, annotation: type) -> None:
+        self.annotation = annotation
+        self._typer: object | None = None  # typer's own runtime parameter, built on first need
+
+    def coerce(self, value: object, param: object, ctx: object) -> object:
+        if value is None:  # an absent optional value, as typer leaves it
+            return None
+        kind = self.annotation
+        if type(value) is kind and kind is not Path:
+            return value
+        if isinstance(value, str):
+            if kind is str:
+                return value
+            if kind is int and _INT.fullmatch(value):
+                return int(value)
+            if kind is float and _FLOAT.fullmatch(value):
+                return float(value)
+        build_runtime_param, coerce_cli_path = _typer_layer()
+        if kind is Path and (isinstance(value, Path) or (isinstance(value, str) and "\0" not in value)):
+            path = value if isinstance(value, Path) else Path(value)
+            return coerce_cli_path(path, param.type_descriptor.parameter_info, path_type=Path, param=param, ctx=ctx)
+        if self._typer is None:
+            self._typer = build_runtime_param(param.type_descriptor)
+        return self._typer.coerce(value, param=param, ctx=ctx)
+
+
+def _typer_layer() -> tuple | None:
+    """typer's own ``build_runtime_param`` and ``coerce_cli_path``, or None under a typer without them.
+
+    Both are imported by ``typer.core`` already, so this costs nothing; :func:`_plain_param`
+    installs :class:`_PlainValues` only where they exist.
+    """
+    try:
+        from typer._coercion import build_runtime_param
+        from typer._param_types import coerce_cli_path
+    except ImportError:
+        return None
+    return build_runtime_param, coerce_cli_path
+
+
+def _plain_param(param: click.Parameter) -> None:
+    """Give ``param`` a :class:`_PlainValues` where typer has its pydantic layer and the option is plain.
+
+    Plain: one value of type ``bool``, ``str``, ``int``, ``float`` or ``Path``, with no parser,
+    bounds or other path type.  Every other option, and every option under a typer without that
+    layer (no ``type_descriptor``, no unset ``_runtime_param``, or no :func:`_typer_layer`), keeps
+    typer's own conversion.
+    """
+    descriptor = getattr(param, "type_descriptor", None)
+    if descriptor is None or getattr(param, "_runtime_param", False) is not None or _typer_layer() is None:
+        return
+    info = descriptor.parameter_info
+    if (
+        descriptor.annotation not in (bool, str, int, float, Path)
+        or param.multiple
+        or param.nargs != 1
+        or descriptor.file_annotation is not None
+        or getattr(info, "parser", None) is not None
+        or getattr(info, "min", None) is not None
+        or getattr(info, "max", None) is not None
+        or getattr(info, "path_type", None) not in (None, Path)
+    ):
+        return
+    param._runtime_param = _PlainValues(descriptor.annotation)
+
+
+def _plain_values(command: click.Command) -> None:
+    """:func:`_plain_param` for every option of ``command`` and its sub-commands, ``--help`` included.
+
+    typer makes a command's ``--help`` option when the command first parses its arguments, so
+    the command's ``get_help_option`` is wrapped to treat that option too.
+    """
+    for sub in getattr(command, "commands", {}).values():
+        _plain_values(sub)
+    for param in getattr(command, "params", ()):
+        _plain_param(param)
+    make_help_option = command.get_help_option
+
+    def get_help_option(ctx: click.Context) -> click.Option | None:
+        option = make_help_option(ctx)
+        if option is not None:
+            _plain_param(option)
+        return option
+
+    command.get_help_option = get_help_option
+
+
 class _LazyGroup(TyperGroup):
     """The ``tsct`` group: each package's command group is imported when it is invoked.
 
@@ -48,6 +157,12 @@ class _LazyGroup(TyperGroup):
 
     _listing = False
 
+    def get_help_option(self, ctx: click.Context) -> click.Option | None:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            _plain_param(option)  # see _PlainValues
+        return option
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(_GROUPS) + [n for n in super().list_commands(ctx) if n not in _GROUPS]
 
@@ -55,7 +170,7 @@ class _LazyGroup(TyperGroup):
         if cmd_name in _GROUPS and cmd_name not in self.commands:
             module, help_text = _GROUPS[cmd_name]
             if self._listing:  # help listing: a stand-in with the static help, nothing imported
-                return click.Group(cmd_name, help=help_text, short_help=help_text)
+                return TyperGroup(name=cmd_name, help=help_text, short_help=help_text)
             try:
                 sub = importlib.import_module(module).app
             except ModuleNotFoundError as exc:
@@ -63,6 +178,7 @@ class _LazyGroup(TyperGroup):
                     raise
                 sub = typer.Typer(help=help_text + " (not available in this build yet)", no_args_is_help=True)
             command = typer.main.get_command(sub)
+            _plain_values(command)
             command.help = help_text
             command.short_help = help_text
             self.add_command(command, cmd_name)

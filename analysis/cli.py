@@ -43,8 +43,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-console = Console(soft_wrap=True)  # tables and sentences are not cut at 80 columns when piped
-err_console = Console(stderr=True)
+# soft_wrap: tables and sentences are not cut at 80 columns when piped.  emoji=False: a study,
+# treatment or file name such as ":x:" prints as written, and Rich's emoji table (about 10 ms
+# of start-up) is not loaded.
+console = Console(soft_wrap=True, emoji=False)
+err_console = Console(stderr=True, emoji=False)
 
 _FILE_HELP = "Study file: JAFROC Excel (.xlsx), iMRMC (.imrmc) or tidy CSV (.csv)."
 _FOM_HELP = (
@@ -71,7 +74,7 @@ class RichTable:
         self.columns.append((header, justify))
 
     def add_row(self, *cells: object) -> None:
-        self.rows.append([_render_markup(str(c)) if "[" in str(c) else Text(str(c)) for c in cells])
+        self.rows.append([_render_markup(str(c), emoji=False) if "[" in str(c) else Text(str(c)) for c in cells])
 
     def __rich__(self) -> Text:
         widths = [len(h) for h, _ in self.columns]
@@ -113,12 +116,13 @@ _OPTION_OF = {
     "target_power": "--target-power",
     "effect_size": "--effect-size",
 }
-_ARG_RE = re.compile(r"\b(" + "|".join(sorted(_OPTION_OF, key=len, reverse=True)) + r")\s*=\s*(?:'([^']*)'|\"([^\"]*)\"|([\w.+-]+))")
+#: ``name=value`` for those names; compiled on the first error message (``re`` keeps it), not at start-up
+_ARG_PATTERN = r"\b(" + "|".join(sorted(_OPTION_OF, key=len, reverse=True)) + r")\s*=\s*(?:'([^']*)'|\"([^\"]*)\"|([\w.+-]+))"
 
 
 def _user_words(text: str) -> str:
     """Say ``--method OR`` where a message shared with the Python API says ``method='OR'``."""
-    return _ARG_RE.sub(lambda m: f"{_OPTION_OF[m.group(1)]} {next(g for g in m.groups()[1:] if g is not None)}", text)
+    return re.sub(_ARG_PATTERN, lambda m: f"{_OPTION_OF[m.group(1)]} {next(g for g in m.groups()[1:] if g is not None)}", text)
 
 
 def _one_line(message: str) -> str:

@@ -16,7 +16,6 @@ variance estimate) are ``nan`` and come with an entry in ``warnings``.
 
 from __future__ import annotations
 
-import html
 import json
 import math
 from dataclasses import dataclass, field
@@ -432,6 +431,8 @@ class ResultSummary:
         return "\n".join(lines)
 
     def as_html(self) -> str:
+        import html  # here, not at the top: `tsct analyze st` never needs it
+
         import pandas as pd
 
         parts = [f"<h3>{html.escape(self.title)}</h3>"]

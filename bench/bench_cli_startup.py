@@ -9,7 +9,10 @@ largest cumulative time for each command.
 
 Usage::
 
-    python bench/bench_cli_startup.py [--repeats 5] [--top 12]
+    python bench/bench_cli_startup.py [--repeats 5] [--top 12] [--no-bytecode-cache]
+
+Python children keep their bytecode between runs, as Python does by default (``bench/_process.py``);
+``--no-bytecode-cache`` keeps an environment's ``PYTHONDONTWRITEBYTECODE`` instead.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench._process import child_env, run_measured  # noqa: E402
+from bench._process import bytecode_note, child_env, run_measured, set_bytecode_cache  # noqa: E402
 
 ENTRY = "import tsct_cli; tsct_cli.main()"
 COMMANDS = {"tsct --help": ["--help"], "tsct analyze --help": ["analyze", "--help"]}
@@ -50,8 +53,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--top", type=int, default=12)
+    parser.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="keep the environment's PYTHONDONTWRITEBYTECODE (then every run recompiles the project's modules)",
+    )
     args = parser.parse_args()
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    set_bytecode_cache(not args.no_bytecode_cache)
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {bytecode_note()}")
     for label, argv in COMMANDS.items():
         run_child(argv)  # warm the file cache
         runs = [run_child(argv) for _ in range(args.repeats)]

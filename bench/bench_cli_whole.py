@@ -27,6 +27,9 @@ Usage::
 
     python bench/bench_cli_whole.py [--repeats 3] [--cases 10000] [--workdir /tmp/tsct-bench]
     python bench/bench_cli_whole.py --skip-big-workbook [--breakdown]  # dataset04 and the Rscript comparison only
+
+Python children keep their bytecode between runs, as Python does by default (``bench/_process.py``);
+``--no-bytecode-cache`` keeps an environment's ``PYTHONDONTWRITEBYTECODE`` instead.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench._process import child_env, run_measured  # noqa: E402
+from bench._process import bytecode_note, child_env, run_measured, set_bytecode_cache  # noqa: E402
 
 DATASET04 = ROOT / "tests" / "data" / "rjafroc" / "datasets" / "dataset04.xlsx"
 ENTRY = "import tsct_cli; tsct_cli.main()"
@@ -72,21 +75,21 @@ stopifnot(nrow(truth) > 0, nrow(nl) + nrow(ll) > 0)
 
 #: where the CPU time of one ``tsct analyze st --method BOTH`` process goes, stage by stage, in a
 #: fresh process (the stages in the order the command meets them; each is the CPU time since
-#: the previous one, ``time.process_time``, so they add up to the whole process)
+#: the previous one, ``time.process_time``, so they add up to the whole process; the command's
+#: option parsing, a few ms, is not in it)
 STAGES = """
 import io, json, sys, time, warnings
 clock = time.process_time
 marks = [("Python start-up (interpreter, site)", clock())]
 import tsct_cli
-marks.append(("tsct_cli: typer, click, rich", clock()))
+marks.append(("tsct_cli: typer (its own click), rich", clock()))
 import analysis.cli as cli
 marks.append(("analysis.cli: the analyze commands", clock()))
-import typer._adapters  # typer builds pydantic adapters for the options when a command runs
-marks.append(("typer's option layer (pydantic)", clock()))
 import numpy
 marks.append(("numpy", clock()))
-from scipy import special
-marks.append(("scipy.special (p-values, quantiles)", clock()))
+from analysis.stats._distributions import t_quantile
+t_quantile(0.975, 10.0)  # loads scipy.special's compiled ufuncs, not scipy.special's __init__
+marks.append(("scipy.special's ufuncs (p values, quantiles)", clock()))
 from analysis.io import read_observer_data
 from analysis.significance import significance_test
 from analysis.results import Provenance
@@ -96,7 +99,7 @@ marks.append(("read the workbook (python-calamine)", clock()))
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     results = [significance_test(data, "wAFROC", method=m, provenance=Provenance.from_file(sys.argv[1])) for m in ("DBM", "OR")]
-marks.append(("DBM and OR, all analyses", clock()))
+marks.append(("DBM and OR, all analyses (and the provenance)", clock()))
 from rich.console import Console
 cli.console = Console(file=io.StringIO(), soft_wrap=True)
 for r in results:
@@ -271,8 +274,14 @@ def main() -> None:
     parser.add_argument("--skip-dataset04", action="store_true")
     parser.add_argument("--skip-big-workbook", action="store_true", help="only part 1 (dataset04, and Rscript where installed)")
     parser.add_argument("--breakdown", action="store_true", help="also print where the CPU time of st on dataset04 goes, stage by stage")
+    parser.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="keep the environment's PYTHONDONTWRITEBYTECODE (then every run recompiles the project's modules)",
+    )
     args = parser.parse_args()
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    set_bytecode_cache(not args.no_bytecode_cache)
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {bytecode_note()}")
     if not args.skip_dataset04:
         bench_dataset04(args.repeats)
         if args.breakdown:
