@@ -47,7 +47,7 @@ def main() -> None:
 
     import SimpleITK as sitk
 
-    from cases import read_exam
+    from cases import read_exam_pair
     from detector import run_pair
     from detector.zscore_outputs import ZScoreSettings
 
@@ -66,8 +66,7 @@ def main() -> None:
 
     start, cpu_start = time.perf_counter(), time.process_time()
     on_stage("load")
-    prior = read_exam(folder / "prior.nii.gz")
-    current = read_exam(folder / "current.nii.gz")
+    prior, current = read_exam_pair(folder / "prior.nii.gz", folder / "current.nii.gz")  # in two threads
     result = run_pair(prior, current, out_dir, on_stage=on_stage, write_dicom=False, zscore_settings=ZScoreSettings(device=args.device))
     end, cpu_end, rss_end = time.perf_counter(), time.process_time(), _rss_gb()
     print(

@@ -337,7 +337,9 @@ class RegistrationResult:
                 self._cache["body"] = sitk.DisplacementFieldTransform(image)
         return self._cache["body"]
 
-    def warp(self, volume: Volume, *, default_value: float | None = None, outside_body_value: float | None = None) -> Volume:
+    def warp(
+        self, volume: Volume, *, default_value: float | None = None, outside_body_value: float | None = None, image: sitk.Image | None = None
+    ) -> Volume:
         """Resample a prior-exam volume onto the current exam's grid through the transform.
 
         Parameters
@@ -347,6 +349,8 @@ class RegistrationResult:
             i.e. air for CT; 0 for label volumes).
         outside_body_value : when given, only the current exam's body box is resampled and the
             rest of the grid gets this value (about a third less work on a whole-body CT).
+        image : ``volume.to_sitk()`` made beforehand (the pipeline makes it while the
+            registration runs); None: made here.
 
         Intensity volumes use linear interpolation, label volumes nearest neighbour.
         """
@@ -356,7 +360,8 @@ class RegistrationResult:
         else:
             interpolator = sitk.sitkLinear
             default = float(np.min(volume.array)) if default_value is None else default_value
-        image = volume.to_sitk()
+        if image is None:
+            image = volume.to_sitk()
         box = self.body_box if outside_body_value is not None else None
         target = _sub_grid(self.fixed_grid, box) if box is not None else self.fixed_grid
         resampler = target.resampler(interpolator, default)
