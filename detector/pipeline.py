@@ -427,8 +427,9 @@ def run_pair(
     prior_image_ahead = ahead.submit(prior_vol.to_sitk)  # for the warp
     try:
         reg = register(current_vol, prior_vol, config=config, on_iteration=on_iteration)
-    finally:
-        ahead.shutdown(wait=False)
+    except BaseException:
+        ahead.shutdown(wait=False, cancel_futures=True)
+        raise
     timings["register"] = time.perf_counter() - t
 
     model_loading: threading.Thread | None = None
@@ -472,22 +473,34 @@ def run_pair(
     t = stage("bone")
     current_pools = None
     if labels is not None:
+        jacobian_ahead = ahead.submit(reg.jacobian_determinant)  # for QC
         bone = bone_mask(current_vol, labels=labels, label_values=bone_label_values)
     else:
         # One threshold pass over the voxel-wise maximum of both exams: bone of either exam
         # (a lytic lesion of the current exam is still bone in the warped prior).
         # Contrast blood pools are left out where they are pools in both exams: a new blastic
         # lesion in marrow looks like a pool in the current exam alone (docs/detector.md).
+        # The pools are found in a thread while the threshold steps run (bone_mask calls
+        # `excluded_pools` only once it needs them); then QC's Jacobian, in the same thread.
         from cases.blood_pool import pools_in_both
 
         assert current_pools_ahead is not None
-        shared, current_only = pools_in_both(current_vol, warped, current_pools=current_pools_ahead.result())
-        pools = shared.array != 0
-        current_pools = (current_only.array != 0) & ~pools  # pools of the current exam alone (QC)
-        del shared, current_only
+        pools_ahead = ahead.submit(pools_in_both, current_vol, warped, current_pools=current_pools_ahead.result())
+        jacobian_ahead = ahead.submit(reg.jacobian_determinant)  # for QC
+
+        def excluded_pools() -> np.ndarray:
+            nonlocal current_pools
+            shared, current_only = pools_ahead.result()
+            pools = shared.array != 0
+            current_pools = (current_only.array != 0) & ~pools  # pools of the current exam alone (QC)
+            return pools
+
         both = np.maximum(current_vol.array, warped.array)
-        bone = bone_mask(current_vol.with_array(both), exclude=pools)
-        del both, pools
+        bone = bone_mask(current_vol.with_array(both), exclude=excluded_pools)
+        if current_pools is None:  # bone_mask found no bone and returned before it needed them
+            excluded_pools()
+        del both, pools_ahead
+    ahead.shutdown(wait=False)
     roi_with_outside = dilate_mask(bone, roi_margin_mm)
     del bone
     # Where the prior has no data there is nothing to subtract: those voxels leave the ROI.
@@ -538,7 +551,7 @@ def run_pair(
             warped,
             roi_with_outside,  # overlap is measured before voxels outside the prior left the ROI
             outside_fov=outside,
-            jacobian=reg.jacobian_determinant(),
+            jacobian=jacobian_ahead.result(),
             rigid_parameters=reg.rigid_parameters(),
             header_problems=problems,
             header_warnings=notes,
