@@ -41,7 +41,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from cases import CaseList, Exam, LabelVolume, Volume, read_case_list, read_exam, read_exam_pair, read_volume, write_dicom_series
+from cases import CaseList, Exam, LabelVolume, Volume, read_case_list, read_exam, read_exam_pair, read_volume, write_dicom_series, write_nifti_gz
 
 from ._errors import DetectorInputError
 from .bone import bone_mask, dilate_mask
@@ -189,10 +189,7 @@ def _int16(volume: Volume) -> Volume:
 
 def _write_nifti(volume: Volume, path: Path) -> Path:
     """NIfTI writer with a fast compression level (``cases.write_volume`` uses the default)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = volume.to_sitk()
-    sitk.WriteImage(image, str(path), True, NIFTI_COMPRESSION_LEVEL)
-    return path
+    return write_nifti_gz(volume.to_sitk(), path, zlib_level=NIFTI_COMPRESSION_LEVEL)
 
 
 def _int16_of(volume: Volume) -> Callable[[], Volume]:

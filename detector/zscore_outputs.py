@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from cases import LabelVolume, Volume
+from cases import LabelVolume, Volume, write_nifti_gz
 
 from ._geometry import mask_bounding_box
 from .candidates import CandidateSet, find_candidates, matched_filter_score
@@ -214,8 +214,7 @@ def _write_labels(volume: Volume, path: Path) -> Path:
     image.SetSpacing(volume.spacing_mm)
     image.SetOrigin(volume.origin_mm)
     image.SetDirection(volume.direction)
-    sitk.WriteImage(image, str(path), True)
-    return path
+    return write_nifti_gz(image, path, zlib_level=-1)
 
 
 def overlay_map(result: ZScoreOutputs, style: OverlayStyle | None = None) -> tuple[Volume, OverlayStyle]:
@@ -239,8 +238,7 @@ def _write_float(volume: Volume, path: Path) -> Path:
     image.SetSpacing(volume.spacing_mm)
     image.SetOrigin(volume.origin_mm)
     image.SetDirection(volume.direction)
-    sitk.WriteImage(image, str(path), True, 1)
-    return path
+    return write_nifti_gz(image, path)
 
 
 def zscore_stage(
