@@ -5,7 +5,9 @@ B-spline), warp, bone ROI (with the blood-pool exclusion), subtraction, QC, z-ma
 network or the analytic fallback), matched-filter candidates with splitting, and every output
 file. Prints wall time, CPU time and the peak memory (RSS high-water mark) per stage and in
 total, the machine's load average before and after (other jobs share the CPU), and whether
-the targets are met (<= 45 s and <= 6 GB on 2 CPU cores).
+the targets are met (<= 45 s and <= 6 GB on 2 CPU cores). Work that runs in threads beside a
+stage counts in that stage's CPU time: the subtraction is made by the writer thread beside QC
+and the z-map (its row is about 0), QC runs beside the z-map (its row is 0).
 
 Usage::
 

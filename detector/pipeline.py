@@ -356,8 +356,10 @@ def run_pair(
     on_iteration : registration progress callback (see :func:`register`).
     on_stage : called with a stage name (``"register"``, ``"warp"``, ``"bone"``, ``"subtract"``,
         ``"qc"``, ``"zscore"``, ``"write"``) when that stage starts. With ``zscore``, QC runs in a
-        thread beside the z-score stage ("zscore" follows "qc" at once) and the images are
-        written by a background thread from the end of the subtraction on.
+        thread beside the z-score stage ("zscore" follows "qc" at once). With ``out_dir``, a
+        background thread writes the warped prior from the end of the warp on, and makes the
+        subtraction images (so "qc" follows "subtract" at once) and writes them with the ROI
+        while QC and the z-score stage run.
     zscore : also compute the z-score map and lesion candidates (and write ``zmap.nii.gz``,
         ``sigma.nii.gz``, ``candidates.json``/``.csv`` and, for DICOM input, the colour overlay
         series). The shipped network is used where the pair fits its training domain, else the
