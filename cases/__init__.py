@@ -10,7 +10,7 @@ Geometry
     grid comparison, header-only reading. ``Volume``, ``LabelVolume``: images that carry their
     grid (array in (z, y, x) order, spacing/origin in (x, y, z)).
 Exams
-    ``Exam``, ``read_exam``, ``read_volume``, ``write_volume``, ``write_dicom_series``,
+    ``Exam``, ``read_exam``, ``read_exam_pair``, ``read_volume``, ``write_volume``, ``write_nifti_gz``, ``write_dicom_series``,
     ``check_same_patient``, ``list_dicom_series``: CT exams from DICOM series folders, NIfTI, NRRD
     or MHA, in HU, and back; ``file_sha256`` of an exam or output (a DICOM folder as a whole).
 Case lists and truth
@@ -44,7 +44,18 @@ from .grid import Grid, GridReadError, read_grid
 from .hashing import file_sha256
 
 # exams: reading and writing CT, hashing -------------------------------------------------------------
-from .io import Exam, ExamReadError, check_hu_plausible, check_same_patient, read_exam, read_volume, write_dicom_series, write_volume
+from .io import (
+    Exam,
+    ExamReadError,
+    check_hu_plausible,
+    check_same_patient,
+    read_exam,
+    read_exam_pair,
+    read_volume,
+    write_dicom_series,
+    write_nifti_gz,
+    write_volume,
+)
 
 # synthetic spine CT pairs ------------------------------------------------------------------------------
 from .synth import (
@@ -78,8 +89,10 @@ __all__ = [
     "check_hu_plausible",
     "check_same_patient",
     "read_exam",
+    "read_exam_pair",
     "read_volume",
     "write_dicom_series",
+    "write_nifti_gz",
     "write_volume",
     "DicomSeriesInfo",
     "list_dicom_series",

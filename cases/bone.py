@@ -31,7 +31,7 @@ as ``labels`` with the bone label values.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -118,7 +118,7 @@ def bone_mask(
     labels: LabelVolume | None = None,
     label_values: Sequence[int] | None = None,
     exclude_blood_pools: bool = True,
-    exclude: LabelVolume | np.ndarray | None = None,
+    exclude: LabelVolume | np.ndarray | Callable[[], LabelVolume | np.ndarray] | None = None,
 ) -> LabelVolume:
     """Mask of the bones of a CT volume (1 = bone, 0 = not), on the volume's grid.
 
@@ -136,7 +136,9 @@ def bone_mask(
     exclude_blood_pools : leave out contrast-filled blood pools and enhancing organs (heart,
         aorta, kidneys, ...) found by :func:`cases.blood_pool.blood_pool_mask` on ``volume``
         (default). Ignored when ``exclude`` is given.
-    exclude : voxels to leave out instead (the pipeline passes the pools found in both exams).
+    exclude : voxels to leave out instead (the pipeline passes the pools found in both exams),
+        or a function that returns them, called once the threshold steps are done (the pipeline
+        finds the pools in a thread meanwhile).
 
     Returns
     -------
@@ -183,6 +185,8 @@ def bone_mask(
 
         exclude = blood_pool_mask(volume)
     excluded = None
+    if callable(exclude):
+        exclude = exclude()
     if exclude is not None:
         ex = exclude.array if isinstance(exclude, Volume) else np.asarray(exclude)
         if ex.shape != volume.shape:

@@ -41,14 +41,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from cases import CaseList, Exam, LabelVolume, Volume, read_case_list, read_exam, read_volume, write_dicom_series
+from cases import CaseList, Exam, LabelVolume, Volume, read_case_list, read_exam, read_exam_pair, read_volume, write_dicom_series, write_nifti_gz
 
 from ._errors import DetectorInputError
 from .bone import bone_mask, dilate_mask
 from .outputs import MANIFEST_NAME, ROLES, ModelRecord, case_outputs_status, write_case_outputs
 from .qc import QCReport, QCThresholds, assess_registration, header_checks
 from .registration import IterationInfo, RegistrationConfig, RegistrationResult, register
-from .subtraction import KernelSpec, SubtractionImages, temporal_subtraction
+from .subtraction import KernelSpec, SubtractionImages, _kernel_radius, temporal_subtraction
 
 __all__ = ["PairResult", "BatchResult", "run_pair", "run_case_list", "OUTPUT_FILES"]
 
@@ -174,15 +174,22 @@ def _as_exam(item: Exam | Volume | str | Path, role: str, series_uid: str | None
 
 
 def _int16(volume: Volume) -> Volume:
-    return volume.with_array(np.clip(np.rint(volume.array), -32768, 32767).astype(np.int16))
+    """The volume rounded to int16 (clipped to its range), slab by slab: the same values as
+    ``np.clip(np.rint(a), -32768, 32767).astype(np.int16)`` without two full-size float
+    temporaries (1.1 CPU s per 512 x 512 x 300 image that way, page faults mostly)."""
+    a = volume.array
+    out = np.empty(a.shape, dtype=np.int16)
+    step = max(1, (1 << 22) // max(1, int(np.prod(a.shape[1:]))))  # slabs of about 4 M voxels
+    for k in range(0, a.shape[0], step):
+        slab = np.rint(a[k : k + step])
+        np.clip(slab, -32768, 32767, out=slab)
+        out[k : k + step] = slab
+    return volume.with_array(out)
 
 
 def _write_nifti(volume: Volume, path: Path) -> Path:
     """NIfTI writer with a fast compression level (``cases.write_volume`` uses the default)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = volume.to_sitk()
-    sitk.WriteImage(image, str(path), True, NIFTI_COMPRESSION_LEVEL)
-    return path
+    return write_nifti_gz(volume.to_sitk(), path, zlib_level=NIFTI_COMPRESSION_LEVEL)
 
 
 def _int16_of(volume: Volume) -> Callable[[], Volume]:
@@ -193,6 +200,17 @@ def _int16_of(volume: Volume) -> Callable[[], Volume]:
 def _write_images(out: Path, images: dict[str, Callable[[], Volume]]) -> dict[str, Path]:
     """Write the pair's images (role -> maker of the volume) one after the other as NIfTI."""
     return {role: _write_nifti(make(), out / OUTPUT_FILES[role]) for role, make in images.items()}
+
+
+def _subtract_and_write(current: Volume, warped: Volume, roi: LabelVolume, out: Path, **options: Any) -> tuple[SubtractionImages, dict[str, Path]]:
+    """The subtraction images (:func:`temporal_subtraction` in ``roi``), then the two of them and
+    the ROI written as NIfTI (the pipeline's writer thread runs this)."""
+    subtraction = temporal_subtraction(current, warped, bone_roi=roi, **options)
+    written = _write_images(
+        out,
+        {"subtraction": _int16_of(subtraction.plain), "subtraction_vm": _int16_of(subtraction.voxel_matched), "bone_roi": lambda: roi},
+    )
+    return subtraction, written
 
 
 def _load_zscore_model_quietly(model: Any, device: str) -> None:
@@ -338,8 +356,10 @@ def run_pair(
     on_iteration : registration progress callback (see :func:`register`).
     on_stage : called with a stage name (``"register"``, ``"warp"``, ``"bone"``, ``"subtract"``,
         ``"qc"``, ``"zscore"``, ``"write"``) when that stage starts. With ``zscore``, QC runs in a
-        thread beside the z-score stage ("zscore" follows "qc" at once) and the images are
-        written by a background thread from the end of the subtraction on.
+        thread beside the z-score stage ("zscore" follows "qc" at once). With ``out_dir``, a
+        background thread writes the warped prior from the end of the warp on, and makes the
+        subtraction images (so "qc" follows "subtract" at once) and writes them with the ROI
+        while QC and the z-score stage run.
     zscore : also compute the z-score map and lesion candidates (and write ``zmap.nii.gz``,
         ``sigma.nii.gz``, ``candidates.json``/``.csv`` and, for DICOM input, the colour overlay
         series). The shipped network is used where the pair fits its training domain, else the
@@ -367,8 +387,12 @@ def run_pair(
         return time.perf_counter()
 
     t = time.perf_counter()
-    prior_exam, prior_vol = _as_exam(prior, "prior", prior_series_uid)
-    current_exam, current_vol = _as_exam(current, "current", current_series_uid)
+    if isinstance(prior, (str, Path)) and isinstance(current, (str, Path)):
+        prior_exam, current_exam = read_exam_pair(prior, current, prior_series_uid=prior_series_uid, current_series_uid=current_series_uid)
+        prior_vol, current_vol = prior_exam.volume, current_exam.volume
+    else:
+        prior_exam, prior_vol = _as_exam(prior, "prior", prior_series_uid)
+        current_exam, current_vol = _as_exam(current, "current", current_series_uid)
     labels = _load_bone_labels(bone_labels)
     timings["load"] = time.perf_counter() - t
     if write_dicom is None:
@@ -390,7 +414,21 @@ def run_pair(
         prior_vol, blur_sigma_mm = match_slice_thickness(prior_vol, prior_thickness, current_thickness)
 
     t = stage("register")
-    reg = register(current_vol, prior_vol, config=config, on_iteration=on_iteration)
+    # The rigid stage runs on one core (one ITK work unit, for reproducibility): meanwhile a
+    # thread finds the current exam's blood pools (they do not depend on the prior) and makes
+    # the prior's SimpleITK image for the warp.
+    ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsct-ahead")
+    current_pools_ahead: Future[Any] | None = None
+    if labels is None:
+        from cases.blood_pool import exam_pools
+
+        current_pools_ahead = ahead.submit(exam_pools, current_vol)
+    prior_image_ahead = ahead.submit(prior_vol.to_sitk)  # for the warp
+    try:
+        reg = register(current_vol, prior_vol, config=config, on_iteration=on_iteration)
+    except BaseException:
+        ahead.shutdown(wait=False, cancel_futures=True)
+        raise
     timings["register"] = time.perf_counter() - t
 
     model_loading: threading.Thread | None = None
@@ -408,41 +446,15 @@ def run_pair(
 
     t = stage("warp")
     # Resample only the current exam's body box; the rest of the grid is air.
-    warped = reg.warp(prior_vol, default_value=_OUTSIDE_SENTINEL, outside_body_value=AIR_HU)
+    warped = reg.warp(prior_vol, default_value=_OUTSIDE_SENTINEL, outside_body_value=AIR_HU, image=prior_image_ahead.result())
+    del prior_image_ahead
     outside = warped.array < AIR_HU - 0.5
     np.maximum(warped.array, AIR_HU, out=warped.array)
     timings["warp"] = time.perf_counter() - t
 
-    t = stage("bone")
-    current_pools = None
-    if labels is not None:
-        bone = bone_mask(current_vol, labels=labels, label_values=bone_label_values)
-    else:
-        # One threshold pass over the voxel-wise maximum of both exams: bone of either exam
-        # (a lytic lesion of the current exam is still bone in the warped prior).
-        # Contrast blood pools are left out where they are pools in both exams: a new blastic
-        # lesion in marrow looks like a pool in the current exam alone (docs/detector.md).
-        from cases.blood_pool import pools_in_both
-
-        shared, current_only = pools_in_both(current_vol, warped)
-        pools = shared.array != 0
-        current_pools = (current_only.array != 0) & ~pools  # pools of the current exam alone (QC)
-        del shared, current_only
-        both = np.maximum(current_vol.array, warped.array)
-        bone = bone_mask(current_vol.with_array(both), exclude=pools)
-        del both, pools
-    roi_with_outside = dilate_mask(bone, roi_margin_mm)
-    del bone
-    # Where the prior has no data there is nothing to subtract: those voxels leave the ROI.
-    roi = roi_with_outside.with_array(np.where(outside, 0, roi_with_outside.array).astype(np.uint8))
-    timings["bone"] = time.perf_counter() - t
-
-    t = stage("subtract")
-    subtraction = temporal_subtraction(current_vol, warped, bone_roi=roi, kernel=kernel, prior_spacing_mm=prior_spacing, symmetric=symmetric)
-    timings["subtract"] = time.perf_counter() - t
-
     writer: ThreadPoolExecutor | None = None
-    images_written: Future[dict[str, Path]] | None = None
+    images_written: list[Future[dict[str, Path]]] = []
+    out: Path | None = None
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -450,20 +462,67 @@ def run_pair(
         for done in (out / MANIFEST_NAME, qc_path):
             if done.exists():
                 done.unlink()  # re-running: the case is unfinished until the new manifest lands
-        # The images are final: a background thread writes them while QC and the z-map run
-        # (mostly on one core; SimpleITK's writer and zlib release the GIL), and the z-map's
-        # files join it in the write stage. The case stays unfinished until the manifest.
+        # Each image is written by a background thread as soon as it is final (SimpleITK's
+        # writer and zlib release the GIL): the warped prior while the bone ROI is made (mostly
+        # on one core), the subtractions and the ROI while QC and the z-map run; the z-map's
+        # files join them in the write stage. The case stays unfinished until the manifest.
         writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tsct-write")
-        images_written = writer.submit(
-            _write_images,
-            out,
-            {
-                "warped_prior": _int16_of(warped),
-                "subtraction": _int16_of(subtraction.plain),
-                "subtraction_vm": _int16_of(subtraction.voxel_matched),
-                "bone_roi": lambda: roi,
-            },
+        images_written.append(writer.submit(_write_images, out, {"warped_prior": _int16_of(warped)}))
+
+    t = stage("bone")
+    current_pools = None
+    if labels is not None:
+        jacobian_ahead = ahead.submit(reg.jacobian_determinant)  # for QC
+        bone = bone_mask(current_vol, labels=labels, label_values=bone_label_values)
+    else:
+        # One threshold pass over the voxel-wise maximum of both exams: bone of either exam
+        # (a lytic lesion of the current exam is still bone in the warped prior).
+        # Contrast blood pools are left out where they are pools in both exams: a new blastic
+        # lesion in marrow looks like a pool in the current exam alone (docs/detector.md).
+        # The pools are found in a thread while the threshold steps run (bone_mask calls
+        # `excluded_pools` only once it needs them); then QC's Jacobian, in the same thread.
+        from cases.blood_pool import pools_in_both
+
+        assert current_pools_ahead is not None
+        pools_ahead = ahead.submit(pools_in_both, current_vol, warped, current_pools=current_pools_ahead.result())
+        jacobian_ahead = ahead.submit(reg.jacobian_determinant)  # for QC
+
+        def excluded_pools() -> np.ndarray:
+            nonlocal current_pools
+            shared, current_only = pools_ahead.result()
+            pools = shared.array != 0
+            current_pools = (current_only.array != 0) & ~pools  # pools of the current exam alone (QC)
+            return pools
+
+        both = np.maximum(current_vol.array, warped.array)
+        bone = bone_mask(current_vol.with_array(both), exclude=excluded_pools)
+        if current_pools is None:  # bone_mask found no bone and returned before it needed them
+            excluded_pools()
+        del both, pools_ahead
+    ahead.shutdown(wait=False)
+    roi_with_outside = dilate_mask(bone, roi_margin_mm)
+    del bone
+    # Where the prior has no data there is nothing to subtract: those voxels leave the ROI.
+    roi = roi_with_outside.with_array(np.where(outside, 0, roi_with_outside.array).astype(np.uint8))
+    timings["bone"] = time.perf_counter() - t
+
+    t = stage("subtract")
+    kernel_radius = _kernel_radius(kernel, current_vol, prior_spacing)  # a malformed kernel fails here, not in a thread
+    subtraction_made: Future[tuple[SubtractionImages, dict[str, Path]]] | None = None
+    subtraction: SubtractionImages | None = None
+    if writer is not None:
+        # Nothing before the write stage reads the subtraction images: a writer thread makes
+        # them beside QC and the z-map (which leave a core free much of the time), then writes
+        # them with the ROI.
+        assert out is not None
+        subtraction_made = writer.submit(
+            _subtract_and_write, current_vol, warped, roi, out, kernel=kernel_radius, prior_spacing_mm=prior_spacing, symmetric=symmetric
         )
+    else:
+        subtraction = temporal_subtraction(
+            current_vol, warped, bone_roi=roi, kernel=kernel_radius, prior_spacing_mm=prior_spacing, symmetric=symmetric
+        )
+    timings["subtract"] = time.perf_counter() - t
 
     stage("qc")  # with the z-score stage, QC runs beside it (below)
     registration_info = {
@@ -479,7 +538,7 @@ def run_pair(
             for s in reg.stages
         ],
         "config": reg.config.to_dict(),
-        "voxel_matching_kernel_xyz": list(subtraction.kernel_size_vox),
+        "voxel_matching_kernel_xyz": [2 * r + 1 for r in kernel_radius],
         "slice_thickness_mm": {"prior": prior_thickness, "current": current_thickness},
         "prior_z_blur_sigma_mm": blur_sigma_mm,
     }
@@ -491,7 +550,7 @@ def run_pair(
             warped,
             roi_with_outside,  # overlap is measured before voxels outside the prior left the ROI
             outside_fov=outside,
-            jacobian=reg.jacobian_determinant(),
+            jacobian=jacobian_ahead.result(),
             rigid_parameters=reg.rigid_parameters(),
             header_problems=problems,
             header_warnings=notes,
@@ -534,20 +593,25 @@ def run_pair(
 
     outputs: dict[str, Path] = {}
     if out_dir is not None:
-        assert writer is not None and images_written is not None
+        assert writer is not None and out is not None
         t = stage("write")
-        zscore_written = None
+        zscore_written: list[Future[dict[str, Path]]] = []
         if zscore_result is not None:
-            from .zscore_outputs import write_zscore_files
+            from .zscore_outputs import zscore_file_jobs
 
-            zscore_written = writer.submit(write_zscore_files, zscore_result, current_vol, out, style=getattr(zscore_settings, "style", None))
+            # one job per file, on the writer's two threads
+            zscore_written = [writer.submit(job) for job in zscore_file_jobs(zscore_result, current_vol, out)]
         transform_path = reg.save(out / OUTPUT_FILES["transform"]) if save_transform else None
         writer.shutdown(wait=True)
-        outputs.update(images_written.result())
+        for done_images in images_written:
+            outputs.update(done_images.result())
+        assert subtraction_made is not None
+        subtraction, subtraction_files = subtraction_made.result()
+        outputs.update(subtraction_files)
         if transform_path is not None:
             outputs["transform"] = transform_path
-        if zscore_written is not None:
-            outputs.update(zscore_written.result())
+        for done_files in zscore_written:
+            outputs.update(done_files.result())
         timings["write_nifti"] = time.perf_counter() - t
         if write_dicom:
             t = time.perf_counter()
@@ -619,6 +683,7 @@ def run_pair(
             },
         )
     timings["total"] = time.perf_counter() - t_all
+    assert subtraction is not None
     return PairResult(
         registration=reg,
         warped_prior=warped,

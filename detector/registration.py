@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -337,7 +338,9 @@ class RegistrationResult:
                 self._cache["body"] = sitk.DisplacementFieldTransform(image)
         return self._cache["body"]
 
-    def warp(self, volume: Volume, *, default_value: float | None = None, outside_body_value: float | None = None) -> Volume:
+    def warp(
+        self, volume: Volume, *, default_value: float | None = None, outside_body_value: float | None = None, image: sitk.Image | None = None
+    ) -> Volume:
         """Resample a prior-exam volume onto the current exam's grid through the transform.
 
         Parameters
@@ -347,6 +350,8 @@ class RegistrationResult:
             i.e. air for CT; 0 for label volumes).
         outside_body_value : when given, only the current exam's body box is resampled and the
             rest of the grid gets this value (about a third less work on a whole-body CT).
+        image : ``volume.to_sitk()`` made beforehand (the pipeline makes it while the
+            registration runs); None: made here.
 
         Intensity volumes use linear interpolation, label volumes nearest neighbour.
         """
@@ -356,7 +361,8 @@ class RegistrationResult:
         else:
             interpolator = sitk.sitkLinear
             default = float(np.min(volume.array)) if default_value is None else default_value
-        image = volume.to_sitk()
+        if image is None:
+            image = volume.to_sitk()
         box = self.body_box if outside_body_value is not None else None
         target = _sub_grid(self.fixed_grid, box) if box is not None else self.fixed_grid
         resampler = target.resampler(interpolator, default)
@@ -713,14 +719,9 @@ def _resample(image: sitk.Image, grid: Grid, transform: sitk.Transform, default:
     return f.Execute(image)
 
 
-def _bspline_stage(
-    fixed: sitk.Image,
-    moving: sitk.Image,
-    rigid: sitk.Euler3DTransform,
-    config: RegistrationConfig,
-    on_iteration: Callable[[IterationInfo], None] | None,
-) -> tuple[sitk.BSplineTransform, StageReport]:
-    start = time.perf_counter()
+def _bspline_inputs(fixed: sitk.Image, moving: sitk.Image, config: RegistrationConfig) -> tuple[sitk.Image, sitk.Image, sitk.Image]:
+    """The B-spline stage's images (block-averaged, clamped) and sample mask: they do not depend
+    on the rigid stage, so :func:`register` makes them in a thread while it runs."""
     lo, hi = config.hu_window
     f = sitk.Clamp(block_mean(fixed, config.bspline_image_spacing_mm), sitk.sitkFloat32, lo, hi)
     m = sitk.Clamp(block_mean(moving, config.bspline_image_spacing_mm), sitk.sitkFloat32, lo, hi)
@@ -730,6 +731,19 @@ def _bspline_stage(
     seeds = sitk.BinaryThreshold(coarse, config.bspline_bone_threshold_hu, 1e9, 1, 0)
     radius = [int(round(config.bspline_bone_dilation_mm / s)) for s in coarse.GetSpacing()]
     mask_img = sitk.BinaryDilate(seeds, radius) if max(radius) > 0 else seeds
+    return f, m, mask_img
+
+
+def _bspline_stage(
+    fixed: sitk.Image,
+    moving: sitk.Image,
+    rigid: sitk.Euler3DTransform,
+    config: RegistrationConfig,
+    on_iteration: Callable[[IterationInfo], None] | None,
+    inputs: tuple[sitk.Image, sitk.Image, sitk.Image] | None = None,
+) -> tuple[sitk.BSplineTransform, StageReport]:
+    start = time.perf_counter()
+    f, m, mask_img = inputs if inputs is not None else _bspline_inputs(fixed, moving, config)
     n_mask = int(sitk.GetArrayViewFromImage(mask_img).sum())
     if n_mask < 200:
         raise DetectorInputError(
@@ -809,12 +823,19 @@ def register(
     fixed_img = _float_image(crop(fixed, box_f) if box_f else fixed)
     moving_img = _float_image(crop(moving, box_m) if box_m else moving)
 
-    rigid, rigid_report = _rigid_stage(fixed_img, moving_img, config, on_iteration)
+    # The rigid stage runs on one ITK work unit (reproducibility): the B-spline stage's inputs,
+    # which do not depend on it, are made meanwhile in a thread (SimpleITK releases the GIL).
+    bspline_inputs = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsct-bspline-inputs") as side:
+        inputs_made = side.submit(_bspline_inputs, fixed_img, moving_img, config) if config.deformable == "bspline" else None
+        rigid, rigid_report = _rigid_stage(fixed_img, moving_img, config, on_iteration)
+        if inputs_made is not None:
+            bspline_inputs = inputs_made.result()
     stages = [rigid_report]
     deformation: sitk.Transform | None = None
     field_grid: Grid | None = None
     if config.deformable == "bspline":
-        deformation, report = _bspline_stage(fixed_img, moving_img, rigid, config, on_iteration)
+        deformation, report = _bspline_stage(fixed_img, moving_img, rigid, config, on_iteration, bspline_inputs)
         stages.append(report)
     elif config.deformable in ("demons", "diffeomorphic_demons") and any(n > 0 for n in config.demons_iterations):
         fld, report = _demons_stage(fixed_img, moving_img, rigid, config, on_iteration)

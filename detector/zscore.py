@@ -481,9 +481,9 @@ def compute_zmap(
         params = {"delta_mm": delta_mm, "block_mm": block_mm, "resolution_match": None}
         analytic_prior = warped_prior
         if resolution_match and roi_z.any():
-            matched, params["resolution_match"] = match_resolution(cur, pri, roi_z)
-            estimate = pri.copy()  # never write into the warped prior's own array
-            np.copyto(estimate, matched, where=roi_z)
+            # the matched prior in roi_z and the warped prior elsewhere, in a new array (the warped
+            # prior's own is never written into)
+            estimate, params["resolution_match"] = match_resolution(cur, pri, roi_z)
             analytic_prior = warped_prior.with_array(estimate)
         sigma = analytic_sigma(current, analytic_prior, bone_roi, delta_mm=delta_mm, block_mm=block_mm)
     if method == "network" and z_network is not None:

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
-from cases import LabelVolume, Volume
+from cases import LabelVolume, Volume, write_nifti_gz
 
 from ._geometry import mask_bounding_box
 from .candidates import CandidateSet, find_candidates, matched_filter_score
@@ -52,6 +52,7 @@ __all__ = [
     "ZScoreOutputs",
     "zscore_stage",
     "write_zscore_files",
+    "zscore_file_jobs",
     "ZSCORE_OUTPUT_FILES",
 ]
 
@@ -152,19 +153,11 @@ def write_zscore_files(
     exam's study.
     """
     out = Path(out_dir)
-    zm, cands = result.zmap, result.candidates
+    zm = result.zmap
     outputs: dict[str, Path] = {}
     if nifti:
-        outputs["zmap"] = _write_float(zm.z, out / ZSCORE_OUTPUT_FILES["zmap"])
-        outputs["sigma"] = _write_float(zm.sigma_hu, out / ZSCORE_OUTPUT_FILES["sigma"])
-        outputs["candidates_json"] = cands.write_json(out / ZSCORE_OUTPUT_FILES["candidates_json"])
-        outputs["candidates_csv"] = cands.write_csv(out / ZSCORE_OUTPUT_FILES["candidates_csv"])
-        if result.candidate_labels is not None:
-            path = out / ZSCORE_OUTPUT_FILES["candidate_labels"]
-            _write_labels(current.like(result.candidate_labels.astype(np.int32)), path)
-            outputs["candidate_labels"] = path
-        if result.score is not None:
-            outputs["candidate_score"] = _write_float(result.score, out / ZSCORE_OUTPUT_FILES["candidate_score"])
+        for job in zscore_file_jobs(result, current, out):
+            outputs.update(job())
     if dicom_template is not None:
         how = f"network v{zm.model_version}" if zm.method == "network" else "analytic error model"
         folder = out / ZSCORE_OUTPUT_FILES["dicom_zscore_overlay"]
@@ -183,14 +176,45 @@ def write_zscore_files(
     return outputs
 
 
+def zscore_file_jobs(result: ZScoreOutputs, current: Volume, out_dir: str | Path) -> list[Callable[[], dict[str, Path]]]:
+    """The writers of a z-score stage's NIfTI and candidate files, one callable per image.
+
+    Each returns ``{role: path}``; run in order, they are :func:`write_zscore_files` without the
+    DICOM overlay. The pipeline runs them on its writer's two threads (each image is compressed
+    on its own, and zlib releases the GIL).
+    """
+    out = Path(out_dir)
+    zm, cands = result.zmap, result.candidates
+
+    def candidates_files() -> dict[str, Path]:
+        files = {
+            "candidates_json": cands.write_json(out / ZSCORE_OUTPUT_FILES["candidates_json"]),
+            "candidates_csv": cands.write_csv(out / ZSCORE_OUTPUT_FILES["candidates_csv"]),
+        }
+        if result.candidate_labels is not None:
+            path = out / ZSCORE_OUTPUT_FILES["candidate_labels"]
+            _write_labels(current.like(result.candidate_labels.astype(np.int32)), path)
+            files["candidate_labels"] = path
+        return files
+
+    jobs: list[Callable[[], dict[str, Path]]] = [
+        lambda: {"zmap": _write_float(zm.z, out / ZSCORE_OUTPUT_FILES["zmap"])},
+        lambda: {"sigma": _write_float(zm.sigma_hu, out / ZSCORE_OUTPUT_FILES["sigma"])},
+        candidates_files,
+    ]
+    if result.score is not None:
+        score = result.score
+        jobs.append(lambda: {"candidate_score": _write_float(score, out / ZSCORE_OUTPUT_FILES["candidate_score"])})
+    return jobs
+
+
 def _write_labels(volume: Volume, path: Path) -> Path:
     """The candidate label map (int32 NIfTI), read by ``tsct detect export-dicom`` for the Segmentation."""
     image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array, dtype=np.int32))
     image.SetSpacing(volume.spacing_mm)
     image.SetOrigin(volume.origin_mm)
     image.SetDirection(volume.direction)
-    sitk.WriteImage(image, str(path), True)
-    return path
+    return write_nifti_gz(image, path, zlib_level=-1)
 
 
 def overlay_map(result: ZScoreOutputs, style: OverlayStyle | None = None) -> tuple[Volume, OverlayStyle]:
@@ -214,8 +238,7 @@ def _write_float(volume: Volume, path: Path) -> Path:
     image.SetSpacing(volume.spacing_mm)
     image.SetOrigin(volume.origin_mm)
     image.SetDirection(volume.direction)
-    sitk.WriteImage(image, str(path), True, 1)
-    return path
+    return write_nifti_gz(image, path)
 
 
 def zscore_stage(

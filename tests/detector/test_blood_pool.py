@@ -115,3 +115,67 @@ def test_marrow_inside_a_cortex_ring_with_gaps_is_bone_and_an_organ_beside_bone_
     mask = bone_mask(vol).array != 0
     assert mask[inner][marrow[inner]].mean() > 0.95
     assert mask[inner][organ[inner]].mean() < 0.02
+
+
+def test_current_pools_made_ahead_give_the_same_masks_and_must_fit_the_exam():
+    """The pipeline finds the current exam's pools while the registration runs (exam_pools) and
+    hands them to pools_in_both: the masks are the same as when pools_in_both finds them."""
+    import pytest
+
+    from cases.blood_pool import PoolSettings, exam_pools, pools_in_both
+
+    vol, _, _ = _phantom()
+    # 0.75 x 0.75 x 1 mm voxels (block factors 3, 3, 2) and sizes the factors do not divide
+    cur = Volume(vol.array[:, :79, :77], (0.75, 0.75, 1.0), (3.0, -5.0, 7.0))
+    prior = cur.with_array(np.roll(cur.array, 1, axis=2))
+    plain = pools_in_both(cur, prior)
+    ahead = pools_in_both(cur, prior, current_pools=exam_pools(cur))
+    assert plain[0].array.any() and plain[1].array.any()
+    for a, b in zip(plain, ahead):
+        assert a.array.dtype == b.array.dtype == np.uint8 and np.array_equal(a.array, b.array)
+    with pytest.raises(ValueError, match="another exam or with other settings"):
+        pools_in_both(cur, prior, current_pools=exam_pools(cur, PoolSettings(radius_mm=4.0)))
+
+
+def test_pools_are_brought_to_the_full_grid_as_nearest_neighbour_resampling_does():
+    """_to_full repeats each working-grid block (no full-size reference image, no resampling):
+    the same mask as SimpleITK's nearest-neighbour resampling, also past the last whole block
+    and on a rotated grid."""
+    import SimpleITK as sitk
+
+    from cases.blood_pool import _to_full
+    from cases.bone import block_factors
+
+    rng = np.random.default_rng(3)
+    rotated = tuple(sitk.VersorTransform((0.3, 0.2, 0.9), 0.7).GetMatrix())
+    for shape, spacing, direction in [
+        ((31, 67, 65), (0.75, 0.75, 1.0), (1, 0, 0, 0, 1, 0, 0, 0, 1)),
+        ((40, 50, 61), (0.9, 1.3, 0.45), rotated),
+        ((12, 20, 20), (2.0, 2.0, 2.0), (-1, 0, 0, 0, -1, 0, 0, 0, 1)),
+    ]:
+        vol = Volume(rng.normal(size=shape).astype(np.float32), spacing, (-12.3, 45.6, 7.89), direction)
+        factors = block_factors(vol.spacing_mm, 2.0)
+        small = sitk.BinShrink(vol.to_sitk(), factors) if any(f > 1 for f in factors) else vol.to_sitk()
+        low = rng.random(tuple(reversed(small.GetSize()))) > 0.5
+        image = sitk.GetImageFromArray(low.astype(np.uint8))
+        image.CopyInformation(small)
+        expected = sitk.GetArrayFromImage(sitk.Resample(image, vol.to_sitk(), sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8))
+        assert np.array_equal(_to_full(low, small, vol), expected)
+
+
+def test_bone_mask_takes_the_excluded_voxels_as_a_function():
+    """bone_mask(exclude=f) calls f once it needs the voxels (the pipeline finds the pools in a
+    thread meanwhile): the same mask as with the array."""
+    from cases.blood_pool import pools_in_both
+
+    vol, _, _ = _phantom()
+    shared, _ = pools_in_both(vol, vol)
+    calls = []
+
+    def later():
+        calls.append(1)
+        return shared.array != 0
+
+    a = bone_mask(vol, exclude=shared.array != 0).array
+    b = bone_mask(vol, exclude=later).array
+    assert calls == [1] and np.array_equal(a, b)

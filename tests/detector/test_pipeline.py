@@ -162,3 +162,16 @@ def test_batch_skips_finished_and_continues_past_failures(tmp_path, reg_pair):
     second = run_case_list(path, out, config=RegistrationConfig(deformable="none"))
     assert second.skipped == ("A",) and second.completed == () and "B" in second.failed
     assert second.qc_status["A"] == first.qc_status["A"]
+
+
+def test_int16_by_slabs_is_the_rounded_clipped_volume():
+    """The outputs' int16 conversion (slab by slab, no full-size float temporaries) gives
+    exactly np.clip(np.rint(a), -32768, 32767).astype(np.int16), past the slab size too."""
+    from cases import Volume
+    from detector.pipeline import _int16
+
+    rng = np.random.default_rng(5)
+    arr = (rng.normal(size=(70, 256, 256)) * 9000).astype(np.float32)  # 64 slices per slab
+    arr[0, 0, :4] = [40000.0, -40000.0, 0.5, -2.5]
+    got = _int16(Volume(arr, (1.0, 1.0, 1.0))).array
+    assert got.dtype == np.int16 and np.array_equal(got, np.clip(np.rint(arr), -32768, 32767).astype(np.int16))
