@@ -428,8 +428,11 @@ def compute_zmap(
             nc = noise_c if math.isfinite(noise_c) else float(np.mean(net_model.metadata.get("domain", {}).get("noise_current_hu", [20.0, 20.0])))
             npr = noise_p if math.isfinite(noise_p) else float(np.mean(net_model.metadata.get("domain", {}).get("noise_prior_hu", [20.0, 20.0])))
             cond = net_model.conditions(nc, npr, current.spacing_mm, prior_sp)
+            # channel 0 by the bundle's input contract (the warped prior, or from contract 3 the
+            # prior matched to the current's resolution on this grid: the training's code path)
+            net_in, match_info = net_model.prior_input(cur_w, prior_w, roi_w)
             mu_w, sig_w = predict_on_grid(
-                net_model.net, prior_w, cond, roi_w_grown | roi_w, device=net_model.device, tile_vox=tile_vox, precision=precision
+                net_model.net, net_in, cond, roi_w_grown | roi_w, device=net_model.device, tile_vox=tile_vox, precision=precision
             )
             computed = np.isfinite(sig_w)
             # z is formed on the working grid, where the network's Gaussian is defined (it was
@@ -456,7 +459,10 @@ def compute_zmap(
                 "noise_prior_hu": noise_p,
                 "prior_spacing_mm": list(prior_sp),
                 "forced": bool(force and not domain.in_domain),
+                "input_contract": net_model.input_contract,
             }
+            if match_info is not None:
+                params["resolution_match"] = match_info
         else:
             msg = (
                 f"z-score network v{net_model.version} not used: the pair is {domain.summary()}. "
