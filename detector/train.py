@@ -759,6 +759,15 @@ def write_model_card(weights: str | Path, metadata: dict[str, Any], figures: Seq
                 lines.append(f"- {k}: {100 * v:.2f} % of unchanged bone voxels with |z| > 3")
             else:
                 lines.append(f"- {k}: {v:.3f}" if isinstance(v, float) else f"- {k}: {v}")
+    if m.get("operating_threshold") is not None:
+        lines += [
+            "",
+            "## Operating point",
+            "",
+            f"- Candidate threshold {float(m['operating_threshold']):g} on the matched-filter score, used by default when this bundle makes the map"
+            + (f": {m['operating_threshold_rule']}" if m.get("operating_threshold_rule") else "")
+            + ".",
+        ]
     if m.get("inference"):
         lines += ["", "## Inference", ""] + [f"- {k}: {v}" for k, v in m["inference"].items()]
     lines += ["", "## Figures", ""]

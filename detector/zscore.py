@@ -463,6 +463,8 @@ def compute_zmap(
             }
             if match_info is not None:
                 params["resolution_match"] = match_info
+            if net_model.operating_threshold is not None:  # the bundle's own operating point (detector.zscore_outputs.operating_threshold_of)
+                params["operating_threshold"] = net_model.operating_threshold
         else:
             msg = (
                 f"z-score network v{net_model.version} not used: the pair is {domain.summary()}. "

@@ -267,6 +267,12 @@ class ZScoreModel(ModelBundle):
         """The bundle's input contract (:func:`input_contract`)."""
         return input_contract(self.metadata)
 
+    @property
+    def operating_threshold(self) -> float | None:
+        """The bundle's own candidate threshold (``operating_threshold`` in its metadata), chosen on tuning sets; None: the method's default."""
+        v = self.metadata.get("operating_threshold")
+        return float(v) if v is not None else None
+
     def prior_input(self, current_hu: np.ndarray, prior_hu: np.ndarray, roi: np.ndarray) -> tuple[np.ndarray, dict[str, Any] | None]:
         """:func:`network_prior_input` with this bundle's contract (working-grid arrays)."""
         return network_prior_input(current_hu, prior_hu, roi, self.input_contract)

@@ -148,3 +148,17 @@ def test_a_contract_3_bundle_records_its_contract(tmp_path):
     assert model.input_contract == INPUT_CONTRACT_RESOLUTION_MATCH
     assert "resolution" in model.metadata["input"]["channels"]["0"]
     assert "input contract 3" in result.model_card_path.read_text()
+
+
+def test_a_bundle_operating_threshold_is_the_stage_default():
+    from detector.zscore_outputs import OPERATING_THRESHOLDS, ZScoreSettings, operating_threshold_of, zscore_stage
+
+    pair = toy_pair(seed=35)
+    plain = _contract_model(INPUT_CONTRACT_RESOLUTION_MATCH)
+    own = ZScoreModel(net=plain.net, metadata={**plain.metadata, "operating_threshold": 6.5}, path=None, device=plain.device)
+    assert operating_threshold_of("network", {}) == OPERATING_THRESHOLDS["network"]
+    out = zscore_stage(pair.current, pair.prior, pair.roi, settings=ZScoreSettings(model=own), prior_spacing_mm=(1.5, 1.5, 1.5))
+    assert out.zmap.parameters["operating_threshold"] == 6.5
+    assert out.candidates.parameters["threshold"] == 6.5
+    default = zscore_stage(pair.current, pair.prior, pair.roi, settings=ZScoreSettings(model=plain), prior_spacing_mm=(1.5, 1.5, 1.5))
+    assert default.candidates.parameters["threshold"] == OPERATING_THRESHOLDS["network"]
