@@ -17,8 +17,11 @@ A 3-D residual, fully convolutional network. Its input is the **warped prior onl
 normalised), plus six constant channels of exam-level conditions (:func:`condition_vector`): the
 noise level of each exam measured in soft tissue *outside* the bone ROI, and the voxel spacing
 of each exam (a current reconstructed with thinner slices shows cortex and endplates brighter).
-It never sees the current exam's bone voxels: changing the current inside the ROI changes
-neither ``mu`` nor ``sigma`` (a test checks this). Outputs: ``mu = prior +
+Under input contracts 1 and 2 (weights v1, v2) it never sees the current exam's bone voxels:
+changing the current inside the ROI changes neither ``mu`` nor ``sigma`` (a test checks this).
+From input contract 3 its input is the warped prior matched to the current exam's resolution
+(:func:`detector.zscore_model.network_prior_input`), so the current reaches it through the five
+coefficients of that robust fit, and nothing else. Outputs: ``mu = prior +
 learned residual`` and ``log sigma^2``. It was trained with the beta-NLL loss (Seitzer et al.
 2022) on patches centred in bone of lesion-free pairs (see :mod:`detector.train`).
 
@@ -349,7 +352,9 @@ def compute_zmap(
         slice profile and kernel first (:func:`detector.zscore_analytic.match_resolution`, fitted
         on the pair; its coefficients go to ``parameters["resolution_match"]``); the estimate is
         then the matched prior. False: the warped prior itself (the rule before Dec 2026). The
-        network's estimate is its own.
+        network's estimate is its own; its input follows its bundle's contract (contract 3: the
+        prior matched on the working grid, :func:`detector.zscore_model.network_prior_input`,
+        coefficients in ``parameters["resolution_match"]``), whatever this flag says.
 
     Returns
     -------

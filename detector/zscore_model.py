@@ -1,9 +1,10 @@
 """The temporal z-score network: its inputs, tiled inference, and its weights bundle.
 
 The network (:class:`~detector._net.ZScoreNet`, a 3-D residual fully convolutional network)
-looks at the **warped prior only** on the working grid (:mod:`detector.working_grid`), plus six
-constant channels of exam-level conditions (:func:`condition_vector`), and predicts the current
-voxel as a Gaussian: ``mu`` (HU) and ``sigma`` (HU). See :mod:`detector.zscore` for the map it
+looks at the **warped prior only** on the working grid (:mod:`detector.working_grid`; from input
+contract 3 the prior matched to the current exam's resolution, :func:`network_prior_input`), plus
+six constant channels of exam-level conditions (:func:`condition_vector`), and predicts the
+current voxel as a Gaussian: ``mu`` (HU) and ``sigma`` (HU). See :mod:`detector.zscore` for the map it
 makes and docs/detector-zscore.md for the design and the model card.
 """
 
