@@ -65,6 +65,9 @@ def test_shipped_v1_and_v2_bundles_keep_their_contracts():
     v1 = load_zscore_model(WEIGHTS / "zscore-v1.pt")
     v2 = load_zscore_model(WEIGHTS / "zscore-v2.pt")
     assert (v1.input_contract, v2.input_contract) == (1, 2)
+    assert v1.operating_threshold is None and v2.operating_threshold is None  # they keep the method's threshold (5.0)
+    v3 = load_zscore_model(WEIGHTS / "zscore-v3.pt")
+    assert v3.input_contract == INPUT_CONTRACT_RESOLUTION_MATCH and v3.operating_threshold is not None
     assert input_contract({}) == 1 and input_contract({"input": {"contract": 3}}) == 3
     a, b = np.zeros((4, 4, 4), np.float32), np.ones((4, 4, 4), np.float32)
     same, info = network_prior_input(a, b, np.ones((4, 4, 4), bool), 2)
