@@ -53,6 +53,11 @@ def train(
         "--spacing-floor/--no-spacing-floor",
         help="Give spacings finer than the working grid to the network as the working spacing (the v2 contract; --no-spacing-floor: v1).",
     ),
+    resolution_match: bool = typer.Option(
+        False,
+        "--resolution-match/--no-resolution-match",
+        help="Input contract 3: the network sees the warped prior matched to the current exam's resolution (the fit the analytic model uses), in training and at inference.",
+    ),
 ) -> None:
     """Train the z-score network on the normal pairs of CASELIST and write a weights bundle with its model card."""
     from cases import CaseListError, read_case_list
@@ -78,6 +83,7 @@ def train(
             version=version,
             augment_variants=augment,
             spacing_floor=spacing_floor,
+            resolution_match=resolution_match,
             init_weights=str(init_weights) if init_weights else None,
         )
         cl = read_case_list(case_list)

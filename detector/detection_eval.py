@@ -395,7 +395,10 @@ def _op_thresholds(method: str, settings: EvaluationSettings, case_rows: Sequenc
     if settings.operating_threshold is not None:
         return float(settings.operating_threshold)
     if method == "zscore":
-        return {c["case_id"]: float(OPERATING_THRESHOLDS.get(c.get("zscore_method") or "analytic", OPERATING_THRESHOLD)) for c in case_rows}
+        return {
+            c["case_id"]: float(c.get("zscore_operating_threshold") or OPERATING_THRESHOLDS.get(c.get("zscore_method") or "analytic", OPERATING_THRESHOLD))
+            for c in case_rows
+        }
     return float(OPERATING_THRESHOLDS.get(method, OPERATING_THRESHOLD))
 
 
@@ -560,6 +563,7 @@ def evaluate_detectors(
     import warnings
 
     from .zscore import ModelBundleError, OutOfDomainWarning, ZScoreModel, compute_zmap, load_zscore_model
+    from .zscore_outputs import operating_threshold_of
 
     settings = settings or EvaluationSettings()
     bad = [m for m in methods if m not in METHODS + OPTIONAL_METHODS]
@@ -693,6 +697,7 @@ def evaluate_detectors(
                     regional = zm.candidate_z.array
                     if method == "zscore":
                         info["zscore_method"] = zm.method
+                        info["zscore_operating_threshold"] = operating_threshold_of(zm.method, zm.parameters)
                         if zm.method != "network" or zm.parameters.get("forced"):
                             notes.append(f"{case.case_id}: " + "; ".join(zm.notes))
                         del caught

@@ -66,7 +66,15 @@ from ._training_common import (
 from .working_grid import WORKING_SPACING_MM, make_working_grid, to_working_grid
 from .zscore_bundle import load_bundle_weights, sha256_of
 from .zscore_domain import bone_hu_statistics, effective_spacing_mm, noise_index_hu
-from .zscore_model import CONDITION_NAMES, build_net, condition_vector, normalise_hu, predict_on_grid
+from .zscore_model import (
+    CONDITION_NAMES,
+    INPUT_CONTRACT_RESOLUTION_MATCH,
+    build_net,
+    condition_vector,
+    network_prior_input,
+    normalise_hu,
+    predict_on_grid,
+)
 
 __all__ = [
     "TrainingConfig",
@@ -74,6 +82,7 @@ __all__ = [
     "TrainingResult",
     "prepare_training_pairs",
     "augment_training_pairs",
+    "with_network_input",
     "train_zscore_model",
     "record_evaluation",
 ]
@@ -95,6 +104,10 @@ class TrainingConfig(TrainingSettings):
     augment_variants : re-acquired variants per training pair (:func:`augment_training_pairs`), 0: none.
     init_weights : start from the weights of this bundle (same architecture; a warm start,
         recorded in the metadata) instead of a random initialisation.
+    resolution_match : input contract 3: the network's channel 0 is the warped prior matched to
+        the current exam's resolution (:func:`~detector.zscore_model.network_prior_input`, the
+        function inference uses), for every pair and variant. False: contract 2 (or 1 without
+        ``spacing_floor``). Needs ``spacing_floor``.
     """
 
     channels: int = 16
@@ -102,10 +115,19 @@ class TrainingConfig(TrainingSettings):
     spacing_floor: bool = True
     augment_variants: int = 0
     init_weights: str | None = None
+    resolution_match: bool = False
+
+    @property
+    def input_contract(self) -> int:
+        """The input contract the bundle will record (:func:`detector.zscore_model.input_contract`)."""
+        if self.resolution_match:
+            return INPUT_CONTRACT_RESOLUTION_MATCH
+        return 2 if self.spacing_floor else 1
 
     def problems(self) -> list[str]:
         extra = ["channels and n_blocks must be at least 1"] if self.channels < 1 or self.n_blocks < 1 else []
         extra += ["augment_variants must be non-negative"] if self.augment_variants < 0 else []
+        extra += ["resolution_match (input contract 3) needs spacing_floor"] if self.resolution_match and not self.spacing_floor else []
         return super().problems() + extra
 
 
@@ -124,10 +146,17 @@ class TrainingPair:
     bone_stats: dict[str, float]
     provenance: dict[str, Any] = field(default_factory=dict)
     spacing_floor_mm: float | None = None
+    #: channel 0 of the network when it is not the warped prior itself (input contract 3, :func:`with_network_input`)
+    prior_input_hu: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n_roi_voxels(self) -> int:
         return int(self.roi.sum())
+
+    @property
+    def network_input_hu(self) -> np.ndarray:
+        """The network's channel 0 for this pair, HU: :attr:`prior_input_hu` when set, else the warped prior."""
+        return self.prior_input_hu if self.prior_input_hu is not None else self.prior_hu
 
     @property
     def base_case_id(self) -> str:
@@ -395,6 +424,18 @@ def augment_training_pairs(
     return out
 
 
+def with_network_input(pairs: Sequence[TrainingPair], contract: int) -> list[TrainingPair]:
+    """The pairs with the network's channel 0 of ``contract`` (:func:`detector.zscore_model.network_prior_input`).
+
+    The same function inference calls on the working grid; applied after
+    :func:`augment_training_pairs`, so that each variant is matched to its own re-acquired
+    current. Contracts 1 and 2 leave the pairs unchanged.
+    """
+    if contract < INPUT_CONTRACT_RESOLUTION_MATCH:
+        return list(pairs)
+    return [replace(p, prior_input_hu=network_prior_input(p.current_hu, p.prior_hu, p.roi, contract)[0]) for p in pairs]
+
+
 # =============================================================================================
 # Training
 # =============================================================================================
@@ -410,7 +451,7 @@ class _PatchSampler:
         weights = []
         for pair in self.pairs:
             pad = ((half, self.p), (half, self.p), (half, self.p))
-            prior_n = np.pad(normalise_hu(pair.prior_hu), pad, mode="edge")
+            prior_n = np.pad(normalise_hu(pair.network_input_hu), pad, mode="edge")
             cur_n = np.pad(normalise_hu(pair.current_hu), pad, mode="edge")
             roi = np.pad(pair.roi, pad, mode="constant")
             centres = np.argwhere(pair.roi)
@@ -443,7 +484,7 @@ class _PatchSampler:
 
 def _validate(net, pairs: Sequence[TrainingPair], device) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """z on the working grid of held-out pairs: NLL (HU units), |z| > 3 fraction, calibration bins."""
-    return validate_on(net, pairs, lambda p: (p.current_hu, *predict_on_grid(net, p.prior_hu, p.conditions, p.roi, device=device), p.roi))
+    return validate_on(net, pairs, lambda p: (p.current_hu, *predict_on_grid(net, p.network_input_hu, p.conditions, p.roi, device=device), p.roi))
 
 
 def train_zscore_model(
@@ -486,6 +527,7 @@ def train_zscore_model(
     pairs = [replace(p, spacing_floor_mm=floor) for p in pairs]
     if cfg.augment_variants:
         pairs = augment_training_pairs(pairs, cfg.augment_variants, seed=cfg.seed, working_spacing_mm=cfg.working_spacing_mm)
+    pairs = with_network_input(pairs, cfg.input_contract)
     train_pairs, val_pairs = split_by_case(pairs, lambda p: p.base_case_id, cfg.validation_pairs, cfg.seed)
     torch.manual_seed(cfg.seed)
     net = build_net(channels=cfg.channels, dilations=(1,) * cfg.n_blocks)
@@ -558,12 +600,23 @@ def _metadata(cfg: TrainingConfig, net, train_pairs, val_pairs, val, elapsed, de
             "modality": "CT",
             "format": "hounsfield",
             "working_spacing_mm": cfg.working_spacing_mm,
+            "contract": cfg.input_contract,
             "channels": {
-                "0": "warped prior CT on the working grid, (clip(HU, -1024, 3071) - 200) / 500",
+                "0": (
+                    "warped prior CT on the working grid brought to the current exam's resolution (detector.zscore_model.network_prior_input: "
+                    "match_resolution fitted over the bone ROI of the working grid, applied to the whole grid), (clip(HU, -1024, 3071) - 200) / 500"
+                    if cfg.resolution_match
+                    else "warped prior CT on the working grid, (clip(HU, -1024, 3071) - 200) / 500"
+                ),
                 **{str(i + 1): f"{name}, constant map" for i, name in enumerate(CONDITION_NAMES)},
             },
             "noise_index": "1.4826 x MAD of neighbour differences / sqrt(2) along x and y in soft tissue (-150..150 HU) outside the bone ROI grown by 2 voxels, on the working grid",
-            "never_sees": "the current exam's voxels inside the bone ROI (the current enters only through its soft-tissue noise index)",
+            "never_sees": (
+                "the current exam's voxels inside the bone ROI, except through the five coefficients of the robust resolution fit "
+                "(and its soft-tissue noise index)"
+                if cfg.resolution_match
+                else "the current exam's voxels inside the bone ROI (the current enters only through its soft-tissue noise index)"
+            ),
             "patch_shape_training": [cfg.patch_vox] * 3,
             "dtype": "float32",
             "inference": "fully convolutional, tiles of 64^3 with a halo of the receptive field",
@@ -640,6 +693,7 @@ def write_model_card(weights: str | Path, metadata: dict[str, Any], figures: Seq
     hardware = hw.get("gpu") or f"{hw.get('cpu', 'CPU')} ({hw.get('cpu_count')} cores, torch threads: {hw.get('torch_threads')})"
     if hw.get("note"):
         hardware += f"; {hw['note']}"
+    matched = " matched to the current exam's resolution (input contract 3)" if m["input"].get("contract", 0) >= INPUT_CONTRACT_RESOLUTION_MATCH else ""
     lines = [
         f"# Model card: {m['name']} v{m['version']}",
         "",
@@ -652,7 +706,7 @@ def write_model_card(weights: str | Path, metadata: dict[str, Any], figures: Seq
         "",
         "For every bone voxel of the current CT it estimates the value the voxel would have if nothing had changed",
         "(`mu`) and its own error (`sigma`) from the registered prior around it. `z = (current - mu) / sigma`.",
-        f"Input: the warped prior on a {m['input']['working_spacing_mm']} mm working grid; the network never sees {m['input']['never_sees']}. Plus",
+        f"Input: the warped prior{matched} on a {m['input']['working_spacing_mm']} mm working grid; the network never sees {m['input']['never_sees']}. Plus",
         "constant channels of exam-level conditions: the soft-tissue noise index of each exam and the voxel spacing of each exam.",
         "",
         "## Architecture",
@@ -705,6 +759,15 @@ def write_model_card(weights: str | Path, metadata: dict[str, Any], figures: Seq
                 lines.append(f"- {k}: {100 * v:.2f} % of unchanged bone voxels with |z| > 3")
             else:
                 lines.append(f"- {k}: {v:.3f}" if isinstance(v, float) else f"- {k}: {v}")
+    if m.get("operating_threshold") is not None:
+        lines += [
+            "",
+            "## Operating point",
+            "",
+            f"- Candidate threshold {float(m['operating_threshold']):g} on the matched-filter score, used by default when this bundle makes the map"
+            + (f": {m['operating_threshold_rule']}" if m.get("operating_threshold_rule") else "")
+            + ".",
+        ]
     if m.get("inference"):
         lines += ["", "## Inference", ""] + [f"- {k}: {v}" for k, v in m["inference"].items()]
     lines += ["", "## Figures", ""]

@@ -17,8 +17,11 @@ A 3-D residual, fully convolutional network. Its input is the **warped prior onl
 normalised), plus six constant channels of exam-level conditions (:func:`condition_vector`): the
 noise level of each exam measured in soft tissue *outside* the bone ROI, and the voxel spacing
 of each exam (a current reconstructed with thinner slices shows cortex and endplates brighter).
-It never sees the current exam's bone voxels: changing the current inside the ROI changes
-neither ``mu`` nor ``sigma`` (a test checks this). Outputs: ``mu = prior +
+Under input contracts 1 and 2 (weights v1, v2) it never sees the current exam's bone voxels:
+changing the current inside the ROI changes neither ``mu`` nor ``sigma`` (a test checks this).
+From input contract 3 its input is the warped prior matched to the current exam's resolution
+(:func:`detector.zscore_model.network_prior_input`), so the current reaches it through the five
+coefficients of that robust fit, and nothing else. Outputs: ``mu = prior +
 learned residual`` and ``log sigma^2``. It was trained with the beta-NLL loss (Seitzer et al.
 2022) on patches centred in bone of lesion-free pairs (see :mod:`detector.train`).
 
@@ -349,7 +352,9 @@ def compute_zmap(
         slice profile and kernel first (:func:`detector.zscore_analytic.match_resolution`, fitted
         on the pair; its coefficients go to ``parameters["resolution_match"]``); the estimate is
         then the matched prior. False: the warped prior itself (the rule before Dec 2026). The
-        network's estimate is its own.
+        network's estimate is its own; its input follows its bundle's contract (contract 3: the
+        prior matched on the working grid, :func:`detector.zscore_model.network_prior_input`,
+        coefficients in ``parameters["resolution_match"]``), whatever this flag says.
 
     Returns
     -------
@@ -428,8 +433,11 @@ def compute_zmap(
             nc = noise_c if math.isfinite(noise_c) else float(np.mean(net_model.metadata.get("domain", {}).get("noise_current_hu", [20.0, 20.0])))
             npr = noise_p if math.isfinite(noise_p) else float(np.mean(net_model.metadata.get("domain", {}).get("noise_prior_hu", [20.0, 20.0])))
             cond = net_model.conditions(nc, npr, current.spacing_mm, prior_sp)
+            # channel 0 by the bundle's input contract (the warped prior, or from contract 3 the
+            # prior matched to the current's resolution on this grid: the training's code path)
+            net_in, match_info = net_model.prior_input(cur_w, prior_w, roi_w)
             mu_w, sig_w = predict_on_grid(
-                net_model.net, prior_w, cond, roi_w_grown | roi_w, device=net_model.device, tile_vox=tile_vox, precision=precision
+                net_model.net, net_in, cond, roi_w_grown | roi_w, device=net_model.device, tile_vox=tile_vox, precision=precision
             )
             computed = np.isfinite(sig_w)
             # z is formed on the working grid, where the network's Gaussian is defined (it was
@@ -456,7 +464,12 @@ def compute_zmap(
                 "noise_prior_hu": noise_p,
                 "prior_spacing_mm": list(prior_sp),
                 "forced": bool(force and not domain.in_domain),
+                "input_contract": net_model.input_contract,
             }
+            if match_info is not None:
+                params["resolution_match"] = match_info
+            if net_model.operating_threshold is not None:  # the bundle's own operating point (detector.zscore_outputs.operating_threshold_of)
+                params["operating_threshold"] = net_model.operating_threshold
         else:
             msg = (
                 f"z-score network v{net_model.version} not used: the pair is {domain.summary()}. "

@@ -131,6 +131,7 @@ def match_resolution(
     scales_vox: Sequence[float] = RESOLUTION_SCALES_VOX,
     iterations: int = 3,
     trim: float = 3.0,
+    region: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The warped prior brought to the current exam's resolution, fitted on the pair itself.
 
@@ -158,10 +159,14 @@ def match_resolution(
     roi : where the fit is made and the estimate is returned (bone ROI without the voxels near
         the prior's missing field of view).
     scales_vox, iterations, trim : the basis and the robust fit (see above).
+    region : where the estimate is returned (None: ``roi``). The z-score network's input
+        (:func:`detector.zscore_model.network_prior_input`) asks for the whole bounding box of
+        the ROI grown by the blur's reach, so that its receptive field sees one image, not a
+        matched ROI inside an unmatched surround.
 
     Returns
     -------
-    (estimate, info) : the matched prior (float32; the warped prior outside ``roi``) and
+    (estimate, info) : the matched prior (float32; the warped prior outside ``region``) and
     ``{"coefficients": [c0, a_1, b_1, ...], "scales_vox": [...], "residual_rsd_hu": [before, after]
     (robust SD of current - prior and of current - estimate over the voxels the fit read),
     "n_fit_voxels": n (those kept by the last trimming)}``.
@@ -170,22 +175,28 @@ def match_resolution(
     out = pri_full.copy()
     info: dict[str, Any] = {"scales_vox": [float(s) for s in scales_vox], "coefficients": None, "residual_rsd_hu": None, "n_fit_voxels": 0}
     reach = int(math.ceil(4.0 * max(scales_vox, default=0.0))) + 1
-    box = mask_bounding_box(roi, margin_vox=(reach, reach, reach))
+    box = mask_bounding_box(roi if region is None else (roi | region), margin_vox=(reach, reach, reach))
     if box is None or not scales_vox or int(roi.sum()) < 100:
         return out, info
     cur = np.asarray(current[box], dtype=np.float32)
     pri = pri_full[box]
     r = roi[box]
+    # where the estimate is formed: the fit's ROI, or the caller's region
+    a = r if region is None else np.asarray(region[box], dtype=bool)
     # tissue the prior did not image reads -1024 HU in the warped prior: let the blur see the current there
-    pri = np.where(prior_missing_mask(cur, pri), cur, pri).astype(np.float32)
+    missing = prior_missing_mask(cur, pri)
+    pri = np.where(missing, cur, pri).astype(np.float32)
 
-    def blur_diff(s: float, axis: str) -> np.ndarray:
+    def blur_diff(s: float, axis: str) -> tuple[np.ndarray, np.ndarray | None]:
         sig = (0.0, s, s) if axis == "xy" else (s, 0.0, 0.0)
-        return (ndi.gaussian_filter(pri, sig, mode="nearest") - pri)[r]
+        d = ndi.gaussian_filter(pri, sig, mode="nearest") - pri
+        return d[r], (d[a] if region is not None else None)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        jobs = [pool.submit(blur_diff, float(s), a) for s in scales_vox for a in ("xy", "z")]
-        feats = [j.result() for j in jobs]
+        jobs = [pool.submit(blur_diff, float(s), ax) for s in scales_vox for ax in ("xy", "z")]
+        both = [j.result() for j in jobs]
+    feats = [f for f, _ in both]
+    apply_feats = feats if region is None else [g for _, g in both]
     # the fit reads an even stride through the ROI voxels; the estimate is formed at every one
     n = int(r.sum())
     stride = max(1, int(math.ceil(n / _RESOLUTION_FIT_VOXELS)))
@@ -201,11 +212,13 @@ def match_resolution(
         coef, *_ = np.linalg.lstsq(Xs[keep], ys[keep], rcond=None)
         res = ys - Xs @ coef
         keep = np.abs(res - np.median(res)) <= trim * max(rsd(res), 1e-6)
-    est = pri[r] + np.float32(coef[0])
-    for c, f in zip(coef[1:], feats):
+    est = pri[a] + np.float32(coef[0])
+    for c, f in zip(coef[1:], apply_feats):
         est += np.float32(c) * f
     sub = out[box]  # a view: written in place
-    sub[r] = est
+    sub[a] = est
+    if region is not None:  # outside the ROI, the prior's missing field of view stays as the warped prior has it
+        np.copyto(sub, pri_full[box], where=missing & a)
     info.update(
         coefficients=[float(v) for v in coef],
         residual_rsd_hu=[rsd(ys), rsd(ys - Xs @ coef)],

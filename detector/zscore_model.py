@@ -1,9 +1,10 @@
 """The temporal z-score network: its inputs, tiled inference, and its weights bundle.
 
 The network (:class:`~detector._net.ZScoreNet`, a 3-D residual fully convolutional network)
-looks at the **warped prior only** on the working grid (:mod:`detector.working_grid`), plus six
-constant channels of exam-level conditions (:func:`condition_vector`), and predicts the current
-voxel as a Gaussian: ``mu`` (HU) and ``sigma`` (HU). See :mod:`detector.zscore` for the map it
+looks at the **warped prior only** on the working grid (:mod:`detector.working_grid`; from input
+contract 3 the prior matched to the current exam's resolution, :func:`network_prior_input`), plus
+six constant channels of exam-level conditions (:func:`condition_vector`), and predicts the
+current voxel as a Gaussian: ``mu`` (HU) and ``sigma`` (HU). See :mod:`detector.zscore` for the map it
 makes and docs/detector-zscore.md for the design and the model card.
 """
 
@@ -18,6 +19,7 @@ import numpy as np
 from cases import Volume
 
 from ._errors import DetectorInputError
+from .zscore_analytic import match_resolution
 from .zscore_bundle import ModelBundle, load_bundle, read_bundle_metadata
 from .zscore_domain import DomainCheck, check_domain_ranges, effective_spacing_mm
 
@@ -37,6 +39,9 @@ __all__ = [
     "load_zscore_model",
     "read_zscore_metadata",
     "check_spacing_domain",
+    "INPUT_CONTRACT_RESOLUTION_MATCH",
+    "input_contract",
+    "network_prior_input",
 ]
 
 #: HU normalisation of the network's input and output: (HU - centre) / scale.
@@ -101,6 +106,49 @@ def condition_vector(
         ],
         dtype=np.float32,
     )
+
+
+#: The input contract from which channel 0 is the warped prior brought to the current exam's
+#: resolution (:func:`network_prior_input`). Bundles record it as ``input.contract``; older
+#: bundles have none: contract 2 when they record ``domain.spacing_floor_mm``, else 1.
+INPUT_CONTRACT_RESOLUTION_MATCH = 3
+
+
+def input_contract(metadata: dict[str, Any]) -> int:
+    """The input contract of a bundle: ``input.contract`` when recorded, else 2 (spacing floor) or 1 (v1 bundles).
+
+    1: channel 0 is the warped prior, channels 1-6 the conditions with native spacings.
+    2: as 1, with spacings finer than the working grid given as the working spacing.
+    3: as 2, with channel 0 the warped prior matched to the current exam's resolution
+       (:func:`network_prior_input`).
+    """
+    recorded = metadata.get("input", {}).get("contract")
+    if recorded is not None:
+        return int(recorded)
+    return 2 if metadata.get("domain", {}).get("spacing_floor_mm") else 1
+
+
+def network_prior_input(
+    current_hu: np.ndarray, prior_hu: np.ndarray, roi: np.ndarray, contract: int
+) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """Channel 0 of the network on the working grid, in HU: the one code path of training and inference.
+
+    Contracts 1 and 2: the warped prior itself (returned as is; no copy). Contract 3
+    (:data:`INPUT_CONTRACT_RESOLUTION_MATCH`): the warped prior brought to the current exam's
+    slice profile and kernel by :func:`detector.zscore_analytic.match_resolution`, fitted over the
+    bone ROI of the working grid (robust, lesions trimmed) and applied to the whole grid, so that
+    the network's receptive field sees one image. The analytic model made most of its gain on real
+    pairs from this matching (docs/detector-zscore.md); given the matched prior, the network only
+    learns what the five coefficients of the fit cannot describe. The current exam enters through
+    those five numbers only.
+
+    Returns the input (float32) and the fit's record (``match_resolution``'s ``info``; None for
+    contracts 1 and 2).
+    """
+    if contract < INPUT_CONTRACT_RESOLUTION_MATCH:
+        return prior_hu, None
+    matched, info = match_resolution(current_hu, prior_hu, roi, region=np.ones(prior_hu.shape, dtype=bool))
+    return matched, info
 
 
 def normalise_hu(hu: np.ndarray) -> np.ndarray:
@@ -214,6 +262,21 @@ def default_model_path() -> Path:
 @dataclass(frozen=True, eq=False)
 class ZScoreModel(ModelBundle):
     """The temporal z-score network (:func:`ZScoreNet`) with its metadata (see :class:`~detector.zscore_bundle.ModelBundle`)."""
+
+    @property
+    def input_contract(self) -> int:
+        """The bundle's input contract (:func:`input_contract`)."""
+        return input_contract(self.metadata)
+
+    @property
+    def operating_threshold(self) -> float | None:
+        """The bundle's own candidate threshold (``operating_threshold`` in its metadata), chosen on tuning sets; None: the method's default."""
+        v = self.metadata.get("operating_threshold")
+        return float(v) if v is not None else None
+
+    def prior_input(self, current_hu: np.ndarray, prior_hu: np.ndarray, roi: np.ndarray) -> tuple[np.ndarray, dict[str, Any] | None]:
+        """:func:`network_prior_input` with this bundle's contract (working-grid arrays)."""
+        return network_prior_input(current_hu, prior_hu, roi, self.input_contract)
 
     @property
     def spacing_floor_mm(self) -> float | None:

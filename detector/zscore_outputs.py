@@ -41,12 +41,23 @@ from .zscore import ZMap, compute_zmap, near_missing_prior
 OPERATING_THRESHOLDS: dict[str, float] = {"network": 5.0, "analytic": 7.5}
 #: The stricter of the two (used where one number is needed, e.g. before the method is known).
 OPERATING_THRESHOLD = max(OPERATING_THRESHOLDS.values())
+
+
+def operating_threshold_of(method: str, parameters: dict[str, Any]) -> float:
+    """The default candidate threshold of a z-map: its bundle's own (``parameters["operating_threshold"]``,
+    from the bundle's metadata, for networks whose operating point was chosen on the tuning sets
+    with the rule above), else :data:`OPERATING_THRESHOLDS` of the method."""
+    own = parameters.get("operating_threshold")
+    return float(own) if own is not None else float(OPERATING_THRESHOLDS.get(method, OPERATING_THRESHOLD))
+
+
 #: Hysteresis: a candidate grows over connected voxels down to this score.
 OPERATING_LOW_THRESHOLD = 3.0
 
 __all__ = [
     "OPERATING_THRESHOLD",
     "OPERATING_LOW_THRESHOLD",
+    "operating_threshold_of",
     "overlay_map",
     "ZScoreSettings",
     "ZScoreOutputs",
@@ -76,7 +87,8 @@ class ZScoreSettings:
     threshold, low_threshold, min_volume_mm3 : candidate rule (:func:`find_candidates`), applied
         to the matched-filter score when ``matched_filter_mm`` is set, else to z itself.
         ``threshold=None`` (default): the calibrated operating point of the z method that ran,
-        :data:`OPERATING_THRESHOLDS` (network 5.0, analytic 7.5).
+        :data:`OPERATING_THRESHOLDS` (network 5.0, analytic 7.5), or the network bundle's own
+        ``operating_threshold`` when its metadata records one (:func:`operating_threshold_of`).
     matched_filter_mm : candidates are found and rated on the matched-filter score of the z-map
         (:func:`detector.candidates.matched_filter_score`, Gaussian of this sigma in mm, in robust
         sigmas), the rule ``tsct detect evaluate`` scores; None: on the voxel-wise z. The colour
@@ -291,7 +303,7 @@ def zscore_stage(
         near = near_missing_prior(current.array, warped_prior.array, roi, current.spacing_mm, margin)
     cand_roi = roi & ~near
     score, score_name = zm.z, "z"
-    threshold = settings.threshold if settings.threshold is not None else OPERATING_THRESHOLDS.get(zm.method, OPERATING_THRESHOLD)
+    threshold = settings.threshold if settings.threshold is not None else operating_threshold_of(zm.method, zm.parameters)
     low = None if settings.low_threshold is None else min(float(settings.low_threshold), float(threshold))
     if settings.matched_filter_mm:
         score = matched_filter_score(zm.candidate_z, cand_roi, sigma_mm=settings.matched_filter_mm)
