@@ -396,7 +396,9 @@ def _op_thresholds(method: str, settings: EvaluationSettings, case_rows: Sequenc
         return float(settings.operating_threshold)
     if method == "zscore":
         return {
-            c["case_id"]: float(c.get("zscore_operating_threshold") or OPERATING_THRESHOLDS.get(c.get("zscore_method") or "analytic", OPERATING_THRESHOLD))
+            c["case_id"]: float(
+                c.get("zscore_operating_threshold") or OPERATING_THRESHOLDS.get(c.get("zscore_method") or "analytic", OPERATING_THRESHOLD)
+            )
             for c in case_rows
         }
     return float(OPERATING_THRESHOLDS.get(method, OPERATING_THRESHOLD))

@@ -693,7 +693,9 @@ def write_model_card(weights: str | Path, metadata: dict[str, Any], figures: Seq
     hardware = hw.get("gpu") or f"{hw.get('cpu', 'CPU')} ({hw.get('cpu_count')} cores, torch threads: {hw.get('torch_threads')})"
     if hw.get("note"):
         hardware += f"; {hw['note']}"
-    matched = " matched to the current exam's resolution (input contract 3)" if m["input"].get("contract", 0) >= INPUT_CONTRACT_RESOLUTION_MATCH else ""
+    matched = (
+        " matched to the current exam's resolution (input contract 3)" if m["input"].get("contract", 0) >= INPUT_CONTRACT_RESOLUTION_MATCH else ""
+    )
     lines = [
         f"# Model card: {m['name']} v{m['version']}",
         "",

@@ -128,9 +128,7 @@ def input_contract(metadata: dict[str, Any]) -> int:
     return 2 if metadata.get("domain", {}).get("spacing_floor_mm") else 1
 
 
-def network_prior_input(
-    current_hu: np.ndarray, prior_hu: np.ndarray, roi: np.ndarray, contract: int
-) -> tuple[np.ndarray, dict[str, Any] | None]:
+def network_prior_input(current_hu: np.ndarray, prior_hu: np.ndarray, roi: np.ndarray, contract: int) -> tuple[np.ndarray, dict[str, Any] | None]:
     """Channel 0 of the network on the working grid, in HU: the one code path of training and inference.
 
     Contracts 1 and 2: the warped prior itself (returned as is; no copy). Contract 3

@@ -141,9 +141,19 @@ def test_a_contract_3_bundle_records_its_contract(tmp_path):
 
     p = toy_pair(seed=34, lesions=False)
     roi = p.roi.array != 0
-    pairs = [TrainingPair("toy", p.current.array, p.prior.array, roi, 15.0, 15.0, (1.5,) * 3, (1.5,) * 3, {"bone_hu_p50": 230.0, "bone_hu_p95": 900.0})]
+    pairs = [
+        TrainingPair("toy", p.current.array, p.prior.array, roi, 15.0, 15.0, (1.5,) * 3, (1.5,) * 3, {"bone_hu_p50": 230.0, "bone_hu_p95": 900.0})
+    ]
     cfg = TrainingConfig(
-        iterations=2, batch_size=2, patch_vox=16, loss_border_vox=2, channels=4, n_blocks=1, checkpoint_every=2, validation_pairs=0, device="cpu",
+        iterations=2,
+        batch_size=2,
+        patch_vox=16,
+        loss_border_vox=2,
+        channels=4,
+        n_blocks=1,
+        checkpoint_every=2,
+        validation_pairs=0,
+        device="cpu",
         resolution_match=True,
     )
     result = train_zscore_model(pairs, tmp_path / "c3.pt", config=cfg, progress=False)
