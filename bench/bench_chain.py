@@ -26,11 +26,20 @@ import resource
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # type: ignore[no-untyped-def]
+    """Warnings (a pair outside the network's domain, say) as one line, as ``tsct detect`` prints them."""
+    return f"warning: {' '.join(str(message).split())}\n"
+
+
+warnings.formatwarning = _one_line_warning
 
 
 def _rss_gb() -> float:
