@@ -157,10 +157,9 @@ def blood_pool_mask(volume: Volume, settings: PoolSettings | None = None) -> Lab
         uint8 on ``volume``'s grid; metadata ``pools`` lists each component examined (volume mL,
         median HU, ring median and 90th percentile, verdict).
     """
-    s = settings or PoolSettings()
-    low, small, records = _pools_low(volume, s)
-    mask = label_like(volume, _to_full(low, small, volume))
-    mask.metadata["pools"] = records
+    pools = exam_pools(volume, settings)
+    mask = label_like(volume, _to_full(pools.low, pools.small, volume))
+    mask.metadata["pools"] = pools.records
     return mask
 
 

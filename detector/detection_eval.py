@@ -390,18 +390,16 @@ OPERATING_CURVE_THRESHOLDS: tuple[float, ...] = tuple(float(t) for t in np.arang
 
 def _op_thresholds(method: str, settings: EvaluationSettings, case_rows: Sequence[dict[str, Any]]) -> float | dict[str, float]:
     """The operating threshold of a method: the settings' number, or per case for the z-maps."""
-    from .zscore_outputs import OPERATING_THRESHOLD, OPERATING_THRESHOLDS
+    from .zscore_outputs import operating_threshold_of
 
     if settings.operating_threshold is not None:
         return float(settings.operating_threshold)
     if method == "zscore":
         return {
-            c["case_id"]: float(
-                c.get("zscore_operating_threshold") or OPERATING_THRESHOLDS.get(c.get("zscore_method") or "analytic", OPERATING_THRESHOLD)
-            )
+            c["case_id"]: operating_threshold_of(c.get("zscore_method") or "analytic", {"operating_threshold": c.get("zscore_operating_threshold")})
             for c in case_rows
         }
-    return float(OPERATING_THRESHOLDS.get(method, OPERATING_THRESHOLD))
+    return operating_threshold_of(method, {})
 
 
 def _operating_rule_words() -> str:

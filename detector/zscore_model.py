@@ -145,8 +145,7 @@ def network_prior_input(current_hu: np.ndarray, prior_hu: np.ndarray, roi: np.nd
     """
     if contract < INPUT_CONTRACT_RESOLUTION_MATCH:
         return prior_hu, None
-    matched, info = match_resolution(current_hu, prior_hu, roi, region=np.ones(prior_hu.shape, dtype=bool))
-    return matched, info
+    return match_resolution(current_hu, prior_hu, roi, region=np.ones(prior_hu.shape, dtype=bool))
 
 
 def normalise_hu(hu: np.ndarray) -> np.ndarray:
